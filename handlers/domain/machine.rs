@@ -1,0 +1,899 @@
+//! The run state machine: `(run, event) -> (run', commands)`, pure.
+//!
+//! Service Bus delivers at least once and a handler can die between any two
+//! lines, so every transition is written to be replayed: an event that has
+//! already been applied leaves the run as it is and repeats the commands that
+//! follow from the run's state (so a lost follow-up message is sent again).
+//! Events that do not fit the run's state are refused with a reason.
+
+use chrono::{DateTime, Utc};
+
+use super::approval::{ApprovalRequest, Decision, Verdict};
+use super::run::{Attempt, Failure, Run, RunStatus, Stage, StageOutput, StageStatus};
+
+/// Something that happened to a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A stage's execution began (recorded before any side effect).
+    StageStarted {
+        /// Which stage.
+        stage: Stage,
+        /// The execution (message delivery) that runs it.
+        execution_id: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A stage's execution finished well.
+    StageSucceeded {
+        /// Which stage (never `approve`: approvers decide that one).
+        stage: Stage,
+        /// The execution that finished.
+        execution_id: String,
+        /// When.
+        at: DateTime<Utc>,
+        /// What it produced.
+        output: StageOutput,
+    },
+    /// A stage's execution finished badly; the run stops.
+    StageFailed {
+        /// Which stage.
+        stage: Stage,
+        /// The execution that failed.
+        execution_id: String,
+        /// When.
+        at: DateTime<Utc>,
+        /// Why, in words an operator can act on.
+        reason: String,
+    },
+    /// The approve stage sent its requests and now waits.
+    ApprovalRequested {
+        /// The approve stage's execution.
+        execution_id: String,
+        /// When.
+        at: DateTime<Utc>,
+        /// Who may decide, how many must approve, until when.
+        request: ApprovalRequest,
+    },
+    /// An approver decided.
+    ApprovalDecided(Decision),
+    /// The approval deadline passed.
+    ApprovalExpired {
+        /// When the expiry was noticed.
+        at: DateTime<Utc>,
+    },
+    /// A stage message could not be processed and went to the dead-letter queue.
+    DeadLettered {
+        /// The stage the message was for.
+        stage: Stage,
+        /// When.
+        at: DateTime<Utc>,
+        /// The dead-letter reason and the last error.
+        reason: String,
+    },
+}
+
+/// Work the caller must do after persisting the new run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Send a message that runs this stage of the run.
+    Dispatch(Stage),
+}
+
+/// The result of applying an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The run after the event.
+    pub run: Run,
+    /// What to do next.
+    pub commands: Vec<Command>,
+    /// False when the event had already been applied: nothing to persist.
+    pub changed: bool,
+}
+
+/// Why an event was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TransitionError {
+    /// The run ended; nothing changes it.
+    #[error("run {run} is already {status}; nothing can change it")]
+    RunFinished {
+        /// The run.
+        run: String,
+        /// Its terminal status.
+        status: RunStatus,
+    },
+    /// A stage cannot start before the stages ahead of it succeeded.
+    #[error("stage {stage} cannot start: stage {blocking} has not succeeded")]
+    OutOfOrder {
+        /// The stage asked for.
+        stage: Stage,
+        /// The first earlier stage that has not succeeded.
+        blocking: Stage,
+    },
+    /// A result from an execution that is not the stage's current one.
+    #[error("stage {stage} is not running execution {execution_id}; a newer attempt superseded it")]
+    StaleExecution {
+        /// The stage.
+        stage: Stage,
+        /// The execution that reported.
+        execution_id: String,
+    },
+    /// The approve stage succeeds only through decisions.
+    #[error("the approve stage is decided by approvers, not by its own execution")]
+    ApprovalBypass,
+    /// A decision while the run is not waiting for one.
+    #[error("run {run} is not waiting for approval (it is {status})")]
+    NotWaitingForApproval {
+        /// The run.
+        run: String,
+        /// Its status.
+        status: RunStatus,
+    },
+    /// The approver is not on the request.
+    #[error("{approver} is not an approver of this run")]
+    NotAnApprover {
+        /// Who tried.
+        approver: String,
+    },
+    /// One decision per approver.
+    #[error("{approver} already decided on this run")]
+    AlreadyDecided {
+        /// Who tried again.
+        approver: String,
+    },
+    /// The request lapsed before the decision.
+    #[error("the approval request expired at {expires_at}")]
+    ApprovalExpired {
+        /// When it lapsed.
+        expires_at: DateTime<Utc>,
+    },
+    /// An expiry event before the deadline.
+    #[error("the approval request does not expire before {expires_at}")]
+    NotExpired {
+        /// The deadline.
+        expires_at: DateTime<Utc>,
+    },
+}
+
+/// Applies `event` to `run`.
+pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
+    if run.status.is_terminal() {
+        return Err(TransitionError::RunFinished {
+            run: run.id.clone(),
+            status: run.status,
+        });
+    }
+    let mut next = run.clone();
+    let commands = match event {
+        Event::StageStarted {
+            stage,
+            execution_id,
+            at,
+        } => start(&mut next, *stage, execution_id, *at)?,
+        Event::StageSucceeded {
+            stage,
+            execution_id,
+            at,
+            output,
+        } => succeed(&mut next, *stage, execution_id, *at, output)?,
+        Event::StageFailed {
+            stage,
+            execution_id,
+            at,
+            reason,
+        } => {
+            current_execution(&next, *stage, execution_id)?;
+            finish_attempt(&mut next, *stage, *at, reason);
+            fail(&mut next, Some(*stage), *at, reason, RunStatus::Failed);
+            Vec::new()
+        }
+        Event::ApprovalRequested {
+            execution_id,
+            at,
+            request,
+        } => {
+            if next.stage(Stage::Approve).status == StageStatus::Waiting {
+                return Ok(unchanged(run));
+            }
+            current_execution(&next, Stage::Approve, execution_id)?;
+            let record = next.stage_mut(Stage::Approve);
+            record.status = StageStatus::Waiting;
+            record.summary = Some(format!(
+                "waiting for {} of {} approvers until {}",
+                request.required,
+                request.approvers.len(),
+                request.expires_at.format("%Y-%m-%d %H:%M UTC")
+            ));
+            next.approval = Some(request.clone());
+            next.status = RunStatus::WaitingForApproval;
+            next.updated_at = *at;
+            Vec::new()
+        }
+        Event::ApprovalDecided(decision) => decided(&mut next, decision)?,
+        Event::ApprovalExpired { at } => {
+            let request = waiting_request(&next)?;
+            if *at < request.expires_at {
+                return Err(TransitionError::NotExpired {
+                    expires_at: request.expires_at,
+                });
+            }
+            let reason = format!(
+                "no decision before the approval deadline {}",
+                request.expires_at.format("%Y-%m-%d %H:%M UTC")
+            );
+            fail(
+                &mut next,
+                Some(Stage::Approve),
+                *at,
+                &reason,
+                RunStatus::ApprovalExpired,
+            );
+            Vec::new()
+        }
+        Event::DeadLettered { stage, at, reason } => {
+            if next.current_stage() != Some(*stage)
+                || next.stage(*stage).status == StageStatus::Waiting
+            {
+                // Not the stage the run is at (its work is recorded, or the
+                // message was out of order): the run is not affected.
+                return Ok(unchanged(run));
+            }
+            fail(&mut next, Some(*stage), *at, reason, RunStatus::Failed);
+            Vec::new()
+        }
+    };
+    Ok(Transition {
+        changed: next != *run,
+        run: next,
+        commands,
+    })
+}
+
+/// The commands that follow from the run's state alone: the next stage to
+/// dispatch when the last finished stage is not yet followed up.
+pub fn follow_up(run: &Run) -> Vec<Command> {
+    if run.status.is_terminal() {
+        return Vec::new();
+    }
+    match run.current_stage() {
+        Some(stage) if run.stage(stage).status == StageStatus::Pending => {
+            vec![Command::Dispatch(stage)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn unchanged(run: &Run) -> Transition {
+    Transition {
+        run: run.clone(),
+        commands: follow_up(run),
+        changed: false,
+    }
+}
+
+fn start(
+    run: &mut Run,
+    stage: Stage,
+    execution_id: &str,
+    at: DateTime<Utc>,
+) -> Result<Vec<Command>, TransitionError> {
+    if let Some(blocking) = Stage::ALL[..stage.index()]
+        .iter()
+        .copied()
+        .find(|s| run.stage(*s).status != StageStatus::Succeeded)
+    {
+        return Err(TransitionError::OutOfOrder { stage, blocking });
+    }
+    let record = run.stage_mut(stage);
+    match record.status {
+        StageStatus::Succeeded | StageStatus::Waiting => return Ok(follow_up(run)),
+        StageStatus::Running
+            if record.current_attempt().map(|a| a.execution_id.as_str()) == Some(execution_id) =>
+        {
+            return Ok(Vec::new());
+        }
+        StageStatus::Running => {
+            // The previous execution died without a result: supersede it.
+            if let Some(previous) = record.attempts.last_mut() {
+                previous.finished_at = Some(at);
+                previous.outcome = Some("abandoned: no result was recorded".into());
+            }
+        }
+        StageStatus::Pending => record.started_at = Some(at),
+        // A failed stage makes its run terminal; kept total for safety.
+        StageStatus::Failed => {
+            return Err(TransitionError::RunFinished {
+                run: run.id.clone(),
+                status: run.status,
+            });
+        }
+    }
+    record.status = StageStatus::Running;
+    record.attempts.push(Attempt {
+        execution_id: execution_id.to_string(),
+        started_at: at,
+        finished_at: None,
+        outcome: None,
+    });
+    run.status = RunStatus::Running;
+    run.updated_at = at;
+    Ok(Vec::new())
+}
+
+fn succeed(
+    run: &mut Run,
+    stage: Stage,
+    execution_id: &str,
+    at: DateTime<Utc>,
+    output: &StageOutput,
+) -> Result<Vec<Command>, TransitionError> {
+    if stage == Stage::Approve {
+        return Err(TransitionError::ApprovalBypass);
+    }
+    if run.stage(stage).status == StageStatus::Succeeded {
+        return Ok(follow_up(run));
+    }
+    current_execution(run, stage, execution_id)?;
+    let summary = match output {
+        StageOutput::Validated {
+            findings,
+            packer_version,
+        } => {
+            run.findings = findings.clone();
+            format!(
+                "template checks passed with {} warning(s){}",
+                findings.len(),
+                packer_version
+                    .as_ref()
+                    .map(|v| format!("; packer {v} fmt and validate passed"))
+                    .unwrap_or_default()
+            )
+        }
+        StageOutput::Built(build) => {
+            run.build = Some(build.clone());
+            format!(
+                "packer build produced {} artifact(s) in {} s",
+                build.artifacts.len(),
+                build.duration_seconds
+            )
+        }
+        StageOutput::Tested { checks } => {
+            run.checks = checks.clone();
+            format!("{} smoke check(s) passed", checks.len())
+        }
+        StageOutput::Released(release) => {
+            run.release = Some(release.clone());
+            format!("released {}", release.image_version)
+        }
+    };
+    finish_attempt(run, stage, at, "succeeded");
+    let record = run.stage_mut(stage);
+    record.status = StageStatus::Succeeded;
+    record.finished_at = Some(at);
+    record.summary = Some(summary);
+    run.updated_at = at;
+    if stage == Stage::Release {
+        run.status = RunStatus::Released;
+    }
+    Ok(follow_up(run))
+}
+
+fn decided(run: &mut Run, decision: &Decision) -> Result<Vec<Command>, TransitionError> {
+    let request = waiting_request(run)?.clone();
+    if !request.approvers.iter().any(|a| *a == decision.approver) {
+        return Err(TransitionError::NotAnApprover {
+            approver: decision.approver.clone(),
+        });
+    }
+    if run.decisions.iter().any(|d| d.approver == decision.approver) {
+        return Err(TransitionError::AlreadyDecided {
+            approver: decision.approver.clone(),
+        });
+    }
+    if decision.at >= request.expires_at {
+        return Err(TransitionError::ApprovalExpired {
+            expires_at: request.expires_at,
+        });
+    }
+    run.decisions.push(decision.clone());
+    run.updated_at = decision.at;
+    let by = |verdict: Verdict| {
+        run.decisions
+            .iter()
+            .filter(|d| d.verdict == verdict)
+            .map(|d| d.approver.as_str())
+            .collect::<Vec<_>>()
+    };
+    if decision.verdict == Verdict::Reject {
+        let reason = format!("rejected by {}", decision.approver);
+        fail(run, Some(Stage::Approve), decision.at, &reason, RunStatus::Rejected);
+        return Ok(Vec::new());
+    }
+    let approvers = by(Verdict::Approve);
+    let approved = approvers.len() as u64 >= u64::from(request.required);
+    let summary = format!(
+        "approved by {} ({} of {} required)",
+        approvers.join(", "),
+        approvers.len(),
+        request.required
+    );
+    let record = run.stage_mut(Stage::Approve);
+    record.summary = Some(summary);
+    if approved {
+        record.status = StageStatus::Succeeded;
+        record.finished_at = Some(decision.at);
+        if let Some(attempt) = record.attempts.last_mut() {
+            attempt.finished_at = Some(decision.at);
+            attempt.outcome = Some("approved".into());
+        }
+        run.status = RunStatus::Running;
+    }
+    Ok(follow_up(run))
+}
+
+fn waiting_request(run: &Run) -> Result<&ApprovalRequest, TransitionError> {
+    match (&run.approval, run.status) {
+        (Some(request), RunStatus::WaitingForApproval) => Ok(request),
+        _ => Err(TransitionError::NotWaitingForApproval {
+            run: run.id.clone(),
+            status: run.status,
+        }),
+    }
+}
+
+fn current_execution(run: &Run, stage: Stage, execution_id: &str) -> Result<(), TransitionError> {
+    let record = run.stage(stage);
+    let current = record
+        .current_attempt()
+        .filter(|_| record.status == StageStatus::Running);
+    match current {
+        Some(a) if a.execution_id == execution_id => Ok(()),
+        _ => Err(TransitionError::StaleExecution {
+            stage,
+            execution_id: execution_id.to_string(),
+        }),
+    }
+}
+
+fn finish_attempt(run: &mut Run, stage: Stage, at: DateTime<Utc>, outcome: &str) {
+    if let Some(attempt) = run.stage_mut(stage).attempts.last_mut() {
+        attempt.finished_at = Some(at);
+        attempt.outcome = Some(outcome.to_string());
+    }
+}
+
+fn fail(run: &mut Run, stage: Option<Stage>, at: DateTime<Utc>, reason: &str, status: RunStatus) {
+    if let Some(stage) = stage {
+        let record = run.stage_mut(stage);
+        record.status = StageStatus::Failed;
+        record.finished_at = Some(at);
+        record.summary = Some(reason.to_string());
+        if let Some(attempt) = record.attempts.last_mut().filter(|a| a.finished_at.is_none()) {
+            attempt.finished_at = Some(at);
+            attempt.outcome = Some(reason.to_string());
+        }
+    }
+    run.status = status;
+    run.updated_at = at;
+    run.failure = Some(Failure {
+        stage,
+        reason: reason.to_string(),
+        at,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{Duration, TimeZone};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::approval::IssuedLink;
+    use crate::domain::run::{BuildResult, ReleaseRecord, Trigger, TriggerKind};
+    use crate::domain::version::ImageVersion;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap() + Duration::minutes(min)
+    }
+
+    fn new_run() -> Run {
+        Run::new(
+            "run-1".into(),
+            "web".into(),
+            ImageVersion::new(1, 0, 0).unwrap(),
+            Trigger {
+                kind: TriggerKind::Push,
+                source: "github".into(),
+                commit: Some("abc".into()),
+                branch: Some("main".into()),
+                actor: None,
+                reason: None,
+            },
+            BTreeMap::new(),
+            t(0),
+        )
+    }
+
+    fn output(stage: Stage) -> StageOutput {
+        match stage {
+            Stage::Validate => StageOutput::Validated {
+                findings: vec![],
+                packer_version: None,
+            },
+            Stage::Build | Stage::Approve => StageOutput::Built(BuildResult {
+                artifacts: vec![],
+                managed_image_id: None,
+                gallery_version_id: None,
+                log: "log".into(),
+                duration_seconds: 1,
+            }),
+            Stage::Test => StageOutput::Tested {
+                checks: vec!["ok".into()],
+            },
+            Stage::Release => StageOutput::Released(ReleaseRecord {
+                image_version: "1.0.0".into(),
+                sig_version_id: None,
+                git_commit: None,
+                run_id: "run-1".into(),
+                build_log: "log".into(),
+                location: "x".into(),
+            }),
+        }
+    }
+
+    fn request(required: u32) -> ApprovalRequest {
+        ApprovalRequest {
+            approvers: vec!["alice".into(), "bob".into()],
+            required,
+            expires_at: t(600),
+            links: vec![IssuedLink {
+                approver: "alice".into(),
+                token_id: "t1".into(),
+            }],
+        }
+    }
+
+    fn decision(approver: &str, verdict: Verdict, at: DateTime<Utc>) -> Decision {
+        Decision {
+            approver: approver.into(),
+            verdict,
+            at,
+            comment: None,
+            via: "cli".into(),
+        }
+    }
+
+    fn apply(run: &Run, event: Event) -> Transition {
+        decide(run, &event).unwrap_or_else(|e| panic!("{event:?} refused: {e}"))
+    }
+
+    fn run_stage(run: Run, stage: Stage, min: i64) -> Transition {
+        let run = apply(
+            &run,
+            Event::StageStarted {
+                stage,
+                execution_id: format!("{stage}-x"),
+                at: t(min),
+            },
+        )
+        .run;
+        apply(
+            &run,
+            Event::StageSucceeded {
+                stage,
+                execution_id: format!("{stage}-x"),
+                at: t(min + 1),
+                output: output(stage),
+            },
+        )
+    }
+
+    fn waiting_run(required: u32) -> Run {
+        let mut run = new_run();
+        for (i, stage) in [Stage::Validate, Stage::Build, Stage::Test].into_iter().enumerate() {
+            run = run_stage(run, stage, i as i64 * 2).run;
+        }
+        let run = apply(
+            &run,
+            Event::StageStarted {
+                stage: Stage::Approve,
+                execution_id: "ap".into(),
+                at: t(10),
+            },
+        )
+        .run;
+        apply(
+            &run,
+            Event::ApprovalRequested {
+                execution_id: "ap".into(),
+                at: t(11),
+                request: request(required),
+            },
+        )
+        .run
+    }
+
+    #[test]
+    fn a_run_goes_from_push_to_release_one_stage_at_a_time() {
+        let run = new_run();
+        assert_eq!(follow_up(&run), vec![Command::Dispatch(Stage::Validate)]);
+        let step = run_stage(run, Stage::Validate, 0);
+        assert_eq!(step.commands, vec![Command::Dispatch(Stage::Build)]);
+        let step = run_stage(step.run, Stage::Build, 2);
+        assert_eq!(step.commands, vec![Command::Dispatch(Stage::Test)]);
+        let step = run_stage(step.run, Stage::Test, 4);
+        assert_eq!(step.commands, vec![Command::Dispatch(Stage::Approve)]);
+        let run = waiting_run(1);
+        assert_eq!(run.status, RunStatus::WaitingForApproval);
+        let step = apply(
+            &run,
+            Event::ApprovalDecided(decision("alice", Verdict::Approve, t(20))),
+        );
+        assert_eq!(step.commands, vec![Command::Dispatch(Stage::Release)]);
+        let step = run_stage(step.run, Stage::Release, 30);
+        assert_eq!(step.run.status, RunStatus::Released);
+        assert!(step.commands.is_empty());
+        assert!(step.run.stages.iter().all(|s| s.status == StageStatus::Succeeded));
+        assert!(step.run.stages.iter().all(|s| s.started_at.is_some() && s.finished_at.is_some()));
+    }
+
+    #[test]
+    fn a_stage_cannot_start_before_the_one_ahead_of_it_succeeded() {
+        let err = decide(
+            &new_run(),
+            &Event::StageStarted {
+                stage: Stage::Build,
+                execution_id: "e".into(),
+                at: t(1),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            TransitionError::OutOfOrder {
+                stage: Stage::Build,
+                blocking: Stage::Validate
+            }
+        );
+    }
+
+    #[test]
+    fn a_redelivered_start_after_a_crash_opens_a_new_attempt_and_the_old_one_is_stale() {
+        let run = apply(
+            &new_run(),
+            Event::StageStarted {
+                stage: Stage::Validate,
+                execution_id: "first".into(),
+                at: t(1),
+            },
+        )
+        .run;
+        let run = apply(
+            &run,
+            Event::StageStarted {
+                stage: Stage::Validate,
+                execution_id: "second".into(),
+                at: t(2),
+            },
+        )
+        .run;
+        let record = run.stage(Stage::Validate);
+        assert_eq!(record.attempts.len(), 2);
+        assert_eq!(record.started_at, Some(t(1)));
+        assert!(record.attempts[0].outcome.as_deref().unwrap().contains("abandoned"));
+        let stale = decide(
+            &run,
+            &Event::StageSucceeded {
+                stage: Stage::Validate,
+                execution_id: "first".into(),
+                at: t(3),
+                output: output(Stage::Validate),
+            },
+        );
+        assert!(matches!(stale, Err(TransitionError::StaleExecution { .. })));
+    }
+
+    #[test]
+    fn k_of_n_approvals_release_only_when_k_approvers_said_yes() {
+        let run = waiting_run(2);
+        let step = apply(
+            &run,
+            Event::ApprovalDecided(decision("alice", Verdict::Approve, t(20))),
+        );
+        assert!(step.commands.is_empty());
+        assert_eq!(step.run.status, RunStatus::WaitingForApproval);
+        let again = decide(
+            &step.run,
+            &Event::ApprovalDecided(decision("alice", Verdict::Approve, t(21))),
+        );
+        assert!(matches!(again, Err(TransitionError::AlreadyDecided { .. })));
+        let step = apply(
+            &step.run,
+            Event::ApprovalDecided(decision("bob", Verdict::Approve, t(22))),
+        );
+        assert_eq!(step.commands, vec![Command::Dispatch(Stage::Release)]);
+    }
+
+    #[test]
+    fn one_rejection_stops_the_run() {
+        let step = apply(
+            &waiting_run(2),
+            Event::ApprovalDecided(decision("bob", Verdict::Reject, t(20))),
+        );
+        assert_eq!(step.run.status, RunStatus::Rejected);
+        assert_eq!(step.run.failure.unwrap().reason, "rejected by bob");
+    }
+
+    #[test]
+    fn strangers_late_deciders_and_early_expiry_are_refused() {
+        let run = waiting_run(1);
+        let stranger = decide(
+            &run,
+            &Event::ApprovalDecided(decision("mallory", Verdict::Approve, t(20))),
+        );
+        assert!(matches!(stranger, Err(TransitionError::NotAnApprover { .. })));
+        let late = decide(
+            &run,
+            &Event::ApprovalDecided(decision("alice", Verdict::Approve, t(600))),
+        );
+        assert!(matches!(late, Err(TransitionError::ApprovalExpired { .. })));
+        let early = decide(&run, &Event::ApprovalExpired { at: t(599) });
+        assert!(matches!(early, Err(TransitionError::NotExpired { .. })));
+        let expired = apply(&run, Event::ApprovalExpired { at: t(600) });
+        assert_eq!(expired.run.status, RunStatus::ApprovalExpired);
+    }
+
+    #[test]
+    fn a_dead_lettered_message_fails_the_run_with_its_reason_unless_its_stage_is_done() {
+        let run = run_stage(new_run(), Stage::Validate, 0).run;
+        let after_done = apply(
+            &run,
+            Event::DeadLettered {
+                stage: Stage::Validate,
+                at: t(5),
+                reason: "x".into(),
+            },
+        );
+        assert!(!after_done.changed);
+        assert_eq!(after_done.commands, vec![Command::Dispatch(Stage::Build)]);
+        let failed = apply(
+            &run,
+            Event::DeadLettered {
+                stage: Stage::Build,
+                at: t(5),
+                reason: "max delivery count exceeded: store unavailable".into(),
+            },
+        );
+        assert_eq!(failed.run.status, RunStatus::Failed);
+        assert_eq!(failed.run.stage(Stage::Build).status, StageStatus::Failed);
+        assert!(failed.run.failure.unwrap().reason.contains("store unavailable"));
+    }
+
+    // ---- property tests -------------------------------------------------
+
+    fn arb_stage() -> impl Strategy<Value = Stage> {
+        (0usize..5).prop_map(|i| Stage::ALL[i])
+    }
+
+    fn arb_exec() -> impl Strategy<Value = String> {
+        prop_oneof![Just("e1".to_string()), Just("e2".to_string())]
+    }
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        let at = (0i64..1000).prop_map(t);
+        let approver = prop_oneof![Just("alice"), Just("bob"), Just("mallory")];
+        let verdict = prop_oneof![Just(Verdict::Approve), Just(Verdict::Reject)];
+        prop_oneof![
+            4 => (arb_stage(), arb_exec(), at.clone()).prop_map(|(stage, execution_id, at)| {
+                Event::StageStarted { stage, execution_id, at }
+            }),
+            4 => (arb_stage(), arb_exec(), at.clone()).prop_map(|(stage, execution_id, at)| {
+                Event::StageSucceeded { stage, execution_id, at, output: output(stage) }
+            }),
+            1 => (arb_stage(), arb_exec(), at.clone()).prop_map(|(stage, execution_id, at)| {
+                Event::StageFailed { stage, execution_id, at, reason: "boom".into() }
+            }),
+            2 => (arb_exec(), at.clone(), 1u32..3).prop_map(|(execution_id, at, k)| {
+                Event::ApprovalRequested { execution_id, at, request: request(k) }
+            }),
+            3 => (approver, verdict, at.clone()).prop_map(|(a, v, at)| {
+                Event::ApprovalDecided(decision(a, v, at))
+            }),
+            1 => at.clone().prop_map(|at| Event::ApprovalExpired { at }),
+            1 => (arb_stage(), at).prop_map(|(stage, at)| {
+                Event::DeadLettered { stage, at, reason: "dead".into() }
+            }),
+        ]
+    }
+
+    fn check_invariants(run: &Run) -> Result<(), TestCaseError> {
+        for stage in Stage::ALL {
+            if run.stage(stage).status != StageStatus::Pending {
+                for earlier in &Stage::ALL[..stage.index()] {
+                    prop_assert_eq!(
+                        run.stage(*earlier).status,
+                        StageStatus::Succeeded,
+                        "{} moved before {} succeeded",
+                        stage,
+                        earlier
+                    );
+                }
+            }
+        }
+        if run.stage(Stage::Release).status != StageStatus::Pending {
+            let request = run.approval.as_ref();
+            prop_assert!(request.is_some(), "release without an approval request");
+            let approvals = run
+                .decisions
+                .iter()
+                .filter(|d| d.verdict == Verdict::Approve)
+                .count();
+            prop_assert!(approvals as u32 >= request.map_or(u32::MAX, |r| r.required));
+            prop_assert!(run.decisions.iter().all(|d| d.verdict == Verdict::Approve));
+        }
+        prop_assert_eq!(
+            run.status == RunStatus::Released,
+            run.stage(Stage::Release).status == StageStatus::Succeeded
+        );
+        prop_assert_eq!(run.status.is_terminal() && run.status != RunStatus::Released, run.failure.is_some());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn no_event_sequence_skips_a_stage_bypasses_approval_or_leaves_a_terminal_state(
+            events in prop::collection::vec(arb_event(), 1..60)
+        ) {
+            let mut run = new_run();
+            for event in events {
+                let before = run.clone();
+                match decide(&run, &event) {
+                    Ok(step) => {
+                        prop_assert!(!before.status.is_terminal(), "a terminal run changed");
+                        prop_assert_eq!(step.changed, step.run != before);
+                        check_invariants(&step.run)?;
+                        // The same event again changes nothing.
+                        if let Ok(again) = decide(&step.run, &event) {
+                            prop_assert!(!again.changed, "duplicate {:?} changed the run", event);
+                        }
+                        run = step.run;
+                    }
+                    Err(TransitionError::RunFinished { .. }) => {
+                        prop_assert!(before.status.is_terminal());
+                    }
+                    Err(_) => prop_assert!(!before.status.is_terminal()),
+                }
+            }
+        }
+
+        #[test]
+        fn the_happy_path_survives_every_message_delivered_twice(dups in prop::collection::vec(any::<bool>(), 10)) {
+            let mut run = new_run();
+            let mut dup = dups.into_iter();
+            let mut twice = |run: &Run, event: Event| -> Result<Run, TestCaseError> {
+                let step = apply(run, event.clone());
+                if dup.next().unwrap_or(false) {
+                    if let Ok(again) = decide(&step.run, &event) {
+                        prop_assert!(!again.changed);
+                        prop_assert_eq!(&again.commands, &follow_up(&step.run));
+                    }
+                }
+                Ok(step.run)
+            };
+            for (i, stage) in Stage::ALL.into_iter().enumerate() {
+                let at = t(i as i64 * 10);
+                run = twice(&run, Event::StageStarted { stage, execution_id: "x".into(), at })?;
+                if stage == Stage::Approve {
+                    run = twice(&run, Event::ApprovalRequested { execution_id: "x".into(), at, request: request(1) })?;
+                    run = twice(&run, Event::ApprovalDecided(decision("alice", Verdict::Approve, at)))?;
+                } else {
+                    run = twice(&run, Event::StageSucceeded { stage, execution_id: "x".into(), at, output: output(stage) })?;
+                }
+            }
+            prop_assert_eq!(run.status, RunStatus::Released);
+        }
+    }
+}

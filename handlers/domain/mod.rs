@@ -1,0 +1,8 @@
+//! The domain core: runs, their state machine, versions, tags and approval
+//! tokens. Pure: no I/O, no clock, no Azure, HTTP or storage types.
+
+pub mod approval;
+pub mod machine;
+pub mod run;
+pub mod tags;
+pub mod version;

@@ -1,0 +1,428 @@
+//! The run record: one image definition built once, with the history of every
+//! stage it went through. Plain data, no I/O; `machine` owns how it changes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::approval::{ApprovalRequest, Decision};
+use super::version::ImageVersion;
+
+/// The five stages of a run, in the order they execute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Template checks that fail in seconds.
+    Validate,
+    /// `packer build`.
+    Build,
+    /// Smoke test of the built image.
+    Test,
+    /// Human approval.
+    Approve,
+    /// Metadata, promotion and pruning.
+    Release,
+}
+
+impl Stage {
+    /// Every stage, in execution order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Validate,
+        Stage::Build,
+        Stage::Test,
+        Stage::Approve,
+        Stage::Release,
+    ];
+
+    /// The stage's short name (`validate`, `build`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Validate => "validate",
+            Stage::Build => "build",
+            Stage::Test => "test",
+            Stage::Approve => "approve",
+            Stage::Release => "release",
+        }
+    }
+
+    /// Position in [`Stage::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The stage that follows this one, if any.
+    pub fn next(self) -> Option<Stage> {
+        Stage::ALL.get(self.index() + 1).copied()
+    }
+
+    /// The function (and queue) that runs this stage: `stage-validate`, ...
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Stage::Validate => "stage-validate",
+            Stage::Build => "stage-build",
+            Stage::Test => "stage-test",
+            Stage::Approve => "stage-approve",
+            Stage::Release => "stage-release",
+        }
+    }
+
+    /// Parses a short stage name.
+    pub fn from_name(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a stage is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageStatus {
+    /// Not started yet.
+    Pending,
+    /// Started; its side effects may be under way.
+    Running,
+    /// The approve stage has sent its requests and waits for decisions.
+    Waiting,
+    /// Finished well.
+    Succeeded,
+    /// Finished badly; the run stopped here.
+    Failed,
+}
+
+/// Where a run is. The last five are terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Created; its first stage has not started.
+    Queued,
+    /// A stage is running or about to.
+    Running,
+    /// Built and tested; waiting for approvers.
+    WaitingForApproval,
+    /// Released: the run's image version is published.
+    Released,
+    /// An approver rejected it.
+    Rejected,
+    /// A stage failed; `Run::failure` says why.
+    Failed,
+    /// Nobody decided before the approval deadline.
+    ApprovalExpired,
+}
+
+impl RunStatus {
+    /// True when nothing can change the run any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Released
+                | RunStatus::Rejected
+                | RunStatus::Failed
+                | RunStatus::ApprovalExpired
+        )
+    }
+
+    /// The status's wire name (`waiting-for-approval`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::WaitingForApproval => "waiting-for-approval",
+            RunStatus::Released => "released",
+            RunStatus::Rejected => "rejected",
+            RunStatus::Failed => "failed",
+            RunStatus::ApprovalExpired => "approval-expired",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn from_name(name: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Queued,
+            RunStatus::Running,
+            RunStatus::WaitingForApproval,
+            RunStatus::Released,
+            RunStatus::Rejected,
+            RunStatus::Failed,
+            RunStatus::ApprovalExpired,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TriggerKind {
+    /// A push to the image's template.
+    Push,
+    /// The monthly Patch Tuesday rebuild.
+    PatchTuesday,
+    /// An operator's ad-hoc run (out-of-band security fix, experiment).
+    OutOfBand,
+}
+
+/// The trigger of a run, as recorded for the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trigger {
+    /// What kind of event started the run.
+    pub kind: TriggerKind,
+    /// Where it came from: `github`, `azure-devops`, `timer`, `cli`, ...
+    pub source: String,
+    /// The commit the run builds, when known.
+    pub commit: Option<String>,
+    /// The branch pushed to, for pushes.
+    pub branch: Option<String>,
+    /// Who caused it (pusher, operator), when known.
+    pub actor: Option<String>,
+    /// Free text: why the run exists (required for out-of-band runs).
+    pub reason: Option<String>,
+}
+
+/// One try at a stage. A redelivered message after a crash starts a new attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// Unique id of this execution (the message delivery that started it).
+    pub execution_id: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended, if it did.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How it ended, in words.
+    pub outcome: Option<String>,
+}
+
+/// A stage's history within a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageRecord {
+    /// Which stage.
+    pub stage: Stage,
+    /// Where it is.
+    pub status: StageStatus,
+    /// When the first attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished (succeeded or failed).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// One line on the outcome ("packer build produced 1 artifact", ...).
+    pub summary: Option<String>,
+}
+
+impl StageRecord {
+    fn new(stage: Stage) -> StageRecord {
+        StageRecord {
+            stage,
+            status: StageStatus::Pending,
+            started_at: None,
+            finished_at: None,
+            attempts: Vec::new(),
+            summary: None,
+        }
+    }
+
+    /// The attempt under way or last made.
+    pub fn current_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+}
+
+/// A problem found in a template by the validate stage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingRecord {
+    /// File, relative to the template folder.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// Kind of finding (`undeclared-variable`, ...).
+    pub kind: String,
+    /// Whether it fails the stage.
+    pub error: bool,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// An artifact produced by `packer build`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactRecord {
+    /// Packer's build name (`source.null.image`, ...).
+    pub builder: String,
+    /// The builder's artifact id.
+    pub id: String,
+    /// Packer's one-line description.
+    pub description: String,
+    /// Files the artifact consists of.
+    pub files: Vec<String>,
+}
+
+/// What a stage produced, carried by [`super::machine::Event::StageSucceeded`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StageOutput {
+    /// The validate stage's findings (warnings only, or it would have failed).
+    Validated {
+        /// Warnings found.
+        findings: Vec<FindingRecord>,
+        /// The packer version used for `fmt`/`validate`, if any.
+        packer_version: Option<String>,
+    },
+    /// The build stage's artifacts and log.
+    Built(BuildResult),
+    /// The smoke test's result.
+    Tested {
+        /// What was checked and what answered.
+        checks: Vec<String>,
+    },
+    /// The released image's metadata.
+    Released(ReleaseRecord),
+}
+
+/// What a build produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildResult {
+    /// Artifacts, as packer reported them.
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Managed image resource id, for azure-arm builds.
+    pub managed_image_id: Option<String>,
+    /// Gallery image version resource id, for azure-arm builds with a gallery destination.
+    pub gallery_version_id: Option<String>,
+    /// Where the build log is kept.
+    pub log: String,
+    /// Seconds the build took.
+    pub duration_seconds: u64,
+}
+
+/// The `image-version.json` document a release publishes (the seed's metadata file).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRecord {
+    /// The released version.
+    pub image_version: String,
+    /// Gallery image version id, when the image went to a gallery.
+    pub sig_version_id: Option<String>,
+    /// The commit built.
+    pub git_commit: Option<String>,
+    /// The run that built it.
+    pub run_id: String,
+    /// Where the build log is kept.
+    pub build_log: String,
+    /// Where the metadata file was written.
+    pub location: String,
+}
+
+/// Why a run failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    /// The stage that failed, if the failure belongs to one.
+    pub stage: Option<Stage>,
+    /// What happened, in words an operator can act on.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One run of the factory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    /// Unique id.
+    pub id: String,
+    /// The image definition built.
+    pub image: String,
+    /// The version allocated at creation; every stage uses it.
+    pub version: ImageVersion,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Where it is.
+    pub status: RunStatus,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// One record per stage, in [`Stage::ALL`] order.
+    pub stages: Vec<StageRecord>,
+    /// Tags stamped on every artifact (gitRef, imageVersion, ...).
+    pub tags: BTreeMap<String, String>,
+    /// Validate stage warnings.
+    pub findings: Vec<FindingRecord>,
+    /// Build stage output.
+    pub build: Option<BuildResult>,
+    /// Test stage checks.
+    pub checks: Vec<String>,
+    /// Approval request and decisions.
+    pub approval: Option<ApprovalRequest>,
+    /// Every decision taken, in order (the audit trail).
+    pub decisions: Vec<Decision>,
+    /// The release metadata.
+    pub release: Option<ReleaseRecord>,
+    /// Why it failed, if it did.
+    pub failure: Option<Failure>,
+}
+
+impl Run {
+    /// A new run, queued, with every stage pending.
+    pub fn new(
+        id: String,
+        image: String,
+        version: ImageVersion,
+        trigger: Trigger,
+        tags: BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Run {
+        Run {
+            id,
+            image,
+            version,
+            trigger,
+            status: RunStatus::Queued,
+            created_at: now,
+            updated_at: now,
+            stages: Stage::ALL.into_iter().map(StageRecord::new).collect(),
+            tags,
+            findings: Vec::new(),
+            build: None,
+            checks: Vec::new(),
+            approval: None,
+            decisions: Vec::new(),
+            release: None,
+            failure: None,
+        }
+    }
+
+    /// The record of one stage.
+    pub fn stage(&self, stage: Stage) -> &StageRecord {
+        &self.stages[stage.index()]
+    }
+
+    pub(crate) fn stage_mut(&mut self, stage: Stage) -> &mut StageRecord {
+        &mut self.stages[stage.index()]
+    }
+
+    /// The first stage that has not succeeded, if any.
+    pub fn current_stage(&self) -> Option<Stage> {
+        self.stages
+            .iter()
+            .find(|s| s.status != StageStatus::Succeeded)
+            .map(|s| s.stage)
+    }
+}

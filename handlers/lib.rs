@@ -1,0 +1,7 @@
+//! image-factory: a serverless golden-image factory for Azure.
+//!
+//! The crate is one Azure Functions custom handler (`server`, `functions`)
+//! around a pure domain core (`domain`), with adapters at the edges (`store`,
+//! `executor`, ...) and an embedded Functions host for local runs (`host`).
+
+pub mod domain;
