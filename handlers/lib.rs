@@ -4,4 +4,8 @@
 //! around a pure domain core (`domain`), with adapters at the edges (`store`,
 //! `executor`, ...) and an embedded Functions host for local runs (`host`).
 
+pub mod config;
 pub mod domain;
+pub mod executor;
+pub mod protocol;
+pub mod store;

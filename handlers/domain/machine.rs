@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use super::approval::{ApprovalRequest, Decision, Verdict};
-use super::run::{Attempt, Failure, Run, RunStatus, Stage, StageOutput, StageStatus};
+use super::run::{Attempt, Execution, Failure, Run, RunStatus, Stage, StageOutput, StageStatus};
 
 /// Something that happened to a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,8 +18,8 @@ pub enum Event {
     StageStarted {
         /// Which stage.
         stage: Stage,
-        /// The execution (message delivery) that runs it.
-        execution_id: String,
+        /// The message delivery that runs it.
+        execution: Execution,
         /// When.
         at: DateTime<Utc>,
     },
@@ -27,8 +27,8 @@ pub enum Event {
     StageSucceeded {
         /// Which stage (never `approve`: approvers decide that one).
         stage: Stage,
-        /// The execution that finished.
-        execution_id: String,
+        /// The message delivery that finished.
+        execution: Execution,
         /// When.
         at: DateTime<Utc>,
         /// What it produced.
@@ -38,8 +38,8 @@ pub enum Event {
     StageFailed {
         /// Which stage.
         stage: Stage,
-        /// The execution that failed.
-        execution_id: String,
+        /// The message delivery that failed.
+        execution: Execution,
         /// When.
         at: DateTime<Utc>,
         /// Why, in words an operator can act on.
@@ -47,8 +47,8 @@ pub enum Event {
     },
     /// The approve stage sent its requests and now waits.
     ApprovalRequested {
-        /// The approve stage's execution.
-        execution_id: String,
+        /// The approve stage's message delivery.
+        execution: Execution,
         /// When.
         at: DateTime<Utc>,
         /// Who may decide, how many must approve, until when.
@@ -110,12 +110,12 @@ pub enum TransitionError {
         blocking: Stage,
     },
     /// A result from an execution that is not the stage's current one.
-    #[error("stage {stage} is not running execution {execution_id}; a newer attempt superseded it")]
+    #[error("stage {stage} is not running delivery {execution}; a newer attempt superseded it")]
     StaleExecution {
         /// The stage.
         stage: Stage,
         /// The execution that reported.
-        execution_id: String,
+        execution: Execution,
     },
     /// The approve stage succeeds only through decisions.
     #[error("the approve stage is decided by approvers, not by its own execution")]
@@ -166,35 +166,35 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
     let commands = match event {
         Event::StageStarted {
             stage,
-            execution_id,
+            execution,
             at,
-        } => start(&mut next, *stage, execution_id, *at)?,
+        } => start(&mut next, *stage, execution, *at)?,
         Event::StageSucceeded {
             stage,
-            execution_id,
+            execution,
             at,
             output,
-        } => succeed(&mut next, *stage, execution_id, *at, output)?,
+        } => succeed(&mut next, *stage, execution, *at, output)?,
         Event::StageFailed {
             stage,
-            execution_id,
+            execution,
             at,
             reason,
         } => {
-            current_execution(&next, *stage, execution_id)?;
+            current_execution(&next, *stage, execution)?;
             finish_attempt(&mut next, *stage, *at, reason);
             fail(&mut next, Some(*stage), *at, reason, RunStatus::Failed);
             Vec::new()
         }
         Event::ApprovalRequested {
-            execution_id,
+            execution,
             at,
             request,
         } => {
             if next.stage(Stage::Approve).status == StageStatus::Waiting {
                 return Ok(unchanged(run));
             }
-            current_execution(&next, Stage::Approve, execution_id)?;
+            current_execution(&next, Stage::Approve, execution)?;
             let record = next.stage_mut(Stage::Approve);
             record.status = StageStatus::Waiting;
             record.summary = Some(format!(
@@ -273,7 +273,7 @@ fn unchanged(run: &Run) -> Transition {
 fn start(
     run: &mut Run,
     stage: Stage,
-    execution_id: &str,
+    execution: &Execution,
     at: DateTime<Utc>,
 ) -> Result<Vec<Command>, TransitionError> {
     if let Some(blocking) = Stage::ALL[..stage.index()]
@@ -286,13 +286,22 @@ fn start(
     let record = run.stage_mut(stage);
     match record.status {
         StageStatus::Succeeded | StageStatus::Waiting => return Ok(follow_up(run)),
-        StageStatus::Running
-            if record.current_attempt().map(|a| a.execution_id.as_str()) == Some(execution_id) =>
-        {
-            return Ok(Vec::new());
-        }
         StageStatus::Running => {
-            // The previous execution died without a result: supersede it.
+            let current = record.current_attempt().map(|a| &a.execution);
+            match current {
+                // A later delivery of the same message: the earlier one lost
+                // its lock (its process died), so this one supersedes it.
+                Some(c) if c.message_id == execution.message_id && c.delivery < execution.delivery => {}
+                Some(c) if c.message_id == execution.message_id && c.delivery > execution.delivery => {
+                    return Err(TransitionError::StaleExecution {
+                        stage,
+                        execution: execution.clone(),
+                    });
+                }
+                // The same delivery again, or a duplicate message while the
+                // stage runs under another one: nothing to do.
+                _ => return Ok(Vec::new()),
+            }
             if let Some(previous) = record.attempts.last_mut() {
                 previous.finished_at = Some(at);
                 previous.outcome = Some("abandoned: no result was recorded".into());
@@ -309,7 +318,7 @@ fn start(
     }
     record.status = StageStatus::Running;
     record.attempts.push(Attempt {
-        execution_id: execution_id.to_string(),
+        execution: execution.clone(),
         started_at: at,
         finished_at: None,
         outcome: None,
@@ -322,7 +331,7 @@ fn start(
 fn succeed(
     run: &mut Run,
     stage: Stage,
-    execution_id: &str,
+    execution: &Execution,
     at: DateTime<Utc>,
     output: &StageOutput,
 ) -> Result<Vec<Command>, TransitionError> {
@@ -332,7 +341,7 @@ fn succeed(
     if run.stage(stage).status == StageStatus::Succeeded {
         return Ok(follow_up(run));
     }
-    current_execution(run, stage, execution_id)?;
+    current_execution(run, stage, execution)?;
     let summary = match output {
         StageOutput::Validated {
             findings,
@@ -440,16 +449,16 @@ fn waiting_request(run: &Run) -> Result<&ApprovalRequest, TransitionError> {
     }
 }
 
-fn current_execution(run: &Run, stage: Stage, execution_id: &str) -> Result<(), TransitionError> {
+fn current_execution(run: &Run, stage: Stage, execution: &Execution) -> Result<(), TransitionError> {
     let record = run.stage(stage);
     let current = record
         .current_attempt()
         .filter(|_| record.status == StageStatus::Running);
     match current {
-        Some(a) if a.execution_id == execution_id => Ok(()),
+        Some(a) if a.execution == *execution => Ok(()),
         _ => Err(TransitionError::StaleExecution {
             stage,
-            execution_id: execution_id.to_string(),
+            execution: execution.clone(),
         }),
     }
 }
@@ -495,6 +504,13 @@ mod tests {
 
     fn t(min: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap() + Duration::minutes(min)
+    }
+
+    fn ex(message_id: &str, delivery: u32) -> Execution {
+        Execution {
+            message_id: message_id.into(),
+            delivery,
+        }
     }
 
     fn new_run() -> Run {
@@ -573,7 +589,7 @@ mod tests {
             &run,
             Event::StageStarted {
                 stage,
-                execution_id: format!("{stage}-x"),
+                execution: ex(&format!("{stage}-x"), 1),
                 at: t(min),
             },
         )
@@ -582,7 +598,7 @@ mod tests {
             &run,
             Event::StageSucceeded {
                 stage,
-                execution_id: format!("{stage}-x"),
+                execution: ex(&format!("{stage}-x"), 1),
                 at: t(min + 1),
                 output: output(stage),
             },
@@ -598,7 +614,7 @@ mod tests {
             &run,
             Event::StageStarted {
                 stage: Stage::Approve,
-                execution_id: "ap".into(),
+                execution: ex("ap", 1),
                 at: t(10),
             },
         )
@@ -606,7 +622,7 @@ mod tests {
         apply(
             &run,
             Event::ApprovalRequested {
-                execution_id: "ap".into(),
+                execution: ex("ap", 1),
                 at: t(11),
                 request: request(required),
             },
@@ -644,7 +660,7 @@ mod tests {
             &new_run(),
             &Event::StageStarted {
                 stage: Stage::Build,
-                execution_id: "e".into(),
+                execution: ex("e", 1),
                 at: t(1),
             },
         )
@@ -664,7 +680,7 @@ mod tests {
             &new_run(),
             Event::StageStarted {
                 stage: Stage::Validate,
-                execution_id: "first".into(),
+                execution: ex("m", 1),
                 at: t(1),
             },
         )
@@ -673,7 +689,7 @@ mod tests {
             &run,
             Event::StageStarted {
                 stage: Stage::Validate,
-                execution_id: "second".into(),
+                execution: ex("m", 2),
                 at: t(2),
             },
         )
@@ -686,12 +702,32 @@ mod tests {
             &run,
             &Event::StageSucceeded {
                 stage: Stage::Validate,
-                execution_id: "first".into(),
+                execution: ex("m", 1),
                 at: t(3),
                 output: output(Stage::Validate),
             },
         );
         assert!(matches!(stale, Err(TransitionError::StaleExecution { .. })));
+    }
+
+    #[test]
+    fn a_second_message_for_a_running_stage_is_a_duplicate_and_changes_nothing() {
+        let started = Event::StageStarted {
+            stage: Stage::Validate,
+            execution: ex("m", 1),
+            at: t(1),
+        };
+        let run = apply(&new_run(), started).run;
+        let duplicate = apply(
+            &run,
+            Event::StageStarted {
+                stage: Stage::Validate,
+                execution: ex("other", 1),
+                at: t(2),
+            },
+        );
+        assert!(!duplicate.changed);
+        assert_eq!(duplicate.run.stage(Stage::Validate).attempts.len(), 1);
     }
 
     #[test]
@@ -776,8 +812,8 @@ mod tests {
         (0usize..5).prop_map(|i| Stage::ALL[i])
     }
 
-    fn arb_exec() -> impl Strategy<Value = String> {
-        prop_oneof![Just("e1".to_string()), Just("e2".to_string())]
+    fn arb_exec() -> impl Strategy<Value = Execution> {
+        (prop_oneof![Just("m1"), Just("m2")], 1u32..4).prop_map(|(m, d)| ex(m, d))
     }
 
     fn arb_event() -> impl Strategy<Value = Event> {
@@ -785,17 +821,17 @@ mod tests {
         let approver = prop_oneof![Just("alice"), Just("bob"), Just("mallory")];
         let verdict = prop_oneof![Just(Verdict::Approve), Just(Verdict::Reject)];
         prop_oneof![
-            4 => (arb_stage(), arb_exec(), at.clone()).prop_map(|(stage, execution_id, at)| {
-                Event::StageStarted { stage, execution_id, at }
+            4 => (arb_stage(), arb_exec(), at.clone()).prop_map(|(stage, execution, at)| {
+                Event::StageStarted { stage, execution, at }
             }),
-            4 => (arb_stage(), arb_exec(), at.clone()).prop_map(|(stage, execution_id, at)| {
-                Event::StageSucceeded { stage, execution_id, at, output: output(stage) }
+            4 => (arb_stage(), arb_exec(), at.clone()).prop_map(|(stage, execution, at)| {
+                Event::StageSucceeded { stage, execution, at, output: output(stage) }
             }),
-            1 => (arb_stage(), arb_exec(), at.clone()).prop_map(|(stage, execution_id, at)| {
-                Event::StageFailed { stage, execution_id, at, reason: "boom".into() }
+            1 => (arb_stage(), arb_exec(), at.clone()).prop_map(|(stage, execution, at)| {
+                Event::StageFailed { stage, execution, at, reason: "boom".into() }
             }),
-            2 => (arb_exec(), at.clone(), 1u32..3).prop_map(|(execution_id, at, k)| {
-                Event::ApprovalRequested { execution_id, at, request: request(k) }
+            2 => (arb_exec(), at.clone(), 1u32..3).prop_map(|(execution, at, k)| {
+                Event::ApprovalRequested { execution, at, request: request(k) }
             }),
             3 => (approver, verdict, at.clone()).prop_map(|(a, v, at)| {
                 Event::ApprovalDecided(decision(a, v, at))
@@ -885,12 +921,12 @@ mod tests {
             };
             for (i, stage) in Stage::ALL.into_iter().enumerate() {
                 let at = t(i as i64 * 10);
-                run = twice(&run, Event::StageStarted { stage, execution_id: "x".into(), at })?;
+                run = twice(&run, Event::StageStarted { stage, execution: ex("x", 1), at })?;
                 if stage == Stage::Approve {
-                    run = twice(&run, Event::ApprovalRequested { execution_id: "x".into(), at, request: request(1) })?;
+                    run = twice(&run, Event::ApprovalRequested { execution: ex("x", 1), at, request: request(1) })?;
                     run = twice(&run, Event::ApprovalDecided(decision("alice", Verdict::Approve, at)))?;
                 } else {
-                    run = twice(&run, Event::StageSucceeded { stage, execution_id: "x".into(), at, output: output(stage) })?;
+                    run = twice(&run, Event::StageSucceeded { stage, execution: ex("x", 1), at, output: output(stage) })?;
                 }
             }
             prop_assert_eq!(run.status, RunStatus::Released);

@@ -193,12 +193,33 @@ pub struct Trigger {
     pub reason: Option<String>,
 }
 
+/// Which delivery of which message runs a stage.
+///
+/// Service Bus hands a message to one receiver at a time, so a higher delivery
+/// count of the same message means the earlier delivery lost its lock (its
+/// process died): the new delivery supersedes it. A different message for a
+/// stage that is already running is a duplicate and changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    /// The message's id.
+    pub message_id: String,
+    /// Its delivery count (1 on first delivery).
+    pub delivery: u32,
+}
+
+impl fmt::Display for Execution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.message_id, self.delivery)
+    }
+}
+
 /// One try at a stage. A redelivered message after a crash starts a new attempt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
-    /// Unique id of this execution (the message delivery that started it).
-    pub execution_id: String,
+    /// The message delivery that runs it.
+    pub execution: Execution,
     /// When it started.
     pub started_at: DateTime<Utc>,
     /// When it ended, if it did.

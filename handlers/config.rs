@@ -1,0 +1,386 @@
+//! Configuration: the factory's settings (from the environment) and each
+//! image's settings (`images/<name>/image.toml`, beside its Packer template).
+//!
+//! Everything is read and checked once at start-up so that a typo is an error
+//! with the file and key named, never a surprise in the middle of a run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+
+use crate::domain::approval::{KeyRing, SigningKey};
+use crate::domain::version::VersionStrategy;
+
+/// Name of an image's settings file inside its folder.
+pub const IMAGE_FILE: &str = "image.toml";
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file does not parse or has unknown keys.
+    #[error("{path} is not valid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment setting is wrong.
+    #[error("setting {name} is not valid: {message}")]
+    Setting {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong (never its value).
+        message: String,
+    },
+}
+
+/// One image definition: its template folder and how the factory treats it.
+#[derive(Clone, Debug)]
+pub struct ImageConfig {
+    /// The image's name (its folder's name).
+    pub name: String,
+    /// The folder holding the Packer template.
+    pub dir: PathBuf,
+    /// Settings from `image.toml`.
+    pub settings: ImageSettings,
+}
+
+/// The contents of `image.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSettings {
+    /// How versions are numbered.
+    #[serde(default = "default_version")]
+    pub version: VersionStrategy,
+    /// The hardening baseline this image follows (tag `baselineVersion`).
+    #[serde(default)]
+    pub baseline_version: String,
+    /// Gallery image definition name (tag `imageName`), if the image goes to a gallery.
+    #[serde(default)]
+    pub gallery_image_name: Option<String>,
+    /// Tags stamped on every artifact besides the computed ones.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// How packer runs.
+    #[serde(default)]
+    pub packer: PackerSettings,
+    /// The test stage's smoke test.
+    pub smoke: SmokeTest,
+    /// Who approves.
+    pub approval: ApprovalPolicy,
+}
+
+fn default_version() -> VersionStrategy {
+    VersionStrategy::Date
+}
+
+/// How the build stage runs packer.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackerSettings {
+    /// Extra `-var name=value` pairs.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// The build is killed after this many minutes.
+    #[serde(default = "default_build_minutes")]
+    pub timeout_minutes: u64,
+}
+
+impl Default for PackerSettings {
+    fn default() -> PackerSettings {
+        PackerSettings {
+            variables: BTreeMap::new(),
+            timeout_minutes: default_build_minutes(),
+        }
+    }
+}
+
+fn default_build_minutes() -> u64 {
+    120
+}
+
+/// The test stage's check: an HTTP request that must answer, or a command that must exit 0.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SmokeTest {
+    /// GET a URL; it must answer `status` and contain `contains`, if given.
+    Http {
+        /// The URL.
+        url: String,
+        /// Expected status (default 200).
+        #[serde(default = "default_status")]
+        status: u16,
+        /// Text the body must contain.
+        #[serde(default)]
+        contains: Option<String>,
+        /// Give up after this many seconds.
+        #[serde(default = "default_smoke_seconds")]
+        timeout_seconds: u64,
+    },
+    /// Run a command in the template folder; it must exit 0.
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+        /// Give up after this many seconds.
+        #[serde(default = "default_smoke_seconds")]
+        timeout_seconds: u64,
+    },
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+fn default_smoke_seconds() -> u64 {
+    60
+}
+
+/// Who decides whether a run is released.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    /// Approver names (email addresses in production).
+    pub approvers: Vec<String>,
+    /// Approvals needed (k of n).
+    #[serde(default = "default_required")]
+    pub required: u32,
+    /// Hours before the request lapses.
+    #[serde(default = "default_expiry_hours")]
+    pub expires_hours: u32,
+}
+
+fn default_required() -> u32 {
+    1
+}
+
+fn default_expiry_hours() -> u32 {
+    72
+}
+
+/// Reads every image under `images_dir` (each folder with an `image.toml`).
+pub fn load_images(images_dir: &Path) -> Result<BTreeMap<String, ImageConfig>, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: images_dir.to_path_buf(),
+        source,
+    };
+    let mut images = BTreeMap::new();
+    for entry in std::fs::read_dir(images_dir).map_err(read_err)? {
+        let dir = entry.map_err(read_err)?.path();
+        let file = dir.join(IMAGE_FILE);
+        if !file.is_file() {
+            continue;
+        }
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| is_valid_image_name(n))
+            .ok_or_else(|| ConfigError::Invalid {
+                path: dir.clone(),
+                message: "an image folder's name must be 1-64 characters of a-z, 0-9 and -".into(),
+            })?
+            .to_string();
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let settings = parse_image_settings(&text).map_err(|message| ConfigError::Invalid {
+            path: file.clone(),
+            message,
+        })?;
+        images.insert(
+            name.clone(),
+            ImageConfig {
+                name,
+                dir,
+                settings,
+            },
+        );
+    }
+    Ok(images)
+}
+
+/// Parses and checks an `image.toml`.
+pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
+    let settings: ImageSettings = toml::from_str(text).map_err(|e| e.to_string())?;
+    let policy = &settings.approval;
+    if policy.approvers.is_empty() {
+        return Err("[approval] approvers must name at least one approver".into());
+    }
+    if policy.required == 0 || policy.required as usize > policy.approvers.len() {
+        return Err(format!(
+            "[approval] required must be between 1 and the number of approvers ({})",
+            policy.approvers.len()
+        ));
+    }
+    if let Some(dup) = policy
+        .approvers
+        .iter()
+        .enumerate()
+        .find(|(i, a)| policy.approvers[..*i].contains(a))
+    {
+        return Err(format!("[approval] approver {} is listed twice", dup.1));
+    }
+    if let SmokeTest::Command { argv, .. } = &settings.smoke {
+        if argv.is_empty() {
+            return Err("[smoke.command] argv must name a program".into());
+        }
+    }
+    Ok(settings)
+}
+
+/// Image names are folder names and part of run ids and resource names.
+pub fn is_valid_image_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The factory's own settings, from the environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where image folders are (`IMAGE_FACTORY_IMAGES`, default `images`).
+    pub images_dir: PathBuf,
+    /// Where local state, logs and releases go (`IMAGE_FACTORY_DATA`, default `.image-factory`).
+    pub data_dir: PathBuf,
+    /// The base URL approval links point at (`IMAGE_FACTORY_PUBLIC_URL`).
+    pub public_url: String,
+    /// The packer binary (`IMAGE_FACTORY_PACKER`, default `packer` on the PATH; `none` to skip).
+    pub packer: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Reads the settings from the environment.
+    pub fn from_env() -> Settings {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let packer = match var("IMAGE_FACTORY_PACKER").as_deref() {
+            Some("none") => None,
+            Some(path) => Some(PathBuf::from(path)),
+            None => find_on_path("packer"),
+        };
+        Settings {
+            images_dir: var("IMAGE_FACTORY_IMAGES").map_or_else(|| "images".into(), PathBuf::from),
+            data_dir: var("IMAGE_FACTORY_DATA").map_or_else(|| ".image-factory".into(), PathBuf::from),
+            public_url: var("IMAGE_FACTORY_PUBLIC_URL")
+                .unwrap_or_else(|| "http://localhost:7071".into())
+                .trim_end_matches('/')
+                .to_string(),
+            packer,
+        }
+    }
+
+    /// The embedded run store's file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("runs.db")
+    }
+
+    /// Where a run's logs and outputs go.
+    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+        self.data_dir.join("runs").join(run_id)
+    }
+}
+
+/// Finds an executable on the PATH.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Parses `IMAGE_FACTORY_APPROVAL_KEYS`: `id:base64secret[,id:base64secret...]`,
+/// the first key signs, all verify (so a key can be rotated without breaking links).
+pub fn parse_key_ring(value: &str) -> Result<KeyRing, ConfigError> {
+    let bad = |message: String| ConfigError::Setting {
+        name: "IMAGE_FACTORY_APPROVAL_KEYS",
+        message,
+    };
+    let mut keys = Vec::new();
+    for (i, item) in value.split(',').enumerate() {
+        let (id, secret) = item
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| bad(format!("key {} is not written id:base64secret", i + 1)))?;
+        if id.is_empty() {
+            return Err(bad(format!("key {} has an empty id", i + 1)));
+        }
+        let secret = STANDARD
+            .decode(secret.trim())
+            .map_err(|_| bad(format!("key {id} is not valid base64")))?;
+        keys.push(SigningKey::new(id, secret).map_err(|e| bad(format!("key {id}: {e}")))?);
+    }
+    KeyRing::new(keys).map_err(|e| bad(e.to_string()))
+}
+
+/// How long a build may run.
+pub fn build_timeout(image: &ImageConfig) -> Duration {
+    Duration::from_secs(image.settings.packer.timeout_minutes.saturating_mul(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        baseline_version = "cis-1"
+        [version]
+        strategy = "semver"
+        major = 1
+        minor = 2
+        [smoke.command]
+        argv = ["sh", "smoke.sh"]
+        [approval]
+        approvers = ["alice", "bob"]
+        required = 2
+    "#;
+
+    #[test]
+    fn a_complete_image_file_parses() {
+        let s = parse_image_settings(GOOD).unwrap();
+        assert_eq!(s.version, VersionStrategy::Semver { major: 1, minor: 2 });
+        assert_eq!(s.approval.required, 2);
+        assert_eq!(s.approval.expires_hours, 72);
+        assert_eq!(s.packer.timeout_minutes, 120);
+    }
+
+    #[test]
+    fn unknown_keys_and_impossible_policies_are_named() {
+        let typo = GOOD.replace("baseline_version", "baseline_versoin");
+        assert!(parse_image_settings(&typo).unwrap_err().contains("baseline_versoin"));
+        let too_many = GOOD.replace("required = 2", "required = 3");
+        assert!(parse_image_settings(&too_many).unwrap_err().contains("required"));
+        let dup = GOOD.replace(r#"["alice", "bob"]"#, r#"["alice", "alice"]"#);
+        assert!(parse_image_settings(&dup).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn key_rings_parse_and_never_echo_secrets() {
+        let secret = STANDARD.encode([9u8; 32]);
+        assert!(parse_key_ring(&format!("k2:{secret},k1:{secret}")).is_ok());
+        let err = parse_key_ring("k1:c2hvcnQ=").unwrap_err().to_string();
+        assert!(err.contains("32 bytes") && !err.contains("c2hvcnQ"), "{err}");
+        assert!(parse_key_ring("nocolon").is_err());
+    }
+
+    #[test]
+    fn image_names_are_restricted_to_safe_characters() {
+        assert!(is_valid_image_name("base-w2022-datacenter"));
+        for bad in ["", "Upper", "a/b", "a b", "..", &"x".repeat(65)] {
+            assert!(!is_valid_image_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The executor port: where long work (a `packer build`) runs, and the local
+//! adapter that runs it as a child process of this machine.
+//!
+//! The local executor streams the child's output line by line into the run's
+//! log file (constant memory, whatever the log's size), hands each stdout line
+//! to the caller (to collect packer's artifacts as they appear), enforces a
+//! timeout, and can be cancelled. The child runs in its own process group so a
+//! timeout or cancel stops packer and every plugin process it started; its
+//! process group id is written beside the log so that, after a crash of this
+//! process, the next attempt stops the orphan before starting again.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// Longest line kept whole; longer lines are cut (the log gets the cut line).
+const MAX_LINE: usize = 64 * 1024;
+
+/// One piece of long work.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Working directory.
+    pub dir: PathBuf,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// The log file (created or appended to).
+    pub log: PathBuf,
+    /// Killed after this long.
+    pub timeout: Duration,
+}
+
+/// How a job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Exited with this code (0 is success).
+    Exited(i32),
+    /// Killed by a signal it did not expect.
+    Signalled,
+    /// Killed because it ran past its timeout.
+    TimedOut,
+    /// Killed because it was cancelled.
+    Cancelled,
+}
+
+/// A finished job.
+#[derive(Clone, Debug)]
+pub struct JobOutcome {
+    /// How it ended.
+    pub end: JobEnd,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+/// Why a job could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The program could not be started.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The log could not be written.
+    #[error("cannot write the log {path}: {source}")]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs long work.
+#[async_trait]
+pub trait Executor: Send + Sync + 'static {
+    /// Runs `job` to its end, passing each stdout line to `on_line`.
+    async fn run(
+        &self,
+        job: Job,
+        on_line: &mut (dyn for<'l> FnMut(&'l str) + Send),
+        cancel: CancellationToken,
+    ) -> Result<JobOutcome, ExecutorError>;
+}
+
+/// Runs jobs as child processes of this machine.
+#[derive(Clone, Debug, Default)]
+pub struct LocalExecutor;
+
+#[async_trait]
+impl Executor for LocalExecutor {
+    async fn run(
+        &self,
+        job: Job,
+        on_line: &mut (dyn for<'l> FnMut(&'l str) + Send),
+        cancel: CancellationToken,
+    ) -> Result<JobOutcome, ExecutorError> {
+        let log_err = |source| ExecutorError::Log {
+            path: job.log.clone(),
+            source,
+        };
+        if let Some(dir) = job.log.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(log_err)?;
+        }
+        let pid_file = job.log.with_extension("pgid");
+        stop_orphan(&pid_file, &job.program).await;
+        let mut log = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&job.log)
+            .await
+            .map_err(log_err)?;
+
+        let started = Instant::now();
+        let mut child = Command::new(&job.program)
+            .args(&job.args)
+            .current_dir(&job.dir)
+            .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ExecutorError::Spawn {
+                program: job.program.display().to_string(),
+                source,
+            })?;
+        let pgid = child.id().unwrap_or(0);
+        tokio::fs::write(&pid_file, pgid.to_string())
+            .await
+            .map_err(log_err)?;
+
+        let mut stdout = child.stdout.take().map(LineReader::new);
+        let mut stderr = child.stderr.take().map(LineReader::new);
+        let deadline = tokio::time::sleep(job.timeout);
+        tokio::pin!(deadline);
+        let mut end = None;
+        while stdout.is_some() || stderr.is_some() {
+            tokio::select! {
+                line = next_line(&mut stdout) => {
+                    if let Some(line) = line {
+                        log.write_all(line.as_bytes()).await.map_err(log_err)?;
+                        log.write_all(b"\n").await.map_err(log_err)?;
+                        on_line(&line);
+                    }
+                }
+                line = next_line(&mut stderr) => {
+                    if let Some(line) = line {
+                        log.write_all(line.as_bytes()).await.map_err(log_err)?;
+                        log.write_all(b"\n").await.map_err(log_err)?;
+                    }
+                }
+                _ = &mut deadline => { end = Some(JobEnd::TimedOut); break; }
+                _ = cancel.cancelled() => { end = Some(JobEnd::Cancelled); break; }
+            }
+        }
+        let end = match end {
+            Some(forced) => {
+                kill_group(pgid);
+                let _ = child.wait().await;
+                let note = match forced {
+                    JobEnd::TimedOut => format!("[image-factory] killed after the timeout of {:?}\n", job.timeout),
+                    _ => "[image-factory] cancelled\n".to_string(),
+                };
+                log.write_all(note.as_bytes()).await.map_err(log_err)?;
+                forced
+            }
+            None => {
+                let status = tokio::select! {
+                    status = child.wait() => status.ok(),
+                    _ = &mut deadline => { kill_group(pgid); None }
+                };
+                // The group may have children left that closed their pipes.
+                kill_group(pgid);
+                match status.map(|s| s.code()) {
+                    Some(Some(code)) => JobEnd::Exited(code),
+                    Some(None) => JobEnd::Signalled,
+                    None => {
+                        let _ = child.wait().await;
+                        JobEnd::TimedOut
+                    }
+                }
+            }
+        };
+        log.flush().await.map_err(log_err)?;
+        let _ = tokio::fs::remove_file(&pid_file).await;
+        Ok(JobOutcome {
+            end,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// Reads lines of at most [`MAX_LINE`] bytes, lossily decoded.
+struct LineReader<R> {
+    reader: BufReader<R>,
+    buf: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(inner: R) -> LineReader<R> {
+        LineReader {
+            reader: BufReader::new(inner),
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// The next line, or `None` at the end of the stream.
+    async fn next(&mut self) -> Option<String> {
+        self.buf.clear();
+        loop {
+            let available = match self.reader.fill_buf().await {
+                Ok(bytes) => bytes,
+                Err(_) => return None,
+            };
+            if available.is_empty() {
+                return (!self.buf.is_empty()).then(|| self.take());
+            }
+            let (used, done) = match available.iter().position(|b| *b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            let room = MAX_LINE.saturating_sub(self.buf.len());
+            let keep = if done { used - 1 } else { used };
+            self.buf.extend_from_slice(&available[..keep.min(room)]);
+            self.reader.consume(used);
+            if done {
+                return Some(self.take());
+            }
+        }
+    }
+
+    fn take(&mut self) -> String {
+        let line = String::from_utf8_lossy(&self.buf);
+        line.trim_end_matches('\r').to_string()
+    }
+}
+
+async fn next_line<R: AsyncRead + Unpin>(reader: &mut Option<LineReader<R>>) -> Option<String> {
+    let Some(r) = reader.as_mut() else {
+        return std::future::pending().await;
+    };
+    let line = r.next().await;
+    if line.is_none() {
+        *reader = None;
+    }
+    line
+}
+
+/// Stops a whole process group.
+fn kill_group(pgid: u32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid > 1 {
+        // SAFETY: kill(2) with a negative pid signals the process group; it
+        // touches no memory of this process.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Stops the process group a crashed earlier attempt left running, if any and
+/// if its leader is still the same program (process ids get reused).
+async fn stop_orphan(pid_file: &Path, program: &Path) {
+    if let Ok(text) = tokio::fs::read_to_string(pid_file).await {
+        let name = program.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let (Ok(pgid), Some(name)) = (text.trim().parse::<u32>(), name) {
+            let cmdline = tokio::fs::read(format!("/proc/{pgid}/cmdline"))
+                .await
+                .unwrap_or_default();
+            if !String::from_utf8_lossy(&cmdline).contains(&name) {
+                let _ = tokio::fs::remove_file(pid_file).await;
+                return;
+            }
+            tracing::warn!(pgid, "stopping the process group a previous attempt left running");
+            kill_group(pgid);
+        }
+        let _ = tokio::fs::remove_file(pid_file).await;
+    }
+}

@@ -1,0 +1,183 @@
+//! The run store port: where runs and version counters live.
+//!
+//! Every write is conditional: a run is replaced only if its ETag still
+//! matches, so two function instances handling the same run can never lose
+//! each other's update. [`update_run`] is the one read-decide-write loop that
+//! every handler uses; it reloads and decides again on a stale ETag.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::domain::machine::{Transition, TransitionError};
+use crate::domain::run::{Run, RunStatus, Stage};
+
+/// An opaque version of a stored document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ETag(pub String);
+
+/// A stored value with the ETag it was read at.
+#[derive(Clone, Debug)]
+pub struct Stored<T> {
+    /// The value.
+    pub value: T,
+    /// Its version.
+    pub etag: ETag,
+}
+
+/// Which runs to list.
+#[derive(Clone, Debug, Default)]
+pub struct RunQuery {
+    /// Only runs of this image.
+    pub image: Option<String>,
+    /// Only runs in one of these statuses (empty: any).
+    pub statuses: Vec<RunStatus>,
+    /// At most this many (the store caps it at 100).
+    pub limit: usize,
+    /// Where the previous page ended.
+    pub continuation: Option<String>,
+}
+
+impl RunQuery {
+    /// Runs that have not ended.
+    pub fn active() -> RunQuery {
+        RunQuery {
+            statuses: vec![
+                RunStatus::Queued,
+                RunStatus::Running,
+                RunStatus::WaitingForApproval,
+            ],
+            limit: 100,
+            ..RunQuery::default()
+        }
+    }
+}
+
+/// One page of runs, newest first.
+#[derive(Clone, Debug)]
+pub struct RunPage {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub continuation: Option<String>,
+}
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No run with that id.
+    #[error("run {id} does not exist")]
+    NotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// A run with that id exists already.
+    #[error("run {id} already exists")]
+    Conflict {
+        /// The id.
+        id: String,
+    },
+    /// The ETag no longer matches: someone else wrote first.
+    #[error("run {id} was changed by someone else; reload and decide again")]
+    PreconditionFailed {
+        /// The id.
+        id: String,
+    },
+    /// The stored document does not parse as a run.
+    #[error("run {id} is stored in a form this version cannot read ({reason}); it was left untouched")]
+    Corrupt {
+        /// The id.
+        id: String,
+        /// What did not parse.
+        reason: String,
+    },
+    /// A continuation token that this store did not hand out.
+    #[error("the continuation token is not valid; start again from the first page")]
+    BadContinuation,
+    /// The store could not be reached or failed.
+    #[error("the run store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where runs live.
+#[async_trait]
+pub trait RunStore: Send + Sync + 'static {
+    /// Stores a new run; [`StoreError::Conflict`] if its id exists.
+    async fn create(&self, run: &Run) -> Result<ETag, StoreError>;
+    /// Reads a run.
+    async fn get(&self, id: &str) -> Result<Stored<Run>, StoreError>;
+    /// Replaces a run if it is still at `if_match`.
+    async fn replace(&self, run: &Run, if_match: &ETag) -> Result<ETag, StoreError>;
+    /// Lists runs, newest first.
+    async fn list(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
+    /// Hands out the next number (0, 1, 2, ...) of a per-image counter, atomically.
+    async fn next_sequence(&self, image: &str, scope: &str) -> Result<u32, StoreError>;
+}
+
+/// Why [`update_run`] did not apply a change.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The state machine refused the event.
+    #[error(transparent)]
+    Refused(#[from] TransitionError),
+    /// Others kept writing the run; the update gave up.
+    #[error("run {id} kept changing under {attempts} attempts; try again")]
+    Contended {
+        /// The run.
+        id: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+/// How many times [`update_run`] reloads after a stale ETag.
+const MAX_UPDATE_ATTEMPTS: u32 = 32;
+
+/// Loads a run, applies `decide` to it, and writes the result if it changed,
+/// reloading and deciding again whenever someone else wrote first.
+pub async fn update_run<F>(
+    store: &dyn RunStore,
+    id: &str,
+    decide: F,
+) -> Result<Transition, UpdateError>
+where
+    F: Fn(&Run) -> Result<Transition, TransitionError>,
+{
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let stored = store.get(id).await?;
+        let transition = decide(&stored.value)?;
+        if !transition.changed {
+            return Ok(transition);
+        }
+        match store.replace(&transition.run, &stored.etag).await {
+            Ok(_) => return Ok(transition),
+            Err(StoreError::PreconditionFailed { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(UpdateError::Contended {
+        id: id.to_string(),
+        attempts: MAX_UPDATE_ATTEMPTS,
+    })
+}
+
+/// Parses a stored document, refusing one that is not a well-formed run.
+pub(crate) fn parse_run(id: &str, doc: &str) -> Result<Run, StoreError> {
+    let run: Run = serde_json::from_str(doc).map_err(|e| StoreError::Corrupt {
+        id: id.to_string(),
+        reason: e.to_string(),
+    })?;
+    let shape_ok = run.id == id
+        && run.stages.len() == Stage::ALL.len()
+        && run.stages.iter().zip(Stage::ALL).all(|(r, s)| r.stage == s);
+    if !shape_ok {
+        return Err(StoreError::Corrupt {
+            id: id.to_string(),
+            reason: "its id or its list of stages does not match a run".into(),
+        });
+    }
+    Ok(run)
+}

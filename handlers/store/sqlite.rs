@@ -1,0 +1,241 @@
+//! The embedded run store: one SQLite database file.
+//!
+//! SQLite rather than a pure-Rust key-value store because the local host's
+//! queue lives in the same kind of file, both need multi-row transactions and
+//! secondary indexes (runs by image, by status), and an operator can open the
+//! file with the `sqlite3` shell to see exactly what the factory recorded.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
+use crate::domain::run::Run;
+
+/// Largest page a query returns.
+const MAX_PAGE: usize = 100;
+
+/// A run store in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = open_database(path)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS runs (
+                id TEXT PRIMARY KEY,
+                image TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                rev INTEGER NOT NULL,
+                doc TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, id DESC);
+            CREATE INDEX IF NOT EXISTS runs_by_image ON runs (image, created_at DESC, id DESC);
+            CREATE TABLE IF NOT EXISTS counters (
+                image TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                next INTEGER NOT NULL,
+                PRIMARY KEY (image, scope)
+            );",
+        )
+        .map_err(unavailable)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("the store's connection lock is poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+/// Opens a SQLite file in WAL mode with a busy timeout; shared with the local queue.
+pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(unavailable)?;
+    Ok(conn)
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn sort_key(run: &Run) -> String {
+    run.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn to_json(run: &Run) -> Result<String, StoreError> {
+    serde_json::to_string(run).map_err(|e| StoreError::Unavailable(format!("cannot encode run: {e}")))
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create(&self, run: &Run) -> Result<ETag, StoreError> {
+        let doc = to_json(run)?;
+        let (id, image, status, created) =
+            (run.id.clone(), run.image.clone(), run.status.name(), sort_key(run));
+        self.with_conn(move |c| {
+            let inserted = c
+                .execute(
+                    "INSERT INTO runs (id, image, status, created_at, rev, doc)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5) ON CONFLICT (id) DO NOTHING",
+                    params![id, image, status, created, doc],
+                )
+                .map_err(unavailable)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict { id });
+            }
+            Ok(ETag("1".into()))
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Stored<Run>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let row: Option<(i64, String)> = c
+                .query_row("SELECT rev, doc FROM runs WHERE id = ?1", [&id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(unavailable)?;
+            let (rev, doc) = row.ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
+            Ok(Stored {
+                value: parse_run(&id, &doc)?,
+                etag: ETag(rev.to_string()),
+            })
+        })
+        .await
+    }
+
+    async fn replace(&self, run: &Run, if_match: &ETag) -> Result<ETag, StoreError> {
+        let doc = to_json(run)?;
+        let (id, status) = (run.id.clone(), run.status.name());
+        let expected: i64 = if_match.0.parse().map_err(|_| StoreError::PreconditionFailed {
+            id: id.clone(),
+        })?;
+        self.with_conn(move |c| {
+            let updated = c
+                .execute(
+                    "UPDATE runs SET doc = ?1, status = ?2, rev = rev + 1 WHERE id = ?3 AND rev = ?4",
+                    params![doc, status, id, expected],
+                )
+                .map_err(unavailable)?;
+            if updated == 1 {
+                return Ok(ETag((expected + 1).to_string()));
+            }
+            let exists: bool = c
+                .query_row("SELECT 1 FROM runs WHERE id = ?1", [&id], |_| Ok(true))
+                .optional()
+                .map_err(unavailable)?
+                .unwrap_or(false);
+            Err(if exists {
+                StoreError::PreconditionFailed { id }
+            } else {
+                StoreError::NotFound { id }
+            })
+        })
+        .await
+    }
+
+    async fn list(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let after = match &query.continuation {
+            Some(token) => Some(decode_continuation(token)?),
+            None => None,
+        };
+        let statuses: Vec<&str> = query.statuses.iter().map(|s| s.name()).collect();
+        let statuses = serde_json::to_string(&statuses).unwrap_or_else(|_| "[]".into());
+        let image = query.image.clone();
+        self.with_conn(move |c| {
+            let (after_created, after_id) = after.unzip();
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, created_at, doc FROM runs
+                     WHERE (?1 IS NULL OR image = ?1)
+                       AND (json_array_length(?2) = 0 OR status IN (SELECT value FROM json_each(?2)))
+                       AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4))
+                     ORDER BY created_at DESC, id DESC
+                     LIMIT ?5",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(
+                    params![image, statuses, after_created, after_id, (limit + 1) as i64],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                )
+                .map_err(unavailable)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            let more = rows.len() > limit;
+            let mut runs = Vec::with_capacity(limit);
+            let mut last = None;
+            for (id, created, doc) in rows.into_iter().take(limit) {
+                runs.push(parse_run(&id, &doc)?);
+                last = Some((created, id));
+            }
+            let continuation = last
+                .filter(|_| more)
+                .map(|(created, id)| URL_SAFE_NO_PAD.encode(format!("{created}|{id}")));
+            Ok(RunPage { runs, continuation })
+        })
+        .await
+    }
+
+    async fn next_sequence(&self, image: &str, scope: &str) -> Result<u32, StoreError> {
+        let (image, scope) = (image.to_string(), scope.to_string());
+        self.with_conn(move |c| {
+            let next: i64 = c
+                .query_row(
+                    "INSERT INTO counters (image, scope, next) VALUES (?1, ?2, 1)
+                     ON CONFLICT (image, scope) DO UPDATE SET next = next + 1
+                     RETURNING next - 1",
+                    params![image, scope],
+                    |r| r.get(0),
+                )
+                .map_err(unavailable)?;
+            u32::try_from(next)
+                .map_err(|_| StoreError::Unavailable(format!("counter {image}/{scope} overflowed")))
+        })
+        .await
+    }
+}
+
+fn decode_continuation(token: &str) -> Result<(String, String), StoreError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| StoreError::BadContinuation)?;
+    let text = String::from_utf8(bytes).map_err(|_| StoreError::BadContinuation)?;
+    let (created, id) = text.split_once('|').ok_or(StoreError::BadContinuation)?;
+    Ok((created.to_string(), id.to_string()))
+}
