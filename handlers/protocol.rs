@@ -38,6 +38,104 @@ pub struct InvocationResponse {
     pub return_value: Option<Value>,
 }
 
+/// Why an invocation could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A binding the function needs is missing from `Data`.
+    #[error("the invocation has no `{0}` entry in Data")]
+    MissingData(String),
+    /// A metadata key the function needs is missing.
+    #[error("the invocation has no `{0}` entry in Metadata")]
+    MissingMetadata(String),
+    /// A value does not have the expected shape.
+    #[error("the invocation's `{name}` is not valid: {message}")]
+    Invalid {
+        /// Which value.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl InvocationRequest {
+    /// A `Data` entry with the host's encoding undone (see [`decode_value`]).
+    pub fn data_value(&self, name: &str) -> Result<Value, ProtocolError> {
+        self.data
+            .get(name)
+            .map(decode_value)
+            .ok_or_else(|| ProtocolError::MissingData(name.to_string()))
+    }
+
+    /// A `Data` entry decoded into `T`.
+    pub fn data_as<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, ProtocolError> {
+        serde_json::from_value(self.data_value(name)?).map_err(|e| ProtocolError::Invalid {
+            name: name.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// A `Metadata` entry as text (strings as they are, numbers in decimal).
+    pub fn metadata_text(&self, name: &str) -> Option<String> {
+        match self.metadata.get(name).map(decode_value)? {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A `Metadata` entry as a non-negative integer.
+    pub fn metadata_u32(&self, name: &str) -> Option<u32> {
+        self.metadata_text(name)?.parse().ok()
+    }
+
+    /// A `Metadata` entry that is an object (`ApplicationProperties`, ...).
+    pub fn metadata_object(&self, name: &str) -> Option<Map<String, Value>> {
+        match self.metadata.get(name).map(decode_value)? {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The `req` binding of an HTTP-triggered invocation.
+    pub fn http_request(&self) -> Result<HttpRequestData, ProtocolError> {
+        let value = self
+            .data
+            .get(HTTP_TRIGGER)
+            .ok_or_else(|| ProtocolError::MissingData(HTTP_TRIGGER.to_string()))?;
+        serde_json::from_value(value.clone()).map_err(|e| ProtocolError::Invalid {
+            name: HTTP_TRIGGER.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Undoes the host's encoding of values: it sends strings, numbers and
+/// booleans as JSON text inside a JSON string (`"DeliveryCount": "1"`,
+/// `"MessageId": "\"abc\""`, a Service Bus body JSON-encoded twice), while
+/// objects stay objects. Text that is not JSON is kept as it is.
+pub fn decode_value(value: &Value) -> Value {
+    let mut current = value.clone();
+    for _ in 0..3 {
+        let Value::String(text) = &current else {
+            break;
+        };
+        match serde_json::from_str::<Value>(text) {
+            Ok(inner) => current = inner,
+            Err(_) => break,
+        }
+    }
+    current
+}
+
+/// Encodes a value as the Functions host does for `Data` and `Metadata`:
+/// objects and arrays as they are, anything else as its JSON text in a string.
+pub fn encode_value(value: &Value) -> Value {
+    match value {
+        Value::Object(_) | Value::Array(_) => value.clone(),
+        other => Value::String(other.to_string()),
+    }
+}
+
 /// Name of the HTTP trigger binding in every HTTP function of this app.
 pub const HTTP_TRIGGER: &str = "req";
 /// Name of the HTTP output binding in every HTTP function of this app.
@@ -206,5 +304,87 @@ fn scalar_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> InvocationRequest {
+        let path = format!("{}/tests/fixtures/protocol/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn a_service_bus_invocation_decodes_its_double_encoded_body_and_stringified_metadata() {
+        let req = fixture("servicebus-request.json");
+        let body = req.data_value("mySbMsg").unwrap();
+        assert_eq!(body["orderId"], 42);
+        assert_eq!(req.metadata_u32("DeliveryCount"), Some(1));
+        assert_eq!(
+            req.metadata_text("MessageId").as_deref(),
+            Some("3f2a6d4e8b1c4f0e9a7d5c3b2a1f0e9d")
+        );
+        assert_eq!(req.metadata_object("ApplicationProperties").unwrap()["tenant"], "contoso");
+    }
+
+    #[test]
+    fn the_documented_single_encoded_form_decodes_too() {
+        let req = fixture("queue-request.docs-verbatim.json");
+        assert!(req.metadata_u32("DequeueCount").is_some());
+        let captured = fixture("queue-request.ballerina-verbatim.json");
+        assert_eq!(captured.metadata_u32("DequeueCount"), Some(1));
+    }
+
+    #[test]
+    fn an_http_invocation_exposes_the_raw_body_headers_and_route_params() {
+        let req = fixture("http-request.json").http_request().unwrap();
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.params["id"], "42");
+        assert_eq!(req.query["verbose"], "true");
+        assert_eq!(req.header("content-type"), Some("application/json"));
+        let body: Value = serde_json::from_str(&req.body_text()).unwrap();
+        assert_eq!(body["age"], 12);
+        let docs = fixture("http-request.docs-order-verbatim.json").http_request().unwrap();
+        assert_eq!(docs.method, "POST");
+    }
+
+    #[test]
+    fn a_timer_invocation_carries_the_schedule_status() {
+        let req = fixture("timer-request.json");
+        let timer = req.data_value("myTimer").unwrap();
+        assert_eq!(timer["IsPastDue"], false);
+        assert_eq!(timer["ScheduleStatus"]["Next"], "2016-10-04T10:20:00+00:00");
+    }
+
+    #[test]
+    fn responses_serialize_with_the_hosts_field_names() {
+        let mut response = InvocationResponse::http(HttpResponseData::json(201, &serde_json::json!({"id": 42})));
+        response.log("created");
+        let wire: Value = serde_json::to_value(&response).unwrap();
+        assert_eq!(wire["Outputs"]["res"]["statusCode"], 201);
+        assert!(wire["Outputs"]["res"]["body"].is_string());
+        assert_eq!(wire["Logs"][0], "created");
+        let documented: InvocationResponse = serde_json::from_str(
+            &std::fs::read_to_string(format!(
+                "{}/tests/fixtures/protocol/http-response.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let res: HttpResponseData = serde_json::from_value(documented.outputs["res"].clone()).unwrap();
+        assert_eq!(res.status_code, 201);
+    }
+
+    #[test]
+    fn encoding_then_decoding_gives_the_value_back() {
+        for v in [serde_json::json!(1), serde_json::json!("abc"), serde_json::json!({"a": [1]}), serde_json::json!(true)] {
+            assert_eq!(decode_value(&encode_value(&v)), v);
+        }
+        let body = Value::String(r#"{"runId":"r1"}"#.into());
+        assert_eq!(decode_value(&encode_value(&body))["runId"], "r1");
     }
 }
