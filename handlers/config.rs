@@ -261,6 +261,10 @@ pub struct Settings {
     pub public_url: String,
     /// The packer binary (`IMAGE_FACTORY_PACKER`, default `packer` on the PATH; `none` to skip).
     pub packer: Option<PathBuf>,
+    /// Branches whose pushes start runs (`IMAGE_FACTORY_BRANCHES`, comma-separated, default `main`).
+    pub branches: Vec<String>,
+    /// Where the image folders sit in the pushed repository (`IMAGE_FACTORY_REPO_IMAGES_PATH`, default `images`).
+    pub repo_images_path: String,
 }
 
 impl Settings {
@@ -280,6 +284,13 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_string(),
             packer,
+            branches: var("IMAGE_FACTORY_BRANCHES")
+                .unwrap_or_else(|| "main".into())
+                .split(',')
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty())
+                .collect(),
+            repo_images_path: var("IMAGE_FACTORY_REPO_IMAGES_PATH").unwrap_or_else(|| "images".into()),
         }
     }
 

@@ -4,8 +4,15 @@
 //! around a pure domain core (`domain`), with adapters at the edges (`store`,
 //! `executor`, ...) and an embedded Functions host for local runs (`host`).
 
+pub mod app;
 pub mod config;
 pub mod domain;
 pub mod executor;
+pub mod functions;
+pub mod notifier;
+pub mod packer;
+pub mod pages;
 pub mod protocol;
+pub mod stages;
+pub mod template;
 pub mod store;

@@ -80,8 +80,11 @@ pub struct Decision {
     pub at: DateTime<Utc>,
     /// Their comment, if any.
     pub comment: Option<String>,
-    /// How they were identified: `link:<token id>` or `cli`.
+    /// How they were identified: `link` (a signed link) or `cli`.
     pub via: String,
+    /// The id of the link's token, for decisions taken through a link.
+    #[serde(default)]
+    pub token_id: Option<String>,
 }
 
 /// The claims a token carries.

@@ -134,6 +134,12 @@ pub enum TransitionError {
         /// Who tried.
         approver: String,
     },
+    /// A link that the current request did not issue to this approver.
+    #[error("this link was not issued to {approver} for the current approval request")]
+    LinkNotIssued {
+        /// Who tried.
+        approver: String,
+    },
     /// One decision per approver.
     #[error("{approver} already decided on this run")]
     AlreadyDecided {
@@ -393,6 +399,17 @@ fn decided(run: &mut Run, decision: &Decision) -> Result<Vec<Command>, Transitio
             approver: decision.approver.clone(),
         });
     }
+    if let Some(token_id) = &decision.token_id {
+        let issued = request
+            .links
+            .iter()
+            .any(|l| l.token_id == *token_id && l.approver == decision.approver);
+        if !issued {
+            return Err(TransitionError::LinkNotIssued {
+                approver: decision.approver.clone(),
+            });
+        }
+    }
     if run.decisions.iter().any(|d| d.approver == decision.approver) {
         return Err(TransitionError::AlreadyDecided {
             approver: decision.approver.clone(),
@@ -577,6 +594,7 @@ mod tests {
             at,
             comment: None,
             via: "cli".into(),
+            token_id: None,
         }
     }
 
@@ -749,6 +767,20 @@ mod tests {
             Event::ApprovalDecided(decision("bob", Verdict::Approve, t(22))),
         );
         assert_eq!(step.commands, vec![Command::Dispatch(Stage::Release)]);
+    }
+
+    #[test]
+    fn a_link_decides_only_if_the_current_request_issued_it_to_that_approver() {
+        let run = waiting_run(1);
+        let mut forged = decision("bob", Verdict::Approve, t(20));
+        forged.token_id = Some("t1".into()); // t1 was issued to alice
+        assert!(matches!(
+            decide(&run, &Event::ApprovalDecided(forged)),
+            Err(TransitionError::LinkNotIssued { .. })
+        ));
+        let mut genuine = decision("alice", Verdict::Approve, t(20));
+        genuine.token_id = Some("t1".into());
+        assert!(decide(&run, &Event::ApprovalDecided(genuine)).is_ok());
     }
 
     #[test]

@@ -4,5 +4,6 @@
 pub mod approval;
 pub mod machine;
 pub mod run;
+pub mod schedule;
 pub mod tags;
 pub mod version;

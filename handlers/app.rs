@@ -1,0 +1,188 @@
+//! The handler's shared state, and the one way runs come into existence.
+//!
+//! Every trigger (push, Patch Tuesday, an operator) ends in [`App::create_run`]:
+//! it allocates the run's version from the store's per-image counter, computes
+//! its tags, and stores it under an id that the trigger chose. Triggers choose
+//! deterministic ids (`push-<image>-<commit>`, `pt-<image>-<month>`), so a
+//! redelivered webhook or a timer that fires twice finds the run it already
+//! created instead of starting a second one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ImageConfig, Settings};
+use crate::domain::approval::KeyRing;
+use crate::domain::machine::{Command, follow_up};
+use crate::domain::run::{Run, Stage, Trigger};
+use crate::domain::tags::{TagInputs, computed_tags};
+use crate::domain::version::VersionError;
+use crate::executor::Executor;
+use crate::notifier::Notifier;
+use crate::protocol::InvocationResponse;
+use crate::store::{RunStore, StoreError};
+
+/// The clock, injectable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Secrets that authenticate incoming webhooks.
+#[derive(Clone, Default)]
+pub struct WebhookSecrets {
+    /// GitHub's webhook secret (`IMAGE_FACTORY_GITHUB_SECRET`).
+    pub github: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSecrets")
+            .field("github", &self.github.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Everything a function needs.
+#[derive(Clone)]
+pub struct App {
+    /// Where runs live.
+    pub store: Arc<dyn RunStore>,
+    /// Where builds run.
+    pub executor: Arc<dyn Executor>,
+    /// The image definitions, by name.
+    pub images: Arc<BTreeMap<String, ImageConfig>>,
+    /// The factory's settings.
+    pub settings: Arc<Settings>,
+    /// Approval link signing keys.
+    pub keys: Arc<KeyRing>,
+    /// Webhook secrets.
+    pub secrets: Arc<WebhookSecrets>,
+    /// Tells approvers about runs waiting for them.
+    pub notifier: Arc<dyn Notifier>,
+    /// The clock.
+    pub clock: Clock,
+    /// Cancelled when the handler shuts down: long work stops and its message is retried.
+    pub shutdown: CancellationToken,
+}
+
+/// The body of every stage message: which run, which stage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StageMessage {
+    /// The run.
+    pub run_id: String,
+    /// The stage to run.
+    pub stage: Stage,
+}
+
+/// What [`App::create_run`] did.
+#[derive(Debug)]
+pub enum Created {
+    /// A new run.
+    New(Run),
+    /// The trigger had already created this run; nothing new was stored.
+    Existing(Run),
+}
+
+impl Created {
+    /// The run, new or existing.
+    pub fn run(&self) -> &Run {
+        match self {
+            Created::New(run) | Created::Existing(run) => run,
+        }
+    }
+}
+
+/// Why a run could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// No image of that name.
+    #[error("there is no image named {0}; images are the folders under the images directory with an image.toml")]
+    UnknownImage(String),
+    /// The version could not be allocated.
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl App {
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// An image by name.
+    pub fn image(&self, name: &str) -> Option<&ImageConfig> {
+        self.images.get(name)
+    }
+
+    /// Creates the run `id` for `image`, or finds the one created earlier under that id.
+    pub async fn create_run(
+        &self,
+        id: String,
+        image: &str,
+        trigger: Trigger,
+    ) -> Result<Created, CreateError> {
+        let config = self
+            .image(image)
+            .ok_or_else(|| CreateError::UnknownImage(image.to_string()))?;
+        match self.store.get(&id).await {
+            Ok(existing) => return Ok(Created::Existing(existing.value)),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let now = self.now();
+        let today = now.date_naive();
+        let strategy = config.settings.version;
+        let sequence = self.store.next_sequence(image, &strategy.scope(today)).await?;
+        let version = strategy.version(today, sequence)?;
+        let tags = computed_tags(&TagInputs {
+            common: &config.settings.tags,
+            git_ref: trigger.commit.as_deref(),
+            version,
+            gallery_image_name: config.settings.gallery_image_name.as_deref(),
+            image_name: image,
+            build_date: today,
+            baseline_version: &config.settings.baseline_version,
+        });
+        let run = Run::new(id, image.to_string(), version, trigger, tags, now);
+        match self.store.create(&run).await {
+            Ok(_) => {
+                tracing::info!(run_id = %run.id, image, version = %run.version, "run created");
+                Ok(Created::New(run))
+            }
+            Err(StoreError::Conflict { id }) => Ok(Created::Existing(self.store.get(&id).await?.value)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Adds the messages for `commands` to the response's Service Bus outputs.
+/// Each output binding is named after the stage it feeds (`build` → queue `stage-build`).
+pub fn dispatch(response: &mut InvocationResponse, run_id: &str, commands: &[Command]) {
+    for Command::Dispatch(stage) in commands {
+        let message = serde_json::json!({ "runId": run_id, "stage": stage });
+        match response.outputs.get_mut(stage.name()) {
+            Some(serde_json::Value::Array(items)) => items.push(message),
+            _ => {
+                response
+                    .outputs
+                    .insert(stage.name().to_string(), serde_json::Value::Array(vec![message]));
+            }
+        }
+        response.log(format!("dispatched {stage} for run {run_id}"));
+    }
+}
+
+/// Dispatches whatever the run's state says comes next (used after a run is found or created).
+pub fn dispatch_follow_up(response: &mut InvocationResponse, run: &Run) {
+    dispatch(response, &run.id, &follow_up(run));
+}
+
+/// A fresh random id: 16 lowercase hex characters (64 random bits).
+pub fn new_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

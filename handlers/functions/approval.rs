@@ -1,0 +1,206 @@
+//! `approval` (`GET|POST /api/approvals/{token}`): an approver's link.
+//!
+//! GET shows the run's facts and the Approve/Reject form and decides nothing:
+//! mail scanners and chat unfurlers follow every GET. Only POST decides. The
+//! token must be valid, unexpired, issued for this run's current request to
+//! this approver, and not used before; when App Service authentication is in
+//! front, the signed-in user must be that approver.
+
+use serde::Deserialize;
+
+use super::InvocationError;
+use crate::app::{App, dispatch};
+use crate::domain::approval::{Claims, Decision, TokenError, Verdict};
+use crate::domain::machine::{Event, TransitionError, decide};
+use crate::domain::run::{Run, RunStatus};
+use crate::pages::{escape, page};
+use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
+use crate::store::{StoreError, UpdateError, update_run};
+
+/// Longest comment kept.
+const MAX_COMMENT: usize = 2000;
+
+/// An approval link invocation.
+#[derive(Debug)]
+pub struct Approval {
+    token: String,
+    request: HttpRequestData,
+}
+
+#[derive(Debug, Deserialize)]
+struct Form {
+    decision: String,
+    #[serde(default)]
+    comment: String,
+}
+
+impl Approval {
+    /// Decodes the HTTP request.
+    pub fn parse(request: &InvocationRequest) -> Result<Approval, InvocationError> {
+        let request = request.http_request()?;
+        let token = request.params.get("token").cloned().unwrap_or_default();
+        Ok(Approval { token, request })
+    }
+
+    /// Shows the page (GET) or records the decision (POST).
+    pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
+        let claims = match app.keys.verify(&self.token, app.now()) {
+            Ok(claims) if claims.stage == "approve" => claims,
+            Ok(_) => return Ok(answer(400, "Link not valid", "This link is not an approval link.")),
+            Err(e) => {
+                let status = if e == TokenError::Expired { 410 } else { 400 };
+                return Ok(answer(status, "Link not valid", &e.to_string()));
+            }
+        };
+        if let Some(user) = self.request.header("X-MS-CLIENT-PRINCIPAL-NAME") {
+            if !user.eq_ignore_ascii_case(&claims.sub) {
+                tracing::warn!(run_id = %claims.run, "approval link used by a different signed-in user");
+                return Ok(answer(
+                    403,
+                    "Not your link",
+                    "This link was issued to another approver. Use the link you received.",
+                ));
+            }
+        }
+        let run = match app.store.get(&claims.run).await {
+            Ok(stored) => stored.value,
+            Err(StoreError::NotFound { .. }) => {
+                return Ok(answer(404, "Run not found", "The run this link belongs to does not exist."));
+            }
+            Err(e) => return Err(super::retry("cannot read the run", e)),
+        };
+        if let Some(problem) = link_problem(&run, &claims) {
+            return Ok(answer(409, "Link not usable", &problem));
+        }
+        match self.request.method.to_ascii_uppercase().as_str() {
+            "GET" | "HEAD" => Ok(InvocationResponse::http(HttpResponseData::html(
+                200,
+                confirmation_page(&run, &claims),
+            ))),
+            "POST" => self.decide(app, &claims).await,
+            _ => Ok(answer(405, "Not allowed", "Open the link in a browser.")),
+        }
+    }
+
+    async fn decide(&self, app: &App, claims: &Claims) -> Result<InvocationResponse, InvocationError> {
+        let form: Form = match serde_urlencoded::from_str(&self.request.body_text()) {
+            Ok(form) => form,
+            Err(_) => return Ok(answer(400, "Decision missing", "Choose Approve or Reject.")),
+        };
+        let Some(verdict) = Verdict::from_name(&form.decision) else {
+            return Ok(answer(400, "Decision missing", "Choose Approve or Reject."));
+        };
+        let comment = form.comment.trim();
+        let decision = Decision {
+            approver: claims.sub.clone(),
+            verdict,
+            at: app.now(),
+            comment: (!comment.is_empty()).then(|| comment.chars().take(MAX_COMMENT).collect()),
+            via: "link".into(),
+            token_id: Some(claims.jti.clone()),
+        };
+        let event = Event::ApprovalDecided(decision);
+        let result = update_run(app.store.as_ref(), &claims.run, |run| decide(run, &event)).await;
+        match result {
+            Ok(t) => {
+                tracing::info!(run_id = %claims.run, verdict = verdict.name(), "approval decision recorded");
+                let said = match (verdict, t.run.status) {
+                    (Verdict::Reject, _) => "Rejected. The run stops here.".to_string(),
+                    (Verdict::Approve, RunStatus::WaitingForApproval) => {
+                        "Approved. The run waits for more approvals.".to_string()
+                    }
+                    (Verdict::Approve, _) => "Approved. The run goes on to release.".to_string(),
+                };
+                let mut response = InvocationResponse::http(HttpResponseData::html(
+                    200,
+                    page("Decision recorded", &format!(r#"<p class="notice">{}</p>{}"#, escape(&said), facts(&t.run))),
+                ));
+                dispatch(&mut response, &claims.run, &t.commands);
+                Ok(response)
+            }
+            Err(UpdateError::Refused(e)) => {
+                let status = match e {
+                    TransitionError::ApprovalExpired { .. } => 410,
+                    TransitionError::NotAnApprover { .. } => 403,
+                    _ => 409,
+                };
+                Ok(answer(status, "Decision not recorded", &e.to_string()))
+            }
+            Err(e) => Err(super::retry("cannot record the decision", e)),
+        }
+    }
+}
+
+/// Why this link cannot decide on this run now, if it cannot.
+fn link_problem(run: &Run, claims: &Claims) -> Option<String> {
+    if run.status != RunStatus::WaitingForApproval {
+        return Some(format!("This run is {} and no longer waits for a decision.", run.status));
+    }
+    let issued = run.approval.as_ref().is_some_and(|request| {
+        request
+            .links
+            .iter()
+            .any(|l| l.token_id == claims.jti && l.approver == claims.sub)
+    });
+    if !issued {
+        return Some("This link belongs to an earlier approval request; use the latest one.".into());
+    }
+    if run.decisions.iter().any(|d| d.approver == claims.sub) {
+        return Some("You have already decided on this run.".into());
+    }
+    None
+}
+
+fn answer(status: u16, title: &str, message: &str) -> InvocationResponse {
+    let class = if status >= 400 { "notice error" } else { "notice" };
+    InvocationResponse::http(HttpResponseData::html(
+        status,
+        page(title, &format!(r#"<p class="{class}">{}</p>"#, escape(message))),
+    ))
+}
+
+fn facts(run: &Run) -> String {
+    let mut rows = vec![
+        ("Image", run.image.clone()),
+        ("Version", run.version.to_string()),
+        ("Run", run.id.clone()),
+        ("Commit", run.trigger.commit.clone().unwrap_or_else(|| "none".into())),
+        ("Trigger", format!("{:?} from {}", run.trigger.kind, run.trigger.source)),
+    ];
+    if let Some(reason) = &run.trigger.reason {
+        rows.push(("Reason", reason.clone()));
+    }
+    for record in &run.stages {
+        if let Some(summary) = &record.summary {
+            rows.push((record.stage.name(), summary.clone()));
+        }
+    }
+    let items: String = rows
+        .iter()
+        .map(|(k, v)| format!("<dt>{}</dt><dd>{}</dd>", escape(k), escape(v)))
+        .collect();
+    format!("<dl>{items}</dl>")
+}
+
+fn confirmation_page(run: &Run, claims: &Claims) -> String {
+    let expires = run
+        .approval
+        .as_ref()
+        .map(|r| r.expires_at.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let body = format!(
+        r#"<p class="notice">{approver}, run {run_id} waits for your decision until {expires}. Nothing is decided until you press a button.</p>
+{facts}
+<form method="post">
+<label for="comment">Comment (optional)</label>
+<textarea id="comment" name="comment" maxlength="{MAX_COMMENT}"></textarea>
+<button class="approve" type="submit" name="decision" value="approve">Approve</button>
+<button class="reject" type="submit" name="decision" value="reject">Reject</button>
+</form>"#,
+        approver = escape(&claims.sub),
+        run_id = escape(&run.id),
+        expires = escape(&expires),
+        facts = facts(run),
+    );
+    page(&format!("Approve {} {}?", run.image, run.version), &body)
+}

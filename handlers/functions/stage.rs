@@ -1,0 +1,143 @@
+//! `stage-validate`, `stage-build`, `stage-test`, `stage-approve`,
+//! `stage-release`: one Service Bus message runs one stage of one run.
+//!
+//! The order is what makes at-least-once delivery safe: record that the stage
+//! started (with this delivery's identity) before any side effect, run the
+//! stage's body, record its result with If-Match, then emit the next message.
+//! A redelivery of a finished stage re-emits the next message and does nothing
+//! else; a redelivery after a crash supersedes the dead attempt.
+
+use crate::app::{App, StageMessage, dispatch, dispatch_follow_up};
+use crate::domain::machine::{Event, TransitionError, decide};
+use crate::domain::run::{Execution, Stage, StageStatus};
+use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
+use crate::stages::{self, StageResult};
+use crate::store::{UpdateError, update_run};
+
+use super::{InvocationError, MESSAGE_BINDING, retry};
+
+/// A decoded stage message with its delivery.
+#[derive(Debug)]
+pub struct StageInvocation {
+    message: StageMessage,
+    execution: Execution,
+}
+
+impl StageInvocation {
+    /// Decodes the message for the `stage` function.
+    pub fn parse(stage: Stage, request: &InvocationRequest) -> Result<StageInvocation, InvocationError> {
+        let message: StageMessage = request.data_as(MESSAGE_BINDING)?;
+        if message.stage != stage {
+            return Err(ProtocolError::Invalid {
+                name: MESSAGE_BINDING.into(),
+                message: format!(
+                    "a message for stage {} reached the {} function",
+                    message.stage,
+                    stage.function_name()
+                ),
+            }
+            .into());
+        }
+        let message_id = request
+            .metadata_text("MessageId")
+            .ok_or_else(|| ProtocolError::MissingMetadata("MessageId".into()))?;
+        let delivery = request
+            .metadata_u32("DeliveryCount")
+            .ok_or_else(|| ProtocolError::MissingMetadata("DeliveryCount".into()))?;
+        Ok(StageInvocation {
+            message,
+            execution: Execution {
+                message_id,
+                delivery,
+            },
+        })
+    }
+
+    /// Runs the stage.
+    pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
+        let StageInvocation { message, execution } = self;
+        let (run_id, stage) = (message.run_id.as_str(), message.stage);
+        let span = tracing::info_span!("stage", run_id, %stage, attempt = %execution);
+        let _enter = span.enter();
+        let mut response = InvocationResponse::default();
+
+        let started = update_run(app.store.as_ref(), run_id, |run| {
+            decide(
+                run,
+                &Event::StageStarted {
+                    stage,
+                    execution: execution.clone(),
+                    at: app.now(),
+                },
+            )
+        })
+        .await;
+        let run = match started {
+            Ok(t) => t.run,
+            Err(UpdateError::Refused(TransitionError::RunFinished { status, .. })) => {
+                response.log(format!("run {run_id} is already {status}; message ignored"));
+                return Ok(response);
+            }
+            Err(UpdateError::Refused(e)) => {
+                // Out of order: an earlier stage has not finished. Retrying
+                // lets it finish; after the last delivery the message is
+                // dead-lettered and the run is failed with this reason.
+                return Err(InvocationError::Failed(e.to_string()));
+            }
+            Err(e) => return Err(retry(&format!("cannot start {stage} of run {run_id}"), e)),
+        };
+        let record = run.stage(stage);
+        let mine = record.status == StageStatus::Running
+            && record.current_attempt().map(|a| &a.execution) == Some(&execution);
+        if !mine {
+            response.log(format!(
+                "{stage} of run {run_id} is {:?} under another delivery; nothing to do",
+                record.status
+            ));
+            dispatch_follow_up(&mut response, &run);
+            return Ok(response);
+        }
+
+        tracing::info!("stage started");
+        let event = match stages::execute(app, &run, stage).await {
+            StageResult::Succeeded(output) => Event::StageSucceeded {
+                stage,
+                execution: execution.clone(),
+                at: app.now(),
+                output,
+            },
+            StageResult::Failed(reason) => {
+                tracing::warn!(%reason, "stage failed");
+                Event::StageFailed {
+                    stage,
+                    execution: execution.clone(),
+                    at: app.now(),
+                    reason,
+                }
+            }
+            StageResult::AwaitApproval(request) => Event::ApprovalRequested {
+                execution: execution.clone(),
+                at: app.now(),
+                request,
+            },
+            StageResult::Retry(reason) => {
+                return Err(InvocationError::Failed(format!(
+                    "{stage} of run {run_id} will be retried: {reason}"
+                )));
+            }
+        };
+        match update_run(app.store.as_ref(), run_id, |run| decide(run, &event)).await {
+            Ok(t) => {
+                response.log(format!("{stage} of run {run_id}: {:?}", t.run.stage(stage).status));
+                dispatch(&mut response, run_id, &t.commands);
+                Ok(response)
+            }
+            Err(UpdateError::Refused(e)) => {
+                // Superseded by a newer delivery, or the run ended meanwhile.
+                response.log(format!("result of {stage} for run {run_id} not recorded: {e}"));
+                Ok(response)
+            }
+            Err(e) => Err(retry(&format!("cannot record {stage} of run {run_id}"), e)),
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The release stage: the `image-version.json` metadata the seed publishes
+//! (version, gallery version id, git commit, run id, build log), written to
+//! the run's folder and to the image's release folder.
+
+use super::StageResult;
+use crate::app::App;
+use crate::domain::run::{ReleaseRecord, Run, StageOutput};
+
+pub(super) async fn run(app: &App, run: &Run) -> StageResult {
+    let dir = app
+        .settings
+        .data_dir
+        .join("releases")
+        .join(&run.image)
+        .join(run.version.to_string());
+    let path = dir.join("image-version.json");
+    let record = ReleaseRecord {
+        image_version: run.version.to_string(),
+        sig_version_id: run.build.as_ref().and_then(|b| b.gallery_version_id.clone()),
+        git_commit: run.trigger.commit.clone(),
+        run_id: run.id.clone(),
+        build_log: run.build.as_ref().map(|b| b.log.clone()).unwrap_or_default(),
+        location: path.display().to_string(),
+    };
+    let text = match serde_json::to_string_pretty(&record) {
+        Ok(t) => t,
+        Err(e) => return StageResult::Failed(format!("cannot encode image-version.json: {e}")),
+    };
+    let run_copy = app.settings.run_dir(&run.id).join("image-version.json");
+    for file in [&path, &run_copy] {
+        if let Some(parent) = file.parent() {
+            if let Err(e) = tokio::fs::create_dir_all(parent).await {
+                return StageResult::Retry(format!("cannot create {}: {e}", parent.display()));
+            }
+        }
+        if let Err(e) = tokio::fs::write(file, &text).await {
+            return StageResult::Retry(format!("cannot write {}: {e}", file.display()));
+        }
+    }
+    StageResult::Succeeded(StageOutput::Released(record))
+}
