@@ -13,6 +13,7 @@ pub mod notifier;
 pub mod packer;
 pub mod pages;
 pub mod protocol;
+pub mod server;
 pub mod stages;
 pub mod template;
 pub mod store;
