@@ -98,7 +98,9 @@ impl Created {
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// No image of that name.
-    #[error("there is no image named {0}; images are the folders under the images directory with an image.toml")]
+    #[error(
+        "there is no image named {0}; images are the folders under the images directory with an image.toml"
+    )]
     UnknownImage(String),
     /// The version could not be allocated.
     #[error(transparent)]
@@ -137,7 +139,10 @@ impl App {
         let now = self.now();
         let today = now.date_naive();
         let strategy = config.settings.version;
-        let sequence = self.store.next_sequence(image, &strategy.scope(today)).await?;
+        let sequence = self
+            .store
+            .next_sequence(image, &strategy.scope(today))
+            .await?;
         let version = strategy.version(today, sequence)?;
         let tags = computed_tags(&TagInputs {
             common: &config.settings.tags,
@@ -154,7 +159,9 @@ impl App {
                 tracing::info!(run_id = %run.id, image, version = %run.version, "run created");
                 Ok(Created::New(run))
             }
-            Err(StoreError::Conflict { id }) => Ok(Created::Existing(self.store.get(&id).await?.value)),
+            Err(StoreError::Conflict { id }) => {
+                Ok(Created::Existing(self.store.get(&id).await?.value))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -168,9 +175,10 @@ pub fn dispatch(response: &mut InvocationResponse, run_id: &str, commands: &[Com
         match response.outputs.get_mut(stage.name()) {
             Some(serde_json::Value::Array(items)) => items.push(message),
             _ => {
-                response
-                    .outputs
-                    .insert(stage.name().to_string(), serde_json::Value::Array(vec![message]));
+                response.outputs.insert(
+                    stage.name().to_string(),
+                    serde_json::Value::Array(vec![message]),
+                );
             }
         }
         response.log(format!("dispatched {stage} for run {run_id}"));

@@ -278,7 +278,8 @@ impl Settings {
         };
         Settings {
             images_dir: var("IMAGE_FACTORY_IMAGES").map_or_else(|| "images".into(), PathBuf::from),
-            data_dir: var("IMAGE_FACTORY_DATA").map_or_else(|| ".image-factory".into(), PathBuf::from),
+            data_dir: var("IMAGE_FACTORY_DATA")
+                .map_or_else(|| ".image-factory".into(), PathBuf::from),
             public_url: var("IMAGE_FACTORY_PUBLIC_URL")
                 .unwrap_or_else(|| "http://localhost:7071".into())
                 .trim_end_matches('/')
@@ -290,7 +291,8 @@ impl Settings {
                 .map(|b| b.trim().to_string())
                 .filter(|b| !b.is_empty())
                 .collect(),
-            repo_images_path: var("IMAGE_FACTORY_REPO_IMAGES_PATH").unwrap_or_else(|| "images".into()),
+            repo_images_path: var("IMAGE_FACTORY_REPO_IMAGES_PATH")
+                .unwrap_or_else(|| "images".into()),
         }
     }
 
@@ -371,9 +373,17 @@ mod tests {
     #[test]
     fn unknown_keys_and_impossible_policies_are_named() {
         let typo = GOOD.replace("baseline_version", "baseline_versoin");
-        assert!(parse_image_settings(&typo).unwrap_err().contains("baseline_versoin"));
+        assert!(
+            parse_image_settings(&typo)
+                .unwrap_err()
+                .contains("baseline_versoin")
+        );
         let too_many = GOOD.replace("required = 2", "required = 3");
-        assert!(parse_image_settings(&too_many).unwrap_err().contains("required"));
+        assert!(
+            parse_image_settings(&too_many)
+                .unwrap_err()
+                .contains("required")
+        );
         let dup = GOOD.replace(r#"["alice", "bob"]"#, r#"["alice", "alice"]"#);
         assert!(parse_image_settings(&dup).unwrap_err().contains("twice"));
     }
@@ -383,7 +393,10 @@ mod tests {
         let secret = STANDARD.encode([9u8; 32]);
         assert!(parse_key_ring(&format!("k2:{secret},k1:{secret}")).is_ok());
         let err = parse_key_ring("k1:c2hvcnQ=").unwrap_err().to_string();
-        assert!(err.contains("32 bytes") && !err.contains("c2hvcnQ"), "{err}");
+        assert!(
+            err.contains("32 bytes") && !err.contains("c2hvcnQ"),
+            "{err}"
+        );
         assert!(parse_key_ring("nocolon").is_err());
     }
 

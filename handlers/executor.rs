@@ -170,7 +170,10 @@ impl Executor for LocalExecutor {
                 kill_group(pgid);
                 let _ = child.wait().await;
                 let note = match forced {
-                    JobEnd::TimedOut => format!("[image-factory] killed after the timeout of {:?}\n", job.timeout),
+                    JobEnd::TimedOut => format!(
+                        "[image-factory] killed after the timeout of {:?}\n",
+                        job.timeout
+                    ),
                     _ => "[image-factory] cancelled\n".to_string(),
                 };
                 log.write_all(note.as_bytes()).await.map_err(log_err)?;
@@ -276,7 +279,9 @@ fn kill_group(pgid: u32) {
 /// if its leader is still the same program (process ids get reused).
 async fn stop_orphan(pid_file: &Path, program: &Path) {
     if let Ok(text) = tokio::fs::read_to_string(pid_file).await {
-        let name = program.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
         if let (Ok(pgid), Some(name)) = (text.trim().parse::<u32>(), name) {
             let cmdline = tokio::fs::read(format!("/proc/{pgid}/cmdline"))
                 .await
@@ -285,7 +290,10 @@ async fn stop_orphan(pid_file: &Path, program: &Path) {
                 let _ = tokio::fs::remove_file(pid_file).await;
                 return;
             }
-            tracing::warn!(pgid, "stopping the process group a previous attempt left running");
+            tracing::warn!(
+                pgid,
+                "stopping the process group a previous attempt left running"
+            );
             kill_group(pgid);
         }
         let _ = tokio::fs::remove_file(pid_file).await;

@@ -1,1 +1,285 @@
-fn main(){}
+//! `image-factory`: the operator's interface.
+//!
+//! - `up`: the whole factory on this machine (handler + embedded Functions host);
+//! - `serve`: the custom handler alone, as the Azure Functions host starts it;
+//! - `push`: send a signed GitHub push webhook to a running factory;
+//! - `runs`: list runs or show one;
+//! - `schedule`: print the next firings of a timer schedule.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{NaiveDateTime, Utc};
+use clap::{Parser, Subcommand};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use image_factory::config::Settings;
+use image_factory::domain::schedule::Schedule;
+use image_factory::host::BusSettings;
+use image_factory::startup::{build_app, local_secrets, start_local};
+
+#[derive(Parser)]
+#[command(
+    name = "image-factory",
+    version,
+    about = "A serverless golden-image factory for Azure"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole factory on this machine: handler, HTTP triggers on /api/, timers and queues.
+    Up {
+        /// Port of the HTTP triggers (as `func start`).
+        #[arg(long, default_value_t = 7071, env = "IMAGE_FACTORY_PORT")]
+        port: u16,
+        /// Folder holding host.json and functions/.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Lock duration of the local queues, in seconds.
+        #[arg(long, default_value_t = 60)]
+        lock_seconds: u64,
+        /// Deliveries before a local queue dead-letters a message.
+        #[arg(long, default_value_t = 5)]
+        max_deliveries: u32,
+    },
+    /// Run the custom handler alone on FUNCTIONS_CUSTOMHANDLER_PORT (what the Functions host starts).
+    Serve,
+    /// Send a signed GitHub push webhook to a running factory.
+    Push {
+        /// The commit id pushed.
+        #[arg(long)]
+        commit: String,
+        /// Files the push changed (repository paths, e.g. images/example/build.pkr.hcl).
+        #[arg(long = "changed", required = true)]
+        changed: Vec<String>,
+        /// The branch pushed to.
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// The factory's base URL.
+        #[arg(long, default_value = "http://localhost:7071")]
+        url: String,
+    },
+    /// List runs, or show one run.
+    Runs {
+        /// A run id to show.
+        id: Option<String>,
+        /// Only runs of this image.
+        #[arg(long)]
+        image: Option<String>,
+        /// The factory's base URL.
+        #[arg(long, default_value = "http://localhost:7071")]
+        url: String,
+    },
+    /// Print the next firings of a timer schedule (NCRONTAB, six fields, UTC).
+    Schedule {
+        /// The schedule, e.g. "0 0 18 8-14 * Tue".
+        expression: String,
+        /// How many firings.
+        #[arg(long, default_value_t = 5)]
+        next: usize,
+        /// Start after this time (YYYY-MM-DDTHH:MM:SS, UTC); default now.
+        #[arg(long)]
+        after: Option<NaiveDateTime>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.compact().init();
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up {
+            port,
+            root,
+            lock_seconds,
+            max_deliveries,
+        } => {
+            init_logging(false);
+            let shutdown = CancellationToken::new();
+            let mut settings = Settings::from_env();
+            if std::env::var_os("IMAGE_FACTORY_PUBLIC_URL").is_none() {
+                settings.public_url = format!("http://localhost:{port}");
+            }
+            let app = build_app(settings, true, shutdown.clone())?;
+            let listener = TcpListener::bind(("127.0.0.1", port))
+                .await
+                .with_context(|| {
+                    format!("cannot listen on 127.0.0.1:{port}; is another factory running?")
+                })?;
+            let bus = BusSettings {
+                lock_duration: std::time::Duration::from_secs(lock_seconds.max(1)),
+                max_delivery_count: max_deliveries.max(1),
+            };
+            let local = start_local(app, &root, listener, bus).await?;
+            tracing::info!(
+                "image-factory is up: HTTP triggers on http://{}/api/ (handler on {})",
+                local.host_addr,
+                local.handler_addr
+            );
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+            local.stopped().await;
+            Ok(())
+        }
+        Command::Serve => {
+            init_logging(true);
+            let port: u16 = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
+                .context("FUNCTIONS_CUSTOMHANDLER_PORT is not set; the Functions host sets it")?
+                .parse()
+                .context("FUNCTIONS_CUSTOMHANDLER_PORT is not a port number")?;
+            let shutdown = CancellationToken::new();
+            let app = build_app(Settings::from_env(), false, shutdown.clone())?;
+            let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+            let server = tokio::spawn(image_factory::server::serve(listener, app));
+            wait_for_signal().await;
+            shutdown.cancel();
+            server.await??;
+            Ok(())
+        }
+        Command::Push {
+            commit,
+            changed,
+            branch,
+            url,
+        } => push(&commit, &changed, &branch, &url).await,
+        Command::Runs { id, image, url } => {
+            let mut target = format!("{}/api/runs", url.trim_end_matches('/'));
+            if let Some(id) = id {
+                target = format!("{target}/{id}");
+            } else if let Some(image) = image {
+                target = format!("{target}?image={image}");
+            }
+            let response = reqwest::get(&target)
+                .await
+                .with_context(|| format!("cannot reach {target}"))?;
+            let status = response.status();
+            let body = response.text().await?;
+            println!("{body}");
+            if !status.is_success() {
+                bail!("the factory answered {status}");
+            }
+            Ok(())
+        }
+        Command::Schedule {
+            expression,
+            next,
+            after,
+        } => {
+            let schedule = Schedule::parse(&expression)?;
+            let after = after.unwrap_or_else(|| Utc::now().naive_utc());
+            for firing in schedule.upcoming(after, next) {
+                println!("{}", firing.format("%Y-%m-%d %H:%M:%S %a UTC"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Builds a GitHub push payload, signs it with the webhook secret and posts it.
+async fn push(commit: &str, changed: &[String], branch: &str, url: &str) -> anyhow::Result<()> {
+    let settings = Settings::from_env();
+    let secret = match std::env::var("IMAGE_FACTORY_GITHUB_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        Some(secret) => secret,
+        None => local_secrets(&settings)?.github_secret,
+    };
+    let body = serde_json::to_vec(&serde_json::json!({
+        "ref": format!("refs/heads/{branch}"),
+        "before": "0000000000000000000000000000000000000000",
+        "after": commit,
+        "deleted": false,
+        "commits": [{ "id": commit, "added": [], "removed": [], "modified": changed }],
+        "head_commit": { "id": commit, "added": [], "removed": [], "modified": changed },
+        "pusher": { "name": std::env::var("USER").unwrap_or_else(|_| "operator".into()) },
+    }))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
+    mac.update(&body);
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let target = format!("{}/api/hooks/github", url.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .post(&target)
+        .header("Content-Type", "application/json")
+        .header("X-GitHub-Event", "push")
+        .header(
+            "X-GitHub-Delivery",
+            format!("{:032x}", rand::random::<u128>()),
+        )
+        .header("X-Hub-Signature-256", format!("sha256={signature}"))
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {target}"))?;
+    let status = response.status();
+    println!("{}", response.text().await?);
+    if !status.is_success() {
+        bail!("the factory answered {status}");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -76,7 +76,10 @@ impl Notifier for OutboxNotifier {
                 file = %file.display(),
                 "approval requested; the approver's link is in the local outbox"
             );
-            println!("approval link for {} on run {}: {}", link.approver, run.id, link.url);
+            println!(
+                "approval link for {} on run {}: {}",
+                link.approver, run.id, link.url
+            );
         }
         Ok(())
     }
@@ -85,6 +88,12 @@ impl Notifier for OutboxNotifier {
 /// A file name for an approver (email addresses included).
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '@' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '@' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

@@ -446,7 +446,8 @@ mod tests {
     const BUILD_FAILURE: &str = include_str!("../tests/fixtures/packer/build-failure.machine.txt");
     const MANIFEST: &str = include_str!("../tests/fixtures/packer/manifest.json");
     const VERSION: &str = include_str!("../tests/fixtures/packer/packer-version.txt");
-    const VERSION_MACHINE: &str = include_str!("../tests/fixtures/packer/packer-version.machine.txt");
+    const VERSION_MACHINE: &str =
+        include_str!("../tests/fixtures/packer/packer-version.machine.txt");
 
     const MANAGED_IMAGE: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-images/providers/Microsoft.Compute/images/win2022-golden-1.2.3";
     const GALLERY_VERSION: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-gallery/providers/Microsoft.Compute/galleries/golden/images/win2022-golden/versions/1.2.3";

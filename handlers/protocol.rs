@@ -312,7 +312,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> InvocationRequest {
-        let path = format!("{}/tests/fixtures/protocol/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/protocol/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(path).unwrap();
         serde_json::from_str(&text).unwrap()
     }
@@ -327,7 +330,10 @@ mod tests {
             req.metadata_text("MessageId").as_deref(),
             Some("3f2a6d4e8b1c4f0e9a7d5c3b2a1f0e9d")
         );
-        assert_eq!(req.metadata_object("ApplicationProperties").unwrap()["tenant"], "contoso");
+        assert_eq!(
+            req.metadata_object("ApplicationProperties").unwrap()["tenant"],
+            "contoso"
+        );
     }
 
     #[test]
@@ -347,7 +353,9 @@ mod tests {
         assert_eq!(req.header("content-type"), Some("application/json"));
         let body: Value = serde_json::from_str(&req.body_text()).unwrap();
         assert_eq!(body["age"], 12);
-        let docs = fixture("http-request.docs-order-verbatim.json").http_request().unwrap();
+        let docs = fixture("http-request.docs-order-verbatim.json")
+            .http_request()
+            .unwrap();
         assert_eq!(docs.method, "POST");
     }
 
@@ -361,7 +369,8 @@ mod tests {
 
     #[test]
     fn responses_serialize_with_the_hosts_field_names() {
-        let mut response = InvocationResponse::http(HttpResponseData::json(201, &serde_json::json!({"id": 42})));
+        let mut response =
+            InvocationResponse::http(HttpResponseData::json(201, &serde_json::json!({"id": 42})));
         response.log("created");
         let wire: Value = serde_json::to_value(&response).unwrap();
         assert_eq!(wire["Outputs"]["res"]["statusCode"], 201);
@@ -375,13 +384,19 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        let res: HttpResponseData = serde_json::from_value(documented.outputs["res"].clone()).unwrap();
+        let res: HttpResponseData =
+            serde_json::from_value(documented.outputs["res"].clone()).unwrap();
         assert_eq!(res.status_code, 201);
     }
 
     #[test]
     fn encoding_then_decoding_gives_the_value_back() {
-        for v in [serde_json::json!(1), serde_json::json!("abc"), serde_json::json!({"a": [1]}), serde_json::json!(true)] {
+        for v in [
+            serde_json::json!(1),
+            serde_json::json!("abc"),
+            serde_json::json!({"a": [1]}),
+            serde_json::json!(true),
+        ] {
             assert_eq!(decode_value(&encode_value(&v)), v);
         }
         let body = Value::String(r#"{"runId":"r1"}"#.into());

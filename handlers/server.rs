@@ -50,7 +50,8 @@ async fn invoke(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let span = tracing::info_span!("invocation", function = %function, invocation_id = %invocation_id);
+    let span =
+        tracing::info_span!("invocation", function = %function, invocation_id = %invocation_id);
     handle(&app, &function, &body).instrument(span).await
 }
 

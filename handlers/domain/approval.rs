@@ -276,7 +276,10 @@ mod tests {
         forged.sub = "mallory".into();
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         let forged_token = format!("{forged_payload}.{sig}");
-        assert_eq!(r.verify(&forged_token, at(1)), Err(TokenError::BadSignature));
+        assert_eq!(
+            r.verify(&forged_token, at(1)),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]

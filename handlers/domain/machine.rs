@@ -297,8 +297,11 @@ fn start(
             match current {
                 // A later delivery of the same message: the earlier one lost
                 // its lock (its process died), so this one supersedes it.
-                Some(c) if c.message_id == execution.message_id && c.delivery < execution.delivery => {}
-                Some(c) if c.message_id == execution.message_id && c.delivery > execution.delivery => {
+                Some(c)
+                    if c.message_id == execution.message_id && c.delivery < execution.delivery => {}
+                Some(c)
+                    if c.message_id == execution.message_id && c.delivery > execution.delivery =>
+                {
                     return Err(TransitionError::StaleExecution {
                         stage,
                         execution: execution.clone(),
@@ -410,7 +413,11 @@ fn decided(run: &mut Run, decision: &Decision) -> Result<Vec<Command>, Transitio
             });
         }
     }
-    if run.decisions.iter().any(|d| d.approver == decision.approver) {
+    if run
+        .decisions
+        .iter()
+        .any(|d| d.approver == decision.approver)
+    {
         return Err(TransitionError::AlreadyDecided {
             approver: decision.approver.clone(),
         });
@@ -431,7 +438,13 @@ fn decided(run: &mut Run, decision: &Decision) -> Result<Vec<Command>, Transitio
     };
     if decision.verdict == Verdict::Reject {
         let reason = format!("rejected by {}", decision.approver);
-        fail(run, Some(Stage::Approve), decision.at, &reason, RunStatus::Rejected);
+        fail(
+            run,
+            Some(Stage::Approve),
+            decision.at,
+            &reason,
+            RunStatus::Rejected,
+        );
         return Ok(Vec::new());
     }
     let approvers = by(Verdict::Approve);
@@ -466,7 +479,11 @@ fn waiting_request(run: &Run) -> Result<&ApprovalRequest, TransitionError> {
     }
 }
 
-fn current_execution(run: &Run, stage: Stage, execution: &Execution) -> Result<(), TransitionError> {
+fn current_execution(
+    run: &Run,
+    stage: Stage,
+    execution: &Execution,
+) -> Result<(), TransitionError> {
     let record = run.stage(stage);
     let current = record
         .current_attempt()
@@ -493,7 +510,11 @@ fn fail(run: &mut Run, stage: Option<Stage>, at: DateTime<Utc>, reason: &str, st
         record.status = StageStatus::Failed;
         record.finished_at = Some(at);
         record.summary = Some(reason.to_string());
-        if let Some(attempt) = record.attempts.last_mut().filter(|a| a.finished_at.is_none()) {
+        if let Some(attempt) = record
+            .attempts
+            .last_mut()
+            .filter(|a| a.finished_at.is_none())
+        {
             attempt.finished_at = Some(at);
             attempt.outcome = Some(reason.to_string());
         }
@@ -625,7 +646,10 @@ mod tests {
 
     fn waiting_run(required: u32) -> Run {
         let mut run = new_run();
-        for (i, stage) in [Stage::Validate, Stage::Build, Stage::Test].into_iter().enumerate() {
+        for (i, stage) in [Stage::Validate, Stage::Build, Stage::Test]
+            .into_iter()
+            .enumerate()
+        {
             run = run_stage(run, stage, i as i64 * 2).run;
         }
         let run = apply(
@@ -668,8 +692,18 @@ mod tests {
         let step = run_stage(step.run, Stage::Release, 30);
         assert_eq!(step.run.status, RunStatus::Released);
         assert!(step.commands.is_empty());
-        assert!(step.run.stages.iter().all(|s| s.status == StageStatus::Succeeded));
-        assert!(step.run.stages.iter().all(|s| s.started_at.is_some() && s.finished_at.is_some()));
+        assert!(
+            step.run
+                .stages
+                .iter()
+                .all(|s| s.status == StageStatus::Succeeded)
+        );
+        assert!(
+            step.run
+                .stages
+                .iter()
+                .all(|s| s.started_at.is_some() && s.finished_at.is_some())
+        );
     }
 
     #[test]
@@ -715,7 +749,13 @@ mod tests {
         let record = run.stage(Stage::Validate);
         assert_eq!(record.attempts.len(), 2);
         assert_eq!(record.started_at, Some(t(1)));
-        assert!(record.attempts[0].outcome.as_deref().unwrap().contains("abandoned"));
+        assert!(
+            record.attempts[0]
+                .outcome
+                .as_deref()
+                .unwrap()
+                .contains("abandoned")
+        );
         let stale = decide(
             &run,
             &Event::StageSucceeded {
@@ -800,7 +840,10 @@ mod tests {
             &run,
             &Event::ApprovalDecided(decision("mallory", Verdict::Approve, t(20))),
         );
-        assert!(matches!(stranger, Err(TransitionError::NotAnApprover { .. })));
+        assert!(matches!(
+            stranger,
+            Err(TransitionError::NotAnApprover { .. })
+        ));
         let late = decide(
             &run,
             &Event::ApprovalDecided(decision("alice", Verdict::Approve, t(600))),
@@ -835,7 +878,14 @@ mod tests {
         );
         assert_eq!(failed.run.status, RunStatus::Failed);
         assert_eq!(failed.run.stage(Stage::Build).status, StageStatus::Failed);
-        assert!(failed.run.failure.unwrap().reason.contains("store unavailable"));
+        assert!(
+            failed
+                .run
+                .failure
+                .unwrap()
+                .reason
+                .contains("store unavailable")
+        );
     }
 
     // ---- property tests -------------------------------------------------
@@ -904,7 +954,10 @@ mod tests {
             run.status == RunStatus::Released,
             run.stage(Stage::Release).status == StageStatus::Succeeded
         );
-        prop_assert_eq!(run.status.is_terminal() && run.status != RunStatus::Released, run.failure.is_some());
+        prop_assert_eq!(
+            run.status.is_terminal() && run.status != RunStatus::Released,
+            run.failure.is_some()
+        );
         Ok(())
     }
 

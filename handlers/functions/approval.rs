@@ -46,7 +46,13 @@ impl Approval {
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let claims = match app.keys.verify(&self.token, app.now()) {
             Ok(claims) if claims.stage == "approve" => claims,
-            Ok(_) => return Ok(answer(400, "Link not valid", "This link is not an approval link.")),
+            Ok(_) => {
+                return Ok(answer(
+                    400,
+                    "Link not valid",
+                    "This link is not an approval link.",
+                ));
+            }
             Err(e) => {
                 let status = if e == TokenError::Expired { 410 } else { 400 };
                 return Ok(answer(status, "Link not valid", &e.to_string()));
@@ -65,7 +71,11 @@ impl Approval {
         let run = match app.store.get(&claims.run).await {
             Ok(stored) => stored.value,
             Err(StoreError::NotFound { .. }) => {
-                return Ok(answer(404, "Run not found", "The run this link belongs to does not exist."));
+                return Ok(answer(
+                    404,
+                    "Run not found",
+                    "The run this link belongs to does not exist.",
+                ));
             }
             Err(e) => return Err(super::retry("cannot read the run", e)),
         };
@@ -82,7 +92,11 @@ impl Approval {
         }
     }
 
-    async fn decide(&self, app: &App, claims: &Claims) -> Result<InvocationResponse, InvocationError> {
+    async fn decide(
+        &self,
+        app: &App,
+        claims: &Claims,
+    ) -> Result<InvocationResponse, InvocationError> {
         let form: Form = match serde_urlencoded::from_str(&self.request.body_text()) {
             Ok(form) => form,
             Err(_) => return Ok(answer(400, "Decision missing", "Choose Approve or Reject.")),
@@ -113,7 +127,14 @@ impl Approval {
                 };
                 let mut response = InvocationResponse::http(HttpResponseData::html(
                     200,
-                    page("Decision recorded", &format!(r#"<p class="notice">{}</p>{}"#, escape(&said), facts(&t.run))),
+                    page(
+                        "Decision recorded",
+                        &format!(
+                            r#"<p class="notice">{}</p>{}"#,
+                            escape(&said),
+                            facts(&t.run)
+                        ),
+                    ),
                 ));
                 dispatch(&mut response, &claims.run, &t.commands);
                 Ok(response)
@@ -134,7 +155,10 @@ impl Approval {
 /// Why this link cannot decide on this run now, if it cannot.
 fn link_problem(run: &Run, claims: &Claims) -> Option<String> {
     if run.status != RunStatus::WaitingForApproval {
-        return Some(format!("This run is {} and no longer waits for a decision.", run.status));
+        return Some(format!(
+            "This run is {} and no longer waits for a decision.",
+            run.status
+        ));
     }
     let issued = run.approval.as_ref().is_some_and(|request| {
         request
@@ -143,7 +167,9 @@ fn link_problem(run: &Run, claims: &Claims) -> Option<String> {
             .any(|l| l.token_id == claims.jti && l.approver == claims.sub)
     });
     if !issued {
-        return Some("This link belongs to an earlier approval request; use the latest one.".into());
+        return Some(
+            "This link belongs to an earlier approval request; use the latest one.".into(),
+        );
     }
     if run.decisions.iter().any(|d| d.approver == claims.sub) {
         return Some("You have already decided on this run.".into());
@@ -152,10 +178,17 @@ fn link_problem(run: &Run, claims: &Claims) -> Option<String> {
 }
 
 fn answer(status: u16, title: &str, message: &str) -> InvocationResponse {
-    let class = if status >= 400 { "notice error" } else { "notice" };
+    let class = if status >= 400 {
+        "notice error"
+    } else {
+        "notice"
+    };
     InvocationResponse::http(HttpResponseData::html(
         status,
-        page(title, &format!(r#"<p class="{class}">{}</p>"#, escape(message))),
+        page(
+            title,
+            &format!(r#"<p class="{class}">{}</p>"#, escape(message)),
+        ),
     ))
 }
 
@@ -164,8 +197,14 @@ fn facts(run: &Run) -> String {
         ("Image", run.image.clone()),
         ("Version", run.version.to_string()),
         ("Run", run.id.clone()),
-        ("Commit", run.trigger.commit.clone().unwrap_or_else(|| "none".into())),
-        ("Trigger", format!("{:?} from {}", run.trigger.kind, run.trigger.source)),
+        (
+            "Commit",
+            run.trigger.commit.clone().unwrap_or_else(|| "none".into()),
+        ),
+        (
+            "Trigger",
+            format!("{:?} from {}", run.trigger.kind, run.trigger.source),
+        ),
     ];
     if let Some(reason) = &run.trigger.reason {
         rows.push(("Reason", reason.clone()));

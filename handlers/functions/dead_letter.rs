@@ -21,8 +21,16 @@ impl DeadLetter {
     /// Decodes the message; a body that is not a stage message is kept for the log.
     pub fn parse(request: &InvocationRequest) -> Result<DeadLetter, InvocationError> {
         let body = request.data_value(MESSAGE_BINDING)?;
-        let properties = request.metadata_object("ApplicationProperties").unwrap_or_default();
-        let text = |key: &str| properties.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let properties = request
+            .metadata_object("ApplicationProperties")
+            .unwrap_or_default();
+        let text = |key: &str| {
+            properties
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         let (reason, description) = (text("DeadLetterReason"), text("DeadLetterErrorDescription"));
         let delivery = request
             .metadata_u32("DeliveryCount")
@@ -31,7 +39,9 @@ impl DeadLetter {
         let reason = match (reason.is_empty(), description.is_empty()) {
             (true, _) => format!("the stage message was dead-lettered{delivery}"),
             (false, true) => format!("the stage message was dead-lettered{delivery}: {reason}"),
-            (false, false) => format!("the stage message was dead-lettered{delivery}: {reason}: {description}"),
+            (false, false) => {
+                format!("the stage message was dead-lettered{delivery}: {reason}: {description}")
+            }
         };
         Ok(DeadLetter {
             message: serde_json::from_value(body.clone()).ok(),
@@ -53,7 +63,11 @@ impl DeadLetter {
             at: app.now(),
             reason: self.reason.clone(),
         };
-        match update_run(app.store.as_ref(), &message.run_id, |run| decide(run, &event)).await {
+        match update_run(app.store.as_ref(), &message.run_id, |run| {
+            decide(run, &event)
+        })
+        .await
+        {
             Ok(t) if t.changed => {
                 tracing::warn!(run_id = %message.run_id, stage = %message.stage, reason = %self.reason, "run failed: message dead-lettered");
                 response.log(format!("run {} failed: {}", message.run_id, self.reason));

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::InvocationError;
-use crate::app::{App, Created, CreateError, dispatch_follow_up};
+use crate::app::{App, CreateError, Created, dispatch_follow_up};
 use crate::domain::run::{Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 
@@ -82,7 +82,10 @@ impl GitPush {
         if self.provider != "github" {
             return Err(Reply::error(
                 404,
-                &format!("unknown webhook provider `{}`; supported: github", self.provider),
+                &format!(
+                    "unknown webhook provider `{}`; supported: github",
+                    self.provider
+                ),
             ));
         }
         let body = self.request.body_text();
@@ -95,7 +98,10 @@ impl GitPush {
                 "no GitHub webhook secret is configured (IMAGE_FACTORY_GITHUB_SECRET); refusing unsigned webhooks",
             ));
         };
-        let signature = self.request.header("X-Hub-Signature-256").unwrap_or_default();
+        let signature = self
+            .request
+            .header("X-Hub-Signature-256")
+            .unwrap_or_default();
         if !github_signature_valid(secret.as_bytes(), body.as_bytes(), signature) {
             tracing::warn!("GitHub webhook refused: missing or wrong signature");
             return Err(Reply::error(
@@ -123,7 +129,10 @@ impl GitPush {
             ));
         }
         if push.after.len() < 7 || !push.after.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Reply::error(400, "the push payload's `after` is not a commit id"));
+            return Err(Reply::error(
+                400,
+                "the push payload's `after` is not a commit id",
+            ));
         }
         let images = touched_images(app, &push);
         let commit = push.after.to_ascii_lowercase();
@@ -139,10 +148,17 @@ impl GitPush {
                 reason: None,
             };
             let id = format!("push-{image}-{}", &commit[..12.min(commit.len())]);
-            let created = app.create_run(id, image, trigger).await.map_err(|e| match e {
-                CreateError::UnknownImage(_) | CreateError::Version(_) => Reply::error(422, &e.to_string()),
-                CreateError::Store(e) => Reply::error(503, &format!("the run store is unavailable: {e}")),
-            })?;
+            let created = app
+                .create_run(id, image, trigger)
+                .await
+                .map_err(|e| match e {
+                    CreateError::UnknownImage(_) | CreateError::Version(_) => {
+                        Reply::error(422, &e.to_string())
+                    }
+                    CreateError::Store(e) => {
+                        Reply::error(503, &format!("the run store is unavailable: {e}"))
+                    }
+                })?;
             dispatch_follow_up(&mut response, created.run());
             started.push(serde_json::json!({
                 "runId": created.run().id,
@@ -222,19 +238,33 @@ mod tests {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
         mac.update(body);
         let bytes = mac.finalize().into_bytes();
-        format!("sha256={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        format!(
+            "sha256={}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
     }
 
     #[test]
     fn github_signatures_verify_only_for_the_exact_body_and_secret() {
         // GitHub's documented example: secret "It's a Secret to Everybody", payload "Hello, World!".
         let documented = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(github_signature_valid(b"It's a Secret to Everybody", b"Hello, World!", documented));
+        assert!(github_signature_valid(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            documented
+        ));
         let sig = sign(b"s3cret", b"{}");
         assert!(github_signature_valid(b"s3cret", b"{}", &sig));
         assert!(!github_signature_valid(b"s3cret", b"{ }", &sig));
         assert!(!github_signature_valid(b"other", b"{}", &sig));
-        for bad in ["", "sha256=", "sha1=abc", "sha256=zz", "sha256=abc", &sig[..sig.len() - 2]] {
+        for bad in [
+            "",
+            "sha256=",
+            "sha1=abc",
+            "sha256=zz",
+            "sha256=abc",
+            &sig[..sig.len() - 2],
+        ] {
             assert!(!github_signature_valid(b"s3cret", b"{}", bad), "{bad}");
         }
     }

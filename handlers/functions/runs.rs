@@ -43,7 +43,9 @@ impl Runs {
                         200,
                         &serde_json::json!({ "runs": page.runs, "continuation": page.continuation }),
                     ),
-                    Err(e @ StoreError::BadContinuation) => HttpResponseData::error(400, &e.to_string()),
+                    Err(e @ StoreError::BadContinuation) => {
+                        HttpResponseData::error(400, &e.to_string())
+                    }
                     Err(e) => return Err(super::retry("cannot list runs", e)),
                 },
             },

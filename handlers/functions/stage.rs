@@ -25,7 +25,10 @@ pub struct StageInvocation {
 
 impl StageInvocation {
     /// Decodes the message for the `stage` function.
-    pub fn parse(stage: Stage, request: &InvocationRequest) -> Result<StageInvocation, InvocationError> {
+    pub fn parse(
+        stage: Stage,
+        request: &InvocationRequest,
+    ) -> Result<StageInvocation, InvocationError> {
         let message: StageMessage = request.data_as(MESSAGE_BINDING)?;
         if message.stage != stage {
             return Err(ProtocolError::Invalid {
@@ -128,13 +131,18 @@ impl StageInvocation {
         };
         match update_run(app.store.as_ref(), run_id, |run| decide(run, &event)).await {
             Ok(t) => {
-                response.log(format!("{stage} of run {run_id}: {:?}", t.run.stage(stage).status));
+                response.log(format!(
+                    "{stage} of run {run_id}: {:?}",
+                    t.run.stage(stage).status
+                ));
                 dispatch(&mut response, run_id, &t.commands);
                 Ok(response)
             }
             Err(UpdateError::Refused(e)) => {
                 // Superseded by a newer delivery, or the run ended meanwhile.
-                response.log(format!("result of {stage} for run {run_id} not recorded: {e}"));
+                response.log(format!(
+                    "result of {stage} for run {run_id} not recorded: {e}"
+                ));
                 Ok(response)
             }
             Err(e) => Err(retry(&format!("cannot record {stage} of run {run_id}"), e)),

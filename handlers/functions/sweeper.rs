@@ -52,7 +52,10 @@ impl Sweeper {
                 } else if now - run.updated_at >= STALL {
                     let commands = follow_up(run);
                     if !commands.is_empty() {
-                        response.log(format!("run {}: dispatching its stalled stage again", run.id));
+                        response.log(format!(
+                            "run {}: dispatching its stalled stage again",
+                            run.id
+                        ));
                         dispatch(&mut response, &run.id, &commands);
                     }
                 }

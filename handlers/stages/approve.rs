@@ -36,7 +36,11 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             url: format!("{}/api/approvals/{token}", app.settings.public_url),
         });
     }
-    if let Err(e) = app.notifier.approval_requested(run, &links, expires_at).await {
+    if let Err(e) = app
+        .notifier
+        .approval_requested(run, &links, expires_at)
+        .await
+    {
         return StageResult::Retry(format!("cannot notify the approvers: {e}"));
     }
     StageResult::AwaitApproval(ApprovalRequest {

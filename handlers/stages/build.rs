@@ -29,9 +29,15 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
     }
     let template = match std::path::absolute(&image.dir) {
         Ok(path) => path,
-        Err(e) => return StageResult::Failed(format!("cannot resolve {}: {e}", image.dir.display())),
+        Err(e) => {
+            return StageResult::Failed(format!("cannot resolve {}: {e}", image.dir.display()));
+        }
     };
-    let mut args: Vec<String> = vec!["build".into(), "-machine-readable".into(), "-color=false".into()];
+    let mut args: Vec<String> = vec![
+        "build".into(),
+        "-machine-readable".into(),
+        "-color=false".into(),
+    ];
     args.extend(super::packer_vars(run, image, &declared));
     args.push(template.display().to_string());
     let log = run_dir.join("build.log");
@@ -46,9 +52,13 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
     let mut collector = ArtifactCollector::new();
     let outcome = app
         .executor
-        .run(job, &mut |line| {
-            collector.feed(line);
-        }, app.shutdown.child_token())
+        .run(
+            job,
+            &mut |line| {
+                collector.feed(line);
+            },
+            app.shutdown.child_token(),
+        )
         .await;
     let log_ref = log.display().to_string();
     let outcome = match outcome {
@@ -59,11 +69,20 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
         JobEnd::Exited(0) => {}
         JobEnd::Exited(code) => {
             let mut reasons: Vec<String> = collector.errors().to_vec();
-            reasons.extend(collector.build_errors().iter().map(|e| format!("{}: {}", e.build, e.message)));
+            reasons.extend(
+                collector
+                    .build_errors()
+                    .iter()
+                    .map(|e| format!("{}: {}", e.build, e.message)),
+            );
             let tail: Vec<&str> = reasons.iter().rev().take(3).map(String::as_str).collect();
             return StageResult::Failed(format!(
                 "packer build exited with code {code}: {}; full log: {log_ref}",
-                if tail.is_empty() { "no error message".into() } else { tail.join(" | ") }
+                if tail.is_empty() {
+                    "no error message".into()
+                } else {
+                    tail.join(" | ")
+                }
             ));
         }
         JobEnd::TimedOut => {
@@ -73,10 +92,14 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             ));
         }
         JobEnd::Signalled => {
-            return StageResult::Failed(format!("packer build was killed by a signal; full log: {log_ref}"));
+            return StageResult::Failed(format!(
+                "packer build was killed by a signal; full log: {log_ref}"
+            ));
         }
         JobEnd::Cancelled => {
-            return StageResult::Retry("the handler is shutting down; the build will run again".into());
+            return StageResult::Retry(
+                "the handler is shutting down; the build will run again".into(),
+            );
         }
     }
     let artifacts: Vec<ArtifactRecord> = collector

@@ -16,10 +16,17 @@ pub(super) async fn run(app: &App, run: &Run) -> StageResult {
     let path = dir.join("image-version.json");
     let record = ReleaseRecord {
         image_version: run.version.to_string(),
-        sig_version_id: run.build.as_ref().and_then(|b| b.gallery_version_id.clone()),
+        sig_version_id: run
+            .build
+            .as_ref()
+            .and_then(|b| b.gallery_version_id.clone()),
         git_commit: run.trigger.commit.clone(),
         run_id: run.id.clone(),
-        build_log: run.build.as_ref().map(|b| b.log.clone()).unwrap_or_default(),
+        build_log: run
+            .build
+            .as_ref()
+            .map(|b| b.log.clone())
+            .unwrap_or_default(),
         location: path.display().to_string(),
     };
     let text = match serde_json::to_string_pretty(&record) {

@@ -25,7 +25,10 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
                 ("RUN_DIR".to_string(), run_dir.display().to_string()),
                 ("IMAGE_NAME".to_string(), run.image.clone()),
                 ("IMAGE_VERSION".to_string(), run.version.to_string()),
-                ("GIT_COMMIT".to_string(), run.trigger.commit.clone().unwrap_or_default()),
+                (
+                    "GIT_COMMIT".to_string(),
+                    run.trigger.commit.clone().unwrap_or_default(),
+                ),
             ];
             let (program, args) = match argv.split_first() {
                 Some(split) => split,
@@ -34,7 +37,11 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             let timeout = Duration::from_secs(*timeout_seconds);
             match run_short(program.as_ref(), args, &image.dir, &env, timeout).await {
                 Ok(out) if out.code == Some(0) => StageResult::Succeeded(StageOutput::Tested {
-                    checks: vec![format!("`{}` passed: {}", argv.join(" "), truncate(&out.output, 500))],
+                    checks: vec![format!(
+                        "`{}` passed: {}",
+                        argv.join(" "),
+                        truncate(&out.output, 500)
+                    )],
                 }),
                 Ok(out) => StageResult::Failed(format!(
                     "smoke test `{}` failed (exit {}): {}",
@@ -50,13 +57,29 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             status,
             contains,
             timeout_seconds,
-        } => http_check(url, *status, contains.as_deref(), Duration::from_secs(*timeout_seconds)).await,
+        } => {
+            http_check(
+                url,
+                *status,
+                contains.as_deref(),
+                Duration::from_secs(*timeout_seconds),
+            )
+            .await
+        }
     }
 }
 
 /// GETs `url` until it answers `status` (and contains `contains`) or time runs out.
-async fn http_check(url: &str, status: u16, contains: Option<&str>, timeout: Duration) -> StageResult {
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+async fn http_check(
+    url: &str,
+    status: u16,
+    contains: Option<&str>,
+    timeout: Duration,
+) -> StageResult {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => return StageResult::Retry(format!("cannot build an HTTP client: {e}")),
     };
@@ -75,7 +98,10 @@ async fn http_check(url: &str, status: u16, contains: Option<&str>, timeout: Dur
                 if got != status {
                     format!("answered {got}, expected {status}")
                 } else {
-                    format!("answered {got} without {:?} in the body", contains.unwrap_or_default())
+                    format!(
+                        "answered {got} without {:?} in the body",
+                        contains.unwrap_or_default()
+                    )
                 }
             }
             Err(e) => format!("no answer ({e})"),

@@ -42,10 +42,11 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
         });
     };
     let dir = image.dir.as_path();
-    let version_out = match run_short(&packer, &["version".into()], dir, &[], PACKER_CHECK_TIMEOUT).await {
-        Ok(out) => out,
-        Err(e) => return StageResult::Failed(format!("packer is configured but {e}")),
-    };
+    let version_out =
+        match run_short(&packer, &["version".into()], dir, &[], PACKER_CHECK_TIMEOUT).await {
+            Ok(out) => out,
+            Err(e) => return StageResult::Failed(format!("packer is configured but {e}")),
+        };
     let Some(version) = parse_version(&version_out.output) else {
         return StageResult::Failed(format!(
             "cannot tell the version of {}: it printed {:?}",
@@ -73,7 +74,10 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
     if version.supports_init() {
         steps.push(("packer init", vec!["init".into(), ".".into()]));
     }
-    steps.push(("packer fmt -check", vec!["fmt".into(), "-check".into(), ".".into()]));
+    steps.push((
+        "packer fmt -check",
+        vec!["fmt".into(), "-check".into(), ".".into()],
+    ));
     let mut validate = vec!["validate".to_string()];
     validate.extend(vars);
     validate.push(".".into());
@@ -83,7 +87,10 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             Ok(out) if out.code == Some(0) => {}
             Ok(out) => {
                 let detail = if what == "packer fmt -check" {
-                    format!("these files are not formatted (run `packer fmt .`): {}", out.output.replace('\n', ", "))
+                    format!(
+                        "these files are not formatted (run `packer fmt .`): {}",
+                        out.output.replace('\n', ", ")
+                    )
                 } else {
                     out.output
                 };

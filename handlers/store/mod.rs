@@ -84,7 +84,9 @@ pub enum StoreError {
         id: String,
     },
     /// The stored document does not parse as a run.
-    #[error("run {id} is stored in a form this version cannot read ({reason}); it was left untouched")]
+    #[error(
+        "run {id} is stored in a form this version cannot read ({reason}); it was left untouched"
+    )]
     Corrupt {
         /// The id.
         id: String,

@@ -60,9 +60,9 @@ impl SqliteStore {
     {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Unavailable("the store's connection lock is poisoned".into()))?;
+            let mut guard = conn.lock().map_err(|_| {
+                StoreError::Unavailable("the store's connection lock is poisoned".into())
+            })?;
             f(&mut guard)
         })
         .await
@@ -95,15 +95,20 @@ fn sort_key(run: &Run) -> String {
 }
 
 fn to_json(run: &Run) -> Result<String, StoreError> {
-    serde_json::to_string(run).map_err(|e| StoreError::Unavailable(format!("cannot encode run: {e}")))
+    serde_json::to_string(run)
+        .map_err(|e| StoreError::Unavailable(format!("cannot encode run: {e}")))
 }
 
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn create(&self, run: &Run) -> Result<ETag, StoreError> {
         let doc = to_json(run)?;
-        let (id, image, status, created) =
-            (run.id.clone(), run.image.clone(), run.status.name(), sort_key(run));
+        let (id, image, status, created) = (
+            run.id.clone(),
+            run.image.clone(),
+            run.status.name(),
+            sort_key(run),
+        );
         self.with_conn(move |c| {
             let inserted = c
                 .execute(
@@ -141,9 +146,10 @@ impl RunStore for SqliteStore {
     async fn replace(&self, run: &Run, if_match: &ETag) -> Result<ETag, StoreError> {
         let doc = to_json(run)?;
         let (id, status) = (run.id.clone(), run.status.name());
-        let expected: i64 = if_match.0.parse().map_err(|_| StoreError::PreconditionFailed {
-            id: id.clone(),
-        })?;
+        let expected: i64 = if_match
+            .0
+            .parse()
+            .map_err(|_| StoreError::PreconditionFailed { id: id.clone() })?;
         self.with_conn(move |c| {
             let updated = c
                 .execute(

@@ -1,0 +1,172 @@
+//! The composition root: builds the [`App`] from configuration and starts
+//! the handler alone (in Azure) or the handler with the embedded host (local).
+//!
+//! Secrets come from the environment (Key Vault references in Azure). Locally,
+//! when they are not set, a data-dir file (`local-secrets.json`, mode 0600) is
+//! created once with a random approval key and webhook secret, so the factory
+//! runs with no setup and links stay valid across restarts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, WebhookSecrets};
+use crate::config::{Settings, load_images, parse_key_ring};
+use crate::executor::LocalExecutor;
+use crate::host::bus::Bus;
+use crate::host::function_app::FunctionApp;
+use crate::host::{BusSettings, LocalHost};
+use crate::notifier::OutboxNotifier;
+use crate::store::sqlite::SqliteStore;
+
+/// Secrets generated for local use.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalSecrets {
+    /// `id:base64` approval signing key.
+    pub approval_keys: String,
+    /// GitHub webhook secret.
+    pub github_secret: String,
+}
+
+/// The file local secrets live in.
+pub fn local_secrets_path(settings: &Settings) -> PathBuf {
+    settings.data_dir.join("local-secrets.json")
+}
+
+/// Reads the local secrets, creating them on first use.
+pub fn local_secrets(settings: &Settings) -> anyhow::Result<LocalSecrets> {
+    let path = local_secrets_path(settings);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text).with_context(|| {
+            format!("{} is not valid; delete it to start afresh", path.display())
+        });
+    }
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+    let secrets = LocalSecrets {
+        approval_keys: format!("local-1:{}", STANDARD.encode(rand::random::<[u8; 32]>())),
+        github_secret: format!("{:032x}", rand::random::<u128>()),
+    };
+    write_private(&path, &serde_json::to_vec_pretty(&secrets)?)?;
+    Ok(secrets)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
+/// Builds the app. `local` allows generated secrets; in Azure they must be set.
+pub fn build_app(
+    settings: Settings,
+    local: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<App> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let generated = if local
+        && (env("IMAGE_FACTORY_APPROVAL_KEYS").is_none()
+            || env("IMAGE_FACTORY_GITHUB_SECRET").is_none())
+    {
+        Some(local_secrets(&settings)?)
+    } else {
+        None
+    };
+    let approval_keys = env("IMAGE_FACTORY_APPROVAL_KEYS")
+        .or_else(|| generated.as_ref().map(|g| g.approval_keys.clone()));
+    let Some(approval_keys) = approval_keys else {
+        bail!(
+            "IMAGE_FACTORY_APPROVAL_KEYS is not set: approval links cannot be signed (id:base64secret, at least 32 bytes)"
+        );
+    };
+    let keys = parse_key_ring(&approval_keys)?;
+    let github = env("IMAGE_FACTORY_GITHUB_SECRET")
+        .or_else(|| generated.as_ref().map(|g| g.github_secret.clone()));
+    let images = load_images(&settings.images_dir)?;
+    if images.is_empty() {
+        tracing::warn!(dir = %settings.images_dir.display(), "no images configured: add a folder with an image.toml");
+    }
+    let store = SqliteStore::open(&settings.store_path())?;
+    let notifier = OutboxNotifier::new(settings.data_dir.join("outbox"));
+    Ok(App {
+        store: Arc::new(store),
+        executor: Arc::new(LocalExecutor),
+        images: Arc::new(images),
+        settings: Arc::new(settings),
+        keys: Arc::new(keys),
+        secrets: Arc::new(WebhookSecrets { github }),
+        notifier: Arc::new(notifier),
+        clock: Arc::new(Utc::now),
+        shutdown,
+    })
+}
+
+/// A running local factory.
+pub struct Local {
+    /// Where the HTTP triggers are served (`/api/...`).
+    pub host_addr: SocketAddr,
+    /// Where the handler listens.
+    pub handler_addr: SocketAddr,
+    /// The host's queues.
+    pub bus: Bus,
+    host: LocalHost,
+    handler: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Local {
+    /// Waits until everything stopped (after the shutdown token was cancelled).
+    pub async fn stopped(self) {
+        self.host.stopped().await;
+        let _ = self.handler.await;
+    }
+}
+
+/// Starts the handler on a free loopback port and the embedded host on
+/// `host_listener`, reading the function app from `root`.
+pub async fn start_local(
+    app: App,
+    root: &Path,
+    host_listener: TcpListener,
+    bus_settings: BusSettings,
+) -> anyhow::Result<Local> {
+    let function_app = FunctionApp::load(root)?;
+    let bus = Bus::open(&app.settings.data_dir.join("bus.db"), move |q| {
+        bus_settings.queue_options(q)
+    })?;
+    let shutdown = app.shutdown.clone();
+    let handler_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let handler_addr = handler_listener.local_addr()?;
+    let handler = tokio::spawn(crate::server::serve(handler_listener, app));
+    let host = LocalHost::start(
+        function_app,
+        bus.clone(),
+        host_listener,
+        format!("http://{handler_addr}"),
+        shutdown,
+    )
+    .await?;
+    Ok(Local {
+        host_addr: host.addr,
+        handler_addr,
+        bus,
+        host,
+        handler,
+    })
+}
