@@ -233,10 +233,10 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
     {
         return Err(format!("[approval] approver {} is listed twice", dup.1));
     }
-    if let SmokeTest::Command { argv, .. } = &settings.smoke {
-        if argv.is_empty() {
-            return Err("[smoke.command] argv must name a program".into());
-        }
+    if let SmokeTest::Command { argv, .. } = &settings.smoke
+        && argv.is_empty()
+    {
+        return Err("[smoke.command] argv must name a program".into());
     }
     Ok(settings)
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use image_factory::config::Settings;
 use image_factory::domain::schedule::Schedule;
 use image_factory::host::BusSettings;
-use image_factory::startup::{build_app, local_secrets, start_local};
+use image_factory::startup::{Secrets, build_app, start_local};
 
 #[derive(Parser)]
 #[command(
@@ -136,7 +136,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if std::env::var_os("IMAGE_FACTORY_PUBLIC_URL").is_none() {
                 settings.public_url = format!("http://localhost:{port}");
             }
-            let app = build_app(settings, true, shutdown.clone())?;
+            let secrets = Secrets::from_env(&settings, true)?;
+            let app = build_app(settings, secrets, shutdown.clone())?;
             let listener = TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| {
@@ -165,7 +166,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .parse()
                 .context("FUNCTIONS_CUSTOMHANDLER_PORT is not a port number")?;
             let shutdown = CancellationToken::new();
-            let app = build_app(Settings::from_env(), false, shutdown.clone())?;
+            let settings = Settings::from_env();
+            let secrets = Secrets::from_env(&settings, false)?;
+            let app = build_app(settings, secrets, shutdown.clone())?;
             let listener = TcpListener::bind(("127.0.0.1", port)).await?;
             let server = tokio::spawn(image_factory::server::serve(listener, app));
             wait_for_signal().await;
@@ -215,12 +218,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
 /// Builds a GitHub push payload, signs it with the webhook secret and posts it.
 async fn push(commit: &str, changed: &[String], branch: &str, url: &str) -> anyhow::Result<()> {
     let settings = Settings::from_env();
-    let secret = match std::env::var("IMAGE_FACTORY_GITHUB_SECRET")
-        .ok()
-        .filter(|s| !s.is_empty())
-    {
-        Some(secret) => secret,
-        None => local_secrets(&settings)?.github_secret,
+    let Some(secret) = Secrets::from_env(&settings, true)?.github else {
+        bail!("no GitHub webhook secret: set IMAGE_FACTORY_GITHUB_SECRET");
     };
     let body = serde_json::to_vec(&serde_json::json!({
         "ref": format!("refs/heads/{branch}"),

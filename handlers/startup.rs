@@ -74,31 +74,38 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the app. `local` allows generated secrets; in Azure they must be set.
-pub fn build_app(
-    settings: Settings,
-    local: bool,
-    shutdown: CancellationToken,
-) -> anyhow::Result<App> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let generated = if local
-        && (env("IMAGE_FACTORY_APPROVAL_KEYS").is_none()
-            || env("IMAGE_FACTORY_GITHUB_SECRET").is_none())
-    {
-        Some(local_secrets(&settings)?)
-    } else {
-        None
-    };
-    let approval_keys = env("IMAGE_FACTORY_APPROVAL_KEYS")
-        .or_else(|| generated.as_ref().map(|g| g.approval_keys.clone()));
-    let Some(approval_keys) = approval_keys else {
-        bail!(
-            "IMAGE_FACTORY_APPROVAL_KEYS is not set: approval links cannot be signed (id:base64secret, at least 32 bytes)"
-        );
-    };
-    let keys = parse_key_ring(&approval_keys)?;
-    let github = env("IMAGE_FACTORY_GITHUB_SECRET")
-        .or_else(|| generated.as_ref().map(|g| g.github_secret.clone()));
+/// The secrets the handler needs, never logged.
+#[derive(Clone)]
+pub struct Secrets {
+    /// `IMAGE_FACTORY_APPROVAL_KEYS`: `id:base64[,id:base64...]`, the first signs.
+    pub approval_keys: String,
+    /// `IMAGE_FACTORY_GITHUB_SECRET`.
+    pub github: Option<String>,
+}
+
+impl Secrets {
+    /// Reads the secrets from the environment. `local` fills what is missing
+    /// from the generated local secrets; in Azure a missing key is an error.
+    pub fn from_env(settings: &Settings, local: bool) -> anyhow::Result<Secrets> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (keys, github) = (env("IMAGE_FACTORY_APPROVAL_KEYS"), env("IMAGE_FACTORY_GITHUB_SECRET"));
+        if local && (keys.is_none() || github.is_none()) {
+            let generated = local_secrets(settings)?;
+            return Ok(Secrets {
+                approval_keys: keys.unwrap_or(generated.approval_keys),
+                github: github.or(Some(generated.github_secret)),
+            });
+        }
+        let Some(approval_keys) = keys else {
+            bail!("IMAGE_FACTORY_APPROVAL_KEYS is not set: approval links cannot be signed (id:base64secret, at least 32 bytes)");
+        };
+        Ok(Secrets { approval_keys, github })
+    }
+}
+
+/// Builds the app from settings and secrets.
+pub fn build_app(settings: Settings, secrets: Secrets, shutdown: CancellationToken) -> anyhow::Result<App> {
+    let keys = parse_key_ring(&secrets.approval_keys)?;
     let images = load_images(&settings.images_dir)?;
     if images.is_empty() {
         tracing::warn!(dir = %settings.images_dir.display(), "no images configured: add a folder with an image.toml");
@@ -111,7 +118,7 @@ pub fn build_app(
         images: Arc::new(images),
         settings: Arc::new(settings),
         keys: Arc::new(keys),
-        secrets: Arc::new(WebhookSecrets { github }),
+        secrets: Arc::new(WebhookSecrets { github: secrets.github }),
         notifier: Arc::new(notifier),
         clock: Arc::new(Utc::now),
         shutdown,

@@ -397,7 +397,7 @@ fn succeed(
 
 fn decided(run: &mut Run, decision: &Decision) -> Result<Vec<Command>, TransitionError> {
     let request = waiting_request(run)?.clone();
-    if !request.approvers.iter().any(|a| *a == decision.approver) {
+    if !request.approvers.contains(&decision.approver) {
         return Err(TransitionError::NotAnApprover {
             approver: decision.approver.clone(),
         });
@@ -996,12 +996,11 @@ mod tests {
             let mut dup = dups.into_iter();
             let mut twice = |run: &Run, event: Event| -> Result<Run, TestCaseError> {
                 let step = apply(run, event.clone());
-                if dup.next().unwrap_or(false) {
-                    if let Ok(again) = decide(&step.run, &event) {
+                if dup.next().unwrap_or(false)
+                    && let Ok(again) = decide(&step.run, &event) {
                         prop_assert!(!again.changed);
                         prop_assert_eq!(&again.commands, &follow_up(&step.run));
                     }
-                }
                 Ok(step.run)
             };
             for (i, stage) in Stage::ALL.into_iter().enumerate() {

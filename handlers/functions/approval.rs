@@ -58,15 +58,15 @@ impl Approval {
                 return Ok(answer(status, "Link not valid", &e.to_string()));
             }
         };
-        if let Some(user) = self.request.header("X-MS-CLIENT-PRINCIPAL-NAME") {
-            if !user.eq_ignore_ascii_case(&claims.sub) {
-                tracing::warn!(run_id = %claims.run, "approval link used by a different signed-in user");
-                return Ok(answer(
-                    403,
-                    "Not your link",
-                    "This link was issued to another approver. Use the link you received.",
-                ));
-            }
+        if let Some(user) = self.request.header("X-MS-CLIENT-PRINCIPAL-NAME")
+            && !user.eq_ignore_ascii_case(&claims.sub)
+        {
+            tracing::warn!(run_id = %claims.run, "approval link used by a different signed-in user");
+            return Ok(answer(
+                403,
+                "Not your link",
+                "This link was issued to another approver. Use the link you received.",
+            ));
         }
         let run = match app.store.get(&claims.run).await {
             Ok(stored) => stored.value,

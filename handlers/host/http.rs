@@ -60,16 +60,16 @@ async fn front(State(front): State<Front>, request: Request) -> Response {
     let mut route_matched = false;
     let mut found = None;
     for f in &front.app.functions {
-        if let TriggerBinding::Http { methods, route } = &f.trigger {
-            if let Some(params) = match_route(route, rest) {
-                route_matched = true;
-                let allowed = methods.is_empty()
-                    || methods.contains(&method)
-                    || (method == "HEAD" && methods.iter().any(|m| m == "GET"));
-                if allowed {
-                    found = Some((f.clone(), params));
-                    break;
-                }
+        if let TriggerBinding::Http { methods, route } = &f.trigger
+            && let Some(params) = match_route(route, rest)
+        {
+            route_matched = true;
+            let allowed = methods.is_empty()
+                || methods.contains(&method)
+                || (method == "HEAD" && methods.iter().any(|m| m == "GET"));
+            if allowed {
+                found = Some((f.clone(), params));
+                break;
             }
         }
     }
@@ -173,14 +173,14 @@ async fn respond(front: &Front, function: &FunctionDef, invocation: InvocationRe
         }
     };
     let messages = queue_messages(function, &response);
-    if !messages.is_empty() {
-        if let Err(e) = front.invoker.bus.send(messages).await {
-            tracing::error!(function = %function.name, "cannot send the function's messages: {e}");
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the function's messages could not be sent",
-            );
-        }
+    if !messages.is_empty()
+        && let Err(e) = front.invoker.bus.send(messages).await
+    {
+        tracing::error!(function = %function.name, "cannot send the function's messages: {e}");
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the function's messages could not be sent",
+        );
     }
     let Some(res) = response.outputs.get(HTTP_OUTPUT) else {
         return StatusCode::NO_CONTENT.into_response();

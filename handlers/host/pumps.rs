@@ -234,10 +234,10 @@ impl Timer {
         match invoker.invoke(name, request).await {
             Invoked::Ok(response) => {
                 let messages = queue_messages(&self.function, &response);
-                if !messages.is_empty() {
-                    if let Err(e) = bus.send(messages).await {
-                        tracing::error!(function = %name, "cannot send the timer's messages: {e}");
-                    }
+                if !messages.is_empty()
+                    && let Err(e) = bus.send(messages).await
+                {
+                    tracing::error!(function = %name, "cannot send the timer's messages: {e}");
                 }
             }
             // As in Azure, a failed timer invocation is not retried.

@@ -116,11 +116,11 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
     for artifact in collector.artifacts() {
         ids.merge(azure_ids(artifact));
     }
-    if let Ok(text) = tokio::fs::read_to_string(run_dir.join("manifest.json")).await {
-        if let Ok(manifest) = parse_manifest(&text) {
-            for build in manifest.last_run() {
-                ids.merge(build.azure_ids());
-            }
+    if let Ok(text) = tokio::fs::read_to_string(run_dir.join("manifest.json")).await
+        && let Ok(manifest) = parse_manifest(&text)
+    {
+        for build in manifest.last_run() {
+            ids.merge(build.azure_ids());
         }
     }
     StageResult::Succeeded(StageOutput::Built(BuildResult {

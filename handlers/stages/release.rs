@@ -35,10 +35,10 @@ pub(super) async fn run(app: &App, run: &Run) -> StageResult {
     };
     let run_copy = app.settings.run_dir(&run.id).join("image-version.json");
     for file in [&path, &run_copy] {
-        if let Some(parent) = file.parent() {
-            if let Err(e) = tokio::fs::create_dir_all(parent).await {
-                return StageResult::Retry(format!("cannot create {}: {e}", parent.display()));
-            }
+        if let Some(parent) = file.parent()
+            && let Err(e) = tokio::fs::create_dir_all(parent).await
+        {
+            return StageResult::Retry(format!("cannot create {}: {e}", parent.display()));
         }
         if let Err(e) = tokio::fs::write(file, &text).await {
             return StageResult::Retry(format!("cannot write {}: {e}", file.display()));
