@@ -1,0 +1,277 @@
+//! A factory for tests: the real handler and the real embedded host on
+//! loopback ports, a temporary data directory, real packer, and a client
+//! that talks to it as users do (signed webhooks, approval links, the runs API).
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use image_factory::app::App;
+use image_factory::config::Settings;
+use image_factory::domain::run::{Run, RunStatus};
+use image_factory::host::BusSettings;
+use image_factory::startup::{Local, Secrets, build_app, start_local};
+use sha2::Sha256;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The webhook secret every test factory uses.
+pub const GITHUB_SECRET: &str = "test-webhook-secret-0123456789";
+
+/// The repository root (holds host.json, functions/, images/).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A test approval key ring (`id:base64`).
+pub fn approval_keys(id: &str, byte: u8) -> String {
+    format!(
+        "{id}:{}",
+        base64::engine::general_purpose::STANDARD.encode([byte; 32])
+    )
+}
+
+/// How a test factory is set up.
+pub struct Options {
+    /// Folder of image folders.
+    pub images_dir: PathBuf,
+    /// Queue behaviour.
+    pub bus: BusSettings,
+    /// Approval keys.
+    pub approval_keys: String,
+    /// Changes to the app before it starts (clock, ...).
+    pub tweak: Box<dyn FnOnce(&mut App) + Send>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            images_dir: repo_root().join("images"),
+            bus: BusSettings {
+                lock_duration: Duration::from_secs(30),
+                max_delivery_count: 5,
+            },
+            approval_keys: approval_keys("k1", 7),
+            tweak: Box::new(|_| {}),
+        }
+    }
+}
+
+/// A running test factory.
+pub struct Factory {
+    /// `http://127.0.0.1:PORT` of the HTTP triggers.
+    pub url: String,
+    /// The handler's own address (for raw invocations).
+    pub handler_url: String,
+    /// The data directory.
+    pub data: TempDir,
+    /// The app the handler runs.
+    pub app: App,
+    /// Client for requests.
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    local: Option<Local>,
+}
+
+impl Factory {
+    /// Starts a factory with the repository's images.
+    pub async fn start() -> Factory {
+        Factory::start_with(Options::default()).await
+    }
+
+    /// Starts a factory with `options`.
+    pub async fn start_with(options: Options) -> Factory {
+        let data = TempDir::new().expect("temp dir");
+        Factory::start_in(data, options).await
+    }
+
+    /// Starts a factory on an existing data directory.
+    pub async fn start_in(data: TempDir, options: Options) -> Factory {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let settings = Settings {
+            images_dir: options.images_dir,
+            data_dir: data.path().to_path_buf(),
+            public_url: format!("http://{addr}"),
+            packer: image_factory::config::find_on_path("packer"),
+            branches: vec!["main".into()],
+            repo_images_path: "images".into(),
+        };
+        assert!(
+            settings.packer.is_some(),
+            "these tests run real packer: install it (apt-get install packer)"
+        );
+        let secrets = Secrets {
+            approval_keys: options.approval_keys,
+            github: Some(GITHUB_SECRET.into()),
+        };
+        let shutdown = CancellationToken::new();
+        let mut app = build_app(settings, secrets, shutdown.clone()).expect("app");
+        (options.tweak)(&mut app);
+        let local = start_local(app.clone(), &repo_root(), listener, options.bus)
+            .await
+            .expect("local host");
+        Factory {
+            url: format!("http://{addr}"),
+            handler_url: format!("http://{}", local.handler_addr),
+            data,
+            app,
+            http: reqwest::Client::new(),
+            shutdown,
+            local: Some(local),
+        }
+    }
+
+    /// Stops the factory and hands back its data directory.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown.cancel();
+        if let Some(local) = self.local.take() {
+            local.stopped().await;
+        }
+        self.data
+    }
+
+    /// The local host's bus.
+    pub fn bus(&self) -> &image_factory::host::bus::Bus {
+        &self.local.as_ref().expect("running").bus
+    }
+
+    /// Posts a GitHub push of `commit` changing `paths`, signed with `secret`.
+    pub async fn push_signed_with(&self, secret: &str, commit: &str, paths: &[&str], branch: &str) -> reqwest::Response {
+        let body = github_push(commit, paths, branch);
+        self.http
+            .post(format!("{}/api/hooks/github", self.url))
+            .header("Content-Type", "application/json")
+            .header("X-GitHub-Event", "push")
+            .header("X-Hub-Signature-256", sign(secret, body.as_bytes()))
+            .body(body)
+            .send()
+            .await
+            .expect("push")
+    }
+
+    /// Posts a correctly signed GitHub push to `main`.
+    pub async fn push(&self, commit: &str, paths: &[&str]) -> reqwest::Response {
+        self.push_signed_with(GITHUB_SECRET, commit, paths, "main").await
+    }
+
+    /// Reads a run through the runs API.
+    pub async fn run(&self, id: &str) -> Option<Run> {
+        let response = self
+            .http
+            .get(format!("{}/api/runs/{id}", self.url))
+            .send()
+            .await
+            .expect("runs api");
+        if response.status() == 404 {
+            return None;
+        }
+        assert_eq!(response.status(), 200, "GET /api/runs/{id}");
+        Some(response.json().await.expect("run json"))
+    }
+
+    /// Waits until run `id` satisfies `done`, failing after `timeout`.
+    pub async fn wait_for(&self, id: &str, timeout: Duration, done: impl Fn(&Run) -> bool) -> Run {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(run) = self.run(id).await {
+                if done(&run) {
+                    return run;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    panic!("run {id} did not get there in {timeout:?}: {run:#?}");
+                }
+            } else if tokio::time::Instant::now() > deadline {
+                panic!("run {id} does not exist after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until run `id` has status `status`.
+    pub async fn wait_status(&self, id: &str, status: RunStatus) -> Run {
+        self.wait_for(id, Duration::from_secs(60), |r| r.status == status).await
+    }
+
+    /// The approval link the local outbox holds for `approver` on run `id`.
+    pub fn approval_link(&self, id: &str, approver: &str) -> String {
+        outbox_link(self.data.path(), id, approver)
+    }
+}
+
+/// Reads an approval link from a data directory's outbox.
+pub fn outbox_link(data: &Path, id: &str, approver: &str) -> String {
+    let path = data.join("outbox").join(id).join(format!("{approver}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let note: serde_json::Value = serde_json::from_str(&text).expect("outbox json");
+    note["url"].as_str().expect("url").to_string()
+}
+
+/// A GitHub push payload, shaped as GitHub sends it (the fields the factory reads
+/// plus the usual neighbours).
+pub fn github_push(commit: &str, paths: &[&str], branch: &str) -> String {
+    serde_json::json!({
+        "ref": format!("refs/heads/{branch}"),
+        "before": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        "after": commit,
+        "created": false,
+        "deleted": false,
+        "forced": false,
+        "compare": "https://github.com/Codertocat/Hello-World/compare/6113728f27ae...000000000000",
+        "commits": [{
+            "id": commit,
+            "message": "Update the image",
+            "added": [],
+            "removed": [],
+            "modified": paths,
+        }],
+        "head_commit": {
+            "id": commit,
+            "message": "Update the image",
+            "added": [],
+            "removed": [],
+            "modified": paths,
+        },
+        "repository": { "full_name": "Codertocat/Hello-World" },
+        "pusher": { "name": "Codertocat", "email": "21031067+Codertocat@users.noreply.github.com" },
+        "sender": { "login": "Codertocat" },
+    })
+    .to_string()
+}
+
+/// GitHub's `X-Hub-Signature-256` header for `body`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// Copies the example image into a fresh images folder, so a test can break it.
+pub fn copy_example(into: &Path, name: &str) -> PathBuf {
+    let target = into.join(name);
+    copy_dir(&repo_root().join("images").join("example"), &target);
+    target
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The factory on one machine, driven as its users drive it: a signed push
+//! webhook starts a run, real packer validates and builds the example image,
+//! the smoke test runs, an approver opens the link and decides, and the run is
+//! released with its `image-version.json`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Factory, Options, copy_example};
+use image_factory::domain::run::{RunStatus, Stage, StageStatus};
+
+const COMMIT: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+
+fn run_id(commit: &str) -> String {
+    format!("push-example-{}", &commit[..12])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_goes_through_every_stage_and_is_released_after_approval() {
+    let factory = Factory::start().await;
+    let response = factory.push(COMMIT, &["images/example/build.pkr.hcl"]).await;
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["runs"][0]["runId"], run_id(COMMIT));
+    assert_eq!(body["runs"][0]["new"], true);
+
+    let run = factory.wait_status(&run_id(COMMIT), RunStatus::WaitingForApproval).await;
+    for stage in [Stage::Validate, Stage::Build, Stage::Test] {
+        assert_eq!(run.stage(stage).status, StageStatus::Succeeded, "{stage}");
+    }
+    assert!(run.stage(Stage::Validate).summary.as_deref().unwrap().contains("packer 1.6.6"));
+    let build = run.build.clone().expect("build output");
+    assert!(!build.artifacts.is_empty(), "packer reported no artifacts");
+    let log = std::fs::read_to_string(&build.log).unwrap();
+    assert!(log.contains(",ui,say,"), "the build log holds packer's machine-readable output");
+    assert!(run.checks[0].contains("smoke test passed"));
+    assert_eq!(run.tags["gitRef"], COMMIT);
+    assert_eq!(run.tags["imageVersion"], run.version.to_string());
+
+    // Mail scanners follow GETs: the page shows the run and decides nothing.
+    let link = factory.approval_link(&run.id, "platform-lead");
+    for _ in 0..3 {
+        let page = factory.http.get(&link).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        assert!(html.contains(&run.version.to_string()) && html.contains(COMMIT));
+        assert!(html.contains(r#"value="approve""#) && html.contains(r#"value="reject""#));
+    }
+    let still = factory.run(&run.id).await.unwrap();
+    assert_eq!(still.status, RunStatus::WaitingForApproval);
+    assert!(still.decisions.is_empty());
+
+    let decided = factory
+        .http
+        .post(&link)
+        .form(&[("decision", "approve"), ("comment", "LGTM <b>ship it</b>")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decided.status(), 200);
+    let released = factory.wait_status(&run.id, RunStatus::Released).await;
+    let decision = &released.decisions[0];
+    assert_eq!(decision.approver, "platform-lead");
+    assert_eq!(decision.comment.as_deref(), Some("LGTM <b>ship it</b>"));
+    assert!(released.stages.iter().all(|s| s.status == StageStatus::Succeeded
+        && s.started_at.is_some()
+        && s.finished_at >= s.started_at));
+
+    let release = released.release.expect("release record");
+    let metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&release.location).unwrap()).unwrap();
+    assert_eq!(metadata["imageVersion"], released.version.to_string());
+    assert_eq!(metadata["gitCommit"], COMMIT);
+    assert_eq!(metadata["runId"], released.id);
+    assert_eq!(metadata["buildLog"], build.log);
+
+    // The link decided once; it cannot decide again.
+    let replay = factory.http.post(&link).form(&[("decision", "approve")]).send().await.unwrap();
+    assert_eq!(replay.status(), 409);
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_webhook_finds_its_run_and_starts_nothing_new() {
+    let factory = Factory::start().await;
+    let commit = "b1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+    let first: serde_json::Value = factory.push(commit, &["images/example/variables.pkr.hcl"]).await.json().await.unwrap();
+    let again: serde_json::Value = factory.push(commit, &["images/example/variables.pkr.hcl"]).await.json().await.unwrap();
+    assert_eq!(first["runs"][0]["new"], true);
+    assert_eq!(again["runs"][0]["new"], false);
+    assert_eq!(first["runs"][0]["version"], again["runs"][0]["version"]);
+    factory.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    let list: serde_json::Value = factory
+        .http
+        .get(format!("{}/api/runs?image=example", factory.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_or_irrelevant_webhooks_are_refused_and_change_nothing() {
+    let factory = Factory::start().await;
+    let body = common::github_push(COMMIT, &["images/example/build.pkr.hcl"], "main");
+    let post = |signature: Option<String>, event: &'static str, body: String| {
+        let mut request = factory
+            .http
+            .post(format!("{}/api/hooks/github", factory.url))
+            .header("X-GitHub-Event", event)
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header("X-Hub-Signature-256", signature);
+        }
+        request.send()
+    };
+    let cases: Vec<(&str, reqwest::Response, u16)> = vec![
+        ("no signature", post(None, "push", body.clone()).await.unwrap(), 401),
+        ("wrong secret", post(Some(common::sign("guess", body.as_bytes())), "push", body.clone()).await.unwrap(), 401),
+        (
+            "tampered body",
+            post(Some(common::sign(common::GITHUB_SECRET, body.as_bytes())), "push", body.replace("main", "mainx")).await.unwrap(),
+            401,
+        ),
+        ("sha1 signature", post(Some("sha1=0000".into()), "push", body.clone()).await.unwrap(), 401),
+        (
+            "signed garbage",
+            post(Some(common::sign(common::GITHUB_SECRET, b"{not json")), "push", "{not json".into()).await.unwrap(),
+            400,
+        ),
+        (
+            "not a push",
+            post(Some(common::sign(common::GITHUB_SECRET, body.as_bytes())), "issues", body.clone()).await.unwrap(),
+            202,
+        ),
+        ("unknown provider", factory.http.post(format!("{}/api/hooks/gitlab", factory.url)).body("{}").send().await.unwrap(), 404),
+        ("wrong method", factory.http.get(format!("{}/api/hooks/github", factory.url)).send().await.unwrap(), 405),
+        ("other branch", factory.push_signed_with(common::GITHUB_SECRET, COMMIT, &["images/example/build.pkr.hcl"], "feature").await, 202),
+        ("no image touched", factory.push(COMMIT, &["README.md", "docs/x.md"]).await, 202),
+    ];
+    for (name, response, status) in cases {
+        let got = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(got, status, "{name}: {text}");
+        assert!(!text.contains(common::GITHUB_SECRET), "{name} echoed the secret");
+    }
+    let list: serde_json::Value = factory
+        .http
+        .get(format!("{}/api/runs", factory.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["runs"], serde_json::json!([]), "a refused webhook stored a run");
+    assert_eq!(factory.bus().depth("stage-validate").await.unwrap(), 0, "a refused webhook sent a message");
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejection_stops_the_run_before_release() {
+    let factory = Factory::start().await;
+    let commit = "c1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
+    let run = factory.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    let link = factory.approval_link(&run.id, "platform-lead");
+    let response = factory.http.post(&link).form(&[("decision", "reject"), ("comment", "not this month")]).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let rejected = factory.wait_status(&run.id, RunStatus::Rejected).await;
+    assert_eq!(rejected.stage(Stage::Release).status, StageStatus::Pending);
+    assert_eq!(rejected.failure.unwrap().reason, "rejected by platform-lead");
+    assert!(!factory.data.path().join("releases").exists());
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_foreign_and_malformed_approval_links_are_refused() {
+    let factory = Factory::start().await;
+    let commit = "d1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
+    let run = factory.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    let link = factory.approval_link(&run.id, "platform-lead");
+    let (base, token) = link.rsplit_once('/').unwrap();
+    let (payload, signature) = token.split_once('.').unwrap();
+
+    // A link signed by another factory's key.
+    let other = Factory::start_with(Options {
+        approval_keys: common::approval_keys("k1", 9),
+        ..Options::default()
+    })
+    .await;
+    other.push(commit, &["images/example/build.pkr.hcl"]).await;
+    other.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    let foreign = other.approval_link(&run.id, "platform-lead");
+    let foreign_token = foreign.rsplit_once('/').unwrap().1;
+
+    let flipped = format!("{payload}.{}", signature.chars().rev().collect::<String>());
+    let cases = [
+        ("tampered signature", format!("{base}/{flipped}"), 400),
+        ("foreign key", format!("{base}/{foreign_token}"), 400),
+        ("no dot", format!("{base}/garbage"), 400),
+        ("empty claims", format!("{base}/e30.e30"), 400),
+    ];
+    for (name, url, status) in cases {
+        for method in ["GET", "POST"] {
+            let request = factory.http.request(method.parse().unwrap(), &url).form(&[("decision", "approve")]);
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), status, "{name} {method}");
+            let page = response.text().await.unwrap();
+            assert!(!page.contains(token), "{name}: the page shows the real token");
+        }
+    }
+    let missing = factory.http.post(&link).form(&[("decision", "maybe")]).send().await.unwrap();
+    assert_eq!(missing.status(), 400);
+    let still = factory.run(&run.id).await.unwrap();
+    assert_eq!(still.status, RunStatus::WaitingForApproval);
+    assert!(still.decisions.is_empty());
+    other.stop().await;
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_link_shows_why_and_the_sweeper_ends_the_run_approval_expired() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock_offset = Arc::clone(&offset);
+    let factory = Factory::start_with(Options {
+        tweak: Box::new(move |app| {
+            app.clock = Arc::new(move || chrono::Utc::now() + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst)));
+        }),
+        ..Options::default()
+    })
+    .await;
+    let commit = "e1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
+    let run = factory.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    let link = factory.approval_link(&run.id, "platform-lead");
+    offset.store(73 * 3600, Ordering::SeqCst); // past the example image's 72 hours
+    let response = factory.http.get(&link).send().await.unwrap();
+    assert_eq!(response.status(), 410);
+    assert!(response.text().await.unwrap().contains("expired"));
+
+    // The sweeper is a timer; invoke it as the host does.
+    let invocation = serde_json::json!({
+        "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
+        "Metadata": {}
+    });
+    let answer = factory.http.post(format!("{}/sweeper", factory.handler_url)).json(&invocation).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let expired = factory.run(&run.id).await.unwrap();
+    assert_eq!(expired.status, RunStatus::ApprovalExpired);
+    assert!(expired.failure.unwrap().reason.contains("no decision before the approval deadline"));
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_template_fails_validation_with_file_and_line_and_never_builds() {
+    let images = tempfile::TempDir::new().unwrap();
+    let dir = copy_example(images.path(), "example");
+    let build = std::fs::read_to_string(dir.join("build.pkr.hcl")).unwrap();
+    std::fs::write(
+        dir.join("build.pkr.hcl"),
+        build.replace("IMAGE_NAME=${var.image_name}", "IMAGE_NAME=${var.image_nmae}"),
+    )
+    .unwrap();
+    let factory = Factory::start_with(Options {
+        images_dir: images.path().to_path_buf(),
+        ..Options::default()
+    })
+    .await;
+    factory.push(COMMIT, &["images/example/build.pkr.hcl"]).await;
+    let run = factory.wait_status(&run_id(COMMIT), RunStatus::Failed).await;
+    let failure = run.failure.clone().unwrap();
+    assert_eq!(failure.stage, Some(Stage::Validate));
+    assert!(failure.reason.contains("build.pkr.hcl:9"), "{}", failure.reason);
+    assert!(failure.reason.contains("image_nmae"), "{}", failure.reason);
+    assert_eq!(run.stage(Stage::Build).status, StageStatus::Pending);
+    assert!(run.build.is_none());
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_packer_build_fails_the_run_with_packers_error_and_keeps_the_log() {
+    let images = tempfile::TempDir::new().unwrap();
+    let dir = copy_example(images.path(), "example");
+    std::fs::write(
+        dir.join("scripts/provision.sh"),
+        "#!/bin/sh\necho 'installing IIS'\necho 'the language pack is missing' >&2\nexit 3\n",
+    )
+    .unwrap();
+    let factory = Factory::start_with(Options {
+        images_dir: images.path().to_path_buf(),
+        ..Options::default()
+    })
+    .await;
+    factory.push(COMMIT, &["images/example/scripts/provision.sh"]).await;
+    let run = factory.wait_status(&run_id(COMMIT), RunStatus::Failed).await;
+    let failure = run.failure.clone().unwrap();
+    assert_eq!(failure.stage, Some(Stage::Build));
+    assert!(failure.reason.contains("packer build exited with code 1"), "{}", failure.reason);
+    let log_path = failure.reason.rsplit("full log: ").next().unwrap();
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert!(log.contains("the language pack is missing"), "the log keeps stderr");
+    assert_eq!(run.stage(Stage::Test).status, StageStatus::Pending);
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_that_fails_on_every_delivery_is_dead_lettered_and_its_run_failed_with_the_reason() {
+    let factory = Factory::start_with(Options {
+        bus: image_factory::host::BusSettings {
+            lock_duration: Duration::from_secs(5),
+            max_delivery_count: 3,
+        },
+        ..Options::default()
+    })
+    .await;
+    let commit = "f1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+    // The build stage cannot create its run folder: a file stands in the way.
+    let runs = factory.data.path().join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::write(runs.join(run_id(commit)), "in the way").unwrap();
+    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
+    let run = factory.wait_for(&run_id(commit), Duration::from_secs(60), |r| r.status.is_terminal()).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    let failure = run.failure.clone().unwrap();
+    assert_eq!(failure.stage, Some(Stage::Build));
+    assert!(failure.reason.contains("delivered 3 times"), "{}", failure.reason);
+    assert!(failure.reason.contains("MaxDeliveryCountExceeded"), "{}", failure.reason);
+    assert!(failure.reason.contains("cannot create"), "{}", failure.reason);
+    assert_eq!(run.stage(Stage::Build).status, StageStatus::Failed);
+    assert_eq!(run.stage(Stage::Build).attempts.len(), 3, "one attempt per delivery");
+    assert_eq!(factory.bus().depth("stage-build").await.unwrap(), 0);
+    assert_eq!(factory.bus().depth("dead-letters").await.unwrap(), 0, "the dead letter was handled");
+    factory.stop().await;
+}
