@@ -341,3 +341,24 @@ async fn a_stage_that_fails_on_every_delivery_is_dead_lettered_and_its_run_faile
     assert_eq!(factory.bus().depth("dead-letters").await.unwrap(), 0, "the dead letter was handled");
     factory.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_tuesday_missed_while_the_factory_was_down_fires_once_at_start_up() {
+    let data = tempfile::TempDir::new().unwrap();
+    {
+        let bus = image_factory::host::bus::Bus::open(&data.path().join("bus.db"), |q| {
+            image_factory::host::BusSettings::default().queue_options(q)
+        })
+        .unwrap();
+        let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
+        bus.timer_record("patch-tuesday", None, yesterday).await.unwrap();
+    }
+    let factory = Factory::start_in(data, Options::default()).await;
+    let id = format!("pt-example-{}", chrono::Utc::now().format("%Y-%m"));
+    let run = factory.wait_status(&id, RunStatus::WaitingForApproval).await;
+    assert_eq!(run.trigger.kind, image_factory::domain::run::TriggerKind::PatchTuesday);
+    assert_eq!(run.tags["gitRef"], "manual");
+    let all: serde_json::Value = factory.http.get(format!("{}/api/runs", factory.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all["runs"].as_array().unwrap().len(), 1, "one run per image and month");
+    factory.stop().await;
+}

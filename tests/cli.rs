@@ -1,0 +1,67 @@
+//! The operator's commands that need no running factory.
+
+use std::process::Command;
+
+fn image_factory(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(args)
+        .output()
+        .expect("run image-factory");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn schedule_prints_the_next_firings_of_the_second_tuesday_schedule() {
+    let (ok, stdout, stderr) = image_factory(&[
+        "schedule",
+        "0 0 18 8-14 * Tue",
+        "--next",
+        "5",
+        "--after",
+        "2026-11-25T00:00:00",
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        stdout,
+        "2026-12-08 18:00:00 Tue UTC\n\
+         2027-01-12 18:00:00 Tue UTC\n\
+         2027-02-09 18:00:00 Tue UTC\n\
+         2027-03-09 18:00:00 Tue UTC\n\
+         2027-04-13 18:00:00 Tue UTC\n"
+    );
+}
+
+#[test]
+fn schedule_explains_what_is_wrong_with_a_bad_expression() {
+    let (ok, stdout, stderr) = image_factory(&["schedule", "0 0 25 * * *"]);
+    assert!(!ok);
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("hour") && stderr.contains("25"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_start_without_the_port_the_functions_host_gives() {
+    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .arg("serve")
+        .env_remove("FUNCTIONS_CUSTOMHANDLER_PORT")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FUNCTIONS_CUSTOMHANDLER_PORT"));
+}
+
+#[test]
+fn serve_refuses_to_start_without_an_approval_signing_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .arg("serve")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", "0")
+        .env_remove("IMAGE_FACTORY_APPROVAL_KEYS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IMAGE_FACTORY_APPROVAL_KEYS"));
+}
