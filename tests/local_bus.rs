@@ -249,10 +249,9 @@ async fn abandoning_the_last_allowed_delivery_dead_letters_the_message_with_the_
     assert_eq!(forwarded.body, "poison");
     let props = &forwarded.properties;
     assert_eq!(props["DeadLetterReason"], json!("MaxDeliveryCountExceeded"));
-    assert_eq!(
-        props["DeadLetterErrorDescription"],
-        json!("handler failed: second")
-    );
+    let description = props["DeadLetterErrorDescription"].as_str().unwrap();
+    assert!(description.contains("handler failed: second"), "{description}");
+    assert!(description.contains("delivered 2 times"), "{description}");
     assert_eq!(props["DeadLetterSource"], json!("work"));
 }
 
@@ -339,7 +338,7 @@ async fn messages_are_delivered_in_the_order_they_were_sent_and_only_from_their_
 #[tokio::test(flavor = "multi_thread")]
 async fn messages_locks_and_delivery_counts_survive_closing_and_reopening_the_file() {
     let dir = TempDir::new().unwrap();
-    let (held, last_sequence) = {
+    let held = {
         let bus = open(&db(&dir), SHORT_LOCK, 10);
         bus.send(vec![
             message("work", "done"),
@@ -352,8 +351,7 @@ async fn messages_locks_and_delivery_counts_survive_closing_and_reopening_the_fi
         bus.complete(&done, vec![]).await.unwrap();
         let held = receive(&bus, "work").await;
         assert_eq!(held.body, "held");
-        let waiting_sequence = held.sequence + 1;
-        (held, waiting_sequence)
+        held
     };
 
     let bus = open(&db(&dir), SHORT_LOCK, 10);
@@ -372,7 +370,10 @@ async fn messages_locks_and_delivery_counts_survive_closing_and_reopening_the_fi
 
     bus.send(vec![message("work", "new")]).await.unwrap();
     let new = receive(&bus, "work").await;
-    assert!(new.sequence > last_sequence, "sequence numbers are not reused");
+    assert!(
+        new.sequence > waiting.sequence,
+        "sequence numbers are not reused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

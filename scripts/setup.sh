@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the factory and its tests need on a fresh Debian machine.
+# Idempotent: installs only what is missing.
+set -euo pipefail
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "setup: need root to run: $*" >&2; exit 1
+  fi
+}
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# packer: the validate and build stages run it (Debian ships 1.6.6).
+if ! command -v packer >/dev/null 2>&1; then
+  echo "setup: installing packer"
+  apt_install packer
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing; install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi

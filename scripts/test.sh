@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every check the project has: formatting, lints, and the whole test suite
+# (unit, property, integration tests against real packer, real HTTP and real
+# child processes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked
