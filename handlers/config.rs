@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
 use crate::domain::approval::{KeyRing, SigningKey};
+use crate::domain::calendar::BuildCalendar;
 use crate::domain::version::VersionStrategy;
 
 /// Name of an image's settings file inside its folder.
@@ -265,18 +266,38 @@ pub struct Settings {
     pub branches: Vec<String>,
     /// Where the image folders sit in the pushed repository (`IMAGE_FACTORY_REPO_IMAGES_PATH`, default `images`).
     pub repo_images_path: String,
+    /// When the monthly rebuild is due (`IMAGE_FACTORY_PATCH_TUESDAY_ZONE`, `_OFFSET_DAYS`, `_HOUR`;
+    /// default UTC, 1 day, 06:00: the morning after Patch Tuesday).
+    pub calendar: BuildCalendar,
 }
 
 impl Settings {
     /// Reads the settings from the environment.
-    pub fn from_env() -> Settings {
+    pub fn from_env() -> Result<Settings, ConfigError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let number = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+            var(name).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| ConfigError::Setting {
+                    name,
+                    message: "must be a whole number".into(),
+                })
+            })
+        };
+        let calendar = BuildCalendar::new(
+            &var("IMAGE_FACTORY_PATCH_TUESDAY_ZONE").unwrap_or_else(|| "UTC".into()),
+            number("IMAGE_FACTORY_PATCH_TUESDAY_OFFSET_DAYS", 1)?,
+            number("IMAGE_FACTORY_PATCH_TUESDAY_HOUR", 6)?,
+        )
+        .map_err(|e| ConfigError::Setting {
+            name: "IMAGE_FACTORY_PATCH_TUESDAY_*",
+            message: e.to_string(),
+        })?;
         let packer = match var("IMAGE_FACTORY_PACKER").as_deref() {
             Some("none") => None,
             Some(path) => Some(PathBuf::from(path)),
             None => find_on_path("packer"),
         };
-        Settings {
+        Ok(Settings {
             images_dir: var("IMAGE_FACTORY_IMAGES").map_or_else(|| "images".into(), PathBuf::from),
             data_dir: var("IMAGE_FACTORY_DATA")
                 .map_or_else(|| ".image-factory".into(), PathBuf::from),
@@ -293,7 +314,8 @@ impl Settings {
                 .collect(),
             repo_images_path: var("IMAGE_FACTORY_REPO_IMAGES_PATH")
                 .unwrap_or_else(|| "images".into()),
-        }
+            calendar,
+        })
     }
 
     /// The embedded run store's file.

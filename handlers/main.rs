@@ -6,6 +6,7 @@
 //! - `runs`: list runs or show one;
 //! - `schedule`: print the next firings of a timer schedule.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use image_factory::config::Settings;
+use image_factory::domain::calendar::{Month, patch_tuesday};
 use image_factory::domain::schedule::Schedule;
 use image_factory::host::BusSettings;
 use image_factory::startup::{Secrets, build_app, start_local};
@@ -78,6 +80,12 @@ enum Command {
         #[arg(long, default_value = "http://localhost:7071")]
         url: String,
     },
+    /// Print a year's Patch Tuesdays and the factory's monthly build times.
+    PatchTuesday {
+        /// The year.
+        #[arg(long)]
+        year: i32,
+    },
     /// Print the next firings of a timer schedule (NCRONTAB, six fields, UTC).
     Schedule {
         /// The schedule, e.g. "0 0 18 8-14 * Tue".
@@ -132,7 +140,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             init_logging(false);
             let shutdown = CancellationToken::new();
-            let mut settings = Settings::from_env();
+            let mut settings = Settings::from_env()?;
             if std::env::var_os("IMAGE_FACTORY_PUBLIC_URL").is_none() {
                 settings.public_url = format!("http://localhost:{port}");
             }
@@ -166,7 +174,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .parse()
                 .context("FUNCTIONS_CUSTOMHANDLER_PORT is not a port number")?;
             let shutdown = CancellationToken::new();
-            let settings = Settings::from_env();
+            let settings = Settings::from_env()?;
             let secrets = Secrets::from_env(&settings, false)?;
             let app = build_app(settings, secrets, shutdown.clone())?;
             let listener = TcpListener::bind(("127.0.0.1", port)).await?;
@@ -200,6 +208,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::PatchTuesday { year } => {
+            let calendar = Settings::from_env()?.calendar;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "Patch Tuesday  build time ({}, {} day(s) later at {:02}:00)",
+                calendar.zone, calendar.offset_days, calendar.hour
+            )?;
+            for month in 1..=12 {
+                let day = patch_tuesday(year, month).context("no such month")?;
+                let build = calendar.build_time(Month { year, month });
+                writeln!(
+                    out,
+                    "{}     {}  ({} UTC)",
+                    day.format("%Y-%m-%d"),
+                    build.with_timezone(&calendar.zone).format("%Y-%m-%d %H:%M %Z"),
+                    build.format("%Y-%m-%d %H:%M")
+                )?;
+            }
+            Ok(())
+        }
         Command::Schedule {
             expression,
             next,
@@ -207,8 +236,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let schedule = Schedule::parse(&expression)?;
             let after = after.unwrap_or_else(|| Utc::now().naive_utc());
+            let mut out = std::io::stdout().lock();
             for firing in schedule.upcoming(after, next) {
-                println!("{}", firing.format("%Y-%m-%d %H:%M:%S %a UTC"));
+                writeln!(out, "{}", firing.format("%Y-%m-%d %H:%M:%S %a UTC"))?;
             }
             Ok(())
         }
@@ -217,7 +247,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 /// Builds a GitHub push payload, signs it with the webhook secret and posts it.
 async fn push(commit: &str, changed: &[String], branch: &str, url: &str) -> anyhow::Result<()> {
-    let settings = Settings::from_env();
+    let settings = Settings::from_env()?;
     let Some(secret) = Secrets::from_env(&settings, true)?.github else {
         bail!("no GitHub webhook secret: set IMAGE_FACTORY_GITHUB_SECRET");
     };

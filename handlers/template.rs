@@ -1317,7 +1317,7 @@ variable "key" {{
 
     #[test]
     fn example_image_template_is_clean() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("example-image");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/example");
         let report = check_folder(&dir).expect("example folder");
         assert_eq!(report.findings, vec![]);
         assert_eq!(

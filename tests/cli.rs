@@ -65,3 +65,32 @@ fn serve_refuses_to_start_without_an_approval_signing_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("IMAGE_FACTORY_APPROVAL_KEYS"));
 }
+
+#[test]
+fn patch_tuesday_prints_the_second_tuesdays_and_the_configured_build_times() {
+    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["patch-tuesday", "--year", "2027"])
+        .env("IMAGE_FACTORY_PATCH_TUESDAY_ZONE", "Europe/Paris")
+        .env("IMAGE_FACTORY_PATCH_TUESDAY_OFFSET_DAYS", "7")
+        .env("IMAGE_FACTORY_PATCH_TUESDAY_HOUR", "18")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 13);
+    assert_eq!(lines[1], "2027-01-12     2027-01-19 18:00 CET  (2027-01-19 17:00 UTC)");
+    assert_eq!(lines[7], "2027-07-13     2027-07-20 18:00 CEST  (2027-07-20 16:00 UTC)");
+    assert_eq!(lines[12], "2027-12-14     2027-12-21 18:00 CET  (2027-12-21 17:00 UTC)");
+}
+
+#[test]
+fn patch_tuesday_refuses_a_time_zone_that_does_not_exist() {
+    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["patch-tuesday", "--year", "2027"])
+        .env("IMAGE_FACTORY_PATCH_TUESDAY_ZONE", "Mars/Olympus")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Mars/Olympus"));
+}

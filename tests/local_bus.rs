@@ -137,7 +137,7 @@ async fn a_completed_message_is_gone_and_cannot_be_settled_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn completing_after_the_lock_ran_out_fails_with_lock_lost_and_the_message_is_delivered_again()
- {
+{
     let dir = TempDir::new().unwrap();
     let bus = open(&db(&dir), SHORT_LOCK, 10);
     bus.send(vec![message("work", "job")]).await.unwrap();
@@ -250,7 +250,10 @@ async fn abandoning_the_last_allowed_delivery_dead_letters_the_message_with_the_
     let props = &forwarded.properties;
     assert_eq!(props["DeadLetterReason"], json!("MaxDeliveryCountExceeded"));
     let description = props["DeadLetterErrorDescription"].as_str().unwrap();
-    assert!(description.contains("handler failed: second"), "{description}");
+    assert!(
+        description.contains("handler failed: second"),
+        "{description}"
+    );
     assert!(description.contains("delivered 2 times"), "{description}");
     assert_eq!(props["DeadLetterSource"], json!("work"));
 }

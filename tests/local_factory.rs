@@ -354,7 +354,8 @@ async fn a_patch_tuesday_missed_while_the_factory_was_down_fires_once_at_start_u
         bus.timer_record("patch-tuesday", None, yesterday).await.unwrap();
     }
     let factory = Factory::start_in(data, Options::default()).await;
-    let id = format!("pt-example-{}", chrono::Utc::now().format("%Y-%m"));
+    let due = factory.app.settings.calendar.due_month(chrono::Utc::now());
+    let id = format!("pt-example-{due}");
     let run = factory.wait_status(&id, RunStatus::WaitingForApproval).await;
     assert_eq!(run.trigger.kind, image_factory::domain::run::TriggerKind::PatchTuesday);
     assert_eq!(run.tags["gitRef"], "manual");

@@ -2,6 +2,7 @@
 //! tokens. Pure: no I/O, no clock, no Azure, HTTP or storage types.
 
 pub mod approval;
+pub mod calendar;
 pub mod machine;
 pub mod run;
 pub mod schedule;

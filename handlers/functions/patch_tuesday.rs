@@ -1,8 +1,11 @@
-//! `patch-tuesday` (timer): the monthly rebuild of every image. Its schedule
-//! (`0 0 18 8-14 * Tue`, the second Tuesday of the month at 18:00) is in its
-//! `function.json`. Each firing creates the month's run of each image under
-//! the id `pt-<image>-<YYYY-MM>`, so a timer that fires twice in a month
-//! starts nothing new.
+//! `patch-tuesday` (timer, hourly): the monthly rebuild of every image.
+//!
+//! The rebuild of a month is due at Patch Tuesday (the second Tuesday) plus
+//! the configured offset and hour, in the configured time zone. Every firing
+//! makes sure the latest due month has its run for each image, under the id
+//! `pt-<image>-<YYYY-MM>`: a timer that fires twice, late (`IsPastDue`) or not
+//! at all on the day (the app was down) starts exactly one run per image and
+//! month, on the first firing after the build time.
 
 use serde::Deserialize;
 
@@ -32,12 +35,13 @@ impl PatchTuesday {
         })
     }
 
-    /// Creates this month's run of every image.
+    /// Creates the due month's run of every image that has none yet.
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let mut response = InvocationResponse::default();
-        let month = app.now().format("%Y-%m").to_string();
+        let calendar = app.settings.calendar;
+        let month = calendar.due_month(app.now());
         if self.past_due {
-            response.log("the Patch Tuesday timer fired late; building now");
+            response.log("the timer fired late (IsPastDue)");
         }
         for image in app.images.keys() {
             let trigger = Trigger {
@@ -46,14 +50,15 @@ impl PatchTuesday {
                 commit: None,
                 branch: None,
                 actor: None,
-                reason: Some(format!("Patch Tuesday rebuild for {month}")),
+                reason: Some(format!(
+                    "Patch Tuesday rebuild for {month} (due {})",
+                    calendar.build_time(month).format("%Y-%m-%d %H:%M UTC")
+                )),
             };
             let created = app
                 .create_run(format!("pt-{image}-{month}"), image, trigger)
                 .await
-                .map_err(|e| {
-                    super::retry(&format!("cannot create the {month} run of {image}"), e)
-                })?;
+                .map_err(|e| super::retry(&format!("cannot create the {month} run of {image}"), e))?;
             dispatch_follow_up(&mut response, created.run());
         }
         Ok(response)

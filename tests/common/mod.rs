@@ -100,6 +100,7 @@ impl Factory {
             packer: image_factory::config::find_on_path("packer"),
             branches: vec!["main".into()],
             repo_images_path: "images".into(),
+            calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6).expect("calendar"),
         };
         assert!(
             settings.packer.is_some(),

@@ -1,0 +1,654 @@
+//! The run store contract: what every `RunStore` adapter must do, written
+//! once and instantiated per backend by `store_contract!`.
+//!
+//! A backend supplies a fresh, empty store per case and one hook beyond the
+//! port: `corrupt`, which stores an unreadable document for a run the way
+//! another writer would (so the run's ETag changes, as any write changes it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use image_factory::domain::approval::{ApprovalRequest, Decision, Verdict};
+use image_factory::domain::machine::{Event, TransitionError, decide};
+use image_factory::domain::run::{
+    BuildResult, Execution, Run, RunStatus, Stage, StageOutput, StageStatus, Trigger, TriggerKind,
+};
+use image_factory::domain::version::ImageVersion;
+use image_factory::store::sqlite::SqliteStore;
+use image_factory::store::{ETag, RunQuery, RunStore, StoreError, UpdateError, update_run};
+use tempfile::TempDir;
+
+/// A store under test.
+#[async_trait]
+trait Backend: Send + Sync {
+    /// The store, shareable with spawned tasks.
+    fn store(&self) -> Arc<dyn RunStore>;
+    /// Replaces the stored document of run `id` with one that does not parse,
+    /// as a write by another writer would (its ETag changes).
+    async fn corrupt(&self, id: &str);
+}
+
+/// Instantiates every contract case for one backend, as `$module::$case`.
+macro_rules! store_contract {
+    ($module:ident, $open:expr) => {
+        store_contract!(@cases $module, $open;
+            a_created_run_reads_back_equal_with_the_etag_that_create_returned,
+            creating_a_run_whose_id_exists_is_a_conflict_and_keeps_the_first,
+            getting_a_run_that_does_not_exist_is_not_found,
+            replacing_at_the_current_etag_stores_the_run_under_a_new_etag,
+            replacing_at_a_stale_etag_is_refused_and_leaves_the_stored_run_unchanged,
+            replacing_a_run_that_does_not_exist_is_not_found,
+            listing_pages_newest_first_with_a_continuation_until_the_last_page,
+            listing_pages_runs_created_at_the_same_instant_without_loss_or_duplicates,
+            listing_filters_by_image_and_by_status,
+            a_continuation_token_the_store_did_not_hand_out_is_refused,
+            sequences_count_from_zero_per_image_and_scope,
+            concurrent_sequence_requests_never_hand_out_the_same_number,
+            concurrent_updates_of_one_run_each_land_exactly_once,
+            an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothing,
+            an_unreadable_document_is_reported_as_corrupt_and_never_overwritten,
+        );
+    };
+    (@cases $module:ident, $open:expr; $($case:ident),* $(,)?) => {
+        mod $module {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    let backend = $open;
+                    super::$case(&backend).await;
+                }
+            )*
+        }
+    };
+}
+
+store_contract!(sqlite, SqliteBackend::open());
+// The Cosmos DB adapter is added to the same macro once it exists, e.g.
+// `store_contract!(cosmos, CosmosBackend::open().await);`, its fixture giving
+// each case an empty container and implementing `corrupt` with a raw upsert.
+
+/// The SQLite adapter on a fresh file.
+struct SqliteBackend {
+    store: Arc<SqliteStore>,
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+impl SqliteBackend {
+    fn open() -> SqliteBackend {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("runs.db");
+        SqliteBackend {
+            store: Arc::new(SqliteStore::open(&path).unwrap()),
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// A second connection to the file, as an operator's `sqlite3` shell would be.
+    fn raw(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(&self.path).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        c
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    fn store(&self) -> Arc<dyn RunStore> {
+        Arc::clone(&self.store) as Arc<dyn RunStore>
+    }
+
+    async fn corrupt(&self, id: &str) {
+        let changed = self
+            .raw()
+            .execute(
+                "UPDATE runs SET doc = ?2, rev = rev + 1 WHERE id = ?1",
+                [id, GARBAGE],
+            )
+            .unwrap();
+        assert_eq!(changed, 1, "no run {id} to corrupt");
+    }
+}
+
+/// What `corrupt` stores.
+const GARBAGE: &str = "{\"id\": \"half a docu";
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 10, 9, 0, 0).unwrap() + Duration::minutes(minutes)
+}
+
+fn new_run(id: &str, image: &str, created_at: DateTime<Utc>) -> Run {
+    Run::new(
+        id.into(),
+        image.into(),
+        ImageVersion::new(2026, 1110, 0).unwrap(),
+        Trigger {
+            kind: TriggerKind::Push,
+            source: "github".into(),
+            commit: Some("0123abc".into()),
+            branch: Some("main".into()),
+            actor: Some("dev".into()),
+            reason: None,
+        },
+        BTreeMap::from([("gitRef".to_string(), "0123abc".to_string())]),
+        created_at,
+    )
+}
+
+fn execution(id: &str) -> Execution {
+    Execution {
+        message_id: id.into(),
+        delivery: 1,
+    }
+}
+
+fn apply(run: &Run, event: Event) -> Run {
+    decide(run, &event)
+        .unwrap_or_else(|e| panic!("{event:?} refused: {e}"))
+        .run
+}
+
+/// A run whose validate, build and test stages succeeded and that now waits
+/// for `required` of `approvers`.
+fn waiting_for_approval(id: &str, approvers: &[String], required: u32) -> Run {
+    let mut run = new_run(id, "web", at(0));
+    let outputs = [
+        (
+            Stage::Validate,
+            StageOutput::Validated {
+                findings: vec![],
+                packer_version: None,
+            },
+        ),
+        (
+            Stage::Build,
+            StageOutput::Built(BuildResult {
+                artifacts: vec![],
+                managed_image_id: None,
+                gallery_version_id: None,
+                log: "build.log".into(),
+                duration_seconds: 60,
+            }),
+        ),
+        (
+            Stage::Test,
+            StageOutput::Tested {
+                checks: vec!["boots".into()],
+            },
+        ),
+    ];
+    for (stage, output) in outputs {
+        let exec = execution(stage.name());
+        run = apply(
+            &run,
+            Event::StageStarted {
+                stage,
+                execution: exec.clone(),
+                at: at(1),
+            },
+        );
+        run = apply(
+            &run,
+            Event::StageSucceeded {
+                stage,
+                execution: exec,
+                at: at(2),
+                output,
+            },
+        );
+    }
+    run = apply(
+        &run,
+        Event::StageStarted {
+            stage: Stage::Approve,
+            execution: execution("approve"),
+            at: at(3),
+        },
+    );
+    let run = apply(
+        &run,
+        Event::ApprovalRequested {
+            execution: execution("approve"),
+            at: at(3),
+            request: ApprovalRequest {
+                approvers: approvers.to_vec(),
+                required,
+                expires_at: at(7 * 24 * 60),
+                links: vec![],
+            },
+        },
+    );
+    assert_eq!(run.status, RunStatus::WaitingForApproval);
+    run
+}
+
+fn approval(approver: &str, minute: i64) -> Event {
+    Event::ApprovalDecided(Decision {
+        approver: approver.into(),
+        verdict: Verdict::Approve,
+        at: at(minute),
+        comment: None,
+        via: "cli".into(),
+        token_id: None,
+    })
+}
+
+fn ids(runs: &[Run]) -> Vec<&str> {
+    runs.iter().map(|r| r.id.as_str()).collect()
+}
+
+async fn a_created_run_reads_back_equal_with_the_etag_that_create_returned(b: &impl Backend) {
+    let store = b.store();
+    let run = new_run("run-1", "web", at(0));
+    let etag = store.create(&run).await.unwrap();
+
+    let stored = store.get("run-1").await.unwrap();
+    assert_eq!(stored.value, run);
+    assert_eq!(stored.etag, etag);
+}
+
+async fn creating_a_run_whose_id_exists_is_a_conflict_and_keeps_the_first(b: &impl Backend) {
+    let store = b.store();
+    let first = new_run("run-1", "web", at(0));
+    store.create(&first).await.unwrap();
+
+    let second = new_run("run-1", "db", at(5));
+    match store.create(&second).await {
+        Err(StoreError::Conflict { id }) => assert_eq!(id, "run-1"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(store.get("run-1").await.unwrap().value, first);
+}
+
+async fn getting_a_run_that_does_not_exist_is_not_found(b: &impl Backend) {
+    match b.store().get("nope").await {
+        Err(StoreError::NotFound { id }) => assert_eq!(id, "nope"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+async fn replacing_at_the_current_etag_stores_the_run_under_a_new_etag(b: &impl Backend) {
+    let store = b.store();
+    let mut run = new_run("run-1", "web", at(0));
+    let created = store.create(&run).await.unwrap();
+
+    run.status = RunStatus::Running;
+    run.updated_at = at(1);
+    let replaced = store.replace(&run, &created).await.unwrap();
+    assert_ne!(replaced, created);
+
+    let stored = store.get("run-1").await.unwrap();
+    assert_eq!(stored.value, run);
+    assert_eq!(stored.etag, replaced);
+
+    run.updated_at = at(2);
+    let again = store.replace(&run, &replaced).await.unwrap();
+    assert_ne!(again, replaced);
+    assert_ne!(again, created);
+}
+
+async fn replacing_at_a_stale_etag_is_refused_and_leaves_the_stored_run_unchanged(
+    b: &impl Backend,
+) {
+    let store = b.store();
+    let run = new_run("run-1", "web", at(0));
+    let stale = store.create(&run).await.unwrap();
+    let mut winner = run.clone();
+    winner.status = RunStatus::Running;
+    let current = store.replace(&winner, &stale).await.unwrap();
+
+    let mut loser = run.clone();
+    loser.status = RunStatus::Failed;
+    for etag in [stale, ETag("never-handed-out".into())] {
+        match store.replace(&loser, &etag).await {
+            Err(StoreError::PreconditionFailed { id }) => assert_eq!(id, "run-1"),
+            other => panic!("expected PreconditionFailed at {etag:?}, got {other:?}"),
+        }
+    }
+
+    let stored = store.get("run-1").await.unwrap();
+    assert_eq!(stored.value, winner);
+    assert_eq!(stored.etag, current);
+}
+
+async fn replacing_a_run_that_does_not_exist_is_not_found(b: &impl Backend) {
+    let store = b.store();
+    let existing = store.create(&new_run("run-1", "web", at(0))).await.unwrap();
+    match store
+        .replace(&new_run("ghost", "web", at(0)), &existing)
+        .await
+    {
+        Err(StoreError::NotFound { id }) => assert_eq!(id, "ghost"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(matches!(
+        store.get("ghost").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// Follows continuations to the end; returns each page's ids.
+async fn all_pages(store: &dyn RunStore, mut query: RunQuery) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    loop {
+        let page = store.list(&query).await.unwrap();
+        pages.push(page.runs.iter().map(|r| r.id.clone()).collect());
+        match page.continuation {
+            Some(token) => query.continuation = Some(token),
+            None => return pages,
+        }
+        assert!(pages.len() <= 100, "the continuation never ends");
+    }
+}
+
+async fn listing_pages_newest_first_with_a_continuation_until_the_last_page(b: &impl Backend) {
+    let store = b.store();
+    // Created out of order so that insertion order is not the answer.
+    for minute in [3, 0, 6, 1, 5, 2, 4] {
+        let run = new_run(&format!("run-{minute}"), "web", at(minute));
+        store.create(&run).await.unwrap();
+    }
+
+    let pages = all_pages(
+        &*store,
+        RunQuery {
+            limit: 3,
+            ..RunQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        pages,
+        [
+            vec!["run-6", "run-5", "run-4"],
+            vec!["run-3", "run-2", "run-1"],
+            vec!["run-0"],
+        ]
+    );
+}
+
+async fn listing_pages_runs_created_at_the_same_instant_without_loss_or_duplicates(
+    b: &impl Backend,
+) {
+    let store = b.store();
+    for i in 0..5 {
+        store
+            .create(&new_run(&format!("run-{i}"), "web", at(0)))
+            .await
+            .unwrap();
+    }
+    store
+        .create(&new_run("run-late", "web", at(1)))
+        .await
+        .unwrap();
+
+    let pages = all_pages(
+        &*store,
+        RunQuery {
+            limit: 2,
+            ..RunQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2]);
+    let listed: Vec<String> = pages.concat();
+    assert_eq!(listed[0], "run-late");
+    let distinct: BTreeSet<&String> = listed.iter().collect();
+    assert_eq!(distinct.len(), 6, "{listed:?}");
+}
+
+async fn listing_filters_by_image_and_by_status(b: &impl Backend) {
+    let store = b.store();
+    let specs = [
+        ("web-queued", "web", RunStatus::Queued),
+        ("web-running", "web", RunStatus::Running),
+        ("web-released", "web", RunStatus::Released),
+        ("db-queued", "db", RunStatus::Queued),
+        ("db-failed", "db", RunStatus::Failed),
+    ];
+    for (minute, (id, image, status)) in (0..).zip(specs) {
+        let mut run = new_run(id, image, at(minute));
+        run.status = status;
+        store.create(&run).await.unwrap();
+    }
+    // A status changed by a replace is what the filter sees.
+    let stored = store.get("db-queued").await.unwrap();
+    let mut waiting = stored.value.clone();
+    waiting.status = RunStatus::WaitingForApproval;
+    store.replace(&waiting, &stored.etag).await.unwrap();
+
+    let list = |image: Option<&str>, statuses: Vec<RunStatus>| {
+        let store = Arc::clone(&store);
+        let query = RunQuery {
+            image: image.map(str::to_string),
+            statuses,
+            limit: 100,
+            continuation: None,
+        };
+        async move { store.list(&query).await.unwrap() }
+    };
+
+    let web = list(Some("web"), vec![]).await;
+    assert_eq!(
+        ids(&web.runs),
+        ["web-released", "web-running", "web-queued"]
+    );
+    assert!(web.continuation.is_none());
+    assert!(list(Some("nginx"), vec![]).await.runs.is_empty());
+
+    let active = store.list(&RunQuery::active()).await.unwrap();
+    assert_eq!(
+        ids(&active.runs),
+        ["db-queued", "web-running", "web-queued"]
+    );
+    let queued = list(None, vec![RunStatus::Queued]).await;
+    assert_eq!(ids(&queued.runs), ["web-queued"]);
+
+    let web_ended = list(Some("web"), vec![RunStatus::Released, RunStatus::Failed]).await;
+    assert_eq!(ids(&web_ended.runs), ["web-released"]);
+}
+
+async fn a_continuation_token_the_store_did_not_hand_out_is_refused(b: &impl Backend) {
+    let store = b.store();
+    store.create(&new_run("run-1", "web", at(0))).await.unwrap();
+    for token in ["not a token!", "", "bm8tc2VwYXJhdG9y"] {
+        let query = RunQuery {
+            limit: 10,
+            continuation: Some(token.into()),
+            ..RunQuery::default()
+        };
+        match store.list(&query).await {
+            Err(StoreError::BadContinuation) => {}
+            other => panic!("expected BadContinuation for {token:?}, got {other:?}"),
+        }
+    }
+}
+
+async fn sequences_count_from_zero_per_image_and_scope(b: &impl Backend) {
+    let store = b.store();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(store.next_sequence("web", "2026.1110").await.unwrap());
+    }
+    assert_eq!(got, [0, 1, 2]);
+    assert_eq!(store.next_sequence("web", "2026.1111").await.unwrap(), 0);
+    assert_eq!(store.next_sequence("db", "2026.1110").await.unwrap(), 0);
+    assert_eq!(store.next_sequence("web", "2026.1110").await.unwrap(), 3);
+    assert_eq!(store.next_sequence("web", "2026.1111").await.unwrap(), 1);
+}
+
+async fn concurrent_sequence_requests_never_hand_out_the_same_number(b: &impl Backend) {
+    let store = b.store();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.next_sequence("web", "2026.1110").await.unwrap() })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for task in tasks {
+        got.push(task.await.unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..50).collect::<Vec<u32>>());
+}
+
+async fn concurrent_updates_of_one_run_each_land_exactly_once(b: &impl Backend) {
+    let store = b.store();
+    let approvers: Vec<String> = (0..21).map(|i| format!("approver-{i:02}")).collect();
+    store
+        .create(&waiting_for_approval("run-1", &approvers, 21))
+        .await
+        .unwrap();
+
+    let tasks: Vec<_> = approvers[..20]
+        .iter()
+        .enumerate()
+        .map(|(i, approver)| {
+            let store = Arc::clone(&store);
+            let event = approval(approver, 10 + i as i64);
+            tokio::spawn(
+                async move { update_run(&*store, "run-1", |run| decide(run, &event)).await },
+            )
+        })
+        .collect();
+    for task in tasks {
+        let transition = task.await.unwrap().unwrap();
+        assert!(transition.changed);
+    }
+
+    let run = store.get("run-1").await.unwrap().value;
+    let mut decided: Vec<&str> = run.decisions.iter().map(|d| d.approver.as_str()).collect();
+    decided.sort_unstable();
+    assert_eq!(decided, approvers[..20]);
+    assert_eq!(run.status, RunStatus::WaitingForApproval);
+
+    // The last approval is the 21st of 21 required: the run goes on.
+    let last = approval(&approvers[20], 40);
+    let released = update_run(&*store, "run-1", |run| decide(run, &last))
+        .await
+        .unwrap();
+    assert_eq!(released.run.status, RunStatus::Running);
+    assert_eq!(
+        released.run.stage(Stage::Approve).status,
+        StageStatus::Succeeded
+    );
+    assert_eq!(store.get("run-1").await.unwrap().value.decisions.len(), 21);
+}
+
+async fn an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothing(
+    b: &impl Backend,
+) {
+    let store = b.store();
+    let approvers = vec!["alice".to_string(), "bob".to_string()];
+    store
+        .create(&waiting_for_approval("run-1", &approvers, 2))
+        .await
+        .unwrap();
+    let alice = approval("alice", 10);
+    update_run(&*store, "run-1", |run| decide(run, &alice))
+        .await
+        .unwrap();
+    let before = store.get("run-1").await.unwrap();
+
+    match update_run(&*store, "run-1", |run| decide(run, &alice)).await {
+        Err(UpdateError::Refused(TransitionError::AlreadyDecided { approver })) => {
+            assert_eq!(approver, "alice");
+        }
+        other => panic!("expected the second decision to be refused, got {other:?}"),
+    }
+    // The approve stage already waits: requesting approval again is a no-op.
+    let again = Event::ApprovalRequested {
+        execution: execution("approve"),
+        at: at(11),
+        request: before.value.approval.clone().unwrap(),
+    };
+    let unchanged = update_run(&*store, "run-1", |run| decide(run, &again))
+        .await
+        .unwrap();
+    assert!(!unchanged.changed);
+
+    let after = store.get("run-1").await.unwrap();
+    assert_eq!(after.etag, before.etag);
+    assert_eq!(after.value, before.value);
+}
+
+async fn an_unreadable_document_is_reported_as_corrupt_and_never_overwritten(b: &impl Backend) {
+    let store = b.store();
+    let run = waiting_for_approval("run-1", &["alice".to_string()], 1);
+    let before = store.create(&run).await.unwrap();
+    b.corrupt("run-1").await;
+
+    let corrupt = |result: Result<_, StoreError>| match result {
+        Err(StoreError::Corrupt { id, .. }) => assert_eq!(id, "run-1"),
+        other => panic!("expected Corrupt naming run-1, got {other:?}"),
+    };
+    corrupt(store.get("run-1").await.map(|s| s.value));
+
+    // A writer still holding the ETag it read before the document changed is
+    // refused like any stale writer.
+    match store.replace(&run, &before).await {
+        Err(StoreError::PreconditionFailed { id }) => assert_eq!(id, "run-1"),
+        other => panic!("expected PreconditionFailed, got {other:?}"),
+    }
+    // The read-decide-write loop stops at the read: it never decides on, nor
+    // writes over, a document it cannot read.
+    let decisions = AtomicUsize::new(0);
+    let event = approval("alice", 10);
+    match update_run(&*store, "run-1", |r| {
+        decisions.fetch_add(1, Ordering::SeqCst);
+        decide(r, &event)
+    })
+    .await
+    {
+        Err(UpdateError::Store(StoreError::Corrupt { id, .. })) => assert_eq!(id, "run-1"),
+        other => panic!("expected Store(Corrupt), got {other:?}"),
+    }
+    assert_eq!(decisions.load(Ordering::SeqCst), 0);
+    corrupt(store.get("run-1").await.map(|s| s.value));
+}
+
+/// The SQLite adapter's ETag is a revision counter that the adapter keeps
+/// itself, so an edit made beside the store (the `sqlite3` shell) that does
+/// not bump `rev` is invisible to it: a writer holding the ETag read before
+/// the edit still matches and overwrites the edited document. Only
+/// `update_run`, which reads first, notices the unreadable document.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_an_edit_beside_the_store_that_leaves_rev_alone_is_overwritten_by_a_replace_at_the_old_etag()
+ {
+    let backend = SqliteBackend::open();
+    let store = backend.store();
+    let run = new_run("run-1", "web", at(0));
+    let etag = store.create(&run).await.unwrap();
+    backend
+        .raw()
+        .execute("UPDATE runs SET doc = ?1 WHERE id = 'run-1'", [GARBAGE])
+        .unwrap();
+
+    assert!(matches!(
+        store.get("run-1").await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        update_run(&*store, "run-1", |r| decide(
+            r,
+            &Event::StageStarted {
+                stage: Stage::Validate,
+                execution: execution("validate"),
+                at: at(1),
+            }
+        ))
+        .await,
+        Err(UpdateError::Store(StoreError::Corrupt { .. }))
+    ));
+
+    let overwritten = store.replace(&run, &etag).await.unwrap();
+    assert_ne!(overwritten, etag);
+    assert_eq!(store.get("run-1").await.unwrap().value, run);
+}
