@@ -223,7 +223,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     out,
                     "{}     {}  ({} UTC)",
                     day.format("%Y-%m-%d"),
-                    build.with_timezone(&calendar.zone).format("%Y-%m-%d %H:%M %Z"),
+                    build
+                        .with_timezone(&calendar.zone)
+                        .format("%Y-%m-%d %H:%M %Z"),
                     build.format("%Y-%m-%d %H:%M")
                 )?;
             }

@@ -88,7 +88,10 @@ impl Secrets {
     /// from the generated local secrets; in Azure a missing key is an error.
     pub fn from_env(settings: &Settings, local: bool) -> anyhow::Result<Secrets> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let (keys, github) = (env("IMAGE_FACTORY_APPROVAL_KEYS"), env("IMAGE_FACTORY_GITHUB_SECRET"));
+        let (keys, github) = (
+            env("IMAGE_FACTORY_APPROVAL_KEYS"),
+            env("IMAGE_FACTORY_GITHUB_SECRET"),
+        );
         if local && (keys.is_none() || github.is_none()) {
             let generated = local_secrets(settings)?;
             return Ok(Secrets {
@@ -97,14 +100,23 @@ impl Secrets {
             });
         }
         let Some(approval_keys) = keys else {
-            bail!("IMAGE_FACTORY_APPROVAL_KEYS is not set: approval links cannot be signed (id:base64secret, at least 32 bytes)");
+            bail!(
+                "IMAGE_FACTORY_APPROVAL_KEYS is not set: approval links cannot be signed (id:base64secret, at least 32 bytes)"
+            );
         };
-        Ok(Secrets { approval_keys, github })
+        Ok(Secrets {
+            approval_keys,
+            github,
+        })
     }
 }
 
 /// Builds the app from settings and secrets.
-pub fn build_app(settings: Settings, secrets: Secrets, shutdown: CancellationToken) -> anyhow::Result<App> {
+pub fn build_app(
+    settings: Settings,
+    secrets: Secrets,
+    shutdown: CancellationToken,
+) -> anyhow::Result<App> {
     let keys = parse_key_ring(&secrets.approval_keys)?;
     let images = load_images(&settings.images_dir)?;
     if images.is_empty() {
@@ -118,7 +130,9 @@ pub fn build_app(settings: Settings, secrets: Secrets, shutdown: CancellationTok
         images: Arc::new(images),
         settings: Arc::new(settings),
         keys: Arc::new(keys),
-        secrets: Arc::new(WebhookSecrets { github: secrets.github }),
+        secrets: Arc::new(WebhookSecrets {
+            github: secrets.github,
+        }),
         notifier: Arc::new(notifier),
         clock: Arc::new(Utc::now),
         shutdown,

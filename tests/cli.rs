@@ -79,9 +79,18 @@ fn patch_tuesday_prints_the_second_tuesdays_and_the_configured_build_times() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 13);
-    assert_eq!(lines[1], "2027-01-12     2027-01-19 18:00 CET  (2027-01-19 17:00 UTC)");
-    assert_eq!(lines[7], "2027-07-13     2027-07-20 18:00 CEST  (2027-07-20 16:00 UTC)");
-    assert_eq!(lines[12], "2027-12-14     2027-12-21 18:00 CET  (2027-12-21 17:00 UTC)");
+    assert_eq!(
+        lines[1],
+        "2027-01-12     2027-01-19 18:00 CET  (2027-01-19 17:00 UTC)"
+    );
+    assert_eq!(
+        lines[7],
+        "2027-07-13     2027-07-20 18:00 CEST  (2027-07-20 16:00 UTC)"
+    );
+    assert_eq!(
+        lines[12],
+        "2027-12-14     2027-12-21 18:00 CET  (2027-12-21 17:00 UTC)"
+    );
 }
 
 #[test]

@@ -32,12 +32,22 @@ fn free_port() -> u16 {
 
 async fn up(images: &std::path::Path, data: &std::path::Path, port: u16) -> Up {
     let child = Command::new(env!("CARGO_BIN_EXE_image-factory"))
-        .args(["up", "--port", &port.to_string(), "--lock-seconds", "2", "--root"])
+        .args([
+            "up",
+            "--port",
+            &port.to_string(),
+            "--lock-seconds",
+            "2",
+            "--root",
+        ])
         .arg(repo_root())
         .env("IMAGE_FACTORY_IMAGES", images)
         .env("IMAGE_FACTORY_DATA", data)
         .env("IMAGE_FACTORY_GITHUB_SECRET", GITHUB_SECRET)
-        .env("IMAGE_FACTORY_APPROVAL_KEYS", common::approval_keys("k1", 3))
+        .env(
+            "IMAGE_FACTORY_APPROVAL_KEYS",
+            common::approval_keys("k1", 3),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -49,7 +59,12 @@ async fn up(images: &std::path::Path, data: &std::path::Path, port: u16) -> Up {
     };
     let client = reqwest::Client::new();
     for _ in 0..100 {
-        if client.get(format!("{}/api/runs", up.url)).send().await.is_ok_and(|r| r.status() == 200) {
+        if client
+            .get(format!("{}/api/runs", up.url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
             return up;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -69,7 +84,10 @@ async fn wait(url: &str, id: &str, what: &str, done: impl Fn(&Run) -> bool) -> R
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("run {id}: {what} did not happen within 60 s: {:#?}", get_run(url, id).await);
+    panic!(
+        "run {id}: {what} did not happen within 60 s: {:#?}",
+        get_run(url, id).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -98,17 +116,35 @@ async fn a_build_interrupted_by_a_crash_is_run_again_and_the_run_goes_on() {
         .unwrap();
     assert_eq!(pushed.status(), 202);
     let id = format!("push-example-{}", &commit[..12]);
-    wait(&first.url, &id, "build started", |r| r.stage(Stage::Build).status == StageStatus::Running).await;
+    wait(&first.url, &id, "build started", |r| {
+        r.stage(Stage::Build).status == StageStatus::Running
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(first); // SIGKILL: no shutdown, no settle, packer left running
 
     let second = up(images.path(), data.path(), port).await;
-    let run = wait(&second.url, &id, "approval reached", |r| r.status == RunStatus::WaitingForApproval).await;
+    let run = wait(&second.url, &id, "approval reached", |r| {
+        r.status == RunStatus::WaitingForApproval
+    })
+    .await;
     let build = run.stage(Stage::Build);
     assert_eq!(build.status, StageStatus::Succeeded);
     assert_eq!(build.attempts.len(), 2, "{build:#?}");
-    assert!(build.attempts[0].outcome.as_deref().unwrap_or_default().contains("abandoned"));
-    assert_eq!(build.attempts[1].execution.delivery, 2, "the same message, delivered again");
-    assert_eq!(build.attempts[0].execution.message_id, build.attempts[1].execution.message_id);
+    assert!(
+        build.attempts[0]
+            .outcome
+            .as_deref()
+            .unwrap_or_default()
+            .contains("abandoned")
+    );
+    assert_eq!(
+        build.attempts[1].execution.delivery, 2,
+        "the same message, delivered again"
+    );
+    assert_eq!(
+        build.attempts[0].execution.message_id,
+        build.attempts[1].execution.message_id
+    );
     drop(second);
 }

@@ -9,7 +9,11 @@ use common::Factory;
 use image_factory::domain::run::{RunStatus, Stage, StageStatus};
 use serde_json::json;
 
-async fn invoke(factory: &Factory, function: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+async fn invoke(
+    factory: &Factory,
+    function: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
     let response = factory
         .http
         .post(format!("{}/{function}", factory.handler_url))
@@ -38,7 +42,12 @@ fn stage_message(run_id: &str, stage: &str, message_id: &str, delivery: u32) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readiness_probe_answers() {
     let factory = Factory::start().await;
-    let probe = factory.http.get(format!("{}/", factory.handler_url)).send().await.unwrap();
+    let probe = factory
+        .http
+        .get(format!("{}/", factory.handler_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(probe.status(), 200);
     factory.stop().await;
 }
@@ -47,20 +56,39 @@ async fn the_readiness_probe_answers() {
 async fn malformed_and_unknown_invocations_are_refused_and_store_nothing() {
     let factory = Factory::start().await;
     let cases = [
-        ("no-such-function", json!({ "Data": {}, "Metadata": {} }), 404),
+        (
+            "no-such-function",
+            json!({ "Data": {}, "Metadata": {} }),
+            404,
+        ),
         ("stage-build", json!({ "Data": {}, "Metadata": {} }), 400),
-        ("stage-build", json!({ "Data": { "message": "\"not json\"" }, "Metadata": {} }), 400),
-        ("stage-build", json!({ "Data": { "message": "{\"runId\":\"r\",\"stage\":\"build\"}" }, "Metadata": {} }), 400),
+        (
+            "stage-build",
+            json!({ "Data": { "message": "\"not json\"" }, "Metadata": {} }),
+            400,
+        ),
+        (
+            "stage-build",
+            json!({ "Data": { "message": "{\"runId\":\"r\",\"stage\":\"build\"}" }, "Metadata": {} }),
+            400,
+        ),
         ("stage-build", stage_message("r", "validate", "m1", 1), 400),
         ("stage-build", stage_message("r", "deploy", "m1", 1), 400),
         ("git-push", json!({ "Data": {}, "Metadata": {} }), 400),
-        ("approval", json!({ "Data": { "req": 42 }, "Metadata": {} }), 400),
+        (
+            "approval",
+            json!({ "Data": { "req": 42 }, "Metadata": {} }),
+            400,
+        ),
         ("patch-tuesday", json!({ "Data": {}, "Metadata": {} }), 400),
     ];
     for (function, body, status) in cases {
         let (got, answer) = invoke(&factory, function, body.clone()).await;
         assert_eq!(got, status, "{function} {body}: {answer}");
-        assert!(answer["Logs"][0].as_str().is_some_and(|l| !l.is_empty()), "{function}: the error says why");
+        assert!(
+            answer["Logs"][0].as_str().is_some_and(|l| !l.is_empty()),
+            "{function}: the error says why"
+        );
     }
     let raw = factory
         .http
@@ -70,7 +98,15 @@ async fn malformed_and_unknown_invocations_are_refused_and_store_nothing() {
         .await
         .unwrap();
     assert_eq!(raw.status(), 400);
-    let list: serde_json::Value = factory.http.get(format!("{}/api/runs", factory.url)).send().await.unwrap().json().await.unwrap();
+    let list: serde_json::Value = factory
+        .http
+        .get(format!("{}/api/runs", factory.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["runs"], json!([]));
     factory.stop().await;
 }
@@ -79,22 +115,44 @@ async fn malformed_and_unknown_invocations_are_refused_and_store_nothing() {
 async fn a_redelivered_stage_message_does_no_work_twice() {
     let factory = Factory::start().await;
     let commit = "0a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b";
-    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
     let id = format!("push-example-{}", &commit[..12]);
-    let run = factory.wait_status(&id, RunStatus::WaitingForApproval).await;
+    let run = factory
+        .wait_status(&id, RunStatus::WaitingForApproval)
+        .await;
     let build = run.stage(Stage::Build).clone();
 
     // The build message again, as a later delivery of the original and as a copy.
     let original = &build.attempts[0].execution;
-    for (message_id, delivery) in [(original.message_id.as_str(), original.delivery + 1), ("a-copy", 1)] {
-        let (status, answer) = invoke(&factory, "stage-build", stage_message(&id, "build", message_id, delivery)).await;
+    for (message_id, delivery) in [
+        (original.message_id.as_str(), original.delivery + 1),
+        ("a-copy", 1),
+    ] {
+        let (status, answer) = invoke(
+            &factory,
+            "stage-build",
+            stage_message(&id, "build", message_id, delivery),
+        )
+        .await;
         assert_eq!(status, 200, "{answer}");
         // The next stage already ran, so nothing is dispatched again either.
         assert_eq!(answer["Outputs"], json!({}), "{answer}");
-        assert!(answer["Logs"][0].as_str().unwrap().contains("nothing to do"), "{answer}");
+        assert!(
+            answer["Logs"][0]
+                .as_str()
+                .unwrap()
+                .contains("nothing to do"),
+            "{answer}"
+        );
     }
     let after = factory.run(&id).await.unwrap();
-    assert_eq!(after.stage(Stage::Build), &build, "the build was not run again");
+    assert_eq!(
+        after.stage(Stage::Build),
+        &build,
+        "the build was not run again"
+    );
     assert_eq!(after.status, RunStatus::WaitingForApproval);
     factory.stop().await;
 }
@@ -103,12 +161,27 @@ async fn a_redelivered_stage_message_does_no_work_twice() {
 async fn a_message_for_a_stage_whose_predecessor_has_not_finished_fails_and_records_nothing() {
     let factory = Factory::start().await;
     let commit = "1a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b";
-    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
     let id = format!("push-example-{}", &commit[..12]);
-    factory.wait_status(&id, RunStatus::WaitingForApproval).await;
-    let (status, answer) = invoke(&factory, "stage-release", stage_message(&id, "release", "early", 1)).await;
+    factory
+        .wait_status(&id, RunStatus::WaitingForApproval)
+        .await;
+    let (status, answer) = invoke(
+        &factory,
+        "stage-release",
+        stage_message(&id, "release", "early", 1),
+    )
+    .await;
     assert_eq!(status, 500, "{answer}");
-    assert!(answer["Logs"][0].as_str().unwrap().contains("approve has not succeeded"), "{answer}");
+    assert!(
+        answer["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("approve has not succeeded"),
+        "{answer}"
+    );
     let run = factory.run(&id).await.unwrap();
     assert_eq!(run.stage(Stage::Release).status, StageStatus::Pending);
     assert!(run.release.is_none());
@@ -118,18 +191,49 @@ async fn a_message_for_a_stage_whose_predecessor_has_not_finished_fails_and_reco
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stage_message_for_a_finished_run_is_completed_without_work() {
     let factory = Factory::start().await;
-    let (status, answer) = invoke(&factory, "stage-validate", stage_message("no-such-run", "validate", "m", 1)).await;
-    assert_eq!(status, 500, "an unknown run is retried, then dead-lettered: {answer}");
+    let (status, answer) = invoke(
+        &factory,
+        "stage-validate",
+        stage_message("no-such-run", "validate", "m", 1),
+    )
+    .await;
+    assert_eq!(
+        status, 500,
+        "an unknown run is retried, then dead-lettered: {answer}"
+    );
     let commit = "2a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b";
-    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
     let id = format!("push-example-{}", &commit[..12]);
-    let run = factory.wait_status(&id, RunStatus::WaitingForApproval).await;
+    let run = factory
+        .wait_status(&id, RunStatus::WaitingForApproval)
+        .await;
     let link = factory.approval_link(&id, "platform-lead");
-    factory.http.post(&link).form(&[("decision", "reject")]).send().await.unwrap();
+    factory
+        .http
+        .post(&link)
+        .form(&[("decision", "reject")])
+        .send()
+        .await
+        .unwrap();
     factory.wait_status(&id, RunStatus::Rejected).await;
-    let (status, answer) = invoke(&factory, "stage-validate", stage_message(&id, "validate", "late", 1)).await;
+    let (status, answer) = invoke(
+        &factory,
+        "stage-validate",
+        stage_message(&id, "validate", "late", 1),
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
-    assert!(answer["Logs"][0].as_str().unwrap().contains("already rejected"));
-    assert_eq!(factory.run(&id).await.unwrap().stage(Stage::Validate), run.stage(Stage::Validate));
+    assert!(
+        answer["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("already rejected")
+    );
+    assert_eq!(
+        factory.run(&id).await.unwrap().stage(Stage::Validate),
+        run.stage(Stage::Validate)
+    );
     factory.stop().await;
 }

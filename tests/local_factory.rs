@@ -19,21 +19,34 @@ fn run_id(commit: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_goes_through_every_stage_and_is_released_after_approval() {
     let factory = Factory::start().await;
-    let response = factory.push(COMMIT, &["images/example/build.pkr.hcl"]).await;
+    let response = factory
+        .push(COMMIT, &["images/example/build.pkr.hcl"])
+        .await;
     assert_eq!(response.status(), 202);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["runs"][0]["runId"], run_id(COMMIT));
     assert_eq!(body["runs"][0]["new"], true);
 
-    let run = factory.wait_status(&run_id(COMMIT), RunStatus::WaitingForApproval).await;
+    let run = factory
+        .wait_status(&run_id(COMMIT), RunStatus::WaitingForApproval)
+        .await;
     for stage in [Stage::Validate, Stage::Build, Stage::Test] {
         assert_eq!(run.stage(stage).status, StageStatus::Succeeded, "{stage}");
     }
-    assert!(run.stage(Stage::Validate).summary.as_deref().unwrap().contains("packer 1.6.6"));
+    assert!(
+        run.stage(Stage::Validate)
+            .summary
+            .as_deref()
+            .unwrap()
+            .contains("packer 1.6.6")
+    );
     let build = run.build.clone().expect("build output");
     assert!(!build.artifacts.is_empty(), "packer reported no artifacts");
     let log = std::fs::read_to_string(&build.log).unwrap();
-    assert!(log.contains(",ui,say,"), "the build log holds packer's machine-readable output");
+    assert!(
+        log.contains(",ui,say,"),
+        "the build log holds packer's machine-readable output"
+    );
     assert!(run.checks[0].contains("smoke test passed"));
     assert_eq!(run.tags["gitRef"], COMMIT);
     assert_eq!(run.tags["imageVersion"], run.version.to_string());
@@ -63,9 +76,14 @@ async fn a_push_goes_through_every_stage_and_is_released_after_approval() {
     let decision = &released.decisions[0];
     assert_eq!(decision.approver, "platform-lead");
     assert_eq!(decision.comment.as_deref(), Some("LGTM <b>ship it</b>"));
-    assert!(released.stages.iter().all(|s| s.status == StageStatus::Succeeded
-        && s.started_at.is_some()
-        && s.finished_at >= s.started_at));
+    assert!(
+        released
+            .stages
+            .iter()
+            .all(|s| s.status == StageStatus::Succeeded
+                && s.started_at.is_some()
+                && s.finished_at >= s.started_at)
+    );
 
     let release = released.release.expect("release record");
     let metadata: serde_json::Value =
@@ -76,7 +94,13 @@ async fn a_push_goes_through_every_stage_and_is_released_after_approval() {
     assert_eq!(metadata["buildLog"], build.log);
 
     // The link decided once; it cannot decide again.
-    let replay = factory.http.post(&link).form(&[("decision", "approve")]).send().await.unwrap();
+    let replay = factory
+        .http
+        .post(&link)
+        .form(&[("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.status(), 409);
     factory.stop().await;
 }
@@ -85,12 +109,24 @@ async fn a_push_goes_through_every_stage_and_is_released_after_approval() {
 async fn a_redelivered_webhook_finds_its_run_and_starts_nothing_new() {
     let factory = Factory::start().await;
     let commit = "b1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
-    let first: serde_json::Value = factory.push(commit, &["images/example/variables.pkr.hcl"]).await.json().await.unwrap();
-    let again: serde_json::Value = factory.push(commit, &["images/example/variables.pkr.hcl"]).await.json().await.unwrap();
+    let first: serde_json::Value = factory
+        .push(commit, &["images/example/variables.pkr.hcl"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again: serde_json::Value = factory
+        .push(commit, &["images/example/variables.pkr.hcl"])
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first["runs"][0]["new"], true);
     assert_eq!(again["runs"][0]["new"], false);
     assert_eq!(first["runs"][0]["version"], again["runs"][0]["version"]);
-    factory.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    factory
+        .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
+        .await;
     let list: serde_json::Value = factory
         .http
         .get(format!("{}/api/runs?image=example", factory.url))
@@ -120,34 +156,109 @@ async fn forged_or_irrelevant_webhooks_are_refused_and_change_nothing() {
         request.send()
     };
     let cases: Vec<(&str, reqwest::Response, u16)> = vec![
-        ("no signature", post(None, "push", body.clone()).await.unwrap(), 401),
-        ("wrong secret", post(Some(common::sign("guess", body.as_bytes())), "push", body.clone()).await.unwrap(), 401),
         (
-            "tampered body",
-            post(Some(common::sign(common::GITHUB_SECRET, body.as_bytes())), "push", body.replace("main", "mainx")).await.unwrap(),
+            "no signature",
+            post(None, "push", body.clone()).await.unwrap(),
             401,
         ),
-        ("sha1 signature", post(Some("sha1=0000".into()), "push", body.clone()).await.unwrap(), 401),
+        (
+            "wrong secret",
+            post(
+                Some(common::sign("guess", body.as_bytes())),
+                "push",
+                body.clone(),
+            )
+            .await
+            .unwrap(),
+            401,
+        ),
+        (
+            "tampered body",
+            post(
+                Some(common::sign(common::GITHUB_SECRET, body.as_bytes())),
+                "push",
+                body.replace("main", "mainx"),
+            )
+            .await
+            .unwrap(),
+            401,
+        ),
+        (
+            "sha1 signature",
+            post(Some("sha1=0000".into()), "push", body.clone())
+                .await
+                .unwrap(),
+            401,
+        ),
         (
             "signed garbage",
-            post(Some(common::sign(common::GITHUB_SECRET, b"{not json")), "push", "{not json".into()).await.unwrap(),
+            post(
+                Some(common::sign(common::GITHUB_SECRET, b"{not json")),
+                "push",
+                "{not json".into(),
+            )
+            .await
+            .unwrap(),
             400,
         ),
         (
             "not a push",
-            post(Some(common::sign(common::GITHUB_SECRET, body.as_bytes())), "issues", body.clone()).await.unwrap(),
+            post(
+                Some(common::sign(common::GITHUB_SECRET, body.as_bytes())),
+                "issues",
+                body.clone(),
+            )
+            .await
+            .unwrap(),
             202,
         ),
-        ("unknown provider", factory.http.post(format!("{}/api/hooks/gitlab", factory.url)).body("{}").send().await.unwrap(), 404),
-        ("wrong method", factory.http.get(format!("{}/api/hooks/github", factory.url)).send().await.unwrap(), 405),
-        ("other branch", factory.push_signed_with(common::GITHUB_SECRET, COMMIT, &["images/example/build.pkr.hcl"], "feature").await, 202),
-        ("no image touched", factory.push(COMMIT, &["README.md", "docs/x.md"]).await, 202),
+        (
+            "unknown provider",
+            factory
+                .http
+                .post(format!("{}/api/hooks/gitlab", factory.url))
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+            404,
+        ),
+        (
+            "wrong method",
+            factory
+                .http
+                .get(format!("{}/api/hooks/github", factory.url))
+                .send()
+                .await
+                .unwrap(),
+            405,
+        ),
+        (
+            "other branch",
+            factory
+                .push_signed_with(
+                    common::GITHUB_SECRET,
+                    COMMIT,
+                    &["images/example/build.pkr.hcl"],
+                    "feature",
+                )
+                .await,
+            202,
+        ),
+        (
+            "no image touched",
+            factory.push(COMMIT, &["README.md", "docs/x.md"]).await,
+            202,
+        ),
     ];
     for (name, response, status) in cases {
         let got = response.status().as_u16();
         let text = response.text().await.unwrap();
         assert_eq!(got, status, "{name}: {text}");
-        assert!(!text.contains(common::GITHUB_SECRET), "{name} echoed the secret");
+        assert!(
+            !text.contains(common::GITHUB_SECRET),
+            "{name} echoed the secret"
+        );
     }
     let list: serde_json::Value = factory
         .http
@@ -158,8 +269,16 @@ async fn forged_or_irrelevant_webhooks_are_refused_and_change_nothing() {
         .json()
         .await
         .unwrap();
-    assert_eq!(list["runs"], serde_json::json!([]), "a refused webhook stored a run");
-    assert_eq!(factory.bus().depth("stage-validate").await.unwrap(), 0, "a refused webhook sent a message");
+    assert_eq!(
+        list["runs"],
+        serde_json::json!([]),
+        "a refused webhook stored a run"
+    );
+    assert_eq!(
+        factory.bus().depth("stage-validate").await.unwrap(),
+        0,
+        "a refused webhook sent a message"
+    );
     factory.stop().await;
 }
 
@@ -167,14 +286,27 @@ async fn forged_or_irrelevant_webhooks_are_refused_and_change_nothing() {
 async fn a_rejection_stops_the_run_before_release() {
     let factory = Factory::start().await;
     let commit = "c1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
-    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
-    let run = factory.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
+    let run = factory
+        .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
+        .await;
     let link = factory.approval_link(&run.id, "platform-lead");
-    let response = factory.http.post(&link).form(&[("decision", "reject"), ("comment", "not this month")]).send().await.unwrap();
+    let response = factory
+        .http
+        .post(&link)
+        .form(&[("decision", "reject"), ("comment", "not this month")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let rejected = factory.wait_status(&run.id, RunStatus::Rejected).await;
     assert_eq!(rejected.stage(Stage::Release).status, StageStatus::Pending);
-    assert_eq!(rejected.failure.unwrap().reason, "rejected by platform-lead");
+    assert_eq!(
+        rejected.failure.unwrap().reason,
+        "rejected by platform-lead"
+    );
     assert!(!factory.data.path().join("releases").exists());
     factory.stop().await;
 }
@@ -183,8 +315,12 @@ async fn a_rejection_stops_the_run_before_release() {
 async fn tampered_foreign_and_malformed_approval_links_are_refused() {
     let factory = Factory::start().await;
     let commit = "d1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
-    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
-    let run = factory.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
+    let run = factory
+        .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
+        .await;
     let link = factory.approval_link(&run.id, "platform-lead");
     let (base, token) = link.rsplit_once('/').unwrap();
     let (payload, signature) = token.split_once('.').unwrap();
@@ -196,7 +332,9 @@ async fn tampered_foreign_and_malformed_approval_links_are_refused() {
     })
     .await;
     other.push(commit, &["images/example/build.pkr.hcl"]).await;
-    other.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    other
+        .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
+        .await;
     let foreign = other.approval_link(&run.id, "platform-lead");
     let foreign_token = foreign.rsplit_once('/').unwrap().1;
 
@@ -209,14 +347,26 @@ async fn tampered_foreign_and_malformed_approval_links_are_refused() {
     ];
     for (name, url, status) in cases {
         for method in ["GET", "POST"] {
-            let request = factory.http.request(method.parse().unwrap(), &url).form(&[("decision", "approve")]);
+            let request = factory
+                .http
+                .request(method.parse().unwrap(), &url)
+                .form(&[("decision", "approve")]);
             let response = request.send().await.unwrap();
             assert_eq!(response.status().as_u16(), status, "{name} {method}");
             let page = response.text().await.unwrap();
-            assert!(!page.contains(token), "{name}: the page shows the real token");
+            assert!(
+                !page.contains(token),
+                "{name}: the page shows the real token"
+            );
         }
     }
-    let missing = factory.http.post(&link).form(&[("decision", "maybe")]).send().await.unwrap();
+    let missing = factory
+        .http
+        .post(&link)
+        .form(&[("decision", "maybe")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 400);
     let still = factory.run(&run.id).await.unwrap();
     assert_eq!(still.status, RunStatus::WaitingForApproval);
@@ -233,14 +383,20 @@ async fn an_expired_link_shows_why_and_the_sweeper_ends_the_run_approval_expired
     let clock_offset = Arc::clone(&offset);
     let factory = Factory::start_with(Options {
         tweak: Box::new(move |app| {
-            app.clock = Arc::new(move || chrono::Utc::now() + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst)));
+            app.clock = Arc::new(move || {
+                chrono::Utc::now() + chrono::Duration::seconds(clock_offset.load(Ordering::SeqCst))
+            });
         }),
         ..Options::default()
     })
     .await;
     let commit = "e1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
-    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
-    let run = factory.wait_status(&run_id(commit), RunStatus::WaitingForApproval).await;
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
+    let run = factory
+        .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
+        .await;
     let link = factory.approval_link(&run.id, "platform-lead");
     offset.store(73 * 3600, Ordering::SeqCst); // past the example image's 72 hours
     let response = factory.http.get(&link).send().await.unwrap();
@@ -252,11 +408,23 @@ async fn an_expired_link_shows_why_and_the_sweeper_ends_the_run_approval_expired
         "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
         "Metadata": {}
     });
-    let answer = factory.http.post(format!("{}/sweeper", factory.handler_url)).json(&invocation).send().await.unwrap();
+    let answer = factory
+        .http
+        .post(format!("{}/sweeper", factory.handler_url))
+        .json(&invocation)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 200);
     let expired = factory.run(&run.id).await.unwrap();
     assert_eq!(expired.status, RunStatus::ApprovalExpired);
-    assert!(expired.failure.unwrap().reason.contains("no decision before the approval deadline"));
+    assert!(
+        expired
+            .failure
+            .unwrap()
+            .reason
+            .contains("no decision before the approval deadline")
+    );
     factory.stop().await;
 }
 
@@ -267,7 +435,10 @@ async fn a_broken_template_fails_validation_with_file_and_line_and_never_builds(
     let build = std::fs::read_to_string(dir.join("build.pkr.hcl")).unwrap();
     std::fs::write(
         dir.join("build.pkr.hcl"),
-        build.replace("IMAGE_NAME=${var.image_name}", "IMAGE_NAME=${var.image_nmae}"),
+        build.replace(
+            "IMAGE_NAME=${var.image_name}",
+            "IMAGE_NAME=${var.image_nmae}",
+        ),
     )
     .unwrap();
     let factory = Factory::start_with(Options {
@@ -275,11 +446,19 @@ async fn a_broken_template_fails_validation_with_file_and_line_and_never_builds(
         ..Options::default()
     })
     .await;
-    factory.push(COMMIT, &["images/example/build.pkr.hcl"]).await;
-    let run = factory.wait_status(&run_id(COMMIT), RunStatus::Failed).await;
+    factory
+        .push(COMMIT, &["images/example/build.pkr.hcl"])
+        .await;
+    let run = factory
+        .wait_status(&run_id(COMMIT), RunStatus::Failed)
+        .await;
     let failure = run.failure.clone().unwrap();
     assert_eq!(failure.stage, Some(Stage::Validate));
-    assert!(failure.reason.contains("build.pkr.hcl:9"), "{}", failure.reason);
+    assert!(
+        failure.reason.contains("build.pkr.hcl:9"),
+        "{}",
+        failure.reason
+    );
     assert!(failure.reason.contains("image_nmae"), "{}", failure.reason);
     assert_eq!(run.stage(Stage::Build).status, StageStatus::Pending);
     assert!(run.build.is_none());
@@ -300,20 +479,32 @@ async fn a_failing_packer_build_fails_the_run_with_packers_error_and_keeps_the_l
         ..Options::default()
     })
     .await;
-    factory.push(COMMIT, &["images/example/scripts/provision.sh"]).await;
-    let run = factory.wait_status(&run_id(COMMIT), RunStatus::Failed).await;
+    factory
+        .push(COMMIT, &["images/example/scripts/provision.sh"])
+        .await;
+    let run = factory
+        .wait_status(&run_id(COMMIT), RunStatus::Failed)
+        .await;
     let failure = run.failure.clone().unwrap();
     assert_eq!(failure.stage, Some(Stage::Build));
-    assert!(failure.reason.contains("packer build exited with code 1"), "{}", failure.reason);
+    assert!(
+        failure.reason.contains("packer build exited with code 1"),
+        "{}",
+        failure.reason
+    );
     let log_path = failure.reason.rsplit("full log: ").next().unwrap();
     let log = std::fs::read_to_string(log_path).unwrap();
-    assert!(log.contains("the language pack is missing"), "the log keeps stderr");
+    assert!(
+        log.contains("the language pack is missing"),
+        "the log keeps stderr"
+    );
     assert_eq!(run.stage(Stage::Test).status, StageStatus::Pending);
     factory.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_stage_that_fails_on_every_delivery_is_dead_lettered_and_its_run_failed_with_the_reason() {
+async fn a_stage_that_fails_on_every_delivery_is_dead_lettered_and_its_run_failed_with_the_reason()
+{
     let factory = Factory::start_with(Options {
         bus: image_factory::host::BusSettings {
             lock_duration: Duration::from_secs(5),
@@ -327,18 +518,44 @@ async fn a_stage_that_fails_on_every_delivery_is_dead_lettered_and_its_run_faile
     let runs = factory.data.path().join("runs");
     std::fs::create_dir_all(&runs).unwrap();
     std::fs::write(runs.join(run_id(commit)), "in the way").unwrap();
-    factory.push(commit, &["images/example/build.pkr.hcl"]).await;
-    let run = factory.wait_for(&run_id(commit), Duration::from_secs(60), |r| r.status.is_terminal()).await;
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
+    let run = factory
+        .wait_for(&run_id(commit), Duration::from_secs(60), |r| {
+            r.status.is_terminal()
+        })
+        .await;
     assert_eq!(run.status, RunStatus::Failed);
     let failure = run.failure.clone().unwrap();
     assert_eq!(failure.stage, Some(Stage::Build));
-    assert!(failure.reason.contains("delivered 3 times"), "{}", failure.reason);
-    assert!(failure.reason.contains("MaxDeliveryCountExceeded"), "{}", failure.reason);
-    assert!(failure.reason.contains("cannot create"), "{}", failure.reason);
+    assert!(
+        failure.reason.contains("delivered 3 times"),
+        "{}",
+        failure.reason
+    );
+    assert!(
+        failure.reason.contains("MaxDeliveryCountExceeded"),
+        "{}",
+        failure.reason
+    );
+    assert!(
+        failure.reason.contains("cannot create"),
+        "{}",
+        failure.reason
+    );
     assert_eq!(run.stage(Stage::Build).status, StageStatus::Failed);
-    assert_eq!(run.stage(Stage::Build).attempts.len(), 3, "one attempt per delivery");
+    assert_eq!(
+        run.stage(Stage::Build).attempts.len(),
+        3,
+        "one attempt per delivery"
+    );
     assert_eq!(factory.bus().depth("stage-build").await.unwrap(), 0);
-    assert_eq!(factory.bus().depth("dead-letters").await.unwrap(), 0, "the dead letter was handled");
+    assert_eq!(
+        factory.bus().depth("dead-letters").await.unwrap(),
+        0,
+        "the dead letter was handled"
+    );
     factory.stop().await;
 }
 
@@ -351,15 +568,34 @@ async fn a_patch_tuesday_missed_while_the_factory_was_down_fires_once_at_start_u
         })
         .unwrap();
         let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
-        bus.timer_record("patch-tuesday", None, yesterday).await.unwrap();
+        bus.timer_record("patch-tuesday", None, yesterday)
+            .await
+            .unwrap();
     }
     let factory = Factory::start_in(data, Options::default()).await;
     let due = factory.app.settings.calendar.due_month(chrono::Utc::now());
     let id = format!("pt-example-{due}");
-    let run = factory.wait_status(&id, RunStatus::WaitingForApproval).await;
-    assert_eq!(run.trigger.kind, image_factory::domain::run::TriggerKind::PatchTuesday);
+    let run = factory
+        .wait_status(&id, RunStatus::WaitingForApproval)
+        .await;
+    assert_eq!(
+        run.trigger.kind,
+        image_factory::domain::run::TriggerKind::PatchTuesday
+    );
     assert_eq!(run.tags["gitRef"], "manual");
-    let all: serde_json::Value = factory.http.get(format!("{}/api/runs", factory.url)).send().await.unwrap().json().await.unwrap();
-    assert_eq!(all["runs"].as_array().unwrap().len(), 1, "one run per image and month");
+    let all: serde_json::Value = factory
+        .http
+        .get(format!("{}/api/runs", factory.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        all["runs"].as_array().unwrap().len(),
+        1,
+        "one run per image and month"
+    );
     factory.stop().await;
 }

@@ -614,14 +614,12 @@ async fn an_unreadable_document_is_reported_as_corrupt_and_never_overwritten(b: 
     corrupt(store.get("run-1").await.map(|s| s.value));
 }
 
-/// The SQLite adapter's ETag is a revision counter that the adapter keeps
-/// itself, so an edit made beside the store (the `sqlite3` shell) that does
-/// not bump `rev` is invisible to it: a writer holding the ETag read before
-/// the edit still matches and overwrites the edited document. Only
-/// `update_run`, which reads first, notices the unreadable document.
+/// The SQLite adapter's ETag is the row's revision, and a trigger bumps it on
+/// an edit made beside the store (the `sqlite3` shell) that leaves it alone:
+/// a writer holding the ETag read before the edit no longer matches, so the
+/// edited document is never overwritten blindly.
 #[tokio::test(flavor = "multi_thread")]
-async fn sqlite_an_edit_beside_the_store_that_leaves_rev_alone_is_overwritten_by_a_replace_at_the_old_etag()
- {
+async fn sqlite_an_edit_beside_the_store_changes_the_etag_so_a_stale_replace_cannot_overwrite_it() {
     let backend = SqliteBackend::open();
     let store = backend.store();
     let run = new_run("run-1", "web", at(0));
@@ -636,19 +634,38 @@ async fn sqlite_an_edit_beside_the_store_that_leaves_rev_alone_is_overwritten_by
         Err(StoreError::Corrupt { .. })
     ));
     assert!(matches!(
-        update_run(&*store, "run-1", |r| decide(
-            r,
-            &Event::StageStarted {
-                stage: Stage::Validate,
-                execution: execution("validate"),
-                at: at(1),
-            }
-        ))
-        .await,
-        Err(UpdateError::Store(StoreError::Corrupt { .. }))
+        store.replace(&run, &etag).await,
+        Err(StoreError::PreconditionFailed { .. })
     ));
+    assert!(matches!(
+        store.get("run-1").await,
+        Err(StoreError::Corrupt { .. })
+    ));
+}
 
-    let overwritten = store.replace(&run, &etag).await.unwrap();
-    assert_ne!(overwritten, etag);
-    assert_eq!(store.get("run-1").await.unwrap().value, run);
+/// A run that no longer parses is left out of listings (and reported), so it
+/// cannot hide the runs around it from the sweeper or the runs API.
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_an_unreadable_run_is_left_out_of_listings_without_hiding_the_others() {
+    let backend = SqliteBackend::open();
+    let store = backend.store();
+    for (i, id) in ["run-1", "run-2", "run-3"].into_iter().enumerate() {
+        store
+            .create(&new_run(id, "web", at(i as i64)))
+            .await
+            .unwrap();
+    }
+    backend
+        .raw()
+        .execute("UPDATE runs SET doc = ?1 WHERE id = 'run-2'", [GARBAGE])
+        .unwrap();
+    let page = store
+        .list(&image_factory::store::RunQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page.runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["run-3", "run-1"]);
 }

@@ -33,9 +33,15 @@ impl Month {
     /// The month before.
     pub fn previous(self) -> Month {
         if self.month == 1 {
-            Month { year: self.year - 1, month: 12 }
+            Month {
+                year: self.year - 1,
+                month: 12,
+            }
         } else {
-            Month { year: self.year, month: self.month - 1 }
+            Month {
+                year: self.year,
+                month: self.month - 1,
+            }
         }
     }
 }
@@ -74,7 +80,9 @@ pub enum CalendarError {
 impl BuildCalendar {
     /// A calendar, checked.
     pub fn new(zone: &str, offset_days: u32, hour: u32) -> Result<BuildCalendar, CalendarError> {
-        let zone: Tz = zone.parse().map_err(|_| CalendarError::Zone(zone.to_string()))?;
+        let zone: Tz = zone
+            .parse()
+            .map_err(|_| CalendarError::Zone(zone.to_string()))?;
         if offset_days > 20 {
             return Err(CalendarError::Offset(offset_days));
         }
@@ -147,33 +155,83 @@ mod tests {
     fn the_build_time_is_patch_tuesday_plus_the_offset_in_the_zone() {
         let paris = BuildCalendar::new("Europe/Paris", 1, 6).unwrap();
         // 2026-12-08 is Patch Tuesday; Paris is UTC+1 in winter.
-        assert_eq!(paris.build_time(Month { year: 2026, month: 12 }), utc(2026, 12, 9, 5));
+        assert_eq!(
+            paris.build_time(Month {
+                year: 2026,
+                month: 12
+            }),
+            utc(2026, 12, 9, 5)
+        );
         let utc_cal = BuildCalendar::new("UTC", 0, 18).unwrap();
-        assert_eq!(utc_cal.build_time(Month { year: 2027, month: 7 }), utc(2027, 7, 13, 18));
+        assert_eq!(
+            utc_cal.build_time(Month {
+                year: 2027,
+                month: 7
+            }),
+            utc(2027, 7, 13, 18)
+        );
     }
 
     #[test]
     fn an_hour_skipped_by_daylight_saving_moves_past_the_gap() {
         // 2027-03-14 (Patch Tuesday 03-09 + 5 days) is the US spring-forward day: 02:00 does not exist.
         let ny = BuildCalendar::new("America/New_York", 5, 2).unwrap();
-        let t = ny.build_time(Month { year: 2027, month: 3 });
-        assert_eq!(t.with_timezone(&ny.zone).format("%Y-%m-%d %H:%M").to_string(), "2027-03-14 03:00");
+        let t = ny.build_time(Month {
+            year: 2027,
+            month: 3,
+        });
+        assert_eq!(
+            t.with_timezone(&ny.zone)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            "2027-03-14 03:00"
+        );
     }
 
     #[test]
     fn the_due_month_turns_at_the_build_time() {
         let cal = BuildCalendar::new("UTC", 1, 6).unwrap();
-        let build = cal.build_time(Month { year: 2026, month: 12 });
-        assert_eq!(cal.due_month(build), Month { year: 2026, month: 12 });
-        assert_eq!(cal.due_month(build - chrono::Duration::seconds(1)), Month { year: 2026, month: 11 });
-        assert_eq!(cal.due_month(utc(2027, 1, 1, 0)), Month { year: 2026, month: 12 });
+        let build = cal.build_time(Month {
+            year: 2026,
+            month: 12,
+        });
+        assert_eq!(
+            cal.due_month(build),
+            Month {
+                year: 2026,
+                month: 12
+            }
+        );
+        assert_eq!(
+            cal.due_month(build - chrono::Duration::seconds(1)),
+            Month {
+                year: 2026,
+                month: 11
+            }
+        );
+        assert_eq!(
+            cal.due_month(utc(2027, 1, 1, 0)),
+            Month {
+                year: 2026,
+                month: 12
+            }
+        );
     }
 
     #[test]
     fn bad_calendars_are_refused() {
-        assert_eq!(BuildCalendar::new("UTC", 21, 0), Err(CalendarError::Offset(21)));
-        assert_eq!(BuildCalendar::new("UTC", 0, 24), Err(CalendarError::Hour(24)));
-        assert!(matches!(BuildCalendar::new("Mars/Olympus", 0, 0), Err(CalendarError::Zone(_))));
+        assert_eq!(
+            BuildCalendar::new("UTC", 21, 0),
+            Err(CalendarError::Offset(21))
+        );
+        assert_eq!(
+            BuildCalendar::new("UTC", 0, 24),
+            Err(CalendarError::Hour(24))
+        );
+        assert!(matches!(
+            BuildCalendar::new("Mars/Olympus", 0, 0),
+            Err(CalendarError::Zone(_))
+        ));
     }
 
     proptest! {

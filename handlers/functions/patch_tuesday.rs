@@ -58,7 +58,9 @@ impl PatchTuesday {
             let created = app
                 .create_run(format!("pt-{image}-{month}"), image, trigger)
                 .await
-                .map_err(|e| super::retry(&format!("cannot create the {month} run of {image}"), e))?;
+                .map_err(|e| {
+                    super::retry(&format!("cannot create the {month} run of {image}"), e)
+                })?;
             dispatch_follow_up(&mut response, created.run());
         }
         Ok(response)

@@ -291,7 +291,10 @@ impl Bus {
         let opts = (self.options)(&message.queue);
         let (token, seq) = (message.lock_token.clone(), message.sequence);
         let last = message.delivery_count >= opts.max_delivery_count;
-        let reason = format!("delivered {} times; last error: {reason}", message.delivery_count);
+        let reason = format!(
+            "delivered {} times; last error: {reason}",
+            message.delivery_count
+        );
         self.with_conn(move |c| {
             let now = millis(Utc::now());
             let tx = c.transaction()?;

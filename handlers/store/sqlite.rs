@@ -4,6 +4,10 @@
 //! queue lives in the same kind of file, both need multi-row transactions and
 //! secondary indexes (runs by image, by status), and an operator can open the
 //! file with the `sqlite3` shell to see exactly what the factory recorded.
+//!
+//! The ETag is the row's revision. A trigger bumps it on any edit of a
+//! document that does not (one made with the `sqlite3` shell), so a writer
+//! holding an older ETag can never overwrite such an edit blindly.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -40,6 +44,9 @@ impl SqliteStore {
             );
             CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, id DESC);
             CREATE INDEX IF NOT EXISTS runs_by_image ON runs (image, created_at DESC, id DESC);
+            CREATE TRIGGER IF NOT EXISTS runs_edited_outside AFTER UPDATE OF doc ON runs
+                WHEN NEW.rev = OLD.rev
+                BEGIN UPDATE runs SET rev = rev + 1 WHERE id = NEW.id; END;
             CREATE TABLE IF NOT EXISTS counters (
                 image TEXT NOT NULL,
                 scope TEXT NOT NULL,
@@ -207,7 +214,12 @@ impl RunStore for SqliteStore {
             let mut runs = Vec::with_capacity(limit);
             let mut last = None;
             for (id, created, doc) in rows.into_iter().take(limit) {
-                runs.push(parse_run(&id, &doc)?);
+                // One unreadable run must not hide the others (the sweeper
+                // lists active runs); it is reported and left untouched.
+                match parse_run(&id, &doc) {
+                    Ok(run) => runs.push(run),
+                    Err(e) => tracing::error!(run_id = %id, "skipping an unreadable run: {e}"),
+                }
                 last = Some((created, id));
             }
             let continuation = last

@@ -100,7 +100,8 @@ impl Factory {
             packer: image_factory::config::find_on_path("packer"),
             branches: vec!["main".into()],
             repo_images_path: "images".into(),
-            calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6).expect("calendar"),
+            calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6)
+                .expect("calendar"),
         };
         assert!(
             settings.packer.is_some(),
@@ -142,7 +143,13 @@ impl Factory {
     }
 
     /// Posts a GitHub push of `commit` changing `paths`, signed with `secret`.
-    pub async fn push_signed_with(&self, secret: &str, commit: &str, paths: &[&str], branch: &str) -> reqwest::Response {
+    pub async fn push_signed_with(
+        &self,
+        secret: &str,
+        commit: &str,
+        paths: &[&str],
+        branch: &str,
+    ) -> reqwest::Response {
         let body = github_push(commit, paths, branch);
         self.http
             .post(format!("{}/api/hooks/github", self.url))
@@ -157,7 +164,8 @@ impl Factory {
 
     /// Posts a correctly signed GitHub push to `main`.
     pub async fn push(&self, commit: &str, paths: &[&str]) -> reqwest::Response {
-        self.push_signed_with(GITHUB_SECRET, commit, paths, "main").await
+        self.push_signed_with(GITHUB_SECRET, commit, paths, "main")
+            .await
     }
 
     /// Reads a run through the runs API.
@@ -195,7 +203,8 @@ impl Factory {
 
     /// Waits until run `id` has status `status`.
     pub async fn wait_status(&self, id: &str, status: RunStatus) -> Run {
-        self.wait_for(id, Duration::from_secs(60), |r| r.status == status).await
+        self.wait_for(id, Duration::from_secs(60), |r| r.status == status)
+            .await
     }
 
     /// The approval link the local outbox holds for `approver` on run `id`.
@@ -206,7 +215,10 @@ impl Factory {
 
 /// Reads an approval link from a data directory's outbox.
 pub fn outbox_link(data: &Path, id: &str, approver: &str) -> String {
-    let path = data.join("outbox").join(id).join(format!("{approver}.json"));
+    let path = data
+        .join("outbox")
+        .join(id)
+        .join(format!("{approver}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let note: serde_json::Value = serde_json::from_str(&text).expect("outbox json");
     note["url"].as_str().expect("url").to_string()
