@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ImageConfig, Settings};
@@ -28,19 +29,33 @@ use crate::store::{RunStore, StoreError};
 /// The clock, injectable so tests can move time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// Secrets that authenticate incoming webhooks.
+/// Secrets that authenticate incoming triggers.
 #[derive(Clone, Default)]
-pub struct WebhookSecrets {
+pub struct TriggerSecrets {
     /// GitHub's webhook secret (`IMAGE_FACTORY_GITHUB_SECRET`).
     pub github: Option<String>,
+    /// The bearer token of out-of-band triggers (`IMAGE_FACTORY_OPERATOR_TOKEN`).
+    pub operator: Option<String>,
 }
 
-impl std::fmt::Debug for WebhookSecrets {
+impl std::fmt::Debug for TriggerSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSecrets")
-            .field("github", &self.github.as_ref().map(|_| "<redacted>"))
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("TriggerSecrets")
+            .field("github", &redact(&self.github))
+            .field("operator", &redact(&self.operator))
             .finish()
     }
+}
+
+/// Compares a presented secret with the expected one in constant time.
+pub fn secret_matches(expected: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let (a, b) = (
+        Sha256::digest(expected.as_bytes()),
+        Sha256::digest(presented.as_bytes()),
+    );
+    bool::from(a.ct_eq(&b))
 }
 
 /// Everything a function needs.
@@ -56,8 +71,8 @@ pub struct App {
     pub settings: Arc<Settings>,
     /// Approval link signing keys.
     pub keys: Arc<KeyRing>,
-    /// Webhook secrets.
-    pub secrets: Arc<WebhookSecrets>,
+    /// Secrets of incoming triggers.
+    pub secrets: Arc<TriggerSecrets>,
     /// Tells approvers about runs waiting for them.
     pub notifier: Arc<dyn Notifier>,
     /// The clock.
@@ -108,6 +123,20 @@ pub enum CreateError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The image's template folder could not be read.
+    #[error("cannot read the image's template folder: {0}")]
+    Inputs(String),
+}
+
+impl CreateError {
+    /// The HTTP status that answers a trigger this error stopped: 422 for a
+    /// request that names what does not exist, 503 for a failure worth retrying.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            CreateError::UnknownImage(_) | CreateError::Version(_) => 422,
+            CreateError::Store(_) | CreateError::Inputs(_) => 503,
+        }
+    }
 }
 
 impl App {
@@ -153,7 +182,18 @@ impl App {
             build_date: today,
             baseline_version: &config.settings.baseline_version,
         });
-        let run = Run::new(id, image.to_string(), version, trigger, tags, now);
+        let inputs = {
+            let config = config.clone();
+            let base = trigger.base_image_version.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::inputs::inputs_hash(&config, base.as_deref())
+            })
+            .await
+            .map_err(|e| CreateError::Inputs(e.to_string()))?
+            .map_err(|e| CreateError::Inputs(e.to_string()))?
+        };
+        let mut run = Run::new(id, image.to_string(), version, trigger, tags, now);
+        run.inputs_hash = Some(inputs);
         match self.store.create(&run).await {
             Ok(_) => {
                 tracing::info!(run_id = %run.id, image, version = %run.version, "run created");

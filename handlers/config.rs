@@ -78,6 +78,9 @@ pub struct ImageSettings {
     /// How packer runs.
     #[serde(default)]
     pub packer: PackerSettings,
+    /// The Marketplace image the template starts from, if any (watched for new versions).
+    #[serde(default)]
+    pub base_image: Option<BaseImage>,
     /// The test stage's smoke test.
     pub smoke: SmokeTest,
     /// Who approves.
@@ -86,6 +89,20 @@ pub struct ImageSettings {
 
 fn default_version() -> VersionStrategy {
     VersionStrategy::Date
+}
+
+/// A Marketplace image: publisher, offer and SKU in a location.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BaseImage {
+    /// Publisher (`MicrosoftWindowsServer`).
+    pub publisher: String,
+    /// Offer (`WindowsServer`).
+    pub offer: String,
+    /// SKU (`2022-datacenter-azure-edition`).
+    pub sku: String,
+    /// Azure location whose catalogue is read (`westeurope`).
+    pub location: String,
 }
 
 /// How the build stage runs packer.

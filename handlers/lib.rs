@@ -10,6 +10,7 @@ pub mod domain;
 pub mod executor;
 pub mod functions;
 pub mod host;
+pub mod inputs;
 pub mod notifier;
 pub mod packer;
 pub mod pages;

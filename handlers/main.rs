@@ -3,6 +3,8 @@
 //! - `up`: the whole factory on this machine (handler + embedded Functions host);
 //! - `serve`: the custom handler alone, as the Azure Functions host starts it;
 //! - `push`: send a signed GitHub push webhook to a running factory;
+//! - `trigger`: start an out-of-band run;
+//! - `patch-tuesday`: print a year's Patch Tuesdays and build times;
 //! - `runs`: list runs or show one;
 //! - `schedule`: print the next firings of a timer schedule.
 
@@ -65,6 +67,21 @@ enum Command {
         /// The branch pushed to.
         #[arg(long, default_value = "main")]
         branch: String,
+        /// The factory's base URL.
+        #[arg(long, default_value = "http://localhost:7071")]
+        url: String,
+    },
+    /// Start an out-of-band run of an image (an urgent security fix, a rebuild on demand).
+    Trigger {
+        /// The image to build.
+        #[arg(long)]
+        image: String,
+        /// Why: recorded on the run.
+        #[arg(long)]
+        reason: String,
+        /// Build even if the inputs are identical to the last release.
+        #[arg(long)]
+        force: bool,
         /// The factory's base URL.
         #[arg(long, default_value = "http://localhost:7071")]
         url: String,
@@ -190,6 +207,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
             branch,
             url,
         } => push(&commit, &changed, &branch, &url).await,
+        Command::Trigger {
+            image,
+            reason,
+            force,
+            url,
+        } => {
+            let settings = Settings::from_env()?;
+            let Some(token) = Secrets::from_env(&settings, true)?.operator else {
+                bail!("no operator token: set IMAGE_FACTORY_OPERATOR_TOKEN");
+            };
+            let target = format!("{}/api/runs", url.trim_end_matches('/'));
+            let response = reqwest::Client::new()
+                .post(&target)
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "image": image, "reason": reason, "force": force }))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {target}"))?;
+            let status = response.status();
+            println!("{}", response.text().await?);
+            if !status.is_success() {
+                bail!("the factory answered {status}");
+            }
+            Ok(())
+        }
         Command::Runs { id, image, url } => {
             let mut target = format!("{}/api/runs", url.trim_end_matches('/'));
             if let Some(id) = id {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, WebhookSecrets};
+use crate::app::{App, TriggerSecrets};
 use crate::config::{Settings, load_images, parse_key_ring};
 use crate::executor::LocalExecutor;
 use crate::host::bus::Bus;
@@ -35,6 +35,9 @@ pub struct LocalSecrets {
     pub approval_keys: String,
     /// GitHub webhook secret.
     pub github_secret: String,
+    /// Bearer token of out-of-band triggers.
+    #[serde(default)]
+    pub operator_token: String,
 }
 
 /// The file local secrets live in.
@@ -45,16 +48,24 @@ pub fn local_secrets_path(settings: &Settings) -> PathBuf {
 /// Reads the local secrets, creating them on first use.
 pub fn local_secrets(settings: &Settings) -> anyhow::Result<LocalSecrets> {
     let path = local_secrets_path(settings);
+    let token = || format!("{:032x}", rand::random::<u128>());
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return serde_json::from_str(&text).with_context(|| {
+        let mut secrets: LocalSecrets = serde_json::from_str(&text).with_context(|| {
             format!("{} is not valid; delete it to start afresh", path.display())
-        });
+        })?;
+        if secrets.operator_token.is_empty() {
+            // Written by an older version: add what it lacks.
+            secrets.operator_token = token();
+            write_private(&path, &serde_json::to_vec_pretty(&secrets)?)?;
+        }
+        return Ok(secrets);
     }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     let secrets = LocalSecrets {
         approval_keys: format!("local-1:{}", STANDARD.encode(rand::random::<[u8; 32]>())),
-        github_secret: format!("{:032x}", rand::random::<u128>()),
+        github_secret: token(),
+        operator_token: token(),
     };
     write_private(&path, &serde_json::to_vec_pretty(&secrets)?)?;
     Ok(secrets)
@@ -66,7 +77,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
@@ -81,6 +93,8 @@ pub struct Secrets {
     pub approval_keys: String,
     /// `IMAGE_FACTORY_GITHUB_SECRET`.
     pub github: Option<String>,
+    /// `IMAGE_FACTORY_OPERATOR_TOKEN`.
+    pub operator: Option<String>,
 }
 
 impl Secrets {
@@ -88,15 +102,17 @@ impl Secrets {
     /// from the generated local secrets; in Azure a missing key is an error.
     pub fn from_env(settings: &Settings, local: bool) -> anyhow::Result<Secrets> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let (keys, github) = (
+        let (keys, github, operator) = (
             env("IMAGE_FACTORY_APPROVAL_KEYS"),
             env("IMAGE_FACTORY_GITHUB_SECRET"),
+            env("IMAGE_FACTORY_OPERATOR_TOKEN"),
         );
-        if local && (keys.is_none() || github.is_none()) {
+        if local && (keys.is_none() || github.is_none() || operator.is_none()) {
             let generated = local_secrets(settings)?;
             return Ok(Secrets {
                 approval_keys: keys.unwrap_or(generated.approval_keys),
                 github: github.or(Some(generated.github_secret)),
+                operator: operator.or(Some(generated.operator_token)),
             });
         }
         let Some(approval_keys) = keys else {
@@ -107,6 +123,7 @@ impl Secrets {
         Ok(Secrets {
             approval_keys,
             github,
+            operator,
         })
     }
 }
@@ -130,8 +147,9 @@ pub fn build_app(
         images: Arc::new(images),
         settings: Arc::new(settings),
         keys: Arc::new(keys),
-        secrets: Arc::new(WebhookSecrets {
+        secrets: Arc::new(TriggerSecrets {
             github: secrets.github,
+            operator: secrets.operator,
         }),
         notifier: Arc::new(notifier),
         clock: Arc::new(Utc::now),

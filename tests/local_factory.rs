@@ -599,3 +599,121 @@ async fn a_patch_tuesday_missed_while_the_factory_was_down_fires_once_at_start_u
     );
     factory.stop().await;
 }
+
+async fn trigger(
+    factory: &Factory,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut request = factory
+        .http
+        .post(format!("{}/api/runs", factory.url))
+        .json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_band_triggers_need_the_operator_token_and_a_reason() {
+    let factory = Factory::start().await;
+    let ok_body = serde_json::json!({ "image": "example", "reason": "CVE-2026-0001 hotfix" });
+    let cases = [
+        ("no token", None, ok_body.clone(), 401),
+        ("wrong token", Some("guess"), ok_body.clone(), 401),
+        (
+            "no reason",
+            Some(common::OPERATOR_TOKEN),
+            serde_json::json!({ "image": "example", "reason": " " }),
+            400,
+        ),
+        (
+            "unknown image",
+            Some(common::OPERATOR_TOKEN),
+            serde_json::json!({ "image": "nope", "reason": "x" }),
+            422,
+        ),
+        (
+            "unknown field",
+            Some(common::OPERATOR_TOKEN),
+            serde_json::json!({ "image": "example", "reason": "x", "prio": 1 }),
+            400,
+        ),
+    ];
+    for (name, token, body, status) in cases {
+        let (got, answer) = trigger(&factory, token, body).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        assert!(!answer.to_string().contains(common::OPERATOR_TOKEN));
+    }
+    let list: serde_json::Value = factory
+        .http
+        .get(format!("{}/api/runs", factory.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["runs"], serde_json::json!([]));
+
+    let (status, answer) = trigger(&factory, Some(common::OPERATOR_TOKEN), ok_body).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["runId"].as_str().unwrap();
+    let run = factory.wait_status(id, RunStatus::WaitingForApproval).await;
+    assert_eq!(
+        run.trigger.kind,
+        image_factory::domain::run::TriggerKind::OutOfBand
+    );
+    assert_eq!(run.trigger.reason.as_deref(), Some("CVE-2026-0001 hotfix"));
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn re_triggering_an_unchanged_image_is_skipped_without_packer_unless_forced() {
+    let factory = Factory::start().await;
+    let commit = "5a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b";
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
+    let first = factory
+        .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&first.id, "platform-lead");
+    factory
+        .http
+        .post(&link)
+        .form(&[("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    let released = factory.wait_status(&first.id, RunStatus::Released).await;
+
+    let body = serde_json::json!({ "image": "example", "reason": "rebuild please" });
+    let (_, answer) = trigger(&factory, Some(common::OPERATOR_TOKEN), body).await;
+    let id = answer["runId"].as_str().unwrap().to_string();
+    let skipped = factory.wait_status(&id, RunStatus::Skipped).await;
+    let reason = skipped.skipped.clone().unwrap();
+    assert!(
+        reason.contains(&format!("identical to version {}", released.version)),
+        "{reason}"
+    );
+    assert_eq!(skipped.inputs_hash, released.inputs_hash);
+    assert_eq!(skipped.stage(Stage::Build).status, StageStatus::Pending);
+    assert!(
+        !factory.data.path().join("runs").join(&id).exists(),
+        "packer ran for a skipped run"
+    );
+
+    let forced =
+        serde_json::json!({ "image": "example", "reason": "rebuild anyway", "force": true });
+    let (_, answer) = trigger(&factory, Some(common::OPERATOR_TOKEN), forced).await;
+    let id = answer["runId"].as_str().unwrap().to_string();
+    let built = factory
+        .wait_status(&id, RunStatus::WaitingForApproval)
+        .await;
+    assert!(built.build.is_some());
+    factory.stop().await;
+}

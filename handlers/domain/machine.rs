@@ -34,6 +34,16 @@ pub enum Event {
         /// What it produced.
         output: StageOutput,
     },
+    /// The validate stage found the run's inputs identical to a released
+    /// image: nothing is built, the run ends `skipped`.
+    Skipped {
+        /// The validate stage's message delivery.
+        execution: Execution,
+        /// When.
+        at: DateTime<Utc>,
+        /// Why, e.g. "identical to 2026.1125.0 (run ...)".
+        reason: String,
+    },
     /// A stage's execution finished badly; the run stops.
     StageFailed {
         /// Which stage.
@@ -181,6 +191,22 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
             at,
             output,
         } => succeed(&mut next, *stage, execution, *at, output)?,
+        Event::Skipped {
+            execution,
+            at,
+            reason,
+        } => {
+            current_execution(&next, Stage::Validate, execution)?;
+            finish_attempt(&mut next, Stage::Validate, *at, "skipped");
+            let record = next.stage_mut(Stage::Validate);
+            record.status = StageStatus::Succeeded;
+            record.finished_at = Some(*at);
+            record.summary = Some(format!("skipped: {reason}"));
+            next.status = RunStatus::Skipped;
+            next.skipped = Some(reason.clone());
+            next.updated_at = *at;
+            Vec::new()
+        }
         Event::StageFailed {
             stage,
             execution,
@@ -563,6 +589,8 @@ mod tests {
                 branch: Some("main".into()),
                 actor: None,
                 reason: None,
+                force: false,
+                base_image_version: None,
             },
             BTreeMap::new(),
             t(0),
@@ -789,6 +817,40 @@ mod tests {
     }
 
     #[test]
+    fn a_run_whose_inputs_were_already_released_is_skipped_at_validate_and_builds_nothing() {
+        let run = apply(
+            &new_run(),
+            Event::StageStarted {
+                stage: Stage::Validate,
+                execution: ex("m", 1),
+                at: t(1),
+            },
+        )
+        .run;
+        let step = apply(
+            &run,
+            Event::Skipped {
+                execution: ex("m", 1),
+                at: t(2),
+                reason: "identical to 2026.1125.0".into(),
+            },
+        );
+        assert_eq!(step.run.status, RunStatus::Skipped);
+        assert!(step.commands.is_empty());
+        assert_eq!(step.run.stage(Stage::Build).status, StageStatus::Pending);
+        assert!(step.run.failure.is_none());
+        let late = decide(
+            &step.run,
+            &Event::StageStarted {
+                stage: Stage::Build,
+                execution: ex("b", 1),
+                at: t(3),
+            },
+        );
+        assert!(matches!(late, Err(TransitionError::RunFinished { .. })));
+    }
+
+    #[test]
     fn k_of_n_approvals_release_only_when_k_approvers_said_yes() {
         let run = waiting_run(2);
         let step = apply(
@@ -919,8 +981,11 @@ mod tests {
                 Event::ApprovalDecided(decision(a, v, at))
             }),
             1 => at.clone().prop_map(|at| Event::ApprovalExpired { at }),
-            1 => (arb_stage(), at).prop_map(|(stage, at)| {
+            1 => (arb_stage(), at.clone()).prop_map(|(stage, at)| {
                 Event::DeadLettered { stage, at, reason: "dead".into() }
+            }),
+            1 => (arb_exec(), at).prop_map(|(execution, at)| {
+                Event::Skipped { execution, at, reason: "identical".into() }
             }),
         ]
     }

@@ -114,6 +114,8 @@ pub enum RunStatus {
     Failed,
     /// Nobody decided before the approval deadline.
     ApprovalExpired,
+    /// Its inputs were identical to an image already released; nothing was built.
+    Skipped,
 }
 
 impl RunStatus {
@@ -125,6 +127,7 @@ impl RunStatus {
                 | RunStatus::Rejected
                 | RunStatus::Failed
                 | RunStatus::ApprovalExpired
+                | RunStatus::Skipped
         )
     }
 
@@ -138,6 +141,7 @@ impl RunStatus {
             RunStatus::Rejected => "rejected",
             RunStatus::Failed => "failed",
             RunStatus::ApprovalExpired => "approval-expired",
+            RunStatus::Skipped => "skipped",
         }
     }
 
@@ -151,6 +155,7 @@ impl RunStatus {
             RunStatus::Rejected,
             RunStatus::Failed,
             RunStatus::ApprovalExpired,
+            RunStatus::Skipped,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -173,6 +178,8 @@ pub enum TriggerKind {
     PatchTuesday,
     /// An operator's ad-hoc run (out-of-band security fix, experiment).
     OutOfBand,
+    /// A new version of the image's Marketplace base image.
+    BaseImageUpdate,
 }
 
 /// The trigger of a run, as recorded for the audit trail.
@@ -191,6 +198,12 @@ pub struct Trigger {
     pub actor: Option<String>,
     /// Free text: why the run exists (required for out-of-band runs).
     pub reason: Option<String>,
+    /// Build even if the inputs are identical to a released image.
+    #[serde(default)]
+    pub force: bool,
+    /// The Marketplace base image version the run builds from, when known.
+    #[serde(default)]
+    pub base_image_version: Option<String>,
 }
 
 /// Which delivery of which message runs a stage.
@@ -398,6 +411,12 @@ pub struct Run {
     pub release: Option<ReleaseRecord>,
     /// Why it failed, if it did.
     pub failure: Option<Failure>,
+    /// The content hash of its build inputs (template files, variables, base image version).
+    #[serde(default)]
+    pub inputs_hash: Option<String>,
+    /// Why nothing was built, for a skipped run.
+    #[serde(default)]
+    pub skipped: Option<String>,
 }
 
 impl Run {
@@ -427,6 +446,8 @@ impl Run {
             decisions: Vec::new(),
             release: None,
             failure: None,
+            inputs_hash: None,
+            skipped: None,
         }
     }
 

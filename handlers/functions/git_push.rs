@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::InvocationError;
-use crate::app::{App, CreateError, Created, dispatch_follow_up};
+use crate::app::{App, Created, dispatch_follow_up};
 use crate::domain::run::{Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 
@@ -146,19 +146,14 @@ impl GitPush {
                 branch: Some(branch.to_string()),
                 actor: push.pusher.as_ref().map(|p| p.name.clone()),
                 reason: None,
+                force: false,
+                base_image_version: None,
             };
             let id = format!("push-{image}-{}", &commit[..12.min(commit.len())]);
             let created = app
                 .create_run(id, image, trigger)
                 .await
-                .map_err(|e| match e {
-                    CreateError::UnknownImage(_) | CreateError::Version(_) => {
-                        Reply::error(422, &e.to_string())
-                    }
-                    CreateError::Store(e) => {
-                        Reply::error(503, &format!("the run store is unavailable: {e}"))
-                    }
-                })?;
+                .map_err(|e| Reply::error(e.http_status(), &e.to_string()))?;
             dispatch_follow_up(&mut response, created.run());
             started.push(serde_json::json!({
                 "runId": created.run().id,

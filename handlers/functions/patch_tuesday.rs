@@ -5,7 +5,9 @@
 //! makes sure the latest due month has its run for each image, under the id
 //! `pt-<image>-<YYYY-MM>`: a timer that fires twice, late (`IsPastDue`) or not
 //! at all on the day (the app was down) starts exactly one run per image and
-//! month, on the first firing after the build time.
+//! month, on the first firing after the build time. An image with a
+//! Marketplace base is skipped when the base has not changed since its last
+//! release; one without is always rebuilt.
 
 use serde::Deserialize;
 
@@ -43,7 +45,7 @@ impl PatchTuesday {
         if self.past_due {
             response.log("the timer fired late (IsPastDue)");
         }
-        for image in app.images.keys() {
+        for (image, config) in app.images.iter() {
             let trigger = Trigger {
                 kind: TriggerKind::PatchTuesday,
                 source: "timer".into(),
@@ -54,6 +56,10 @@ impl PatchTuesday {
                     "Patch Tuesday rebuild for {month} (due {})",
                     calendar.build_time(month).format("%Y-%m-%d %H:%M UTC")
                 )),
+                // Without a Marketplace base to compare, the factory cannot
+                // tell whether this month's patches changed the inputs.
+                force: config.settings.base_image.is_none(),
+                base_image_version: None,
             };
             let created = app
                 .create_run(format!("pt-{image}-{month}"), image, trigger)

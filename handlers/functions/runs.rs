@@ -1,11 +1,32 @@
-//! `runs` (`GET /api/runs/{id?}`): one run's whole record, or a page of runs
-//! newest first, filtered by `image` and `status`, paged with `continuation`.
+//! `runs` (`GET|POST /api/runs/{id?}`): GET gives one run's whole record, or a
+//! page of runs newest first, filtered by `image` and `status`, paged with
+//! `continuation`. POST starts an out-of-band run (an urgent security fix, a
+//! rebuild on demand): `{"image", "reason", "force"}` with the operator's
+//! bearer token; the reason is recorded on the run.
 
 use super::InvocationError;
-use crate::app::App;
-use crate::domain::run::RunStatus;
+use serde::Deserialize;
+
+use crate::app::{App, dispatch_follow_up, secret_matches};
+use crate::domain::run::{RunStatus, Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, StoreError};
+
+/// Longest reason kept.
+const MAX_REASON: usize = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    image: String,
+    reason: String,
+    #[serde(default)]
+    force: bool,
+}
+
+fn error(status: u16, message: &str) -> InvocationResponse {
+    InvocationResponse::http(HttpResponseData::error(status, message))
+}
 
 /// Default and largest page size.
 const DEFAULT_LIMIT: usize = 20;
@@ -27,6 +48,9 @@ impl Runs {
 
     /// Answers with JSON.
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
+        if self.request.method.eq_ignore_ascii_case("POST") {
+            return self.trigger(app).await;
+        }
         let http = match self.request.params.get("id").filter(|id| !id.is_empty()) {
             Some(id) => match app.store.get(id).await {
                 Ok(stored) => HttpResponseData::json(200, &stored.value),
@@ -51,6 +75,77 @@ impl Runs {
             },
         };
         Ok(InvocationResponse::http(http))
+    }
+
+    async fn trigger(&self, app: &App) -> Result<InvocationResponse, InvocationError> {
+        let Some(expected) = app.secrets.operator.as_deref() else {
+            return Ok(error(
+                503,
+                "no operator token is configured (IMAGE_FACTORY_OPERATOR_TOKEN); out-of-band triggers are off",
+            ));
+        };
+        let presented = self
+            .request
+            .header("Authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !secret_matches(expected, presented) {
+            tracing::warn!("out-of-band trigger refused: missing or wrong operator token");
+            return Ok(error(
+                401,
+                "a valid operator token is required: Authorization: Bearer <token>",
+            ));
+        }
+        if self
+            .request
+            .params
+            .get("id")
+            .is_some_and(|id| !id.is_empty())
+        {
+            return Ok(error(405, "POST to /api/runs to start a run"));
+        }
+        let body: TriggerBody = match serde_json::from_str(&self.request.body_text()) {
+            Ok(body) => body,
+            Err(e) => {
+                return Ok(error(
+                    400,
+                    &format!("the body must be {{\"image\", \"reason\", \"force\"}}: {e}"),
+                ));
+            }
+        };
+        let reason = body.reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_REASON {
+            return Ok(error(
+                400,
+                &format!("give a reason of 1-{MAX_REASON} characters: it is recorded on the run"),
+            ));
+        }
+        let trigger = Trigger {
+            kind: TriggerKind::OutOfBand,
+            source: "operator".into(),
+            commit: None,
+            branch: None,
+            actor: self
+                .request
+                .header("X-MS-CLIENT-PRINCIPAL-NAME")
+                .map(str::to_string),
+            reason: Some(reason.to_string()),
+            force: body.force,
+            base_image_version: None,
+        };
+        let id = format!("oob-{}-{}", body.image, crate::app::new_id());
+        let created = match app.create_run(id, &body.image, trigger).await {
+            Ok(created) => created,
+            Err(e) => return Ok(error(e.http_status(), &e.to_string())),
+        };
+        let run = created.run();
+        tracing::info!(run_id = %run.id, image = %run.image, "out-of-band run started");
+        let mut response = InvocationResponse::http(HttpResponseData::json(
+            202,
+            &serde_json::json!({ "runId": run.id, "image": run.image, "version": run.version }),
+        ));
+        dispatch_follow_up(&mut response, run);
+        Ok(response)
     }
 
     fn query(&self) -> Result<RunQuery, String> {

@@ -31,6 +31,8 @@ pub enum StageResult {
     Failed(String),
     /// The approve stage sent its requests.
     AwaitApproval(ApprovalRequest),
+    /// The validate stage found the inputs identical to a released image.
+    Skipped(String),
     /// It could not run now; the message should be delivered again.
     Retry(String),
 }

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The webhook secret every test factory uses.
 pub const GITHUB_SECRET: &str = "test-webhook-secret-0123456789";
+/// The operator token every test factory uses.
+pub const OPERATOR_TOKEN: &str = "test-operator-token-9876543210";
 
 /// The repository root (holds host.json, functions/, images/).
 pub fn repo_root() -> PathBuf {
@@ -110,6 +112,7 @@ impl Factory {
         let secrets = Secrets {
             approval_keys: options.approval_keys,
             github: Some(GITHUB_SECRET.into()),
+            operator: Some(OPERATOR_TOKEN.into()),
         };
         let shutdown = CancellationToken::new();
         let mut app = build_app(settings, secrets, shutdown.clone()).expect("app");
