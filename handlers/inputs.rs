@@ -59,10 +59,11 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<(
         let kind = entry.file_type()?;
         if kind.is_dir() {
             collect(root, &path, out)?;
-        } else if kind.is_file() && !(dir == root && entry.file_name() == IMAGE_FILE) {
-            if let Ok(relative) = path.strip_prefix(root) {
-                out.push(relative.to_path_buf());
-            }
+        } else if kind.is_file()
+            && !(dir == root && entry.file_name() == IMAGE_FILE)
+            && let Ok(relative) = path.strip_prefix(root)
+        {
+            out.push(relative.to_path_buf());
         }
     }
     Ok(())
