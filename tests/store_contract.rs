@@ -135,6 +135,8 @@ fn new_run(id: &str, image: &str, created_at: DateTime<Utc>) -> Run {
             branch: Some("main".into()),
             actor: Some("dev".into()),
             reason: None,
+            force: false,
+            base_image_version: None,
         },
         BTreeMap::from([("gitRef".to_string(), "0123abc".to_string())]),
         created_at,
