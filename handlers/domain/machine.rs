@@ -1019,10 +1019,16 @@ mod tests {
             run.status == RunStatus::Released,
             run.stage(Stage::Release).status == StageStatus::Succeeded
         );
-        prop_assert_eq!(
-            run.status.is_terminal() && run.status != RunStatus::Released,
-            run.failure.is_some()
-        );
+        let ended_badly = run.status.is_terminal()
+            && !matches!(run.status, RunStatus::Released | RunStatus::Skipped);
+        prop_assert_eq!(ended_badly, run.failure.is_some());
+        prop_assert_eq!(run.status == RunStatus::Skipped, run.skipped.is_some());
+        if run.status == RunStatus::Skipped {
+            prop_assert!(
+                Stage::ALL[1..].iter().all(|s| run.stage(*s).status == StageStatus::Pending),
+                "a skipped run built something"
+            );
+        }
         Ok(())
     }
 
