@@ -36,6 +36,8 @@ pub struct TriggerSecrets {
     pub github: Option<String>,
     /// The bearer token of out-of-band triggers (`IMAGE_FACTORY_OPERATOR_TOKEN`).
     pub operator: Option<String>,
+    /// The Azure DevOps service hook's secret (`IMAGE_FACTORY_AZURE_DEVOPS_SECRET`).
+    pub azure_devops: Option<String>,
 }
 
 impl std::fmt::Debug for TriggerSecrets {
@@ -44,6 +46,7 @@ impl std::fmt::Debug for TriggerSecrets {
         f.debug_struct("TriggerSecrets")
             .field("github", &redact(&self.github))
             .field("operator", &redact(&self.operator))
+            .field("azure_devops", &redact(&self.azure_devops))
             .finish()
     }
 }

@@ -95,6 +95,9 @@ pub struct Secrets {
     pub github: Option<String>,
     /// `IMAGE_FACTORY_OPERATOR_TOKEN`.
     pub operator: Option<String>,
+    /// `IMAGE_FACTORY_AZURE_DEVOPS_SECRET` (no local default: Azure DevOps
+    /// cannot reach a laptop anyway).
+    pub azure_devops: Option<String>,
 }
 
 impl Secrets {
@@ -102,6 +105,7 @@ impl Secrets {
     /// from the generated local secrets; in Azure a missing key is an error.
     pub fn from_env(settings: &Settings, local: bool) -> anyhow::Result<Secrets> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let azure_devops = env("IMAGE_FACTORY_AZURE_DEVOPS_SECRET");
         let (keys, github, operator) = (
             env("IMAGE_FACTORY_APPROVAL_KEYS"),
             env("IMAGE_FACTORY_GITHUB_SECRET"),
@@ -113,6 +117,7 @@ impl Secrets {
                 approval_keys: keys.unwrap_or(generated.approval_keys),
                 github: github.or(Some(generated.github_secret)),
                 operator: operator.or(Some(generated.operator_token)),
+                azure_devops,
             });
         }
         let Some(approval_keys) = keys else {
@@ -124,6 +129,7 @@ impl Secrets {
             approval_keys,
             github,
             operator,
+            azure_devops,
         })
     }
 }
@@ -150,6 +156,7 @@ pub fn build_app(
         secrets: Arc::new(TriggerSecrets {
             github: secrets.github,
             operator: secrets.operator,
+            azure_devops: secrets.azure_devops,
         }),
         notifier: Arc::new(notifier),
         clock: Arc::new(Utc::now),

@@ -2,6 +2,7 @@
 # Installs what the factory and its tests need on a fresh Debian machine.
 # Idempotent: installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -23,6 +24,20 @@ if ! command -v packer >/dev/null 2>&1; then
   echo "setup: installing packer"
   apt_install packer
 fi
+
+# Node packages the tests use, pinned by their lockfiles (tests/*/package-lock.json).
+for lock in tests/*/package-lock.json; do
+  [ -e "$lock" ] || continue
+  dir=$(dirname "$lock")
+  if [ ! -d "$dir/node_modules" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "setup: installing node and npm"
+      apt_install nodejs npm
+    fi
+    echo "setup: installing the node packages of $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing; install the Rust toolchain (rustup) first" >&2

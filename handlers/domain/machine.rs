@@ -1025,7 +1025,9 @@ mod tests {
         prop_assert_eq!(run.status == RunStatus::Skipped, run.skipped.is_some());
         if run.status == RunStatus::Skipped {
             prop_assert!(
-                Stage::ALL[1..].iter().all(|s| run.stage(*s).status == StageStatus::Pending),
+                Stage::ALL[1..]
+                    .iter()
+                    .all(|s| run.stage(*s).status == StageStatus::Pending),
                 "a skipped run built something"
             );
         }

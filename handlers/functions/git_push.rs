@@ -1,29 +1,52 @@
 //! `git-push` (`POST /api/hooks/{provider}`): a push to the repository that
 //! holds the image templates starts one run per image folder it touched.
 //!
-//! The signature is checked on the raw body before anything is parsed; a
-//! redelivered webhook finds the runs it created the first time, because a
-//! push run's id is `push-<image>-<commit>`.
+//! - `github`: the `X-Hub-Signature-256` HMAC of the raw body is checked
+//!   before anything is parsed; `ping` is answered; only `push` starts runs;
+//!   the changed files of the listed commits say which images to build (a push
+//!   of 20 commits or more, where GitHub stops listing, builds every image).
+//! - `azure-devops`: the `git.push` service-hook event, authenticated with the
+//!   shared secret as the basic-auth password or in an `X-Hook-Secret` header.
+//!   Its payload lists no files, so such a push builds every image; build
+//!   avoidance then skips the images whose inputs did not change.
+//!
+//! Only configured branches build. A push run's id is `push-<image>-<commit>`,
+//! so a redelivered webhook finds the runs it created the first time.
 
 use std::collections::BTreeSet;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
 use super::InvocationError;
-use crate::app::{App, Created, dispatch_follow_up};
+use crate::app::{App, Created, dispatch_follow_up, secret_matches};
 use crate::domain::run::{Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 
 /// Largest webhook body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// GitHub lists at most this many commits in a push payload.
+const GITHUB_COMMIT_LIMIT: usize = 20;
+
 /// A push webhook invocation.
 #[derive(Debug)]
 pub struct GitPush {
     provider: String,
     request: HttpRequestData,
+}
+
+/// A push, whatever sent it.
+struct Push {
+    source: &'static str,
+    branch: String,
+    commit: String,
+    actor: Option<String>,
+    /// Changed files, when the provider lists them.
+    paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,8 +79,36 @@ struct GitHubPusher {
     name: String,
 }
 
-/// GitHub lists at most this many commits in a push payload.
-const GITHUB_COMMIT_LIMIT: usize = 20;
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DevOpsEvent {
+    event_type: String,
+    #[serde(default)]
+    resource: Option<DevOpsPush>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DevOpsPush {
+    #[serde(default)]
+    ref_updates: Vec<DevOpsRefUpdate>,
+    #[serde(default)]
+    pushed_by: Option<DevOpsIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DevOpsRefUpdate {
+    name: String,
+    new_object_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DevOpsIdentity {
+    #[serde(default)]
+    display_name: Option<String>,
+}
 
 impl GitPush {
     /// Decodes the HTTP request.
@@ -79,19 +130,69 @@ impl GitPush {
         if !self.request.method.eq_ignore_ascii_case("POST") {
             return Err(Reply::error(405, "webhooks are POSTed"));
         }
-        if self.provider != "github" {
-            return Err(Reply::error(
-                404,
-                &format!(
-                    "unknown webhook provider `{}`; supported: github",
-                    self.provider
-                ),
-            ));
-        }
         let body = self.request.body_text();
         if body.len() > MAX_BODY {
             return Err(Reply::error(413, "the webhook body is larger than 1 MiB"));
         }
+        let pushes = match self.provider.as_str() {
+            "github" => self.github(app, &body)?,
+            "azure-devops" => self.azure_devops(app, &body)?,
+            other => {
+                return Err(Reply::error(
+                    404,
+                    &format!("unknown webhook provider `{other}`; supported: github, azure-devops"),
+                ));
+            }
+        };
+        let mut response = InvocationResponse::default();
+        let mut started = Vec::new();
+        let mut ignored = Vec::new();
+        for push in pushes {
+            if !app.settings.branches.contains(&push.branch) {
+                ignored.push(format!(
+                    "{} is not a built branch ({})",
+                    push.branch,
+                    app.settings.branches.join(", ")
+                ));
+                continue;
+            }
+            for image in touched_images(app, push.paths.as_deref()) {
+                let trigger = Trigger {
+                    kind: TriggerKind::Push,
+                    source: push.source.into(),
+                    commit: Some(push.commit.clone()),
+                    branch: Some(push.branch.clone()),
+                    actor: push.actor.clone(),
+                    reason: None,
+                    force: false,
+                    base_image_version: None,
+                };
+                let id = format!("push-{image}-{}", &push.commit[..12]);
+                let created = app
+                    .create_run(id, &image, trigger)
+                    .await
+                    .map_err(|e| Reply::error(e.http_status(), &e.to_string()))?;
+                dispatch_follow_up(&mut response, created.run());
+                started.push(serde_json::json!({
+                    "runId": created.run().id,
+                    "image": image,
+                    "version": created.run().version,
+                    "new": matches!(created, Created::New(_)),
+                }));
+            }
+        }
+        let mut answer = serde_json::json!({ "runs": started });
+        if !ignored.is_empty() {
+            answer["ignored"] = serde_json::json!(ignored);
+        }
+        response.set_output(
+            crate::protocol::HTTP_OUTPUT,
+            &HttpResponseData::json(202, &answer),
+        );
+        Ok(response)
+    }
+
+    fn github(&self, app: &App, body: &str) -> Result<Vec<Push>, Reply> {
         let Some(secret) = app.secrets.github.as_deref() else {
             return Err(Reply::error(
                 503,
@@ -113,60 +214,85 @@ impl GitPush {
             "push" => {}
             "ping" => return Err(Reply::json(200, serde_json::json!({ "pong": true }))),
             other => {
-                return Err(Reply::json(
-                    202,
-                    serde_json::json!({ "ignored": format!("event `{other}` starts nothing; only push does") }),
-                ));
+                return Err(Reply::ignored(format!(
+                    "event `{other}` starts nothing; only push does"
+                )));
             }
         }
-        let push: GitHubPush = serde_json::from_str(&body)
+        let push: GitHubPush = serde_json::from_str(body)
             .map_err(|e| Reply::error(400, &format!("the push payload is not valid: {e}")))?;
-        let branch = push.git_ref.strip_prefix("refs/heads/").unwrap_or_default();
-        if push.deleted || !app.settings.branches.iter().any(|b| b == branch) {
-            return Err(Reply::json(
-                202,
-                serde_json::json!({ "ignored": format!("{} is not a built branch ({})", push.git_ref, app.settings.branches.join(", ")) }),
-            ));
+        let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
+            return Err(Reply::ignored(format!("{} is not a branch", push.git_ref)));
+        };
+        if push.deleted {
+            return Err(Reply::ignored(format!("branch {branch} was deleted")));
         }
-        if push.after.len() < 7 || !push.after.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let paths = (push.commits.len() < GITHUB_COMMIT_LIMIT).then(|| {
+            push.commits
+                .iter()
+                .chain(push.head_commit.iter())
+                .flat_map(|c| c.added.iter().chain(&c.removed).chain(&c.modified))
+                .cloned()
+                .collect()
+        });
+        Ok(vec![Push {
+            source: "github",
+            branch: branch.to_string(),
+            commit: commit_id(&push.after)?,
+            actor: push.pusher.map(|p| p.name),
+            paths,
+        }])
+    }
+
+    fn azure_devops(&self, app: &App, body: &str) -> Result<Vec<Push>, Reply> {
+        let Some(secret) = app.secrets.azure_devops.as_deref() else {
             return Err(Reply::error(
-                400,
-                "the push payload's `after` is not a commit id",
+                503,
+                "no Azure DevOps service-hook secret is configured (IMAGE_FACTORY_AZURE_DEVOPS_SECRET); refusing unauthenticated webhooks",
+            ));
+        };
+        let presented = self
+            .request
+            .header("X-Hook-Secret")
+            .map(str::to_string)
+            .or_else(|| basic_password(self.request.header("Authorization")?));
+        if !presented.is_some_and(|p| secret_matches(secret, &p)) {
+            tracing::warn!("Azure DevOps webhook refused: missing or wrong secret");
+            return Err(Reply::error(
+                401,
+                "the service hook's basic-auth password or X-Hook-Secret header is missing or wrong",
             ));
         }
-        let images = touched_images(app, &push);
-        let commit = push.after.to_ascii_lowercase();
-        let mut response = InvocationResponse::default();
-        let mut started = Vec::new();
-        for image in &images {
-            let trigger = Trigger {
-                kind: TriggerKind::Push,
-                source: "github".into(),
-                commit: Some(commit.clone()),
-                branch: Some(branch.to_string()),
-                actor: push.pusher.as_ref().map(|p| p.name.clone()),
-                reason: None,
-                force: false,
-                base_image_version: None,
-            };
-            let id = format!("push-{image}-{}", &commit[..12.min(commit.len())]);
-            let created = app
-                .create_run(id, image, trigger)
-                .await
-                .map_err(|e| Reply::error(e.http_status(), &e.to_string()))?;
-            dispatch_follow_up(&mut response, created.run());
-            started.push(serde_json::json!({
-                "runId": created.run().id,
-                "image": image,
-                "version": created.run().version,
-                "new": matches!(created, Created::New(_)),
-            }));
+        let event: DevOpsEvent = serde_json::from_str(body).map_err(|e| {
+            Reply::error(400, &format!("the service-hook payload is not valid: {e}"))
+        })?;
+        if event.event_type != "git.push" {
+            return Err(Reply::ignored(format!(
+                "event `{}` starts nothing; only git.push does",
+                event.event_type
+            )));
         }
-        response.set_output(
-            crate::protocol::HTTP_OUTPUT,
-            &HttpResponseData::json(202, &serde_json::json!({ "runs": started })),
-        );
-        Ok(response)
+        let push = event
+            .resource
+            .ok_or_else(|| Reply::error(400, "the git.push payload has no resource"))?;
+        let actor = push.pushed_by.and_then(|p| p.display_name);
+        let mut pushes = Vec::new();
+        for update in push.ref_updates {
+            let Some(branch) = update.name.strip_prefix("refs/heads/") else {
+                continue;
+            };
+            if update.new_object_id.bytes().all(|b| b == b'0') {
+                continue; // the branch was deleted
+            }
+            pushes.push(Push {
+                source: "azure-devops",
+                branch: branch.to_string(),
+                commit: commit_id(&update.new_object_id)?,
+                actor: actor.clone(),
+                paths: None,
+            });
+        }
+        Ok(pushes)
     }
 }
 
@@ -181,19 +307,40 @@ impl Reply {
     fn json(status: u16, value: serde_json::Value) -> Reply {
         Reply(HttpResponseData::json(status, &value))
     }
+
+    /// 202 with nothing started, as providers expect for events they may send.
+    fn ignored(reason: String) -> Reply {
+        Reply::json(202, serde_json::json!({ "runs": [], "ignored": [reason] }))
+    }
 }
 
-/// The images a push touched: folders under the images path with changed files.
-/// GitHub lists at most 20 commits; for a larger push every image is built.
-fn touched_images(app: &App, push: &GitHubPush) -> BTreeSet<String> {
-    if push.commits.len() >= GITHUB_COMMIT_LIMIT {
-        return app.images.keys().cloned().collect();
+/// A full commit id (40 or 64 hex digits), lower-cased.
+fn commit_id(text: &str) -> Result<String, Reply> {
+    let ok = matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if !ok {
+        return Err(Reply::error(400, "the push names no full commit id"));
     }
+    Ok(text.to_ascii_lowercase())
+}
+
+/// The password of a `Basic` authorization header.
+fn basic_password(header: &str) -> Option<String> {
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    decoded
+        .split_once(':')
+        .map(|(_, password)| password.to_string())
+}
+
+/// The images a push touched: folders under the images path with changed
+/// files; every image when the provider does not list files.
+fn touched_images(app: &App, paths: Option<&[String]>) -> BTreeSet<String> {
+    let Some(paths) = paths else {
+        return app.images.keys().cloned().collect();
+    };
     let prefix = format!("{}/", app.settings.repo_images_path.trim_end_matches('/'));
-    push.commits
+    paths
         .iter()
-        .chain(push.head_commit.iter())
-        .flat_map(|c| c.added.iter().chain(&c.removed).chain(&c.modified))
         .filter_map(|path| path.strip_prefix(&prefix)?.split('/').next())
         .filter(|name| app.images.contains_key(*name))
         .map(str::to_string)
@@ -237,6 +384,17 @@ mod tests {
             "sha256={}",
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         )
+    }
+
+    #[test]
+    fn basic_auth_passwords_are_read_and_garbage_is_not() {
+        assert_eq!(
+            basic_password("Basic dXNlcjpzM2NyZXQ6eA==").as_deref(),
+            Some("s3cret:x")
+        );
+        for bad in ["Basic", "Basic !!!", "Bearer dXNlcjpz", "Basic dXNlcg=="] {
+            assert_eq!(basic_password(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The webhook secret every test factory uses.
 pub const GITHUB_SECRET: &str = "test-webhook-secret-0123456789";
+/// The Azure DevOps service-hook secret every test factory uses.
+pub const AZURE_DEVOPS_SECRET: &str = "test-devops-secret-555";
 /// The operator token every test factory uses.
 pub const OPERATOR_TOKEN: &str = "test-operator-token-9876543210";
 
@@ -45,6 +47,8 @@ pub struct Options {
     pub bus: BusSettings,
     /// Approval keys.
     pub approval_keys: String,
+    /// Branches whose pushes build.
+    pub branches: Vec<String>,
     /// Changes to the app before it starts (clock, ...).
     pub tweak: Box<dyn FnOnce(&mut App) + Send>,
 }
@@ -58,6 +62,7 @@ impl Default for Options {
                 max_delivery_count: 5,
             },
             approval_keys: approval_keys("k1", 7),
+            branches: vec!["main".into()],
             tweak: Box::new(|_| {}),
         }
     }
@@ -100,7 +105,7 @@ impl Factory {
             data_dir: data.path().to_path_buf(),
             public_url: format!("http://{addr}"),
             packer: image_factory::config::find_on_path("packer"),
-            branches: vec!["main".into()],
+            branches: options.branches,
             repo_images_path: "images".into(),
             calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6)
                 .expect("calendar"),
@@ -113,6 +118,7 @@ impl Factory {
             approval_keys: options.approval_keys,
             github: Some(GITHUB_SECRET.into()),
             operator: Some(OPERATOR_TOKEN.into()),
+            azure_devops: Some(AZURE_DEVOPS_SECRET.into()),
         };
         let shutdown = CancellationToken::new();
         let mut app = build_app(settings, secrets, shutdown.clone()).expect("app");
