@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ImageConfig, Settings};
-use crate::domain::approval::KeyRing;
+use crate::domain::approval::{Claims, IssuedLink, KeyRing};
 use crate::domain::machine::{Command, follow_up};
 use crate::domain::run::{Run, Stage, Trigger};
 use crate::domain::tags::{TagInputs, computed_tags};
@@ -77,7 +77,7 @@ pub struct App {
     /// Secrets of incoming triggers.
     pub secrets: Arc<TriggerSecrets>,
     /// Tells approvers about runs waiting for them.
-    pub notifier: Arc<dyn Notifier>,
+    pub notifier: Notifier,
     /// The clock.
     pub clock: Clock,
     /// Cancelled when the handler shuts down: long work stops and its message is retried.
@@ -146,6 +146,27 @@ impl App {
     /// The current time.
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
+    }
+
+    /// The link of an issued approval token. Signing is deterministic, so
+    /// the same token id and deadline always give the same link: links are
+    /// never stored, and can be sent again (retries, reminders).
+    pub fn approval_url(
+        &self,
+        run_id: &str,
+        link: &IssuedLink,
+        expires_at: DateTime<Utc>,
+    ) -> String {
+        let token = self.keys.sign(Claims {
+            v: 1,
+            kid: String::new(),
+            run: run_id.to_string(),
+            stage: "approve".into(),
+            sub: link.approver.clone(),
+            exp: expires_at.timestamp(),
+            jti: link.token_id.clone(),
+        });
+        format!("{}/api/approvals/{token}", self.settings.public_url)
     }
 
     /// An image by name.

@@ -178,6 +178,13 @@ pub struct ApprovalPolicy {
     /// Hours before the request lapses.
     #[serde(default = "default_expiry_hours")]
     pub expires_hours: u32,
+    /// Remind approvers who have not decided this many hours before the deadline (0: never).
+    #[serde(default = "default_remind_hours")]
+    pub remind_before_hours: u32,
+}
+
+fn default_remind_hours() -> u32 {
+    24
 }
 
 fn default_required() -> u32 {
@@ -243,6 +250,15 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
             policy.approvers.len()
         ));
     }
+    if policy.expires_hours == 0 {
+        return Err("[approval] expires_hours must be at least 1".into());
+    }
+    if policy.remind_before_hours >= policy.expires_hours {
+        return Err(format!(
+            "[approval] remind_before_hours must be less than expires_hours ({})",
+            policy.expires_hours
+        ));
+    }
     if let Some(dup) = policy
         .approvers
         .iter()
@@ -283,6 +299,8 @@ pub struct Settings {
     pub branches: Vec<String>,
     /// Where the image folders sit in the pushed repository (`IMAGE_FACTORY_REPO_IMAGES_PATH`, default `images`).
     pub repo_images_path: String,
+    /// Running on one machine (`up`): approval links go to the local outbox.
+    pub local: bool,
     /// When the monthly rebuild is due (`IMAGE_FACTORY_PATCH_TUESDAY_ZONE`, `_OFFSET_DAYS`, `_HOUR`;
     /// default UTC, 1 day, 06:00: the morning after Patch Tuesday).
     pub calendar: BuildCalendar,
@@ -332,6 +350,7 @@ impl Settings {
             repo_images_path: var("IMAGE_FACTORY_REPO_IMAGES_PATH")
                 .unwrap_or_else(|| "images".into()),
             calendar,
+            local: false,
         })
     }
 

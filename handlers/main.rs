@@ -4,6 +4,7 @@
 //! - `serve`: the custom handler alone, as the Azure Functions host starts it;
 //! - `push`: send a signed GitHub push webhook to a running factory;
 //! - `trigger`: start an out-of-band run;
+//! - `approve`, `reject`: decide for an approver, with the same checks as a link;
 //! - `patch-tuesday`: print a year's Patch Tuesdays and build times;
 //! - `runs`: list runs or show one;
 //! - `schedule`: print the next firings of a timer schedule.
@@ -86,6 +87,34 @@ enum Command {
         #[arg(long, default_value = "http://localhost:7071")]
         url: String,
     },
+    /// Record an approver's decision to approve a run (same checks as a link).
+    Approve {
+        /// The run.
+        run: String,
+        /// The approver deciding.
+        #[arg(long = "as")]
+        approver: String,
+        /// A comment for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// The factory's base URL.
+        #[arg(long, default_value = "http://localhost:7071")]
+        url: String,
+    },
+    /// Record an approver's decision to reject a run.
+    Reject {
+        /// The run.
+        run: String,
+        /// The approver deciding.
+        #[arg(long = "as")]
+        approver: String,
+        /// A comment for the audit trail.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// The factory's base URL.
+        #[arg(long, default_value = "http://localhost:7071")]
+        url: String,
+    },
     /// List runs, or show one run.
     Runs {
         /// A run id to show.
@@ -158,6 +187,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             init_logging(false);
             let shutdown = CancellationToken::new();
             let mut settings = Settings::from_env()?;
+            settings.local = true;
             if std::env::var_os("IMAGE_FACTORY_PUBLIC_URL").is_none() {
                 settings.public_url = format!("http://localhost:{port}");
             }
@@ -213,24 +243,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
             force,
             url,
         } => {
-            let settings = Settings::from_env()?;
-            let Some(token) = Secrets::from_env(&settings, true)?.operator else {
-                bail!("no operator token: set IMAGE_FACTORY_OPERATOR_TOKEN");
-            };
-            let target = format!("{}/api/runs", url.trim_end_matches('/'));
-            let response = reqwest::Client::new()
-                .post(&target)
-                .bearer_auth(token)
-                .json(&serde_json::json!({ "image": image, "reason": reason, "force": force }))
-                .send()
-                .await
-                .with_context(|| format!("cannot reach {target}"))?;
-            let status = response.status();
-            println!("{}", response.text().await?);
-            if !status.is_success() {
-                bail!("the factory answered {status}");
-            }
-            Ok(())
+            let body = serde_json::json!({ "image": image, "reason": reason, "force": force });
+            operator_post(&url, "", &body).await
+        }
+        Command::Approve {
+            run,
+            approver,
+            comment,
+            url,
+        } => {
+            let body =
+                serde_json::json!({ "decision": "approve", "as": approver, "comment": comment });
+            operator_post(&url, &run, &body).await
+        }
+        Command::Reject {
+            run,
+            approver,
+            comment,
+            url,
+        } => {
+            let body =
+                serde_json::json!({ "decision": "reject", "as": approver, "comment": comment });
+            operator_post(&url, &run, &body).await
         }
         Command::Runs { id, image, url } => {
             let mut target = format!("{}/api/runs", url.trim_end_matches('/'));
@@ -287,6 +321,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// POSTs `body` to `/api/runs/{run}` with the operator token and prints the answer.
+async fn operator_post(url: &str, run: &str, body: &serde_json::Value) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let Some(token) = Secrets::from_env(&settings, true)?.operator else {
+        bail!("no operator token: set IMAGE_FACTORY_OPERATOR_TOKEN");
+    };
+    let mut target = format!("{}/api/runs", url.trim_end_matches('/'));
+    if !run.is_empty() {
+        target = format!("{target}/{run}");
+    }
+    let response = reqwest::Client::new()
+        .post(&target)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {target}"))?;
+    let status = response.status();
+    println!("{}", response.text().await?);
+    if !status.is_success() {
+        bail!("the factory answered {status}");
+    }
+    Ok(())
 }
 
 /// Builds a GitHub push payload, signs it with the webhook secret and posts it.

@@ -1,99 +1,383 @@
-//! The notifier port: telling approvers that a run waits for them.
+//! Telling approvers that a run waits for them: the messages (an Adaptive
+//! Card for Teams, an email with HTML and plain-text bodies) and the channels
+//! that carry them.
 //!
-//! The local adapter writes each approver's notification to the local outbox
-//! (`<data dir>/outbox/<run>/<approver>.json`) and logs the links, so that a
-//! person running the factory on one machine can click them. Links are bearer
-//! secrets: they never go into the run's record, only their token ids do.
+//! Every channel gets the same facts and the same link. Links are bearer
+//! secrets: what the run's record keeps of a message has the link replaced
+//! by `<link>`. A channel that fails is recorded as failed and the sweeper
+//! tries it again; a failure never loses the approval request itself.
+//!
+//! Channels: the local outbox (files in the data dir, for one-machine use),
+//! a Teams Workflows / incoming-webhook URL, and email (Azure Communication
+//! Services, when configured).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde_json::{Value, json};
 
+use crate::domain::approval::{NoticeKind, Notification};
 use crate::domain::run::Run;
+use crate::pages::escape;
 
-/// One approver's link.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApprovalLink {
-    /// Who it is for.
-    pub approver: String,
-    /// The link (GET shows the decision page).
+/// What one approver is told.
+pub struct Notice<'a> {
+    /// Request or reminder.
+    pub kind: NoticeKind,
+    /// The run.
+    pub run: &'a Run,
+    /// The approver.
+    pub approver: &'a str,
+    /// Their link (GET shows the decision page).
     pub url: String,
+    /// The deadline.
+    pub expires_at: DateTime<Utc>,
 }
 
-/// Tells approvers about runs waiting for them.
+/// A channel that carries notices.
 #[async_trait]
-pub trait Notifier: Send + Sync + 'static {
-    /// Sends each approver their link.
-    async fn approval_requested(
-        &self,
-        run: &Run,
-        links: &[ApprovalLink],
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), std::io::Error>;
+pub trait Channel: Send + Sync + 'static {
+    /// `teams`, `email`, `outbox`.
+    fn name(&self) -> &'static str;
+    /// Sends the notice; returns what was sent.
+    async fn send(&self, notice: &Notice<'_>) -> Result<Value, String>;
 }
 
-/// Writes notifications to files on this machine.
+/// The configured channels.
+#[derive(Clone, Default)]
+pub struct Notifier {
+    channels: Vec<Arc<dyn Channel>>,
+}
+
+impl Notifier {
+    /// A notifier over `channels`.
+    pub fn new(channels: Vec<Arc<dyn Channel>>) -> Notifier {
+        Notifier { channels }
+    }
+
+    /// Names of the channels.
+    pub fn channel_names(&self) -> Vec<&'static str> {
+        self.channels.iter().map(|c| c.name()).collect()
+    }
+
+    /// Sends `notice` on every channel (or only on `only`), returning what
+    /// the run records: one entry per channel, with the link redacted.
+    pub async fn notify(
+        &self,
+        notice: &Notice<'_>,
+        at: DateTime<Utc>,
+        only: Option<&str>,
+    ) -> Vec<Notification> {
+        let mut records = Vec::new();
+        for channel in self
+            .channels
+            .iter()
+            .filter(|c| only.is_none_or(|o| o == c.name()))
+        {
+            let (delivered, error, payload) = match channel.send(notice).await {
+                Ok(payload) => (true, None, Some(redact(&payload, &notice.url))),
+                Err(e) => {
+                    tracing::warn!(run_id = %notice.run.id, channel = channel.name(), "notification failed: {e}");
+                    (false, Some(e.replace(&notice.url, "<link>")), None)
+                }
+            };
+            records.push(Notification {
+                approver: notice.approver.to_string(),
+                channel: channel.name().to_string(),
+                kind: notice.kind,
+                at,
+                delivered,
+                error,
+                payload,
+            });
+        }
+        records
+    }
+}
+
+fn redact(payload: &Value, url: &str) -> Value {
+    serde_json::from_str(&payload.to_string().replace(url, "<link>")).unwrap_or(Value::Null)
+}
+
+/// The facts every message shows, in order.
+fn facts(run: &Run) -> Vec<(&'static str, String)> {
+    let mut facts = vec![
+        ("Image", run.image.clone()),
+        ("Version", run.version.to_string()),
+        (
+            "Commit",
+            run.trigger.commit.clone().unwrap_or_else(|| "none".into()),
+        ),
+        (
+            "Trigger",
+            format!("{:?} from {}", run.trigger.kind, run.trigger.source),
+        ),
+        ("Run", run.id.clone()),
+    ];
+    if let Some(reason) = &run.trigger.reason {
+        facts.push(("Reason", reason.clone()));
+    }
+    if let Some(build) = &run.build {
+        facts.push((
+            "Build",
+            format!("{} s, log {}", build.duration_seconds, build.log),
+        ));
+    }
+    if !run.checks.is_empty() {
+        facts.push(("Tests", run.checks.join("; ")));
+    }
+    facts
+}
+
+fn headline(notice: &Notice<'_>) -> String {
+    let run = notice.run;
+    match notice.kind {
+        NoticeKind::Request => format!("Approve {} {}?", run.image, run.version),
+        NoticeKind::Reminder => format!(
+            "Reminder: {} {} still waits for you",
+            run.image, run.version
+        ),
+    }
+}
+
+/// The Teams message: an Adaptive Card (1.5) whose buttons open the link.
+pub fn teams_card(notice: &Notice<'_>) -> Value {
+    let facts: Vec<Value> = facts(notice.run)
+        .into_iter()
+        .map(|(title, value)| json!({ "title": title, "value": value }))
+        .collect();
+    let deadline = notice.expires_at.format("%Y-%m-%d %H:%M UTC");
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.5",
+                "body": [
+                    { "type": "TextBlock", "text": headline(notice), "weight": "Bolder", "size": "Medium", "wrap": true },
+                    { "type": "TextBlock", "text": format!("{}, your decision is needed before {deadline}.", notice.approver), "wrap": true },
+                    { "type": "FactSet", "facts": facts }
+                ],
+                "actions": [
+                    { "type": "Action.OpenUrl", "title": "Approve", "url": format!("{}?decision=approve", notice.url), "style": "positive" },
+                    { "type": "Action.OpenUrl", "title": "Reject", "url": format!("{}?decision=reject", notice.url), "style": "destructive" }
+                ]
+            }
+        }]
+    })
+}
+
+/// An email's subject and bodies.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Email {
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body (every value escaped).
+    pub html: String,
+}
+
+/// The email for `notice`.
+pub fn email(notice: &Notice<'_>) -> Email {
+    let deadline = notice.expires_at.format("%Y-%m-%d %H:%M UTC");
+    let facts = facts(notice.run);
+    let mut text = format!(
+        "{}\n\n{}, your decision is needed before {deadline}.\n\n",
+        headline(notice),
+        notice.approver
+    );
+    for (k, v) in &facts {
+        text.push_str(&format!("{k}: {v}\n"));
+    }
+    text.push_str(&format!(
+        "\nOpen this link to approve or reject (opening it decides nothing):\n{}\n",
+        notice.url
+    ));
+    let rows: String = facts
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    let html = format!(
+        "<!doctype html><html><body><h2>{}</h2><p>{}, your decision is needed before {}.</p><table>{rows}</table>\
+         <p><a href=\"{url}?decision=approve\">Approve</a> &middot; <a href=\"{url}?decision=reject\">Reject</a></p>\
+         <p>Opening a link decides nothing: you confirm on the page.</p></body></html>",
+        escape(&headline(notice)),
+        escape(notice.approver),
+        escape(&deadline.to_string()),
+        url = escape(&notice.url),
+    );
+    Email {
+        subject: headline(notice),
+        text,
+        html,
+    }
+}
+
+/// Writes every notice (card and email, links included) to files on this machine.
 #[derive(Clone, Debug)]
-pub struct OutboxNotifier {
+pub struct OutboxChannel {
     dir: PathBuf,
 }
 
-impl OutboxNotifier {
+impl OutboxChannel {
     /// An outbox in `dir`.
-    pub fn new(dir: PathBuf) -> OutboxNotifier {
-        OutboxNotifier { dir }
+    pub fn new(dir: PathBuf) -> OutboxChannel {
+        OutboxChannel { dir }
     }
 }
 
 #[async_trait]
-impl Notifier for OutboxNotifier {
-    async fn approval_requested(
-        &self,
-        run: &Run,
-        links: &[ApprovalLink],
-        expires_at: DateTime<Utc>,
-    ) -> Result<(), std::io::Error> {
-        let dir = self.dir.join(&run.id);
-        tokio::fs::create_dir_all(&dir).await?;
-        for link in links {
-            let note = serde_json::json!({
-                "runId": run.id,
-                "image": run.image,
-                "version": run.version,
-                "commit": run.trigger.commit,
-                "approver": link.approver,
-                "url": link.url,
-                "expiresAt": expires_at,
-            });
-            let file = dir.join(format!("{}.json", sanitize(&link.approver)));
-            tokio::fs::write(&file, serde_json::to_vec_pretty(&note)?).await?;
-            tracing::info!(
-                run_id = %run.id,
-                approver = %link.approver,
-                file = %file.display(),
-                "approval requested; the approver's link is in the local outbox"
-            );
-            println!(
-                "approval link for {} on run {}: {}",
-                link.approver, run.id, link.url
-            );
-        }
-        Ok(())
+impl Channel for OutboxChannel {
+    fn name(&self) -> &'static str {
+        "outbox"
+    }
+
+    async fn send(&self, notice: &Notice<'_>) -> Result<Value, String> {
+        let dir = self.dir.join(&notice.run.id);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        let note = json!({
+            "runId": notice.run.id,
+            "approver": notice.approver,
+            "kind": notice.kind,
+            "url": notice.url,
+            "expiresAt": notice.expires_at,
+            "teams": teams_card(notice),
+            "email": email(notice),
+        });
+        let file = dir.join(format!("{}.json", file_name(notice.approver)));
+        let bytes = serde_json::to_vec_pretty(&note).map_err(|e| e.to_string())?;
+        tokio::fs::write(&file, bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "approval link for {} on run {}: {}",
+            notice.approver, notice.run.id, notice.url
+        );
+        Ok(note)
     }
 }
 
 /// A file name for an approver (email addresses included).
-fn sanitize(name: &str) -> String {
+fn file_name(name: &str) -> String {
     name.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '@' {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '@') {
                 c
             } else {
                 '_'
             }
         })
         .collect()
+}
+
+/// Posts the Adaptive Card to a Teams Workflows or incoming-webhook URL.
+#[derive(Clone)]
+pub struct TeamsChannel {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl TeamsChannel {
+    /// A channel posting to `url` (a secret: it is never logged).
+    pub fn new(url: String) -> Result<TeamsChannel, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(TeamsChannel { url, http })
+    }
+}
+
+#[async_trait]
+impl Channel for TeamsChannel {
+    fn name(&self) -> &'static str {
+        "teams"
+    }
+
+    async fn send(&self, notice: &Notice<'_>) -> Result<Value, String> {
+        let card = teams_card(notice);
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&card)
+            .send()
+            .await
+            // The webhook URL is a secret: say what failed, not where.
+            .map_err(|e| format!("the Teams webhook did not answer: {}", e.without_url()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("the Teams webhook answered {status}"));
+        }
+        Ok(card)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::run::{Trigger, TriggerKind};
+    use crate::domain::version::ImageVersion;
+
+    fn run() -> Run {
+        Run::new(
+            "push-web-abc".into(),
+            "web".into(),
+            ImageVersion::new(2026, 1125, 0).unwrap(),
+            Trigger {
+                kind: TriggerKind::Push,
+                source: "github".into(),
+                commit: Some("<script>alert(1)</script>".into()),
+                branch: None,
+                actor: None,
+                reason: None,
+                force: false,
+                base_image_version: None,
+            },
+            Default::default(),
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn the_email_escapes_every_value_and_carries_the_link_in_both_bodies() {
+        let run = run();
+        let notice = Notice {
+            kind: NoticeKind::Request,
+            run: &run,
+            approver: "alice@contoso.com",
+            url: "https://f.example/api/approvals/t0k3n".into(),
+            expires_at: Utc::now(),
+        };
+        let mail = email(&notice);
+        assert!(!mail.html.contains("<script>"));
+        assert!(mail.html.contains("&lt;script&gt;"));
+        assert!(mail.text.contains("https://f.example/api/approvals/t0k3n"));
+        assert!(
+            mail.html
+                .contains("https://f.example/api/approvals/t0k3n?decision=approve")
+        );
+        assert_eq!(mail.subject, "Approve web 2026.1125.0?");
+    }
+
+    #[test]
+    fn recorded_payloads_never_hold_the_link() {
+        let payload = json!({ "a": "see https://f.example/api/approvals/t0k3n?decision=approve" });
+        let redacted = redact(&payload, "https://f.example/api/approvals/t0k3n");
+        assert_eq!(redacted["a"], "see <link>?decision=approve");
+    }
 }

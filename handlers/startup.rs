@@ -24,7 +24,7 @@ use crate::executor::LocalExecutor;
 use crate::host::bus::Bus;
 use crate::host::function_app::FunctionApp;
 use crate::host::{BusSettings, LocalHost};
-use crate::notifier::OutboxNotifier;
+use crate::notifier::{Channel, Notifier, OutboxChannel, TeamsChannel};
 use crate::store::sqlite::SqliteStore;
 
 /// Secrets generated for local use.
@@ -98,6 +98,8 @@ pub struct Secrets {
     /// `IMAGE_FACTORY_AZURE_DEVOPS_SECRET` (no local default: Azure DevOps
     /// cannot reach a laptop anyway).
     pub azure_devops: Option<String>,
+    /// `IMAGE_FACTORY_TEAMS_WEBHOOK_URL`: the Teams Workflows / incoming-webhook URL.
+    pub teams_webhook: Option<String>,
 }
 
 impl Secrets {
@@ -106,6 +108,7 @@ impl Secrets {
     pub fn from_env(settings: &Settings, local: bool) -> anyhow::Result<Secrets> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let azure_devops = env("IMAGE_FACTORY_AZURE_DEVOPS_SECRET");
+        let teams_webhook = env("IMAGE_FACTORY_TEAMS_WEBHOOK_URL");
         let (keys, github, operator) = (
             env("IMAGE_FACTORY_APPROVAL_KEYS"),
             env("IMAGE_FACTORY_GITHUB_SECRET"),
@@ -118,6 +121,7 @@ impl Secrets {
                 github: github.or(Some(generated.github_secret)),
                 operator: operator.or(Some(generated.operator_token)),
                 azure_devops,
+                teams_webhook,
             });
         }
         let Some(approval_keys) = keys else {
@@ -130,6 +134,7 @@ impl Secrets {
             github,
             operator,
             azure_devops,
+            teams_webhook,
         })
     }
 }
@@ -146,7 +151,7 @@ pub fn build_app(
         tracing::warn!(dir = %settings.images_dir.display(), "no images configured: add a folder with an image.toml");
     }
     let store = SqliteStore::open(&settings.store_path())?;
-    let notifier = OutboxNotifier::new(settings.data_dir.join("outbox"));
+    let notifier = notifier(&settings, &secrets)?;
     Ok(App {
         store: Arc::new(store),
         executor: Arc::new(LocalExecutor),
@@ -158,10 +163,32 @@ pub fn build_app(
             operator: secrets.operator,
             azure_devops: secrets.azure_devops,
         }),
-        notifier: Arc::new(notifier),
+        notifier,
         clock: Arc::new(Utc::now),
         shutdown,
     })
+}
+
+/// The notification channels: the local outbox when running locally, Teams
+/// when `IMAGE_FACTORY_TEAMS_WEBHOOK_URL` is set.
+fn notifier(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Notifier> {
+    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
+    if settings.local {
+        channels.push(Arc::new(OutboxChannel::new(
+            settings.data_dir.join("outbox"),
+        )));
+    }
+    if let Some(url) = &secrets.teams_webhook {
+        channels.push(Arc::new(
+            TeamsChannel::new(url.clone()).map_err(anyhow::Error::msg)?,
+        ));
+    }
+    if channels.is_empty() {
+        tracing::warn!(
+            "no notification channel is configured: approvers will not be told; set IMAGE_FACTORY_TEAMS_WEBHOOK_URL"
+        );
+    }
+    Ok(Notifier::new(channels))
 }
 
 /// A running local factory.

@@ -223,6 +223,8 @@ fn waiting_for_approval(id: &str, approvers: &[String], required: u32) -> Run {
                 required,
                 expires_at: at(7 * 24 * 60),
                 links: vec![],
+                remind_before_hours: 0,
+                notifications: vec![],
             },
         },
     );

@@ -27,6 +27,64 @@ pub struct ApprovalRequest {
     pub expires_at: DateTime<Utc>,
     /// The token ids issued, one per approver (never the tokens themselves).
     pub links: Vec<IssuedLink>,
+    /// Send reminders this long before the deadline (0: none).
+    #[serde(default)]
+    pub remind_before_hours: u32,
+    /// Every notification sent or attempted, oldest first.
+    #[serde(default)]
+    pub notifications: Vec<Notification>,
+}
+
+impl ApprovalRequest {
+    /// Approvers who have not been notified of `kind` on `channel` yet.
+    pub fn undelivered(&self, kind: NoticeKind) -> Vec<&str> {
+        let mut pending: Vec<&str> = self
+            .notifications
+            .iter()
+            .filter(|n| n.kind == kind && !n.delivered)
+            .map(|n| n.approver.as_str())
+            .filter(|a| {
+                !self
+                    .notifications
+                    .iter()
+                    .any(|d| d.kind == kind && d.delivered && d.approver == *a)
+            })
+            .collect();
+        pending.sort_unstable();
+        pending.dedup();
+        pending
+    }
+}
+
+/// Why an approver was told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoticeKind {
+    /// The run waits for their decision.
+    Request,
+    /// The deadline is near and they have not decided.
+    Reminder,
+}
+
+/// One notification to one approver on one channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    /// Who.
+    pub approver: String,
+    /// `teams`, `email` or `outbox`.
+    pub channel: String,
+    /// Request or reminder.
+    pub kind: NoticeKind,
+    /// When it was attempted.
+    pub at: DateTime<Utc>,
+    /// Whether the channel accepted it.
+    pub delivered: bool,
+    /// Why not, if it did not.
+    pub error: Option<String>,
+    /// What was sent, with the link replaced by `<link>` (links are secrets).
+    #[serde(default)]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// A link issued to one approver.

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::approval::{ApprovalRequest, Decision, Verdict};
+use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
 use super::run::{Attempt, Execution, Failure, Run, RunStatus, Stage, StageOutput, StageStatus};
 
 /// Something that happened to a run.
@@ -63,6 +63,13 @@ pub enum Event {
         at: DateTime<Utc>,
         /// Who may decide, how many must approve, until when.
         request: ApprovalRequest,
+    },
+    /// Approvers were notified (or a channel failed), while the run waits.
+    Notified {
+        /// When.
+        at: DateTime<Utc>,
+        /// What was attempted.
+        notifications: Vec<Notification>,
     },
     /// An approver decided.
     ApprovalDecided(Decision),
@@ -237,6 +244,18 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
             ));
             next.approval = Some(request.clone());
             next.status = RunStatus::WaitingForApproval;
+            next.updated_at = *at;
+            Vec::new()
+        }
+        Event::Notified { at, notifications } => {
+            waiting_request(&next)?;
+            if let Some(request) = next.approval.as_mut() {
+                for n in notifications {
+                    if !request.notifications.contains(n) {
+                        request.notifications.push(n.clone());
+                    }
+                }
+            }
             next.updated_at = *at;
             Vec::new()
         }
@@ -633,6 +652,8 @@ mod tests {
                 approver: "alice".into(),
                 token_id: "t1".into(),
             }],
+            remind_before_hours: 0,
+            notifications: vec![],
         }
     }
 

@@ -2,15 +2,18 @@
 //! page of runs newest first, filtered by `image` and `status`, paged with
 //! `continuation`. POST starts an out-of-band run (an urgent security fix, a
 //! rebuild on demand): `{"image", "reason", "force"}` with the operator's
-//! bearer token; the reason is recorded on the run.
+//! bearer token; the reason is recorded on the run. POST to `/api/runs/{id}`
+//! records an approver's decision for an operator (`image-factory approve`).
 
 use super::InvocationError;
 use serde::Deserialize;
 
-use crate::app::{App, dispatch_follow_up, secret_matches};
+use crate::app::{App, dispatch, dispatch_follow_up, secret_matches};
+use crate::domain::approval::{Decision, Verdict};
+use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{RunStatus, Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
-use crate::store::{RunQuery, StoreError};
+use crate::store::{RunQuery, StoreError, UpdateError, update_run};
 
 /// Longest reason kept.
 const MAX_REASON: usize = 500;
@@ -22,6 +25,16 @@ struct TriggerBody {
     reason: String,
     #[serde(default)]
     force: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: String,
+    #[serde(rename = "as")]
+    approver: String,
+    #[serde(default)]
+    comment: String,
 }
 
 fn error(status: u16, message: &str) -> InvocationResponse {
@@ -90,19 +103,14 @@ impl Runs {
             .and_then(|h| h.strip_prefix("Bearer "))
             .unwrap_or_default();
         if !secret_matches(expected, presented) {
-            tracing::warn!("out-of-band trigger refused: missing or wrong operator token");
+            tracing::warn!("operator request refused: missing or wrong operator token");
             return Ok(error(
                 401,
                 "a valid operator token is required: Authorization: Bearer <token>",
             ));
         }
-        if self
-            .request
-            .params
-            .get("id")
-            .is_some_and(|id| !id.is_empty())
-        {
-            return Ok(error(405, "POST to /api/runs to start a run"));
+        if let Some(id) = self.request.params.get("id").filter(|id| !id.is_empty()) {
+            return self.decide(app, id).await;
         }
         let body: TriggerBody = match serde_json::from_str(&self.request.body_text()) {
             Ok(body) => body,
@@ -146,6 +154,57 @@ impl Runs {
         ));
         dispatch_follow_up(&mut response, run);
         Ok(response)
+    }
+
+    /// An operator records an approver's decision (`image-factory approve`),
+    /// with the same checks as a link: a listed approver, one decision each,
+    /// before the deadline, on a run that waits.
+    async fn decide(&self, app: &App, id: &str) -> Result<InvocationResponse, InvocationError> {
+        let body: DecisionBody = match serde_json::from_str(&self.request.body_text()) {
+            Ok(body) => body,
+            Err(e) => {
+                return Ok(error(
+                    400,
+                    &format!("the body must be {{\"decision\", \"as\", \"comment\"}}: {e}"),
+                ));
+            }
+        };
+        let Some(verdict) = Verdict::from_name(&body.decision) else {
+            return Ok(error(400, "decision must be approve or reject"));
+        };
+        let comment = body.comment.trim();
+        let decision = Decision {
+            approver: body.approver.clone(),
+            verdict,
+            at: app.now(),
+            comment: (!comment.is_empty()).then(|| comment.chars().take(MAX_REASON * 4).collect()),
+            via: "cli".into(),
+            token_id: None,
+        };
+        let event = Event::ApprovalDecided(decision);
+        match update_run(app.store.as_ref(), id, |run| decide(run, &event)).await {
+            Ok(t) => {
+                tracing::info!(run_id = %id, verdict = verdict.name(), "decision recorded by an operator");
+                let mut response = InvocationResponse::http(HttpResponseData::json(
+                    200,
+                    &serde_json::json!({ "runId": id, "status": t.run.status, "decisions": t.run.decisions }),
+                ));
+                dispatch(&mut response, id, &t.commands);
+                Ok(response)
+            }
+            Err(UpdateError::Store(StoreError::NotFound { .. })) => {
+                Ok(error(404, &format!("there is no run {id}")))
+            }
+            Err(UpdateError::Refused(e)) => {
+                let status = match e {
+                    TransitionError::ApprovalExpired { .. } => 410,
+                    TransitionError::NotAnApprover { .. } => 403,
+                    _ => 409,
+                };
+                Ok(error(status, &e.to_string()))
+            }
+            Err(e) => Err(super::retry("cannot record the decision", e)),
+        }
     }
 
     fn query(&self) -> Result<RunQuery, String> {

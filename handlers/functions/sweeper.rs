@@ -1,21 +1,78 @@
 //! `sweeper` (timer, every five minutes): finds runs that stopped moving and
 //! moves them. A run waiting past its approval deadline ends
-//! `approval-expired`; a run whose next stage was never started (its message
-//! was lost between the store write and the send) gets the message again.
+//! `approval-expired`; before that, notifications that failed are sent
+//! again (up to five attempts per approver and channel) and approvers who
+//! have not decided are reminded once, `remind_before_hours` before the
+//! deadline. A run whose next stage was never started (its message was lost
+//! between the store write and the send) gets the message again.
 //! Stages that are running are left to Service Bus: lock expiry redelivers
 //! them and the dead-letter queue ends them.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use super::InvocationError;
 use crate::app::{App, dispatch};
+use crate::domain::approval::{NoticeKind, Notification};
 use crate::domain::machine::{Event, decide, follow_up};
-use crate::domain::run::RunStatus;
+use crate::domain::run::{Run, RunStatus};
+use crate::notifier::Notice;
 use crate::protocol::{InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, UpdateError, update_run};
 
 /// How long a stage may sit undispatched before the sweeper sends it again.
 const STALL: Duration = Duration::minutes(10);
+
+/// Attempts per approver, channel and kind before the sweeper stops retrying.
+const MAX_NOTIFY_ATTEMPTS: usize = 5;
+
+/// Sends what a waiting run still owes its approvers: failed requests again,
+/// and reminders when the deadline is near.
+async fn notify_pending(app: &App, run: &Run, now: DateTime<Utc>) -> Vec<Notification> {
+    let Some(request) = &run.approval else {
+        return Vec::new();
+    };
+    let remind_from = request.expires_at - Duration::hours(i64::from(request.remind_before_hours));
+    let remind = request.remind_before_hours > 0 && now >= remind_from;
+    let mut records = Vec::new();
+    for link in &request.links {
+        if run.decisions.iter().any(|d| d.approver == link.approver) {
+            continue;
+        }
+        let url = app.approval_url(&run.id, link, request.expires_at);
+        for channel in app.notifier.channel_names() {
+            let tries = |kind| {
+                request
+                    .notifications
+                    .iter()
+                    .filter(|n| {
+                        n.approver == link.approver && n.channel == channel && n.kind == kind
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let requests = tries(NoticeKind::Request);
+            let kind =
+                if !requests.iter().any(|n| n.delivered) && requests.len() < MAX_NOTIFY_ATTEMPTS {
+                    NoticeKind::Request
+                } else if remind && {
+                    let reminders = tries(NoticeKind::Reminder);
+                    !reminders.iter().any(|n| n.delivered) && reminders.len() < MAX_NOTIFY_ATTEMPTS
+                } {
+                    NoticeKind::Reminder
+                } else {
+                    continue;
+                };
+            let notice = Notice {
+                kind,
+                run,
+                approver: &link.approver,
+                url: url.clone(),
+                expires_at: request.expires_at,
+            };
+            records.extend(app.notifier.notify(&notice, now, Some(channel)).await);
+        }
+    }
+    records
+}
 
 /// A sweeper firing.
 #[derive(Debug)]
@@ -48,6 +105,20 @@ impl Sweeper {
                             response.log(format!("run {}: approval expired", run.id));
                         }
                         Err(e) => return Err(super::retry("cannot expire an approval", e)),
+                    }
+                } else if run.status == RunStatus::WaitingForApproval {
+                    let notifications = notify_pending(app, run, now).await;
+                    if !notifications.is_empty() {
+                        let event = Event::Notified {
+                            at: now,
+                            notifications,
+                        };
+                        match update_run(app.store.as_ref(), &run.id, |r| decide(r, &event)).await {
+                            Ok(_) | Err(UpdateError::Refused(_)) => {
+                                response.log(format!("run {}: approvers notified again", run.id));
+                            }
+                            Err(e) => return Err(super::retry("cannot record notifications", e)),
+                        }
                     }
                 } else if now - run.updated_at >= STALL {
                     let commands = follow_up(run);

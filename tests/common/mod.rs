@@ -49,6 +49,8 @@ pub struct Options {
     pub approval_keys: String,
     /// Branches whose pushes build.
     pub branches: Vec<String>,
+    /// A Teams webhook URL to post approval cards to.
+    pub teams_webhook: Option<String>,
     /// Changes to the app before it starts (clock, ...).
     pub tweak: Box<dyn FnOnce(&mut App) + Send>,
 }
@@ -63,6 +65,7 @@ impl Default for Options {
             },
             approval_keys: approval_keys("k1", 7),
             branches: vec!["main".into()],
+            teams_webhook: None,
             tweak: Box::new(|_| {}),
         }
     }
@@ -109,6 +112,7 @@ impl Factory {
             repo_images_path: "images".into(),
             calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6)
                 .expect("calendar"),
+            local: true,
         };
         assert!(
             settings.packer.is_some(),
@@ -119,6 +123,7 @@ impl Factory {
             github: Some(GITHUB_SECRET.into()),
             operator: Some(OPERATOR_TOKEN.into()),
             azure_devops: Some(AZURE_DEVOPS_SECRET.into()),
+            teams_webhook: options.teams_webhook,
         };
         let shutdown = CancellationToken::new();
         let mut app = build_app(settings, secrets, shutdown.clone()).expect("app");
