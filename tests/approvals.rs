@@ -1,0 +1,666 @@
+//! Approvals people can trust: messages on every channel whose links work end
+//! to end, k-of-n, reminders and retries, key rotation, signed-in users, and
+//! approvers clicking at the same second.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use common::{Factory, OPERATOR_TOKEN, Options, copy_example};
+use image_factory::domain::approval::NoticeKind;
+use image_factory::domain::run::{Run, RunStatus, Stage, StageStatus};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+const APPROVERS: [&str; 3] = ["alice@contoso.com", "bob@contoso.com", "carol@contoso.com"];
+
+/// An images folder whose example image needs 2 of the 3 approvers.
+fn two_of_three() -> tempfile::TempDir {
+    let images = tempfile::TempDir::new().unwrap();
+    let dir = copy_example(images.path(), "example");
+    let toml = std::fs::read_to_string(dir.join("image.toml")).unwrap();
+    let toml = toml.replace(
+        "approvers = [\"platform-lead\"]\nrequired = 1",
+        "approvers = [\"alice@contoso.com\", \"bob@contoso.com\", \"carol@contoso.com\"]\nrequired = 2",
+    );
+    assert!(toml.contains("required = 2"));
+    std::fs::write(dir.join("image.toml"), toml).unwrap();
+    images
+}
+
+/// A Teams webhook stand-in on loopback: records every card, fails the first `fail` posts.
+#[derive(Clone, Default)]
+struct Teams {
+    cards: Arc<Mutex<Vec<serde_json::Value>>>,
+    fail: Arc<AtomicUsize>,
+}
+
+async fn teams_webhook(
+    State(teams): State<Teams>,
+    axum::Json(card): axum::Json<serde_json::Value>,
+) -> StatusCode {
+    if teams.fail.load(Ordering::SeqCst) > 0 {
+        teams.fail.fetch_sub(1, Ordering::SeqCst);
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    teams.cards.lock().await.push(card);
+    StatusCode::ACCEPTED
+}
+
+async fn start_teams(fail: usize) -> (Teams, String) {
+    let teams = Teams::default();
+    teams.fail.store(fail, Ordering::SeqCst);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/workflows/hook", listener.local_addr().unwrap());
+    let router = Router::new()
+        .route("/workflows/hook", post(teams_webhook))
+        .with_state(teams.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (teams, url)
+}
+
+async fn waiting_run(factory: &Factory, commit: &str) -> Run {
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
+    factory
+        .wait_status(
+            &format!("push-example-{}", &commit[..12]),
+            RunStatus::WaitingForApproval,
+        )
+        .await
+}
+
+async fn sweep(factory: &Factory) {
+    let invocation = serde_json::json!({
+        "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
+        "Metadata": {}
+    });
+    let answer = factory
+        .http
+        .post(format!("{}/sweeper", factory.handler_url))
+        .json(&invocation)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+// The subset of the Adaptive Card schema (adaptivecards.io, version 1.5) the
+// card uses, with every property the schema allows for those elements and no
+// other: a card that drifts from the schema fails to deserialize.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Message {
+    #[serde(rename = "type")]
+    kind: String,
+    attachments: Vec<Attachment>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Attachment {
+    content_type: String,
+    content_url: Option<String>,
+    content: AdaptiveCard,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdaptiveCard {
+    #[serde(rename = "$schema")]
+    schema: String,
+    #[serde(rename = "type")]
+    kind: String,
+    version: String,
+    body: Vec<Element>,
+    actions: Vec<Action>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+enum Element {
+    TextBlock {
+        text: String,
+        #[serde(default)]
+        weight: Option<Weight>,
+        #[serde(default)]
+        size: Option<Size>,
+        #[serde(default)]
+        wrap: Option<bool>,
+    },
+    FactSet {
+        facts: Vec<Fact>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fact {
+    title: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // every value the schema allows, for deserializing
+enum Weight {
+    Default,
+    Lighter,
+    Bolder,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)] // every value the schema allows, for deserializing
+enum Size {
+    Default,
+    Small,
+    Medium,
+    Large,
+    ExtraLarge,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+enum Action {
+    #[serde(rename = "Action.OpenUrl")]
+    OpenUrl {
+        title: String,
+        url: String,
+        #[serde(default)]
+        style: Option<ActionStyle>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // every value the schema allows, for deserializing
+enum ActionStyle {
+    Default,
+    Positive,
+    Destructive,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_teams_card_follows_the_adaptive_card_schema_and_its_buttons_decide_through_the_page() {
+    let (teams, url) = start_teams(0).await;
+    let images = two_of_three();
+    let factory = Factory::start_with(Options {
+        images_dir: images.path().to_path_buf(),
+        teams_webhook: Some(url),
+        ..Options::default()
+    })
+    .await;
+    let run = waiting_run(&factory, "7a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let cards = teams.cards.lock().await.clone();
+    assert_eq!(cards.len(), 3, "one card per approver");
+
+    let mut approve_links = Vec::new();
+    for card in &cards {
+        let message: Message = serde_json::from_value(card.clone())
+            .expect("the card follows the Adaptive Card schema");
+        assert_eq!(message.kind, "message");
+        let attachment = &message.attachments[0];
+        assert_eq!(
+            attachment.content_type,
+            "application/vnd.microsoft.card.adaptive"
+        );
+        assert!(attachment.content_url.is_none());
+        let card = &attachment.content;
+        assert_eq!(
+            (card.kind.as_str(), card.version.as_str()),
+            ("AdaptiveCard", "1.5")
+        );
+        assert!(card.schema.contains("adaptive-card.json"));
+        let facts: Vec<(&str, &str)> = card
+            .body
+            .iter()
+            .flat_map(|e| match e {
+                Element::FactSet { facts } => facts
+                    .iter()
+                    .map(|f| (f.title.as_str(), f.value.as_str()))
+                    .collect(),
+                Element::TextBlock { .. } => vec![],
+            })
+            .collect();
+        assert!(facts.contains(&("Version", run.version.to_string().as_str())));
+        assert!(facts.iter().any(|(k, _)| *k == "Tests"));
+        let Some(Element::TextBlock {
+            text,
+            weight,
+            size,
+            wrap,
+        }) = card.body.first()
+        else {
+            panic!("the card opens with a headline");
+        };
+        assert!(text.starts_with("Approve example"));
+        assert!(
+            matches!(weight, Some(Weight::Bolder))
+                && matches!(size, Some(Size::Medium))
+                && *wrap == Some(true)
+        );
+        let Action::OpenUrl { title, url, style } = &card.actions[0];
+        assert_eq!(title, "Approve");
+        assert!(matches!(style, Some(ActionStyle::Positive)));
+        let Action::OpenUrl {
+            title: reject,
+            style: reject_style,
+            ..
+        } = &card.actions[1];
+        assert_eq!(reject, "Reject");
+        assert!(matches!(reject_style, Some(ActionStyle::Destructive)));
+        approve_links.push(url.clone());
+    }
+    // The record keeps what was sent, without the links.
+    let recorded = factory.run(&run.id).await.unwrap();
+    let request = recorded.approval.unwrap();
+    let teams_records: Vec<_> = request
+        .notifications
+        .iter()
+        .filter(|n| n.channel == "teams")
+        .collect();
+    assert_eq!(teams_records.len(), 3);
+    assert!(
+        teams_records
+            .iter()
+            .all(|n| n.delivered && n.kind == NoticeKind::Request)
+    );
+    let record_text = serde_json::to_string(&request.notifications).unwrap();
+    assert!(record_text.contains("<link>") && !record_text.contains("/api/approvals/ey"));
+
+    // Two approvals release the run (k of n).
+    for link in &approve_links[..2] {
+        let page = factory.http.get(link).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let form_url = link.split('?').next().unwrap();
+        let decided = factory
+            .http
+            .post(form_url)
+            .form(&[("decision", "approve")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(decided.status(), 200);
+    }
+    let released = factory.wait_status(&run.id, RunStatus::Released).await;
+    assert_eq!(released.decisions.len(), 2);
+    assert!(
+        released
+            .decisions
+            .iter()
+            .all(|d| d.via == "link" && d.token_id.is_some())
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_teams_webhook_is_recorded_retried_by_the_sweeper_and_loses_nothing() {
+    let (teams, url) = start_teams(3).await;
+    let factory = Factory::start_with(Options {
+        teams_webhook: Some(url),
+        ..Options::default()
+    })
+    .await;
+    let run = waiting_run(&factory, "8a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let request = run.approval.clone().unwrap();
+    let failed: Vec<_> = request
+        .notifications
+        .iter()
+        .filter(|n| n.channel == "teams")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(!failed[0].delivered);
+    assert!(failed[0].error.as_deref().unwrap().contains("503"));
+    assert!(
+        !failed[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("/workflows/hook"),
+        "the webhook URL is a secret"
+    );
+
+    sweep(&factory).await; // fails again (2nd)
+    sweep(&factory).await; // fails again (3rd)
+    sweep(&factory).await; // delivered
+    sweep(&factory).await; // nothing left to send
+    let after = factory.run(&run.id).await.unwrap();
+    let attempts: Vec<bool> = after
+        .approval
+        .unwrap()
+        .notifications
+        .iter()
+        .filter(|n| n.channel == "teams")
+        .map(|n| n.delivered)
+        .collect();
+    assert_eq!(attempts, [false, false, false, true]);
+    assert_eq!(teams.cards.lock().await.len(), 1);
+    assert_eq!(after.status, RunStatus::WaitingForApproval);
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvers_who_have_not_decided_are_reminded_once_before_the_deadline() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = Arc::clone(&offset);
+    let images = two_of_three();
+    let factory = Factory::start_with(Options {
+        images_dir: images.path().to_path_buf(),
+        tweak: Box::new(move |app| {
+            app.clock = Arc::new(move || {
+                chrono::Utc::now() + chrono::Duration::seconds(clock.load(Ordering::SeqCst))
+            });
+        }),
+        ..Options::default()
+    })
+    .await;
+    let run = waiting_run(&factory, "9b0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let link = factory.approval_link(&run.id, APPROVERS[0]);
+    factory
+        .http
+        .post(&link)
+        .form(&[("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+
+    sweep(&factory).await; // 72 hours left: no reminder yet
+    let reminders = |run: &Run| {
+        run.approval
+            .as_ref()
+            .unwrap()
+            .notifications
+            .iter()
+            .filter(|n| n.kind == NoticeKind::Reminder)
+            .map(|n| n.approver.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(reminders(&factory.run(&run.id).await.unwrap()).is_empty());
+
+    offset.store(49 * 3600, Ordering::SeqCst); // 23 hours before the 72-hour deadline
+    sweep(&factory).await;
+    sweep(&factory).await;
+    let mut reminded = reminders(&factory.run(&run.id).await.unwrap());
+    reminded.sort();
+    assert_eq!(
+        reminded,
+        [APPROVERS[1], APPROVERS[2]],
+        "once each, and not the approver who decided"
+    );
+    let note: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            factory
+                .data
+                .path()
+                .join("outbox")
+                .join(&run.id)
+                .join(format!("{}.json", APPROVERS[1])),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(note["kind"], "reminder");
+    assert!(
+        note["email"]["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("Reminder:")
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_keeps_open_links_working_until_it_is_removed() {
+    let data = tempfile::TempDir::new().unwrap();
+    let old = common::approval_keys("k1", 1);
+    let new = common::approval_keys("k2", 2);
+    let factory = Factory::start_in(
+        data,
+        Options {
+            approval_keys: old.clone(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let run = waiting_run(&factory, "aa0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let link = factory.approval_link(&run.id, "platform-lead");
+    let data = factory.stop().await;
+
+    // New key first (it signs), old key still verifying.
+    let factory = Factory::start_in(
+        data,
+        Options {
+            approval_keys: format!("{new},{old}"),
+            ..Options::default()
+        },
+    )
+    .await;
+    let path = link.split_once("/api/").unwrap().1;
+    let link = format!("{}/api/{path}", factory.url);
+    assert_eq!(factory.http.get(&link).send().await.unwrap().status(), 200);
+    let data = factory.stop().await;
+
+    // The old key removed: the link is refused and says why.
+    let factory = Factory::start_in(
+        data,
+        Options {
+            approval_keys: new,
+            ..Options::default()
+        },
+    )
+    .await;
+    let link = format!("{}/api/{path}", factory.url);
+    let response = factory
+        .http
+        .post(&link)
+        .form(&[("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("no longer active"));
+    assert!(factory.run(&run.id).await.unwrap().decisions.is_empty());
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_in_user_other_than_the_approver_cannot_use_the_link_and_pages_leak_no_one_elses_link()
+ {
+    let images = two_of_three();
+    let factory = Factory::start_with(Options {
+        images_dir: images.path().to_path_buf(),
+        ..Options::default()
+    })
+    .await;
+    let run = waiting_run(&factory, "bb0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let alice = factory.approval_link(&run.id, APPROVERS[0]);
+    let bob = factory.approval_link(&run.id, APPROVERS[1]);
+    let bob_token = bob.rsplit_once('/').unwrap().1;
+    let response = factory
+        .http
+        .post(&alice)
+        .header("X-MS-CLIENT-PRINCIPAL-NAME", APPROVERS[1])
+        .form(&[("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let page = factory
+        .http
+        .get(&alice)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(APPROVERS[0]));
+    for other in &APPROVERS[1..] {
+        assert!(!page.contains(other), "alice's page names {other}");
+    }
+    assert!(!page.contains(bob_token));
+    let signed_in = factory
+        .http
+        .post(&alice)
+        .header("X-MS-CLIENT-PRINCIPAL-NAME", APPROVERS[0])
+        .form(&[("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_concurrent_clicks_record_exactly_one_decision_per_approver() {
+    let images = two_of_three();
+    let factory = Factory::start_with(Options {
+        images_dir: images.path().to_path_buf(),
+        ..Options::default()
+    })
+    .await;
+    let run = waiting_run(&factory, "cc0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let links: Vec<String> = APPROVERS
+        .iter()
+        .map(|a| factory.approval_link(&run.id, a))
+        .collect();
+    let mut clicks = Vec::new();
+    for i in 0..50 {
+        let (link, decision) = match i % 5 {
+            0 | 1 => (links[0].clone(), "approve"),
+            2 | 3 => (links[1].clone(), "approve"),
+            _ => (
+                links[2].clone(),
+                if i % 2 == 0 { "reject" } else { "approve" },
+            ),
+        };
+        let http = factory.http.clone();
+        clicks.push(tokio::spawn(async move {
+            let response = http
+                .post(&link)
+                .form(&[("decision", decision)])
+                .send()
+                .await
+                .unwrap();
+            (link, response.status().as_u16())
+        }));
+    }
+    let mut accepted = std::collections::BTreeMap::<String, usize>::new();
+    for click in clicks {
+        let (link, status) = click.await.unwrap();
+        assert!(matches!(status, 200 | 409), "a click answered {status}");
+        if status == 200 {
+            *accepted.entry(link).or_default() += 1;
+        }
+    }
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "one accepted click per approver: {accepted:?}"
+    );
+    let after = factory
+        .wait_for(&run.id, Duration::from_secs(30), |r| {
+            r.status != RunStatus::WaitingForApproval || r.decisions.len() == 3
+        })
+        .await;
+    let mut deciders: Vec<&str> = after
+        .decisions
+        .iter()
+        .map(|d| d.approver.as_str())
+        .collect();
+    deciders.sort();
+    deciders.dedup();
+    assert_eq!(
+        deciders.len(),
+        after.decisions.len(),
+        "an approver decided twice"
+    );
+    assert_eq!(after.decisions.len(), accepted.len());
+    // Whatever the order, the outcome follows the recorded decisions.
+    let approvals = after
+        .decisions
+        .iter()
+        .filter(|d| d.verdict.name() == "approve")
+        .count();
+    let rejected = after.decisions.iter().any(|d| d.verdict.name() == "reject");
+    if rejected {
+        assert_eq!(after.status, RunStatus::Rejected);
+    } else {
+        assert!(approvals >= 2);
+        let done = factory.wait_status(&run.id, RunStatus::Released).await;
+        assert_eq!(done.stage(Stage::Release).status, StageStatus::Succeeded);
+    }
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_decide_from_the_command_line_with_the_same_checks_and_audit() {
+    let factory = Factory::start().await;
+    let run = waiting_run(&factory, "dd0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let decide = |who: &str, decision: &str, token: &str| {
+        factory
+            .http
+            .post(format!("{}/api/runs/{}", factory.url, run.id))
+            .bearer_auth(token)
+            .json(
+                &serde_json::json!({ "decision": decision, "as": who, "comment": "from the CLI" }),
+            )
+            .send()
+    };
+    assert_eq!(
+        decide("platform-lead", "approve", "guess")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        decide("mallory", "approve", OPERATOR_TOKEN)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        decide("platform-lead", "maybe", OPERATOR_TOKEN)
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        decide("platform-lead", "approve", OPERATOR_TOKEN)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        decide("platform-lead", "approve", OPERATOR_TOKEN)
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    let released = factory.wait_status(&run.id, RunStatus::Released).await;
+    let decision = &released.decisions[0];
+    assert_eq!(
+        (decision.via.as_str(), decision.comment.as_deref()),
+        ("cli", Some("from the CLI"))
+    );
+    let missing = factory
+        .http
+        .post(format!("{}/api/runs/no-such-run", factory.url))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&serde_json::json!({ "decision": "approve", "as": "platform-lead" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    factory.stop().await;
+}
