@@ -25,6 +25,12 @@ if ! command -v packer >/dev/null 2>&1; then
   apt_install packer
 fi
 
+# Chromium and chromedriver: the browser tests open the factory's pages.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "setup: installing chromium and chromedriver"
+  apt_install chromium chromium-driver
+fi
+
 # Node packages the tests use, pinned by their lockfiles (tests/*/package-lock.json).
 for lock in tests/*/package-lock.json; do
   [ -e "$lock" ] || continue

@@ -1,0 +1,209 @@
+//! A real browser for tests: Debian's headless Chromium driven through
+//! chromedriver with the W3C WebDriver protocol (plain JSON over loopback
+//! HTTP), so a test can open a page as a person would, read it, click, and
+//! keep a screenshot.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// The W3C key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver process and one browser session.
+pub struct Browser {
+    driver: Child,
+    base: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+/// How the browser starts.
+pub struct BrowserOptions {
+    /// Window width and height (a phone: 390x844).
+    pub window: (u32, u32),
+    /// Turn JavaScript off, to prove a page works without it.
+    pub javascript: bool,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session.
+    pub async fn start(options: BrowserOptions) -> Browser {
+        let chromedriver =
+            which("chromedriver").expect("chromedriver is not installed: run scripts/setup.sh");
+        let chromium = which("chromium").expect("chromium is not installed: run scripts/setup.sh");
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let profile = tempfile::TempDir::new().expect("profile dir");
+        let mut browser = Browser {
+            driver,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _profile: profile,
+        };
+        for _ in 0..100 {
+            if browser
+                .http
+                .get(format!("{}/status", browser.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (w, h) = options.window;
+        let args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            format!("--window-size={w},{h}"),
+            format!("--user-data-dir={}", browser._profile.path().display()),
+        ];
+        let js = if options.javascript { 1 } else { 2 };
+        let session = browser
+            .call(
+                "POST",
+                "/session",
+                json!({ "capabilities": { "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": chromium,
+                        "args": args,
+                        "prefs": { "profile.managed_default_content_settings.javascript": js }
+                    }
+                }}}),
+            )
+            .await;
+        let id = session["sessionId"]
+            .as_str()
+            .expect("a WebDriver session")
+            .to_string();
+        browser.base = format!("{}/session/{id}", browser.base);
+        browser
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        let request = match method {
+            "GET" => self.http.get(&url),
+            "DELETE" => self.http.delete(&url),
+            _ => self.http.post(&url).json(&body),
+        };
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"));
+        let value: Value = response.json().await.expect("WebDriver answers JSON");
+        if value["value"]["error"].is_string() {
+            panic!("WebDriver {path}: {}", value["value"]);
+        }
+        value["value"].clone()
+    }
+
+    /// Opens a URL.
+    pub async fn open(&self, url: &str) {
+        self.call("POST", "/url", json!({ "url": url })).await;
+    }
+
+    /// The visible text of the page.
+    pub async fn text(&self) -> String {
+        let body = self.find("body").await;
+        self.call("GET", &format!("/element/{body}/text"), Value::Null)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The element matching a CSS selector (panics if there is none).
+    pub async fn find(&self, css: &str) -> String {
+        let found = self
+            .call(
+                "POST",
+                "/element",
+                json!({ "using": "css selector", "value": css }),
+            )
+            .await;
+        found[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_string()
+    }
+
+    /// Types into an element.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.call(
+            "POST",
+            &format!("/element/{element}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    /// Clicks an element.
+    pub async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call("POST", &format!("/element/{element}/click"), json!({}))
+            .await;
+    }
+
+    /// Whether the page scrolls sideways (a layout too wide for the window).
+    pub async fn overflows_horizontally(&self) -> bool {
+        let answer = self
+            .call(
+                "POST",
+                "/execute/sync",
+                json!({ "script": "return document.documentElement.scrollWidth > window.innerWidth;", "args": [] }),
+            )
+            .await;
+        answer.as_bool().unwrap_or(true)
+    }
+
+    /// Saves a screenshot under `target/screenshots/<name>.png` and returns its path.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.call("GET", "/screenshot", Value::Null).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or_default())
+            .expect("a PNG");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, bytes).expect("write screenshot");
+        path
+    }
+}
+
+fn which(program: &str) -> Option<String> {
+    image_factory::config::find_on_path(program).map(|p| p.display().to_string())
+}
