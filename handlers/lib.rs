@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod dashboard;
 pub mod domain;
 pub mod executor;
 pub mod functions;

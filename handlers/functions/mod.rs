@@ -6,6 +6,7 @@
 //! malformed invocation is a value ([`InvocationError`]), never a panic.
 
 mod approval;
+mod dashboard;
 mod dead_letter;
 mod git_push;
 mod patch_tuesday;
@@ -18,7 +19,7 @@ use crate::domain::run::Stage;
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 
 /// Every function this handler serves, as named in `functions/*/function.json`.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "git-push",
     "patch-tuesday",
     "approval",
@@ -28,6 +29,7 @@ pub const NAMES: [&str; 11] = [
     "stage-approve",
     "stage-release",
     "runs",
+    "dashboard",
     "dead-letter",
     "sweeper",
 ];
@@ -45,6 +47,8 @@ pub enum Function {
     Stage(stage::StageInvocation),
     /// `runs`: the runs API.
     Runs(runs::Runs),
+    /// `dashboard`: the operators' pages.
+    Dashboard(dashboard::Dashboard),
     /// `dead-letter`: a stage message that could not be processed.
     DeadLetter(dead_letter::DeadLetter),
     /// `sweeper`: the periodic check for runs that stopped moving.
@@ -85,6 +89,7 @@ impl Function {
             "patch-tuesday" => Function::PatchTuesday(patch_tuesday::PatchTuesday::parse(request)?),
             "approval" => Function::Approval(approval::Approval::parse(request)?),
             "runs" => Function::Runs(runs::Runs::parse(request)?),
+            "dashboard" => Function::Dashboard(dashboard::Dashboard::parse(request)?),
             "dead-letter" => Function::DeadLetter(dead_letter::DeadLetter::parse(request)?),
             "sweeper" => Function::Sweeper(sweeper::Sweeper::parse(request)?),
             other => match other.strip_prefix("stage-").and_then(Stage::from_name) {
@@ -102,6 +107,7 @@ impl Function {
             Function::Approval(f) => f.apply(app).await,
             Function::Stage(f) => f.apply(app).await,
             Function::Runs(f) => f.apply(app).await,
+            Function::Dashboard(f) => f.apply(app).await,
             Function::DeadLetter(f) => f.apply(app).await,
             Function::Sweeper(f) => f.apply(app).await,
         }

@@ -1,0 +1,169 @@
+//! `dashboard` (`GET /api/dashboard[/runs/{id} | /images/{name}]`): the
+//! operators' pages. In Azure they sit behind App Service authentication;
+//! locally the host serves them on loopback only.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use super::InvocationError;
+use crate::app::App;
+use crate::dashboard::{Filters, image_page, not_found_page, run_page, runs_page};
+use crate::domain::run::RunStatus;
+use crate::pages::{escape, page};
+use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
+use crate::store::{RunQuery, StoreError};
+
+/// Bytes of the build log shown on a run's page.
+const LOG_TAIL: u64 = 8 * 1024;
+/// Runs per page of the list.
+const PAGE_SIZE: usize = 50;
+
+/// A dashboard request.
+#[derive(Debug)]
+pub struct Dashboard {
+    request: HttpRequestData,
+}
+
+impl Dashboard {
+    /// Decodes the HTTP request.
+    pub fn parse(request: &InvocationRequest) -> Result<Dashboard, InvocationError> {
+        Ok(Dashboard {
+            request: request.http_request()?,
+        })
+    }
+
+    /// Renders the page asked for.
+    pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
+        if !matches!(
+            self.request.method.to_ascii_uppercase().as_str(),
+            "GET" | "HEAD"
+        ) {
+            return Ok(html(
+                405,
+                page("Not allowed", "<p>The dashboard is read-only.</p>"),
+            ));
+        }
+        let param = |name: &str| {
+            self.request
+                .params
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .cloned()
+        };
+        let now = app.now();
+        let response = match (param("section").as_deref(), param("id")) {
+            (None, None) => self.runs(app, now).await?,
+            (Some("runs"), Some(id)) => match app.store.get(&id).await {
+                Ok(stored) => {
+                    let tail = log_tail(&app.settings.run_dir(&id).join("build.log"));
+                    html(200, run_page(&stored.value, tail.as_deref(), now))
+                }
+                Err(StoreError::NotFound { .. }) => {
+                    html(404, not_found_page(&format!("There is no run {id}.")))
+                }
+                Err(e) => return Err(super::retry("cannot read the run", e)),
+            },
+            (Some("images"), Some(name)) => {
+                let query = RunQuery {
+                    image: Some(name.clone()),
+                    limit: 100,
+                    ..RunQuery::default()
+                };
+                let page = app
+                    .store
+                    .list(&query)
+                    .await
+                    .map_err(|e| super::retry("cannot list runs", e))?;
+                if app.image(&name).is_none() && page.runs.is_empty() {
+                    html(404, not_found_page(&format!("There is no image {name}.")))
+                } else {
+                    html(200, image_page(&name, &page.runs, now))
+                }
+            }
+            _ => html(404, not_found_page("There is no such page.")),
+        };
+        Ok(response)
+    }
+
+    async fn runs(
+        &self,
+        app: &App,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<InvocationResponse, InvocationError> {
+        let q = &self.request.query;
+        let mut filters = Filters::default();
+        if let Some(image) = q.get("image").filter(|i| !i.is_empty()) {
+            if app.image(image).is_none() {
+                return Ok(html(
+                    404,
+                    not_found_page(&format!("There is no image {image}.")),
+                ));
+            }
+            filters.image = Some(image.clone());
+        }
+        if let Some(status) = q.get("status").filter(|s| !s.is_empty()) {
+            match RunStatus::from_name(status) {
+                Some(s) => filters.status = Some(s),
+                None => {
+                    let body = format!(
+                        r#"<p class="notice error">Unknown status {}.</p><p><a href="{}">← all runs</a></p>"#,
+                        escape(status),
+                        crate::dashboard::BASE
+                    );
+                    return Ok(html(400, page("Bad filter", &body)));
+                }
+            }
+        }
+        let query = RunQuery {
+            image: filters.image.clone(),
+            statuses: filters.status.into_iter().collect(),
+            limit: PAGE_SIZE,
+            continuation: q.get("continuation").filter(|c| !c.is_empty()).cloned(),
+        };
+        let listed = match app.store.list(&query).await {
+            Ok(page) => page,
+            Err(StoreError::BadContinuation) => {
+                return Ok(html(
+                    400,
+                    page(
+                        "Bad page",
+                        "<p class=\"notice error\">That page link is not valid.</p>",
+                    ),
+                ));
+            }
+            Err(e) => return Err(super::retry("cannot list runs", e)),
+        };
+        let images: Vec<String> = app.images.keys().cloned().collect();
+        Ok(html(
+            200,
+            runs_page(
+                &listed.runs,
+                &images,
+                &filters,
+                listed.continuation.as_deref(),
+                now,
+            ),
+        ))
+    }
+}
+
+fn html(status: u16, body: String) -> InvocationResponse {
+    InvocationResponse::http(HttpResponseData::html(status, body))
+}
+
+/// The last lines of a log file, if there is one.
+fn log_tail(path: &std::path::Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)))
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    // Drop a first line cut in the middle.
+    let text = if len > LOG_TAIL {
+        text.split_once('\n').map_or("", |(_, rest)| rest)
+    } else {
+        &text
+    };
+    Some(text.to_string())
+}
