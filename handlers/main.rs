@@ -13,14 +13,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{NaiveDateTime, Utc};
 use clap::{Parser, Subcommand};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use image_factory::client::{self, Client};
 use image_factory::config::Settings;
 use image_factory::domain::calendar::{Month, patch_tuesday};
 use image_factory::domain::schedule::Schedule;
@@ -36,6 +35,41 @@ use image_factory::startup::{Secrets, build_app, start_local};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum RunsAction {
+    /// List runs, newest first (the default).
+    List {
+        /// Only runs of this image.
+        #[arg(long)]
+        image: Option<String>,
+        /// Only runs in this status (queued, running, waiting-for-approval, released, ...).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one run's stages and outcome.
+    Show {
+        /// The run.
+        id: String,
+    },
+    /// Print a run's build log; --follow keeps printing until the run ends.
+    Logs {
+        /// The run.
+        id: String,
+        /// Keep following the log.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Wait for a run to end; the exit code says how (0 released or skipped,
+    /// 10 failed, 11 rejected, 12 approval expired, 20 still going after --timeout).
+    Wait {
+        /// The run.
+        id: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,16 +149,16 @@ enum Command {
         #[arg(long, default_value = "http://localhost:7071")]
         url: String,
     },
-    /// List runs, or show one run.
+    /// List runs, show one, follow its log, or wait for it to end.
     Runs {
-        /// A run id to show.
-        id: Option<String>,
-        /// Only runs of this image.
-        #[arg(long)]
-        image: Option<String>,
+        #[command(subcommand)]
+        action: Option<RunsAction>,
         /// The factory's base URL.
-        #[arg(long, default_value = "http://localhost:7071")]
+        #[arg(long, global = true, default_value = "http://localhost:7071")]
         url: String,
+        /// Print JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Print a year's Patch Tuesdays and the factory's monthly build times.
     PatchTuesday {
@@ -155,7 +189,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -176,7 +210,7 @@ fn init_logging(json: bool) {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Up {
             port,
@@ -212,7 +246,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tracing::info!("shutting down");
             shutdown.cancel();
             local.stopped().await;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
             init_logging(true);
@@ -229,14 +263,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             wait_for_signal().await;
             shutdown.cancel();
             server.await??;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Push {
             commit,
             changed,
             branch,
             url,
-        } => push(&commit, &changed, &branch, &url).await,
+        } => print_answer(Client::new(&url).push(&commit, &changed, &branch).await?),
         Command::Trigger {
             image,
             reason,
@@ -244,7 +278,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             url,
         } => {
             let body = serde_json::json!({ "image": image, "reason": reason, "force": force });
-            operator_post(&url, "", &body).await
+            print_answer(Client::new(&url).operator_post(None, &body).await?)
         }
         Command::Approve {
             run,
@@ -254,7 +288,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let body =
                 serde_json::json!({ "decision": "approve", "as": approver, "comment": comment });
-            operator_post(&url, &run, &body).await
+            print_answer(Client::new(&url).operator_post(Some(&run), &body).await?)
         }
         Command::Reject {
             run,
@@ -264,25 +298,60 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let body =
                 serde_json::json!({ "decision": "reject", "as": approver, "comment": comment });
-            operator_post(&url, &run, &body).await
+            print_answer(Client::new(&url).operator_post(Some(&run), &body).await?)
         }
-        Command::Runs { id, image, url } => {
-            let mut target = format!("{}/api/runs", url.trim_end_matches('/'));
-            if let Some(id) = id {
-                target = format!("{target}/{id}");
-            } else if let Some(image) = image {
-                target = format!("{target}?image={image}");
+        Command::Runs { action, url, json } => {
+            let client = Client::new(&url);
+            match action.unwrap_or(RunsAction::List {
+                image: None,
+                status: None,
+            }) {
+                RunsAction::List { image, status } => {
+                    let runs = client.list(image.as_deref(), status.as_deref()).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&runs)?);
+                    } else {
+                        client::print_table(&runs)?;
+                    }
+                }
+                RunsAction::Show { id } => {
+                    let run = client.run(&id).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&run)?);
+                    } else {
+                        client::print_run(&run)?;
+                    }
+                }
+                RunsAction::Logs { id, follow } => {
+                    let mut offset = 0;
+                    loop {
+                        let (chunk, next) = client.log(&id, offset).await?;
+                        print!("{chunk}");
+                        std::io::stdout().flush()?;
+                        offset = next;
+                        if !follow {
+                            break;
+                        }
+                        // The log is complete once the build stage has ended.
+                        if chunk.is_empty() && client::build_finished(&client.run(&id).await?) {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                }
+                RunsAction::Wait { id, timeout } => {
+                    let (run, code) =
+                        client::wait(&client, &id, std::time::Duration::from_secs(timeout), json)
+                            .await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&run)?);
+                    } else {
+                        client::print_run(&run)?;
+                    }
+                    return Ok(ExitCode::from(code));
+                }
             }
-            let response = reqwest::get(&target)
-                .await
-                .with_context(|| format!("cannot reach {target}"))?;
-            let status = response.status();
-            let body = response.text().await?;
-            println!("{body}");
-            if !status.is_success() {
-                bail!("the factory answered {status}");
-            }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::PatchTuesday { year } => {
             let calendar = Settings::from_env()?.calendar;
@@ -305,7 +374,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     build.format("%Y-%m-%d %H:%M")
                 )?;
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Schedule {
             expression,
@@ -318,79 +387,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             for firing in schedule.upcoming(after, next) {
                 writeln!(out, "{}", firing.format("%Y-%m-%d %H:%M:%S %a UTC"))?;
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// POSTs `body` to `/api/runs/{run}` with the operator token and prints the answer.
-async fn operator_post(url: &str, run: &str, body: &serde_json::Value) -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
-    let Some(token) = Secrets::from_env(&settings, true)?.operator else {
-        bail!("no operator token: set IMAGE_FACTORY_OPERATOR_TOKEN");
-    };
-    let mut target = format!("{}/api/runs", url.trim_end_matches('/'));
-    if !run.is_empty() {
-        target = format!("{target}/{run}");
-    }
-    let response = reqwest::Client::new()
-        .post(&target)
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {target}"))?;
-    let status = response.status();
-    println!("{}", response.text().await?);
-    if !status.is_success() {
-        bail!("the factory answered {status}");
-    }
-    Ok(())
-}
-
-/// Builds a GitHub push payload, signs it with the webhook secret and posts it.
-async fn push(commit: &str, changed: &[String], branch: &str, url: &str) -> anyhow::Result<()> {
-    let settings = Settings::from_env()?;
-    let Some(secret) = Secrets::from_env(&settings, true)?.github else {
-        bail!("no GitHub webhook secret: set IMAGE_FACTORY_GITHUB_SECRET");
-    };
-    let body = serde_json::to_vec(&serde_json::json!({
-        "ref": format!("refs/heads/{branch}"),
-        "before": "0000000000000000000000000000000000000000",
-        "after": commit,
-        "deleted": false,
-        "commits": [{ "id": commit, "added": [], "removed": [], "modified": changed }],
-        "head_commit": { "id": commit, "added": [], "removed": [], "modified": changed },
-        "pusher": { "name": std::env::var("USER").unwrap_or_else(|_| "operator".into()) },
-    }))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
-    mac.update(&body);
-    let signature: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let target = format!("{}/api/hooks/github", url.trim_end_matches('/'));
-    let response = reqwest::Client::new()
-        .post(&target)
-        .header("Content-Type", "application/json")
-        .header("X-GitHub-Event", "push")
-        .header(
-            "X-GitHub-Delivery",
-            format!("{:032x}", rand::random::<u128>()),
-        )
-        .header("X-Hub-Signature-256", format!("sha256={signature}"))
-        .body(body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {target}"))?;
-    let status = response.status();
-    println!("{}", response.text().await?);
-    if !status.is_success() {
-        bail!("the factory answered {status}");
-    }
-    Ok(())
+/// Prints the factory's answer.
+fn print_answer(text: String) -> anyhow::Result<ExitCode> {
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_for_signal() {

@@ -211,6 +211,15 @@ impl HttpResponseData {
         }
     }
 
+    /// Plain text.
+    pub fn text(status_code: u16, body: String) -> HttpResponseData {
+        HttpResponseData {
+            status_code,
+            headers: BTreeMap::from([("Content-Type".into(), "text/plain; charset=utf-8".into())]),
+            body,
+        }
+    }
+
     /// An HTML page.
     pub fn html(status_code: u16, body: String) -> HttpResponseData {
         HttpResponseData {

@@ -37,6 +37,40 @@ struct DecisionBody {
     comment: String,
 }
 
+/// Largest piece of a log one request returns.
+const LOG_CHUNK: u64 = 64 * 1024;
+
+/// The build log of run `id` from byte `offset`, with the next offset in `X-Log-Offset`.
+async fn log_chunk(app: &App, id: &str, offset: &str) -> HttpResponseData {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(offset) = offset.parse::<u64>() else {
+        return HttpResponseData::error(400, "log must be a byte offset");
+    };
+    let path = app.settings.run_dir(id).join("build.log");
+    let Ok(mut file) = tokio::fs::File::open(&path).await else {
+        return HttpResponseData::error(404, &format!("run {id} has no build log (yet)"));
+    };
+    let mut bytes = Vec::new();
+    let read = async {
+        file.seek(std::io::SeekFrom::Start(offset)).await?;
+        (&mut file).take(LOG_CHUNK).read_to_end(&mut bytes).await
+    };
+    if let Err(e) = read.await {
+        return HttpResponseData::error(500, &format!("cannot read the log: {e}"));
+    }
+    // Stop at the last whole line so a line is never split across requests.
+    let end = match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(i) => i + 1,
+        None if (bytes.len() as u64) < LOG_CHUNK => 0,
+        None => bytes.len(),
+    };
+    bytes.truncate(end);
+    let next = offset + bytes.len() as u64;
+    let mut http = HttpResponseData::text(200, String::from_utf8_lossy(&bytes).into_owned());
+    http.headers.insert("X-Log-Offset".into(), next.to_string());
+    http
+}
+
 fn error(status: u16, message: &str) -> InvocationResponse {
     InvocationResponse::http(HttpResponseData::error(status, message))
 }
@@ -64,7 +98,11 @@ impl Runs {
         if self.request.method.eq_ignore_ascii_case("POST") {
             return self.trigger(app).await;
         }
-        let http = match self.request.params.get("id").filter(|id| !id.is_empty()) {
+        let id = self.request.params.get("id").filter(|id| !id.is_empty());
+        if let (Some(id), Some(offset)) = (id, self.request.query.get("log")) {
+            return Ok(InvocationResponse::http(log_chunk(app, id, offset).await));
+        }
+        let http = match id {
             Some(id) => match app.store.get(id).await {
                 Ok(stored) => HttpResponseData::json(200, &stored.value),
                 Err(StoreError::NotFound { .. }) => {

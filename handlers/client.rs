@@ -1,0 +1,341 @@
+//! The operator's client: the CLI commands that talk to a running factory
+//! over HTTP, as any other user of its API would (signed webhooks, the
+//! operator token for out-of-band runs and decisions, the runs API).
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::Settings;
+use crate::domain::run::{Run, RunStatus, Stage, StageStatus};
+use crate::startup::Secrets;
+
+/// Exit codes of `runs wait`, so scripts can tell outcomes apart.
+pub mod exit {
+    /// Released, or skipped (identical to a release).
+    pub const DONE: u8 = 0;
+    /// The command itself failed (unreachable factory, unknown run, ...).
+    pub const ERROR: u8 = 1;
+    /// A stage failed.
+    pub const FAILED: u8 = 10;
+    /// An approver rejected it.
+    pub const REJECTED: u8 = 11;
+    /// Nobody decided in time.
+    pub const APPROVAL_EXPIRED: u8 = 12;
+    /// Still going when the wait timed out.
+    pub const TIMED_OUT: u8 = 20;
+}
+
+/// A client of one factory.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the factory at `url` (e.g. `http://localhost:7071`).
+    pub fn new(url: &str) -> Client {
+        Client {
+            base: url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<String> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            bail!("{what}: the factory answered {status}: {message}");
+        }
+        Ok(text)
+    }
+
+    /// POSTs `body` to `/api/runs[/{run}]` with the operator token.
+    pub async fn operator_post(
+        &self,
+        run: Option<&str>,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<String> {
+        let settings = Settings::from_env()?;
+        let Some(token) = Secrets::from_env(&settings, true)?.operator else {
+            bail!("no operator token: set IMAGE_FACTORY_OPERATOR_TOKEN");
+        };
+        let url = match run {
+            Some(run) => format!("{}/api/runs/{run}", self.base),
+            None => format!("{}/api/runs", self.base),
+        };
+        self.send(
+            self.http.post(url).bearer_auth(token).json(body),
+            "the request was refused",
+        )
+        .await
+    }
+
+    /// Sends a GitHub push webhook of `commit` changing `changed`, signed with the webhook secret.
+    pub async fn push(
+        &self,
+        commit: &str,
+        changed: &[String],
+        branch: &str,
+    ) -> anyhow::Result<String> {
+        let settings = Settings::from_env()?;
+        let Some(secret) = Secrets::from_env(&settings, true)?.github else {
+            bail!("no GitHub webhook secret: set IMAGE_FACTORY_GITHUB_SECRET");
+        };
+        let body = serde_json::to_vec(&serde_json::json!({
+            "ref": format!("refs/heads/{branch}"),
+            "before": "0000000000000000000000000000000000000000",
+            "after": commit,
+            "deleted": false,
+            "commits": [{ "id": commit, "added": [], "removed": [], "modified": changed }],
+            "head_commit": { "id": commit, "added": [], "removed": [], "modified": changed },
+            "pusher": { "name": std::env::var("USER").unwrap_or_else(|_| "operator".into()) },
+        }))?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
+        mac.update(&body);
+        let signature: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let request = self
+            .http
+            .post(format!("{}/api/hooks/github", self.base))
+            .header("Content-Type", "application/json")
+            .header("X-GitHub-Event", "push")
+            .header(
+                "X-GitHub-Delivery",
+                format!("{:032x}", rand::random::<u128>()),
+            )
+            .header("X-Hub-Signature-256", format!("sha256={signature}"))
+            .body(body);
+        self.send(request, "the push was refused").await
+    }
+
+    /// One run.
+    pub async fn run(&self, id: &str) -> anyhow::Result<Run> {
+        let text = self
+            .send(
+                self.http.get(format!("{}/api/runs/{id}", self.base)),
+                &format!("run {id}"),
+            )
+            .await?;
+        serde_json::from_str(&text).context("the factory's answer is not a run")
+    }
+
+    /// A page of runs.
+    pub async fn list(
+        &self,
+        image: Option<&str>,
+        status: Option<&str>,
+    ) -> anyhow::Result<Vec<Run>> {
+        let mut query = Vec::new();
+        if let Some(i) = image {
+            query.push(("image", i));
+        }
+        if let Some(s) = status {
+            query.push(("status", s));
+        }
+        let text = self
+            .send(
+                self.http
+                    .get(format!("{}/api/runs", self.base))
+                    .query(&query),
+                "listing runs",
+            )
+            .await?;
+        let page: serde_json::Value = serde_json::from_str(&text)?;
+        serde_json::from_value(page["runs"].clone())
+            .context("the factory's answer is not a list of runs")
+    }
+
+    /// The build log from byte `offset`: the text and the next offset.
+    pub async fn log(&self, id: &str, offset: u64) -> anyhow::Result<(String, u64)> {
+        let url = format!("{}/api/runs/{id}?log={offset}", self.base);
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        if response.status() == 404 {
+            return Ok((String::new(), offset));
+        }
+        let next = response
+            .headers()
+            .get("X-Log-Offset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(offset);
+        Ok((response.text().await?, next))
+    }
+}
+
+/// Prints runs as a table.
+pub fn print_table(runs: &[Run]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<34} {:<24} {:<14} {:<22} {}",
+        "RUN", "IMAGE", "VERSION", "STATUS", "CREATED"
+    )?;
+    for run in runs {
+        writeln!(
+            out,
+            "{:<34} {:<24} {:<14} {:<22} {}",
+            run.id,
+            run.image,
+            run.version.to_string(),
+            run.status.name(),
+            run.created_at.format("%Y-%m-%d %H:%M")
+        )?;
+    }
+    Ok(())
+}
+
+/// Prints a run's stages.
+pub fn print_run(run: &Run) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} {} {} — {}",
+        run.id,
+        run.image,
+        run.version,
+        run.status.name()
+    )?;
+    for stage in &run.stages {
+        writeln!(
+            out,
+            "  {:<9} {:<10} {}",
+            stage.stage.name(),
+            format!("{:?}", stage.status).to_lowercase(),
+            stage.summary.as_deref().unwrap_or("")
+        )?;
+    }
+    if let Some(failure) = &run.failure {
+        writeln!(out, "  why: {}", failure.reason)?;
+    }
+    if let Some(skipped) = &run.skipped {
+        writeln!(out, "  skipped: {skipped}")?;
+    }
+    Ok(())
+}
+
+/// Whether the run's build log can grow no more.
+pub fn build_finished(run: &Run) -> bool {
+    run.status.is_terminal()
+        || !matches!(
+            run.stage(Stage::Build).status,
+            StageStatus::Pending | StageStatus::Running
+        )
+}
+
+/// The exit code that says how a finished run ended.
+pub fn exit_code(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Released | RunStatus::Skipped => exit::DONE,
+        RunStatus::Rejected => exit::REJECTED,
+        RunStatus::ApprovalExpired => exit::APPROVAL_EXPIRED,
+        RunStatus::Failed => exit::FAILED,
+        RunStatus::Queued | RunStatus::Running | RunStatus::WaitingForApproval => exit::TIMED_OUT,
+    }
+}
+
+/// Waits for run `id` to end, showing its progress; returns the exit code.
+pub async fn wait(
+    client: &Client,
+    id: &str,
+    timeout: Duration,
+    quiet: bool,
+) -> anyhow::Result<(Run, u8)> {
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal() && !quiet;
+    let mut last = String::new();
+    loop {
+        let run = client.run(id).await?;
+        if !quiet {
+            let line = progress_line(&run);
+            if line != last {
+                if tty && !last.is_empty() {
+                    eprint!("\r\x1b[2K");
+                }
+                if tty {
+                    eprint!("{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+                last = line;
+            } else if tty {
+                eprint!("\r\x1b[2K{line} ({} s)", started.elapsed().as_secs());
+            }
+        }
+        if run.status.is_terminal() {
+            if tty {
+                eprintln!();
+            }
+            let code = exit_code(run.status);
+            return Ok((run, code));
+        }
+        if started.elapsed() >= timeout {
+            if tty {
+                eprintln!();
+            }
+            return Ok((run, exit::TIMED_OUT));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn progress_line(run: &Run) -> String {
+    let current = run
+        .stages
+        .iter()
+        .find(|s| {
+            matches!(
+                s.status,
+                StageStatus::Running | StageStatus::Waiting | StageStatus::Failed
+            )
+        })
+        .map(|s| format!("{} {:?}", s.stage.name(), s.status).to_lowercase())
+        .unwrap_or_default();
+    format!(
+        "{} {}: {} {current}",
+        run.id,
+        run.version,
+        run.status.name()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_way_a_run_ends_has_its_own_exit_code() {
+        let codes: Vec<u8> = [
+            RunStatus::Released,
+            RunStatus::Skipped,
+            RunStatus::Failed,
+            RunStatus::Rejected,
+            RunStatus::ApprovalExpired,
+            RunStatus::Running,
+        ]
+        .into_iter()
+        .map(exit_code)
+        .collect();
+        assert_eq!(codes, [0, 0, 10, 11, 12, 20]);
+    }
+}
