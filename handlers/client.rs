@@ -188,8 +188,8 @@ pub fn print_table(runs: &[Run]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<34} {:<24} {:<14} {:<22} {}",
-        "RUN", "IMAGE", "VERSION", "STATUS", "CREATED"
+        "{:<34} {:<24} {:<14} {:<22} CREATED",
+        "RUN", "IMAGE", "VERSION", "STATUS"
     )?;
     for run in runs {
         writeln!(
