@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use image_factory::app::App;
-use image_factory::config::Settings;
+use image_factory::config::{Settings, StoreBackend};
 use image_factory::domain::run::{Run, RunStatus};
 use image_factory::host::BusSettings;
 use image_factory::startup::{Local, Secrets, build_app, start_local};
@@ -43,6 +43,8 @@ pub struct Options {
     pub bus: BusSettings,
     /// Approval keys.
     pub approval_keys: String,
+    /// Which run store the factory uses (the embedded one unless a test picks another).
+    pub store: StoreBackend,
     /// Changes to the app before it starts (clock, ...).
     pub tweak: Box<dyn FnOnce(&mut App) + Send>,
 }
@@ -56,6 +58,7 @@ impl Default for Options {
                 max_delivery_count: 5,
             },
             approval_keys: approval_keys("k1", 7),
+            store: StoreBackend::Sqlite,
             tweak: Box::new(|_| {}),
         }
     }
@@ -102,6 +105,7 @@ impl Factory {
             repo_images_path: "images".into(),
             calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6)
                 .expect("calendar"),
+            store: options.store,
         };
         assert!(
             settings.packer.is_some(),
@@ -112,7 +116,9 @@ impl Factory {
             github: Some(GITHUB_SECRET.into()),
         };
         let shutdown = CancellationToken::new();
-        let mut app = build_app(settings, secrets, shutdown.clone()).expect("app");
+        let mut app = build_app(settings, secrets, shutdown.clone())
+            .await
+            .expect("app");
         (options.tweak)(&mut app);
         let local = start_local(app.clone(), &repo_root(), listener, options.bus)
             .await
