@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod cosmos_server;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -45,6 +45,10 @@ function readBody(req) {
 
 function send(res, status, body, headers = {}) {
   res.statusCode = status;
+  if (process.env.LAUNCHER_LOG) {
+    const req = res.req;
+    console.error(`${req.method} ${req.url} -> ${status} ${JSON.stringify(body).slice(0, 160)}`);
+  }
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
   res.setHeader("content-type", "application/json");
   res.setHeader("connection", "keep-alive");
@@ -160,6 +164,12 @@ async function handle(req, res) {
     }
   }
   if (body && body._etag) res.setHeader("etag", body._etag);
+  // As the package's own handler: an incremental feed (the SDK's refresh of
+  // partition key ranges) is "not modified" once the client holds an ETag.
+  if (req.headers["a-im"] && res.statusCode === 200) {
+    if (req.headers["if-none-match"]) res.statusCode = 304;
+    res.setHeader("etag", "1");
+  }
   send(res, res.statusCode, body);
 }
 
