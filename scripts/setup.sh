@@ -2,6 +2,7 @@
 # Installs what the factory and its tests need on a fresh Debian machine.
 # Idempotent: installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else

@@ -18,9 +18,9 @@ use image_factory::domain::run::{
     BuildResult, Execution, Run, RunStatus, Stage, StageOutput, StageStatus, Trigger, TriggerKind,
 };
 use image_factory::domain::version::ImageVersion;
+use image_factory::store::cosmos::CosmosStore;
 use image_factory::store::sqlite::SqliteStore;
 use image_factory::store::{ETag, RunQuery, RunStore, StoreError, UpdateError, update_run};
-use image_factory::store::cosmos::CosmosStore;
 use tempfile::TempDir;
 
 mod common;

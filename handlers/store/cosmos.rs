@@ -49,8 +49,8 @@ use azure_core::http::Etag;
 use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{ContainerProperties, ItemResponse};
 use azure_data_cosmos::options::{
-    BinaryEncodingOptions, ConnectionPoolOptions, ItemWriteOptions, OperationOptions,
-    Precondition, ServerCertificateValidation, ThrottlingRetryOptionsBuilder,
+    BinaryEncodingOptions, ConnectionPoolOptions, ItemWriteOptions, OperationOptions, Precondition,
+    ServerCertificateValidation, ThrottlingRetryOptionsBuilder,
 };
 use azure_data_cosmos::{
     AccountEndpoint, AccountReference, CosmosClient, CosmosError, CosmosRuntime, FeedScope, Query,
@@ -122,78 +122,8 @@ impl CosmosStore {
             endpoint: settings.endpoint.clone(),
             message,
         };
-        let endpoint: AccountEndpoint =
-            settings
-                .endpoint
-                .parse()
-                .map_err(|e: CosmosError| ConnectError::Setting {
-                    name: "COSMOS_ENDPOINT",
-                    message: format!("is not an account endpoint: {e}"),
-                })?;
         let emulator = matches!(settings.auth, CosmosAuth::EmulatorKey(_));
-        let account = match &settings.auth {
-            CosmosAuth::EmulatorKey(key) => {
-                AccountReference::with_authentication_key(endpoint, Secret::new(key.clone()))
-            }
-            CosmosAuth::ManagedIdentity { client_id } => {
-                let options = azure_identity::ManagedIdentityCredentialOptions {
-                    user_assigned_id: client_id
-                        .clone()
-                        .map(azure_identity::UserAssignedId::ClientId),
-                    ..Default::default()
-                };
-                let credential: Arc<dyn TokenCredential> =
-                    azure_identity::ManagedIdentityCredential::new(Some(options))
-                        .map_err(|e| unreachable(format!("managed identity: {e}")))?;
-                AccountReference::with_credential(endpoint, credential)
-            }
-            CosmosAuth::Developer => {
-                let credential: Arc<dyn TokenCredential> =
-                    azure_identity::DeveloperToolsCredential::new(None).map_err(|e| {
-                        unreachable(format!(
-                            "no developer credential (sign in with `az login`, or set COSMOS_KEY for an emulator): {e}"
-                        ))
-                    })?;
-                AccountReference::with_credential(endpoint, credential)
-            }
-        };
-
-        let mut pool = ConnectionPoolOptions::builder();
-        if emulator {
-            // Emulators and the test server speak HTTP/1.1 with a self-signed
-            // certificate (or none) and text JSON.
-            pool = pool
-                .with_is_http2_allowed(false)
-                .with_server_certificate_validation(
-                    ServerCertificateValidation::RequiredUnlessEmulator,
-                );
-        }
-        let pool = pool
-            .build()
-            .map_err(|e| unreachable(format!("connection options: {e}")))?;
-        let runtime = CosmosRuntime::builder()
-            .with_connection_pool(pool)
-            .build()
-            .await
-            .map_err(|e| unreachable(format!("cannot start the client: {e}")))?;
-        let mut operation = OperationOptions::default();
-        operation.throttling_retry_options = Some(
-            ThrottlingRetryOptionsBuilder::new()
-                .with_max_retry_count(THROTTLE_RETRIES)
-                .with_max_retry_wait_time(THROTTLE_WAIT)
-                .build(),
-        );
-        let mut builder = CosmosClient::builder()
-            .with_runtime(runtime)
-            .with_default_operation_options(operation);
-        if emulator {
-            builder = builder
-                .with_binary_encoding_options(BinaryEncodingOptions::new().with_enabled(false));
-        }
-        let client = builder
-            .build(account, RoutingStrategy::PreferredRegions(Vec::new()))
-            .await
-            .map_err(|e| unreachable(format!("check COSMOS_ENDPOINT and the credential: {e}")))?;
+        let client = build_client(settings).await?;
 
         if emulator {
             create_if_missing(&client, settings)
@@ -242,6 +172,88 @@ impl CosmosStore {
     pub fn container(&self) -> &ContainerClient {
         &self.container
     }
+}
+
+/// Builds the SDK client the store uses: Entra ID or an emulator key, bounded
+/// throttling retries, and, with an emulator key, HTTP/1.1, text JSON and the
+/// emulator's certificate accepted on loopback hosts.
+pub async fn build_client(settings: &CosmosSettings) -> Result<CosmosClient, ConnectError> {
+    let unreachable = |message: String| ConnectError::Unreachable {
+        endpoint: settings.endpoint.clone(),
+        message,
+    };
+    let endpoint: AccountEndpoint =
+        settings
+            .endpoint
+            .parse()
+            .map_err(|e: CosmosError| ConnectError::Setting {
+                name: "COSMOS_ENDPOINT",
+                message: format!("is not an account endpoint: {e}"),
+            })?;
+    let emulator = matches!(settings.auth, CosmosAuth::EmulatorKey(_));
+    let account = match &settings.auth {
+        CosmosAuth::EmulatorKey(key) => {
+            AccountReference::with_authentication_key(endpoint, Secret::new(key.clone()))
+        }
+        CosmosAuth::ManagedIdentity { client_id } => {
+            let options = azure_identity::ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id
+                    .clone()
+                    .map(azure_identity::UserAssignedId::ClientId),
+                ..Default::default()
+            };
+            let credential: Arc<dyn TokenCredential> =
+                azure_identity::ManagedIdentityCredential::new(Some(options))
+                    .map_err(|e| unreachable(format!("managed identity: {e}")))?;
+            AccountReference::with_credential(endpoint, credential)
+        }
+        CosmosAuth::Developer => {
+            let credential: Arc<dyn TokenCredential> =
+                azure_identity::DeveloperToolsCredential::new(None).map_err(|e| {
+                    unreachable(format!(
+                        "no developer credential (sign in with `az login`, or set COSMOS_KEY for an emulator): {e}"
+                    ))
+                })?;
+            AccountReference::with_credential(endpoint, credential)
+        }
+    };
+
+    let mut pool = ConnectionPoolOptions::builder();
+    if emulator {
+        // Emulators and the test server speak HTTP/1.1 with a self-signed
+        // certificate (or none) and text JSON.
+        pool = pool
+            .with_is_http2_allowed(false)
+            .with_server_certificate_validation(
+                ServerCertificateValidation::RequiredUnlessEmulator,
+            );
+    }
+    let pool = pool
+        .build()
+        .map_err(|e| unreachable(format!("connection options: {e}")))?;
+    let runtime = CosmosRuntime::builder()
+        .with_connection_pool(pool)
+        .build()
+        .await
+        .map_err(|e| unreachable(format!("cannot start the client: {e}")))?;
+    let mut operation = OperationOptions::default();
+    operation.throttling_retry_options = Some(
+        ThrottlingRetryOptionsBuilder::new()
+            .with_max_retry_count(THROTTLE_RETRIES)
+            .with_max_retry_wait_time(THROTTLE_WAIT)
+            .build(),
+    );
+    let mut builder = CosmosClient::builder()
+        .with_runtime(runtime)
+        .with_default_operation_options(operation);
+    if emulator {
+        builder =
+            builder.with_binary_encoding_options(BinaryEncodingOptions::new().with_enabled(false));
+    }
+    builder
+        .build(account, RoutingStrategy::PreferredRegions(Vec::new()))
+        .await
+        .map_err(|e| unreachable(format!("check COSMOS_ENDPOINT and the credential: {e}")))
 }
 
 async fn create_if_missing(client: &CosmosClient, settings: &CosmosSettings) -> Result<(), String> {
@@ -345,9 +357,8 @@ fn etag_of(id: &str, response: &ItemResponse, body: Option<&Value>) -> Result<ET
 }
 
 fn if_match(etag: &ETag) -> ItemWriteOptions {
-    ItemWriteOptions::default().with_precondition(Precondition::if_match(Etag::from(
-        etag.0.clone(),
-    )))
+    ItemWriteOptions::default()
+        .with_precondition(Precondition::if_match(Etag::from(etag.0.clone())))
 }
 
 /// The id of the counter of `image` and `scope`.
@@ -499,9 +510,7 @@ impl RunStore for CosmosStore {
                 .and_then(Value::as_str)
                 .map(str::to_string);
         }
-        let continuation = last
-            .filter(|_| more)
-            .map(|key| URL_SAFE_NO_PAD.encode(key));
+        let continuation = last.filter(|_| more).map(|key| URL_SAFE_NO_PAD.encode(key));
         Ok(RunPage { runs, continuation })
     }
 
@@ -520,7 +529,11 @@ impl RunStore for CosmosStore {
             };
             let Some(response) = read else {
                 let doc = json!({"id": id, "kind": "sequence", "image": image, "scope": scope, "next": 1});
-                match self.container.create_item(id.clone(), &id, &doc, None).await {
+                match self
+                    .container
+                    .create_item(id.clone(), &id, &doc, None)
+                    .await
+                {
                     Ok(_) => return Ok(0),
                     Err(e) if e.status().is_conflict() => continue,
                     Err(e) => return Err(store_error(&id, &e)),
@@ -586,7 +599,12 @@ mod tests {
             decode_continuation(&good).unwrap(),
             "2026-11-10T09:00:00.000000Z|run-1"
         );
-        for bad in ["", "!!", "bm8tc2VwYXJhdG9y", &URL_SAFE_NO_PAD.encode("yesterday|run-1")] {
+        for bad in [
+            "",
+            "!!",
+            "bm8tc2VwYXJhdG9y",
+            &URL_SAFE_NO_PAD.encode("yesterday|run-1"),
+        ] {
             assert!(
                 matches!(decode_continuation(bad), Err(StoreError::BadContinuation)),
                 "{bad}"

@@ -28,7 +28,10 @@ impl CosmosServer {
     pub fn start() -> CosmosServer {
         let dir = repo_root().join("tests").join("cosmos-server");
         assert!(
-            dir.join("node_modules").join("@vercel").join("cosmosdb-server").is_dir(),
+            dir.join("node_modules")
+                .join("@vercel")
+                .join("cosmosdb-server")
+                .is_dir(),
             "the Cosmos DB test server is not installed: run scripts/setup.sh (npm ci in tests/cosmos-server)"
         );
         let mut child = Command::new("node")
@@ -80,12 +83,13 @@ impl CosmosServer {
 
     /// Requests the server has answered so far (launcher hooks excluded).
     pub async fn requests(&self) -> u64 {
-        let counts: serde_json::Value = reqwest::get(format!("{}_launcher/requests", self.endpoint))
-            .await
-            .expect("launcher")
-            .json()
-            .await
-            .expect("counts");
+        let counts: serde_json::Value =
+            reqwest::get(format!("{}_launcher/requests", self.endpoint))
+                .await
+                .expect("launcher")
+                .json()
+                .await
+                .expect("counts");
         counts["total"].as_u64().expect("total")
     }
 
