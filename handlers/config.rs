@@ -539,6 +539,77 @@ mod tests {
         assert!(parse_key_ring("nocolon").is_err());
     }
 
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_cosmos_is_chosen_and_a_missing_endpoint_is_named() {
+        assert!(matches!(
+            StoreBackend::from_vars(vars(&[])).unwrap(),
+            StoreBackend::Sqlite
+        ));
+        let err = StoreBackend::from_vars(vars(&[("IMAGE_FACTORY_STORE", "cosmos")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("COSMOS_ENDPOINT"), "{err}");
+        let err = StoreBackend::from_vars(vars(&[("IMAGE_FACTORY_STORE", "mongo")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("IMAGE_FACTORY_STORE"), "{err}");
+    }
+
+    #[test]
+    fn cosmos_settings_pick_the_credential_and_never_show_the_key() {
+        let endpoint = ("COSMOS_ENDPOINT", "https://acct.documents.azure.com:443/");
+        let cosmos = ("IMAGE_FACTORY_STORE", "cosmos");
+        let keyed =
+            StoreBackend::from_vars(vars(&[cosmos, endpoint, ("COSMOS_KEY", "c2VjcmV0a2V5")]))
+                .unwrap();
+        let shown = format!("{keyed:?}");
+        assert!(
+            shown.contains("EmulatorKey") && !shown.contains("c2VjcmV0a2V5"),
+            "{shown}"
+        );
+        let StoreBackend::Cosmos(c) = keyed else {
+            panic!("cosmos")
+        };
+        assert_eq!(
+            (c.database.as_str(), c.container.as_str()),
+            ("image-factory", "runs")
+        );
+
+        let in_azure = StoreBackend::from_vars(vars(&[
+            cosmos,
+            endpoint,
+            ("IDENTITY_ENDPOINT", "http://169.254.169.254"),
+        ]))
+        .unwrap();
+        assert!(matches!(
+            in_azure,
+            StoreBackend::Cosmos(CosmosSettings {
+                auth: CosmosAuth::ManagedIdentity { client_id: None },
+                ..
+            })
+        ));
+        let developer = StoreBackend::from_vars(vars(&[cosmos, endpoint])).unwrap();
+        assert!(matches!(
+            developer,
+            StoreBackend::Cosmos(CosmosSettings {
+                auth: CosmosAuth::Developer,
+                ..
+            })
+        ));
+        let bad = StoreBackend::from_vars(vars(&[cosmos, endpoint, ("COSMOS_CONTAINER", "a/b")]))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("COSMOS_CONTAINER"), "{bad}");
+    }
+
     #[test]
     fn image_names_are_restricted_to_safe_characters() {
         assert!(is_valid_image_name("base-w2022-datacenter"));

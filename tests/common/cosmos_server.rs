@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use image_factory::config::{CosmosAuth, CosmosSettings};
 use image_factory::store::cosmos::{CosmosStore, EMULATOR_KEY};
 
-use super::repo_root;
-
 /// A running test server.
 pub struct CosmosServer {
     /// `http://127.0.0.1:PORT/`.
@@ -26,7 +24,9 @@ pub struct CosmosServer {
 impl CosmosServer {
     /// Starts a server of one's own (for tests that inject faults or count requests).
     pub fn start() -> CosmosServer {
-        let dir = repo_root().join("tests").join("cosmos-server");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("cosmos-server");
         assert!(
             dir.join("node_modules")
                 .join("@vercel")
