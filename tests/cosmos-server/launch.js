@@ -20,6 +20,8 @@
 //        the next `times` document requests answer `status` (with
 //        x-ms-retry-after-ms), as a throttled or unavailable account would.
 //
+// LAUNCHER_LOG=1 logs every answer on stderr.
+//
 // Prints one JSON line {"port": N} on stdout when ready; exits when its stdin
 // closes (the test process that started it is gone) or on SIGTERM.
 "use strict";
