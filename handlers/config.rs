@@ -304,6 +304,122 @@ pub struct Settings {
     /// When the monthly rebuild is due (`IMAGE_FACTORY_PATCH_TUESDAY_ZONE`, `_OFFSET_DAYS`, `_HOUR`;
     /// default UTC, 1 day, 06:00: the morning after Patch Tuesday).
     pub calendar: BuildCalendar,
+    /// Where runs live (`IMAGE_FACTORY_STORE`, default `sqlite`).
+    pub store: StoreBackend,
+}
+
+/// Which run store adapter the factory uses.
+#[derive(Clone, Debug, Default)]
+pub enum StoreBackend {
+    /// The embedded SQLite file in the data directory (`IMAGE_FACTORY_STORE=sqlite`).
+    #[default]
+    Sqlite,
+    /// Azure Cosmos DB for NoSQL (`IMAGE_FACTORY_STORE=cosmos`).
+    Cosmos(CosmosSettings),
+}
+
+/// Where the Cosmos DB run store is and how the factory signs in to it.
+#[derive(Clone, Debug)]
+pub struct CosmosSettings {
+    /// The account endpoint (`COSMOS_ENDPOINT`), e.g. `https://myaccount.documents.azure.com:443/`.
+    pub endpoint: String,
+    /// The database (`COSMOS_DATABASE`, default `image-factory`).
+    pub database: String,
+    /// The container (`COSMOS_CONTAINER`, default `runs`), partitioned by `/id`.
+    pub container: String,
+    /// How the factory authenticates.
+    pub auth: CosmosAuth,
+}
+
+/// How the factory authenticates to Cosmos DB.
+#[derive(Clone)]
+pub enum CosmosAuth {
+    /// An account key (`COSMOS_KEY`): emulators and test servers only. Implies
+    /// emulator mode: HTTP/1.1, text JSON, the emulator's certificate accepted on
+    /// loopback hosts, and the database and container created when missing.
+    EmulatorKey(String),
+    /// Entra ID through the managed identity of the Function App (in Azure:
+    /// `IDENTITY_ENDPOINT` or `MSI_ENDPOINT` is set); `AZURE_CLIENT_ID` picks a
+    /// user-assigned identity.
+    ManagedIdentity {
+        /// The user-assigned identity's client id, if any.
+        client_id: Option<String>,
+    },
+    /// Entra ID through developer credentials (the Azure CLI's `az login`, or
+    /// the Azure Developer CLI), for running the factory on a workstation.
+    Developer,
+}
+
+impl std::fmt::Debug for CosmosAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CosmosAuth::EmulatorKey(_) => f.write_str("EmulatorKey(<redacted>)"),
+            CosmosAuth::ManagedIdentity { client_id } => f
+                .debug_struct("ManagedIdentity")
+                .field("client_id", client_id)
+                .finish(),
+            CosmosAuth::Developer => f.write_str("Developer"),
+        }
+    }
+}
+
+impl StoreBackend {
+    /// Reads `IMAGE_FACTORY_STORE` and, for Cosmos DB, its `COSMOS_*` settings
+    /// through `var` (the environment, or a map in tests).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<StoreBackend, ConfigError> {
+        match var("IMAGE_FACTORY_STORE").as_deref() {
+            None | Some("sqlite") => Ok(StoreBackend::Sqlite),
+            Some("cosmos") => {
+                let endpoint = var("COSMOS_ENDPOINT").ok_or(ConfigError::Setting {
+                    name: "COSMOS_ENDPOINT",
+                    message: "is required when IMAGE_FACTORY_STORE=cosmos (the account's https://<account>.documents.azure.com:443/ endpoint)".into(),
+                })?;
+                let url = reqwest::Url::parse(&endpoint).map_err(|e| ConfigError::Setting {
+                    name: "COSMOS_ENDPOINT",
+                    message: format!("is not a URL: {e}"),
+                })?;
+                if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+                    return Err(ConfigError::Setting {
+                        name: "COSMOS_ENDPOINT",
+                        message: "must be an http(s) URL with a host".into(),
+                    });
+                }
+                let in_azure = var("IDENTITY_ENDPOINT").is_some() || var("MSI_ENDPOINT").is_some();
+                let auth = match var("COSMOS_KEY") {
+                    Some(key) => CosmosAuth::EmulatorKey(key),
+                    None if in_azure || var("AZURE_CLIENT_ID").is_some() => {
+                        CosmosAuth::ManagedIdentity {
+                            client_id: var("AZURE_CLIENT_ID"),
+                        }
+                    }
+                    None => CosmosAuth::Developer,
+                };
+                let name = |setting: &'static str, default: &str| -> Result<String, ConfigError> {
+                    let value = var(setting).unwrap_or_else(|| default.to_string());
+                    let ok = value.len() <= 255
+                        && !value.chars().any(|c| matches!(c, '/' | '\\' | '?' | '#'));
+                    if ok {
+                        Ok(value)
+                    } else {
+                        Err(ConfigError::Setting {
+                            name: setting,
+                            message: "must be at most 255 characters without / \\ ? or #".into(),
+                        })
+                    }
+                };
+                Ok(StoreBackend::Cosmos(CosmosSettings {
+                    endpoint,
+                    database: name("COSMOS_DATABASE", "image-factory")?,
+                    container: name("COSMOS_CONTAINER", "runs")?,
+                    auth,
+                }))
+            }
+            Some(_) => Err(ConfigError::Setting {
+                name: "IMAGE_FACTORY_STORE",
+                message: "must be sqlite or cosmos".into(),
+            }),
+        }
+    }
 }
 
 impl Settings {
@@ -351,6 +467,7 @@ impl Settings {
                 .unwrap_or_else(|| "images".into()),
             calendar,
             local: false,
+            store: StoreBackend::from_vars(var)?,
         })
     }
 
@@ -456,6 +573,77 @@ mod tests {
             "{err}"
         );
         assert!(parse_key_ring("nocolon").is_err());
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_cosmos_is_chosen_and_a_missing_endpoint_is_named() {
+        assert!(matches!(
+            StoreBackend::from_vars(vars(&[])).unwrap(),
+            StoreBackend::Sqlite
+        ));
+        let err = StoreBackend::from_vars(vars(&[("IMAGE_FACTORY_STORE", "cosmos")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("COSMOS_ENDPOINT"), "{err}");
+        let err = StoreBackend::from_vars(vars(&[("IMAGE_FACTORY_STORE", "mongo")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("IMAGE_FACTORY_STORE"), "{err}");
+    }
+
+    #[test]
+    fn cosmos_settings_pick_the_credential_and_never_show_the_key() {
+        let endpoint = ("COSMOS_ENDPOINT", "https://acct.documents.azure.com:443/");
+        let cosmos = ("IMAGE_FACTORY_STORE", "cosmos");
+        let keyed =
+            StoreBackend::from_vars(vars(&[cosmos, endpoint, ("COSMOS_KEY", "c2VjcmV0a2V5")]))
+                .unwrap();
+        let shown = format!("{keyed:?}");
+        assert!(
+            shown.contains("EmulatorKey") && !shown.contains("c2VjcmV0a2V5"),
+            "{shown}"
+        );
+        let StoreBackend::Cosmos(c) = keyed else {
+            panic!("cosmos")
+        };
+        assert_eq!(
+            (c.database.as_str(), c.container.as_str()),
+            ("image-factory", "runs")
+        );
+
+        let in_azure = StoreBackend::from_vars(vars(&[
+            cosmos,
+            endpoint,
+            ("IDENTITY_ENDPOINT", "http://169.254.169.254"),
+        ]))
+        .unwrap();
+        assert!(matches!(
+            in_azure,
+            StoreBackend::Cosmos(CosmosSettings {
+                auth: CosmosAuth::ManagedIdentity { client_id: None },
+                ..
+            })
+        ));
+        let developer = StoreBackend::from_vars(vars(&[cosmos, endpoint])).unwrap();
+        assert!(matches!(
+            developer,
+            StoreBackend::Cosmos(CosmosSettings {
+                auth: CosmosAuth::Developer,
+                ..
+            })
+        ));
+        let bad = StoreBackend::from_vars(vars(&[cosmos, endpoint, ("COSMOS_CONTAINER", "a/b")]))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("COSMOS_CONTAINER"), "{bad}");
     }
 
     #[test]

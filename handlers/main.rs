@@ -226,7 +226,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 settings.public_url = format!("http://localhost:{port}");
             }
             let secrets = Secrets::from_env(&settings, true)?;
-            let app = build_app(settings, secrets, shutdown.clone())?;
+            let app = build_app(settings, secrets, shutdown.clone()).await?;
             let listener = TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| {
@@ -257,7 +257,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let shutdown = CancellationToken::new();
             let settings = Settings::from_env()?;
             let secrets = Secrets::from_env(&settings, false)?;
-            let app = build_app(settings, secrets, shutdown.clone())?;
+            let app = build_app(settings, secrets, shutdown.clone()).await?;
             let listener = TcpListener::bind(("127.0.0.1", port)).await?;
             let server = tokio::spawn(image_factory::server::serve(listener, app));
             wait_for_signal().await;

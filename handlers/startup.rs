@@ -19,12 +19,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, TriggerSecrets};
-use crate::config::{Settings, load_images, parse_key_ring};
+use crate::config::{Settings, StoreBackend, load_images, parse_key_ring};
 use crate::executor::LocalExecutor;
 use crate::host::bus::Bus;
 use crate::host::function_app::FunctionApp;
 use crate::host::{BusSettings, LocalHost};
 use crate::notifier::{Channel, Notifier, OutboxChannel, TeamsChannel};
+use crate::store::RunStore;
+use crate::store::cosmos::CosmosStore;
 use crate::store::sqlite::SqliteStore;
 
 /// Secrets generated for local use.
@@ -139,8 +141,21 @@ impl Secrets {
     }
 }
 
+/// Opens the run store the settings choose; for Cosmos DB, checks that the
+/// account, database and container are reachable (an error names the setting).
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn RunStore>> {
+    Ok(match &settings.store {
+        StoreBackend::Sqlite => Arc::new(SqliteStore::open(&settings.store_path())?),
+        StoreBackend::Cosmos(cosmos) => {
+            let store = CosmosStore::connect(cosmos).await?;
+            tracing::info!(database = %cosmos.database, container = %cosmos.container, "run store: Cosmos DB");
+            Arc::new(store)
+        }
+    })
+}
+
 /// Builds the app from settings and secrets.
-pub fn build_app(
+pub async fn build_app(
     settings: Settings,
     secrets: Secrets,
     shutdown: CancellationToken,
@@ -150,10 +165,10 @@ pub fn build_app(
     if images.is_empty() {
         tracing::warn!(dir = %settings.images_dir.display(), "no images configured: add a folder with an image.toml");
     }
-    let store = SqliteStore::open(&settings.store_path())?;
+    let store = open_store(&settings).await?;
     let notifier = notifier(&settings, &secrets)?;
     Ok(App {
-        store: Arc::new(store),
+        store,
         executor: Arc::new(LocalExecutor),
         images: Arc::new(images),
         settings: Arc::new(settings),

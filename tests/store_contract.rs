@@ -18,9 +18,13 @@ use image_factory::domain::run::{
     BuildResult, Execution, Run, RunStatus, Stage, StageOutput, StageStatus, Trigger, TriggerKind,
 };
 use image_factory::domain::version::ImageVersion;
+use image_factory::store::cosmos::CosmosStore;
 use image_factory::store::sqlite::SqliteStore;
 use image_factory::store::{ETag, RunQuery, RunStore, StoreError, UpdateError, update_run};
 use tempfile::TempDir;
+
+mod common;
+use common::cosmos_server::CosmosServer;
 
 /// A store under test.
 #[async_trait]
@@ -68,9 +72,49 @@ macro_rules! store_contract {
 }
 
 store_contract!(sqlite, SqliteBackend::open());
-// The Cosmos DB adapter is added to the same macro once it exists, e.g.
-// `store_contract!(cosmos, CosmosBackend::open().await);`, its fixture giving
-// each case an empty container and implementing `corrupt` with a raw upsert.
+store_contract!(cosmos, CosmosBackend::open().await);
+
+/// The Cosmos DB adapter on a fresh container of the test server.
+struct CosmosBackend {
+    store: Arc<CosmosStore>,
+}
+
+impl CosmosBackend {
+    async fn open() -> CosmosBackend {
+        CosmosBackend {
+            store: Arc::new(CosmosServer::shared().fresh_store().await),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for CosmosBackend {
+    fn store(&self) -> Arc<dyn RunStore> {
+        Arc::clone(&self.store) as Arc<dyn RunStore>
+    }
+
+    /// Overwrites the run record inside the document with a truncated one,
+    /// through the SDK as another writer would (the ETag changes).
+    async fn corrupt(&self, id: &str) {
+        corrupt_cosmos(&self.store, id).await;
+    }
+}
+
+/// Replaces the run record of document `id` with [`GARBAGE`] through the SDK.
+async fn corrupt_cosmos(store: &CosmosStore, id: &str) {
+    let container = store.container();
+    let mut doc: serde_json::Value = container
+        .read_item(id.to_string(), id, None)
+        .await
+        .unwrap_or_else(|e| panic!("no run {id} to corrupt: {e}"))
+        .into_model()
+        .unwrap();
+    doc["run"] = serde_json::Value::String(GARBAGE.into());
+    container
+        .upsert_item(id.to_string(), id, &doc, None)
+        .await
+        .unwrap();
+}
 
 /// The SQLite adapter on a fresh file.
 struct SqliteBackend {

@@ -1,10 +1,12 @@
-//! The run store port: where runs and version counters live.
+//! The run store port: where runs and version counters live, and its two
+//! adapters (`sqlite`, embedded; `cosmos`, Azure Cosmos DB in production).
 //!
 //! Every write is conditional: a run is replaced only if its ETag still
 //! matches, so two function instances handling the same run can never lose
 //! each other's update. [`update_run`] is the one read-decide-write loop that
 //! every handler uses; it reloads and decides again on a stale ETag.
 
+pub mod cosmos;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod browser;
+pub mod cosmos_server;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use image_factory::app::App;
-use image_factory::config::Settings;
+use image_factory::config::{Settings, StoreBackend};
 use image_factory::domain::run::{Run, RunStatus};
 use image_factory::host::BusSettings;
 use image_factory::startup::{Local, Secrets, build_app, start_local};
@@ -53,6 +54,8 @@ pub struct Options {
     pub branches: Vec<String>,
     /// A Teams webhook URL to post approval cards to.
     pub teams_webhook: Option<String>,
+    /// Which run store the factory uses (the embedded one unless a test picks another).
+    pub store: StoreBackend,
     /// Changes to the app before it starts (clock, ...).
     pub tweak: Box<dyn FnOnce(&mut App) + Send>,
 }
@@ -68,6 +71,7 @@ impl Default for Options {
             approval_keys: approval_keys("k1", 7),
             branches: vec!["main".into()],
             teams_webhook: None,
+            store: StoreBackend::Sqlite,
             tweak: Box::new(|_| {}),
         }
     }
@@ -115,6 +119,7 @@ impl Factory {
             calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6)
                 .expect("calendar"),
             local: true,
+            store: options.store,
         };
         assert!(
             settings.packer.is_some(),
@@ -128,7 +133,9 @@ impl Factory {
             teams_webhook: options.teams_webhook,
         };
         let shutdown = CancellationToken::new();
-        let mut app = build_app(settings, secrets, shutdown.clone()).expect("app");
+        let mut app = build_app(settings, secrets, shutdown.clone())
+            .await
+            .expect("app");
         (options.tweak)(&mut app);
         let local = start_local(app.clone(), &repo_root(), listener, options.bus)
             .await
