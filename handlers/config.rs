@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::domain::approval::{KeyRing, SigningKey};
 use crate::domain::calendar::BuildCalendar;
 use crate::domain::version::VersionStrategy;
+use crate::identity::Identity;
 
 /// Name of an image's settings file inside its folder.
 pub const IMAGE_FILE: &str = "image.toml";
@@ -338,27 +339,15 @@ pub enum CosmosAuth {
     /// emulator mode: HTTP/1.1, text JSON, the emulator's certificate accepted on
     /// loopback hosts, and the database and container created when missing.
     EmulatorKey(String),
-    /// Entra ID through the managed identity of the Function App (in Azure:
-    /// `IDENTITY_ENDPOINT` or `MSI_ENDPOINT` is set); `AZURE_CLIENT_ID` picks a
-    /// user-assigned identity.
-    ManagedIdentity {
-        /// The user-assigned identity's client id, if any.
-        client_id: Option<String>,
-    },
-    /// Entra ID through developer credentials (the Azure CLI's `az login`, or
-    /// the Azure Developer CLI), for running the factory on a workstation.
-    Developer,
+    /// Entra ID: the managed identity in Azure, developer credentials elsewhere.
+    Entra(Identity),
 }
 
 impl std::fmt::Debug for CosmosAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CosmosAuth::EmulatorKey(_) => f.write_str("EmulatorKey(<redacted>)"),
-            CosmosAuth::ManagedIdentity { client_id } => f
-                .debug_struct("ManagedIdentity")
-                .field("client_id", client_id)
-                .finish(),
-            CosmosAuth::Developer => f.write_str("Developer"),
+            CosmosAuth::Entra(identity) => write!(f, "Entra({identity:?})"),
         }
     }
 }
@@ -384,15 +373,9 @@ impl StoreBackend {
                         message: "must be an http(s) URL with a host".into(),
                     });
                 }
-                let in_azure = var("IDENTITY_ENDPOINT").is_some() || var("MSI_ENDPOINT").is_some();
                 let auth = match var("COSMOS_KEY") {
                     Some(key) => CosmosAuth::EmulatorKey(key),
-                    None if in_azure || var("AZURE_CLIENT_ID").is_some() => {
-                        CosmosAuth::ManagedIdentity {
-                            client_id: var("AZURE_CLIENT_ID"),
-                        }
-                    }
-                    None => CosmosAuth::Developer,
+                    None => CosmosAuth::Entra(Identity::from_vars(&var)),
                 };
                 let name = |setting: &'static str, default: &str| -> Result<String, ConfigError> {
                     let value = var(setting).unwrap_or_else(|| default.to_string());
@@ -628,7 +611,7 @@ mod tests {
         assert!(matches!(
             in_azure,
             StoreBackend::Cosmos(CosmosSettings {
-                auth: CosmosAuth::ManagedIdentity { client_id: None },
+                auth: CosmosAuth::Entra(Identity::Managed { client_id: None }),
                 ..
             })
         ));
@@ -636,7 +619,7 @@ mod tests {
         assert!(matches!(
             developer,
             StoreBackend::Cosmos(CosmosSettings {
-                auth: CosmosAuth::Developer,
+                auth: CosmosAuth::Entra(Identity::Developer),
                 ..
             })
         ));

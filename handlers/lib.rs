@@ -12,6 +12,7 @@ pub mod domain;
 pub mod executor;
 pub mod functions;
 pub mod host;
+pub mod identity;
 pub mod inputs;
 pub mod notifier;
 pub mod packer;

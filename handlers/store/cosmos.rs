@@ -40,11 +40,10 @@
 //! valid across processes and runs created at the same instant are neither lost
 //! nor repeated.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::credentials::Secret;
 use azure_core::http::Etag;
 use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{ContainerProperties, ItemResponse};
@@ -195,25 +194,8 @@ pub async fn build_client(settings: &CosmosSettings) -> Result<CosmosClient, Con
         CosmosAuth::EmulatorKey(key) => {
             AccountReference::with_authentication_key(endpoint, Secret::new(key.clone()))
         }
-        CosmosAuth::ManagedIdentity { client_id } => {
-            let options = azure_identity::ManagedIdentityCredentialOptions {
-                user_assigned_id: client_id
-                    .clone()
-                    .map(azure_identity::UserAssignedId::ClientId),
-                ..Default::default()
-            };
-            let credential: Arc<dyn TokenCredential> =
-                azure_identity::ManagedIdentityCredential::new(Some(options))
-                    .map_err(|e| unreachable(format!("managed identity: {e}")))?;
-            AccountReference::with_credential(endpoint, credential)
-        }
-        CosmosAuth::Developer => {
-            let credential: Arc<dyn TokenCredential> =
-                azure_identity::DeveloperToolsCredential::new(None).map_err(|e| {
-                    unreachable(format!(
-                        "no developer credential (sign in with `az login`, or set COSMOS_KEY for an emulator): {e}"
-                    ))
-                })?;
+        CosmosAuth::Entra(identity) => {
+            let credential = identity.credential().map_err(unreachable)?;
             AccountReference::with_credential(endpoint, credential)
         }
     };
