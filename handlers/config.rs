@@ -302,6 +302,9 @@ pub struct Settings {
     pub repo_images_path: String,
     /// Running on one machine (`up`): approval links go to the local outbox.
     pub local: bool,
+    /// Email through Azure Communication Services (`IMAGE_FACTORY_EMAIL_ENDPOINT`,
+    /// `IMAGE_FACTORY_EMAIL_SENDER`), if configured.
+    pub email: Option<EmailSettings>,
     /// When the monthly rebuild is due (`IMAGE_FACTORY_PATCH_TUESDAY_ZONE`, `_OFFSET_DAYS`, `_HOUR`;
     /// default UTC, 1 day, 06:00: the morning after Patch Tuesday).
     pub calendar: BuildCalendar,
@@ -450,6 +453,19 @@ impl Settings {
                 .unwrap_or_else(|| "images".into()),
             calendar,
             local: false,
+            email: match (
+                var("IMAGE_FACTORY_EMAIL_ENDPOINT"),
+                var("IMAGE_FACTORY_EMAIL_SENDER"),
+            ) {
+                (Some(endpoint), Some(sender)) => Some(EmailSettings { endpoint, sender }),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError::Setting {
+                        name: "IMAGE_FACTORY_EMAIL_ENDPOINT",
+                        message: "set both IMAGE_FACTORY_EMAIL_ENDPOINT and IMAGE_FACTORY_EMAIL_SENDER, or neither".into(),
+                    });
+                }
+            },
             store: StoreBackend::from_vars(var)?,
         })
     }
@@ -463,6 +479,15 @@ impl Settings {
     pub fn run_dir(&self, run_id: &str) -> PathBuf {
         self.data_dir.join("runs").join(run_id)
     }
+}
+
+/// Where approval emails are sent from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailSettings {
+    /// The Communication Services resource, `https://<name>.communication.azure.com`.
+    pub endpoint: String,
+    /// The verified sender address (`DoNotReply@<domain>`).
+    pub sender: String,
 }
 
 /// Finds an executable on the PATH.

@@ -8,14 +8,15 @@
 //! tries it again; a failure never loses the approval request itself.
 //!
 //! Channels: the local outbox (files in the data dir, for one-machine use),
-//! a Teams Workflows / incoming-webhook URL, and email (Azure Communication
-//! Services, when configured).
+//! a Teams Workflows / incoming-webhook URL, and email through Azure
+//! Communication Services with an Entra ID token.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -324,6 +325,85 @@ impl Channel for TeamsChannel {
             return Err(format!("the Teams webhook answered {status}"));
         }
         Ok(card)
+    }
+}
+
+/// Sends the email through Azure Communication Services Email (REST, with an
+/// Entra ID token: the identity needs the Communication Services' data role).
+#[derive(Clone)]
+pub struct EmailChannel {
+    endpoint: String,
+    sender: String,
+    credential: Arc<dyn TokenCredential>,
+    http: reqwest::Client,
+}
+
+/// The Communication Services Email API version the channel speaks.
+pub const EMAIL_API_VERSION: &str = "2023-03-31";
+/// The scope of Communication Services tokens.
+const EMAIL_SCOPE: &str = "https://communication.azure.com/.default";
+
+impl EmailChannel {
+    /// A channel sending from `sender` through the resource at `endpoint`.
+    pub fn new(
+        endpoint: &str,
+        sender: &str,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Result<EmailChannel, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(EmailChannel {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            sender: sender.to_string(),
+            credential,
+            http,
+        })
+    }
+}
+
+#[async_trait]
+impl Channel for EmailChannel {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    async fn send(&self, notice: &Notice<'_>) -> Result<Value, String> {
+        if !notice.approver.contains('@') {
+            return Err(format!("approver {} has no email address", notice.approver));
+        }
+        let mail = email(notice);
+        // The message as the Email API's send operation takes it.
+        let message = json!({
+            "senderAddress": self.sender,
+            "recipients": { "to": [{ "address": notice.approver, "displayName": notice.approver }] },
+            "content": { "subject": mail.subject, "plainText": mail.text, "html": mail.html },
+            "userEngagementTrackingDisabled": true
+        });
+        let token = self
+            .credential
+            .get_token(&[EMAIL_SCOPE], None)
+            .await
+            .map_err(|e| format!("no token for Communication Services: {e}"))?;
+        let response = self
+            .http
+            .post(format!(
+                "{}/emails:send?api-version={EMAIL_API_VERSION}",
+                self.endpoint
+            ))
+            .bearer_auth(token.token.secret())
+            .json(&message)
+            .send()
+            .await
+            .map_err(|e| format!("Communication Services did not answer: {}", e.without_url()))?;
+        let status = response.status();
+        if status.as_u16() != 202 {
+            let body: Value = response.json().await.unwrap_or_default();
+            let code = body["error"]["code"].as_str().unwrap_or("no error code");
+            return Err(format!("Communication Services answered {status} ({code})"));
+        }
+        Ok(message)
     }
 }
 

@@ -24,7 +24,8 @@ use crate::executor::LocalExecutor;
 use crate::host::bus::Bus;
 use crate::host::function_app::FunctionApp;
 use crate::host::{BusSettings, LocalHost};
-use crate::notifier::{Channel, Notifier, OutboxChannel, TeamsChannel};
+use crate::identity::Identity;
+use crate::notifier::{Channel, EmailChannel, Notifier, OutboxChannel, TeamsChannel};
 use crate::store::RunStore;
 use crate::store::cosmos::CosmosStore;
 use crate::store::sqlite::SqliteStore;
@@ -185,7 +186,8 @@ pub async fn build_app(
 }
 
 /// The notification channels: the local outbox when running locally, Teams
-/// when `IMAGE_FACTORY_TEAMS_WEBHOOK_URL` is set.
+/// when `IMAGE_FACTORY_TEAMS_WEBHOOK_URL` is set, email when
+/// `IMAGE_FACTORY_EMAIL_ENDPOINT` and `IMAGE_FACTORY_EMAIL_SENDER` are.
 fn notifier(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Notifier> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
     if settings.local {
@@ -198,9 +200,17 @@ fn notifier(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Notifier> 
             TeamsChannel::new(url.clone()).map_err(anyhow::Error::msg)?,
         ));
     }
+    if let Some(email) = &settings.email {
+        let credential = Identity::from_vars(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+            .credential()
+            .map_err(anyhow::Error::msg)?;
+        let channel = EmailChannel::new(&email.endpoint, &email.sender, credential)
+            .map_err(anyhow::Error::msg)?;
+        channels.push(Arc::new(channel));
+    }
     if channels.is_empty() {
         tracing::warn!(
-            "no notification channel is configured: approvers will not be told; set IMAGE_FACTORY_TEAMS_WEBHOOK_URL"
+            "no notification channel is configured: approvers will not be told; set IMAGE_FACTORY_TEAMS_WEBHOOK_URL or the email settings"
         );
     }
     Ok(Notifier::new(channels))

@@ -664,3 +664,139 @@ async fn operators_decide_from_the_command_line_with_the_same_checks_and_audit()
     assert_eq!(missing.status(), 404);
     factory.stop().await;
 }
+
+/// A credential that hands out one fixed token (the Entra ID exchange itself
+/// cannot run here).
+#[derive(Debug)]
+struct FixedToken;
+
+#[async_trait::async_trait]
+impl azure_core::credentials::TokenCredential for FixedToken {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        assert_eq!(scopes, ["https://communication.azure.com/.default"]);
+        Ok(azure_core::credentials::AccessToken::new(
+            "entra-token-for-tests",
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+        ))
+    }
+}
+
+/// A Communication Services Email stand-in on loopback, answering as the
+/// Email API's SendEmail example does (202, Operation-Location, `{"id","status"}`).
+#[derive(Clone, Default)]
+struct Mailbox {
+    sent: Arc<Mutex<Vec<(String, String, serde_json::Value)>>>,
+}
+
+async fn send_email(
+    State(mailbox): State<Mailbox>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: axum::http::HeaderMap,
+    axum::Json(message): axum::Json<serde_json::Value>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    mailbox
+        .sent
+        .lock()
+        .await
+        .push((query.unwrap_or_default(), auth, message));
+    let id = "8540c0de-899f-5cce-acb5-3ec493af3800";
+    (
+        StatusCode::ACCEPTED,
+        [
+            (
+                "Operation-Location",
+                format!("http://localhost/emails/operations/{id}?api-version=2023-03-31"),
+            ),
+            ("retry-after", "20".into()),
+        ],
+        axum::Json(serde_json::json!({ "id": id, "status": "Running" })),
+    )
+        .into_response()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvers_get_an_email_through_communication_services_with_an_entra_token() {
+    let mailbox = Mailbox::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let router = Router::new()
+        .route("/emails:send", post(send_email))
+        .with_state(mailbox.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let images = two_of_three();
+    let factory = Factory::start_with(Options {
+        images_dir: images.path().to_path_buf(),
+        tweak: Box::new(move |app| {
+            let email = image_factory::notifier::EmailChannel::new(
+                &endpoint,
+                "DoNotReply@images.contoso.com",
+                Arc::new(FixedToken),
+            )
+            .unwrap();
+            app.notifier = image_factory::notifier::Notifier::new(vec![Arc::new(email)]);
+        }),
+        ..Options::default()
+    })
+    .await;
+    let run = waiting_run(&factory, "ee1b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let sent = mailbox.sent.lock().await.clone();
+    assert_eq!(sent.len(), 3, "one email per approver");
+    for (query, auth, message) in &sent {
+        assert_eq!(query, "api-version=2023-03-31");
+        assert_eq!(auth, "Bearer entra-token-for-tests");
+        assert_eq!(message["senderAddress"], "DoNotReply@images.contoso.com");
+        let to = message["recipients"]["to"][0]["address"].as_str().unwrap();
+        assert!(APPROVERS.contains(&to));
+        assert!(
+            message["content"]["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("Approve example")
+        );
+        let text = message["content"]["plainText"].as_str().unwrap();
+        let link = text
+            .lines()
+            .find(|l| l.contains("/api/approvals/"))
+            .unwrap()
+            .trim()
+            .to_string();
+        // Each email's link is its recipient's link, and it works.
+        let page = factory
+            .http
+            .get(&link)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            page.contains(to),
+            "the link in {to}'s email opens someone else's page"
+        );
+    }
+    let recorded = factory.run(&run.id).await.unwrap().approval.unwrap();
+    assert!(
+        recorded
+            .notifications
+            .iter()
+            .all(|n| n.channel == "email" && n.delivered)
+    );
+    assert!(
+        !serde_json::to_string(&recorded)
+            .unwrap()
+            .contains("entra-token-for-tests")
+    );
+    factory.stop().await;
+}

@@ -119,6 +119,7 @@ impl Factory {
             calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6)
                 .expect("calendar"),
             local: true,
+            email: None,
             store: options.store,
         };
         assert!(
