@@ -30,14 +30,9 @@ fn new_run(id: &str) -> Run {
         "web".into(),
         ImageVersion::new(2026, 1110, 0).expect("version"),
         Trigger {
-            kind: TriggerKind::Push,
-            source: "github".into(),
             commit: Some("0123abc".into()),
             branch: Some("main".into()),
-            actor: None,
-            reason: None,
-            force: false,
-            base_image_version: None,
+            ..Trigger::new(TriggerKind::Push, "github")
         },
         BTreeMap::new(),
         Utc::now(),

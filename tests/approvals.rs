@@ -65,33 +65,6 @@ async fn start_teams(fail: usize) -> (Teams, String) {
     (teams, url)
 }
 
-async fn waiting_run(factory: &Factory, commit: &str) -> Run {
-    factory
-        .push(commit, &["images/example/build.pkr.hcl"])
-        .await;
-    factory
-        .wait_status(
-            &format!("push-example-{}", &commit[..12]),
-            RunStatus::WaitingForApproval,
-        )
-        .await
-}
-
-async fn sweep(factory: &Factory) {
-    let invocation = serde_json::json!({
-        "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
-        "Metadata": {}
-    });
-    let answer = factory
-        .http
-        .post(format!("{}/sweeper", factory.handler_url))
-        .json(&invocation)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-}
-
 // The subset of the Adaptive Card schema (adaptivecards.io, version 1.5) the
 // card uses, with every property the schema allows for those elements and no
 // other: a card that drifts from the schema fails to deserialize.
@@ -196,7 +169,12 @@ async fn the_teams_card_follows_the_adaptive_card_schema_and_its_buttons_decide_
         ..Options::default()
     })
     .await;
-    let run = waiting_run(&factory, "7a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let run = factory
+        .push_and_wait(
+            "7a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
     let cards = teams.cards.lock().await.clone();
     assert_eq!(cards.len(), 3, "one card per approver");
 
@@ -307,7 +285,12 @@ async fn a_failing_teams_webhook_is_recorded_retried_by_the_sweeper_and_loses_no
         ..Options::default()
     })
     .await;
-    let run = waiting_run(&factory, "8a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let run = factory
+        .push_and_wait(
+            "8a0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
     let request = run.approval.clone().unwrap();
     let failed: Vec<_> = request
         .notifications
@@ -326,10 +309,10 @@ async fn a_failing_teams_webhook_is_recorded_retried_by_the_sweeper_and_loses_no
         "the webhook URL is a secret"
     );
 
-    sweep(&factory).await; // fails again (2nd)
-    sweep(&factory).await; // fails again (3rd)
-    sweep(&factory).await; // delivered
-    sweep(&factory).await; // nothing left to send
+    factory.sweep().await; // fails again (2nd)
+    factory.sweep().await; // fails again (3rd)
+    factory.sweep().await; // delivered
+    factory.sweep().await; // nothing left to send
     let after = factory.run(&run.id).await.unwrap();
     let attempts: Vec<bool> = after
         .approval
@@ -360,17 +343,16 @@ async fn approvers_who_have_not_decided_are_reminded_once_before_the_deadline() 
         ..Options::default()
     })
     .await;
-    let run = waiting_run(&factory, "9b0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let run = factory
+        .push_and_wait(
+            "9b0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
     let link = factory.approval_link(&run.id, APPROVERS[0]);
-    factory
-        .http
-        .post(&link)
-        .form(&[("decision", "approve")])
-        .send()
-        .await
-        .unwrap();
+    factory.decide(&link, "approve").await;
 
-    sweep(&factory).await; // 72 hours left: no reminder yet
+    factory.sweep().await; // 72 hours left: no reminder yet
     let reminders = |run: &Run| {
         run.approval
             .as_ref()
@@ -384,8 +366,8 @@ async fn approvers_who_have_not_decided_are_reminded_once_before_the_deadline() 
     assert!(reminders(&factory.run(&run.id).await.unwrap()).is_empty());
 
     offset.store(49 * 3600, Ordering::SeqCst); // 23 hours before the 72-hour deadline
-    sweep(&factory).await;
-    sweep(&factory).await;
+    factory.sweep().await;
+    factory.sweep().await;
     let mut reminded = reminders(&factory.run(&run.id).await.unwrap());
     reminded.sort();
     assert_eq!(
@@ -428,7 +410,12 @@ async fn a_rotated_key_keeps_open_links_working_until_it_is_removed() {
         },
     )
     .await;
-    let run = waiting_run(&factory, "aa0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let run = factory
+        .push_and_wait(
+            "aa0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
     let link = factory.approval_link(&run.id, "platform-lead");
     let data = factory.stop().await;
 
@@ -456,13 +443,7 @@ async fn a_rotated_key_keeps_open_links_working_until_it_is_removed() {
     )
     .await;
     let link = format!("{}/api/{path}", factory.url);
-    let response = factory
-        .http
-        .post(&link)
-        .form(&[("decision", "approve")])
-        .send()
-        .await
-        .unwrap();
+    let response = factory.decide(&link, "approve").await;
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("no longer active"));
     assert!(factory.run(&run.id).await.unwrap().decisions.is_empty());
@@ -473,12 +454,13 @@ async fn a_rotated_key_keeps_open_links_working_until_it_is_removed() {
 async fn a_signed_in_user_other_than_the_approver_cannot_use_the_link_and_pages_leak_no_one_elses_link()
  {
     let images = two_of_three();
-    let factory = Factory::start_with(Options {
-        images_dir: images.path().to_path_buf(),
-        ..Options::default()
-    })
-    .await;
-    let run = waiting_run(&factory, "bb0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    let run = factory
+        .push_and_wait(
+            "bb0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
     let alice = factory.approval_link(&run.id, APPROVERS[0]);
     let bob = factory.approval_link(&run.id, APPROVERS[1]);
     let bob_token = bob.rsplit_once('/').unwrap().1;
@@ -520,12 +502,13 @@ async fn a_signed_in_user_other_than_the_approver_cannot_use_the_link_and_pages_
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_clicks_record_exactly_one_decision_per_approver() {
     let images = two_of_three();
-    let factory = Factory::start_with(Options {
-        images_dir: images.path().to_path_buf(),
-        ..Options::default()
-    })
-    .await;
-    let run = waiting_run(&factory, "cc0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    let run = factory
+        .push_and_wait(
+            "cc0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
     let links: Vec<String> = APPROVERS
         .iter()
         .map(|a| factory.approval_link(&run.id, a))
@@ -601,7 +584,12 @@ async fn fifty_concurrent_clicks_record_exactly_one_decision_per_approver() {
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_decide_from_the_command_line_with_the_same_checks_and_audit() {
     let factory = Factory::start().await;
-    let run = waiting_run(&factory, "dd0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let run = factory
+        .push_and_wait(
+            "dd0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
     let decide = |who: &str, decision: &str, token: &str| {
         factory
             .http
@@ -749,7 +737,12 @@ async fn approvers_get_an_email_through_communication_services_with_an_entra_tok
         ..Options::default()
     })
     .await;
-    let run = waiting_run(&factory, "ee1b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let run = factory
+        .push_and_wait(
+            "ee1b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
     let sent = mailbox.sent.lock().await.clone();
     assert_eq!(sent.len(), 3, "one email per approver");
     for (query, auth, message) in &sent {

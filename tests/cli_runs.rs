@@ -23,21 +23,16 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn waiting(factory: &Factory, commit: &str) -> String {
-    factory
-        .push(commit, &["images/example/build.pkr.hcl"])
-        .await;
-    let id = format!("push-example-{}", &commit[..12]);
-    factory
-        .wait_status(&id, RunStatus::WaitingForApproval)
-        .await;
-    id
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_are_listed_shown_and_their_logs_printed_as_text_or_json() {
     let factory = Factory::start().await;
-    let id = waiting(&factory, "1c0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let id = factory
+        .push_and_wait(
+            "1c0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await
+        .id;
 
     let list = cli(&factory, &["runs", "--json"]).await;
     assert!(list.status.success());
@@ -78,7 +73,13 @@ async fn runs_are_listed_shown_and_their_logs_printed_as_text_or_json() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wait_exits_with_a_code_that_says_how_the_run_ended() {
     let factory = Factory::start().await;
-    let first = waiting(&factory, "3c0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let first = factory
+        .push_and_wait(
+            "3c0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await
+        .id;
     let refused = cli(&factory, &["reject", &first, "--as", "mallory"]).await;
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not an approver"));
@@ -86,7 +87,13 @@ async fn wait_exits_with_a_code_that_says_how_the_run_ended() {
     let rejected = cli(&factory, &["runs", "wait", &first]).await;
     assert_eq!(rejected.status.code(), Some(11));
 
-    let id = waiting(&factory, "2c0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b").await;
+    let id = factory
+        .push_and_wait(
+            "2c0b0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await
+        .id;
     let still = cli(&factory, &["runs", "wait", &id, "--timeout", "1"]).await;
     assert_eq!(still.status.code(), Some(20), "still waiting for approval");
     let approved = cli(

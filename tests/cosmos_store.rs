@@ -21,14 +21,9 @@ fn run(id: &str, minute: u32) -> Run {
         "web".into(),
         ImageVersion::new(2026, 1110, 0).unwrap(),
         Trigger {
-            kind: TriggerKind::Push,
-            source: "github".into(),
             commit: Some("0123abc".into()),
             branch: Some("main".into()),
-            actor: None,
-            reason: None,
-            force: false,
-            base_image_version: None,
+            ..Trigger::new(TriggerKind::Push, "github")
         },
         BTreeMap::new(),
         Utc.with_ymd_and_hms(2026, 11, 10, 9, minute, 0).unwrap(),

@@ -94,13 +94,7 @@ async fn a_push_goes_through_every_stage_and_is_released_after_approval() {
     assert_eq!(metadata["buildLog"], build.log);
 
     // The link decided once; it cannot decide again.
-    let replay = factory
-        .http
-        .post(&link)
-        .form(&[("decision", "approve")])
-        .send()
-        .await
-        .unwrap();
+    let replay = factory.decide(&link, "approve").await;
     assert_eq!(replay.status(), 409);
     factory.stop().await;
 }
@@ -260,18 +254,8 @@ async fn forged_or_irrelevant_webhooks_are_refused_and_change_nothing() {
             "{name} echoed the secret"
         );
     }
-    let list: serde_json::Value = factory
-        .http
-        .get(format!("{}/api/runs", factory.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        list["runs"],
-        serde_json::json!([]),
+    assert!(
+        factory.runs().await.is_empty(),
         "a refused webhook stored a run"
     );
     assert_eq!(
@@ -403,19 +387,8 @@ async fn an_expired_link_shows_why_and_the_sweeper_ends_the_run_approval_expired
     assert_eq!(response.status(), 410);
     assert!(response.text().await.unwrap().contains("expired"));
 
-    // The sweeper is a timer; invoke it as the host does.
-    let invocation = serde_json::json!({
-        "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
-        "Metadata": {}
-    });
-    let answer = factory
-        .http
-        .post(format!("{}/sweeper", factory.handler_url))
-        .json(&invocation)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    // The sweeper is a timer; fire it as the host does.
+    factory.sweep().await;
     let expired = factory.run(&run.id).await.unwrap();
     assert_eq!(expired.status, RunStatus::ApprovalExpired);
     assert!(
@@ -441,11 +414,7 @@ async fn a_broken_template_fails_validation_with_file_and_line_and_never_builds(
         ),
     )
     .unwrap();
-    let factory = Factory::start_with(Options {
-        images_dir: images.path().to_path_buf(),
-        ..Options::default()
-    })
-    .await;
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
     factory
         .push(COMMIT, &["images/example/build.pkr.hcl"])
         .await;
@@ -474,11 +443,7 @@ async fn a_failing_packer_build_fails_the_run_with_packers_error_and_keeps_the_l
         "#!/bin/sh\necho 'installing IIS'\necho 'the language pack is missing' >&2\nexit 3\n",
     )
     .unwrap();
-    let factory = Factory::start_with(Options {
-        images_dir: images.path().to_path_buf(),
-        ..Options::default()
-    })
-    .await;
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
     factory
         .push(COMMIT, &["images/example/scripts/provision.sh"])
         .await;
@@ -583,20 +548,7 @@ async fn a_patch_tuesday_missed_while_the_factory_was_down_fires_once_at_start_u
         image_factory::domain::run::TriggerKind::PatchTuesday
     );
     assert_eq!(run.tags["gitRef"], "manual");
-    let all: serde_json::Value = factory
-        .http
-        .get(format!("{}/api/runs", factory.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        all["runs"].as_array().unwrap().len(),
-        1,
-        "one run per image and month"
-    );
+    assert_eq!(factory.runs().await.len(), 1, "one run per image and month");
     factory.stop().await;
 }
 
@@ -648,16 +600,7 @@ async fn out_of_band_triggers_need_the_operator_token_and_a_reason() {
         assert_eq!(got, status, "{name}: {answer}");
         assert!(!answer.to_string().contains(common::OPERATOR_TOKEN));
     }
-    let list: serde_json::Value = factory
-        .http
-        .get(format!("{}/api/runs", factory.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["runs"], serde_json::json!([]));
+    assert!(factory.runs().await.is_empty());
 
     let (status, answer) = trigger(&factory, Some(common::OPERATOR_TOKEN), ok_body).await;
     assert_eq!(status, 202, "{answer}");
@@ -682,13 +625,7 @@ async fn re_triggering_an_unchanged_image_is_skipped_without_packer_unless_force
         .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
         .await;
     let link = factory.approval_link(&first.id, "platform-lead");
-    factory
-        .http
-        .post(&link)
-        .form(&[("decision", "approve")])
-        .send()
-        .await
-        .unwrap();
+    factory.decide(&link, "approve").await;
     let released = factory.wait_status(&first.id, RunStatus::Released).await;
 
     let body = serde_json::json!({ "image": "example", "reason": "rebuild please" });

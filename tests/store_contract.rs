@@ -173,14 +173,10 @@ fn new_run(id: &str, image: &str, created_at: DateTime<Utc>) -> Run {
         image.into(),
         ImageVersion::new(2026, 1110, 0).unwrap(),
         Trigger {
-            kind: TriggerKind::Push,
-            source: "github".into(),
             commit: Some("0123abc".into()),
             branch: Some("main".into()),
             actor: Some("dev".into()),
-            reason: None,
-            force: false,
-            base_image_version: None,
+            ..Trigger::new(TriggerKind::Push, "github")
         },
         BTreeMap::from([("gitRef".to_string(), "0123abc".to_string())]),
         created_at,

@@ -51,19 +51,6 @@ fn master_factory_options() -> Options {
     }
 }
 
-async fn run_count(factory: &Factory) -> usize {
-    let list: Value = factory
-        .http
-        .get(format!("{}/api/runs", factory.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list["runs"].as_array().unwrap().len()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn githubs_own_ping_and_push_samples_are_answered_and_start_only_what_they_should() {
     let factory = Factory::start_with(master_factory_options()).await;
@@ -86,7 +73,7 @@ async fn githubs_own_ping_and_push_samples_are_answered_and_start_only_what_they
             answer
         );
     }
-    assert_eq!(run_count(&factory).await, 0);
+    assert_eq!(factory.runs().await.len(), 0);
 
     // The same real push, its commit now touching the example image.
     let mut push = samples
@@ -112,7 +99,7 @@ async fn githubs_own_ping_and_push_samples_are_answered_and_start_only_what_they
     // GitHub redelivers: nothing new.
     let (_, again) = deliver_github(&factory, "push", &push.to_string()).await;
     assert_eq!(again["runs"][0]["new"], false);
-    assert_eq!(run_count(&factory).await, 1);
+    assert_eq!(factory.runs().await.len(), 1);
     factory.stop().await;
 }
 
@@ -166,7 +153,7 @@ async fn every_tampered_variant_of_a_real_github_push_is_refused() {
     let oversized = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 1));
     let (status, _) = deliver_github(&factory, "push", &oversized).await;
     assert_eq!(status, 413);
-    assert_eq!(run_count(&factory).await, 0);
+    assert_eq!(factory.runs().await.len(), 0);
     assert_eq!(factory.bus().depth("stage-validate").await.unwrap(), 0);
     factory.stop().await;
 }
@@ -228,7 +215,7 @@ async fn an_azure_devops_push_builds_every_image_and_is_authenticated_by_its_sha
     )
     .await;
     assert_eq!(status, 400);
-    assert_eq!(run_count(&factory).await, 0);
+    assert_eq!(factory.runs().await.len(), 0);
 
     let (status, answer) = deliver_devops(
         &factory,

@@ -602,14 +602,9 @@ mod tests {
             "web".into(),
             ImageVersion::new(1, 0, 0).unwrap(),
             Trigger {
-                kind: TriggerKind::Push,
-                source: "github".into(),
                 commit: Some("abc".into()),
                 branch: Some("main".into()),
-                actor: None,
-                reason: None,
-                force: false,
-                base_image_version: None,
+                ..Trigger::new(TriggerKind::Push, "github")
             },
             BTreeMap::new(),
             t(0),

@@ -227,6 +227,23 @@ impl fmt::Display for Execution {
     }
 }
 
+impl Trigger {
+    /// A trigger of `kind` from `source` with nothing else known; set the
+    /// other fields with struct update syntax.
+    pub fn new(kind: TriggerKind, source: &str) -> Trigger {
+        Trigger {
+            kind,
+            source: source.to_string(),
+            commit: None,
+            branch: None,
+            actor: None,
+            reason: None,
+            force: false,
+            base_image_version: None,
+        }
+    }
+}
+
 /// One try at a stage. A redelivered message after a crash starts a new attempt.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -60,6 +60,16 @@ pub struct Options {
     pub tweak: Box<dyn FnOnce(&mut App) + Send>,
 }
 
+impl Options {
+    /// The default options with another folder of images.
+    pub fn with_images(images_dir: &Path) -> Options {
+        Options {
+            images_dir: images_dir.to_path_buf(),
+            ..Options::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Options {
         Options {
@@ -190,6 +200,53 @@ impl Factory {
     pub async fn push(&self, commit: &str, paths: &[&str]) -> reqwest::Response {
         self.push_signed_with(GITHUB_SECRET, commit, paths, "main")
             .await
+    }
+
+    /// Pushes `commit` touching the example image and waits until its run has `status`.
+    pub async fn push_and_wait(&self, commit: &str, status: RunStatus) -> Run {
+        self.push(commit, &["images/example/build.pkr.hcl"]).await;
+        self.wait_status(&format!("push-example-{}", &commit[..12]), status)
+            .await
+    }
+
+    /// POSTs a decision through an approval link, as the page's form does.
+    pub async fn decide(&self, link: &str, decision: &str) -> reqwest::Response {
+        self.http
+            .post(link)
+            .form(&[("decision", decision)])
+            .send()
+            .await
+            .expect("decision")
+    }
+
+    /// Every run, through the runs API (newest first).
+    pub async fn runs(&self) -> Vec<Run> {
+        let page: serde_json::Value = self
+            .http
+            .get(format!("{}/api/runs", self.url))
+            .send()
+            .await
+            .expect("runs api")
+            .json()
+            .await
+            .expect("runs json");
+        serde_json::from_value(page["runs"].clone()).expect("runs")
+    }
+
+    /// Fires the sweeper timer as the host does.
+    pub async fn sweep(&self) {
+        let invocation = serde_json::json!({
+            "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
+            "Metadata": {}
+        });
+        let answer = self
+            .http
+            .post(format!("{}/sweeper", self.handler_url))
+            .json(&invocation)
+            .send()
+            .await
+            .expect("sweeper");
+        assert_eq!(answer.status(), 200, "the sweeper failed");
     }
 
     /// Reads a run through the runs API.
