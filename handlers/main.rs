@@ -37,6 +37,33 @@ struct Cli {
     command: Command,
 }
 
+/// Who decides on which run.
+#[derive(clap::Args)]
+struct DecisionArgs {
+    /// The run.
+    run: String,
+    /// The approver deciding.
+    #[arg(long = "as")]
+    approver: String,
+    /// A comment for the audit trail.
+    #[arg(long, default_value = "")]
+    comment: String,
+    /// The factory's base URL.
+    #[arg(long, default_value = "http://localhost:7071")]
+    url: String,
+}
+
+impl DecisionArgs {
+    async fn send(self, decision: &str) -> anyhow::Result<ExitCode> {
+        let body = serde_json::json!({ "decision": decision, "as": self.approver, "comment": self.comment });
+        print_answer(
+            Client::new(&self.url)
+                .operator_post(Some(&self.run), &body)
+                .await?,
+        )
+    }
+}
+
 #[derive(Subcommand)]
 enum RunsAction {
     /// List runs, newest first (the default).
@@ -122,33 +149,9 @@ enum Command {
         url: String,
     },
     /// Record an approver's decision to approve a run (same checks as a link).
-    Approve {
-        /// The run.
-        run: String,
-        /// The approver deciding.
-        #[arg(long = "as")]
-        approver: String,
-        /// A comment for the audit trail.
-        #[arg(long, default_value = "")]
-        comment: String,
-        /// The factory's base URL.
-        #[arg(long, default_value = "http://localhost:7071")]
-        url: String,
-    },
+    Approve(DecisionArgs),
     /// Record an approver's decision to reject a run.
-    Reject {
-        /// The run.
-        run: String,
-        /// The approver deciding.
-        #[arg(long = "as")]
-        approver: String,
-        /// A comment for the audit trail.
-        #[arg(long, default_value = "")]
-        comment: String,
-        /// The factory's base URL.
-        #[arg(long, default_value = "http://localhost:7071")]
-        url: String,
-    },
+    Reject(DecisionArgs),
     /// List runs, show one, follow its log, or wait for it to end.
     Runs {
         #[command(subcommand)]
@@ -280,26 +283,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let body = serde_json::json!({ "image": image, "reason": reason, "force": force });
             print_answer(Client::new(&url).operator_post(None, &body).await?)
         }
-        Command::Approve {
-            run,
-            approver,
-            comment,
-            url,
-        } => {
-            let body =
-                serde_json::json!({ "decision": "approve", "as": approver, "comment": comment });
-            print_answer(Client::new(&url).operator_post(Some(&run), &body).await?)
-        }
-        Command::Reject {
-            run,
-            approver,
-            comment,
-            url,
-        } => {
-            let body =
-                serde_json::json!({ "decision": "reject", "as": approver, "comment": comment });
-            print_answer(Client::new(&url).operator_post(Some(&run), &body).await?)
-        }
+        Command::Approve(args) => args.send("approve").await,
+        Command::Reject(args) => args.send("reject").await,
         Command::Runs { action, url, json } => {
             let client = Client::new(&url);
             match action.unwrap_or(RunsAction::List {
