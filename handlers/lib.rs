@@ -22,4 +22,5 @@ pub mod server;
 pub mod stages;
 pub mod startup;
 pub mod store;
+pub mod telemetry;
 pub mod template;

@@ -25,6 +25,7 @@ use image_factory::domain::calendar::{Month, patch_tuesday};
 use image_factory::domain::schedule::Schedule;
 use image_factory::host::BusSettings;
 use image_factory::startup::{Secrets, build_app, start_local};
+use image_factory::telemetry::Telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -200,19 +201,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.compact().init();
-    }
-}
-
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Up {
@@ -221,7 +209,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             lock_seconds,
             max_deliveries,
         } => {
-            init_logging(false);
+            let _telemetry = Telemetry::from_env(false)?;
             let shutdown = CancellationToken::new();
             let mut settings = Settings::from_env()?;
             settings.local = true;
@@ -252,7 +240,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            init_logging(true);
+            let _telemetry = Telemetry::from_env(true)?;
             let port: u16 = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
                 .context("FUNCTIONS_CUSTOMHANDLER_PORT is not set; the Functions host sets it")?
                 .parse()

@@ -14,6 +14,8 @@ use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 use crate::stages::{self, StageResult};
 use crate::store::{UpdateError, update_run};
 
+use tracing::Instrument;
+
 use super::{InvocationError, MESSAGE_BINDING, retry};
 
 /// A decoded stage message with its delivery.
@@ -58,10 +60,19 @@ impl StageInvocation {
 
     /// Runs the stage.
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
+        let span = tracing::info_span!(
+            "stage",
+            run_id = %self.message.run_id,
+            stage = %self.message.stage,
+            attempt = %self.execution
+        );
+        crate::telemetry::join_run_trace(&span, &self.message.run_id);
+        self.run(app).instrument(span).await
+    }
+
+    async fn run(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let StageInvocation { message, execution } = self;
         let (run_id, stage) = (message.run_id.as_str(), message.stage);
-        let span = tracing::info_span!("stage", run_id, %stage, attempt = %execution);
-        let _enter = span.enter();
         let mut response = InvocationResponse::default();
 
         let started = update_run(app.store.as_ref(), run_id, |run| {
