@@ -97,10 +97,10 @@ impl Telemetry {
 
     /// Sends what is buffered now.
     pub fn flush(&self) {
-        if let Some(provider) = &self.provider {
-            if let Err(e) = provider.force_flush() {
-                tracing::warn!("cannot flush traces: {e}");
-            }
+        if let Some(provider) = &self.provider
+            && let Err(e) = provider.force_flush()
+        {
+            tracing::warn!("cannot flush traces: {e}");
         }
     }
 }
