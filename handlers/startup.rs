@@ -24,6 +24,7 @@ use crate::executor::LocalExecutor;
 use crate::host::bus::Bus;
 use crate::host::function_app::FunctionApp;
 use crate::host::{BusSettings, LocalHost};
+use crate::identity::Identity;
 use crate::notifier::{Channel, Notifier, OutboxChannel, TeamsChannel};
 use crate::store::RunStore;
 use crate::store::cosmos::CosmosStore;
@@ -167,9 +168,22 @@ pub async fn build_app(
     }
     let store = open_store(&settings).await?;
     let notifier = notifier(&settings, &secrets)?;
+    let azure = match &settings.azure {
+        Some(azure) => {
+            let identity = Identity::from_vars(|name| std::env::var(name).ok());
+            let credential = identity.credential().map_err(anyhow::Error::msg)?;
+            tracing::info!(endpoint = %azure.endpoint, "Azure Resource Manager calls enabled");
+            Some(Arc::new(crate::azure::Azure::new(
+                azure.clone(),
+                credential,
+            )?))
+        }
+        None => None,
+    };
     Ok(App {
         store,
         executor: Arc::new(LocalExecutor),
+        azure,
         images: Arc::new(images),
         settings: Arc::new(settings),
         keys: Arc::new(keys),

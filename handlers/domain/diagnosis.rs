@@ -178,7 +178,10 @@ const TABLE: &[Row] = &[
     },
     Row {
         kind: "smoke-test-no-answer",
-        patterns: &[&["smoke test get", "no answer"], &["smoke test get", "answered"]],
+        patterns: &[
+            &["smoke test get", "no answer"],
+            &["smoke test get", "answered"],
+        ],
         symptom: "the test VM never answered the HTTP smoke test",
         cause: "IIS not installed or not started, or the firewall/NSG blocks port 80",
         fix: "check the IIS provisioner and the firewall script; the VM's boot diagnostics show whether it started",
@@ -209,9 +212,9 @@ pub fn diagnose(text: &str) -> Option<Diagnosis> {
 /// checked by a reader) from the reason alone.
 pub fn evidence(log: &str) -> Option<String> {
     let recognised = |generic: bool| {
-        log.lines().rev().find(|line| {
-            diagnose(line).is_some_and(|d| generic || d.kind != "script-failed")
-        })
+        log.lines()
+            .rev()
+            .find(|line| diagnose(line).is_some_and(|d| generic || d.kind != "script-failed"))
     };
     recognised(false).or_else(|| recognised(true)).map(|line| {
         let line = line.trim();
@@ -266,10 +269,7 @@ mod tests {
             "StatusCode=404 -- Original Error: Code=\"ResourceGroupNotFound\" Message=\"Resource group 'rg-img' could not be found.\"",
             "resource-group-not-found",
         ),
-        (
-            "AADSTS7000215: Invalid client secret provided.",
-            "auth",
-        ),
+        ("AADSTS7000215: Invalid client secret provided.", "auth"),
         (
             "Code=\"AuthorizationFailed\" Message=\"The client 'x' with object id 'y' does not have authorization to perform action\"",
             "auth",
@@ -298,7 +298,10 @@ mod tests {
 
     #[test]
     fn text_that_matches_no_row_has_no_diagnosis() {
-        assert_eq!(diagnose("packer build exited with code 1: no error message"), None);
+        assert_eq!(
+            diagnose("packer build exited with code 1: no error message"),
+            None
+        );
         assert_eq!(diagnose(""), None);
     }
 
@@ -325,7 +328,10 @@ mod tests {
                    azure-arm.image: Update-MpSignature : definitions update was not completed\n\
                    ==> azure-arm.image: Script exited with non-zero exit status: 1. Allowed exit codes are: [0]";
         assert_eq!(
-            evidence(log).and_then(|line| diagnose(&line)).map(|d| d.kind).as_deref(),
+            evidence(log)
+                .and_then(|line| diagnose(&line))
+                .map(|d| d.kind)
+                .as_deref(),
             Some("defender-offline")
         );
         assert_eq!(evidence("all fine\nnothing here"), None);

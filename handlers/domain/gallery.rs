@@ -107,7 +107,7 @@ pub fn prune(
     }
     let latest = latest(versions);
     let mut ordered: Vec<&GalleryVersion> = versions.iter().collect();
-    ordered.sort_by(|a, b| b.version.cmp(&a.version));
+    ordered.sort_by_key(|v| std::cmp::Reverse(v.version));
     ordered.dedup_by_key(|v| v.version);
     let keep_last = policy.keep_last.unwrap_or(0) as usize;
     let mut doomed: Vec<ImageVersion> = ordered

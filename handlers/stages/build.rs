@@ -151,7 +151,12 @@ pub(crate) async fn log_evidence(log: &std::path::Path) -> String {
         return String::new();
     }
     let mut bytes = Vec::new();
-    if file.take(EVIDENCE_BYTES).read_to_end(&mut bytes).await.is_err() {
+    if file
+        .take(EVIDENCE_BYTES)
+        .read_to_end(&mut bytes)
+        .await
+        .is_err()
+    {
         return String::new();
     }
     crate::domain::diagnosis::evidence(&String::from_utf8_lossy(&bytes))

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod arm_server;
 pub mod browser;
 pub mod cosmos_server;
 
@@ -120,6 +121,7 @@ impl Factory {
                 .expect("calendar"),
             local: true,
             store: options.store,
+            azure: None,
         };
         assert!(
             settings.packer.is_some(),
