@@ -171,8 +171,10 @@ const TABLE: &[Row] = &[
             &["unknown source type", "azure-arm"],
             &["plugin", "azure", "not installed"],
             &["packer init"],
+            &["unsupported packer core version"],
+            &["required_plugins", "not expected"],
         ],
-        symptom: "the build hangs or fails at the azure-arm step",
+        symptom: "the build fails at the azure-arm step or packer refuses the template",
         cause: "the azure plugin is missing or packer is too old",
         fix: "run `packer init` with packer 1.7+ and check the pinned plugin version",
     },
@@ -280,6 +282,10 @@ mod tests {
         ),
         (
             "Error: Failed preparing provisioner-block \"powershell\" \"\"\n  on build.pkr.hcl: Unknown source type \"azure-arm\"",
+            "plugin-missing",
+        ),
+        (
+            "Error: Unsupported Packer Core version ... This configuration does not support Packer version 1.6.6.",
             "plugin-missing",
         ),
         (

@@ -64,7 +64,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            images_dir: repo_root().join("images"),
+            images_dir: example_images(),
             bus: BusSettings {
                 lock_duration: Duration::from_secs(30),
                 max_delivery_count: 5,
@@ -292,6 +292,21 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("sha256={hex}")
+}
+
+/// A folder holding only the repository's `example` image (copied once per
+/// test process): the local factory builds it with real packer, while the
+/// repository's Azure images need Azure credentials and packer 1.7+.
+pub fn example_images() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("example-images-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_example(&dir, "example");
+        dir
+    })
+    .clone()
 }
 
 /// Copies the example image into a fresh images folder, so a test can break it.
