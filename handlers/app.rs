@@ -68,6 +68,8 @@ pub struct App {
     pub store: Arc<dyn RunStore>,
     /// Where builds run.
     pub executor: Arc<dyn Executor>,
+    /// Resource Manager access, when the factory manages Azure resources.
+    pub azure: Option<Arc<crate::azure::Azure>>,
     /// The image definitions, by name.
     pub images: Arc<BTreeMap<String, ImageConfig>>,
     /// The factory's settings.

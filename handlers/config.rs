@@ -310,6 +310,9 @@ pub struct Settings {
     pub calendar: BuildCalendar,
     /// Where runs live (`IMAGE_FACTORY_STORE`, default `sqlite`).
     pub store: StoreBackend,
+    /// The Azure subscription and gallery the factory manages
+    /// (`IMAGE_FACTORY_SUBSCRIPTION_ID`, ...); `None`: no Azure calls.
+    pub azure: Option<crate::azure::AzureSettings>,
 }
 
 /// Which run store adapter the factory uses.
@@ -467,6 +470,7 @@ impl Settings {
                 }
             },
             store: StoreBackend::from_vars(var)?,
+            azure: crate::azure::AzureSettings::from_vars(var)?,
         })
     }
 

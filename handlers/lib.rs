@@ -5,6 +5,7 @@
 //! `executor`, ...) and an embedded Functions host for local runs (`host`).
 
 pub mod app;
+pub mod azure;
 pub mod client;
 pub mod config;
 pub mod dashboard;

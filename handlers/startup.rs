@@ -168,9 +168,22 @@ pub async fn build_app(
     }
     let store = open_store(&settings).await?;
     let notifier = notifier(&settings, &secrets)?;
+    let azure = match &settings.azure {
+        Some(azure) => {
+            let identity = Identity::from_vars(|name| std::env::var(name).ok());
+            let credential = identity.credential().map_err(anyhow::Error::msg)?;
+            tracing::info!(endpoint = %azure.endpoint, "Azure Resource Manager calls enabled");
+            Some(Arc::new(crate::azure::Azure::new(
+                azure.clone(),
+                credential,
+            )?))
+        }
+        None => None,
+    };
     Ok(App {
         store,
         executor: Arc::new(LocalExecutor),
+        azure,
         images: Arc::new(images),
         settings: Arc::new(settings),
         keys: Arc::new(keys),

@@ -52,8 +52,7 @@ async fn an_approver_opens_the_link_on_a_phone_without_javascript_and_approves()
         .type_into("#comment", "Checked the smoke test on my phone")
         .await;
     browser.click("button.approve").await;
-    let text = browser.text().await;
-    assert!(text.contains("Decision recorded"), "{text}");
+    let text = browser.wait_for_text("Decision recorded").await;
     assert!(text.contains("Approved"), "{text}");
     browser.screenshot("approval-recorded-phone").await;
 

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
+use super::diagnosis::diagnose;
 use super::run::{Attempt, Execution, Failure, Run, RunStatus, Stage, StageOutput, StageStatus};
 
 /// Something that happened to a run.
@@ -566,10 +567,12 @@ fn fail(run: &mut Run, stage: Option<Stage>, at: DateTime<Utc>, reason: &str, st
     }
     run.status = status;
     run.updated_at = at;
+    let diagnosable = matches!(stage, Some(Stage::Build | Stage::Test | Stage::Release));
     run.failure = Some(Failure {
         stage,
         reason: reason.to_string(),
         at,
+        diagnosis: diagnosable.then(|| diagnose(reason)).flatten(),
     });
 }
 
@@ -714,6 +717,46 @@ mod tests {
             },
         )
         .run
+    }
+
+    #[test]
+    fn a_failed_build_carries_the_likely_cause_and_fix_from_its_reason() {
+        let run = run_stage(new_run(), Stage::Validate, 0).run;
+        let run = apply(
+            &run,
+            Event::StageStarted {
+                stage: Stage::Build,
+                execution: ex("b", 1),
+                at: t(2),
+            },
+        )
+        .run;
+        let failed = apply(
+            &run,
+            Event::StageFailed {
+                stage: Stage::Build,
+                execution: ex("b", 1),
+                at: t(3),
+                reason: "packer build exited with code 1: Timeout waiting for WinRM.".into(),
+            },
+        )
+        .run;
+        let failure = failed.failure.expect("a failure");
+        assert_eq!(
+            failure.diagnosis.map(|d| d.kind).as_deref(),
+            Some("winrm-unreachable")
+        );
+    }
+
+    #[test]
+    fn a_rejection_has_no_diagnosis() {
+        let run = waiting_run(1);
+        let rejected = apply(
+            &run,
+            Event::ApprovalDecided(decision("alice", Verdict::Reject, t(20))),
+        )
+        .run;
+        assert_eq!(rejected.failure.expect("a failure").diagnosis, None);
     }
 
     #[test]

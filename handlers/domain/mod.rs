@@ -3,6 +3,8 @@
 
 pub mod approval;
 pub mod calendar;
+pub mod diagnosis;
+pub mod gallery;
 pub mod machine;
 pub mod run;
 pub mod schedule;

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::approval::{ApprovalRequest, Decision};
+use super::diagnosis::Diagnosis;
 use super::version::ImageVersion;
 
 /// The five stages of a run, in the order they execute.
@@ -390,6 +391,10 @@ pub struct Failure {
     pub reason: String,
     /// When.
     pub at: DateTime<Utc>,
+    /// The likely cause and fix, for a build, test or release failure the
+    /// troubleshooting table recognises.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
 }
 
 /// One run of the factory.

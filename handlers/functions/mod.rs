@@ -6,6 +6,7 @@
 //! malformed invocation is a value ([`InvocationError`]), never a panic.
 
 mod approval;
+mod base_image;
 mod dashboard;
 mod dead_letter;
 mod git_push;
@@ -19,9 +20,10 @@ use crate::domain::run::Stage;
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 
 /// Every function this handler serves, as named in `functions/*/function.json`.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 13] = [
     "git-push",
     "patch-tuesday",
+    "base-image",
     "approval",
     "stage-validate",
     "stage-build",
@@ -41,6 +43,8 @@ pub enum Function {
     GitPush(git_push::GitPush),
     /// `patch-tuesday`: the monthly timer.
     PatchTuesday(patch_tuesday::PatchTuesday),
+    /// `base-image`: the daily Marketplace base image check.
+    BaseImage(base_image::BaseImageCheck),
     /// `approval`: an approver's link (GET shows, POST decides).
     Approval(approval::Approval),
     /// `stage-*`: a stage message.
@@ -87,6 +91,7 @@ impl Function {
         Ok(match name {
             "git-push" => Function::GitPush(git_push::GitPush::parse(request)?),
             "patch-tuesday" => Function::PatchTuesday(patch_tuesday::PatchTuesday::parse(request)?),
+            "base-image" => Function::BaseImage(base_image::BaseImageCheck::parse(request)?),
             "approval" => Function::Approval(approval::Approval::parse(request)?),
             "runs" => Function::Runs(runs::Runs::parse(request)?),
             "dashboard" => Function::Dashboard(dashboard::Dashboard::parse(request)?),
@@ -104,6 +109,7 @@ impl Function {
         match self {
             Function::GitPush(f) => f.apply(app).await,
             Function::PatchTuesday(f) => f.apply(app).await,
+            Function::BaseImage(f) => f.apply(app).await,
             Function::Approval(f) => f.apply(app).await,
             Function::Stage(f) => f.apply(app).await,
             Function::Runs(f) => f.apply(app).await,

@@ -77,18 +77,20 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             );
             let tail: Vec<&str> = reasons.iter().rev().take(3).map(String::as_str).collect();
             return StageResult::Failed(format!(
-                "packer build exited with code {code}: {}; full log: {log_ref}",
+                "packer build exited with code {code}: {}{}; full log: {log_ref}",
                 if tail.is_empty() {
                     "no error message".into()
                 } else {
                     tail.join(" | ")
-                }
+                },
+                log_evidence(&log).await
             ));
         }
         JobEnd::TimedOut => {
             return StageResult::Failed(format!(
-                "packer build ran past its timeout of {} minutes and was stopped; full log: {log_ref}",
-                image.settings.packer.timeout_minutes
+                "packer build ran past its timeout of {} minutes and was stopped{}; full log: {log_ref}",
+                image.settings.packer.timeout_minutes,
+                log_evidence(&log).await
             ));
         }
         JobEnd::Signalled => {
@@ -130,4 +132,34 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
         log: log_ref,
         duration_seconds: outcome.elapsed.as_secs(),
     }))
+}
+
+/// How much of the end of a build log is searched for evidence of a known failure.
+const EVIDENCE_BYTES: u64 = 256 * 1024;
+
+/// "; log: <line>" quoting the log line that shows the failure's likely cause
+/// (see [`crate::domain::diagnosis`]), or nothing. Reads at most the log's
+/// last [`EVIDENCE_BYTES`].
+pub(crate) async fn log_evidence(log: &std::path::Path) -> String {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(mut file) = tokio::fs::File::open(log).await else {
+        return String::new();
+    };
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(EVIDENCE_BYTES);
+    if file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    if file
+        .take(EVIDENCE_BYTES)
+        .read_to_end(&mut bytes)
+        .await
+        .is_err()
+    {
+        return String::new();
+    }
+    crate::domain::diagnosis::evidence(&String::from_utf8_lossy(&bytes))
+        .map(|line| format!("; log: {line}"))
+        .unwrap_or_default()
 }

@@ -109,6 +109,14 @@ impl Browser {
             .expect("a WebDriver session")
             .to_string();
         browser.base = format!("{}/session/{id}", browser.base);
+        // Find elements as soon as they appear, waiting for slow pages on a busy machine.
+        browser
+            .call(
+                "POST",
+                "/timeouts",
+                json!({ "implicit": 10_000, "pageLoad": 60_000, "script": 30_000 }),
+            )
+            .await;
         browser
     }
 
@@ -133,6 +141,20 @@ impl Browser {
     /// Opens a URL.
     pub async fn open(&self, url: &str) {
         self.call("POST", "/url", json!({ "url": url })).await;
+    }
+
+    /// Waits until the page's text contains `needle` (after a click that
+    /// navigates), and returns the text.
+    pub async fn wait_for_text(&self, needle: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = self.text().await;
+            if text.contains(needle) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page never showed {needle:?}: {text}");
     }
 
     /// The visible text of the page.

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod arm_server;
 pub mod browser;
 pub mod cosmos_server;
 
@@ -73,7 +74,7 @@ impl Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            images_dir: repo_root().join("images"),
+            images_dir: example_images(),
             bus: BusSettings {
                 lock_duration: Duration::from_secs(30),
                 max_delivery_count: 5,
@@ -131,6 +132,7 @@ impl Factory {
             local: true,
             email: None,
             store: options.store,
+            azure: None,
         };
         assert!(
             settings.packer.is_some(),
@@ -348,6 +350,21 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("sha256={hex}")
+}
+
+/// A folder holding only the repository's `example` image (copied once per
+/// test process): the local factory builds it with real packer, while the
+/// repository's Azure images need Azure credentials and packer 1.7+.
+pub fn example_images() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("example-images-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_example(&dir, "example");
+        dir
+    })
+    .clone()
 }
 
 /// Copies the example image into a fresh images folder, so a test can break it.

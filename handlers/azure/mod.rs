@@ -1,0 +1,102 @@
+//! Azure Resource Manager adapters: the REST client (`arm`) and the calls the
+//! stages and timers make through it (`compute`: galleries and Marketplace
+//! images). Tokens come from the factory's Entra ID identity; no keys.
+
+pub mod arm;
+pub mod compute;
+
+use std::sync::Arc;
+
+use azure_core::credentials::TokenCredential;
+
+use crate::config::ConfigError;
+
+/// Where the factory's Azure resources are, from the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AzureSettings {
+    /// Resource Manager's base URL (`IMAGE_FACTORY_ARM_ENDPOINT`, default `https://management.azure.com`).
+    pub endpoint: String,
+    /// The subscription (`IMAGE_FACTORY_SUBSCRIPTION_ID`).
+    pub subscription_id: String,
+    /// The gallery's resource group (`IMAGE_FACTORY_GALLERY_RESOURCE_GROUP`), if images go to a gallery.
+    pub gallery_resource_group: Option<String>,
+    /// The gallery (`IMAGE_FACTORY_GALLERY`).
+    pub gallery: Option<String>,
+}
+
+impl AzureSettings {
+    /// Reads the settings; `None` when `IMAGE_FACTORY_SUBSCRIPTION_ID` is not
+    /// set (the factory then makes no Azure calls: the local path).
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<AzureSettings>, ConfigError> {
+        let Some(subscription_id) = var("IMAGE_FACTORY_SUBSCRIPTION_ID") else {
+            return Ok(None);
+        };
+        let segment_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 90
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'))
+        };
+        if !segment_ok(&subscription_id) {
+            return Err(ConfigError::Setting {
+                name: "IMAGE_FACTORY_SUBSCRIPTION_ID",
+                message: "must be a subscription id (a GUID)".into(),
+            });
+        }
+        let named = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            match var(name) {
+                Some(v) if segment_ok(&v) => Ok(Some(v)),
+                Some(_) => Err(ConfigError::Setting {
+                    name,
+                    message: "must be an Azure resource name (letters, digits, - _ . ( ))".into(),
+                }),
+                None => Ok(None),
+            }
+        };
+        let endpoint =
+            var("IMAGE_FACTORY_ARM_ENDPOINT").unwrap_or_else(|| arm::DEFAULT_ENDPOINT.to_string());
+        Ok(Some(AzureSettings {
+            endpoint,
+            subscription_id,
+            gallery_resource_group: named("IMAGE_FACTORY_GALLERY_RESOURCE_GROUP")?,
+            gallery: named("IMAGE_FACTORY_GALLERY")?,
+        }))
+    }
+
+    /// The gallery image definition `image` in the configured gallery, if one is configured.
+    pub fn gallery_image(&self, image: &str) -> Option<compute::GalleryImage> {
+        Some(compute::GalleryImage {
+            subscription_id: self.subscription_id.clone(),
+            resource_group: self.gallery_resource_group.clone()?,
+            gallery: self.gallery.clone()?,
+            image: image.to_string(),
+        })
+    }
+}
+
+/// The factory's Azure access: settings and a Resource Manager client.
+#[derive(Clone, Debug)]
+pub struct Azure {
+    /// Where things are.
+    pub settings: AzureSettings,
+    /// The client.
+    pub arm: arm::ArmClient,
+}
+
+impl Azure {
+    /// A client for `settings` with tokens from `credential`.
+    pub fn new(
+        settings: AzureSettings,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Result<Azure, arm::ArmError> {
+        let arm = arm::ArmClient::new(
+            &settings.endpoint,
+            credential,
+            arm::tokio_sleeper(),
+            arm::Patience::default(),
+        )?;
+        Ok(Azure { settings, arm })
+    }
+}

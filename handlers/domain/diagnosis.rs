@@ -1,0 +1,345 @@
+//! Failure diagnosis: what a failed build or test most likely ran into, read
+//! from its reason and log excerpt against the troubleshooting table the
+//! factory's Windows template comes with (WinRM, language pack, Defender,
+//! Sysprep, gallery replication, authentication, quota, resource groups, ...).
+//!
+//! Pure and table-driven: the first row whose every pattern of one of its
+//! alternatives occurs in the text (case-insensitively) wins, so the more
+//! specific rows come first.
+
+use serde::{Deserialize, Serialize};
+
+/// The likely cause of a failure and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnosis {
+    /// A stable name of the row that matched (`winrm-unreachable`, ...).
+    pub kind: String,
+    /// What the operator sees.
+    pub symptom: String,
+    /// The likely cause.
+    pub cause: String,
+    /// The quick fix.
+    pub fix: String,
+}
+
+/// One row of the troubleshooting table.
+struct Row {
+    kind: &'static str,
+    /// Alternatives; each is a set of lowercase fragments that must all occur.
+    patterns: &'static [&'static [&'static str]],
+    symptom: &'static str,
+    cause: &'static str,
+    fix: &'static str,
+}
+
+/// The troubleshooting table, most specific rows first.
+const TABLE: &[Row] = &[
+    Row {
+        kind: "winrm-auth",
+        patterns: &[
+            &["winrm", "401"],
+            &["winrm", "unauthorized"],
+            &["winrm", "access is denied"],
+            &["winrm", "authentication failed"],
+        ],
+        symptom: "WinRM authentication fails",
+        cause: "wrong username/password or CredSSP not enabled",
+        fix: "verify the credentials, enable CredSSP, and make the WinRM settings match the template",
+    },
+    Row {
+        kind: "winrm-unreachable",
+        patterns: &[
+            &["timeout waiting for winrm"],
+            &["waiting for winrm", "timeout"],
+            &["winrm", "connection refused"],
+            &["winrm", "i/o timeout"],
+            &["5986", "timed out"],
+        ],
+        symptom: "WinRM never connects",
+        cause: "port 5986 blocked or the self-signed certificate not trusted",
+        fix: "set `winrm_insecure = true` (with `winrm_use_ssl = true`) and allow 5986 from the build network",
+    },
+    Row {
+        kind: "language-pack",
+        patterns: &[
+            &["install-fr-language", "fail"],
+            &["install-fr-language", "error"],
+            &["add-windowspackage"],
+            &["language pack", "fail"],
+            &["lp.cab", "not found"],
+        ],
+        symptom: "language pack fails",
+        cause: "Windows Update disabled or the package missing",
+        fix: "host the CAB files in blob storage and point `Install-FR-Language.ps1` at them (LANGUAGE_PACK_URL)",
+    },
+    Row {
+        kind: "defender-offline",
+        patterns: &[
+            &["update-mpsignature"],
+            &["install-windows-defender", "timeout"],
+            &["defender", "signature", "fail"],
+            &["mpcmdrun", "error"],
+        ],
+        symptom: "Defender update hangs",
+        cause: "no internet egress from the build VM",
+        fix: "use `Update-MpSignature -UpdateSource FileShares` with DEFENDER_DEFINITIONS_SHARE pointing at an internal share",
+    },
+    Row {
+        kind: "sysprep",
+        patterns: &[
+            &["sysprep", "fail"],
+            &["sysprep", "error"],
+            &["sysprep", "did not"],
+            &["image_state_undeployable"],
+            &["imagestate", "timeout"],
+            &["not generalized"],
+        ],
+        symptom: "Sysprep quits instantly or the capture fails",
+        cause: "pending updates or services still running, so the VM was not generalized",
+        fix: "inspect C:\\Windows\\System32\\Sysprep\\Panther\\setuperr.log and rerun after clearing pending tasks",
+    },
+    Row {
+        kind: "gallery-version-stuck",
+        patterns: &[
+            &["gallery", "creating", "did not finish"],
+            &["gallery image version", "provisioningstate"],
+            &["replication", "region"],
+            &["galleryimageversion", "timeout"],
+        ],
+        symptom: "gallery version stuck \"Creating\"",
+        cause: "region quota or a wrong replication list",
+        fix: "read the version's provisioningState (`az sig image-version show`) and adjust the replication regions",
+    },
+    Row {
+        kind: "quota",
+        patterns: &[
+            &["quotaexceeded"],
+            &["quota exceeded"],
+            &["operation could not be completed as it results in exceeding approved"],
+            &["skunotavailable"],
+        ],
+        symptom: "\"Resource quota exceeded\"",
+        cause: "subscription quota limits reached",
+        fix: "check the subscription's quotas for the VM size and region and request an increase, or pick another size",
+    },
+    Row {
+        kind: "resource-group-not-found",
+        patterns: &[
+            &["resourcegroupnotfound"],
+            &["resource group", "could not be found"],
+        ],
+        symptom: "Packer cannot find the resource group",
+        cause: "wrong resource group name or a region mismatch",
+        fix: "check `managed_image_resource_group_name`, the gallery resource group and `location`",
+    },
+    Row {
+        kind: "auth",
+        patterns: &[
+            &["authentication failed"],
+            &["authorizationfailed"],
+            &["aadsts"],
+            &["invalidauthenticationtoken"],
+            &["does not have authorization"],
+            &["status=403"],
+            &["401 unauthorized"],
+        ],
+        symptom: "\"Authentication failed\" or not authorized",
+        cause: "expired or wrong credentials, or an identity without the needed role",
+        fix: "check ARM_TENANT_ID/ARM_CLIENT_ID (or the managed identity) and grant the role on the build and gallery resource groups",
+    },
+    Row {
+        kind: "ssh-timeout",
+        patterns: &[&["timeout waiting for ssh"], &["ssh", "handshake failed"]],
+        symptom: "SSH connection times out",
+        cause: "port 22 blocked or cloud-init not finished",
+        fix: "check the NSG rules and wait for the VM to finish provisioning",
+    },
+    Row {
+        kind: "script-failed",
+        patterns: &[
+            &["script exited with non-zero exit status"],
+            &["error uploading script"],
+        ],
+        symptom: "a provisioner script failed",
+        cause: "a script path that is wrong, or the script's own error",
+        fix: "read the script's output just above in the log; use absolute paths and enable verbose logging",
+    },
+    Row {
+        kind: "plugin-missing",
+        patterns: &[
+            &["unknown source type", "azure-arm"],
+            &["plugin", "azure", "not installed"],
+            &["packer init"],
+            &["unsupported packer core version"],
+            &["required_plugins", "not expected"],
+        ],
+        symptom: "the build fails at the azure-arm step or packer refuses the template",
+        cause: "the azure plugin is missing or packer is too old",
+        fix: "run `packer init` with packer 1.7+ and check the pinned plugin version",
+    },
+    Row {
+        kind: "smoke-test-no-answer",
+        patterns: &[
+            &["smoke test get", "no answer"],
+            &["smoke test get", "answered"],
+        ],
+        symptom: "the test VM never answered the HTTP smoke test",
+        cause: "IIS not installed or not started, or the firewall/NSG blocks port 80",
+        fix: "check the IIS provisioner and the firewall script; the VM's boot diagnostics show whether it started",
+    },
+];
+
+/// The likely cause of a failure whose reason and log excerpt are `text`.
+pub fn diagnose(text: &str) -> Option<Diagnosis> {
+    let lower = text.to_lowercase();
+    TABLE
+        .iter()
+        .find(|row| {
+            row.patterns
+                .iter()
+                .any(|all| all.iter().all(|p| lower.contains(p)))
+        })
+        .map(|row| Diagnosis {
+            kind: row.kind.into(),
+            symptom: row.symptom.into(),
+            cause: row.cause.into(),
+            fix: row.fix.into(),
+        })
+}
+
+/// The last line of `log` that a row of the table recognises, preferring a
+/// specific row to the generic "a script failed", cut to 300 bytes: the
+/// evidence a failure reason quotes so that its diagnosis can be made (and
+/// checked by a reader) from the reason alone.
+pub fn evidence(log: &str) -> Option<String> {
+    let recognised = |generic: bool| {
+        log.lines()
+            .rev()
+            .find(|line| diagnose(line).is_some_and(|d| generic || d.kind != "script-failed"))
+    };
+    recognised(false).or_else(|| recognised(true)).map(|line| {
+        let line = line.trim();
+        let mut end = line.len().min(300);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line[..end].to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (log excerpt, expected kind): each row of the seed's troubleshooting
+    /// table recognised from the kind of line packer, Azure or Windows prints.
+    const CASES: &[(&str, &str)] = &[
+        (
+            "==> azure-arm.image: Timeout waiting for WinRM.",
+            "winrm-unreachable",
+        ),
+        (
+            "azure-arm.image: dial tcp 20.1.2.3:5986: i/o timeout (waiting for WinRM)",
+            "winrm-unreachable",
+        ),
+        (
+            "==> azure-arm.image: WinRM: http response error: 401 - invalid content type",
+            "winrm-auth",
+        ),
+        (
+            "azure-arm.image: Install-FR-Language.ps1 : Add-WindowsPackage failed. Error code = 0x800f081f",
+            "language-pack",
+        ),
+        (
+            "azure-arm.image: Update-MpSignature : Virus and spyware definitions update was not completed",
+            "defender-offline",
+        ),
+        (
+            "azure-arm.image: ImageState: IMAGE_STATE_UNDEPLOYABLE; Sysprep did not complete",
+            "sysprep",
+        ),
+        (
+            "gallery image version 1.2.3 is still Creating: the operation did not finish; provisioningState Creating",
+            "gallery-version-stuck",
+        ),
+        (
+            "Code=\"OperationNotAllowed\" Message=\"Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota\"",
+            "quota",
+        ),
+        (
+            "StatusCode=404 -- Original Error: Code=\"ResourceGroupNotFound\" Message=\"Resource group 'rg-img' could not be found.\"",
+            "resource-group-not-found",
+        ),
+        ("AADSTS7000215: Invalid client secret provided.", "auth"),
+        (
+            "Code=\"AuthorizationFailed\" Message=\"The client 'x' with object id 'y' does not have authorization to perform action\"",
+            "auth",
+        ),
+        (
+            "Script exited with non-zero exit status: 1. Allowed exit codes are: [0]",
+            "script-failed",
+        ),
+        (
+            "Error: Failed preparing provisioner-block \"powershell\" \"\"\n  on build.pkr.hcl: Unknown source type \"azure-arm\"",
+            "plugin-missing",
+        ),
+        (
+            "Error: Unsupported Packer Core version ... This configuration does not support Packer version 1.6.6.",
+            "plugin-missing",
+        ),
+        (
+            "smoke test GET http://10.0.0.4/ failed for 600 s: no answer (connection refused)",
+            "smoke-test-no-answer",
+        ),
+    ];
+
+    #[test]
+    fn every_row_of_the_troubleshooting_table_is_recognised_from_a_log_excerpt() {
+        for (excerpt, kind) in CASES {
+            let found = diagnose(excerpt).map(|d| d.kind);
+            assert_eq!(found.as_deref(), Some(*kind), "for {excerpt:?}");
+        }
+    }
+
+    #[test]
+    fn text_that_matches_no_row_has_no_diagnosis() {
+        assert_eq!(
+            diagnose("packer build exited with code 1: no error message"),
+            None
+        );
+        assert_eq!(diagnose(""), None);
+    }
+
+    #[test]
+    fn every_diagnosis_names_a_cause_and_a_fix() {
+        for row in TABLE {
+            assert!(!row.cause.is_empty() && !row.fix.is_empty(), "{}", row.kind);
+            assert!(!row.patterns.is_empty(), "{}", row.kind);
+        }
+    }
+
+    #[test]
+    fn the_evidence_is_the_last_specific_log_line() {
+        let log = "==> azure-arm.image: Creating resource group ...\n\
+                   ==> azure-arm.image: Waiting for WinRM to become available...\n\
+                   ==> azure-arm.image: Timeout waiting for WinRM.\n\
+                   Build 'azure-arm.image' errored after 30 minutes";
+        assert_eq!(
+            evidence(log).as_deref(),
+            Some("==> azure-arm.image: Timeout waiting for WinRM.")
+        );
+        let log = "==> azure-arm.image: Provisioning with powershell script: scripts/Install-FR-Language.ps1\n\
+                   ==> azure-arm.image: Provisioning with powershell script: scripts/Install-Windows-Defender.ps1\n\
+                   azure-arm.image: Update-MpSignature : definitions update was not completed\n\
+                   ==> azure-arm.image: Script exited with non-zero exit status: 1. Allowed exit codes are: [0]";
+        assert_eq!(
+            evidence(log)
+                .and_then(|line| diagnose(&line))
+                .map(|d| d.kind)
+                .as_deref(),
+            Some("defender-offline")
+        );
+        assert_eq!(evidence("all fine\nnothing here"), None);
+    }
+}

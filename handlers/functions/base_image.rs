@@ -1,0 +1,77 @@
+//! `base-image` (timer, daily): the Marketplace base image check. For each
+//! image with a `base_image` in its `image.toml`, lists the Marketplace
+//! versions through Resource Manager, takes the newest, and makes sure the
+//! run `base-<image>-<version>` exists (trigger `base-image-update`). A
+//! firing that finds no new version finds the existing run and starts
+//! nothing; without Azure settings the function does nothing.
+
+use super::{InvocationError, TIMER_BINDING};
+use crate::app::{App, Created, dispatch_follow_up};
+use crate::azure::compute::{marketplace_versions, newest_marketplace_version};
+use crate::domain::run::{Trigger, TriggerKind};
+use crate::protocol::{InvocationRequest, InvocationResponse};
+
+/// A timer firing.
+#[derive(Debug)]
+pub struct BaseImageCheck;
+
+impl BaseImageCheck {
+    /// Decodes the timer payload.
+    pub fn parse(request: &InvocationRequest) -> Result<BaseImageCheck, InvocationError> {
+        let _: serde_json::Value = request.data_as(TIMER_BINDING)?;
+        Ok(BaseImageCheck)
+    }
+
+    /// Creates the run of every image whose base has a version not built yet.
+    pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
+        let mut response = InvocationResponse::default();
+        let Some(azure) = app.azure.clone() else {
+            response.log(
+                "no Azure settings (IMAGE_FACTORY_SUBSCRIPTION_ID): base images are not checked",
+            );
+            return Ok(response);
+        };
+        for (image, config) in app.images.iter() {
+            let Some(base) = &config.settings.base_image else {
+                continue;
+            };
+            let names = marketplace_versions(&azure.arm, &azure.settings.subscription_id, base)
+                .await
+                .map_err(|e| {
+                    super::retry(
+                        &format!("cannot list the base image versions of {image}"),
+                        e,
+                    )
+                })?;
+            let Some(newest) = newest_marketplace_version(&names) else {
+                response.log(format!(
+                    "{image}: the Marketplace lists no version of {}/{}/{} in {}",
+                    base.publisher, base.offer, base.sku, base.location
+                ));
+                continue;
+            };
+            let trigger = Trigger {
+                kind: TriggerKind::BaseImageUpdate,
+                source: "timer".into(),
+                commit: None,
+                branch: None,
+                actor: None,
+                reason: Some(format!(
+                    "new Marketplace base {}/{}/{} version {newest}",
+                    base.publisher, base.offer, base.sku
+                )),
+                force: false,
+                base_image_version: Some(newest.to_string()),
+            };
+            let created = app
+                .create_run(format!("base-{image}-{newest}"), image, trigger)
+                .await
+                .map_err(|e| super::retry(&format!("cannot create the run of {image}"), e))?;
+            if let Created::New(run) = &created {
+                response.log(format!("{image}: base version {newest}: run {}", run.id));
+            }
+            dispatch_follow_up(&mut response, created.run());
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,27 @@
+# Locks the firewall down: every profile on, inbound blocked by default, HTTP
+# (80, the smoke test) allowed, WinRM over HTTPS (5986) and RDP (3389) only
+# from the management ranges in MANAGEMENT_CIDRS (default: the virtual
+# network). Idempotent: a rule that exists is updated, not added twice.
+$ErrorActionPreference = 'Stop'
+$management = if ($env:MANAGEMENT_CIDRS) { $env:MANAGEMENT_CIDRS -split ',' } else { @('VirtualNetwork') }
+
+Set-NetFirewallProfile -Profile Domain, Public, Private -Enabled True -DefaultInboundAction Block -DefaultOutboundAction Allow
+
+function Set-Rule([string]$Name, [int]$Port, [string[]]$From) {
+    $existing = Get-NetFirewallRule -DisplayName $Name -ErrorAction SilentlyContinue
+    if ($existing) {
+        $existing | Set-NetFirewallRule -Enabled True -Action Allow
+        $existing | Get-NetFirewallAddressFilter | Set-NetFirewallAddressFilter -RemoteAddress $From
+        Write-Output "Updated rule $Name"
+    } else {
+        New-NetFirewallRule -DisplayName $Name -Direction Inbound -Protocol TCP -LocalPort $Port -RemoteAddress $From -Action Allow | Out-Null
+        Write-Output "Added rule $Name"
+    }
+}
+
+Set-Rule -Name 'image-factory HTTP' -Port 80 -From @('Any')
+Set-Rule -Name 'image-factory WinRM HTTPS' -Port 5986 -From $management
+Set-Rule -Name 'image-factory RDP' -Port 3389 -From $management
+
+# The unencrypted WinRM listener is not needed once the image is built.
+Get-NetFirewallRule -DisplayName 'Windows Remote Management (HTTP-In)' -ErrorAction SilentlyContinue | Disable-NetFirewallRule

@@ -1,0 +1,203 @@
+//! A Resource Manager stand-in for contract tests: a real axum server on
+//! loopback that answers a script of responses shaped as the Azure REST API
+//! specifications' examples, records every request (method, path and query,
+//! bearer token, body), and a credential that hands out a fixed token.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use image_factory::azure::arm::{ArmClient, Patience, Sleeper};
+use serde_json::Value;
+
+/// The token every test credential hands out.
+pub const TOKEN: &str = "contract-test-token";
+
+/// A credential returning [`TOKEN`].
+#[derive(Debug)]
+pub struct FixedCredential;
+
+#[async_trait::async_trait]
+impl TokenCredential for FixedCredential {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        Ok(AccessToken::new(
+            TOKEN,
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+        ))
+    }
+}
+
+/// One scripted answer: served to the first request whose method matches and
+/// whose path starts with `path`.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// The method expected.
+    pub method: Method,
+    /// The path prefix expected (no query).
+    pub path: String,
+    /// The status answered.
+    pub status: u16,
+    /// Headers answered; `{base}` here and in the body is replaced by the server's URL.
+    pub headers: Vec<(String, String)>,
+    /// The body answered (`Value::Null`: empty).
+    pub body: Value,
+}
+
+impl Reply {
+    /// A reply to `method path` with `status` and `body`.
+    pub fn new(method: Method, path: &str, status: u16, body: Value) -> Reply {
+        Reply {
+            method,
+            path: path.to_string(),
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// A request the server received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// Its method.
+    pub method: Method,
+    /// Path and query.
+    pub uri: String,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The JSON body, if any.
+    pub body: Option<Value>,
+}
+
+#[derive(Default)]
+struct Script {
+    replies: Vec<Reply>,
+    seen: Vec<Seen>,
+    base: String,
+}
+
+/// The running server.
+pub struct ArmServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    script: Arc<Mutex<Script>>,
+}
+
+impl ArmServer {
+    /// Starts a server answering `replies` in order of matching.
+    pub async fn start(replies: Vec<Reply>) -> ArmServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let script = Arc::new(Mutex::new(Script {
+            replies,
+            seen: Vec::new(),
+            base: base.clone(),
+        }));
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(script.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        ArmServer { base, script }
+    }
+
+    /// Every request received, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.script.lock().expect("lock").seen.clone()
+    }
+
+    /// Replies not yet served.
+    pub fn unserved(&self) -> Vec<Reply> {
+        self.script.lock().expect("lock").replies.clone()
+    }
+
+    /// A client for this server with a sleeper that records the waits asked for.
+    pub fn client(&self) -> (ArmClient, Arc<Mutex<Vec<Duration>>>) {
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let recorder = waits.clone();
+        let sleeper: Sleeper = Arc::new(move |d| {
+            recorder.lock().expect("lock").push(d);
+            Box::pin(async {})
+        });
+        let patience = Patience {
+            throttle_retries: 3,
+            max_retry_after: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(10),
+            max_polls: 5,
+        };
+        let client = ArmClient::new(&self.base, Arc::new(FixedCredential), sleeper, patience)
+            .expect("client");
+        (client, waits)
+    }
+}
+
+async fn answer(
+    State(script): State<Arc<Mutex<Script>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut script = script.lock().expect("lock");
+    script.seen.push(Seen {
+        method: method.clone(),
+        uri: uri.to_string(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body: serde_json::from_slice(&body).ok(),
+    });
+    let Some(index) = script
+        .replies
+        .iter()
+        .position(|r| r.method == method && uri.path().starts_with(&r.path))
+    else {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            format!("no scripted reply for {method} {uri}"),
+        )
+            .into_response();
+    };
+    let mut reply = script.replies.remove(index);
+    if !reply.body.is_null() {
+        let text = reply.body.to_string().replace("{base}", &script.base);
+        reply.body = serde_json::from_str(&text).expect("still JSON");
+    }
+    let mut response = if reply.body.is_null() {
+        StatusCode::from_u16(reply.status)
+            .expect("status")
+            .into_response()
+    } else {
+        (
+            StatusCode::from_u16(reply.status).expect("status"),
+            axum::Json(reply.body.clone()),
+        )
+            .into_response()
+    };
+    for (name, value) in &reply.headers {
+        let value = value.replace("{base}", &script.base);
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    response
+}
