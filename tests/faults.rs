@@ -893,7 +893,7 @@ impl World {
         }
         let late_run = self.rng.random_range(0..STORM_STEPS);
         for step in 0..STORM_STEPS {
-            if step == late_run && self.seed % 2 == 0 {
+            if step == late_run && self.seed.is_multiple_of(2) {
                 // The same inputs again: skipped when the first is released by now.
                 self.create_run(&format!("push-good-{}-c", self.seed), "good", Plan::Approve)
                     .await;
