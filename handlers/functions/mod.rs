@@ -15,6 +15,8 @@ mod runs;
 mod stage;
 mod sweeper;
 
+pub use git_push::github_signature_valid;
+
 use crate::app::App;
 use crate::domain::run::Stage;
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};

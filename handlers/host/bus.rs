@@ -22,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
+use crate::app::Clock;
 use crate::store::sqlite::open_database;
 
 /// A queue's properties.
@@ -105,6 +106,7 @@ pub struct Bus {
     conn: Arc<Mutex<Connection>>,
     options: Arc<dyn Fn(&str) -> QueueOptions + Send + Sync>,
     notify: Arc<Notify>,
+    clock: Clock,
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -120,6 +122,16 @@ impl Bus {
     pub fn open(
         path: &Path,
         options: impl Fn(&str) -> QueueOptions + Send + Sync + 'static,
+    ) -> Result<Bus, BusError> {
+        Bus::open_with_clock(path, options, Arc::new(Utc::now))
+    }
+
+    /// Opens the bus at `path` with its own clock: locks, scheduled delivery
+    /// and enqueue times follow `clock` (tests move it to expire locks).
+    pub fn open_with_clock(
+        path: &Path,
+        options: impl Fn(&str) -> QueueOptions + Send + Sync + 'static,
+        clock: Clock,
     ) -> Result<Bus, BusError> {
         let conn = open_database(path).map_err(|e| BusError::Storage(e.to_string()))?;
         conn.execute_batch(
@@ -146,6 +158,7 @@ impl Bus {
             conn: Arc::new(Mutex::new(conn)),
             options: Arc::new(options),
             notify: Arc::new(Notify::new()),
+            clock,
         })
     }
 
@@ -172,7 +185,7 @@ impl Bus {
 
     /// Sends messages (in one transaction).
     pub async fn send(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
-        let now = Utc::now();
+        let now = (self.clock)();
         self.with_conn(move |c| {
             let tx = c.transaction()?;
             insert_all(&tx, &messages, now)?;
@@ -192,9 +205,10 @@ impl Bus {
         let forward = opts.forward_dead_letters_to.clone();
         let lock_ms = i64::try_from(opts.lock_duration.as_millis()).unwrap_or(i64::MAX);
         let max = i64::from(opts.max_delivery_count);
+        let clock = Arc::clone(&self.clock);
         let received = self
             .with_conn(move |c| {
-                let now = millis(Utc::now());
+                let now = millis(clock());
                 let tx = c.transaction()?;
                 let exhausted: Vec<i64> = {
                     let mut stmt = tx.prepare_cached(
@@ -210,6 +224,7 @@ impl Bus {
                         "MaxDeliveryCountExceeded",
                         &format!("Message could not be consumed after {max} delivery attempts."),
                         forward.as_deref(),
+                        now,
                     )?;
                 }
                 let row = tx
@@ -264,8 +279,9 @@ impl Bus {
     ) -> Result<(), BusError> {
         let (token, seq) = (message.lock_token.clone(), message.sequence);
         let sent = !outputs.is_empty();
+        let clock = Arc::clone(&self.clock);
         self.with_conn(move |c| {
-            let now = Utc::now();
+            let now = clock();
             let tx = c.transaction()?;
             let deleted = tx.execute(
                 "DELETE FROM messages WHERE seq = ?1 AND lock_token = ?2 AND visible_at > ?3",
@@ -295,8 +311,9 @@ impl Bus {
             "delivered {} times; last error: {reason}",
             message.delivery_count
         );
+        let clock = Arc::clone(&self.clock);
         self.with_conn(move |c| {
-            let now = millis(Utc::now());
+            let now = millis(clock());
             let tx = c.transaction()?;
             let held: Option<i64> = tx
                 .query_row(
@@ -315,6 +332,7 @@ impl Bus {
                     "MaxDeliveryCountExceeded",
                     &reason,
                     opts.forward_dead_letters_to.as_deref(),
+                    now,
                 )?;
             } else {
                 tx.execute(
@@ -334,8 +352,9 @@ impl Bus {
     pub async fn renew(&self, message: &Received) -> Result<DateTime<Utc>, BusError> {
         let opts = (self.options)(&message.queue);
         let (token, seq) = (message.lock_token.clone(), message.sequence);
+        let clock = Arc::clone(&self.clock);
         self.with_conn(move |c| {
-            let now = Utc::now();
+            let now = clock();
             let until = now + chrono::Duration::from_std(opts.lock_duration).unwrap_or_default();
             let updated = c.execute(
                 "UPDATE messages SET visible_at = ?1 WHERE seq = ?2 AND lock_token = ?3 AND visible_at > ?4 AND dead = 0",
@@ -451,6 +470,7 @@ fn dead_letter(
     reason: &str,
     description: &str,
     forward_to: Option<&str>,
+    now: i64,
 ) -> Result<(), BusError> {
     let (queue, properties): (String, String) = tx.query_row(
         "SELECT queue, properties FROM messages WHERE seq = ?1",
@@ -470,7 +490,7 @@ fn dead_letter(
             tx.execute(
                 "UPDATE messages SET queue = ?1, properties = ?2, delivery_count = 0, lock_token = NULL,
                  visible_at = ?3 WHERE seq = ?4",
-                params![target, props, millis(Utc::now()), seq],
+                params![target, props, now, seq],
             )?;
         }
         None => {

@@ -183,7 +183,7 @@ impl Invoker {
 
 /// The messages a response's Service Bus outputs stand for, as the host sends
 /// them: an array is one message per element, anything else one message.
-fn queue_messages(function: &FunctionDef, response: &InvocationResponse) -> Vec<Outgoing> {
+pub fn queue_messages(function: &FunctionDef, response: &InvocationResponse) -> Vec<Outgoing> {
     let mut messages = Vec::new();
     for (name, value) in &response.outputs {
         let Some(queue) = function.queue_outputs.get(name) else {
@@ -214,7 +214,7 @@ fn queue_messages(function: &FunctionDef, response: &InvocationResponse) -> Vec<
 
 /// The `Data`/`Metadata` of a Service Bus triggered invocation, encoded as
 /// the Functions host encodes them (see docs/custom-handler-protocol.md).
-fn queue_invocation(binding: &str, message: &bus::Received) -> InvocationRequest {
+pub fn queue_invocation(binding: &str, message: &bus::Received) -> InvocationRequest {
     let mut data = Map::new();
     data.insert(
         binding.into(),

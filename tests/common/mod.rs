@@ -57,6 +57,12 @@ pub struct Options {
     pub teams_webhook: Option<String>,
     /// Which run store the factory uses (the embedded one unless a test picks another).
     pub store: StoreBackend,
+    /// The GitHub webhook secret.
+    pub github_secret: String,
+    /// The operator token.
+    pub operator_token: String,
+    /// The Azure DevOps service-hook secret.
+    pub azure_devops_secret: String,
     /// Changes to the app before it starts (clock, ...).
     pub tweak: Box<dyn FnOnce(&mut App) + Send>,
 }
@@ -83,6 +89,9 @@ impl Default for Options {
             branches: vec!["main".into()],
             teams_webhook: None,
             store: StoreBackend::Sqlite,
+            github_secret: GITHUB_SECRET.into(),
+            operator_token: OPERATOR_TOKEN.into(),
+            azure_devops_secret: AZURE_DEVOPS_SECRET.into(),
             tweak: Box::new(|_| {}),
         }
     }
@@ -140,9 +149,9 @@ impl Factory {
         );
         let secrets = Secrets {
             approval_keys: options.approval_keys,
-            github: Some(GITHUB_SECRET.into()),
-            operator: Some(OPERATOR_TOKEN.into()),
-            azure_devops: Some(AZURE_DEVOPS_SECRET.into()),
+            github: Some(options.github_secret),
+            operator: Some(options.operator_token),
+            azure_devops: Some(options.azure_devops_secret),
             teams_webhook: options.teams_webhook,
         };
         let shutdown = CancellationToken::new();

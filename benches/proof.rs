@@ -1,0 +1,366 @@
+//! The factory's figures, each next to its floor from the same run:
+//! - one stage transition through the handler (the `stage-approve` function
+//!   called in-process as the host calls it: decode, load, decide,
+//!   conditional write, sign the links, record, emit) next to the embedded
+//!   store's own point read plus conditional replace;
+//! - store requests per transition, and transitions per second;
+//! - the local queue's delivery rate (send, receive, complete) next to a bare
+//!   SQLite insert + delete in the same kind of file;
+//! - peak RSS while a child process prints 1 MiB and then 1 GiB of log
+//!   lines through the real `LocalExecutor` (the log is streamed to disk).
+//!
+//! `cargo bench --bench proof` (a plain main that prints a table).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use base64::Engine;
+use chrono::Utc;
+use image_factory::app::App;
+use image_factory::config::{Settings, StoreBackend};
+use image_factory::domain::machine::{Event, decide};
+use image_factory::domain::run::{Execution, Run, Stage, StageOutput, Trigger, TriggerKind};
+use image_factory::executor::{Executor, Job, LocalExecutor};
+use image_factory::host::bus::{Bus, Outgoing};
+use image_factory::host::{BusSettings, queue_invocation};
+use image_factory::notifier::Notifier;
+use image_factory::startup::{Secrets, build_app};
+use image_factory::store::sqlite::SqliteStore;
+use image_factory::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, update_run};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const RUNS: usize = 300;
+
+/// Counts the requests the handler sends to the store.
+struct Counting {
+    inner: Arc<SqliteStore>,
+    requests: AtomicU64,
+}
+
+#[async_trait]
+impl RunStore for Counting {
+    async fn create(&self, run: &Run) -> Result<ETag, StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.create(run).await
+    }
+    async fn get(&self, id: &str) -> Result<Stored<Run>, StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.get(id).await
+    }
+    async fn replace(&self, run: &Run, if_match: &ETag) -> Result<ETag, StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.replace(run, if_match).await
+    }
+    async fn list(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.list(query).await
+    }
+    async fn next_sequence(&self, image: &str, scope: &str) -> Result<u32, StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.next_sequence(image, scope).await
+    }
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn app(data: &std::path::Path, store: Arc<dyn RunStore>) -> App {
+    let settings = Settings {
+        images_dir: root().join("images"),
+        data_dir: data.to_path_buf(),
+        public_url: "http://factory.bench".into(),
+        packer: None,
+        branches: vec!["main".into()],
+        repo_images_path: "images".into(),
+        calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6)
+            .expect("calendar"),
+        local: true,
+        email: None,
+        store: StoreBackend::Sqlite,
+    };
+    let secrets = Secrets {
+        approval_keys: format!(
+            "bench:{}",
+            base64::engine::general_purpose::STANDARD.encode([5u8; 32])
+        ),
+        github: None,
+        operator: None,
+        azure_devops: None,
+        teams_webhook: None,
+    };
+    let mut app = build_app(settings, secrets, CancellationToken::new())
+        .await
+        .expect("app");
+    app.store = store;
+    app.notifier = Notifier::new(Vec::new());
+    app
+}
+
+/// A run of the example image whose validate, build and test succeeded.
+async fn run_at_approve(app: &App, id: &str) {
+    let trigger = Trigger {
+        kind: TriggerKind::Push,
+        source: "github".into(),
+        commit: Some("0123456789abcdef".into()),
+        branch: Some("main".into()),
+        actor: None,
+        reason: None,
+        force: false,
+        base_image_version: None,
+    };
+    app.create_run(id.into(), "example", trigger)
+        .await
+        .expect("run");
+    for stage in [Stage::Validate, Stage::Build, Stage::Test] {
+        let execution = Execution {
+            message_id: format!("{stage}-m"),
+            delivery: 1,
+        };
+        let output = match stage {
+            Stage::Validate => StageOutput::Validated {
+                findings: vec![],
+                packer_version: None,
+            },
+            Stage::Build => StageOutput::Built(image_factory::domain::run::BuildResult {
+                artifacts: vec![],
+                managed_image_id: None,
+                gallery_version_id: None,
+                log: "build.log".into(),
+                duration_seconds: 1,
+            }),
+            _ => StageOutput::Tested {
+                checks: vec!["ok".into()],
+            },
+        };
+        for event in [
+            Event::StageStarted {
+                stage,
+                execution: execution.clone(),
+                at: Utc::now(),
+            },
+            Event::StageSucceeded {
+                stage,
+                execution: execution.clone(),
+                at: Utc::now(),
+                output,
+            },
+        ] {
+            update_run(app.store.as_ref(), id, |r| decide(r, &event))
+                .await
+                .expect("transition");
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let inner = Arc::new(SqliteStore::open(&dir.path().join("bench-runs.db")).expect("store"));
+    let counting = Arc::new(Counting {
+        inner: Arc::clone(&inner),
+        requests: AtomicU64::new(0),
+    });
+    let app = app(dir.path(), counting.clone()).await;
+    let ids: Vec<String> = (0..RUNS).map(|i| format!("bench-{i}")).collect();
+    for id in &ids {
+        run_at_approve(&app, id).await;
+    }
+    let bus = Bus::open(&dir.path().join("bench-bus.db"), |q| {
+        BusSettings::default().queue_options(q)
+    })
+    .expect("bus");
+    let router = image_factory::server::router(app.clone());
+
+    // One transition through the handler.
+    counting.requests.store(0, Ordering::SeqCst);
+    let mut handler = Vec::new();
+    let started = Instant::now();
+    for id in &ids {
+        bus.send(vec![Outgoing {
+            queue: "stage-approve".into(),
+            body: serde_json::json!({ "runId": id, "stage": "approve" }).to_string(),
+            properties: Default::default(),
+            scheduled_at: None,
+        }])
+        .await
+        .expect("send");
+        let message = bus
+            .receive("stage-approve")
+            .await
+            .expect("receive")
+            .expect("a message");
+        let t = Instant::now();
+        let request = queue_invocation("message", &message);
+        let http = axum::http::Request::post("/stage-approve")
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(&request).expect("json")))
+            .expect("request");
+        let response = router.clone().oneshot(http).await.expect("answer");
+        assert!(response.status().is_success());
+        let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await;
+        handler.push(t.elapsed());
+        bus.complete(&message, Vec::new()).await.expect("complete");
+    }
+    let handler_total = started.elapsed();
+    let requests = counting.requests.load(Ordering::SeqCst) as f64 / RUNS as f64;
+
+    // The floor: the store's own read + conditional replace of the same documents.
+    let mut floor = Vec::new();
+    for id in &ids {
+        let t = Instant::now();
+        let stored = inner.get(id).await.expect("get");
+        let mut run = stored.value;
+        run.updated_at = Utc::now();
+        inner.replace(&run, &stored.etag).await.expect("replace");
+        floor.push(t.elapsed());
+    }
+
+    // The local queue's delivery rate.
+    const MESSAGES: usize = 2000;
+    let t = Instant::now();
+    for i in 0..MESSAGES {
+        bus.send(vec![Outgoing {
+            queue: "bench".into(),
+            body: format!("{{\"n\":{i}}}"),
+            properties: Default::default(),
+            scheduled_at: None,
+        }])
+        .await
+        .expect("send");
+        let m = bus
+            .receive("bench")
+            .await
+            .expect("receive")
+            .expect("message");
+        bus.complete(&m, Vec::new()).await.expect("complete");
+    }
+    let queue_rate = MESSAGES as f64 / t.elapsed().as_secs_f64();
+    let raw = rusqlite::Connection::open(dir.path().join("bench-raw.db")).expect("sqlite");
+    raw.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE m (seq INTEGER PRIMARY KEY, body TEXT)",
+    )
+    .expect("schema");
+    let t = Instant::now();
+    for i in 0..MESSAGES {
+        raw.execute(
+            "INSERT INTO m (body) VALUES (?1)",
+            [format!("{{\"n\":{i}}}")],
+        )
+        .expect("insert");
+        raw.execute("DELETE FROM m WHERE seq = last_insert_rowid()", [])
+            .expect("delete");
+    }
+    let raw_rate = MESSAGES as f64 / t.elapsed().as_secs_f64();
+    let rss_after_transitions = peak_rss_kib();
+
+    // A packer log of 1 MiB, then 1 GiB, streamed through the local executor.
+    let mut logs = Vec::new();
+    for (label, bytes) in [("1 MiB", 1u64 << 20), ("1 GiB", 1u64 << 30)] {
+        let log = dir.path().join(format!("log-{bytes}.log"));
+        let job = Job {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                format!(
+                    "yes '1700000000,,ui,say,==> null.example: streaming a long packer log line' | head -c {bytes}"
+                ),
+            ],
+            dir: dir.path().to_path_buf(),
+            env: vec![],
+            log: log.clone(),
+            timeout: Duration::from_secs(600),
+        };
+        let mut lines = 0u64;
+        let t = Instant::now();
+        LocalExecutor
+            .run(job, &mut |_| lines += 1, CancellationToken::new())
+            .await
+            .expect("job");
+        let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        logs.push((label, lines, size, t.elapsed(), peak_rss_kib()));
+        let _ = std::fs::remove_file(&log);
+    }
+
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "machine: {} cpu(s), {cpus}; profile: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if cfg!(debug_assertions) {
+            "dev"
+        } else {
+            "release"
+        }
+    );
+    println!("| figure | value | floor (same run) |");
+    println!("| --- | --- | --- |");
+    let (p50, p95) = (
+        percentile(&mut handler, 0.5),
+        percentile(&mut handler, 0.95),
+    );
+    let (f50, f95) = (percentile(&mut floor, 0.5), percentile(&mut floor, 0.95));
+    println!(
+        "| stage transition through the handler (stage-approve, embedded store), p50 / p95 | {} / {} | store read + conditional replace: {} / {} |",
+        ms(p50),
+        ms(p95),
+        ms(f50),
+        ms(f95)
+    );
+    println!(
+        "| store requests per transition | {requests:.1} | 2 reads + 2 conditional writes = 4 |"
+    );
+    println!(
+        "| transitions per second (one at a time, with queue send/receive/complete) | {:.0} | {:.0} store read+replace per second |",
+        RUNS as f64 / handler_total.as_secs_f64(),
+        1.0 / f50.as_secs_f64()
+    );
+    println!(
+        "| local queue deliveries per second (send, receive, complete) | {queue_rate:.0} | bare SQLite insert+delete: {raw_rate:.0} |"
+    );
+    println!(
+        "| peak RSS after {RUNS} transitions | {} MiB | |",
+        rss_after_transitions / 1024
+    );
+    for (label, lines, size, elapsed, rss) in logs {
+        println!(
+            "| packer log of {label} streamed ({lines} lines, {} MiB on disk, {:.1} s) | peak RSS {} MiB | |",
+            size >> 20,
+            elapsed.as_secs_f64(),
+            rss / 1024
+        );
+    }
+}

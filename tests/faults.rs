@@ -1,0 +1,1257 @@
+//! Proof under faults: seeded, reproducible random schedules of deliveries,
+//! duplicates, reordering, lock expiry, crashes between every pair of steps,
+//! store conflicts (412) and throttling (429/503), driven through the real
+//! handler router, the real SQLite run store and the real embedded bus.
+//!
+//! What is not real, and why: packer (a script that answers `version`, `fmt`
+//! and `validate` at once; the packer path is covered by `local_factory`),
+//! the executor (records each job start and finishes at once) and the
+//! notification channel (records each send). Those three record every side
+//! effect with the delivery that caused it, so the invariants can tie each
+//! side effect to an attempt the run records.
+//!
+//! After every schedule:
+//! - every run ended in exactly one terminal state (released, rejected,
+//!   failed with a reason, skipped, approval-expired) or still waits for an
+//!   approver who was told to wait;
+//! - each packer start, smoke test, approval request and release file
+//!   belongs to an attempt the run records, and no attempt did one twice;
+//! - no message is lost: every queue is empty, and a run whose message was
+//!   dead-lettered is failed.
+//!
+//! `cargo test --test faults` runs 1,000 schedules (seeds 1..=1000);
+//! `FAULT_SCHEDULES=100000 cargo test --release --test faults` runs more;
+//! `FAULT_SEED=<n> cargo test --test faults -- --nocapture` replays one and
+//! prints its trace. A failing schedule prints that replay command.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use chrono::{DateTime, TimeZone, Utc};
+use image_factory::app::{App, StageMessage};
+use image_factory::config::{Settings, StoreBackend};
+use image_factory::domain::approval::NoticeKind;
+use image_factory::domain::run::{
+    Execution, Run, RunStatus, Stage, StageStatus, Trigger, TriggerKind,
+};
+use image_factory::executor::{Executor, ExecutorError, Job, JobEnd, JobOutcome};
+use image_factory::host::bus::{Bus, Outgoing, Received};
+use image_factory::host::function_app::{FunctionApp, FunctionDef, TriggerBinding};
+use image_factory::host::{BusSettings, DEAD_LETTER_QUEUE, queue_invocation, queue_messages};
+use image_factory::notifier::{Channel, Notice, Notifier};
+use image_factory::protocol::{InvocationRequest, InvocationResponse, encode_value};
+use image_factory::startup::{Secrets, build_app};
+use image_factory::store::sqlite::SqliteStore;
+use image_factory::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value, json};
+use tempfile::TempDir;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Lock duration of every queue.
+const LOCK: chrono::Duration = chrono::Duration::seconds(60);
+/// Deliveries before a message is dead-lettered.
+const MAX_DELIVERIES: u32 = 5;
+/// Driver steps with faults on; then the weather clears and the schedule drains.
+const STORM_STEPS: usize = 100;
+/// Drain rounds before a schedule counts as stuck.
+const DRAIN_ROUNDS: usize = 400;
+
+// ---------------------------------------------------------------- the invocation in flight
+
+tokio::task_local! {
+    /// The invocation the current task runs: who it is, and how the driver
+    /// hears that a fault point crashed or paused it.
+    static CTL: Arc<Ctl>;
+}
+
+/// Who caused a side effect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Who {
+    /// A stage message delivery.
+    Stage(Execution),
+    /// The n-th sweeper firing.
+    Sweeper(u32),
+    /// Anything else (an approval link, setup).
+    Other,
+}
+
+/// One invocation's line to the driver.
+struct Ctl {
+    who: Who,
+    /// A fault point stopped the invocation here for good (the process died).
+    crashed: Notify,
+    /// A fault point parked the invocation; it goes on after `resume`.
+    paused: Notify,
+    resume: Notify,
+    /// Whether this invocation may be parked (one at a time).
+    may_pause: bool,
+}
+
+impl Ctl {
+    fn new(who: Who, may_pause: bool) -> Arc<Ctl> {
+        Arc::new(Ctl {
+            who,
+            crashed: Notify::new(),
+            paused: Notify::new(),
+            resume: Notify::new(),
+            may_pause,
+        })
+    }
+}
+
+fn current() -> Option<Arc<Ctl>> {
+    CTL.try_with(Arc::clone).ok()
+}
+
+/// The process dies here: nothing after this point runs.
+async fn crash<T>() -> T {
+    if let Some(ctl) = current() {
+        ctl.crashed.notify_one();
+    }
+    std::future::pending().await
+}
+
+/// The invocation stalls here (its lock runs out meanwhile) until the driver resumes it.
+async fn pause() {
+    if let Some(ctl) = current() {
+        ctl.paused.notify_one();
+        ctl.resume.notified().await;
+    }
+}
+
+// ---------------------------------------------------------------- faults
+
+/// Where a fault can strike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Point {
+    StoreRead,
+    StoreWrite,
+    ExecutorStart,
+    ExecutorEnd,
+    Notify,
+}
+
+/// What strikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    None,
+    /// 412: someone else wrote first (the write is not done).
+    Conflict,
+    /// 429 or 503 from the store, or a channel that fails.
+    Throttle(u16),
+    /// The process dies before the step.
+    CrashBefore,
+    /// The process dies right after the step.
+    CrashAfter,
+    /// The invocation stalls right after the step until its lock has run out
+    /// and another delivery ran.
+    Pause,
+}
+
+/// The schedule's faults: drawn from its seed, counted for the summary.
+struct Faults {
+    rng: Mutex<StdRng>,
+    on: AtomicBool,
+    pause_taken: AtomicBool,
+    seen: Mutex<BTreeMap<(Point, Fault), u64>>,
+}
+
+impl Faults {
+    fn new(seed: u64) -> Faults {
+        Faults {
+            rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x5eed_fa17)),
+            on: AtomicBool::new(true),
+            pause_taken: AtomicBool::new(false),
+            seen: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn draw(&self, point: Point) -> Fault {
+        let Some(ctl) = current() else {
+            return Fault::None;
+        };
+        if !self.on.load(Ordering::SeqCst) {
+            return Fault::None;
+        }
+        let roll: f64 = self.rng.lock().unwrap().random();
+        let fault = match point {
+            Point::StoreRead if roll < 0.03 => Fault::Throttle(429),
+            Point::StoreRead if roll < 0.045 => Fault::Throttle(503),
+            Point::StoreRead if roll < 0.06 => Fault::CrashBefore,
+            Point::StoreWrite if roll < 0.05 => Fault::Conflict,
+            Point::StoreWrite if roll < 0.08 => Fault::Throttle(429),
+            Point::StoreWrite if roll < 0.095 => Fault::Throttle(503),
+            Point::StoreWrite if roll < 0.12 => Fault::CrashBefore,
+            Point::StoreWrite if roll < 0.15 => Fault::CrashAfter,
+            Point::StoreWrite if roll < 0.17 && ctl.may_pause => Fault::Pause,
+            Point::ExecutorStart | Point::Notify if roll < 0.05 => Fault::CrashBefore,
+            Point::ExecutorStart | Point::Notify if roll < 0.10 => Fault::CrashAfter,
+            Point::Notify if roll < 0.14 => Fault::Throttle(503),
+            Point::ExecutorEnd if roll < 0.05 => Fault::CrashAfter,
+            _ => Fault::None,
+        };
+        let fault = match fault {
+            Fault::Pause if self.pause_taken.swap(true, Ordering::SeqCst) => Fault::None,
+            f => f,
+        };
+        if fault != Fault::None {
+            *self.seen.lock().unwrap().entry((point, fault)).or_default() += 1;
+        }
+        fault
+    }
+}
+
+// ---------------------------------------------------------------- the store, with faults
+
+/// The real SQLite run store behind a fault injector.
+struct FaultStore {
+    inner: Arc<SqliteStore>,
+    faults: Arc<Faults>,
+}
+
+fn throttled(status: u16) -> StoreError {
+    StoreError::Unavailable(format!(
+        "{status} {}; retry later",
+        if status == 429 {
+            "Too Many Requests"
+        } else {
+            "Service Unavailable"
+        }
+    ))
+}
+
+impl FaultStore {
+    async fn before_read(&self) -> Result<(), StoreError> {
+        match self.faults.draw(Point::StoreRead) {
+            Fault::Throttle(s) => Err(throttled(s)),
+            Fault::CrashBefore => crash().await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn write<T>(
+        &self,
+        id: &str,
+        write: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match self.faults.draw(Point::StoreWrite) {
+            Fault::Conflict => Err(StoreError::PreconditionFailed { id: id.into() }),
+            Fault::Throttle(s) => Err(throttled(s)),
+            Fault::CrashBefore => crash().await,
+            Fault::CrashAfter => {
+                let _ = write.await;
+                crash().await
+            }
+            Fault::Pause => {
+                let result = write.await;
+                pause().await;
+                result
+            }
+            Fault::None => write.await,
+        }
+    }
+}
+
+#[async_trait]
+impl RunStore for FaultStore {
+    async fn create(&self, run: &Run) -> Result<ETag, StoreError> {
+        self.write(&run.id, self.inner.create(run)).await
+    }
+    async fn get(&self, id: &str) -> Result<Stored<Run>, StoreError> {
+        self.before_read().await?;
+        self.inner.get(id).await
+    }
+    async fn replace(&self, run: &Run, if_match: &ETag) -> Result<ETag, StoreError> {
+        self.write(&run.id, self.inner.replace(run, if_match)).await
+    }
+    async fn list(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        self.before_read().await?;
+        self.inner.list(query).await
+    }
+    async fn next_sequence(&self, image: &str, scope: &str) -> Result<u32, StoreError> {
+        self.before_read().await?;
+        self.inner.next_sequence(image, scope).await
+    }
+}
+
+// ---------------------------------------------------------------- side effects
+
+/// A side effect, with the invocation that caused it.
+#[derive(Clone, Debug)]
+enum Effect {
+    PackerStart {
+        run: String,
+        who: Who,
+    },
+    Notified {
+        run: String,
+        who: Who,
+        approver: String,
+        kind: NoticeKind,
+        url: String,
+    },
+}
+
+#[derive(Default)]
+struct Ledger {
+    effects: Mutex<Vec<Effect>>,
+}
+
+impl Ledger {
+    fn push(&self, effect: Effect) {
+        self.effects.lock().unwrap().push(effect);
+    }
+    fn all(&self) -> Vec<Effect> {
+        self.effects.lock().unwrap().clone()
+    }
+}
+
+fn who() -> Who {
+    current().map_or(Who::Other, |c| c.who.clone())
+}
+
+/// Records each job start and finishes at once, as packer would with nothing to do.
+struct LedgerExecutor {
+    ledger: Arc<Ledger>,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl Executor for LedgerExecutor {
+    async fn run(
+        &self,
+        job: Job,
+        _on_line: &mut (dyn for<'l> FnMut(&'l str) + Send),
+        _cancel: CancellationToken,
+    ) -> Result<JobOutcome, ExecutorError> {
+        let run = run_of(&job.log);
+        match self.faults.draw(Point::ExecutorStart) {
+            Fault::CrashBefore => crash().await,
+            Fault::CrashAfter => {
+                self.ledger.push(Effect::PackerStart { run, who: who() });
+                crash().await
+            }
+            _ => self.ledger.push(Effect::PackerStart { run, who: who() }),
+        }
+        if self.faults.draw(Point::ExecutorEnd) == Fault::CrashAfter {
+            crash::<()>().await;
+        }
+        Ok(JobOutcome {
+            end: JobEnd::Exited(0),
+            elapsed: Duration::ZERO,
+        })
+    }
+}
+
+/// `<data>/runs/<run>/build.log` → `<run>`.
+fn run_of(log: &Path) -> String {
+    log.parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A notification channel that records each send.
+struct LedgerChannel {
+    ledger: Arc<Ledger>,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl Channel for LedgerChannel {
+    fn name(&self) -> &'static str {
+        "ledger"
+    }
+    async fn send(&self, notice: &Notice<'_>) -> Result<Value, String> {
+        let effect = Effect::Notified {
+            run: notice.run.id.clone(),
+            who: who(),
+            approver: notice.approver.to_string(),
+            kind: notice.kind,
+            url: notice.url.clone(),
+        };
+        match self.faults.draw(Point::Notify) {
+            Fault::CrashBefore => crash().await,
+            Fault::CrashAfter => {
+                self.ledger.push(effect);
+                crash().await
+            }
+            Fault::Throttle(s) => Err(format!("the channel answered {s}")),
+            _ => {
+                self.ledger.push(effect);
+                Ok(json!({ "sent": true }))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the shared fixture
+
+/// Two images (one whose smoke test passes, one whose smoke test fails) and a
+/// packer that answers at once. Made once per test binary.
+struct Fixture {
+    _dir: TempDir,
+    images: PathBuf,
+    packer: PathBuf,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = TempDir::new().unwrap();
+        let images = dir.path().join("images");
+        for (name, exit) in [("good", 0), ("bad", 3)] {
+            let folder = common::copy_example(&images, name);
+            std::fs::write(
+                folder.join("image.toml"),
+                format!(
+                    r#"baseline_version = "2024.1"
+
+[version]
+strategy = "date"
+
+[packer]
+timeout_minutes = 10
+
+[packer.variables]
+image_name = "{name}"
+
+[smoke.command]
+argv = ["sh", "-c", "echo tested >> \"$RUN_DIR/smoke.count\"; exit {exit}"]
+timeout_seconds = 30
+
+[approval]
+approvers = ["platform-lead", "security"]
+required = 1
+expires_hours = 72
+remind_before_hours = 24
+"#
+                ),
+            )
+            .unwrap();
+        }
+        let packer = dir.path().join("packer");
+        std::fs::write(
+            &packer,
+            "#!/bin/sh\n[ \"$1\" = version ] && echo 'Packer v1.6.6'\nexit 0\n",
+        )
+        .unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&packer, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Fixture {
+            _dir: dir,
+            images,
+            packer,
+        }
+    })
+}
+
+// ---------------------------------------------------------------- the world of one schedule
+
+/// What the approvers of a run will do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    Approve,
+    Reject,
+    Expire,
+    Wait,
+}
+
+/// How an invocation ended, as the host sees it.
+enum Outcome {
+    Answered(InvocationResponse),
+    Failed(String),
+    Crashed,
+}
+
+struct World {
+    seed: u64,
+    _data: TempDir,
+    data: PathBuf,
+    app: App,
+    router: Router,
+    bus: Bus,
+    functions: BTreeMap<String, FunctionDef>,
+    /// (queue, function, binding) of every queue-triggered function.
+    queues: Vec<(String, String, String)>,
+    now: Arc<AtomicI64>,
+    faults: Arc<Faults>,
+    ledger: Arc<Ledger>,
+    inner: Arc<SqliteStore>,
+    rng: StdRng,
+    plans: BTreeMap<String, Plan>,
+    sweeps: u32,
+    trace: Vec<String>,
+    /// Runs whose stage message reached the dead-letter function.
+    dead_lettered: BTreeSet<String>,
+}
+
+fn function_app() -> &'static FunctionApp {
+    static APP: OnceLock<FunctionApp> = OnceLock::new();
+    APP.get_or_init(|| FunctionApp::load(&common::repo_root()).unwrap())
+}
+
+impl World {
+    async fn new(seed: u64) -> World {
+        let fixture = fixture();
+        let dir = TempDir::new().unwrap();
+        let data = dir.path().to_path_buf();
+        let start = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+        let now = Arc::new(AtomicI64::new(start.timestamp_millis()));
+        let clock: image_factory::app::Clock = {
+            let now = Arc::clone(&now);
+            Arc::new(move || {
+                Utc.timestamp_millis_opt(now.load(Ordering::SeqCst))
+                    .single()
+                    .unwrap_or_default()
+            })
+        };
+        let settings = Settings {
+            images_dir: fixture.images.clone(),
+            data_dir: data.clone(),
+            public_url: "http://factory.test".into(),
+            packer: Some(fixture.packer.clone()),
+            branches: vec!["main".into()],
+            repo_images_path: "images".into(),
+            calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6).unwrap(),
+            local: true,
+            email: None,
+            store: StoreBackend::Sqlite,
+        };
+        let secrets = Secrets {
+            approval_keys: common::approval_keys("k1", 9),
+            github: Some(common::GITHUB_SECRET.into()),
+            operator: Some(common::OPERATOR_TOKEN.into()),
+            azure_devops: None,
+            teams_webhook: None,
+        };
+        let mut app = build_app(settings, secrets, CancellationToken::new())
+            .await
+            .unwrap();
+        let faults = Arc::new(Faults::new(seed));
+        let ledger = Arc::new(Ledger::default());
+        let inner = Arc::new(SqliteStore::open(&data.join("fault-runs.db")).unwrap());
+        app.store = Arc::new(FaultStore {
+            inner: Arc::clone(&inner),
+            faults: Arc::clone(&faults),
+        });
+        app.executor = Arc::new(LedgerExecutor {
+            ledger: Arc::clone(&ledger),
+            faults: Arc::clone(&faults),
+        });
+        app.notifier = Notifier::new(vec![Arc::new(LedgerChannel {
+            ledger: Arc::clone(&ledger),
+            faults: Arc::clone(&faults),
+        })]);
+        app.clock = Arc::clone(&clock);
+        let settings = BusSettings {
+            lock_duration: LOCK.to_std().unwrap(),
+            max_delivery_count: MAX_DELIVERIES,
+        };
+        let bus = Bus::open_with_clock(
+            &data.join("bus.db"),
+            move |q| settings.queue_options(q),
+            clock,
+        )
+        .unwrap();
+        let mut functions = BTreeMap::new();
+        let mut queues = Vec::new();
+        for f in &function_app().functions {
+            if let TriggerBinding::Queue { queue, name } = &f.trigger {
+                queues.push((queue.clone(), f.name.clone(), name.clone()));
+            }
+            functions.insert(f.name.clone(), f.clone());
+        }
+        World {
+            seed,
+            _data: dir,
+            data,
+            router: image_factory::server::router(app.clone()),
+            app,
+            bus,
+            functions,
+            queues,
+            now,
+            faults,
+            ledger,
+            inner,
+            rng: StdRng::seed_from_u64(seed),
+            plans: BTreeMap::new(),
+            sweeps: 0,
+            trace: Vec::new(),
+            dead_lettered: BTreeSet::new(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.app.clock)()
+    }
+
+    fn advance(&mut self, by: chrono::Duration) {
+        self.now.fetch_add(by.num_milliseconds(), Ordering::SeqCst);
+        self.trace.push(format!("clock +{}s", by.num_seconds()));
+    }
+
+    /// Creates a run as a trigger does and sends its validate message.
+    async fn create_run(&mut self, id: &str, image: &str, plan: Plan) {
+        let trigger = Trigger {
+            kind: TriggerKind::Push,
+            source: "github".into(),
+            commit: Some(format!("{:040x}", self.seed)),
+            branch: Some("main".into()),
+            actor: None,
+            reason: None,
+            force: false,
+            base_image_version: None,
+        };
+        self.app
+            .create_run(id.into(), image, trigger)
+            .await
+            .unwrap();
+        let body = serde_json::to_string(&StageMessage {
+            run_id: id.into(),
+            stage: Stage::Validate,
+        })
+        .unwrap();
+        self.send("stage-validate", body, None).await;
+        self.plans.insert(id.into(), plan);
+        self.trace.push(format!("created {id} ({image}, {plan:?})"));
+    }
+
+    async fn send(&self, queue: &str, body: String, at: Option<DateTime<Utc>>) {
+        self.bus
+            .send(vec![Outgoing {
+                queue: queue.into(),
+                body,
+                properties: Map::new(),
+                scheduled_at: at,
+            }])
+            .await
+            .unwrap();
+    }
+
+    /// Calls the handler in-process, as the host calls it, under `ctl`.
+    async fn invoke(
+        &mut self,
+        function: &str,
+        request: InvocationRequest,
+        ctl: Arc<Ctl>,
+    ) -> Outcome {
+        let http = axum::http::Request::post(format!("/{function}"))
+            .header("content-type", "application/json")
+            .header("X-Azure-Functions-InvocationId", "fault-suite")
+            .body(Body::from(serde_json::to_vec(&request).unwrap()))
+            .unwrap();
+        let router = self.router.clone();
+        let task = tokio::spawn(CTL.scope(Arc::clone(&ctl), async move {
+            let response = router.oneshot(http).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, bytes)
+        }));
+        tokio::pin!(task);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut task => {
+                    let (status, bytes) = done.unwrap();
+                    let response: InvocationResponse = serde_json::from_slice(&bytes).unwrap_or_default();
+                    return if status.is_success() {
+                        Outcome::Answered(response)
+                    } else {
+                        Outcome::Failed(format!("{status}: {}", response.logs.join("; ")))
+                    };
+                }
+                () = ctl.crashed.notified() => {
+                    task.abort();
+                    return Outcome::Crashed;
+                }
+                () = ctl.paused.notified() => {
+                    // The invocation stalls past its lock: another delivery runs meanwhile.
+                    self.trace.push(format!("{function} stalls; its lock runs out"));
+                    self.advance(LOCK + chrono::Duration::seconds(1));
+                    Box::pin(self.deliver_any(false)).await;
+                    self.trace.push(format!("{function} resumes"));
+                    ctl.resume.notify_one();
+                }
+            }
+        }
+    }
+
+    /// Receives one message from some queue (in random order) and handles it.
+    /// Returns false when every queue was empty.
+    async fn deliver_any(&mut self, storm: bool) -> bool {
+        let mut order: Vec<usize> = (0..self.queues.len()).collect();
+        for i in (1..order.len()).rev() {
+            let j = self.rng.random_range(0..=i);
+            order.swap(i, j);
+        }
+        for i in order {
+            let (queue, function, binding) = self.queues[i].clone();
+            let Some(message) = self.bus.receive(&queue).await.unwrap() else {
+                continue;
+            };
+            self.handle(&function, &binding, message, storm).await;
+            return true;
+        }
+        false
+    }
+
+    async fn handle(&mut self, function: &str, binding: &str, message: Received, storm: bool) {
+        self.trace.push(format!(
+            "deliver {} #{} of {} to {function}",
+            &message.message_id, message.delivery_count, message.body
+        ));
+        if storm && self.rng.random_bool(0.08) {
+            let copies = self.rng.random_range(1..=3);
+            for _ in 0..copies {
+                let later = self.now() + chrono::Duration::seconds(self.rng.random_range(0..90));
+                self.send(&message.queue, message.body.clone(), Some(later))
+                    .await;
+            }
+            self.trace
+                .push(format!("  {copies} duplicate(s) sent, delayed"));
+        }
+        if function == "dead-letter"
+            && let Ok(m) = serde_json::from_str::<StageMessage>(&message.body)
+        {
+            self.dead_lettered.insert(m.run_id);
+        }
+        let who = match function {
+            "dead-letter" => Who::Other,
+            _ => Who::Stage(Execution {
+                message_id: message.message_id.clone(),
+                delivery: message.delivery_count,
+            }),
+        };
+        let request = queue_invocation(binding, &message);
+        let ctl = Ctl::new(who, storm);
+        let outcome = self.invoke(function, request, ctl).await;
+        let def = self.functions[function].clone();
+        match outcome {
+            Outcome::Answered(response) => {
+                let outputs = queue_messages(&def, &response);
+                let roll: f64 = if storm { self.rng.random() } else { 1.0 };
+                if roll < 0.05 {
+                    self.trace
+                        .push("  answered; the host dies before sending".into());
+                } else if roll < 0.10 {
+                    self.bus.send(outputs).await.unwrap();
+                    self.trace
+                        .push("  answered; sent; the host dies before completing".into());
+                } else if roll < 0.14 {
+                    self.advance(LOCK + chrono::Duration::seconds(1));
+                    let settled = self.bus.complete(&message, outputs).await;
+                    self.trace
+                        .push(format!("  answered after its lock ran out: {settled:?}"));
+                } else {
+                    let n = outputs.len();
+                    match self.bus.complete(&message, outputs).await {
+                        Ok(()) => self.trace.push(format!("  completed, {n} sent")),
+                        Err(e) => self.trace.push(format!("  not completed: {e}")),
+                    }
+                }
+            }
+            Outcome::Failed(reason) => {
+                let settled = self.bus.abandon(&message, &reason).await;
+                self.trace
+                    .push(format!("  failed ({reason}); abandoned: {settled:?}"));
+            }
+            Outcome::Crashed => self.trace.push("  crashed".into()),
+        }
+    }
+
+    /// The sweeper timer fires.
+    async fn sweep(&mut self) {
+        self.sweeps += 1;
+        let mut data = Map::new();
+        data.insert(
+            "timer".into(),
+            json!({ "Schedule": { "AdjustForDST": true }, "IsPastDue": false }),
+        );
+        let request = InvocationRequest {
+            data,
+            metadata: Map::new(),
+        };
+        let ctl = Ctl::new(Who::Sweeper(self.sweeps), false);
+        let outcome = self.invoke("sweeper", request, ctl).await;
+        let def = self.functions["sweeper"].clone();
+        match outcome {
+            Outcome::Answered(response) => {
+                let outputs = queue_messages(&def, &response);
+                self.trace.push(format!("sweeper: {} sent", outputs.len()));
+                if !outputs.is_empty() {
+                    self.bus.send(outputs).await.unwrap();
+                }
+            }
+            Outcome::Failed(reason) => self.trace.push(format!("sweeper failed: {reason}")),
+            Outcome::Crashed => self.trace.push("sweeper crashed".into()),
+        }
+    }
+
+    /// Approvers act on the newest link they were sent, as their plan says.
+    /// Returns whether anyone acted.
+    async fn decide(&mut self, storm: bool) -> bool {
+        let mut acted = false;
+        for (run_id, plan) in self.plans.clone() {
+            let decision = match plan {
+                Plan::Approve => "approve",
+                Plan::Reject => "reject",
+                Plan::Expire | Plan::Wait => continue,
+            };
+            let Ok(stored) = self.inner.get(&run_id).await else {
+                continue;
+            };
+            if stored.value.status != RunStatus::WaitingForApproval {
+                continue;
+            }
+            let issued: BTreeSet<String> = stored
+                .value
+                .approval
+                .iter()
+                .flat_map(|r| r.links.iter().map(|l| l.token_id.clone()))
+                .collect();
+            // The newest link of the current request: links sent by an attempt
+            // that a later delivery superseded are refused (409), by design.
+            let now = self.now();
+            let token = self.ledger.all().into_iter().rev().find_map(|e| match e {
+                Effect::Notified { run, url, .. } if run == run_id => {
+                    let token = url.rsplit('/').next().unwrap_or_default().to_string();
+                    let claims = self.app.keys.verify(&token, now).ok()?;
+                    issued.contains(&claims.jti).then_some(token)
+                }
+                _ => None,
+            });
+            let Some(token) = token else { continue };
+            let request = approval_post(&token, decision);
+            let outcome = self
+                .invoke("approval", request, Ctl::new(Who::Other, false))
+                .await;
+            acted = true;
+            let def = self.functions["approval"].clone();
+            match outcome {
+                Outcome::Answered(response) => {
+                    let status = response
+                        .outputs
+                        .get("res")
+                        .and_then(|r| r.get("statusCode"))
+                        .cloned();
+                    let outputs = queue_messages(&def, &response);
+                    if storm && self.rng.random_bool(0.1) {
+                        self.trace.push(format!(
+                            "{decision} {run_id}: {status:?}; the host dies before sending"
+                        ));
+                    } else {
+                        self.trace.push(format!("{decision} {run_id}: {status:?}"));
+                        self.bus.send(outputs).await.unwrap();
+                    }
+                }
+                Outcome::Failed(r) => self.trace.push(format!("{decision} {run_id} failed: {r}")),
+                Outcome::Crashed => self.trace.push(format!("{decision} {run_id}: crashed")),
+            }
+        }
+        acted
+    }
+
+    async fn depth(&self) -> u64 {
+        let mut total = 0;
+        for (queue, _, _) in &self.queues {
+            total += self.bus.depth(queue).await.unwrap();
+        }
+        total
+    }
+
+    /// Runs the schedule: a storm of faults, then calm until nothing moves.
+    async fn run(&mut self) -> Result<(), String> {
+        let a = format!("push-good-{}-a", self.seed);
+        let plan = match self.rng.random_range(0..10) {
+            0..=4 => Plan::Approve,
+            5 | 6 => Plan::Reject,
+            7 | 8 => Plan::Expire,
+            _ => Plan::Wait,
+        };
+        self.create_run(&a, "good", plan).await;
+        if self.rng.random_bool(0.25) {
+            self.create_run(&format!("push-bad-{}-b", self.seed), "bad", Plan::Approve)
+                .await;
+        }
+        let late_run = self.rng.random_range(0..STORM_STEPS);
+        for step in 0..STORM_STEPS {
+            if step == late_run && self.seed.is_multiple_of(2) {
+                // The same inputs again: skipped when the first is released by now.
+                self.create_run(&format!("push-good-{}-c", self.seed), "good", Plan::Approve)
+                    .await;
+            }
+            match self.rng.random_range(0..100) {
+                0..=69 => {
+                    if !self.deliver_any(true).await {
+                        let secs = self.rng.random_range(5..=90);
+                        self.advance(chrono::Duration::seconds(secs));
+                    }
+                }
+                70..=79 => {
+                    let secs = self.rng.random_range(1..=120);
+                    self.advance(chrono::Duration::seconds(secs));
+                }
+                80..=84 => {
+                    self.advance(chrono::Duration::minutes(11));
+                    self.sweep().await;
+                }
+                85..=89 => self.sweep().await,
+                _ => {
+                    self.decide(true).await;
+                }
+            }
+        }
+        self.faults.on.store(false, Ordering::SeqCst);
+        self.trace.push("---- calm".into());
+        let mut expired = false;
+        for _ in 0..DRAIN_ROUNDS {
+            if self.deliver_any(false).await {
+                continue;
+            }
+            if self.decide(false).await {
+                continue;
+            }
+            if self.depth().await > 0 {
+                self.advance(LOCK + chrono::Duration::seconds(1));
+                continue;
+            }
+            // Nothing in flight: let the sweeper find what stalled.
+            self.advance(chrono::Duration::minutes(11));
+            self.sweep().await;
+            // The sweep may have sent messages or re-sent approval requests.
+            if self.depth().await > 0 || self.decide(false).await {
+                continue;
+            }
+            let waiting = self.waiting_to_expire().await;
+            if waiting && !expired {
+                expired = true;
+                self.advance(chrono::Duration::hours(73));
+                self.sweep().await;
+                continue;
+            }
+            return self.check().await;
+        }
+        Err(format!(
+            "the schedule did not settle in {DRAIN_ROUNDS} calm rounds"
+        ))
+    }
+
+    async fn waiting_to_expire(&self) -> bool {
+        for (id, plan) in &self.plans {
+            let run = self.inner.get(id).await.unwrap().value;
+            if *plan == Plan::Expire && run.status == RunStatus::WaitingForApproval {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The invariants.
+    async fn check(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let effects = self.ledger.all();
+        for (id, plan) in &self.plans {
+            let run = self.inner.get(id).await.unwrap().value;
+            let how = format!("run {id} ({plan:?}) ended {}", run.status);
+            // One terminal state, or a legitimate wait.
+            match run.status {
+                RunStatus::Released => {
+                    if run
+                        .stages
+                        .iter()
+                        .any(|s| s.status != StageStatus::Succeeded)
+                    {
+                        problems.push(format!("{how} with a stage that did not succeed"));
+                    }
+                    if !matches!(plan, Plan::Approve) {
+                        problems.push(format!("{how} although its approvers did not approve"));
+                    }
+                }
+                RunStatus::Failed => {
+                    if run.failure.as_ref().is_none_or(|f| f.reason.is_empty()) {
+                        problems.push(format!("{how} without a reason"));
+                    }
+                }
+                RunStatus::Rejected => {
+                    if *plan != Plan::Reject {
+                        problems.push(format!("{how} but nobody rejected it"));
+                    }
+                }
+                RunStatus::ApprovalExpired => {
+                    if *plan != Plan::Expire {
+                        problems.push(format!("{how} but its approvers were to act"));
+                    }
+                }
+                RunStatus::Skipped => {
+                    if run.skipped.is_none() {
+                        problems.push(format!("{how} without saying why"));
+                    }
+                }
+                RunStatus::WaitingForApproval if *plan == Plan::Wait => {}
+                _ => problems.push(format!("{how}: not terminal and not legitimately waiting")),
+            }
+            if matches!(run.status, RunStatus::Released | RunStatus::Skipped)
+                && run.failure.is_some()
+            {
+                problems.push(format!("{how} but records a failure"));
+            }
+            let attempts = |stage: Stage| -> Vec<Execution> {
+                run.stage(stage)
+                    .attempts
+                    .iter()
+                    .map(|a| a.execution.clone())
+                    .collect()
+            };
+            // Packer starts: at most one per recorded build attempt.
+            let builds = attempts(Stage::Build);
+            let mut seen = BTreeSet::new();
+            for e in &effects {
+                if let Effect::PackerStart { run: r, who } = e
+                    && r == id
+                {
+                    match who {
+                        Who::Stage(x) if builds.contains(x) => {
+                            if !seen.insert(x.to_string()) {
+                                problems.push(format!("{how}: packer started twice by {x}"));
+                            }
+                        }
+                        other => problems.push(format!(
+                            "{how}: packer started by {other:?}, which the run does not record as a build attempt"
+                        )),
+                    }
+                }
+            }
+            // Approval requests: at most one per approver and recorded approve attempt;
+            // the sweeper's only to approvers whose request failed or is due a reminder.
+            let approves = attempts(Stage::Approve);
+            let mut seen = BTreeSet::new();
+            for e in &effects {
+                if let Effect::Notified {
+                    run: r,
+                    who,
+                    approver,
+                    kind,
+                    ..
+                } = e
+                    && r == id
+                {
+                    match who {
+                        Who::Stage(x) if approves.contains(x) && *kind == NoticeKind::Request => {
+                            if !seen.insert((x.to_string(), approver.clone())) {
+                                problems.push(format!("{how}: {approver} asked twice by {x}"));
+                            }
+                        }
+                        Who::Sweeper(_) => {}
+                        other => problems.push(format!(
+                            "{how}: {approver} notified by {other:?}, not a recorded approve attempt"
+                        )),
+                    }
+                }
+            }
+            // Smoke tests: no more than the recorded test attempts.
+            let smoke =
+                std::fs::read_to_string(self.data.join("runs").join(id).join("smoke.count"))
+                    .map(|t| t.lines().count())
+                    .unwrap_or(0);
+            if smoke > attempts(Stage::Test).len() {
+                problems.push(format!(
+                    "{how}: {smoke} smoke tests for {} recorded test attempts",
+                    attempts(Stage::Test).len()
+                ));
+            }
+            // Release file: only after a recorded release attempt; a released run has it.
+            let released = self.data.join("runs").join(id).join("image-version.json");
+            if released.exists() && attempts(Stage::Release).is_empty() {
+                problems.push(format!(
+                    "{how}: image-version.json without a release attempt"
+                ));
+            }
+            if run.status == RunStatus::Released && !released.exists() {
+                problems.push(format!("{how}: released without image-version.json"));
+            }
+            // No lost message: a dead-lettered run is not left running.
+            if self.dead_lettered.contains(id) && !run.status.is_terminal() && *plan != Plan::Wait {
+                problems.push(format!("{how} after its message was dead-lettered"));
+            }
+        }
+        for (queue, _, _) in &self.queues {
+            let depth = self.bus.depth(queue).await.unwrap();
+            if depth > 0 {
+                problems.push(format!("{depth} message(s) left in {queue}"));
+            }
+        }
+        let lost = self.bus.dead_letters(DEAD_LETTER_QUEUE).await.unwrap();
+        for dl in lost {
+            problems.push(format!(
+                "a dead letter was itself dead-lettered ({}): {}",
+                dl.reason, dl.body
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
+    async fn statuses(&self) -> Vec<RunStatus> {
+        let mut out = Vec::new();
+        for id in self.plans.keys() {
+            out.push(self.inner.get(id).await.unwrap().value.status);
+        }
+        out
+    }
+}
+
+/// A POST of the approval form to `/api/approvals/{token}`, encoded as the host encodes it.
+fn approval_post(token: &str, decision: &str) -> InvocationRequest {
+    let headers = json!({ "Content-Type": ["application/x-www-form-urlencoded"] });
+    let req = json!({
+        "Url": format!("http://factory.test/api/approvals/{token}"),
+        "Method": "POST",
+        "Query": {},
+        "Headers": headers,
+        "Params": { "token": token },
+        "Identities": [],
+        "Body": format!("decision={decision}&comment=fault+suite"),
+    });
+    let mut data = Map::new();
+    data.insert("req".into(), req);
+    let mut metadata = Map::new();
+    metadata.insert("Query".into(), json!({}));
+    metadata.insert(
+        "Headers".into(),
+        json!({ "Content-Type": "application/x-www-form-urlencoded" }),
+    );
+    metadata.insert("token".into(), encode_value(&Value::String(token.into())));
+    InvocationRequest { data, metadata }
+}
+
+// ---------------------------------------------------------------- the suite
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// What one schedule did, for the summary.
+struct Report {
+    statuses: Vec<RunStatus>,
+    faults: BTreeMap<(Point, Fault), u64>,
+    trace: Vec<String>,
+}
+
+async fn schedule(seed: u64) -> Result<Report, String> {
+    let mut world = World::new(seed).await;
+    let result = world.run().await;
+    let trace = std::mem::take(&mut world.trace);
+    match result {
+        Ok(()) => Ok(Report {
+            statuses: world.statuses().await,
+            faults: world.faults.seen.lock().unwrap().clone(),
+            trace,
+        }),
+        Err(problems) => {
+            let tail: Vec<&String> = trace.iter().rev().take(80).collect::<Vec<_>>();
+            let tail: Vec<&str> = tail.into_iter().rev().map(String::as_str).collect();
+            Err(format!(
+                "schedule {seed} broke an invariant:\n{problems}\n\nlast steps:\n{}\n\nreplay: FAULT_SEED={seed} cargo test --test faults -- --nocapture",
+                tail.join("\n")
+            ))
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_recorded_attempt() {
+    let seeds: Vec<u64> = match env_u64("FAULT_SEED") {
+        Some(seed) => vec![seed],
+        None => (1..=env_u64("FAULT_SCHEDULES").unwrap_or(1000)).collect(),
+    };
+    let replay = seeds.len() == 1;
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    let mut faults: BTreeMap<(Point, Fault), u64> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut pending = tokio::task::JoinSet::new();
+    let mut next = seeds.into_iter();
+    loop {
+        while pending.len() < 4 {
+            let Some(seed) = next.next() else { break };
+            pending.spawn(schedule(seed));
+        }
+        let Some(done) = pending.join_next().await else {
+            break;
+        };
+        match done.unwrap() {
+            Ok(report) => {
+                if replay {
+                    println!("{}", report.trace.join("\n"));
+                }
+                for s in report.statuses {
+                    *statuses.entry(s.to_string()).or_default() += 1;
+                }
+                for (k, n) in report.faults {
+                    *faults.entry(k).or_default() += n;
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failures.push(e);
+            }
+        }
+    }
+    println!("run outcomes: {statuses:?}");
+    println!("faults injected: {faults:?}");
+    assert!(
+        failures.is_empty(),
+        "{} schedule(s) broke an invariant; the first:\n{}",
+        failures.len(),
+        failures[0]
+    );
+    if !replay {
+        // The suite proves something only if the storm reached every kind of
+        // fault and the schedules reached every ending.
+        for status in [
+            "released",
+            "rejected",
+            "failed",
+            "skipped",
+            "approval-expired",
+        ] {
+            assert!(
+                statuses.contains_key(status),
+                "no run ended {status}: {statuses:?}"
+            );
+        }
+        for fault in [
+            Fault::Conflict,
+            Fault::Throttle(429),
+            Fault::Throttle(503),
+            Fault::CrashBefore,
+            Fault::CrashAfter,
+            Fault::Pause,
+        ] {
+            assert!(
+                faults.keys().any(|(_, f)| *f == fault),
+                "no {fault:?} was injected: {faults:?}"
+            );
+        }
+    }
+}
