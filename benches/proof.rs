@@ -21,7 +21,7 @@ use axum::body::Body;
 use base64::Engine;
 use chrono::Utc;
 use image_factory::app::App;
-use image_factory::config::{Settings, StoreBackend};
+use image_factory::config::Settings;
 use image_factory::domain::machine::{Event, decide};
 use image_factory::domain::run::{Execution, Run, Stage, StageOutput, Trigger, TriggerKind};
 use image_factory::executor::{Executor, Job, LocalExecutor};
@@ -94,17 +94,12 @@ fn root() -> PathBuf {
 
 async fn app(data: &std::path::Path, store: Arc<dyn RunStore>) -> App {
     let settings = Settings {
-        images_dir: root().join("images"),
-        data_dir: data.to_path_buf(),
-        public_url: "http://factory.bench".into(),
         packer: None,
-        branches: vec!["main".into()],
-        repo_images_path: "images".into(),
-        calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6)
-            .expect("calendar"),
-        local: true,
-        email: None,
-        store: StoreBackend::Sqlite,
+        ..Settings::local(
+            root().join("images"),
+            data.to_path_buf(),
+            "http://factory.bench".into(),
+        )
     };
     let secrets = Secrets {
         approval_keys: format!(

@@ -474,6 +474,26 @@ impl Settings {
         })
     }
 
+    /// Settings for one machine: the embedded store, no Azure, the default
+    /// calendar and branch, packer from the PATH. The local host's tests and
+    /// benchmarks start from these and change what they need.
+    pub fn local(images_dir: PathBuf, data_dir: PathBuf, public_url: String) -> Settings {
+        Settings {
+            images_dir,
+            data_dir,
+            public_url,
+            packer: find_on_path("packer"),
+            branches: vec!["main".into()],
+            repo_images_path: "images".into(),
+            calendar: BuildCalendar::new("UTC", 1, 6)
+                .unwrap_or_else(|_| unreachable!("a valid calendar")),
+            local: true,
+            email: None,
+            store: StoreBackend::Sqlite,
+            azure: None,
+        }
+    }
+
     /// The embedded run store's file.
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("runs.db")

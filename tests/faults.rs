@@ -37,7 +37,7 @@ use axum::Router;
 use axum::body::Body;
 use chrono::{DateTime, TimeZone, Utc};
 use image_factory::app::{App, StageMessage};
-use image_factory::config::{Settings, StoreBackend};
+use image_factory::config::Settings;
 use image_factory::domain::approval::NoticeKind;
 use image_factory::domain::run::{
     Execution, Run, RunStatus, Stage, StageStatus, Trigger, TriggerKind,
@@ -521,16 +521,12 @@ impl World {
             })
         };
         let settings = Settings {
-            images_dir: fixture.images.clone(),
-            data_dir: data.clone(),
-            public_url: "http://factory.test".into(),
             packer: Some(fixture.packer.clone()),
-            branches: vec!["main".into()],
-            repo_images_path: "images".into(),
-            calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6).unwrap(),
-            local: true,
-            email: None,
-            store: StoreBackend::Sqlite,
+            ..Settings::local(
+                fixture.images.clone(),
+                data.clone(),
+                "http://factory.test".into(),
+            )
         };
         let secrets = Secrets {
             approval_keys: common::approval_keys("k1", 9),

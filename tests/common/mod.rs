@@ -130,18 +130,13 @@ impl Factory {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let settings = Settings {
-            images_dir: options.images_dir,
-            data_dir: data.path().to_path_buf(),
-            public_url: format!("http://{addr}"),
-            packer: image_factory::config::find_on_path("packer"),
             branches: options.branches,
-            repo_images_path: "images".into(),
-            calendar: image_factory::domain::calendar::BuildCalendar::new("UTC", 1, 6)
-                .expect("calendar"),
-            local: true,
-            email: None,
             store: options.store,
-            azure: None,
+            ..Settings::local(
+                options.images_dir,
+                data.path().to_path_buf(),
+                format!("http://{addr}"),
+            )
         };
         assert!(
             settings.packer.is_some(),
