@@ -12,6 +12,7 @@ pub mod functions;
 pub mod host;
 pub mod inputs;
 pub mod notifier;
+pub mod package;
 pub mod packer;
 pub mod pages;
 pub mod protocol;
