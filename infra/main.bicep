@@ -9,7 +9,7 @@
 targetScope = 'subscription'
 
 @minLength(1)
-@maxLength(40)
+@maxLength(16)
 @description('Environment name (azd: AZURE_ENV_NAME); part of every resource name.')
 param environmentName string
 
