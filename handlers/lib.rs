@@ -16,6 +16,7 @@ pub mod host;
 pub mod identity;
 pub mod inputs;
 pub mod notifier;
+pub mod package;
 pub mod packer;
 pub mod pages;
 pub mod protocol;

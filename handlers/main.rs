@@ -7,7 +7,8 @@
 //! - `approve`, `reject`: decide for an approver, with the same checks as a link;
 //! - `patch-tuesday`: print a year's Patch Tuesdays and build times;
 //! - `runs`: list runs or show one;
-//! - `schedule`: print the next firings of a timer schedule.
+//! - `schedule`: print the next firings of a timer schedule;
+//! - `package`: the deployable zip of the function app (checked against the handler and infra).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -169,6 +170,22 @@ enum Command {
         /// The year.
         #[arg(long)]
         year: i32,
+    },
+    /// Write the deployable zip: host.json, functions/, images/ and the handler as `image-factory`.
+    ///
+    /// Refuses when a function folder is not a function the handler serves, a
+    /// served function has no folder, or a function.json names a queue that
+    /// infra/queues.json does not create.
+    Package {
+        /// The handler binary to package, built for Linux x86-64 (default: this executable).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Where to write the zip.
+        #[arg(long, default_value = "dist/image-factory.zip")]
+        out: PathBuf,
+        /// Folder holding host.json, functions/, images/ and infra/queues.json.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
     },
     /// Print the next firings of a timer schedule (NCRONTAB, six fields, UTC).
     Schedule {
@@ -347,6 +364,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     build.format("%Y-%m-%d %H:%M")
                 )?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Package { binary, out, root } => {
+            let binary = match binary {
+                Some(path) => path,
+                None => std::env::current_exe()
+                    .context("cannot tell where this executable is; pass --binary")?,
+            };
+            let summary = image_factory::package::package(&root, &binary, &out)?;
+            println!(
+                "wrote {}: {} entries, {} functions, handler {} as {}",
+                out.display(),
+                summary.entries.len(),
+                summary.functions.len(),
+                binary.display(),
+                image_factory::package::EXECUTABLE
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Schedule {

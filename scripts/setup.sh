@@ -45,6 +45,18 @@ for lock in tests/*/package-lock.json; do
   fi
 done
 
+# checkov: tests/infra.rs runs it over infra/ (pinned; in a virtualenv under .venv).
+CHECKOV_VERSION=3.3.30
+if [ "$(.venv/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    echo "setup: installing python3-venv"
+    apt_install python3 python3-venv python3-pip
+  fi
+  echo "setup: installing checkov $CHECKOV_VERSION into .venv"
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing; install the Rust toolchain (rustup) first" >&2
   exit 1

@@ -1,0 +1,423 @@
+//! `image-factory package`: the deployable zip of the function app.
+//!
+//! The zip holds what the Functions host needs at the root of the app:
+//! `host.json`, one folder per function with its `function.json`, the
+//! `images/` folder and the handler executable `image-factory` (the
+//! `defaultExecutablePath` of `host.json`), built for Linux x86-64.
+//!
+//! Before writing anything the app is checked against the handler and the
+//! infrastructure, so a package that cannot work in Azure is never built:
+//! every function folder must be a function the handler serves, every served
+//! function must have a folder, and every queue a `function.json` names must
+//! be one `infra/queues.json` creates (the same file the Bicep reads). Each
+//! refusal names both sides.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use zip::CompressionMethod;
+use zip::write::{SimpleFileOptions, ZipWriter};
+
+use crate::functions::NAMES;
+
+/// Name of the handler executable at the zip's root (host.json's `defaultExecutablePath`).
+pub const EXECUTABLE: &str = "image-factory";
+
+/// Where the list of queues the infrastructure creates lives, relative to the app root.
+pub const QUEUES_FILE: &str = "infra/queues.json";
+
+/// Why the app cannot be packaged.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A function folder that the handler does not serve.
+    #[error(
+        "functions/{folder}/function.json defines `{folder}`, but the handler serves no function of that name (it serves: {served})"
+    )]
+    UnservedFunction {
+        /// The folder under `functions/`.
+        folder: String,
+        /// The functions the handler serves.
+        served: String,
+    },
+    /// A served function without a folder.
+    #[error(
+        "the handler serves `{name}`, but functions/{name}/function.json does not exist: the Functions host would never call it"
+    )]
+    MissingFunction {
+        /// The function's name.
+        name: String,
+    },
+    /// A binding naming a queue the infrastructure does not create.
+    #[error(
+        "functions/{function}/function.json binding `{binding}` names queue `{queue}`, which {QUEUES_FILE} does not create (it creates: {created})"
+    )]
+    UnknownQueue {
+        /// The function.
+        function: String,
+        /// The binding's name.
+        binding: String,
+        /// The queue it names.
+        queue: String,
+        /// The queues infra creates.
+        created: String,
+    },
+    /// host.json does not start the executable the package holds.
+    #[error(
+        "host.json: customHandler.description.defaultExecutablePath is {found:?}, but the package holds the handler as `{EXECUTABLE}`"
+    )]
+    ExecutablePath {
+        /// What host.json says.
+        found: String,
+    },
+    /// The binary is not a Linux x86-64 executable.
+    #[error(
+        "{path} is not a Linux x86-64 executable ({what}); build the handler with `cargo build --release` on a Linux x86-64 machine and pass it with --binary"
+    )]
+    NotLinuxX86_64 {
+        /// The binary.
+        path: PathBuf,
+        /// What it is instead.
+        what: String,
+    },
+    /// A file's content is not what it must be.
+    #[error("{path} is not valid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The queues the infrastructure creates, as `infra/queues.json` lists them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InfraQueues {
+    /// The queue every other queue forwards its dead letters to.
+    pub dead_letter_queue: String,
+    /// The stage queues and the worker-completion queue.
+    pub queues: Vec<String>,
+    /// Deliveries before a message is dead-lettered.
+    pub max_delivery_count: u32,
+    /// Peek-lock duration (ISO 8601, e.g. `PT1M`).
+    pub lock_duration: String,
+}
+
+impl InfraQueues {
+    /// Reads `infra/queues.json` under `root`.
+    pub fn load(root: &Path) -> Result<InfraQueues, PackageError> {
+        let path = root.join(QUEUES_FILE);
+        let text = read_text(&path)?;
+        serde_json::from_str(&text).map_err(|e| PackageError::Invalid {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Every queue created: the listed ones and the dead-letter queue.
+    pub fn all(&self) -> BTreeSet<String> {
+        let mut all: BTreeSet<String> = self.queues.iter().cloned().collect();
+        all.insert(self.dead_letter_queue.clone());
+        all
+    }
+}
+
+/// What a package holds, for the operator's summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackageSummary {
+    /// Every entry written, in order.
+    pub entries: Vec<String>,
+    /// The functions packaged.
+    pub functions: Vec<String>,
+}
+
+/// Checks the app under `root` against the handler and the infrastructure:
+/// function folders against [`NAMES`], queues against `infra/queues.json`,
+/// and host.json's executable path. Returns the functions found.
+pub fn check_app(root: &Path) -> Result<Vec<String>, PackageError> {
+    let host_path = root.join("host.json");
+    let host = read_json(&host_path)?;
+    let executable = host
+        .pointer("/customHandler/description/defaultExecutablePath")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if executable != EXECUTABLE {
+        return Err(PackageError::ExecutablePath {
+            found: executable.to_string(),
+        });
+    }
+
+    let folders = function_folders(root)?;
+    let served: BTreeSet<&str> = NAMES.iter().copied().collect();
+    for folder in &folders {
+        if !served.contains(folder.as_str()) {
+            return Err(PackageError::UnservedFunction {
+                folder: folder.clone(),
+                served: NAMES.join(", "),
+            });
+        }
+    }
+    for name in NAMES {
+        if !folders.iter().any(|f| f == name) {
+            return Err(PackageError::MissingFunction {
+                name: name.to_string(),
+            });
+        }
+    }
+
+    let created = InfraQueues::load(root)?.all();
+    for folder in &folders {
+        let path = root.join("functions").join(folder).join("function.json");
+        let json = read_json(&path)?;
+        let bindings = json
+            .get("bindings")
+            .and_then(Value::as_array)
+            .ok_or_else(|| PackageError::Invalid {
+                path: path.clone(),
+                message: "has no `bindings` array".into(),
+            })?;
+        for binding in bindings {
+            let Some(queue) = binding.get("queueName").and_then(Value::as_str) else {
+                continue;
+            };
+            if !created.contains(queue) {
+                return Err(PackageError::UnknownQueue {
+                    function: folder.clone(),
+                    binding: binding
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string(),
+                    queue: queue.to_string(),
+                    created: created.iter().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+    }
+    Ok(folders)
+}
+
+/// Checks the app under `root` ([`check_app`]), then writes the zip to `out`:
+/// `host.json`, `functions/<name>/…`, `images/…` and `binary` as
+/// [`EXECUTABLE`] (mode 0755). Nothing is written when a check fails; the zip
+/// is written beside `out` first and renamed into place when complete.
+pub fn package(root: &Path, binary: &Path, out: &Path) -> Result<PackageSummary, PackageError> {
+    let functions = check_app(root)?;
+    check_linux_x86_64(binary)?;
+
+    let mut files: Vec<(String, PathBuf)> = vec![("host.json".into(), root.join("host.json"))];
+    for name in &functions {
+        collect_files(
+            &root.join("functions").join(name),
+            &format!("functions/{name}"),
+            &mut files,
+        )?;
+    }
+    let images = root.join("images");
+    if images.is_dir() {
+        collect_files(&images, "images", &mut files)?;
+    }
+
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    }
+    let partial = out.with_extension("zip.partial");
+    let result = write_zip(&partial, &files, binary);
+    match result {
+        Ok(entries) => {
+            std::fs::rename(&partial, out).map_err(|e| io(out, e))?;
+            Ok(PackageSummary { entries, functions })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+fn write_zip(
+    path: &Path,
+    files: &[(String, PathBuf)],
+    binary: &Path,
+) -> Result<Vec<String>, PackageError> {
+    let file = File::create(path).map_err(|e| io(path, e))?;
+    let mut zip = ZipWriter::new(file);
+    let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    let zip_err = |e: zip::result::ZipError| PackageError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut entries = Vec::new();
+    for (name, source) in files {
+        let mode = file_mode(source);
+        zip.start_file(name.as_str(), options.unix_permissions(mode))
+            .map_err(zip_err)?;
+        copy_into(source, &mut zip)?;
+        entries.push(name.clone());
+    }
+    zip.start_file(EXECUTABLE, options.unix_permissions(0o755))
+        .map_err(zip_err)?;
+    copy_into(binary, &mut zip)?;
+    entries.push(EXECUTABLE.to_string());
+    let mut file = zip.finish().map_err(zip_err)?;
+    file.flush().map_err(|e| io(path, e))?;
+    Ok(entries)
+}
+
+fn copy_into(source: &Path, out: &mut impl Write) -> Result<(), PackageError> {
+    let mut input = File::open(source).map_err(|e| io(source, e))?;
+    std::io::copy(&mut input, out).map_err(|e| io(source, e))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn file_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0o644)
+}
+
+#[cfg(not(unix))]
+fn file_mode(_path: &Path) -> u32 {
+    0o644
+}
+
+/// Refuses anything but a 64-bit little-endian ELF executable for x86-64.
+fn check_linux_x86_64(binary: &Path) -> Result<(), PackageError> {
+    let mut header = [0u8; 20];
+    let mut file = File::open(binary).map_err(|e| io(binary, e))?;
+    let refuse = |what: &str| PackageError::NotLinuxX86_64 {
+        path: binary.to_path_buf(),
+        what: what.to_string(),
+    };
+    file.read_exact(&mut header)
+        .map_err(|_| refuse("too short to be an executable"))?;
+    if &header[0..4] != b"\x7fELF" {
+        return Err(refuse("not an ELF file"));
+    }
+    if header[4] != 2 || header[5] != 1 {
+        return Err(refuse("not a 64-bit little-endian ELF file"));
+    }
+    let machine = u16::from_le_bytes([header[18], header[19]]);
+    if machine != 0x3e {
+        return Err(refuse(&format!("ELF machine {machine:#x}, not x86-64")));
+    }
+    Ok(())
+}
+
+/// The folders under `functions/` that hold a `function.json`, sorted.
+fn function_folders(root: &Path) -> Result<Vec<String>, PackageError> {
+    let dir = root.join("functions");
+    let entries = std::fs::read_dir(&dir).map_err(|e| io(&dir, e))?;
+    let mut folders = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io(&dir, e))?;
+        if entry.path().join("function.json").is_file() {
+            folders.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    folders.sort();
+    Ok(folders)
+}
+
+/// Every regular file under `dir`, as (`prefix/relative`, path), sorted.
+fn collect_files(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), PackageError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = format!("{prefix}/{}", entry.file_name().to_string_lossy());
+        let kind = entry.file_type().map_err(|e| io(&path, e))?;
+        if kind.is_dir() {
+            collect_files(&path, &name, out)?;
+        } else if kind.is_file() {
+            out.push((name, path));
+        }
+    }
+    Ok(())
+}
+
+fn read_text(path: &Path) -> Result<String, PackageError> {
+    std::fs::read_to_string(path).map_err(|e| io(path, e))
+}
+
+fn read_json(path: &Path) -> Result<Value, PackageError> {
+    let text = read_text(path)?;
+    serde_json::from_str(&text).map_err(|e| PackageError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn io(path: &Path, e: std::io::Error) -> PackageError {
+    PackageError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_app_passes_its_own_checks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let functions = check_app(root).expect("the app in the repository is packageable");
+        let mut served = NAMES.to_vec();
+        served.sort();
+        assert_eq!(functions, served);
+    }
+
+    #[test]
+    fn infra_creates_every_stage_queue_the_worker_queue_and_dead_letters() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let queues = InfraQueues::load(root).expect("infra/queues.json");
+        let all = queues.all();
+        for queue in [
+            "stage-validate",
+            "stage-build",
+            "stage-test",
+            "stage-approve",
+            "stage-release",
+            "build-completed",
+            "dead-letters",
+        ] {
+            assert!(all.contains(queue), "infra does not create {queue}");
+        }
+        // The local host's defaults (host::BusSettings) are what Azure does.
+        let local = crate::host::BusSettings::default();
+        assert_eq!(queues.max_delivery_count, local.max_delivery_count);
+        assert_eq!(queues.lock_duration, "PT1M");
+        assert_eq!(local.lock_duration.as_secs(), 60);
+    }
+
+    #[test]
+    fn a_script_is_not_a_linux_executable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let script = dir.path().join("handler");
+        std::fs::write(&script, "#!/bin/sh\necho hello from a script\n").expect("write");
+        let err = check_linux_x86_64(&script).expect_err("a script is refused");
+        assert!(err.to_string().contains("not an ELF file"), "{err}");
+    }
+}

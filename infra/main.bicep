@@ -1,0 +1,258 @@
+// image-factory: the whole factory in one deployment (subscription scope, as
+// azd provisions it). Three resource groups:
+//   rg-<env>          the function app, its storage and monitoring, Service Bus,
+//                     Cosmos DB, Key Vault, the identity, the build job;
+//   rg-<env>-build    where packer and the smoke tests create temporary VMs;
+//   rg-<env>-gallery  the Azure Compute Gallery.
+// The factory identity holds the custom `builder` role on the last two only.
+
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(16)
+@description('Environment name (azd: AZURE_ENV_NAME); part of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of every resource (azd: AZURE_LOCATION).')
+param location string
+
+@description('Object id of the operator running the deployment (azd: AZURE_PRINCIPAL_ID); may set Key Vault secrets. Empty: none.')
+param principalId string = ''
+
+@description('Container image of the build worker run by the Container Apps job.')
+param buildJobImage string
+
+@description('App Service plan SKU of the function app (Linux).')
+param planSku string = 'P0v3'
+
+@description('Time zone of the Patch Tuesday build (IANA name).')
+param patchTuesdayZone string = 'UTC'
+
+@description('Days after Patch Tuesday the monthly build runs.')
+param patchTuesdayOffsetDays int = 1
+
+@description('Hour (in the zone) the monthly build runs.')
+param patchTuesdayHour int = 6
+
+@description('Branches whose pushes build, comma-separated.')
+param branches string = 'main'
+
+@description('Azure DevOps push webhooks are used (Key Vault secret azure-devops-secret must exist).')
+param azureDevOpsWebhooks bool = false
+
+@description('Approvers are told through Teams (Key Vault secret teams-webhook-url must exist).')
+param teamsNotifications bool = false
+
+@description('Deployment time; sets the expiry of the generated send-only Service Bus secret.')
+param deployedAt string = utcNow()
+
+var token = toLower(uniqueString(subscription().id, environmentName, location))
+var name = 'imgf-${environmentName}'
+var tags = {
+  'azd-env-name': environmentName
+  application: 'image-factory'
+}
+// The send-only connection string secret expires a year after each deployment; redeploying renews it.
+var secretExpiry = dateTimeToEpoch(dateTimeAdd(deployedAt, 'P1Y'))
+
+resource appGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+resource buildGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}-build'
+  location: location
+  tags: tags
+}
+
+resource galleryGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}-gallery'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: appGroup
+  params: {
+    name: 'id-${name}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: appGroup
+  params: {
+    name: name
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: appGroup
+  params: {
+    name: 'stimgf${token}'
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: appGroup
+  params: {
+    name: 'kv-imgf-${take(token, 12)}'
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+  }
+}
+
+// The operator may set the secrets (Key Vault Secrets Officer), when known.
+module operatorSecrets 'modules/secrets-officer.bicep' = if (!empty(principalId)) {
+  name: 'operator-secrets'
+  scope: appGroup
+  params: {
+    keyVaultName: keyVault.outputs.name
+    principalId: principalId
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: appGroup
+  params: {
+    name: 'sb-${name}-${token}'
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+    keyVaultName: keyVault.outputs.name
+    secretExpiry: secretExpiry
+  }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  scope: appGroup
+  params: {
+    name: 'cosmos-${name}-${token}'
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+  }
+}
+
+module gallery 'modules/gallery.bicep' = {
+  name: 'gallery'
+  scope: galleryGroup
+  params: {
+    name: 'gal_imgf_${token}'
+    location: location
+    tags: tags
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    environmentName: environmentName
+    buildResourceGroupId: buildGroup.id
+    galleryResourceGroupId: galleryGroup.id
+    appResourceGroupId: appGroup.id
+  }
+}
+
+module builderOnBuild 'modules/role-assignment.bicep' = {
+  name: 'builder-on-build'
+  scope: buildGroup
+  params: {
+    roleDefinitionId: roles.outputs.builderRoleId
+    principalId: identity.outputs.principalId
+  }
+}
+
+module builderOnGallery 'modules/role-assignment.bicep' = {
+  name: 'builder-on-gallery'
+  scope: galleryGroup
+  params: {
+    roleDefinitionId: roles.outputs.builderRoleId
+    principalId: identity.outputs.principalId
+  }
+}
+
+module jobStarterOnApp 'modules/role-assignment.bicep' = {
+  name: 'job-starter-on-app'
+  scope: appGroup
+  params: {
+    roleDefinitionId: roles.outputs.jobStarterRoleId
+    principalId: identity.outputs.principalId
+  }
+}
+
+module containerApps 'modules/containerapps.bicep' = {
+  name: 'containerapps'
+  scope: appGroup
+  params: {
+    name: name
+    location: location
+    tags: tags
+    workspaceName: 'log-${name}'
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    image: buildJobImage
+    serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    sendConnectionSecretUri: '${keyVault.outputs.uri}secrets/${serviceBus.outputs.sendSecretName}'
+  }
+  dependsOn: [
+    monitoring
+  ]
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: appGroup
+  params: {
+    name: name
+    location: location
+    tags: tags
+    planSku: planSku
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    cosmosEndpoint: cosmos.outputs.endpoint
+    cosmosDatabase: cosmos.outputs.databaseName
+    cosmosContainer: cosmos.outputs.containerName
+    keyVaultName: keyVault.outputs.name
+    patchTuesdayZone: patchTuesdayZone
+    patchTuesdayOffsetDays: patchTuesdayOffsetDays
+    patchTuesdayHour: patchTuesdayHour
+    branches: branches
+    azureDevOpsWebhooks: azureDevOpsWebhooks
+    teamsNotifications: teamsNotifications
+  }
+}
+
+// Outputs azd stores in the environment (.azure/<env>/.env).
+output AZURE_LOCATION string = location
+output AZURE_RESOURCE_GROUP string = appGroup.name
+output AZURE_BUILD_RESOURCE_GROUP string = buildGroup.name
+output AZURE_GALLERY_RESOURCE_GROUP string = galleryGroup.name
+output AZURE_GALLERY_NAME string = gallery.outputs.name
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_CLIENT_ID string = identity.outputs.clientId
+output SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
+output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
+output BUILD_JOB_NAME string = containerApps.outputs.jobName
+output FUNCTION_APP_NAME string = functionApp.outputs.name
+output IMAGE_FACTORY_PUBLIC_URL string = functionApp.outputs.url

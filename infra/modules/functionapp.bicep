@@ -1,0 +1,266 @@
+// The function app: Linux, custom handler (FUNCTIONS_WORKER_RUNTIME=custom),
+// on a Dedicated (App Service) plan. Why Dedicated, not Consumption, Flex
+// Consumption or Elastic Premium: see the README's "Hosting plan" section.
+// Every connection is identity-based (storage, Service Bus, Cosmos DB,
+// Application Insights); secrets are Key Vault references resolved with the
+// same user-assigned identity.
+
+@description('Name prefix.')
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for every resource.')
+param tags object
+
+@description('App Service plan SKU (Linux). P0v3 is the smallest Premium v3 size.')
+param planSku string = 'P0v3'
+
+@description('Resource id of the factory identity.')
+param identityId string
+
+@description('Client id of the factory identity.')
+param identityClientId string
+
+@description('Host storage account name (AzureWebJobsStorage).')
+param storageAccountName string
+
+@description('Application Insights connection string.')
+param appInsightsConnectionString string
+
+@description('Fully qualified Service Bus namespace.')
+param serviceBusNamespace string
+
+@description('Cosmos DB endpoint.')
+param cosmosEndpoint string
+
+@description('Cosmos DB database.')
+param cosmosDatabase string
+
+@description('Cosmos DB container.')
+param cosmosContainer string
+
+@description('Key Vault name holding the secrets.')
+param keyVaultName string
+
+@description('Time zone of the Patch Tuesday build (IANA name).')
+param patchTuesdayZone string
+
+@description('Days after Patch Tuesday the monthly build runs.')
+param patchTuesdayOffsetDays int
+
+@description('Hour (in the zone) the monthly build runs.')
+param patchTuesdayHour int
+
+@description('Branches whose pushes build, comma-separated.')
+param branches string
+
+@description('Azure DevOps webhooks are used (IMAGE_FACTORY_AZURE_DEVOPS_SECRET from Key Vault).')
+param azureDevOpsWebhooks bool
+
+@description('Approvers are told through Teams (IMAGE_FACTORY_TEAMS_WEBHOOK_URL from Key Vault).')
+param teamsNotifications bool
+
+resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+  name: 'asp-${name}'
+  location: location
+  tags: tags
+  kind: 'linux'
+  sku: {
+    //checkov:skip=CKV_AZURE_225: Zone redundancy needs three instances; one is enough (builds run in the Container Apps job, Service Bus redelivers what an instance loses).
+    name: planSku
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+var secret = 'VaultName=${keyVaultName};SecretName='
+var siteName = 'func-${name}'
+// The default host name of a new app (no regional unique host name requested).
+var publicUrl = 'https://${siteName}.azurewebsites.net'
+
+var devOpsSecretSetting = [
+  {
+    name: 'IMAGE_FACTORY_AZURE_DEVOPS_SECRET'
+    value: '@Microsoft.KeyVault(${secret}azure-devops-secret)'
+  }
+]
+var teamsSecretSetting = [
+  {
+    name: 'IMAGE_FACTORY_TEAMS_WEBHOOK_URL'
+    value: '@Microsoft.KeyVault(${secret}teams-webhook-url)'
+  }
+]
+var optionalSecrets = concat(azureDevOpsWebhooks ? devOpsSecretSetting : [], teamsNotifications ? teamsSecretSetting : [])
+
+var baseSettings = [
+  {
+    name: 'FUNCTIONS_EXTENSION_VERSION'
+    value: '~4'
+  }
+  {
+    name: 'FUNCTIONS_WORKER_RUNTIME'
+    value: 'custom'
+  }
+  // Host storage, identity-based.
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storageAccountName
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+  // Telemetry with Entra ID auth (local auth is off on the component).
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: appInsightsConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+  // The ServiceBus connection of every function.json, identity-based.
+  {
+    name: 'ServiceBus__fullyQualifiedNamespace'
+    value: serviceBusNamespace
+  }
+  {
+    name: 'ServiceBus__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'ServiceBus__clientId'
+    value: identityClientId
+  }
+  // Run store.
+  {
+    name: 'IMAGE_FACTORY_STORE'
+    value: 'cosmos'
+  }
+  {
+    name: 'COSMOS_ENDPOINT'
+    value: cosmosEndpoint
+  }
+  {
+    name: 'COSMOS_DATABASE'
+    value: cosmosDatabase
+  }
+  {
+    name: 'COSMOS_CONTAINER'
+    value: cosmosContainer
+  }
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+  // Factory settings.
+  {
+    name: 'IMAGE_FACTORY_PUBLIC_URL'
+    value: publicUrl
+  }
+  {
+    name: 'IMAGE_FACTORY_IMAGES'
+    value: '/home/site/wwwroot/images'
+  }
+  {
+    name: 'IMAGE_FACTORY_DATA'
+    value: '/tmp/image-factory'
+  }
+  {
+    name: 'IMAGE_FACTORY_BRANCHES'
+    value: branches
+  }
+  {
+    name: 'IMAGE_FACTORY_PATCH_TUESDAY_ZONE'
+    value: patchTuesdayZone
+  }
+  {
+    name: 'IMAGE_FACTORY_PATCH_TUESDAY_OFFSET_DAYS'
+    value: string(patchTuesdayOffsetDays)
+  }
+  {
+    name: 'IMAGE_FACTORY_PATCH_TUESDAY_HOUR'
+    value: string(patchTuesdayHour)
+  }
+  // Secrets, from Key Vault.
+  {
+    name: 'IMAGE_FACTORY_APPROVAL_KEYS'
+    value: '@Microsoft.KeyVault(${secret}approval-keys)'
+  }
+  {
+    name: 'IMAGE_FACTORY_GITHUB_SECRET'
+    value: '@Microsoft.KeyVault(${secret}github-secret)'
+  }
+  {
+    name: 'IMAGE_FACTORY_OPERATOR_TOKEN'
+    value: '@Microsoft.KeyVault(${secret}operator-token)'
+  }
+]
+var appSettings = concat(baseSettings, optionalSecrets)
+
+resource site 'Microsoft.Web/sites@2023-12-01' = {
+  name: siteName
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'factory'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    //checkov:skip=CKV_AZURE_17: Callers are GitHub and Azure DevOps webhooks and approvers' browsers, which present no client certificates; webhooks are authenticated by HMAC, approvals by signed links.
+    //checkov:skip=CKV_AZURE_222: Webhooks and approval links must be reachable from the internet.
+    //checkov:skip=CKV_AZURE_212: One instance is enough: builds run in the Container Apps job and Service Bus redelivers any message an instance loses.
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      //checkov:skip=CKV_AZURE_213: The custom handler serves function invocations only; the Functions host reports its own health and Service Bus redelivers.
+      linuxFxVersion: ''
+      appSettings: appSettings
+      httpLoggingEnabled: true
+      detailedErrorLoggingEnabled: true
+      requestTracingEnabled: true
+      alwaysOn: true
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      use32BitWorkerProcess: false
+    }
+  }
+}
+
+// No basic (publishing password) authentication: azd deploys with Entra ID.
+resource ftpPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPolicy 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = site.name
+output url string = publicUrl

@@ -1,0 +1,23 @@
+// The factory's one user-assigned managed identity: the function app, the
+// Container Apps build job and packer run as it. Every permission it has is
+// granted to it explicitly in the other modules.
+
+@description('Name of the identity.')
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for every resource.')
+param tags object
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output principalId string = identity.properties.principalId
+output clientId string = identity.properties.clientId
+output name string = identity.name

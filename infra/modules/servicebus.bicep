@@ -1,0 +1,127 @@
+// Service Bus: one queue per stage, the worker-completion queue and the
+// dead-letter queue, all read from ../queues.json (the same file the
+// `image-factory package` check reads). Every queue forwards its dead letters
+// to `dead-letters`, whose function fails the run with the reason.
+// Standard tier: queues with auto-forwarding need Standard or Premium.
+
+@description('Namespace name.')
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for every resource.')
+param tags object
+
+@description('Principal id of the factory identity.')
+param principalId string
+
+@description('Key Vault that receives the send-only connection string.')
+param keyVaultName string
+
+@description('Expiry of the send-only connection string secret (seconds since the epoch).')
+param secretExpiry int
+
+var config = loadJsonContent('../queues.json')
+
+// SAS stays on for one rule only (workers-send, below): the Service Bus crate
+// the build workers use speaks SAS only. The function app itself connects with
+// its managed identity.
+resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
+  name: name
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+    tier: 'Standard'
+  }
+  properties: {
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+    disableLocalAuth: false
+  }
+}
+
+resource deadLetters 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
+  parent: namespace
+  name: config.deadLetterQueue
+  properties: {
+    maxDeliveryCount: config.maxDeliveryCount
+    lockDuration: config.lockDuration
+    deadLetteringOnMessageExpiration: true
+  }
+}
+
+resource queues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [
+  for queue in config.queues: {
+    parent: namespace
+    name: queue
+    properties: {
+      maxDeliveryCount: config.maxDeliveryCount
+      lockDuration: config.lockDuration
+      deadLetteringOnMessageExpiration: true
+      forwardDeadLetteredMessagesTo: config.deadLetterQueue
+    }
+    dependsOn: [
+      deadLetters
+    ]
+  }
+]
+
+// Send-only rule for the build workers (Container Apps job): they post to
+// `build-completed` and can neither read nor manage anything.
+resource workersSend 'Microsoft.ServiceBus/namespaces/authorizationRules@2022-10-01-preview' = {
+  parent: namespace
+  name: 'workers-send'
+  properties: {
+    rights: [
+      'Send'
+    ]
+  }
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource sendSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'servicebus-send-connection'
+  properties: {
+    contentType: 'Service Bus connection string (Send only)'
+    value: workersSend.listKeys().primaryConnectionString
+    attributes: {
+      enabled: true
+      exp: secretExpiry
+    }
+  }
+}
+
+// Azure Service Bus Data Receiver and Data Sender on the namespace: the
+// function app's triggers receive, its output bindings send.
+var dataReceiver = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0')
+var dataSender = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39')
+
+resource receiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(namespace.id, principalId, dataReceiver)
+  scope: namespace
+  properties: {
+    roleDefinitionId: dataReceiver
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource sender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(namespace.id, principalId, dataSender)
+  scope: namespace
+  properties: {
+    roleDefinitionId: dataSender
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+output name string = namespace.name
+output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+output sendSecretName string = sendSecret.name

@@ -1,0 +1,96 @@
+// The function host's storage account (AzureWebJobsStorage: timer leases,
+// host keys, deployment package). Identity-based only: shared key access is
+// off, so no connection string exists to leak. The Dedicated plan needs no
+// Azure Files content share (that share needs a key; see README).
+
+@description('Storage account name (3-24 lowercase letters and digits).')
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for every resource.')
+param tags object
+
+@description('Principal id of the factory identity.')
+param principalId string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    //checkov:skip=CKV_AZURE_206: The host's storage holds only leases, keys and the deployment package, all recreated by a deployment; zone redundancy would double the cost for nothing to recover.
+    name: 'Standard_LRS'
+  }
+  properties: {
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    //checkov:skip=CKV_AZURE_59: The Functions host on a Dedicated plan without VNet integration reaches its storage over the public endpoint; access is by Entra ID role only (shared keys are off).
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      //checkov:skip=CKV_AZURE_35: The Functions host on a Dedicated plan without VNet integration reaches its storage over the public endpoint; access is by Entra ID role only (shared keys are off).
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    encryption: {
+      requireInfrastructureEncryption: true
+      keySource: 'Microsoft.Storage'
+      services: {
+        blob: {
+          enabled: true
+        }
+        queue: {
+          enabled: true
+          keyType: 'Account'
+        }
+        table: {
+          enabled: true
+          keyType: 'Account'
+        }
+      }
+    }
+  }
+}
+
+resource blobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {}
+}
+
+// Storage Blob Data Owner: the host's identity-based AzureWebJobsStorage
+// (timer schedule monitor, leases, keys) needs it on the account.
+var blobDataOwner = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+
+resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, principalId, blobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: blobDataOwner
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+output name string = storage.name
+output blobEndpoint string = storage.properties.primaryEndpoints.blob

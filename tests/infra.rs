@@ -1,0 +1,200 @@
+//! Static checks of what is deployed: the Bicep under infra/ passes checkov
+//! (a real child process) with no failed check, no parsing error and a reason
+//! on every skip; host.json and every function.json validate against the
+//! SchemaStore schemas (tests/fixtures/schemas) and match the handler's
+//! function set; the queues Bicep creates come from infra/queues.json.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use image_factory::functions::NAMES;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// checkov from the project's virtualenv (scripts/setup.sh), else from the PATH.
+fn checkov() -> PathBuf {
+    let venv = repo().join(".venv/bin/checkov");
+    if venv.is_file() {
+        return venv;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("checkov"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!("checkov is not installed: run scripts/setup.sh (it installs the pinned checkov into .venv)")
+    })
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn bicep_files() -> Vec<PathBuf> {
+    let mut files = vec![repo().join("infra/main.bicep")];
+    let modules = repo().join("infra/modules");
+    let mut more: Vec<PathBuf> = std::fs::read_dir(&modules)
+        .expect("infra/modules")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bicep"))
+        .collect();
+    more.sort();
+    files.extend(more);
+    files
+}
+
+#[test]
+fn checkov_finds_no_failed_check_and_parses_every_bicep_file() {
+    let output = Command::new(checkov())
+        .args([
+            "--directory",
+            "infra",
+            "--framework",
+            "bicep",
+            "--skip-download",
+        ])
+        .args(["--output", "json", "--quiet"])
+        .current_dir(repo())
+        .output()
+        .expect("run checkov");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "checkov printed no JSON report ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let report = match report {
+        Value::Array(mut reports) => reports.remove(0),
+        other => other,
+    };
+    let summary = &report["summary"];
+    let failed: Vec<String> = report["results"]["failed_checks"]
+        .as_array()
+        .map(|checks| {
+            checks
+                .iter()
+                .map(|c| format!("{} {} {}", c["check_id"], c["file_path"], c["resource"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        summary["parsing_errors"], 0,
+        "checkov could not parse: {summary}"
+    );
+    assert!(
+        failed.is_empty(),
+        "checkov failed checks:\n{}",
+        failed.join("\n")
+    );
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert!(
+        summary["passed"].as_u64().unwrap_or(0) > 0,
+        "checkov ran no check at all: {summary}"
+    );
+    // Every Bicep file was scanned (a file checkov skips silently proves nothing).
+    assert!(
+        summary["resource_count"].as_u64().unwrap_or(0) >= 20,
+        "checkov saw too few resources: {summary}"
+    );
+    assert!(output.status.success(), "checkov exited {}", output.status);
+}
+
+#[test]
+fn every_checkov_skip_gives_its_reason() {
+    for file in bicep_files() {
+        let text = std::fs::read_to_string(&file).expect("read bicep");
+        for (n, line) in text.lines().enumerate() {
+            let Some(rest) = line.trim().strip_prefix("//checkov:skip=") else {
+                continue;
+            };
+            let reason = rest.split_once(':').map(|(_, r)| r.trim()).unwrap_or("");
+            assert!(
+                reason.len() >= 20,
+                "{}:{}: a skip needs a reason after the check id: {line}",
+                file.display(),
+                n + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn the_service_bus_module_creates_the_queues_listed_in_infra_queues_json() {
+    let module = std::fs::read_to_string(repo().join("infra/modules/servicebus.bicep"))
+        .expect("servicebus.bicep");
+    assert!(module.contains("loadJsonContent('../queues.json')"));
+    assert!(module.contains("for queue in config.queues"));
+    assert!(module.contains("forwardDeadLetteredMessagesTo: config.deadLetterQueue"));
+    assert!(module.contains("maxDeliveryCount: config.maxDeliveryCount"));
+    assert!(module.contains("lockDuration: config.lockDuration"));
+}
+
+/// The SchemaStore schema `name`, compiled. function.json's schema declares
+/// draft-04 but relies on `const` (draft 6+) in its SQL and MySQL bindings;
+/// under strict draft-04 rules those branches match any binding and every
+/// `oneOf` fails, so it is read with draft-07 rules, as editors read it.
+fn validator(name: &str) -> jsonschema::Validator {
+    let schema = read_json(&repo().join("tests/fixtures/schemas").join(name));
+    let compiled = if name == "function.json" {
+        jsonschema::draft7::new(&schema)
+    } else {
+        jsonschema::validator_for(&schema)
+    };
+    compiled.unwrap_or_else(|e| panic!("the SchemaStore schema {name} does not compile: {e}"))
+}
+
+fn schema_errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn host_json_is_valid_against_the_schemastore_schema() {
+    let validator = validator("host.json");
+    let errors = schema_errors(&validator, &read_json(&repo().join("host.json")));
+    assert!(errors.is_empty(), "host.json: {errors:#?}");
+}
+
+#[test]
+fn every_function_json_is_valid_against_the_schemastore_schema() {
+    let validator = validator("function.json");
+    for name in NAMES {
+        let path = repo().join("functions").join(name).join("function.json");
+        let errors = schema_errors(&validator, &read_json(&path));
+        assert!(
+            errors.is_empty(),
+            "functions/{name}/function.json: {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_schemas_reject_what_the_host_would_reject() {
+    // A binding without a direction, and a host.json of the wrong version:
+    // proof that the validation above can fail.
+    let function = validator("function.json");
+    let broken = serde_json::json!({
+        "bindings": [{ "type": "serviceBusTrigger", "name": "message", "queueName": "stage-build" }]
+    });
+    assert!(!schema_errors(&function, &broken).is_empty());
+    let host = validator("host.json");
+    assert!(!schema_errors(&host, &serde_json::json!({ "version": 2 })).is_empty());
+}
+
+#[test]
+fn every_function_folder_is_served_by_the_handler_and_every_served_function_has_a_folder() {
+    let functions = image_factory::package::check_app(&repo())
+        .unwrap_or_else(|e| panic!("the app and the handler disagree: {e}"));
+    let mut served = NAMES.to_vec();
+    served.sort();
+    assert_eq!(functions, served);
+}
