@@ -114,12 +114,13 @@ impl Executor for LocalExecutor {
         }
         let pid_file = job.log.with_extension("pgid");
         stop_orphan(&pid_file, &job.program).await;
-        let mut log = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&job.log)
             .await
             .map_err(log_err)?;
+        let mut log = LogWriter::new(file);
 
         let started = Instant::now();
         let mut child = Command::new(&job.program)
@@ -150,15 +151,13 @@ impl Executor for LocalExecutor {
             tokio::select! {
                 line = next_line(&mut stdout) => {
                     if let Some(line) = line {
-                        log.write_all(line.as_bytes()).await.map_err(log_err)?;
-                        log.write_all(b"\n").await.map_err(log_err)?;
+                        log.line(&line).await.map_err(log_err)?;
                         on_line(&line);
                     }
                 }
                 line = next_line(&mut stderr) => {
                     if let Some(line) = line {
-                        log.write_all(line.as_bytes()).await.map_err(log_err)?;
-                        log.write_all(b"\n").await.map_err(log_err)?;
+                        log.line(&line).await.map_err(log_err)?;
                     }
                 }
                 _ = &mut deadline => { end = Some(JobEnd::TimedOut); break; }
@@ -171,12 +170,12 @@ impl Executor for LocalExecutor {
                 let _ = child.wait().await;
                 let note = match forced {
                     JobEnd::TimedOut => format!(
-                        "[image-factory] killed after the timeout of {:?}\n",
+                        "[image-factory] killed after the timeout of {:?}",
                         job.timeout
                     ),
-                    _ => "[image-factory] cancelled\n".to_string(),
+                    _ => "[image-factory] cancelled".to_string(),
                 };
-                log.write_all(note.as_bytes()).await.map_err(log_err)?;
+                log.line(&note).await.map_err(log_err)?;
                 forced
             }
             None => {
@@ -202,6 +201,40 @@ impl Executor for LocalExecutor {
             end,
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// The run's log file, written through a buffer (one system call per 64 KiB,
+/// not per line) and flushed at least every second so that followers of the
+/// log see it grow.
+struct LogWriter {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    flushed: Instant,
+}
+
+/// How long a written line may wait in the buffer.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+impl LogWriter {
+    fn new(file: tokio::fs::File) -> LogWriter {
+        LogWriter {
+            file: tokio::io::BufWriter::with_capacity(64 * 1024, file),
+            flushed: Instant::now(),
+        }
+    }
+
+    async fn line(&mut self, line: &str) -> std::io::Result<()> {
+        self.file.write_all(line.as_bytes()).await?;
+        self.file.write_all(b"\n").await?;
+        if self.flushed.elapsed() >= FLUSH_EVERY {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.flushed = Instant::now();
+        self.file.flush().await
     }
 }
 
