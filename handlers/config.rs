@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use crate::domain::approval::{KeyRing, SigningKey};
 use crate::domain::calendar::BuildCalendar;
-use crate::domain::version::VersionStrategy;
+use crate::domain::gallery::PrunePolicy;
+use crate::domain::version::{ImageVersion, VersionStrategy};
 use crate::identity::Identity;
 
 /// Name of an image's settings file inside its folder.
@@ -86,6 +87,87 @@ pub struct ImageSettings {
     pub smoke: SmokeTest,
     /// Who approves.
     pub approval: ApprovalPolicy,
+    /// How a release is published in the gallery (`[release]`).
+    #[serde(default)]
+    pub release: ReleaseSettings,
+}
+
+/// The `[release]` section: replication and the gallery's pruning policy.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSettings {
+    /// Regions a released version is replicated to (`westeurope`, ...); empty:
+    /// the version keeps the regions the build gave it.
+    #[serde(default)]
+    pub replication_regions: Vec<String>,
+    /// Keep this many highest versions when pruning.
+    #[serde(default)]
+    pub keep_last: Option<u32>,
+    /// Keep versions published less than this many days ago when pruning.
+    #[serde(default)]
+    pub keep_days: Option<u32>,
+    /// Versions never pruned (consumers pin them).
+    #[serde(default)]
+    pub pinned: Vec<ImageVersion>,
+}
+
+impl ReleaseSettings {
+    /// The pruning policy these settings describe (nothing is pruned when
+    /// neither `keep_last` nor `keep_days` is set).
+    pub fn prune_policy(&self) -> PrunePolicy {
+        PrunePolicy {
+            keep_last: self.keep_last,
+            keep_days: self.keep_days,
+            pinned: self.pinned.clone(),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.keep_last == Some(0) {
+            return Err("[release] keep_last must be at least 1 (leave it out to keep every version by count)".into());
+        }
+        if self.keep_days == Some(0) {
+            return Err("[release] keep_days must be at least 1 (leave it out to keep every version by age)".into());
+        }
+        for (i, region) in self.replication_regions.iter().enumerate() {
+            let ok = !region.is_empty()
+                && region.len() <= 64
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-');
+            if !ok {
+                return Err(format!(
+                    "[release] replication_regions: {region:?} is not an Azure region name (e.g. westeurope)"
+                ));
+            }
+            if self.replication_regions[..i]
+                .iter()
+                .any(|r| region_key(r) == region_key(region))
+            {
+                return Err(format!(
+                    "[release] replication_regions: {region} is listed twice"
+                ));
+            }
+        }
+        if let Some((_, dup)) = self
+            .pinned
+            .iter()
+            .enumerate()
+            .find(|(i, v)| self.pinned[..*i].contains(v))
+        {
+            return Err(format!("[release] pinned: {dup} is listed twice"));
+        }
+        Ok(())
+    }
+}
+
+/// A region name as Azure compares them: `West Europe` and `westeurope` are one region.
+pub fn region_key(region: &str) -> String {
+    region
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn default_version() -> VersionStrategy {
@@ -273,6 +355,7 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
     {
         return Err("[smoke.command] argv must name a program".into());
     }
+    settings.release.check()?;
     Ok(settings)
 }
 
@@ -567,6 +650,50 @@ mod tests {
         approvers = ["alice", "bob"]
         required = 2
     "#;
+
+    #[test]
+    fn the_release_section_is_optional_and_describes_replication_and_pruning() {
+        let settings = parse_image_settings(GOOD).expect("valid");
+        assert_eq!(settings.release, ReleaseSettings::default());
+        assert_eq!(settings.release.prune_policy(), PrunePolicy::default());
+
+        let text = format!(
+            "{GOOD}\n[release]\nreplication_regions = [\"westeurope\", \"northeurope\"]\nkeep_last = 3\nkeep_days = 90\npinned = [\"2026.701.0\"]\n"
+        );
+        let release = parse_image_settings(&text).expect("valid").release;
+        assert_eq!(release.replication_regions, ["westeurope", "northeurope"]);
+        let policy = release.prune_policy();
+        assert_eq!(policy.keep_last, Some(3));
+        assert_eq!(policy.keep_days, Some(90));
+        assert_eq!(
+            policy.pinned,
+            vec!["2026.701.0".parse().expect("a version")]
+        );
+    }
+
+    #[test]
+    fn a_wrong_release_section_is_refused_naming_the_key() {
+        let cases = [
+            ("keep_last = 0", "keep_last must be at least 1"),
+            ("keep_days = 0", "keep_days must be at least 1"),
+            ("pinned = [\"latest\"]", "pinned"),
+            ("pinned = [\"1.0.0\", \"1.0.0\"]", "1.0.0 is listed twice"),
+            (
+                "replication_regions = [\"westeurope\", \"West Europe\"]",
+                "West Europe is listed twice",
+            ),
+            (
+                "replication_regions = [\"west/europe\"]",
+                "not an Azure region",
+            ),
+            ("keep_forever = true", "keep_forever"),
+        ];
+        for (line, expected) in cases {
+            let text = format!("{GOOD}\n[release]\n{line}\n");
+            let error = parse_image_settings(&text).expect_err(line);
+            assert!(error.contains(expected), "{line}: {error}");
+        }
+    }
 
     #[test]
     fn a_complete_image_file_parses() {

@@ -8,7 +8,8 @@
 //! - `patch-tuesday`: print a year's Patch Tuesdays and build times;
 //! - `runs`: list runs or show one;
 //! - `schedule`: print the next firings of a timer schedule;
-//! - `package`: the deployable zip of the function app (checked against the handler and infra).
+//! - `package`: the deployable zip of the function app (checked against the handler and infra);
+//! - `rollback`: make an earlier gallery version of an image latest again (Resource Manager).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -20,11 +21,14 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use image_factory::azure::Azure;
 use image_factory::client::{self, Client};
-use image_factory::config::Settings;
+use image_factory::config::{Settings, load_images};
 use image_factory::domain::calendar::{Month, patch_tuesday};
 use image_factory::domain::schedule::Schedule;
+use image_factory::domain::version::ImageVersion;
 use image_factory::host::BusSettings;
+use image_factory::identity::Identity;
 use image_factory::startup::{Secrets, build_app, start_local};
 use image_factory::telemetry::Telemetry;
 
@@ -186,6 +190,20 @@ enum Command {
         /// Folder holding host.json, functions/, images/ and infra/queues.json.
         #[arg(long, default_value = ".")]
         root: PathBuf,
+    },
+    /// Make an earlier gallery version of an image latest again.
+    ///
+    /// Every higher version is excluded from latest (kept, not deleted). Needs
+    /// IMAGE_FACTORY_SUBSCRIPTION_ID, IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and
+    /// IMAGE_FACTORY_GALLERY; refuses a version the gallery does not have or
+    /// is deleting.
+    Rollback {
+        /// The image (its folder's name).
+        #[arg(long)]
+        image: String,
+        /// The version to make latest (Major.Minor.Patch).
+        #[arg(long)]
+        to: String,
     },
     /// Print the next firings of a timer schedule (NCRONTAB, six fields, UTC).
     Schedule {
@@ -383,6 +401,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rollback { image, to } => {
+            let outcome = rollback(&image, &to).await?;
+            let excluded = if outcome.excluded.is_empty() {
+                "none".to_string()
+            } else {
+                outcome.excluded.join(", ")
+            };
+            println!(
+                "{image}: {} is latest (excluded from latest: {excluded})",
+                outcome.promoted
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schedule {
             expression,
             next,
@@ -397,6 +428,39 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Applies the promotion plan of `to` to `image`'s gallery image definition.
+async fn rollback(
+    image: &str,
+    to: &str,
+) -> anyhow::Result<image_factory::azure::release::GalleryOutcome> {
+    let settings = Settings::from_env()?;
+    let azure = settings.azure.clone().context(
+        "rollback changes the gallery through Resource Manager: set IMAGE_FACTORY_SUBSCRIPTION_ID, IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY",
+    )?;
+    let version: ImageVersion = to.parse().map_err(|e| anyhow::anyhow!("--to {to}: {e}"))?;
+    let images = load_images(&settings.images_dir)?;
+    let config = images.get(image).with_context(|| {
+        format!(
+            "no image {image} in {} (the images are: {})",
+            settings.images_dir.display(),
+            images.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let definition = config
+        .settings
+        .gallery_image_name
+        .clone()
+        .unwrap_or_else(|| image.to_string());
+    let gallery_image = azure.gallery_image(&definition).context(
+        "rollback needs the gallery: set IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY",
+    )?;
+    let credential = Identity::from_vars(|name| std::env::var(name).ok())
+        .credential()
+        .map_err(anyhow::Error::msg)?;
+    let azure = Azure::new(azure, credential)?;
+    Ok(image_factory::azure::release::rollback(&azure.arm, &gallery_image, version).await?)
 }
 
 /// Prints the factory's answer.

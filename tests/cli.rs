@@ -103,3 +103,18 @@ fn patch_tuesday_refuses_a_time_zone_that_does_not_exist() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Mars/Olympus"));
 }
+
+#[test]
+fn rollback_without_azure_settings_says_which_settings_it_needs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["rollback", "--image", "example", "--to", "2026.901.0"])
+        .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .output()
+        .expect("run image-factory");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("set IMAGE_FACTORY_SUBSCRIPTION_ID"),
+        "{stderr}"
+    );
+}

@@ -36,6 +36,50 @@ impl GalleryImage {
         )
     }
 
+    /// The gallery image and version name of a version's resource id (what
+    /// the build records as the gallery version id); `None` for any other id.
+    pub fn parse_version_id(id: &str) -> Option<(GalleryImage, String)> {
+        let parts: Vec<&str> = id.trim_matches('/').split('/').collect();
+        let [
+            subscriptions,
+            subscription_id,
+            groups,
+            resource_group,
+            providers,
+            provider,
+            galleries,
+            gallery,
+            images,
+            image,
+            versions,
+            version,
+        ] = parts.as_slice()
+        else {
+            return None;
+        };
+        let shaped = subscriptions.eq_ignore_ascii_case("subscriptions")
+            && groups.eq_ignore_ascii_case("resourceGroups")
+            && providers.eq_ignore_ascii_case("providers")
+            && provider.eq_ignore_ascii_case("Microsoft.Compute")
+            && galleries.eq_ignore_ascii_case("galleries")
+            && images.eq_ignore_ascii_case("images")
+            && versions.eq_ignore_ascii_case("versions");
+        let named = [subscription_id, resource_group, gallery, image, version]
+            .iter()
+            .all(|s| !s.is_empty() && !s.contains(['?', '#', '&']));
+        (shaped && named).then(|| {
+            (
+                GalleryImage {
+                    subscription_id: subscription_id.to_string(),
+                    resource_group: resource_group.to_string(),
+                    gallery: gallery.to_string(),
+                    image: image.to_string(),
+                },
+                version.to_string(),
+            )
+        })
+    }
+
     fn versions_path(&self) -> String {
         format!(
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}/images/{}/versions?api-version={GALLERY_API}",
@@ -64,6 +108,9 @@ pub struct VersionInfo {
     /// Names of the regions it is replicated to.
     pub target_regions: Vec<String>,
 }
+
+/// The provisioning state of a version Resource Manager is deleting.
+pub const DELETING: &str = "Deleting";
 
 impl VersionInfo {
     fn from_json(value: &Value) -> Result<VersionInfo, ArmError> {
@@ -229,6 +276,17 @@ mod tests {
         assert_eq!(
             image.version_id("2026.1125.0"),
             "/subscriptions/sub/resourceGroups/rg-img-gallery/providers/Microsoft.Compute/galleries/acg_shared/images/windows-web-base/versions/2026.1125.0"
+        );
+        assert_eq!(
+            GalleryImage::parse_version_id(&image.version_id("2026.1125.0")),
+            Some((image.clone(), "2026.1125.0".to_string()))
+        );
+        assert_eq!(
+            GalleryImage::parse_version_id(
+                "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/images/managed"
+            ),
+            None,
+            "a managed image is not a gallery version"
         );
     }
 }

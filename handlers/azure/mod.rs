@@ -4,6 +4,7 @@
 
 pub mod arm;
 pub mod compute;
+pub mod release;
 
 use std::sync::Arc;
 

@@ -637,6 +637,7 @@ mod tests {
                 run_id: "run-1".into(),
                 build_log: "log".into(),
                 location: "x".into(),
+                ..ReleaseRecord::default()
             }),
         }
     }

@@ -364,7 +364,7 @@ pub struct BuildResult {
 }
 
 /// The `image-version.json` document a release publishes (the seed's metadata file).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseRecord {
     /// The released version.
@@ -379,6 +379,18 @@ pub struct ReleaseRecord {
     pub build_log: String,
     /// Where the metadata file was written.
     pub location: String,
+    /// The gallery version made latest by this release (Azure path only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<String>,
+    /// Versions excluded from latest so that the promoted one is latest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
+    /// Versions the pruning policy deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
+    /// Regions the released version is replicated to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
 }
 
 /// Why a run failed.

@@ -50,7 +50,7 @@ pub async fn execute(app: &App, run: &Run, stage: Stage) -> StageResult {
         Stage::Build => build::run(app, run, image).await,
         Stage::Test => test::run(app, run, image).await,
         Stage::Approve => approve::run(app, run, image).await,
-        Stage::Release => release::run(app, run).await,
+        Stage::Release => release::run(app, run, image).await,
     }
 }
 

@@ -1,0 +1,243 @@
+//! Publishing a version in the gallery, and rolling back: the plans of
+//! `domain::gallery` applied through Resource Manager.
+//!
+//! Every call reads the gallery first and changes only what differs from the
+//! plan, so a retried release or rollback (after a timeout, a redelivery, a
+//! 409 from a concurrent change) sends no change twice and ends in the same
+//! gallery. Versions Resource Manager is already deleting are not part of any
+//! plan: they can be neither promoted nor changed.
+
+use chrono::{DateTime, Utc};
+
+use super::arm::{ArmClient, ArmError};
+use super::compute::{self, DELETING, GalleryImage, VersionInfo};
+use crate::config::{ReleaseSettings, region_key};
+use crate::domain::gallery::{self, GalleryVersion, PromotionError};
+use crate::domain::version::ImageVersion;
+
+/// What a release or a rollback did to the gallery.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GalleryOutcome {
+    /// The version that is now latest.
+    pub promoted: String,
+    /// Versions excluded from latest by this call (higher than the promoted one).
+    pub excluded: Vec<String>,
+    /// Versions deleted by the pruning policy, lowest first.
+    pub pruned: Vec<String>,
+    /// The regions the promoted version is replicated to.
+    pub regions: Vec<String>,
+}
+
+/// Why a release or a rollback did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// Resource Manager refused or failed.
+    #[error(transparent)]
+    Arm(#[from] ArmError),
+    /// The version is not in the gallery.
+    #[error(transparent)]
+    Unknown(#[from] PromotionError),
+    /// The version name is not `Major.Minor.Patch`.
+    #[error("{0} is not a gallery version name (Major.Minor.Patch)")]
+    NotAVersion(String),
+    /// The version is being deleted.
+    #[error("version {0} is being deleted; it cannot become latest")]
+    Deleting(String),
+    /// The version did not provision.
+    #[error("version {version} cannot become latest: its provisioning state is {state}")]
+    NotReady {
+        /// The version.
+        version: String,
+        /// Its provisioning state.
+        state: String,
+    },
+}
+
+impl ReleaseError {
+    /// True when trying again later may succeed (throttling, server errors, transport).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ReleaseError::Arm(e) if e.is_transient())
+    }
+}
+
+/// Releases `version` of `image`: makes it latest (excluding any higher
+/// version), replicates it to the configured regions when they differ from
+/// its current ones, then deletes what the pruning policy removes (never the
+/// new latest, never a pinned version).
+pub async fn release(
+    arm: &ArmClient,
+    image: &GalleryImage,
+    version: &str,
+    settings: &ReleaseSettings,
+    now: DateTime<Utc>,
+) -> Result<GalleryOutcome, ReleaseError> {
+    let target: ImageVersion = version
+        .parse()
+        .map_err(|_| ReleaseError::NotAVersion(version.to_string()))?;
+    let listing = compute::list_versions(arm, image).await?;
+    let info = find_target(&listing, target)?;
+    let configured = &settings.replication_regions;
+    let replicate = !configured.is_empty() && !same_regions(&info.target_regions, configured);
+    let regions = if configured.is_empty() {
+        info.target_regions.clone()
+    } else {
+        configured.clone()
+    };
+    let (excluded, after) = promote(
+        arm,
+        image,
+        &listing,
+        target,
+        replicate.then_some(configured.as_slice()),
+    )
+    .await?;
+    let mut pruned = Vec::new();
+    for doomed in gallery::prune(&after, &settings.prune_policy(), now) {
+        let name = name_of(&listing, doomed);
+        delete(arm, image, &name).await?;
+        pruned.push(name);
+    }
+    Ok(GalleryOutcome {
+        promoted: info.name.clone(),
+        excluded,
+        pruned,
+        regions,
+    })
+}
+
+/// Makes `to`, an existing version of `image`, latest again: every higher
+/// version is excluded from latest (kept, not deleted) and `to` included.
+pub async fn rollback(
+    arm: &ArmClient,
+    image: &GalleryImage,
+    to: ImageVersion,
+) -> Result<GalleryOutcome, ReleaseError> {
+    let listing = compute::list_versions(arm, image).await?;
+    let info = find_target(&listing, to)?;
+    let (excluded, _) = promote(arm, image, &listing, to, None).await?;
+    Ok(GalleryOutcome {
+        promoted: info.name.clone(),
+        excluded,
+        pruned: Vec::new(),
+        regions: info.target_regions.clone(),
+    })
+}
+
+/// The versions the policy sees: those with a `Major.Minor.Patch` name that
+/// are not being deleted.
+fn views(listing: &[VersionInfo]) -> Vec<GalleryVersion> {
+    listing
+        .iter()
+        .filter(|v| v.provisioning_state.as_deref() != Some(DELETING))
+        .filter_map(VersionInfo::policy_view)
+        .collect()
+}
+
+fn version_of(info: &VersionInfo) -> Option<ImageVersion> {
+    info.name.parse().ok()
+}
+
+/// The gallery's own spelling of a version's name.
+fn name_of(listing: &[VersionInfo], version: ImageVersion) -> String {
+    listing
+        .iter()
+        .find(|v| version_of(v) == Some(version))
+        .map(|v| v.name.clone())
+        .unwrap_or_else(|| version.to_string())
+}
+
+fn find_target(
+    listing: &[VersionInfo],
+    target: ImageVersion,
+) -> Result<&VersionInfo, ReleaseError> {
+    let Some(info) = listing.iter().find(|v| version_of(v) == Some(target)) else {
+        let names: Vec<&str> = listing.iter().map(|v| v.name.as_str()).collect();
+        return Err(PromotionError::UnknownVersion(target, names.join(", ")).into());
+    };
+    match info.provisioning_state.as_deref() {
+        Some(DELETING) => Err(ReleaseError::Deleting(info.name.clone())),
+        Some(state @ ("Failed" | "Canceled")) => Err(ReleaseError::NotReady {
+            version: info.name.clone(),
+            state: state.to_string(),
+        }),
+        _ => Ok(info),
+    }
+}
+
+fn same_regions(current: &[String], wanted: &[String]) -> bool {
+    let mut a: Vec<String> = current.iter().map(|r| region_key(r)).collect();
+    let mut b: Vec<String> = wanted.iter().map(|r| region_key(r)).collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// Applies the promotion plan for `target` (and, when given, its new
+/// regions); returns the versions excluded and the gallery as it now is.
+async fn promote(
+    arm: &ArmClient,
+    image: &GalleryImage,
+    listing: &[VersionInfo],
+    target: ImageVersion,
+    regions: Option<&[String]>,
+) -> Result<(Vec<String>, Vec<GalleryVersion>), ReleaseError> {
+    let mut after = views(listing);
+    let plan = gallery::promote(&after, target)?;
+    let mut excluded = Vec::new();
+    let mut target_updated = false;
+    for change in &plan {
+        let name = name_of(listing, change.version);
+        let is_target = change.version == target;
+        let regions = if is_target { regions } else { None };
+        update(arm, image, &name, change.exclude_from_latest, regions).await?;
+        if change.exclude_from_latest {
+            excluded.push(name);
+        }
+        target_updated |= is_target;
+        for v in after.iter_mut().filter(|v| v.version == change.version) {
+            v.exclude_from_latest = change.exclude_from_latest;
+        }
+    }
+    if !target_updated && regions.is_some() {
+        update(arm, image, &name_of(listing, target), false, regions).await?;
+    }
+    Ok((excluded, after))
+}
+
+/// One update; a 409 is not an error when the version already is as wanted
+/// (a concurrent or earlier attempt made the same change).
+async fn update(
+    arm: &ArmClient,
+    image: &GalleryImage,
+    name: &str,
+    exclude_from_latest: bool,
+    regions: Option<&[String]>,
+) -> Result<(), ReleaseError> {
+    match compute::update_version(arm, image, name, exclude_from_latest, regions).await {
+        Ok(_) => Ok(()),
+        Err(conflict @ ArmError::Conflict { .. }) => {
+            let now = compute::get_version(arm, image, name).await?;
+            let done = now.is_some_and(|v| {
+                v.exclude_from_latest == exclude_from_latest
+                    && regions.is_none_or(|r| same_regions(&v.target_regions, r))
+            });
+            if done { Ok(()) } else { Err(conflict.into()) }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One deletion; gone already, or a 409 because it is being deleted, is done.
+async fn delete(arm: &ArmClient, image: &GalleryImage, name: &str) -> Result<(), ReleaseError> {
+    match compute::delete_version(arm, image, name).await {
+        Ok(_) => Ok(()),
+        Err(conflict @ ArmError::Conflict { .. }) => {
+            match compute::get_version(arm, image, name).await? {
+                None => Ok(()),
+                Some(v) if v.provisioning_state.as_deref() == Some(DELETING) => Ok(()),
+                Some(_) => Err(conflict.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
