@@ -1,3 +1,0 @@
-source "null" "golden" {
-  communicator = "none"
-}
