@@ -29,29 +29,14 @@ fn image() -> GalleryImage {
 /// `galleryExamples/GalleryImageVersion_ListByGalleryImage.json` (and
 /// `GalleryImageVersion_Get.json`, which has the same schema).
 fn version(name: &str, state: &str, excluded: bool, published: &str) -> Value {
-    json!({
-        "id": format!("{VERSIONS}/{name}"),
-        "properties": {
-            "publishingProfile": {
-                "targetRegions": [
-                    { "name": "West Europe", "regionalReplicaCount": 1, "storageAccountType": "Standard_LRS", "excludeFromLatest": excluded },
-                    { "name": "North Europe", "regionalReplicaCount": 2, "storageAccountType": "Standard_LRS", "excludeFromLatest": excluded }
-                ],
-                "replicaCount": 1,
-                "excludeFromLatest": excluded,
-                "publishedDate": published,
-                "storageAccountType": "Standard_LRS"
-            },
-            "storageProfile": {
-                "source": { "id": "/subscriptions/sub-1/resourceGroups/rg-build/providers/Microsoft.Compute/images/img" },
-                "osDiskImage": { "sizeInGB": 127, "hostCaching": "ReadWrite" }
-            },
-            "safetyProfile": { "allowDeletionOfReplicatedLocations": false, "reportedForPolicyViolation": false },
-            "provisioningState": state
-        },
-        "location": "West Europe",
-        "name": name
-    })
+    common::arm_server::gallery_version(
+        &format!("{VERSIONS}/{name}"),
+        name,
+        state,
+        excluded,
+        published,
+        &[("West Europe", 1), ("North Europe", 2)],
+    )
 }
 
 #[tokio::test]

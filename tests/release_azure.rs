@@ -50,30 +50,8 @@ fn path(version: &str) -> String {
 /// `GalleryImageVersion_Update.json`).
 fn version(name: &str, state: &str, excluded: bool, days_old: i64, regions: &[&str]) -> Value {
     let published = (now() - Duration::days(days_old)).to_rfc3339();
-    let regions: Vec<Value> = regions
-        .iter()
-        .map(|r| json!({ "name": r, "regionalReplicaCount": 1, "storageAccountType": "Standard_LRS", "excludeFromLatest": excluded }))
-        .collect();
-    json!({
-        "id": path(name),
-        "properties": {
-            "publishingProfile": {
-                "targetRegions": regions,
-                "replicaCount": 1,
-                "excludeFromLatest": excluded,
-                "publishedDate": published,
-                "storageAccountType": "Standard_LRS"
-            },
-            "storageProfile": {
-                "source": { "id": "/subscriptions/sub-1/resourceGroups/rg-build/providers/Microsoft.Compute/images/img" },
-                "osDiskImage": { "sizeInGB": 127, "hostCaching": "ReadWrite" }
-            },
-            "safetyProfile": { "allowDeletionOfReplicatedLocations": false, "reportedForPolicyViolation": false },
-            "provisioningState": state
-        },
-        "location": "West Europe",
-        "name": name
-    })
+    let regions: Vec<(&str, u32)> = regions.iter().map(|r| (*r, 1)).collect();
+    common::arm_server::gallery_version(&path(name), name, state, excluded, &published, &regions)
 }
 
 const BUILT_IN: &[&str] = &["West Europe"];

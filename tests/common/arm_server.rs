@@ -201,3 +201,42 @@ async fn answer(
     }
     response
 }
+
+/// A gallery image version as Resource Manager returns it (the shape of the
+/// GalleryRP 2024-03-03 `GalleryImageVersion_Get` example), with its target
+/// regions given as (name, replica count).
+pub fn gallery_version(
+    id: &str,
+    name: &str,
+    state: &str,
+    excluded: bool,
+    published: &str,
+    regions: &[(&str, u32)],
+) -> serde_json::Value {
+    let regions: Vec<serde_json::Value> = regions
+        .iter()
+        .map(|(region, replicas)| {
+            serde_json::json!({ "name": region, "regionalReplicaCount": replicas, "storageAccountType": "Standard_LRS", "excludeFromLatest": excluded })
+        })
+        .collect();
+    serde_json::json!({
+        "id": id,
+        "properties": {
+            "publishingProfile": {
+                "targetRegions": regions,
+                "replicaCount": 1,
+                "excludeFromLatest": excluded,
+                "publishedDate": published,
+                "storageAccountType": "Standard_LRS"
+            },
+            "storageProfile": {
+                "source": { "id": "/subscriptions/sub-1/resourceGroups/rg-build/providers/Microsoft.Compute/images/img" },
+                "osDiskImage": { "sizeInGB": 127, "hostCaching": "ReadWrite" }
+            },
+            "safetyProfile": { "allowDeletionOfReplicatedLocations": false, "reportedForPolicyViolation": false },
+            "provisioningState": state
+        },
+        "location": "West Europe",
+        "name": name
+    })
+}
