@@ -62,13 +62,3 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# The Cosmos DB API server the store tests run against (version pinned in
-# tests/cosmos-server/package-lock.json).
-if [ ! -d tests/cosmos-server/node_modules ]; then
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "setup: installing node and npm"
-    apt_install nodejs npm
-  fi
-  echo "setup: installing the Cosmos DB test server"
-  (cd tests/cosmos-server && npm ci --no-audit --no-fund --loglevel=error)
-fi
