@@ -317,7 +317,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 RunsAction::List { image, status } => {
                     let runs = client.list(image.as_deref(), status.as_deref()).await?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&runs)?);
+                        print_answer(serde_json::to_string_pretty(&runs)?)?;
                     } else {
                         client::print_table(&runs)?;
                     }
@@ -325,7 +325,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 RunsAction::Show { id } => {
                     let run = client.run(&id).await?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&run)?);
+                        print_answer(serde_json::to_string_pretty(&run)?)?;
                     } else {
                         client::print_run(&run)?;
                     }
@@ -334,8 +334,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     let mut offset = 0;
                     loop {
                         let (chunk, next) = client.log(&id, offset).await?;
-                        print!("{chunk}");
-                        std::io::stdout().flush()?;
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(chunk.as_bytes())?;
+                        out.flush()?;
                         offset = next;
                         if !follow {
                             break;
@@ -352,7 +353,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         client::wait(&client, &id, std::time::Duration::from_secs(timeout), json)
                             .await?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&run)?);
+                        print_answer(serde_json::to_string_pretty(&run)?)?;
                     } else {
                         client::print_run(&run)?;
                     }
@@ -391,15 +392,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     .context("cannot tell where this executable is; pass --binary")?,
             };
             let summary = image_factory::package::package(&root, &binary, &out)?;
-            println!(
+            print_answer(format!(
                 "wrote {}: {} entries, {} functions, handler {} as {}",
                 out.display(),
                 summary.entries.len(),
                 summary.functions.len(),
                 binary.display(),
                 image_factory::package::EXECUTABLE
-            );
-            Ok(ExitCode::SUCCESS)
+            ))
         }
         Command::Rollback { image, to } => {
             let outcome = rollback(&image, &to).await?;
@@ -408,11 +408,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 outcome.excluded.join(", ")
             };
-            println!(
+            print_answer(format!(
                 "{image}: {} is latest (excluded from latest: {excluded})",
                 outcome.promoted
-            );
-            Ok(ExitCode::SUCCESS)
+            ))
         }
         Command::Schedule {
             expression,
@@ -463,9 +462,9 @@ async fn rollback(
     Ok(image_factory::azure::release::rollback(&azure.arm, &gallery_image, version).await?)
 }
 
-/// Prints the factory's answer.
+/// Prints the factory's answer (an error, not a panic, if stdout is closed).
 fn print_answer(text: String) -> anyhow::Result<ExitCode> {
-    println!("{text}");
+    writeln!(std::io::stdout().lock(), "{text}")?;
     Ok(ExitCode::SUCCESS)
 }
 
