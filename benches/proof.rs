@@ -7,7 +7,10 @@
 //! - the local queue's delivery rate (send, receive, complete) next to a bare
 //!   SQLite insert + delete in the same kind of file;
 //! - peak RSS while a child process prints 1 MiB and then 1 GiB of log
-//!   lines through the real `LocalExecutor` (the log is streamed to disk).
+//!   lines through the real `LocalExecutor` (the log is streamed to disk);
+//! - cold start: spawning `image-factory serve` to its first answered
+//!   invocation, next to a minimal axum server built in this same bench binary
+//!   (same profile and dependencies), spawned and asked the same way.
 //!
 //! `cargo bench --bench proof` (a plain main that prints a table).
 
@@ -175,8 +178,66 @@ async fn run_at_approve(app: &App, id: &str) {
     }
 }
 
+/// Set in the environment of the copy of this binary that plays the minimal server.
+const MINIMAL_SERVER: &str = "PROOF_MINIMAL_SERVER_PORT";
+
+/// The floor of the cold start: an axum server that answers every POST with
+/// an empty invocation response, and nothing else.
+async fn minimal_server(port: u16) {
+    let router = axum::Router::new().route(
+        "/{function}",
+        axum::routing::post(|| async {
+            axum::Json(serde_json::json!({ "Outputs": {}, "Logs": [] }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    axum::serve(listener, router).await.expect("serve");
+}
+
+/// Spawns `command` and measures until its first answered invocation on `port`.
+async fn cold_start(mut command: std::process::Command, port: u16) -> Duration {
+    let client = reqwest::Client::new();
+    let invocation = serde_json::json!({
+        "Data": { "req": { "Url": "http://localhost/api/runs", "Method": "GET", "Query": {}, "Headers": {} } },
+        "Metadata": {}
+    });
+    let started = Instant::now();
+    let mut child = command.spawn().expect("spawn");
+    let elapsed = loop {
+        let answer = client
+            .post(format!("http://127.0.0.1:{port}/runs"))
+            .json(&invocation)
+            .send()
+            .await;
+        if answer.is_ok_and(|r| r.status().is_success()) {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no answer on port {port}"
+        );
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    elapsed
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if let Ok(port) = std::env::var(MINIMAL_SERVER) {
+        minimal_server(port.parse().expect("port")).await;
+        return;
+    }
     let dir = tempfile::TempDir::new().expect("temp dir");
     let inner = Arc::new(SqliteStore::open(&dir.path().join("bench-runs.db")).expect("store"));
     let counting = Arc::new(Counting {
@@ -358,4 +419,38 @@ async fn main() {
             rss / 1024
         );
     }
+
+    // Cold start, median of 10 spawns each.
+    let mut handler = Vec::new();
+    let mut minimal = Vec::new();
+    for _ in 0..10 {
+        let data = tempfile::TempDir::new().expect("temp dir");
+        let port = free_port();
+        let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_image-factory"));
+        serve
+            .arg("serve")
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+            .env(
+                "IMAGE_FACTORY_APPROVAL_KEYS",
+                format!(
+                    "k1:{}",
+                    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+                ),
+            )
+            .env("IMAGE_FACTORY_DATA", data.path())
+            .env("IMAGE_FACTORY_IMAGES", root().join("images"))
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        handler.push(cold_start(serve, port).await);
+        let port = free_port();
+        let mut floor = std::process::Command::new(std::env::current_exe().expect("this binary"));
+        floor.env(MINIMAL_SERVER, port.to_string());
+        minimal.push(cold_start(floor, port).await);
+    }
+    println!(
+        "| cold start: spawn `image-factory serve` to first answered invocation, p50 | {} | minimal axum server, same build: {} |",
+        ms(percentile(&mut handler, 0.5)),
+        ms(percentile(&mut minimal, 0.5))
+    );
 }
