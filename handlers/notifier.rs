@@ -419,14 +419,8 @@ mod tests {
             "web".into(),
             ImageVersion::new(2026, 1125, 0).unwrap(),
             Trigger {
-                kind: TriggerKind::Push,
-                source: "github".into(),
                 commit: Some("<script>alert(1)</script>".into()),
-                branch: None,
-                actor: None,
-                reason: None,
-                force: false,
-                base_image_version: None,
+                ..Trigger::new(TriggerKind::Push, "github")
             },
             Default::default(),
             Utc::now(),

@@ -51,17 +51,12 @@ impl BaseImageCheck {
                 continue;
             };
             let trigger = Trigger {
-                kind: TriggerKind::BaseImageUpdate,
-                source: "timer".into(),
-                commit: None,
-                branch: None,
-                actor: None,
                 reason: Some(format!(
                     "new Marketplace base {}/{}/{} version {newest}",
                     base.publisher, base.offer, base.sku
                 )),
-                force: false,
                 base_image_version: Some(newest.to_string()),
+                ..Trigger::new(TriggerKind::BaseImageUpdate, "timer")
             };
             let created = app
                 .create_run(format!("base-{image}-{newest}"), image, trigger)

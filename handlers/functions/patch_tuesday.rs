@@ -47,11 +47,6 @@ impl PatchTuesday {
         }
         for (image, config) in app.images.iter() {
             let trigger = Trigger {
-                kind: TriggerKind::PatchTuesday,
-                source: "timer".into(),
-                commit: None,
-                branch: None,
-                actor: None,
                 reason: Some(format!(
                     "Patch Tuesday rebuild for {month} (due {})",
                     calendar.build_time(month).format("%Y-%m-%d %H:%M UTC")
@@ -59,7 +54,7 @@ impl PatchTuesday {
                 // Without a Marketplace base to compare, the factory cannot
                 // tell whether this month's patches changed the inputs.
                 force: config.settings.base_image.is_none(),
-                base_image_version: None,
+                ..Trigger::new(TriggerKind::PatchTuesday, "timer")
             };
             let created = app
                 .create_run(format!("pt-{image}-{month}"), image, trigger)

@@ -167,17 +167,13 @@ impl Runs {
             ));
         }
         let trigger = Trigger {
-            kind: TriggerKind::OutOfBand,
-            source: "operator".into(),
-            commit: None,
-            branch: None,
             actor: self
                 .request
                 .header("X-MS-CLIENT-PRINCIPAL-NAME")
                 .map(str::to_string),
             reason: Some(reason.to_string()),
             force: body.force,
-            base_image_version: None,
+            ..Trigger::new(TriggerKind::OutOfBand, "operator")
         };
         let id = format!("oob-{}-{}", body.image, crate::app::new_id());
         let created = match app.create_run(id, &body.image, trigger).await {
