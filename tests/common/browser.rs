@@ -121,6 +121,13 @@ impl Browser {
     }
 
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|error| panic!("WebDriver {path}: {error}"))
+    }
+
+    /// A WebDriver command; `Err` carries the driver's error object.
+    async fn try_call(&self, method: &str, path: &str, body: Value) -> Result<Value, Value> {
         let url = format!("{}{path}", self.base);
         let request = match method {
             "GET" => self.http.get(&url),
@@ -133,9 +140,9 @@ impl Browser {
             .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"));
         let value: Value = response.json().await.expect("WebDriver answers JSON");
         if value["value"]["error"].is_string() {
-            panic!("WebDriver {path}: {}", value["value"]);
+            return Err(value["value"].clone());
         }
-        value["value"].clone()
+        Ok(value["value"].clone())
     }
 
     /// Opens a URL.
@@ -157,14 +164,23 @@ impl Browser {
         panic!("the page never showed {needle:?}: {text}");
     }
 
-    /// The visible text of the page.
+    /// The visible text of the page. A page that navigates while it is read
+    /// (after a click) replaces its body: read the new one.
     pub async fn text(&self) -> String {
-        let body = self.find("body").await;
-        self.call("GET", &format!("/element/{body}/text"), Value::Null)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        for _ in 0..50 {
+            let body = self.find("body").await;
+            match self
+                .try_call("GET", &format!("/element/{body}/text"), Value::Null)
+                .await
+            {
+                Ok(text) => return text.as_str().unwrap_or_default().to_string(),
+                Err(error) if error["error"] == "stale element reference" => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("WebDriver text: {error}"),
+            }
+        }
+        panic!("the page kept changing while it was read");
     }
 
     /// The element matching a CSS selector (panics if there is none).
