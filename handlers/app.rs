@@ -66,8 +66,11 @@ pub fn secret_matches(expected: &str, presented: &str) -> bool {
 pub struct App {
     /// Where runs live.
     pub store: Arc<dyn RunStore>,
-    /// Where builds run.
+    /// Where builds run on this machine.
     pub executor: Arc<dyn Executor>,
+    /// Build workers off the host, when builds run there (Azure); `None`:
+    /// the build stage runs packer through `executor`.
+    pub workers: Option<Arc<dyn crate::worker::Workers>>,
     /// Resource Manager access, when the factory manages Azure resources.
     pub azure: Option<Arc<crate::azure::Azure>>,
     /// The image definitions, by name.

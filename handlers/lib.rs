@@ -26,3 +26,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod worker;

@@ -9,7 +9,8 @@
 //! - `runs`: list runs or show one;
 //! - `schedule`: print the next firings of a timer schedule;
 //! - `package`: the deployable zip of the function app (checked against the handler and infra);
-//! - `rollback`: make an earlier gallery version of an image latest again (Resource Manager).
+//! - `rollback`: make an earlier gallery version of an image latest again (Resource Manager);
+//! - `worker`: run one build off the host and report it (the Container Apps job's command).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -124,6 +125,13 @@ enum Command {
     },
     /// Run the custom handler alone on FUNCTIONS_CUSTOMHANDLER_PORT (what the Functions host starts).
     Serve,
+    /// Run one build off the host: the order in IMAGE_FACTORY_BUILD_ORDER, the
+    /// log to IMAGE_FACTORY_BUILD_LOGS_URL's container, the report to the
+    /// build-completed queue (IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION).
+    ///
+    /// The build job's command. Exits 0 once the report is sent, whatever the
+    /// build's outcome; 1 when it could not be sent (the watchdog then acts).
+    Worker,
     /// Send a signed GitHub push webhook to a running factory.
     Push {
         /// The commit id pushed.
@@ -291,6 +299,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             server.await??;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Worker => worker().await,
         Command::Push {
             commit,
             changed,
@@ -466,6 +475,45 @@ async fn rollback(
 fn print_answer(text: String) -> anyhow::Result<ExitCode> {
     writeln!(std::io::stdout().lock(), "{text}")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `worker` command: one build, its log, its report.
+async fn worker() -> anyhow::Result<ExitCode> {
+    use image_factory::azure::blob::BlobLogs;
+    use image_factory::azure::servicebus::{Connection, LegacyHttp, ServiceBusReporter};
+    use image_factory::worker::{self, WorkerSettings};
+
+    let _telemetry = Telemetry::from_env(true)?;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let settings = WorkerSettings::from_vars(var).map_err(anyhow::Error::msg)?;
+    let credential = Identity::from_vars(var)
+        .credential()
+        .map_err(anyhow::Error::msg)?;
+    let uploader = BlobLogs::new(credential).map_err(anyhow::Error::msg)?;
+    let connection = var("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION")
+        .context("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION is not set (the job's secret reference to Key Vault)")?;
+    let connection = Connection::parse(&connection)
+        .map_err(|e| anyhow::anyhow!("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION: {e}"))?;
+    let http = LegacyHttp::new(var("IMAGE_FACTORY_SERVICEBUS_ENDPOINT").as_deref())
+        .map_err(|e| anyhow::anyhow!("IMAGE_FACTORY_SERVICEBUS_ENDPOINT: {e}"))?;
+    let reporter = ServiceBusReporter::new(&connection, http).map_err(anyhow::Error::msg)?;
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    tracing::info!(run_id = %settings.order.run_id, worker = %settings.order.worker_id, "build worker started");
+    match worker::run(&settings, &uploader, &reporter, cancel).await {
+        Ok(report) => {
+            tracing::info!(run_id = %report.run_id, outcome = ?report.outcome, "build reported");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "build worker failed");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn wait_for_signal() {

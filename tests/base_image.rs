@@ -37,6 +37,7 @@ async fn factory(server: &ArmServer) -> (Factory, tempfile::TempDir) {
     let (arm, _) = server.client();
     let azure = Azure {
         settings: AzureSettings {
+            build_job: None,
             endpoint: server.base.clone(),
             subscription_id: "sub-1".into(),
             gallery_resource_group: None,

@@ -369,6 +369,7 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
     let (arm, _) = server.client();
     let azure = Azure {
         settings: AzureSettings {
+            build_job: None,
             endpoint: server.base.clone(),
             subscription_id: "sub-1".into(),
             gallery_resource_group: Some("rg-img-gallery".into()),

@@ -3,8 +3,11 @@
 //! images). Tokens come from the factory's Entra ID identity; no keys.
 
 pub mod arm;
+pub mod blob;
 pub mod compute;
+pub mod jobs;
 pub mod release;
+pub mod servicebus;
 
 use std::sync::Arc;
 
@@ -23,6 +26,22 @@ pub struct AzureSettings {
     pub gallery_resource_group: Option<String>,
     /// The gallery (`IMAGE_FACTORY_GALLERY`).
     pub gallery: Option<String>,
+    /// The Container Apps job that runs builds off the host, if builds run there.
+    pub build_job: Option<BuildJob>,
+}
+
+/// The Container Apps job whose executions are the build workers
+/// (`IMAGE_FACTORY_BUILD_JOB`, `IMAGE_FACTORY_BUILD_JOB_RESOURCE_GROUP`), and
+/// the Blob Storage container their logs go to (`IMAGE_FACTORY_BUILD_LOGS_URL`,
+/// `https://<account>.blob.core.windows.net/<container>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildJob {
+    /// The job's resource group.
+    pub resource_group: String,
+    /// The job's name.
+    pub name: String,
+    /// The build logs' container URL.
+    pub log_container_url: String,
 }
 
 impl AzureSettings {
@@ -58,11 +77,39 @@ impl AzureSettings {
         };
         let endpoint =
             var("IMAGE_FACTORY_ARM_ENDPOINT").unwrap_or_else(|| arm::DEFAULT_ENDPOINT.to_string());
+        let build_job = match (
+            named("IMAGE_FACTORY_BUILD_JOB_RESOURCE_GROUP")?,
+            named("IMAGE_FACTORY_BUILD_JOB")?,
+        ) {
+            (Some(resource_group), Some(name)) => {
+                let url = var("IMAGE_FACTORY_BUILD_LOGS_URL").ok_or(ConfigError::Setting {
+                    name: "IMAGE_FACTORY_BUILD_LOGS_URL",
+                    message: "is required with IMAGE_FACTORY_BUILD_JOB (the build logs' container, https://<account>.blob.core.windows.net/<container>)".into(),
+                })?;
+                blob::check_container_url(&url).map_err(|message| ConfigError::Setting {
+                    name: "IMAGE_FACTORY_BUILD_LOGS_URL",
+                    message,
+                })?;
+                Some(BuildJob {
+                    resource_group,
+                    name,
+                    log_container_url: url,
+                })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Setting {
+                    name: "IMAGE_FACTORY_BUILD_JOB",
+                    message: "and IMAGE_FACTORY_BUILD_JOB_RESOURCE_GROUP go together: set both to build off the host, or neither".into(),
+                });
+            }
+        };
         Ok(Some(AzureSettings {
             endpoint,
             subscription_id,
             gallery_resource_group: named("IMAGE_FACTORY_GALLERY_RESOURCE_GROUP")?,
             gallery: named("IMAGE_FACTORY_GALLERY")?,
+            build_job,
         }))
     }
 

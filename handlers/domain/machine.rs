@@ -10,7 +10,10 @@ use chrono::{DateTime, Utc};
 
 use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
 use super::diagnosis::diagnose;
-use super::run::{Attempt, Execution, Failure, Run, RunStatus, Stage, StageOutput, StageStatus};
+use super::run::{
+    Attempt, BuildOutcome, Execution, Failure, Run, RunStatus, Stage, StageOutput, StageStatus,
+    WorkerRef,
+};
 
 /// Something that happened to a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +82,36 @@ pub enum Event {
         /// When the expiry was noticed.
         at: DateTime<Utc>,
     },
+    /// The build stage started its worker off the host; the stage keeps
+    /// running until the worker reports on the `build-completed` queue.
+    BuildDispatched {
+        /// The build stage's message delivery.
+        execution: Execution,
+        /// When.
+        at: DateTime<Utc>,
+        /// The worker.
+        worker: WorkerRef,
+    },
+    /// A build worker reported how its build ended.
+    WorkerReported {
+        /// The worker's id (from its order).
+        worker: String,
+        /// When the report was read.
+        at: DateTime<Utc>,
+        /// How the build ended.
+        outcome: BuildOutcome,
+    },
+    /// The watchdog found the build's worker gone without a report (its
+    /// container was killed or crashed). The build runs again with a new
+    /// worker, up to [`MAX_LOST_WORKERS`] lost workers; then the run fails.
+    WorkerLost {
+        /// The attempt whose worker was lost.
+        execution: Execution,
+        /// When it was noticed.
+        at: DateTime<Utc>,
+        /// What the watchdog saw.
+        reason: String,
+    },
     /// A stage message could not be processed and went to the dead-letter queue.
     DeadLettered {
         /// The stage the message was for.
@@ -89,6 +122,9 @@ pub enum Event {
         reason: String,
     },
 }
+
+/// Lost build workers after which the run fails instead of building again.
+pub const MAX_LOST_WORKERS: usize = 2;
 
 /// Work the caller must do after persisting the new run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +170,12 @@ pub enum TransitionError {
         stage: Stage,
         /// The execution that reported.
         execution: Execution,
+    },
+    /// A report from a worker that no build attempt of the run started.
+    #[error("no build attempt of this run started worker {worker}")]
+    UnknownWorker {
+        /// The worker id the report carried.
+        worker: String,
     },
     /// The approve stage succeeds only through decisions.
     #[error("the approve stage is decided by approvers, not by its own execution")]
@@ -220,12 +262,7 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
             execution,
             at,
             reason,
-        } => {
-            current_execution(&next, *stage, execution)?;
-            finish_attempt(&mut next, *stage, *at, reason);
-            fail(&mut next, Some(*stage), *at, reason, RunStatus::Failed);
-            Vec::new()
-        }
+        } => failed_stage(&mut next, *stage, execution, *at, reason)?,
         Event::ApprovalRequested {
             execution,
             at,
@@ -280,6 +317,73 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
                 RunStatus::ApprovalExpired,
             );
             Vec::new()
+        }
+        Event::BuildDispatched {
+            execution,
+            at,
+            worker,
+        } => {
+            current_execution(&next, Stage::Build, execution)?;
+            if let Some(attempt) = next.stage_mut(Stage::Build).attempts.last_mut() {
+                attempt.worker = Some(worker.clone());
+            }
+            next.updated_at = *at;
+            Vec::new()
+        }
+        Event::WorkerReported {
+            worker,
+            at,
+            outcome,
+        } => {
+            let execution = next
+                .stage(Stage::Build)
+                .attempts
+                .iter()
+                .find(|a| a.worker.as_ref().is_some_and(|w| w.id == *worker))
+                .map(|a| a.execution.clone())
+                .ok_or_else(|| TransitionError::UnknownWorker {
+                    worker: worker.clone(),
+                })?;
+            match outcome {
+                BuildOutcome::Succeeded(result) => succeed(
+                    &mut next,
+                    Stage::Build,
+                    &execution,
+                    *at,
+                    &StageOutput::Built(result.clone()),
+                )?,
+                BuildOutcome::Failed { reason } => {
+                    failed_stage(&mut next, Stage::Build, &execution, *at, reason)?
+                }
+            }
+        }
+        Event::WorkerLost {
+            execution,
+            at,
+            reason,
+        } => {
+            current_execution(&next, Stage::Build, execution)?;
+            let outcome = format!("worker lost: {reason}");
+            finish_attempt(&mut next, Stage::Build, *at, &outcome);
+            let lost = next
+                .stage(Stage::Build)
+                .attempts
+                .iter()
+                .filter(|a| a.outcome.as_deref().is_some_and(|o| o.starts_with("worker lost")))
+                .count();
+            if lost >= MAX_LOST_WORKERS {
+                let reason = format!(
+                    "the build worker was lost {lost} times; last time: {reason}"
+                );
+                fail(&mut next, Some(Stage::Build), *at, &reason, RunStatus::Failed);
+                Vec::new()
+            } else {
+                let record = next.stage_mut(Stage::Build);
+                record.status = StageStatus::Pending;
+                record.summary = Some(format!("building again: {outcome}"));
+                next.updated_at = *at;
+                follow_up(&next)
+            }
         }
         Event::DeadLettered { stage, at, reason } => {
             if next.current_stage() != Some(*stage)
@@ -362,7 +466,10 @@ fn start(
                 previous.outcome = Some("abandoned: no result was recorded".into());
             }
         }
-        StageStatus::Pending => record.started_at = Some(at),
+        // Pending again after a lost build worker keeps its first start.
+        StageStatus::Pending => {
+            record.started_at.get_or_insert(at);
+        }
         // A failed stage makes its run terminal; kept total for safety.
         StageStatus::Failed => {
             return Err(TransitionError::RunFinished {
@@ -377,6 +484,7 @@ fn start(
         started_at: at,
         finished_at: None,
         outcome: None,
+        worker: None,
     });
     run.status = RunStatus::Running;
     run.updated_at = at;
@@ -543,6 +651,19 @@ fn current_execution(
     }
 }
 
+fn failed_stage(
+    run: &mut Run,
+    stage: Stage,
+    execution: &Execution,
+    at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Vec<Command>, TransitionError> {
+    current_execution(run, stage, execution)?;
+    finish_attempt(run, stage, at, reason);
+    fail(run, Some(stage), at, reason, RunStatus::Failed);
+    Ok(Vec::new())
+}
+
 fn finish_attempt(run: &mut Run, stage: Stage, at: DateTime<Utc>, outcome: &str) {
     if let Some(attempt) = run.stage_mut(stage).attempts.last_mut() {
         attempt.finished_at = Some(at);
@@ -690,6 +811,136 @@ mod tests {
                 output: output(stage),
             },
         )
+    }
+
+    /// A run whose build started worker `worker` under delivery `message`#1.
+    fn dispatched(run: Run, message: &str, worker: &str, min: i64) -> Run {
+        let run = apply(
+            &run,
+            Event::StageStarted {
+                stage: Stage::Build,
+                execution: ex(message, 1),
+                at: t(min),
+            },
+        )
+        .run;
+        let dispatched = apply(
+            &run,
+            Event::BuildDispatched {
+                execution: ex(message, 1),
+                at: t(min),
+                worker: WorkerRef {
+                    id: worker.into(),
+                    execution: format!("job-{worker}"),
+                    started_at: t(min),
+                    log_url: format!("https://logs/{worker}"),
+                },
+            },
+        );
+        assert!(dispatched.commands.is_empty(), "nothing runs while a worker builds");
+        dispatched.run
+    }
+
+    #[test]
+    fn a_dispatched_build_keeps_running_until_its_worker_reports() {
+        let run = run_stage(new_run(), Stage::Validate, 0).run;
+        let run = dispatched(run, "b1", "w1", 2);
+        assert_eq!(run.stage(Stage::Build).status, StageStatus::Running);
+        let worker = run.stage(Stage::Build).attempts[0].worker.clone();
+        assert_eq!(worker.map(|w| w.id), Some("w1".to_string()));
+        let report = |worker: &str| Event::WorkerReported {
+            worker: worker.into(),
+            at: t(40),
+            outcome: match output(Stage::Build) {
+                StageOutput::Built(result) => BuildOutcome::Succeeded(result),
+                _ => unreachable!("output(Build) is Built"),
+            },
+        };
+        assert_eq!(
+            decide(&run, &report("forged")).map(|t| t.commands),
+            Err(TransitionError::UnknownWorker {
+                worker: "forged".into()
+            })
+        );
+        let done = apply(&run, report("w1"));
+        assert_eq!(done.commands, vec![Command::Dispatch(Stage::Test)]);
+        assert_eq!(done.run.stage(Stage::Build).status, StageStatus::Succeeded);
+        // The same report delivered again changes nothing and re-emits the next stage.
+        let again = apply(&done.run, report("w1"));
+        assert!(!again.changed);
+        assert_eq!(again.commands, vec![Command::Dispatch(Stage::Test)]);
+    }
+
+    #[test]
+    fn a_lost_worker_builds_again_once_then_fails_the_run() {
+        let run = run_stage(new_run(), Stage::Validate, 0).run;
+        let run = dispatched(run, "b1", "w1", 2);
+        let lost = apply(
+            &run,
+            Event::WorkerLost {
+                execution: ex("b1", 1),
+                at: t(30),
+                reason: "execution job-w1 Failed".into(),
+            },
+        );
+        assert_eq!(lost.commands, vec![Command::Dispatch(Stage::Build)]);
+        assert_eq!(lost.run.stage(Stage::Build).status, StageStatus::Pending);
+        assert_eq!(lost.run.stage(Stage::Build).started_at, Some(t(2)));
+        // The lost worker's late report is refused: its attempt is not the current one.
+        assert!(matches!(
+            decide(
+                &lost.run,
+                &Event::WorkerReported {
+                    worker: "w1".into(),
+                    at: t(31),
+                    outcome: BuildOutcome::Failed {
+                        reason: "late".into()
+                    },
+                }
+            ),
+            Err(TransitionError::StaleExecution { .. })
+        ));
+        let run = dispatched(lost.run, "b2", "w2", 32);
+        let failed = apply(
+            &run,
+            Event::WorkerLost {
+                execution: ex("b2", 1),
+                at: t(60),
+                reason: "execution job-w2 Stopped".into(),
+            },
+        );
+        assert!(failed.commands.is_empty());
+        assert_eq!(failed.run.status, RunStatus::Failed);
+        let reason = failed.run.failure.map(|f| f.reason).unwrap_or_default();
+        assert!(reason.contains("lost 2 times") && reason.contains("job-w2"), "{reason}");
+    }
+
+    #[test]
+    fn a_worker_cannot_be_recorded_for_a_superseded_delivery() {
+        let run = run_stage(new_run(), Stage::Validate, 0).run;
+        let run = apply(
+            &run,
+            Event::StageStarted {
+                stage: Stage::Build,
+                execution: ex("b1", 2),
+                at: t(2),
+            },
+        )
+        .run;
+        let refused = decide(
+            &run,
+            &Event::BuildDispatched {
+                execution: ex("b1", 1),
+                at: t(3),
+                worker: WorkerRef {
+                    id: "w".into(),
+                    execution: "job".into(),
+                    started_at: t(3),
+                    log_url: "u".into(),
+                },
+            },
+        );
+        assert!(matches!(refused, Err(TransitionError::StaleExecution { .. })));
     }
 
     fn waiting_run(required: u32) -> Run {

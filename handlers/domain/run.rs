@@ -257,6 +257,37 @@ pub struct Attempt {
     pub finished_at: Option<DateTime<Utc>>,
     /// How it ended, in words.
     pub outcome: Option<String>,
+    /// The worker that runs it off the host (builds on Azure), once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerRef>,
+}
+
+/// How a build worker's build ended, as its report says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum BuildOutcome {
+    /// Packer built the image.
+    Succeeded(BuildResult),
+    /// It failed; the run stops with this reason.
+    Failed {
+        /// Why, in words an operator can act on.
+        reason: String,
+    },
+}
+
+/// A build worker started off the host for one attempt: a Container Apps job
+/// execution that runs packer and reports back on the `build-completed` queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerRef {
+    /// The factory's id for the worker, carried by its order and its report.
+    pub id: String,
+    /// The job execution's name (Azure's id for it).
+    pub execution: String,
+    /// When it was started.
+    pub started_at: DateTime<Utc>,
+    /// Where its log is uploaded.
+    pub log_url: String,
 }
 
 /// A stage's history within a run.

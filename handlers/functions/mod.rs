@@ -7,6 +7,7 @@
 
 mod approval;
 mod base_image;
+mod build_completed;
 mod dashboard;
 mod dead_letter;
 mod git_push;
@@ -22,7 +23,7 @@ use crate::domain::run::Stage;
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 
 /// Every function this handler serves, as named in `functions/*/function.json`.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "git-push",
     "patch-tuesday",
     "base-image",
@@ -32,6 +33,7 @@ pub const NAMES: [&str; 13] = [
     "stage-test",
     "stage-approve",
     "stage-release",
+    "build-completed",
     "runs",
     "dashboard",
     "dead-letter",
@@ -51,6 +53,8 @@ pub enum Function {
     Approval(approval::Approval),
     /// `stage-*`: a stage message.
     Stage(stage::StageInvocation),
+    /// `build-completed`: a build worker's report.
+    BuildCompleted(build_completed::BuildCompleted),
     /// `runs`: the runs API.
     Runs(runs::Runs),
     /// `dashboard`: the operators' pages.
@@ -95,6 +99,9 @@ impl Function {
             "patch-tuesday" => Function::PatchTuesday(patch_tuesday::PatchTuesday::parse(request)?),
             "base-image" => Function::BaseImage(base_image::BaseImageCheck::parse(request)?),
             "approval" => Function::Approval(approval::Approval::parse(request)?),
+            "build-completed" => {
+                Function::BuildCompleted(build_completed::BuildCompleted::parse(request)?)
+            }
             "runs" => Function::Runs(runs::Runs::parse(request)?),
             "dashboard" => Function::Dashboard(dashboard::Dashboard::parse(request)?),
             "dead-letter" => Function::DeadLetter(dead_letter::DeadLetter::parse(request)?),
@@ -114,6 +121,7 @@ impl Function {
             Function::BaseImage(f) => f.apply(app).await,
             Function::Approval(f) => f.apply(app).await,
             Function::Stage(f) => f.apply(app).await,
+            Function::BuildCompleted(f) => f.apply(app).await,
             Function::Runs(f) => f.apply(app).await,
             Function::Dashboard(f) => f.apply(app).await,
             Function::DeadLetter(f) => f.apply(app).await,

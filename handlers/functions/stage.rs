@@ -142,6 +142,14 @@ impl StageInvocation {
                 at: app.now(),
                 request,
             },
+            StageResult::Dispatched(worker) => {
+                tracing::info!(execution = %worker.execution, "build worker started");
+                Event::BuildDispatched {
+                    execution: execution.clone(),
+                    at: app.now(),
+                    worker,
+                }
+            }
             StageResult::Retry(reason) => {
                 return Err(InvocationError::Failed(format!(
                     "{stage} of run {run_id} will be retried: {reason}"

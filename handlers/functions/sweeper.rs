@@ -7,6 +7,15 @@
 //! between the store write and the send) gets the message again.
 //! Stages that are running are left to Service Bus: lock expiry redelivers
 //! them and the dead-letter queue ends them.
+//!
+//! It is also the watchdog of builds off the host (see [`crate::worker`]):
+//! a build whose worker ended without a report (its container was killed, or
+//! the report could not be sent) builds again with a new worker, up to
+//! [`crate::domain::machine::MAX_LOST_WORKERS`]; a worker still running past
+//! the image's build timeout is stopped and the run fails. A timer rather than
+//! a scheduled message per build: the Functions host's Service Bus output
+//! binding cannot schedule a message for a custom handler (see
+//! docs/custom-handler-protocol.md), and the sweeper checks every five minutes.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -14,10 +23,82 @@ use super::InvocationError;
 use crate::app::{App, dispatch};
 use crate::domain::approval::{NoticeKind, Notification};
 use crate::domain::machine::{Event, decide, follow_up};
-use crate::domain::run::{Run, RunStatus};
+use crate::config::build_timeout;
+use crate::domain::run::{Run, RunStatus, Stage, StageStatus};
+use crate::worker::WorkerState;
 use crate::notifier::Notice;
 use crate::protocol::{InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, UpdateError, update_run};
+
+/// How long a worker that ended may take to have its report read, before
+/// the watchdog counts it lost.
+const REPORT_GRACE: Duration = Duration::minutes(2);
+
+/// How far past the image's build timeout a worker may run (the platform's
+/// own start-up and the upload of its log) before the watchdog stops it.
+const TIMEOUT_GRACE: Duration = Duration::minutes(15);
+
+/// What the watchdog does about a run's build worker, if anything.
+async fn watch_worker(app: &App, run: &Run, now: DateTime<Utc>) -> Option<Event> {
+    let workers = app.workers.as_ref()?;
+    let record = run.stage(Stage::Build);
+    if record.status != StageStatus::Running {
+        return None;
+    }
+    let attempt = record.current_attempt()?;
+    let worker = attempt.worker.as_ref()?;
+    let execution = attempt.execution.clone();
+    let state = match workers.state(worker).await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!(run_id = %run.id, worker = %worker.execution, error = %e, "cannot read the build worker's state");
+            return None;
+        }
+    };
+    let lost = |reason: String| Event::WorkerLost {
+        execution: execution.clone(),
+        at: now,
+        reason,
+    };
+    let settled = |ended_at: Option<DateTime<Utc>>| ended_at.is_none_or(|t| now - t >= REPORT_GRACE);
+    match state {
+        WorkerState::Running => {
+            let timeout = app.image(&run.image).map(build_timeout)?;
+            let timeout = Duration::from_std(timeout).ok()?;
+            if now - worker.started_at < timeout + TIMEOUT_GRACE {
+                return None;
+            }
+            if let Err(e) = workers.stop(worker).await {
+                tracing::warn!(run_id = %run.id, worker = %worker.execution, error = %e, "cannot stop the build worker");
+                return None;
+            }
+            Some(Event::StageFailed {
+                stage: Stage::Build,
+                execution,
+                at: now,
+                reason: format!(
+                    "the build worker {} ran past the build timeout of {} minutes and was stopped; log: {}",
+                    worker.execution,
+                    timeout.num_minutes(),
+                    worker.log_url
+                ),
+            })
+        }
+        WorkerState::Succeeded { ended_at } if settled(ended_at) => Some(lost(format!(
+            "worker {} ended well but its report never arrived",
+            worker.execution
+        ))),
+        WorkerState::Ended { status, ended_at } if settled(ended_at) => Some(lost(format!(
+            "worker {} ended {status} without a report (its container was stopped or crashed); log: {}",
+            worker.execution, worker.log_url
+        ))),
+        WorkerState::Missing => Some(lost(format!(
+            "worker {} is unknown to its job (its execution history was trimmed)",
+            worker.execution
+        ))),
+        WorkerState::Succeeded { .. } | WorkerState::Ended { .. } => None,
+    }
+}
 
 /// How long a stage may sit undispatched before the sweeper sends it again.
 const STALL: Duration = Duration::minutes(10);
@@ -119,6 +200,18 @@ impl Sweeper {
                             }
                             Err(e) => return Err(super::retry("cannot record notifications", e)),
                         }
+                    }
+                } else if let Some(event) = watch_worker(app, run, now).await {
+                    match update_run(app.store.as_ref(), &run.id, |r| decide(r, &event)).await {
+                        Ok(t) => {
+                            tracing::warn!(run_id = %run.id, event = ?event, "build worker watchdog acted");
+                            response.log(format!("run {}: build worker watchdog: {:?}", run.id, t.run.stage(Stage::Build).status));
+                            dispatch(&mut response, &run.id, &t.commands);
+                        }
+                        Err(UpdateError::Refused(e)) => {
+                            response.log(format!("run {}: watchdog event not recorded: {e}", run.id));
+                        }
+                        Err(e) => return Err(super::retry("cannot record the watchdog's finding", e)),
                     }
                 } else if now - run.updated_at >= STALL {
                     let commands = follow_up(run);

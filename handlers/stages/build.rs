@@ -3,28 +3,111 @@
 //! run's folder; artifacts come from the machine-readable lines as they are
 //! printed, and from the manifest post-processor's file when there is one.
 
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
 use super::StageResult;
-use crate::app::App;
+use crate::app::{App, new_id};
 use crate::config::{ImageConfig, build_timeout};
-use crate::domain::run::{ArtifactRecord, BuildResult, Run, StageOutput};
-use crate::executor::{Job, JobEnd};
+use crate::domain::run::{ArtifactRecord, BuildResult, Run, Stage, StageOutput};
+use crate::executor::{Executor, Job, JobEnd};
 use crate::packer::{ArtifactCollector, AzureIds, azure_ids, parse_manifest};
 use crate::template::check_folder;
+use crate::worker::BuildOrder;
+
+/// What a packer command line of a run is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The run (names its folder).
+    pub run_id: String,
+    /// The version being built.
+    pub version: String,
+    /// The commit being built (empty when none).
+    pub commit: String,
+}
+
+impl BuildSpec {
+    /// The spec of `run`.
+    pub fn of(run: &Run) -> BuildSpec {
+        BuildSpec {
+            run_id: run.id.clone(),
+            version: run.version.to_string(),
+            commit: run.trigger.commit.clone().unwrap_or_default(),
+        }
+    }
+}
 
 pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResult {
+    if let Some(workers) = &app.workers {
+        return dispatch(app, workers.as_ref(), run).await;
+    }
     let Some(packer) = app.settings.packer.clone() else {
         return StageResult::Failed(
             "no packer binary is configured: install packer or set IMAGE_FACTORY_PACKER".into(),
         );
     };
+    let run_dir = app.settings.run_dir(&run.id);
+    build_here(
+        app.executor.as_ref(),
+        &packer,
+        &run_dir,
+        &BuildSpec::of(run),
+        image,
+        app.shutdown.child_token(),
+    )
+    .await
+}
+
+/// Starts the run's build on a worker off the host (or finds the one this
+/// stage message already started) and returns without waiting for it.
+async fn dispatch(app: &App, workers: &dyn crate::worker::Workers, run: &Run) -> StageResult {
+    let Some(attempt) = run.stage(Stage::Build).current_attempt() else {
+        return StageResult::Retry("the build stage has no attempt recorded".into());
+    };
+    let Some(logs) = app.settings.azure.as_ref().and_then(|a| a.build_job.as_ref()) else {
+        return StageResult::Failed("build workers are enabled without a build job".into());
+    };
+    let worker_id = new_id();
+    let order = BuildOrder {
+        run_id: run.id.clone(),
+        image: run.image.clone(),
+        version: run.version.to_string(),
+        commit: run.trigger.commit.clone(),
+        message_id: attempt.execution.message_id.clone(),
+        log_url: format!(
+            "{}/{}/{worker_id}.log",
+            logs.log_container_url.trim_end_matches('/'),
+            run.id
+        ),
+        worker_id,
+    };
+    match workers.start(&order).await {
+        Ok(worker) => StageResult::Dispatched(worker),
+        Err(e) if e.is_transient() => {
+            StageResult::Retry(format!("cannot start the build worker now: {e}"))
+        }
+        Err(e) => StageResult::Failed(format!("the build worker could not be started: {e}")),
+    }
+}
+
+/// Runs `packer build` for `spec` through `executor`, here: the local
+/// factory's build stage and the off-host worker both build through this.
+pub async fn build_here(
+    executor: &dyn Executor,
+    packer: &Path,
+    run_dir: &Path,
+    spec: &BuildSpec,
+    image: &ImageConfig,
+    cancel: CancellationToken,
+) -> StageResult {
     let dir = image.dir.clone();
     let declared = match tokio::task::spawn_blocking(move || check_folder(&dir)).await {
         Ok(Ok(report)) => report.variables,
         Ok(Err(e)) => return StageResult::Failed(format!("cannot read the template: {e}")),
         Err(e) => return StageResult::Retry(format!("template check task failed: {e}")),
     };
-    let run_dir = app.settings.run_dir(&run.id);
-    if let Err(e) = tokio::fs::create_dir_all(&run_dir).await {
+    if let Err(e) = tokio::fs::create_dir_all(run_dir).await {
         return StageResult::Retry(format!("cannot create {}: {e}", run_dir.display()));
     }
     let template = match std::path::absolute(&image.dir) {
@@ -38,26 +121,25 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
         "-machine-readable".into(),
         "-color=false".into(),
     ];
-    args.extend(super::packer_vars(run, image, &declared));
+    args.extend(super::packer_vars(spec, image, &declared));
     args.push(template.display().to_string());
-    let log = run_dir.join("build.log");
+    let log: PathBuf = run_dir.join("build.log");
     let job = Job {
-        program: packer,
+        program: packer.to_path_buf(),
         args,
-        dir: run_dir.clone(),
+        dir: run_dir.to_path_buf(),
         env: vec![("CHECKPOINT_DISABLE".into(), "1".into())],
         log: log.clone(),
         timeout: build_timeout(image),
     };
     let mut collector = ArtifactCollector::new();
-    let outcome = app
-        .executor
+    let outcome = executor
         .run(
             job,
             &mut |line| {
                 collector.feed(line);
             },
-            app.shutdown.child_token(),
+            cancel,
         )
         .await;
     let log_ref = log.display().to_string();

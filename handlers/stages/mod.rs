@@ -13,6 +13,8 @@ mod release;
 mod test;
 mod validate;
 
+pub use build::{BuildSpec, build_here};
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -33,6 +35,8 @@ pub enum StageResult {
     AwaitApproval(ApprovalRequest),
     /// The validate stage found the inputs identical to a released image.
     Skipped(String),
+    /// The build stage started a worker off the host; its report finishes the stage.
+    Dispatched(crate::domain::run::WorkerRef),
     /// It could not run now; the message should be delivered again.
     Retry(String),
 }
@@ -58,10 +62,10 @@ pub async fn execute(app: &App, run: &Run, stage: Stage) -> StageResult {
 /// and commit as the seed passes them, the image's baseline, and the image's
 /// own variables. The factory's variables are passed only to templates that
 /// declare them (packer refuses undeclared `-var`s).
-fn packer_vars(run: &Run, image: &ImageConfig, declared: &[String]) -> Vec<String> {
+fn packer_vars(spec: &BuildSpec, image: &ImageConfig, declared: &[String]) -> Vec<String> {
     let factory = [
-        ("gallery_image_version", run.version.to_string()),
-        ("run_id", run.trigger.commit.clone().unwrap_or_default()),
+        ("gallery_image_version", spec.version.clone()),
+        ("run_id", spec.commit.clone()),
         ("baseline_version", image.settings.baseline_version.clone()),
     ];
     let mut args = Vec::new();

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{StageResult, packer_vars, run_short};
+use super::{BuildSpec, StageResult, packer_vars, run_short};
 use crate::app::App;
 use crate::config::ImageConfig;
 use crate::domain::run::{FindingRecord, Run, RunStatus, StageOutput};
@@ -79,7 +79,7 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             packer_version: Some(version.to_string()),
         });
     }
-    let vars = packer_vars(run, image, &report.variables);
+    let vars = packer_vars(&BuildSpec::of(run), image, &report.variables);
     let mut steps: Vec<(&str, Vec<String>)> = Vec::new();
     if version.supports_init() {
         steps.push(("packer init", vec!["init".into(), ".".into()]));

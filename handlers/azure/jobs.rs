@@ -1,0 +1,214 @@
+//! Build workers as Azure Container Apps job executions (Microsoft.App,
+//! api-version 2025-01-01): start one per build order, read its state for the
+//! watchdog, stop it. The job itself (image, identity, secrets, timeout) is
+//! defined by the infrastructure; a start only adds the order to the worker
+//! container's environment, so the job definition stays the one source of
+//! its settings.
+//!
+//! Starting is idempotent per stage message: before starting, the
+//! executions are listed and an execution whose order has the same run and
+//! message, still running or ended well, is adopted instead. A stage message
+//! delivered again after a crash therefore never starts a second packer build.
+//! Shapes: azure-rest-api-specs, specification/app/resource-manager/
+//! Microsoft.App/stable/2025-01-01/examples/Job_Get.json, Job_Start.json,
+//! Job_Executions_Get.json, Job_Execution_Get.json, Job_Stop_Execution.json.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::BuildJob;
+use super::arm::ArmClient;
+use crate::domain::run::WorkerRef;
+use crate::worker::{BuildOrder, ORDER_VAR, WorkerError, WorkerState, Workers};
+
+/// The Container Apps API version the factory speaks.
+pub const APPS_API: &str = "2025-01-01";
+
+/// The name of the job's container that runs the worker.
+pub const WORKER_CONTAINER: &str = "worker";
+
+/// Build workers on a Container Apps job.
+#[derive(Clone, Debug)]
+pub struct ContainerAppsWorkers {
+    arm: ArmClient,
+    job_path: String,
+    clock: fn() -> DateTime<Utc>,
+}
+
+impl ContainerAppsWorkers {
+    /// Workers of `job` in `subscription_id`, through `arm`.
+    pub fn new(arm: ArmClient, subscription_id: &str, job: &BuildJob) -> ContainerAppsWorkers {
+        ContainerAppsWorkers {
+            arm,
+            job_path: format!(
+                "/subscriptions/{subscription_id}/resourceGroups/{}/providers/Microsoft.App/jobs/{}",
+                job.resource_group, job.name
+            ),
+            clock: Utc::now,
+        }
+    }
+
+    fn path(&self, tail: &str) -> String {
+        format!("{}{tail}?api-version={APPS_API}", self.job_path)
+    }
+
+    /// The execution already started for `order`'s stage message, if one is
+    /// still running or ended well.
+    async fn started_for(&self, order: &BuildOrder) -> Result<Option<WorkerRef>, WorkerError> {
+        let executions = self.arm.list(&self.path("/executions")).await?;
+        let mut found = None;
+        for execution in &executions {
+            let Some(theirs) = order_of(execution) else {
+                continue;
+            };
+            if theirs.run_id != order.run_id || theirs.message_id != order.message_id {
+                continue;
+            }
+            let usable = matches!(
+                state_of(execution),
+                WorkerState::Running | WorkerState::Succeeded { .. }
+            );
+            let name = execution["name"].as_str().unwrap_or_default();
+            if usable && !name.is_empty() {
+                found = Some(WorkerRef {
+                    id: theirs.worker_id,
+                    execution: name.to_string(),
+                    started_at: time_of(execution, "startTime").unwrap_or_else(self.clock),
+                    log_url: theirs.log_url,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// The job's template with `order` added to the worker container's environment.
+    async fn template_for(&self, order: &BuildOrder) -> Result<Value, WorkerError> {
+        let job = self.arm.get(&self.path("")).await?;
+        let template = &job["properties"]["template"];
+        let mut containers = template["containers"]
+            .as_array()
+            .cloned()
+            .ok_or_else(|| WorkerError::Unexpected("the build job has no containers".into()))?;
+        let position = containers
+            .iter()
+            .position(|c| c["name"] == WORKER_CONTAINER)
+            .or(if containers.len() == 1 { Some(0) } else { None })
+            .ok_or_else(|| {
+                WorkerError::Unexpected(format!(
+                    "the build job has no container named {WORKER_CONTAINER}"
+                ))
+            })?;
+        let order_json = serde_json::to_string(order)
+            .map_err(|e| WorkerError::Unexpected(format!("cannot encode the order: {e}")))?;
+        let container = &mut containers[position];
+        let mut env: Vec<Value> = container["env"].as_array().cloned().unwrap_or_default();
+        env.retain(|e| e["name"] != ORDER_VAR);
+        env.push(json!({ "name": ORDER_VAR, "value": order_json }));
+        container["env"] = Value::Array(env);
+        let mut body = json!({ "containers": containers });
+        if let Some(init) = template.get("initContainers").filter(|v| v.is_array()) {
+            body["initContainers"] = init.clone();
+        }
+        Ok(body)
+    }
+}
+
+#[async_trait]
+impl Workers for ContainerAppsWorkers {
+    async fn start(&self, order: &BuildOrder) -> Result<WorkerRef, WorkerError> {
+        if let Some(worker) = self.started_for(order).await? {
+            tracing::info!(execution = %worker.execution, "build worker already started for this message; adopting it");
+            return Ok(worker);
+        }
+        let template = self.template_for(order).await?;
+        let started = self.arm.post(&self.path("/start"), &template).await?;
+        let name = started["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                WorkerError::Unexpected(format!(
+                    "the job start answered no execution name: {started}"
+                ))
+            })?;
+        tracing::info!(execution = %name, worker = %order.worker_id, "build worker started");
+        Ok(WorkerRef {
+            id: order.worker_id.clone(),
+            execution: name.to_string(),
+            started_at: (self.clock)(),
+            log_url: order.log_url.clone(),
+        })
+    }
+
+    async fn state(&self, worker: &WorkerRef) -> Result<WorkerState, WorkerError> {
+        let path = self.path(&format!("/executions/{}", worker.execution));
+        Ok(match self.arm.get_optional(&path).await? {
+            Some(execution) => state_of(&execution),
+            None => WorkerState::Missing,
+        })
+    }
+
+    async fn stop(&self, worker: &WorkerRef) -> Result<(), WorkerError> {
+        let path = self.path(&format!("/executions/{}/stop", worker.execution));
+        match self.arm.post(&path, &json!({})).await {
+            Ok(_) | Err(super::arm::ArmError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The order in an execution's worker container environment, if it has one.
+fn order_of(execution: &Value) -> Option<BuildOrder> {
+    let containers = execution["properties"]["template"]["containers"].as_array()?;
+    containers
+        .iter()
+        .filter_map(|c| c["env"].as_array())
+        .flatten()
+        .find(|e| e["name"] == ORDER_VAR)
+        .and_then(|e| e["value"].as_str())
+        .and_then(|v| serde_json::from_str(v).ok())
+}
+
+fn time_of(execution: &Value, field: &str) -> Option<DateTime<Utc>> {
+    execution["properties"][field]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The execution's state, from its documented statuses (Running, Processing,
+/// Stopped, Degraded, Failed, Unknown, Succeeded).
+fn state_of(execution: &Value) -> WorkerState {
+    let status = execution["properties"]["status"].as_str().unwrap_or("Unknown");
+    let ended_at = time_of(execution, "endTime");
+    match status {
+        "Running" | "Processing" | "Unknown" => WorkerState::Running,
+        "Succeeded" => WorkerState::Succeeded { ended_at },
+        other => WorkerState::Ended {
+            status: other.to_string(),
+            ended_at,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_status_maps_to_a_state() {
+        let at = |status: &str| {
+            state_of(&json!({ "properties": { "status": status, "endTime": "2023-02-13T20:47:30+00:00" } }))
+        };
+        for running in ["Running", "Processing", "Unknown"] {
+            assert_eq!(at(running), WorkerState::Running, "{running}");
+        }
+        assert!(matches!(at("Succeeded"), WorkerState::Succeeded { ended_at: Some(_) }));
+        for ended in ["Stopped", "Degraded", "Failed"] {
+            assert!(
+                matches!(at(ended), WorkerState::Ended { ref status, .. } if status == ended),
+                "{ended}"
+            );
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Builds off the Functions host. A Windows build takes 30 to 90 minutes,
+//! longer than a function invocation should live, so on Azure the build stage
+//! only starts a worker (a Container Apps job execution running this binary's
+//! `worker` mode) and returns. This module owns the contract between the two
+//! sides and the worker's own body:
+//!
+//! - [`BuildOrder`]: what the build stage asks a worker to build (passed in
+//!   the execution's environment as `IMAGE_FACTORY_BUILD_ORDER`);
+//! - [`BuildReport`]: what the worker sends back on the `build-completed`
+//!   queue, read by the `build-completed` function;
+//! - [`Workers`]: the port that starts, watches and stops workers (the
+//!   Container Apps adapter is `azure::jobs`);
+//! - [`run`]: the worker mode: run packer as the local build stage does,
+//!   upload the log, report.
+//!
+//! Identity: the build stage chooses a random worker id per order and the
+//! report carries it back, so a report is matched to the attempt that started
+//! the worker, and a report from a worker whose attempt was superseded is
+//! refused by the state machine.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::load_images;
+use crate::domain::run::{BuildOutcome, WorkerRef};
+use crate::executor::LocalExecutor;
+use crate::stages::{BuildSpec, StageResult, build_here};
+
+/// The environment variable that carries a worker's [`BuildOrder`].
+pub const ORDER_VAR: &str = "IMAGE_FACTORY_BUILD_ORDER";
+
+/// What one worker builds: everything `packer build` needs from the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildOrder {
+    /// The run.
+    pub run_id: String,
+    /// The image (a folder of the worker's images).
+    pub image: String,
+    /// The version being built.
+    pub version: String,
+    /// The commit being built, if any.
+    pub commit: Option<String>,
+    /// The stage message that asked for the build. Every delivery of the same
+    /// message shares one worker: a redelivery finds it instead of starting
+    /// a second build.
+    pub message_id: String,
+    /// The factory's id for this worker; its report carries it back.
+    pub worker_id: String,
+    /// Where the worker uploads the build log.
+    pub log_url: String,
+}
+
+impl BuildOrder {
+    /// What the worker's packer command line is built from.
+    pub fn spec(&self) -> BuildSpec {
+        BuildSpec {
+            run_id: self.run_id.clone(),
+            version: self.version.clone(),
+            commit: self.commit.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The message a worker sends on the `build-completed` queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BuildReport {
+    /// The run.
+    pub run_id: String,
+    /// The worker's id, from its order.
+    pub worker_id: String,
+    /// How the build ended.
+    pub outcome: BuildOutcome,
+}
+
+/// A worker as its platform sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Starting or running.
+    Running,
+    /// Its process exited well: it sent its report before exiting.
+    Succeeded {
+        /// When it ended, if known.
+        ended_at: Option<DateTime<Utc>>,
+    },
+    /// It ended without finishing its work (failed, stopped, degraded).
+    Ended {
+        /// The platform's word for it.
+        status: String,
+        /// When it ended, if known.
+        ended_at: Option<DateTime<Utc>>,
+    },
+    /// The platform does not know it (its history was trimmed).
+    Missing,
+}
+
+/// Why a worker could not be started, read or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Resource Manager refused or failed.
+    #[error(transparent)]
+    Azure(#[from] crate::azure::arm::ArmError),
+    /// The platform answered something the factory cannot use.
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+impl WorkerError {
+    /// True when the same call may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, WorkerError::Azure(e) if e.is_transient())
+    }
+}
+
+/// Starts, watches and stops build workers.
+#[async_trait]
+pub trait Workers: Send + Sync + 'static {
+    /// Starts the worker for `order`, or answers the worker already started
+    /// for the same stage message when it is still running or ended well.
+    async fn start(&self, order: &BuildOrder) -> Result<WorkerRef, WorkerError>;
+    /// What the platform says about `worker`.
+    async fn state(&self, worker: &WorkerRef) -> Result<WorkerState, WorkerError>;
+    /// Stops `worker` (nothing happens when it already ended).
+    async fn stop(&self, worker: &WorkerRef) -> Result<(), WorkerError>;
+}
+
+/// Sends a worker's report (the Service Bus adapter is `azure::servicebus`).
+#[async_trait]
+pub trait Reporter: Send + Sync {
+    /// Sends `report`; `message_id` makes a resend a duplicate Service Bus can drop.
+    async fn send(&self, report: &BuildReport, message_id: &str) -> Result<(), String>;
+}
+
+/// Uploads a build log (the Blob Storage adapter is `azure::blob`).
+#[async_trait]
+pub trait LogUploader: Send + Sync {
+    /// Uploads the file at `path` to `url`.
+    async fn upload(&self, path: &std::path::Path, url: &str) -> Result<(), String>;
+}
+
+/// Where a worker finds what it needs, from its environment.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// The order.
+    pub order: BuildOrder,
+    /// The folder of image folders baked into the worker's container (`IMAGE_FACTORY_IMAGES`).
+    pub images_dir: PathBuf,
+    /// Scratch space for the run folder (`IMAGE_FACTORY_DATA`).
+    pub data_dir: PathBuf,
+    /// The packer binary (`IMAGE_FACTORY_PACKER`, default `packer` on the PATH).
+    pub packer: Option<PathBuf>,
+}
+
+impl WorkerSettings {
+    /// Reads the settings from `var`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<WorkerSettings, String> {
+        let order = var(ORDER_VAR)
+            .ok_or_else(|| format!("{ORDER_VAR} is not set: a worker runs only as a build job"))?;
+        let order: BuildOrder =
+            serde_json::from_str(&order).map_err(|e| format!("{ORDER_VAR} is not an order: {e}"))?;
+        let packer = match var("IMAGE_FACTORY_PACKER") {
+            Some(p) => Some(PathBuf::from(p)),
+            None => crate::config::find_on_path("packer"),
+        };
+        Ok(WorkerSettings {
+            order,
+            images_dir: var("IMAGE_FACTORY_IMAGES").map_or_else(|| "images".into(), PathBuf::from),
+            data_dir: var("IMAGE_FACTORY_DATA")
+                .map_or_else(|| std::env::temp_dir().join("image-factory"), PathBuf::from),
+            packer,
+        })
+    }
+}
+
+/// Pauses between report attempts; the last failure ends the worker with an
+/// error, and the watchdog takes it from there.
+const REPORT_BACKOFF: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+];
+
+/// The worker mode: builds the order, uploads the log, reports. Answers
+/// `Err` only when the report could not be sent (the process then exits
+/// with an error so its execution shows as failed and the watchdog acts).
+pub async fn run(
+    settings: &WorkerSettings,
+    uploader: &dyn LogUploader,
+    reporter: &dyn Reporter,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<BuildReport, String> {
+    let order = &settings.order;
+    let outcome = build(settings, cancel.clone()).await;
+    let outcome = match outcome {
+        Some(outcome) => outcome,
+        None => return Err("the worker was stopped before the build ended".into()),
+    };
+    let outcome = match outcome {
+        (BuildOutcome::Succeeded(mut result), Some(log)) => {
+            match uploader.upload(&log, &order.log_url).await {
+                Ok(()) => result.log = order.log_url.clone(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the build log could not be uploaded");
+                    result.log = format!("not uploaded ({e}); it was {}", log.display());
+                }
+            }
+            BuildOutcome::Succeeded(result)
+        }
+        (BuildOutcome::Failed { reason }, Some(log)) => {
+            let reason = match uploader.upload(&log, &order.log_url).await {
+                Ok(()) => reason.replace(&log.display().to_string(), &order.log_url),
+                Err(e) => format!("{reason} (the log could not be uploaded: {e})"),
+            };
+            BuildOutcome::Failed { reason }
+        }
+        (outcome, None) => outcome,
+    };
+    let report = BuildReport {
+        run_id: order.run_id.clone(),
+        worker_id: order.worker_id.clone(),
+        outcome,
+    };
+    let message_id = format!("{}-{}", order.run_id, order.worker_id);
+    let mut last = String::new();
+    for pause in REPORT_BACKOFF {
+        match reporter.send(&report, &message_id).await {
+            Ok(()) => return Ok(report),
+            Err(e) => {
+                tracing::warn!(error = %e, "the build report could not be sent; trying again");
+                last = e;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = cancel.cancelled() => break,
+        }
+    }
+    Err(format!("the build report could not be sent: {last}"))
+}
+
+/// Runs the build; answers the outcome and the local log, or `None` when cancelled.
+async fn build(
+    settings: &WorkerSettings,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Option<(BuildOutcome, Option<PathBuf>)> {
+    let order = &settings.order;
+    let failed = |reason: String| Some((BuildOutcome::Failed { reason }, None));
+    let images = match load_images(&settings.images_dir) {
+        Ok(images) => images,
+        Err(e) => return failed(format!("the worker cannot read its images: {e}")),
+    };
+    let Some(image) = images.get(&order.image) else {
+        return failed(format!(
+            "image {} is not in the worker's container: rebuild the worker image from the same commit as the function app",
+            order.image
+        ));
+    };
+    let Some(packer) = settings.packer.clone() else {
+        return failed("the worker's container has no packer binary".into());
+    };
+    let run_dir = settings.data_dir.join("runs").join(&order.run_id);
+    let log = run_dir.join("build.log");
+    match build_here(&LocalExecutor, &packer, &run_dir, &order.spec(), image, cancel).await {
+        StageResult::Succeeded(crate::domain::run::StageOutput::Built(result)) => {
+            Some((BuildOutcome::Succeeded(result), Some(log)))
+        }
+        StageResult::Failed(reason) => Some((BuildOutcome::Failed { reason }, Some(log))),
+        StageResult::Retry(_) => None,
+        other => Some((
+            BuildOutcome::Failed {
+                reason: format!("unexpected build result {other:?}"),
+            },
+            Some(log),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_is_read_from_the_environment_and_a_broken_one_is_named() {
+        let order = BuildOrder {
+            run_id: "push-web-abc".into(),
+            image: "web".into(),
+            version: "2026.1125.0".into(),
+            commit: Some("abc".into()),
+            message_id: "m1".into(),
+            worker_id: "w1".into(),
+            log_url: "https://logs.example/build-logs/push-web-abc/w1.log".into(),
+        };
+        let json = serde_json::to_string(&order).expect("json");
+        let settings = WorkerSettings::from_vars(|name| (name == ORDER_VAR).then(|| json.clone()))
+            .expect("settings");
+        assert_eq!(settings.order, order);
+        let missing = WorkerSettings::from_vars(|_| None).expect_err("no order");
+        assert!(missing.contains(ORDER_VAR), "{missing}");
+        let broken = WorkerSettings::from_vars(|name| (name == ORDER_VAR).then(|| "{}".into()))
+            .expect_err("broken order");
+        assert!(broken.contains("not an order"), "{broken}");
+    }
+}
