@@ -183,13 +183,12 @@ pub async fn build_app(
     let workers = azure.as_ref().and_then(|azure| {
         let job = azure.settings.build_job.as_ref()?;
         tracing::info!(job = %job.name, "builds run off the host, on the Container Apps job");
-        let workers: Arc<dyn crate::worker::Workers> = Arc::new(
-            crate::azure::jobs::ContainerAppsWorkers::new(
+        let workers: Arc<dyn crate::worker::Workers> =
+            Arc::new(crate::azure::jobs::ContainerAppsWorkers::new(
                 azure.arm.clone(),
                 &azure.settings.subscription_id,
                 job,
-            ),
-        );
+            ));
         Some(workers)
     });
     Ok(App {

@@ -161,8 +161,8 @@ impl WorkerSettings {
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<WorkerSettings, String> {
         let order = var(ORDER_VAR)
             .ok_or_else(|| format!("{ORDER_VAR} is not set: a worker runs only as a build job"))?;
-        let order: BuildOrder =
-            serde_json::from_str(&order).map_err(|e| format!("{ORDER_VAR} is not an order: {e}"))?;
+        let order: BuildOrder = serde_json::from_str(&order)
+            .map_err(|e| format!("{ORDER_VAR} is not an order: {e}"))?;
         let packer = match var("IMAGE_FACTORY_PACKER") {
             Some(p) => Some(PathBuf::from(p)),
             None => crate::config::find_on_path("packer"),
@@ -267,7 +267,16 @@ async fn build(
     };
     let run_dir = settings.data_dir.join("runs").join(&order.run_id);
     let log = run_dir.join("build.log");
-    match build_here(&LocalExecutor, &packer, &run_dir, &order.spec(), image, cancel).await {
+    match build_here(
+        &LocalExecutor,
+        &packer,
+        &run_dir,
+        &order.spec(),
+        image,
+        cancel,
+    )
+    .await
+    {
         StageResult::Succeeded(crate::domain::run::StageOutput::Built(result)) => {
             Some((BuildOutcome::Succeeded(result), Some(log)))
         }

@@ -38,7 +38,9 @@ pub fn check_container_url(url: &str) -> Result<(), String> {
         return Err("must not carry a query (no SAS: the identity signs in)".into());
     }
     if parsed.path().trim_matches('/').is_empty() {
-        return Err("must name a container (https://<account>.blob.core.windows.net/<container>)".into());
+        return Err(
+            "must name a container (https://<account>.blob.core.windows.net/<container>)".into(),
+        );
     }
     Ok(())
 }

@@ -179,7 +179,9 @@ fn time_of(execution: &Value, field: &str) -> Option<DateTime<Utc>> {
 /// The execution's state, from its documented statuses (Running, Processing,
 /// Stopped, Degraded, Failed, Unknown, Succeeded).
 fn state_of(execution: &Value) -> WorkerState {
-    let status = execution["properties"]["status"].as_str().unwrap_or("Unknown");
+    let status = execution["properties"]["status"]
+        .as_str()
+        .unwrap_or("Unknown");
     let ended_at = time_of(execution, "endTime");
     match status {
         "Running" | "Processing" | "Unknown" => WorkerState::Running,
@@ -198,12 +200,17 @@ mod tests {
     #[test]
     fn every_documented_status_maps_to_a_state() {
         let at = |status: &str| {
-            state_of(&json!({ "properties": { "status": status, "endTime": "2023-02-13T20:47:30+00:00" } }))
+            state_of(
+                &json!({ "properties": { "status": status, "endTime": "2023-02-13T20:47:30+00:00" } }),
+            )
         };
         for running in ["Running", "Processing", "Unknown"] {
             assert_eq!(at(running), WorkerState::Running, "{running}");
         }
-        assert!(matches!(at("Succeeded"), WorkerState::Succeeded { ended_at: Some(_) }));
+        assert!(matches!(
+            at("Succeeded"),
+            WorkerState::Succeeded { ended_at: Some(_) }
+        ));
         for ended in ["Stopped", "Degraded", "Failed"] {
             assert!(
                 matches!(at(ended), WorkerState::Ended { ref status, .. } if status == ended),

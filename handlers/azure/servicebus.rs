@@ -18,7 +18,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use azure_core_legacy as legacy;
 
-use azure_messaging_servicebus::service_bus::{QueueClient, SendMessageOptions, SettableBrokerProperties};
+use azure_messaging_servicebus::service_bus::{
+    QueueClient, SendMessageOptions, SettableBrokerProperties,
+};
 
 use crate::worker::{BuildReport, Reporter};
 
@@ -65,12 +67,16 @@ impl Connection {
             .ok_or("the connection string has no Endpoint")?;
         let host = endpoint
             .strip_prefix("sb://")
-            .ok_or("the connection string's Endpoint is not sb://<namespace>.servicebus.windows.net/")?
+            .ok_or(
+                "the connection string's Endpoint is not sb://<namespace>.servicebus.windows.net/",
+            )?
             .trim_end_matches('/');
         let namespace = host
             .strip_suffix(".servicebus.windows.net")
             .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-            .ok_or("the connection string's Endpoint is not sb://<namespace>.servicebus.windows.net/")?;
+            .ok_or(
+                "the connection string's Endpoint is not sb://<namespace>.servicebus.windows.net/",
+            )?;
         let field = |name: &str, label: &str| {
             parts
                 .get(name)
@@ -131,8 +137,10 @@ impl legacy::HttpClient for LegacyHttp {
                 ));
             }
         }
-        let method = reqwest::Method::from_bytes(request.method().as_ref().as_bytes())
-            .map_err(|_| legacy::error::Error::message(legacy::error::ErrorKind::Other, "bad method"))?;
+        let method =
+            reqwest::Method::from_bytes(request.method().as_ref().as_bytes()).map_err(|_| {
+                legacy::error::Error::message(legacy::error::ErrorKind::Other, "bad method")
+            })?;
         let mut builder = self.http.request(method, url);
         for (name, value) in request.headers().iter() {
             builder = builder.header(name.as_str(), value.as_str());
@@ -239,7 +247,10 @@ mod tests {
     #[test]
     fn a_broken_connection_string_is_named_without_its_key() {
         for (text, expected) in [
-            (format!("SharedAccessKeyName=a;SharedAccessKey={KEY}"), "no Endpoint"),
+            (
+                format!("SharedAccessKeyName=a;SharedAccessKey={KEY}"),
+                "no Endpoint",
+            ),
             (
                 format!("Endpoint=https://x.example/;SharedAccessKeyName=a;SharedAccessKey={KEY}"),
                 "sb://",

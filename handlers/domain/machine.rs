@@ -339,6 +339,7 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
                 .stage(Stage::Build)
                 .attempts
                 .iter()
+                .rev()
                 .find(|a| a.worker.as_ref().is_some_and(|w| w.id == *worker))
                 .map(|a| a.execution.clone())
                 .ok_or_else(|| TransitionError::UnknownWorker {
@@ -369,13 +370,21 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
                 .stage(Stage::Build)
                 .attempts
                 .iter()
-                .filter(|a| a.outcome.as_deref().is_some_and(|o| o.starts_with("worker lost")))
+                .filter(|a| {
+                    a.outcome
+                        .as_deref()
+                        .is_some_and(|o| o.starts_with("worker lost"))
+                })
                 .count();
             if lost >= MAX_LOST_WORKERS {
-                let reason = format!(
-                    "the build worker was lost {lost} times; last time: {reason}"
+                let reason = format!("the build worker was lost {lost} times; last time: {reason}");
+                fail(
+                    &mut next,
+                    Some(Stage::Build),
+                    *at,
+                    &reason,
+                    RunStatus::Failed,
                 );
-                fail(&mut next, Some(Stage::Build), *at, &reason, RunStatus::Failed);
                 Vec::new()
             } else {
                 let record = next.stage_mut(Stage::Build);
@@ -837,7 +846,10 @@ mod tests {
                 },
             },
         );
-        assert!(dispatched.commands.is_empty(), "nothing runs while a worker builds");
+        assert!(
+            dispatched.commands.is_empty(),
+            "nothing runs while a worker builds"
+        );
         dispatched.run
     }
 
@@ -912,7 +924,10 @@ mod tests {
         assert!(failed.commands.is_empty());
         assert_eq!(failed.run.status, RunStatus::Failed);
         let reason = failed.run.failure.map(|f| f.reason).unwrap_or_default();
-        assert!(reason.contains("lost 2 times") && reason.contains("job-w2"), "{reason}");
+        assert!(
+            reason.contains("lost 2 times") && reason.contains("job-w2"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -940,7 +955,10 @@ mod tests {
                 },
             },
         );
-        assert!(matches!(refused, Err(TransitionError::StaleExecution { .. })));
+        assert!(matches!(
+            refused,
+            Err(TransitionError::StaleExecution { .. })
+        ));
     }
 
     fn waiting_run(required: u32) -> Run {

@@ -43,7 +43,9 @@ impl BuildCompleted {
         match update_run(app.store.as_ref(), &run_id, |run| decide(run, &event)).await {
             Ok(t) => {
                 tracing::info!(%run_id, worker = %worker_id, status = ?t.run.stage(crate::domain::run::Stage::Build).status, "build worker reported");
-                response.log(format!("report of worker {worker_id} recorded on run {run_id}"));
+                response.log(format!(
+                    "report of worker {worker_id} recorded on run {run_id}"
+                ));
                 dispatch(&mut response, &run_id, &t.commands);
             }
             Err(UpdateError::Refused(e)) => {
@@ -54,9 +56,16 @@ impl BuildCompleted {
             }
             Err(UpdateError::Store(StoreError::NotFound { .. })) => {
                 tracing::warn!(%run_id, worker = %worker_id, "build report for an unknown run");
-                response.log(format!("report of worker {worker_id} for unknown run {run_id}"));
+                response.log(format!(
+                    "report of worker {worker_id} for unknown run {run_id}"
+                ));
             }
-            Err(e) => return Err(retry(&format!("cannot record the build of run {run_id}"), e)),
+            Err(e) => {
+                return Err(retry(
+                    &format!("cannot record the build of run {run_id}"),
+                    e,
+                ));
+            }
         }
         Ok(response)
     }

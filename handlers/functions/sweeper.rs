@@ -21,14 +21,14 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::InvocationError;
 use crate::app::{App, dispatch};
+use crate::config::build_timeout;
 use crate::domain::approval::{NoticeKind, Notification};
 use crate::domain::machine::{Event, decide, follow_up};
-use crate::config::build_timeout;
 use crate::domain::run::{Run, RunStatus, Stage, StageStatus};
-use crate::worker::WorkerState;
 use crate::notifier::Notice;
 use crate::protocol::{InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, UpdateError, update_run};
+use crate::worker::WorkerState;
 
 /// How long a worker that ended may take to have its report read, before
 /// the watchdog counts it lost.
@@ -60,7 +60,8 @@ async fn watch_worker(app: &App, run: &Run, now: DateTime<Utc>) -> Option<Event>
         at: now,
         reason,
     };
-    let settled = |ended_at: Option<DateTime<Utc>>| ended_at.is_none_or(|t| now - t >= REPORT_GRACE);
+    let settled =
+        |ended_at: Option<DateTime<Utc>>| ended_at.is_none_or(|t| now - t >= REPORT_GRACE);
     match state {
         WorkerState::Running => {
             let timeout = app.image(&run.image).map(build_timeout)?;
@@ -205,13 +206,20 @@ impl Sweeper {
                     match update_run(app.store.as_ref(), &run.id, |r| decide(r, &event)).await {
                         Ok(t) => {
                             tracing::warn!(run_id = %run.id, event = ?event, "build worker watchdog acted");
-                            response.log(format!("run {}: build worker watchdog: {:?}", run.id, t.run.stage(Stage::Build).status));
+                            response.log(format!(
+                                "run {}: build worker watchdog: {:?}",
+                                run.id,
+                                t.run.stage(Stage::Build).status
+                            ));
                             dispatch(&mut response, &run.id, &t.commands);
                         }
                         Err(UpdateError::Refused(e)) => {
-                            response.log(format!("run {}: watchdog event not recorded: {e}", run.id));
+                            response
+                                .log(format!("run {}: watchdog event not recorded: {e}", run.id));
                         }
-                        Err(e) => return Err(super::retry("cannot record the watchdog's finding", e)),
+                        Err(e) => {
+                            return Err(super::retry("cannot record the watchdog's finding", e));
+                        }
                     }
                 } else if now - run.updated_at >= STALL {
                     let commands = follow_up(run);

@@ -65,7 +65,12 @@ async fn dispatch(app: &App, workers: &dyn crate::worker::Workers, run: &Run) ->
     let Some(attempt) = run.stage(Stage::Build).current_attempt() else {
         return StageResult::Retry("the build stage has no attempt recorded".into());
     };
-    let Some(logs) = app.settings.azure.as_ref().and_then(|a| a.build_job.as_ref()) else {
+    let Some(logs) = app
+        .settings
+        .azure
+        .as_ref()
+        .and_then(|a| a.build_job.as_ref())
+    else {
         return StageResult::Failed("build workers are enabled without a build job".into());
     };
     let worker_id = new_id();

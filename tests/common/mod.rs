@@ -239,7 +239,8 @@ impl Factory {
         serde_json::from_value(page["runs"].clone()).expect("runs")
     }
 
-    /// Fires the sweeper timer as the host does.
+    /// Fires the sweeper timer as the host does: invokes the handler, then
+    /// sends the messages of its Service Bus outputs.
     pub async fn sweep(&self) {
         let invocation = serde_json::json!({
             "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
@@ -253,6 +254,20 @@ impl Factory {
             .await
             .expect("sweeper");
         assert_eq!(answer.status(), 200, "the sweeper failed");
+        let response: image_factory::protocol::InvocationResponse =
+            answer.json().await.expect("sweeper response");
+        let functions =
+            image_factory::host::function_app::FunctionApp::load(&repo_root()).expect("functions");
+        let sweeper = functions
+            .functions
+            .iter()
+            .find(|f| f.name == "sweeper")
+            .expect("the sweeper function");
+        let messages = image_factory::host::queue_messages(sweeper, &response);
+        self.bus()
+            .send(messages)
+            .await
+            .expect("send the sweeper's messages");
     }
 
     /// Reads a run through the runs API.

@@ -1,0 +1,759 @@
+//! Builds off the host, end to end: the factory's build stage starts a
+//! Container Apps job execution through Resource Manager and returns; the
+//! execution is the real `image-factory worker` binary run as a child
+//! process, which runs real packer, uploads its log to Blob Storage with a
+//! managed-identity token and reports through the Service Bus crate; the
+//! report reaches the factory's `build-completed` function and the run goes
+//! on to its release. The Azure side is one loopback server answering in the
+//! documented shapes: Microsoft.App 2025-01-01 (azure-rest-api-specs,
+//! specification/app/resource-manager/Microsoft.App/stable/2025-01-01/
+//! examples/Job_Get.json, Job_Start.json, Job_Executions_Get.json,
+//! Job_Execution_Get.json, Job_Stop_Execution.json), the Blob service's Put
+//! Block / Put Block List, Service Bus's Send Message, and the App Service /
+//! Container Apps managed identity endpoint (IDENTITY_ENDPOINT,
+//! X-IDENTITY-HEADER, api-version 2019-08-01). The worker's scratch folder is
+//! the factory's data folder, so the local smoke test sees what it built.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use common::{Factory, Options, example_images};
+use image_factory::azure::arm::{ArmClient, Patience, tokio_sleeper};
+use image_factory::azure::jobs::ContainerAppsWorkers;
+use image_factory::azure::{AzureSettings, BuildJob};
+use image_factory::domain::run::{RunStatus, Stage, StageStatus};
+use image_factory::host::bus::Outgoing;
+use image_factory::worker::{BuildOrder, Workers};
+
+const SUBSCRIPTION: &str = "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345";
+const JOB_PATH: &str = "/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-factory/providers/Microsoft.App/jobs/caj-factory-build";
+/// The send-only key of the workers' authorization rule (recognisable: it must never leak).
+const SAS_KEY: &str = "U0FTLWNhbmFyeS1rZXktZm9yLXdvcmtlcnMtc2VuZA==";
+const BLOB_TOKEN: &str = "blob-token-from-managed-identity";
+
+/// One job execution of the fake Container Apps job.
+struct Execution {
+    name: String,
+    env: Vec<Value>,
+    started: DateTime<Utc>,
+    status: &'static str,
+    ended: Option<DateTime<Utc>>,
+    child: Option<tokio::process::Child>,
+}
+
+/// What the next started executions do instead of running the worker.
+#[derive(Clone, Copy)]
+enum Fate {
+    /// The container dies at once (exit 1, no report).
+    Crash,
+    /// The container hangs (never reports).
+    Hang,
+}
+
+#[derive(Default)]
+struct Azure {
+    base: String,
+    data_dir: PathBuf,
+    executions: Vec<Execution>,
+    starts: Vec<Value>,
+    stops: Vec<String>,
+    blocks: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    blobs: BTreeMap<String, Vec<u8>>,
+    reports: Vec<(HeaderMap, String)>,
+    fates: Vec<Fate>,
+    unauthorized: Vec<String>,
+    bus: Option<image_factory::host::bus::Bus>,
+}
+
+type Shared = Arc<Mutex<Azure>>;
+
+struct FakeAzure {
+    state: Shared,
+    addr: SocketAddr,
+}
+
+impl FakeAzure {
+    async fn start(data_dir: PathBuf) -> FakeAzure {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(Mutex::new(Azure {
+            base: format!("http://{addr}"),
+            data_dir,
+            ..Azure::default()
+        }));
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        FakeAzure { state, addr }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Azure> {
+        self.state.lock().expect("lock")
+    }
+
+    /// Updates every execution's status from its process.
+    fn refresh(&self) {
+        let mut azure = self.lock();
+        for execution in &mut azure.executions {
+            if let Some(child) = execution.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                execution.status = if status.success() {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                };
+                execution.ended = Some(Utc::now());
+                execution.child = None;
+            }
+        }
+    }
+
+    fn job_workers(&self) -> ContainerAppsWorkers {
+        ContainerAppsWorkers::new(self.arm(), SUBSCRIPTION, &self.build_job())
+    }
+
+    fn arm(&self) -> ArmClient {
+        let patience = Patience {
+            poll_interval: Duration::from_millis(10),
+            ..Patience::default()
+        };
+        ArmClient::new(
+            &self.base(),
+            Arc::new(common::arm_server::FixedCredential),
+            tokio_sleeper(),
+            patience,
+        )
+        .expect("arm client")
+    }
+
+    fn build_job(&self) -> BuildJob {
+        BuildJob {
+            resource_group: "rg-factory".into(),
+            name: "caj-factory-build".into(),
+            log_container_url: format!("{}/build-logs", self.base()),
+        }
+    }
+}
+
+fn execution_json(e: &Execution) -> Value {
+    json!({
+        "name": e.name,
+        "id": format!("{JOB_PATH}/executions/{}", e.name),
+        "type": "Microsoft.App/jobs/executions",
+        "properties": {
+            "status": e.status,
+            "startTime": e.started.to_rfc3339(),
+            "endTime": e.ended.map(|t| t.to_rfc3339()),
+            "template": { "containers": [{
+                "image": "registry.example/image-factory-worker:1",
+                "name": "worker",
+                "env": e.env,
+                "resources": { "cpu": 1.0, "memory": "2Gi" }
+            }] }
+        }
+    })
+}
+
+async fn answer(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let query: BTreeMap<String, String> =
+        serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // The managed identity endpoint of the worker's container.
+    if path == "/msi/token" {
+        let secret_ok = headers.get("x-identity-header").is_some();
+        let resource = query.get("resource").cloned().unwrap_or_default();
+        if !secret_ok || query.get("api-version").map(String::as_str) != Some("2019-08-01") {
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+        let expires = (Utc::now() + chrono::Duration::hours(1)).timestamp();
+        return axum::Json(json!({
+            "access_token": BLOB_TOKEN,
+            "expires_on": expires.to_string(),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": "11111111-2222-3333-4444-555555555555"
+        }))
+        .into_response();
+    }
+    // Blob Storage: Put Block, Put Block List.
+    if let Some(blob) = path.strip_prefix("/build-logs/") {
+        let mut azure = state.lock().expect("lock");
+        if auth != format!("Bearer {BLOB_TOKEN}") || headers.get("x-ms-version").is_none() {
+            azure.unauthorized.push(format!("{method} {path}"));
+            return StatusCode::FORBIDDEN.into_response();
+        }
+        return match (method, query.get("comp").map(String::as_str)) {
+            (Method::PUT, Some("block")) => {
+                let id = query.get("blockid").cloned().unwrap_or_default();
+                azure
+                    .blocks
+                    .entry(blob.to_string())
+                    .or_default()
+                    .insert(id, body.to_vec());
+                StatusCode::CREATED.into_response()
+            }
+            (Method::PUT, Some("blocklist")) => {
+                let list = String::from_utf8_lossy(&body).to_string();
+                let staged = azure.blocks.remove(blob).unwrap_or_default();
+                let mut content = Vec::new();
+                for id in list.split("<Latest>").skip(1) {
+                    let id = id.split("</Latest>").next().unwrap_or_default();
+                    match staged.get(id) {
+                        Some(bytes) => content.extend_from_slice(bytes),
+                        None => return StatusCode::BAD_REQUEST.into_response(),
+                    }
+                }
+                azure.blobs.insert(blob.to_string(), content);
+                StatusCode::CREATED.into_response()
+            }
+            _ => StatusCode::BAD_REQUEST.into_response(),
+        };
+    }
+    // Service Bus: Send Message to the completion queue.
+    if path == "/build-completed/messages" && method == Method::POST {
+        let bus = {
+            let mut azure = state.lock().expect("lock");
+            let signed = auth.starts_with("SharedAccessSignature sr=")
+                && auth.contains("&sig=")
+                && auth.contains("&se=")
+                && auth.ends_with("&skn=workers-send");
+            if !signed {
+                azure.unauthorized.push(format!("{method} {path}"));
+                return StatusCode::UNAUTHORIZED.into_response();
+            }
+            azure
+                .reports
+                .push((headers.clone(), String::from_utf8_lossy(&body).to_string()));
+            azure.bus.clone()
+        };
+        if let Some(bus) = bus {
+            bus.send(vec![Outgoing {
+                queue: "build-completed".into(),
+                body: String::from_utf8_lossy(&body).to_string(),
+                properties: serde_json::Map::new(),
+                scheduled_at: None,
+            }])
+            .await
+            .expect("forward the report");
+        }
+        return StatusCode::CREATED.into_response();
+    }
+    // Resource Manager: the Container Apps job.
+    let mut azure = state.lock().expect("lock");
+    if auth.is_empty() || query.get("api-version").map(String::as_str) != Some("2025-01-01") {
+        azure.unauthorized.push(format!("{method} {path}"));
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Some(tail) = path.strip_prefix(JOB_PATH) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match (method, tail) {
+        (Method::GET, "") => axum::Json(json!({
+            "id": JOB_PATH,
+            "name": "caj-factory-build",
+            "type": "Microsoft.App/jobs",
+            "location": "France Central",
+            "properties": {
+                "provisioningState": "Succeeded",
+                "configuration": { "replicaTimeout": 14400, "replicaRetryLimit": 0, "triggerType": "Manual",
+                    "manualTriggerConfig": { "replicaCompletionCount": 1, "parallelism": 1 } },
+                "template": { "containers": [{
+                    "image": "registry.example/image-factory-worker:1",
+                    "name": "worker",
+                    "env": [
+                        { "name": "AZURE_CLIENT_ID", "value": "11111111-2222-3333-4444-555555555555" },
+                        { "name": "IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION", "secretRef": "servicebus-send" }
+                    ],
+                    "resources": { "cpu": 1.0, "memory": "2Gi" }
+                }] }
+            }
+        }))
+        .into_response(),
+        (Method::POST, "/start") => {
+            let template: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            azure.starts.push(template.clone());
+            let name = format!("caj-factory-build-{:07}", azure.starts.len());
+            let env = template["containers"][0]["env"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let fate = if azure.fates.is_empty() {
+                None
+            } else {
+                Some(azure.fates.remove(0))
+            };
+            let child = spawn_worker(&azure, &env, fate);
+            azure.executions.push(Execution {
+                name: name.clone(),
+                env,
+                started: Utc::now(),
+                status: "Running",
+                ended: None,
+                child: Some(child),
+            });
+            axum::Json(json!({ "name": name, "id": format!("{JOB_PATH}/executions/{name}") }))
+                .into_response()
+        }
+        (Method::GET, "/executions") => {
+            let value: Vec<Value> = azure
+                .executions
+                .iter()
+                .map(execution_json)
+                .collect();
+            axum::Json(json!({ "value": value, "nextLink": null })).into_response()
+        }
+        (method, tail) if tail.starts_with("/executions/") => {
+            let rest = &tail["/executions/".len()..];
+            let (name, stop) = match rest.strip_suffix("/stop") {
+                Some(name) => (name, true),
+                None => (rest, false),
+            };
+            let Some(index) = azure.executions.iter().position(|e| e.name == name) else {
+                return (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(json!({ "error": { "code": "ResourceNotFound", "message": "no such execution" } })),
+                )
+                    .into_response();
+            };
+            if stop && method == Method::POST {
+                azure.stops.push(name.to_string());
+                let execution = &mut azure.executions[index];
+                if let Some(mut child) = execution.child.take() {
+                    let _ = child.start_kill();
+                }
+                execution.status = "Stopped";
+                execution.ended = Some(Utc::now());
+                return StatusCode::OK.into_response();
+            }
+            axum::Json(execution_json(&azure.executions[index])).into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Runs the execution's container: the real worker, or a stand-in that crashes or hangs.
+fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::process::Child {
+    let connection = format!(
+        "Endpoint=sb://sb-factory.servicebus.windows.net/;SharedAccessKeyName=workers-send;SharedAccessKey={SAS_KEY};EntityPath=build-completed"
+    );
+    let mut command = match fate {
+        None => {
+            let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"));
+            c.arg("worker");
+            c
+        }
+        Some(Fate::Crash) => {
+            let mut c = tokio::process::Command::new("sh");
+            c.args(["-c", "exit 1"]);
+            c
+        }
+        Some(Fate::Hang) => {
+            let mut c = tokio::process::Command::new("sleep");
+            c.arg("600");
+            c
+        }
+    };
+    command.env_clear();
+    command.env("PATH", std::env::var("PATH").unwrap_or_default());
+    for var in env {
+        let name = var["name"].as_str().unwrap_or_default();
+        let value = match (var["value"].as_str(), var["secretRef"].as_str()) {
+            (Some(v), _) => v.to_string(),
+            (None, Some("servicebus-send")) => connection.clone(),
+            _ => continue,
+        };
+        command.env(name, value);
+    }
+    // What the platform and the container image provide.
+    command
+        .env("IDENTITY_ENDPOINT", format!("{}/msi/token", azure.base))
+        .env("IDENTITY_HEADER", "platform-secret-header")
+        .env("IMAGE_FACTORY_IMAGES", example_images())
+        .env("IMAGE_FACTORY_DATA", &azure.data_dir)
+        .env("IMAGE_FACTORY_SERVICEBUS_ENDPOINT", &azure.base)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command.spawn().expect("spawn the worker")
+}
+
+/// A factory whose builds run on the fake job, with a clock the test can move.
+async fn factory(offset_minutes: Arc<AtomicI64>) -> (Factory, FakeAzure) {
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let azure = FakeAzure::start(data.path().to_path_buf()).await;
+    let workers = Arc::new(azure.job_workers());
+    let job = azure.build_job();
+    let options = Options {
+        tweak: Box::new(move |app| {
+            let mut settings = (*app.settings).clone();
+            settings.azure = Some(AzureSettings {
+                endpoint: "unused".into(),
+                subscription_id: SUBSCRIPTION.into(),
+                gallery_resource_group: None,
+                gallery: None,
+                build_job: Some(job),
+            });
+            app.settings = Arc::new(settings);
+            app.workers = Some(workers);
+            app.clock = Arc::new(move || {
+                Utc::now() + chrono::Duration::minutes(offset_minutes.load(Ordering::SeqCst))
+            });
+        }),
+        ..Options::default()
+    };
+    let factory = Factory::start_in(data, options).await;
+    azure.lock().bus = Some(factory.bus().clone());
+    (factory, azure)
+}
+
+/// Waits until the fake job has `count` executions and the last one ended.
+async fn last_execution_ends(azure: &FakeAzure, count: usize) {
+    for _ in 0..600 {
+        azure.refresh();
+        {
+            let state = azure.lock();
+            if state.executions.len() >= count
+                && state
+                    .executions
+                    .last()
+                    .is_some_and(|e| e.status != "Running")
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("execution {count} did not end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release() {
+    let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
+    let commit = "0ff0057b0117000000000000000000000000beef";
+    let run = factory
+        .push_and_wait(commit, RunStatus::WaitingForApproval)
+        .await;
+
+    let order = {
+        let state = azure.lock();
+        assert_eq!(state.starts.len(), 1, "one build, one job execution");
+        assert!(state.unauthorized.is_empty(), "{:?}", state.unauthorized);
+        // The order went in the worker container's environment, next to the job's own settings.
+        let env = state.starts[0]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            env.iter().any(|e| e["secretRef"] == "servicebus-send"),
+            "{env:?}"
+        );
+        let order: BuildOrder = env
+            .iter()
+            .find(|e| e["name"] == "IMAGE_FACTORY_BUILD_ORDER")
+            .and_then(|e| e["value"].as_str())
+            .and_then(|v| serde_json::from_str(v).ok())
+            .expect("the order is in the environment");
+        assert_eq!(order.run_id, run.id);
+        assert_eq!(order.version, run.version.to_string());
+
+        // The run records the worker, and the log where the worker uploaded it.
+        let attempt = &run.stage(Stage::Build).attempts[0];
+        let worker = attempt
+            .worker
+            .clone()
+            .expect("the attempt records its worker");
+        assert_eq!(worker.execution, state.executions[0].name);
+        assert_eq!(worker.id, order.worker_id);
+        let build = run.build.clone().expect("build result");
+        assert_eq!(build.log, order.log_url);
+        assert!(
+            build
+                .artifacts
+                .iter()
+                .any(|a| a.files.iter().any(|f| f.ends_with("index.html"))),
+            "{build:?}"
+        );
+        let blob = format!("{}/{}.log", run.id, order.worker_id);
+        let log = String::from_utf8_lossy(state.blobs.get(&blob).expect("the log was uploaded"));
+        assert!(
+            log.contains("Build 'golden.null.golden' finished") || log.contains("ui,say"),
+            "{log}"
+        );
+
+        // The report went through Service Bus with its message id and a SAS, not the key.
+        assert_eq!(state.reports.len(), 1);
+        let (headers, body) = &state.reports[0];
+        let broker: Value = serde_json::from_str(
+            headers
+                .get("brokerproperties")
+                .and_then(|v| v.to_str().ok())
+                .expect("BrokerProperties"),
+        )
+        .expect("broker properties json");
+        assert_eq!(
+            broker["MessageId"],
+            format!("{}-{}", run.id, order.worker_id)
+        );
+        assert!(body.contains(&order.worker_id));
+        let stored = serde_json::to_string(&run).expect("json");
+        assert!(!stored.contains(SAS_KEY) && !stored.contains(BLOB_TOKEN));
+        order
+    };
+
+    let link = factory.approval_link(&run.id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    let released = factory.wait_status(&run.id, RunStatus::Released).await;
+    assert_eq!(
+        released.release.map(|r| r.build_log),
+        Some(order.log_url.clone())
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_worker_is_replaced_once_and_a_second_loss_fails_the_run() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let (factory, azure) = factory(offset.clone()).await;
+    azure.lock().fates = vec![Fate::Crash];
+    factory
+        .push(
+            "0ff0057b0117000000000000000000000000c0de",
+            &["images/example/build.pkr.hcl"],
+        )
+        .await;
+    let id = "push-example-0ff0057b0117";
+    last_execution_ends(&azure, 1).await;
+    // The container died without a report: the run still shows the build running.
+    let run = factory
+        .wait_for(id, Duration::from_secs(30), |r| {
+            r.stage(Stage::Build)
+                .current_attempt()
+                .is_some_and(|a| a.worker.is_some())
+        })
+        .await;
+    assert_eq!(run.stage(Stage::Build).status, StageStatus::Running);
+    // Within the grace after its end, the watchdog waits for a late report.
+    factory.sweep().await;
+    assert_eq!(azure.lock().starts.len(), 1);
+    // Past it, the worker is lost and the build starts again on a new worker.
+    offset.store(5, Ordering::SeqCst);
+    factory.sweep().await;
+    let run = factory.wait_status(id, RunStatus::WaitingForApproval).await;
+    assert_eq!(azure.lock().starts.len(), 2, "one new worker");
+    let attempts = &run.stage(Stage::Build).attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    let first = attempts[0].outcome.clone().unwrap_or_default();
+    assert!(
+        first.contains("worker lost") && first.contains("ended Failed"),
+        "{first}"
+    );
+
+    // A second image whose workers always die: the run fails after two losses.
+    azure.lock().fates = vec![Fate::Crash, Fate::Crash];
+    offset.store(0, Ordering::SeqCst);
+    factory
+        .push(
+            "0ff0057b0118000000000000000000000000c0de",
+            &["images/example/build.pkr.hcl"],
+        )
+        .await;
+    let id = "push-example-0ff0057b0118";
+    for (count, minutes) in [(3, 10), (4, 20)] {
+        last_execution_ends(&azure, count).await;
+        factory
+            .wait_for(id, Duration::from_secs(30), |r| {
+                r.stage(Stage::Build)
+                    .current_attempt()
+                    .is_some_and(|a| a.worker.is_some() && a.finished_at.is_none())
+            })
+            .await;
+        offset.store(minutes, Ordering::SeqCst);
+        factory.sweep().await;
+    }
+    let failed = factory.wait_status(id, RunStatus::Failed).await;
+    let reason = failed.failure.map(|f| f.reason).unwrap_or_default();
+    assert!(reason.contains("lost 2 times"), "{reason}");
+    assert_eq!(azure.lock().starts.len(), 4, "no third worker");
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_past_the_build_timeout_is_stopped_and_the_run_fails() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let (factory, azure) = factory(offset.clone()).await;
+    azure.lock().fates = vec![Fate::Hang];
+    factory
+        .push(
+            "0ff0057b0119000000000000000000000000c0de",
+            &["images/example/build.pkr.hcl"],
+        )
+        .await;
+    let id = "push-example-0ff0057b0119";
+    factory
+        .wait_for(id, Duration::from_secs(30), |r| {
+            r.stage(Stage::Build)
+                .current_attempt()
+                .is_some_and(|a| a.worker.is_some())
+        })
+        .await;
+    // Before the timeout (10 minutes for the example, plus the grace) nothing happens.
+    offset.store(20, Ordering::SeqCst);
+    factory.sweep().await;
+    assert!(azure.lock().stops.is_empty());
+    offset.store(30, Ordering::SeqCst);
+    factory.sweep().await;
+    let failed = factory.wait_status(id, RunStatus::Failed).await;
+    let reason = failed.failure.map(|f| f.reason).unwrap_or_default();
+    assert!(
+        reason.contains("ran past the build timeout of 10 minutes"),
+        "{reason}"
+    );
+    {
+        let state = azure.lock();
+        assert_eq!(state.stops, vec![state.executions[0].name.clone()]);
+        assert_eq!(state.executions[0].status, "Stopped");
+    }
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
+    let data = tempfile::TempDir::new().expect("temp dir");
+    let azure = FakeAzure::start(data.path().to_path_buf()).await;
+    azure.lock().fates = vec![Fate::Hang, Fate::Crash, Fate::Hang];
+    let workers = azure.job_workers();
+    let order = |message: &str, worker: &str| BuildOrder {
+        run_id: "push-example-abc".into(),
+        image: "example".into(),
+        version: "2026.1125.0".into(),
+        commit: Some("abc".into()),
+        message_id: message.into(),
+        worker_id: worker.into(),
+        log_url: format!("{}/build-logs/push-example-abc/{worker}.log", azure.base()),
+    };
+    let first = workers.start(&order("m1", "w1")).await.expect("start");
+    // The same stage message again (a delivery after a crash): the running worker is adopted.
+    let again = workers.start(&order("m1", "w2")).await.expect("adopt");
+    assert_eq!(
+        (&again.id, &again.execution, &again.log_url),
+        (&first.id, &first.execution, &first.log_url)
+    );
+    assert_eq!(azure.lock().starts.len(), 1, "no second build");
+    // Another message of the same run is another build.
+    let other = workers.start(&order("m2", "w3")).await.expect("start");
+    assert_ne!(other.execution, first.execution);
+    last_execution_ends(&azure, 2).await;
+    // Its worker died: a redelivery starts a new one rather than adopting a corpse.
+    let replaced = workers.start(&order("m2", "w4")).await.expect("start");
+    assert_eq!(replaced.id, "w4");
+    assert_eq!(azure.lock().starts.len(), 3);
+    assert_eq!(
+        workers.state(&replaced).await.expect("state"),
+        image_factory::worker::WorkerState::Running
+    );
+    workers.stop(&replaced).await.expect("stop");
+    workers
+        .stop(&replaced)
+        .await
+        .expect("stopping twice is fine");
+    assert!(matches!(
+        workers.state(&replaced).await.expect("state"),
+        image_factory::worker::WorkerState::Ended { ref status, .. } if status == "Stopped"
+    ));
+    let mut gone = replaced.clone();
+    gone.execution = "caj-factory-build-9999999".into();
+    assert_eq!(
+        workers.state(&gone).await.expect("state"),
+        image_factory::worker::WorkerState::Missing
+    );
+    workers.stop(&first).await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_malformed_reports_change_nothing() {
+    let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
+    azure.lock().fates = vec![Fate::Hang];
+    factory
+        .push(
+            "0ff0057b011a000000000000000000000000c0de",
+            &["images/example/build.pkr.hcl"],
+        )
+        .await;
+    let id = "push-example-0ff0057b011a";
+    let before = factory
+        .wait_for(id, Duration::from_secs(30), |r| {
+            r.stage(Stage::Build)
+                .current_attempt()
+                .is_some_and(|a| a.worker.is_some())
+        })
+        .await;
+    let invoke = |body: Value| {
+        let invocation = json!({
+            "Data": { "message": body.to_string() },
+            "Metadata": { "MessageId": "forged-1", "DeliveryCount": 1 }
+        });
+        factory
+            .http
+            .post(format!("{}/build-completed", factory.handler_url))
+            .json(&invocation)
+            .send()
+    };
+    // A report from a worker this run never started.
+    let forged = json!({ "runId": id, "workerId": "not-ours", "outcome": { "failed": { "reason": "forged" } } });
+    assert_eq!(invoke(forged).await.expect("invoke").status(), 200);
+    // A report for a run that does not exist.
+    let unknown = json!({ "runId": "push-example-nope", "workerId": "w", "outcome": { "failed": { "reason": "x" } } });
+    assert_eq!(invoke(unknown).await.expect("invoke").status(), 200);
+    // Not a report at all: refused, so Service Bus retries then dead-letters it.
+    let answer = invoke(json!({ "runId": id, "surprise": true }))
+        .await
+        .expect("invoke");
+    assert_eq!(answer.status(), 400);
+    let after = factory.run(id).await.expect("run");
+    assert_eq!(after.stage(Stage::Build), before.stage(Stage::Build));
+    assert_eq!(after.status, RunStatus::Running);
+    let workers = azure.job_workers();
+    if let Some(worker) = after
+        .stage(Stage::Build)
+        .current_attempt()
+        .and_then(|a| a.worker.clone())
+    {
+        workers.stop(&worker).await.expect("stop");
+    }
+    factory.stop().await;
+}
