@@ -1,10 +1,13 @@
 //! Azure Resource Manager adapters: the REST client (`arm`) and the calls the
 //! stages and timers make through it (`compute`: galleries and Marketplace
-//! images). Tokens come from the factory's Entra ID identity; no keys.
+//! images; `release`: publishing in the gallery; `testvm`: the test stage's
+//! temporary VM and the sweeper of its resource groups). Tokens come from the
+//! factory's Entra ID identity; no keys.
 
 pub mod arm;
 pub mod compute;
 pub mod release;
+pub mod testvm;
 
 use std::sync::Arc;
 
@@ -23,6 +26,71 @@ pub struct AzureSettings {
     pub gallery_resource_group: Option<String>,
     /// The gallery (`IMAGE_FACTORY_GALLERY`).
     pub gallery: Option<String>,
+    /// Where and how the test stage's VM runs (`IMAGE_FACTORY_TEST_*`).
+    pub test_vm: TestVmSettings,
+}
+
+/// The test stage's VM on Azure and the sweeper of its resource groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestVmSettings {
+    /// The region test resource groups and VMs are created in
+    /// (`IMAGE_FACTORY_TEST_LOCATION`); without it the Azure test stage
+    /// refuses to run and says so.
+    pub location: Option<String>,
+    /// The VM size (`IMAGE_FACTORY_TEST_VM_SIZE`, default `Standard_D2s_v5`).
+    pub vm_size: String,
+    /// The sweeper deletes factory test groups older than this
+    /// (`IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS`, default 6: longer than any test).
+    pub max_age_hours: u32,
+}
+
+impl Default for TestVmSettings {
+    fn default() -> TestVmSettings {
+        TestVmSettings {
+            location: None,
+            vm_size: "Standard_D2s_v5".into(),
+            max_age_hours: 6,
+        }
+    }
+}
+
+impl TestVmSettings {
+    fn from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<TestVmSettings, ConfigError> {
+        let defaults = TestVmSettings::default();
+        let word = |name: &'static str, max: usize| -> Result<Option<String>, ConfigError> {
+            match var(name) {
+                Some(v)
+                    if !v.is_empty()
+                        && v.len() <= max
+                        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    Ok(Some(v))
+                }
+                Some(_) => Err(ConfigError::Setting {
+                    name,
+                    message: "must be letters, digits and _ (e.g. westeurope, Standard_D2s_v5)"
+                        .into(),
+                }),
+                None => Ok(None),
+            }
+        };
+        let max_age_hours = match var("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS") {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|h| (1..=24 * 30).contains(h))
+                .ok_or_else(|| ConfigError::Setting {
+                    name: "IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS",
+                    message: "must be a whole number of hours between 1 and 720".into(),
+                })?,
+            None => defaults.max_age_hours,
+        };
+        Ok(TestVmSettings {
+            location: word("IMAGE_FACTORY_TEST_LOCATION", 64)?,
+            vm_size: word("IMAGE_FACTORY_TEST_VM_SIZE", 64)?.unwrap_or(defaults.vm_size),
+            max_age_hours,
+        })
+    }
 }
 
 impl AzureSettings {
@@ -63,6 +131,7 @@ impl AzureSettings {
             subscription_id,
             gallery_resource_group: named("IMAGE_FACTORY_GALLERY_RESOURCE_GROUP")?,
             gallery: named("IMAGE_FACTORY_GALLERY")?,
+            test_vm: TestVmSettings::from_vars(&var)?,
         }))
     }
 

@@ -7,11 +7,18 @@
 //! between the store write and the send) gets the message again.
 //! Stages that are running are left to Service Bus: lock expiry redelivers
 //! them and the dead-letter queue ends them.
+//!
+//! When the factory manages Azure, each firing then deletes the test stage's
+//! resource groups (tagged `image-factory: test`) older than
+//! `IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS` (`azure::testvm::sweep`): the
+//! groups a crash between a test VM's creation and its deletion left behind.
+//! A failure there is logged and never fails the firing (runs come first).
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::InvocationError;
 use crate::app::{App, dispatch};
+use crate::azure::testvm;
 use crate::domain::approval::{NoticeKind, Notification};
 use crate::domain::machine::{Event, decide, follow_up};
 use crate::domain::run::{Run, RunStatus};
@@ -136,6 +143,40 @@ impl Sweeper {
                 None => break,
             }
         }
+        sweep_test_groups(app, &mut response).await;
         Ok(response)
+    }
+}
+
+/// Deletes the test stage's resource groups older than the configured age.
+async fn sweep_test_groups(app: &App, response: &mut InvocationResponse) {
+    let Some(azure) = &app.azure else {
+        return;
+    };
+    let hours = azure.settings.test_vm.max_age_hours;
+    let swept = testvm::sweep(
+        &azure.arm,
+        &azure.settings.subscription_id,
+        app.now(),
+        Duration::hours(i64::from(hours)),
+    )
+    .await;
+    match swept {
+        Ok(report) => {
+            for name in &report.deleted {
+                tracing::info!(group = %name, "stale test resource group deleted");
+                response.log(format!(
+                    "test resource group {name} deleted: older than {hours} h"
+                ));
+            }
+            for (name, error) in &report.failed {
+                tracing::warn!(group = %name, %error, "cannot delete a stale test resource group");
+                response.log(format!("test resource group {name} not deleted: {error}"));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the test resource groups");
+            response.log(format!("test resource groups not swept: {error}"));
+        }
     }
 }
