@@ -170,3 +170,57 @@ impl Azure {
         Ok(Azure { settings, arm })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Option<AzureSettings>, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        AzureSettings::from_vars(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn the_test_vm_settings_have_defaults_and_refuse_bad_values_by_name() {
+        let sub = ("IMAGE_FACTORY_SUBSCRIPTION_ID", "sub-1");
+        let plain = settings(&[sub]).expect("valid").expect("azure");
+        assert_eq!(plain.test_vm, TestVmSettings::default());
+        assert_eq!(plain.test_vm.location, None);
+        assert_eq!(plain.test_vm.max_age_hours, 6);
+        let set = settings(&[
+            sub,
+            ("IMAGE_FACTORY_TEST_LOCATION", "francecentral"),
+            ("IMAGE_FACTORY_TEST_VM_SIZE", "Standard_B2ms"),
+            ("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS", "12"),
+        ])
+        .expect("valid")
+        .expect("azure");
+        assert_eq!(
+            set.test_vm,
+            TestVmSettings {
+                location: Some("francecentral".into()),
+                vm_size: "Standard_B2ms".into(),
+                max_age_hours: 12,
+            }
+        );
+        for (name, value) in [
+            ("IMAGE_FACTORY_TEST_LOCATION", "west europe"),
+            ("IMAGE_FACTORY_TEST_VM_SIZE", "Standard/B2"),
+            ("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS", "9999"),
+            ("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS", "six"),
+        ] {
+            let error = settings(&[sub, (name, value)])
+                .expect_err(value)
+                .to_string();
+            assert!(error.contains(name) && !error.contains(value), "{error}");
+        }
+    }
+}
