@@ -42,6 +42,7 @@ async fn factory(server: &ArmServer) -> (Factory, tempfile::TempDir) {
             subscription_id: "sub-1".into(),
             gallery_resource_group: None,
             gallery: None,
+            test_vm: Default::default(),
         },
         arm,
     };

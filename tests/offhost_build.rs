@@ -427,6 +427,7 @@ async fn factory(offset_minutes: Arc<AtomicI64>) -> (Factory, FakeAzure) {
                 gallery_resource_group: None,
                 gallery: None,
                 build_job: Some(job),
+                test_vm: Default::default(),
             });
             app.settings = Arc::new(settings);
             app.workers = Some(workers);

@@ -374,6 +374,7 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
             subscription_id: "sub-1".into(),
             gallery_resource_group: Some("rg-img-gallery".into()),
             gallery: Some("acg_shared".into()),
+            test_vm: Default::default(),
         },
         arm,
     };

@@ -227,6 +227,13 @@ impl ArmClient {
         }
     }
 
+    /// Waits `duration` through the client's sleeper, so that callers pacing
+    /// their own retries (the test stage's smoke checks) are observed by tests
+    /// instead of waited out.
+    pub async fn wait(&self, duration: Duration) {
+        (self.sleeper)(duration).await;
+    }
+
     /// GET a resource.
     pub async fn get(&self, path: &str) -> Result<Value, ArmError> {
         Ok(self.send(Method::GET, self.url(path)?, None).await?.body)

@@ -1,6 +1,8 @@
 //! Azure Resource Manager adapters: the REST client (`arm`) and the calls the
 //! stages and timers make through it (`compute`: galleries and Marketplace
-//! images). Tokens come from the factory's Entra ID identity; no keys.
+//! images; `release`: publishing in the gallery; `testvm`: the test stage's
+//! temporary VM and the sweeper of its resource groups). Tokens come from the
+//! factory's Entra ID identity; no keys.
 
 pub mod arm;
 pub mod blob;
@@ -8,6 +10,7 @@ pub mod compute;
 pub mod jobs;
 pub mod release;
 pub mod servicebus;
+pub mod testvm;
 
 use std::sync::Arc;
 
@@ -28,6 +31,8 @@ pub struct AzureSettings {
     pub gallery: Option<String>,
     /// The Container Apps job that runs builds off the host, if builds run there.
     pub build_job: Option<BuildJob>,
+    /// Where and how the test stage's VM runs (`IMAGE_FACTORY_TEST_*`).
+    pub test_vm: TestVmSettings,
 }
 
 /// The Container Apps job whose executions are the build workers
@@ -42,6 +47,69 @@ pub struct BuildJob {
     pub name: String,
     /// The build logs' container URL.
     pub log_container_url: String,
+}
+
+/// The test stage's VM on Azure and the sweeper of its resource groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestVmSettings {
+    /// The region test resource groups and VMs are created in
+    /// (`IMAGE_FACTORY_TEST_LOCATION`); without it the Azure test stage
+    /// refuses to run and says so.
+    pub location: Option<String>,
+    /// The VM size (`IMAGE_FACTORY_TEST_VM_SIZE`, default `Standard_D2s_v5`).
+    pub vm_size: String,
+    /// The sweeper deletes factory test groups older than this
+    /// (`IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS`, default 6: longer than any test).
+    pub max_age_hours: u32,
+}
+
+impl Default for TestVmSettings {
+    fn default() -> TestVmSettings {
+        TestVmSettings {
+            location: None,
+            vm_size: "Standard_D2s_v5".into(),
+            max_age_hours: 6,
+        }
+    }
+}
+
+impl TestVmSettings {
+    fn from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<TestVmSettings, ConfigError> {
+        let defaults = TestVmSettings::default();
+        let word = |name: &'static str, max: usize| -> Result<Option<String>, ConfigError> {
+            match var(name) {
+                Some(v)
+                    if !v.is_empty()
+                        && v.len() <= max
+                        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    Ok(Some(v))
+                }
+                Some(_) => Err(ConfigError::Setting {
+                    name,
+                    message: "must be letters, digits and _ (e.g. westeurope, Standard_D2s_v5)"
+                        .into(),
+                }),
+                None => Ok(None),
+            }
+        };
+        let max_age_hours = match var("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS") {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|h| (1..=24 * 30).contains(h))
+                .ok_or_else(|| ConfigError::Setting {
+                    name: "IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS",
+                    message: "must be a whole number of hours between 1 and 720".into(),
+                })?,
+            None => defaults.max_age_hours,
+        };
+        Ok(TestVmSettings {
+            location: word("IMAGE_FACTORY_TEST_LOCATION", 64)?,
+            vm_size: word("IMAGE_FACTORY_TEST_VM_SIZE", 64)?.unwrap_or(defaults.vm_size),
+            max_age_hours,
+        })
+    }
 }
 
 impl AzureSettings {
@@ -110,6 +178,7 @@ impl AzureSettings {
             gallery_resource_group: named("IMAGE_FACTORY_GALLERY_RESOURCE_GROUP")?,
             gallery: named("IMAGE_FACTORY_GALLERY")?,
             build_job,
+            test_vm: TestVmSettings::from_vars(&var)?,
         }))
     }
 
@@ -146,5 +215,59 @@ impl Azure {
             arm::Patience::default(),
         )?;
         Ok(Azure { settings, arm })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Option<AzureSettings>, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        AzureSettings::from_vars(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn the_test_vm_settings_have_defaults_and_refuse_bad_values_by_name() {
+        let sub = ("IMAGE_FACTORY_SUBSCRIPTION_ID", "sub-1");
+        let plain = settings(&[sub]).expect("valid").expect("azure");
+        assert_eq!(plain.test_vm, TestVmSettings::default());
+        assert_eq!(plain.test_vm.location, None);
+        assert_eq!(plain.test_vm.max_age_hours, 6);
+        let set = settings(&[
+            sub,
+            ("IMAGE_FACTORY_TEST_LOCATION", "francecentral"),
+            ("IMAGE_FACTORY_TEST_VM_SIZE", "Standard_B2ms"),
+            ("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS", "12"),
+        ])
+        .expect("valid")
+        .expect("azure");
+        assert_eq!(
+            set.test_vm,
+            TestVmSettings {
+                location: Some("francecentral".into()),
+                vm_size: "Standard_B2ms".into(),
+                max_age_hours: 12,
+            }
+        );
+        for (name, value) in [
+            ("IMAGE_FACTORY_TEST_LOCATION", "west europe"),
+            ("IMAGE_FACTORY_TEST_VM_SIZE", "Standard/B2"),
+            ("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS", "9999"),
+            ("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS", "six"),
+        ] {
+            let error = settings(&[sub, (name, value)])
+                .expect_err(value)
+                .to_string();
+            assert!(error.contains(name) && !error.contains(value), "{error}");
+        }
     }
 }

@@ -16,11 +16,18 @@
 //! a scheduled message per build: the Functions host's Service Bus output
 //! binding cannot schedule a message for a custom handler (see
 //! docs/custom-handler-protocol.md), and the sweeper checks every five minutes.
+//!
+//! When the factory manages Azure, each firing then deletes the test stage's
+//! resource groups (tagged `image-factory: test`) older than
+//! `IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS` (`azure::testvm::sweep`): the
+//! groups a crash between a test VM's creation and its deletion left behind.
+//! A failure there is logged and never fails the firing (runs come first).
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::InvocationError;
 use crate::app::{App, dispatch};
+use crate::azure::testvm;
 use crate::config::build_timeout;
 use crate::domain::approval::{NoticeKind, Notification};
 use crate::domain::machine::{Event, decide, follow_up};
@@ -237,6 +244,40 @@ impl Sweeper {
                 None => break,
             }
         }
+        sweep_test_groups(app, &mut response).await;
         Ok(response)
+    }
+}
+
+/// Deletes the test stage's resource groups older than the configured age.
+async fn sweep_test_groups(app: &App, response: &mut InvocationResponse) {
+    let Some(azure) = &app.azure else {
+        return;
+    };
+    let hours = azure.settings.test_vm.max_age_hours;
+    let swept = testvm::sweep(
+        &azure.arm,
+        &azure.settings.subscription_id,
+        app.now(),
+        Duration::hours(i64::from(hours)),
+    )
+    .await;
+    match swept {
+        Ok(report) => {
+            for name in &report.deleted {
+                tracing::info!(group = %name, "stale test resource group deleted");
+                response.log(format!(
+                    "test resource group {name} deleted: older than {hours} h"
+                ));
+            }
+            for (name, error) in &report.failed {
+                tracing::warn!(group = %name, %error, "cannot delete a stale test resource group");
+                response.log(format!("test resource group {name} not deleted: {error}"));
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the test resource groups");
+            response.log(format!("test resource groups not swept: {error}"));
+        }
     }
 }

@@ -1,0 +1,802 @@
+//! The test stage on Azure: one resource group per run holding a virtual
+//! network, a NIC without public address and a VM made from the image the
+//! build produced; the image's HTTP smoke check run inside the VM through
+//! Run Command; the group deleted in every outcome. And the sweeper of test
+//! groups a crash left behind.
+//!
+//! Decisions, and why:
+//!
+//! - **Deterministic names.** The group is `imgf-test-<run id, sanitised>-<8
+//!   hex of its SHA-256>` (at most 79 characters, under ARM's 90); inside it
+//!   the names are constants (`vnet-smoke`, `nic-smoke`, `vm-smoke`,
+//!   `osdisk-smoke`). A redelivered stage therefore addresses the very same
+//!   resources: the group, network and NIC are PUT again (a PUT of the same
+//!   body changes nothing), and the VM is read first and reused when it
+//!   exists, so no retry ever creates a second VM or disk.
+//! - **Tags.** `image-factory: test` marks the group as the factory's,
+//!   `image-factory-run` names the run, `image-factory-created` (RFC 3339) is
+//!   when the stage's current attempt started: the sweeper's clock.
+//! - **No inbound port.** The smoke check (`[smoke.http]`: URL, status, text)
+//!   runs inside the VM: `POST .../virtualMachines/{vm}/runCommand` with
+//!   `RunPowerShellScript`, a script doing `Invoke-WebRequest` and printing
+//!   `IMGF-STATUS=`, `IMGF-CONTAINS=` and `IMGF-ERROR=` lines that are read
+//!   back from the `ComponentStatus/StdOut/succeeded` item. The check is
+//!   repeated every 30 s until the image's smoke timeout; the last answer is
+//!   kept for the failure reason.
+//! - **The password.** Windows needs an administrator password; a random one
+//!   is made per attempt, sent only in the VM's PUT body, and scrubbed from
+//!   every message this module returns. Nobody logs in: Run Command goes
+//!   through the VM agent.
+//! - **Deletion waits.** The group's DELETE (VMs force-deleted) is followed
+//!   to its end so that the recorded outcome ("deleted") is true; a test takes
+//!   minutes, deletion a few more, well inside the stage's time. If the
+//!   deletion fails or the process dies first, the sweeper deletes the group
+//!   once it is older than the configured age (default 6 h).
+//!
+//! Shapes come from the Azure REST API specifications (each contract test
+//! names its example); they are verified against that contract, not live.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::arm::{ArmClient, ArmError, provisioning_state};
+use super::compute::COMPUTE_API;
+
+/// API version of the resource group calls (Microsoft.Resources).
+pub const RESOURCES_API: &str = "2021-04-01";
+/// API version of the virtual network and NIC calls (Microsoft.Network).
+pub const NETWORK_API: &str = "2024-03-01";
+/// Every test group's name starts so; the sweeper touches no other group.
+pub const GROUP_PREFIX: &str = "imgf-test-";
+/// The tag marking a group as a factory test group...
+pub const FACTORY_TAG: &str = "image-factory";
+/// ...with this value.
+pub const FACTORY_TAG_VALUE: &str = "test";
+/// The tag naming the run a group belongs to.
+pub const RUN_TAG: &str = "image-factory-run";
+/// The tag holding when the group was (last) put, RFC 3339.
+pub const CREATED_TAG: &str = "image-factory-created";
+/// The test VM's name inside its group.
+pub const VM_NAME: &str = "vm-smoke";
+/// Pause between two smoke checks.
+pub const SMOKE_PAUSE: Duration = Duration::from_secs(30);
+
+const VNET_NAME: &str = "vnet-smoke";
+const SUBNET_NAME: &str = "default";
+const NIC_NAME: &str = "nic-smoke";
+const OS_DISK_NAME: &str = "osdisk-smoke";
+/// Windows computer names have at most 15 characters.
+const COMPUTER_NAME: &str = "imgf-smoke";
+const ADMIN_USERNAME: &str = "imgfadmin";
+/// Groups deleted per sweep at most (the next sweep takes the rest).
+const MAX_SWEEP_DELETIONS: usize = 5;
+
+/// The resource group of `run_id`'s test: the same for every attempt.
+pub fn group_name(run_id: &str) -> String {
+    let digest = Sha256::digest(run_id.as_bytes());
+    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let mut slug = String::new();
+    for c in run_id.chars() {
+        let c = if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '-'
+        };
+        if !(c == '-' && slug.ends_with('-')) {
+            slug.push(c);
+        }
+        if slug.len() == 60 {
+            break;
+        }
+    }
+    let slug = slug.trim_matches('-');
+    if slug.is_empty() {
+        format!("{GROUP_PREFIX}{short}")
+    } else {
+        format!("{GROUP_PREFIX}{slug}-{short}")
+    }
+}
+
+/// The HTTP check run inside the VM, from the image's `[smoke.http]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmokeCheck {
+    /// The URL, as the VM sees it (`http://localhost/`).
+    pub url: String,
+    /// The status it must answer.
+    pub status: u16,
+    /// Text the body must contain, if any.
+    pub contains: Option<String>,
+    /// How long to keep trying.
+    pub timeout: Duration,
+}
+
+impl SmokeCheck {
+    /// A check, refused when the URL is not a plain http(s) URL (it is
+    /// written into a PowerShell script).
+    pub fn new(
+        url: &str,
+        status: u16,
+        contains: Option<&str>,
+        timeout: Duration,
+    ) -> Result<SmokeCheck, TestVmError> {
+        let plain = (url.starts_with("http://") || url.starts_with("https://"))
+            && reqwest::Url::parse(url).is_ok()
+            && url
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !QUOTES.contains(&c) && c != '`');
+        if !plain {
+            return Err(TestVmError::BadCheck(url.to_string()));
+        }
+        Ok(SmokeCheck {
+            url: url.to_string(),
+            status,
+            contains: contains.map(str::to_string),
+            timeout,
+        })
+    }
+
+    /// The PowerShell lines Run Command executes.
+    pub fn script(&self) -> Vec<String> {
+        let contains = quote(self.contains.as_deref().unwrap_or_default());
+        vec![
+            "$ProgressPreference = 'SilentlyContinue'".into(),
+            "$status = 0; $found = $false".into(),
+            "try {".into(),
+            format!(
+                "  $response = Invoke-WebRequest -Uri {} -UseBasicParsing -TimeoutSec 30",
+                quote(&self.url)
+            ),
+            "  $status = [int]$response.StatusCode".into(),
+            format!("  $found = ([string]$response.Content).Contains({contains})"),
+            "} catch {".into(),
+            "  if ($_.Exception.Response) { $status = [int]$_.Exception.Response.StatusCode }"
+                .into(),
+            "  Write-Output ('IMGF-ERROR=' + $_.Exception.Message)".into(),
+            "}".into(),
+            "Write-Output ('IMGF-STATUS=' + $status)".into(),
+            "Write-Output ('IMGF-CONTAINS=' + $found)".into(),
+        ]
+    }
+
+    /// Reads a Run Command answer: `Ok(status)` when the check passed, else
+    /// what answered, in words.
+    pub fn verdict(&self, answer: &Value) -> Result<u16, String> {
+        let (stdout, stderr) = run_command_output(answer);
+        let field = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(name).map(str::trim))
+        };
+        let status = field("IMGF-STATUS=").and_then(|s| s.parse::<u16>().ok());
+        let found = field("IMGF-CONTAINS=").is_some_and(|s| s.eq_ignore_ascii_case("true"));
+        let error = field("IMGF-ERROR=").unwrap_or_default();
+        let why = match status {
+            Some(s) if s == self.status && (found || self.contains.is_none()) => return Ok(s),
+            Some(s) if s == self.status => format!(
+                "answered {s} without {:?} in the body",
+                self.contains.as_deref().unwrap_or_default()
+            ),
+            Some(0) => format!("no answer ({error})"),
+            Some(s) => format!("answered {s}, expected {}", self.status),
+            None => format!("no result from the script: {}", stdout.trim()),
+        };
+        let stderr = stderr.trim();
+        Err(if stderr.is_empty() {
+            why
+        } else {
+            format!("{why}; stderr: {stderr}")
+        })
+    }
+}
+
+const QUOTES: [char; 5] = ['\'', '\u{2018}', '\u{2019}', '\u{201a}', '\u{201b}'];
+
+/// A PowerShell single-quoted string: every kind of single quote doubled.
+fn quote(text: &str) -> String {
+    let mut out = String::from("'");
+    for c in text.chars() {
+        if QUOTES.contains(&c) {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// The StdOut and StdErr messages of a Run Command answer: `{"value": [...]}`
+/// (the RunCommand example's body) or the same list under
+/// `properties.output` (the shape of an `Azure-AsyncOperation` status).
+fn run_command_output(answer: &Value) -> (String, String) {
+    let items = answer
+        .get("value")
+        .or_else(|| answer.pointer("/properties/output/value"))
+        .and_then(Value::as_array);
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    for item in items.into_iter().flatten() {
+        let code = item.get("code").and_then(Value::as_str).unwrap_or_default();
+        let message = item
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if code.contains("StdOut") {
+            stdout.push_str(message);
+        } else if code.contains("StdErr") {
+            stderr.push_str(message);
+        }
+    }
+    (stdout, stderr)
+}
+
+/// What the test needs to know.
+#[derive(Clone, Debug)]
+pub struct TestPlan {
+    /// The subscription the group is created in.
+    pub subscription_id: String,
+    /// The run (names the group).
+    pub run_id: String,
+    /// The region.
+    pub location: String,
+    /// The VM size.
+    pub vm_size: String,
+    /// The gallery image version id or managed image id the VM is made from.
+    pub image_id: String,
+    /// The creation tag's time: when the stage's current attempt started.
+    pub created: DateTime<Utc>,
+    /// The check.
+    pub check: SmokeCheck,
+}
+
+/// Why the test did not pass. Messages never contain the VM's password.
+#[derive(Debug, thiserror::Error)]
+pub enum TestVmError {
+    /// Resource Manager refused or failed a step.
+    #[error("{step}: {message}")]
+    Arm {
+        /// What was being done.
+        step: &'static str,
+        /// The client's error, in words.
+        message: String,
+        /// Whether trying again later may succeed.
+        transient: bool,
+    },
+    /// The VM exists from an earlier attempt but did not provision.
+    #[error("the test VM {vm} is in provisioning state {state}")]
+    VmFailed {
+        /// The VM.
+        vm: String,
+        /// Its state.
+        state: String,
+    },
+    /// The check never passed.
+    #[error(
+        "smoke test GET {url} in the test VM failed for {seconds} s after {tries} tries: {last}"
+    )]
+    NoAnswer {
+        /// The URL.
+        url: String,
+        /// The smoke timeout.
+        seconds: u64,
+        /// Checks made.
+        tries: u32,
+        /// The last answer.
+        last: String,
+    },
+    /// The configured URL cannot be put in the script.
+    #[error(
+        "the smoke test URL {0:?} cannot be checked in the VM: it must be a plain http(s) URL without quotes"
+    )]
+    BadCheck(String),
+}
+
+impl TestVmError {
+    /// True when trying again later may succeed (throttling, server errors, transport).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TestVmError::Arm {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// What happened to the test group at the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Deleted by this call.
+    Deleted,
+    /// It was already gone.
+    AlreadyGone,
+    /// The deletion failed; the sweeper will delete the group.
+    Failed(String),
+}
+
+/// A passed check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Passed {
+    /// The status answered.
+    pub status: u16,
+    /// On which try.
+    pub tries: u32,
+}
+
+/// Everything one test did.
+#[derive(Debug)]
+pub struct TestReport {
+    /// The resource group.
+    pub group: String,
+    /// The VM's name.
+    pub vm: String,
+    /// True when the VM existed from an earlier attempt and was reused.
+    pub vm_reused: bool,
+    /// The check's result.
+    pub result: Result<Passed, TestVmError>,
+    /// The group's deletion.
+    pub cleanup: Cleanup,
+}
+
+/// The administrator password of one attempt's VM; never shown.
+struct AdminPassword(String);
+
+impl AdminPassword {
+    /// 24 random characters (about 140 bits) plus one of each class Azure
+    /// requires (upper, lower, digit, special).
+    fn generate() -> AdminPassword {
+        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+        let bytes: [u8; 24] = rand::random();
+        let mut text: String = bytes
+            .iter()
+            .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+            .collect();
+        text.push_str("-Qz7");
+        AdminPassword(text)
+    }
+
+    /// `text` with the password replaced.
+    fn scrub(&self, text: &str) -> String {
+        text.replace(&self.0, "<redacted>")
+    }
+}
+
+impl std::fmt::Debug for AdminPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn group_path(subscription_id: &str, group: &str) -> String {
+    format!("/subscriptions/{subscription_id}/resourceGroups/{group}")
+}
+
+fn tags(plan: &TestPlan) -> Value {
+    let mut tags = Map::new();
+    tags.insert(FACTORY_TAG.into(), FACTORY_TAG_VALUE.into());
+    tags.insert(RUN_TAG.into(), plan.run_id.clone().into());
+    tags.insert(
+        CREATED_TAG.into(),
+        plan.created
+            .to_rfc3339_opts(SecondsFormat::Secs, true)
+            .into(),
+    );
+    Value::Object(tags)
+}
+
+/// Runs the test of `plan`: creates (or finds) the group, network, NIC and
+/// VM, checks the URL inside the VM until it passes or time runs out, then
+/// deletes the group whatever happened.
+pub async fn run(arm: &ArmClient, plan: &TestPlan) -> TestReport {
+    let group = group_name(&plan.run_id);
+    let password = AdminPassword::generate();
+    let mut vm_reused = false;
+    let result = provision_and_check(arm, plan, &group, &password, &mut vm_reused).await;
+    let cleanup = match delete_group(arm, &plan.subscription_id, &group).await {
+        Cleanup::Failed(e) => Cleanup::Failed(password.scrub(&e)),
+        other => other,
+    };
+    tracing::info!(
+        %group,
+        passed = result.is_ok(),
+        ?cleanup,
+        "test VM checked and its resource group cleaned up"
+    );
+    TestReport {
+        group,
+        vm: VM_NAME.to_string(),
+        vm_reused,
+        result,
+        cleanup,
+    }
+}
+
+async fn provision_and_check(
+    arm: &ArmClient,
+    plan: &TestPlan,
+    group: &str,
+    password: &AdminPassword,
+    vm_reused: &mut bool,
+) -> Result<Passed, TestVmError> {
+    let failed = |step: &'static str| {
+        move |e: ArmError| TestVmError::Arm {
+            step,
+            transient: e.is_transient(),
+            message: password.scrub(&e.to_string()),
+        }
+    };
+    let base = group_path(&plan.subscription_id, group);
+    let tags = tags(plan);
+    let location = plan.location.as_str();
+
+    // ResourceGroups_CreateOrUpdate.
+    arm.put(
+        &format!("{base}?api-version={RESOURCES_API}"),
+        &json!({ "location": location, "tags": tags }),
+    )
+    .await
+    .map_err(failed("creating the test resource group"))?;
+
+    // VirtualNetworks_CreateOrUpdate: an isolated network, one subnet.
+    let vnet_id = format!("{base}/providers/Microsoft.Network/virtualNetworks/{VNET_NAME}");
+    arm.put(
+        &format!("{vnet_id}?api-version={NETWORK_API}"),
+        &json!({
+            "location": location,
+            "tags": tags,
+            "properties": {
+                "addressSpace": { "addressPrefixes": ["10.250.0.0/24"] },
+                "subnets": [{ "name": SUBNET_NAME, "properties": { "addressPrefix": "10.250.0.0/27" } }]
+            }
+        }),
+    )
+    .await
+    .map_err(failed("creating the test network"))?;
+
+    // NetworkInterfaces_CreateOrUpdate: a private address only.
+    let nic_id = format!("{base}/providers/Microsoft.Network/networkInterfaces/{NIC_NAME}");
+    arm.put(
+        &format!("{nic_id}?api-version={NETWORK_API}"),
+        &json!({
+            "location": location,
+            "tags": tags,
+            "properties": {
+                "ipConfigurations": [{
+                    "name": "ipconfig1",
+                    "properties": {
+                        "privateIPAllocationMethod": "Dynamic",
+                        "subnet": { "id": format!("{vnet_id}/subnets/{SUBNET_NAME}") }
+                    }
+                }]
+            }
+        }),
+    )
+    .await
+    .map_err(failed("creating the test VM's network interface"))?;
+
+    // VirtualMachines_Get, then VirtualMachines_CreateOrUpdate only when missing.
+    let vm_id = format!("{base}/providers/Microsoft.Compute/virtualMachines/{VM_NAME}");
+    let vm_path = format!("{vm_id}?api-version={COMPUTE_API}");
+    match arm
+        .get_optional(&vm_path)
+        .await
+        .map_err(failed("reading the test VM"))?
+    {
+        Some(existing) => match provisioning_state(&existing).as_deref() {
+            Some(state @ ("Failed" | "Canceled")) => {
+                return Err(TestVmError::VmFailed {
+                    vm: VM_NAME.into(),
+                    state: state.into(),
+                });
+            }
+            _ => *vm_reused = true,
+        },
+        None => {
+            let body = json!({
+                "location": location,
+                "tags": tags,
+                "properties": {
+                    "hardwareProfile": { "vmSize": plan.vm_size },
+                    "storageProfile": {
+                        "imageReference": { "id": plan.image_id },
+                        "osDisk": {
+                            "name": OS_DISK_NAME,
+                            "caching": "ReadWrite",
+                            "createOption": "FromImage",
+                            "deleteOption": "Delete",
+                            "managedDisk": { "storageAccountType": "StandardSSD_LRS" }
+                        }
+                    },
+                    "osProfile": {
+                        "computerName": COMPUTER_NAME,
+                        "adminUsername": ADMIN_USERNAME,
+                        "adminPassword": password.0
+                    },
+                    "networkProfile": {
+                        "networkInterfaces": [{ "id": nic_id, "properties": { "primary": true } }]
+                    }
+                }
+            });
+            arm.put(&vm_path, &body)
+                .await
+                .map_err(failed("creating the test VM"))?;
+        }
+    }
+
+    // VirtualMachines_RunCommand until the check passes or time runs out.
+    let check = &plan.check;
+    let command_path = format!("{vm_id}/runCommand?api-version={COMPUTE_API}");
+    let command = json!({ "commandId": "RunPowerShellScript", "script": check.script() });
+    let max_tries = 1 + (check.timeout.as_secs() / SMOKE_PAUSE.as_secs()).max(1) as u32;
+    let deadline = tokio::time::Instant::now() + check.timeout;
+    let mut last = String::from("not checked");
+    let mut tries = 0;
+    while tries < max_tries {
+        tries += 1;
+        match arm.post(&command_path, &command).await {
+            Ok(answer) => match check.verdict(&answer) {
+                Ok(status) => return Ok(Passed { status, tries }),
+                Err(why) => last = why,
+            },
+            // The VM or its agent is not ready (busy, extension failed): try again.
+            Err(e @ (ArmError::Conflict { .. } | ArmError::OperationFailed { .. })) => {
+                last = format!("no answer (Run Command: {e})");
+            }
+            Err(e) => return Err(failed("running the smoke check in the test VM")(e)),
+        }
+        if tries >= max_tries || tokio::time::Instant::now() + SMOKE_PAUSE > deadline {
+            break;
+        }
+        arm.wait(SMOKE_PAUSE).await;
+    }
+    let mut end = last.len().min(500);
+    while !last.is_char_boundary(end) {
+        end -= 1;
+    }
+    Err(TestVmError::NoAnswer {
+        url: check.url.clone(),
+        seconds: check.timeout.as_secs(),
+        tries,
+        last: password.scrub(&last[..end]),
+    })
+}
+
+/// Deletes a test group and waits until it is gone (VMs force-deleted: a
+/// test VM holds nothing worth a graceful shutdown).
+async fn delete_group(arm: &ArmClient, subscription_id: &str, group: &str) -> Cleanup {
+    let path = format!(
+        "{}?forceDeletionTypes=Microsoft.Compute/virtualMachines&api-version={RESOURCES_API}",
+        group_path(subscription_id, group)
+    );
+    match arm.delete(&path).await {
+        Ok(true) => Cleanup::Deleted,
+        Ok(false) => Cleanup::AlreadyGone,
+        Err(e) => Cleanup::Failed(e.to_string()),
+    }
+}
+
+/// What one sweep of test groups did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Groups deleted.
+    pub deleted: Vec<String>,
+    /// Factory test groups younger than the limit (a test may be running).
+    pub young: Vec<String>,
+    /// Groups listed but left alone, with why.
+    pub left: Vec<(String, String)>,
+    /// Groups whose deletion failed, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// The listing's filter: groups tagged `image-factory: test` (the documented
+/// `$filter=tagName eq '...' and tagValue eq '...'` of ResourceGroups_List),
+/// percent-encoded.
+pub fn sweep_filter() -> String {
+    format!("tagName eq '{FACTORY_TAG}' and tagValue eq '{FACTORY_TAG_VALUE}'")
+        .replace(' ', "%20")
+        .replace('\'', "%27")
+}
+
+/// Deletes the factory's test groups older than `max_age`: groups listed
+/// with the factory tag, named with [`GROUP_PREFIX`], whose creation tag is
+/// at least `max_age` before `now`. A group listed without tags (a tag filter
+/// may leave them out) is read to get them. Groups already being deleted are
+/// left to Resource Manager; at most five are deleted per sweep.
+pub async fn sweep(
+    arm: &ArmClient,
+    subscription_id: &str,
+    now: DateTime<Utc>,
+    max_age: chrono::Duration,
+) -> Result<SweepReport, ArmError> {
+    let listing = arm
+        .list(&format!(
+            "/subscriptions/{subscription_id}/resourcegroups?$filter={}&api-version={RESOURCES_API}",
+            sweep_filter()
+        ))
+        .await?;
+    let mut report = SweepReport::default();
+    let mut doomed = Vec::new();
+    for group in &listing {
+        let Some(name) = group.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let mut leave = |why: &str| report.left.push((name.to_string(), why.to_string()));
+        if !name.starts_with(GROUP_PREFIX) {
+            leave("not named by the factory");
+            continue;
+        }
+        if provisioning_state(group).as_deref() == Some("Deleting") {
+            leave("already being deleted");
+            continue;
+        }
+        let tags = match group.get("tags").filter(|t| t.get(CREATED_TAG).is_some()) {
+            Some(tags) => tags.clone(),
+            None => match arm
+                .get_optional(&format!(
+                    "{}?api-version={RESOURCES_API}",
+                    group_path(subscription_id, name)
+                ))
+                .await
+            {
+                Ok(Some(full)) => full.get("tags").cloned().unwrap_or(Value::Null),
+                Ok(None) => continue,
+                Err(e) => {
+                    report.failed.push((name.to_string(), e.to_string()));
+                    continue;
+                }
+            },
+        };
+        if tags.get(FACTORY_TAG).and_then(Value::as_str) != Some(FACTORY_TAG_VALUE) {
+            leave("not tagged as a factory test group");
+            continue;
+        }
+        let created = tags
+            .get(CREATED_TAG)
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        match created {
+            None => leave("no readable creation tag"),
+            Some(at) if now - at >= max_age => doomed.push(name.to_string()),
+            Some(_) => report.young.push(name.to_string()),
+        }
+    }
+    for name in doomed.iter().skip(MAX_SWEEP_DELETIONS) {
+        report
+            .left
+            .push((name.clone(), "more than five to delete: next sweep".into()));
+    }
+    let deletions = doomed
+        .iter()
+        .take(MAX_SWEEP_DELETIONS)
+        .map(|name| delete_group(arm, subscription_id, name));
+    let outcomes = futures::future::join_all(deletions).await;
+    for (name, outcome) in doomed.iter().zip(outcomes) {
+        match outcome {
+            Cleanup::Deleted | Cleanup::AlreadyGone => report.deleted.push(name.clone()),
+            Cleanup::Failed(e) => report.failed.push((name.clone(), e)),
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_name_is_deterministic_short_and_distinct_per_run() {
+        let a = group_name("push-base-w2022-datacenter-c0ffee");
+        assert_eq!(a, group_name("push-base-w2022-datacenter-c0ffee"));
+        assert!(
+            a.starts_with("imgf-test-push-base-w2022-datacenter-c0ffee-"),
+            "{a}"
+        );
+        assert_ne!(a, group_name("push-base-w2022-datacenter-c0ffef"));
+        let long = group_name(&format!("a//b {}/Ünïcode run", "x".repeat(300)));
+        assert!(long.len() <= 90, "{long}");
+        for name in [&a, &long, &group_name("///")] {
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{name}"
+            );
+            assert!(!name.ends_with('.') && !name.contains("--"), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_password_meets_azure_complexity_differs_each_time_and_is_never_shown() {
+        let one = AdminPassword::generate();
+        let two = AdminPassword::generate();
+        assert_ne!(one.0, two.0);
+        assert!(one.0.len() >= 12 && one.0.len() <= 123);
+        assert!(one.0.chars().any(|c| c.is_ascii_uppercase()));
+        assert!(one.0.chars().any(|c| c.is_ascii_lowercase()));
+        assert!(one.0.chars().any(|c| c.is_ascii_digit()));
+        assert!(one.0.chars().any(|c| !c.is_ascii_alphanumeric()));
+        assert_eq!(format!("{one:?}"), "<redacted>");
+        assert_eq!(one.scrub(&format!("x {} y", one.0)), "x <redacted> y");
+    }
+
+    #[test]
+    fn the_script_quotes_what_it_embeds_and_refuses_urls_that_would_break_it() {
+        let check = SmokeCheck::new(
+            "http://localhost/",
+            200,
+            Some("it's IIS"),
+            Duration::from_secs(60),
+        )
+        .expect("a plain URL");
+        let script = check.script().join("\n");
+        assert!(script.contains("-Uri 'http://localhost/'"), "{script}");
+        assert!(script.contains(".Contains('it''s IIS')"), "{script}");
+        for bad in [
+            "ftp://x/",
+            "http://x/'; Remove-Item C:\\",
+            "http://x/\u{2019}",
+            "http://a b/",
+            "localhost",
+        ] {
+            assert!(
+                matches!(
+                    SmokeCheck::new(bad, 200, None, Duration::from_secs(1)),
+                    Err(TestVmError::BadCheck(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    fn answer(stdout: &str, stderr: &str) -> Value {
+        json!({ "value": [
+            { "code": "ComponentStatus/StdOut/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "message": stdout },
+            { "code": "ComponentStatus/StdErr/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "message": stderr }
+        ]})
+    }
+
+    #[test]
+    fn run_command_output_is_read_into_a_verdict() {
+        let check = SmokeCheck::new(
+            "http://localhost/",
+            200,
+            Some("IIS"),
+            Duration::from_secs(60),
+        )
+        .expect("valid");
+        assert_eq!(
+            check.verdict(&answer("IMGF-STATUS=200\nIMGF-CONTAINS=True\n", "")),
+            Ok(200)
+        );
+        assert_eq!(
+            check.verdict(&answer("IMGF-STATUS=200\nIMGF-CONTAINS=False\n", "")),
+            Err("answered 200 without \"IIS\" in the body".into())
+        );
+        assert_eq!(
+            check.verdict(&answer("IMGF-STATUS=503\nIMGF-CONTAINS=False\n", "")),
+            Err("answered 503, expected 200".into())
+        );
+        assert_eq!(
+            check.verdict(&answer(
+                "IMGF-ERROR=Unable to connect to the remote server\nIMGF-STATUS=0\nIMGF-CONTAINS=False\n",
+                "boom"
+            )),
+            Err("no answer (Unable to connect to the remote server); stderr: boom".into())
+        );
+        // The same list under properties.output (an async operation's status).
+        let nested = json!({ "status": "Succeeded", "properties": { "output": answer("IMGF-STATUS=200\nIMGF-CONTAINS=True", "") } });
+        assert_eq!(check.verdict(&nested), Ok(200));
+        assert!(check.verdict(&json!({})).is_err());
+    }
+
+    #[test]
+    fn the_sweep_filter_is_the_documented_tag_filter_encoded() {
+        assert_eq!(
+            sweep_filter(),
+            "tagName%20eq%20%27image-factory%27%20and%20tagValue%20eq%20%27test%27"
+        );
+    }
+}

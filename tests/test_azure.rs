@@ -1,0 +1,982 @@
+//! The test stage on Azure and the sweeper of its resource groups, as
+//! specifications: the unchanged Resource Manager client over real HTTP on
+//! loopback, against a stand-in answering with bodies and headers shaped as
+//! the Azure REST API specifications' examples (each fixture names its
+//! example). Each test checks the exact requests sent: what is created, with
+//! which names and bodies, that a retry creates nothing twice, and that the
+//! resource group is deleted in every outcome. Verified against the official
+//! contract, not against a live subscription.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::Method;
+use chrono::{DateTime, TimeZone, Utc};
+use common::arm_server::{ArmServer, Reply, Seen, TOKEN};
+use common::{Factory, Options, copy_example};
+use image_factory::azure::testvm;
+use image_factory::azure::{Azure, AzureSettings, TestVmSettings};
+use image_factory::domain::machine::{Event, decide};
+use image_factory::domain::run::{
+    BuildResult, Execution, Run, Stage, StageOutput, Trigger, TriggerKind,
+};
+use image_factory::stages::{StageResult, execute};
+use serde_json::{Value, json};
+
+const RUN_ID: &str = "push-example-c0ffee";
+const VERSION_ID: &str = "/subscriptions/sub-1/resourceGroups/rg-img-gallery/providers/Microsoft.Compute/galleries/acg_shared/images/windows-web-base/versions/2026.1125.0";
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+/// When the test stage's attempt started (the creation tag).
+fn attempt_started() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 11, 58, 0).unwrap()
+}
+
+fn group() -> String {
+    testvm::group_name(RUN_ID)
+}
+
+fn group_path() -> String {
+    format!("/subscriptions/sub-1/resourceGroups/{}", group())
+}
+
+fn vnet_path() -> String {
+    format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/vnet-smoke",
+        group_path()
+    )
+}
+
+fn nic_path() -> String {
+    format!(
+        "{}/providers/Microsoft.Network/networkInterfaces/nic-smoke",
+        group_path()
+    )
+}
+
+fn vm_path() -> String {
+    format!(
+        "{}/providers/Microsoft.Compute/virtualMachines/vm-smoke",
+        group_path()
+    )
+}
+
+fn run_command_path() -> String {
+    format!("{}/runCommand", vm_path())
+}
+
+/// Microsoft.Resources 2021-04-01 `CreateResourceGroup.json`: 201 with the group.
+fn group_created() -> Reply {
+    Reply::new(
+        Method::PUT,
+        &group_path(),
+        201,
+        json!({
+            "id": group_path(),
+            "name": group(),
+            "location": "westeurope",
+            "tags": { "image-factory": "test", "image-factory-run": RUN_ID },
+            "properties": { "provisioningState": "Succeeded" }
+        }),
+    )
+}
+
+/// Network 2024-03-01 `VirtualNetworkCreateSubnet.json`: 201, Succeeded.
+fn vnet_created() -> Reply {
+    Reply::new(
+        Method::PUT,
+        &vnet_path(),
+        201,
+        json!({
+            "name": "vnet-smoke",
+            "id": vnet_path(),
+            "type": "Microsoft.Network/virtualNetworks",
+            "location": "westeurope",
+            "properties": {
+                "provisioningState": "Succeeded",
+                "addressSpace": { "addressPrefixes": ["10.250.0.0/24"] },
+                "subnets": [{
+                    "id": format!("{}/subnets/default", vnet_path()),
+                    "name": "default",
+                    "properties": { "addressPrefix": "10.250.0.0/27", "provisioningState": "Succeeded" }
+                }],
+                "virtualNetworkPeerings": []
+            }
+        }),
+    )
+}
+
+/// Network 2024-03-01 `NetworkInterfaceCreate.json`: 201, Succeeded (one
+/// private ip configuration, no public address).
+fn nic_created() -> Reply {
+    Reply::new(
+        Method::PUT,
+        &nic_path(),
+        201,
+        json!({
+            "name": "nic-smoke",
+            "id": nic_path(),
+            "location": "westeurope",
+            "properties": {
+                "provisioningState": "Succeeded",
+                "ipConfigurations": [{
+                    "name": "ipconfig1",
+                    "id": format!("{}/ipConfigurations/ipconfig1", nic_path()),
+                    "properties": {
+                        "provisioningState": "Succeeded",
+                        "privateIPAddress": "10.250.0.4",
+                        "privateIPAllocationMethod": "Dynamic",
+                        "subnet": { "id": format!("{}/subnets/default", vnet_path()) },
+                        "primary": true,
+                        "privateIPAddressVersion": "IPv4"
+                    }
+                }],
+                "enableAcceleratedNetworking": false,
+                "enableIPForwarding": false
+            },
+            "type": "Microsoft.Network/networkInterfaces"
+        }),
+    )
+}
+
+/// A VM shaped as ComputeRP 2024-07-01
+/// `VirtualMachine_Create_FromACustomImage.json` / `VirtualMachine_Get.json`.
+fn vm_body(state: &str) -> Value {
+    json!({
+        "id": vm_path(),
+        "type": "Microsoft.Compute/virtualMachines",
+        "properties": {
+            "osProfile": { "adminUsername": "imgfadmin", "secrets": [], "computerName": "imgf-smoke" },
+            "networkProfile": { "networkInterfaces": [{ "id": nic_path(), "properties": { "primary": true } }] },
+            "storageProfile": {
+                "imageReference": { "id": VERSION_ID },
+                "osDisk": {
+                    "name": "osdisk-smoke",
+                    "diskSizeGB": 127,
+                    "managedDisk": { "storageAccountType": "StandardSSD_LRS" },
+                    "caching": "ReadWrite",
+                    "createOption": "FromImage",
+                    "osType": "Windows"
+                },
+                "dataDisks": []
+            },
+            "vmId": "71aa3d5a-d73d-4970-9182-8580433b2865",
+            "hardwareProfile": { "vmSize": "Standard_D2s_v5" },
+            "provisioningState": state
+        },
+        "name": "vm-smoke",
+        "location": "westeurope"
+    })
+}
+
+/// The VM does not exist yet (the 404 error body of a VirtualMachines_Get).
+fn vm_missing() -> Reply {
+    Reply::new(
+        Method::GET,
+        &vm_path(),
+        404,
+        json!({ "error": { "code": "ResourceNotFound", "message": "The Resource 'Microsoft.Compute/virtualMachines/vm-smoke' was not found." } }),
+    )
+}
+
+/// VirtualMachines_CreateOrUpdate: 201 `Creating` (the example's body) with
+/// an `Azure-AsyncOperation` status that succeeds, then the VM as it is.
+fn vm_created(op: &str) -> Vec<Reply> {
+    let status = format!(
+        "/subscriptions/sub-1/providers/Microsoft.Compute/locations/westeurope/operations/{op}"
+    );
+    vec![
+        Reply::new(Method::PUT, &vm_path(), 201, vm_body("Creating")).header(
+            "Azure-AsyncOperation",
+            &format!("{{base}}{status}?api-version=2024-07-01"),
+        ),
+        Reply::new(
+            Method::GET,
+            &status,
+            200,
+            json!({ "startTime": "2026-11-25T11:58:30Z", "endTime": "2026-11-25T12:01:10Z", "status": "Succeeded", "name": op }),
+        ),
+        Reply::new(Method::GET, &vm_path(), 200, vm_body("Succeeded")),
+    ]
+}
+
+/// ComputeRP 2024-07-01 `runCommandExamples/VirtualMachineRunCommand.json`:
+/// 202 with a `Location` to poll, then 200 with the StdOut/StdErr statuses.
+fn run_command(op: &str, stdout: &str) -> Vec<Reply> {
+    let location = format!(
+        "/subscriptions/sub-1/providers/Microsoft.Compute/locations/westeurope/operations/{op}"
+    );
+    vec![
+        Reply::new(Method::POST, &run_command_path(), 202, Value::Null).header(
+            "Location",
+            &format!("{{base}}{location}?monitor=true&api-version=2024-07-01"),
+        ),
+        Reply::new(
+            Method::GET,
+            &location,
+            200,
+            json!({ "value": [
+                { "code": "ComponentStatus/StdOut/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "message": stdout },
+                { "code": "ComponentStatus/StdErr/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "message": "" }
+            ]}),
+        ),
+    ]
+}
+
+const IIS_ANSWERS: &str = "IMGF-STATUS=200\nIMGF-CONTAINS=True\n";
+const NOBODY_ANSWERS: &str =
+    "IMGF-ERROR=Unable to connect to the remote server\nIMGF-STATUS=0\nIMGF-CONTAINS=False\n";
+
+/// Microsoft.Resources 2024-03-01 `ForceDeleteVMsInResourceGroup.json`:
+/// 202 with a `location`, then 200 when the group is gone.
+fn group_deleted(op: &str) -> Vec<Reply> {
+    let result = format!("/subscriptions/sub-1/operationresults/{op}");
+    vec![
+        Reply::new(Method::DELETE, &group_path(), 202, Value::Null).header(
+            "location",
+            &format!("{{base}}{result}?api-version=2021-04-01"),
+        ),
+        Reply::new(Method::GET, &result, 200, Value::Null),
+    ]
+}
+
+fn network() -> Vec<Reply> {
+    vec![group_created(), vnet_created(), nic_created()]
+}
+
+/// The requests received, without the listings of the sweeper timer (the
+/// embedded host fires it every five minutes; unscripted, they change nothing).
+fn seen(server: &ArmServer) -> Vec<Seen> {
+    server
+        .seen()
+        .into_iter()
+        .filter(|s| !s.uri.starts_with("/subscriptions/sub-1/resourcegroups?"))
+        .collect()
+}
+
+/// The requests received, as `METHOD path` without the query.
+fn requests(server: &ArmServer) -> Vec<String> {
+    seen(server)
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s.method,
+                s.uri.split('?').next().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// A factory whose `example` image's smoke test is the Windows image's
+/// `[smoke.http]` check, with Azure pointing at `server`.
+async fn factory(
+    server: &ArmServer,
+    timeout_seconds: u64,
+) -> (Factory, tempfile::TempDir, Arc<Mutex<Vec<Duration>>>) {
+    let images = tempfile::TempDir::new().expect("a folder");
+    let dir = copy_example(images.path(), "example");
+    let toml = std::fs::read_to_string(dir.join("image.toml")).expect("image.toml");
+    let start = toml.find("[smoke.command]").expect("a smoke section");
+    let end = toml[start..]
+        .find("[approval]")
+        .expect("an approval section")
+        + start;
+    let toml = format!(
+        "{}[smoke.http]\nurl = \"http://localhost/\"\nstatus = 200\ncontains = \"IIS\"\ntimeout_seconds = {timeout_seconds}\n\n{}",
+        &toml[..start],
+        &toml[end..]
+    );
+    std::fs::write(dir.join("image.toml"), toml).expect("written");
+    let (arm, waits) = server.client();
+    let azure = Azure {
+        settings: AzureSettings {
+            endpoint: server.base.clone(),
+            subscription_id: "sub-1".into(),
+            gallery_resource_group: Some("rg-img-gallery".into()),
+            gallery: Some("acg_shared".into()),
+            build_job: None,
+            test_vm: TestVmSettings {
+                location: Some("westeurope".into()),
+                ..TestVmSettings::default()
+            },
+        },
+        arm,
+    };
+    let factory = Factory::start_with(Options {
+        images_dir: images.path().to_path_buf(),
+        tweak: Box::new(move |app| {
+            app.azure = Some(Arc::new(azure));
+            app.clock = Arc::new(now);
+        }),
+        ..Options::default()
+    })
+    .await;
+    (factory, images, waits)
+}
+
+fn execution(stage: Stage, delivery: u32) -> Execution {
+    Execution {
+        message_id: format!("message-{stage}"),
+        delivery,
+    }
+}
+
+/// The run as recorded when its test stage starts (delivery `delivery`):
+/// validated, built into a gallery version.
+fn run_at_test(delivery: u32) -> Run {
+    let mut run = Run::new(
+        RUN_ID.into(),
+        "example".into(),
+        "2026.1125.0".parse().expect("a version"),
+        Trigger {
+            commit: Some("c0ffee".into()),
+            branch: Some("main".into()),
+            ..Trigger::new(TriggerKind::Push, "github")
+        },
+        BTreeMap::new(),
+        attempt_started() - chrono::Duration::hours(1),
+    );
+    let outputs = [
+        (
+            Stage::Validate,
+            StageOutput::Validated {
+                findings: vec![],
+                packer_version: None,
+            },
+        ),
+        (
+            Stage::Build,
+            StageOutput::Built(BuildResult {
+                artifacts: vec![],
+                managed_image_id: None,
+                gallery_version_id: Some(VERSION_ID.into()),
+                log: "build.log".into(),
+                duration_seconds: 1800,
+            }),
+        ),
+    ];
+    for (stage, output) in outputs {
+        let at = attempt_started() - chrono::Duration::minutes(30);
+        for event in [
+            Event::StageStarted {
+                stage,
+                execution: execution(stage, 1),
+                at,
+            },
+            Event::StageSucceeded {
+                stage,
+                execution: execution(stage, 1),
+                at,
+                output,
+            },
+        ] {
+            run = decide(&run, &event).expect("a valid step").run;
+        }
+    }
+    for n in 1..=delivery {
+        let event = Event::StageStarted {
+            stage: Stage::Test,
+            execution: execution(Stage::Test, n),
+            at: attempt_started(),
+        };
+        run = decide(&run, &event).expect("the test stage starts").run;
+    }
+    run
+}
+
+/// The run as the stage function records the result.
+fn record(run: &Run, result: &StageResult, delivery: u32) -> Run {
+    let execution = execution(Stage::Test, delivery);
+    let event = match result {
+        StageResult::Succeeded(output) => Event::StageSucceeded {
+            stage: Stage::Test,
+            execution,
+            at: now(),
+            output: output.clone(),
+        },
+        StageResult::Failed(reason) => Event::StageFailed {
+            stage: Stage::Test,
+            execution,
+            at: now(),
+            reason: reason.clone(),
+        },
+        other => panic!("not a recorded result: {other:?}"),
+    };
+    decide(run, &event).expect("recorded").run
+}
+
+/// The VM's administrator password, from the VM's PUT body.
+fn password(server: &ArmServer) -> String {
+    let put = seen(server)
+        .into_iter()
+        .find(|s| s.method == Method::PUT && s.uri.starts_with(&vm_path()))
+        .expect("the VM was put");
+    put.body.expect("a body")["properties"]["osProfile"]["adminPassword"]
+        .as_str()
+        .expect("a password")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stage_creates_a_vm_from_the_new_version_finds_iis_answering_and_deletes_the_group() {
+    let mut script = network();
+    script.push(vm_missing());
+    script.extend(vm_created("vm-op-1"));
+    script.extend(run_command("rc-1", NOBODY_ANSWERS));
+    script.extend(run_command("rc-2", IIS_ANSWERS));
+    script.extend(group_deleted("del-1"));
+    let server = ArmServer::start(script).await;
+    let (factory, _images, waits) = factory(&server, 600).await;
+    let run = run_at_test(1);
+
+    let result = execute(&factory.app, &run, Stage::Test).await;
+
+    let StageResult::Succeeded(StageOutput::Tested { checks }) = &result else {
+        panic!("the test stage did not succeed: {result:?}");
+    };
+    assert_eq!(
+        requests(&server),
+        [
+            format!("PUT {}", group_path()),
+            format!("PUT {}", vnet_path()),
+            format!("PUT {}", nic_path()),
+            format!("GET {}", vm_path()),
+            format!("PUT {}", vm_path()),
+            "GET /subscriptions/sub-1/providers/Microsoft.Compute/locations/westeurope/operations/vm-op-1".into(),
+            format!("GET {}", vm_path()),
+            format!("POST {}", run_command_path()),
+            "GET /subscriptions/sub-1/providers/Microsoft.Compute/locations/westeurope/operations/rc-1".into(),
+            format!("POST {}", run_command_path()),
+            "GET /subscriptions/sub-1/providers/Microsoft.Compute/locations/westeurope/operations/rc-2".into(),
+            format!("DELETE {}", group_path()),
+            "GET /subscriptions/sub-1/operationresults/del-1".into(),
+        ]
+    );
+    assert!(server.unserved().is_empty());
+    let seen = seen(&server);
+    for s in &seen {
+        assert_eq!(
+            s.authorization.as_deref(),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+    assert!(group().starts_with("imgf-test-push-example-c0ffee-") && group().len() <= 90);
+    assert!(
+        seen[0].uri.ends_with("?api-version=2021-04-01"),
+        "{}",
+        seen[0].uri
+    );
+    assert!(seen[1].uri.ends_with("?api-version=2024-03-01"));
+    assert!(seen[2].uri.ends_with("?api-version=2024-03-01"));
+    assert!(seen[4].uri.ends_with("?api-version=2024-07-01"));
+    assert!(seen[7].uri.ends_with("/runCommand?api-version=2024-07-01"));
+    assert!(
+        seen[11]
+            .uri
+            .contains("forceDeletionTypes=Microsoft.Compute/virtualMachines"),
+        "{}",
+        seen[11].uri
+    );
+
+    // The group: the configured region, the factory's tags, the attempt's start.
+    let body = seen[0].body.clone().expect("a body");
+    assert_eq!(body["location"], "westeurope");
+    assert_eq!(
+        body["tags"],
+        json!({ "image-factory": "test", "image-factory-run": RUN_ID, "image-factory-created": "2026-11-25T11:58:00Z" })
+    );
+    // The NIC: a private address in the run's own subnet, no public one.
+    let nic = seen[2].body.clone().expect("a body");
+    let ip = &nic["properties"]["ipConfigurations"][0]["properties"];
+    assert_eq!(
+        ip["subnet"]["id"],
+        format!("{}/subnets/default", vnet_path())
+    );
+    assert!(ip.get("publicIPAddress").is_none(), "{nic}");
+    // The VM: from the gallery version, on that NIC, with a generated password.
+    let vm = seen[4].body.clone().expect("a body");
+    assert_eq!(
+        vm["properties"]["storageProfile"]["imageReference"]["id"],
+        VERSION_ID
+    );
+    assert_eq!(
+        vm["properties"]["storageProfile"]["osDisk"]["name"],
+        "osdisk-smoke"
+    );
+    assert_eq!(
+        vm["properties"]["networkProfile"]["networkInterfaces"][0]["id"],
+        nic_path()
+    );
+    assert_eq!(
+        vm["properties"]["hardwareProfile"]["vmSize"],
+        "Standard_D2s_v5"
+    );
+    let secret = password(&server);
+    assert!(secret.len() >= 12, "Azure wants at least 12 characters");
+    // The check: the image's URL and text, inside the VM.
+    let command = seen[7].body.clone().expect("a body");
+    assert_eq!(command["commandId"], "RunPowerShellScript");
+    let script: Vec<String> = serde_json::from_value(command["script"].clone()).expect("lines");
+    let script = script.join("\n");
+    assert!(
+        script.contains("Invoke-WebRequest -Uri 'http://localhost/'"),
+        "{script}"
+    );
+    assert!(script.contains(".Contains('IIS')"), "{script}");
+    // One 30 s pause between the two checks (the others are the operations' polls).
+    let pauses = waits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| d.as_secs() == 30)
+        .count();
+    assert_eq!(pauses, 1);
+
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    assert!(
+        checks[0].contains(&group())
+            && checks[0].contains("vm-smoke")
+            && checks[0].contains(VERSION_ID),
+        "{}",
+        checks[0]
+    );
+    assert_eq!(
+        checks[1],
+        "smoke test GET http://localhost/ inside the VM (Run Command) answered 200 with \"IIS\" on try 2"
+    );
+    assert_eq!(checks[2], format!("resource group {} deleted", group()));
+    let recorded = record(&run, &result, 1);
+    assert_eq!(&recorded.checks, checks);
+    let stored = serde_json::to_string(&recorded).expect("JSON");
+    assert!(
+        !stored.contains(&secret),
+        "the VM's password is in the recorded run"
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redelivered_stage_reuses_every_name_and_the_existing_vm_and_creates_nothing_twice() {
+    let outage = json!({ "error": { "code": "InternalServerError", "message": "Encountered internal server error." } });
+    let mut script = network();
+    script.push(vm_missing());
+    script.extend(vm_created("vm-op-1"));
+    // First delivery: Resource Manager fails the check and the deletion.
+    script.push(Reply::new(
+        Method::POST,
+        &run_command_path(),
+        500,
+        outage.clone(),
+    ));
+    script.push(Reply::new(Method::DELETE, &group_path(), 500, outage));
+    // Second delivery: the group, network and VM are still there.
+    script.extend(network());
+    script.push(Reply::new(
+        Method::GET,
+        &vm_path(),
+        200,
+        vm_body("Succeeded"),
+    ));
+    script.extend(run_command("rc-2", IIS_ANSWERS));
+    script.extend(group_deleted("del-2"));
+    let server = ArmServer::start(script).await;
+    let (factory, _images, _) = factory(&server, 600).await;
+
+    let first = execute(&factory.app, &run_at_test(1), Stage::Test).await;
+    let StageResult::Retry(reason) = &first else {
+        panic!("a 500 on the first delivery is retried: {first:?}");
+    };
+    assert!(reason.contains("HTTP 500"), "{reason}");
+    assert!(
+        reason.contains(&format!("resource group {} not deleted", group()))
+            && reason.contains("the sweeper deletes it once older than 6 h"),
+        "{reason}"
+    );
+    let first_requests = requests(&server);
+
+    let run = run_at_test(2);
+    let second = execute(&factory.app, &run, Stage::Test).await;
+    let StageResult::Succeeded(StageOutput::Tested { checks }) = &second else {
+        panic!("the second delivery did not succeed: {second:?}");
+    };
+    assert!(
+        checks[0].ends_with("reused from an earlier attempt"),
+        "{}",
+        checks[0]
+    );
+    assert_eq!(checks[2], format!("resource group {} deleted", group()));
+    assert!(server.unserved().is_empty());
+
+    let all = requests(&server);
+    let second_requests = &all[first_requests.len()..];
+    let writes = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .filter(|r| r.starts_with("PUT ") && !r.ends_with("vm-smoke"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        writes(&first_requests),
+        writes(second_requests),
+        "the same group, network and NIC, by the same names"
+    );
+    let vm_puts = all
+        .iter()
+        .filter(|r| **r == format!("PUT {}", vm_path()))
+        .count();
+    assert_eq!(vm_puts, 1, "one VM, created once: {all:?}");
+    assert!(
+        all.iter()
+            .filter(|r| !r.contains("/operations/") && !r.contains("/operationresults/"))
+            .all(|r| r.contains(&group_path())),
+        "nothing outside the run's group: {all:?}"
+    );
+    let secret = password(&server);
+    assert!(!reason.contains(&secret));
+    assert!(
+        !serde_json::to_string(&record(&run, &second, 2))
+            .expect("JSON")
+            .contains(&secret)
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_that_never_answers_fails_the_stage_with_the_last_answer_and_the_group_is_deleted() {
+    let mut script = network();
+    script.push(vm_missing());
+    script.extend(vm_created("vm-op-1"));
+    // 90 s of patience, a check every 30 s: four checks.
+    for n in 1..=4 {
+        script.extend(run_command(&format!("rc-{n}"), NOBODY_ANSWERS));
+    }
+    script.extend(group_deleted("del-1"));
+    let server = ArmServer::start(script).await;
+    let (factory, _images, waits) = factory(&server, 90).await;
+    let run = run_at_test(1);
+
+    let result = execute(&factory.app, &run, Stage::Test).await;
+
+    let StageResult::Failed(reason) = &result else {
+        panic!("a VM that never answers fails the stage: {result:?}");
+    };
+    assert!(
+        reason.starts_with(
+            "smoke test GET http://localhost/ in the test VM failed for 90 s after 4 tries: no answer (Unable to connect to the remote server)"
+        ),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("resource group {} deleted", group())),
+        "{reason}"
+    );
+    assert!(
+        server.unserved().is_empty(),
+        "four checks, then the deletion"
+    );
+    let pauses = waits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| d.as_secs() == 30)
+        .count();
+    assert_eq!(pauses, 3);
+    let recorded = record(&run, &result, 1);
+    let failure = recorded.failure.expect("a failure");
+    assert_eq!(failure.stage, Some(Stage::Test));
+    assert_eq!(
+        failure.diagnosis.map(|d| d.kind).as_deref(),
+        Some("smoke-test-no-answer")
+    );
+    assert!(
+        !serde_json::to_string(&recorded.checks)
+            .expect("JSON")
+            .contains(&password(&server))
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried_then_recorded_as_the_stage_outcome_and_the_group_is_deleted_each_time()
+ {
+    let throttled = json!({ "error": { "code": "TooManyRequests", "message": "The request is being throttled." } });
+    let throttled_vm = || {
+        // The client's three retries after Retry-After, then it gives up.
+        (0..4)
+            .map(|_| {
+                Reply::new(Method::PUT, &vm_path(), 429, throttled.clone())
+                    .header("Retry-After", "7")
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut script = Vec::new();
+    for delivery in 1..=2 {
+        script.extend(network());
+        script.push(vm_missing());
+        script.extend(throttled_vm());
+        script.extend(group_deleted(&format!("del-{delivery}")));
+    }
+    let server = ArmServer::start(script).await;
+    let (factory, _images, waits) = factory(&server, 600).await;
+
+    let first = execute(&factory.app, &run_at_test(1), Stage::Test).await;
+    let StageResult::Retry(reason) = &first else {
+        panic!("throttling on the first delivery is retried: {first:?}");
+    };
+    assert!(
+        reason.starts_with("creating the test VM: throttled by Resource Manager 4 times"),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with(&format!("resource group {} deleted", group())),
+        "{reason}"
+    );
+
+    let run = run_at_test(3);
+    let last = execute(&factory.app, &run, Stage::Test).await;
+    let StageResult::Failed(reason) = &last else {
+        panic!("throttling on the third delivery is the stage's outcome: {last:?}");
+    };
+    assert!(
+        reason.contains("throttled by Resource Manager 4 times"),
+        "{reason}"
+    );
+    assert!(reason.contains("still failing on delivery 3"), "{reason}");
+    assert!(
+        reason.contains(&format!("resource group {} deleted", group())),
+        "{reason}"
+    );
+    assert!(server.unserved().is_empty());
+    let retry_afters = waits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| d.as_secs() == 7)
+        .count();
+    assert_eq!(
+        retry_afters, 6,
+        "three waits per delivery, as Retry-After asked"
+    );
+    let recorded = record(&run, &last, 3);
+    assert_eq!(recorded.failure.expect("a failure").reason, *reason);
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_refusal_fails_the_stage_with_the_quota_diagnosis_and_the_group_is_deleted() {
+    let mut script = network();
+    script.push(vm_missing());
+    script.push(Reply::new(
+        Method::PUT,
+        &vm_path(),
+        409,
+        json!({ "error": { "code": "OperationNotAllowed", "message": "Operation could not be completed as it results in exceeding approved standardDSv5Family Cores quota. Additional details - Deployment Model: Resource Manager, Location: westeurope, Current Limit: 0, Current Usage: 0, Additional Required: 2, (Minimum) New Limit Required: 2." } }),
+    ));
+    script.extend(group_deleted("del-1"));
+    let server = ArmServer::start(script).await;
+    let (factory, _images, _) = factory(&server, 600).await;
+    let run = run_at_test(1);
+
+    let result = execute(&factory.app, &run, Stage::Test).await;
+
+    let StageResult::Failed(reason) = &result else {
+        panic!("a quota refusal fails the stage: {result:?}");
+    };
+    assert!(
+        reason.starts_with("creating the test VM: quota exceeded (OperationNotAllowed)"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("resource group {} deleted", group())),
+        "{reason}"
+    );
+    assert!(server.unserved().is_empty());
+    let failure = record(&run, &result, 1).failure.expect("a failure");
+    assert_eq!(failure.diagnosis.map(|d| d.kind).as_deref(), Some("quota"));
+    assert!(!reason.contains(&password(&server)));
+    factory.stop().await;
+}
+
+/// A resource group as ResourceGroups_List answers (Microsoft.Resources
+/// 2021-04-01: the `ListResourceGroups.json` example's body is empty, so each
+/// item has the `ResourceGroup` definition's shape, as in
+/// `CreateResourceGroup.json`, with tags).
+fn listed(name: &str, state: &str, tags: Option<Value>) -> Value {
+    let mut group = json!({
+        "id": format!("/subscriptions/sub-1/resourceGroups/{name}"),
+        "name": name,
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": "westeurope",
+        "properties": { "provisioningState": state }
+    });
+    if let Some(tags) = tags {
+        group["tags"] = tags;
+    }
+    group
+}
+
+fn factory_tags(run: &str, hours_old: i64) -> Value {
+    json!({
+        "image-factory": "test",
+        "image-factory-run": run,
+        "image-factory-created": (now() - chrono::Duration::hours(hours_old)).to_rfc3339()
+    })
+}
+
+#[tokio::test]
+async fn the_sweeper_deletes_only_factory_test_groups_older_than_the_limit_from_a_recorded_listing()
+{
+    let list = "/subscriptions/sub-1/resourcegroups";
+    let page_one = json!({
+        "value": [
+            listed("imgf-test-push-a-1111aaaa", "Succeeded", Some(factory_tags("push-a", 8))),
+            listed("imgf-test-push-b-2222bbbb", "Succeeded", Some(factory_tags("push-b", 1))),
+            listed("imgf-test-push-c-3333cccc", "Succeeded", None),
+            listed("rg-someone-else", "Succeeded", Some(factory_tags("push-x", 48))),
+        ],
+        "nextLink": format!("{{base}}{list}?$filter=x&api-version=2021-04-01&%24skiptoken=page2")
+    });
+    let page_two = json!({ "value": [
+        listed("imgf-test-push-d-4444dddd", "Deleting", Some(factory_tags("push-d", 9))),
+        listed("imgf-test-push-e-5555eeee", "Succeeded", Some(json!({ "image-factory": "test" }))),
+    ]});
+    let server = ArmServer::start(vec![
+        Reply::new(Method::GET, list, 200, page_one),
+        Reply::new(Method::GET, list, 200, page_two),
+        // Listed without tags: read (GetResourceGroups.json's shape, with tags).
+        Reply::new(
+            Method::GET,
+            "/subscriptions/sub-1/resourceGroups/imgf-test-push-c-3333cccc",
+            200,
+            listed(
+                "imgf-test-push-c-3333cccc",
+                "Succeeded",
+                Some(factory_tags("push-c", 7)),
+            ),
+        ),
+        Reply::new(
+            Method::GET,
+            "/subscriptions/sub-1/resourceGroups/imgf-test-push-e-5555eeee",
+            200,
+            listed(
+                "imgf-test-push-e-5555eeee",
+                "Succeeded",
+                Some(json!({ "image-factory": "test" })),
+            ),
+        ),
+        // ForceDeleteVMsInResourceGroup.json's 200.
+        Reply::new(
+            Method::DELETE,
+            "/subscriptions/sub-1/resourceGroups/imgf-test-push-a-1111aaaa",
+            200,
+            Value::Null,
+        ),
+        Reply::new(
+            Method::DELETE,
+            "/subscriptions/sub-1/resourceGroups/imgf-test-push-c-3333cccc",
+            200,
+            Value::Null,
+        ),
+    ])
+    .await;
+    let (arm, _) = server.client();
+
+    let report = testvm::sweep(&arm, "sub-1", now(), chrono::Duration::hours(6))
+        .await
+        .expect("swept");
+
+    let seen = server.seen();
+    assert_eq!(
+        seen[0].uri,
+        "/subscriptions/sub-1/resourcegroups?$filter=tagName%20eq%20%27image-factory%27%20and%20tagValue%20eq%20%27test%27&api-version=2021-04-01"
+    );
+    let mut deleted = report.deleted.clone();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        ["imgf-test-push-a-1111aaaa", "imgf-test-push-c-3333cccc"]
+    );
+    assert_eq!(report.young, ["imgf-test-push-b-2222bbbb"]);
+    assert_eq!(
+        report.left,
+        [
+            (
+                "rg-someone-else".to_string(),
+                "not named by the factory".to_string()
+            ),
+            (
+                "imgf-test-push-d-4444dddd".to_string(),
+                "already being deleted".to_string()
+            ),
+            (
+                "imgf-test-push-e-5555eeee".to_string(),
+                "no readable creation tag".to_string()
+            ),
+        ]
+    );
+    assert!(report.failed.is_empty());
+    let deletes: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == Method::DELETE)
+        .map(|s| s.uri.as_str())
+        .collect();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    assert!(
+        deletes
+            .iter()
+            .all(|u| u.contains("forceDeletionTypes=Microsoft.Compute/virtualMachines"))
+    );
+    assert!(server.unserved().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_timer_deletes_a_stale_test_group_and_survives_a_failed_listing() {
+    let list = "/subscriptions/sub-1/resourcegroups";
+    let server = ArmServer::start(vec![
+        Reply::new(
+            Method::GET,
+            list,
+            200,
+            json!({ "value": [listed("imgf-test-push-a-1111aaaa", "Succeeded", Some(factory_tags("push-a", 7)))] }),
+        ),
+        Reply::new(Method::DELETE, "/subscriptions/sub-1/resourceGroups/imgf-test-push-a-1111aaaa", 200, Value::Null),
+        Reply::new(
+            Method::GET,
+            list,
+            403,
+            json!({ "error": { "code": "AuthorizationFailed", "message": "The client does not have authorization to perform action 'Microsoft.Resources/subscriptions/resourcegroups/read'." } }),
+        ),
+    ])
+    .await;
+    let (factory, _images, _) = factory(&server, 600).await;
+
+    factory.sweep().await;
+    // The identity lost its role: the next firing still answers 200 (runs come first).
+    factory.sweep().await;
+    // (The host's own firings, if one falls in between, are answered like these.)
+    let all = server.seen();
+    let deletes: Vec<&str> = all
+        .iter()
+        .filter(|s| s.method == Method::DELETE)
+        .map(|s| s.uri.split('?').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        deletes,
+        ["/subscriptions/sub-1/resourceGroups/imgf-test-push-a-1111aaaa"],
+        "the stale group, deleted once"
+    );
+    assert!(
+        all.iter()
+            .filter(|s| s.method == Method::GET)
+            .all(|s| s.uri.starts_with(list))
+    );
+    assert!(server.unserved().is_empty(), "both listings were read");
+    factory.stop().await;
+}
