@@ -406,9 +406,17 @@ fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::proc
         .env("IMAGE_FACTORY_DATA", &azure.data_dir)
         .env("IMAGE_FACTORY_SERVICEBUS_ENDPOINT", &azure.base)
         .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
+    // The container's output, kept for the secret checks.
+    let log = std::fs::File::create(
+        azure
+            .data_dir
+            .join(format!("worker-{}.log", azure.starts.len())),
+    )
+    .expect("worker log");
+    command
+        .stdout(log.try_clone().expect("worker log"))
+        .stderr(log);
     command.spawn().expect("spawn the worker")
 }
 
@@ -535,6 +543,14 @@ async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release
         assert!(!stored.contains(SAS_KEY) && !stored.contains(BLOB_TOKEN));
         order
     };
+    // Nor does the worker's own output, at debug level, carry either secret.
+    let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
+        .expect("the worker's output");
+    assert!(output.contains("build reported"), "{output}");
+    assert!(
+        !output.contains(SAS_KEY) && !output.contains(BLOB_TOKEN),
+        "a secret in the worker's output:\n{output}"
+    );
 
     let link = factory.approval_link(&run.id, "platform-lead");
     assert_eq!(factory.decide(&link, "approve").await.status(), 200);
