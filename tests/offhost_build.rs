@@ -470,6 +470,22 @@ async fn last_execution_ends(azure: &FakeAzure, count: usize) {
     panic!("execution {count} did not end");
 }
 
+/// Pushes `commit` and waits until its build has started a worker that is
+/// still running; answers the run.
+async fn build_started(factory: &Factory, commit: &str) -> image_factory::domain::run::Run {
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
+    let id = format!("push-example-{}", &commit[..12]);
+    factory
+        .wait_for(&id, Duration::from_secs(30), |r| {
+            r.stage(Stage::Build)
+                .current_attempt()
+                .is_some_and(|a| a.worker.is_some() && a.finished_at.is_none())
+        })
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release() {
     let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
@@ -567,22 +583,11 @@ async fn a_lost_worker_is_replaced_once_and_a_second_loss_fails_the_run() {
     let offset = Arc::new(AtomicI64::new(0));
     let (factory, azure) = factory(offset.clone()).await;
     azure.lock().fates = vec![Fate::Crash];
-    factory
-        .push(
-            "0ff0057b0117000000000000000000000000c0de",
-            &["images/example/build.pkr.hcl"],
-        )
-        .await;
-    let id = "push-example-0ff0057b0117";
+    let run = build_started(&factory, "0ff0057b0117000000000000000000000000c0de").await;
+    let id = run.id.as_str();
     last_execution_ends(&azure, 1).await;
     // The container died without a report: the run still shows the build running.
-    let run = factory
-        .wait_for(id, Duration::from_secs(30), |r| {
-            r.stage(Stage::Build)
-                .current_attempt()
-                .is_some_and(|a| a.worker.is_some())
-        })
-        .await;
+    let run = factory.run(id).await.expect("run");
     assert_eq!(run.stage(Stage::Build).status, StageStatus::Running);
     // Within the grace after its end, the watchdog waits for a late report.
     factory.sweep().await;
@@ -603,22 +608,20 @@ async fn a_lost_worker_is_replaced_once_and_a_second_loss_fails_the_run() {
     // A second image whose workers always die: the run fails after two losses.
     azure.lock().fates = vec![Fate::Crash, Fate::Crash];
     offset.store(0, Ordering::SeqCst);
-    factory
-        .push(
-            "0ff0057b0118000000000000000000000000c0de",
-            &["images/example/build.pkr.hcl"],
-        )
-        .await;
     let id = "push-example-0ff0057b0118";
     for (count, minutes) in [(3, 10), (4, 20)] {
+        if count == 3 {
+            build_started(&factory, "0ff0057b0118000000000000000000000000c0de").await;
+        } else {
+            factory
+                .wait_for(id, Duration::from_secs(30), |r| {
+                    r.stage(Stage::Build)
+                        .current_attempt()
+                        .is_some_and(|a| a.worker.is_some() && a.finished_at.is_none())
+                })
+                .await;
+        }
         last_execution_ends(&azure, count).await;
-        factory
-            .wait_for(id, Duration::from_secs(30), |r| {
-                r.stage(Stage::Build)
-                    .current_attempt()
-                    .is_some_and(|a| a.worker.is_some() && a.finished_at.is_none())
-            })
-            .await;
         offset.store(minutes, Ordering::SeqCst);
         factory.sweep().await;
     }
@@ -634,20 +637,8 @@ async fn a_worker_past_the_build_timeout_is_stopped_and_the_run_fails() {
     let offset = Arc::new(AtomicI64::new(0));
     let (factory, azure) = factory(offset.clone()).await;
     azure.lock().fates = vec![Fate::Hang];
-    factory
-        .push(
-            "0ff0057b0119000000000000000000000000c0de",
-            &["images/example/build.pkr.hcl"],
-        )
-        .await;
-    let id = "push-example-0ff0057b0119";
-    factory
-        .wait_for(id, Duration::from_secs(30), |r| {
-            r.stage(Stage::Build)
-                .current_attempt()
-                .is_some_and(|a| a.worker.is_some())
-        })
-        .await;
+    let run = build_started(&factory, "0ff0057b0119000000000000000000000000c0de").await;
+    let id = run.id.as_str();
     // Before the timeout (10 minutes for the example, plus the grace) nothing happens.
     offset.store(20, Ordering::SeqCst);
     factory.sweep().await;
@@ -725,20 +716,8 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
 async fn forged_and_malformed_reports_change_nothing() {
     let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
     azure.lock().fates = vec![Fate::Hang];
-    factory
-        .push(
-            "0ff0057b011a000000000000000000000000c0de",
-            &["images/example/build.pkr.hcl"],
-        )
-        .await;
-    let id = "push-example-0ff0057b011a";
-    let before = factory
-        .wait_for(id, Duration::from_secs(30), |r| {
-            r.stage(Stage::Build)
-                .current_attempt()
-                .is_some_and(|a| a.worker.is_some())
-        })
-        .await;
+    let before = build_started(&factory, "0ff0057b011a000000000000000000000000c0de").await;
+    let id = before.id.as_str();
     let invoke = |body: Value| {
         let invocation = json!({
             "Data": { "message": body.to_string() },
