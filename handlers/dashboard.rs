@@ -262,6 +262,22 @@ pub fn run_page(run: &Run, log_tail: Option<&str>, now: DateTime<Utc>) -> String
     if let Some(skipped) = &run.skipped {
         facts.push(("Skipped", escape(skipped)));
     }
+    if let Some(worker) = run
+        .stage(Stage::Build)
+        .current_attempt()
+        .and_then(|a| a.worker.as_ref())
+    {
+        facts.push((
+            "Build worker",
+            format!(
+                "job execution {} since {}; log: <a href=\"{}\">{}</a>",
+                escape(&worker.execution),
+                worker.started_at.format("%Y-%m-%d %H:%M UTC"),
+                escape(&worker.log_url),
+                escape(&worker.log_url)
+            ),
+        ));
+    }
     let facts: String = facts
         .iter()
         .map(|(k, v)| format!("<dt>{k}</dt><dd>{v}</dd>"))

@@ -568,6 +568,21 @@ async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release
         "a secret in the worker's output:\n{output}"
     );
 
+    // The operators' page of the run names the worker and links its log.
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/runs/{}", factory.url, run.id))
+        .send()
+        .await
+        .expect("run page")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        page.contains("Build worker") && page.contains(&format!("href=\"{}\"", order.log_url)),
+        "{page}"
+    );
+
     let link = factory.approval_link(&run.id, "platform-lead");
     assert_eq!(factory.decide(&link, "approve").await.status(), 200);
     let released = factory.wait_status(&run.id, RunStatus::Released).await;
