@@ -28,6 +28,9 @@ param principalId string = ''
 @description('Container image of the build worker run by the Container Apps job (deploy/worker/Dockerfile, built from the same commit as the function app).')
 param buildJobImage string
 
+@description('Login server of the private registry holding buildJobImage (pulled with the factory identity, which needs AcrPull there); empty: a public image.')
+param buildJobRegistry string = ''
+
 @description('Longest build the job allows, in seconds; at least the longest [packer] timeout_minutes of any image (the Windows image: 120 minutes).')
 param buildJobTimeoutSeconds int = 14400
 
@@ -246,6 +249,7 @@ module containerApps 'modules/containerapps.bicep' = {
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     image: buildJobImage
+    registryServer: buildJobRegistry
     replicaTimeout: buildJobTimeoutSeconds
     sendConnectionSecretUri: '${keyVault.outputs.uri}secrets/${serviceBus.outputs.sendSecretName}'
     appInsightsConnectionString: monitoring.outputs.connectionString

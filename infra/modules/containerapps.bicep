@@ -32,6 +32,9 @@ param identityClientId string
 @description('Container image of the build worker (packer and the image-factory binary).')
 param image string
 
+@description('Login server of the private registry holding the image (e.g. myregistry.azurecr.io), pulled with the factory identity (grant it AcrPull there); empty: a public image.')
+param registryServer string = ''
+
 @description('Key Vault secret URI of the send-only Service Bus connection string.')
 param sendConnectionSecretUri string
 
@@ -94,6 +97,12 @@ resource job 'Microsoft.App/jobs@2024-03-01' = {
         parallelism: 1
         replicaCompletionCount: 1
       }
+      registries: empty(registryServer) ? [] : [
+        {
+          server: registryServer
+          identity: identityId
+        }
+      ]
       secrets: [
         {
           name: 'servicebus-send'
