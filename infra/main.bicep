@@ -1,10 +1,15 @@
 // image-factory: the whole factory in one deployment (subscription scope, as
 // azd provisions it). Three resource groups:
 //   rg-<env>          the function app, its storage and monitoring, Service Bus,
-//                     Cosmos DB, Key Vault, the identity, the build job;
-//   rg-<env>-build    where packer and the smoke tests create temporary VMs;
+//                     Cosmos DB, Key Vault, the identity, the build job and
+//                     the build logs' storage;
+//   rg-<env>-build    where packer creates its temporary build VM;
 //   rg-<env>-gallery  the Azure Compute Gallery.
-// The factory identity holds the custom `builder` role on the last two only.
+// The test stage creates one more group per run (imgf-test-...) and deletes it.
+// The factory identity holds the custom `builder` role on the build and
+// gallery groups, `jobStarter` on the app group, `tester` on the subscription
+// (see modules/roles.bicep) and Storage Blob Data Contributor on the logs'
+// container.
 
 targetScope = 'subscription'
 
@@ -20,8 +25,20 @@ param location string
 @description('Object id of the operator running the deployment (azd: AZURE_PRINCIPAL_ID); may set Key Vault secrets. Empty: none.')
 param principalId string = ''
 
-@description('Container image of the build worker run by the Container Apps job.')
+@description('Container image of the build worker run by the Container Apps job (deploy/worker/Dockerfile, built from the same commit as the function app).')
 param buildJobImage string
+
+@description('Login server of the private registry holding buildJobImage (pulled with the factory identity, which needs AcrPull there); empty: a public image.')
+param buildJobRegistry string = ''
+
+@description('Longest build the job allows, in seconds; at least the longest [packer] timeout_minutes of any image (the Windows image: 120 minutes).')
+param buildJobTimeoutSeconds int = 14400
+
+@description('VM size of the test stage\'s VM.')
+param testVmSize string = 'Standard_D2s_v5'
+
+@description('Days a build log is kept.')
+param buildLogRetentionDays int = 365
 
 @description('App Service plan SKU of the function app (Linux).')
 param planSku string = 'P0v3'
@@ -103,6 +120,18 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     principalId: identity.outputs.principalId
+  }
+}
+
+module logs 'modules/logs.bicep' = {
+  name: 'logs'
+  scope: appGroup
+  params: {
+    name: 'stimgflog${take(token, 15)}'
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+    retentionDays: buildLogRetentionDays
   }
 }
 
@@ -198,6 +227,17 @@ module jobStarterOnApp 'modules/role-assignment.bicep' = {
   }
 }
 
+// The test stage's per-run groups do not exist before the run: `tester` is
+// assigned at the subscription (the trade-off is explained in roles.bicep).
+resource testerOnSubscription 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(subscription().id, environmentName, 'image-factory-tester-assignment')
+  properties: {
+    roleDefinitionId: roles.outputs.testerRoleId
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 module containerApps 'modules/containerapps.bicep' = {
   name: 'containerapps'
   scope: appGroup
@@ -209,8 +249,13 @@ module containerApps 'modules/containerapps.bicep' = {
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     image: buildJobImage
-    serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    registryServer: buildJobRegistry
+    replicaTimeout: buildJobTimeoutSeconds
     sendConnectionSecretUri: '${keyVault.outputs.uri}secrets/${serviceBus.outputs.sendSecretName}'
+    appInsightsConnectionString: monitoring.outputs.connectionString
+    buildResourceGroup: buildGroup.name
+    galleryResourceGroup: galleryGroup.name
+    galleryName: gallery.outputs.name
   }
   dependsOn: [
     monitoring
@@ -240,6 +285,14 @@ module functionApp 'modules/functionapp.bicep' = {
     branches: branches
     azureDevOpsWebhooks: azureDevOpsWebhooks
     teamsNotifications: teamsNotifications
+    // The Azure path: gallery, builds off the host, the test stage.
+    galleryResourceGroup: galleryGroup.name
+    galleryName: gallery.outputs.name
+    buildJobName: containerApps.outputs.jobName
+    buildJobResourceGroup: appGroup.name
+    buildLogsUrl: logs.outputs.containerUrl
+    testLocation: location
+    testVmSize: testVmSize
   }
 }
 
@@ -254,5 +307,6 @@ output AZURE_CLIENT_ID string = identity.outputs.clientId
 output SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output BUILD_JOB_NAME string = containerApps.outputs.jobName
+output BUILD_LOGS_URL string = logs.outputs.containerUrl
 output FUNCTION_APP_NAME string = functionApp.outputs.name
 output IMAGE_FACTORY_PUBLIC_URL string = functionApp.outputs.url

@@ -198,3 +198,33 @@ fn every_function_folder_is_served_by_the_handler_and_every_served_function_has_
     served.sort();
     assert_eq!(functions, served);
 }
+
+#[test]
+fn the_gallery_defines_every_image_definition_an_image_publishes_to() {
+    let gallery =
+        std::fs::read_to_string(repo().join("infra/modules/gallery.bicep")).expect("gallery.bicep");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("images")).expect("images") {
+        let toml = entry.expect("entry").path().join("image.toml");
+        let Ok(text) = std::fs::read_to_string(&toml) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Some(value) = line.trim().strip_prefix("gallery_image_name") else {
+                continue;
+            };
+            let name = value
+                .trim()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"');
+            assert!(
+                gallery.contains(&format!("name: '{name}'")),
+                "{} publishes to the gallery image definition {name}, which gallery.bicep does not create",
+                toml.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no image publishes to the gallery?");
+}

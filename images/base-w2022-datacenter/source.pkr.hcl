@@ -9,9 +9,12 @@ source "azure-arm" "image" {
   image_offer     = "WindowsServer"
   image_sku       = "2022-datacenter-azure-edition"
 
-  location                 = var.location
-  vm_size                  = var.vm_size
-  temp_resource_group_name = var.build_resource_group_name
+  # An existing build group (the factory's) or, when none is given, a
+  # temporary group packer creates in var.location and deletes; packer
+  # refuses a location together with an existing group.
+  location                  = var.build_resource_group_name == "" ? var.location : ""
+  vm_size                   = var.vm_size
+  build_resource_group_name = var.build_resource_group_name
 
   communicator   = "winrm"
   winrm_use_ssl  = true

@@ -41,7 +41,7 @@ variable "vm_size" {
 
 variable "build_resource_group_name" {
   type        = string
-  description = "Temporary resource group of the build VM (packer creates and deletes it)."
+  description = "Existing resource group the build VM runs in (empty: packer creates a temporary group in var.location and deletes it)."
   default     = ""
 }
 

@@ -1,6 +1,15 @@
 // The Container Apps environment and the build job: long packer builds run
 // here, off the Functions host. Manual trigger (the factory starts one
-// execution per build), the image from a parameter, the factory identity.
+// execution per build, adding IMAGE_FACTORY_BUILD_ORDER to the environment of
+// the container named `worker`), the image from a parameter
+// (deploy/worker/Dockerfile), the factory identity.
+//
+// The container runs `image-factory worker`: it builds with packer, uploads
+// the log to the logs container with its identity and reports on the
+// `build-completed` queue with the send-only connection string of the
+// `workers-send` rule (from Key Vault through the job's secret reference).
+// Every IMAGE_FACTORY_* name below is one the worker reads
+// (tests/worker_image.rs checks it).
 
 @description('Name prefix.')
 param name string
@@ -23,13 +32,26 @@ param identityClientId string
 @description('Container image of the build worker (packer and the image-factory binary).')
 param image string
 
-@description('Fully qualified Service Bus namespace the worker reports to.')
-param serviceBusNamespace string
+@description('Login server of the private registry holding the image (e.g. myregistry.azurecr.io), pulled with the factory identity (grant it AcrPull there); empty: a public image.')
+param registryServer string = ''
 
 @description('Key Vault secret URI of the send-only Service Bus connection string.')
 param sendConnectionSecretUri string
 
-@description('Maximum run time of one build, in seconds.')
+@description('Application Insights connection string (the worker\'s telemetry, Entra ID auth).')
+param appInsightsConnectionString string
+
+@description('The existing resource group packer builds in (and keeps its managed image in).')
+param buildResourceGroup string
+
+@description('The gallery\'s resource group.')
+param galleryResourceGroup string
+
+@description('The gallery packer publishes versions to.')
+param galleryName string
+
+@description('Maximum run time of one execution, in seconds: at least the longest build timeout ([packer] timeout_minutes) of any image, so that the factory\'s own timeout and watchdog act first.')
+@minValue(3600)
 param replicaTimeout int = 14400
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
@@ -66,11 +88,21 @@ resource job 'Microsoft.App/jobs@2024-03-01' = {
     configuration: {
       triggerType: 'Manual'
       replicaTimeout: replicaTimeout
+      // No platform retry: a retried replica would run a second packer build
+      // of the same order. The factory's watchdog (the sweeper timer) sees a
+      // failed or lost execution and retries the stage itself, at most as
+      // often as the run's policy allows.
       replicaRetryLimit: 0
       manualTriggerConfig: {
         parallelism: 1
         replicaCompletionCount: 1
       }
+      registries: empty(registryServer) ? [] : [
+        {
+          server: registryServer
+          identity: identityId
+        }
+      ]
       secrets: [
         {
           name: 'servicebus-send'
@@ -82,24 +114,87 @@ resource job 'Microsoft.App/jobs@2024-03-01' = {
     template: {
       containers: [
         {
+          // The factory looks this container up by name to add the order.
           name: 'worker'
           image: image
+          command: [
+            'image-factory'
+            'worker'
+          ]
           resources: {
             cpu: json('1.0')
             memory: '2Gi'
           }
           env: [
+            // The worker: its identity (log upload), its report channel, its folders.
             {
               name: 'AZURE_CLIENT_ID'
               value: identityClientId
             }
             {
-              name: 'SERVICEBUS_NAMESPACE'
-              value: serviceBusNamespace
+              name: 'IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION'
+              secretRef: 'servicebus-send'
             }
             {
-              name: 'SERVICEBUS_SEND_CONNECTION'
-              secretRef: 'servicebus-send'
+              name: 'IMAGE_FACTORY_IMAGES'
+              value: '/app/images'
+            }
+            {
+              name: 'IMAGE_FACTORY_DATA'
+              value: '/tmp/image-factory'
+            }
+            {
+              name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+              value: appInsightsConnectionString
+            }
+            {
+              name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+              value: 'ClientId=${identityClientId};Authorization=AAD'
+            }
+            // packer's Azure credentials: the same user-assigned identity.
+            {
+              name: 'ARM_USE_MSI'
+              value: 'true'
+            }
+            {
+              name: 'ARM_CLIENT_ID'
+              value: identityClientId
+            }
+            {
+              name: 'ARM_SUBSCRIPTION_ID'
+              value: subscription().subscriptionId
+            }
+            {
+              name: 'ARM_TENANT_ID'
+              value: tenant().tenantId
+            }
+            // The Windows template's settings (packer reads PKR_VAR_<name> for
+            // variable <name>; templates that do not declare one ignore it).
+            // Build in the existing build group, keep the managed image there,
+            // publish to the gallery in this region.
+            {
+              name: 'PKR_VAR_build_resource_group_name'
+              value: buildResourceGroup
+            }
+            {
+              name: 'PKR_VAR_managed_image_resource_group_name'
+              value: buildResourceGroup
+            }
+            {
+              name: 'PKR_VAR_gallery_resource_group_name'
+              value: galleryResourceGroup
+            }
+            {
+              name: 'PKR_VAR_gallery_name'
+              value: galleryName
+            }
+            {
+              name: 'PKR_VAR_location'
+              value: location
+            }
+            {
+              name: 'PKR_VAR_replication_regions'
+              value: '["${location}"]'
             }
           ]
         }

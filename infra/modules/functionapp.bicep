@@ -62,6 +62,27 @@ param azureDevOpsWebhooks bool
 @description('Approvers are told through Teams (IMAGE_FACTORY_TEAMS_WEBHOOK_URL from Key Vault).')
 param teamsNotifications bool
 
+@description('The gallery\'s resource group (IMAGE_FACTORY_GALLERY_RESOURCE_GROUP).')
+param galleryResourceGroup string
+
+@description('The gallery (IMAGE_FACTORY_GALLERY).')
+param galleryName string
+
+@description('The Container Apps job whose executions build off the host (IMAGE_FACTORY_BUILD_JOB).')
+param buildJobName string
+
+@description('The build job\'s resource group (IMAGE_FACTORY_BUILD_JOB_RESOURCE_GROUP).')
+param buildJobResourceGroup string
+
+@description('The build logs\' container, https://<account>.blob.core.windows.net/<container>, no SAS (IMAGE_FACTORY_BUILD_LOGS_URL).')
+param buildLogsUrl string
+
+@description('Region of the test stage\'s resource groups and VMs (IMAGE_FACTORY_TEST_LOCATION).')
+param testLocation string
+
+@description('Size of the test stage\'s VM (IMAGE_FACTORY_TEST_VM_SIZE).')
+param testVmSize string
+
 resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
   name: 'asp-${name}'
   location: location
@@ -188,6 +209,42 @@ var baseSettings = [
   {
     name: 'IMAGE_FACTORY_PATCH_TUESDAY_HOUR'
     value: string(patchTuesdayHour)
+  }
+  // The Azure path: with the subscription set the factory calls Resource
+  // Manager (gallery release, base-image watch, test VMs, the build job).
+  {
+    name: 'IMAGE_FACTORY_SUBSCRIPTION_ID'
+    value: subscription().subscriptionId
+  }
+  {
+    name: 'IMAGE_FACTORY_GALLERY_RESOURCE_GROUP'
+    value: galleryResourceGroup
+  }
+  {
+    name: 'IMAGE_FACTORY_GALLERY'
+    value: galleryName
+  }
+  // Builds off the host: the build stage starts an execution of this job.
+  {
+    name: 'IMAGE_FACTORY_BUILD_JOB'
+    value: buildJobName
+  }
+  {
+    name: 'IMAGE_FACTORY_BUILD_JOB_RESOURCE_GROUP'
+    value: buildJobResourceGroup
+  }
+  {
+    name: 'IMAGE_FACTORY_BUILD_LOGS_URL'
+    value: buildLogsUrl
+  }
+  // The test stage's VM.
+  {
+    name: 'IMAGE_FACTORY_TEST_LOCATION'
+    value: testLocation
+  }
+  {
+    name: 'IMAGE_FACTORY_TEST_VM_SIZE'
+    value: testVmSize
   }
   // Secrets, from Key Vault.
   {

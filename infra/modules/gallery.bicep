@@ -1,6 +1,8 @@
 // Azure Compute Gallery and the image definitions the factory publishes to.
-// One definition per image folder that targets the gallery; here the seed's
-// Windows Server 2022 image.
+// One definition per image folder that targets the gallery, named as its
+// image.toml's `gallery_image_name` (packer publishes there, the release
+// stage promotes there; tests/infra.rs checks the names agree); here the
+// seed's Windows Server 2022 image, images/base-w2022-datacenter.
 
 @description('Gallery name (letters, digits, dots and underscores).')
 param name string
@@ -22,7 +24,7 @@ resource gallery 'Microsoft.Compute/galleries@2023-07-03' = {
 
 resource w2022 'Microsoft.Compute/galleries/images@2023-07-03' = {
   parent: gallery
-  name: 'base-w2022-datacenter'
+  name: 'windows-web-base'
   location: location
   tags: tags
   properties: {
