@@ -361,10 +361,15 @@ mod tests {
     fn a_message_id_that_reads_as_a_json_number_is_kept_as_sent() {
         // The local bus's ids are 16 hex digits; about one in 8,400 is all
         // decimal digits but one `e` ("1234567890123e45"), which is also a
-        // JSON number. Read as a number it would come back as "1.234567890123e57",
+        // JSON number. Read as a number it would come back as "1.234567890123e+57",
         // and every "0e…" id as "0.0": a redelivery would not match its
         // recorded attempt, and two different messages would look like one.
-        for id in ["1234567890123e45", "0e12345678901234", "0e99999999999999", "4711"] {
+        for id in [
+            "1234567890123e45",
+            "0e12345678901234",
+            "0e99999999999999",
+            "4711",
+        ] {
             let mut metadata = Map::new();
             metadata.insert("MessageId".into(), encode_value(&Value::String(id.into())));
             metadata.insert("DeliveryCount".into(), encode_value(&Value::from(3)));
