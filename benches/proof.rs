@@ -1,8 +1,10 @@
 //! The factory's figures, each next to its floor from the same run:
 //! - one stage transition through the handler (the `stage-approve` function
 //!   called in-process as the host calls it: decode, load, decide,
-//!   conditional write, sign the links, record, emit) next to the embedded
-//!   store's own point read plus conditional replace;
+//!   conditional write, sign the links, record, emit) next to the store's own
+//!   point read plus conditional replace, for the embedded store and for the
+//!   Cosmos DB store against the Cosmos DB API test server on loopback (skipped,
+//!   with the reason printed, when node or the server is not installed);
 //! - store requests per transition, and transitions per second;
 //! - the local queue's delivery rate (send, receive, complete) next to a bare
 //!   SQLite insert + delete in the same kind of file;
@@ -14,7 +16,11 @@
 //!
 //! `cargo bench --bench proof` (a plain main that prints a table).
 
-use std::path::PathBuf;
+#[allow(dead_code)] // the bench uses part of the test harness
+#[path = "../tests/common/cosmos_server.rs"]
+mod cosmos_server;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,7 +47,7 @@ const RUNS: usize = 300;
 
 /// Counts the requests the handler sends to the store.
 struct Counting {
-    inner: Arc<SqliteStore>,
+    inner: Arc<dyn RunStore>,
     requests: AtomicU64,
 }
 
@@ -232,24 +238,34 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    if let Ok(port) = std::env::var(MINIMAL_SERVER) {
-        minimal_server(port.parse().expect("port")).await;
-        return;
-    }
-    let dir = tempfile::TempDir::new().expect("temp dir");
-    let inner = Arc::new(SqliteStore::open(&dir.path().join("bench-runs.db")).expect("store"));
+/// One stage transition through the handler, measured on `RUNS` runs, next
+/// to the store's own read + conditional replace of the same documents.
+struct Transitions {
+    handler: Vec<Duration>,
+    total: Duration,
+    requests: f64,
+    /// Requests the Cosmos DB API server answered per transition.
+    http_requests: Option<f64>,
+    floor: Vec<Duration>,
+}
+
+/// Measures [`Transitions`] with the runs in `store`; the app's files and the
+/// queue live in `data`.
+async fn transitions(
+    data: &Path,
+    store: Arc<dyn RunStore>,
+    server: Option<&cosmos_server::CosmosServer>,
+) -> Transitions {
     let counting = Arc::new(Counting {
-        inner: Arc::clone(&inner),
+        inner: Arc::clone(&store),
         requests: AtomicU64::new(0),
     });
-    let app = app(dir.path(), counting.clone()).await;
+    let app = app(data, counting.clone()).await;
     let ids: Vec<String> = (0..RUNS).map(|i| format!("bench-{i}")).collect();
     for id in &ids {
         run_at_approve(&app, id).await;
     }
-    let bus = Bus::open(&dir.path().join("bench-bus.db"), |q| {
+    let bus = Bus::open(&data.join("transitions-bus.db"), |q| {
         BusSettings::default().queue_options(q)
     })
     .expect("bus");
@@ -257,6 +273,10 @@ async fn main() {
 
     // One transition through the handler.
     counting.requests.store(0, Ordering::SeqCst);
+    let served_before = match server {
+        Some(server) => Some(server.requests().await),
+        None => None,
+    };
     let mut handler = Vec::new();
     let started = Instant::now();
     for id in &ids {
@@ -285,19 +305,103 @@ async fn main() {
         handler.push(t.elapsed());
         bus.complete(&message, Vec::new()).await.expect("complete");
     }
-    let handler_total = started.elapsed();
+    let total = started.elapsed();
     let requests = counting.requests.load(Ordering::SeqCst) as f64 / RUNS as f64;
+    let http_requests = match (server, served_before) {
+        (Some(server), Some(before)) => {
+            Some((server.requests().await - before) as f64 / RUNS as f64)
+        }
+        _ => None,
+    };
 
     // The floor: the store's own read + conditional replace of the same documents.
     let mut floor = Vec::new();
     for id in &ids {
         let t = Instant::now();
-        let stored = inner.get(id).await.expect("get");
+        let stored = store.get(id).await.expect("get");
         let mut run = stored.value;
         run.updated_at = Utc::now();
-        inner.replace(&run, &stored.etag).await.expect("replace");
+        store.replace(&run, &stored.etag).await.expect("replace");
         floor.push(t.elapsed());
     }
+    Transitions {
+        handler,
+        total,
+        requests,
+        http_requests,
+        floor,
+    }
+}
+
+/// Why the Cosmos DB rows cannot be measured here, if they cannot.
+fn cosmos_server_missing() -> Option<String> {
+    let package = root()
+        .join("tests")
+        .join("cosmos-server")
+        .join("node_modules")
+        .join("@vercel")
+        .join("cosmosdb-server");
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status();
+    if !node.is_ok_and(|s| s.success()) {
+        Some("node is not installed".into())
+    } else if !package.is_dir() {
+        Some("the Cosmos DB API test server is not installed (scripts/setup.sh runs npm ci in tests/cosmos-server)".into())
+    } else {
+        None
+    }
+}
+
+/// Prints the rows of one store's [`Transitions`].
+fn print_transitions(store: &str, mut t: Transitions) {
+    let (p50, p95) = (
+        percentile(&mut t.handler, 0.5),
+        percentile(&mut t.handler, 0.95),
+    );
+    let (f50, f95) = (
+        percentile(&mut t.floor, 0.5),
+        percentile(&mut t.floor, 0.95),
+    );
+    println!(
+        "| stage transition through the handler (stage-approve, {store}), p50 / p95 | {} / {} | store read + conditional replace: {} / {} |",
+        ms(p50),
+        ms(p95),
+        ms(f50),
+        ms(f95)
+    );
+    println!(
+        "| store requests per transition ({store}) | {:.1} | 2 reads + 2 conditional writes = 4 |",
+        t.requests
+    );
+    if let Some(http) = t.http_requests {
+        println!(
+            "| HTTP requests the server answered per transition ({store}) | {http:.1} | one per store request: {:.1} |",
+            t.requests
+        );
+    }
+    println!(
+        "| transitions per second ({store}; one at a time, with queue send/receive/complete) | {:.0} | {:.0} store read+replace per second |",
+        RUNS as f64 / t.total.as_secs_f64(),
+        1.0 / f50.as_secs_f64()
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if let Ok(port) = std::env::var(MINIMAL_SERVER) {
+        minimal_server(port.parse().expect("port")).await;
+        return;
+    }
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let embedded: Arc<dyn RunStore> =
+        Arc::new(SqliteStore::open(&dir.path().join("bench-runs.db")).expect("store"));
+    let embedded = transitions(dir.path(), embedded, None).await;
+    let bus = Bus::open(&dir.path().join("bench-bus.db"), |q| {
+        BusSettings::default().queue_options(q)
+    })
+    .expect("bus");
 
     // The local queue's delivery rate.
     const MESSAGES: usize = 2000;
@@ -365,6 +469,18 @@ async fn main() {
         let _ = std::fs::remove_file(&log);
     }
 
+    // The same transition with the runs in Cosmos DB (the test server on
+    // loopback), after the memory figures: the SDK's own memory is not theirs.
+    let cosmos = match cosmos_server_missing() {
+        Some(reason) => Err(reason),
+        None => {
+            let server = cosmos_server::CosmosServer::start();
+            let store: Arc<dyn RunStore> = Arc::new(server.fresh_store().await);
+            let data = tempfile::TempDir::new().expect("temp dir");
+            Ok(transitions(data.path(), store, Some(&server)).await)
+        }
+    };
+
     let cpus = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -384,26 +500,14 @@ async fn main() {
     );
     println!("| figure | value | floor (same run) |");
     println!("| --- | --- | --- |");
-    let (p50, p95) = (
-        percentile(&mut handler, 0.5),
-        percentile(&mut handler, 0.95),
-    );
-    let (f50, f95) = (percentile(&mut floor, 0.5), percentile(&mut floor, 0.95));
-    println!(
-        "| stage transition through the handler (stage-approve, embedded store), p50 / p95 | {} / {} | store read + conditional replace: {} / {} |",
-        ms(p50),
-        ms(p95),
-        ms(f50),
-        ms(f95)
-    );
-    println!(
-        "| store requests per transition | {requests:.1} | 2 reads + 2 conditional writes = 4 |"
-    );
-    println!(
-        "| transitions per second (one at a time, with queue send/receive/complete) | {:.0} | {:.0} store read+replace per second |",
-        RUNS as f64 / handler_total.as_secs_f64(),
-        1.0 / f50.as_secs_f64()
-    );
+    print_transitions("embedded store", embedded);
+    match cosmos {
+        Ok(t) => print_transitions("Cosmos DB API test server on loopback", t),
+        Err(reason) => {
+            eprintln!("the Cosmos DB rows are skipped: {reason}");
+            println!("| stage transition through the handler (Cosmos DB) | skipped: {reason} | |");
+        }
+    }
     println!(
         "| local queue deliveries per second (send, receive, complete) | {queue_rate:.0} | bare SQLite insert+delete: {raw_rate:.0} |"
     );

@@ -75,9 +75,21 @@ impl InvocationRequest {
     }
 
     /// A `Metadata` entry as text (strings as they are, numbers in decimal).
+    ///
+    /// The host's encoding is undone once, never more: a string arrives as
+    /// its JSON text (`"\"abc\""`), a number as its digits (`"1"`). Decoding
+    /// further (as [`decode_value`] does for message bodies) would turn a
+    /// message id such as `1234567890123e45` into the number `1.234567890123e57`.
     pub fn metadata_text(&self, name: &str) -> Option<String> {
-        match self.metadata.get(name).map(decode_value)? {
-            Value::String(s) => Some(s),
+        match self.metadata.get(name)? {
+            Value::String(text) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::String(s)) => Some(s),
+                // A number's text as the host sent it (no round trip through f64).
+                Ok(Value::Number(_)) => Some(text.trim().to_string()),
+                Ok(_) => None,
+                // Not JSON: the unquoted form the documentation shows.
+                Err(_) => Some(text.clone()),
+            },
             Value::Number(n) => Some(n.to_string()),
             _ => None,
         }
@@ -343,6 +355,41 @@ mod tests {
             req.metadata_object("ApplicationProperties").unwrap()["tenant"],
             "contoso"
         );
+    }
+
+    #[test]
+    fn a_message_id_that_reads_as_a_json_number_is_kept_as_sent() {
+        // The local bus's ids are 16 hex digits; about one in 8,400 is all
+        // decimal digits but one `e` ("1234567890123e45"), which is also a
+        // JSON number. Read as a number it would come back as "1.234567890123e+57",
+        // and every "0e…" id as "0.0": a redelivery would not match its
+        // recorded attempt, and two different messages would look like one.
+        for id in [
+            "1234567890123e45",
+            "0e12345678901234",
+            "0e99999999999999",
+            "4711",
+        ] {
+            let mut metadata = Map::new();
+            metadata.insert("MessageId".into(), encode_value(&Value::String(id.into())));
+            metadata.insert("DeliveryCount".into(), encode_value(&Value::from(3)));
+            let req = InvocationRequest {
+                data: Map::new(),
+                metadata,
+            };
+            assert_eq!(req.metadata_text("MessageId").as_deref(), Some(id));
+            assert_eq!(req.metadata_u32("DeliveryCount"), Some(3));
+        }
+        // The typed form the documentation shows: a number stays its decimal text.
+        let mut metadata = Map::new();
+        metadata.insert("DeliveryCount".into(), Value::from(2));
+        metadata.insert("Id".into(), Value::String("a0004923-x".into()));
+        let req = InvocationRequest {
+            data: Map::new(),
+            metadata,
+        };
+        assert_eq!(req.metadata_u32("DeliveryCount"), Some(2));
+        assert_eq!(req.metadata_text("Id").as_deref(), Some("a0004923-x"));
     }
 
     #[test]

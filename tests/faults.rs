@@ -1030,7 +1030,8 @@ impl World {
                             }
                         }
                         other => problems.push(format!(
-                            "{how}: packer started by {other:?}, which the run does not record as a build attempt"
+                            "{how}: packer started by {other:?}, which the run does not record as a build attempt (it records {})",
+                            listed(&builds)
                         )),
                     }
                 }
@@ -1057,7 +1058,8 @@ impl World {
                         }
                         Who::Sweeper(_) => {}
                         other => problems.push(format!(
-                            "{how}: {approver} notified by {other:?}, not a recorded approve attempt"
+                            "{how}: {approver} notified by {other:?}, not a recorded approve attempt (it records {})",
+                            listed(&approves)
                         )),
                     }
                 }
@@ -1115,6 +1117,18 @@ impl World {
         }
         out
     }
+}
+
+/// Recorded attempts as `message#delivery`, for a failure message.
+fn listed(attempts: &[Execution]) -> String {
+    if attempts.is_empty() {
+        return "no attempt".into();
+    }
+    attempts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A POST of the approval form to `/api/approvals/{token}`, encoded as the host encodes it.

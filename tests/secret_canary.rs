@@ -1,10 +1,13 @@
 //! Secret canary: the factory is configured with recognisable secrets (the
 //! GitHub webhook secret, the Azure DevOps service-hook secret, the operator
 //! token, the approval signing key, a Teams webhook URL whose path is its
-//! secret) and driven through a released run, a failed run, badly signed
-//! webhooks, wrong tokens and forged approval links. None of the secrets may
-//! appear in any log line (everything the process traces, at debug level),
-//! in any stored run (the raw SQLite files), in any page or in any answer.
+//! secret, and with its runs in Cosmos DB an account key) and driven through a
+//! released run, a failed run, badly signed webhooks, wrong tokens and forged
+//! approval links. None of the secrets may appear in any log line (everything
+//! the process traces, at debug level), in any stored run (the raw SQLite
+//! files; every document of the Cosmos DB container, read back through the
+//! server's API), in any page or in any answer, including the errors of a
+//! throttled or unreachable Cosmos DB account.
 
 mod common;
 
@@ -13,8 +16,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
+use common::cosmos_server::CosmosServer;
 use common::{Factory, Options, sign};
+use image_factory::config::{CosmosAuth, CosmosSettings, StoreBackend};
 use image_factory::domain::run::RunStatus;
+use image_factory::store::cosmos::CosmosStore;
 
 const GITHUB: &str = "CANARY-github-7f3a9c1e5b";
 const OPERATOR: &str = "CANARY-operator-4d2b8e6f0a";
@@ -22,6 +28,9 @@ const DEVOPS: &str = "CANARY-devops-9c1d3e5f7b";
 const TEAMS_PATH: &str = "CANARY-teams-sig-2e4f6a8c0d";
 /// The approval signing key's bytes (32), recognisable in base64 and in hex.
 const KEY: &[u8; 32] = b"CANARY-approval-key-0123456789ab";
+/// The Cosmos DB account key's bytes (64, as an account's keys are); the
+/// factory is given their base64 form, which the SDK signs requests with.
+const COSMOS_KEY: &[u8; 64] = b"CANARY-cosmos-account-key-0123456789abcdefghijklmnopqrstuvwxyzAB";
 
 /// Everything the test binary traces.
 #[derive(Clone, Default)]
@@ -55,6 +64,7 @@ fn capture() -> &'static Captured {
 fn canaries() -> Vec<(&'static str, String)> {
     let b64 = base64::engine::general_purpose::STANDARD.encode(KEY);
     let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+    let cosmos_hex: String = COSMOS_KEY.iter().map(|b| format!("{b:02x}")).collect();
     vec![
         ("GitHub webhook secret", GITHUB.into()),
         ("operator token", OPERATOR.into()),
@@ -66,7 +76,18 @@ fn canaries() -> Vec<(&'static str, String)> {
         ),
         ("approval key (base64)", b64),
         ("approval key (hex)", hex),
+        (
+            "Cosmos DB account key (raw)",
+            String::from_utf8_lossy(COSMOS_KEY).into_owned(),
+        ),
+        ("Cosmos DB account key (base64)", cosmos_key()),
+        ("Cosmos DB account key (hex)", cosmos_hex),
     ]
+}
+
+/// The account key as it is configured (`COSMOS_KEY`).
+fn cosmos_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode(COSMOS_KEY)
 }
 
 fn assert_clean(place: &str, text: &str) {
@@ -97,10 +118,13 @@ fn broken_images(dir: &std::path::Path) -> std::path::PathBuf {
     images
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn no_secret_appears_in_logs_records_pages_or_errors() {
-    let captured = capture();
-    let images_dir = tempfile::TempDir::new().unwrap();
+/// Starts a factory with every secret and the run store `store`, and drives it
+/// through a released run, a failed run and every kind of bad request. Returns
+/// the running factory, every answer it gave (by place), and the run ids.
+async fn drive(
+    store: StoreBackend,
+    images_dir: &tempfile::TempDir,
+) -> (Factory, Vec<(String, String)>, [String; 2]) {
     // Nothing listens there: every Teams post fails, and its error is recorded.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let teams = format!(
@@ -118,6 +142,7 @@ async fn no_secret_appears_in_logs_records_pages_or_errors() {
         github_secret: GITHUB.into(),
         operator_token: OPERATOR.into(),
         azure_devops_secret: DEVOPS.into(),
+        store,
         ..Options::default()
     })
     .await;
@@ -251,11 +276,28 @@ async fn no_secret_appears_in_logs_records_pages_or_errors() {
             .unwrap();
         answers.push((path, response.text().await.unwrap()));
     }
+    (factory, answers, [released, failed])
+}
 
-    let data = factory.stop().await;
-    for (place, text) in &answers {
+/// Checks every answer, and the log of the whole test binary so far.
+fn assert_answers_and_log_clean(answers: &[(String, String)]) {
+    for (place, text) in answers {
         assert_clean(place, text);
     }
+    let logs = String::from_utf8_lossy(&capture().0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("run created") && logs.lines().count() > 20,
+        "the log capture saw too little to prove anything"
+    );
+    assert_clean("the log", &logs);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_appears_in_logs_records_pages_or_errors() {
+    capture();
+    let images_dir = tempfile::TempDir::new().unwrap();
+    let (factory, answers, _) = drive(StoreBackend::Sqlite, &images_dir).await;
+    let data = factory.stop().await;
     // Every stored byte: the run store and the queue, with their write-ahead logs,
     // and every file the factory wrote (outbox, run folders, releases).
     let mut files = 0;
@@ -279,10 +321,100 @@ async fn no_secret_appears_in_logs_records_pages_or_errors() {
         files >= 4,
         "the factory stored too little to prove anything ({files} files)"
     );
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert_answers_and_log_clean(&answers);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_cosmos_db_account_key_appears_in_logs_documents_pages_or_errors() {
+    capture();
+    // A server of its own: the test makes it throttle.
+    let server = CosmosServer::start();
+    let settings = CosmosSettings {
+        auth: CosmosAuth::EmulatorKey(cosmos_key()),
+        ..server.fresh_settings()
+    };
+    let images_dir = tempfile::TempDir::new().unwrap();
+    let (factory, mut answers, [released, failed]) =
+        drive(StoreBackend::Cosmos(settings.clone()), &images_dir).await;
+
+    // The errors of an account that answers 503 to every request: the runs
+    // API, the dashboard and a trigger fail, and say why.
+    server.inject(503, 1000, 1).await;
+    for path in ["/api/runs", "/api/dashboard"] {
+        let response = factory
+            .http
+            .get(format!("{}{path}", factory.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_server_error(), "{path}");
+        answers.push((
+            format!("{path} while unavailable"),
+            response.text().await.unwrap(),
+        ));
+    }
+    let response = factory
+        .http
+        .post(format!("{}/api/runs", factory.url))
+        .bearer_auth(OPERATOR)
+        .json(&serde_json::json!({ "image": "example", "reason": "canary" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_server_error());
+    answers.push((
+        "operator trigger while unavailable".into(),
+        response.text().await.unwrap(),
+    ));
+    server.inject(503, 0, 0).await;
+
+    // An account that cannot be reached, with the same key.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unreachable = CosmosSettings {
+        endpoint: format!("http://{}/", closed.local_addr().unwrap()),
+        ..settings.clone()
+    };
+    drop(closed);
+    match CosmosStore::connect(&unreachable).await {
+        Ok(_) => panic!("connected to a closed port"),
+        Err(e) => answers.push(("connect error".into(), format!("{e} {e:?}"))),
+    }
+    answers.push(("settings".into(), format!("{settings:?}")));
+    let data = factory.stop().await;
+
+    // Every document of the container, read back through the server's API
+    // (the test server does not check the signature).
+    let docs: serde_json::Value = reqwest::get(format!(
+        "{}dbs/{}/colls/{}/docs",
+        server.endpoint, settings.database, settings.container
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let documents = docs["Documents"].as_array().cloned().unwrap_or_default();
+    let text = docs.to_string();
     assert!(
-        logs.contains("run created") && logs.lines().count() > 20,
-        "the log capture saw too little to prove anything"
+        documents.len() >= 3 && text.contains(&released) && text.contains(&failed),
+        "the container holds too little to prove anything: {text}"
     );
-    assert_clean("the log", &logs);
+    assert_clean("the Cosmos DB container", &text);
+    // Every file the factory wrote beside the store.
+    let mut stack = vec![data.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert_clean(
+                    &path.display().to_string(),
+                    &String::from_utf8_lossy(&bytes),
+                );
+            }
+        }
+    }
+    assert_answers_and_log_clean(&answers);
 }
