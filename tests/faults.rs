@@ -5,17 +5,23 @@
 //!
 //! What is not real, and why: packer (a script that answers `version`, `fmt`
 //! and `validate` at once; the packer path is covered by `local_factory`),
-//! the executor (records each job start and finishes at once) and the
-//! notification channel (records each send). Those three record every side
-//! effect with the delivery that caused it, so the invariants can tie each
-//! side effect to an attempt the run records.
+//! the executor (records each job start and finishes at once), the
+//! notification channel (records each send) and, in one schedule of three,
+//! the build workers off the host (record each start; each worker then either
+//! reports on the `build-completed` queue some minutes later or dies without
+//! a report, for the watchdog to find; the real job adapter and worker are
+//! covered by `offhost_build`). Those record every side effect with the
+//! delivery that caused it, so the invariants can tie each side effect to an
+//! attempt the run records.
 //!
 //! After every schedule:
 //! - every run ended in exactly one terminal state (released, rejected,
 //!   failed with a reason, skipped, approval-expired) or still waits for an
 //!   approver who was told to wait;
-//! - each packer start, smoke test, approval request and release file
-//!   belongs to an attempt the run records, and no attempt did one twice;
+//! - each packer start, worker start, smoke test, approval request and
+//!   release file belongs to an attempt the run records, and no attempt did
+//!   one twice; a build that succeeded off the host names a worker that was
+//!   started;
 //! - no message is lost: every queue is empty, and a run whose message was
 //!   dead-lettered is failed.
 //!
@@ -37,10 +43,12 @@ use axum::Router;
 use axum::body::Body;
 use chrono::{DateTime, TimeZone, Utc};
 use image_factory::app::{App, StageMessage};
+use image_factory::azure::{AzureSettings, BuildJob};
 use image_factory::config::Settings;
 use image_factory::domain::approval::NoticeKind;
 use image_factory::domain::run::{
-    Execution, Run, RunStatus, Stage, StageStatus, Trigger, TriggerKind,
+    BuildOutcome, BuildResult, Execution, Run, RunStatus, Stage, StageStatus, Trigger, TriggerKind,
+    WorkerRef,
 };
 use image_factory::executor::{Executor, ExecutorError, Job, JobEnd, JobOutcome};
 use image_factory::host::bus::{Bus, Outgoing, Received};
@@ -51,6 +59,7 @@ use image_factory::protocol::{InvocationRequest, InvocationResponse, encode_valu
 use image_factory::startup::{Secrets, build_app};
 use image_factory::store::sqlite::SqliteStore;
 use image_factory::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored};
+use image_factory::worker::{BuildOrder, BuildReport, WorkerError, WorkerState, Workers};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
@@ -295,6 +304,11 @@ enum Effect {
         run: String,
         who: Who,
     },
+    WorkerStart {
+        run: String,
+        who: Who,
+        worker: String,
+    },
     Notified {
         run: String,
         who: Who,
@@ -361,6 +375,144 @@ fn run_of(log: &Path) -> String {
         .and_then(Path::file_name)
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// One worker of [`LedgerWorkers`]: it runs until `ends_at`, then has either
+/// sent its report (scheduled on the bus for that time) or died without one.
+struct LedgerWorker {
+    worker: WorkerRef,
+    order: BuildOrder,
+    ends_at: DateTime<Utc>,
+    reports: bool,
+    stopped: bool,
+}
+
+/// Build workers off the host: records each start, adopts the running worker
+/// of the same stage message as the job adapter does, and plays each worker's
+/// end: a report on `build-completed` when it ends, or a silent death.
+struct LedgerWorkers {
+    ledger: Arc<Ledger>,
+    faults: Arc<Faults>,
+    bus: Bus,
+    clock: image_factory::app::Clock,
+    rng: Mutex<StdRng>,
+    workers: Mutex<Vec<LedgerWorker>>,
+}
+
+impl LedgerWorkers {
+    fn state_of(&self, w: &LedgerWorker) -> WorkerState {
+        let now = (self.clock)();
+        if w.stopped {
+            WorkerState::Ended {
+                status: "Stopped".into(),
+                ended_at: Some(w.ends_at.min(now)),
+            }
+        } else if now < w.ends_at {
+            WorkerState::Running
+        } else if w.reports {
+            WorkerState::Succeeded {
+                ended_at: Some(w.ends_at),
+            }
+        } else {
+            WorkerState::Ended {
+                status: "Failed".into(),
+                ended_at: Some(w.ends_at),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Workers for LedgerWorkers {
+    async fn start(&self, order: &BuildOrder) -> Result<WorkerRef, WorkerError> {
+        {
+            let workers = self.workers.lock().unwrap();
+            let adopted = workers.iter().rev().find(|w| {
+                w.order.run_id == order.run_id
+                    && w.order.message_id == order.message_id
+                    && matches!(
+                        self.state_of(w),
+                        WorkerState::Running | WorkerState::Succeeded { .. }
+                    )
+            });
+            if let Some(w) = adopted {
+                return Ok(w.worker.clone());
+            }
+        }
+        let fault = self.faults.draw(Point::ExecutorStart);
+        if fault == Fault::CrashBefore {
+            return crash().await;
+        }
+        let now = (self.clock)();
+        let (minutes, reports) = {
+            let mut rng = self.rng.lock().unwrap();
+            (rng.random_range(1u32..=8), rng.random_bool(0.8))
+        };
+        let ends_at = now + chrono::Duration::minutes(i64::from(minutes));
+        let worker = WorkerRef {
+            id: order.worker_id.clone(),
+            execution: format!("job-{}", order.worker_id),
+            started_at: now,
+            log_url: order.log_url.clone(),
+        };
+        self.ledger.push(Effect::WorkerStart {
+            run: order.run_id.clone(),
+            who: who(),
+            worker: order.worker_id.clone(),
+        });
+        if reports {
+            let report = BuildReport {
+                run_id: order.run_id.clone(),
+                worker_id: order.worker_id.clone(),
+                outcome: BuildOutcome::Succeeded(BuildResult {
+                    artifacts: vec![],
+                    managed_image_id: None,
+                    gallery_version_id: None,
+                    log: order.log_url.clone(),
+                    duration_seconds: 60 * u64::from(minutes),
+                }),
+            };
+            self.bus
+                .send(vec![Outgoing {
+                    queue: "build-completed".into(),
+                    body: serde_json::to_string(&report).unwrap(),
+                    properties: Map::new(),
+                    scheduled_at: Some(ends_at),
+                }])
+                .await
+                .unwrap();
+        }
+        self.workers.lock().unwrap().push(LedgerWorker {
+            worker: worker.clone(),
+            order: order.clone(),
+            ends_at,
+            reports,
+            stopped: false,
+        });
+        if fault == Fault::CrashAfter {
+            return crash().await;
+        }
+        Ok(worker)
+    }
+
+    async fn state(&self, worker: &WorkerRef) -> Result<WorkerState, WorkerError> {
+        let workers = self.workers.lock().unwrap();
+        Ok(workers
+            .iter()
+            .find(|w| w.worker.execution == worker.execution)
+            .map_or(WorkerState::Missing, |w| self.state_of(w)))
+    }
+
+    async fn stop(&self, worker: &WorkerRef) -> Result<(), WorkerError> {
+        let mut workers = self.workers.lock().unwrap();
+        if let Some(w) = workers
+            .iter_mut()
+            .find(|w| w.worker.execution == worker.execution)
+        {
+            w.stopped = true;
+        }
+        Ok(())
+    }
 }
 
 /// A notification channel that records each send.
@@ -520,8 +672,22 @@ impl World {
                     .unwrap_or_default()
             })
         };
+        // One schedule of three builds off the host.
+        let off_host = seed.is_multiple_of(3);
         let settings = Settings {
             packer: Some(fixture.packer.clone()),
+            azure: off_host.then(|| AzureSettings {
+                endpoint: "http://arm.invalid".into(),
+                subscription_id: "fault-suite".into(),
+                gallery_resource_group: None,
+                gallery: None,
+                build_job: Some(BuildJob {
+                    resource_group: "rg".into(),
+                    name: "job".into(),
+                    log_container_url: "https://logs.invalid/build-logs".into(),
+                }),
+                test_vm: Default::default(),
+            }),
             ..Settings::local(
                 fixture.images.clone(),
                 data.clone(),
@@ -561,9 +727,21 @@ impl World {
         let bus = Bus::open_with_clock(
             &data.join("bus.db"),
             move |q| settings.queue_options(q),
-            clock,
+            Arc::clone(&clock),
         )
         .unwrap();
+        if off_host {
+            // Builds off the host; the test and release stages stay local.
+            app.azure = None;
+            app.workers = Some(Arc::new(LedgerWorkers {
+                ledger: Arc::clone(&ledger),
+                faults: Arc::clone(&faults),
+                bus: bus.clone(),
+                clock,
+                rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x0ff_4057)),
+                workers: Mutex::new(Vec::new()),
+            }));
+        }
         let mut functions = BTreeMap::new();
         let mut queues = Vec::new();
         for f in &function_app().functions {
@@ -1036,6 +1214,42 @@ impl World {
                     }
                 }
             }
+            // Worker starts: at most one per recorded build attempt; a build
+            // that succeeded off the host names a worker that was started.
+            let mut started = BTreeSet::new();
+            let mut seen = BTreeSet::new();
+            for e in &effects {
+                if let Effect::WorkerStart {
+                    run: r,
+                    who,
+                    worker,
+                } = e
+                    && r == id
+                {
+                    started.insert(worker.clone());
+                    match who {
+                        Who::Stage(x) if builds.contains(x) => {
+                            if !seen.insert(x.to_string()) {
+                                problems.push(format!("{how}: two workers started by {x}"));
+                            }
+                        }
+                        other => problems.push(format!(
+                            "{how}: worker {worker} started by {other:?}, which the run does not record as a build attempt (it records {})",
+                            listed(&builds)
+                        )),
+                    }
+                }
+            }
+            let build = run.stage(Stage::Build);
+            if build.status == StageStatus::Succeeded
+                && let Some(w) = build.current_attempt().and_then(|a| a.worker.as_ref())
+                && !started.contains(&w.id)
+            {
+                problems.push(format!(
+                    "{how}: built by worker {} that nobody started",
+                    w.id
+                ));
+            }
             // Approval requests: at most one per approver and recorded approve attempt;
             // the sweeper's only to approvers whose request failed or is due a reminder.
             let approves = attempts(Stage::Approve);
@@ -1110,6 +1324,29 @@ impl World {
         }
     }
 
+    async fn off_host(&self) -> (u64, u64) {
+        let (mut built, mut lost) = (0, 0);
+        for id in self.plans.keys() {
+            let run = self.inner.get(id).await.unwrap().value;
+            let build = run.stage(Stage::Build);
+            if build.status == StageStatus::Succeeded
+                && build.current_attempt().is_some_and(|a| a.worker.is_some())
+            {
+                built += 1;
+            }
+            lost += build
+                .attempts
+                .iter()
+                .filter(|a| {
+                    a.outcome
+                        .as_deref()
+                        .is_some_and(|o| o.starts_with("worker lost"))
+                })
+                .count() as u64;
+        }
+        (built, lost)
+    }
+
     async fn statuses(&self) -> Vec<RunStatus> {
         let mut out = Vec::new();
         for id in self.plans.keys() {
@@ -1164,6 +1401,8 @@ fn env_u64(name: &str) -> Option<u64> {
 /// What one schedule did, for the summary.
 struct Report {
     statuses: Vec<RunStatus>,
+    /// Builds that succeeded off the host, and workers the watchdog found lost.
+    off_host: (u64, u64),
     faults: BTreeMap<(Point, Fault), u64>,
     trace: Vec<String>,
 }
@@ -1175,6 +1414,7 @@ async fn schedule(seed: u64) -> Result<Report, String> {
     match result {
         Ok(()) => Ok(Report {
             statuses: world.statuses().await,
+            off_host: world.off_host().await,
             faults: world.faults.seen.lock().unwrap().clone(),
             trace,
         }),
@@ -1198,6 +1438,7 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
     let replay = seeds.len() == 1;
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let mut faults: BTreeMap<(Point, Fault), u64> = BTreeMap::new();
+    let (mut built_off_host, mut workers_lost) = (0, 0);
     let mut failures = Vec::new();
     let mut pending = tokio::task::JoinSet::new();
     let mut next = seeds.into_iter();
@@ -1217,6 +1458,8 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
                 for s in report.statuses {
                     *statuses.entry(s.to_string()).or_default() += 1;
                 }
+                built_off_host += report.off_host.0;
+                workers_lost += report.off_host.1;
                 for (k, n) in report.faults {
                     *faults.entry(k).or_default() += n;
                 }
@@ -1229,6 +1472,7 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
     }
     println!("run outcomes: {statuses:?}");
     println!("faults injected: {faults:?}");
+    println!("built off the host: {built_off_host}; workers lost: {workers_lost}");
     assert!(
         failures.is_empty(),
         "{} schedule(s) broke an invariant; the first:\n{}",
@@ -1250,6 +1494,10 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
                 "no run ended {status}: {statuses:?}"
             );
         }
+        assert!(
+            built_off_host > 0 && workers_lost > 0,
+            "the off-host schedules built {built_off_host} run(s) and lost {workers_lost} worker(s)"
+        );
         for fault in [
             Fault::Conflict,
             Fault::Throttle(429),
