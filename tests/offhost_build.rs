@@ -67,6 +67,7 @@ enum Fate {
 struct Azure {
     base: String,
     data_dir: PathBuf,
+    images_dir: PathBuf,
     executions: Vec<Execution>,
     starts: Vec<Value>,
     stops: Vec<String>,
@@ -86,7 +87,8 @@ struct FakeAzure {
 }
 
 impl FakeAzure {
-    async fn start(data_dir: PathBuf) -> FakeAzure {
+    /// The fake, its workers building the images of `images_dir` with `data_dir` as scratch.
+    async fn start(data_dir: PathBuf, images_dir: PathBuf) -> FakeAzure {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -94,6 +96,7 @@ impl FakeAzure {
         let state = Arc::new(Mutex::new(Azure {
             base: format!("http://{addr}"),
             data_dir,
+            images_dir,
             ..Azure::default()
         }));
         let app = axum::Router::new()
@@ -402,7 +405,7 @@ fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::proc
     command
         .env("IDENTITY_ENDPOINT", format!("{}/msi/token", azure.base))
         .env("IDENTITY_HEADER", "platform-secret-header")
-        .env("IMAGE_FACTORY_IMAGES", example_images())
+        .env("IMAGE_FACTORY_IMAGES", &azure.images_dir)
         .env("IMAGE_FACTORY_DATA", &azure.data_dir)
         .env("IMAGE_FACTORY_SERVICEBUS_ENDPOINT", &azure.base)
         .env("RUST_LOG", "debug")
@@ -420,10 +423,16 @@ fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::proc
     command.spawn().expect("spawn the worker")
 }
 
-/// A factory whose builds run on the fake job, with a clock the test can move.
+/// A factory whose builds of the example image run on the fake job, with a
+/// clock the test can move.
 async fn factory(offset_minutes: Arc<AtomicI64>) -> (Factory, FakeAzure) {
+    factory_of(offset_minutes, example_images()).await
+}
+
+/// A factory of the images in `images_dir` whose builds run on the fake job.
+async fn factory_of(offset_minutes: Arc<AtomicI64>, images_dir: PathBuf) -> (Factory, FakeAzure) {
     let data = tempfile::TempDir::new().expect("temp dir");
-    let azure = FakeAzure::start(data.path().to_path_buf()).await;
+    let azure = FakeAzure::start(data.path().to_path_buf(), images_dir.clone()).await;
     let workers = Arc::new(azure.job_workers());
     let job = azure.build_job();
     let options = Options {
@@ -443,7 +452,7 @@ async fn factory(offset_minutes: Arc<AtomicI64>) -> (Factory, FakeAzure) {
                 Utc::now() + chrono::Duration::minutes(offset_minutes.load(Ordering::SeqCst))
             });
         }),
-        ..Options::default()
+        ..Options::with_images(&images_dir)
     };
     let factory = Factory::start_in(data, options).await;
     azure.lock().bus = Some(factory.bus().clone());
@@ -594,6 +603,53 @@ async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_packer_build_on_the_worker_fails_the_run_with_the_uploaded_log() {
+    let images = tempfile::TempDir::new().expect("images");
+    let folder = common::copy_example(images.path(), "example");
+    std::fs::write(
+        folder.join("scripts/provision.sh"),
+        "#!/bin/sh\necho 'Timeout waiting for WinRM.' >&2\nexit 1\n",
+    )
+    .expect("break the template");
+    let (factory, azure) =
+        factory_of(Arc::new(AtomicI64::new(0)), images.path().to_path_buf()).await;
+    let failed = factory
+        .push_and_wait(
+            "0ff0057b011b000000000000000000000000c0de",
+            RunStatus::Failed,
+        )
+        .await;
+    let failure = failed.failure.clone().expect("a failure");
+    assert_eq!(failure.stage, Some(Stage::Build));
+    let worker = failed.stage(Stage::Build).attempts[0]
+        .worker
+        .clone()
+        .expect("built by a worker");
+    // The reason names the uploaded log, not the worker's scratch file, and
+    // quotes the line that shows the cause; the diagnosis says what to do.
+    assert!(
+        failure.reason.contains("packer build exited with code 1")
+            && failure
+                .reason
+                .contains(&format!("full log: {}", worker.log_url)),
+        "{}",
+        failure.reason
+    );
+    assert_eq!(
+        failure.diagnosis.map(|d| d.kind),
+        Some("winrm-unreachable".to_string())
+    );
+    let blob = format!("{}/{}.log", failed.id, worker.id);
+    let log = String::from_utf8_lossy(azure.lock().blobs.get(&blob).expect("uploaded").as_slice())
+        .to_string();
+    assert!(log.contains("Timeout waiting for WinRM."), "{log}");
+    // The worker reported the failure and ended well: nothing for the watchdog.
+    azure.refresh();
+    assert_eq!(azure.lock().executions[0].status, "Succeeded");
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_worker_is_replaced_once_and_a_second_loss_fails_the_run() {
     let offset = Arc::new(AtomicI64::new(0));
     let (factory, azure) = factory(offset.clone()).await;
@@ -677,7 +733,7 @@ async fn a_worker_past_the_build_timeout_is_stopped_and_the_run_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
     let data = tempfile::TempDir::new().expect("temp dir");
-    let azure = FakeAzure::start(data.path().to_path_buf()).await;
+    let azure = FakeAzure::start(data.path().to_path_buf(), example_images()).await;
     azure.lock().fates = vec![Fate::Hang, Fate::Crash, Fate::Hang];
     let workers = azure.job_workers();
     let order = |message: &str, worker: &str| BuildOrder {
