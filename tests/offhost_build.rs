@@ -631,7 +631,8 @@ async fn a_failed_packer_build_on_the_worker_fails_the_run_with_the_uploaded_log
         failure.reason.contains("packer build exited with code 1")
             && failure
                 .reason
-                .contains(&format!("full log: {}", worker.log_url)),
+                .contains(&format!("full log: {}", worker.log_url))
+            && !failure.reason.contains("build.log"),
         "{}",
         failure.reason
     );
