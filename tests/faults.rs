@@ -1334,15 +1334,7 @@ impl World {
             {
                 built += 1;
             }
-            lost += build
-                .attempts
-                .iter()
-                .filter(|a| {
-                    a.outcome
-                        .as_deref()
-                        .is_some_and(|o| o.starts_with("worker lost"))
-                })
-                .count() as u64;
+            lost += build.lost_workers() as u64;
         }
         (built, lost)
     }

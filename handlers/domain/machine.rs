@@ -12,7 +12,7 @@ use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
 use super::diagnosis::diagnose;
 use super::run::{
     Attempt, BuildOutcome, Execution, Failure, Run, RunStatus, Stage, StageOutput, StageStatus,
-    WorkerRef,
+    WORKER_LOST, WorkerRef,
 };
 
 /// Something that happened to a run.
@@ -364,18 +364,9 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
             reason,
         } => {
             current_execution(&next, Stage::Build, execution)?;
-            let outcome = format!("worker lost: {reason}");
+            let outcome = format!("{WORKER_LOST}: {reason}");
             finish_attempt(&mut next, Stage::Build, *at, &outcome);
-            let lost = next
-                .stage(Stage::Build)
-                .attempts
-                .iter()
-                .filter(|a| {
-                    a.outcome
-                        .as_deref()
-                        .is_some_and(|o| o.starts_with("worker lost"))
-                })
-                .count();
+            let lost = next.stage(Stage::Build).lost_workers();
             if lost >= MAX_LOST_WORKERS {
                 let reason = format!("the build worker was lost {lost} times; last time: {reason}");
                 fail(

@@ -308,7 +308,22 @@ pub struct StageRecord {
     pub summary: Option<String>,
 }
 
+/// How the outcome of an attempt whose build worker was lost begins.
+pub const WORKER_LOST: &str = "worker lost";
+
 impl StageRecord {
+    /// Attempts whose build worker was lost (the watchdog closed them).
+    pub fn lost_workers(&self) -> usize {
+        self.attempts
+            .iter()
+            .filter(|a| {
+                a.outcome
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with(WORKER_LOST))
+            })
+            .count()
+    }
+
     fn new(stage: Stage) -> StageRecord {
         StageRecord {
             stage,
