@@ -33,7 +33,6 @@ pub const WORKER_CONTAINER: &str = "worker";
 pub struct ContainerAppsWorkers {
     arm: ArmClient,
     job_path: String,
-    clock: fn() -> DateTime<Utc>,
 }
 
 impl ContainerAppsWorkers {
@@ -45,7 +44,6 @@ impl ContainerAppsWorkers {
                 "/subscriptions/{subscription_id}/resourceGroups/{}/providers/Microsoft.App/jobs/{}",
                 job.resource_group, job.name
             ),
-            clock: Utc::now,
         }
     }
 
@@ -74,7 +72,7 @@ impl ContainerAppsWorkers {
                 found = Some(WorkerRef {
                     id: theirs.worker_id,
                     execution: name.to_string(),
-                    started_at: time_of(execution, "startTime").unwrap_or_else(self.clock),
+                    started_at: time_of(execution, "startTime").unwrap_or_else(Utc::now),
                     log_url: theirs.log_url,
                 });
             }
@@ -135,7 +133,7 @@ impl Workers for ContainerAppsWorkers {
         Ok(WorkerRef {
             id: order.worker_id.clone(),
             execution: name.to_string(),
-            started_at: (self.clock)(),
+            started_at: Utc::now(),
             log_url: order.log_url.clone(),
         })
     }
