@@ -12,7 +12,6 @@ use std::sync::Arc;
 use axum::http::Method;
 use common::arm_server::{ArmServer, Reply};
 use common::{Factory, Options, copy_example};
-use image_factory::azure::{Azure, AzureSettings};
 use image_factory::domain::run::TriggerKind;
 use serde_json::json;
 
@@ -34,18 +33,7 @@ async fn factory(server: &ArmServer) -> (Factory, tempfile::TempDir) {
         ),
     )
     .unwrap();
-    let (arm, _) = server.client();
-    let azure = Azure {
-        settings: AzureSettings {
-            build_job: None,
-            endpoint: server.base.clone(),
-            subscription_id: "sub-1".into(),
-            gallery_resource_group: None,
-            gallery: None,
-            test_vm: Default::default(),
-        },
-        arm,
-    };
+    let (azure, _) = server.azure(Default::default());
     let factory = Factory::start_with(Options {
         images_dir: images.path().to_path_buf(),
         tweak: Box::new(move |app| app.azure = Some(Arc::new(azure))),

@@ -17,7 +17,6 @@ use common::arm_server::{ArmServer, Reply};
 use common::{Factory, Options, copy_example};
 use image_factory::azure::compute::GalleryImage;
 use image_factory::azure::release::{self, ReleaseError};
-use image_factory::azure::{Azure, AzureSettings};
 use image_factory::config::ReleaseSettings;
 use image_factory::domain::run::{
     BuildResult, ReleaseRecord, Run, Stage, StageOutput, Trigger, TriggerKind,
@@ -366,18 +365,7 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
         ),
     )
     .expect("written");
-    let (arm, _) = server.client();
-    let azure = Azure {
-        settings: AzureSettings {
-            build_job: None,
-            endpoint: server.base.clone(),
-            subscription_id: "sub-1".into(),
-            gallery_resource_group: Some("rg-img-gallery".into()),
-            gallery: Some("acg_shared".into()),
-            test_vm: Default::default(),
-        },
-        arm,
-    };
+    let (azure, _) = server.azure(Default::default());
     let factory = Factory::start_with(Options {
         images_dir: images.path().to_path_buf(),
         tweak: Box::new(move |app| {

@@ -17,8 +17,8 @@ use axum::http::Method;
 use chrono::{DateTime, TimeZone, Utc};
 use common::arm_server::{ArmServer, Reply, Seen, TOKEN};
 use common::{Factory, Options, copy_example};
+use image_factory::azure::TestVmSettings;
 use image_factory::azure::testvm;
-use image_factory::azure::{Azure, AzureSettings, TestVmSettings};
 use image_factory::domain::machine::{Event, decide};
 use image_factory::domain::run::{
     BuildResult, Execution, Run, Stage, StageOutput, Trigger, TriggerKind,
@@ -294,21 +294,10 @@ async fn factory(
         &toml[end..]
     );
     std::fs::write(dir.join("image.toml"), toml).expect("written");
-    let (arm, waits) = server.client();
-    let azure = Azure {
-        settings: AzureSettings {
-            endpoint: server.base.clone(),
-            subscription_id: "sub-1".into(),
-            gallery_resource_group: Some("rg-img-gallery".into()),
-            gallery: Some("acg_shared".into()),
-            build_job: None,
-            test_vm: TestVmSettings {
-                location: Some("westeurope".into()),
-                ..TestVmSettings::default()
-            },
-        },
-        arm,
-    };
+    let (azure, waits) = server.azure(TestVmSettings {
+        location: Some("westeurope".into()),
+        ..TestVmSettings::default()
+    });
     let factory = Factory::start_with(Options {
         images_dir: images.path().to_path_buf(),
         tweak: Box::new(move |app| {

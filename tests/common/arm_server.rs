@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use image_factory::azure::arm::{ArmClient, Patience, Sleeper};
+use image_factory::azure::{Azure, AzureSettings, TestVmSettings};
 use serde_json::Value;
 
 /// The token every test credential hands out.
@@ -126,6 +127,22 @@ impl ArmServer {
     /// Replies not yet served.
     pub fn unserved(&self) -> Vec<Reply> {
         self.script.lock().expect("lock").replies.clone()
+    }
+
+    /// The factory's Azure access through this server: subscription `sub-1`,
+    /// the gallery `acg_shared` in `rg-img-gallery`, no build job, `test_vm`;
+    /// and the waits its client's sleeper was asked for.
+    pub fn azure(&self, test_vm: TestVmSettings) -> (Azure, Arc<Mutex<Vec<Duration>>>) {
+        let (arm, waits) = self.client();
+        let settings = AzureSettings {
+            endpoint: self.base.clone(),
+            subscription_id: "sub-1".into(),
+            gallery_resource_group: Some("rg-img-gallery".into()),
+            gallery: Some("acg_shared".into()),
+            build_job: None,
+            test_vm,
+        };
+        (Azure { settings, arm }, waits)
     }
 
     /// A client for this server with a sleeper that records the waits asked for.
