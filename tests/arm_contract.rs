@@ -9,21 +9,12 @@ mod common;
 use axum::http::Method;
 use common::arm_server::{ArmServer, Reply, TOKEN};
 use image_factory::azure::arm::ArmError;
-use image_factory::azure::compute::{self, GalleryImage};
+use image_factory::azure::compute;
 use image_factory::config::BaseImage;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const VERSIONS: &str = "/subscriptions/sub-1/resourceGroups/rg-img-gallery/providers/Microsoft.Compute/galleries/acg_shared/images/windows-web-base/versions";
-
-fn image() -> GalleryImage {
-    GalleryImage {
-        subscription_id: "sub-1".into(),
-        resource_group: "rg-img-gallery".into(),
-        gallery: "acg_shared".into(),
-        image: "windows-web-base".into(),
-    }
-}
+use common::arm_server::{VERSIONS, gallery_image};
 
 /// One item shaped as in GalleryRP 2024-03-03
 /// `galleryExamples/GalleryImageVersion_ListByGalleryImage.json` (and
@@ -61,7 +52,7 @@ async fn a_paged_listing_is_read_to_its_end_with_the_token_on_every_page() {
     ])
     .await;
     let (arm, _) = server.client();
-    let versions = compute::list_versions(&arm, &image())
+    let versions = compute::list_versions(&arm, &gallery_image())
         .await
         .expect("listed");
     let names: Vec<&str> = versions.iter().map(|v| v.name.as_str()).collect();
@@ -93,7 +84,7 @@ async fn a_link_to_another_host_is_never_followed_with_the_token() {
     )])
     .await;
     let (arm, _) = server.client();
-    let listed = compute::list_versions(&arm, &image()).await;
+    let listed = compute::list_versions(&arm, &gallery_image()).await;
     assert!(
         matches!(listed, Err(ArmError::UntrustedUrl(_))),
         "{listed:?}"
@@ -142,9 +133,10 @@ async fn an_update_is_polled_through_azure_async_operation_until_it_succeeds() {
     .await;
     let (arm, waits) = server.client();
     let regions = vec!["westeurope".to_string(), "northeurope".to_string()];
-    let updated = compute::update_version(&arm, &image(), "2026.1125.0", false, Some(&regions))
-        .await
-        .expect("updated");
+    let updated =
+        compute::update_version(&arm, &gallery_image(), "2026.1125.0", false, Some(&regions))
+            .await
+            .expect("updated");
     assert_eq!(updated.provisioning_state.as_deref(), Some("Succeeded"));
     assert!(!updated.exclude_from_latest);
     let seen = server.seen();
@@ -193,7 +185,7 @@ async fn a_failed_operation_is_a_typed_error_with_its_code() {
     ])
     .await;
     let (arm, _) = server.client();
-    let error = compute::update_version(&arm, &image(), "2026.1125.0", false, None)
+    let error = compute::update_version(&arm, &gallery_image(), "2026.1125.0", false, None)
         .await
         .expect_err("the operation failed");
     assert!(
@@ -221,7 +213,7 @@ async fn a_version_stuck_creating_ends_in_a_timeout_naming_its_state() {
     }
     let server = ArmServer::start(replies).await;
     let (arm, waits) = server.client();
-    let error = compute::update_version(&arm, &image(), "2026.1125.0", false, None)
+    let error = compute::update_version(&arm, &gallery_image(), "2026.1125.0", false, None)
         .await
         .expect_err("stuck");
     assert!(
@@ -260,7 +252,7 @@ async fn throttling_is_retried_after_retry_after_then_given_up_with_nothing_chan
     ])
     .await;
     let (arm, waits) = server.client();
-    let got = compute::get_version(&arm, &image(), "2026.1125.0")
+    let got = compute::get_version(&arm, &gallery_image(), "2026.1125.0")
         .await
         .expect("read after one throttled answer")
         .expect("exists");
@@ -269,7 +261,7 @@ async fn throttling_is_retried_after_retry_after_then_given_up_with_nothing_chan
 
     let server = ArmServer::start((0..4).map(|_| throttled(Method::PATCH)).collect()).await;
     let (arm, waits) = server.client();
-    let error = compute::update_version(&arm, &image(), "2026.1125.0", false, None)
+    let error = compute::update_version(&arm, &gallery_image(), "2026.1125.0", false, None)
         .await
         .expect_err("throttled throughout");
     assert!(
@@ -302,7 +294,7 @@ async fn errors_are_typed_from_arm_error_bodies() {
         )])
         .await;
         let (arm, _) = server.client();
-        let error = compute::update_version(&arm, &image(), "1.0.0", false, None)
+        let error = compute::update_version(&arm, &gallery_image(), "1.0.0", false, None)
             .await
             .expect_err("an error answer");
         let kind = match &error {
@@ -354,12 +346,12 @@ async fn deleting_follows_the_operation_and_a_missing_version_is_not_an_error() 
     .await;
     let (arm, _) = server.client();
     assert!(
-        compute::delete_version(&arm, &image(), "2026.701.0")
+        compute::delete_version(&arm, &gallery_image(), "2026.701.0")
             .await
             .expect("deleted")
     );
     assert!(
-        !compute::delete_version(&arm, &image(), "2026.601.0")
+        !compute::delete_version(&arm, &gallery_image(), "2026.601.0")
             .await
             .expect("already gone")
     );

@@ -15,7 +15,6 @@ use axum::http::Method;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::arm_server::{ArmServer, Reply};
 use common::{Factory, Options, copy_example};
-use image_factory::azure::compute::GalleryImage;
 use image_factory::azure::release::{self, ReleaseError};
 use image_factory::config::ReleaseSettings;
 use image_factory::domain::run::{
@@ -24,16 +23,7 @@ use image_factory::domain::run::{
 use image_factory::stages::{StageResult, execute};
 use serde_json::{Value, json};
 
-const VERSIONS: &str = "/subscriptions/sub-1/resourceGroups/rg-img-gallery/providers/Microsoft.Compute/galleries/acg_shared/images/windows-web-base/versions";
-
-fn image() -> GalleryImage {
-    GalleryImage {
-        subscription_id: "sub-1".into(),
-        resource_group: "rg-img-gallery".into(),
-        gallery: "acg_shared".into(),
-        image: "windows-web-base".into(),
-    }
-}
+use common::arm_server::{VERSIONS, gallery_image};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
@@ -127,7 +117,7 @@ async fn a_release_promotes_the_new_version_replicates_it_and_prunes_what_the_po
     let (arm, _) = server.client();
     // Keep the two highest; 2026.701.0 is pinned by a consumer.
     let policy = settings(Some(2), None, &["2026.701.0"]);
-    let outcome = release::release(&arm, &image(), "2026.1125.0", &policy, now())
+    let outcome = release::release(&arm, &gallery_image(), "2026.1125.0", &policy, now())
         .await
         .expect("released");
 
@@ -166,7 +156,7 @@ async fn a_retried_release_changes_and_deletes_nothing_twice() {
     let server = ArmServer::start(vec![Reply::new(Method::GET, VERSIONS, 200, after_first)]).await;
     let (arm, _) = server.client();
     let policy = settings(Some(2), None, &["2026.701.0"]);
-    let outcome = release::release(&arm, &image(), "2026.1125.0", &policy, now())
+    let outcome = release::release(&arm, &gallery_image(), "2026.1125.0", &policy, now())
         .await
         .expect("released again");
     assert_eq!(requests(&server), [format!("GET {VERSIONS}")]);
@@ -202,7 +192,7 @@ async fn a_conflict_on_a_change_another_attempt_already_made_ends_the_release_th
     .await;
     let (arm, _) = server.client();
     let policy = settings(Some(2), None, &["2026.701.0"]);
-    let outcome = release::release(&arm, &image(), "2026.1125.0", &policy, now())
+    let outcome = release::release(&arm, &gallery_image(), "2026.1125.0", &policy, now())
         .await
         .expect("released");
     assert_eq!(outcome.pruned, strings(&["2026.801.0", "2026.901.0"]));
@@ -232,7 +222,7 @@ async fn the_latest_and_pinned_versions_are_never_deleted() {
     let (arm, _) = server.client();
     // The strictest policy: keep one version, none old enough to stay; 2026.801.0 is pinned.
     let policy = settings(Some(1), Some(1), &["2026.801.0"]);
-    let outcome = release::release(&arm, &image(), "2026.1125.0", &policy, now())
+    let outcome = release::release(&arm, &gallery_image(), "2026.1125.0", &policy, now())
         .await
         .expect("released");
     assert_eq!(
@@ -285,9 +275,13 @@ async fn a_rollback_makes_an_older_version_latest_and_keeps_the_newer_ones() {
     ])
     .await;
     let (arm, _) = server.client();
-    let outcome = release::rollback(&arm, &image(), "2026.901.0".parse().expect("a version"))
-        .await
-        .expect("rolled back");
+    let outcome = release::rollback(
+        &arm,
+        &gallery_image(),
+        "2026.901.0".parse().expect("a version"),
+    )
+    .await
+    .expect("rolled back");
     assert_eq!(
         requests(&server),
         [
@@ -328,7 +322,7 @@ async fn a_rollback_to_a_missing_or_deleting_version_is_refused_with_nothing_cha
         )])
         .await;
         let (arm, _) = server.client();
-        let error = release::rollback(&arm, &image(), to.parse().expect("a version"))
+        let error = release::rollback(&arm, &gallery_image(), to.parse().expect("a version"))
             .await
             .expect_err("refused");
         assert!(
@@ -393,7 +387,7 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
         BTreeMap::new(),
         now(),
     );
-    let sig_version_id = image().version_id("2026.1125.0");
+    let sig_version_id = gallery_image().version_id("2026.1125.0");
     run.build = Some(BuildResult {
         artifacts: vec![],
         managed_image_id: None,

@@ -12,8 +12,22 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use image_factory::azure::arm::{ArmClient, Patience, Sleeper};
+use image_factory::azure::compute::GalleryImage;
 use image_factory::azure::{Azure, AzureSettings, TestVmSettings};
 use serde_json::Value;
+
+/// The versions of the gallery image the contract tests work on.
+pub const VERSIONS: &str = "/subscriptions/sub-1/resourceGroups/rg-img-gallery/providers/Microsoft.Compute/galleries/acg_shared/images/windows-web-base/versions";
+
+/// The gallery image whose versions are [`VERSIONS`], in the gallery of [`ArmServer::azure`].
+pub fn gallery_image() -> GalleryImage {
+    GalleryImage {
+        subscription_id: "sub-1".into(),
+        resource_group: "rg-img-gallery".into(),
+        gallery: "acg_shared".into(),
+        image: "windows-web-base".into(),
+    }
+}
 
 /// The token every test credential hands out.
 pub const TOKEN: &str = "contract-test-token";
