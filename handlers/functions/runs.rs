@@ -1,6 +1,7 @@
 //! `runs` (`GET|POST /api/runs/{id?}`): GET gives one run's whole record, or a
 //! page of runs newest first, filtered by `image` and `status`, paged with
-//! `continuation`. POST starts an out-of-band run (an urgent security fix, a
+//! `continuation`; `?log=<offset>[&attempt=<n>]` gives a piece of its build
+//! log (the current attempt's, or an earlier one's). POST starts an out-of-band run (an urgent security fix, a
 //! rebuild on demand): `{"image", "reason", "force"}` with the operator's
 //! bearer token; the reason is recorded on the run. POST to `/api/runs/{id}`
 //! records an approver's decision for an operator (`image-factory approve`).
@@ -9,9 +10,10 @@ use super::InvocationError;
 use serde::Deserialize;
 
 use crate::app::{App, dispatch, dispatch_follow_up, secret_matches};
+use crate::build_log;
 use crate::domain::approval::{Decision, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
-use crate::domain::run::{RunStatus, Trigger, TriggerKind};
+use crate::domain::run::{RunStatus, Stage, Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, StoreError, UpdateError, update_run};
 
@@ -40,15 +42,41 @@ struct DecisionBody {
 /// Largest piece of a log one request returns.
 const LOG_CHUNK: u64 = 64 * 1024;
 
-/// The build log of run `id` from byte `offset`, with the next offset in `X-Log-Offset`.
-async fn log_chunk(app: &App, id: &str, offset: &str) -> HttpResponseData {
+/// The build log of run `id` from byte `offset`, with the next offset in
+/// `X-Log-Offset`: the current build attempt's, or that of `attempt` (a
+/// number within the build's recorded attempts).
+async fn log_chunk(
+    app: &App,
+    id: &str,
+    offset: &str,
+    attempt: Option<&String>,
+) -> HttpResponseData {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let Ok(offset) = offset.parse::<u64>() else {
         return HttpResponseData::error(400, "log must be a byte offset");
     };
-    let path = app.settings.run_dir(id).join("build.log");
+    let run_dir = app.settings.run_dir(id);
+    let path = match attempt {
+        None => run_dir.join(build_log::CURRENT),
+        Some(text) => {
+            let attempts = match app.store.get(id).await {
+                Ok(stored) => stored.value.stage(Stage::Build).attempts.len(),
+                Err(StoreError::NotFound { .. }) => {
+                    return HttpResponseData::error(404, &format!("there is no run {id}"));
+                }
+                Err(e) => {
+                    return HttpResponseData::error(503, &format!("cannot read the run: {e}"));
+                }
+            };
+            match build_log::parse_attempt(text, attempts) {
+                Ok(n) => build_log::path_of(&run_dir, n, attempts),
+                Err(message) => return HttpResponseData::error(400, &message),
+            }
+        }
+    };
     let Ok(mut file) = tokio::fs::File::open(&path).await else {
-        return HttpResponseData::error(404, &format!("run {id} has no build log (yet)"));
+        let which = attempt.map_or(String::new(), |n| format!(" of attempt {n}"));
+        return HttpResponseData::error(404, &format!("run {id} has no build log{which} (yet)"));
     };
     let mut bytes = Vec::new();
     let read = async {
@@ -100,7 +128,10 @@ impl Runs {
         }
         let id = self.request.params.get("id").filter(|id| !id.is_empty());
         if let (Some(id), Some(offset)) = (id, self.request.query.get("log")) {
-            return Ok(InvocationResponse::http(log_chunk(app, id, offset).await));
+            let attempt = self.request.query.get("attempt");
+            return Ok(InvocationResponse::http(
+                log_chunk(app, id, offset, attempt).await,
+            ));
         }
         let http = match id {
             Some(id) => match app.store.get(id).await {
