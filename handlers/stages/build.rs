@@ -123,7 +123,7 @@ pub async fn build_here(
         Ok(log) => log,
         Err(e) => {
             return StageResult::Retry(format!(
-                "cannot prepare the build log in {}: {e}",
+                "cannot create the run's folder {} and its build log: {e}",
                 run_dir.display()
             ));
         }
