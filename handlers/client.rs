@@ -179,7 +179,8 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
-        if response.status() == 404 {
+        // No current log yet is an empty one; no log of a given attempt is an error.
+        if response.status() == 404 && attempt.is_none() {
             return Ok((String::new(), offset));
         }
         if !response.status().is_success() {

@@ -1,19 +1,19 @@
 //! `runs` (`GET|POST /api/runs/{id?}`): GET gives one run's whole record, or a
 //! page of runs newest first, filtered by `image` and `status`, paged with
-//! `continuation`; `?log=<offset>[&attempt=<n>]` gives a piece of its build
-//! log (the current attempt's, or an earlier one's). POST starts an out-of-band run (an urgent security fix, a
+//! `continuation`. POST starts an out-of-band run (an urgent security fix, a
 //! rebuild on demand): `{"image", "reason", "force"}` with the operator's
 //! bearer token; the reason is recorded on the run. POST to `/api/runs/{id}`
 //! records an approver's decision for an operator (`image-factory approve`).
+//! GET `/api/runs/{id}?log=<offset>[&attempt=<n>]` gives a piece of the run's
+//! build log: the current attempt's, or an earlier one's.
 
 use super::InvocationError;
 use serde::Deserialize;
 
 use crate::app::{App, dispatch, dispatch_follow_up, secret_matches};
-use crate::build_log;
 use crate::domain::approval::{Decision, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
-use crate::domain::run::{RunStatus, Stage, Trigger, TriggerKind};
+use crate::domain::run::{RunStatus, Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, StoreError, UpdateError, update_run};
 
@@ -51,6 +51,8 @@ async fn log_chunk(
     offset: &str,
     attempt: Option<&String>,
 ) -> HttpResponseData {
+    use crate::build_log;
+    use crate::domain::run::Stage;
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let Ok(offset) = offset.parse::<u64>() else {
         return HttpResponseData::error(400, "log must be a byte offset");
