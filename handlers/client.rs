@@ -161,17 +161,36 @@ impl Client {
             .context("the factory's answer is not a list of runs")
     }
 
-    /// The build log from byte `offset`: the text and the next offset.
-    pub async fn log(&self, id: &str, offset: u64) -> anyhow::Result<(String, u64)> {
-        let url = format!("{}/api/runs/{id}?log={offset}", self.base);
+    /// The build log from byte `offset`, the current attempt's or that of
+    /// build attempt `attempt`: the text and the next offset.
+    pub async fn log(
+        &self,
+        id: &str,
+        offset: u64,
+        attempt: Option<u32>,
+    ) -> anyhow::Result<(String, u64)> {
+        let mut url = format!("{}/api/runs/{id}?log={offset}", self.base);
+        if let Some(n) = attempt {
+            url.push_str(&format!("&attempt={n}"));
+        }
         let response = self
             .http
             .get(url)
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
-        if response.status() == 404 {
+        // No current log yet is an empty one; no log of a given attempt is an error.
+        if response.status() == 404 && attempt.is_none() {
             return Ok((String::new(), offset));
+        }
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await?;
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            bail!("the build log of run {id}: the factory answered {status}: {message}");
         }
         let next = response
             .headers()
@@ -234,9 +253,13 @@ pub fn print_run(run: &Run) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether the run's build log can grow no more.
-pub fn build_finished(run: &Run) -> bool {
-    run.status.is_terminal()
+/// Whether the run's build log (of build attempt `attempt`, or the
+/// current one) can grow no more: the build ended, or a later attempt
+/// superseded that one.
+pub fn build_finished(run: &Run, attempt: Option<u32>) -> bool {
+    let attempts = run.stage(Stage::Build).attempts.len();
+    attempt.is_some_and(|n| (n as usize) < attempts)
+        || run.status.is_terminal()
         || !matches!(
             run.stage(Stage::Build).status,
             StageStatus::Pending | StageStatus::Running

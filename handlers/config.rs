@@ -350,6 +350,12 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
     {
         return Err(format!("[approval] approver {} is listed twice", dup.1));
     }
+    if settings.packer.timeout_minutes == 0 {
+        return Err(
+            "[packer] timeout_minutes must be at least 1 (leave it out for the default of 120): with 0 every build is stopped at once"
+                .into(),
+        );
+    }
     if let SmokeTest::Command { argv, .. } = &settings.smoke
         && argv.is_empty()
     {
@@ -720,6 +726,33 @@ mod tests {
         );
         let dup = GOOD.replace(r#"["alice", "bob"]"#, r#"["alice", "alice"]"#);
         assert!(parse_image_settings(&dup).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn a_zero_build_timeout_is_refused_naming_the_file_and_the_key() {
+        let text = format!("{GOOD}\n[packer]\ntimeout_minutes = 0\n");
+        let error = parse_image_settings(&text).expect_err("a zero timeout");
+        assert!(error.contains("[packer] timeout_minutes"), "{error}");
+        let one = format!("{GOOD}\n[packer]\ntimeout_minutes = 1\n");
+        assert_eq!(
+            parse_image_settings(&one)
+                .expect("valid")
+                .packer
+                .timeout_minutes,
+            1
+        );
+
+        let images = tempfile::TempDir::new().expect("temp dir");
+        std::fs::create_dir(images.path().join("zero")).expect("mkdir");
+        let file = images.path().join("zero").join(IMAGE_FILE);
+        std::fs::write(&file, &text).expect("write");
+        let error = load_images(images.path())
+            .expect_err("a zero timeout")
+            .to_string();
+        assert!(
+            error.contains(&file.display().to_string()) && error.contains("timeout_minutes"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -233,8 +233,23 @@ pub fn timeline_svg(run: &Run, now: DateTime<Utc>) -> String {
     )
 }
 
-/// A run's page.
-pub fn run_page(run: &Run, log_tail: Option<&str>, now: DateTime<Utc>) -> String {
+/// The last lines of a build attempt's log, for a run's page.
+#[derive(Clone, Debug)]
+pub struct AttemptLog {
+    /// The build attempt, from 1.
+    pub attempt: usize,
+    /// Its log's last lines.
+    pub tail: String,
+}
+
+/// A run's page: `log_tail` is the current build attempt's log, `earlier`
+/// the logs earlier attempts left (cut short by a crash, superseded).
+pub fn run_page(
+    run: &Run,
+    log_tail: Option<&str>,
+    earlier: &[AttemptLog],
+    now: DateTime<Utc>,
+) -> String {
     let mut facts = vec![
         ("Status", status_badge(run.status)),
         ("Image", image_link(&run.image)),
@@ -343,6 +358,23 @@ pub fn run_page(run: &Run, log_tail: Option<&str>, now: DateTime<Utc>) -> String
         body.push_str(&format!(
             "<h2>Build log (last lines)</h2><pre>{}</pre>",
             escape(tail)
+        ));
+    }
+    if !earlier.is_empty() {
+        body.push_str("<h2>Earlier build attempts</h2>");
+    }
+    let attempts = &run.stage(Stage::Build).attempts;
+    for log in earlier {
+        let outcome = attempts
+            .get(log.attempt.wrapping_sub(1))
+            .and_then(|a| a.outcome.as_deref())
+            .unwrap_or("no outcome recorded");
+        body.push_str(&format!(
+            r#"<h3>Attempt {n}: {}</h3><p><a href="/api/runs/{}?log=0&amp;attempt={n}">Its log from the start</a> (last lines below)</p><pre>{}</pre>"#,
+            escape(outcome),
+            escape(&run.id),
+            escape(&log.tail),
+            n = log.attempt,
         ));
     }
     page_with(

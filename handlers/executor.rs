@@ -2,7 +2,9 @@
 //! adapter that runs it as a child process of this machine.
 //!
 //! The local executor streams the child's output line by line into the run's
-//! log file (constant memory, whatever the log's size), hands each stdout line
+//! log file (constant memory, whatever the log's size; on disk at most a
+//! second after the child printed it, private to the factory's user, as is
+//! what the child writes: see [`crate::private`]), hands each stdout line
 //! to the caller (to collect packer's artifacts as they appear), enforces a
 //! timeout, and can be cancelled. The child runs in its own process group so a
 //! timeout or cancel stops packer and every plugin process it started; its
@@ -17,6 +19,8 @@ use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
+
+use crate::private;
 
 /// Longest line kept whole; longer lines are cut (the log gets the cut line).
 const MAX_LINE: usize = 64 * 1024;
@@ -109,21 +113,22 @@ impl Executor for LocalExecutor {
             path: job.log.clone(),
             source,
         };
-        if let Some(dir) = job.log.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(log_err)?;
-        }
         let pid_file = job.log.with_extension("pgid");
         stop_orphan(&pid_file, &job.program).await;
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&job.log)
-            .await
-            .map_err(log_err)?;
-        let mut log = LogWriter::new(file);
+        let path = job.log.clone();
+        let file = private::blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                private::create_dir(dir)?;
+            }
+            private::open_append(&path)
+        })
+        .await
+        .map_err(log_err)?;
+        let mut log = LogWriter::new(tokio::fs::File::from_std(file));
 
         let started = Instant::now();
-        let mut child = Command::new(&job.program)
+        let mut command = Command::new(&job.program);
+        private::private_umask(&mut command)
             .args(&job.args)
             .current_dir(&job.dir)
             .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -131,14 +136,13 @@ impl Executor for LocalExecutor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| ExecutorError::Spawn {
-                program: job.program.display().to_string(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|source| ExecutorError::Spawn {
+            program: job.program.display().to_string(),
+            source,
+        })?;
         let pgid = child.id().unwrap_or(0);
-        tokio::fs::write(&pid_file, pgid.to_string())
+        private::write_in_dir(&pid_file, pgid.to_string().into_bytes())
             .await
             .map_err(log_err)?;
 
@@ -160,10 +164,12 @@ impl Executor for LocalExecutor {
                         log.line(&line).await.map_err(log_err)?;
                     }
                 }
+                _ = flush_due(log.due) => log.flush().await.map_err(log_err)?,
                 _ = &mut deadline => { end = Some(JobEnd::TimedOut); break; }
                 _ = cancel.cancelled() => { end = Some(JobEnd::Cancelled); break; }
             }
         }
+        log.flush().await.map_err(log_err)?;
         let end = match end {
             Some(forced) => {
                 kill_group(pgid);
@@ -205,11 +211,14 @@ impl Executor for LocalExecutor {
 }
 
 /// The run's log file, written through a buffer (one system call per 64 KiB,
-/// not per line) and flushed at least every second so that followers of the
-/// log see it grow.
+/// not per line). A line waits in the buffer at most [`FLUSH_EVERY`]: the
+/// buffer is flushed when a line arrives after that, and on a timer
+/// ([`flush_due`]) when the child goes quiet, so followers of the log see it
+/// grow and a crash of this process loses at most that much of it.
 struct LogWriter {
     file: tokio::io::BufWriter<tokio::fs::File>,
-    flushed: Instant,
+    /// When the oldest line not yet flushed must be flushed, if one waits.
+    due: Option<tokio::time::Instant>,
 }
 
 /// How long a written line may wait in the buffer.
@@ -219,22 +228,34 @@ impl LogWriter {
     fn new(file: tokio::fs::File) -> LogWriter {
         LogWriter {
             file: tokio::io::BufWriter::with_capacity(64 * 1024, file),
-            flushed: Instant::now(),
+            due: None,
         }
     }
 
     async fn line(&mut self, line: &str) -> std::io::Result<()> {
         self.file.write_all(line.as_bytes()).await?;
         self.file.write_all(b"\n").await?;
-        if self.flushed.elapsed() >= FLUSH_EVERY {
+        let due = *self
+            .due
+            .get_or_insert_with(|| tokio::time::Instant::now() + FLUSH_EVERY);
+        if tokio::time::Instant::now() >= due {
             self.flush().await?;
         }
         Ok(())
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        self.flushed = Instant::now();
+        self.due = None;
         self.file.flush().await
+    }
+}
+
+/// Resolves when buffered lines are due on disk (`due`); never while no line
+/// waits, so a quiet child costs no wake-ups.
+async fn flush_due(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -330,5 +351,53 @@ async fn stop_orphan(pid_file: &Path, program: &Path) {
             kill_group(pgid);
         }
         let _ = tokio::fs::remove_file(pid_file).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child prints a line and goes quiet: the line reaches the log file
+    /// while the child still runs, not when it ends.
+    #[tokio::test]
+    async fn a_line_before_a_quiet_stretch_reaches_the_log_while_the_child_runs() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let log = dir.path().join("run/build.log");
+        let job = Job {
+            program: "sh".into(),
+            args: vec!["-c".into(), "echo first line; sleep 30".into()],
+            dir: dir.path().to_path_buf(),
+            env: Vec::new(),
+            log: log.clone(),
+            timeout: Duration::from_secs(60),
+        };
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn({
+            let cancel = cancel.clone();
+            async move { LocalExecutor.run(job, &mut |_| {}, cancel).await }
+        });
+        // Far less than the child's sleep, far more than the flush interval.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut text = String::new();
+        while tokio::time::Instant::now() < deadline {
+            text = tokio::fs::read_to_string(&log).await.unwrap_or_default();
+            if !text.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !running.is_finished(),
+            "the child ended early: {:?}",
+            running.await
+        );
+        cancel.cancel();
+        let outcome = running.await.expect("join").expect("run");
+        assert_eq!(
+            text, "first line\n",
+            "the log on disk while the child slept"
+        );
+        assert_eq!(outcome.end, JobEnd::Cancelled);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod azure;
+pub mod build_log;
 pub mod client;
 pub mod config;
 pub mod dashboard;
@@ -19,6 +20,7 @@ pub mod notifier;
 pub mod package;
 pub mod packer;
 pub mod pages;
+pub mod private;
 pub mod protocol;
 pub mod server;
 pub mod stages;

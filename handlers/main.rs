@@ -94,6 +94,11 @@ enum RunsAction {
         /// Keep following the log.
         #[arg(long)]
         follow: bool,
+        /// The log of this build attempt (from 1; `runs show --json` lists
+        /// them) instead of the current one's: what an attempt cut short by
+        /// a crash printed.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        attempt: Option<u32>,
     },
     /// Wait for a run to end; the exit code says how (0 released or skipped,
     /// 10 failed, 11 rejected, 12 approval expired, 20 still going after --timeout).
@@ -339,10 +344,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         client::print_run(&run)?;
                     }
                 }
-                RunsAction::Logs { id, follow } => {
+                RunsAction::Logs {
+                    id,
+                    follow,
+                    attempt,
+                } => {
                     let mut offset = 0;
                     loop {
-                        let (chunk, next) = client.log(&id, offset).await?;
+                        let (chunk, next) = client.log(&id, offset, attempt).await?;
                         let mut out = std::io::stdout().lock();
                         out.write_all(chunk.as_bytes())?;
                         out.flush()?;
@@ -351,7 +360,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                             break;
                         }
                         // The log is complete once the build stage has ended.
-                        if chunk.is_empty() && client::build_finished(&client.run(&id).await?) {
+                        if chunk.is_empty()
+                            && client::build_finished(&client.run(&id).await?, attempt)
+                        {
                             break;
                         }
                         tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -248,9 +248,6 @@ impl Channel for OutboxChannel {
 
     async fn send(&self, notice: &Notice<'_>) -> Result<Value, String> {
         let dir = self.dir.join(&notice.run.id);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| e.to_string())?;
         let note = json!({
             "runId": notice.run.id,
             "approver": notice.approver,
@@ -262,7 +259,8 @@ impl Channel for OutboxChannel {
         });
         let file = dir.join(format!("{}.json", file_name(notice.approver)));
         let bytes = serde_json::to_vec_pretty(&note).map_err(|e| e.to_string())?;
-        tokio::fs::write(&file, bytes)
+        // The link is live: only the factory's user may read it.
+        crate::private::write_in_dir(&file, bytes)
             .await
             .map_err(|e| e.to_string())?;
         println!(

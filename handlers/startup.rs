@@ -4,7 +4,8 @@
 //! Secrets come from the environment (Key Vault references in Azure). Locally,
 //! when they are not set, a data-dir file (`local-secrets.json`, mode 0600) is
 //! created once with a random approval key and webhook secret, so the factory
-//! runs with no setup and links stay valid across restarts.
+//! runs with no setup and links stay valid across restarts. The data folder
+//! is private: 0700, its files 0600 ([`crate::private`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,7 +64,7 @@ pub fn local_secrets(settings: &Settings) -> anyhow::Result<LocalSecrets> {
         }
         return Ok(secrets);
     }
-    std::fs::create_dir_all(&settings.data_dir)
+    crate::private::create_dir(&settings.data_dir)
         .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     let secrets = LocalSecrets {
         approval_keys: format!("local-1:{}", STANDARD.encode(rand::random::<[u8; 32]>())),
@@ -74,19 +75,40 @@ pub fn local_secrets(settings: &Settings) -> anyhow::Result<LocalSecrets> {
     Ok(secrets)
 }
 
-#[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(bytes)?;
-    Ok(())
+    crate::private::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The local outbox's folder in the data folder.
+const OUTBOX: &str = "outbox";
+
+/// The data folder's sub-folders that hold secrets or state: the outbox
+/// (live approval links), the run folders (build logs, packer's outputs)
+/// and the release records.
+const PRIVATE_FOLDERS: [&str; 3] = [OUTBOX, "runs", "releases"];
+
+/// Makes the data folder private (0700, created if missing) and, for data a
+/// version before this one left readable by other users, what it holds:
+/// [`PRIVATE_FOLDERS`] and the local secrets (the SQLite files are made
+/// private when they are opened, see [`crate::store::sqlite::open_database`]).
+pub async fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    let data = settings.data_dir.clone();
+    let secrets = local_secrets_path(settings);
+    crate::private::blocking(move || {
+        crate::private::create_dir(&data)?;
+        crate::private::tighten(&secrets)?;
+        for folder in PRIVATE_FOLDERS {
+            crate::private::tighten(&data.join(folder))?;
+        }
+        Ok(())
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot make the data folder {} private (mode 0700, its files 0600)",
+            settings.data_dir.display()
+        )
+    })
 }
 
 /// The secrets the handler needs, never logged.
@@ -166,6 +188,7 @@ pub async fn build_app(
     if images.is_empty() {
         tracing::warn!(dir = %settings.images_dir.display(), "no images configured: add a folder with an image.toml");
     }
+    secure_data_dir(&settings).await?;
     let store = open_store(&settings).await?;
     let notifier = notifier(&settings, &secrets)?;
     let azure = match &settings.azure {
@@ -216,9 +239,7 @@ pub async fn build_app(
 fn notifier(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Notifier> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
     if settings.local {
-        channels.push(Arc::new(OutboxChannel::new(
-            settings.data_dir.join("outbox"),
-        )));
+        channels.push(Arc::new(OutboxChannel::new(settings.data_dir.join(OUTBOX))));
     }
     if let Some(url) = &secrets.teams_webhook {
         channels.push(Arc::new(

@@ -266,11 +266,13 @@ async fn build(
         return failed("the worker's container has no packer binary".into());
     };
     let run_dir = settings.data_dir.join("runs").join(&order.run_id);
-    let log = run_dir.join("build.log");
+    let log = run_dir.join(crate::build_log::CURRENT);
+    // A worker's container makes one build: its log is its only attempt's.
     match build_here(
         &LocalExecutor,
         &packer,
         &run_dir,
+        1,
         &order.spec(),
         image,
         cancel,

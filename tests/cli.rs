@@ -118,3 +118,45 @@ fn rollback_without_azure_settings_says_which_settings_it_needs() {
         "{stderr}"
     );
 }
+
+#[test]
+fn up_refuses_an_image_whose_build_timeout_is_zero_naming_the_file_and_the_key() {
+    let root = tempfile::TempDir::new().unwrap();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/example/image.toml");
+    let settings = std::fs::read_to_string(example).unwrap();
+    assert!(settings.contains("timeout_minutes = 10"), "{settings}");
+    let folder = root.path().join("images/zero");
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = folder.join("image.toml");
+    std::fs::write(
+        &file,
+        settings.replace("timeout_minutes = 10", "timeout_minutes = 0"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["up", "--port", "0"])
+        .env("IMAGE_FACTORY_IMAGES", root.path().join("images"))
+        .env("IMAGE_FACTORY_DATA", root.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A factory that accepted the file would run until stopped.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("up started with a build timeout of 0 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&file.display().to_string()) && stderr.contains("[packer] timeout_minutes"),
+        "{stderr}"
+    );
+}

@@ -6,8 +6,9 @@ use std::io::{Read, Seek, SeekFrom};
 
 use super::InvocationError;
 use crate::app::App;
-use crate::dashboard::{Filters, image_page, not_found_page, run_page, runs_page};
-use crate::domain::run::RunStatus;
+use crate::build_log;
+use crate::dashboard::{AttemptLog, Filters, image_page, not_found_page, run_page, runs_page};
+use crate::domain::run::{RunStatus, Stage};
 use crate::pages::{escape, page};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, StoreError};
@@ -54,8 +55,19 @@ impl Dashboard {
             (None, None) => self.runs(app, now).await?,
             (Some("runs"), Some(id)) => match app.store.get(&id).await {
                 Ok(stored) => {
-                    let tail = log_tail(&app.settings.run_dir(&id).join("build.log"));
-                    html(200, run_page(&stored.value, tail.as_deref(), now))
+                    let run_dir = app.settings.run_dir(&id);
+                    let tail = log_tail(&run_dir.join(build_log::CURRENT));
+                    let attempts = stored.value.stage(Stage::Build).attempts.len();
+                    let earlier: Vec<AttemptLog> = build_log::earlier(&run_dir, attempts)
+                        .into_iter()
+                        .filter_map(|(attempt, path)| {
+                            Some(AttemptLog {
+                                attempt,
+                                tail: log_tail(&path)?,
+                            })
+                        })
+                        .collect();
+                    html(200, run_page(&stored.value, tail.as_deref(), &earlier, now))
                 }
                 Err(StoreError::NotFound { .. }) => {
                     html(404, not_found_page(&format!("There is no run {id}.")))

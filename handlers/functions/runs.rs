@@ -4,6 +4,8 @@
 //! rebuild on demand): `{"image", "reason", "force"}` with the operator's
 //! bearer token; the reason is recorded on the run. POST to `/api/runs/{id}`
 //! records an approver's decision for an operator (`image-factory approve`).
+//! GET `/api/runs/{id}?log=<offset>[&attempt=<n>]` gives a piece of the run's
+//! build log: the current attempt's, or an earlier one's.
 
 use super::InvocationError;
 use serde::Deserialize;
@@ -40,15 +42,43 @@ struct DecisionBody {
 /// Largest piece of a log one request returns.
 const LOG_CHUNK: u64 = 64 * 1024;
 
-/// The build log of run `id` from byte `offset`, with the next offset in `X-Log-Offset`.
-async fn log_chunk(app: &App, id: &str, offset: &str) -> HttpResponseData {
+/// The build log of run `id` from byte `offset`, with the next offset in
+/// `X-Log-Offset`: the current build attempt's, or that of `attempt` (a
+/// number within the build's recorded attempts).
+async fn log_chunk(
+    app: &App,
+    id: &str,
+    offset: &str,
+    attempt: Option<&String>,
+) -> HttpResponseData {
+    use crate::build_log;
+    use crate::domain::run::Stage;
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let Ok(offset) = offset.parse::<u64>() else {
         return HttpResponseData::error(400, "log must be a byte offset");
     };
-    let path = app.settings.run_dir(id).join("build.log");
+    let run_dir = app.settings.run_dir(id);
+    let path = match attempt {
+        None => run_dir.join(build_log::CURRENT),
+        Some(text) => {
+            let attempts = match app.store.get(id).await {
+                Ok(stored) => stored.value.stage(Stage::Build).attempts.len(),
+                Err(StoreError::NotFound { .. }) => {
+                    return HttpResponseData::error(404, &format!("there is no run {id}"));
+                }
+                Err(e) => {
+                    return HttpResponseData::error(503, &format!("cannot read the run: {e}"));
+                }
+            };
+            match build_log::parse_attempt(text, attempts) {
+                Ok(n) => build_log::path_of(&run_dir, n, attempts),
+                Err(message) => return HttpResponseData::error(400, &message),
+            }
+        }
+    };
     let Ok(mut file) = tokio::fs::File::open(&path).await else {
-        return HttpResponseData::error(404, &format!("run {id} has no build log (yet)"));
+        let which = attempt.map_or(String::new(), |n| format!(" of attempt {n}"));
+        return HttpResponseData::error(404, &format!("run {id} has no build log{which} (yet)"));
     };
     let mut bytes = Vec::new();
     let read = async {
@@ -100,7 +130,10 @@ impl Runs {
         }
         let id = self.request.params.get("id").filter(|id| !id.is_empty());
         if let (Some(id), Some(offset)) = (id, self.request.query.get("log")) {
-            return Ok(InvocationResponse::http(log_chunk(app, id, offset).await));
+            let attempt = self.request.query.get("attempt");
+            return Ok(InvocationResponse::http(
+                log_chunk(app, id, offset, attempt).await,
+            ));
         }
         let http = match id {
             Some(id) => match app.store.get(id).await {

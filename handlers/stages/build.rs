@@ -1,18 +1,20 @@
 //! The build stage: `packer build -machine-readable` through the executor,
 //! with the run's version and commit as variables. The log is kept in the
-//! run's folder; artifacts come from the machine-readable lines as they are
+//! run's folder, one per attempt ([`crate::build_log`]); artifacts come from the machine-readable lines as they are
 //! printed, and from the manifest post-processor's file when there is one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
 use super::StageResult;
 use crate::app::{App, new_id};
+use crate::build_log;
 use crate::config::{ImageConfig, build_timeout};
 use crate::domain::run::{ArtifactRecord, BuildResult, Run, Stage, StageOutput};
 use crate::executor::{Executor, Job, JobEnd};
 use crate::packer::{ArtifactCollector, AzureIds, azure_ids, parse_manifest};
+use crate::private;
 use crate::template::check_folder;
 use crate::worker::BuildOrder;
 
@@ -52,6 +54,7 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
         app.executor.as_ref(),
         &packer,
         &run_dir,
+        run.stage(Stage::Build).attempts.len().max(1),
         &BuildSpec::of(run),
         image,
         app.shutdown.child_token(),
@@ -98,10 +101,13 @@ async fn dispatch(app: &App, workers: &dyn crate::worker::Workers, run: &Run) ->
 
 /// Runs `packer build` for `spec` through `executor`, here: the local
 /// factory's build stage and the off-host worker both build through this.
+/// `attempt` (from 1) is the build stage's attempt: its log is kept apart
+/// from earlier attempts' (see [`crate::build_log`]).
 pub async fn build_here(
     executor: &dyn Executor,
     packer: &Path,
     run_dir: &Path,
+    attempt: usize,
     spec: &BuildSpec,
     image: &ImageConfig,
     cancel: CancellationToken,
@@ -112,9 +118,16 @@ pub async fn build_here(
         Ok(Err(e)) => return StageResult::Failed(format!("cannot read the template: {e}")),
         Err(e) => return StageResult::Retry(format!("template check task failed: {e}")),
     };
-    if let Err(e) = tokio::fs::create_dir_all(run_dir).await {
-        return StageResult::Retry(format!("cannot create {}: {e}", run_dir.display()));
-    }
+    let folder = run_dir.to_path_buf();
+    let log = match private::blocking(move || build_log::start_attempt(&folder, attempt)).await {
+        Ok(log) => log,
+        Err(e) => {
+            return StageResult::Retry(format!(
+                "cannot create the run's folder {} and its build log: {e}",
+                run_dir.display()
+            ));
+        }
+    };
     let template = match std::path::absolute(&image.dir) {
         Ok(path) => path,
         Err(e) => {
@@ -128,7 +141,6 @@ pub async fn build_here(
     ];
     args.extend(super::packer_vars(spec, image, &declared));
     args.push(template.display().to_string());
-    let log: PathBuf = run_dir.join("build.log");
     let job = Job {
         program: packer.to_path_buf(),
         args,

@@ -98,7 +98,8 @@ async fn run_short(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<ShortOutput, String> {
-    let child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    let child = crate::private::private_umask(&mut command)
         .args(args)
         .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

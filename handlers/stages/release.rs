@@ -74,12 +74,7 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
     };
     let run_copy = app.settings.run_dir(&run.id).join("image-version.json");
     for file in [&path, &run_copy] {
-        if let Some(parent) = file.parent()
-            && let Err(e) = tokio::fs::create_dir_all(parent).await
-        {
-            return StageResult::Retry(format!("cannot create {}: {e}", parent.display()));
-        }
-        if let Err(e) = tokio::fs::write(file, &text).await {
+        if let Err(e) = crate::private::write_in_dir(file, text.clone().into_bytes()).await {
             return StageResult::Retry(format!("cannot write {}: {e}", file.display()));
         }
     }

@@ -78,18 +78,31 @@ impl SqliteStore {
 }
 
 /// Opens a SQLite file in WAL mode with a busy timeout; shared with the local queue.
+///
+/// The file and its folder are private (0600, 0700). SQLite creates the
+/// write-ahead log (`-wal`) and shared-memory (`-shm`) files itself, with
+/// the mode of the database file whatever the umask, so the database is
+/// created 0600 before SQLite opens it; side files that a version before
+/// this one left readable by others are set to 0600 once it is open.
 pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
+    let private_err = |what: &Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot make {} private: {e}", what.display()))
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
+        crate::private::create_dir(dir).map_err(|e| private_err(dir, e))?;
     }
+    crate::private::open_append(path).map_err(|e| private_err(path, e))?;
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
     )
     .map_err(unavailable)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        crate::private::tighten(Path::new(&side)).map_err(|e| private_err(path, e))?;
+    }
     Ok(conn)
 }
 
