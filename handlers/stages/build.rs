@@ -54,6 +54,7 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
         &run_dir,
         &BuildSpec::of(run),
         image,
+        Vec::new(),
         app.shutdown.child_token(),
     )
     .await
@@ -98,12 +99,15 @@ async fn dispatch(app: &App, workers: &dyn crate::worker::Workers, run: &Run) ->
 
 /// Runs `packer build` for `spec` through `executor`, here: the local
 /// factory's build stage and the off-host worker both build through this.
+/// `sign_in` is added to packer's environment (the worker's Azure sign-in;
+/// it may hold a secret, so it never goes to the arguments or the log).
 pub async fn build_here(
     executor: &dyn Executor,
     packer: &Path,
     run_dir: &Path,
     spec: &BuildSpec,
     image: &ImageConfig,
+    sign_in: Vec<(String, String)>,
     cancel: CancellationToken,
 ) -> StageResult {
     let dir = image.dir.clone();
@@ -129,11 +133,13 @@ pub async fn build_here(
     args.extend(super::packer_vars(spec, image, &declared));
     args.push(template.display().to_string());
     let log: PathBuf = run_dir.join("build.log");
+    let mut env = vec![("CHECKPOINT_DISABLE".to_string(), "1".to_string())];
+    env.extend(sign_in);
     let job = Job {
         program: packer.to_path_buf(),
         args,
         dir: run_dir.to_path_buf(),
-        env: vec![("CHECKPOINT_DISABLE".into(), "1".into())],
+        env,
         log: log.clone(),
         timeout: build_timeout(image),
     };
