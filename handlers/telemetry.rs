@@ -187,6 +187,21 @@ pub fn join_run_trace(span: &tracing::Span, run_id: &str) {
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
 }
 
+/// The URL a request of the exporter goes to with a bearer token: the
+/// exporter posts to `/v2/track`, which takes no Entra ID token; ingestion
+/// with Entra ID is `/v2.1/track` ("v2/track doesn't support Azure AD. When
+/// the SDK is correctly configured, telemetry will be sent to v2.1/track",
+/// Azure Monitor's "Microsoft Entra authentication for Application Insights",
+/// MicrosoftDocs/azure-docs articles/azure-monitor/app/azure-ad-authentication.md
+/// at 6d39934808ae801885459702c3fe54492a8518d9, Troubleshooting).
+fn entra_track_url(uri: &http::Uri) -> String {
+    let url = uri.to_string();
+    match url.strip_suffix("/v2/track") {
+        Some(base) => format!("{base}/v2.1/track"),
+        None => url,
+    }
+}
+
 /// Bearer tokens for the ingestion endpoint, cached until [`RENEW_BEFORE`]
 /// their expiry.
 struct IngestionTokens {
@@ -307,7 +322,7 @@ impl HttpClient for RuntimeClient {
             };
             let (parts, body) = request.into_parts();
             let response = http
-                .request(parts.method, parts.uri.to_string())
+                .request(parts.method, entra_track_url(&parts.uri))
                 .headers(parts.headers)
                 .header(http::header::AUTHORIZATION, authorization)
                 .body(body)
@@ -402,6 +417,17 @@ mod tests {
             .with_ansi(false)
             .finish();
         (out, tracing::subscriber::set_default(subscriber))
+    }
+
+    #[test]
+    fn requests_with_a_token_go_to_the_entra_id_track_endpoint() {
+        let uri = http::Uri::from_static("https://westeurope-5.in.applicationinsights.azure.com/v2/track");
+        assert_eq!(
+            entra_track_url(&uri),
+            "https://westeurope-5.in.applicationinsights.azure.com/v2.1/track"
+        );
+        let other = http::Uri::from_static("https://live.example/QuickPulseService.svc/ping");
+        assert_eq!(entra_track_url(&other), other.to_string());
     }
 
     #[tokio::test(flavor = "current_thread")]
