@@ -421,7 +421,9 @@ mod tests {
 
     #[test]
     fn requests_with_a_token_go_to_the_entra_id_track_endpoint() {
-        let uri = http::Uri::from_static("https://westeurope-5.in.applicationinsights.azure.com/v2/track");
+        let uri = http::Uri::from_static(
+            "https://westeurope-5.in.applicationinsights.azure.com/v2/track",
+        );
         assert_eq!(
             entra_track_url(&uri),
             "https://westeurope-5.in.applicationinsights.azure.com/v2.1/track"
@@ -441,7 +443,11 @@ mod tests {
         }
         assert_eq!(credential.calls.load(Ordering::SeqCst), 1, "cached");
         assert_eq!(
-            credential.scopes.lock().map(|s| s.clone()).unwrap_or_default(),
+            credential
+                .scopes
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default(),
             vec![INGESTION_SCOPE.to_string()]
         );
         // A token within RENEW_BEFORE of its expiry is renewed at once.

@@ -70,8 +70,10 @@ fn with_the_connection_string_a_runs_stages_are_exported_as_one_trace_with_the_i
         assert!(!items.is_empty(), "nothing reached the ingestion endpoint");
         let asked = identity_endpoint.requests();
         assert!(
-            asked.iter().any(|r| r.resource == "https://monitor.azure.com"
-                && r.client_id.as_deref() == Some(identity::CLIENT_ID)),
+            asked
+                .iter()
+                .any(|r| r.resource == "https://monitor.azure.com"
+                    && r.client_id.as_deref() == Some(identity::CLIENT_ID)),
             "{asked:?}"
         );
 

@@ -51,9 +51,13 @@ impl IdentityEndpoint {
         self.requests.lock().expect("lock").clone()
     }
 
-    /// From now on, requests for `resource` fail (500).
+    /// From now on, requests for `resource` fail at once (400, as for an
+    /// identity the app does not have; a 500 would be retried for seconds).
     pub fn refuse(&self, resource: &str) {
-        self.refused.lock().expect("lock").push(resource.to_string());
+        self.refused
+            .lock()
+            .expect("lock")
+            .push(resource.to_string());
     }
 
     /// Answers one request of `PATH`.
@@ -74,8 +78,8 @@ impl IdentityEndpoint {
         });
         if self.refused.lock().expect("lock").contains(&resource) {
             return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({ "error": "identity_unavailable", "error_description": "the identity cannot get a token now" })),
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "statusCode": 400, "message": "Unable to load the proper Managed Identity." })),
             )
                 .into_response();
         }
@@ -100,7 +104,9 @@ impl IdentityEndpoint {
         let app = axum::Router::new().route(
             PATH,
             axum::routing::get(
-                move |axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+                move |axum::extract::Query(query): axum::extract::Query<
+                    BTreeMap<String, String>,
+                >,
                       headers: HeaderMap| {
                     let endpoint = endpoint.clone();
                     async move { endpoint.answer(&query, &headers) }
