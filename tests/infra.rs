@@ -321,8 +321,62 @@ fn the_function_app_runs_on_flex_consumption_with_the_custom_handler_runtime() {
 fn application_insights_keeps_local_authentication_disabled() {
     let monitoring = std::fs::read_to_string(repo().join("infra/modules/monitoring.bicep"))
         .expect("monitoring.bicep");
-    let insights = squeezed(block(&monitoring, "resource insights 'Microsoft.Insights/components@"));
+    let insights = squeezed(block(
+        &monitoring,
+        "resource insights 'Microsoft.Insights/components@",
+    ));
     assert!(insights.contains("DisableLocalAuth: true"), "{insights}");
     // The identity that exports traces may publish them.
     assert!(monitoring.contains("3913510d-42f4-4e42-8a64-420c390055eb"));
+}
+
+#[test]
+fn the_packer_app_registration_trusts_the_factory_identity_and_its_principal_holds_the_builder_role()
+ {
+    let read = |path: &str| {
+        std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    // The Graph objects: the app, its federated credential for the factory
+    // identity (issuer: the tenant's Entra ID; subject: the identity's object
+    // id; audience: the token exchange), and its service principal.
+    let app = read("deploy/entra/packer-app.bicep");
+    assert!(app.contains("extension microsoftGraphV1"));
+    assert!(read("deploy/entra/bicepconfig.json").contains("\"microsoftGraphV1\""));
+    let application = block(&app, "resource app 'Microsoft.Graph/applications@v1.0'");
+    let credential = squeezed(block(application, "'federatedIdentityCredentials@v1.0'"));
+    for needed in [
+        "issuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'",
+        "subject: factoryIdentityPrincipalId",
+        "audiences: [ 'api://AzureADTokenExchange' ]",
+    ] {
+        assert!(credential.contains(needed), "{needed} not in {credential}");
+    }
+    assert!(squeezed(&app).contains(
+        "resource principal 'Microsoft.Graph/servicePrincipals@v1.0' = { appId: app.appId }"
+    ));
+    // The deployment wires them: the job learns the app, its principal gets
+    // the builder role where packer builds and publishes.
+    let main = squeezed(&read("infra/main.bicep"));
+    for group in ["buildGroup", "galleryGroup"] {
+        assert!(
+            main.contains(&format!(
+                "= if (!empty(packerPrincipalId)) {{ name: 'packer-builder-on-{}' scope: {group} params: {{ roleDefinitionId: roles.outputs.builderRoleId principalId: packerPrincipalId }} }}",
+                group.trim_end_matches("Group")
+            )),
+            "no builder role for packer's principal on {group}"
+        );
+    }
+    assert!(main.contains("packerClientId: packerClientId"));
+    assert!(
+        main.contains("output FACTORY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId")
+    );
+    let parameters = read_json(&repo().join("infra/main.parameters.json"));
+    assert_eq!(
+        parameters["parameters"]["packerClientId"]["value"],
+        "${PACKER_CLIENT_ID=}"
+    );
+    assert_eq!(
+        parameters["parameters"]["packerPrincipalId"]["value"],
+        "${PACKER_PRINCIPAL_ID=}"
+    );
 }

@@ -313,7 +313,10 @@ fn packer_gets_the_settings_and_credentials_the_windows_template_reads() {
     }
     let from_worker = ["ARM_CLIENT_ID", "ARM_OIDC_TOKEN"];
     for name in from_worker {
-        assert!(arm.iter().any(|a| a == name), "the template does not read {name}");
+        assert!(
+            arm.iter().any(|a| a == name),
+            "the template does not read {name}"
+        );
         assert!(
             !names.contains(&name),
             "the job must not set {name}: the worker sets it per build"
