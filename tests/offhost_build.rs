@@ -944,25 +944,28 @@ async fn the_workers_packer_signs_in_as_the_app_registration_with_the_identitys_
 
     // The assertion is in no record, report, log or output.
     let stored = serde_json::to_string(&factory.run(&run.id).await.expect("run")).expect("json");
-    let state = azure.lock();
-    let reports: Vec<&String> = state.reports.iter().map(|(_, body)| body).collect();
-    let uploaded: Vec<String> = state
-        .blobs
-        .values()
-        .map(|b| String::from_utf8_lossy(b).to_string())
-        .collect();
+    let (reports, uploaded) = {
+        let state = azure.lock();
+        let reports: Vec<String> = state.reports.iter().map(|(_, body)| body.clone()).collect();
+        let uploaded: Vec<String> = state
+            .blobs
+            .values()
+            .map(|b| String::from_utf8_lossy(b).to_string())
+            .collect();
+        (reports, uploaded)
+    };
+    assert!(!uploaded.is_empty() && !reports.is_empty());
     let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
         .expect("the worker's output");
     assert!(output.contains("build reported"), "{output}");
     for (what, text) in [
         ("run record", stored),
-        ("report", format!("{reports:?}")),
+        ("report", reports.join("\n")),
         ("uploaded log", uploaded.join("\n")),
         ("worker output", output),
     ] {
         assert!(!text.contains(&assertion), "the assertion is in the {what}");
     }
-    drop(state);
     factory.stop().await;
 }
 
