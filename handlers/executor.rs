@@ -25,8 +25,9 @@ use crate::private;
 /// Longest line kept whole; longer lines are cut (the log gets the cut line).
 const MAX_LINE: usize = 64 * 1024;
 
-/// One piece of long work.
-#[derive(Clone, Debug)]
+/// One piece of long work. Its `Debug` names the environment variables
+/// without their values (they may hold a sign-in secret).
+#[derive(Clone)]
 pub struct Job {
     /// The program.
     pub program: PathBuf,
@@ -40,6 +41,20 @@ pub struct Job {
     pub log: PathBuf,
     /// Killed after this long.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Job")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("dir", &self.dir)
+            .field("env", &env)
+            .field("log", &self.log)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// How a job ended.

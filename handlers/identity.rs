@@ -2,8 +2,9 @@
 //! the managed identity of the Function App or the build job (a user-assigned
 //! one when `AZURE_CLIENT_ID` names it); on a workstation, the developer's
 //! own sign-in (`az login`, `azd auth login`). Every Azure client of the
-//! factory (Cosmos DB, Resource Manager, Communication Services) takes its
-//! tokens from here.
+//! factory (Cosmos DB, Resource Manager, Communication Services, Blob
+//! Storage, Application Insights ingestion) takes its tokens from here, and
+//! so does packer's client assertion on the build worker.
 
 use std::sync::Arc;
 

@@ -500,7 +500,7 @@ async fn worker() -> anyhow::Result<ExitCode> {
     let credential = Identity::from_vars(var)
         .credential()
         .map_err(anyhow::Error::msg)?;
-    let uploader = BlobLogs::new(credential).map_err(anyhow::Error::msg)?;
+    let uploader = BlobLogs::new(credential.clone()).map_err(anyhow::Error::msg)?;
     let connection = var("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION")
         .context("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION is not set (the job's secret reference to Key Vault)")?;
     let connection = Connection::parse(&connection)
@@ -514,17 +514,28 @@ async fn worker() -> anyhow::Result<ExitCode> {
         wait_for_signal().await;
         stop.cancel();
     });
-    tracing::info!(run_id = %settings.order.run_id, worker = %settings.order.worker_id, "build worker started");
-    match worker::run(&settings, &uploader, &reporter, cancel).await {
-        Ok(report) => {
-            tracing::info!(run_id = %report.run_id, outcome = ?report.outcome, "build reported");
-            Ok(ExitCode::SUCCESS)
+    // The worker's span is a stage span of the run's trace, like the handler's.
+    let span = tracing::info_span!(
+        "stage",
+        run_id = %settings.order.run_id,
+        stage = "build",
+        worker = %settings.order.worker_id
+    );
+    image_factory::telemetry::join_run_trace(&span, &settings.order.run_id);
+    let work = async {
+        tracing::info!(run_id = %settings.order.run_id, worker = %settings.order.worker_id, "build worker started");
+        match worker::run(&settings, credential.as_ref(), &uploader, &reporter, cancel).await {
+            Ok(report) => {
+                tracing::info!(run_id = %report.run_id, outcome = ?report.outcome, "build reported");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "build worker failed");
+                ExitCode::FAILURE
+            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "build worker failed");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    };
+    Ok(tracing::Instrument::instrument(work, span).await)
 }
 
 async fn wait_for_signal() {

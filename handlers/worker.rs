@@ -17,21 +17,88 @@
 //! report carries it back, so a report is matched to the attempt that started
 //! the worker, and a report from a worker whose attempt was superseded is
 //! refused by the state machine.
+//!
+//! Packer's sign-in ([`PackerSignIn`]): packer's Azure plugin finds a managed
+//! identity only through the VM metadata endpoint, which Container Apps does
+//! not serve (hashicorp/packer-plugin-azure#411). With
+//! `IMAGE_FACTORY_PACKER_CLIENT_ID` set, the worker asks its own identity
+//! endpoint for a token for `api://AzureADTokenExchange` and hands it to
+//! packer as the client assertion (`client_jwt`) of that app registration,
+//! which trusts the job's managed identity as a federated credential
+//! (docs/packer-sign-in.md).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::load_images;
 use crate::domain::run::{BuildOutcome, WorkerRef};
 use crate::executor::LocalExecutor;
-use crate::stages::{BuildSpec, StageResult, build_here};
+use crate::stages::{BuildSpec, Packer, StageResult, build_here};
 
 /// The environment variable that carries a worker's [`BuildOrder`].
 pub const ORDER_VAR: &str = "IMAGE_FACTORY_BUILD_ORDER";
+
+/// The setting naming the app registration packer signs in as.
+pub const PACKER_CLIENT_ID_VAR: &str = "IMAGE_FACTORY_PACKER_CLIENT_ID";
+
+/// The scope of a managed identity token that Entra ID accepts as a
+/// federated client assertion (its resource is `api://AzureADTokenExchange`).
+pub const TOKEN_EXCHANGE_SCOPE: &str = "api://AzureADTokenExchange/.default";
+
+/// How packer's Azure plugin signs in on the worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PackerSignIn {
+    /// With what the worker's environment already gives packer (templates
+    /// that need no Azure sign-in, or other `ARM_*` settings).
+    Environment,
+    /// As the app registration `client_id`, with the worker's managed
+    /// identity token for `api://AzureADTokenExchange` as its client
+    /// assertion: packer gets `ARM_CLIENT_ID` and `ARM_OIDC_TOKEN`, which
+    /// the Windows template passes to the plugin's `client_id` and
+    /// `client_jwt` (with `subscription_id` and `tenant_id` from the job's
+    /// `ARM_SUBSCRIPTION_ID` and `ARM_TENANT_ID`).
+    Federated {
+        /// The app registration's client id.
+        client_id: String,
+    },
+}
+
+impl PackerSignIn {
+    /// The variables packer's environment gets for this sign-in, the
+    /// assertion taken from `identity` now. The assertion is a secret: it
+    /// goes to packer's environment only, never to its arguments, a log or
+    /// a record.
+    pub async fn packer_env(
+        &self,
+        identity: &dyn TokenCredential,
+    ) -> Result<Vec<(String, String)>, String> {
+        match self {
+            PackerSignIn::Environment => Ok(Vec::new()),
+            PackerSignIn::Federated { client_id } => {
+                let assertion = identity
+                    .get_token(&[TOKEN_EXCHANGE_SCOPE], None)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "packer cannot sign in: the worker's managed identity gave no token for api://AzureADTokenExchange ({e}); check the job's identity and AZURE_CLIENT_ID"
+                        )
+                    })?;
+                Ok(vec![
+                    ("ARM_CLIENT_ID".to_string(), client_id.clone()),
+                    (
+                        "ARM_OIDC_TOKEN".to_string(),
+                        assertion.token.secret().to_string(),
+                    ),
+                ])
+            }
+        }
+    }
+}
 
 /// What one worker builds: everything `packer build` needs from the run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +221,8 @@ pub struct WorkerSettings {
     pub data_dir: PathBuf,
     /// The packer binary (`IMAGE_FACTORY_PACKER`, default `packer` on the PATH).
     pub packer: Option<PathBuf>,
+    /// How packer signs in to Azure (`IMAGE_FACTORY_PACKER_CLIENT_ID`).
+    pub packer_sign_in: PackerSignIn,
 }
 
 impl WorkerSettings {
@@ -173,6 +242,10 @@ impl WorkerSettings {
             data_dir: var("IMAGE_FACTORY_DATA")
                 .map_or_else(|| std::env::temp_dir().join("image-factory"), PathBuf::from),
             packer,
+            packer_sign_in: match var(PACKER_CLIENT_ID_VAR) {
+                Some(client_id) => PackerSignIn::Federated { client_id },
+                None => PackerSignIn::Environment,
+            },
         })
     }
 }
@@ -187,17 +260,20 @@ const REPORT_BACKOFF: [Duration; 5] = [
     Duration::from_secs(30),
 ];
 
-/// The worker mode: builds the order, uploads the log, reports. Answers
-/// `Err` only when the report could not be sent (the process then exits
-/// with an error so its execution shows as failed and the watchdog acts).
+/// The worker mode: builds the order (packer signed in through `identity`
+/// as [`WorkerSettings::packer_sign_in`] says), uploads the log, reports.
+/// Answers `Err` only when the report could not be sent (the process then
+/// exits with an error so its execution shows as failed and the watchdog
+/// acts).
 pub async fn run(
     settings: &WorkerSettings,
+    identity: &dyn TokenCredential,
     uploader: &dyn LogUploader,
     reporter: &dyn Reporter,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<BuildReport, String> {
     let order = &settings.order;
-    let outcome = build(settings, cancel.clone()).await;
+    let outcome = build(settings, identity, cancel.clone()).await;
     let outcome = match outcome {
         Some(outcome) => outcome,
         None => return Err("the worker was stopped before the build ended".into()),
@@ -248,6 +324,7 @@ pub async fn run(
 /// Runs the build; answers the outcome and the local log, or `None` when cancelled.
 async fn build(
     settings: &WorkerSettings,
+    identity: &dyn TokenCredential,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Option<(BuildOutcome, Option<PathBuf>)> {
     let order = &settings.order;
@@ -265,12 +342,19 @@ async fn build(
     let Some(packer) = settings.packer.clone() else {
         return failed("the worker's container has no packer binary".into());
     };
+    let sign_in = match settings.packer_sign_in.packer_env(identity).await {
+        Ok(env) => env,
+        Err(reason) => return failed(reason),
+    };
     let run_dir = settings.data_dir.join("runs").join(&order.run_id);
     let log = run_dir.join(crate::build_log::CURRENT);
     // A worker's container makes one build: its log is its only attempt's.
     match build_here(
         &LocalExecutor,
-        &packer,
+        Packer {
+            binary: packer,
+            sign_in,
+        },
         &run_dir,
         1,
         &order.spec(),
@@ -317,5 +401,18 @@ mod tests {
         let broken = WorkerSettings::from_vars(|name| (name == ORDER_VAR).then(|| "{}".into()))
             .expect_err("broken order");
         assert!(broken.contains("not an order"), "{broken}");
+        assert_eq!(settings.packer_sign_in, PackerSignIn::Environment);
+        let federated = WorkerSettings::from_vars(|name| match name {
+            ORDER_VAR => Some(json.clone()),
+            PACKER_CLIENT_ID_VAR => Some("22222222-3333-4444-5555-666666666666".into()),
+            _ => None,
+        })
+        .expect("settings");
+        assert_eq!(
+            federated.packer_sign_in,
+            PackerSignIn::Federated {
+                client_id: "22222222-3333-4444-5555-666666666666".into()
+            }
+        );
     }
 }

@@ -31,6 +31,12 @@ param buildJobImage string
 @description('Login server of the private registry holding buildJobImage (pulled with the factory identity, which needs AcrPull there); empty: a public image.')
 param buildJobRegistry string = ''
 
+@description('Client id of the app registration packer signs in as on the build worker (deploy/entra/packer-app.bicep creates it, trusting the factory identity as a federated credential). Empty: packer cannot sign in to Azure on the worker.')
+param packerClientId string = ''
+
+@description('Object id of that app registration\'s service principal: it gets the builder role on the build and gallery groups. Empty: no assignment.')
+param packerPrincipalId string = ''
+
 @description('Longest build the job allows, in seconds; at least the longest [packer] timeout_minutes of any image (the Windows image: 120 minutes).')
 param buildJobTimeoutSeconds int = 14400
 
@@ -40,8 +46,11 @@ param testVmSize string = 'Standard_D2s_v5'
 @description('Days a build log is kept.')
 param buildLogRetentionDays int = 365
 
-@description('App Service plan SKU of the function app (Linux).')
-param planSku string = 'P0v3'
+@description('Memory of one function app instance, in MB (Flex Consumption: 512, 2048 or 4096).')
+param instanceMemoryMB int = 2048
+
+@description('Most instances the function app scales out to (Flex Consumption: 40 to 1000).')
+param maximumInstanceCount int = 40
 
 @description('Time zone of the Patch Tuesday build (IANA name).')
 param patchTuesdayZone string = 'UTC'
@@ -218,6 +227,27 @@ module builderOnGallery 'modules/role-assignment.bicep' = {
   }
 }
 
+// packer signs in as the app registration (see modules/containerapps.bicep):
+// its service principal builds and publishes, so it holds the builder role
+// where the factory identity does.
+module packerBuilderOnBuild 'modules/role-assignment.bicep' = if (!empty(packerPrincipalId)) {
+  name: 'packer-builder-on-build'
+  scope: buildGroup
+  params: {
+    roleDefinitionId: roles.outputs.builderRoleId
+    principalId: packerPrincipalId
+  }
+}
+
+module packerBuilderOnGallery 'modules/role-assignment.bicep' = if (!empty(packerPrincipalId)) {
+  name: 'packer-builder-on-gallery'
+  scope: galleryGroup
+  params: {
+    roleDefinitionId: roles.outputs.builderRoleId
+    principalId: packerPrincipalId
+  }
+}
+
 module jobStarterOnApp 'modules/role-assignment.bicep' = {
   name: 'job-starter-on-app'
   scope: appGroup
@@ -253,6 +283,7 @@ module containerApps 'modules/containerapps.bicep' = {
     replicaTimeout: buildJobTimeoutSeconds
     sendConnectionSecretUri: '${keyVault.outputs.uri}secrets/${serviceBus.outputs.sendSecretName}'
     appInsightsConnectionString: monitoring.outputs.connectionString
+    packerClientId: packerClientId
     buildResourceGroup: buildGroup.name
     galleryResourceGroup: galleryGroup.name
     galleryName: gallery.outputs.name
@@ -269,7 +300,9 @@ module functionApp 'modules/functionapp.bicep' = {
     name: name
     location: location
     tags: tags
-    planSku: planSku
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     storageAccountName: storage.outputs.name
@@ -304,6 +337,8 @@ output AZURE_GALLERY_RESOURCE_GROUP string = galleryGroup.name
 output AZURE_GALLERY_NAME string = gallery.outputs.name
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_CLIENT_ID string = identity.outputs.clientId
+// The factory identity's object id: the subject of the packer app's federated credential.
+output FACTORY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output BUILD_JOB_NAME string = containerApps.outputs.jobName

@@ -20,3 +20,10 @@ ensure() {
 ensure approval-keys "k$(date +%Y%m):$(openssl rand -base64 32)"
 ensure github-secret "$(openssl rand -hex 32)"
 ensure operator-token "$(openssl rand -hex 32)"
+
+# packer on the build worker signs in as an app registration that trusts the
+# factory identity (docs/packer-sign-in.md); without it, Windows builds cannot
+# reach Azure.
+if [ -z "${PACKER_CLIENT_ID:-}" ]; then
+  echo "postprovision: PACKER_CLIENT_ID is not set: packer on the build worker has no Azure sign-in; create the app registration (deploy/entra/packer-app.bicep, see docs/packer-sign-in.md), then azd env set PACKER_CLIENT_ID and PACKER_PRINCIPAL_ID and azd provision again"
+fi

@@ -2,7 +2,10 @@
 //! (a real child process) with no failed check, no parsing error and a reason
 //! on every skip; host.json and every function.json validate against the
 //! SchemaStore schemas (tests/fixtures/schemas) and match the handler's
-//! function set; the queues Bicep creates come from infra/queues.json.
+//! function set; the queues Bicep creates come from infra/queues.json; the
+//! function app runs on Flex Consumption (FC1) with the Custom Handler
+//! runtime and an identity-read deployment container, and Application
+//! Insights keeps local authentication disabled.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -227,4 +230,153 @@ fn the_gallery_defines_every_image_definition_an_image_publishes_to() {
         }
     }
     assert!(checked > 0, "no image publishes to the gallery?");
+}
+
+/// The `{ ... }` block that follows the first `marker` in `text`, braces balanced.
+fn block<'a>(text: &'a str, marker: &str) -> &'a str {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} is not in the file"));
+    let open = at + text[at..].find('{').expect("an opening brace");
+    let mut depth = 0;
+    for (i, c) in text[open..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[open..=open + i];
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("{marker}: unbalanced braces")
+}
+
+/// `text` with every run of whitespace made one space.
+fn squeezed(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn the_function_app_runs_on_flex_consumption_with_the_custom_handler_runtime() {
+    let app = std::fs::read_to_string(repo().join("infra/modules/functionapp.bicep"))
+        .expect("functionapp.bicep");
+    // The plan: FC1, FlexConsumption, Linux.
+    let plan = squeezed(block(&app, "resource plan 'Microsoft.Web/serverfarms@"));
+    for needed in ["name: 'FC1'", "tier: 'FlexConsumption'", "reserved: true"] {
+        assert!(plan.contains(needed), "the plan lacks {needed}: {plan}");
+    }
+    let site = block(&app, "resource site 'Microsoft.Web/sites@");
+    let config = block(site, "functionAppConfig:");
+    // The runtime as Azure's stack data lists the Custom Handler stack for FC1.
+    assert_eq!(
+        squeezed(block(config, "runtime:")),
+        "{ name: 'custom' version: '1.0' }"
+    );
+    // Scale settings are the module's parameters, within Flex's bounds.
+    assert_eq!(
+        squeezed(block(config, "scaleAndConcurrency:")),
+        "{ instanceMemoryMB: instanceMemoryMB maximumInstanceCount: maximumInstanceCount }"
+    );
+    let params = squeezed(&app);
+    assert!(params.contains("@allowed([ 512 2048 4096 ]) param instanceMemoryMB int = 2048"));
+    assert!(params.contains("@minValue(40) @maxValue(1000) param maximumInstanceCount int"));
+    // The deployment container is read with the user-assigned identity, no key.
+    let storage = squeezed(block(config, "deployment:"));
+    assert_eq!(
+        storage,
+        "{ storage: { type: 'blobContainer' value: deploymentContainerUrl authentication: { type: 'UserAssignedIdentity' userAssignedIdentityResourceId: identityId } } }"
+    );
+    let main = std::fs::read_to_string(repo().join("infra/main.bicep")).expect("main.bicep");
+    assert!(main.contains("deploymentContainerUrl: storage.outputs.deploymentContainerUrl"));
+    let host_storage =
+        std::fs::read_to_string(repo().join("infra/modules/storage.bicep")).expect("storage.bicep");
+    assert!(host_storage.contains("storageAccounts/blobServices/containers@"));
+    assert!(host_storage.contains("allowSharedKeyAccess: false"));
+    // What Flex Consumption deprecates is not set: the runtime is in
+    // functionAppConfig, the package comes from the deployment container,
+    // there is no content share and no Always On.
+    for deprecated in [
+        "FUNCTIONS_WORKER_RUNTIME",
+        "FUNCTIONS_EXTENSION_VERSION",
+        "WEBSITE_RUN_FROM_PACKAGE",
+        "WEBSITE_CONTENTSHARE",
+        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+        "SCM_DO_BUILD_DURING_DEPLOYMENT",
+        "ENABLE_ORYX_BUILD",
+    ] {
+        assert!(
+            !app.contains(&format!("name: '{deprecated}'")),
+            "the Flex app sets {deprecated}"
+        );
+    }
+    for property in ["alwaysOn:", "linuxFxVersion:", "use32BitWorkerProcess:"] {
+        assert!(!site.contains(property), "the Flex app sets {property}");
+    }
+}
+
+#[test]
+fn application_insights_keeps_local_authentication_disabled() {
+    let monitoring = std::fs::read_to_string(repo().join("infra/modules/monitoring.bicep"))
+        .expect("monitoring.bicep");
+    let insights = squeezed(block(
+        &monitoring,
+        "resource insights 'Microsoft.Insights/components@",
+    ));
+    assert!(insights.contains("DisableLocalAuth: true"), "{insights}");
+    // The identity that exports traces may publish them.
+    assert!(monitoring.contains("3913510d-42f4-4e42-8a64-420c390055eb"));
+}
+
+#[test]
+fn the_packer_app_registration_trusts_the_factory_identity_and_its_principal_holds_the_builder_role()
+ {
+    let read = |path: &str| {
+        std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    // The Graph objects: the app, its federated credential for the factory
+    // identity (issuer: the tenant's Entra ID; subject: the identity's object
+    // id; audience: the token exchange), and its service principal.
+    let app = read("deploy/entra/packer-app.bicep");
+    assert!(app.contains("extension microsoftGraphV1"));
+    assert!(read("deploy/entra/bicepconfig.json").contains("\"microsoftGraphV1\""));
+    let application = block(&app, "resource app 'Microsoft.Graph/applications@v1.0'");
+    let credential = squeezed(block(application, "'federatedIdentityCredentials@v1.0'"));
+    for needed in [
+        "issuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'",
+        "subject: factoryIdentityPrincipalId",
+        "audiences: [ 'api://AzureADTokenExchange' ]",
+    ] {
+        assert!(credential.contains(needed), "{needed} not in {credential}");
+    }
+    assert!(squeezed(&app).contains(
+        "resource principal 'Microsoft.Graph/servicePrincipals@v1.0' = { appId: app.appId }"
+    ));
+    // The deployment wires them: the job learns the app, its principal gets
+    // the builder role where packer builds and publishes.
+    let main = squeezed(&read("infra/main.bicep"));
+    for group in ["buildGroup", "galleryGroup"] {
+        assert!(
+            main.contains(&format!(
+                "= if (!empty(packerPrincipalId)) {{ name: 'packer-builder-on-{}' scope: {group} params: {{ roleDefinitionId: roles.outputs.builderRoleId principalId: packerPrincipalId }} }}",
+                group.trim_end_matches("Group")
+            )),
+            "no builder role for packer's principal on {group}"
+        );
+    }
+    assert!(main.contains("packerClientId: packerClientId"));
+    assert!(
+        main.contains("output FACTORY_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId")
+    );
+    let parameters = read_json(&repo().join("infra/main.parameters.json"));
+    assert_eq!(
+        parameters["parameters"]["packerClientId"]["value"],
+        "${PACKER_CLIENT_ID=}"
+    );
+    assert_eq!(
+        parameters["parameters"]["packerPrincipalId"]["value"],
+        "${PACKER_PRINCIPAL_ID=}"
+    );
 }

@@ -10,9 +10,12 @@
 //! examples/Job_Get.json, Job_Start.json, Job_Executions_Get.json,
 //! Job_Execution_Get.json, Job_Stop_Execution.json), the Blob service's Put
 //! Block / Put Block List, Service Bus's Send Message, and the App Service /
-//! Container Apps managed identity endpoint (IDENTITY_ENDPOINT,
-//! X-IDENTITY-HEADER, api-version 2019-08-01). The worker's scratch folder is
-//! the factory's data folder, so the local smoke test sees what it built.
+//! Container Apps managed identity endpoint (tests/common/identity.rs). The
+//! worker's scratch folder is the factory's data folder, so the local smoke
+//! test sees what it built. The job's environment is the one
+//! infra/modules/containerapps.bicep gives it, so the worker signs packer in
+//! as the app registration with its identity's assertion; the worker's
+//! traces go to the loopback ingestion endpoint (tests/common/ingestion.rs).
 
 mod common;
 
@@ -30,6 +33,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use common::identity::{self, IdentityEndpoint, token_for};
+use common::ingestion::{self, Ingestion};
 use common::{Factory, Options, example_images};
 use image_factory::azure::arm::{ArmClient, Patience, tokio_sleeper};
 use image_factory::azure::jobs::ContainerAppsWorkers;
@@ -42,7 +47,19 @@ const SUBSCRIPTION: &str = "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345";
 const JOB_PATH: &str = "/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-factory/providers/Microsoft.App/jobs/caj-factory-build";
 /// The send-only key of the workers' authorization rule (recognisable: it must never leak).
 const SAS_KEY: &str = "U0FTLWNhbmFyeS1rZXktZm9yLXdvcmtlcnMtc2VuZA==";
-const BLOB_TOKEN: &str = "blob-token-from-managed-identity";
+/// The app registration packer signs in as (`IMAGE_FACTORY_PACKER_CLIENT_ID` on the job).
+const PACKER_APP: &str = "22222222-3333-4444-5555-666666666666";
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+/// The worker's Blob Storage token, from the identity stand-in.
+fn blob_token() -> String {
+    token_for("https://storage.azure.com")
+}
+
+/// The worker's client assertion for packer, from the identity stand-in.
+fn assertion() -> String {
+    token_for("api://AzureADTokenExchange")
+}
 
 /// One job execution of the fake Container Apps job.
 struct Execution {
@@ -77,6 +94,9 @@ struct Azure {
     fates: Vec<Fate>,
     unauthorized: Vec<String>,
     bus: Option<image_factory::host::bus::Bus>,
+    identity: IdentityEndpoint,
+    /// More environment for the next workers' containers.
+    worker_env: Vec<(String, String)>,
 }
 
 type Shared = Arc<Mutex<Azure>>;
@@ -196,26 +216,14 @@ async fn answer(
         .unwrap_or_default()
         .to_string();
     // The managed identity endpoint of the worker's container.
-    if path == "/msi/token" {
-        let secret_ok = headers.get("x-identity-header").is_some();
-        let resource = query.get("resource").cloned().unwrap_or_default();
-        if !secret_ok || query.get("api-version").map(String::as_str) != Some("2019-08-01") {
-            return StatusCode::BAD_REQUEST.into_response();
-        }
-        let expires = (Utc::now() + chrono::Duration::hours(1)).timestamp();
-        return axum::Json(json!({
-            "access_token": BLOB_TOKEN,
-            "expires_on": expires.to_string(),
-            "resource": resource,
-            "token_type": "Bearer",
-            "client_id": "11111111-2222-3333-4444-555555555555"
-        }))
-        .into_response();
+    if path == identity::PATH {
+        let identity = state.lock().expect("lock").identity.clone();
+        return identity.answer(&query, &headers);
     }
     // Blob Storage: Put Block, Put Block List.
     if let Some(blob) = path.strip_prefix("/build-logs/") {
         let mut azure = state.lock().expect("lock");
-        if auth != format!("Bearer {BLOB_TOKEN}") || headers.get("x-ms-version").is_none() {
+        if auth != format!("Bearer {}", blob_token()) || headers.get("x-ms-version").is_none() {
             azure.unauthorized.push(format!("{method} {path}"));
             return StatusCode::FORBIDDEN.into_response();
         }
@@ -298,8 +306,11 @@ async fn answer(
                     "image": "registry.example/image-factory-worker:1",
                     "name": "worker",
                     "env": [
-                        { "name": "AZURE_CLIENT_ID", "value": "11111111-2222-3333-4444-555555555555" },
-                        { "name": "IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION", "secretRef": "servicebus-send" }
+                        { "name": "AZURE_CLIENT_ID", "value": identity::CLIENT_ID },
+                        { "name": "IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION", "secretRef": "servicebus-send" },
+                        { "name": "IMAGE_FACTORY_PACKER_CLIENT_ID", "value": PACKER_APP },
+                        { "name": "ARM_SUBSCRIPTION_ID", "value": SUBSCRIPTION },
+                        { "name": "ARM_TENANT_ID", "value": TENANT }
                     ],
                     "resources": { "cpu": 1.0, "memory": "2Gi" }
                 }] }
@@ -402,9 +413,18 @@ fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::proc
         command.env(name, value);
     }
     // What the platform and the container image provide.
+    command.envs(
+        azure
+            .worker_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     command
-        .env("IDENTITY_ENDPOINT", format!("{}/msi/token", azure.base))
-        .env("IDENTITY_HEADER", "platform-secret-header")
+        .env(
+            "IDENTITY_ENDPOINT",
+            format!("{}{}", azure.base, identity::PATH),
+        )
+        .env("IDENTITY_HEADER", identity::HEADER_SECRET)
         .env("IMAGE_FACTORY_IMAGES", &azure.images_dir)
         .env("IMAGE_FACTORY_DATA", &azure.data_dir)
         .env("IMAGE_FACTORY_SERVICEBUS_ENDPOINT", &azure.base)
@@ -565,7 +585,7 @@ async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release
         );
         assert!(body.contains(&order.worker_id));
         let stored = serde_json::to_string(&run).expect("json");
-        assert!(!stored.contains(SAS_KEY) && !stored.contains(BLOB_TOKEN));
+        assert!(!stored.contains(SAS_KEY) && !stored.contains(&blob_token()));
         order
     };
     // Nor does the worker's own output, at debug level, carry either secret.
@@ -573,7 +593,7 @@ async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release
         .expect("the worker's output");
     assert!(output.contains("build reported"), "{output}");
     assert!(
-        !output.contains(SAS_KEY) && !output.contains(BLOB_TOKEN),
+        !output.contains(SAS_KEY) && !output.contains(&blob_token()),
         "a secret in the worker's output:\n{output}"
     );
 
@@ -823,5 +843,201 @@ async fn forged_and_malformed_reports_change_nothing() {
     {
         workers.stop(&worker).await.expect("stop");
     }
+    factory.stop().await;
+}
+
+/// A `packer` for the worker that records its environment and arguments in
+/// `record` (one pair of files per call), then runs the real packer.
+fn recording_packer(dir: &std::path::Path, record: &std::path::Path) -> PathBuf {
+    let real = image_factory::config::find_on_path("packer").expect("packer on the PATH");
+    let script = dir.join("packer");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > '{record}/packer-'$$.env\nprintf '%s\\n' \"$@\" > '{record}/packer-'$$.args\nexec '{real}' \"$@\"\n",
+            record = record.display(),
+            real = real.display()
+        ),
+    )
+    .expect("write the recording packer");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+/// The recorded calls of the recording packer: (environment, arguments).
+fn recorded_calls(record: &std::path::Path) -> Vec<(BTreeMap<String, String>, Vec<String>)> {
+    let mut calls = Vec::new();
+    for entry in std::fs::read_dir(record).expect("record dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "env") {
+            let env = std::fs::read_to_string(&path)
+                .expect("env")
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let args = std::fs::read_to_string(path.with_extension("args"))
+                .expect("args")
+                .lines()
+                .map(str::to_string)
+                .collect();
+            calls.push((env, args));
+        }
+    }
+    calls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workers_packer_signs_in_as_the_app_registration_with_the_identitys_assertion_and_no_secret_leaks()
+ {
+    let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
+    let tools = tempfile::TempDir::new().expect("tools");
+    let record = tools.path().join("record");
+    std::fs::create_dir(&record).expect("record dir");
+    let packer = recording_packer(tools.path(), &record);
+    azure.lock().worker_env = vec![("IMAGE_FACTORY_PACKER".into(), packer.display().to_string())];
+    let run = factory
+        .push_and_wait(
+            "0ff0057b011c000000000000000000000000beef",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
+    last_execution_ends(&azure, 1).await;
+
+    // The token request named the token exchange audience, as the job's
+    // user-assigned identity.
+    let asked = azure.lock().identity.requests();
+    assert!(
+        asked
+            .iter()
+            .any(|r| r.resource == "api://AzureADTokenExchange"
+                && r.client_id.as_deref() == Some(identity::CLIENT_ID)),
+        "{asked:?}"
+    );
+
+    // packer got exactly the settings the plugin documents for a service
+    // principal with a client assertion (subscription_id, client_id,
+    // client_jwt, tenant_id; the template reads them from these variables),
+    // and nothing that would pick another sign-in.
+    let calls = recorded_calls(&record);
+    assert_eq!(calls.len(), 1, "one packer build on the worker");
+    let (env, args) = &calls[0];
+    let arm: BTreeMap<&str, &str> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("ARM_"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let assertion = assertion();
+    assert_eq!(
+        arm,
+        BTreeMap::from([
+            ("ARM_CLIENT_ID", PACKER_APP),
+            ("ARM_OIDC_TOKEN", assertion.as_str()),
+            ("ARM_SUBSCRIPTION_ID", SUBSCRIPTION),
+            ("ARM_TENANT_ID", TENANT),
+        ])
+    );
+    assert!(!env.keys().any(|k| k.starts_with("PKR_VAR_client")));
+    assert_eq!(args.first().map(String::as_str), Some("build"));
+    assert!(!args.iter().any(|a| a.contains(&assertion)), "{args:?}");
+
+    // The assertion is in no record, report, log or output.
+    let stored = serde_json::to_string(&factory.run(&run.id).await.expect("run")).expect("json");
+    let (reports, uploaded) = {
+        let state = azure.lock();
+        let reports: Vec<String> = state.reports.iter().map(|(_, body)| body.clone()).collect();
+        let uploaded: Vec<String> = state
+            .blobs
+            .values()
+            .map(|b| String::from_utf8_lossy(b).to_string())
+            .collect();
+        (reports, uploaded)
+    };
+    assert!(!uploaded.is_empty() && !reports.is_empty());
+    let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
+        .expect("the worker's output");
+    assert!(output.contains("build reported"), "{output}");
+    for (what, text) in [
+        ("run record", stored),
+        ("report", reports.join("\n")),
+        ("uploaded log", uploaded.join("\n")),
+        ("worker output", output),
+    ] {
+        assert!(!text.contains(&assertion), "the assertion is in the {what}");
+    }
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_exports_its_build_span_in_the_runs_trace_and_without_a_token_still_builds() {
+    let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
+    let ingestion = Ingestion::accepting(&token_for("https://monitor.azure.com"));
+    let started = ingestion::start(ingestion.clone()).await;
+    let tools = tempfile::TempDir::new().expect("tools");
+    let certificate = tools.path().join("ingestion.pem");
+    std::fs::write(&certificate, &started.certificate_pem).expect("certificate");
+    azure.lock().worker_env = vec![
+        (
+            "APPLICATIONINSIGHTS_CONNECTION_STRING".into(),
+            started.connection_string.clone(),
+        ),
+        // The container trusts the endpoint's certificate.
+        ("SSL_CERT_FILE".into(), certificate.display().to_string()),
+    ];
+    let run = factory
+        .push_and_wait(
+            "0ff0057b011d000000000000000000000000beef",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
+    // The worker exports when it exits.
+    last_execution_ends(&azure, 1).await;
+    let refused = ingestion.refused.lock().await.clone();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let trace = image_factory::telemetry::run_trace_id(&run.id).to_string();
+    let worker = run.stage(Stage::Build).attempts[0]
+        .worker
+        .clone()
+        .expect("built by a worker");
+    let items = ingestion.items().await;
+    let spans: Vec<&Value> = items
+        .iter()
+        .filter(|i| i["tags"]["ai.operation.id"] == trace.as_str())
+        .filter(|i| i["data"]["baseData"]["properties"]["worker"] == worker.id.as_str())
+        .collect();
+    assert!(
+        spans
+            .iter()
+            .any(|i| i["data"]["baseData"]["properties"]["stage"] == "build"),
+        "the worker's build span is not in the run's trace: {items:?}"
+    );
+    assert!(
+        azure
+            .lock()
+            .identity
+            .requests()
+            .iter()
+            .any(|r| r.resource == "https://monitor.azure.com")
+    );
+
+    // Without a token, the worker builds and reports; the export stops with one warning.
+    azure.lock().identity.refuse("https://monitor.azure.com");
+    let second = factory
+        .push_and_wait(
+            "0ff0057b011e000000000000000000000000beef",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
+    last_execution_ends(&azure, 2).await;
+    assert!(second.stage(Stage::Build).attempts[0].worker.is_some());
+    let output = std::fs::read_to_string(factory.data.path().join("worker-2.log"))
+        .expect("the worker's output");
+    assert!(output.contains("build reported"), "{output}");
+    let warnings = output
+        .lines()
+        .filter(|l| l.contains("traces are not exported"))
+        .count();
+    assert_eq!(warnings, 1, "{output}");
     factory.stop().await;
 }

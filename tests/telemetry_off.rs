@@ -9,7 +9,7 @@ use image_factory::telemetry::Telemetry;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_connection_string_nothing_is_exported_and_nothing_fails() {
-    let telemetry = Telemetry::install(true, None, reqwest::Client::new()).unwrap();
+    let telemetry = Telemetry::install(true, None).unwrap();
     let factory = Factory::start().await;
     let run = factory
         .push_and_wait(

@@ -9,7 +9,8 @@
 //!   the container the factory looks up by name, and every `IMAGE_FACTORY_*`
 //!   name it sets is one the worker reads; every `PKR_VAR_<name>` names a
 //!   variable of the Windows template, and every `ARM_*` the template reads is
-//!   set;
+//!   set by the job, except the sign-in the worker adds per build
+//!   (`ARM_CLIENT_ID`, `ARM_OIDC_TOKEN`), which the job must not fix;
 //! - the function app (infra/modules/functionapp.bicep) sets every setting the
 //!   Azure path needs (every name `AzureSettings::from_vars` reads that has no
 //!   default).
@@ -299,7 +300,9 @@ fn packer_gets_the_settings_and_credentials_the_windows_template_reads() {
             "the job does not set PKR_VAR_{needed}"
         );
     }
-    // Every ARM_* the template takes from the environment is set.
+    // Every ARM_* the template takes from the environment is set: by the
+    // job, or per build by the worker's federated sign-in (the app's client
+    // id and the assertion, which is a secret the job must never hold).
     let mut rest = template.as_str();
     let mut arm = Vec::new();
     while let Some(at) = rest.find("env(\"ARM_") {
@@ -308,14 +311,40 @@ fn packer_gets_the_settings_and_credentials_the_windows_template_reads() {
         arm.push(tail[..end].to_string());
         rest = &tail[end..];
     }
-    assert!(!arm.is_empty(), "the template reads no ARM_* variable?");
-    for name in &arm {
+    let from_worker = ["ARM_CLIENT_ID", "ARM_OIDC_TOKEN"];
+    for name in from_worker {
+        assert!(
+            arm.iter().any(|a| a == name),
+            "the template does not read {name}"
+        );
+        assert!(
+            !names.contains(&name),
+            "the job must not set {name}: the worker sets it per build"
+        );
+        assert!(
+            read("handlers/worker.rs").contains(&format!("\"{name}\"")),
+            "the worker does not set {name}"
+        );
+    }
+    for name in arm.iter().filter(|a| !from_worker.contains(&a.as_str())) {
         assert!(
             names.contains(&name.as_str()),
             "the job does not set {name}"
         );
     }
-    assert!(names.contains(&"ARM_USE_MSI"));
+    // The template hands the assertion to the plugin's client_jwt, hidden.
+    let source = read("images/base-w2022-datacenter/source.pkr.hcl");
+    assert!(source.contains("client_jwt         = var.client_jwt"));
+    let client_jwt = template
+        .split("variable \"client_jwt\"")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .expect("the template declares client_jwt");
+    assert!(client_jwt.contains("sensitive   = true"), "{client_jwt}");
+    // The worker's sign-in is on: the job names the app registration.
+    assert!(names.contains(&image_factory::worker::PACKER_CLIENT_ID_VAR));
+    // Nothing picks packer's metadata-endpoint managed identity, which Container Apps does not serve.
+    assert!(!names.contains(&"ARM_USE_MSI"));
 }
 
 #[test]

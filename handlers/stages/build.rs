@@ -3,7 +3,7 @@
 //! run's folder, one per attempt ([`crate::build_log`]); artifacts come from the machine-readable lines as they are
 //! printed, and from the manifest post-processor's file when there is one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +52,10 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
     let run_dir = app.settings.run_dir(&run.id);
     build_here(
         app.executor.as_ref(),
-        &packer,
+        Packer {
+            binary: packer,
+            sign_in: Vec::new(),
+        },
         &run_dir,
         run.stage(Stage::Build).attempts.len().max(1),
         &BuildSpec::of(run),
@@ -99,19 +102,41 @@ async fn dispatch(app: &App, workers: &dyn crate::worker::Workers, run: &Run) ->
     }
 }
 
+/// The packer a build runs: its binary, and what is added to its environment
+/// to sign in to Azure (the worker's sign-in; it may hold a secret, so it
+/// never goes to the arguments or the log).
+pub struct Packer {
+    /// The packer executable.
+    pub binary: PathBuf,
+    /// Environment variables added for packer's Azure sign-in.
+    pub sign_in: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Packer {
+    /// Names the sign-in variables, never their values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.sign_in.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Packer")
+            .field("binary", &self.binary)
+            .field("sign_in", &names)
+            .finish()
+    }
+}
+
 /// Runs `packer build` for `spec` through `executor`, here: the local
 /// factory's build stage and the off-host worker both build through this.
 /// `attempt` (from 1) is the build stage's attempt: its log is kept apart
 /// from earlier attempts' (see [`crate::build_log`]).
 pub async fn build_here(
     executor: &dyn Executor,
-    packer: &Path,
+    packer: Packer,
     run_dir: &Path,
     attempt: usize,
     spec: &BuildSpec,
     image: &ImageConfig,
     cancel: CancellationToken,
 ) -> StageResult {
+    let Packer { binary, sign_in } = packer;
     let dir = image.dir.clone();
     let declared = match tokio::task::spawn_blocking(move || check_folder(&dir)).await {
         Ok(Ok(report)) => report.variables,
@@ -141,11 +166,13 @@ pub async fn build_here(
     ];
     args.extend(super::packer_vars(spec, image, &declared));
     args.push(template.display().to_string());
+    let mut env = vec![("CHECKPOINT_DISABLE".to_string(), "1".to_string())];
+    env.extend(sign_in);
     let job = Job {
-        program: packer.to_path_buf(),
+        program: binary,
         args,
         dir: run_dir.to_path_buf(),
-        env: vec![("CHECKPOINT_DISABLE".into(), "1".into())],
+        env,
         log: log.clone(),
         timeout: build_timeout(image),
     };

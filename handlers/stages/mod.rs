@@ -13,7 +13,7 @@ mod release;
 mod test;
 mod validate;
 
-pub use build::{BuildSpec, build_here};
+pub use build::{BuildSpec, Packer, build_here};
 
 use std::path::Path;
 use std::process::Stdio;

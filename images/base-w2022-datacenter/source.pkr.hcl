@@ -2,6 +2,7 @@ source "azure-arm" "image" {
   subscription_id    = var.subscription_id
   tenant_id          = var.tenant_id
   client_id          = var.client_id
+  client_jwt         = var.client_jwt
   use_azure_cli_auth = var.use_azure_cli_auth
 
   os_type         = "Windows"

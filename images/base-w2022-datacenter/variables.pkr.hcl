@@ -17,8 +17,15 @@ variable "tenant_id" {
 
 variable "client_id" {
   type        = string
-  description = "Client id of the build identity (empty: the managed identity or OIDC)."
+  description = "Client id of the app registration packer signs in as (empty: the VM's managed identity, or the Azure CLI's sign-in)."
   default     = env("ARM_CLIENT_ID")
+}
+
+variable "client_jwt" {
+  type        = string
+  sensitive   = true
+  description = "Client assertion of client_id: on the build worker, its managed identity token for api://AzureADTokenExchange, which the app registration trusts as a federated credential (set per build by the worker; empty: another sign-in)."
+  default     = env("ARM_OIDC_TOKEN")
 }
 
 variable "use_azure_cli_auth" {

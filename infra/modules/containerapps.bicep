@@ -10,6 +10,14 @@
 // `workers-send` rule (from Key Vault through the job's secret reference).
 // Every IMAGE_FACTORY_* name below is one the worker reads
 // (tests/worker_image.rs checks it).
+//
+// packer signs in as an app registration that trusts this job's identity as
+// a federated credential (IMAGE_FACTORY_PACKER_CLIENT_ID): packer's Azure
+// plugin reaches a managed identity only through the VM metadata endpoint,
+// which Container Apps does not serve (hashicorp/packer-plugin-azure#411).
+// Per build, the worker asks its identity endpoint for a token for
+// api://AzureADTokenExchange and gives it to packer as that app's client
+// assertion. See docs/packer-sign-in.md.
 
 @description('Name prefix.')
 param name string
@@ -40,6 +48,9 @@ param sendConnectionSecretUri string
 
 @description('Application Insights connection string (the worker\'s telemetry, Entra ID auth).')
 param appInsightsConnectionString string
+
+@description('Client id of the app registration packer signs in as; it trusts the factory identity as a federated credential (deploy/entra/packer-app.bicep). Empty: packer has no Azure sign-in on the worker.')
+param packerClientId string = ''
 
 @description('The existing resource group packer builds in (and keeps its managed image in).')
 param buildResourceGroup string
@@ -151,14 +162,12 @@ resource job 'Microsoft.App/jobs@2024-03-01' = {
               name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
               value: 'ClientId=${identityClientId};Authorization=AAD'
             }
-            // packer's Azure credentials: the same user-assigned identity.
+            // The Azure sign-in of packer (see the top of this file): the
+            // worker gives packer ARM_CLIENT_ID (this app registration) and
+            // ARM_OIDC_TOKEN (its identity token, the template client_jwt).
             {
-              name: 'ARM_USE_MSI'
-              value: 'true'
-            }
-            {
-              name: 'ARM_CLIENT_ID'
-              value: identityClientId
+              name: 'IMAGE_FACTORY_PACKER_CLIENT_ID'
+              value: packerClientId
             }
             {
               name: 'ARM_SUBSCRIPTION_ID'

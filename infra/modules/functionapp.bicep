@@ -1,9 +1,14 @@
-// The function app: Linux, custom handler (FUNCTIONS_WORKER_RUNTIME=custom),
-// on a Dedicated (App Service) plan. Why Dedicated, not Consumption, Flex
-// Consumption or Elastic Premium: see the README's "Hosting plan" section.
-// Every connection is identity-based (storage, Service Bus, Cosmos DB,
-// Application Insights); secrets are Key Vault references resolved with the
-// same user-assigned identity.
+// The function app: Linux, custom handler, on the Flex Consumption plan
+// (FC1). Why Flex, and what was checked first (custom handlers on Flex, App
+// Service authentication, how azd deploys): docs/deploying-flex.md. The
+// runtime is declared in functionAppConfig (name `custom`, version `1.0`, as
+// Azure's function-app stack data lists it for FC1), not in app settings:
+// Flex deprecates FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
+// WEBSITE_RUN_FROM_PACKAGE and the content-share settings, and has no Always
+// On. The package goes to a blob container of the host storage account, read
+// with the user-assigned identity. Every connection is identity-based
+// (storage, Service Bus, Cosmos DB, Application Insights); secrets are Key
+// Vault references resolved with the same user-assigned identity.
 
 @description('Name prefix.')
 param name string
@@ -14,8 +19,21 @@ param location string
 @description('Tags for every resource.')
 param tags object
 
-@description('App Service plan SKU (Linux). P0v3 is the smallest Premium v3 size.')
-param planSku string = 'P0v3'
+@description('Memory of one instance, in MB (Flex Consumption sizes).')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Most instances the app scales out to (Flex Consumption allows 40 to 1000).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('The blob container the deployment package is uploaded to, https://<account>.blob.core.windows.net/<container>.')
+param deploymentContainerUrl string
 
 @description('Resource id of the factory identity.')
 param identityId string
@@ -83,14 +101,15 @@ param testLocation string
 @description('Size of the test stage\'s VM (IMAGE_FACTORY_TEST_VM_SIZE).')
 param testVmSize string
 
-resource plan 'Microsoft.Web/serverfarms@2023-12-01' = {
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: 'asp-${name}'
   location: location
   tags: tags
-  kind: 'linux'
+  kind: 'functionapp'
   sku: {
-    //checkov:skip=CKV_AZURE_225: Zone redundancy needs three instances; one is enough (builds run in the Container Apps job, Service Bus redelivers what an instance loses).
-    name: planSku
+    //checkov:skip=CKV_AZURE_225: Flex Consumption scales per function from zero; zone redundancy would keep always-ready instances running for nothing to recover (builds run in the Container Apps job, Service Bus redelivers what an instance loses).
+    name: 'FC1'
+    tier: 'FlexConsumption'
   }
   properties: {
     reserved: true
@@ -116,15 +135,9 @@ var teamsSecretSetting = [
 ]
 var optionalSecrets = concat(azureDevOpsWebhooks ? devOpsSecretSetting : [], teamsNotifications ? teamsSecretSetting : [])
 
+// No FUNCTIONS_WORKER_RUNTIME or FUNCTIONS_EXTENSION_VERSION: on Flex the
+// runtime is functionAppConfig.runtime and the host version is the platform's.
 var baseSettings = [
-  {
-    name: 'FUNCTIONS_EXTENSION_VERSION'
-    value: '~4'
-  }
-  {
-    name: 'FUNCTIONS_WORKER_RUNTIME'
-    value: 'custom'
-  }
   // Host storage, identity-based.
   {
     name: 'AzureWebJobsStorage__accountName'
@@ -262,7 +275,7 @@ var baseSettings = [
 ]
 var appSettings = concat(baseSettings, optionalSecrets)
 
-resource site 'Microsoft.Web/sites@2023-12-01' = {
+resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: siteName
   location: location
   tags: union(tags, {
@@ -280,24 +293,44 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
     httpsOnly: true
     //checkov:skip=CKV_AZURE_17: Callers are GitHub and Azure DevOps webhooks and approvers' browsers, which present no client certificates; webhooks are authenticated by HMAC, approvals by signed links.
     //checkov:skip=CKV_AZURE_222: Webhooks and approval links must be reachable from the internet.
-    //checkov:skip=CKV_AZURE_212: One instance is enough: builds run in the Container Apps job and Service Bus redelivers any message an instance loses.
+    //checkov:skip=CKV_AZURE_212: Flex Consumption scales out on demand (maximumInstanceCount) and to zero; a minimum instance count would only keep idle instances: builds run in the Container Apps job and Service Bus redelivers any message an instance loses.
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
     keyVaultReferenceIdentity: identityId
+    functionAppConfig: {
+      // Azure's function-app stack data for FC1 lists the Custom Handler
+      // stack as runtime `custom`, version `1.0` (docs/deploying-flex.md).
+      runtime: {
+        name: 'custom'
+        version: '1.0'
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      // azd uploads the package here; the app reads it with the identity.
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+    }
     siteConfig: {
       //checkov:skip=CKV_AZURE_213: The custom handler serves function invocations only; the Functions host reports its own health and Service Bus redelivers.
-      linuxFxVersion: ''
       appSettings: appSettings
       httpLoggingEnabled: true
       detailedErrorLoggingEnabled: true
       requestTracingEnabled: true
-      alwaysOn: true
       ftpsState: 'Disabled'
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       http20Enabled: true
       remoteDebuggingEnabled: false
-      use32BitWorkerProcess: false
     }
   }
 }

@@ -1,5 +1,6 @@
-// The factory's one user-assigned managed identity: the function app, the
-// Container Apps build job and packer run as it. Every permission it has is
+// The factory's one user-assigned managed identity: the function app and the
+// Container Apps build job run as it; packer signs in as an app registration
+// that trusts it (deploy/entra/packer-app.bicep). Every permission it has is
 // granted to it explicitly in the other modules.
 
 @description('Name of the identity.')

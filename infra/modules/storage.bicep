@@ -1,7 +1,8 @@
 // The function host's storage account (AzureWebJobsStorage: timer leases,
-// host keys, deployment package). Identity-based only: shared key access is
-// off, so no connection string exists to leak. The Dedicated plan needs no
-// Azure Files content share (that share needs a key; see README).
+// host keys) and the Flex Consumption deployment container the package is
+// uploaded to. Identity-based only: shared key access is off, so no
+// connection string exists to leak. Flex Consumption uses no Azure Files
+// content share (that share needs a key; see docs/deploying-flex.md).
 
 @description('Storage account name (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -16,6 +17,9 @@ param tags object
 
 @description('Principal id of the factory identity.')
 param principalId string
+
+@description('The blob container the function app\'s deployment package goes to.')
+param deploymentContainerName string = 'app-package'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_43: The name is a parameter (3-24 characters, enforced above); main.bicep passes 'stimgf' and the 13-character uniqueString token, all lowercase letters and digits. checkov guesses a parameter's value across modules and its verdict changed between runs on the same files.
@@ -75,6 +79,16 @@ resource blobs 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
   }
 }
 
+// The Flex Consumption deployment container: azd uploads the zip here and
+// the app reads it with the factory identity (Blob Data Owner below).
+resource deployment 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobs
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource queues 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -97,3 +111,4 @@ resource blobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deployment.name}'

@@ -8,6 +8,8 @@ pub mod arm_server;
 pub mod browser;
 pub mod child;
 pub mod cosmos_server;
+pub mod identity;
+pub mod ingestion;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,0 +1,119 @@
+//! The managed identity endpoint of App Service and Container Apps, as the
+//! platform serves it to a container: `GET $IDENTITY_ENDPOINT?resource=..&
+//! api-version=2019-08-01[&client_id=..]` with the `X-IDENTITY-HEADER` secret
+//! from `IDENTITY_HEADER`, answering `access_token`, `expires_on`,
+//! `resource`, `token_type` and `client_id`. Each resource gets its own
+//! recognisable token ([`token_for`]), so a test can tell which token reached
+//! which service, and every request is recorded.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The path the stand-in serves tokens on.
+pub const PATH: &str = "/msi/token";
+/// The value of `IDENTITY_HEADER` the platform gives the container.
+pub const HEADER_SECRET: &str = "platform-secret-header";
+/// The client id of the user-assigned identity (`AZURE_CLIENT_ID`).
+pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+
+/// The token the stand-in issues for `resource`.
+pub fn token_for(resource: &str) -> String {
+    let readable: String = resource
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("mi-token-for-{readable}")
+}
+
+/// One token request.
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    /// The `resource` asked for.
+    pub resource: String,
+    /// The `client_id` asked for, if any.
+    pub client_id: Option<String>,
+}
+
+/// The endpoint's state: what was asked, and what it refuses.
+#[derive(Clone, Default)]
+pub struct IdentityEndpoint {
+    requests: Arc<Mutex<Vec<TokenRequest>>>,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+impl IdentityEndpoint {
+    /// Every token request so far.
+    pub fn requests(&self) -> Vec<TokenRequest> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    /// From now on, requests for `resource` fail at once (400, as for an
+    /// identity the app does not have; a 500 would be retried for seconds).
+    pub fn refuse(&self, resource: &str) {
+        self.refused
+            .lock()
+            .expect("lock")
+            .push(resource.to_string());
+    }
+
+    /// Answers one request of `PATH`.
+    pub fn answer(&self, query: &BTreeMap<String, String>, headers: &HeaderMap) -> Response {
+        let secret_ok = headers
+            .get("x-identity-header")
+            .is_some_and(|v| v.as_bytes() == HEADER_SECRET.as_bytes());
+        let resource = query.get("resource").cloned().unwrap_or_default();
+        if !secret_ok
+            || resource.is_empty()
+            || query.get("api-version").map(String::as_str) != Some("2019-08-01")
+        {
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+        self.requests.lock().expect("lock").push(TokenRequest {
+            resource: resource.clone(),
+            client_id: query.get("client_id").cloned(),
+        });
+        if self.refused.lock().expect("lock").contains(&resource) {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({ "statusCode": 400, "message": "Unable to load the proper Managed Identity." })),
+            )
+                .into_response();
+        }
+        let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+        axum::Json(json!({
+            "access_token": token_for(&resource),
+            "expires_on": expires.timestamp().to_string(),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": CLIENT_ID
+        }))
+        .into_response()
+    }
+
+    /// Serves the endpoint alone on loopback; answers its `IDENTITY_ENDPOINT` URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let endpoint = self.clone();
+        let app = axum::Router::new().route(
+            PATH,
+            axum::routing::get(
+                move |axum::extract::Query(query): axum::extract::Query<
+                    BTreeMap<String, String>,
+                >,
+                      headers: HeaderMap| {
+                    let endpoint = endpoint.clone();
+                    async move { endpoint.answer(&query, &headers) }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}{PATH}")
+    }
+}
