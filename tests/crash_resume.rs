@@ -38,9 +38,9 @@ async fn up(images: &std::path::Path, data: &std::path::Path, port: u16) -> Up {
             &port.to_string(),
             "--lock-seconds",
             "2",
-            "--root",
         ])
-        .arg(repo_root())
+        // No --root: `up` stages the repository's functions into the data folder.
+        .current_dir(repo_root())
         .env("IMAGE_FACTORY_IMAGES", images)
         .env("IMAGE_FACTORY_DATA", data)
         .env("IMAGE_FACTORY_GITHUB_SECRET", GITHUB_SECRET)
