@@ -127,7 +127,8 @@ pub fn check_paths<S: AsRef<str>>(paths: &[S]) -> Result<Vec<String>, LayoutErro
                         folder: folder.to_string(),
                     });
                 }
-                if let Some(first) = functions.insert(folder.to_ascii_lowercase(), folder.to_string())
+                if let Some(first) =
+                    functions.insert(folder.to_ascii_lowercase(), folder.to_string())
                 {
                     return Err(LayoutError::Duplicate {
                         first,
@@ -273,11 +274,19 @@ mod tests {
     #[test]
     fn names_the_host_refuses_and_duplicates_are_refused_naming_the_folder() {
         let err = check_paths(&["host.json", "stage.v2/function.json"]).expect_err("name");
-        assert!(err.to_string().starts_with("stage.v2/function.json"), "{err}");
+        assert!(
+            err.to_string().starts_with("stage.v2/function.json"),
+            "{err}"
+        );
         let err = check_paths(&["host.json", "host/function.json"]).expect_err("host");
-        assert_eq!(err, LayoutError::InvalidName { folder: "host".into() });
-        let err =
-            check_paths(&["host.json", "Runs/function.json", "runs/function.json"]).expect_err("dup");
+        assert_eq!(
+            err,
+            LayoutError::InvalidName {
+                folder: "host".into()
+            }
+        );
+        let err = check_paths(&["host.json", "Runs/function.json", "runs/function.json"])
+            .expect_err("dup");
         assert!(matches!(err, LayoutError::Duplicate { .. }), "{err}");
     }
 

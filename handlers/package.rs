@@ -206,7 +206,10 @@ pub fn check_app(root: &Path) -> Result<Vec<String>, PackageError> {
 
     let created = InfraQueues::load(root)?.all();
     for folder in &folders {
-        let path = root.join("functions").join(folder).join(layout::FUNCTION_JSON);
+        let path = root
+            .join("functions")
+            .join(folder)
+            .join(layout::FUNCTION_JSON);
         let json = read_json(&path)?;
         let bindings = json
             .get("bindings")
@@ -254,16 +257,24 @@ pub fn function_jsons(root: &Path) -> Result<Vec<(String, Value)>, PackageError>
     function_folders(root)?
         .into_iter()
         .map(|name| {
-            let json = read_json(&root.join("functions").join(&name).join(layout::FUNCTION_JSON))?;
+            let json = read_json(
+                &root
+                    .join("functions")
+                    .join(&name)
+                    .join(layout::FUNCTION_JSON),
+            )?;
             Ok((name, json))
         })
         .collect()
 }
 
+/// Files to write: (name in the app, source path).
+type AppFiles = Vec<(String, PathBuf)>;
+
 /// The files of the app in the host's layout, checked ([`check_app`]) and in
 /// order: (`name in the app`, source) for `host.json`, every
 /// `<name>/…` from the repository's `functions/<name>/`, and `images/…`.
-fn app_files(root: &Path) -> Result<(Vec<String>, Vec<(String, PathBuf)>), PackageError> {
+fn app_files(root: &Path) -> Result<(Vec<String>, AppFiles), PackageError> {
     let functions = check_app(root)?;
     let mut files: Vec<(String, PathBuf)> = vec![("host.json".into(), root.join("host.json"))];
     for name in &functions {
@@ -370,11 +381,13 @@ fn write_dir(
         entries.push(name.clone());
     }
     #[cfg(unix)]
-    if binary.is_some() {
+    {
         use std::os::unix::fs::PermissionsExt;
-        let path = dir.join(EXECUTABLE);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| io(&path, e))?;
+        if binary.is_some() {
+            let path = dir.join(EXECUTABLE);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| io(&path, e))?;
+        }
     }
     layout::check_dir(dir)?;
     Ok(entries)

@@ -32,13 +32,7 @@ fn free_port() -> u16 {
 
 async fn up(images: &std::path::Path, data: &std::path::Path, port: u16) -> Up {
     let child = Command::new(env!("CARGO_BIN_EXE_image-factory"))
-        .args([
-            "up",
-            "--port",
-            &port.to_string(),
-            "--lock-seconds",
-            "2",
-        ])
+        .args(["up", "--port", &port.to_string(), "--lock-seconds", "2"])
         // No --root: `up` stages the repository's functions into the data folder.
         .current_dir(repo_root())
         .env("IMAGE_FACTORY_IMAGES", images)

@@ -223,7 +223,13 @@ fn package_dir_writes_the_zips_layout_unzipped_and_replaces_only_an_app_folder()
     assert!(package(&repo(), &zip_path, None).status.success());
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).expect("zip")).expect("zip");
     let mut zipped: Vec<String> = (0..zip.len())
-        .map(|i| zip.by_index(i).expect("entry").name().expect("name").to_string())
+        .map(|i| {
+            zip.by_index(i)
+                .expect("entry")
+                .name()
+                .expect("name")
+                .to_string()
+        })
         .collect();
     zipped.sort();
 
@@ -239,13 +245,20 @@ fn package_dir_writes_the_zips_layout_unzipped_and_replaces_only_an_app_folder()
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(app.join("image-factory")).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(app.join("image-factory"))
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
     }
 
     // A second staging replaces the first (a stale function does not linger)...
     std::fs::create_dir_all(app.join("stale")).expect("mkdir");
-    std::fs::copy(app.join("runs/function.json"), app.join("stale/function.json")).expect("copy");
+    std::fs::copy(
+        app.join("runs/function.json"),
+        app.join("stale/function.json"),
+    )
+    .expect("copy");
     assert!(package_dir(&repo(), &app).status.success());
     assert!(!app.join("stale").exists());
     // ...but a folder that is not an app folder is never overwritten.
@@ -254,8 +267,15 @@ fn package_dir_writes_the_zips_layout_unzipped_and_replaces_only_an_app_folder()
     std::fs::write(other.join("todo.txt"), "keep me").expect("write");
     let output = package_dir(&repo(), &other);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("refusing to write into"), "{}", stderr(&output));
-    assert_eq!(std::fs::read_to_string(other.join("todo.txt")).expect("kept"), "keep me");
+    assert!(
+        stderr(&output).contains("refusing to write into"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(other.join("todo.txt")).expect("kept"),
+        "keep me"
+    );
 }
 
 #[test]
@@ -275,7 +295,11 @@ fn a_function_json_whose_bindings_do_not_match_the_handler_is_refused_naming_the
         "{err}"
     );
     assert!(!out.exists());
-    assert!(!package_dir(dir.path(), &dir.path().join("app")).status.success());
+    assert!(
+        !package_dir(dir.path(), &dir.path().join("app"))
+            .status
+            .success()
+    );
     assert!(!dir.path().join("app").exists());
 }
 
@@ -328,7 +352,11 @@ async fn up_root_serves_the_folder_package_dir_wrote_with_its_images() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(answered, Some(reqwest::StatusCode::OK), "up --root did not serve /api/runs");
+    assert_eq!(
+        answered,
+        Some(reqwest::StatusCode::OK),
+        "up --root did not serve /api/runs"
+    );
     let status = |path: &'static str| {
         let client = client.clone();
         let url = format!("{base}/{path}");
@@ -351,7 +379,8 @@ fn up_refuses_a_folder_the_host_would_not_index_naming_the_folder() {
     let mut child = up(&app, &dir.path().join("data"), free_port());
     let status = child.0.wait().expect("up ends");
     let mut err = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().expect("stderr"), &mut err).expect("read");
+    std::io::Read::read_to_string(child.0.stderr.as_mut().expect("stderr"), &mut err)
+        .expect("read");
     assert!(!status.success());
     assert!(
         err.contains("more/sweeper/function.json") && err.contains("would skip this function"),
@@ -362,7 +391,8 @@ fn up_refuses_a_folder_the_host_would_not_index_naming_the_folder() {
     let mut child = up(&repo(), &dir.path().join("data"), free_port());
     let status = child.0.wait().expect("up ends");
     let mut err = String::new();
-    std::io::Read::read_to_string(child.0.stderr.as_mut().expect("stderr"), &mut err).expect("read");
+    std::io::Read::read_to_string(child.0.stderr.as_mut().expect("stderr"), &mut err)
+        .expect("read");
     assert!(!status.success());
     assert!(err.contains("package --dir"), "{err}");
 }

@@ -285,7 +285,11 @@ async fn build_job(arm: &ArmClient, azure: &AzureSettings) -> Finding {
         ),
         Err(e) => {
             let action = arm_action(&e);
-            Finding::failure(CHECK, format!("cannot read the job {}: {e}", job.name), action)
+            Finding::failure(
+                CHECK,
+                format!("cannot read the job {}: {e}", job.name),
+                action,
+            )
         }
     }
 }

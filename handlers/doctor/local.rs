@@ -21,7 +21,10 @@ pub async fn check(root: &Path, var: impl Fn(&str) -> Option<String>) -> Vec<Fin
     let mut findings = Vec::new();
     let settings = match Settings::from_env() {
         Ok(settings) => {
-            findings.push(Finding::ok("settings", "every IMAGE_FACTORY_* setting is valid"));
+            findings.push(Finding::ok(
+                "settings",
+                "every IMAGE_FACTORY_* setting is valid",
+            ));
             Some(settings)
         }
         Err(e) => {
@@ -178,10 +181,7 @@ async fn packer(
     };
     match parse_version(&output.output).filter(|_| output.code == Some(0)) {
         Some(version) if version.supports_init() => (
-            Finding::ok(
-                "packer",
-                format!("packer {version} at {}", path.display()),
-            ),
+            Finding::ok("packer", format!("packer {version} at {}", path.display())),
             Some(version),
         ),
         Some(version) => (
@@ -242,7 +242,11 @@ fn images(settings: &Settings, packer: Option<PackerVersion>) -> Vec<Finding> {
         let report = match crate::template::check_folder(&image.dir) {
             Ok(report) => report,
             Err(e) => {
-                findings.push(Finding::failure(check, e.to_string(), "make the folder readable"));
+                findings.push(Finding::failure(
+                    check,
+                    e.to_string(),
+                    "make the folder readable",
+                ));
                 continue;
             }
         };
@@ -278,7 +282,10 @@ fn images(settings: &Settings, packer: Option<PackerVersion>) -> Vec<Finding> {
                 format!("tidy the template in {}", image.dir.display()),
             ));
         } else {
-            findings.push(Finding::ok(check, "the validate stage's static checks pass"));
+            findings.push(Finding::ok(
+                check,
+                "the validate stage's static checks pass",
+            ));
         }
     }
     findings

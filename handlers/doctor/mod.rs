@@ -121,7 +121,7 @@ impl Report {
     /// Orders `findings`: most severe first, the checks' own order kept within
     /// a severity.
     pub fn new(mut findings: Vec<Finding>) -> Report {
-        findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         Report { findings }
     }
 
@@ -149,10 +149,7 @@ impl Report {
 
     /// The verdict line.
     pub fn verdict(&self) -> String {
-        let (failures, warnings) = (
-            self.count(Severity::Failure),
-            self.count(Severity::Warning),
-        );
+        let (failures, warnings) = (self.count(Severity::Failure), self.count(Severity::Warning));
         match (failures, warnings) {
             (0, 0) => format!("healthy: {} checks passed", self.findings.len()),
             (0, w) => format!("healthy, with {w} warning(s)"),
@@ -282,7 +279,14 @@ mod tests {
         let order: Vec<&str> = report.findings().iter().map(|f| f.check.as_str()).collect();
         assert_eq!(
             order,
-            ["image b", "app layout", "image a", "azure", "packer", "settings"]
+            [
+                "image b",
+                "app layout",
+                "image a",
+                "azure",
+                "packer",
+                "settings"
+            ]
         );
     }
 

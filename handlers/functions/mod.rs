@@ -155,7 +155,12 @@ pub fn trigger_of(name: &str) -> Option<Trigger> {
         "patch-tuesday" | "base-image" | "sweeper" => Trigger::Timer,
         "build-completed" => Trigger::Queue("build-completed"),
         "dead-letter" => Trigger::Queue(crate::host::DEAD_LETTER_QUEUE),
-        other => Trigger::Queue(other.strip_prefix("stage-").and_then(Stage::from_name)?.function_name()),
+        other => Trigger::Queue(
+            other
+                .strip_prefix("stage-")
+                .and_then(Stage::from_name)?
+                .function_name(),
+        ),
     })
 }
 
@@ -179,13 +184,19 @@ pub fn check_bindings(name: &str, function_json: &serde_json::Value) -> Result<(
         return Err("declares no binding; the Functions host refuses it".into());
     }
     let text = |b: &serde_json::Value, key: &str| {
-        b.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string()
+        b.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
     };
     let mut triggers = 0;
     let mut http_output = false;
     for binding in bindings {
-        let (kind, direction, binding_name) =
-            (text(binding, "type"), text(binding, "direction"), text(binding, "name"));
+        let (kind, direction, binding_name) = (
+            text(binding, "type"),
+            text(binding, "direction"),
+            text(binding, "name"),
+        );
         if !crate::layout::valid_binding_name(&binding_name) {
             return Err(format!(
                 "binding name {binding_name:?} is not valid for the Functions host (a letter, then letters and digits)"
@@ -247,7 +258,9 @@ pub fn check_bindings(name: &str, function_json: &serde_json::Value) -> Result<(
         }
     }
     if triggers != 1 {
-        return Err(format!("has {triggers} triggers; a function has exactly one"));
+        return Err(format!(
+            "has {triggers} triggers; a function has exactly one"
+        ));
     }
     if expected == Trigger::Http && !http_output {
         return Err(format!(
@@ -286,12 +299,11 @@ mod tests {
 
     #[test]
     fn bindings_the_handler_would_not_decode_are_refused_saying_what_it_expects() {
-        let queue = |name: &str, queue: &str| {
-            json!({"bindings": [{"type": "serviceBusTrigger", "direction": "in", "name": name, "queueName": queue, "connection": "ServiceBus"}]})
-        };
+        let queue = |name: &str, queue: &str| json!({"bindings": [{"type": "serviceBusTrigger", "direction": "in", "name": name, "queueName": queue, "connection": "ServiceBus"}]});
         let err = check_bindings("stage-test", &queue("msg", "stage-test")).expect_err("name");
         assert!(err.contains("named `message`"), "{err}");
-        let err = check_bindings("stage-test", &queue("message", "stage-build")).expect_err("queue");
+        let err =
+            check_bindings("stage-test", &queue("message", "stage-build")).expect_err("queue");
         assert!(err.contains("queue `stage-test`"), "{err}");
         let err = check_bindings("stage-publish", &queue("message", "stage-publish"))
             .expect_err("unserved");
