@@ -19,8 +19,14 @@ use serde_json::{Value, json};
 /// Runs `doctor --json` on the repository with only `env` (and the PATH) set,
 /// as on a fresh clone with no settings.
 fn doctor(env: &[(&str, &Path)]) -> (Output, Value) {
+    doctor_with(&[], env)
+}
+
+fn doctor_with(args: &[&str], env: &[(&str, &Path)]) -> (Output, Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-factory"));
-    cmd.args(["doctor", "--json", "--root"])
+    cmd.args(["doctor", "--json"])
+        .args(args)
+        .arg("--root")
         .arg(common::repo_root())
         .current_dir(common::repo_root())
         .env_clear()
@@ -55,8 +61,8 @@ fn a_fresh_clone_reports_every_check_and_is_healthy() {
     for check in [
         "settings",
         "approval keys",
-        "IMAGE_FACTORY_GITHUB_SECRET",
-        "IMAGE_FACTORY_OPERATOR_TOKEN",
+        "github secret",
+        "operator token",
         "azure settings",
         "packer",
         "images",
@@ -462,5 +468,129 @@ async fn an_app_with_no_function_says_the_package_layout_is_the_likely_cause() {
             .unwrap_or_default()
             .contains("Reader"),
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_when_all_is_there()
+{
+    let root = common::repo_root();
+    let functions: Vec<Value> = image_factory::functions::NAMES
+        .iter()
+        .map(|name| function(name))
+        .collect();
+    let queues: Vec<Value> = image_factory::package::InfraQueues::load(&root)
+        .expect("infra/queues.json")
+        .all()
+        .iter()
+        .map(|q| queue(q))
+        .collect();
+    let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp();
+    // The App Service managed identity endpoint (IDENTITY_ENDPOINT) answers the token.
+    let token = Reply::new(
+        Method::GET,
+        "/msi/token",
+        200,
+        json!({ "access_token": TOKEN, "expires_on": expires.to_string(), "resource": "https://management.azure.com", "token_type": "Bearer" }),
+    );
+    let definition = Reply::new(
+        Method::GET,
+        &format!("{GALLERY}/images/"),
+        200,
+        json!({ "name": "definition", "properties": { "provisioningState": "Succeeded" } }),
+    );
+    let server = ArmServer::start(vec![
+        token.clone(),
+        token.clone(),
+        token,
+        Reply::new(Method::GET, &format!("{SITE}/functions"), 200, json!({ "value": functions })),
+        Reply::new(
+            Method::POST,
+            &format!("{SITE}/config/appsettings/list"),
+            200,
+            app_settings(ALL_SETTINGS),
+        ),
+        Reply::new(Method::GET, &format!("{NAMESPACE}/queues"), 200, json!({ "value": queues })),
+        Reply::new(
+            Method::GET,
+            GALLERY,
+            200,
+            json!({ "id": GALLERY, "name": "acg_shared", "properties": { "provisioningState": "Succeeded" } }),
+        ),
+        definition.clone(),
+        definition,
+    ])
+    .await;
+    let base = server.base.clone();
+    let identity = format!("{base}/msi/token");
+    let (output, report) = tokio::task::spawn_blocking(move || {
+        doctor_with(
+            &[
+                "--url",
+                &base,
+                "--app",
+                "func-imgf",
+                "--resource-group",
+                "rg-factory",
+                "--servicebus-namespace",
+                "sb-imgf",
+            ],
+            &[
+                ("IMAGE_FACTORY_SUBSCRIPTION_ID", Path::new("sub-1")),
+                (
+                    "IMAGE_FACTORY_GALLERY_RESOURCE_GROUP",
+                    Path::new("rg-img-gallery"),
+                ),
+                ("IMAGE_FACTORY_GALLERY", Path::new("acg_shared")),
+                ("IMAGE_FACTORY_ARM_ENDPOINT", Path::new(&base)),
+                ("IDENTITY_ENDPOINT", Path::new(&identity)),
+                ("IDENTITY_HEADER", Path::new("platform-secret-header")),
+            ],
+        )
+    })
+    .await
+    .expect("doctor ran");
+    assert!(output.status.success(), "{report:#}");
+    for check in [
+        "app url",
+        "deployed functions",
+        "app settings",
+        "queues",
+        "gallery",
+    ] {
+        assert_eq!(
+            finding(&report, check)["severity"],
+            json!("ok"),
+            "{report:#}"
+        );
+    }
+    assert_eq!(finding(&report, "build job")["severity"], json!("info"));
+    let definitions = report["findings"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|f| {
+                    f["check"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("image definition "))
+                })
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(definitions, 2, "{report:#}");
+    let arm: Vec<_> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.uri.starts_with("/subscriptions/"))
+        .collect();
+    assert_eq!(arm.len(), 6, "{arm:?}");
+    let bearer = format!("Bearer {TOKEN}");
+    assert!(
+        arm.iter()
+            .all(|s| s.authorization.as_deref() == Some(bearer.as_str()))
+    );
+    assert!(
+        !report.to_string().contains("KeyVault"),
+        "a setting's value leaked"
     );
 }

@@ -78,20 +78,22 @@ fn secrets(var: &impl Fn(&str) -> Option<String>) -> Vec<Finding> {
             "in Azure, the Key Vault reference the Bicep sets provides it",
         )),
     }
-    for (name, without) in [
+    for (check, name, without) in [
         (
+            "github secret",
             "IMAGE_FACTORY_GITHUB_SECRET",
             "GitHub push webhooks are refused",
         ),
         (
+            "operator token",
             "IMAGE_FACTORY_OPERATOR_TOKEN",
             "out-of-band triggers (`image-factory trigger`) are refused",
         ),
     ] {
         findings.push(match var(name) {
-            Some(_) => Finding::ok(name, format!("{name} is set")),
+            Some(_) => Finding::ok(check, format!("{name} is set")),
             None => Finding::info(
-                name,
+                check,
                 format!("{name} is not set: `up` generates one; in Azure {without}"),
                 "in Azure, the Key Vault reference the Bicep sets provides it",
             ),
