@@ -1,9 +1,11 @@
 //! The function set: one file per function, each owning the decoding of its
 //! invocation and its action, and one enum that dispatches.
 //!
-//! A function's name is its folder under `functions/` (its `function.json`)
-//! and the path the Functions host POSTs invocations to. An unknown name or a
-//! malformed invocation is a value ([`InvocationError`]), never a panic.
+//! A function's name is its folder under `functions/` (its `function.json`;
+//! the app root's `<name>/` once packaged) and the path the Functions host
+//! POSTs invocations to. An unknown name or a malformed invocation is a value
+//! ([`InvocationError`]), never a panic. [`check_bindings`] holds a
+//! function.json to what the handler decodes.
 
 mod approval;
 mod base_image;
@@ -22,7 +24,8 @@ use crate::app::App;
 use crate::domain::run::Stage;
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 
-/// Every function this handler serves, as named in `functions/*/function.json`.
+/// Every function this handler serves, as named by the repository's
+/// `functions/<name>/function.json` (packaged as `<name>/function.json`).
 pub const NAMES: [&str; 14] = [
     "git-push",
     "patch-tuesday",
