@@ -59,7 +59,7 @@ pub enum LayoutError {
     },
     /// A folder name the host refuses as a function name.
     #[error(
-        "{folder}/function.json: `{folder}` is not a valid function name for the Functions host (a letter, then up to 127 letters, digits, _ or -, and not `host`); rename the folder"
+        "{folder}/function.json: the folder's name is not a valid function name for the Functions host (a letter, then up to 127 letters, digits, _ or -, and not `host`); rename the folder"
     )]
     InvalidName {
         /// The folder.

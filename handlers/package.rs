@@ -187,6 +187,12 @@ pub fn check_app(root: &Path) -> Result<Vec<String>, PackageError> {
     }
 
     let folders = function_folders(root)?;
+    if let Some(folder) = folders.iter().find(|f| !layout::valid_function_name(f)) {
+        return Err(LayoutError::InvalidName {
+            folder: format!("functions/{folder}"),
+        }
+        .into());
+    }
     let served: BTreeSet<&str> = NAMES.iter().copied().collect();
     for folder in &folders {
         if !served.contains(folder.as_str()) {

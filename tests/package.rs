@@ -406,3 +406,46 @@ fn up_refuses_a_folder_the_host_would_not_index_naming_the_folder() {
     assert!(!status.success());
     assert!(err.contains("package --dir"), "{err}");
 }
+
+#[test]
+fn a_function_folder_whose_name_the_host_refuses_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_app(dir.path());
+    std::fs::rename(
+        dir.path().join("functions/stage-test"),
+        dir.path().join("functions/stage.test"),
+    )
+    .expect("rename");
+    let out = dir.path().join("out.zip");
+    let output = package(dir.path(), &out, None);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("functions/stage.test/function.json")
+            && err.contains("not a valid function name for the Functions host"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_function_json_nested_below_a_function_folder_is_refused_as_the_host_would_skip_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_app(dir.path());
+    let nested = dir.path().join("functions/runs/v2");
+    std::fs::create_dir_all(&nested).expect("mkdir");
+    std::fs::copy(
+        dir.path().join("functions/runs/function.json"),
+        nested.join("function.json"),
+    )
+    .expect("copy");
+    let out = dir.path().join("out.zip");
+    let output = package(dir.path(), &out, None);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("runs/v2/function.json") && err.contains("would skip this function"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
