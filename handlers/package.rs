@@ -34,6 +34,10 @@ use crate::layout::{self, LayoutError};
 /// Name of the handler executable at the zip's root (host.json's `defaultExecutablePath`).
 pub const EXECUTABLE: &str = "image-factory";
 
+/// Azure Functions Core Tools' settings file in an app folder: kept when
+/// [`package_dir`] replaces the folder, never written by it.
+pub const LOCAL_SETTINGS: &str = "local.settings.json";
+
 /// Where the list of queues the infrastructure creates lives, relative to the app root.
 pub const QUEUES_FILE: &str = "infra/queues.json";
 
@@ -330,8 +334,9 @@ pub fn package(root: &Path, binary: &Path, out: &Path) -> Result<PackageSummary,
 ///
 /// `dir` is replaced whole, so that a function removed from the repository
 /// does not linger: it must be new, empty, or an app folder in the host's
-/// layout (a previous staging). The new folder is written beside it first,
-/// then checked as the host would index it, then moved into place.
+/// layout (a previous staging). Its [`LOCAL_SETTINGS`] is kept. The new
+/// folder is written beside it first, then checked as the host would index
+/// it, then moved into place.
 pub fn package_dir(
     root: &Path,
     binary: Option<&Path>,
@@ -361,6 +366,11 @@ pub fn package_dir(
             return Err(e);
         }
     };
+    // Core Tools' settings live beside host.json and are the operator's: kept.
+    let settings = dir.join(LOCAL_SETTINGS);
+    if settings.is_file() {
+        std::fs::copy(&settings, partial.join(LOCAL_SETTINGS)).map_err(|e| io(&settings, e))?;
+    }
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
     }

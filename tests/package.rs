@@ -262,15 +262,21 @@ fn package_dir_writes_the_zips_layout_unzipped_and_replaces_only_an_app_folder()
         assert_eq!(mode & 0o777, 0o755);
     }
 
-    // A second staging replaces the first (a stale function does not linger)...
+    // A second staging replaces the first (a stale function does not linger,
+    // Core Tools' local.settings.json stays)...
     std::fs::create_dir_all(app.join("stale")).expect("mkdir");
     std::fs::copy(
         app.join("runs/function.json"),
         app.join("stale/function.json"),
     )
     .expect("copy");
+    std::fs::write(app.join("local.settings.json"), "{\"Values\": {}}").expect("write");
     assert!(package_dir(&repo(), &app).status.success());
     assert!(!app.join("stale").exists());
+    assert_eq!(
+        std::fs::read_to_string(app.join("local.settings.json")).expect("kept"),
+        "{\"Values\": {}}"
+    );
     // ...but a folder that is not an app folder is never overwritten.
     let other = dir.path().join("notes");
     std::fs::create_dir_all(&other).expect("mkdir");
