@@ -182,8 +182,9 @@ fn function(name: &str) -> Value {
     })
 }
 
-/// `WebApps_ListApplicationSettings`: a `StringDictionary` (the shape of the
-/// spec's `ListAppSettings.json` example: id, name `appsettings`, properties).
+/// `WebApps_ListApplicationSettings`: a `StringDictionary`, as in the spec's
+/// example `Microsoft.Web/stable/2024-04-01/examples/ListAppSettings.json`
+/// (id, name `appsettings`, type, kind `app`, the settings in `properties`).
 fn app_settings(names: &[&str]) -> Value {
     let properties: serde_json::Map<String, Value> = names
         .iter()
@@ -193,12 +194,15 @@ fn app_settings(names: &[&str]) -> Value {
         "id": format!("{SITE}/config/appsettings"),
         "name": "appsettings",
         "type": "Microsoft.Web/sites/config",
-        "kind": null,
+        "kind": "app",
         "properties": properties
     })
 }
 
-/// One queue as `Queues_ListByNamespace` (Microsoft.ServiceBus 2021-11-01) lists it: an `SBQueue`.
+/// One queue as `Queues_ListByNamespace` (Microsoft.ServiceBus 2021-11-01)
+/// lists it: an `SBQueue` (id, name, type, properties), in a `value` page as
+/// the spec's `SBTopicListByNameSpace.json` lists topics (the queue listing's
+/// own example was not at hand).
 fn queue(name: &str) -> Value {
     json!({
         "id": format!("{NAMESPACE}/queues/{name}"),
