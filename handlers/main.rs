@@ -492,14 +492,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut findings = image_factory::doctor::local::check(&root, var).await;
             match url {
                 Some(url) => {
-                    let target = DeployedTarget {
+                    let target = image_factory::doctor::deployed::Target {
                         url,
                         app,
                         resource_group,
                         servicebus_namespace,
                         servicebus_resource_group,
                     };
-                    findings.extend(doctor_deployed(&root, target).await);
+                    findings.extend(
+                        image_factory::doctor::deployed::check_target(&root, target).await,
+                    );
                 }
                 None => findings.push(image_factory::doctor::Finding::info(
                     "deployed app",
@@ -578,125 +580,6 @@ async fn rollback(
         .map_err(anyhow::Error::msg)?;
     let azure = Azure::new(azure, credential)?;
     Ok(image_factory::azure::release::rollback(&azure.arm, &gallery_image, version).await?)
-}
-
-/// Where `doctor --url` looks for the deployed app.
-struct DeployedTarget {
-    url: String,
-    app: Option<String>,
-    resource_group: Option<String>,
-    servicebus_namespace: Option<String>,
-    servicebus_resource_group: Option<String>,
-}
-
-/// The deployed checks of `doctor`: the app answers at its URL, then the
-/// Resource Manager checks with the package under `root` as the expectation.
-async fn doctor_deployed(
-    root: &std::path::Path,
-    target: DeployedTarget,
-) -> Vec<image_factory::doctor::Finding> {
-    use image_factory::doctor::{Finding, deployed};
-    let mut findings = Vec::new();
-    findings.push(match reqwest::get(&target.url).await {
-        Ok(answer) => Finding::ok(
-            "app url",
-            format!("{} answers (HTTP {})", target.url, answer.status().as_u16()),
-        ),
-        Err(e) => Finding::failure(
-            "app url",
-            format!("{} does not answer: {e}", target.url),
-            "check the URL (`azd env get-value IMAGE_FACTORY_PUBLIC_URL`) and that the app is running",
-        ),
-    });
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(_) => return findings, // the local checks already report the settings
-    };
-    let (Some(azure), Some(app), Some(resource_group)) =
-        (settings.azure.clone(), target.app, target.resource_group)
-    else {
-        findings.push(Finding::failure(
-            "deployed app",
-            "cannot check the deployed app through Resource Manager: the subscription, the app or its resource group is not known",
-            "set IMAGE_FACTORY_SUBSCRIPTION_ID, and pass --app and --resource-group (or IMAGE_FACTORY_FUNCTION_APP, IMAGE_FACTORY_FUNCTION_APP_RESOURCE_GROUP)",
-        ));
-        return findings;
-    };
-    let expected = match doctor_expected(root, &settings) {
-        Ok(expected) => expected,
-        Err(e) => {
-            findings.push(Finding::failure(
-                "deployed app",
-                format!("cannot tell what the app should have: {e:#}"),
-                "fix the local problems above first",
-            ));
-            return findings;
-        }
-    };
-    let credential = match Identity::from_vars(|name| std::env::var(name).ok()).credential() {
-        Ok(credential) => credential,
-        Err(e) => {
-            findings.push(Finding::failure(
-                "deployed app",
-                e,
-                "sign in with `az login`",
-            ));
-            return findings;
-        }
-    };
-    let client = match Azure::new(azure.clone(), credential) {
-        Ok(client) => client,
-        Err(e) => {
-            findings.push(Finding::failure(
-                "deployed app",
-                e.to_string(),
-                "check IMAGE_FACTORY_ARM_ENDPOINT",
-            ));
-            return findings;
-        }
-    };
-    let servicebus = target.servicebus_namespace.map(|namespace| {
-        (
-            target
-                .servicebus_resource_group
-                .unwrap_or_else(|| resource_group.clone()),
-            namespace,
-        )
-    });
-    let deployment = deployed::Deployment {
-        resource_group,
-        app,
-        servicebus,
-    };
-    findings.extend(deployed::check(&client.arm, &azure, &deployment, &expected).await);
-    findings
-}
-
-/// What the deployed app should have: the package's functions, the infra's
-/// queues, the settings the function.json files and `serve` need, and the
-/// images' gallery definitions.
-fn doctor_expected(
-    root: &std::path::Path,
-    settings: &Settings,
-) -> anyhow::Result<image_factory::doctor::deployed::Expected> {
-    let functions = image_factory::package::check_layout(root)?;
-    let jsons = image_factory::package::function_jsons(root)?;
-    let queues = image_factory::package::InfraQueues::load(root)?.all();
-    let images = load_images(&settings.images_dir)?;
-    Ok(image_factory::doctor::deployed::Expected {
-        functions,
-        queues,
-        settings: image_factory::doctor::required_app_settings(jsons.iter().map(|(_, j)| j)),
-        image_definitions: images
-            .values()
-            .map(|i| {
-                i.settings
-                    .gallery_image_name
-                    .clone()
-                    .unwrap_or_else(|| i.name.clone())
-            })
-            .collect(),
-    })
 }
 
 /// Prints the factory's answer (an error, not a panic, if stdout is closed).

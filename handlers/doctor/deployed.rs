@@ -2,7 +2,9 @@
 //! functions the Functions host indexed against the package's, the Service
 //! Bus queues against `infra/queues.json`, the build job, the gallery and its
 //! image definitions, and the app settings the code reads (by name: values
-//! are never kept or printed).
+//! are never kept or printed). [`check_target`] starts from `doctor --url`'s
+//! flags and the environment (settings, the identity); [`check`] makes the
+//! calls.
 //!
 //! API versions, from the Azure REST API specifications
 //! (Azure/azure-rest-api-specs):
@@ -16,12 +18,16 @@
 //!   already uses ([`crate::azure::jobs::APPS_API`], [`crate::azure::compute::GALLERY_API`]).
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde_json::{Value, json};
 
 use super::{Finding, RequiredSetting, missing_settings};
-use crate::azure::AzureSettings;
 use crate::azure::arm::{ArmClient, ArmError};
+use crate::azure::{Azure, AzureSettings};
+use crate::config::{Settings, load_images};
+use crate::identity::Identity;
+use crate::package;
 
 /// API version of the function app calls.
 pub const WEB_API: &str = "2024-04-01";
@@ -50,6 +56,125 @@ pub struct Expected {
     pub settings: Vec<RequiredSetting>,
     /// The gallery image definitions the images release to.
     pub image_definitions: Vec<String>,
+}
+
+/// Where `doctor --url` looks for the deployed app (from its flags).
+pub struct Target {
+    /// The factory's base URL.
+    pub url: String,
+    /// The function app's name.
+    pub app: Option<String>,
+    /// The function app's resource group.
+    pub resource_group: Option<String>,
+    /// The Service Bus namespace.
+    pub servicebus_namespace: Option<String>,
+    /// The namespace's resource group (default: the app's).
+    pub servicebus_resource_group: Option<String>,
+}
+
+/// The deployed checks of `doctor`: the app answers at its URL, then the
+/// Resource Manager checks with the package under `root` as the expectation.
+pub async fn check_target(root: &Path, target: Target) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    findings.push(match reqwest::get(&target.url).await {
+        Ok(answer) => Finding::ok(
+            "app url",
+            format!("{} answers (HTTP {})", target.url, answer.status().as_u16()),
+        ),
+        Err(e) => Finding::failure(
+            "app url",
+            format!("{} does not answer: {e}", target.url),
+            "check the URL (`azd env get-value IMAGE_FACTORY_PUBLIC_URL`) and that the app is running",
+        ),
+    });
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(_) => return findings, // the local checks already report the settings
+    };
+    let (Some(azure), Some(app), Some(resource_group)) =
+        (settings.azure.clone(), target.app, target.resource_group)
+    else {
+        findings.push(Finding::failure(
+            "deployed app",
+            "cannot check the deployed app through Resource Manager: the subscription, the app or its resource group is not known",
+            "set IMAGE_FACTORY_SUBSCRIPTION_ID, and pass --app and --resource-group (or IMAGE_FACTORY_FUNCTION_APP, IMAGE_FACTORY_FUNCTION_APP_RESOURCE_GROUP)",
+        ));
+        return findings;
+    };
+    let expected = match expected(root, &settings) {
+        Ok(expected) => expected,
+        Err(e) => {
+            findings.push(Finding::failure(
+                "deployed app",
+                format!("cannot tell what the app should have: {e}"),
+                "fix the local problems above first",
+            ));
+            return findings;
+        }
+    };
+    let credential = match Identity::from_vars(|name| std::env::var(name).ok()).credential() {
+        Ok(credential) => credential,
+        Err(e) => {
+            findings.push(Finding::failure(
+                "deployed app",
+                e,
+                "sign in with `az login`",
+            ));
+            return findings;
+        }
+    };
+    let client = match Azure::new(azure.clone(), credential) {
+        Ok(client) => client,
+        Err(e) => {
+            findings.push(Finding::failure(
+                "deployed app",
+                e.to_string(),
+                "check IMAGE_FACTORY_ARM_ENDPOINT",
+            ));
+            return findings;
+        }
+    };
+    let servicebus = target.servicebus_namespace.map(|namespace| {
+        (
+            target
+                .servicebus_resource_group
+                .unwrap_or_else(|| resource_group.clone()),
+            namespace,
+        )
+    });
+    let deployment = Deployment {
+        resource_group,
+        app,
+        servicebus,
+    };
+    findings.extend(check(&client.arm, &azure, &deployment, &expected).await);
+    findings
+}
+
+/// What the deployed app should have: the package's functions, the infra's
+/// queues, the settings the function.json files and `serve` need, and the
+/// images' gallery definitions.
+pub fn expected(root: &Path, settings: &Settings) -> Result<Expected, String> {
+    let functions = package::check_layout(root).map_err(|e| e.to_string())?;
+    let jsons = package::function_jsons(root).map_err(|e| e.to_string())?;
+    let queues = package::InfraQueues::load(root)
+        .map_err(|e| e.to_string())?
+        .all();
+    let images = load_images(&settings.images_dir).map_err(|e| e.to_string())?;
+    Ok(Expected {
+        functions,
+        queues,
+        settings: super::required_app_settings(jsons.iter().map(|(_, j)| j)),
+        image_definitions: images
+            .values()
+            .map(|i| {
+                i.settings
+                    .gallery_image_name
+                    .clone()
+                    .unwrap_or_else(|| i.name.clone())
+            })
+            .collect(),
+    })
 }
 
 /// Runs every deployed check.
