@@ -8,7 +8,8 @@
 //! - `patch-tuesday`: print a year's Patch Tuesdays and build times;
 //! - `runs`: list runs or show one;
 //! - `schedule`: print the next firings of a timer schedule;
-//! - `package`: the deployable zip of the function app (checked against the handler and infra);
+//! - `package`: the deployable function app, zipped or as a folder, in the host's layout (checked against the handler, infra and the host's indexing rule);
+//! - `doctor`: what is wrong before a run finds it (packer, images, settings, layout; with --url the deployed app);
 //! - `rollback`: make an earlier gallery version of an image latest again (Resource Manager);
 //! - `worker`: run one build off the host and report it (the Container Apps job's command).
 
@@ -118,9 +119,13 @@ enum Command {
         /// Port of the HTTP triggers (as `func start`).
         #[arg(long, default_value_t = 7071, env = "IMAGE_FACTORY_PORT")]
         port: u16,
-        /// Folder holding host.json and functions/.
-        #[arg(long, default_value = ".")]
-        root: PathBuf,
+        /// An app folder in the Functions host's layout (host.json and one
+        /// <name>/function.json per function at its root), e.g. written by
+        /// `package --dir`; its images/ are used unless IMAGE_FACTORY_IMAGES is
+        /// set. Without it, the repository in the current folder (host.json,
+        /// functions/) is staged into the data folder's app/ and served from there.
+        #[arg(long)]
+        root: Option<PathBuf>,
         /// Lock duration of the local queues, in seconds.
         #[arg(long, default_value_t = 60)]
         lock_seconds: u64,
@@ -188,21 +193,60 @@ enum Command {
         #[arg(long)]
         year: i32,
     },
-    /// Write the deployable zip: host.json, functions/, images/ and the handler as `image-factory`.
+    /// Write the deployable app in the Functions host's layout: host.json, one
+    /// <name>/function.json per function, images/ and the handler as
+    /// `image-factory`, all at the root of the zip (or of the --dir folder).
     ///
     /// Refuses when a function folder is not a function the handler serves, a
-    /// served function has no folder, or a function.json names a queue that
-    /// infra/queues.json does not create.
+    /// served function has no folder, a function.json's bindings are not the
+    /// ones the handler decodes, a function.json names a queue that
+    /// infra/queues.json does not create, or the result breaks the host's
+    /// indexing rule.
     Package {
         /// The handler binary to package, built for Linux x86-64 (default: this executable).
         #[arg(long)]
         binary: Option<PathBuf>,
         /// Where to write the zip.
-        #[arg(long, default_value = "dist/image-factory.zip")]
+        #[arg(long, default_value = "dist/image-factory.zip", conflicts_with = "dir")]
         out: PathBuf,
+        /// Write the same layout unzipped into this folder instead (served by
+        /// `up --root <folder>` and by `func start` in the folder). The folder is
+        /// replaced: it must be new, empty or a previous `package --dir`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Folder holding host.json, functions/, images/ and infra/queues.json.
         #[arg(long, default_value = ".")]
         root: PathBuf,
+    },
+    /// Tell what is wrong before a run does: packer and its version, every
+    /// image (image.toml and the validate stage's static checks), the settings
+    /// and secrets (never their values), and the app layout. With --url, the
+    /// deployed app too, through Resource Manager: its functions against the
+    /// package, the queues, the build job, the gallery and image definitions,
+    /// and the app settings. Exits 1 when something is wrong.
+    Doctor {
+        /// The repository (host.json, functions/, infra/queues.json).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The deployed factory's base URL: also check the deployed app (needs
+        /// IMAGE_FACTORY_SUBSCRIPTION_ID and the app's name and resource group).
+        #[arg(long)]
+        url: Option<String>,
+        /// The function app's name.
+        #[arg(long, env = "IMAGE_FACTORY_FUNCTION_APP")]
+        app: Option<String>,
+        /// The function app's resource group.
+        #[arg(long, env = "IMAGE_FACTORY_FUNCTION_APP_RESOURCE_GROUP")]
+        resource_group: Option<String>,
+        /// The Service Bus namespace holding the queues.
+        #[arg(long, env = "IMAGE_FACTORY_SERVICEBUS_NAMESPACE")]
+        servicebus_namespace: Option<String>,
+        /// The namespace's resource group (default: the app's).
+        #[arg(long, env = "IMAGE_FACTORY_SERVICEBUS_RESOURCE_GROUP")]
+        servicebus_resource_group: Option<String>,
     },
     /// Make an earlier gallery version of an image latest again.
     ///
@@ -264,6 +308,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if std::env::var_os("IMAGE_FACTORY_PUBLIC_URL").is_none() {
                 settings.public_url = format!("http://localhost:{port}");
             }
+            let root = match root {
+                Some(root) => {
+                    if std::env::var_os("IMAGE_FACTORY_IMAGES").is_none() {
+                        settings.images_dir = root.join("images");
+                    }
+                    root
+                }
+                None => {
+                    let staged = settings.data_dir.join("app");
+                    image_factory::package::package_dir(std::path::Path::new("."), None, &staged)
+                        .context("cannot stage the repository's functions for the local host (run `image-factory up` in the repository, or pass --root <app folder>)")?;
+                    staged
+                }
+            };
             let secrets = Secrets::from_env(&settings, true)?;
             let app = build_app(settings, secrets, shutdown.clone()).await?;
             let listener = TcpListener::bind(("127.0.0.1", port))
@@ -405,21 +463,74 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Package { binary, out, root } => {
+        Command::Package {
+            binary,
+            out,
+            dir,
+            root,
+        } => {
             let binary = match binary {
                 Some(path) => path,
                 None => std::env::current_exe()
                     .context("cannot tell where this executable is; pass --binary")?,
             };
-            let summary = image_factory::package::package(&root, &binary, &out)?;
+            let (summary, written) = match dir {
+                Some(dir) => (
+                    image_factory::package::package_dir(&root, Some(&binary), &dir)?,
+                    dir,
+                ),
+                None => (image_factory::package::package(&root, &binary, &out)?, out),
+            };
             print_answer(format!(
                 "wrote {}: {} entries, {} functions, handler {} as {}",
-                out.display(),
+                written.display(),
                 summary.entries.len(),
                 summary.functions.len(),
                 binary.display(),
                 image_factory::package::EXECUTABLE
             ))
+        }
+        Command::Doctor {
+            root,
+            json,
+            url,
+            app,
+            resource_group,
+            servicebus_namespace,
+            servicebus_resource_group,
+        } => {
+            let var = |name: &str| std::env::var(name).ok();
+            let mut findings = image_factory::doctor::local::check(&root, var).await;
+            match url {
+                Some(url) => {
+                    let target = image_factory::doctor::deployed::Target {
+                        url,
+                        app,
+                        resource_group,
+                        servicebus_namespace,
+                        servicebus_resource_group,
+                    };
+                    findings.extend(
+                        image_factory::doctor::deployed::check_target(&root, target).await,
+                    );
+                }
+                None => findings.push(image_factory::doctor::Finding::info(
+                    "deployed app",
+                    "not checked",
+                    "pass --url with the app's name and resource group (and the Azure settings) to check the deployed app",
+                )),
+            }
+            let report = image_factory::doctor::Report::new(findings);
+            let text = if json {
+                serde_json::to_string_pretty(&report.to_json())?
+            } else {
+                report.to_text()
+            };
+            write!(std::io::stdout().lock(), "{text}")?;
+            if json {
+                writeln!(std::io::stdout().lock())?;
+            }
+            Ok(ExitCode::from(report.exit_code()))
         }
         Command::Rollback { image, to } => {
             let outcome = rollback(&image, &to).await?;

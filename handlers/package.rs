@@ -1,16 +1,22 @@
-//! `image-factory package`: the deployable zip of the function app.
+//! `image-factory package`: the deployable function app, as a zip (`--out`)
+//! or as a folder (`--dir`), both in the Functions host's layout.
 //!
-//! The zip holds what the Functions host needs at the root of the app:
-//! `host.json`, one folder per function with its `function.json`, the
-//! `images/` folder and the handler executable `image-factory` (the
-//! `defaultExecutablePath` of `host.json`), built for Linux x86-64.
+//! The repository keeps its functions under `functions/<name>/`; the host
+//! indexes only folders directly under the app root (see [`crate::layout`]).
+//! Packaging lays them out as the host reads them: `host.json`, one
+//! `<name>/function.json` per function, the `images/` folder and the handler
+//! executable `image-factory` (the `defaultExecutablePath` of `host.json`),
+//! built for Linux x86-64. The same staging, without the executable, is the
+//! folder `image-factory up` serves from the repository.
 //!
 //! Before writing anything the app is checked against the handler and the
 //! infrastructure, so a package that cannot work in Azure is never built:
 //! every function folder must be a function the handler serves, every served
 //! function must have a folder, and every queue a `function.json` names must
-//! be one `infra/queues.json` creates (the same file the Bicep reads). Each
-//! refusal names both sides.
+//! be one `infra/queues.json` creates (the same file the Bicep reads), and
+//! every function.json's bindings must be the ones the handler decodes
+//! ([`crate::functions::check_bindings`]). What is written is then held to the
+//! host's indexing rule ([`crate::layout`]). Each refusal names the folder.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -23,9 +29,14 @@ use zip::CompressionMethod;
 use zip::write::{SimpleFileOptions, ZipWriter};
 
 use crate::functions::NAMES;
+use crate::layout::{self, LayoutError};
 
 /// Name of the handler executable at the zip's root (host.json's `defaultExecutablePath`).
 pub const EXECUTABLE: &str = "image-factory";
+
+/// Azure Functions Core Tools' settings file in an app folder: kept when
+/// [`package_dir`] replaces the folder, never written by it.
+pub const LOCAL_SETTINGS: &str = "local.settings.json";
 
 /// Where the list of queues the infrastructure creates lives, relative to the app root.
 pub const QUEUES_FILE: &str = "infra/queues.json";
@@ -90,6 +101,26 @@ pub enum PackageError {
         path: PathBuf,
         /// What it is instead.
         what: String,
+    },
+    /// A function.json whose bindings are not the ones the handler decodes.
+    #[error("functions/{folder}/function.json does not match the handler: {message}")]
+    Bindings {
+        /// The function's folder.
+        folder: String,
+        /// What differs and what the handler expects.
+        message: String,
+    },
+    /// What would be shipped breaks the Functions host's indexing rule.
+    #[error("the packaged app breaks the Functions host's layout rule: {0}")]
+    Layout(#[from] LayoutError),
+    /// `--dir` names a folder that holds something else.
+    #[error(
+        "refusing to write into {}: it is not empty and not an app folder in the host's layout (a previous `package --dir`); choose an empty or new folder",
+        path.display()
+    )]
+    NotAnAppFolder {
+        /// The folder.
+        path: PathBuf,
     },
     /// A file's content is not what it must be.
     #[error("{path} is not valid: {message}")]
@@ -160,6 +191,12 @@ pub fn check_app(root: &Path) -> Result<Vec<String>, PackageError> {
     }
 
     let folders = function_folders(root)?;
+    if let Some(folder) = folders.iter().find(|f| !layout::valid_function_name(f)) {
+        return Err(LayoutError::InvalidName {
+            folder: format!("functions/{folder}"),
+        }
+        .into());
+    }
     let served: BTreeSet<&str> = NAMES.iter().copied().collect();
     for folder in &folders {
         if !served.contains(folder.as_str()) {
@@ -179,7 +216,10 @@ pub fn check_app(root: &Path) -> Result<Vec<String>, PackageError> {
 
     let created = InfraQueues::load(root)?.all();
     for folder in &folders {
-        let path = root.join("functions").join(folder).join("function.json");
+        let path = root
+            .join("functions")
+            .join(folder)
+            .join(layout::FUNCTION_JSON);
         let json = read_json(&path)?;
         let bindings = json
             .get("bindings")
@@ -205,30 +245,68 @@ pub fn check_app(root: &Path) -> Result<Vec<String>, PackageError> {
                 });
             }
         }
+        crate::functions::check_bindings(folder, &json).map_err(|message| {
+            PackageError::Bindings {
+                folder: folder.clone(),
+                message,
+            }
+        })?;
     }
     Ok(folders)
 }
 
-/// Checks the app under `root` ([`check_app`]), then writes the zip to `out`:
-/// `host.json`, `functions/<name>/…`, `images/…` and `binary` as
-/// [`EXECUTABLE`] (mode 0755). Nothing is written when a check fails; the zip
-/// is written beside `out` first and renamed into place when complete.
-pub fn package(root: &Path, binary: &Path, out: &Path) -> Result<PackageSummary, PackageError> {
-    let functions = check_app(root)?;
-    check_linux_x86_64(binary)?;
+/// Checks the repository's app under `root` as [`package`] does (against the
+/// handler, the infrastructure and the host's indexing rule) without writing
+/// anything; answers the functions the host would index.
+pub fn check_layout(root: &Path) -> Result<Vec<String>, PackageError> {
+    app_files(root).map(|(functions, _)| functions)
+}
 
+/// Every function.json of the repository under `root`, by function name, sorted.
+pub fn function_jsons(root: &Path) -> Result<Vec<(String, Value)>, PackageError> {
+    function_folders(root)?
+        .into_iter()
+        .map(|name| {
+            let json = read_json(
+                &root
+                    .join("functions")
+                    .join(&name)
+                    .join(layout::FUNCTION_JSON),
+            )?;
+            Ok((name, json))
+        })
+        .collect()
+}
+
+/// Files to write: (name in the app, source path).
+type AppFiles = Vec<(String, PathBuf)>;
+
+/// The files of the app in the host's layout, checked ([`check_app`]) and in
+/// order: (`name in the app`, source) for `host.json`, every
+/// `<name>/…` from the repository's `functions/<name>/`, and `images/…`.
+fn app_files(root: &Path) -> Result<(Vec<String>, AppFiles), PackageError> {
+    let functions = check_app(root)?;
     let mut files: Vec<(String, PathBuf)> = vec![("host.json".into(), root.join("host.json"))];
     for name in &functions {
-        collect_files(
-            &root.join("functions").join(name),
-            &format!("functions/{name}"),
-            &mut files,
-        )?;
+        collect_files(&root.join("functions").join(name), name, &mut files)?;
     }
     let images = root.join("images");
     if images.is_dir() {
         collect_files(&images, "images", &mut files)?;
     }
+    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    layout::check_paths(&names)?;
+    Ok((functions, files))
+}
+
+/// Checks the app under `root` ([`check_app`]), then writes the zip to `out`:
+/// `host.json`, `<name>/…` for every function, `images/…` and `binary` as
+/// [`EXECUTABLE`] (mode 0755), all at the zip's root. Nothing is written when
+/// a check fails; the zip is written beside `out` first and renamed into
+/// place when complete.
+pub fn package(root: &Path, binary: &Path, out: &Path) -> Result<PackageSummary, PackageError> {
+    let (functions, files) = app_files(root)?;
+    check_linux_x86_64(binary)?;
 
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -245,6 +323,90 @@ pub fn package(root: &Path, binary: &Path, out: &Path) -> Result<PackageSummary,
             Err(e)
         }
     }
+}
+
+/// Checks the app under `root` ([`check_app`]), then writes it unzipped into
+/// `dir`, in the same layout as [`package`]: a folder that the embedded host
+/// (`image-factory up --root <dir>`) and Azure Functions Core Tools
+/// (`func start` in `dir`) both serve. With `binary`, the handler is copied
+/// as [`EXECUTABLE`] (mode 0755); without it (the embedded host runs the
+/// handler in-process) no executable is written.
+///
+/// `dir` is replaced whole, so that a function removed from the repository
+/// does not linger: it must be new, empty, or an app folder in the host's
+/// layout (a previous staging). Its [`LOCAL_SETTINGS`] is kept. The new
+/// folder is written beside it first, then checked as the host would index
+/// it, then moved into place.
+pub fn package_dir(
+    root: &Path,
+    binary: Option<&Path>,
+    dir: &Path,
+) -> Result<PackageSummary, PackageError> {
+    let (functions, files) = app_files(root)?;
+    if let Some(binary) = binary {
+        check_linux_x86_64(binary)?;
+    }
+    let replaceable = match std::fs::read_dir(dir) {
+        Err(_) => true,
+        Ok(mut entries) => entries.next().is_none() || layout::check_dir(dir).is_ok(),
+    };
+    if !replaceable {
+        return Err(PackageError::NotAnAppFolder {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut partial = dir.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let result = write_dir(&partial, &files, binary);
+    let entries = match result {
+        Ok(entries) => entries,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+    };
+    // Core Tools' settings live beside host.json and are the operator's: kept.
+    let settings = dir.join(LOCAL_SETTINGS);
+    if settings.is_file() {
+        std::fs::copy(&settings, partial.join(LOCAL_SETTINGS)).map_err(|e| io(&settings, e))?;
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    std::fs::rename(&partial, dir).map_err(|e| io(dir, e))?;
+    Ok(PackageSummary { entries, functions })
+}
+
+fn write_dir(
+    dir: &Path,
+    files: &[(String, PathBuf)],
+    binary: Option<&Path>,
+) -> Result<Vec<String>, PackageError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    let mut entries = Vec::new();
+    let executable = binary.map(|b| (EXECUTABLE.to_string(), b.to_path_buf()));
+    for (name, source) in files.iter().chain(executable.iter()) {
+        let target = dir.join(name);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        std::fs::copy(source, &target).map_err(|e| io(source, e))?;
+        entries.push(name.clone());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if binary.is_some() {
+            let path = dir.join(EXECUTABLE);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| io(&path, e))?;
+        }
+    }
+    layout::check_dir(dir)?;
+    Ok(entries)
 }
 
 fn write_zip(

@@ -1,18 +1,15 @@
 #!/usr/bin/env sh
 # azd prepackage hook: builds the handler for this machine (it must be Linux
-# x86-64: the package refuses anything else), writes dist/image-factory.zip
-# with `image-factory package` (which checks functions, handler and infra
-# queues agree) and unpacks it into dist/package, the folder azd deploys.
+# x86-64: the package refuses anything else) and writes the app into
+# dist/package, the folder azd deploys, with `image-factory package --dir`:
+# the Functions host's layout (host.json, one <name>/function.json per
+# function, images/, the handler), checked against the handler, the infra
+# queues and the host's indexing rule. dist/image-factory.zip, the same
+# layout zipped, is written too for deployments without azd.
 set -eu
 cd "$(dirname "$0")/.."
 cargo build --release --locked
 target/release/image-factory package --binary target/release/image-factory --out dist/image-factory.zip
+# A dist/package from an older layout is not replaced by --dir: start afresh.
 rm -rf dist/package
-mkdir -p dist/package
-python3 -c 'import sys, zipfile, os
-z = zipfile.ZipFile(sys.argv[1])
-for info in z.infolist():
-    path = z.extract(info, sys.argv[2])
-    mode = info.external_attr >> 16
-    if mode:
-        os.chmod(path, mode & 0o777)' dist/image-factory.zip dist/package
+target/release/image-factory package --binary target/release/image-factory --dir dist/package

@@ -654,7 +654,7 @@ struct World {
 
 fn function_app() -> &'static FunctionApp {
     static APP: OnceLock<FunctionApp> = OnceLock::new();
-    APP.get_or_init(|| FunctionApp::load(&common::repo_root()).unwrap())
+    APP.get_or_init(|| FunctionApp::load(&common::app_root()).unwrap())
 }
 
 impl World {

@@ -1,6 +1,8 @@
-//! `image-factory package`, run as the real binary: the zip's layout, and the
-//! refusals when the app and the handler or the infrastructure disagree
-//! (checked on temporary copies of the app folder).
+//! `image-factory package`, run as the real binary: the zip's and the
+//! folder's layout (the Functions host's: every function folder at the root),
+//! `up --root` serving that folder, and the refusals when the app and the
+//! handler, the infrastructure or the host's indexing rule disagree (checked
+//! on temporary copies of the app folder).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -72,9 +74,20 @@ fn the_package_holds_host_json_every_function_the_images_and_the_executable_hand
         .collect();
     assert!(names.contains(&"host.json".to_string()), "{names:?}");
     for name in NAMES {
-        let entry = format!("functions/{name}/function.json");
+        let entry = format!("{name}/function.json");
         assert!(names.contains(&entry), "{entry} missing from {names:?}");
     }
+    assert!(
+        !names.iter().any(|n| n.starts_with("functions/")),
+        "the host indexes only the root's folders: {names:?}"
+    );
+    // The host's indexing rule over the real zip: exactly the handler's functions.
+    let mut served = NAMES.to_vec();
+    served.sort();
+    assert_eq!(
+        image_factory::layout::check_paths(&names).expect("the zip follows the host's layout"),
+        served
+    );
     assert!(
         names.contains(&"images/example/image.toml".to_string()),
         "{names:?}"
@@ -189,5 +202,256 @@ fn a_binary_that_is_not_a_linux_x86_64_executable_is_refused() {
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(err.contains("is not a Linux x86-64 executable"), "{err}");
+    assert!(!out.exists());
+}
+
+/// A small Linux x86-64 executable to package instead of this 75 MB debug
+/// build where the handler's bytes do not matter (the first test checks them).
+const SMALL_ELF: &str = "/bin/true";
+
+fn package_dir(root: &Path, dir: &Path) -> Output {
+    Command::new(BIN)
+        .arg("package")
+        .arg("--root")
+        .arg(root)
+        .arg("--dir")
+        .arg(dir)
+        .arg("--binary")
+        .arg(SMALL_ELF)
+        .output()
+        .expect("run image-factory package --dir")
+}
+
+#[test]
+fn package_dir_writes_the_zips_layout_unzipped_and_replaces_only_an_app_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let zip_path = dir.path().join("app.zip");
+    assert!(
+        package(&repo(), &zip_path, Some(Path::new(SMALL_ELF)))
+            .status
+            .success()
+    );
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).expect("zip")).expect("zip");
+    let mut zipped: Vec<String> = (0..zip.len())
+        .map(|i| {
+            zip.by_index(i)
+                .expect("entry")
+                .name()
+                .expect("name")
+                .to_string()
+        })
+        .collect();
+    zipped.sort();
+
+    let app = dir.path().join("app");
+    let output = package_dir(&repo(), &app);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let written = image_factory::layout::relative_files(&app).expect("listed");
+    assert_eq!(written, zipped, "--dir and the zip hold the same files");
+    assert_eq!(
+        std::fs::read(app.join("image-factory")).expect("handler"),
+        std::fs::read(SMALL_ELF).expect("binary")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(app.join("image-factory"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+
+    // A second staging replaces the first (a stale function does not linger,
+    // Core Tools' local.settings.json stays)...
+    std::fs::create_dir_all(app.join("stale")).expect("mkdir");
+    std::fs::copy(
+        app.join("runs/function.json"),
+        app.join("stale/function.json"),
+    )
+    .expect("copy");
+    std::fs::write(app.join("local.settings.json"), "{\"Values\": {}}").expect("write");
+    assert!(package_dir(&repo(), &app).status.success());
+    assert!(!app.join("stale").exists());
+    assert_eq!(
+        std::fs::read_to_string(app.join("local.settings.json")).expect("kept"),
+        "{\"Values\": {}}"
+    );
+    // ...but a folder that is not an app folder is never overwritten.
+    let other = dir.path().join("notes");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("todo.txt"), "keep me").expect("write");
+    let output = package_dir(&repo(), &other);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("refusing to write into"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(other.join("todo.txt")).expect("kept"),
+        "keep me"
+    );
+}
+
+#[test]
+fn a_function_json_whose_bindings_do_not_match_the_handler_is_refused_naming_the_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_app(dir.path());
+    let path = dir.path().join("functions/stage-build/function.json");
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(&path, text.replace("\"message\"", "\"msg\"")).expect("write");
+    let out = dir.path().join("out.zip");
+    let output = package(dir.path(), &out, None);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("functions/stage-build/function.json does not match the handler")
+            && err.contains("named `message`"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert!(
+        !package_dir(dir.path(), &dir.path().join("app"))
+            .status
+            .success()
+    );
+    assert!(!dir.path().join("app").exists());
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn up(root: &Path, data: &Path, port: u16) -> Child {
+    Child(
+        Command::new(BIN)
+            .args(["up", "--port", &port.to_string(), "--root"])
+            .arg(root)
+            .env("IMAGE_FACTORY_DATA", data)
+            .env("IMAGE_FACTORY_PACKER", "none")
+            .env_remove("IMAGE_FACTORY_IMAGES")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start image-factory up"),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test]
+async fn up_root_serves_the_folder_package_dir_wrote_with_its_images() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = dir.path().join("app");
+    assert!(package_dir(&repo(), &app).status.success());
+    let port = free_port();
+    let _up = up(&app, &dir.path().join("data"), port);
+    let base = format!("http://127.0.0.1:{port}/api");
+    let client = reqwest::Client::new();
+    let mut answered = None;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/runs")).send().await {
+            answered = Some(r.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        answered,
+        Some(reqwest::StatusCode::OK),
+        "up --root did not serve /api/runs"
+    );
+    let status = |path: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/{path}");
+        async move { client.get(url).send().await.expect(path).status().as_u16() }
+    };
+    // The images are the folder's own images/ (IMAGE_FACTORY_IMAGES unset).
+    assert_eq!(status("dashboard/images/example").await, 200);
+    assert_eq!(status("dashboard/images/no-such-image").await, 404);
+    assert_eq!(status("no-such-function").await, 404);
+}
+
+#[test]
+fn up_refuses_a_folder_the_host_would_not_index_naming_the_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = dir.path().join("app");
+    assert!(package_dir(&repo(), &app).status.success());
+    // A function folder nested one level down: the host would skip it.
+    std::fs::create_dir_all(app.join("more")).expect("mkdir");
+    std::fs::rename(app.join("sweeper"), app.join("more/sweeper")).expect("move");
+    let mut child = up(&app, &dir.path().join("data"), free_port());
+    let status = child.0.wait().expect("up ends");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().expect("stderr"), &mut err)
+        .expect("read");
+    assert!(!status.success());
+    assert!(
+        err.contains("more/sweeper/function.json") && err.contains("would skip this function"),
+        "{err}"
+    );
+
+    // The repository's own layout is refused too, with the way to stage it.
+    let mut child = up(&repo(), &dir.path().join("data"), free_port());
+    let status = child.0.wait().expect("up ends");
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().expect("stderr"), &mut err)
+        .expect("read");
+    assert!(!status.success());
+    assert!(err.contains("package --dir"), "{err}");
+}
+
+#[test]
+fn a_function_folder_whose_name_the_host_refuses_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_app(dir.path());
+    std::fs::rename(
+        dir.path().join("functions/stage-test"),
+        dir.path().join("functions/stage.test"),
+    )
+    .expect("rename");
+    let out = dir.path().join("out.zip");
+    let output = package(dir.path(), &out, None);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("functions/stage.test/function.json")
+            && err.contains("not a valid function name for the Functions host"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_function_json_nested_below_a_function_folder_is_refused_as_the_host_would_skip_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_app(dir.path());
+    let nested = dir.path().join("functions/runs/v2");
+    std::fs::create_dir_all(&nested).expect("mkdir");
+    std::fs::copy(
+        dir.path().join("functions/runs/function.json"),
+        nested.join("function.json"),
+    )
+    .expect("copy");
+    let out = dir.path().join("out.zip");
+    let output = package(dir.path(), &out, None);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("runs/v2/function.json") && err.contains("would skip this function"),
+        "{err}"
+    );
     assert!(!out.exists());
 }

@@ -1,6 +1,8 @@
 //! The function app as the Functions host reads it: `host.json` and every
-//! `functions/<name>/function.json`, checked and turned into triggers and
-//! output bindings.
+//! `<name>/function.json` directly under the app root (the host's layout, see
+//! [`crate::layout`]; the repository is staged into it by
+//! [`crate::package::package_dir`]), checked against the host's indexing rule
+//! and the handler, and turned into triggers and output bindings.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -113,7 +115,9 @@ struct Binding {
 }
 
 impl FunctionApp {
-    /// Reads `host.json` in `root` and every `root/functions/*/function.json`.
+    /// Reads `host.json` in `root` and every `root/<name>/function.json`, after
+    /// checking the folder against the host's indexing rule and every
+    /// function.json against the handler; an error names the file.
     /// `%Name%` in a timer schedule is read from the environment, as app settings are.
     pub fn load(root: &Path) -> Result<FunctionApp, AppError> {
         let host_path = root.join("host.json");
@@ -165,22 +169,17 @@ impl FunctionApp {
         };
 
         let mut functions = Vec::new();
-        let dir = root.join("functions");
-        let entries = std::fs::read_dir(&dir).map_err(|e| AppError {
-            path: dir.clone(),
+        let names = crate::layout::check_dir(root).map_err(|e| AppError {
+            path: root.to_path_buf(),
             message: e.to_string(),
         })?;
-        let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        folders.sort();
-        for folder in folders {
-            let path = folder.join("function.json");
-            if !path.is_file() {
-                continue;
-            }
-            let name = folder
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        for name in names {
+            let path = root.join(&name).join(crate::layout::FUNCTION_JSON);
+            let json: Value = read_json(&path)?;
+            crate::functions::check_bindings(&name, &json).map_err(|message| AppError {
+                path: path.clone(),
+                message: format!("does not match the handler: {message}"),
+            })?;
             functions.push(parse_function(name, &path)?);
         }
         Ok(FunctionApp {
@@ -404,9 +403,42 @@ mod tests {
         assert_eq!(parse_timespan("5"), None);
     }
 
+    fn staged() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        crate::package::package_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR")),
+            None,
+            &dir.path().join("app"),
+        )
+        .expect("the repository stages");
+        dir
+    }
+
+    #[test]
+    fn the_repository_layout_itself_is_refused_as_the_host_would_index_nothing() {
+        let err = FunctionApp::load(Path::new(env!("CARGO_MANIFEST_DIR"))).expect_err("nested");
+        assert!(err.message.contains("package --dir"), "{err}");
+    }
+
+    #[test]
+    fn a_function_json_that_does_not_match_the_handler_is_refused_naming_its_folder() {
+        let dir = staged();
+        let root = dir.path().join("app");
+        let path = root.join("stage-test/function.json");
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, text.replace("\"message\"", "\"msg\"")).expect("write");
+        let err = FunctionApp::load(&root).expect_err("mismatch");
+        assert!(
+            err.path.ends_with("stage-test/function.json")
+                && err.message.contains("named `message`"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn the_repository_function_app_loads_and_every_output_names_a_queue_some_function_reads() {
-        let app = FunctionApp::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let dir = staged();
+        let app = FunctionApp::load(&dir.path().join("app")).unwrap();
         let mut names: Vec<&str> = app.functions.iter().map(|f| f.name.as_str()).collect();
         names.sort();
         let mut expected = crate::functions::NAMES.to_vec();

@@ -1,7 +1,8 @@
 //! The embedded Functions host: runs the whole function set on one machine
 //! with the same protocol the Azure Functions host speaks.
 //!
-//! It reads `host.json` and `functions/*/function.json`, serves the HTTP
+//! It reads an app folder in the Functions host's layout (`host.json` and
+//! `<name>/function.json` at the root, see [`crate::layout`]), serves the HTTP
 //! triggers under `/api/`, fires the timers on their NCRONTAB schedules,
 //! delivers queue messages from the embedded durable [`bus::Bus`], and calls
 //! the handler for every invocation over HTTP, exactly as a custom handler is

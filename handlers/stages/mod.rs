@@ -84,14 +84,14 @@ fn packer_vars(spec: &BuildSpec, image: &ImageConfig, declared: &[String]) -> Ve
 }
 
 /// A short command's result: exit code (None when killed) and its output, cut to 16 KiB.
-struct ShortOutput {
-    code: Option<i32>,
-    output: String,
+pub(crate) struct ShortOutput {
+    pub(crate) code: Option<i32>,
+    pub(crate) output: String,
 }
 
 /// Runs a short command (packer version, fmt, validate; a smoke test) with a
-/// timeout, collecting stdout and stderr.
-async fn run_short(
+/// timeout, collecting stdout and stderr (also `doctor`'s `packer version`).
+pub(crate) async fn run_short(
     program: &Path,
     args: &[String],
     dir: &Path,

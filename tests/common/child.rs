@@ -66,9 +66,9 @@ pub async fn up(options: UpOptions<'_>) -> Up {
             &options.port.to_string(),
             "--lock-seconds",
             "2",
-            "--root",
         ])
-        .arg(repo_root())
+        // No --root: `up` stages the repository's functions into the data folder.
+        .current_dir(repo_root())
         .env("IMAGE_FACTORY_IMAGES", options.images)
         .env("IMAGE_FACTORY_DATA", options.data)
         .env("IMAGE_FACTORY_GITHUB_SECRET", GITHUB_SECRET)

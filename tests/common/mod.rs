@@ -38,6 +38,20 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The repository's function app staged in the Functions host's layout, as
+/// `image-factory up` stages it (once per test process): the folder the
+/// embedded host loads.
+pub fn app_root() -> PathBuf {
+    static APP: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    APP.get_or_init(|| {
+        let dir =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("app-{}", std::process::id()));
+        image_factory::package::package_dir(&repo_root(), None, &dir).expect("stage the app");
+        dir
+    })
+    .clone()
+}
+
 /// A test approval key ring (`id:base64`).
 pub fn approval_keys(id: &str, byte: u8) -> String {
     format!(
@@ -157,7 +171,7 @@ impl Factory {
             .await
             .expect("app");
         (options.tweak)(&mut app);
-        let local = start_local(app.clone(), &repo_root(), listener, options.bus)
+        let local = start_local(app.clone(), &app_root(), listener, options.bus)
             .await
             .expect("local host");
         Factory {
@@ -260,7 +274,7 @@ impl Factory {
         let response: image_factory::protocol::InvocationResponse =
             answer.json().await.expect("sweeper response");
         let functions =
-            image_factory::host::function_app::FunctionApp::load(&repo_root()).expect("functions");
+            image_factory::host::function_app::FunctionApp::load(&app_root()).expect("functions");
         let sweeper = functions
             .functions
             .iter()

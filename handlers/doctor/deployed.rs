@@ -1,0 +1,483 @@
+//! The doctor's checks of the deployed app, through Resource Manager: the
+//! functions the Functions host indexed against the package's, the Service
+//! Bus queues against `infra/queues.json`, the build job, the gallery and its
+//! image definitions, and the app settings the code reads (by name: values
+//! are never kept or printed). [`check_target`] starts from `doctor --url`'s
+//! flags and the environment (settings, the identity); [`check`] makes the
+//! calls.
+//!
+//! API versions, from the Azure REST API specifications
+//! (Azure/azure-rest-api-specs):
+//! - `Microsoft.Web` 2024-04-01 (`specification/web/resource-manager/Microsoft.Web/stable/2024-04-01/WebApps.json`
+//!   at commit 182d3c01e745ca6f99df7eadb2990185ddd8f340): `WebApps_ListFunctions`
+//!   (`GET .../sites/{name}/functions`, pageable through `nextLink`, a
+//!   `FunctionEnvelopeCollection`) and `WebApps_ListApplicationSettings`
+//!   (`POST .../sites/{name}/config/appsettings/list`, a `StringDictionary`);
+//! - `Microsoft.ServiceBus` 2021-11-01 (stable): `Queues_ListByNamespace`;
+//! - the Container Apps job and the gallery with the versions the factory
+//!   already uses ([`crate::azure::jobs::APPS_API`], [`crate::azure::compute::GALLERY_API`]).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::{Finding, RequiredSetting, missing_settings};
+use crate::azure::arm::{ArmClient, ArmError};
+use crate::azure::{Azure, AzureSettings};
+use crate::config::{Settings, load_images};
+use crate::identity::Identity;
+use crate::package;
+
+/// API version of the function app calls.
+pub const WEB_API: &str = "2024-04-01";
+/// API version of the Service Bus queue listing.
+pub const SERVICEBUS_API: &str = "2021-11-01";
+
+/// Where the deployed app and its queues are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployment {
+    /// The function app's resource group.
+    pub resource_group: String,
+    /// The function app's name.
+    pub app: String,
+    /// The Service Bus namespace's resource group and name, if known.
+    pub servicebus: Option<(String, String)>,
+}
+
+/// What the deployed app should have, from the package and the infrastructure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected {
+    /// The functions the package holds.
+    pub functions: Vec<String>,
+    /// The queues `infra/queues.json` creates.
+    pub queues: BTreeSet<String>,
+    /// The app settings the code and the host read.
+    pub settings: Vec<RequiredSetting>,
+    /// The gallery image definitions the images release to.
+    pub image_definitions: Vec<String>,
+}
+
+/// Where `doctor --url` looks for the deployed app (from its flags).
+pub struct Target {
+    /// The factory's base URL.
+    pub url: String,
+    /// The function app's name.
+    pub app: Option<String>,
+    /// The function app's resource group.
+    pub resource_group: Option<String>,
+    /// The Service Bus namespace.
+    pub servicebus_namespace: Option<String>,
+    /// The namespace's resource group (default: the app's).
+    pub servicebus_resource_group: Option<String>,
+}
+
+/// The deployed checks of `doctor`: the app answers at its URL, then the
+/// Resource Manager checks with the package under `root` as the expectation.
+pub async fn check_target(root: &Path, target: Target) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    findings.push(match reqwest::get(&target.url).await {
+        Ok(answer) => Finding::ok(
+            "app url",
+            format!("{} answers (HTTP {})", target.url, answer.status().as_u16()),
+        ),
+        Err(e) => Finding::failure(
+            "app url",
+            format!("{} does not answer: {e}", target.url),
+            "check the URL (`azd env get-value IMAGE_FACTORY_PUBLIC_URL`) and that the app is running",
+        ),
+    });
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(_) => return findings, // the local checks already report the settings
+    };
+    let (Some(azure), Some(app), Some(resource_group)) =
+        (settings.azure.clone(), target.app, target.resource_group)
+    else {
+        findings.push(Finding::failure(
+            "deployed app",
+            "cannot check the deployed app through Resource Manager: the subscription, the app or its resource group is not known",
+            "set IMAGE_FACTORY_SUBSCRIPTION_ID, and pass --app and --resource-group (or IMAGE_FACTORY_FUNCTION_APP, IMAGE_FACTORY_FUNCTION_APP_RESOURCE_GROUP)",
+        ));
+        return findings;
+    };
+    let expected = match expected(root, &settings) {
+        Ok(expected) => expected,
+        Err(e) => {
+            findings.push(Finding::failure(
+                "deployed app",
+                format!("cannot tell what the app should have: {e}"),
+                "fix the local problems above first",
+            ));
+            return findings;
+        }
+    };
+    let credential = match Identity::from_vars(|name| std::env::var(name).ok()).credential() {
+        Ok(credential) => credential,
+        Err(e) => {
+            findings.push(Finding::failure(
+                "deployed app",
+                e,
+                "sign in with `az login`",
+            ));
+            return findings;
+        }
+    };
+    let client = match Azure::new(azure.clone(), credential) {
+        Ok(client) => client,
+        Err(e) => {
+            findings.push(Finding::failure(
+                "deployed app",
+                e.to_string(),
+                "check IMAGE_FACTORY_ARM_ENDPOINT",
+            ));
+            return findings;
+        }
+    };
+    let servicebus = target.servicebus_namespace.map(|namespace| {
+        (
+            target
+                .servicebus_resource_group
+                .unwrap_or_else(|| resource_group.clone()),
+            namespace,
+        )
+    });
+    let deployment = Deployment {
+        resource_group,
+        app,
+        servicebus,
+    };
+    findings.extend(check(&client.arm, &azure, &deployment, &expected).await);
+    findings
+}
+
+/// What the deployed app should have: the package's functions, the infra's
+/// queues, the settings the function.json files and `serve` need, and the
+/// images' gallery definitions.
+pub fn expected(root: &Path, settings: &Settings) -> Result<Expected, String> {
+    let functions = package::check_layout(root).map_err(|e| e.to_string())?;
+    let jsons = package::function_jsons(root).map_err(|e| e.to_string())?;
+    let queues = package::InfraQueues::load(root)
+        .map_err(|e| e.to_string())?
+        .all();
+    let images = load_images(&settings.images_dir).map_err(|e| e.to_string())?;
+    Ok(Expected {
+        functions,
+        queues,
+        settings: super::required_app_settings(jsons.iter().map(|(_, j)| j)),
+        image_definitions: images
+            .values()
+            .map(|i| {
+                i.settings
+                    .gallery_image_name
+                    .clone()
+                    .unwrap_or_else(|| i.name.clone())
+            })
+            .collect(),
+    })
+}
+
+/// Runs every deployed check.
+pub async fn check(
+    arm: &ArmClient,
+    azure: &AzureSettings,
+    deployment: &Deployment,
+    expected: &Expected,
+) -> Vec<Finding> {
+    let site = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Web/sites/{}",
+        azure.subscription_id, deployment.resource_group, deployment.app
+    );
+    let mut findings = vec![
+        functions(arm, &site, &deployment.app, &expected.functions).await,
+        app_settings(arm, &site, &deployment.app, &expected.settings).await,
+    ];
+    findings.push(match &deployment.servicebus {
+        Some((group, namespace)) => {
+            queues(arm, &azure.subscription_id, group, namespace, &expected.queues).await
+        }
+        None => Finding::warning(
+            "queues",
+            "not checked: the Service Bus namespace is not known",
+            "pass --servicebus-namespace (and --servicebus-resource-group when it is not the app's)",
+        ),
+    });
+    findings.push(build_job(arm, azure).await);
+    findings.extend(gallery(arm, azure, &expected.image_definitions).await);
+    findings
+}
+
+/// What to do about a Resource Manager failure.
+fn arm_action(e: &ArmError) -> String {
+    match e {
+        ArmError::Unauthorized { .. } | ArmError::Token(_) => {
+            "sign in (`az login`) as an identity with Reader on the resource group".into()
+        }
+        ArmError::NotFound { .. } => {
+            "check the subscription, resource group and name (`azd env get-values`)".into()
+        }
+        e if e.is_transient() => "try again later".into(),
+        _ => "check the settings naming the resource".into(),
+    }
+}
+
+async fn functions(arm: &ArmClient, site: &str, app: &str, expected: &[String]) -> Finding {
+    const CHECK: &str = "deployed functions";
+    let listed = match arm
+        .list(&format!("{site}/functions?api-version={WEB_API}"))
+        .await
+    {
+        Ok(listed) => listed,
+        Err(e) => {
+            let action = arm_action(&e);
+            return Finding::failure(
+                CHECK,
+                format!("cannot list the functions of {app}: {e}"),
+                action,
+            );
+        }
+    };
+    // `properties.name` is the function's name; the resource name is `{site}/{function}`.
+    let deployed: BTreeSet<String> = listed
+        .iter()
+        .filter_map(|f| {
+            f.pointer("/properties/name")
+                .and_then(Value::as_str)
+                .or_else(|| f.get("name").and_then(Value::as_str))
+                .map(|n| n.rsplit('/').next().unwrap_or(n).to_string())
+        })
+        .collect();
+    let expected: BTreeSet<String> = expected.iter().cloned().collect();
+    let missing: Vec<&String> = expected.difference(&deployed).collect();
+    let extra: Vec<&String> = deployed.difference(&expected).collect();
+    if deployed.is_empty() {
+        return Finding::failure(
+            CHECK,
+            format!("{app} has no function: the host indexed nothing"),
+            "deploy the package built by `image-factory package` (`azd deploy`); a package whose function folders are not at its root deploys as zero functions",
+        );
+    }
+    if !missing.is_empty() {
+        return Finding::failure(
+            CHECK,
+            format!(
+                "{app} lacks {} of the package's functions: {}",
+                missing.len(),
+                join(&missing)
+            ),
+            "deploy the current package (`azd deploy`), then check the host's function errors in Application Insights",
+        );
+    }
+    if !extra.is_empty() {
+        return Finding::warning(
+            CHECK,
+            format!(
+                "{app} runs functions the package does not hold: {}",
+                join(&extra)
+            ),
+            "deploy the current package (`azd deploy`) so that the app runs this version",
+        );
+    }
+    Finding::ok(
+        CHECK,
+        format!("{app} runs the package's {} functions", expected.len()),
+    )
+}
+
+async fn app_settings(
+    arm: &ArmClient,
+    site: &str,
+    app: &str,
+    required: &[RequiredSetting],
+) -> Finding {
+    const CHECK: &str = "app settings";
+    let answer = match arm
+        .post(
+            &format!("{site}/config/appsettings/list?api-version={WEB_API}"),
+            &json!({}),
+        )
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e) => {
+            let action = arm_action(&e);
+            return Finding::failure(
+                CHECK,
+                format!("cannot list the settings of {app}: {e}"),
+                action,
+            );
+        }
+    };
+    // Only the names are kept; the values (Key Vault references, ids) are dropped here.
+    let present: BTreeSet<String> = answer
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let missing = missing_settings(required, &present);
+    if missing.is_empty() {
+        return Finding::ok(
+            CHECK,
+            format!(
+                "{app} has the {} settings the host and the handler need",
+                required.len()
+            ),
+        );
+    }
+    let listed: Vec<String> = missing
+        .iter()
+        .map(|r| format!("{} ({})", r.names.join(" or "), r.why))
+        .collect();
+    Finding::failure(
+        CHECK,
+        format!("{app} lacks {}", listed.join("; ")),
+        "provision again (`azd provision`): infra/modules/functionapp.bicep sets every one of them",
+    )
+}
+
+async fn queues(
+    arm: &ArmClient,
+    subscription: &str,
+    group: &str,
+    namespace: &str,
+    expected: &BTreeSet<String>,
+) -> Finding {
+    const CHECK: &str = "queues";
+    let path = format!(
+        "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.ServiceBus/namespaces/{namespace}/queues?api-version={SERVICEBUS_API}"
+    );
+    let listed = match arm.list(&path).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            let action = arm_action(&e);
+            return Finding::failure(
+                CHECK,
+                format!("cannot list the queues of {namespace}: {e}"),
+                action,
+            );
+        }
+    };
+    let present: BTreeSet<String> = listed
+        .iter()
+        .filter_map(|q| q.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let missing: Vec<&String> = expected.difference(&present).collect();
+    if missing.is_empty() {
+        Finding::ok(
+            CHECK,
+            format!(
+                "{namespace} has the {} queues infra/queues.json lists",
+                expected.len()
+            ),
+        )
+    } else {
+        Finding::failure(
+            CHECK,
+            format!("{namespace} lacks the queue(s) {}", join(&missing)),
+            "provision again (`azd provision`): infra/modules/servicebus.bicep creates every queue of infra/queues.json",
+        )
+    }
+}
+
+async fn build_job(arm: &ArmClient, azure: &AzureSettings) -> Finding {
+    const CHECK: &str = "build job";
+    let Some(job) = &azure.build_job else {
+        return Finding::info(
+            CHECK,
+            "not configured: builds run on the function app's host",
+            "set IMAGE_FACTORY_BUILD_JOB and IMAGE_FACTORY_BUILD_JOB_RESOURCE_GROUP to build off the host",
+        );
+    };
+    let path = format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.App/jobs/{}?api-version={}",
+        azure.subscription_id,
+        job.resource_group,
+        job.name,
+        crate::azure::jobs::APPS_API
+    );
+    match arm.get_optional(&path).await {
+        Ok(Some(_)) => Finding::ok(
+            CHECK,
+            format!("the job {} exists in {}", job.name, job.resource_group),
+        ),
+        Ok(None) => Finding::failure(
+            CHECK,
+            format!(
+                "the job {} does not exist in {}",
+                job.name, job.resource_group
+            ),
+            "provision again (`azd provision`) or correct IMAGE_FACTORY_BUILD_JOB",
+        ),
+        Err(e) => {
+            let action = arm_action(&e);
+            Finding::failure(
+                CHECK,
+                format!("cannot read the job {}: {e}", job.name),
+                action,
+            )
+        }
+    }
+}
+
+async fn gallery(arm: &ArmClient, azure: &AzureSettings, definitions: &[String]) -> Vec<Finding> {
+    const CHECK: &str = "gallery";
+    let (Some(group), Some(gallery)) = (&azure.gallery_resource_group, &azure.gallery) else {
+        return vec![Finding::warning(
+            CHECK,
+            "not configured: releases cannot be published",
+            "set IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY",
+        )];
+    };
+    let base = format!(
+        "/subscriptions/{}/resourceGroups/{group}/providers/Microsoft.Compute/galleries/{gallery}",
+        azure.subscription_id
+    );
+    let api = crate::azure::compute::GALLERY_API;
+    match arm.get_optional(&format!("{base}?api-version={api}")).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return vec![Finding::failure(
+                CHECK,
+                format!("the gallery {gallery} does not exist in {group}"),
+                "provision again (`azd provision`) or correct IMAGE_FACTORY_GALLERY",
+            )];
+        }
+        Err(e) => {
+            let action = arm_action(&e);
+            return vec![Finding::failure(
+                CHECK,
+                format!("cannot read the gallery {gallery}: {e}"),
+                action,
+            )];
+        }
+    }
+    let mut findings = vec![Finding::ok(
+        CHECK,
+        format!("the gallery {gallery} exists in {group}"),
+    )];
+    for definition in definitions {
+        let check = format!("image definition {definition}");
+        let path = format!("{base}/images/{definition}?api-version={api}");
+        findings.push(match arm.get_optional(&path).await {
+            Ok(Some(_)) => Finding::ok(check, format!("{gallery} has the definition")),
+            Ok(None) => Finding::failure(
+                check,
+                format!("{gallery} has no image definition {definition}: the release stage would fail"),
+                "add the definition to infra/modules/gallery.bicep (or set gallery_image_name in the image's image.toml) and provision",
+            ),
+            Err(e) => {
+                let action = arm_action(&e);
+                Finding::failure(check, format!("cannot read it: {e}"), action)
+            }
+        });
+    }
+    findings
+}
+
+fn join(names: &[&String]) -> String {
+    names
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,311 @@
+//! The doctor's checks on this machine: the settings and secrets the factory
+//! reads, packer and its version, every image (its image.toml and the
+//! validate stage's static template checks), and the app's layout against
+//! the handler, the infrastructure and the Functions host's indexing rule.
+//! Each check answers findings; none prints a secret's value.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::Finding;
+use crate::config::{Settings, load_images, parse_key_ring};
+use crate::packer::{PackerVersion, parse_version};
+
+/// How long `packer version` may take.
+const PACKER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs every local check on the app under `root`, with settings from the
+/// environment read through `var` (empty values count as unset).
+pub async fn check(root: &Path, var: impl Fn(&str) -> Option<String>) -> Vec<Finding> {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    let mut findings = Vec::new();
+    let settings = match Settings::from_env() {
+        Ok(settings) => {
+            findings.push(Finding::ok(
+                "settings",
+                "every IMAGE_FACTORY_* setting is valid",
+            ));
+            Some(settings)
+        }
+        Err(e) => {
+            findings.push(Finding::failure(
+                "settings",
+                e.to_string(),
+                "fix the setting it names (see the README's settings tables)",
+            ));
+            None
+        }
+    };
+    findings.extend(secrets(&var));
+    match &settings {
+        Some(settings) => {
+            findings.push(azure(settings));
+            let (finding, version) = packer(settings, &var).await;
+            findings.push(finding);
+            findings.extend(images(settings, version));
+        }
+        None => {
+            for check in ["azure settings", "packer", "images"] {
+                findings.push(Finding::info(
+                    check,
+                    "not checked: the settings are not valid",
+                    "fix the settings first",
+                ));
+            }
+        }
+    }
+    findings.push(layout(root));
+    findings
+}
+
+fn secrets(var: &impl Fn(&str) -> Option<String>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    match var("IMAGE_FACTORY_APPROVAL_KEYS") {
+        Some(keys) => match parse_key_ring(&keys) {
+            Ok(_) => findings.push(Finding::ok(
+                "approval keys",
+                "IMAGE_FACTORY_APPROVAL_KEYS is set and valid",
+            )),
+            Err(e) => findings.push(Finding::failure(
+                "approval keys",
+                e.to_string(),
+                "set IMAGE_FACTORY_APPROVAL_KEYS to id:base64 of at least 32 random bytes",
+            )),
+        },
+        None => findings.push(Finding::info(
+            "approval keys",
+            "IMAGE_FACTORY_APPROVAL_KEYS is not set: `up` uses keys it generates in the data folder; `serve` (in Azure) refuses to start without it",
+            "in Azure, the Key Vault reference the Bicep sets provides it",
+        )),
+    }
+    for (check, name, without) in [
+        (
+            "github secret",
+            "IMAGE_FACTORY_GITHUB_SECRET",
+            "GitHub push webhooks are refused",
+        ),
+        (
+            "operator token",
+            "IMAGE_FACTORY_OPERATOR_TOKEN",
+            "out-of-band triggers (`image-factory trigger`) are refused",
+        ),
+    ] {
+        findings.push(match var(name) {
+            Some(_) => Finding::ok(check, format!("{name} is set")),
+            None => Finding::info(
+                check,
+                format!("{name} is not set: `up` generates one; in Azure {without}"),
+                "in Azure, the Key Vault reference the Bicep sets provides it",
+            ),
+        });
+    }
+    findings
+}
+
+fn azure(settings: &Settings) -> Finding {
+    match &settings.azure {
+        None => Finding::info(
+            "azure settings",
+            "not configured (IMAGE_FACTORY_SUBSCRIPTION_ID is not set): the factory makes no Azure calls and releases locally",
+            "set IMAGE_FACTORY_SUBSCRIPTION_ID, IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY to release to a gallery",
+        ),
+        Some(azure) => match (&azure.gallery_resource_group, &azure.gallery) {
+            (Some(group), Some(gallery)) => Finding::ok(
+                "azure settings",
+                format!(
+                    "subscription set, gallery {gallery} in {group}, builds {}",
+                    match &azure.build_job {
+                        Some(job) => format!("on the job {} in {}", job.name, job.resource_group),
+                        None => "on this host".to_string(),
+                    }
+                ),
+            ),
+            _ => Finding::warning(
+                "azure settings",
+                "the subscription is set but no gallery: releases cannot be published",
+                "set IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY",
+            ),
+        },
+    }
+}
+
+async fn packer(
+    settings: &Settings,
+    var: &impl Fn(&str) -> Option<String>,
+) -> (Finding, Option<PackerVersion>) {
+    let Some(path) = &settings.packer else {
+        return match var("IMAGE_FACTORY_PACKER").as_deref() {
+            Some("none") => (
+                Finding::warning(
+                    "packer",
+                    "disabled (IMAGE_FACTORY_PACKER=none): the validate stage runs only the factory's own checks and builds cannot run here",
+                    "install packer and unset IMAGE_FACTORY_PACKER",
+                ),
+                None,
+            ),
+            _ => (
+                Finding::failure(
+                    "packer",
+                    "packer is not on the PATH",
+                    "install packer 1.7 or newer (e.g. apt-get install packer), or set IMAGE_FACTORY_PACKER to its path",
+                ),
+                None,
+            ),
+        };
+    };
+    if !path.is_file() {
+        return (
+            Finding::failure(
+                "packer",
+                format!("{} does not exist or is not a file", path.display()),
+                "install packer, or set IMAGE_FACTORY_PACKER to the path of the packer executable",
+            ),
+            None,
+        );
+    }
+    let dir = std::env::temp_dir();
+    let output = match crate::stages::run_short(
+        path,
+        &["version".into()],
+        &dir,
+        &[],
+        PACKER_TIMEOUT,
+    )
+    .await
+    {
+        Ok(output) => output,
+        Err(e) => {
+            return (
+                Finding::failure("packer", e, "check that the file is the packer executable"),
+                None,
+            );
+        }
+    };
+    match parse_version(&output.output).filter(|_| output.code == Some(0)) {
+        Some(version) if version.supports_init() => (
+            Finding::ok("packer", format!("packer {version} at {}", path.display())),
+            Some(version),
+        ),
+        Some(version) => (
+            Finding::warning(
+                "packer",
+                format!(
+                    "packer {version} at {} has no `packer init`: templates that pin plugins get only the factory's own checks",
+                    path.display()
+                ),
+                "install packer 1.7 or newer",
+            ),
+            Some(version),
+        ),
+        None => (
+            Finding::failure(
+                "packer",
+                format!(
+                    "`{} version` did not print a version (exit {:?})",
+                    path.display(),
+                    output.code
+                ),
+                "check that IMAGE_FACTORY_PACKER names the packer executable",
+            ),
+            None,
+        ),
+    }
+}
+
+fn images(settings: &Settings, packer: Option<PackerVersion>) -> Vec<Finding> {
+    let dir = &settings.images_dir;
+    let images = match load_images(dir) {
+        Ok(images) => images,
+        Err(e) => {
+            return vec![Finding::failure(
+                "images",
+                e.to_string(),
+                "fix the image.toml or folder it names (IMAGE_FACTORY_IMAGES chooses the folder)",
+            )];
+        }
+    };
+    if images.is_empty() {
+        return vec![Finding::warning(
+            "images",
+            format!("{} holds no image folder with an image.toml", dir.display()),
+            "add a folder with image.toml and its Packer template (see images/example)",
+        )];
+    }
+    let mut findings = vec![Finding::ok(
+        "images",
+        format!(
+            "{} image(s) in {}: every image.toml is valid",
+            images.len(),
+            dir.display()
+        ),
+    )];
+    for image in images.values() {
+        let check = format!("image {}", image.name);
+        let report = match crate::template::check_folder(&image.dir) {
+            Ok(report) => report,
+            Err(e) => {
+                findings.push(Finding::failure(
+                    check,
+                    e.to_string(),
+                    "make the folder readable",
+                ));
+                continue;
+            }
+        };
+        let (errors, warnings): (Vec<_>, Vec<_>) =
+            report.findings.iter().partition(|f| f.kind.is_error());
+        let listed = |list: &[&crate::template::Finding]| {
+            list.iter()
+                .take(5)
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if !errors.is_empty() {
+            findings.push(Finding::failure(
+                check,
+                format!(
+                    "{} template problem(s) the validate stage would fail on: {}",
+                    errors.len(),
+                    listed(&errors)
+                ),
+                format!("fix the template in {}", image.dir.display()),
+            ));
+        } else if report.requires_plugins && packer.is_some_and(|v| !v.supports_init()) {
+            findings.push(Finding::warning(
+                check,
+                "the template pins plugins, which this packer cannot init",
+                "install packer 1.7 or newer",
+            ));
+        } else if !warnings.is_empty() {
+            findings.push(Finding::warning(
+                check,
+                format!("{} warning(s): {}", warnings.len(), listed(&warnings)),
+                format!("tidy the template in {}", image.dir.display()),
+            ));
+        } else {
+            findings.push(Finding::ok(
+                check,
+                "the validate stage's static checks pass",
+            ));
+        }
+    }
+    findings
+}
+
+fn layout(root: &Path) -> Finding {
+    match crate::package::check_layout(root) {
+        Ok(functions) => Finding::ok(
+            "app layout",
+            format!(
+                "{} functions, each packaged at <root>/<name>/function.json, where the Functions host indexes them; their bindings match the handler and their queues infra/queues.json",
+                functions.len()
+            ),
+        ),
+        Err(e) => Finding::failure(
+            "app layout",
+            e.to_string(),
+            "fix the function folder it names, then run `image-factory package`",
+        ),
+    }
+}

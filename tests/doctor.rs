@@ -1,0 +1,599 @@
+//! `image-factory doctor`: the real binary on the repository as a fresh clone
+//! has it (every check reported, healthy), with a broken image or a missing
+//! packer (non-zero, with the reason); and its Resource Manager checks of a
+//! deployed app, contract-tested against the loopback Resource Manager with
+//! bodies shaped as the REST API specifications define them.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use axum::http::Method;
+use common::arm_server::{ArmServer, Reply, TOKEN};
+use image_factory::azure::{AzureSettings, BuildJob, TestVmSettings};
+use image_factory::doctor::deployed::{self, Deployment, Expected};
+use image_factory::doctor::{Finding, Report, Severity, required_app_settings};
+use serde_json::{Value, json};
+
+/// Runs `doctor --json` on the repository with only `env` (and the PATH) set,
+/// as on a fresh clone with no settings.
+fn doctor(env: &[(&str, &Path)]) -> (Output, Value) {
+    doctor_with(&[], env)
+}
+
+fn doctor_with(args: &[&str], env: &[(&str, &Path)]) -> (Output, Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_image-factory"));
+    cmd.args(["doctor", "--json"])
+        .args(args)
+        .arg("--root")
+        .arg(common::repo_root())
+        .current_dir(common::repo_root())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let output = cmd.output().expect("run image-factory doctor");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, report)
+}
+
+fn finding<'a>(report: &'a Value, check: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["check"] == check))
+        .unwrap_or_else(|| panic!("no finding for {check}: {report:#}"))
+}
+
+#[test]
+fn a_fresh_clone_reports_every_check_and_is_healthy() {
+    let (output, report) = doctor(&[]);
+    assert!(output.status.success(), "{report:#}");
+    assert_eq!(report["healthy"], json!(true), "{report:#}");
+    assert_eq!(report["failures"], json!(0));
+    for check in [
+        "settings",
+        "approval keys",
+        "github secret",
+        "operator token",
+        "azure settings",
+        "packer",
+        "images",
+        "image example",
+        "app layout",
+        "deployed app",
+    ] {
+        let f = finding(&report, check);
+        assert_ne!(f["severity"], json!("failure"), "{f:#}");
+    }
+    // What a fresh clone lacks is a note, not a failure: Azure, secrets, the deployed app.
+    assert_eq!(
+        finding(&report, "azure settings")["severity"],
+        json!("info")
+    );
+    assert_eq!(finding(&report, "approval keys")["severity"], json!("info"));
+    assert_eq!(finding(&report, "deployed app")["severity"], json!("info"));
+    assert_eq!(finding(&report, "app layout")["severity"], json!("ok"));
+}
+
+#[test]
+fn a_broken_image_makes_doctor_fail_naming_the_image_and_the_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = common::copy_example(dir.path(), "example");
+    let template = image.join("build.pkr.hcl");
+    let text = std::fs::read_to_string(&template).expect("template");
+    std::fs::write(&template, text.replacen("var.", "var.undeclared_", 1)).expect("write");
+    let (output, report) = doctor(&[("IMAGE_FACTORY_IMAGES", dir.path())]);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    assert_eq!(report["healthy"], json!(false));
+    let f = finding(&report, "image example");
+    assert_eq!(f["severity"], json!("failure"), "{f:#}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("undeclared"),
+        "{f:#}"
+    );
+    // Failures come first.
+    assert_eq!(report["findings"][0]["severity"], json!("failure"));
+}
+
+#[test]
+fn a_missing_packer_makes_doctor_fail_with_the_reason() {
+    let (output, report) = doctor(&[("IMAGE_FACTORY_PACKER", Path::new("/nonexistent"))]);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let f = finding(&report, "packer");
+    assert_eq!(f["severity"], json!("failure"), "{f:#}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/nonexistent does not exist"),
+        "{f:#}"
+    );
+    assert!(
+        f["action"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("install packer")
+    );
+}
+
+#[test]
+fn the_text_report_names_what_is_wrong_and_what_to_do() {
+    let output = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["doctor", "--root"])
+        .arg(common::repo_root())
+        .current_dir(common::repo_root())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("IMAGE_FACTORY_PACKER", "/nonexistent")
+        .output()
+        .expect("run doctor");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.starts_with("FAIL  packer: /nonexistent does not exist"),
+        "{text}"
+    );
+    assert!(text.contains("      -> install packer"), "{text}");
+    assert!(text.trim_end().ends_with("warning(s)"), "{text}");
+}
+
+// --- The deployed checks, against the loopback Resource Manager ---
+
+const SITE: &str =
+    "/subscriptions/sub-1/resourceGroups/rg-factory/providers/Microsoft.Web/sites/func-imgf";
+const NAMESPACE: &str = "/subscriptions/sub-1/resourceGroups/rg-factory/providers/Microsoft.ServiceBus/namespaces/sb-imgf";
+const JOB: &str =
+    "/subscriptions/sub-1/resourceGroups/rg-factory-build/providers/Microsoft.App/jobs/job-build";
+const GALLERY: &str = "/subscriptions/sub-1/resourceGroups/rg-img-gallery/providers/Microsoft.Compute/galleries/acg_shared";
+/// A value that must never reach a finding.
+const SECRET_VALUE: &str =
+    "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/approval-keys/)";
+
+/// One function as `WebApps_ListFunctions` answers it: a `FunctionEnvelope`
+/// (Microsoft.Web 2024-04-01 WebApps.json; the operation has no example, so
+/// the fields are the schema's: `name` is `{site}/{function}`, `properties.name`
+/// the function's own).
+fn function(name: &str) -> Value {
+    json!({
+        "id": format!("{SITE}/functions/{name}"),
+        "name": format!("func-imgf/{name}"),
+        "type": "Microsoft.Web/sites/functions",
+        "properties": {
+            "name": name,
+            "function_app_id": SITE,
+            "script_root_path_href": format!("https://func-imgf.azurewebsites.net/admin/vfs/home/site/wwwroot/{name}/"),
+            "config_href": format!("https://func-imgf.azurewebsites.net/admin/vfs/home/site/wwwroot/{name}/function.json"),
+            "config": {},
+            "invoke_url_template": null,
+            "language": "custom",
+            "isDisabled": false
+        }
+    })
+}
+
+/// `WebApps_ListApplicationSettings`: a `StringDictionary`, as in the spec's
+/// example `Microsoft.Web/stable/2024-04-01/examples/ListAppSettings.json`
+/// (id, name `appsettings`, type, kind `app`, the settings in `properties`).
+fn app_settings(names: &[&str]) -> Value {
+    let properties: serde_json::Map<String, Value> = names
+        .iter()
+        .map(|n| (n.to_string(), json!(SECRET_VALUE)))
+        .collect();
+    json!({
+        "id": format!("{SITE}/config/appsettings"),
+        "name": "appsettings",
+        "type": "Microsoft.Web/sites/config",
+        "kind": "app",
+        "properties": properties
+    })
+}
+
+/// One queue as `Queues_ListByNamespace` (Microsoft.ServiceBus 2021-11-01)
+/// lists it: an `SBQueue` (id, name, type, properties), in a `value` page as
+/// the spec's `SBTopicListByNameSpace.json` lists topics (the queue listing's
+/// own example was not at hand).
+fn queue(name: &str) -> Value {
+    json!({
+        "id": format!("{NAMESPACE}/queues/{name}"),
+        "name": name,
+        "type": "Microsoft.ServiceBus/Namespaces/Queues",
+        "properties": {
+            "lockDuration": "PT1M",
+            "maxDeliveryCount": 5,
+            "status": "Active",
+            "forwardDeadLetteredMessagesTo": "dead-letters"
+        }
+    })
+}
+
+fn not_found(what: &str) -> Value {
+    json!({ "error": { "code": "ResourceNotFound", "message": format!("The Resource '{what}' was not found.") } })
+}
+
+fn azure(server: &ArmServer) -> (image_factory::azure::arm::ArmClient, AzureSettings) {
+    let (arm, _) = server.client();
+    let settings = AzureSettings {
+        endpoint: server.base.clone(),
+        subscription_id: "sub-1".into(),
+        gallery_resource_group: Some("rg-img-gallery".into()),
+        gallery: Some("acg_shared".into()),
+        build_job: Some(BuildJob {
+            resource_group: "rg-factory-build".into(),
+            name: "job-build".into(),
+            log_container_url: "https://logs.blob.core.windows.net/build-logs".into(),
+        }),
+        test_vm: TestVmSettings::default(),
+    };
+    (arm, settings)
+}
+
+fn deployment() -> Deployment {
+    Deployment {
+        resource_group: "rg-factory".into(),
+        app: "func-imgf".into(),
+        servicebus: Some(("rg-factory".into(), "sb-imgf".into())),
+    }
+}
+
+fn expected() -> Expected {
+    let jsons = image_factory::package::function_jsons(&common::repo_root()).expect("functions");
+    Expected {
+        functions: vec!["git-push".into(), "runs".into(), "stage-build".into()],
+        queues: ["stage-build", "dead-letters"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        settings: required_app_settings(jsons.iter().map(|(_, j)| j)),
+        image_definitions: vec!["windows-web-base".into()],
+    }
+}
+
+const ALL_SETTINGS: &[&str] = &[
+    "AzureWebJobsStorage__accountName",
+    "ServiceBus__fullyQualifiedNamespace",
+    "IMAGE_FACTORY_APPROVAL_KEYS",
+];
+
+#[tokio::test]
+async fn a_complete_deployment_passes_every_deployed_check_with_the_token_and_api_versions() {
+    let server = ArmServer::start(vec![
+        // WebApps_ListFunctions is pageable: the second page comes through nextLink.
+        Reply::new(
+            Method::GET,
+            &format!("{SITE}/functions"),
+            200,
+            json!({
+                "value": [function("git-push"), function("runs")],
+                "nextLink": format!("{{base}}{SITE}/functions?api-version=2024-04-01&$skiptoken=2")
+            }),
+        ),
+        Reply::new(
+            Method::GET,
+            &format!("{SITE}/functions"),
+            200,
+            json!({ "value": [function("stage-build")] }),
+        ),
+        Reply::new(
+            Method::POST,
+            &format!("{SITE}/config/appsettings/list"),
+            200,
+            app_settings(ALL_SETTINGS),
+        ),
+        Reply::new(
+            Method::GET,
+            &format!("{NAMESPACE}/queues"),
+            200,
+            json!({ "value": [queue("stage-build"), queue("dead-letters")] }),
+        ),
+        Reply::new(
+            Method::GET,
+            JOB,
+            200,
+            json!({ "id": JOB, "name": "job-build", "type": "Microsoft.App/jobs", "location": "westeurope", "properties": { "provisioningState": "Succeeded" } }),
+        ),
+        Reply::new(
+            Method::GET,
+            GALLERY,
+            200,
+            json!({ "id": GALLERY, "name": "acg_shared", "location": "westeurope", "properties": { "provisioningState": "Succeeded" } }),
+        ),
+        Reply::new(
+            Method::GET,
+            &format!("{GALLERY}/images/windows-web-base"),
+            200,
+            json!({ "id": format!("{GALLERY}/images/windows-web-base"), "name": "windows-web-base", "location": "westeurope", "properties": { "osType": "Windows", "osState": "Generalized", "identifier": { "publisher": "contoso", "offer": "web", "sku": "base" }, "provisioningState": "Succeeded" } }),
+        ),
+    ])
+    .await;
+    let (arm, settings) = azure(&server);
+    let findings = deployed::check(&arm, &settings, &deployment(), &expected()).await;
+    let report = Report::new(findings);
+    assert!(report.healthy(), "{}", report.to_text());
+    assert!(
+        report.findings().iter().all(|f| f.severity == Severity::Ok),
+        "{}",
+        report.to_text()
+    );
+    assert!(server.unserved().is_empty(), "{:?}", server.unserved());
+    let seen = server.seen();
+    for request in &seen {
+        assert_eq!(
+            request.authorization.as_deref(),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+    let uri = |prefix: &str| {
+        seen.iter()
+            .find(|s| s.uri.starts_with(prefix))
+            .map(|s| s.uri.clone())
+            .unwrap_or_default()
+    };
+    assert!(uri(&format!("{SITE}/functions")).contains("api-version=2024-04-01"));
+    assert!(uri(&format!("{SITE}/config/appsettings/list")).contains("api-version=2024-04-01"));
+    assert!(uri(&format!("{NAMESPACE}/queues")).contains("api-version=2021-11-01"));
+    assert!(seen.iter().any(|s| s.uri.contains("skiptoken=2")));
+}
+
+#[tokio::test]
+async fn a_deployment_that_lacks_things_gets_a_failure_naming_each_and_no_setting_value() {
+    let server = ArmServer::start(vec![
+        Reply::new(
+            Method::GET,
+            &format!("{SITE}/functions"),
+            200,
+            json!({ "value": [function("git-push")] }),
+        ),
+        Reply::new(
+            Method::POST,
+            &format!("{SITE}/config/appsettings/list"),
+            200,
+            app_settings(&["AzureWebJobsStorage", "IMAGE_FACTORY_APPROVAL_KEYS"]),
+        ),
+        Reply::new(
+            Method::GET,
+            &format!("{NAMESPACE}/queues"),
+            200,
+            json!({ "value": [queue("dead-letters")] }),
+        ),
+        Reply::new(Method::GET, JOB, 404, not_found("job-build")),
+        Reply::new(
+            Method::GET,
+            GALLERY,
+            200,
+            json!({ "id": GALLERY, "name": "acg_shared", "properties": { "provisioningState": "Succeeded" } }),
+        ),
+        Reply::new(
+            Method::GET,
+            &format!("{GALLERY}/images/windows-web-base"),
+            404,
+            not_found("windows-web-base"),
+        ),
+    ])
+    .await;
+    let (arm, settings) = azure(&server);
+    let report = Report::new(deployed::check(&arm, &settings, &deployment(), &expected()).await);
+    let text = report.to_text();
+    assert_eq!(report.exit_code(), 1, "{text}");
+    let failed = |check: &str| -> &Finding {
+        report
+            .findings()
+            .iter()
+            .find(|f| f.check == check && f.severity == Severity::Failure)
+            .unwrap_or_else(|| panic!("{check} did not fail: {text}"))
+    };
+    assert!(
+        failed("deployed functions")
+            .message
+            .contains("runs, stage-build"),
+        "{text}"
+    );
+    assert!(
+        failed("app settings")
+            .message
+            .contains("ServiceBus__fullyQualifiedNamespace"),
+        "{text}"
+    );
+    assert!(failed("queues").message.contains("stage-build"), "{text}");
+    assert!(
+        failed("build job")
+            .message
+            .contains("job-build does not exist"),
+        "{text}"
+    );
+    assert!(
+        failed("image definition windows-web-base")
+            .action
+            .as_deref()
+            .unwrap_or_default()
+            .contains("gallery.bicep"),
+        "{text}"
+    );
+    let json = report.to_json().to_string();
+    assert!(
+        !json.contains("KeyVault") && !text.contains("KeyVault"),
+        "a setting's value leaked"
+    );
+}
+
+#[tokio::test]
+async fn an_app_with_no_function_says_the_package_layout_is_the_likely_cause() {
+    let server = ArmServer::start(vec![
+        Reply::new(Method::GET, &format!("{SITE}/functions"), 200, json!({ "value": [] })),
+        Reply::new(
+            Method::POST,
+            &format!("{SITE}/config/appsettings/list"),
+            403,
+            json!({ "error": { "code": "AuthorizationFailed", "message": "The client does not have authorization to perform action 'Microsoft.Web/sites/config/list/action'." } }),
+        ),
+    ])
+    .await;
+    let (arm, mut settings) = azure(&server);
+    settings.build_job = None;
+    settings.gallery = None;
+    let mut target = deployment();
+    target.servicebus = None;
+    let report = Report::new(deployed::check(&arm, &settings, &target, &expected()).await);
+    let text = report.to_text();
+    let functions = report
+        .findings()
+        .iter()
+        .find(|f| f.check == "deployed functions")
+        .expect("functions finding");
+    assert_eq!(functions.severity, Severity::Failure, "{text}");
+    assert!(
+        functions
+            .action
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not at its root"),
+        "{text}"
+    );
+    let app_settings = report
+        .findings()
+        .iter()
+        .find(|f| f.check == "app settings")
+        .expect("settings finding");
+    assert!(
+        app_settings
+            .action
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Reader"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_when_all_is_there()
+{
+    let root = common::repo_root();
+    let functions: Vec<Value> = image_factory::functions::NAMES
+        .iter()
+        .map(|name| function(name))
+        .collect();
+    let queues: Vec<Value> = image_factory::package::InfraQueues::load(&root)
+        .expect("infra/queues.json")
+        .all()
+        .iter()
+        .map(|q| queue(q))
+        .collect();
+    let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp();
+    // The App Service managed identity endpoint (IDENTITY_ENDPOINT) answers the token.
+    let token = Reply::new(
+        Method::GET,
+        "/msi/token",
+        200,
+        json!({ "access_token": TOKEN, "expires_on": expires.to_string(), "resource": "https://management.azure.com", "token_type": "Bearer" }),
+    );
+    let definition = Reply::new(
+        Method::GET,
+        &format!("{GALLERY}/images/"),
+        200,
+        json!({ "name": "definition", "properties": { "provisioningState": "Succeeded" } }),
+    );
+    let server = ArmServer::start(vec![
+        token.clone(),
+        token.clone(),
+        token,
+        Reply::new(Method::GET, &format!("{SITE}/functions"), 200, json!({ "value": functions })),
+        Reply::new(
+            Method::POST,
+            &format!("{SITE}/config/appsettings/list"),
+            200,
+            app_settings(ALL_SETTINGS),
+        ),
+        Reply::new(Method::GET, &format!("{NAMESPACE}/queues"), 200, json!({ "value": queues })),
+        Reply::new(
+            Method::GET,
+            GALLERY,
+            200,
+            json!({ "id": GALLERY, "name": "acg_shared", "properties": { "provisioningState": "Succeeded" } }),
+        ),
+        definition.clone(),
+        definition,
+    ])
+    .await;
+    let base = server.base.clone();
+    let identity = format!("{base}/msi/token");
+    let (output, report) = tokio::task::spawn_blocking(move || {
+        doctor_with(
+            &[
+                "--url",
+                &base,
+                "--app",
+                "func-imgf",
+                "--resource-group",
+                "rg-factory",
+                "--servicebus-namespace",
+                "sb-imgf",
+            ],
+            &[
+                ("IMAGE_FACTORY_SUBSCRIPTION_ID", Path::new("sub-1")),
+                (
+                    "IMAGE_FACTORY_GALLERY_RESOURCE_GROUP",
+                    Path::new("rg-img-gallery"),
+                ),
+                ("IMAGE_FACTORY_GALLERY", Path::new("acg_shared")),
+                ("IMAGE_FACTORY_ARM_ENDPOINT", Path::new(&base)),
+                ("IDENTITY_ENDPOINT", Path::new(&identity)),
+                ("IDENTITY_HEADER", Path::new("platform-secret-header")),
+            ],
+        )
+    })
+    .await
+    .expect("doctor ran");
+    assert!(output.status.success(), "{report:#}");
+    for check in [
+        "app url",
+        "deployed functions",
+        "app settings",
+        "queues",
+        "gallery",
+    ] {
+        assert_eq!(
+            finding(&report, check)["severity"],
+            json!("ok"),
+            "{report:#}"
+        );
+    }
+    assert_eq!(finding(&report, "build job")["severity"], json!("info"));
+    let definitions = report["findings"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter(|f| {
+                    f["check"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("image definition "))
+                })
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(definitions, 2, "{report:#}");
+    let arm: Vec<_> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.uri.starts_with("/subscriptions/"))
+        .collect();
+    assert_eq!(arm.len(), 6, "{arm:?}");
+    let bearer = format!("Bearer {TOKEN}");
+    assert!(
+        arm.iter()
+            .all(|s| s.authorization.as_deref() == Some(bearer.as_str()))
+    );
+    assert!(
+        !report.to_string().contains("KeyVault"),
+        "a setting's value leaked"
+    );
+}
