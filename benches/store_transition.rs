@@ -26,7 +26,7 @@ const RUNS: usize = 100;
 
 fn new_run(id: &str) -> Run {
     Run::new(
-        id.into(),
+        id.parse().unwrap(),
         "web".into(),
         ImageVersion::new(2026, 1110, 0).expect("version"),
         Trigger {

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::load_images;
-use crate::domain::run::{BuildOutcome, WorkerRef};
+use crate::domain::run::{BuildOutcome, RunId, WorkerRef};
 use crate::executor::LocalExecutor;
 use crate::stages::{BuildSpec, StageResult, build_here};
 
@@ -38,7 +38,7 @@ pub const ORDER_VAR: &str = "IMAGE_FACTORY_BUILD_ORDER";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuildOrder {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The image (a folder of the worker's images).
     pub image: String,
     /// The version being built.
@@ -71,7 +71,7 @@ impl BuildOrder {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuildReport {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The worker's id, from its order.
     pub worker_id: String,
     /// How the build ended.

@@ -118,3 +118,23 @@ fn rollback_without_azure_settings_says_which_settings_it_needs() {
         "{stderr}"
     );
 }
+
+#[test]
+fn schedule_says_so_and_fails_when_a_schedule_never_fires() {
+    let (ok, stdout, stderr) = image_factory(&["schedule", "0 0 0 30 Feb *"]);
+    assert!(!ok, "{stdout}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("never fires"), "{stderr}");
+}
+
+#[test]
+fn patch_tuesday_refuses_a_year_outside_the_calendar_it_knows() {
+    for year in ["262143", "-5", "1969", "10000"] {
+        let (ok, stdout, stderr) = image_factory(&["patch-tuesday", "--year", year]);
+        assert!(!ok, "{year}: {stdout}");
+        assert!(
+            stderr.contains("1970..=9999") && !stderr.contains("no such month"),
+            "{year}: {stderr}"
+        );
+    }
+}

@@ -115,7 +115,7 @@ async fn a_build_interrupted_by_a_crash_is_run_again_and_the_run_goes_on() {
         .await
         .unwrap();
     assert_eq!(pushed.status(), 202);
-    let id = format!("push-example-{}", &commit[..12]);
+    let id = format!("push-example-{commit}");
     wait(&first.url, &id, "build started", |r| {
         r.stage(Stage::Build).status == StageStatus::Running
     })

@@ -485,7 +485,7 @@ async fn build_started(factory: &Factory, commit: &str) -> image_factory::domain
     factory
         .push(commit, &["images/example/build.pkr.hcl"])
         .await;
-    let id = format!("push-example-{}", &commit[..12]);
+    let id = format!("push-example-{commit}");
     factory
         .wait_for(&id, Duration::from_secs(30), |r| {
             r.stage(Stage::Build)
@@ -680,7 +680,7 @@ async fn a_lost_worker_is_replaced_once_and_a_second_loss_fails_the_run() {
     // A second image whose workers always die: the run fails after two losses.
     azure.lock().fates = vec![Fate::Crash, Fate::Crash];
     offset.store(0, Ordering::SeqCst);
-    let id = "push-example-0ff0057b0118";
+    let id = "push-example-0ff0057b0118000000000000000000000000c0de";
     for (count, minutes) in [(3, 10), (4, 20)] {
         if count == 3 {
             build_started(&factory, "0ff0057b0118000000000000000000000000c0de").await;

@@ -12,7 +12,7 @@ use super::InvocationError;
 use crate::app::{App, dispatch};
 use crate::domain::approval::{Claims, Decision, TokenError, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
-use crate::domain::run::{Run, RunStatus};
+use crate::domain::run::{Run, RunId, RunStatus};
 use crate::pages::{escape, page};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{StoreError, UpdateError, update_run};
@@ -68,7 +68,16 @@ impl Approval {
                 "This link was issued to another approver. Use the link you received.",
             ));
         }
-        let run = match app.store.get(&claims.run).await {
+        // The id was signed by the factory, but it is parsed like any other
+        // id that arrives from outside: one that does not parse names no run.
+        let Ok(run_id) = claims.run.parse::<RunId>() else {
+            return Ok(answer(
+                404,
+                "Run not found",
+                "The run this link belongs to does not exist.",
+            ));
+        };
+        let run = match app.store.get(&run_id).await {
             Ok(stored) => stored.value,
             Err(StoreError::NotFound { .. }) => {
                 return Ok(answer(
@@ -114,7 +123,7 @@ impl Approval {
             token_id: Some(claims.jti.clone()),
         };
         let event = Event::ApprovalDecided(decision);
-        let result = update_run(app.store.as_ref(), &claims.run, |run| decide(run, &event)).await;
+        let result = update_run(app.store.as_ref(), &run_id, |run| decide(run, &event)).await;
         match result {
             Ok(t) => {
                 tracing::info!(run_id = %claims.run, verdict = verdict.name(), "approval decision recorded");

@@ -7,7 +7,7 @@ use std::io::{Read, Seek, SeekFrom};
 use super::InvocationError;
 use crate::app::App;
 use crate::dashboard::{Filters, image_page, not_found_page, run_page, runs_page};
-use crate::domain::run::RunStatus;
+use crate::domain::run::{RunId, RunStatus};
 use crate::pages::{escape, page};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, StoreError};
@@ -52,7 +52,9 @@ impl Dashboard {
         let now = app.now();
         let response = match (param("section").as_deref(), param("id")) {
             (None, None) => self.runs(app, now).await?,
-            (Some("runs"), Some(id)) => match app.store.get(&id).await {
+            (Some("runs"), Some(id)) => match id.parse::<RunId>() {
+                Err(e) => html(404, not_found_page(&e.to_string())),
+                Ok(id) => match app.store.get(&id).await {
                 Ok(stored) => {
                     let tail = log_tail(&app.settings.run_dir(&id).join("build.log"));
                     html(200, run_page(&stored.value, tail.as_deref(), now))
@@ -61,6 +63,7 @@ impl Dashboard {
                     html(404, not_found_page(&format!("There is no run {id}.")))
                 }
                 Err(e) => return Err(super::retry("cannot read the run", e)),
+                },
             },
             (Some("images"), Some(name)) => {
                 let query = RunQuery {

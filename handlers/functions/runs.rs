@@ -8,10 +8,10 @@
 use super::InvocationError;
 use serde::Deserialize;
 
-use crate::app::{App, dispatch, dispatch_follow_up, secret_matches};
+use crate::app::{App, authorization, dispatch, dispatch_follow_up, secret_matches};
 use crate::domain::approval::{Decision, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
-use crate::domain::run::{RunStatus, Trigger, TriggerKind};
+use crate::domain::run::{RunId, RunStatus, Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, StoreError, UpdateError, update_run};
 
@@ -40,12 +40,29 @@ struct DecisionBody {
 /// Largest piece of a log one request returns.
 const LOG_CHUNK: u64 = 64 * 1024;
 
-/// The build log of run `id` from byte `offset`, with the next offset in `X-Log-Offset`.
-async fn log_chunk(app: &App, id: &str, offset: &str) -> HttpResponseData {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+/// The build log of run `id` from byte `offset`, with the next offset in
+/// `X-Log-Offset`. Only a run the store holds has a log: its folder is
+/// found from its parsed id, never from the text of the request.
+async fn log_chunk(app: &App, id: &RunId, offset: &str) -> Result<HttpResponseData, InvocationError> {
     let Ok(offset) = offset.parse::<u64>() else {
-        return HttpResponseData::error(400, "log must be a byte offset");
+        return Ok(HttpResponseData::error(400, "log must be a byte offset"));
     };
+    match app.store.get(id).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound { .. }) => {
+            return Ok(HttpResponseData::error(404, &format!("there is no run {id}")));
+        }
+        Err(e @ StoreError::Corrupt { .. }) => {
+            return Ok(HttpResponseData::error(500, &e.to_string()));
+        }
+        Err(e) => return Err(super::retry("cannot read the run", e)),
+    }
+    Ok(read_log(app, id, offset).await)
+}
+
+/// Up to [`LOG_CHUNK`] bytes of the log of a run that exists, from `offset`.
+async fn read_log(app: &App, id: &RunId, offset: u64) -> HttpResponseData {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let path = app.settings.run_dir(id).join("build.log");
     let Ok(mut file) = tokio::fs::File::open(&path).await else {
         return HttpResponseData::error(404, &format!("run {id} has no build log (yet)"));
@@ -98,12 +115,15 @@ impl Runs {
         if self.request.method.eq_ignore_ascii_case("POST") {
             return self.trigger(app).await;
         }
-        let id = self.request.params.get("id").filter(|id| !id.is_empty());
-        if let (Some(id), Some(offset)) = (id, self.request.query.get("log")) {
-            return Ok(InvocationResponse::http(log_chunk(app, id, offset).await));
+        let id = match self.run_id() {
+            Ok(id) => id,
+            Err(response) => return Ok(response),
+        };
+        if let (Some(id), Some(offset)) = (&id, self.request.query.get("log")) {
+            return Ok(InvocationResponse::http(log_chunk(app, id, offset).await?));
         }
         let http = match id {
-            Some(id) => match app.store.get(id).await {
+            Some(id) => match app.store.get(&id).await {
                 Ok(stored) => HttpResponseData::json(200, &stored.value),
                 Err(StoreError::NotFound { .. }) => {
                     HttpResponseData::error(404, &format!("there is no run {id}"))
@@ -138,7 +158,7 @@ impl Runs {
         let presented = self
             .request
             .header("Authorization")
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| authorization(h, "Bearer"))
             .unwrap_or_default();
         if !secret_matches(expected, presented) {
             tracing::warn!("operator request refused: missing or wrong operator token");
@@ -147,8 +167,10 @@ impl Runs {
                 "a valid operator token is required: Authorization: Bearer <token>",
             ));
         }
-        if let Some(id) = self.request.params.get("id").filter(|id| !id.is_empty()) {
-            return self.decide(app, id).await;
+        match self.run_id() {
+            Ok(Some(id)) => return self.decide(app, &id).await,
+            Ok(None) => {}
+            Err(response) => return Ok(response),
         }
         let body: TriggerBody = match serde_json::from_str(&self.request.body_text()) {
             Ok(body) => body,
@@ -193,7 +215,7 @@ impl Runs {
     /// An operator records an approver's decision (`image-factory approve`),
     /// with the same checks as a link: a listed approver, one decision each,
     /// before the deadline, on a run that waits.
-    async fn decide(&self, app: &App, id: &str) -> Result<InvocationResponse, InvocationError> {
+    async fn decide(&self, app: &App, id: &RunId) -> Result<InvocationResponse, InvocationError> {
         let body: DecisionBody = match serde_json::from_str(&self.request.body_text()) {
             Ok(body) => body,
             Err(e) => {
@@ -238,6 +260,18 @@ impl Runs {
                 Ok(error(status, &e.to_string()))
             }
             Err(e) => Err(super::retry("cannot record the decision", e)),
+        }
+    }
+
+    /// The run id of the route, parsed: `None` when the route names none,
+    /// a 400 answer when it names something that is not a run id.
+    fn run_id(&self) -> Result<Option<RunId>, InvocationResponse> {
+        match self.request.params.get("id").filter(|id| !id.is_empty()) {
+            None => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|e: crate::domain::run::RunIdError| error(400, &e.to_string())),
         }
     }
 

@@ -129,14 +129,6 @@ impl StageInvocation {
                     reason,
                 }
             }
-            StageResult::Skipped(reason) => {
-                tracing::info!(%reason, "run skipped");
-                Event::Skipped {
-                    execution: execution.clone(),
-                    at: app.now(),
-                    reason,
-                }
-            }
             StageResult::AwaitApproval(request) => Event::ApprovalRequested {
                 execution: execution.clone(),
                 at: app.now(),

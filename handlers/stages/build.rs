@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::StageResult;
 use crate::app::{App, new_id};
 use crate::config::{ImageConfig, build_timeout};
-use crate::domain::run::{ArtifactRecord, BuildResult, Run, Stage, StageOutput};
+use crate::domain::run::{ArtifactRecord, BuildResult, Run, RunId, Stage, StageOutput};
 use crate::executor::{Executor, Job, JobEnd};
 use crate::packer::{ArtifactCollector, AzureIds, azure_ids, parse_manifest};
 use crate::template::check_folder;
@@ -20,7 +20,7 @@ use crate::worker::BuildOrder;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildSpec {
     /// The run (names its folder).
-    pub run_id: String,
+    pub run_id: RunId,
     /// The version being built.
     pub version: String,
     /// The commit being built (empty when none).
