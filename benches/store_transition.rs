@@ -64,7 +64,7 @@ async fn main() {
     let mut adapter = Vec::new();
     let before = server.requests().await;
     for i in 0..RUNS {
-        let id = format!("run-{i}");
+        let id: image_factory::domain::run::RunId = format!("run-{i}").parse().expect("a run id");
         let execution = Execution {
             message_id: format!("m-{i}"),
             delivery: 1,

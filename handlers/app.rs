@@ -274,12 +274,14 @@ impl App {
             Ok(_) => {
                 match &run.skipped {
                     Some(reason) => tracing::info!(run_id = %run.id, image, %reason, "run skipped"),
-                    None => tracing::info!(run_id = %run.id, image, version = %run.version, "run created"),
+                    None => {
+                        tracing::info!(run_id = %run.id, image, version = %run.version, "run created")
+                    }
                 }
                 Ok(Created::New(run))
             }
-            Err(StoreError::Conflict { id }) => {
-                Ok(Created::Existing(self.store.get(&id).await?.value))
+            Err(StoreError::Conflict { .. }) => {
+                Ok(Created::Existing(self.store.get(&run.id).await?.value))
             }
             Err(e) => Err(e.into()),
         }
@@ -288,7 +290,11 @@ impl App {
 
 impl App {
     /// The image's last release, when its inputs hash is `inputs`.
-    async fn identical_release(&self, image: &str, inputs: &str) -> Result<Option<Run>, StoreError> {
+    async fn identical_release(
+        &self,
+        image: &str,
+        inputs: &str,
+    ) -> Result<Option<Run>, StoreError> {
         let query = RunQuery {
             image: Some(image.to_string()),
             statuses: vec![RunStatus::Released],
@@ -341,7 +347,14 @@ mod tests {
         for header in ["Bearer t0k", "bearer t0k", "BEARER  t0k ", "BeArEr\tt0k"] {
             assert_eq!(authorization(header, "Bearer"), Some("t0k"), "{header:?}");
         }
-        for header in ["Bearer", "Bearer ", "Basic t0k", "Bearert0k", "", "Bearer-x t0k"] {
+        for header in [
+            "Bearer",
+            "Bearer ",
+            "Basic t0k",
+            "Bearert0k",
+            "",
+            "Bearer-x t0k",
+        ] {
             assert_eq!(authorization(header, "Bearer"), None, "{header:?}");
         }
     }

@@ -217,7 +217,10 @@ pub async fn approval_links(
         match pending_links(&run, outbox, only)? {
             Ok(links) => return Ok(links),
             Err(not_yet) if started.elapsed() >= wait => {
-                bail!("{not_yet} (waited {} s; --wait waits longer)", wait.as_secs())
+                bail!(
+                    "{not_yet} (waited {} s; --wait waits longer)",
+                    wait.as_secs()
+                )
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }

@@ -26,9 +26,9 @@ use image_factory::azure::Azure;
 use image_factory::client::{self, Client};
 use image_factory::config::{Settings, load_images};
 use image_factory::domain::calendar::{Month, patch_tuesday};
+use image_factory::domain::run::RunId;
 use image_factory::domain::schedule::Schedule;
 use image_factory::domain::version::ImageVersion;
-use image_factory::domain::run::RunId;
 use image_factory::host::BusSettings;
 use image_factory::identity::Identity;
 use image_factory::startup::{Secrets, build_app, start_local};
@@ -57,7 +57,11 @@ struct DecisionArgs {
     #[arg(long, default_value = "")]
     comment: String,
     /// The factory's base URL.
-    #[arg(long, env = "IMAGE_FACTORY_URL", default_value = "http://localhost:7071")]
+    #[arg(
+        long,
+        env = "IMAGE_FACTORY_URL",
+        default_value = "http://localhost:7071"
+    )]
     url: String,
 }
 
@@ -124,7 +128,11 @@ enum ApprovalsAction {
         #[arg(long)]
         json: bool,
         /// The factory's base URL.
-        #[arg(long, env = "IMAGE_FACTORY_URL", default_value = "http://localhost:7071")]
+        #[arg(
+            long,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
         url: String,
     },
 }
@@ -167,7 +175,11 @@ enum Command {
         #[arg(long, default_value = "main")]
         branch: String,
         /// The factory's base URL.
-        #[arg(long, env = "IMAGE_FACTORY_URL", default_value = "http://localhost:7071")]
+        #[arg(
+            long,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
         url: String,
     },
     /// Start an out-of-band run of an image (an urgent security fix, a rebuild on demand).
@@ -182,7 +194,11 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// The factory's base URL.
-        #[arg(long, env = "IMAGE_FACTORY_URL", default_value = "http://localhost:7071")]
+        #[arg(
+            long,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
         url: String,
     },
     /// Approval links of a run that waits for its approvers.
@@ -199,7 +215,12 @@ enum Command {
         #[command(subcommand)]
         action: Option<RunsAction>,
         /// The factory's base URL.
-        #[arg(long, global = true, env = "IMAGE_FACTORY_URL", default_value = "http://localhost:7071")]
+        #[arg(
+            long,
+            global = true,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
         url: String,
         /// Print JSON instead of text.
         #[arg(long, global = true)]

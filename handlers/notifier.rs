@@ -116,7 +116,7 @@ fn facts(run: &Run) -> Vec<(&'static str, String)> {
             "Trigger",
             format!("{:?} from {}", run.trigger.kind, run.trigger.source),
         ),
-        ("Run", run.id.clone()),
+        ("Run", run.id.to_string()),
     ];
     if let Some(reason) = &run.trigger.reason {
         facts.push(("Reason", reason.clone()));
@@ -276,7 +276,8 @@ impl Channel for OutboxChannel {
 /// The outbox file (in the outbox folder `dir`) that holds the latest notice
 /// to `approver` about run `run_id`.
 pub fn outbox_file(dir: &Path, run_id: &RunId, approver: &str) -> PathBuf {
-    dir.join(run_id).join(format!("{}.json", file_name(approver)))
+    dir.join(run_id)
+        .join(format!("{}.json", file_name(approver)))
 }
 
 /// A file name for an approver (email addresses included).

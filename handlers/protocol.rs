@@ -176,7 +176,11 @@ pub struct HttpRequestData {
     pub body: Value,
     /// The body's bytes in base64, set by the local host instead of `Body`
     /// when they are not UTF-8 (see [`HttpRequestData::body_bytes`]).
-    #[serde(rename = "BodyBase64", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "BodyBase64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub body_base64: Option<String>,
     /// Authenticated identities (App Service authentication), if any.
     #[serde(rename = "Identities", default)]

@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn an_order_is_read_from_the_environment_and_a_broken_one_is_named() {
         let order = BuildOrder {
-            run_id: "push-web-abc".into(),
+            run_id: "push-web-abc".parse().unwrap(),
             image: "web".into(),
             version: "2026.1125.0".into(),
             commit: Some("abc".into()),

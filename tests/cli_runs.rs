@@ -32,7 +32,8 @@ async fn runs_are_listed_shown_and_their_logs_printed_as_text_or_json() {
             RunStatus::WaitingForApproval,
         )
         .await
-        .id;
+        .id
+        .to_string();
 
     let list = cli(&factory, &["runs", "--json"]).await;
     assert!(list.status.success());
@@ -79,7 +80,8 @@ async fn wait_exits_with_a_code_that_says_how_the_run_ended() {
             RunStatus::WaitingForApproval,
         )
         .await
-        .id;
+        .id
+        .to_string();
     let refused = cli(&factory, &["reject", &first, "--as", "mallory"]).await;
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not an approver"));
@@ -93,7 +95,8 @@ async fn wait_exits_with_a_code_that_says_how_the_run_ended() {
             RunStatus::WaitingForApproval,
         )
         .await
-        .id;
+        .id
+        .to_string();
     let still = cli(&factory, &["runs", "wait", &id, "--timeout", "1"]).await;
     assert_eq!(still.status.code(), Some(20), "still waiting for approval");
     let approved = cli(
@@ -147,17 +150,30 @@ async fn approvals_links_prints_each_pending_approvers_link_from_the_outbox() {
             RunStatus::WaitingForApproval,
         )
         .await
-        .id;
+        .id
+        .to_string();
     let link = factory.approval_link(&id, "platform-lead");
 
     let out = cli(&factory, &["approvals", "links", &id, "--wait", "30"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout(&out), format!("{link}\n"));
-    let out = cli(&factory, &["approvals", "links", &id, "--as", "platform-lead", "--json"]).await;
+    let out = cli(
+        &factory,
+        &["approvals", "links", &id, "--as", "platform-lead", "--json"],
+    )
+    .await;
     let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(links[0]["approver"], "platform-lead");
     assert_eq!(links[0]["url"], link.as_str());
-    let out = cli(&factory, &["approvals", "links", &id, "--as", "someone-else"]).await;
+    let out = cli(
+        &factory,
+        &["approvals", "links", &id, "--as", "someone-else"],
+    )
+    .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an approver"));
 

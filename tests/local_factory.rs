@@ -90,7 +90,7 @@ async fn a_push_goes_through_every_stage_and_is_released_after_approval() {
         serde_json::from_str(&std::fs::read_to_string(&release.location).unwrap()).unwrap();
     assert_eq!(metadata["imageVersion"], released.version.to_string());
     assert_eq!(metadata["gitCommit"], COMMIT);
-    assert_eq!(metadata["runId"], released.id);
+    assert_eq!(metadata["runId"], released.id.as_str());
     assert_eq!(metadata["buildLog"], build.log);
 
     // The link decided once; it cannot decide again.
@@ -774,7 +774,10 @@ async fn only_a_run_that_builds_takes_a_version_and_it_takes_one_however_often_i
     for response in futures::future::join_all(pushes).await {
         assert_eq!(response.status(), 202);
         let body: serde_json::Value = response.json().await.unwrap();
-        answers.push((body["runs"][0]["runId"].clone(), body["runs"][0]["version"].clone()));
+        answers.push((
+            body["runs"][0]["runId"].clone(),
+            body["runs"][0]["version"].clone(),
+        ));
     }
     answers.dedup();
     assert_eq!(answers.len(), 1, "20 identical pushes: {answers:?}");
@@ -801,9 +804,11 @@ async fn only_a_run_that_builds_takes_a_version_and_it_takes_one_however_often_i
     let (status, answer) = trigger(&factory, Some(common::OPERATOR_TOKEN), body).await;
     assert_eq!(status, 202, "{answer}");
     let next = factory
-        .wait_for(answer["runId"].as_str().unwrap(), Duration::from_secs(60), |r| {
-            r.status != RunStatus::Queued
-        })
+        .wait_for(
+            answer["runId"].as_str().unwrap(),
+            Duration::from_secs(60),
+            |r| r.status != RunStatus::Queued,
+        )
         .await;
     if (next.version.major, next.version.minor) == (first.version.major, first.version.minor) {
         assert_eq!(next.version.patch, first.version.patch + 1, "{next:#?}");

@@ -738,7 +738,7 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
     azure.lock().fates = vec![Fate::Hang, Fate::Crash, Fate::Hang];
     let workers = azure.job_workers();
     let order = |message: &str, worker: &str| BuildOrder {
-        run_id: "push-example-abc".into(),
+        run_id: "push-example-abc".parse().unwrap(),
         image: "example".into(),
         version: "2026.1125.0".into(),
         commit: Some("abc".into()),

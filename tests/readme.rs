@@ -169,7 +169,11 @@ async fn the_try_it_commands_take_a_push_to_a_release() {
         .expect("runs json");
     let runs: Vec<Run> = serde_json::from_value(page["runs"].clone()).expect("runs");
     let pushed: Vec<&Run> = runs.iter().filter(|r| r.id.starts_with("push-")).collect();
-    assert_eq!(pushed.len(), 1, "one commit pushed twice is one run: {runs:#?}");
+    assert_eq!(
+        pushed.len(),
+        1,
+        "one commit pushed twice is one run: {runs:#?}"
+    );
     assert_eq!(pushed[0].status, RunStatus::Released, "{:#?}", pushed[0]);
     let released = dir
         .path()

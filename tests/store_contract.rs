@@ -15,7 +15,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use image_factory::domain::approval::{ApprovalRequest, Decision, Verdict};
 use image_factory::domain::machine::{Event, TransitionError, decide};
 use image_factory::domain::run::{
-    BuildResult, Execution, Run, RunId, RunStatus, Stage, StageOutput, StageStatus, Trigger, TriggerKind,
+    BuildResult, Execution, Run, RunId, RunStatus, Stage, StageOutput, StageStatus, Trigger,
+    TriggerKind,
 };
 use image_factory::domain::version::ImageVersion;
 use image_factory::store::cosmos::CosmosStore;
@@ -388,7 +389,7 @@ async fn all_pages(store: &dyn RunStore, mut query: RunQuery) -> Vec<Vec<String>
     let mut pages = Vec::new();
     loop {
         let page = store.list(&query).await.unwrap();
-        pages.push(page.runs.iter().map(|r| r.id.clone()).collect());
+        pages.push(page.runs.iter().map(|r| r.id.to_string()).collect());
         match page.continuation {
             Some(token) => query.continuation = Some(token),
             None => return pages,
@@ -529,13 +530,42 @@ async fn sequences_count_from_zero_per_image_and_scope(b: &impl Backend) {
     let store = b.store();
     let mut got = Vec::new();
     for n in 0..3 {
-        got.push(store.next_sequence("web", "2026.1110", &holder(n)).await.unwrap());
+        got.push(
+            store
+                .next_sequence("web", "2026.1110", &holder(n))
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(got, [0, 1, 2]);
-    assert_eq!(store.next_sequence("web", "2026.1111", &holder(10)).await.unwrap(), 0);
-    assert_eq!(store.next_sequence("db", "2026.1110", &holder(11)).await.unwrap(), 0);
-    assert_eq!(store.next_sequence("web", "2026.1110", &holder(12)).await.unwrap(), 3);
-    assert_eq!(store.next_sequence("web", "2026.1111", &holder(13)).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1111", &holder(10))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .next_sequence("db", "2026.1110", &holder(11))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1110", &holder(12))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1111", &holder(13))
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 async fn concurrent_sequence_requests_never_hand_out_the_same_number(b: &impl Backend) {
@@ -544,7 +574,10 @@ async fn concurrent_sequence_requests_never_hand_out_the_same_number(b: &impl Ba
         .map(|n| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                store.next_sequence("web", "2026.1110", &holder(n)).await.unwrap()
+                store
+                    .next_sequence("web", "2026.1110", &holder(n))
+                    .await
+                    .unwrap()
             })
         })
         .collect();
@@ -558,21 +591,48 @@ async fn concurrent_sequence_requests_never_hand_out_the_same_number(b: &impl Ba
 
 async fn a_holder_that_asks_again_gets_its_number_and_moves_the_counter_once(b: &impl Backend) {
     let store = b.store();
-    assert_eq!(store.next_sequence("web", "2026.1110", &holder(0)).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1110", &holder(0))
+            .await
+            .unwrap(),
+        0
+    );
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                store.next_sequence("web", "2026.1110", &holder(1)).await.unwrap()
+                store
+                    .next_sequence("web", "2026.1110", &holder(1))
+                    .await
+                    .unwrap()
             })
         })
         .collect();
     for task in tasks {
         assert_eq!(task.await.unwrap(), 1, "the same holder, the same number");
     }
-    assert_eq!(store.next_sequence("web", "2026.1110", &holder(0)).await.unwrap(), 0);
-    assert_eq!(store.next_sequence("web", "2026.1110", &holder(2)).await.unwrap(), 2);
-    assert_eq!(store.next_sequence("web", "2026.1111", &holder(1)).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1110", &holder(0))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1110", &holder(2))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1111", &holder(1))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn concurrent_updates_of_one_run_each_land_exactly_once(b: &impl Backend) {
@@ -589,9 +649,9 @@ async fn concurrent_updates_of_one_run_each_land_exactly_once(b: &impl Backend) 
         .map(|(i, approver)| {
             let store = Arc::clone(&store);
             let event = approval(approver, 10 + i as i64);
-            tokio::spawn(
-                async move { update_run(&*store, &rid("run-1"), |run| decide(run, &event)).await },
-            )
+            tokio::spawn(async move {
+                update_run(&*store, &rid("run-1"), |run| decide(run, &event)).await
+            })
         })
         .collect();
     for task in tasks {
@@ -615,7 +675,16 @@ async fn concurrent_updates_of_one_run_each_land_exactly_once(b: &impl Backend) 
         released.run.stage(Stage::Approve).status,
         StageStatus::Succeeded
     );
-    assert_eq!(store.get(&rid("run-1")).await.unwrap().value.decisions.len(), 21);
+    assert_eq!(
+        store
+            .get(&rid("run-1"))
+            .await
+            .unwrap()
+            .value
+            .decisions
+            .len(),
+        21
+    );
 }
 
 async fn an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothing(

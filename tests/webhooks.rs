@@ -224,9 +224,15 @@ async fn an_azure_devops_push_builds_every_image_and_is_authenticated_by_its_sha
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    assert_eq!(answer["runs"][0]["runId"], "push-example-33b55f7cb7e7e245323987634f960cf4a6e6bc74");
+    assert_eq!(
+        answer["runs"][0]["runId"],
+        "push-example-33b55f7cb7e7e245323987634f960cf4a6e6bc74"
+    );
     let run = factory
-        .wait_status("push-example-33b55f7cb7e7e245323987634f960cf4a6e6bc74", RunStatus::WaitingForApproval)
+        .wait_status(
+            "push-example-33b55f7cb7e7e245323987634f960cf4a6e6bc74",
+            RunStatus::WaitingForApproval,
+        )
         .await;
     assert_eq!(run.trigger.source, "azure-devops");
     assert_eq!(run.trigger.actor.as_deref(), Some("Jamal Hartnett"));
@@ -270,12 +276,15 @@ async fn the_signature_covers_the_bytes_received_and_a_signed_body_that_is_not_u
     let lossy = String::from_utf8_lossy(&body).into_owned();
     assert_ne!(lossy.as_bytes(), body.as_slice());
 
-    let (status, answer) =
-        deliver_bytes(&factory, body.clone(), sign(GITHUB_SECRET, &body)).await;
+    let (status, answer) = deliver_bytes(&factory, body.clone(), sign(GITHUB_SECRET, &body)).await;
     assert_eq!(status, 400, "signed, not UTF-8: {answer}");
     assert!(answer.to_string().contains("UTF-8"), "{answer}");
-    let (status, answer) =
-        deliver_bytes(&factory, body.clone(), sign(GITHUB_SECRET, lossy.as_bytes())).await;
+    let (status, answer) = deliver_bytes(
+        &factory,
+        body.clone(),
+        sign(GITHUB_SECRET, lossy.as_bytes()),
+    )
+    .await;
     assert_eq!(status, 401, "signed over the lossy decoding: {answer}");
     let (status, _) = deliver_bytes(&factory, body.clone(), sign("wrong", &body)).await;
     assert_eq!(status, 401, "unauthenticated, not UTF-8");
@@ -299,18 +308,30 @@ async fn changed_paths_are_normalised_and_what_touches_no_image_is_listed_with_w
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["runs"], serde_json::json!([]), "{answer}");
     let ignored = answer["ignored"].as_array().unwrap();
-    let paths: Vec<&str> = ignored.iter().map(|i| i["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = ignored
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, escaping, "{answer}");
     assert!(
-        ignored[0]["reason"].as_str().unwrap().contains("leaves the repository"),
+        ignored[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("leaves the repository"),
         "{answer}"
     );
     assert!(
-        ignored[3]["reason"].as_str().unwrap().contains("images/nope is not an image folder"),
+        ignored[3]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("images/nope is not an image folder"),
         "{answer}"
     );
     assert!(
-        ignored[4]["reason"].as_str().unwrap().contains("not under images/"),
+        ignored[4]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not under images/"),
         "{answer}"
     );
 
@@ -326,7 +347,10 @@ async fn changed_paths_are_normalised_and_what_touches_no_image_is_listed_with_w
     assert_eq!(answer["runs"], serde_json::json!([]), "{answer}");
     assert_eq!(answer["ignored"][0]["branch"], "feature", "{answer}");
     assert!(
-        answer["ignored"][0]["reason"].as_str().unwrap().contains("IMAGE_FACTORY_BRANCHES"),
+        answer["ignored"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("IMAGE_FACTORY_BRANCHES"),
         "{answer}"
     );
     factory.stop().await;

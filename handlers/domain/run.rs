@@ -49,7 +49,8 @@ impl FromStr for RunId {
     type Err = RunIdError;
 
     fn from_str(s: &str) -> Result<RunId, RunIdError> {
-        let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.';
+        let allowed =
+            |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.';
         let ok = !s.is_empty()
             && s.len() <= MAX_RUN_ID
             && s.bytes().all(allowed)
@@ -98,6 +99,24 @@ impl PartialEq<str> for RunId {
 impl PartialEq<&str> for RunId {
     fn eq(&self, other: &&str) -> bool {
         self.0 == *other
+    }
+}
+
+impl PartialEq<String> for RunId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<RunId> for String {
+    fn eq(&self, other: &RunId) -> bool {
+        self == &other.0
+    }
+}
+
+impl PartialEq<RunId> for &str {
+    fn eq(&self, other: &RunId) -> bool {
+        *self == other.0
     }
 }
 
@@ -689,7 +708,9 @@ mod tests {
 
     #[test]
     fn a_refused_id_is_shown_short_and_escaped() {
-        let error = format!("{}\n", "x/".repeat(100)).parse::<RunId>().unwrap_err();
+        let error = format!("{}\n", "x/".repeat(100))
+            .parse::<RunId>()
+            .unwrap_err();
         let message = error.to_string();
         assert!(!message.contains('\n'));
         assert!(message.len() < 400, "{message}");

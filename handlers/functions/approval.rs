@@ -96,7 +96,7 @@ impl Approval {
                 200,
                 confirmation_page(&run, &claims),
             ))),
-            "POST" => self.decide(app, &claims).await,
+            "POST" => self.decide(app, &run.id, &claims).await,
             _ => Ok(answer(405, "Not allowed", "Open the link in a browser.")),
         }
     }
@@ -104,6 +104,7 @@ impl Approval {
     async fn decide(
         &self,
         app: &App,
+        run_id: &RunId,
         claims: &Claims,
     ) -> Result<InvocationResponse, InvocationError> {
         let form: Form = match serde_urlencoded::from_str(&self.request.body_text()) {
@@ -123,7 +124,7 @@ impl Approval {
             token_id: Some(claims.jti.clone()),
         };
         let event = Event::ApprovalDecided(decision);
-        let result = update_run(app.store.as_ref(), &run_id, |run| decide(run, &event)).await;
+        let result = update_run(app.store.as_ref(), run_id, |run| decide(run, &event)).await;
         match result {
             Ok(t) => {
                 tracing::info!(run_id = %claims.run, verdict = verdict.name(), "approval decision recorded");
@@ -205,7 +206,7 @@ fn facts(run: &Run) -> String {
     let mut rows = vec![
         ("Image", run.image.clone()),
         ("Version", run.version.to_string()),
-        ("Run", run.id.clone()),
+        ("Run", run.id.to_string()),
         (
             "Commit",
             run.trigger.commit.clone().unwrap_or_else(|| "none".into()),

@@ -55,14 +55,14 @@ impl Dashboard {
             (Some("runs"), Some(id)) => match id.parse::<RunId>() {
                 Err(e) => html(404, not_found_page(&e.to_string())),
                 Ok(id) => match app.store.get(&id).await {
-                Ok(stored) => {
-                    let tail = log_tail(&app.settings.run_dir(&id).join("build.log"));
-                    html(200, run_page(&stored.value, tail.as_deref(), now))
-                }
-                Err(StoreError::NotFound { .. }) => {
-                    html(404, not_found_page(&format!("There is no run {id}.")))
-                }
-                Err(e) => return Err(super::retry("cannot read the run", e)),
+                    Ok(stored) => {
+                        let tail = log_tail(&app.settings.run_dir(&id).join("build.log"));
+                        html(200, run_page(&stored.value, tail.as_deref(), now))
+                    }
+                    Err(StoreError::NotFound { .. }) => {
+                        html(404, not_found_page(&format!("There is no run {id}.")))
+                    }
+                    Err(e) => return Err(super::retry("cannot read the run", e)),
                 },
             },
             (Some("images"), Some(name)) => {

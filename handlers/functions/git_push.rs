@@ -32,8 +32,8 @@ use sha2::Sha256;
 use super::InvocationError;
 use crate::app::{App, Created, dispatch_follow_up, secret_matches};
 use crate::domain::run::{RunId, Trigger, TriggerKind};
-use crate::store::StoreError;
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
+use crate::store::StoreError;
 
 /// Largest webhook body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -171,9 +171,12 @@ impl GitPush {
                 continue;
             }
             let touched = touched_images(app, push.paths.as_deref());
-            ignored.extend(touched.ignored.into_iter().map(|(path, reason)| {
-                serde_json::json!({ "path": path, "reason": reason })
-            }));
+            ignored.extend(
+                touched
+                    .ignored
+                    .into_iter()
+                    .map(|(path, reason)| serde_json::json!({ "path": path, "reason": reason })),
+            );
             for image in touched.images {
                 let trigger = Trigger {
                     kind: TriggerKind::Push,
@@ -512,12 +515,31 @@ mod tests {
     #[test]
     fn paths_are_normalised_lexically_and_those_leaving_the_repository_are_refused() {
         let ok = |p: &str| normalise(p).map(|s| s.join("/"));
-        assert_eq!(ok("images/example/build.pkr.hcl").as_deref(), Some("images/example/build.pkr.hcl"));
-        assert_eq!(ok("images//./example/x").as_deref(), Some("images/example/x"));
-        assert_eq!(ok("images\\example\\x").as_deref(), Some("images/example/x"));
-        assert_eq!(ok("images/example/../../etc/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(
+            ok("images/example/build.pkr.hcl").as_deref(),
+            Some("images/example/build.pkr.hcl")
+        );
+        assert_eq!(
+            ok("images//./example/x").as_deref(),
+            Some("images/example/x")
+        );
+        assert_eq!(
+            ok("images\\example\\x").as_deref(),
+            Some("images/example/x")
+        );
+        assert_eq!(
+            ok("images/example/../../etc/passwd").as_deref(),
+            Some("etc/passwd")
+        );
         assert_eq!(ok("a/b/../../c").as_deref(), Some("c"));
-        for outside in ["..", "../x", "a/../../x", "/etc/passwd", "\\server\\share", "images/../../x"] {
+        for outside in [
+            "..",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "\\server\\share",
+            "images/../../x",
+        ] {
             assert_eq!(normalise(outside), None, "{outside}");
         }
     }

@@ -43,14 +43,21 @@ const LOG_CHUNK: u64 = 64 * 1024;
 /// The build log of run `id` from byte `offset`, with the next offset in
 /// `X-Log-Offset`. Only a run the store holds has a log: its folder is
 /// found from its parsed id, never from the text of the request.
-async fn log_chunk(app: &App, id: &RunId, offset: &str) -> Result<HttpResponseData, InvocationError> {
+async fn log_chunk(
+    app: &App,
+    id: &RunId,
+    offset: &str,
+) -> Result<HttpResponseData, InvocationError> {
     let Ok(offset) = offset.parse::<u64>() else {
         return Ok(HttpResponseData::error(400, "log must be a byte offset"));
     };
     match app.store.get(id).await {
         Ok(_) => {}
         Err(StoreError::NotFound { .. }) => {
-            return Ok(HttpResponseData::error(404, &format!("there is no run {id}")));
+            return Ok(HttpResponseData::error(
+                404,
+                &format!("there is no run {id}"),
+            ));
         }
         Err(e @ StoreError::Corrupt { .. }) => {
             return Ok(HttpResponseData::error(500, &e.to_string()));

@@ -361,7 +361,7 @@ fn remember(holders: Option<&Value>, holder: &RunId, number: u32) -> Value {
         })
         .unwrap_or_default();
     kept.push((holder.to_string(), u64::from(number)));
-    kept.sort_by(|a, b| b.1.cmp(&a.1));
+    kept.sort_by_key(|k| std::cmp::Reverse(k.1));
     kept.truncate(SEQUENCE_HOLDERS);
     Value::Object(kept.into_iter().map(|(k, v)| (k, json!(v))).collect())
 }
@@ -446,12 +446,19 @@ impl RunStore for CosmosStore {
 
     async fn replace(&self, run: &Run, if_match_etag: &ETag) -> Result<ETag, StoreError> {
         if !valid_id(&run.id) {
-            return Err(StoreError::NotFound { id: run.id.to_string() });
+            return Err(StoreError::NotFound {
+                id: run.id.to_string(),
+            });
         }
         let doc = envelope(run)?;
         let response = self
             .container
-            .replace_item(run.id.to_string(), run.id.as_str(), &doc, Some(if_match(if_match_etag)))
+            .replace_item(
+                run.id.to_string(),
+                run.id.as_str(),
+                &doc,
+                Some(if_match(if_match_etag)),
+            )
             .await
             .map_err(|e| store_error(&run.id, &e))?;
         etag_of(&run.id, &response, None)
