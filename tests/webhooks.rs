@@ -313,27 +313,21 @@ async fn changed_paths_are_normalised_and_what_touches_no_image_is_listed_with_w
         .map(|i| i["path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, escaping, "{answer}");
-    assert!(
-        ignored[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("leaves the repository"),
-        "{answer}"
-    );
-    assert!(
-        ignored[3]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("images/nope is not an image folder"),
-        "{answer}"
-    );
-    assert!(
-        ignored[4]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("not under images/"),
-        "{answer}"
-    );
+    let reasons: Vec<&str> = ignored
+        .iter()
+        .map(|i| i["reason"].as_str().unwrap())
+        .collect();
+    // `images/example/../../etc/passwd` is `etc/passwd`: in the repository,
+    // but in no image folder.
+    for (i, expected) in [
+        (0, "not under images/"),
+        (1, "leaves the repository"),
+        (2, "leaves the repository"),
+        (3, "images/nope is not an image folder"),
+        (4, "not under images/"),
+    ] {
+        assert!(reasons[i].contains(expected), "{i}: {answer}");
+    }
 
     // The same folder spelled untidily is still the example image.
     let body = common::github_push(commit, &["images//./example\\build.pkr.hcl"], "main");

@@ -421,9 +421,10 @@ fn map_paths(images_path: &str, paths: &[String], is_image: impl Fn(&str) -> boo
             continue;
         }
         let Some(segments) = normalise(path) else {
-            touched
-                .ignored
-                .push((path.clone(), "the path leaves the repository".into()));
+            touched.ignored.push((
+                path.clone(),
+                "the path is absolute or leaves the repository".into(),
+            ));
             continue;
         };
         let image = segments
