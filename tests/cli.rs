@@ -130,7 +130,7 @@ fn schedule_says_so_and_fails_when_a_schedule_never_fires() {
 #[test]
 fn patch_tuesday_refuses_a_year_outside_the_calendar_it_knows() {
     for year in ["262143", "-5", "1969", "10000"] {
-        let (ok, stdout, stderr) = image_factory(&["patch-tuesday", "--year", year]);
+        let (ok, stdout, stderr) = image_factory(&["patch-tuesday", &format!("--year={year}")]);
         assert!(!ok, "{year}: {stdout}");
         assert!(
             stderr.contains("1970..=9999") && !stderr.contains("no such month"),
