@@ -130,10 +130,14 @@ async fn runs_exits_quietly_when_its_reader_has_gone() {
     // closed before the command writes a byte.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
+    // (`output` would replace stdout with a pipe of its own.)
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
         .args(["runs", "--url", &factory.url])
         .stdout(writer)
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
         .await
         .unwrap();
     assert!(out.status.success(), "{:?}", out.status);
