@@ -233,9 +233,10 @@ impl App {
             .map_err(|e| CreateError::Inputs(e.to_string()))?
             .map_err(|e| CreateError::Inputs(e.to_string()))?
         };
-        let identical = match trigger.force {
-            true => None,
-            false => self.identical_release(image, &inputs).await?,
+        let identical = if trigger.force {
+            None
+        } else {
+            self.identical_release(image, &inputs).await?
         };
         let (version, skipped) = match identical {
             Some(release) => {
@@ -286,9 +287,7 @@ impl App {
             Err(e) => Err(e.into()),
         }
     }
-}
 
-impl App {
     /// The image's last release, when its inputs hash is `inputs`.
     async fn identical_release(
         &self,

@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use image_factory::domain::run::{Run, RunStatus};
@@ -82,15 +82,22 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// Starts `image-factory up` in `dir` on `port` and waits until it answers.
+/// What the factory printed, to explain a failure.
+fn factory_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("up.log")).unwrap_or_default()
+}
+
+/// Starts `image-factory up` in `dir` on `port` (its output in `up.log`
+/// beside it) and waits until it answers.
 async fn start_factory(dir: &Path, port: u16) -> Up {
+    let log = std::fs::File::create(dir.join("up.log")).expect("up.log");
     let up = Up(Command::new(env!("CARGO_BIN_EXE_image-factory"))
         .args(["up", "--port", &port.to_string(), "--root"])
         .arg(common::repo_root())
         .current_dir(dir)
         .env("IMAGE_FACTORY_IMAGES", common::example_images())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().expect("up.log"))
+        .stderr(log)
         .spawn()
         .expect("start image-factory up"));
     let url = format!("http://127.0.0.1:{port}/api/runs");
@@ -101,7 +108,11 @@ async fn start_factory(dir: &Path, port: u16) -> Up {
         {
             return up;
         }
-        assert!(Instant::now() < deadline, "the factory did not start");
+        assert!(
+            Instant::now() < deadline,
+            "the factory did not start:\n{}",
+            factory_log(dir)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -141,23 +152,26 @@ async fn the_try_it_commands_take_a_push_to_a_release() {
     assert!(blocks.len() >= 3, "the Try it section lost its commands");
 
     let dir = tempfile::TempDir::new().expect("temp dir");
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).expect("work dir");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let _up = start_factory(dir.path(), port).await;
+    let _up = start_factory(&work, port).await;
     for block in &blocks {
         let script = rewrite(block, env!("CARGO_BIN_EXE_image-factory"), &url);
         let out = Command::new("bash")
             .args(["-euo", "pipefail", "-c", &script])
-            .current_dir(dir.path())
+            .current_dir(&work)
             .env("IMAGE_FACTORY_URL", &url)
             .output()
             .expect("bash");
         assert!(
             out.status.success(),
-            "a README block failed ({}):\n{script}\nstdout:\n{}\nstderr:\n{}",
+            "a README block failed ({}):\n{script}\nstdout:\n{}\nstderr:\n{}\nthe factory:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            factory_log(&work)
         );
     }
 
@@ -175,8 +189,7 @@ async fn the_try_it_commands_take_a_push_to_a_release() {
         "one commit pushed twice is one run: {runs:#?}"
     );
     assert_eq!(pushed[0].status, RunStatus::Released, "{:#?}", pushed[0]);
-    let released = dir
-        .path()
+    let released = work
         .join(".image-factory/releases/example")
         .join(pushed[0].version.to_string())
         .join("image-version.json");

@@ -233,6 +233,7 @@ impl GitPush {
                 "the X-Hub-Signature-256 signature is missing or does not match; check the webhook secret",
             ));
         }
+        let body = utf8(body)?;
         match self.request.header("X-GitHub-Event").unwrap_or_default() {
             "push" => {}
             "ping" => return Err(Reply::json(200, serde_json::json!({ "pong": true }))),
@@ -242,7 +243,7 @@ impl GitPush {
                 )));
             }
         }
-        let push: GitHubPush = serde_json::from_str(utf8(body)?)
+        let push: GitHubPush = serde_json::from_str(body)
             .map_err(|e| Reply::error(400, &format!("the push payload is not valid: {e}")))?;
         let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
             return Err(Reply::ignored(format!("{} is not a branch", push.git_ref)));
