@@ -32,7 +32,7 @@ use chrono::Utc;
 use image_factory::app::App;
 use image_factory::config::Settings;
 use image_factory::domain::machine::{Event, decide};
-use image_factory::domain::run::{Execution, Run, Stage, StageOutput, Trigger, TriggerKind};
+use image_factory::domain::run::{Execution, Run, RunId, Stage, StageOutput, Trigger, TriggerKind};
 use image_factory::executor::{Executor, Job, LocalExecutor};
 use image_factory::host::bus::{Bus, Outgoing};
 use image_factory::host::{BusSettings, queue_invocation};
@@ -57,7 +57,7 @@ impl RunStore for Counting {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.inner.create(run).await
     }
-    async fn get(&self, id: &str) -> Result<Stored<Run>, StoreError> {
+    async fn get(&self, id: &RunId) -> Result<Stored<Run>, StoreError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.inner.get(id).await
     }
@@ -69,9 +69,14 @@ impl RunStore for Counting {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.inner.list(query).await
     }
-    async fn next_sequence(&self, image: &str, scope: &str) -> Result<u32, StoreError> {
+    async fn next_sequence(
+        &self,
+        image: &str,
+        scope: &str,
+        holder: &RunId,
+    ) -> Result<u32, StoreError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.next_sequence(image, scope).await
+        self.inner.next_sequence(image, scope, holder).await
     }
 }
 
@@ -143,6 +148,7 @@ async fn run_at_approve(app: &App, id: &str) {
     app.create_run(id.into(), "example", trigger)
         .await
         .expect("run");
+    let id: RunId = id.parse().expect("a run id");
     for stage in [Stage::Validate, Stage::Build, Stage::Test] {
         let execution = Execution {
             message_id: format!("{stage}-m"),
@@ -177,7 +183,7 @@ async fn run_at_approve(app: &App, id: &str) {
                 output,
             },
         ] {
-            update_run(app.store.as_ref(), id, |r| decide(r, &event))
+            update_run(app.store.as_ref(), &id, |r| decide(r, &event))
                 .await
                 .expect("transition");
         }
@@ -318,7 +324,10 @@ async fn transitions(
     let mut floor = Vec::new();
     for id in &ids {
         let t = Instant::now();
-        let stored = store.get(id).await.expect("get");
+        let stored = store
+            .get(&id.parse().expect("a run id"))
+            .await
+            .expect("get");
         let mut run = stored.value;
         run.updated_at = Utc::now();
         store.replace(&run, &stored.etag).await.expect("replace");

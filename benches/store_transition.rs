@@ -26,7 +26,7 @@ const RUNS: usize = 100;
 
 fn new_run(id: &str) -> Run {
     Run::new(
-        id.into(),
+        id.parse().unwrap(),
         "web".into(),
         ImageVersion::new(2026, 1110, 0).expect("version"),
         Trigger {
@@ -64,7 +64,7 @@ async fn main() {
     let mut adapter = Vec::new();
     let before = server.requests().await;
     for i in 0..RUNS {
-        let id = format!("run-{i}");
+        let id: image_factory::domain::run::RunId = format!("run-{i}").parse().expect("a run id");
         let execution = Execution {
             message_id: format!("m-{i}"),
             delivery: 1,

@@ -1,11 +1,19 @@
 //! The handler's shared state, and the one way runs come into existence.
 //!
 //! Every trigger (push, Patch Tuesday, an operator) ends in [`App::create_run`]:
-//! it allocates the run's version from the store's per-image counter, computes
+//! it decides whether the run builds at all (build avoidance), allocates the
+//! version of a run that builds from the store's per-image counter, computes
 //! its tags, and stores it under an id that the trigger chose. Triggers choose
 //! deterministic ids (`push-<image>-<commit>`, `pt-<image>-<month>`), so a
 //! redelivered webhook or a timer that fires twice finds the run it already
 //! created instead of starting a second one.
+//!
+//! Versions are never wasted: the counter hands a number to a run id, and
+//! the same id asking again (a concurrent duplicate of the trigger, a
+//! redelivery after a crash) gets the same number, so twenty identical pushes
+//! at once move the counter by one. A run whose inputs are identical to the
+//! image's last release is skipped here, before any number is allocated: it
+//! carries the released version it is identical to.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,14 +25,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ImageConfig, Settings};
 use crate::domain::approval::{Claims, IssuedLink, KeyRing};
-use crate::domain::machine::{Command, follow_up};
-use crate::domain::run::{Run, Stage, Trigger};
+use crate::domain::machine::{Command, Event, decide, follow_up};
+use crate::domain::run::{Run, RunId, RunStatus, Stage, Trigger};
 use crate::domain::tags::{TagInputs, computed_tags};
 use crate::domain::version::VersionError;
 use crate::executor::Executor;
 use crate::notifier::Notifier;
 use crate::protocol::InvocationResponse;
-use crate::store::{RunStore, StoreError};
+use crate::store::{RunQuery, RunStore, StoreError};
 
 /// The clock, injectable so tests can move time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -61,6 +69,16 @@ pub fn secret_matches(expected: &str, presented: &str) -> bool {
     bool::from(a.ct_eq(&b))
 }
 
+/// The credentials of an `Authorization` header that uses `scheme`
+/// (`Bearer`, `Basic`). The scheme is matched without regard to case, as
+/// RFC 9110 (section 11.1) says; `None` when the header uses another scheme
+/// or carries no credentials.
+pub fn authorization<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (name, credentials) = header.trim_start().split_once([' ', '\t'])?;
+    let credentials = credentials.trim();
+    (name.eq_ignore_ascii_case(scheme) && !credentials.is_empty()).then_some(credentials)
+}
+
 /// Everything a function needs.
 #[derive(Clone)]
 pub struct App {
@@ -94,7 +112,7 @@ pub struct App {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StageMessage {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The stage to run.
     pub stage: Stage,
 }
@@ -125,12 +143,18 @@ pub enum CreateError {
         "there is no image named {0}; images are the folders under the images directory with an image.toml"
     )]
     UnknownImage(String),
+    /// The id the trigger composed is not a run id.
+    #[error("{0}; the trigger sent something the factory cannot name a run after")]
+    Id(#[from] crate::domain::run::RunIdError),
     /// The version could not be allocated.
     #[error(transparent)]
     Version(#[from] VersionError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The state machine refused to skip the new run (a defect: nothing has started it).
+    #[error("the new run could not be marked skipped: {0}")]
+    Skip(crate::domain::machine::TransitionError),
     /// The image's template folder could not be read.
     #[error("cannot read the image's template folder: {0}")]
     Inputs(String),
@@ -141,8 +165,8 @@ impl CreateError {
     /// request that names what does not exist, 503 for a failure worth retrying.
     pub fn http_status(&self) -> u16 {
         match self {
-            CreateError::UnknownImage(_) | CreateError::Version(_) => 422,
-            CreateError::Store(_) | CreateError::Inputs(_) => 503,
+            CreateError::UnknownImage(_) | CreateError::Id(_) | CreateError::Version(_) => 422,
+            CreateError::Store(_) | CreateError::Inputs(_) | CreateError::Skip(_) => 503,
         }
     }
 }
@@ -180,6 +204,8 @@ impl App {
     }
 
     /// Creates the run `id` for `image`, or finds the one created earlier under that id.
+    /// Triggers compose ids from what they were sent (an image name, a
+    /// commit, a base image version); the id is parsed here, once.
     pub async fn create_run(
         &self,
         id: String,
@@ -189,6 +215,7 @@ impl App {
         let config = self
             .image(image)
             .ok_or_else(|| CreateError::UnknownImage(image.to_string()))?;
+        let id: RunId = id.parse()?;
         match self.store.get(&id).await {
             Ok(existing) => return Ok(Created::Existing(existing.value)),
             Err(StoreError::NotFound { .. }) => {}
@@ -196,21 +223,6 @@ impl App {
         }
         let now = self.now();
         let today = now.date_naive();
-        let strategy = config.settings.version;
-        let sequence = self
-            .store
-            .next_sequence(image, &strategy.scope(today))
-            .await?;
-        let version = strategy.version(today, sequence)?;
-        let tags = computed_tags(&TagInputs {
-            common: &config.settings.tags,
-            git_ref: trigger.commit.as_deref(),
-            version,
-            gallery_image_name: config.settings.gallery_image_name.as_deref(),
-            image_name: image,
-            build_date: today,
-            baseline_version: &config.settings.baseline_version,
-        });
         let inputs = {
             let config = config.clone();
             let base = trigger.base_image_version.clone();
@@ -221,18 +233,79 @@ impl App {
             .map_err(|e| CreateError::Inputs(e.to_string()))?
             .map_err(|e| CreateError::Inputs(e.to_string()))?
         };
+        let identical = if trigger.force {
+            None
+        } else {
+            self.identical_release(image, &inputs).await?
+        };
+        let (version, skipped) = match identical {
+            Some(release) => {
+                let reason = format!(
+                    "identical to version {} (run {}); trigger with force to build anyway",
+                    release.version, release.id
+                );
+                (release.version, Some(reason))
+            }
+            None => {
+                let strategy = config.settings.version;
+                let sequence = self
+                    .store
+                    .next_sequence(image, &strategy.scope(today), &id)
+                    .await?;
+                (strategy.version(today, sequence)?, None)
+            }
+        };
+        let tags = computed_tags(&TagInputs {
+            common: &config.settings.tags,
+            git_ref: trigger.commit.as_deref(),
+            version,
+            gallery_image_name: config.settings.gallery_image_name.as_deref(),
+            image_name: image,
+            build_date: today,
+            baseline_version: &config.settings.baseline_version,
+        });
         let mut run = Run::new(id, image.to_string(), version, trigger, tags, now);
         run.inputs_hash = Some(inputs);
+        if let Some(reason) = skipped {
+            run = decide(&run, &Event::Skipped { at: now, reason })
+                .map_err(CreateError::Skip)?
+                .run;
+        }
         match self.store.create(&run).await {
             Ok(_) => {
-                tracing::info!(run_id = %run.id, image, version = %run.version, "run created");
+                match &run.skipped {
+                    Some(reason) => tracing::info!(run_id = %run.id, image, %reason, "run skipped"),
+                    None => {
+                        tracing::info!(run_id = %run.id, image, version = %run.version, "run created")
+                    }
+                }
                 Ok(Created::New(run))
             }
-            Err(StoreError::Conflict { id }) => {
-                Ok(Created::Existing(self.store.get(&id).await?.value))
+            Err(StoreError::Conflict { .. }) => {
+                Ok(Created::Existing(self.store.get(&run.id).await?.value))
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The image's last release, when its inputs hash is `inputs`.
+    async fn identical_release(
+        &self,
+        image: &str,
+        inputs: &str,
+    ) -> Result<Option<Run>, StoreError> {
+        let query = RunQuery {
+            image: Some(image.to_string()),
+            statuses: vec![RunStatus::Released],
+            limit: 1,
+            continuation: None,
+        };
+        let page = self.store.list(&query).await?;
+        Ok(page
+            .runs
+            .into_iter()
+            .next()
+            .filter(|last| last.inputs_hash.as_deref() == Some(inputs)))
     }
 }
 
@@ -262,4 +335,26 @@ pub fn dispatch_follow_up(response: &mut InvocationResponse, run: &Run) {
 /// A fresh random id: 16 lowercase hex characters (64 random bits).
 pub fn new_id() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authorization;
+
+    #[test]
+    fn the_authorization_scheme_is_matched_without_regard_to_case() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER  t0k ", "BeArEr\tt0k"] {
+            assert_eq!(authorization(header, "Bearer"), Some("t0k"), "{header:?}");
+        }
+        for header in [
+            "Bearer",
+            "Bearer ",
+            "Basic t0k",
+            "Bearert0k",
+            "",
+            "Bearer-x t0k",
+        ] {
+            assert_eq!(authorization(header, "Bearer"), None, "{header:?}");
+        }
+    }
 }

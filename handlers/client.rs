@@ -1,8 +1,10 @@
 //! The operator's client: the CLI commands that talk to a running factory
 //! over HTTP, as any other user of its API would (signed webhooks, the
-//! operator token for out-of-band runs and decisions, the runs API).
+//! operator token for out-of-band runs and decisions, the runs API), and
+//! read the approval links a local factory wrote to its outbox.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -10,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Settings;
-use crate::domain::run::{Run, RunStatus, Stage, StageStatus};
+use crate::domain::run::{Run, RunId, RunStatus, Stage, StageStatus};
 use crate::startup::Secrets;
 
 /// Exit codes of `runs wait`, so scripts can tell outcomes apart.
@@ -64,7 +66,7 @@ impl Client {
     /// POSTs `body` to `/api/runs[/{run}]` with the operator token.
     pub async fn operator_post(
         &self,
-        run: Option<&str>,
+        run: Option<&RunId>,
         body: &serde_json::Value,
     ) -> anyhow::Result<String> {
         let settings = Settings::from_env()?;
@@ -125,7 +127,7 @@ impl Client {
     }
 
     /// One run.
-    pub async fn run(&self, id: &str) -> anyhow::Result<Run> {
+    pub async fn run(&self, id: &RunId) -> anyhow::Result<Run> {
         let text = self
             .send(
                 self.http.get(format!("{}/api/runs/{id}", self.base)),
@@ -165,7 +167,7 @@ impl Client {
     /// build attempt `attempt`: the text and the next offset.
     pub async fn log(
         &self,
-        id: &str,
+        id: &RunId,
         offset: u64,
         attempt: Option<u32>,
     ) -> anyhow::Result<(String, u64)> {
@@ -202,19 +204,125 @@ impl Client {
     }
 }
 
+/// The link of an approver who has not decided yet.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingLink {
+    /// The approver.
+    pub approver: String,
+    /// Their approval link (a bearer secret: it decides for them).
+    pub url: String,
+    /// When the request lapses.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The links of run `id`'s approvers who have not decided (only `only`'s,
+/// when given), read from the outbox folder `outbox` of the local factory
+/// that runs it. Waits up to `wait` for the run to reach its approvers and
+/// for their links to be written.
+///
+/// The links are read from the outbox on this machine rather than asked of
+/// the factory: links are bearer secrets, and the factory never serves them.
+pub async fn approval_links(
+    client: &Client,
+    id: &RunId,
+    outbox: &Path,
+    only: Option<&str>,
+    wait: Duration,
+) -> anyhow::Result<Vec<PendingLink>> {
+    let started = Instant::now();
+    loop {
+        let run = client.run(id).await?;
+        match pending_links(&run, outbox, only)? {
+            Ok(links) => return Ok(links),
+            Err(not_yet) if started.elapsed() >= wait => {
+                bail!(
+                    "{not_yet} (waited {} s; --wait waits longer)",
+                    wait.as_secs()
+                )
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// The pending links of `run` from `outbox`: `Ok(Err(why))` when they may
+/// still come (the run has not reached its approvers, a link is not written
+/// yet), an error when they never will.
+fn pending_links(
+    run: &Run,
+    outbox: &Path,
+    only: Option<&str>,
+) -> anyhow::Result<Result<Vec<PendingLink>, String>> {
+    if run.status.is_terminal() {
+        bail!(
+            "run {} is {}: it takes no more decisions",
+            run.id,
+            run.status
+        );
+    }
+    let (RunStatus::WaitingForApproval, Some(request)) = (run.status, &run.approval) else {
+        return Ok(Err(format!(
+            "run {} is {}, not waiting for approval yet",
+            run.id, run.status
+        )));
+    };
+    if let Some(approver) = only {
+        if !request.approvers.iter().any(|a| a == approver) {
+            bail!(
+                "{approver} is not an approver of run {} (its approvers: {})",
+                run.id,
+                request.approvers.join(", ")
+            );
+        }
+        if run.decisions.iter().any(|d| d.approver == approver) {
+            bail!("{approver} already decided on run {}", run.id);
+        }
+    }
+    let mut links = Vec::new();
+    for approver in &request.approvers {
+        let decided = run.decisions.iter().any(|d| &d.approver == approver);
+        if decided || only.is_some_and(|o| o != approver) {
+            continue;
+        }
+        let file = crate::notifier::outbox_file(outbox, &run.id, approver);
+        let note: Option<serde_json::Value> = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let url = note
+            .as_ref()
+            .filter(|n| n["runId"] == run.id.as_str())
+            .and_then(|n| n["url"].as_str());
+        let Some(url) = url else {
+            return Ok(Err(format!(
+                "no approval link for {approver} in {} yet (is this the factory's data folder, IMAGE_FACTORY_DATA?)",
+                file.display()
+            )));
+        };
+        links.push(PendingLink {
+            approver: approver.clone(),
+            url: url.to_string(),
+            expires_at: request.expires_at,
+        });
+    }
+    Ok(Ok(links))
+}
+
 /// Prints runs as a table.
 pub fn print_table(runs: &[Run]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
+    // Wide enough for the longest id: push ids carry a whole commit.
+    let width = runs.iter().map(|r| r.id.len()).max().unwrap_or(0).max(34);
     writeln!(
         out,
-        "{:<34} {:<24} {:<14} {:<22} CREATED",
+        "{:<width$} {:<24} {:<14} {:<22} CREATED",
         "RUN", "IMAGE", "VERSION", "STATUS"
     )?;
     for run in runs {
         writeln!(
             out,
-            "{:<34} {:<24} {:<14} {:<22} {}",
-            run.id,
+            "{:<width$} {:<24} {:<14} {:<22} {}",
+            run.id.as_str(),
             run.image,
             run.version.to_string(),
             run.status.name(),
@@ -280,7 +388,7 @@ pub fn exit_code(status: RunStatus) -> u8 {
 /// Waits for run `id` to end, showing its progress; returns the exit code.
 pub async fn wait(
     client: &Client,
-    id: &str,
+    id: &RunId,
     timeout: Duration,
     quiet: bool,
 ) -> anyhow::Result<(Run, u8)> {

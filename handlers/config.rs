@@ -589,7 +589,7 @@ impl Settings {
     }
 
     /// Where a run's logs and outputs go.
-    pub fn run_dir(&self, run_id: &str) -> PathBuf {
+    pub fn run_dir(&self, run_id: &crate::domain::run::RunId) -> PathBuf {
         self.data_dir.join("runs").join(run_id)
     }
 }

@@ -27,6 +27,7 @@ use image_factory::azure::Azure;
 use image_factory::client::{self, Client};
 use image_factory::config::{Settings, load_images};
 use image_factory::domain::calendar::{Month, patch_tuesday};
+use image_factory::domain::run::RunId;
 use image_factory::domain::schedule::Schedule;
 use image_factory::domain::version::ImageVersion;
 use image_factory::host::BusSettings;
@@ -49,7 +50,7 @@ struct Cli {
 #[derive(clap::Args)]
 struct DecisionArgs {
     /// The run.
-    run: String,
+    run: RunId,
     /// The approver deciding.
     #[arg(long = "as")]
     approver: String,
@@ -57,7 +58,11 @@ struct DecisionArgs {
     #[arg(long, default_value = "")]
     comment: String,
     /// The factory's base URL.
-    #[arg(long, default_value = "http://localhost:7071")]
+    #[arg(
+        long,
+        env = "IMAGE_FACTORY_URL",
+        default_value = "http://localhost:7071"
+    )]
     url: String,
 }
 
@@ -86,12 +91,12 @@ enum RunsAction {
     /// Show one run's stages and outcome.
     Show {
         /// The run.
-        id: String,
+        id: RunId,
     },
     /// Print a run's build log; --follow keeps printing until the run ends.
     Logs {
         /// The run.
-        id: String,
+        id: RunId,
         /// Keep following the log.
         #[arg(long)]
         follow: bool,
@@ -105,10 +110,36 @@ enum RunsAction {
     /// 10 failed, 11 rejected, 12 approval expired, 20 still going after --timeout).
     Wait {
         /// The run.
-        id: String,
+        id: RunId,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsAction {
+    /// Print the approval link of each approver who has not decided, one per
+    /// line, from this machine's outbox (a local factory writes it there).
+    Links {
+        /// The run.
+        run: RunId,
+        /// Only this approver's link.
+        #[arg(long = "as")]
+        approver: Option<String>,
+        /// Wait up to this many seconds for the run to reach its approvers.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// Print JSON (approver, url, expiresAt) instead of one link a line.
+        #[arg(long)]
+        json: bool,
+        /// The factory's base URL.
+        #[arg(
+            long,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
+        url: String,
     },
 }
 
@@ -154,7 +185,11 @@ enum Command {
         #[arg(long, default_value = "main")]
         branch: String,
         /// The factory's base URL.
-        #[arg(long, default_value = "http://localhost:7071")]
+        #[arg(
+            long,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
         url: String,
     },
     /// Start an out-of-band run of an image (an urgent security fix, a rebuild on demand).
@@ -169,8 +204,17 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// The factory's base URL.
-        #[arg(long, default_value = "http://localhost:7071")]
+        #[arg(
+            long,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
         url: String,
+    },
+    /// Approval links of a run that waits for its approvers.
+    Approvals {
+        #[command(subcommand)]
+        action: ApprovalsAction,
     },
     /// Record an approver's decision to approve a run (same checks as a link).
     Approve(DecisionArgs),
@@ -181,7 +225,12 @@ enum Command {
         #[command(subcommand)]
         action: Option<RunsAction>,
         /// The factory's base URL.
-        #[arg(long, global = true, default_value = "http://localhost:7071")]
+        #[arg(
+            long,
+            global = true,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
         url: String,
         /// Print JSON instead of text.
         #[arg(long, global = true)]
@@ -189,8 +238,8 @@ enum Command {
     },
     /// Print a year's Patch Tuesdays and the factory's monthly build times.
     PatchTuesday {
-        /// The year.
-        #[arg(long)]
+        /// The year (1970-9999).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(MIN_YEAR..=MAX_YEAR))]
         year: i32,
     },
     /// Write the deployable app in the Functions host's layout: host.json, one
@@ -275,6 +324,10 @@ enum Command {
     },
 }
 
+/// The years `patch-tuesday` prints: the calendar's range, not chrono's.
+const MIN_YEAR: i64 = 1970;
+const MAX_YEAR: i64 = 9999;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -286,6 +339,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
+        // The reader went away (`image-factory runs | head`): nothing is
+        // wrong, and there is nobody left to tell.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -377,6 +433,34 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let body = serde_json::json!({ "image": image, "reason": reason, "force": force });
             print_answer(Client::new(&url).operator_post(None, &body).await?)
+        }
+        Command::Approvals {
+            action:
+                ApprovalsAction::Links {
+                    run,
+                    approver,
+                    wait,
+                    json,
+                    url,
+                },
+        } => {
+            let outbox = Settings::from_env()?.data_dir.join("outbox");
+            let links = client::approval_links(
+                &Client::new(&url),
+                &run,
+                &outbox,
+                approver.as_deref(),
+                std::time::Duration::from_secs(wait),
+            )
+            .await?;
+            if json {
+                return print_answer(serde_json::to_string_pretty(&links)?);
+            }
+            let mut out = std::io::stdout().lock();
+            for link in links {
+                writeln!(out, "{}", link.url)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Approve(args) => args.send("approve").await,
         Command::Reject(args) => args.send("reject").await,
@@ -551,6 +635,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let schedule = Schedule::parse(&expression)?;
             let after = after.unwrap_or_else(|| Utc::now().naive_utc());
+            if schedule.next_after(after).is_none() {
+                anyhow::bail!(
+                    "the schedule \"{expression}\" never fires: no date up to the year 9999 matches it (is the day of the month one the month has, e.g. not 30 Feb?)"
+                );
+            }
             let mut out = std::io::stdout().lock();
             for firing in schedule.upcoming(after, next) {
                 writeln!(out, "{}", firing.format("%Y-%m-%d %H:%M:%S %a UTC"))?;
@@ -558,6 +647,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Whether `error` is a write to a pipe whose reader has closed it (EPIPE).
+fn broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Applies the promotion plan of `to` to `image`'s gallery image definition.

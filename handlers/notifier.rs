@@ -11,7 +11,7 @@
 //! a Teams Workflows / incoming-webhook URL, and email through Azure
 //! Communication Services with an Entra ID token.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::domain::approval::{NoticeKind, Notification};
-use crate::domain::run::Run;
+use crate::domain::run::{Run, RunId};
 use crate::pages::escape;
 
 /// What one approver is told.
@@ -116,7 +116,7 @@ fn facts(run: &Run) -> Vec<(&'static str, String)> {
             "Trigger",
             format!("{:?} from {}", run.trigger.kind, run.trigger.source),
         ),
-        ("Run", run.id.clone()),
+        ("Run", run.id.to_string()),
     ];
     if let Some(reason) = &run.trigger.reason {
         facts.push(("Reason", reason.clone()));
@@ -247,7 +247,6 @@ impl Channel for OutboxChannel {
     }
 
     async fn send(&self, notice: &Notice<'_>) -> Result<Value, String> {
-        let dir = self.dir.join(&notice.run.id);
         let note = json!({
             "runId": notice.run.id,
             "approver": notice.approver,
@@ -257,7 +256,7 @@ impl Channel for OutboxChannel {
             "teams": teams_card(notice),
             "email": email(notice),
         });
-        let file = dir.join(format!("{}.json", file_name(notice.approver)));
+        let file = outbox_file(&self.dir, &notice.run.id, notice.approver);
         let bytes = serde_json::to_vec_pretty(&note).map_err(|e| e.to_string())?;
         // The link is live: only the factory's user may read it.
         crate::private::write_in_dir(&file, bytes)
@@ -269,6 +268,13 @@ impl Channel for OutboxChannel {
         );
         Ok(note)
     }
+}
+
+/// The outbox file (in the outbox folder `dir`) that holds the latest notice
+/// to `approver` about run `run_id`.
+pub fn outbox_file(dir: &Path, run_id: &RunId, approver: &str) -> PathBuf {
+    dir.join(run_id)
+        .join(format!("{}.json", file_name(approver)))
 }
 
 /// A file name for an approver (email addresses included).
@@ -413,7 +419,7 @@ mod tests {
 
     fn run() -> Run {
         Run::new(
-            "push-web-abc".into(),
+            "push-web-abc".parse().unwrap(),
             "web".into(),
             ImageVersion::new(2026, 1125, 0).unwrap(),
             Trigger {

@@ -174,6 +174,14 @@ pub struct HttpRequestData {
     /// The body as the host read it: raw text, or parsed JSON.
     #[serde(rename = "Body", default)]
     pub body: Value,
+    /// The body's bytes in base64, set by the local host instead of `Body`
+    /// when they are not UTF-8 (see [`HttpRequestData::body_bytes`]).
+    #[serde(
+        rename = "BodyBase64",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub body_base64: Option<String>,
     /// Authenticated identities (App Service authentication), if any.
     #[serde(rename = "Identities", default)]
     pub identities: Value,
@@ -189,7 +197,33 @@ impl HttpRequestData {
             .map(String::as_str)
     }
 
+    /// The body's bytes, exactly as received when the host could keep them.
+    ///
+    /// A webhook's signature covers the bytes its sender sent, so they must
+    /// reach the function unchanged. The Functions host hands a custom
+    /// handler the body as a JSON string, which cannot hold bytes that are
+    /// not UTF-8: in Azure such a body arrives already decoded (changed), and
+    /// its signature then fails to verify. The local host does better: it
+    /// carries a body that is not UTF-8 in `BodyBase64` (and no `Body`), so
+    /// a function checks the signature over the very bytes received and can
+    /// then refuse the body for not being text. A `BodyBase64` that is not
+    /// base64 gives `None`: no bytes are known.
+    pub fn body_bytes(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        use base64::Engine;
+        match &self.body_base64 {
+            Some(encoded) => base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .map(std::borrow::Cow::Owned),
+            None => Some(match &self.body {
+                Value::String(s) => std::borrow::Cow::Borrowed(s.as_bytes()),
+                _ => std::borrow::Cow::Owned(self.body_text().into_bytes()),
+            }),
+        }
+    }
+
     /// The body as text: raw text as sent, JSON re-encoded, nothing as empty.
+    /// A body that is not UTF-8 (carried in `BodyBase64`) reads as empty.
     pub fn body_text(&self) -> String {
         match &self.body {
             Value::Null => String::new(),

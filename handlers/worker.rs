@@ -36,7 +36,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::load_images;
-use crate::domain::run::{BuildOutcome, WorkerRef};
+use crate::domain::run::{BuildOutcome, RunId, WorkerRef};
 use crate::executor::LocalExecutor;
 use crate::stages::{BuildSpec, Packer, StageResult, build_here};
 
@@ -105,7 +105,7 @@ impl PackerSignIn {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuildOrder {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The image (a folder of the worker's images).
     pub image: String,
     /// The version being built.
@@ -138,7 +138,7 @@ impl BuildOrder {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuildReport {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The worker's id, from its order.
     pub worker_id: String,
     /// How the build ended.
@@ -384,7 +384,7 @@ mod tests {
     #[test]
     fn an_order_is_read_from_the_environment_and_a_broken_one_is_named() {
         let order = BuildOrder {
-            run_id: "push-web-abc".into(),
+            run_id: "push-web-abc".parse().unwrap(),
             image: "web".into(),
             version: "2026.1125.0".into(),
             commit: Some("abc".into()),

@@ -25,6 +25,12 @@ if ! command -v packer >/dev/null 2>&1; then
   apt_install packer
 fi
 
+# curl and openssl: tests/readme.rs runs the README's commands, which use them.
+if ! command -v curl >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+  echo "setup: installing curl and openssl"
+  apt_install curl openssl
+fi
+
 # Chromium and chromedriver: the browser tests open the factory's pages.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   echo "setup: installing chromium and chromedriver"

@@ -76,7 +76,7 @@ async fn a_new_marketplace_version_starts_one_run_and_a_second_firing_none() {
     let run = factory
         .app
         .store
-        .get(id)
+        .get(&id.parse().unwrap())
         .await
         .expect("the run exists")
         .value;

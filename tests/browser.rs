@@ -15,7 +15,7 @@ async fn an_approver_opens_the_link_on_a_phone_without_javascript_and_approves()
     factory
         .push(commit, &["images/example/build.pkr.hcl"])
         .await;
-    let id = format!("push-example-{}", &commit[..12]);
+    let id = format!("push-example-{commit}");
     let run = factory
         .wait_status(&id, RunStatus::WaitingForApproval)
         .await;

@@ -160,3 +160,23 @@ fn up_refuses_an_image_whose_build_timeout_is_zero_naming_the_file_and_the_key()
         "{stderr}"
     );
 }
+
+#[test]
+fn schedule_says_so_and_fails_when_a_schedule_never_fires() {
+    let (ok, stdout, stderr) = image_factory(&["schedule", "0 0 0 30 Feb *"]);
+    assert!(!ok, "{stdout}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("never fires"), "{stderr}");
+}
+
+#[test]
+fn patch_tuesday_refuses_a_year_outside_the_calendar_it_knows() {
+    for year in ["262143", "-5", "1969", "10000"] {
+        let (ok, stdout, stderr) = image_factory(&["patch-tuesday", &format!("--year={year}")]);
+        assert!(!ok, "{year}: {stdout}");
+        assert!(
+            stderr.contains("1970..=9999") && !stderr.contains("no such month"),
+            "{year}: {stderr}"
+        );
+    }
+}

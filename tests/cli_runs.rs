@@ -32,7 +32,8 @@ async fn runs_are_listed_shown_and_their_logs_printed_as_text_or_json() {
             RunStatus::WaitingForApproval,
         )
         .await
-        .id;
+        .id
+        .to_string();
 
     let list = cli(&factory, &["runs", "--json"]).await;
     assert!(list.status.success());
@@ -79,7 +80,8 @@ async fn wait_exits_with_a_code_that_says_how_the_run_ended() {
             RunStatus::WaitingForApproval,
         )
         .await
-        .id;
+        .id
+        .to_string();
     let refused = cli(&factory, &["reject", &first, "--as", "mallory"]).await;
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not an approver"));
@@ -93,7 +95,8 @@ async fn wait_exits_with_a_code_that_says_how_the_run_ended() {
             RunStatus::WaitingForApproval,
         )
         .await
-        .id;
+        .id
+        .to_string();
     let still = cli(&factory, &["runs", "wait", &id, "--timeout", "1"]).await;
     assert_eq!(still.status.code(), Some(20), "still waiting for approval");
     let approved = cli(
@@ -117,5 +120,71 @@ async fn wait_exits_with_a_code_that_says_how_the_run_ended() {
 
     let unknown = cli(&factory, &["runs", "wait", "no-such-run"]).await;
     assert_eq!(unknown.status.code(), Some(1));
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_exits_quietly_when_its_reader_has_gone() {
+    let factory = Factory::start().await;
+    // `image-factory runs | head`, with head already gone: the read end is
+    // closed before the command writes a byte.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    // (`output` would replace stdout with a pipe of its own.)
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["runs", "--url", &factory.url])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_links_prints_each_pending_approvers_link_from_the_outbox() {
+    let factory = Factory::start().await;
+    let id = factory
+        .push_and_wait(
+            "5e1f0c0d0e0f0a0b0c0d0e0f0a0b0c0d0e0f0a0b",
+            RunStatus::WaitingForApproval,
+        )
+        .await
+        .id
+        .to_string();
+    let link = factory.approval_link(&id, "platform-lead");
+
+    let out = cli(&factory, &["approvals", "links", &id, "--wait", "30"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), format!("{link}\n"));
+    let out = cli(
+        &factory,
+        &["approvals", "links", &id, "--as", "platform-lead", "--json"],
+    )
+    .await;
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(links[0]["approver"], "platform-lead");
+    assert_eq!(links[0]["url"], link.as_str());
+    let out = cli(
+        &factory,
+        &["approvals", "links", &id, "--as", "someone-else"],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an approver"));
+
+    factory.decide(&link, "approve").await;
+    factory.wait_status(&id, RunStatus::Released).await;
+    let out = cli(&factory, &["approvals", "links", &id]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("released"));
     factory.stop().await;
 }

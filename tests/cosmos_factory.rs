@@ -30,7 +30,7 @@ async fn a_push_is_released_with_every_stage_recorded_in_the_cosmos_document() {
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.unwrap();
     let id = body["runs"][0]["runId"].as_str().unwrap().to_string();
-    assert_eq!(id, format!("push-example-{}", &COMMIT[..12]));
+    assert_eq!(id, format!("push-example-{COMMIT}"));
 
     let waiting = factory
         .wait_status(&id, RunStatus::WaitingForApproval)

@@ -10,14 +10,19 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use common::cosmos_server::CosmosServer;
 use image_factory::config::{CosmosAuth, CosmosSettings};
-use image_factory::domain::run::{Run, RunStatus, Trigger, TriggerKind};
+use image_factory::domain::run::{Run, RunId, RunStatus, Trigger, TriggerKind};
 use image_factory::domain::version::ImageVersion;
 use image_factory::store::cosmos::{ConnectError, CosmosStore, EMULATOR_KEY, THROTTLE_RETRIES};
 use image_factory::store::{RunQuery, RunStore, StoreError};
 
+/// A run id from a literal.
+fn rid(id: &str) -> RunId {
+    id.parse().unwrap()
+}
+
 fn run(id: &str, minute: u32) -> Run {
     Run::new(
-        id.into(),
+        id.parse().unwrap(),
         "web".into(),
         ImageVersion::new(2026, 1110, 0).unwrap(),
         Trigger {
@@ -39,7 +44,7 @@ async fn a_throttled_request_is_retried_after_the_servers_delay_and_then_succeed
     server.inject(429, 2, 20).await;
     let before = server.requests().await;
     let started = std::time::Instant::now();
-    let stored = store.get("run-1").await.unwrap();
+    let stored = store.get(&rid("run-1")).await.unwrap();
     assert_eq!(stored.value.id, "run-1");
     assert!(started.elapsed() >= std::time::Duration::from_millis(40));
     assert_eq!(
@@ -68,7 +73,7 @@ async fn an_account_that_keeps_throttling_is_unavailable_after_bounded_retries_a
     assert_eq!(tries, u64::from(THROTTLE_RETRIES) + 1);
 
     server.inject(429, 0, 0).await;
-    let stored = store.get("run-1").await.unwrap();
+    let stored = store.get(&rid("run-1")).await.unwrap();
     assert_eq!(stored.value.status, RunStatus::Queued);
     assert_eq!(stored.etag, created);
 }
@@ -85,7 +90,7 @@ async fn an_unavailable_account_fails_the_operation_as_unavailable() {
     }
     server.inject(503, 0, 0).await;
     assert!(matches!(
-        store.get("run-1").await,
+        store.get(&rid("run-1")).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -119,7 +124,7 @@ async fn an_unreadable_run_is_left_out_of_listings_without_hiding_the_others() {
         .unwrap();
     let ids: Vec<&str> = page.runs.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["run-3", "run-1"]);
-    match store.get("run-2").await {
+    match store.get(&rid("run-2")).await {
         Err(StoreError::Corrupt { id, .. }) => assert_eq!(id, "run-2"),
         other => panic!("expected Corrupt, got {other:?}"),
     }

@@ -15,7 +15,7 @@ async fn an_operator_follows_a_run_from_the_dashboard_to_its_release() {
     factory
         .push(commit, &["images/example/build.pkr.hcl"])
         .await;
-    let id = format!("push-example-{}", &commit[..12]);
+    let id = format!("push-example-{commit}");
     factory
         .wait_status(&id, RunStatus::WaitingForApproval)
         .await;

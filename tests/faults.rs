@@ -47,8 +47,8 @@ use image_factory::azure::{AzureSettings, BuildJob};
 use image_factory::config::Settings;
 use image_factory::domain::approval::NoticeKind;
 use image_factory::domain::run::{
-    BuildOutcome, BuildResult, Execution, Run, RunStatus, Stage, StageStatus, Trigger, TriggerKind,
-    WorkerRef,
+    BuildOutcome, BuildResult, Execution, Run, RunId, RunStatus, Stage, StageStatus, Trigger,
+    TriggerKind, WorkerRef,
 };
 use image_factory::executor::{Executor, ExecutorError, Job, JobEnd, JobOutcome};
 use image_factory::host::bus::{Bus, Outgoing, Received};
@@ -278,7 +278,7 @@ impl RunStore for FaultStore {
     async fn create(&self, run: &Run) -> Result<ETag, StoreError> {
         self.write(&run.id, self.inner.create(run)).await
     }
-    async fn get(&self, id: &str) -> Result<Stored<Run>, StoreError> {
+    async fn get(&self, id: &RunId) -> Result<Stored<Run>, StoreError> {
         self.before_read().await?;
         self.inner.get(id).await
     }
@@ -289,9 +289,14 @@ impl RunStore for FaultStore {
         self.before_read().await?;
         self.inner.list(query).await
     }
-    async fn next_sequence(&self, image: &str, scope: &str) -> Result<u32, StoreError> {
+    async fn next_sequence(
+        &self,
+        image: &str,
+        scope: &str,
+        holder: &RunId,
+    ) -> Result<u32, StoreError> {
         self.before_read().await?;
-        self.inner.next_sequence(image, scope).await
+        self.inner.next_sequence(image, scope, holder).await
     }
 }
 
@@ -456,7 +461,7 @@ impl Workers for LedgerWorkers {
             log_url: order.log_url.clone(),
         };
         self.ledger.push(Effect::WorkerStart {
-            run: order.run_id.clone(),
+            run: order.run_id.to_string(),
             who: who(),
             worker: order.worker_id.clone(),
         });
@@ -528,7 +533,7 @@ impl Channel for LedgerChannel {
     }
     async fn send(&self, notice: &Notice<'_>) -> Result<Value, String> {
         let effect = Effect::Notified {
-            run: notice.run.id.clone(),
+            run: notice.run.id.to_string(),
             who: who(),
             approver: notice.approver.to_string(),
             kind: notice.kind,
@@ -797,7 +802,7 @@ impl World {
             .await
             .unwrap();
         let body = serde_json::to_string(&StageMessage {
-            run_id: id.into(),
+            run_id: id.parse().unwrap(),
             stage: Stage::Validate,
         })
         .unwrap();
@@ -905,7 +910,7 @@ impl World {
         if function == "dead-letter"
             && let Ok(m) = serde_json::from_str::<StageMessage>(&message.body)
         {
-            self.dead_lettered.insert(m.run_id);
+            self.dead_lettered.insert(m.run_id.to_string());
         }
         let who = match function {
             "dead-letter" => Who::Other,
@@ -989,7 +994,7 @@ impl World {
                 Plan::Reject => "reject",
                 Plan::Expire | Plan::Wait => continue,
             };
-            let Ok(stored) = self.inner.get(&run_id).await else {
+            let Ok(stored) = self.inner.get(&run_id.parse().unwrap()).await else {
                 continue;
             };
             if stored.value.status != RunStatus::WaitingForApproval {
@@ -1130,7 +1135,7 @@ impl World {
 
     async fn waiting_to_expire(&self) -> bool {
         for (id, plan) in &self.plans {
-            let run = self.inner.get(id).await.unwrap().value;
+            let run = self.inner.get(&id.parse().unwrap()).await.unwrap().value;
             if *plan == Plan::Expire && run.status == RunStatus::WaitingForApproval {
                 return true;
             }
@@ -1143,7 +1148,7 @@ impl World {
         let mut problems = Vec::new();
         let effects = self.ledger.all();
         for (id, plan) in &self.plans {
-            let run = self.inner.get(id).await.unwrap().value;
+            let run = self.inner.get(&id.parse().unwrap()).await.unwrap().value;
             let how = format!("run {id} ({plan:?}) ended {}", run.status);
             // One terminal state, or a legitimate wait.
             match run.status {
@@ -1327,7 +1332,7 @@ impl World {
     async fn off_host(&self) -> (u64, u64) {
         let (mut built, mut lost) = (0, 0);
         for id in self.plans.keys() {
-            let run = self.inner.get(id).await.unwrap().value;
+            let run = self.inner.get(&id.parse().unwrap()).await.unwrap().value;
             let build = run.stage(Stage::Build);
             if build.status == StageStatus::Succeeded
                 && build.current_attempt().is_some_and(|a| a.worker.is_some())
@@ -1342,7 +1347,14 @@ impl World {
     async fn statuses(&self) -> Vec<RunStatus> {
         let mut out = Vec::new();
         for id in self.plans.keys() {
-            out.push(self.inner.get(id).await.unwrap().value.status);
+            out.push(
+                self.inner
+                    .get(&id.parse().unwrap())
+                    .await
+                    .unwrap()
+                    .value
+                    .status,
+            );
         }
         out
     }

@@ -109,7 +109,7 @@ async fn a_redelivered_stage_message_does_no_work_twice() {
     factory
         .push(commit, &["images/example/build.pkr.hcl"])
         .await;
-    let id = format!("push-example-{}", &commit[..12]);
+    let id = format!("push-example-{commit}");
     let run = factory
         .wait_status(&id, RunStatus::WaitingForApproval)
         .await;
@@ -155,7 +155,7 @@ async fn a_message_for_a_stage_whose_predecessor_has_not_finished_fails_and_reco
     factory
         .push(commit, &["images/example/build.pkr.hcl"])
         .await;
-    let id = format!("push-example-{}", &commit[..12]);
+    let id = format!("push-example-{commit}");
     factory
         .wait_status(&id, RunStatus::WaitingForApproval)
         .await;
@@ -196,7 +196,7 @@ async fn a_stage_message_for_a_finished_run_is_completed_without_work() {
     factory
         .push(commit, &["images/example/build.pkr.hcl"])
         .await;
-    let id = format!("push-example-{}", &commit[..12]);
+    let id = format!("push-example-{commit}");
     let run = factory
         .wait_status(&id, RunStatus::WaitingForApproval)
         .await;

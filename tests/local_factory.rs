@@ -13,7 +13,7 @@ use image_factory::domain::run::{RunStatus, Stage, StageStatus};
 const COMMIT: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
 
 fn run_id(commit: &str) -> String {
-    format!("push-example-{}", &commit[..12])
+    format!("push-example-{commit}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,7 +90,7 @@ async fn a_push_goes_through_every_stage_and_is_released_after_approval() {
         serde_json::from_str(&std::fs::read_to_string(&release.location).unwrap()).unwrap();
     assert_eq!(metadata["imageVersion"], released.version.to_string());
     assert_eq!(metadata["gitCommit"], COMMIT);
-    assert_eq!(metadata["runId"], released.id);
+    assert_eq!(metadata["runId"], released.id.as_str());
     assert_eq!(metadata["buildLog"], build.log);
 
     // The link decided once; it cannot decide again.
@@ -652,5 +652,186 @@ async fn re_triggering_an_unchanged_image_is_skipped_without_packer_unless_force
         .wait_status(&id, RunStatus::WaitingForApproval)
         .await;
     assert!(built.build.is_some());
+    factory.stop().await;
+}
+
+/// `GET /api/runs/{id}?log=0` with `id` sent as written (already percent-encoded).
+async fn log_of(factory: &Factory, encoded_id: &str) -> (u16, String) {
+    let response = factory
+        .http
+        .get(format!("{}/api/runs/{encoded_id}?log=0", factory.url))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_is_served_only_for_a_run_the_store_holds_and_never_from_outside_the_runs() {
+    let factory = Factory::start().await;
+    // A build.log beside the data folder (reachable with ../..) and one
+    // planted in the runs folder under a name no run has.
+    let parent = factory.data.path().parent().unwrap();
+    let outside = tempfile::TempDir::new_in(parent).unwrap();
+    std::fs::write(outside.path().join("build.log"), "OUTSIDE-THE-RUNS\n").unwrap();
+    let planted = factory.data.path().join("runs").join("push-example-0000");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::write(planted.join("build.log"), "NO-SUCH-RUN\n").unwrap();
+
+    let name = outside.path().file_name().unwrap().to_str().unwrap();
+    let absolute = outside.path().to_str().unwrap().replace('/', "%2F");
+    for id in [
+        format!("..%2F..%2F{name}"),
+        format!("..%2F..%2F..%2F{}", &absolute[3..]),
+        absolute.clone(),
+        "push-example-0000".to_string(),
+    ] {
+        let (status, body) = log_of(&factory, &id).await;
+        assert!(matches!(status, 400 | 404), "{id}: {status} {body}");
+        assert!(
+            !body.contains("OUTSIDE-THE-RUNS") && !body.contains("NO-SUCH-RUN"),
+            "{id}: {body}"
+        );
+    }
+    let (status, _) = log_of(&factory, &absolute).await;
+    assert_eq!(status, 400, "an absolute path is not a run id");
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_commits_that_share_their_first_12_characters_make_two_runs_each_building_its_own() {
+    let factory = Factory::start().await;
+    let first = "c011151090aa00000000000000000000000000a1";
+    let second = "c011151090aa00000000000000000000000000b2";
+    for commit in [first, second] {
+        let response = factory
+            .push(commit, &["images/example/build.pkr.hcl"])
+            .await;
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["runs"][0]["runId"], run_id(commit), "{body}");
+        assert_eq!(body["runs"][0]["new"], true, "{body}");
+    }
+    for commit in [first, second] {
+        let run = factory
+            .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
+            .await;
+        assert_eq!(run.trigger.commit.as_deref(), Some(commit));
+        assert_eq!(run.tags.get("gitRef").map(String::as_str), Some(commit));
+        assert!(run.build.is_some(), "{commit} was not built");
+    }
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_named_after_a_12_character_commit_prefix_keeps_working() {
+    use image_factory::domain::run::{Run, Trigger, TriggerKind};
+    let factory = Factory::start().await;
+    let commit = "1e9ac7000000000000000000000000000000abcd";
+    let legacy = format!("push-example-{}", &commit[..12]);
+    let trigger = Trigger {
+        commit: Some(commit.into()),
+        branch: Some("main".into()),
+        ..Trigger::new(TriggerKind::Push, "github")
+    };
+    let run = Run::new(
+        legacy.parse().unwrap(),
+        "example".into(),
+        "2026.1101.0".parse().unwrap(),
+        trigger,
+        Default::default(),
+        factory.app.now(),
+    );
+    factory.app.store.create(&run).await.unwrap();
+
+    assert!(factory.run(&legacy).await.is_some());
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/runs/{legacy}", factory.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    // A redelivery of that push finds the run it made.
+    let body: serde_json::Value = factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["runs"][0]["runId"], legacy.as_str(), "{body}");
+    assert_eq!(body["runs"][0]["new"], false, "{body}");
+    assert_eq!(factory.runs().await.len(), 1);
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_run_that_builds_takes_a_version_and_it_takes_one_however_often_it_is_triggered() {
+    let factory = Factory::start().await;
+    let commit = "2000c0ffee000000000000000000000000000020";
+    let pushes = (0..20).map(|_| factory.push(commit, &["images/example/build.pkr.hcl"]));
+    let mut answers = Vec::new();
+    for response in futures::future::join_all(pushes).await {
+        assert_eq!(response.status(), 202);
+        let body: serde_json::Value = response.json().await.unwrap();
+        answers.push((
+            body["runs"][0]["runId"].clone(),
+            body["runs"][0]["version"].clone(),
+        ));
+    }
+    answers.dedup();
+    assert_eq!(answers.len(), 1, "20 identical pushes: {answers:?}");
+    assert_eq!(factory.runs().await.len(), 1);
+
+    let first = factory
+        .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&first.id, "platform-lead");
+    factory.decide(&link, "approve").await;
+    factory.wait_status(&first.id, RunStatus::Released).await;
+
+    // Identical inputs: skipped, with the version it is identical to.
+    let body = serde_json::json!({ "image": "example", "reason": "unchanged" });
+    let (status, answer) = trigger(&factory, Some(common::OPERATOR_TOKEN), body).await;
+    assert_eq!(status, 202, "{answer}");
+    let skipped = factory
+        .wait_status(answer["runId"].as_str().unwrap(), RunStatus::Skipped)
+        .await;
+    assert_eq!(skipped.version, first.version);
+
+    // The next run that builds takes the very next number.
+    let body = serde_json::json!({ "image": "example", "reason": "anyway", "force": true });
+    let (status, answer) = trigger(&factory, Some(common::OPERATOR_TOKEN), body).await;
+    assert_eq!(status, 202, "{answer}");
+    let next = factory
+        .wait_for(
+            answer["runId"].as_str().unwrap(),
+            Duration::from_secs(60),
+            |r| r.status != RunStatus::Queued,
+        )
+        .await;
+    if (next.version.major, next.version.minor) == (first.version.major, first.version.minor) {
+        assert_eq!(next.version.patch, first.version.patch + 1, "{next:#?}");
+    }
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bearer_scheme_is_matched_without_regard_to_case() {
+    let factory = Factory::start().await;
+    for scheme in ["bearer", "BEARER"] {
+        let response = factory
+            .http
+            .post(format!("{}/api/runs", factory.url))
+            .header(
+                "Authorization",
+                format!("{scheme} {}", common::OPERATOR_TOKEN),
+            )
+            .json(&serde_json::json!({ "image": "example", "reason": "case", "force": true }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{scheme}");
+    }
     factory.stop().await;
 }

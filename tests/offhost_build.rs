@@ -505,7 +505,7 @@ async fn build_started(factory: &Factory, commit: &str) -> image_factory::domain
     factory
         .push(commit, &["images/example/build.pkr.hcl"])
         .await;
-    let id = format!("push-example-{}", &commit[..12]);
+    let id = format!("push-example-{commit}");
     factory
         .wait_for(&id, Duration::from_secs(30), |r| {
             r.stage(Stage::Build)
@@ -700,7 +700,7 @@ async fn a_lost_worker_is_replaced_once_and_a_second_loss_fails_the_run() {
     // A second image whose workers always die: the run fails after two losses.
     azure.lock().fates = vec![Fate::Crash, Fate::Crash];
     offset.store(0, Ordering::SeqCst);
-    let id = "push-example-0ff0057b0118";
+    let id = "push-example-0ff0057b0118000000000000000000000000c0de";
     for (count, minutes) in [(3, 10), (4, 20)] {
         if count == 3 {
             build_started(&factory, "0ff0057b0118000000000000000000000000c0de").await;
@@ -758,7 +758,7 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
     azure.lock().fates = vec![Fate::Hang, Fate::Crash, Fate::Hang];
     let workers = azure.job_workers();
     let order = |message: &str, worker: &str| BuildOrder {
-        run_id: "push-example-abc".into(),
+        run_id: "push-example-abc".parse().unwrap(),
         image: "example".into(),
         version: "2026.1125.0".into(),
         commit: Some("abc".into()),

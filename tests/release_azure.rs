@@ -380,7 +380,7 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
         base_image_version: None,
     };
     let mut run = Run::new(
-        "push-example-c0ffee".into(),
+        "push-example-c0ffee".parse().unwrap(),
         "example".into(),
         "2026.1125.0".parse().expect("a version"),
         trigger,

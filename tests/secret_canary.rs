@@ -155,7 +155,7 @@ async fn drive(
         .push_signed_with(GITHUB, commit, &["images/example/build.pkr.hcl"], "main")
         .await;
     answers.push(("push".into(), response.text().await.unwrap()));
-    let released = format!("push-example-{}", &commit[..12]);
+    let released = format!("push-example-{commit}");
     factory
         .wait_for(&released, Duration::from_secs(120), |r| {
             r.status == RunStatus::WaitingForApproval

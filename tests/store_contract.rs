@@ -15,7 +15,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use image_factory::domain::approval::{ApprovalRequest, Decision, Verdict};
 use image_factory::domain::machine::{Event, TransitionError, decide};
 use image_factory::domain::run::{
-    BuildResult, Execution, Run, RunStatus, Stage, StageOutput, StageStatus, Trigger, TriggerKind,
+    BuildResult, Execution, Run, RunId, RunStatus, Stage, StageOutput, StageStatus, Trigger,
+    TriggerKind,
 };
 use image_factory::domain::version::ImageVersion;
 use image_factory::store::cosmos::CosmosStore;
@@ -52,6 +53,7 @@ macro_rules! store_contract {
             a_continuation_token_the_store_did_not_hand_out_is_refused,
             sequences_count_from_zero_per_image_and_scope,
             concurrent_sequence_requests_never_hand_out_the_same_number,
+            a_holder_that_asks_again_gets_its_number_and_moves_the_counter_once,
             concurrent_updates_of_one_run_each_land_exactly_once,
             an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothing,
             an_unreadable_document_is_reported_as_corrupt_and_never_overwritten,
@@ -163,13 +165,18 @@ impl Backend for SqliteBackend {
 /// What `corrupt` stores.
 const GARBAGE: &str = "{\"id\": \"half a docu";
 
+/// A run id from a literal.
+fn rid(id: &str) -> RunId {
+    id.parse().unwrap()
+}
+
 fn at(minutes: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 10, 9, 0, 0).unwrap() + Duration::minutes(minutes)
 }
 
 fn new_run(id: &str, image: &str, created_at: DateTime<Utc>) -> Run {
     Run::new(
-        id.into(),
+        id.parse().unwrap(),
         image.into(),
         ImageVersion::new(2026, 1110, 0).unwrap(),
         Trigger {
@@ -292,7 +299,7 @@ async fn a_created_run_reads_back_equal_with_the_etag_that_create_returned(b: &i
     let run = new_run("run-1", "web", at(0));
     let etag = store.create(&run).await.unwrap();
 
-    let stored = store.get("run-1").await.unwrap();
+    let stored = store.get(&rid("run-1")).await.unwrap();
     assert_eq!(stored.value, run);
     assert_eq!(stored.etag, etag);
 }
@@ -307,11 +314,11 @@ async fn creating_a_run_whose_id_exists_is_a_conflict_and_keeps_the_first(b: &im
         Err(StoreError::Conflict { id }) => assert_eq!(id, "run-1"),
         other => panic!("expected Conflict, got {other:?}"),
     }
-    assert_eq!(store.get("run-1").await.unwrap().value, first);
+    assert_eq!(store.get(&rid("run-1")).await.unwrap().value, first);
 }
 
 async fn getting_a_run_that_does_not_exist_is_not_found(b: &impl Backend) {
-    match b.store().get("nope").await {
+    match b.store().get(&rid("nope")).await {
         Err(StoreError::NotFound { id }) => assert_eq!(id, "nope"),
         other => panic!("expected NotFound, got {other:?}"),
     }
@@ -327,7 +334,7 @@ async fn replacing_at_the_current_etag_stores_the_run_under_a_new_etag(b: &impl 
     let replaced = store.replace(&run, &created).await.unwrap();
     assert_ne!(replaced, created);
 
-    let stored = store.get("run-1").await.unwrap();
+    let stored = store.get(&rid("run-1")).await.unwrap();
     assert_eq!(stored.value, run);
     assert_eq!(stored.etag, replaced);
 
@@ -356,7 +363,7 @@ async fn replacing_at_a_stale_etag_is_refused_and_leaves_the_stored_run_unchange
         }
     }
 
-    let stored = store.get("run-1").await.unwrap();
+    let stored = store.get(&rid("run-1")).await.unwrap();
     assert_eq!(stored.value, winner);
     assert_eq!(stored.etag, current);
 }
@@ -372,7 +379,7 @@ async fn replacing_a_run_that_does_not_exist_is_not_found(b: &impl Backend) {
         other => panic!("expected NotFound, got {other:?}"),
     }
     assert!(matches!(
-        store.get("ghost").await,
+        store.get(&rid("ghost")).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -382,7 +389,7 @@ async fn all_pages(store: &dyn RunStore, mut query: RunQuery) -> Vec<Vec<String>
     let mut pages = Vec::new();
     loop {
         let page = store.list(&query).await.unwrap();
-        pages.push(page.runs.iter().map(|r| r.id.clone()).collect());
+        pages.push(page.runs.iter().map(|r| r.id.to_string()).collect());
         match page.continuation {
             Some(token) => query.continuation = Some(token),
             None => return pages,
@@ -462,7 +469,7 @@ async fn listing_filters_by_image_and_by_status(b: &impl Backend) {
         store.create(&run).await.unwrap();
     }
     // A status changed by a replace is what the filter sees.
-    let stored = store.get("db-queued").await.unwrap();
+    let stored = store.get(&rid("db-queued")).await.unwrap();
     let mut waiting = stored.value.clone();
     waiting.status = RunStatus::WaitingForApproval;
     store.replace(&waiting, &stored.etag).await.unwrap();
@@ -514,25 +521,64 @@ async fn a_continuation_token_the_store_did_not_hand_out_is_refused(b: &impl Bac
     }
 }
 
+/// A run id for counter requests: `r<n>`.
+fn holder(n: usize) -> RunId {
+    format!("r{n}").parse().unwrap()
+}
+
 async fn sequences_count_from_zero_per_image_and_scope(b: &impl Backend) {
     let store = b.store();
     let mut got = Vec::new();
-    for _ in 0..3 {
-        got.push(store.next_sequence("web", "2026.1110").await.unwrap());
+    for n in 0..3 {
+        got.push(
+            store
+                .next_sequence("web", "2026.1110", &holder(n))
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(got, [0, 1, 2]);
-    assert_eq!(store.next_sequence("web", "2026.1111").await.unwrap(), 0);
-    assert_eq!(store.next_sequence("db", "2026.1110").await.unwrap(), 0);
-    assert_eq!(store.next_sequence("web", "2026.1110").await.unwrap(), 3);
-    assert_eq!(store.next_sequence("web", "2026.1111").await.unwrap(), 1);
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1111", &holder(10))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .next_sequence("db", "2026.1110", &holder(11))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1110", &holder(12))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1111", &holder(13))
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 async fn concurrent_sequence_requests_never_hand_out_the_same_number(b: &impl Backend) {
     let store = b.store();
     let tasks: Vec<_> = (0..50)
-        .map(|_| {
+        .map(|n| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.next_sequence("web", "2026.1110").await.unwrap() })
+            tokio::spawn(async move {
+                store
+                    .next_sequence("web", "2026.1110", &holder(n))
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut got = Vec::new();
@@ -541,6 +587,52 @@ async fn concurrent_sequence_requests_never_hand_out_the_same_number(b: &impl Ba
     }
     got.sort_unstable();
     assert_eq!(got, (0..50).collect::<Vec<u32>>());
+}
+
+async fn a_holder_that_asks_again_gets_its_number_and_moves_the_counter_once(b: &impl Backend) {
+    let store = b.store();
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1110", &holder(0))
+            .await
+            .unwrap(),
+        0
+    );
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .next_sequence("web", "2026.1110", &holder(1))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 1, "the same holder, the same number");
+    }
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1110", &holder(0))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1110", &holder(2))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .next_sequence("web", "2026.1111", &holder(1))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn concurrent_updates_of_one_run_each_land_exactly_once(b: &impl Backend) {
@@ -557,9 +649,9 @@ async fn concurrent_updates_of_one_run_each_land_exactly_once(b: &impl Backend) 
         .map(|(i, approver)| {
             let store = Arc::clone(&store);
             let event = approval(approver, 10 + i as i64);
-            tokio::spawn(
-                async move { update_run(&*store, "run-1", |run| decide(run, &event)).await },
-            )
+            tokio::spawn(async move {
+                update_run(&*store, &rid("run-1"), |run| decide(run, &event)).await
+            })
         })
         .collect();
     for task in tasks {
@@ -567,7 +659,7 @@ async fn concurrent_updates_of_one_run_each_land_exactly_once(b: &impl Backend) 
         assert!(transition.changed);
     }
 
-    let run = store.get("run-1").await.unwrap().value;
+    let run = store.get(&rid("run-1")).await.unwrap().value;
     let mut decided: Vec<&str> = run.decisions.iter().map(|d| d.approver.as_str()).collect();
     decided.sort_unstable();
     assert_eq!(decided, approvers[..20]);
@@ -575,7 +667,7 @@ async fn concurrent_updates_of_one_run_each_land_exactly_once(b: &impl Backend) 
 
     // The last approval is the 21st of 21 required: the run goes on.
     let last = approval(&approvers[20], 40);
-    let released = update_run(&*store, "run-1", |run| decide(run, &last))
+    let released = update_run(&*store, &rid("run-1"), |run| decide(run, &last))
         .await
         .unwrap();
     assert_eq!(released.run.status, RunStatus::Running);
@@ -583,7 +675,16 @@ async fn concurrent_updates_of_one_run_each_land_exactly_once(b: &impl Backend) 
         released.run.stage(Stage::Approve).status,
         StageStatus::Succeeded
     );
-    assert_eq!(store.get("run-1").await.unwrap().value.decisions.len(), 21);
+    assert_eq!(
+        store
+            .get(&rid("run-1"))
+            .await
+            .unwrap()
+            .value
+            .decisions
+            .len(),
+        21
+    );
 }
 
 async fn an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothing(
@@ -596,12 +697,12 @@ async fn an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothi
         .await
         .unwrap();
     let alice = approval("alice", 10);
-    update_run(&*store, "run-1", |run| decide(run, &alice))
+    update_run(&*store, &rid("run-1"), |run| decide(run, &alice))
         .await
         .unwrap();
-    let before = store.get("run-1").await.unwrap();
+    let before = store.get(&rid("run-1")).await.unwrap();
 
-    match update_run(&*store, "run-1", |run| decide(run, &alice)).await {
+    match update_run(&*store, &rid("run-1"), |run| decide(run, &alice)).await {
         Err(UpdateError::Refused(TransitionError::AlreadyDecided { approver })) => {
             assert_eq!(approver, "alice");
         }
@@ -613,12 +714,12 @@ async fn an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothi
         at: at(11),
         request: before.value.approval.clone().unwrap(),
     };
-    let unchanged = update_run(&*store, "run-1", |run| decide(run, &again))
+    let unchanged = update_run(&*store, &rid("run-1"), |run| decide(run, &again))
         .await
         .unwrap();
     assert!(!unchanged.changed);
 
-    let after = store.get("run-1").await.unwrap();
+    let after = store.get(&rid("run-1")).await.unwrap();
     assert_eq!(after.etag, before.etag);
     assert_eq!(after.value, before.value);
 }
@@ -633,7 +734,7 @@ async fn an_unreadable_document_is_reported_as_corrupt_and_never_overwritten(b: 
         Err(StoreError::Corrupt { id, .. }) => assert_eq!(id, "run-1"),
         other => panic!("expected Corrupt naming run-1, got {other:?}"),
     };
-    corrupt(store.get("run-1").await.map(|s| s.value));
+    corrupt(store.get(&rid("run-1")).await.map(|s| s.value));
 
     // A writer still holding the ETag it read before the document changed is
     // refused like any stale writer.
@@ -645,7 +746,7 @@ async fn an_unreadable_document_is_reported_as_corrupt_and_never_overwritten(b: 
     // writes over, a document it cannot read.
     let decisions = AtomicUsize::new(0);
     let event = approval("alice", 10);
-    match update_run(&*store, "run-1", |r| {
+    match update_run(&*store, &rid("run-1"), |r| {
         decisions.fetch_add(1, Ordering::SeqCst);
         decide(r, &event)
     })
@@ -655,7 +756,7 @@ async fn an_unreadable_document_is_reported_as_corrupt_and_never_overwritten(b: 
         other => panic!("expected Store(Corrupt), got {other:?}"),
     }
     assert_eq!(decisions.load(Ordering::SeqCst), 0);
-    corrupt(store.get("run-1").await.map(|s| s.value));
+    corrupt(store.get(&rid("run-1")).await.map(|s| s.value));
 }
 
 /// The SQLite adapter's ETag is the row's revision, and a trigger bumps it on
@@ -674,7 +775,7 @@ async fn sqlite_an_edit_beside_the_store_changes_the_etag_so_a_stale_replace_can
         .unwrap();
 
     assert!(matches!(
-        store.get("run-1").await,
+        store.get(&rid("run-1")).await,
         Err(StoreError::Corrupt { .. })
     ));
     assert!(matches!(
@@ -682,7 +783,7 @@ async fn sqlite_an_edit_beside_the_store_changes_the_etag_so_a_stale_replace_can
         Err(StoreError::PreconditionFailed { .. })
     ));
     assert!(matches!(
-        store.get("run-1").await,
+        store.get(&rid("run-1")).await,
         Err(StoreError::Corrupt { .. })
     ));
 }

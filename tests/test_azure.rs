@@ -321,7 +321,7 @@ fn execution(stage: Stage, delivery: u32) -> Execution {
 /// validated, built into a gallery version.
 fn run_at_test(delivery: u32) -> Run {
     let mut run = Run::new(
-        RUN_ID.into(),
+        RUN_ID.parse().unwrap(),
         "example".into(),
         "2026.1125.0".parse().expect("a version"),
         Trigger {

@@ -86,7 +86,7 @@ async fn githubs_own_ping_and_push_samples_are_answered_and_start_only_what_they
     assert_eq!(status, 202, "{answer}");
     let id = answer["runs"][0]["runId"].as_str().unwrap().to_string();
     let after = push["after"].as_str().unwrap();
-    assert_eq!(id, format!("push-example-{}", &after[..12]));
+    assert_eq!(id, format!("push-example-{after}"));
     let run = factory
         .wait_status(&id, RunStatus::WaitingForApproval)
         .await;
@@ -224,9 +224,15 @@ async fn an_azure_devops_push_builds_every_image_and_is_authenticated_by_its_sha
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    assert_eq!(answer["runs"][0]["runId"], "push-example-33b55f7cb7e7");
+    assert_eq!(
+        answer["runs"][0]["runId"],
+        "push-example-33b55f7cb7e7e245323987634f960cf4a6e6bc74"
+    );
     let run = factory
-        .wait_status("push-example-33b55f7cb7e7", RunStatus::WaitingForApproval)
+        .wait_status(
+            "push-example-33b55f7cb7e7e245323987634f960cf4a6e6bc74",
+            RunStatus::WaitingForApproval,
+        )
         .await;
     assert_eq!(run.trigger.source, "azure-devops");
     assert_eq!(run.trigger.actor.as_deref(), Some("Jamal Hartnett"));
@@ -234,5 +240,128 @@ async fn an_azure_devops_push_builds_every_image_and_is_authenticated_by_its_sha
         run.trigger.commit.as_deref(),
         Some("33b55f7cb7e7e245323987634f960cf4a6e6bc74")
     );
+    factory.stop().await;
+}
+
+/// POSTs `body` as a GitHub push with `signature`; the status and the answer.
+async fn deliver_bytes(factory: &Factory, body: Vec<u8>, signature: String) -> (u16, Value) {
+    let response = factory
+        .http
+        .post(format!("{}/api/hooks/github", factory.url))
+        .header("Content-Type", "application/json")
+        .header("X-GitHub-Event", "push")
+        .header("X-Hub-Signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_signature_covers_the_bytes_received_and_a_signed_body_that_is_not_utf8_is_refused() {
+    let factory = Factory::start().await;
+    // A push whose pusher's name holds a byte that is not UTF-8: decoded
+    // lossily it is still a valid push, but not the bytes that were signed.
+    let mut body = common::github_push(
+        "0bad0bad0bad0bad0bad0bad0bad0bad0bad0bad",
+        &["images/example/build.pkr.hcl"],
+        "main",
+    )
+    .replace("\"Codertocat\"", "\"Codertocat\u{1}\"")
+    .into_bytes();
+    let at = body.iter().position(|b| *b == 1).unwrap();
+    body[at] = 0xff;
+    let lossy = String::from_utf8_lossy(&body).into_owned();
+    assert_ne!(lossy.as_bytes(), body.as_slice());
+
+    let (status, answer) = deliver_bytes(&factory, body.clone(), sign(GITHUB_SECRET, &body)).await;
+    assert_eq!(status, 400, "signed, not UTF-8: {answer}");
+    assert!(answer.to_string().contains("UTF-8"), "{answer}");
+    let (status, answer) = deliver_bytes(
+        &factory,
+        body.clone(),
+        sign(GITHUB_SECRET, lossy.as_bytes()),
+    )
+    .await;
+    assert_eq!(status, 401, "signed over the lossy decoding: {answer}");
+    let (status, _) = deliver_bytes(&factory, body.clone(), sign("wrong", &body)).await;
+    assert_eq!(status, 401, "unauthenticated, not UTF-8");
+    assert_eq!(factory.runs().await.len(), 0);
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_paths_are_normalised_and_what_touches_no_image_is_listed_with_why() {
+    let factory = Factory::start().await;
+    let commit = "9a7b5000000000000000000000000000000000ff";
+    let escaping = [
+        "images/example/../../etc/passwd",
+        "../images/example/build.pkr.hcl",
+        "/images/example/build.pkr.hcl",
+        "images/example/../nope/x",
+        "docs/README.md",
+    ];
+    let body = common::github_push(commit, &escaping, "main");
+    let (status, answer) = deliver_github(&factory, "push", &body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["runs"], serde_json::json!([]), "{answer}");
+    let ignored = answer["ignored"].as_array().unwrap();
+    let paths: Vec<&str> = ignored
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, escaping, "{answer}");
+    let reasons: Vec<&str> = ignored
+        .iter()
+        .map(|i| i["reason"].as_str().unwrap())
+        .collect();
+    // `images/example/../../etc/passwd` is `etc/passwd`: in the repository,
+    // but in no image folder.
+    for (i, expected) in [
+        (0, "not under images/"),
+        (1, "leaves the repository"),
+        (2, "leaves the repository"),
+        (3, "images/nope is not an image folder"),
+        (4, "not under images/"),
+    ] {
+        assert!(reasons[i].contains(expected), "{i}: {answer}");
+    }
+
+    // The same folder spelled untidily is still the example image.
+    let body = common::github_push(commit, &["images//./example\\build.pkr.hcl"], "main");
+    let (status, answer) = deliver_github(&factory, "push", &body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["runs"][0]["image"], "example", "{answer}");
+
+    // A branch that does not build names the setting that decides it.
+    let body = common::github_push(commit, &["images/example/build.pkr.hcl"], "feature");
+    let (_, answer) = deliver_github(&factory, "push", &body).await;
+    assert_eq!(answer["runs"], serde_json::json!([]), "{answer}");
+    assert_eq!(answer["ignored"][0]["branch"], "feature", "{answer}");
+    assert!(
+        answer["ignored"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("IMAGE_FACTORY_BRANCHES"),
+        "{answer}"
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_basic_scheme_of_a_service_hook_is_matched_without_regard_to_case() {
+    let factory = Factory::start_with(master_factory_options()).await;
+    let credentials = base64::engine::general_purpose::STANDARD
+        .encode(format!("servicehook:{AZURE_DEVOPS_SECRET}"));
+    let (status, answer) = deliver_devops(
+        &factory,
+        Some(("Authorization", &format!("BASIC {credentials}"))),
+        devops_sample(),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["runs"].as_array().map(Vec::len), Some(1), "{answer}");
     factory.stop().await;
 }

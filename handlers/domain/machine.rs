@@ -38,11 +38,10 @@ pub enum Event {
         /// What it produced.
         output: StageOutput,
     },
-    /// The validate stage found the run's inputs identical to a released
-    /// image: nothing is built, the run ends `skipped`.
+    /// The run's inputs are identical to a released image: nothing is
+    /// built, the run ends `skipped`. Decided when the run is created, before
+    /// any stage starts, so that a skipped run takes no version number.
     Skipped {
-        /// The validate stage's message delivery.
-        execution: Execution,
         /// When.
         at: DateTime<Utc>,
         /// Why, e.g. "identical to 2026.1125.0 (run ...)".
@@ -212,6 +211,12 @@ pub enum TransitionError {
         /// When it lapsed.
         expires_at: DateTime<Utc>,
     },
+    /// A run is skipped only before its first stage starts.
+    #[error("run {run} has started; only a run that has not can be skipped")]
+    AlreadyStarted {
+        /// The run.
+        run: String,
+    },
     /// An expiry event before the deadline.
     #[error("the approval request does not expire before {expires_at}")]
     NotExpired {
@@ -224,7 +229,7 @@ pub enum TransitionError {
 pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
     if run.status.is_terminal() {
         return Err(TransitionError::RunFinished {
-            run: run.id.clone(),
+            run: run.id.to_string(),
             status: run.status,
         });
     }
@@ -241,17 +246,14 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
             at,
             output,
         } => succeed(&mut next, *stage, execution, *at, output)?,
-        Event::Skipped {
-            execution,
-            at,
-            reason,
-        } => {
-            current_execution(&next, Stage::Validate, execution)?;
-            finish_attempt(&mut next, Stage::Validate, *at, "skipped");
-            let record = next.stage_mut(Stage::Validate);
-            record.status = StageStatus::Succeeded;
-            record.finished_at = Some(*at);
-            record.summary = Some(format!("skipped: {reason}"));
+        Event::Skipped { at, reason } => {
+            let started = next.status != RunStatus::Queued
+                || next.stages.iter().any(|s| s.status != StageStatus::Pending);
+            if started {
+                return Err(TransitionError::AlreadyStarted {
+                    run: next.id.to_string(),
+                });
+            }
             next.status = RunStatus::Skipped;
             next.skipped = Some(reason.clone());
             next.updated_at = *at;
@@ -473,7 +475,7 @@ fn start(
         // A failed stage makes its run terminal; kept total for safety.
         StageStatus::Failed => {
             return Err(TransitionError::RunFinished {
-                run: run.id.clone(),
+                run: run.id.to_string(),
                 status: run.status,
             });
         }
@@ -627,7 +629,7 @@ fn waiting_request(run: &Run) -> Result<&ApprovalRequest, TransitionError> {
     match (&run.approval, run.status) {
         (Some(request), RunStatus::WaitingForApproval) => Ok(request),
         _ => Err(TransitionError::NotWaitingForApproval {
-            run: run.id.clone(),
+            run: run.id.to_string(),
             status: run.status,
         }),
     }
@@ -722,7 +724,7 @@ mod tests {
 
     fn new_run() -> Run {
         Run::new(
-            "run-1".into(),
+            "run-1".parse().unwrap(),
             "web".into(),
             ImageVersion::new(1, 0, 0).unwrap(),
             Trigger {
@@ -1137,8 +1139,8 @@ mod tests {
     }
 
     #[test]
-    fn a_run_whose_inputs_were_already_released_is_skipped_at_validate_and_builds_nothing() {
-        let run = apply(
+    fn a_run_whose_inputs_were_already_released_is_skipped_before_any_stage_and_builds_nothing() {
+        let started = apply(
             &new_run(),
             Event::StageStarted {
                 stage: Stage::Validate,
@@ -1147,14 +1149,15 @@ mod tests {
             },
         )
         .run;
-        let step = apply(
-            &run,
-            Event::Skipped {
-                execution: ex("m", 1),
-                at: t(2),
-                reason: "identical to 2026.1125.0".into(),
-            },
-        );
+        let skip = Event::Skipped {
+            at: t(2),
+            reason: "identical to 2026.1125.0".into(),
+        };
+        assert!(matches!(
+            decide(&started, &skip),
+            Err(TransitionError::AlreadyStarted { .. })
+        ));
+        let step = apply(&new_run(), skip);
         assert_eq!(step.run.status, RunStatus::Skipped);
         assert!(step.commands.is_empty());
         assert_eq!(step.run.stage(Stage::Build).status, StageStatus::Pending);
@@ -1304,9 +1307,7 @@ mod tests {
             1 => (arb_stage(), at.clone()).prop_map(|(stage, at)| {
                 Event::DeadLettered { stage, at, reason: "dead".into() }
             }),
-            1 => (arb_exec(), at).prop_map(|(execution, at)| {
-                Event::Skipped { execution, at, reason: "identical".into() }
-            }),
+            1 => at.prop_map(|at| Event::Skipped { at, reason: "identical".into() }),
         ]
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,121 @@ use serde::{Deserialize, Serialize};
 use super::approval::{ApprovalRequest, Decision};
 use super::diagnosis::Diagnosis;
 use super::version::ImageVersion;
+
+/// Longest run id accepted: `push-<64-character image>-<64 hex>` fits with room to spare.
+pub const MAX_RUN_ID: usize = 200;
+
+/// A run's id, checked against the grammar of the ids the factory makes
+/// (`push-<image>-<commit>`, `pt-<image>-<YYYY-MM>`, `oob-<image>-<hex>`,
+/// `base-<image>-<version>`): 1 to [`MAX_RUN_ID`] characters of `a-z`, `0-9`,
+/// `-` and `.`, starting with a letter or digit, with no `..`. An id that
+/// parses is safe as one path segment (it names the run's folder) and in a URL.
+///
+/// Every edge parses ids once (HTTP routes, the CLI, queue messages, stored
+/// records); serde reads and writes it as a plain string, refusing one that
+/// does not parse, so records and messages keep their JSON shape.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+/// Why a text is not a run id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{shown}` is not a run id: run ids are 1-{MAX_RUN_ID} characters of a-z, 0-9, `-` and `.`, starting with a letter or digit, with no `..` (e.g. push-example-0123456789ab)"
+)]
+pub struct RunIdError {
+    /// The refused text, cut short and with control characters escaped.
+    shown: String,
+}
+
+impl RunId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for RunId {
+    type Err = RunIdError;
+
+    fn from_str(s: &str) -> Result<RunId, RunIdError> {
+        let allowed =
+            |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.';
+        let ok = !s.is_empty()
+            && s.len() <= MAX_RUN_ID
+            && s.bytes().all(allowed)
+            && s.as_bytes()[0].is_ascii_alphanumeric()
+            && !s.contains("..");
+        if !ok {
+            let shown: String = s.chars().take(80).flat_map(char::escape_debug).collect();
+            return Err(RunIdError { shown });
+        }
+        Ok(RunId(s.to_string()))
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for RunId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for RunId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for RunId {
+    fn as_ref(&self) -> &std::path::Path {
+        std::path::Path::new(&self.0)
+    }
+}
+
+impl PartialEq<str> for RunId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RunId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for RunId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<RunId> for String {
+    fn eq(&self, other: &RunId) -> bool {
+        self == &other.0
+    }
+}
+
+impl PartialEq<RunId> for &str {
+    fn eq(&self, other: &RunId) -> bool {
+        *self == other.0
+    }
+}
+
+impl<'de> Deserialize<'de> for RunId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RunId, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// The five stages of a run, in the order they execute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -460,7 +576,7 @@ pub struct Failure {
 #[serde(rename_all = "camelCase")]
 pub struct Run {
     /// Unique id.
-    pub id: String,
+    pub id: RunId,
     /// The image definition built.
     pub image: String,
     /// The version allocated at creation; every stage uses it.
@@ -502,7 +618,7 @@ pub struct Run {
 impl Run {
     /// A new run, queued, with every stage pending.
     pub fn new(
-        id: String,
+        id: RunId,
         image: String,
         version: ImageVersion,
         trigger: Trigger,
@@ -546,5 +662,57 @@ impl Run {
             .iter()
             .find(|s| s.status != StageStatus::Succeeded)
             .map(|s| s.stage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_the_ids_the_factory_makes_and_nothing_else() {
+        for id in [
+            "push-example-0123456789ab",
+            "push-example-0123456789abcdef0123456789abcdef01234567",
+            "pt-example-2026-11",
+            "oob-example-00ff00ff00ff00ff",
+            "base-example-20348.2849.241109",
+            "r1",
+        ] {
+            let parsed: RunId = id.parse().unwrap();
+            assert_eq!(parsed.to_string(), id);
+            assert_eq!(serde_json::to_string(&parsed).unwrap(), format!("\"{id}\""));
+        }
+        let longest = "a".repeat(MAX_RUN_ID);
+        assert!(longest.parse::<RunId>().is_ok());
+        for bad in [
+            String::new(),
+            "..".into(),
+            "../../somewhere".into(),
+            "/tmp/somewhere".into(),
+            "a/b".into(),
+            "a\\b".into(),
+            "push-example-..-x".into(),
+            ".hidden".into(),
+            "-flag".into(),
+            "Push-Example".into(),
+            "a b".into(),
+            "a%2Fb".into(),
+            "a\0b".into(),
+            format!("{longest}a"),
+        ] {
+            assert!(bad.parse::<RunId>().is_err(), "{bad:?}");
+            assert!(serde_json::from_value::<RunId>(serde_json::json!(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn a_refused_id_is_shown_short_and_escaped() {
+        let error = format!("{}\n", "x/".repeat(100))
+            .parse::<RunId>()
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(!message.contains('\n'));
+        assert!(message.len() < 400, "{message}");
     }
 }

@@ -12,7 +12,7 @@ use super::InvocationError;
 use crate::app::{App, dispatch};
 use crate::domain::approval::{Claims, Decision, TokenError, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
-use crate::domain::run::{Run, RunStatus};
+use crate::domain::run::{Run, RunId, RunStatus};
 use crate::pages::{escape, page};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{StoreError, UpdateError, update_run};
@@ -68,7 +68,16 @@ impl Approval {
                 "This link was issued to another approver. Use the link you received.",
             ));
         }
-        let run = match app.store.get(&claims.run).await {
+        // The id was signed by the factory, but it is parsed like any other
+        // id that arrives from outside: one that does not parse names no run.
+        let Ok(run_id) = claims.run.parse::<RunId>() else {
+            return Ok(answer(
+                404,
+                "Run not found",
+                "The run this link belongs to does not exist.",
+            ));
+        };
+        let run = match app.store.get(&run_id).await {
             Ok(stored) => stored.value,
             Err(StoreError::NotFound { .. }) => {
                 return Ok(answer(
@@ -87,7 +96,7 @@ impl Approval {
                 200,
                 confirmation_page(&run, &claims),
             ))),
-            "POST" => self.decide(app, &claims).await,
+            "POST" => self.decide(app, &run.id, &claims).await,
             _ => Ok(answer(405, "Not allowed", "Open the link in a browser.")),
         }
     }
@@ -95,6 +104,7 @@ impl Approval {
     async fn decide(
         &self,
         app: &App,
+        run_id: &RunId,
         claims: &Claims,
     ) -> Result<InvocationResponse, InvocationError> {
         let form: Form = match serde_urlencoded::from_str(&self.request.body_text()) {
@@ -114,7 +124,7 @@ impl Approval {
             token_id: Some(claims.jti.clone()),
         };
         let event = Event::ApprovalDecided(decision);
-        let result = update_run(app.store.as_ref(), &claims.run, |run| decide(run, &event)).await;
+        let result = update_run(app.store.as_ref(), run_id, |run| decide(run, &event)).await;
         match result {
             Ok(t) => {
                 tracing::info!(run_id = %claims.run, verdict = verdict.name(), "approval decision recorded");
@@ -196,7 +206,7 @@ fn facts(run: &Run) -> String {
     let mut rows = vec![
         ("Image", run.image.clone()),
         ("Version", run.version.to_string()),
-        ("Run", run.id.clone()),
+        ("Run", run.id.to_string()),
         (
             "Commit",
             run.trigger.commit.clone().unwrap_or_else(|| "none".into()),

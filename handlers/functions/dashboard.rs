@@ -8,7 +8,7 @@ use super::InvocationError;
 use crate::app::App;
 use crate::build_log;
 use crate::dashboard::{AttemptLog, Filters, image_page, not_found_page, run_page, runs_page};
-use crate::domain::run::{RunStatus, Stage};
+use crate::domain::run::{RunId, RunStatus, Stage};
 use crate::pages::{escape, page};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, StoreError};
@@ -53,26 +53,29 @@ impl Dashboard {
         let now = app.now();
         let response = match (param("section").as_deref(), param("id")) {
             (None, None) => self.runs(app, now).await?,
-            (Some("runs"), Some(id)) => match app.store.get(&id).await {
-                Ok(stored) => {
-                    let run_dir = app.settings.run_dir(&id);
-                    let tail = log_tail(&run_dir.join(build_log::CURRENT));
-                    let attempts = stored.value.stage(Stage::Build).attempts.len();
-                    let earlier: Vec<AttemptLog> = build_log::earlier(&run_dir, attempts)
-                        .into_iter()
-                        .filter_map(|(attempt, path)| {
-                            Some(AttemptLog {
-                                attempt,
-                                tail: log_tail(&path)?,
+            (Some("runs"), Some(id)) => match id.parse::<RunId>() {
+                Err(e) => html(404, not_found_page(&e.to_string())),
+                Ok(id) => match app.store.get(&id).await {
+                    Ok(stored) => {
+                        let run_dir = app.settings.run_dir(&id);
+                        let tail = log_tail(&run_dir.join(build_log::CURRENT));
+                        let attempts = stored.value.stage(Stage::Build).attempts.len();
+                        let earlier: Vec<AttemptLog> = build_log::earlier(&run_dir, attempts)
+                            .into_iter()
+                            .filter_map(|(attempt, path)| {
+                                Some(AttemptLog {
+                                    attempt,
+                                    tail: log_tail(&path)?,
+                                })
                             })
-                        })
-                        .collect();
-                    html(200, run_page(&stored.value, tail.as_deref(), &earlier, now))
-                }
-                Err(StoreError::NotFound { .. }) => {
-                    html(404, not_found_page(&format!("There is no run {id}.")))
-                }
-                Err(e) => return Err(super::retry("cannot read the run", e)),
+                            .collect();
+                        html(200, run_page(&stored.value, tail.as_deref(), &earlier, now))
+                    }
+                    Err(StoreError::NotFound { .. }) => {
+                        html(404, not_found_page(&format!("There is no run {id}.")))
+                    }
+                    Err(e) => return Err(super::retry("cannot read the run", e)),
+                },
             },
             (Some("images"), Some(name)) => {
                 let query = RunQuery {

@@ -10,8 +10,16 @@
 //!   Its payload lists no files, so such a push builds every image; build
 //!   avoidance then skips the images whose inputs did not change.
 //!
-//! Only configured branches build. A push run's id is `push-<image>-<commit>`,
-//! so a redelivered webhook finds the runs it created the first time.
+//! Only configured branches build. A push run's id is `push-<image>-<commit>`
+//! with the whole commit id, so a redelivered webhook finds the runs it
+//! created the first time and two commits never share a run. (Runs made
+//! before ids carried the whole commit are named after its first 12
+//! characters; a redelivery of such a push finds its run under that name.)
+//!
+//! Changed paths are normalised lexically (`.` and `..` segments, repeated
+//! slashes, backslashes) before they are mapped to image folders; a path that
+//! leaves the repository touches nothing. The answer lists what was ignored
+//! and why: a branch that is not built, a path outside every image folder.
 
 use std::collections::BTreeSet;
 
@@ -23,8 +31,9 @@ use sha2::Sha256;
 
 use super::InvocationError;
 use crate::app::{App, Created, dispatch_follow_up, secret_matches};
-use crate::domain::run::{Trigger, TriggerKind};
+use crate::domain::run::{RunId, Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
+use crate::store::StoreError;
 
 /// Largest webhook body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -130,7 +139,10 @@ impl GitPush {
         if !self.request.method.eq_ignore_ascii_case("POST") {
             return Err(Reply::error(405, "webhooks are POSTed"));
         }
-        let body = self.request.body_text();
+        let body = self
+            .request
+            .body_bytes()
+            .ok_or_else(|| Reply::error(400, "the webhook body could not be read"))?;
         if body.len() > MAX_BODY {
             return Err(Reply::error(413, "the webhook body is larger than 1 MiB"));
         }
@@ -149,14 +161,23 @@ impl GitPush {
         let mut ignored = Vec::new();
         for push in pushes {
             if !app.settings.branches.contains(&push.branch) {
-                ignored.push(format!(
-                    "{} is not a built branch ({})",
-                    push.branch,
-                    app.settings.branches.join(", ")
-                ));
+                ignored.push(serde_json::json!({
+                    "branch": push.branch,
+                    "reason": format!(
+                        "not a built branch: IMAGE_FACTORY_BRANCHES lists {}",
+                        app.settings.branches.join(", ")
+                    ),
+                }));
                 continue;
             }
-            for image in touched_images(app, push.paths.as_deref()) {
+            let touched = touched_images(app, push.paths.as_deref());
+            ignored.extend(
+                touched
+                    .ignored
+                    .into_iter()
+                    .map(|(path, reason)| serde_json::json!({ "path": path, "reason": reason })),
+            );
+            for image in touched.images {
                 let trigger = Trigger {
                     kind: TriggerKind::Push,
                     source: push.source.into(),
@@ -167,11 +188,13 @@ impl GitPush {
                     force: false,
                     base_image_version: None,
                 };
-                let id = format!("push-{image}-{}", &push.commit[..12]);
-                let created = app
-                    .create_run(id, &image, trigger)
-                    .await
-                    .map_err(|e| Reply::error(e.http_status(), &e.to_string()))?;
+                let created = match legacy_run(app, &image, &push.commit).await? {
+                    Some(existing) => existing,
+                    None => app
+                        .create_run(format!("push-{image}-{}", push.commit), &image, trigger)
+                        .await
+                        .map_err(|e| Reply::error(e.http_status(), &e.to_string()))?,
+                };
                 dispatch_follow_up(&mut response, created.run());
                 started.push(serde_json::json!({
                     "runId": created.run().id,
@@ -192,7 +215,7 @@ impl GitPush {
         Ok(response)
     }
 
-    fn github(&self, app: &App, body: &str) -> Result<Vec<Push>, Reply> {
+    fn github(&self, app: &App, body: &[u8]) -> Result<Vec<Push>, Reply> {
         let Some(secret) = app.secrets.github.as_deref() else {
             return Err(Reply::error(
                 503,
@@ -203,13 +226,14 @@ impl GitPush {
             .request
             .header("X-Hub-Signature-256")
             .unwrap_or_default();
-        if !github_signature_valid(secret.as_bytes(), body.as_bytes(), signature) {
+        if !github_signature_valid(secret.as_bytes(), body, signature) {
             tracing::warn!("GitHub webhook refused: missing or wrong signature");
             return Err(Reply::error(
                 401,
                 "the X-Hub-Signature-256 signature is missing or does not match; check the webhook secret",
             ));
         }
+        let body = utf8(body)?;
         match self.request.header("X-GitHub-Event").unwrap_or_default() {
             "push" => {}
             "ping" => return Err(Reply::json(200, serde_json::json!({ "pong": true }))),
@@ -244,7 +268,7 @@ impl GitPush {
         }])
     }
 
-    fn azure_devops(&self, app: &App, body: &str) -> Result<Vec<Push>, Reply> {
+    fn azure_devops(&self, app: &App, body: &[u8]) -> Result<Vec<Push>, Reply> {
         let Some(secret) = app.secrets.azure_devops.as_deref() else {
             return Err(Reply::error(
                 503,
@@ -263,7 +287,7 @@ impl GitPush {
                 "the service hook's basic-auth password or X-Hook-Secret header is missing or wrong",
             ));
         }
-        let event: DevOpsEvent = serde_json::from_str(body).map_err(|e| {
+        let event: DevOpsEvent = serde_json::from_str(utf8(body)?).map_err(|e| {
             Reply::error(400, &format!("the service-hook payload is not valid: {e}"))
         })?;
         if event.event_type != "git.push" {
@@ -310,8 +334,41 @@ impl Reply {
 
     /// 202 with nothing started, as providers expect for events they may send.
     fn ignored(reason: String) -> Reply {
-        Reply::json(202, serde_json::json!({ "runs": [], "ignored": [reason] }))
+        Reply::json(
+            202,
+            serde_json::json!({ "runs": [], "ignored": [{ "reason": reason }] }),
+        )
     }
+}
+
+/// The run a push of `commit` made before run ids carried the whole commit
+/// (`push-<image>-<first 12 characters>`), if there is one and it built this
+/// very commit: a redelivered webhook finds it. A run of another commit that
+/// shares the prefix is not this push's run.
+async fn legacy_run(app: &App, image: &str, commit: &str) -> Result<Option<Created>, Reply> {
+    let Some(prefix) = commit.get(..12) else {
+        return Ok(None);
+    };
+    let Ok(id) = format!("push-{image}-{prefix}").parse::<RunId>() else {
+        return Ok(None);
+    };
+    match app.store.get(&id).await {
+        Ok(stored) if stored.value.trigger.commit.as_deref() == Some(commit) => {
+            Ok(Some(Created::Existing(stored.value)))
+        }
+        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Reply::error(503, &format!("cannot look up run {id}: {e}"))),
+    }
+}
+
+/// An authenticated body as text; one that is not UTF-8 is refused (400).
+fn utf8(body: &[u8]) -> Result<&str, Reply> {
+    std::str::from_utf8(body).map_err(|e| {
+        Reply::error(
+            400,
+            &format!("the webhook body is not UTF-8 text (invalid byte at offset {}); webhooks send JSON", e.valid_up_to()),
+        )
+    })
 }
 
 /// A full commit id (40 or 64 hex digits), lower-cased.
@@ -325,26 +382,97 @@ fn commit_id(text: &str) -> Result<String, Reply> {
 
 /// The password of a `Basic` authorization header.
 fn basic_password(header: &str) -> Option<String> {
-    let encoded = header.strip_prefix("Basic ")?;
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let encoded = crate::app::authorization(header, "Basic")?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded).ok()?).ok()?;
     decoded
         .split_once(':')
         .map(|(_, password)| password.to_string())
 }
 
+/// What a push's changed paths touched.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Touched {
+    /// Image folders with changed files.
+    images: BTreeSet<String>,
+    /// Paths that touch no image, each with why.
+    ignored: Vec<(String, String)>,
+}
+
 /// The images a push touched: folders under the images path with changed
 /// files; every image when the provider does not list files.
-fn touched_images(app: &App, paths: Option<&[String]>) -> BTreeSet<String> {
+fn touched_images(app: &App, paths: Option<&[String]>) -> Touched {
     let Some(paths) = paths else {
-        return app.images.keys().cloned().collect();
+        return Touched {
+            images: app.images.keys().cloned().collect(),
+            ignored: Vec::new(),
+        };
     };
-    let prefix = format!("{}/", app.settings.repo_images_path.trim_end_matches('/'));
-    paths
-        .iter()
-        .filter_map(|path| path.strip_prefix(&prefix)?.split('/').next())
-        .filter(|name| app.images.contains_key(*name))
-        .map(str::to_string)
-        .collect()
+    let known = |name: &str| app.images.contains_key(name);
+    map_paths(&app.settings.repo_images_path, paths, known)
+}
+
+/// Maps repository paths to the image folders under `images_path` that
+/// `is_image` knows, after normalising both; lists the other paths and why.
+fn map_paths(images_path: &str, paths: &[String], is_image: impl Fn(&str) -> bool) -> Touched {
+    let mut touched = Touched::default();
+    let prefix = normalise(images_path).unwrap_or_default();
+    let mut seen = BTreeSet::new();
+    for path in paths {
+        if !seen.insert(path.as_str()) {
+            continue;
+        }
+        let Some(segments) = normalise(path) else {
+            touched.ignored.push((
+                path.clone(),
+                "the path is absolute or leaves the repository".into(),
+            ));
+            continue;
+        };
+        let image = segments
+            .strip_prefix(prefix.as_slice())
+            .and_then(|rest| rest.first());
+        match image {
+            Some(name) if is_image(name) => {
+                touched.images.insert(name.clone());
+            }
+            Some(name) => touched.ignored.push((
+                path.clone(),
+                format!(
+                    "{}/{name} is not an image folder (no image.toml there)",
+                    prefix.join("/")
+                ),
+            )),
+            None => touched.ignored.push((
+                path.clone(),
+                format!(
+                    "not under {}/, where the image folders are (IMAGE_FACTORY_REPO_IMAGES_PATH)",
+                    prefix.join("/")
+                ),
+            )),
+        }
+    }
+    touched
+}
+
+/// The segments of a repository path, normalised lexically: backslashes are
+/// separators, empty and `.` segments go, `..` removes the segment before it.
+/// `None` for a path that is absolute or climbs above the repository's root.
+fn normalise(path: &str) -> Option<Vec<String>> {
+    let path = path.replace('\\', "/");
+    if path.starts_with('/') {
+        return None;
+    }
+    let mut segments: Vec<String> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            other => segments.push(other.to_string()),
+        }
+    }
+    Some(segments)
 }
 
 /// Checks GitHub's `sha256=<hex>` HMAC of the raw body, in constant time.
@@ -387,9 +515,81 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_normalised_lexically_and_those_leaving_the_repository_are_refused() {
+        let ok = |p: &str| normalise(p).map(|s| s.join("/"));
+        assert_eq!(
+            ok("images/example/build.pkr.hcl").as_deref(),
+            Some("images/example/build.pkr.hcl")
+        );
+        assert_eq!(
+            ok("images//./example/x").as_deref(),
+            Some("images/example/x")
+        );
+        assert_eq!(
+            ok("images\\example\\x").as_deref(),
+            Some("images/example/x")
+        );
+        assert_eq!(
+            ok("images/example/../../etc/passwd").as_deref(),
+            Some("etc/passwd")
+        );
+        assert_eq!(ok("a/b/../../c").as_deref(), Some("c"));
+        for outside in [
+            "..",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "\\server\\share",
+            "images/../../x",
+        ] {
+            assert_eq!(normalise(outside), None, "{outside}");
+        }
+    }
+
+    #[test]
+    fn only_paths_inside_a_known_image_folder_touch_it() {
+        let paths: Vec<String> = [
+            "images/example/build.pkr.hcl",
+            "images/example/../../etc/passwd",
+            "images/web/./scripts/x.sh",
+            "images/unknown/x",
+            "images/example/../web2/x",
+            "README.md",
+            "images",
+            "../images/example/x",
+            "images/example/build.pkr.hcl",
+        ]
+        .map(String::from)
+        .to_vec();
+        let touched = map_paths("images/", &paths, |name| ["example", "web"].contains(&name));
+        assert_eq!(
+            touched.images.into_iter().collect::<Vec<_>>(),
+            ["example", "web"]
+        );
+        let ignored: Vec<&str> = touched.ignored.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            ignored,
+            [
+                "images/example/../../etc/passwd",
+                "images/unknown/x",
+                "images/example/../web2/x",
+                "README.md",
+                "images",
+                "../images/example/x",
+            ]
+        );
+        let nested = map_paths("src/./images", &["src/images/web/x".to_string()], |_| true);
+        assert_eq!(nested.images.into_iter().collect::<Vec<_>>(), ["web"]);
+    }
+
+    #[test]
     fn basic_auth_passwords_are_read_and_garbage_is_not() {
         assert_eq!(
             basic_password("Basic dXNlcjpzM2NyZXQ6eA==").as_deref(),
+            Some("s3cret:x")
+        );
+        assert_eq!(
+            basic_password("basic dXNlcjpzM2NyZXQ6eA==").as_deref(),
             Some("s3cret:x")
         );
         for bad in ["Basic", "Basic !!!", "Bearer dXNlcjpz", "Basic dXNlcg=="] {

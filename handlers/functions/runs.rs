@@ -10,10 +10,10 @@
 use super::InvocationError;
 use serde::Deserialize;
 
-use crate::app::{App, dispatch, dispatch_follow_up, secret_matches};
+use crate::app::{App, authorization, dispatch, dispatch_follow_up, secret_matches};
 use crate::domain::approval::{Decision, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
-use crate::domain::run::{RunStatus, Trigger, TriggerKind};
+use crate::domain::run::{RunId, RunStatus, Trigger, TriggerKind};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 use crate::store::{RunQuery, StoreError, UpdateError, update_run};
 
@@ -44,38 +44,52 @@ const LOG_CHUNK: u64 = 64 * 1024;
 
 /// The build log of run `id` from byte `offset`, with the next offset in
 /// `X-Log-Offset`: the current build attempt's, or that of `attempt` (a
-/// number within the build's recorded attempts).
+/// number within the build's recorded attempts). Only a run the store holds
+/// has a log: its folder is found from its parsed id, never from the text of
+/// the request.
 async fn log_chunk(
     app: &App,
-    id: &str,
+    id: &RunId,
     offset: &str,
     attempt: Option<&String>,
-) -> HttpResponseData {
+) -> Result<HttpResponseData, InvocationError> {
     use crate::build_log;
     use crate::domain::run::Stage;
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let Ok(offset) = offset.parse::<u64>() else {
-        return HttpResponseData::error(400, "log must be a byte offset");
+        return Ok(HttpResponseData::error(400, "log must be a byte offset"));
+    };
+    let attempts = match app.store.get(id).await {
+        Ok(stored) => stored.value.stage(Stage::Build).attempts.len(),
+        Err(StoreError::NotFound { .. }) => {
+            return Ok(HttpResponseData::error(
+                404,
+                &format!("there is no run {id}"),
+            ));
+        }
+        Err(e @ StoreError::Corrupt { .. }) => {
+            return Ok(HttpResponseData::error(500, &e.to_string()));
+        }
+        Err(e) => return Err(super::retry("cannot read the run", e)),
     };
     let run_dir = app.settings.run_dir(id);
     let path = match attempt {
         None => run_dir.join(build_log::CURRENT),
-        Some(text) => {
-            let attempts = match app.store.get(id).await {
-                Ok(stored) => stored.value.stage(Stage::Build).attempts.len(),
-                Err(StoreError::NotFound { .. }) => {
-                    return HttpResponseData::error(404, &format!("there is no run {id}"));
-                }
-                Err(e) => {
-                    return HttpResponseData::error(503, &format!("cannot read the run: {e}"));
-                }
-            };
-            match build_log::parse_attempt(text, attempts) {
-                Ok(n) => build_log::path_of(&run_dir, n, attempts),
-                Err(message) => return HttpResponseData::error(400, &message),
-            }
-        }
+        Some(text) => match build_log::parse_attempt(text, attempts) {
+            Ok(n) => build_log::path_of(&run_dir, n, attempts),
+            Err(message) => return Ok(HttpResponseData::error(400, &message)),
+        },
     };
+    Ok(read_log(id, &path, offset, attempt).await)
+}
+
+/// Up to [`LOG_CHUNK`] bytes of the log at `path` of run `id`, from `offset`.
+async fn read_log(
+    id: &RunId,
+    path: &std::path::Path,
+    offset: u64,
+    attempt: Option<&String>,
+) -> HttpResponseData {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let Ok(mut file) = tokio::fs::File::open(&path).await else {
         let which = attempt.map_or(String::new(), |n| format!(" of attempt {n}"));
         return HttpResponseData::error(404, &format!("run {id} has no build log{which} (yet)"));
@@ -128,15 +142,18 @@ impl Runs {
         if self.request.method.eq_ignore_ascii_case("POST") {
             return self.trigger(app).await;
         }
-        let id = self.request.params.get("id").filter(|id| !id.is_empty());
-        if let (Some(id), Some(offset)) = (id, self.request.query.get("log")) {
+        let id = match self.run_id() {
+            Ok(id) => id,
+            Err(response) => return Ok(response),
+        };
+        if let (Some(id), Some(offset)) = (&id, self.request.query.get("log")) {
             let attempt = self.request.query.get("attempt");
             return Ok(InvocationResponse::http(
-                log_chunk(app, id, offset, attempt).await,
+                log_chunk(app, id, offset, attempt).await?,
             ));
         }
         let http = match id {
-            Some(id) => match app.store.get(id).await {
+            Some(id) => match app.store.get(&id).await {
                 Ok(stored) => HttpResponseData::json(200, &stored.value),
                 Err(StoreError::NotFound { .. }) => {
                     HttpResponseData::error(404, &format!("there is no run {id}"))
@@ -171,7 +188,7 @@ impl Runs {
         let presented = self
             .request
             .header("Authorization")
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| authorization(h, "Bearer"))
             .unwrap_or_default();
         if !secret_matches(expected, presented) {
             tracing::warn!("operator request refused: missing or wrong operator token");
@@ -180,8 +197,10 @@ impl Runs {
                 "a valid operator token is required: Authorization: Bearer <token>",
             ));
         }
-        if let Some(id) = self.request.params.get("id").filter(|id| !id.is_empty()) {
-            return self.decide(app, id).await;
+        match self.run_id() {
+            Ok(Some(id)) => return self.decide(app, &id).await,
+            Ok(None) => {}
+            Err(response) => return Ok(response),
         }
         let body: TriggerBody = match serde_json::from_str(&self.request.body_text()) {
             Ok(body) => body,
@@ -226,7 +245,7 @@ impl Runs {
     /// An operator records an approver's decision (`image-factory approve`),
     /// with the same checks as a link: a listed approver, one decision each,
     /// before the deadline, on a run that waits.
-    async fn decide(&self, app: &App, id: &str) -> Result<InvocationResponse, InvocationError> {
+    async fn decide(&self, app: &App, id: &RunId) -> Result<InvocationResponse, InvocationError> {
         let body: DecisionBody = match serde_json::from_str(&self.request.body_text()) {
             Ok(body) => body,
             Err(e) => {
@@ -271,6 +290,18 @@ impl Runs {
                 Ok(error(status, &e.to_string()))
             }
             Err(e) => Err(super::retry("cannot record the decision", e)),
+        }
+    }
+
+    /// The run id of the route, parsed: `None` when the route names none,
+    /// a 400 answer when it names something that is not a run id.
+    fn run_id(&self) -> Result<Option<RunId>, InvocationResponse> {
+        match self.request.params.get("id").filter(|id| !id.is_empty()) {
+            None => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|e: crate::domain::run::RunIdError| error(400, &e.to_string())),
         }
     }
 

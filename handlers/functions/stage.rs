@@ -72,7 +72,7 @@ impl StageInvocation {
 
     async fn run(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let StageInvocation { message, execution } = self;
-        let (run_id, stage) = (message.run_id.as_str(), message.stage);
+        let (run_id, stage) = (&message.run_id, message.stage);
         let mut response = InvocationResponse::default();
 
         let started = update_run(app.store.as_ref(), run_id, |run| {
@@ -124,14 +124,6 @@ impl StageInvocation {
                 tracing::warn!(%reason, "stage failed");
                 Event::StageFailed {
                     stage,
-                    execution: execution.clone(),
-                    at: app.now(),
-                    reason,
-                }
-            }
-            StageResult::Skipped(reason) => {
-                tracing::info!(%reason, "run skipped");
-                Event::Skipped {
                     execution: execution.clone(),
                     at: app.now(),
                     reason,

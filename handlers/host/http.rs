@@ -143,11 +143,21 @@ async fn http_invocation(
         );
     }
     req.insert("Identities".into(), Value::Array(Vec::new()));
+    // A body that is not UTF-8 is passed on unchanged, in base64, never
+    // decoded lossily: a webhook's signature covers the bytes received, and
+    // the function checks it before it refuses the body for not being text
+    // (see `HttpRequestData::body_bytes` for why Azure's host differs).
     if !body.is_empty() {
-        req.insert(
-            "Body".into(),
-            Value::String(String::from_utf8_lossy(&body).into_owned()),
-        );
+        match std::str::from_utf8(&body) {
+            Ok(text) => {
+                req.insert("Body".into(), Value::String(text.to_string()));
+            }
+            Err(_) => {
+                use base64::Engine;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(&body);
+                req.insert("BodyBase64".into(), Value::String(encoded));
+            }
+        }
     }
     let mut metadata = Map::new();
     metadata.insert("Query".into(), Value::Object(query));

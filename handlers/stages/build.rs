@@ -11,7 +11,7 @@ use super::StageResult;
 use crate::app::{App, new_id};
 use crate::build_log;
 use crate::config::{ImageConfig, build_timeout};
-use crate::domain::run::{ArtifactRecord, BuildResult, Run, Stage, StageOutput};
+use crate::domain::run::{ArtifactRecord, BuildResult, Run, RunId, Stage, StageOutput};
 use crate::executor::{Executor, Job, JobEnd};
 use crate::packer::{ArtifactCollector, AzureIds, azure_ids, parse_manifest};
 use crate::private;
@@ -22,7 +22,7 @@ use crate::worker::BuildOrder;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildSpec {
     /// The run (names its folder).
-    pub run_id: String,
+    pub run_id: RunId,
     /// The version being built.
     pub version: String,
     /// The commit being built (empty when none).

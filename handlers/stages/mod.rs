@@ -33,8 +33,6 @@ pub enum StageResult {
     Failed(String),
     /// The approve stage sent its requests.
     AwaitApproval(ApprovalRequest),
-    /// The validate stage found the inputs identical to a released image.
-    Skipped(String),
     /// The build stage started a worker off the host; its report finishes the stage.
     Dispatched(crate::domain::run::WorkerRef),
     /// It could not run now; the message should be delivered again.

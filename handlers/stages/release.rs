@@ -29,7 +29,7 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             .as_ref()
             .and_then(|b| b.gallery_version_id.clone()),
         git_commit: run.trigger.commit.clone(),
-        run_id: run.id.clone(),
+        run_id: run.id.to_string(),
         build_log: run
             .build
             .as_ref()

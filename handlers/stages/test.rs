@@ -42,7 +42,7 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             let run_dir = app.settings.run_dir(&run.id);
             let run_dir = std::path::absolute(&run_dir).unwrap_or(run_dir);
             let env = vec![
-                ("RUN_ID".to_string(), run.id.clone()),
+                ("RUN_ID".to_string(), run.id.to_string()),
                 ("RUN_DIR".to_string(), run_dir.display().to_string()),
                 ("IMAGE_NAME".to_string(), run.image.clone()),
                 ("IMAGE_VERSION".to_string(), run.version.to_string()),
@@ -181,7 +181,7 @@ async fn on_azure(
     let attempt = run.stage(Stage::Test).current_attempt();
     let plan = TestPlan {
         subscription_id: azure.settings.subscription_id.clone(),
-        run_id: run.id.clone(),
+        run_id: run.id.to_string(),
         location: location.clone(),
         vm_size: settings.vm_size.clone(),
         image_id: image_id.to_string(),

@@ -2,30 +2,22 @@
 //! First the factory's own checks of the template folder (it parses,
 //! variables are declared, scripts exist, no secret literals, plugins pinned),
 //! then `packer init` (1.7+), `packer fmt -check` and `packer validate`.
-//! Before all that, a run whose inputs are identical to the image's last
-//! release (and that is not forced) is skipped: nothing to build.
+//! (A run whose inputs are identical to the image's last release is skipped
+//! when it is created, before this stage: see [`crate::app::App::create_run`].)
 
 use std::time::Duration;
 
 use super::{BuildSpec, StageResult, packer_vars, run_short};
 use crate::app::App;
 use crate::config::ImageConfig;
-use crate::domain::run::{FindingRecord, Run, RunStatus, StageOutput};
+use crate::domain::run::{FindingRecord, Run, StageOutput};
 use crate::packer::parse_version;
-use crate::store::RunQuery;
 use crate::template::{Finding, check_folder};
 
 /// How long each packer check may take.
 const PACKER_CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResult {
-    if !run.trigger.force {
-        match identical_release(app, run).await {
-            Ok(Some(reason)) => return StageResult::Skipped(reason),
-            Ok(None) => {}
-            Err(e) => return StageResult::Retry(e),
-        }
-    }
     let dir = image.dir.clone();
     let report = match tokio::task::spawn_blocking(move || check_folder(&dir)).await {
         Ok(Ok(report)) => report,
@@ -113,34 +105,6 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
         findings,
         packer_version: Some(version.to_string()),
     })
-}
-
-/// "identical to version X" when the image's last release had the same inputs.
-async fn identical_release(app: &App, run: &Run) -> Result<Option<String>, String> {
-    let Some(hash) = &run.inputs_hash else {
-        return Ok(None);
-    };
-    let query = RunQuery {
-        image: Some(run.image.clone()),
-        statuses: vec![RunStatus::Released],
-        limit: 1,
-        continuation: None,
-    };
-    let page = app
-        .store
-        .list(&query)
-        .await
-        .map_err(|e| format!("cannot look up the last release: {e}"))?;
-    Ok(page
-        .runs
-        .first()
-        .filter(|last| last.inputs_hash.as_ref() == Some(hash))
-        .map(|last| {
-            format!(
-                "identical to version {} (run {}); trigger with force to build anyway",
-                last.version, last.id
-            )
-        }))
 }
 
 fn record(f: &Finding) -> FindingRecord {

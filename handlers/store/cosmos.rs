@@ -6,7 +6,9 @@
 //!   where `run` is the whole run record (every stage, decision and output) and
 //!   `image`, `status` and `sortKey` (`<created, UTC, fixed width>|<id>`) are
 //!   copies the queries filter and order on;
-//! - a version counter: `{"id": "seq:<image>:<scope>", "kind": "sequence", "next"}`.
+//! - a version counter: `{"id": "seq:<image>:<scope>", "kind": "sequence", "next",
+//!   "holders"}`, where `holders` maps the runs most recently given a number
+//!   to their number, so a run that asks again gets the same one.
 //!
 //! Single use of approval tokens is enforced on the run document itself (a
 //! decision carries its token id and the state machine refuses a second
@@ -62,7 +64,7 @@ use serde_json::{Value, json};
 
 use super::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
 use crate::config::{CosmosAuth, CosmosSettings};
-use crate::domain::run::Run;
+use crate::domain::run::{Run, RunId};
 
 /// Largest page a query returns.
 const MAX_PAGE: usize = 100;
@@ -72,6 +74,10 @@ pub const THROTTLE_RETRIES: u32 = 5;
 pub const THROTTLE_WAIT: Duration = Duration::from_secs(10);
 /// Attempts of a counter increment under contention.
 const SEQUENCE_ATTEMPTS: u32 = 400;
+/// How many of a counter's latest holders it remembers. A run asks again
+/// within seconds (a concurrent duplicate, a redelivered trigger), so the
+/// latest few hundred are plenty, and the document stays small.
+const SEQUENCE_HOLDERS: usize = 256;
 /// The public key every Cosmos DB emulator accepts (documented by Microsoft).
 pub const EMULATOR_KEY: &str =
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
@@ -343,6 +349,23 @@ fn if_match(etag: &ETag) -> ItemWriteOptions {
         .with_precondition(Precondition::if_match(Etag::from(etag.0.clone())))
 }
 
+/// A counter's `holders` with `holder` given `number`, keeping the
+/// [`SEQUENCE_HOLDERS`] highest numbers.
+fn remember(holders: Option<&Value>, holder: &RunId, number: u32) -> Value {
+    let mut kept: Vec<(String, u64)> = holders
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    kept.push((holder.to_string(), u64::from(number)));
+    kept.sort_by_key(|k| std::cmp::Reverse(k.1));
+    kept.truncate(SEQUENCE_HOLDERS);
+    Value::Object(kept.into_iter().map(|(k, v)| (k, json!(v))).collect())
+}
+
 /// The id of the counter of `image` and `scope`.
 fn sequence_id(image: &str, scope: &str) -> String {
     let escape = |s: &str| {
@@ -385,13 +408,14 @@ impl RunStore for CosmosStore {
         let doc = envelope(run)?;
         let response = self
             .container
-            .create_item(run.id.clone(), &run.id, &doc, None)
+            .create_item(run.id.to_string(), run.id.as_str(), &doc, None)
             .await
             .map_err(|e| store_error(&run.id, &e))?;
         etag_of(&run.id, &response, None)
     }
 
-    async fn get(&self, id: &str) -> Result<Stored<Run>, StoreError> {
+    async fn get(&self, id: &RunId) -> Result<Stored<Run>, StoreError> {
+        let id = id.as_str();
         if !valid_id(id) {
             return Err(StoreError::NotFound { id: id.to_string() });
         }
@@ -422,12 +446,19 @@ impl RunStore for CosmosStore {
 
     async fn replace(&self, run: &Run, if_match_etag: &ETag) -> Result<ETag, StoreError> {
         if !valid_id(&run.id) {
-            return Err(StoreError::NotFound { id: run.id.clone() });
+            return Err(StoreError::NotFound {
+                id: run.id.to_string(),
+            });
         }
         let doc = envelope(run)?;
         let response = self
             .container
-            .replace_item(run.id.clone(), &run.id, &doc, Some(if_match(if_match_etag)))
+            .replace_item(
+                run.id.to_string(),
+                run.id.as_str(),
+                &doc,
+                Some(if_match(if_match_etag)),
+            )
             .await
             .map_err(|e| store_error(&run.id, &e))?;
         etag_of(&run.id, &response, None)
@@ -496,7 +527,12 @@ impl RunStore for CosmosStore {
         Ok(RunPage { runs, continuation })
     }
 
-    async fn next_sequence(&self, image: &str, scope: &str) -> Result<u32, StoreError> {
+    async fn next_sequence(
+        &self,
+        image: &str,
+        scope: &str,
+        holder: &RunId,
+    ) -> Result<u32, StoreError> {
         let id = sequence_id(image, scope);
         for attempt in 0..SEQUENCE_ATTEMPTS {
             if attempt > 0 {
@@ -510,7 +546,7 @@ impl RunStore for CosmosStore {
                 Err(e) => return Err(store_error(&id, &e)),
             };
             let Some(response) = read else {
-                let doc = json!({"id": id, "kind": "sequence", "image": image, "scope": scope, "next": 1});
+                let doc = json!({"id": id, "kind": "sequence", "image": image, "scope": scope, "next": 1, "holders": {holder.as_str(): 0}});
                 match self
                     .container
                     .create_item(id.clone(), &id, &doc, None)
@@ -535,6 +571,13 @@ impl RunStore for CosmosStore {
                 .ok_or_else(|| {
                     StoreError::Unavailable(format!("Cosmos DB returned no ETag for {id}"))
                 })?;
+            if let Some(earlier) = doc
+                .pointer(&format!("/holders/{holder}"))
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+            {
+                return Ok(earlier);
+            }
             let next = doc
                 .get("next")
                 .and_then(Value::as_u64)
@@ -547,6 +590,7 @@ impl RunStore for CosmosStore {
                 .checked_add(1)
                 .ok_or_else(|| StoreError::Unavailable(format!("counter {id} overflowed")))?;
             doc["next"] = json!(following);
+            doc["holders"] = remember(doc.get("holders"), holder, next);
             match self
                 .container
                 .replace_item(id.clone(), &id, &doc, Some(if_match(&etag)))

@@ -12,7 +12,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 
 use crate::domain::machine::{Transition, TransitionError};
-use crate::domain::run::{Run, RunStatus, Stage};
+use crate::domain::run::{Run, RunId, RunStatus, Stage};
 
 /// An opaque version of a stored document.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,13 +109,21 @@ pub trait RunStore: Send + Sync + 'static {
     /// Stores a new run; [`StoreError::Conflict`] if its id exists.
     async fn create(&self, run: &Run) -> Result<ETag, StoreError>;
     /// Reads a run.
-    async fn get(&self, id: &str) -> Result<Stored<Run>, StoreError>;
+    async fn get(&self, id: &RunId) -> Result<Stored<Run>, StoreError>;
     /// Replaces a run if it is still at `if_match`.
     async fn replace(&self, run: &Run, if_match: &ETag) -> Result<ETag, StoreError>;
     /// Lists runs, newest first.
     async fn list(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
-    /// Hands out the next number (0, 1, 2, ...) of a per-image counter, atomically.
-    async fn next_sequence(&self, image: &str, scope: &str) -> Result<u32, StoreError>;
+    /// Hands out the next number (0, 1, 2, ...) of a per-image counter to
+    /// the run `holder`, atomically. The same holder asking again in the same
+    /// scope (a redelivered trigger, a concurrent duplicate of it) gets the
+    /// number it was given the first time: a run moves its counter once.
+    async fn next_sequence(
+        &self,
+        image: &str,
+        scope: &str,
+        holder: &RunId,
+    ) -> Result<u32, StoreError>;
 }
 
 /// Why [`update_run`] did not apply a change.
@@ -144,7 +152,7 @@ const MAX_UPDATE_ATTEMPTS: u32 = 32;
 /// reloading and deciding again whenever someone else wrote first.
 pub async fn update_run<F>(
     store: &dyn RunStore,
-    id: &str,
+    id: &RunId,
     decide: F,
 ) -> Result<Transition, UpdateError>
 where
@@ -174,7 +182,7 @@ pub(crate) fn parse_run(id: &str, doc: &str) -> Result<Run, StoreError> {
         id: id.to_string(),
         reason: e.to_string(),
     })?;
-    let shape_ok = run.id == id
+    let shape_ok = run.id.as_str() == id
         && run.stages.len() == Stage::ALL.len()
         && run.stages.iter().zip(Stage::ALL).all(|(r, s)| r.stage == s);
     if !shape_ok {

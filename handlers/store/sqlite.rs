@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
-use crate::domain::run::Run;
+use crate::domain::run::{Run, RunId};
 
 /// Largest page a query returns.
 const MAX_PAGE: usize = 100;
@@ -52,6 +52,13 @@ impl SqliteStore {
                 scope TEXT NOT NULL,
                 next INTEGER NOT NULL,
                 PRIMARY KEY (image, scope)
+            );
+            CREATE TABLE IF NOT EXISTS allocations (
+                image TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                holder TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                PRIMARY KEY (image, scope, holder)
             );",
         )
         .map_err(unavailable)?;
@@ -124,7 +131,7 @@ impl RunStore for SqliteStore {
     async fn create(&self, run: &Run) -> Result<ETag, StoreError> {
         let doc = to_json(run)?;
         let (id, image, status, created) = (
-            run.id.clone(),
+            run.id.to_string(),
             run.image.clone(),
             run.status.name(),
             sort_key(run),
@@ -145,7 +152,7 @@ impl RunStore for SqliteStore {
         .await
     }
 
-    async fn get(&self, id: &str) -> Result<Stored<Run>, StoreError> {
+    async fn get(&self, id: &RunId) -> Result<Stored<Run>, StoreError> {
         let id = id.to_string();
         self.with_conn(move |c| {
             let row: Option<(i64, String)> = c
@@ -165,7 +172,7 @@ impl RunStore for SqliteStore {
 
     async fn replace(&self, run: &Run, if_match: &ETag) -> Result<ETag, StoreError> {
         let doc = to_json(run)?;
-        let (id, status) = (run.id.clone(), run.status.name());
+        let (id, status) = (run.id.to_string(), run.status.name());
         let expected: i64 = if_match
             .0
             .parse()
@@ -243,18 +250,48 @@ impl RunStore for SqliteStore {
         .await
     }
 
-    async fn next_sequence(&self, image: &str, scope: &str) -> Result<u32, StoreError> {
-        let (image, scope) = (image.to_string(), scope.to_string());
+    async fn next_sequence(
+        &self,
+        image: &str,
+        scope: &str,
+        holder: &RunId,
+    ) -> Result<u32, StoreError> {
+        let (image, scope, holder) = (image.to_string(), scope.to_string(), holder.to_string());
         self.with_conn(move |c| {
-            let next: i64 = c
+            // One immediate transaction: the holder's earlier number, or the
+            // counter's next one recorded as the holder's.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let earlier: Option<i64> = tx
                 .query_row(
-                    "INSERT INTO counters (image, scope, next) VALUES (?1, ?2, 1)
-                     ON CONFLICT (image, scope) DO UPDATE SET next = next + 1
-                     RETURNING next - 1",
-                    params![image, scope],
+                    "SELECT seq FROM allocations WHERE image = ?1 AND scope = ?2 AND holder = ?3",
+                    params![image, scope, holder],
                     |r| r.get(0),
                 )
+                .optional()
                 .map_err(unavailable)?;
+            let next = match earlier {
+                Some(seq) => seq,
+                None => {
+                    let seq: i64 = tx
+                        .query_row(
+                            "INSERT INTO counters (image, scope, next) VALUES (?1, ?2, 1)
+                             ON CONFLICT (image, scope) DO UPDATE SET next = next + 1
+                             RETURNING next - 1",
+                            params![image, scope],
+                            |r| r.get(0),
+                        )
+                        .map_err(unavailable)?;
+                    tx.execute(
+                        "INSERT INTO allocations (image, scope, holder, seq) VALUES (?1, ?2, ?3, ?4)",
+                        params![image, scope, holder, seq],
+                    )
+                    .map_err(unavailable)?;
+                    seq
+                }
+            };
+            tx.commit().map_err(unavailable)?;
             u32::try_from(next)
                 .map_err(|_| StoreError::Unavailable(format!("counter {image}/{scope} overflowed")))
         })

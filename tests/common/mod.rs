@@ -228,7 +228,7 @@ impl Factory {
     /// Pushes `commit` touching the example image and waits until its run has `status`.
     pub async fn push_and_wait(&self, commit: &str, status: RunStatus) -> Run {
         self.push(commit, &["images/example/build.pkr.hcl"]).await;
-        self.wait_status(&format!("push-example-{}", &commit[..12]), status)
+        self.wait_status(&format!("push-example-{commit}"), status)
             .await
     }
 
