@@ -93,7 +93,7 @@ async fn start_factory(dir: &Path, port: u16) -> Up {
     let log = std::fs::File::create(dir.join("up.log")).expect("up.log");
     let up = Up(Command::new(env!("CARGO_BIN_EXE_image-factory"))
         .args(["up", "--port", &port.to_string(), "--root"])
-        .arg(common::repo_root())
+        .arg(common::app_root())
         .current_dir(dir)
         .env("IMAGE_FACTORY_IMAGES", common::example_images())
         .stdout(log.try_clone().expect("up.log"))
