@@ -1,7 +1,16 @@
 //! A Resource Manager stand-in for contract tests: a real axum server on
-//! loopback that answers a script of responses shaped as the Azure REST API
-//! specifications' examples, records every request (method, path and query,
-//! bearer token, body), and a credential that hands out a fixed token.
+//! loopback that answers a script of responses, records every request
+//! (method, path and query, bearer token, body), and a credential that hands
+//! out a fixed token. Every request and every scripted reply is checked
+//! against the operation it addresses in the vendored REST API
+//! specifications (`spec_validator`): a request the specifications refuse
+//! (unknown path, method or api-version, unknown or read-only property) is
+//! answered as Resource Manager answers it (404 or 400 with its error body),
+//! and the test fails when the server is dropped, naming the operation, the
+//! JSON path and the rule. Replies are matched on method and exact path.
+//! Long-running operation monitors (`.../operations/...`,
+//! `.../operationresults/...`) are part of Resource Manager's async protocol,
+//! not of any specification: they are served unchecked.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +24,8 @@ use image_factory::azure::arm::{ArmClient, Patience, Sleeper};
 use image_factory::azure::compute::GalleryImage;
 use image_factory::azure::{Azure, AzureSettings, TestVmSettings};
 use serde_json::Value;
+
+use super::spec_validator::{self, Exchange, Violations};
 
 /// The versions of the gallery image the contract tests work on.
 pub const VERSIONS: &str = "/subscriptions/sub-1/resourceGroups/rg-img-gallery/providers/Microsoft.Compute/galleries/acg_shared/images/windows-web-base/versions";
@@ -50,13 +61,13 @@ impl TokenCredential for FixedCredential {
     }
 }
 
-/// One scripted answer: served to the first request whose method matches and
-/// whose path starts with `path`.
+/// One scripted answer: served to the first request whose method and path
+/// (no query; letter case ignored, as Resource Manager does) match.
 #[derive(Clone, Debug)]
 pub struct Reply {
     /// The method expected.
     pub method: Method,
-    /// The path prefix expected (no query).
+    /// The path expected (no query).
     pub path: String,
     /// The status answered.
     pub status: u16,
@@ -103,6 +114,7 @@ struct Script {
     replies: Vec<Reply>,
     seen: Vec<Seen>,
     base: String,
+    violations: Violations,
 }
 
 /// The running server.
@@ -110,6 +122,13 @@ pub struct ArmServer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     script: Arc<Mutex<Script>>,
+    violations: Violations,
+}
+
+impl Drop for ArmServer {
+    fn drop(&mut self) {
+        self.violations.assert_none();
+    }
 }
 
 impl ArmServer {
@@ -119,10 +138,12 @@ impl ArmServer {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let violations = Violations::default();
         let script = Arc::new(Mutex::new(Script {
             replies,
             seen: Vec::new(),
             base: base.clone(),
+            violations: violations.clone(),
         }));
         let app = axum::Router::new()
             .fallback(answer)
@@ -130,7 +151,17 @@ impl ArmServer {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        ArmServer { base, script }
+        ArmServer {
+            base,
+            script,
+            violations,
+        }
+    }
+
+    /// The exchanges the specifications refused so far (taken: the server
+    /// then no longer fails the test for them).
+    pub fn take_violations(&self) -> Vec<spec_validator::Violation> {
+        self.violations.take()
     }
 
     /// Every request received, in order.
@@ -196,11 +227,31 @@ async fn answer(
             .map(str::to_string),
         body: serde_json::from_slice(&body).ok(),
     });
+    let request_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let monitor = is_operation_monitor(uri.path());
+    let exchange = |status: u16, response_headers: Vec<(String, String)>, response_body: Value| {
+        Exchange {
+            method: method.to_string(),
+            url: format!("https://management.azure.com{uri}"),
+            request_headers: Vec::new(),
+            request_body: request_body.clone(),
+            status,
+            response_headers,
+            response_body,
+        }
+    };
     let Some(index) = script
         .replies
         .iter()
-        .position(|r| r.method == method && uri.path().starts_with(&r.path))
+        .position(|r| r.method == method && uri.path().eq_ignore_ascii_case(&r.path))
     else {
+        if !monitor && let Err(violation) = spec_validator::check(&exchange(200, Vec::new(), Value::Null))
+            && (violation.is_routing() || violation.in_request())
+        {
+            let (status, body) = violation.arm_answer();
+            script.violations.push(violation);
+            return (StatusCode::from_u16(status).expect("status"), axum::Json(body)).into_response();
+        }
         return (
             StatusCode::NOT_IMPLEMENTED,
             format!("no scripted reply for {method} {uri}"),
@@ -211,6 +262,25 @@ async fn answer(
     if !reply.body.is_null() {
         let text = reply.body.to_string().replace("{base}", &script.base);
         reply.body = serde_json::from_str(&text).expect("still JSON");
+    }
+    if !monitor {
+        let headers = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.replace("{base}", &script.base)))
+            .collect();
+        if let Err(violation) = spec_validator::check(&exchange(reply.status, headers, reply.body.clone())) {
+            let refused = violation.is_routing() || violation.in_request();
+            let answer = violation.arm_answer();
+            script.violations.push(violation);
+            if refused {
+                // Resource Manager refuses the request: the scripted reply
+                // stays unserved.
+                script.replies.insert(index, reply);
+                let (status, body) = answer;
+                return (StatusCode::from_u16(status).expect("status"), axum::Json(body)).into_response();
+            }
+        }
     }
     let mut response = if reply.body.is_null() {
         StatusCode::from_u16(reply.status)
@@ -231,6 +301,15 @@ async fn answer(
         );
     }
     response
+}
+
+/// True for the URLs Resource Manager hands out to follow a long-running
+/// operation (`Azure-AsyncOperation`, `Location`): not in any specification.
+fn is_operation_monitor(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    ["/operations/", "/operationresults/", "/operationstatuses/", "/asyncoperations/"]
+        .iter()
+        .any(|m| lower.contains(m))
 }
 
 /// A gallery image version as Resource Manager returns it (the shape of the

@@ -7,6 +7,7 @@
 pub mod arm_server;
 pub mod browser;
 pub mod cosmos_server;
+pub mod spec_validator;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
