@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use common::spec_validator::{self, Exchange, Violations};
 use common::{Factory, Options, example_images};
 use image_factory::azure::arm::{ArmClient, Patience, tokio_sleeper};
 use image_factory::azure::jobs::ContainerAppsWorkers;
@@ -77,6 +78,7 @@ struct Azure {
     fates: Vec<Fate>,
     unauthorized: Vec<String>,
     bus: Option<image_factory::host::bus::Bus>,
+    violations: Violations,
 }
 
 type Shared = Arc<Mutex<Azure>>;
@@ -86,9 +88,21 @@ struct FakeAzure {
     addr: SocketAddr,
 }
 
+impl Drop for FakeAzure {
+    /// Fails the test when any Resource Manager exchange broke the specification.
+    fn drop(&mut self) {
+        if let Ok(azure) = self.state.lock() {
+            let violations = azure.violations.clone();
+            drop(azure);
+            violations.assert_none();
+        }
+    }
+}
+
 impl FakeAzure {
     /// The fake, its workers building the images of `images_dir` with `data_dir` as scratch.
     async fn start(data_dir: PathBuf, images_dir: PathBuf) -> FakeAzure {
+        spec_validator::ready().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -161,15 +175,15 @@ impl FakeAzure {
     }
 }
 
+/// An execution as Job_Execution_Get's example shows it (`endTime` only once it ended).
 fn execution_json(e: &Execution) -> Value {
-    json!({
+    let mut execution = json!({
         "name": e.name,
         "id": format!("{JOB_PATH}/executions/{}", e.name),
         "type": "Microsoft.App/jobs/executions",
         "properties": {
             "status": e.status,
             "startTime": e.started.to_rfc3339(),
-            "endTime": e.ended.map(|t| t.to_rfc3339()),
             "template": { "containers": [{
                 "image": "registry.example/image-factory-worker:1",
                 "name": "worker",
@@ -177,7 +191,11 @@ fn execution_json(e: &Execution) -> Value {
                 "resources": { "cpu": 1.0, "memory": "2Gi" }
             }] }
         }
-    })
+    });
+    if let Some(ended) = e.ended {
+        execution["properties"]["endTime"] = json!(ended.to_rfc3339());
+    }
+    execution
 }
 
 async fn answer(
@@ -275,39 +293,83 @@ async fn answer(
         }
         return StatusCode::CREATED.into_response();
     }
-    // Resource Manager: the Container Apps job.
-    let mut azure = state.lock().expect("lock");
-    if auth.is_empty() || query.get("api-version").map(String::as_str) != Some("2025-01-01") {
-        azure.unauthorized.push(format!("{method} {path}"));
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Some(tail) = path.strip_prefix(JOB_PATH) else {
-        return StatusCode::NOT_FOUND.into_response();
+    // Resource Manager: the Container Apps job, every exchange checked
+    // against Microsoft.App 2025-01-01 (Jobs.json).
+    let request_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, reply) = {
+        let mut azure = state.lock().expect("lock");
+        if auth.is_empty() {
+            azure.unauthorized.push(format!("{method} {path}"));
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        match path.strip_prefix(JOB_PATH) {
+            Some(tail) => job_answer(&mut azure, &method, tail, &request_body),
+            None => (StatusCode::NOT_FOUND, Value::Null),
+        }
     };
-    match (method, tail) {
-        (Method::GET, "") => axum::Json(json!({
-            "id": JOB_PATH,
-            "name": "caj-factory-build",
-            "type": "Microsoft.App/jobs",
-            "location": "France Central",
-            "properties": {
-                "provisioningState": "Succeeded",
-                "configuration": { "replicaTimeout": 14400, "replicaRetryLimit": 0, "triggerType": "Manual",
-                    "manualTriggerConfig": { "replicaCompletionCount": 1, "parallelism": 1 } },
-                "template": { "containers": [{
-                    "image": "registry.example/image-factory-worker:1",
-                    "name": "worker",
-                    "env": [
-                        { "name": "AZURE_CLIENT_ID", "value": "11111111-2222-3333-4444-555555555555" },
-                        { "name": "IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION", "secretRef": "servicebus-send" }
-                    ],
-                    "resources": { "cpu": 1.0, "memory": "2Gi" }
-                }] }
-            }
-        }))
-        .into_response(),
+    let violations = state.lock().expect("lock").violations.clone();
+    let exchange = Exchange {
+        method: method.to_string(),
+        url: format!("https://management.azure.com{uri}"),
+        request_headers: Vec::new(),
+        request_body,
+        status: status.as_u16(),
+        response_headers: Vec::new(),
+        response_body: reply.clone(),
+    };
+    let checked = tokio::task::spawn_blocking(move || spec_validator::check(&exchange))
+        .await
+        .expect("check the exchange");
+    if let Err(violation) = checked {
+        let refused = violation.is_routing() || violation.in_request();
+        let (arm_status, arm_body) = violation.arm_answer();
+        violations.push(violation);
+        if refused {
+            return (
+                StatusCode::from_u16(arm_status).expect("status"),
+                axum::Json(arm_body),
+            )
+                .into_response();
+        }
+    }
+    if reply.is_null() {
+        status.into_response()
+    } else {
+        (status, axum::Json(reply)).into_response()
+    }
+}
+
+/// The Container Apps job's answer to `method` on `tail` (the path after
+/// the job's id), with its state changes: the job (Job_Get's shape), a start
+/// (Job_Start), the executions (Job_Executions_Get, Job_Execution_Get) and a
+/// stop (Job_Stop_Execution).
+fn job_answer(azure: &mut Azure, method: &Method, tail: &str, body: &Value) -> (StatusCode, Value) {
+    match (method.clone(), tail) {
+        (Method::GET, "") => (
+            StatusCode::OK,
+            json!({
+                "id": JOB_PATH,
+                "name": "caj-factory-build",
+                "type": "Microsoft.App/jobs",
+                "location": "France Central",
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "configuration": { "replicaTimeout": 14400, "replicaRetryLimit": 0, "triggerType": "Manual",
+                        "manualTriggerConfig": { "replicaCompletionCount": 1, "parallelism": 1 } },
+                    "template": { "containers": [{
+                        "image": "registry.example/image-factory-worker:1",
+                        "name": "worker",
+                        "env": [
+                            { "name": "AZURE_CLIENT_ID", "value": "11111111-2222-3333-4444-555555555555" },
+                            { "name": "IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION", "secretRef": "servicebus-send" }
+                        ],
+                        "resources": { "cpu": 1.0, "memory": "2Gi" }
+                    }] }
+                }
+            }),
+        ),
         (Method::POST, "/start") => {
-            let template: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let template = body.clone();
             azure.starts.push(template.clone());
             let name = format!("caj-factory-build-{:07}", azure.starts.len());
             let env = template["containers"][0]["env"]
@@ -319,7 +381,7 @@ async fn answer(
             } else {
                 Some(azure.fates.remove(0))
             };
-            let child = spawn_worker(&azure, &env, fate);
+            let child = spawn_worker(azure, &env, fate);
             azure.executions.push(Execution {
                 name: name.clone(),
                 env,
@@ -328,16 +390,14 @@ async fn answer(
                 ended: None,
                 child: Some(child),
             });
-            axum::Json(json!({ "name": name, "id": format!("{JOB_PATH}/executions/{name}") }))
-                .into_response()
+            (
+                StatusCode::OK,
+                json!({ "name": name, "id": format!("{JOB_PATH}/executions/{name}") }),
+            )
         }
         (Method::GET, "/executions") => {
-            let value: Vec<Value> = azure
-                .executions
-                .iter()
-                .map(execution_json)
-                .collect();
-            axum::Json(json!({ "value": value, "nextLink": null })).into_response()
+            let value: Vec<Value> = azure.executions.iter().map(execution_json).collect();
+            (StatusCode::OK, json!({ "value": value }))
         }
         (method, tail) if tail.starts_with("/executions/") => {
             let rest = &tail["/executions/".len()..];
@@ -348,9 +408,8 @@ async fn answer(
             let Some(index) = azure.executions.iter().position(|e| e.name == name) else {
                 return (
                     StatusCode::NOT_FOUND,
-                    axum::Json(json!({ "error": { "code": "ResourceNotFound", "message": "no such execution" } })),
-                )
-                    .into_response();
+                    json!({ "error": { "code": "ResourceNotFound", "message": "no such execution" } }),
+                );
             };
             if stop && method == Method::POST {
                 azure.stops.push(name.to_string());
@@ -360,11 +419,11 @@ async fn answer(
                 }
                 execution.status = "Stopped";
                 execution.ended = Some(Utc::now());
-                return StatusCode::OK.into_response();
+                return (StatusCode::OK, Value::Null);
             }
-            axum::Json(execution_json(&azure.executions[index])).into_response()
+            (StatusCode::OK, execution_json(&azure.executions[index]))
         }
-        _ => StatusCode::NOT_FOUND.into_response(),
+        _ => (StatusCode::NOT_FOUND, Value::Null),
     }
 }
 

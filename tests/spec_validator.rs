@@ -13,7 +13,13 @@ use serde_json::{Value, json};
 const VERSION: &str = "/subscriptions/sub-1/resourceGroups/rg-img-gallery/providers/Microsoft.Compute/galleries/acg_shared/images/windows-web-base/versions/2026.1125.0";
 const VM: &str = "/subscriptions/sub-1/resourceGroups/imgf-test-run-1/providers/Microsoft.Compute/virtualMachines/vm-smoke";
 
-fn exchange(method: &str, path_and_query: &str, request: Value, status: u16, response: Value) -> Exchange {
+fn exchange(
+    method: &str,
+    path_and_query: &str,
+    request: Value,
+    status: u16,
+    response: Value,
+) -> Exchange {
     Exchange {
         method: method.into(),
         url: format!("https://management.azure.com{path_and_query}"),
@@ -57,19 +63,34 @@ fn vm_body(extra: Option<(&str, Value)>) -> Value {
 #[test]
 fn a_gallery_version_patch_as_the_factory_sends_it_is_valid() {
     let body = json!({ "properties": { "publishingProfile": { "excludeFromLatest": true }, "storageProfile": {} } });
-    let operation = check(&exchange("PATCH", &format!("{VERSION}?api-version=2024-03-03"), body, 200, version_reply(true)))
-        .unwrap_or_else(|v| panic!("{v}"));
+    let operation = check(&exchange(
+        "PATCH",
+        &format!("{VERSION}?api-version=2024-03-03"),
+        body,
+        200,
+        version_reply(true),
+    ))
+    .unwrap_or_else(|v| panic!("{v}"));
     assert_eq!(operation, "GalleryImageVersions_Update");
 }
 
 #[test]
 fn a_misspelled_exclude_from_latest_is_refused_with_operation_and_path() {
     let body = json!({ "properties": { "publishingProfile": { "excludefromLatest": true }, "storageProfile": {} } });
-    let violation = check(&exchange("PATCH", &format!("{VERSION}?api-version=2024-03-03"), body, 200, version_reply(true)))
-        .expect_err("a misspelled property");
+    let violation = check(&exchange(
+        "PATCH",
+        &format!("{VERSION}?api-version=2024-03-03"),
+        body,
+        200,
+        version_reply(true),
+    ))
+    .expect_err("a misspelled property");
     assert_eq!(violation.operation, "GalleryImageVersions_Update");
     let text = violation.to_string();
-    assert!(text.contains("/properties/publishingProfile/excludefromLatest"), "{text}");
+    assert!(
+        text.contains("/properties/publishingProfile/excludefromLatest"),
+        "{text}"
+    );
     assert!(text.contains("OBJECT_ADDITIONAL_PROPERTIES"), "{text}");
     assert!(violation.in_request() && !violation.is_routing(), "{text}");
 }
@@ -79,23 +100,44 @@ fn provisioning_state_in_a_vm_put_is_refused_as_read_only() {
     let path = format!("{VM}?api-version=2024-07-01");
     let mut reply = vm_body(None);
     reply["properties"]["provisioningState"] = json!("Creating");
-    reply["properties"]["osProfile"].as_object_mut().map(|o| o.remove("adminPassword"));
-    check(&exchange("PUT", &path, vm_body(None), 201, reply.clone())).unwrap_or_else(|v| panic!("{v}"));
-    let violation = check(&exchange("PUT", &path, vm_body(Some(("provisioningState", json!("Succeeded")))), 201, reply))
-        .expect_err("a read-only property in a request");
+    reply["properties"]["osProfile"]
+        .as_object_mut()
+        .map(|o| o.remove("adminPassword"));
+    check(&exchange("PUT", &path, vm_body(None), 201, reply.clone()))
+        .unwrap_or_else(|v| panic!("{v}"));
+    let violation = check(&exchange(
+        "PUT",
+        &path,
+        vm_body(Some(("provisioningState", json!("Succeeded")))),
+        201,
+        reply,
+    ))
+    .expect_err("a read-only property in a request");
     assert_eq!(violation.operation, "VirtualMachines_CreateOrUpdate");
     let text = violation.to_string();
     assert!(text.contains("/properties/provisioningState"), "{text}");
-    assert!(text.contains("READONLY_PROPERTY_NOT_ALLOWED_IN_REQUEST"), "{text}");
+    assert!(
+        text.contains("READONLY_PROPERTY_NOT_ALLOWED_IN_REQUEST"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_wrong_api_version_is_refused_and_named() {
-    let violation = check(&exchange("GET", &format!("{VERSION}?api-version=2022-03-03"), Value::Null, 200, version_reply(false)))
-        .expect_err("an api-version the specs do not define");
+    let violation = check(&exchange(
+        "GET",
+        &format!("{VERSION}?api-version=2022-03-03"),
+        Value::Null,
+        200,
+        version_reply(false),
+    ))
+    .expect_err("an api-version the specs do not define");
     assert!(violation.is_api_version(), "{violation}");
     let text = violation.to_string();
-    assert!(text.contains("2022-03-03") && text.contains("OPERATION_NOT_FOUND_IN_CACHE_WITH_API"), "{text}");
+    assert!(
+        text.contains("2022-03-03") && text.contains("OPERATION_NOT_FOUND_IN_CACHE_WITH_API"),
+        "{text}"
+    );
     assert_eq!(violation.arm_answer().0, 400);
 }
 
@@ -104,36 +146,70 @@ fn a_fake_reply_missing_what_the_spec_requires_is_refused() {
     // GalleryImageVersions_Get answers a tracked resource: `location` is required.
     let mut reply = version_reply(false);
     reply.as_object_mut().map(|o| o.remove("location"));
-    let violation = check(&exchange("GET", &format!("{VERSION}?api-version=2024-03-03"), Value::Null, 200, reply))
-        .expect_err("a reply without location");
+    let violation = check(&exchange(
+        "GET",
+        &format!("{VERSION}?api-version=2024-03-03"),
+        Value::Null,
+        200,
+        reply,
+    ))
+    .expect_err("a reply without location");
     assert_eq!(violation.operation, "GalleryImageVersions_Get");
     let text = violation.to_string();
-    assert!(text.contains("response") && text.contains("OBJECT_MISSING_REQUIRED_PROPERTY"), "{text}");
+    assert!(
+        text.contains("response") && text.contains("OBJECT_MISSING_REQUIRED_PROPERTY"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn the_fake_answers_a_misspelled_patch_as_resource_manager_does_and_names_it() {
-    let server = ArmServer::start(vec![Reply::new(Method::PATCH, VERSION, 200, version_reply(true))]).await;
+    let server = ArmServer::start(vec![Reply::new(
+        Method::PATCH,
+        VERSION,
+        200,
+        version_reply(true),
+    )])
+    .await;
     let (arm, _) = server.client();
     let wrong = json!({ "properties": { "publishingProfile": { "excludefromLatest": true }, "storageProfile": {} } });
     let error = arm
         .patch(&format!("{VERSION}?api-version=2024-03-03"), &wrong)
         .await
         .expect_err("Resource Manager refuses the body");
-    assert!(error.to_string().contains("InvalidRequestContent"), "{error}");
+    assert!(
+        error.to_string().contains("InvalidRequestContent"),
+        "{error}"
+    );
     let violations = server.take_violations();
     assert_eq!(violations.len(), 1, "{violations:?}");
-    assert!(violations[0].to_string().contains("GalleryImageVersions_Update"));
-    assert_eq!(server.unserved().len(), 1, "the scripted reply is not served to a refused request");
+    assert!(
+        violations[0]
+            .to_string()
+            .contains("GalleryImageVersions_Update")
+    );
+    assert_eq!(
+        server.unserved().len(),
+        1,
+        "the scripted reply is not served to a refused request"
+    );
 }
 
 #[tokio::test]
 async fn the_fake_answers_an_unknown_path_with_404_and_not_by_prefix() {
-    let server = ArmServer::start(vec![Reply::new(Method::GET, VERSIONS, 200, json!({ "value": [] }))]).await;
+    let server = ArmServer::start(vec![Reply::new(
+        Method::GET,
+        VERSIONS,
+        200,
+        json!({ "value": [] }),
+    )])
+    .await;
     let (arm, _) = server.client();
     let image = gallery_image();
     let error = arm
-        .get(&format!("{VERSIONS}/2026.1125.0/nonsense?api-version=2024-03-03"))
+        .get(&format!(
+            "{VERSIONS}/2026.1125.0/nonsense?api-version=2024-03-03"
+        ))
         .await
         .expect_err("no such operation");
     assert!(error.to_string().contains("not found"), "{error}");

@@ -134,6 +134,7 @@ impl Drop for ArmServer {
 impl ArmServer {
     /// Starts a server answering `replies` in order of matching.
     pub async fn start(replies: Vec<Reply>) -> ArmServer {
+        spec_validator::ready().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -229,8 +230,8 @@ async fn answer(
     });
     let request_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let monitor = is_operation_monitor(uri.path());
-    let exchange = |status: u16, response_headers: Vec<(String, String)>, response_body: Value| {
-        Exchange {
+    let exchange =
+        |status: u16, response_headers: Vec<(String, String)>, response_body: Value| Exchange {
             method: method.to_string(),
             url: format!("https://management.azure.com{uri}"),
             request_headers: Vec::new(),
@@ -238,19 +239,23 @@ async fn answer(
             status,
             response_headers,
             response_body,
-        }
-    };
+        };
     let Some(index) = script
         .replies
         .iter()
         .position(|r| r.method == method && uri.path().eq_ignore_ascii_case(&r.path))
     else {
-        if !monitor && let Err(violation) = spec_validator::check(&exchange(200, Vec::new(), Value::Null))
+        if !monitor
+            && let Err(violation) = spec_validator::check(&exchange(200, Vec::new(), Value::Null))
             && (violation.is_routing() || violation.in_request())
         {
             let (status, body) = violation.arm_answer();
             script.violations.push(violation);
-            return (StatusCode::from_u16(status).expect("status"), axum::Json(body)).into_response();
+            return (
+                StatusCode::from_u16(status).expect("status"),
+                axum::Json(body),
+            )
+                .into_response();
         }
         return (
             StatusCode::NOT_IMPLEMENTED,
@@ -269,7 +274,9 @@ async fn answer(
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.replace("{base}", &script.base)))
             .collect();
-        if let Err(violation) = spec_validator::check(&exchange(reply.status, headers, reply.body.clone())) {
+        if let Err(violation) =
+            spec_validator::check(&exchange(reply.status, headers, reply.body.clone()))
+        {
             let refused = violation.is_routing() || violation.in_request();
             let answer = violation.arm_answer();
             script.violations.push(violation);
@@ -278,7 +285,11 @@ async fn answer(
                 // stays unserved.
                 script.replies.insert(index, reply);
                 let (status, body) = answer;
-                return (StatusCode::from_u16(status).expect("status"), axum::Json(body)).into_response();
+                return (
+                    StatusCode::from_u16(status).expect("status"),
+                    axum::Json(body),
+                )
+                    .into_response();
             }
         }
     }
@@ -306,10 +317,16 @@ async fn answer(
 /// True for the URLs Resource Manager hands out to follow a long-running
 /// operation (`Azure-AsyncOperation`, `Location`): not in any specification.
 fn is_operation_monitor(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    ["/operations/", "/operationresults/", "/operationstatuses/", "/asyncoperations/"]
-        .iter()
-        .any(|m| lower.contains(m))
+    let segments: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(str::to_ascii_lowercase)
+        .collect();
+    segments.iter().rev().skip(1).any(|s| {
+        s.ends_with("operations")
+            || s.ends_with("operationresults")
+            || s.ends_with("operationstatuses")
+    })
 }
 
 /// A gallery image version as Resource Manager returns it (the shape of the
