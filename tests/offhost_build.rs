@@ -44,6 +44,12 @@ const JOB_PATH: &str = "/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/reso
 /// The send-only key of the workers' authorization rule (recognisable: it must never leak).
 const SAS_KEY: &str = "U0FTLWNhbmFyeS1rZXktZm9yLXdvcmtlcnMtc2VuZA==";
 const BLOB_TOKEN: &str = "blob-token-from-managed-identity";
+/// The Service Bus namespace of the workers' connection string.
+const SB_NAMESPACE: &str = "sb-factory";
+/// The workers' send-only authorization rule.
+const SAS_RULE: &str = "workers-send";
+/// The secret the platform hands the container in IDENTITY_HEADER.
+const IDENTITY_HEADER: &str = "platform-secret-header";
 
 /// One job execution of the fake Container Apps job.
 struct Execution {
@@ -215,10 +221,37 @@ async fn answer(
         .to_string();
     // The managed identity endpoint of the worker's container.
     if path == "/msi/token" {
-        let secret_ok = headers.get("x-identity-header").is_some();
+        let secret = headers
+            .get("x-identity-header")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         let resource = query.get("resource").cloned().unwrap_or_default();
-        if !secret_ok || query.get("api-version").map(String::as_str) != Some("2019-08-01") {
-            return StatusCode::BAD_REQUEST.into_response();
+        let refusal = if secret != IDENTITY_HEADER {
+            Some((
+                StatusCode::UNAUTHORIZED,
+                "X-IDENTITY-HEADER is not the one this container was given",
+            ))
+        } else if query.get("api-version").map(String::as_str) != Some("2019-08-01") {
+            Some((StatusCode::BAD_REQUEST, "api-version must be 2019-08-01"))
+        } else if resource.trim_end_matches('/') != "https://storage.azure.com" {
+            Some((
+                StatusCode::BAD_REQUEST,
+                "the worker's identity is only given Blob Storage tokens",
+            ))
+        } else {
+            None
+        };
+        if let Some((status, why)) = refusal {
+            state
+                .lock()
+                .expect("lock")
+                .unauthorized
+                .push(format!("{method} {path}: {why}"));
+            return (
+                status,
+                axum::Json(json!({ "error": "invalid_request", "error_description": why })),
+            )
+                .into_response();
         }
         let expires = (Utc::now() + chrono::Duration::hours(1)).timestamp();
         return axum::Json(json!({
@@ -268,13 +301,18 @@ async fn answer(
     if path == "/build-completed/messages" && method == Method::POST {
         let bus = {
             let mut azure = state.lock().expect("lock");
-            let signed = auth.starts_with("SharedAccessSignature sr=")
-                && auth.contains("&sig=")
-                && auth.contains("&se=")
-                && auth.ends_with("&skn=workers-send");
-            if !signed {
-                azure.unauthorized.push(format!("{method} {path}"));
-                return StatusCode::UNAUTHORIZED.into_response();
+            let resource = format!("https://{SB_NAMESPACE}.servicebus.windows.net{path}");
+            if let Err(detail) = check_sas(&auth, &resource, SAS_RULE, SAS_KEY, Utc::now()) {
+                azure
+                    .unauthorized
+                    .push(format!("{method} {path}: {detail}"));
+                return service_bus_error(StatusCode::UNAUTHORIZED, &detail);
+            }
+            if let Err(detail) = check_broker_properties(&headers) {
+                azure
+                    .unauthorized
+                    .push(format!("{method} {path}: {detail}"));
+                return service_bus_error(StatusCode::BAD_REQUEST, &detail);
             }
             azure
                 .reports
@@ -427,10 +465,127 @@ fn job_answer(azure: &mut Azure, method: &Method, tail: &str, body: &Value) -> (
     }
 }
 
+/// Checks a Service Bus `SharedAccessSignature` header as Service Bus does:
+/// the rule is `rule`, `sr` (URL-encoded) names `resource` or a prefix of it
+/// at a path boundary, `se` is in the future, and `sig` is the base64
+/// HMAC-SHA256 of `<sr as sent>\n<se>` keyed with the rule's key (its
+/// characters, not its base64 decoding). The error is Service Bus's detail.
+fn check_sas(
+    header: &str,
+    resource: &str,
+    rule: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let token = header
+        .strip_prefix("SharedAccessSignature ")
+        .ok_or("MissingToken: the authorization header is not a SharedAccessSignature")?;
+    let raw = |name: &str| {
+        token
+            .split('&')
+            .find_map(|part| part.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let decoded = |name: &str| -> Option<String> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(token).ok()?;
+        pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    };
+    let (Some(sr), Some(sig), Some(se), Some(skn)) =
+        (raw("sr"), decoded("sig"), decoded("se"), decoded("skn"))
+    else {
+        return Err("InvalidToken: the token lacks sr, sig, se or skn".into());
+    };
+    if skn != rule {
+        return Err(format!(
+            "InvalidSignature: no authorization rule {skn} on this entity"
+        ));
+    }
+    let audience = decoded("sr").unwrap_or_default().to_ascii_lowercase();
+    let target = resource.to_ascii_lowercase();
+    let audience = audience.trim_end_matches('/');
+    let covers = target == audience || target.starts_with(&format!("{audience}/"));
+    if audience.is_empty() || !covers {
+        return Err(format!(
+            "InvalidAudience: the token is for {audience}, not {resource}"
+        ));
+    }
+    let expiry: i64 = se
+        .parse()
+        .map_err(|_| "InvalidToken: se is not a number of seconds".to_string())?;
+    if expiry <= now.timestamp() {
+        return Err(format!("ExpiredToken: the token expired at {expiry}"));
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
+        .map_err(|e| format!("the test key is unusable: {e}"))?;
+    mac.update(format!("{sr}\n{se}").as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    if sig != expected {
+        return Err("InvalidSignature: the token has an invalid signature".into());
+    }
+    Ok(())
+}
+
+/// The broker properties Service Bus reads from `BrokerProperties` on a send.
+const BROKER_PROPERTIES: &[&str] = &[
+    "ContentType",
+    "CorrelationId",
+    "ForcePersistence",
+    "Label",
+    "MessageId",
+    "PartitionKey",
+    "ReplyTo",
+    "ReplyToSessionId",
+    "ScheduledEnqueueTimeUtc",
+    "SessionId",
+    "TimeToLive",
+    "To",
+    "ViaPartitionKey",
+];
+
+/// Checks the `BrokerProperties` header of a send: a JSON object of known
+/// broker properties whose `MessageId` (the report's deduplication key) is
+/// a non-empty string of at most 128 characters.
+fn check_broker_properties(headers: &HeaderMap) -> Result<(), String> {
+    let text = headers
+        .get("brokerproperties")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("BrokerProperties is missing")?;
+    let properties: serde_json::Map<String, Value> = serde_json::from_str(text)
+        .map_err(|e| format!("BrokerProperties is not a JSON object: {e}"))?;
+    if let Some(unknown) = properties
+        .keys()
+        .find(|k| !BROKER_PROPERTIES.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "BrokerProperties has an unknown property {unknown}"
+        ));
+    }
+    match properties.get("MessageId").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() && id.len() <= 128 => Ok(()),
+        _ => Err("BrokerProperties.MessageId must be a string of 1 to 128 characters".into()),
+    }
+}
+
+/// Service Bus's error answer: `<Error><Code>…</Code><Detail>…</Detail></Error>`.
+fn service_bus_error(status: StatusCode, detail: &str) -> Response {
+    let detail = detail.replace('&', "&amp;").replace('<', "&lt;");
+    (
+        status,
+        [("content-type", "application/xml; charset=utf-8")],
+        format!(
+            "<Error><Code>{}</Code><Detail>{detail}. TrackingId:00000000-0000-0000-0000-000000000000_G0, SystemTracker:{SB_NAMESPACE}.servicebus.windows.net:build-completed/messages</Detail></Error>",
+            status.as_u16()
+        ),
+    )
+        .into_response()
+}
+
 /// Runs the execution's container: the real worker, or a stand-in that crashes or hangs.
 fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::process::Child {
     let connection = format!(
-        "Endpoint=sb://sb-factory.servicebus.windows.net/;SharedAccessKeyName=workers-send;SharedAccessKey={SAS_KEY};EntityPath=build-completed"
+        "Endpoint=sb://{SB_NAMESPACE}.servicebus.windows.net/;SharedAccessKeyName={SAS_RULE};SharedAccessKey={SAS_KEY};EntityPath=build-completed"
     );
     let mut command = match fate {
         None => {
@@ -463,7 +618,7 @@ fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::proc
     // What the platform and the container image provide.
     command
         .env("IDENTITY_ENDPOINT", format!("{}/msi/token", azure.base))
-        .env("IDENTITY_HEADER", "platform-secret-header")
+        .env("IDENTITY_HEADER", IDENTITY_HEADER)
         .env("IMAGE_FACTORY_IMAGES", &azure.images_dir)
         .env("IMAGE_FACTORY_DATA", &azure.data_dir)
         .env("IMAGE_FACTORY_SERVICEBUS_ENDPOINT", &azure.base)
@@ -883,4 +1038,98 @@ async fn forged_and_malformed_reports_change_nothing() {
         workers.stop(&worker).await.expect("stop");
     }
     factory.stop().await;
+}
+
+/// A header signed as Service Bus documents it (the test's own signer; the
+/// end-to-end tests prove the crate's signatures pass the same check).
+fn sign(resource: &str, rule: &str, key: &str, expiry: i64) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let sr: String = serde_urlencoded::to_string([("", resource)])
+        .expect("encode")
+        .trim_start_matches('=')
+        .to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("key");
+    mac.update(format!("{sr}\n{expiry}").as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let sig = serde_urlencoded::to_string([("sig", sig)]).expect("encode");
+    format!("SharedAccessSignature sr={sr}&{sig}&se={expiry}&skn={rule}")
+}
+
+#[test]
+fn the_sas_check_refuses_a_wrong_key_resource_expiry_or_rule() {
+    let resource = "https://sb-factory.servicebus.windows.net/build-completed/messages";
+    let now = Utc::now();
+    let later = now.timestamp() + 3600;
+    let good = sign(resource, SAS_RULE, SAS_KEY, later);
+    assert_eq!(check_sas(&good, resource, SAS_RULE, SAS_KEY, now), Ok(()));
+    let namespace = sign(
+        "https://sb-factory.servicebus.windows.net/",
+        SAS_RULE,
+        SAS_KEY,
+        later,
+    );
+    assert_eq!(
+        check_sas(&namespace, resource, SAS_RULE, SAS_KEY, now),
+        Ok(()),
+        "a namespace-wide token covers the queue"
+    );
+    let cases = [
+        (
+            sign(resource, SAS_RULE, "another-key", later),
+            "InvalidSignature",
+        ),
+        (
+            sign(
+                "https://sb-factory.servicebus.windows.net/other-queue",
+                SAS_RULE,
+                SAS_KEY,
+                later,
+            ),
+            "InvalidAudience",
+        ),
+        (
+            sign(resource, SAS_RULE, SAS_KEY, now.timestamp() - 1),
+            "ExpiredToken",
+        ),
+        (
+            sign(resource, "RootManageSharedAccessKey", SAS_KEY, later),
+            "InvalidSignature",
+        ),
+        (
+            good.replace(&format!("se={later}"), &format!("se={}", later + 60)),
+            "InvalidSignature",
+        ),
+        (
+            good.replace("SharedAccessSignature ", "Bearer "),
+            "MissingToken",
+        ),
+    ];
+    for (header, code) in cases {
+        let refused = check_sas(&header, resource, SAS_RULE, SAS_KEY, now).expect_err(&header);
+        assert!(refused.starts_with(code), "{header}: {refused}");
+        assert!(!refused.contains(SAS_KEY), "{refused}");
+    }
+}
+
+#[test]
+fn broker_properties_must_carry_a_message_id_and_known_properties_only() {
+    let with = |value: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert("brokerproperties", value.parse().expect("header"));
+        headers
+    };
+    assert_eq!(
+        check_broker_properties(&with(r#"{"MessageId":"run-1:build"}"#)),
+        Ok(())
+    );
+    for bad in [
+        r#"{}"#,
+        r#"{"MessageId":""}"#,
+        r#"{"MessageId":"x","Bogus":1}"#,
+        "not json",
+    ] {
+        assert!(check_broker_properties(&with(bad)).is_err(), "{bad}");
+    }
+    assert!(check_broker_properties(&HeaderMap::new()).is_err());
 }

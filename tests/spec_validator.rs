@@ -216,3 +216,28 @@ async fn the_fake_answers_an_unknown_path_with_404_and_not_by_prefix() {
     assert!(!server.take_violations().is_empty());
     assert_eq!(server.unserved().len(), 1, "{image:?}");
 }
+
+#[test]
+fn a_job_start_is_checked_against_microsoft_app_2025_01_01() {
+    let path = "/subscriptions/sub-1/resourceGroups/rg-factory/providers/Microsoft.App/jobs/caj-factory-build/start?api-version=2025-01-01";
+    let template = json!({ "containers": [{ "name": "worker", "image": "registry.example/worker:1",
+        "env": [{ "name": "IMAGE_FACTORY_ORDER", "value": "{}" }], "resources": { "cpu": 1.0, "memory": "2Gi" } }] });
+    let started = json!({ "name": "caj-factory-build-0000001", "id": "/subscriptions/sub-1/resourceGroups/rg-factory/providers/Microsoft.App/jobs/caj-factory-build/executions/caj-factory-build-0000001" });
+    let operation = check(&exchange(
+        "POST",
+        path,
+        template.clone(),
+        200,
+        started.clone(),
+    ))
+    .unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!(operation, "Jobs_Start");
+    let mut wrong = template;
+    wrong["containers"][0]["environment"] = json!([]);
+    let violation = check(&exchange("POST", path, wrong, 200, started))
+        .expect_err("an unknown container property");
+    assert!(
+        violation.to_string().contains("/containers/0/environment"),
+        "{violation}"
+    );
+}
