@@ -329,9 +329,13 @@ fn is_operation_monitor(path: &str) -> bool {
     })
 }
 
-/// A gallery image version as Resource Manager returns it (the shape of the
-/// GalleryRP 2024-03-03 `GalleryImageVersion_Get` example), with its target
-/// regions given as (name, replica count).
+/// The GalleryRP 2024-03-03 example the gallery version replies are made from.
+pub const GALLERY_VERSION_EXAMPLE: &str = "specification/compute/resource-manager/Microsoft.Compute/GalleryRP/stable/2024-03-03/examples/galleryExamples/GalleryImageVersion_Get.json";
+
+/// A gallery image version as Resource Manager returns it: the GalleryRP
+/// 2024-03-03 `GalleryImageVersion_Get` example's answer with this version's
+/// id, name, state, latest flag, publication date and target regions (name,
+/// replica count), and no policy violation.
 pub fn gallery_version(
     id: &str,
     name: &str,
@@ -340,30 +344,29 @@ pub fn gallery_version(
     published: &str,
     regions: &[(&str, u32)],
 ) -> serde_json::Value {
+    let example = spec_validator::example(GALLERY_VERSION_EXAMPLE);
+    let mut version = example["responses"]["200"]["body"].clone();
     let regions: Vec<serde_json::Value> = regions
         .iter()
         .map(|(region, replicas)| {
             serde_json::json!({ "name": region, "regionalReplicaCount": replicas, "storageAccountType": "Standard_LRS", "excludeFromLatest": excluded })
         })
         .collect();
-    serde_json::json!({
-        "id": id,
-        "properties": {
-            "publishingProfile": {
-                "targetRegions": regions,
-                "replicaCount": 1,
-                "excludeFromLatest": excluded,
-                "publishedDate": published,
-                "storageAccountType": "Standard_LRS"
-            },
-            "storageProfile": {
-                "source": { "id": "/subscriptions/sub-1/resourceGroups/rg-build/providers/Microsoft.Compute/images/img" },
-                "osDiskImage": { "sizeInGB": 127, "hostCaching": "ReadWrite" }
-            },
-            "safetyProfile": { "allowDeletionOfReplicatedLocations": false, "reportedForPolicyViolation": false },
-            "provisioningState": state
-        },
-        "location": "West Europe",
-        "name": name
-    })
+    version["id"] = id.into();
+    version["name"] = name.into();
+    version["location"] = "West Europe".into();
+    let properties = &mut version["properties"];
+    properties["provisioningState"] = state.into();
+    let profile = &mut properties["publishingProfile"];
+    profile["targetRegions"] = regions.into();
+    profile["excludeFromLatest"] = excluded.into();
+    profile["publishedDate"] = published.into();
+    properties["storageProfile"]["source"]["id"] =
+        "/subscriptions/sub-1/resourceGroups/rg-build/providers/Microsoft.Compute/images/img"
+            .into();
+    properties["safetyProfile"]["reportedForPolicyViolation"] = false.into();
+    if let Some(safety) = properties["safetyProfile"].as_object_mut() {
+        safety.remove("policyViolations");
+    }
+    version
 }
