@@ -6,7 +6,7 @@
 mod common;
 
 use axum::http::Method;
-use common::arm_server::{ArmServer, Reply, VERSIONS, gallery_image};
+use common::arm_server::{ArmServer, Reply, VERSIONS};
 use common::spec_validator::{Exchange, check};
 use serde_json::{Value, json};
 
@@ -205,7 +205,6 @@ async fn the_fake_answers_an_unknown_path_with_404_and_not_by_prefix() {
     )])
     .await;
     let (arm, _) = server.client();
-    let image = gallery_image();
     let error = arm
         .get(&format!(
             "{VERSIONS}/2026.1125.0/nonsense?api-version=2024-03-03"
@@ -213,8 +212,34 @@ async fn the_fake_answers_an_unknown_path_with_404_and_not_by_prefix() {
         .await
         .expect_err("no such operation");
     assert!(error.to_string().contains("not found"), "{error}");
-    assert!(!server.take_violations().is_empty());
-    assert_eq!(server.unserved().len(), 1, "{image:?}");
+    let violations = server.take_violations();
+    assert!(
+        violations.len() == 1 && violations[0].is_routing(),
+        "{violations:?}"
+    );
+    assert_eq!(
+        server.unserved().len(),
+        1,
+        "the listing's reply is not served to a longer path"
+    );
+}
+
+#[tokio::test]
+#[should_panic(expected = "GalleryImageVersions_Update")]
+async fn a_refused_exchange_fails_the_test_when_the_fake_is_dropped() {
+    let server = ArmServer::start(vec![Reply::new(
+        Method::PATCH,
+        VERSION,
+        200,
+        version_reply(true),
+    )])
+    .await;
+    let (arm, _) = server.client();
+    let wrong = json!({ "properties": { "publishingProfile": { "excludefromLatest": true }, "storageProfile": {} } });
+    let _ = arm
+        .patch(&format!("{VERSION}?api-version=2024-03-03"), &wrong)
+        .await;
+    drop(server);
 }
 
 #[test]
