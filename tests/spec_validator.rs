@@ -266,3 +266,36 @@ fn a_job_start_is_checked_against_microsoft_app_2025_01_01() {
         "{violation}"
     );
 }
+
+#[test]
+fn the_function_app_reads_of_the_doctor_are_checked_against_microsoft_web_2024_04_01() {
+    let site = "/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/testrg123/providers/Microsoft.Web/sites/sitef6141";
+    let example = common::spec_validator::example(
+        "specification/web/resource-manager/Microsoft.Web/stable/2024-04-01/examples/ListAppSettings.json",
+    );
+    let settings = example["responses"]["200"]["body"].clone();
+    let operation = check(&exchange(
+        "POST",
+        &format!("{site}/config/appsettings/list?api-version=2024-04-01"),
+        Value::Null,
+        200,
+        settings,
+    ))
+    .unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!(operation, "WebApps_ListApplicationSettings");
+    let functions = json!({ "value": [{ "id": format!("{site}/functions/build"), "name": "sitef6141/build",
+        "type": "Microsoft.Web/sites/functions", "properties": { "name": "build", "config": {} } }] });
+    let violation = check(&exchange(
+        "GET",
+        &format!("{site}/functions?api-version=2024-04-01"),
+        Value::Null,
+        200,
+        functions,
+    ))
+    .expect_err("a function's properties have no name");
+    assert_eq!(violation.operation, "WebApps_ListFunctions");
+    assert!(
+        violation.to_string().contains("/value/0/properties/name"),
+        "{violation}"
+    );
+}

@@ -30,6 +30,7 @@ pub const SPECS: &[&str] = &[
     "specification/network/resource-manager/Microsoft.Network/stable/2024-03-01/networkInterface.json",
     "specification/app/resource-manager/Microsoft.App/stable/2025-01-01/Jobs.json",
     "specification/communication/data-plane/Email/stable/2023-03-31/CommunicationServicesEmail.json",
+    "specification/web/resource-manager/Microsoft.Web/stable/2024-04-01/WebApps.json",
 ];
 
 /// One HTTP exchange as the fake saw it.
