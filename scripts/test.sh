@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --check
+# The vendored REST API specifications are the ones SOURCES.md records.
+bash scripts/check-specs.sh
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked -- --skip every_schedule_ends_each_run_once
 # The fault-injection suite runs on its own, after the rest: its 1,000

@@ -673,11 +673,19 @@ impl azure_core::credentials::TokenCredential for FixedToken {
     }
 }
 
-/// A Communication Services Email stand-in on loopback, answering as the
-/// Email API's SendEmail example does (202, Operation-Location, `{"id","status"}`).
+/// The Email API's own example of a send (Communication Services Email
+/// data plane 2023-03-31), whose 202 answer the stand-in gives.
+const SEND_EMAIL_EXAMPLE: &str =
+    "specification/communication/data-plane/Email/stable/2023-03-31/examples/SendEmail.json";
+
+/// A Communication Services Email stand-in on loopback, answering with the
+/// SendEmail example's 202 (Operation-Location, retry-after, `{"id","status"}`);
+/// every request and answer is checked against the Email_Send operation of
+/// the vendored specification.
 #[derive(Clone, Default)]
 struct Mailbox {
     sent: Arc<Mutex<Vec<(String, String, serde_json::Value)>>>,
+    violations: common::spec_validator::Violations,
 }
 
 async fn send_email(
@@ -692,29 +700,57 @@ async fn send_email(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let example = common::spec_validator::example(SEND_EMAIL_EXAMPLE);
+    let answer = &example["responses"]["202"];
+    let answer_headers: Vec<(String, String)> = answer["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let exchange = common::spec_validator::Exchange {
+        method: "POST".into(),
+        url: format!(
+            "https://contoso.westus.communications.azure.com/emails:send?{}",
+            query.clone().unwrap_or_default()
+        ),
+        request_headers: Vec::new(),
+        request_body: message.clone(),
+        status: 202,
+        response_headers: answer_headers.clone(),
+        response_body: answer["body"].clone(),
+    };
+    let checked = tokio::task::spawn_blocking(move || common::spec_validator::check(&exchange))
+        .await
+        .expect("check the exchange");
+    if let Err(violation) = checked {
+        let (status, body) = violation.arm_answer();
+        mailbox.violations.push(violation);
+        return (
+            StatusCode::from_u16(status).expect("status"),
+            axum::Json(body),
+        )
+            .into_response();
+    }
     mailbox
         .sent
         .lock()
         .await
         .push((query.unwrap_or_default(), auth, message));
-    let id = "8540c0de-899f-5cce-acb5-3ec493af3800";
-    (
-        StatusCode::ACCEPTED,
-        [
-            (
-                "Operation-Location",
-                format!("http://localhost/emails/operations/{id}?api-version=2023-03-31"),
-            ),
-            ("retry-after", "20".into()),
-        ],
-        axum::Json(serde_json::json!({ "id": id, "status": "Running" })),
-    )
-        .into_response()
+    let mut response = (StatusCode::ACCEPTED, axum::Json(answer["body"].clone())).into_response();
+    for (name, value) in answer_headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    response
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn approvers_get_an_email_through_communication_services_with_an_entra_token() {
     let mailbox = Mailbox::default();
+    common::spec_validator::ready().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let router = Router::new()
@@ -792,4 +828,5 @@ async fn approvers_get_an_email_through_communication_services_with_an_entra_tok
             .contains("entra-token-for-tests")
     );
     factory.stop().await;
+    mailbox.violations.assert_none();
 }

@@ -288,7 +288,7 @@ async fn errors_are_typed_from_arm_error_bodies() {
     for (status, code, expected) in cases {
         let server = ArmServer::start(vec![Reply::new(
             Method::PATCH,
-            VERSIONS,
+            &format!("{VERSIONS}/1.0.0"),
             status,
             json!({ "error": { "code": code, "message": "as the ARM error contract shapes it" } }),
         )])
@@ -360,7 +360,7 @@ async fn deleting_follows_the_operation_and_a_missing_version_is_not_an_error() 
 
 #[tokio::test]
 async fn a_resource_group_delete_is_polled_through_location() {
-    // Microsoft.Resources 2024-03-01 `ForceDeleteVMsInResourceGroup.json`:
+    // Microsoft.Resources 2021-04-01 `ForceDeleteVMsInResourceGroup.json`:
     // 202 with a `location` header, then 200 when done.
     let rg = "/subscriptions/sub-1/resourcegroups/rg-test-run-1";
     let result = "/subscriptions/sub-1/operationresults/c9bbccf4";
@@ -375,7 +375,7 @@ async fn a_resource_group_delete_is_polled_through_location() {
     .await;
     let (arm, waits) = server.client();
     assert!(
-        arm.delete(&format!("{rg}?api-version=2024-03-01"))
+        arm.delete(&format!("{rg}?api-version=2021-04-01"))
             .await
             .expect("deleted")
     );

@@ -170,7 +170,6 @@ fn function(name: &str) -> Value {
         "name": format!("func-imgf/{name}"),
         "type": "Microsoft.Web/sites/functions",
         "properties": {
-            "name": name,
             "function_app_id": SITE,
             "script_root_path_href": format!("https://func-imgf.azurewebsites.net/admin/vfs/home/site/wwwroot/{name}/"),
             "config_href": format!("https://func-imgf.azurewebsites.net/admin/vfs/home/site/wwwroot/{name}/function.json"),
@@ -371,7 +370,7 @@ async fn a_deployment_that_lacks_things_gets_a_failure_naming_each_and_no_settin
             Method::GET,
             GALLERY,
             200,
-            json!({ "id": GALLERY, "name": "acg_shared", "properties": { "provisioningState": "Succeeded" } }),
+            json!({ "id": GALLERY, "name": "acg_shared", "location": "westeurope", "properties": { "provisioningState": "Succeeded" } }),
         ),
         Reply::new(
             Method::GET,
@@ -488,24 +487,18 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
         .iter()
         .map(|q| queue(q))
         .collect();
-    let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp();
     // The App Service managed identity endpoint (IDENTITY_ENDPOINT) answers the token.
-    let token = Reply::new(
-        Method::GET,
-        "/msi/token",
-        200,
-        json!({ "access_token": TOKEN, "expires_on": expires.to_string(), "resource": "https://management.azure.com", "token_type": "Bearer" }),
-    );
-    let definition = Reply::new(
-        Method::GET,
-        &format!("{GALLERY}/images/"),
-        200,
-        json!({ "name": "definition", "properties": { "provisioningState": "Succeeded" } }),
-    );
+    let identity_endpoint = common::identity::IdentityEndpoint::default();
+    let identity = identity_endpoint.serve().await;
+    let definition = |name: &str| {
+        Reply::new(
+            Method::GET,
+            &format!("{GALLERY}/images/{name}"),
+            200,
+            json!({ "id": format!("{GALLERY}/images/{name}"), "name": name, "location": "westeurope", "properties": { "osType": "Windows", "osState": "Generalized", "identifier": { "publisher": "contoso", "offer": "web", "sku": name }, "provisioningState": "Succeeded" } }),
+        )
+    };
     let server = ArmServer::start(vec![
-        token.clone(),
-        token.clone(),
-        token,
         Reply::new(Method::GET, &format!("{SITE}/functions"), 200, json!({ "value": functions })),
         Reply::new(
             Method::POST,
@@ -518,19 +511,30 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
             Method::GET,
             GALLERY,
             200,
-            json!({ "id": GALLERY, "name": "acg_shared", "properties": { "provisioningState": "Succeeded" } }),
+            json!({ "id": GALLERY, "name": "acg_shared", "location": "westeurope", "properties": { "provisioningState": "Succeeded" } }),
         ),
-        definition.clone(),
-        definition,
+        definition("windows-web-base"),
+        definition("example"),
     ])
     .await;
     let base = server.base.clone();
-    let identity = format!("{base}/msi/token");
+    // The function app itself (its public URL) is another server than Resource Manager.
+    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let app_url = format!("http://{}/", app_listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        axum::serve(
+            app_listener,
+            axum::Router::new().route("/", axum::routing::get(|| async { "up" })),
+        )
+        .await
+    });
     let (output, report) = tokio::task::spawn_blocking(move || {
         doctor_with(
             &[
                 "--url",
-                &base,
+                &app_url,
                 "--app",
                 "func-imgf",
                 "--resource-group",
@@ -547,7 +551,10 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
                 ("IMAGE_FACTORY_GALLERY", Path::new("acg_shared")),
                 ("IMAGE_FACTORY_ARM_ENDPOINT", Path::new(&base)),
                 ("IDENTITY_ENDPOINT", Path::new(&identity)),
-                ("IDENTITY_HEADER", Path::new("platform-secret-header")),
+                (
+                    "IDENTITY_HEADER",
+                    Path::new(common::identity::HEADER_SECRET),
+                ),
             ],
         )
     })
@@ -587,7 +594,10 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
         .filter(|s| s.uri.starts_with("/subscriptions/"))
         .collect();
     assert_eq!(arm.len(), 6, "{arm:?}");
-    let bearer = format!("Bearer {TOKEN}");
+    let bearer = format!(
+        "Bearer {}",
+        common::identity::token_for("https://management.azure.com")
+    );
     assert!(
         arm.iter()
             .all(|s| s.authorization.as_deref() == Some(bearer.as_str()))

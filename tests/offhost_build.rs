@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 
 use common::identity::{self, IdentityEndpoint, token_for};
 use common::ingestion::{self, Ingestion};
+use common::spec_validator::{self, Exchange, Violations};
 use common::{Factory, Options, example_images};
 use image_factory::azure::arm::{ArmClient, Patience, tokio_sleeper};
 use image_factory::azure::jobs::ContainerAppsWorkers;
@@ -60,6 +61,10 @@ fn blob_token() -> String {
 fn assertion() -> String {
     token_for("api://AzureADTokenExchange")
 }
+/// The Service Bus namespace of the workers' connection string.
+const SB_NAMESPACE: &str = "sb-factory";
+/// The workers' send-only authorization rule.
+const SAS_RULE: &str = "workers-send";
 
 /// One job execution of the fake Container Apps job.
 struct Execution {
@@ -97,6 +102,7 @@ struct Azure {
     identity: IdentityEndpoint,
     /// More environment for the next workers' containers.
     worker_env: Vec<(String, String)>,
+    violations: Violations,
 }
 
 type Shared = Arc<Mutex<Azure>>;
@@ -106,9 +112,21 @@ struct FakeAzure {
     addr: SocketAddr,
 }
 
+impl Drop for FakeAzure {
+    /// Fails the test when any Resource Manager exchange broke the specification.
+    fn drop(&mut self) {
+        if let Ok(azure) = self.state.lock() {
+            let violations = azure.violations.clone();
+            drop(azure);
+            violations.assert_none();
+        }
+    }
+}
+
 impl FakeAzure {
     /// The fake, its workers building the images of `images_dir` with `data_dir` as scratch.
     async fn start(data_dir: PathBuf, images_dir: PathBuf) -> FakeAzure {
+        spec_validator::ready().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -181,15 +199,15 @@ impl FakeAzure {
     }
 }
 
+/// An execution as Job_Execution_Get's example shows it (`endTime` only once it ended).
 fn execution_json(e: &Execution) -> Value {
-    json!({
+    let mut execution = json!({
         "name": e.name,
         "id": format!("{JOB_PATH}/executions/{}", e.name),
         "type": "Microsoft.App/jobs/executions",
         "properties": {
             "status": e.status,
             "startTime": e.started.to_rfc3339(),
-            "endTime": e.ended.map(|t| t.to_rfc3339()),
             "template": { "containers": [{
                 "image": "registry.example/image-factory-worker:1",
                 "name": "worker",
@@ -197,7 +215,11 @@ fn execution_json(e: &Execution) -> Value {
                 "resources": { "cpu": 1.0, "memory": "2Gi" }
             }] }
         }
-    })
+    });
+    if let Some(ended) = e.ended {
+        execution["properties"]["endTime"] = json!(ended.to_rfc3339());
+    }
+    execution
 }
 
 async fn answer(
@@ -258,13 +280,18 @@ async fn answer(
     if path == "/build-completed/messages" && method == Method::POST {
         let bus = {
             let mut azure = state.lock().expect("lock");
-            let signed = auth.starts_with("SharedAccessSignature sr=")
-                && auth.contains("&sig=")
-                && auth.contains("&se=")
-                && auth.ends_with("&skn=workers-send");
-            if !signed {
-                azure.unauthorized.push(format!("{method} {path}"));
-                return StatusCode::UNAUTHORIZED.into_response();
+            let resource = format!("https://{SB_NAMESPACE}.servicebus.windows.net{path}");
+            if let Err(detail) = check_sas(&auth, &resource, SAS_RULE, SAS_KEY, Utc::now()) {
+                azure
+                    .unauthorized
+                    .push(format!("{method} {path}: {detail}"));
+                return service_bus_error(StatusCode::UNAUTHORIZED, &detail);
+            }
+            if let Err(detail) = check_broker_properties(&headers) {
+                azure
+                    .unauthorized
+                    .push(format!("{method} {path}: {detail}"));
+                return service_bus_error(StatusCode::BAD_REQUEST, &detail);
             }
             azure
                 .reports
@@ -283,42 +310,86 @@ async fn answer(
         }
         return StatusCode::CREATED.into_response();
     }
-    // Resource Manager: the Container Apps job.
-    let mut azure = state.lock().expect("lock");
-    if auth.is_empty() || query.get("api-version").map(String::as_str) != Some("2025-01-01") {
-        azure.unauthorized.push(format!("{method} {path}"));
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Some(tail) = path.strip_prefix(JOB_PATH) else {
-        return StatusCode::NOT_FOUND.into_response();
+    // Resource Manager: the Container Apps job, every exchange checked
+    // against Microsoft.App 2025-01-01 (Jobs.json).
+    let request_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (status, reply) = {
+        let mut azure = state.lock().expect("lock");
+        if auth.is_empty() {
+            azure.unauthorized.push(format!("{method} {path}"));
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        match path.strip_prefix(JOB_PATH) {
+            Some(tail) => job_answer(&mut azure, &method, tail, &request_body),
+            None => (StatusCode::NOT_FOUND, Value::Null),
+        }
     };
-    match (method, tail) {
-        (Method::GET, "") => axum::Json(json!({
-            "id": JOB_PATH,
-            "name": "caj-factory-build",
-            "type": "Microsoft.App/jobs",
-            "location": "France Central",
-            "properties": {
-                "provisioningState": "Succeeded",
-                "configuration": { "replicaTimeout": 14400, "replicaRetryLimit": 0, "triggerType": "Manual",
-                    "manualTriggerConfig": { "replicaCompletionCount": 1, "parallelism": 1 } },
-                "template": { "containers": [{
-                    "image": "registry.example/image-factory-worker:1",
-                    "name": "worker",
-                    "env": [
-                        { "name": "AZURE_CLIENT_ID", "value": identity::CLIENT_ID },
-                        { "name": "IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION", "secretRef": "servicebus-send" },
-                        { "name": "IMAGE_FACTORY_PACKER_CLIENT_ID", "value": PACKER_APP },
-                        { "name": "ARM_SUBSCRIPTION_ID", "value": SUBSCRIPTION },
-                        { "name": "ARM_TENANT_ID", "value": TENANT }
-                    ],
-                    "resources": { "cpu": 1.0, "memory": "2Gi" }
-                }] }
-            }
-        }))
-        .into_response(),
+    let violations = state.lock().expect("lock").violations.clone();
+    let exchange = Exchange {
+        method: method.to_string(),
+        url: format!("https://management.azure.com{uri}"),
+        request_headers: Vec::new(),
+        request_body,
+        status: status.as_u16(),
+        response_headers: Vec::new(),
+        response_body: reply.clone(),
+    };
+    let checked = tokio::task::spawn_blocking(move || spec_validator::check(&exchange))
+        .await
+        .expect("check the exchange");
+    if let Err(violation) = checked {
+        let refused = violation.is_routing() || violation.in_request();
+        let (arm_status, arm_body) = violation.arm_answer();
+        violations.push(violation);
+        if refused {
+            return (
+                StatusCode::from_u16(arm_status).expect("status"),
+                axum::Json(arm_body),
+            )
+                .into_response();
+        }
+    }
+    if reply.is_null() {
+        status.into_response()
+    } else {
+        (status, axum::Json(reply)).into_response()
+    }
+}
+
+/// The Container Apps job's answer to `method` on `tail` (the path after
+/// the job's id), with its state changes: the job (Job_Get's shape), a start
+/// (Job_Start), the executions (Job_Executions_Get, Job_Execution_Get) and a
+/// stop (Job_Stop_Execution).
+fn job_answer(azure: &mut Azure, method: &Method, tail: &str, body: &Value) -> (StatusCode, Value) {
+    match (method.clone(), tail) {
+        (Method::GET, "") => (
+            StatusCode::OK,
+            json!({
+                "id": JOB_PATH,
+                "name": "caj-factory-build",
+                "type": "Microsoft.App/jobs",
+                "location": "France Central",
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "configuration": { "replicaTimeout": 14400, "replicaRetryLimit": 0, "triggerType": "Manual",
+                        "manualTriggerConfig": { "replicaCompletionCount": 1, "parallelism": 1 } },
+                    "template": { "containers": [{
+                        "image": "registry.example/image-factory-worker:1",
+                        "name": "worker",
+                        "env": [
+                            { "name": "AZURE_CLIENT_ID", "value": identity::CLIENT_ID },
+                            { "name": "IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION", "secretRef": "servicebus-send" },
+                            { "name": "IMAGE_FACTORY_PACKER_CLIENT_ID", "value": PACKER_APP },
+                            { "name": "ARM_SUBSCRIPTION_ID", "value": SUBSCRIPTION },
+                            { "name": "ARM_TENANT_ID", "value": TENANT }
+                        ],
+                        "resources": { "cpu": 1.0, "memory": "2Gi" }
+                    }] }
+                }
+            }),
+        ),
         (Method::POST, "/start") => {
-            let template: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let template = body.clone();
             azure.starts.push(template.clone());
             let name = format!("caj-factory-build-{:07}", azure.starts.len());
             let env = template["containers"][0]["env"]
@@ -330,7 +401,7 @@ async fn answer(
             } else {
                 Some(azure.fates.remove(0))
             };
-            let child = spawn_worker(&azure, &env, fate);
+            let child = spawn_worker(azure, &env, fate);
             azure.executions.push(Execution {
                 name: name.clone(),
                 env,
@@ -339,16 +410,14 @@ async fn answer(
                 ended: None,
                 child: Some(child),
             });
-            axum::Json(json!({ "name": name, "id": format!("{JOB_PATH}/executions/{name}") }))
-                .into_response()
+            (
+                StatusCode::OK,
+                json!({ "name": name, "id": format!("{JOB_PATH}/executions/{name}") }),
+            )
         }
         (Method::GET, "/executions") => {
-            let value: Vec<Value> = azure
-                .executions
-                .iter()
-                .map(execution_json)
-                .collect();
-            axum::Json(json!({ "value": value, "nextLink": null })).into_response()
+            let value: Vec<Value> = azure.executions.iter().map(execution_json).collect();
+            (StatusCode::OK, json!({ "value": value }))
         }
         (method, tail) if tail.starts_with("/executions/") => {
             let rest = &tail["/executions/".len()..];
@@ -359,9 +428,8 @@ async fn answer(
             let Some(index) = azure.executions.iter().position(|e| e.name == name) else {
                 return (
                     StatusCode::NOT_FOUND,
-                    axum::Json(json!({ "error": { "code": "ResourceNotFound", "message": "no such execution" } })),
-                )
-                    .into_response();
+                    json!({ "error": { "code": "ResourceNotFound", "message": "no such execution" } }),
+                );
             };
             if stop && method == Method::POST {
                 azure.stops.push(name.to_string());
@@ -371,18 +439,135 @@ async fn answer(
                 }
                 execution.status = "Stopped";
                 execution.ended = Some(Utc::now());
-                return StatusCode::OK.into_response();
+                return (StatusCode::OK, Value::Null);
             }
-            axum::Json(execution_json(&azure.executions[index])).into_response()
+            (StatusCode::OK, execution_json(&azure.executions[index]))
         }
-        _ => StatusCode::NOT_FOUND.into_response(),
+        _ => (StatusCode::NOT_FOUND, Value::Null),
     }
+}
+
+/// Checks a Service Bus `SharedAccessSignature` header as Service Bus does:
+/// the rule is `rule`, `sr` (URL-encoded) names `resource` or a prefix of it
+/// at a path boundary, `se` is in the future, and `sig` is the base64
+/// HMAC-SHA256 of `<sr as sent>\n<se>` keyed with the rule's key (its
+/// characters, not its base64 decoding). The error is Service Bus's detail.
+fn check_sas(
+    header: &str,
+    resource: &str,
+    rule: &str,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let token = header
+        .strip_prefix("SharedAccessSignature ")
+        .ok_or("MissingToken: the authorization header is not a SharedAccessSignature")?;
+    let raw = |name: &str| {
+        token
+            .split('&')
+            .find_map(|part| part.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let decoded = |name: &str| -> Option<String> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(token).ok()?;
+        pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    };
+    let (Some(sr), Some(sig), Some(se), Some(skn)) =
+        (raw("sr"), decoded("sig"), decoded("se"), decoded("skn"))
+    else {
+        return Err("InvalidToken: the token lacks sr, sig, se or skn".into());
+    };
+    if skn != rule {
+        return Err(format!(
+            "InvalidSignature: no authorization rule {skn} on this entity"
+        ));
+    }
+    let audience = decoded("sr").unwrap_or_default().to_ascii_lowercase();
+    let target = resource.to_ascii_lowercase();
+    let audience = audience.trim_end_matches('/');
+    let covers = target == audience || target.starts_with(&format!("{audience}/"));
+    if audience.is_empty() || !covers {
+        return Err(format!(
+            "InvalidAudience: the token is for {audience}, not {resource}"
+        ));
+    }
+    let expiry: i64 = se
+        .parse()
+        .map_err(|_| "InvalidToken: se is not a number of seconds".to_string())?;
+    if expiry <= now.timestamp() {
+        return Err(format!("ExpiredToken: the token expired at {expiry}"));
+    }
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
+        .map_err(|e| format!("the test key is unusable: {e}"))?;
+    mac.update(format!("{sr}\n{se}").as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    if sig != expected {
+        return Err("InvalidSignature: the token has an invalid signature".into());
+    }
+    Ok(())
+}
+
+/// The broker properties Service Bus reads from `BrokerProperties` on a send.
+const BROKER_PROPERTIES: &[&str] = &[
+    "ContentType",
+    "CorrelationId",
+    "ForcePersistence",
+    "Label",
+    "MessageId",
+    "PartitionKey",
+    "ReplyTo",
+    "ReplyToSessionId",
+    "ScheduledEnqueueTimeUtc",
+    "SessionId",
+    "TimeToLive",
+    "To",
+    "ViaPartitionKey",
+];
+
+/// Checks the `BrokerProperties` header of a send: a JSON object of known
+/// broker properties whose `MessageId` (the report's deduplication key) is
+/// a non-empty string of at most 128 characters.
+fn check_broker_properties(headers: &HeaderMap) -> Result<(), String> {
+    let text = headers
+        .get("brokerproperties")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("BrokerProperties is missing")?;
+    let properties: serde_json::Map<String, Value> = serde_json::from_str(text)
+        .map_err(|e| format!("BrokerProperties is not a JSON object: {e}"))?;
+    if let Some(unknown) = properties
+        .keys()
+        .find(|k| !BROKER_PROPERTIES.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "BrokerProperties has an unknown property {unknown}"
+        ));
+    }
+    match properties.get("MessageId").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() && id.len() <= 128 => Ok(()),
+        _ => Err("BrokerProperties.MessageId must be a string of 1 to 128 characters".into()),
+    }
+}
+
+/// Service Bus's error answer: `<Error><Code>…</Code><Detail>…</Detail></Error>`.
+fn service_bus_error(status: StatusCode, detail: &str) -> Response {
+    let detail = detail.replace('&', "&amp;").replace('<', "&lt;");
+    (
+        status,
+        [("content-type", "application/xml; charset=utf-8")],
+        format!(
+            "<Error><Code>{}</Code><Detail>{detail}. TrackingId:00000000-0000-0000-0000-000000000000_G0, SystemTracker:{SB_NAMESPACE}.servicebus.windows.net:build-completed/messages</Detail></Error>",
+            status.as_u16()
+        ),
+    )
+        .into_response()
 }
 
 /// Runs the execution's container: the real worker, or a stand-in that crashes or hangs.
 fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::process::Child {
     let connection = format!(
-        "Endpoint=sb://sb-factory.servicebus.windows.net/;SharedAccessKeyName=workers-send;SharedAccessKey={SAS_KEY};EntityPath=build-completed"
+        "Endpoint=sb://{SB_NAMESPACE}.servicebus.windows.net/;SharedAccessKeyName={SAS_RULE};SharedAccessKey={SAS_KEY};EntityPath=build-completed"
     );
     let mut command = match fate {
         None => {
@@ -1040,4 +1225,98 @@ async fn the_worker_exports_its_build_span_in_the_runs_trace_and_without_a_token
         .count();
     assert_eq!(warnings, 1, "{output}");
     factory.stop().await;
+}
+
+/// A header signed as Service Bus documents it (the test's own signer; the
+/// end-to-end tests prove the crate's signatures pass the same check).
+fn sign(resource: &str, rule: &str, key: &str, expiry: i64) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let sr: String = serde_urlencoded::to_string([("", resource)])
+        .expect("encode")
+        .trim_start_matches('=')
+        .to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).expect("key");
+    mac.update(format!("{sr}\n{expiry}").as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let sig = serde_urlencoded::to_string([("sig", sig)]).expect("encode");
+    format!("SharedAccessSignature sr={sr}&{sig}&se={expiry}&skn={rule}")
+}
+
+#[test]
+fn the_sas_check_refuses_a_wrong_key_resource_expiry_or_rule() {
+    let resource = "https://sb-factory.servicebus.windows.net/build-completed/messages";
+    let now = Utc::now();
+    let later = now.timestamp() + 3600;
+    let good = sign(resource, SAS_RULE, SAS_KEY, later);
+    assert_eq!(check_sas(&good, resource, SAS_RULE, SAS_KEY, now), Ok(()));
+    let namespace = sign(
+        "https://sb-factory.servicebus.windows.net/",
+        SAS_RULE,
+        SAS_KEY,
+        later,
+    );
+    assert_eq!(
+        check_sas(&namespace, resource, SAS_RULE, SAS_KEY, now),
+        Ok(()),
+        "a namespace-wide token covers the queue"
+    );
+    let cases = [
+        (
+            sign(resource, SAS_RULE, "another-key", later),
+            "InvalidSignature",
+        ),
+        (
+            sign(
+                "https://sb-factory.servicebus.windows.net/other-queue",
+                SAS_RULE,
+                SAS_KEY,
+                later,
+            ),
+            "InvalidAudience",
+        ),
+        (
+            sign(resource, SAS_RULE, SAS_KEY, now.timestamp() - 1),
+            "ExpiredToken",
+        ),
+        (
+            sign(resource, "RootManageSharedAccessKey", SAS_KEY, later),
+            "InvalidSignature",
+        ),
+        (
+            good.replace(&format!("se={later}"), &format!("se={}", later + 60)),
+            "InvalidSignature",
+        ),
+        (
+            good.replace("SharedAccessSignature ", "Bearer "),
+            "MissingToken",
+        ),
+    ];
+    for (header, code) in cases {
+        let refused = check_sas(&header, resource, SAS_RULE, SAS_KEY, now).expect_err(&header);
+        assert!(refused.starts_with(code), "{header}: {refused}");
+        assert!(!refused.contains(SAS_KEY), "{refused}");
+    }
+}
+
+#[test]
+fn broker_properties_must_carry_a_message_id_and_known_properties_only() {
+    let with = |value: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert("brokerproperties", value.parse().expect("header"));
+        headers
+    };
+    assert_eq!(
+        check_broker_properties(&with(r#"{"MessageId":"run-1:build"}"#)),
+        Ok(())
+    );
+    for bad in [
+        r#"{}"#,
+        r#"{"MessageId":""}"#,
+        r#"{"MessageId":"x","Bogus":1}"#,
+        "not json",
+    ] {
+        assert!(check_broker_properties(&with(bad)).is_err(), "{bad}");
+    }
+    assert!(check_broker_properties(&HeaderMap::new()).is_err());
 }

@@ -202,7 +202,9 @@ pub async fn update_version(
                 .collect(),
         );
     }
-    let body = json!({ "properties": { "publishingProfile": profile } });
+    // GalleryRP 2024-03-03 requires `storageProfile` in an update too; an
+    // empty one leaves the version's source as it is.
+    let body = json!({ "properties": { "publishingProfile": profile, "storageProfile": {} } });
     let value = arm.patch(&image.version_path(version), &body).await?;
     VersionInfo::from_json(&value)
 }

@@ -1,7 +1,16 @@
 //! A Resource Manager stand-in for contract tests: a real axum server on
-//! loopback that answers a script of responses shaped as the Azure REST API
-//! specifications' examples, records every request (method, path and query,
-//! bearer token, body), and a credential that hands out a fixed token.
+//! loopback that answers a script of responses, records every request
+//! (method, path and query, bearer token, body), and a credential that hands
+//! out a fixed token. Every request and every scripted reply is checked
+//! against the operation it addresses in the vendored REST API
+//! specifications (`spec_validator`): a request the specifications refuse
+//! (unknown path, method or api-version, unknown or read-only property) is
+//! answered as Resource Manager answers it (404 or 400 with its error body),
+//! and the test fails when the server is dropped, naming the operation, the
+//! JSON path and the rule. Replies are matched on method and exact path.
+//! Long-running operation monitors (`.../operations/...`,
+//! `.../operationresults/...`) are part of Resource Manager's async protocol,
+//! not of any specification: they are served unchecked.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +24,8 @@ use image_factory::azure::arm::{ArmClient, Patience, Sleeper};
 use image_factory::azure::compute::GalleryImage;
 use image_factory::azure::{Azure, AzureSettings, TestVmSettings};
 use serde_json::Value;
+
+use super::spec_validator::{self, Exchange, Violations};
 
 /// The versions of the gallery image the contract tests work on.
 pub const VERSIONS: &str = "/subscriptions/sub-1/resourceGroups/rg-img-gallery/providers/Microsoft.Compute/galleries/acg_shared/images/windows-web-base/versions";
@@ -50,13 +61,13 @@ impl TokenCredential for FixedCredential {
     }
 }
 
-/// One scripted answer: served to the first request whose method matches and
-/// whose path starts with `path`.
+/// One scripted answer: served to the first request whose method and path
+/// (no query; letter case ignored, as Resource Manager does) match.
 #[derive(Clone, Debug)]
 pub struct Reply {
     /// The method expected.
     pub method: Method,
-    /// The path prefix expected (no query).
+    /// The path expected (no query).
     pub path: String,
     /// The status answered.
     pub status: u16,
@@ -103,6 +114,7 @@ struct Script {
     replies: Vec<Reply>,
     seen: Vec<Seen>,
     base: String,
+    violations: Violations,
 }
 
 /// The running server.
@@ -110,19 +122,29 @@ pub struct ArmServer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     script: Arc<Mutex<Script>>,
+    violations: Violations,
+}
+
+impl Drop for ArmServer {
+    fn drop(&mut self) {
+        self.violations.assert_none();
+    }
 }
 
 impl ArmServer {
     /// Starts a server answering `replies` in order of matching.
     pub async fn start(replies: Vec<Reply>) -> ArmServer {
+        spec_validator::ready().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let violations = Violations::default();
         let script = Arc::new(Mutex::new(Script {
             replies,
             seen: Vec::new(),
             base: base.clone(),
+            violations: violations.clone(),
         }));
         let app = axum::Router::new()
             .fallback(answer)
@@ -130,7 +152,17 @@ impl ArmServer {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        ArmServer { base, script }
+        ArmServer {
+            base,
+            script,
+            violations,
+        }
+    }
+
+    /// The exchanges the specifications refused so far (taken: the server
+    /// then no longer fails the test for them).
+    pub fn take_violations(&self) -> Vec<spec_validator::Violation> {
+        self.violations.take()
     }
 
     /// Every request received, in order.
@@ -196,11 +228,35 @@ async fn answer(
             .map(str::to_string),
         body: serde_json::from_slice(&body).ok(),
     });
+    let request_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let monitor = is_operation_monitor(uri.path());
+    let exchange =
+        |status: u16, response_headers: Vec<(String, String)>, response_body: Value| Exchange {
+            method: method.to_string(),
+            url: format!("https://management.azure.com{uri}"),
+            request_headers: Vec::new(),
+            request_body: request_body.clone(),
+            status,
+            response_headers,
+            response_body,
+        };
     let Some(index) = script
         .replies
         .iter()
-        .position(|r| r.method == method && uri.path().starts_with(&r.path))
+        .position(|r| r.method == method && uri.path().eq_ignore_ascii_case(&r.path))
     else {
+        if !monitor
+            && let Err(violation) = spec_validator::check(&exchange(200, Vec::new(), Value::Null))
+            && (violation.is_routing() || violation.in_request())
+        {
+            let (status, body) = violation.arm_answer();
+            script.violations.push(violation);
+            return (
+                StatusCode::from_u16(status).expect("status"),
+                axum::Json(body),
+            )
+                .into_response();
+        }
         return (
             StatusCode::NOT_IMPLEMENTED,
             format!("no scripted reply for {method} {uri}"),
@@ -211,6 +267,31 @@ async fn answer(
     if !reply.body.is_null() {
         let text = reply.body.to_string().replace("{base}", &script.base);
         reply.body = serde_json::from_str(&text).expect("still JSON");
+    }
+    if !monitor {
+        let headers = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.replace("{base}", &script.base)))
+            .collect();
+        if let Err(violation) =
+            spec_validator::check(&exchange(reply.status, headers, reply.body.clone()))
+        {
+            let refused = violation.is_routing() || violation.in_request();
+            let answer = violation.arm_answer();
+            script.violations.push(violation);
+            if refused {
+                // Resource Manager refuses the request: the scripted reply
+                // stays unserved.
+                script.replies.insert(index, reply);
+                let (status, body) = answer;
+                return (
+                    StatusCode::from_u16(status).expect("status"),
+                    axum::Json(body),
+                )
+                    .into_response();
+            }
+        }
     }
     let mut response = if reply.body.is_null() {
         StatusCode::from_u16(reply.status)
@@ -233,9 +314,28 @@ async fn answer(
     response
 }
 
-/// A gallery image version as Resource Manager returns it (the shape of the
-/// GalleryRP 2024-03-03 `GalleryImageVersion_Get` example), with its target
-/// regions given as (name, replica count).
+/// True for the URLs Resource Manager hands out to follow a long-running
+/// operation (`Azure-AsyncOperation`, `Location`): not in any specification.
+fn is_operation_monitor(path: &str) -> bool {
+    let segments: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(str::to_ascii_lowercase)
+        .collect();
+    segments.iter().rev().skip(1).any(|s| {
+        s.ends_with("operations")
+            || s.ends_with("operationresults")
+            || s.ends_with("operationstatuses")
+    })
+}
+
+/// The GalleryRP 2024-03-03 example the gallery version replies are made from.
+pub const GALLERY_VERSION_EXAMPLE: &str = "specification/compute/resource-manager/Microsoft.Compute/GalleryRP/stable/2024-03-03/examples/galleryExamples/GalleryImageVersion_Get.json";
+
+/// A gallery image version as Resource Manager returns it: the GalleryRP
+/// 2024-03-03 `GalleryImageVersion_Get` example's answer with this version's
+/// id, name, state, latest flag, publication date and target regions (name,
+/// replica count), and no policy violation.
 pub fn gallery_version(
     id: &str,
     name: &str,
@@ -244,30 +344,29 @@ pub fn gallery_version(
     published: &str,
     regions: &[(&str, u32)],
 ) -> serde_json::Value {
+    let example = spec_validator::example(GALLERY_VERSION_EXAMPLE);
+    let mut version = example["responses"]["200"]["body"].clone();
     let regions: Vec<serde_json::Value> = regions
         .iter()
         .map(|(region, replicas)| {
             serde_json::json!({ "name": region, "regionalReplicaCount": replicas, "storageAccountType": "Standard_LRS", "excludeFromLatest": excluded })
         })
         .collect();
-    serde_json::json!({
-        "id": id,
-        "properties": {
-            "publishingProfile": {
-                "targetRegions": regions,
-                "replicaCount": 1,
-                "excludeFromLatest": excluded,
-                "publishedDate": published,
-                "storageAccountType": "Standard_LRS"
-            },
-            "storageProfile": {
-                "source": { "id": "/subscriptions/sub-1/resourceGroups/rg-build/providers/Microsoft.Compute/images/img" },
-                "osDiskImage": { "sizeInGB": 127, "hostCaching": "ReadWrite" }
-            },
-            "safetyProfile": { "allowDeletionOfReplicatedLocations": false, "reportedForPolicyViolation": false },
-            "provisioningState": state
-        },
-        "location": "West Europe",
-        "name": name
-    })
+    version["id"] = id.into();
+    version["name"] = name.into();
+    version["location"] = "West Europe".into();
+    let properties = &mut version["properties"];
+    properties["provisioningState"] = state.into();
+    let profile = &mut properties["publishingProfile"];
+    profile["targetRegions"] = regions.into();
+    profile["excludeFromLatest"] = excluded.into();
+    profile["publishedDate"] = published.into();
+    properties["storageProfile"]["source"]["id"] =
+        "/subscriptions/sub-1/resourceGroups/rg-build/providers/Microsoft.Compute/images/img"
+            .into();
+    properties["safetyProfile"]["reportedForPolicyViolation"] = false.into();
+    if let Some(safety) = properties["safetyProfile"].as_object_mut() {
+        safety.remove("policyViolations");
+    }
+    version
 }

@@ -10,6 +10,7 @@ pub mod child;
 pub mod cosmos_server;
 pub mod identity;
 pub mod ingestion;
+pub mod spec_validator;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
