@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod arm_server;
+pub mod azurite;
 pub mod browser;
 pub mod cosmos_server;
 
