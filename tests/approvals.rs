@@ -83,12 +83,25 @@ fn adaptive_card_schema() -> &'static jsonschema::Validator {
 }
 
 /// What the Adaptive Card schema finds wrong in `card` (an attachment's
-/// `content`), each with the JSON path of the offending value.
+/// `content`), each with the JSON path of the offending value. The schema
+/// matches the card, its elements and its actions through `anyOf`, so each
+/// failed `anyOf` is replaced by what failed in its branches.
 fn card_errors(card: &Value) -> Vec<String> {
-    adaptive_card_schema()
-        .iter_errors(card)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect()
+    fn leaves(error: &jsonschema::ValidationError<'_>, out: &mut Vec<String>) {
+        match error.kind() {
+            jsonschema::error::ValidationErrorKind::AnyOf { context } if !context.is_empty() => {
+                for error in context.iter().flatten() {
+                    leaves(error, out);
+                }
+            }
+            _ => out.push(format!("{}: {error}", error.instance_path())),
+        }
+    }
+    let mut out = Vec::new();
+    for error in adaptive_card_schema().iter_errors(card) {
+        leaves(&error, &mut out);
+    }
+    out
 }
 
 /// A card built by the notifier for a run of the example image.

@@ -105,12 +105,12 @@ impl BlobError {
     fn from_sdk(error: azure_core::Error) -> BlobError {
         match error.kind() {
             ErrorKind::HttpResponse { .. } => {}
-            ErrorKind::Credential => return BlobError::Credential(error.to_string()),
-            _ => return BlobError::Transport(error.to_string()),
+            ErrorKind::Credential => return BlobError::Credential(causes(&error)),
+            _ => return BlobError::Transport(causes(&error)),
         }
         let storage = match StorageError::try_from(error) {
             Ok(storage) => storage,
-            Err(other) => return BlobError::Transport(other.to_string()),
+            Err(other) => return BlobError::Transport(causes(&other)),
         };
         let status = u16::from(storage.status_code);
         let code_name = storage.error_code.map(|c| c.to_string());
@@ -161,6 +161,22 @@ impl BlobError {
             },
         }
     }
+}
+
+/// An error and its causes, outermost first (the SDK's "retry policy
+/// expired" wraps the connection's own failure).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Checks a container URL setting: https (the SDK sends tokens over https
@@ -290,6 +306,42 @@ impl LogUploader for BlobLogs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct NoCredential;
+
+    #[async_trait]
+    impl TokenCredential for NoCredential {
+        async fn get_token(
+            &self,
+            _scopes: &[&str],
+            _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            Err(azure_core::Error::with_message(
+                ErrorKind::Credential,
+                "none here",
+            ))
+        }
+    }
+
+    #[test]
+    fn an_unusable_extra_root_certificate_is_refused_with_its_file_named() {
+        let dir = std::env::temp_dir().join(format!("blob-roots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let missing = dir.join("missing.pem");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        for path in [&missing, &empty] {
+            let error = BlobLogs::new(Arc::new(NoCredential), Some(path)).expect_err("refused");
+            assert!(
+                matches!(error, BlobError::Certificate { .. })
+                    && error.to_string().contains(&path.display().to_string()),
+                "{error}"
+            );
+        }
+        assert!(BlobLogs::new(Arc::new(NoCredential), None).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn block_ids_are_stable_and_of_one_length() {
