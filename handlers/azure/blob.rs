@@ -101,7 +101,11 @@ pub enum BlobError {
 
 impl BlobError {
     /// Reads an SDK error: the service's status, code and message, or the
-    /// credential's or the connection's failure.
+    /// credential's or the connection's failure. A refused bearer token is
+    /// answered 401 `InvalidAuthenticationInfo` (with a `WWW-Authenticate`
+    /// challenge) by current service versions and 403 `AuthenticationFailed`
+    /// by older ones and by Azurite, both with an `AuthenticationErrorDetail`
+    /// such as "Lifetime validation failed. The token is expired.".
     fn from_sdk(error: azure_core::Error) -> BlobError {
         match error.kind() {
             ErrorKind::HttpResponse { .. } => {}
@@ -341,6 +345,72 @@ mod tests {
         }
         assert!(BlobLogs::new(Arc::new(NoCredential), None).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The SDK's error for an answer of `status` with `code` and an XML body saying `message`.
+    fn answer(status: u16, code: &str, message: &str, detail: &str) -> azure_core::Error {
+        let mut headers = azure_core::http::headers::Headers::new();
+        headers.insert("x-ms-error-code", code.to_string());
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>{message}\nRequestId:0b1c\nTime:2026-11-30T10:00:00Z</Message><AuthenticationErrorDetail>{detail}</AuthenticationErrorDetail></Error>"
+        );
+        let status = StatusCode::from(status);
+        let raw = azure_core::http::RawResponse::from_bytes(status, headers, body.into_bytes());
+        azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: Some(code.to_string()),
+                raw_response: Some(Box::new(raw)),
+            },
+            "refused",
+        )
+    }
+
+    #[test]
+    fn refused_tokens_are_told_from_missing_roles_and_other_failures() {
+        // Azure's current answer to an expired token.
+        let error = BlobError::from_sdk(answer(
+            401,
+            "InvalidAuthenticationInfo",
+            "Server failed to authenticate the request.",
+            "Lifetime validation failed. The token is expired.",
+        ));
+        assert!(
+            matches!(error, BlobError::Refused { status: 401, .. }),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "Blob Storage refused the worker's token (401: InvalidAuthenticationInfo; Server failed to authenticate the request. Lifetime validation failed. The token is expired.): the identity endpoint must issue a current token for https://storage.azure.com"
+        );
+        // A current token of an identity without a role on the container.
+        let error = BlobError::from_sdk(answer(
+            403,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission.",
+            "",
+        ));
+        assert!(
+            matches!(error, BlobError::Denied { status: 403, .. }),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("Storage Blob Data Contributor"),
+            "{error}"
+        );
+        let error = BlobError::from_sdk(answer(500, "InternalError", "Try again.", ""));
+        assert!(
+            matches!(error, BlobError::Failed { status: 500, .. }),
+            "{error}"
+        );
+        let error = BlobError::from_sdk(azure_core::Error::with_message(
+            ErrorKind::Credential,
+            "the identity endpoint did not answer",
+        ));
+        assert!(
+            matches!(error, BlobError::Credential(ref m) if m.contains("did not answer")),
+            "{error}"
+        );
     }
 
     #[test]
