@@ -709,7 +709,8 @@ async fn worker() -> anyhow::Result<ExitCode> {
     let credential = Identity::from_vars(var)
         .credential()
         .map_err(anyhow::Error::msg)?;
-    let uploader = BlobLogs::new(credential.clone()).map_err(anyhow::Error::msg)?;
+    let extra_root = var("IMAGE_FACTORY_BUILD_LOGS_CA").map(std::path::PathBuf::from);
+    let uploader = BlobLogs::new(credential.clone(), extra_root.as_deref())?;
     let connection = var("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION")
         .context("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION is not set (the job's secret reference to Key Vault)")?;
     let connection = Connection::parse(&connection)

@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -14,8 +14,11 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use common::{Factory, OPERATOR_TOKEN, Options, copy_example};
 use image_factory::domain::approval::NoticeKind;
-use image_factory::domain::run::{Run, RunStatus, Stage, StageStatus};
-use serde::Deserialize;
+use image_factory::domain::run::{Run, RunStatus, Stage, StageStatus, Trigger, TriggerKind};
+use image_factory::domain::version::ImageVersion;
+use image_factory::notifier::{Notice, teams_card};
+use serde_json::{Value, json};
+use sha2::Digest;
 use tokio::sync::Mutex;
 
 const APPROVERS: [&str; 3] = ["alice@contoso.com", "bob@contoso.com", "carol@contoso.com"];
@@ -65,98 +68,118 @@ async fn start_teams(fail: usize) -> (Teams, String) {
     (teams, url)
 }
 
-// The subset of the Adaptive Card schema (adaptivecards.io, version 1.5) the
-// card uses, with every property the schema allows for those elements and no
-// other: a card that drifts from the schema fails to deserialize.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Message {
-    #[serde(rename = "type")]
-    kind: String,
-    attachments: Vec<Attachment>,
+/// The SHA-256 of the vendored schema, as recorded in its `SOURCES.md`.
+const ADAPTIVE_CARD_SCHEMA_SHA256: &str =
+    "32c91fb285180a266a55b3475dd0396e63fe079311714d3a14963b41f5e17920";
+
+/// The official Adaptive Card 1.5 schema (`tests/fixtures/adaptive-card`, its
+/// source in `SOURCES.md` there), unchanged, compiled once.
+fn adaptive_card_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/adaptive-card/adaptive-card.json"
+        );
+        let text = std::fs::read_to_string(path).expect("the vendored Adaptive Card schema");
+        let digest: String = sha2::Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            digest, ADAPTIVE_CARD_SCHEMA_SHA256,
+            "the vendored Adaptive Card schema differs from the published file"
+        );
+        let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+        jsonschema::validator_for(&schema).expect("the Adaptive Card schema compiles")
+    })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Attachment {
-    content_type: String,
-    content_url: Option<String>,
-    content: AdaptiveCard,
+/// What the Adaptive Card schema finds wrong in `card` (an attachment's
+/// `content`), each with the JSON path of the offending value. The schema
+/// matches the card, its elements and its actions through `anyOf`, so each
+/// failed `anyOf` is replaced by what failed in its branches.
+fn card_errors(card: &Value) -> Vec<String> {
+    fn leaves(error: &jsonschema::ValidationError<'_>, out: &mut Vec<String>) {
+        match error.kind() {
+            jsonschema::error::ValidationErrorKind::AnyOf { context } if !context.is_empty() => {
+                for error in context.iter().flatten() {
+                    leaves(error, out);
+                }
+            }
+            _ => out.push(format!("{}: {error}", error.instance_path())),
+        }
+    }
+    let mut out = Vec::new();
+    for error in adaptive_card_schema().iter_errors(card) {
+        leaves(&error, &mut out);
+    }
+    out
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AdaptiveCard {
-    #[serde(rename = "$schema")]
-    schema: String,
-    #[serde(rename = "type")]
-    kind: String,
-    version: String,
-    body: Vec<Element>,
-    actions: Vec<Action>,
+/// A card built by the notifier for a run of the example image.
+fn example_card() -> Value {
+    let run = Run::new(
+        "push-example-abc".parse().expect("run id"),
+        "example".into(),
+        ImageVersion::new(2026, 1130, 0).expect("version"),
+        Trigger {
+            commit: Some("abc".into()),
+            ..Trigger::new(TriggerKind::Push, "github")
+        },
+        Default::default(),
+        chrono::Utc::now(),
+    );
+    let notice = Notice {
+        kind: NoticeKind::Request,
+        run: &run,
+        approver: "alice@contoso.com",
+        url: "https://f.example/api/approvals/t0k3n".into(),
+        expires_at: chrono::Utc::now(),
+    };
+    teams_card(&notice)["attachments"][0]["content"].clone()
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-enum Element {
-    TextBlock {
-        text: String,
-        #[serde(default)]
-        weight: Option<Weight>,
-        #[serde(default)]
-        size: Option<Size>,
-        #[serde(default)]
-        wrap: Option<bool>,
-    },
-    FactSet {
-        facts: Vec<Fact>,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Fact {
-    title: String,
-    value: String,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)] // every value the schema allows, for deserializing
-enum Weight {
-    Default,
-    Lighter,
-    Bolder,
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)] // every value the schema allows, for deserializing
-enum Size {
-    Default,
-    Small,
-    Medium,
-    Large,
-    ExtraLarge,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
-enum Action {
-    #[serde(rename = "Action.OpenUrl")]
-    OpenUrl {
-        title: String,
-        url: String,
-        #[serde(default)]
-        style: Option<ActionStyle>,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)] // every value the schema allows, for deserializing
-enum ActionStyle {
-    Default,
-    Positive,
-    Destructive,
+#[test]
+fn the_adaptive_card_schema_refuses_a_card_that_drifts() {
+    let card = example_card();
+    assert_eq!(card_errors(&card), Vec::<String>::new());
+    let drifted = |change: &dyn Fn(&mut Value)| {
+        let mut card = card.clone();
+        change(&mut card);
+        card_errors(&card)
+    };
+    // A misspelled element type.
+    let errors = drifted(&|c| c["body"][0]["type"] = json!("TextBlok"));
+    assert!(
+        errors.iter().any(|e| e.starts_with("/body/0")),
+        "{errors:?}"
+    );
+    // Action.OpenUrl without its required url.
+    let errors = drifted(&|c| {
+        c["actions"][0]
+            .as_object_mut()
+            .expect("an action")
+            .remove("url");
+    });
+    assert!(
+        errors.iter().any(|e| e.starts_with("/actions/0")),
+        "{errors:?}"
+    );
+    // A property the schema does not define, on the card and on an element.
+    let errors = drifted(&|c| c["msteams"] = json!({ "width": "Full" }));
+    assert!(errors.iter().any(|e| e.contains("msteams")), "{errors:?}");
+    let errors = drifted(&|c| c["body"][2]["facts"][0]["titel"] = json!("x"));
+    assert!(
+        errors.iter().any(|e| e.starts_with("/body/2")),
+        "{errors:?}"
+    );
+    // A value outside an enumeration.
+    let errors = drifted(&|c| c["actions"][1]["style"] = json!("danger"));
+    assert!(
+        errors.iter().any(|e| e.starts_with("/actions/1")),
+        "{errors:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,61 +202,65 @@ async fn the_teams_card_follows_the_adaptive_card_schema_and_its_buttons_decide_
     assert_eq!(cards.len(), 3, "one card per approver");
 
     let mut approve_links = Vec::new();
-    for card in &cards {
-        let message: Message = serde_json::from_value(card.clone())
-            .expect("the card follows the Adaptive Card schema");
-        assert_eq!(message.kind, "message");
-        let attachment = &message.attachments[0];
+    for message in &cards {
+        assert_eq!(message["type"], "message");
+        let attachment = &message["attachments"][0];
         assert_eq!(
-            attachment.content_type,
+            attachment["contentType"],
             "application/vnd.microsoft.card.adaptive"
         );
-        assert!(attachment.content_url.is_none());
-        let card = &attachment.content;
+        assert!(attachment["contentUrl"].is_null());
+        let card = &attachment["content"];
+        let errors = card_errors(card);
+        assert!(errors.is_empty(), "not an Adaptive Card 1.5: {errors:#?}");
         assert_eq!(
-            (card.kind.as_str(), card.version.as_str()),
-            ("AdaptiveCard", "1.5")
+            (&card["type"], &card["version"]),
+            (&json!("AdaptiveCard"), &json!("1.5"))
         );
-        assert!(card.schema.contains("adaptive-card.json"));
-        let facts: Vec<(&str, &str)> = card
-            .body
-            .iter()
-            .flat_map(|e| match e {
-                Element::FactSet { facts } => facts
-                    .iter()
-                    .map(|f| (f.title.as_str(), f.value.as_str()))
-                    .collect(),
-                Element::TextBlock { .. } => vec![],
+        let facts: Vec<(&str, &str)> = card["body"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "FactSet")
+            .flat_map(|e| e["facts"].as_array().into_iter().flatten())
+            .map(|f| {
+                (
+                    f["title"].as_str().unwrap_or(""),
+                    f["value"].as_str().unwrap_or(""),
+                )
             })
             .collect();
         assert!(facts.contains(&("Version", run.version.to_string().as_str())));
         assert!(facts.iter().any(|(k, _)| *k == "Tests"));
-        let Some(Element::TextBlock {
-            text,
-            weight,
-            size,
-            wrap,
-        }) = card.body.first()
-        else {
-            panic!("the card opens with a headline");
-        };
-        assert!(text.starts_with("Approve example"));
-        assert!(
-            matches!(weight, Some(Weight::Bolder))
-                && matches!(size, Some(Size::Medium))
-                && *wrap == Some(true)
+        let headline = &card["body"][0];
+        assert_eq!(
+            headline["type"], "TextBlock",
+            "the card opens with a headline"
         );
-        let Action::OpenUrl { title, url, style } = &card.actions[0];
-        assert_eq!(title, "Approve");
-        assert!(matches!(style, Some(ActionStyle::Positive)));
-        let Action::OpenUrl {
-            title: reject,
-            style: reject_style,
-            ..
-        } = &card.actions[1];
-        assert_eq!(reject, "Reject");
-        assert!(matches!(reject_style, Some(ActionStyle::Destructive)));
-        approve_links.push(url.clone());
+        assert!(
+            headline["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Approve example")
+        );
+        assert_eq!(
+            (&headline["weight"], &headline["size"], &headline["wrap"]),
+            (&json!("Bolder"), &json!("Medium"), &json!(true))
+        );
+        let (approve, reject) = (&card["actions"][0], &card["actions"][1]);
+        assert_eq!(
+            (&approve["type"], &approve["title"], &approve["style"]),
+            (
+                &json!("Action.OpenUrl"),
+                &json!("Approve"),
+                &json!("positive")
+            )
+        );
+        assert_eq!(
+            (&reject["title"], &reject["style"]),
+            (&json!("Reject"), &json!("destructive"))
+        );
+        approve_links.push(approve["url"].as_str().unwrap_or("").to_string());
     }
     // The record keeps what was sent, without the links.
     let recorded = factory.run(&run.id).await.unwrap();

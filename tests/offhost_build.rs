@@ -4,18 +4,21 @@
 //! process, which runs real packer, uploads its log to Blob Storage with a
 //! managed-identity token and reports through the Service Bus crate; the
 //! report reaches the factory's `build-completed` function and the run goes
-//! on to its release. The Azure side is one loopback server answering in the
-//! documented shapes: Microsoft.App 2025-01-01 (azure-rest-api-specs,
+//! on to its release. Blob Storage is Azurite (Microsoft's emulator, over
+//! HTTPS with a test certificate and `--oauth basic`, `common::azurite`); the
+//! rest of the Azure side is one loopback server answering in the documented
+//! shapes: Microsoft.App 2025-01-01 (azure-rest-api-specs,
 //! specification/app/resource-manager/Microsoft.App/stable/2025-01-01/
 //! examples/Job_Get.json, Job_Start.json, Job_Executions_Get.json,
-//! Job_Execution_Get.json, Job_Stop_Execution.json), the Blob service's Put
-//! Block / Put Block List, Service Bus's Send Message, and the App Service /
-//! Container Apps managed identity endpoint (tests/common/identity.rs). The
-//! worker's scratch folder is the factory's data folder, so the local smoke
-//! test sees what it built. The job's environment is the one
-//! infra/modules/containerapps.bicep gives it, so the worker signs packer in
-//! as the app registration with its identity's assertion; the worker's
-//! traces go to the loopback ingestion endpoint (tests/common/ingestion.rs).
+//! Job_Execution_Get.json, Job_Stop_Execution.json), Service Bus's Send
+//! Message, and the App Service / Container Apps managed identity endpoint
+//! (tests/common/identity.rs), which issues Blob Storage tokens shaped as
+//! Entra ID's that Azurite checks. The worker's scratch folder is the
+//! factory's data folder, so the local smoke test sees what it built. The
+//! job's environment is the one infra/modules/containerapps.bicep gives it,
+//! so the worker signs packer in as the app registration with its identity's
+//! assertion; the worker's traces go to the loopback ingestion endpoint
+//! (tests/common/ingestion.rs).
 
 mod common;
 
@@ -33,11 +36,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use common::identity::{self, IdentityEndpoint, token_for};
+use base64::Engine;
+use common::azurite::{Azurite, StorageCredential};
+use common::identity::{self, IdentityEndpoint, StorageToken, token_for};
 use common::ingestion::{self, Ingestion};
 use common::spec_validator::{self, Exchange, Violations};
 use common::{Factory, Options, example_images};
 use image_factory::azure::arm::{ArmClient, Patience, tokio_sleeper};
+use image_factory::azure::blob::{BLOCK_SIZE, BlobLogs, block_id};
 use image_factory::azure::jobs::ContainerAppsWorkers;
 use image_factory::azure::{AzureSettings, BuildJob};
 use image_factory::domain::run::{RunStatus, Stage, StageStatus};
@@ -51,11 +57,6 @@ const SAS_KEY: &str = "U0FTLWNhbmFyeS1rZXktZm9yLXdvcmtlcnMtc2VuZA==";
 /// The app registration packer signs in as (`IMAGE_FACTORY_PACKER_CLIENT_ID` on the job).
 const PACKER_APP: &str = "22222222-3333-4444-5555-666666666666";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-
-/// The worker's Blob Storage token, from the identity stand-in.
-fn blob_token() -> String {
-    token_for("https://storage.azure.com")
-}
 
 /// The worker's client assertion for packer, from the identity stand-in.
 fn assertion() -> String {
@@ -93,8 +94,10 @@ struct Azure {
     executions: Vec<Execution>,
     starts: Vec<Value>,
     stops: Vec<String>,
-    blocks: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    blobs: BTreeMap<String, Vec<u8>>,
+    /// The build logs' container in Azurite.
+    logs_url: String,
+    /// The root certificate the worker trusts for Azurite.
+    logs_ca: PathBuf,
     reports: Vec<(HeaderMap, String)>,
     fates: Vec<Fate>,
     unauthorized: Vec<String>,
@@ -131,10 +134,13 @@ impl FakeAzure {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let azurite = Azurite::shared();
         let state = Arc::new(Mutex::new(Azure {
             base: format!("http://{addr}"),
             data_dir,
             images_dir,
+            logs_url: azurite.fresh_container().await,
+            logs_ca: azurite.ca_file.clone(),
             ..Azure::default()
         }));
         let app = axum::Router::new()
@@ -194,7 +200,7 @@ impl FakeAzure {
         BuildJob {
             resource_group: "rg-factory".into(),
             name: "caj-factory-build".into(),
-            log_container_url: format!("{}/build-logs", self.base()),
+            log_container_url: self.lock().logs_url.clone(),
         }
     }
 }
@@ -241,40 +247,6 @@ async fn answer(
     if path == identity::PATH {
         let identity = state.lock().expect("lock").identity.clone();
         return identity.answer(&query, &headers);
-    }
-    // Blob Storage: Put Block, Put Block List.
-    if let Some(blob) = path.strip_prefix("/build-logs/") {
-        let mut azure = state.lock().expect("lock");
-        if auth != format!("Bearer {}", blob_token()) || headers.get("x-ms-version").is_none() {
-            azure.unauthorized.push(format!("{method} {path}"));
-            return StatusCode::FORBIDDEN.into_response();
-        }
-        return match (method, query.get("comp").map(String::as_str)) {
-            (Method::PUT, Some("block")) => {
-                let id = query.get("blockid").cloned().unwrap_or_default();
-                azure
-                    .blocks
-                    .entry(blob.to_string())
-                    .or_default()
-                    .insert(id, body.to_vec());
-                StatusCode::CREATED.into_response()
-            }
-            (Method::PUT, Some("blocklist")) => {
-                let list = String::from_utf8_lossy(&body).to_string();
-                let staged = azure.blocks.remove(blob).unwrap_or_default();
-                let mut content = Vec::new();
-                for id in list.split("<Latest>").skip(1) {
-                    let id = id.split("</Latest>").next().unwrap_or_default();
-                    match staged.get(id) {
-                        Some(bytes) => content.extend_from_slice(bytes),
-                        None => return StatusCode::BAD_REQUEST.into_response(),
-                    }
-                }
-                azure.blobs.insert(blob.to_string(), content);
-                StatusCode::CREATED.into_response()
-            }
-            _ => StatusCode::BAD_REQUEST.into_response(),
-        };
     }
     // Service Bus: Send Message to the completion queue.
     if path == "/build-completed/messages" && method == Method::POST {
@@ -613,6 +585,7 @@ fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::proc
         .env("IMAGE_FACTORY_IMAGES", &azure.images_dir)
         .env("IMAGE_FACTORY_DATA", &azure.data_dir)
         .env("IMAGE_FACTORY_SERVICEBUS_ENDPOINT", &azure.base)
+        .env("IMAGE_FACTORY_BUILD_LOGS_CA", &azure.logs_ca)
         .env("RUST_LOG", "debug")
         .kill_on_drop(true);
     // The container's output, kept for the secret checks.
@@ -700,6 +673,124 @@ async fn build_started(factory: &Factory, commit: &str) -> image_factory::domain
         .await
 }
 
+/// Fails if `text` holds any part of a token the identity endpoint issued
+/// (the claims or the signature of the JWT), or if none was issued.
+fn assert_no_token(azure: &Azure, text: &str) {
+    let issued = azure.identity.issued();
+    assert!(!issued.is_empty(), "the worker asked for no token");
+    for token in &issued {
+        // A storage token is a JWT whose header is the same for every token:
+        // its claims and signature are what identify it.
+        let parts: Vec<&str> = match token.split('.').collect::<Vec<_>>() {
+            jwt if jwt.len() == 3 => jwt[1..].to_vec(),
+            _ => vec![token.as_str()],
+        };
+        for part in parts.into_iter().filter(|p| !p.is_empty()) {
+            assert!(!text.contains(part), "a token in:\n{text}");
+        }
+    }
+}
+
+/// Builds with the identity endpoint handing out `token`: Azurite refuses
+/// the upload, and the run's build log names the refusal and Azurite's
+/// reason (`reason`), with no token in the run or the worker's output.
+async fn a_refused_upload_is_reported(token: StorageToken, commit: &str, reason: &str) {
+    let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
+    azure.lock().identity.set_storage_token(token);
+    let run = factory
+        .push_and_wait(commit, RunStatus::WaitingForApproval)
+        .await;
+    let worker = run.stage(Stage::Build).attempts[0]
+        .worker
+        .clone()
+        .expect("built by a worker");
+    let log = run.build.clone().expect("build result").log;
+    assert!(
+        log.starts_with(
+            "not uploaded (Blob Storage refused the worker's token (403: AuthenticationFailed"
+        ) && log.contains(reason),
+        "{log}"
+    );
+    assert_eq!(Azurite::shared().read_blob(&worker.log_url).await, None);
+    let stored = serde_json::to_string(&run).expect("json");
+    let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
+        .expect("the worker's output");
+    {
+        let state = azure.lock();
+        assert_no_token(&state, &stored);
+        assert_no_token(&state, &output);
+    }
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_storage_token_is_refused_by_blob_storage_and_the_run_says_so() {
+    a_refused_upload_is_reported(
+        StorageToken::Expired,
+        "0ff0057b011c000000000000000000000000c0de",
+        "Lifetime validation failed. The token is expired.",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_token_for_another_audience_is_refused_and_the_run_says_so() {
+    a_refused_upload_is_reported(
+        StorageToken::WrongAudience,
+        "0ff0057b011d000000000000000000000000c0de",
+        "Invalid token audience.",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_storage_token_is_refused_and_the_run_says_so() {
+    a_refused_upload_is_reported(
+        StorageToken::Missing,
+        "0ff0057b011e000000000000000000000000c0de",
+        "Authentication scheme Bearer is not supported.",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_of_several_blocks_is_uploaded_whole_and_a_retry_rewrites_the_same_blob() {
+    let azurite = Azurite::shared();
+    let url = format!(
+        "{}/push-example-abc/w1.log",
+        azurite.fresh_container().await
+    );
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let path = dir.path().join("build.log");
+    // Two full blocks and a short one.
+    let mut content: Vec<u8> = (0..2 * BLOCK_SIZE + 1234)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    std::fs::write(&path, &content).expect("write the log");
+    let logs =
+        BlobLogs::new(Arc::new(StorageCredential), Some(&azurite.ca_file)).expect("uploader");
+    logs.upload_file(&path, &url).await.expect("upload");
+    assert!(
+        azurite.read_blob(&url).await == Some(content.clone()),
+        "the blob is the log"
+    );
+    let ids = |count: usize| -> Vec<String> {
+        (0..count)
+            .map(|i| base64::engine::general_purpose::STANDARD.encode(block_id(i)))
+            .collect()
+    };
+    assert_eq!(azurite.committed_blocks(&url).await, ids(3));
+    // Uploaded again (a retried worker, a longer log): the same blob, the same block ids.
+    content.extend_from_slice(&[b'x'; BLOCK_SIZE]);
+    std::fs::write(&path, &content).expect("write the log");
+    logs.upload_file(&path, &url).await.expect("upload again");
+    assert!(
+        azurite.read_blob(&url).await == Some(content),
+        "the blob is the new log"
+    );
+    assert_eq!(azurite.committed_blocks(&url).await, ids(4));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release() {
     let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
@@ -747,11 +838,9 @@ async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release
                 .any(|a| a.files.iter().any(|f| f.ends_with("index.html"))),
             "{build:?}"
         );
-        let blob = format!("{}/{}.log", run.id, order.worker_id);
-        let log = String::from_utf8_lossy(state.blobs.get(&blob).expect("the log was uploaded"));
-        assert!(
-            log.contains("Build 'golden.null.golden' finished") || log.contains("ui,say"),
-            "{log}"
+        assert_eq!(
+            order.log_url,
+            format!("{}/{}/{}.log", state.logs_url, run.id, order.worker_id)
         );
 
         // The report went through Service Bus with its message id and a SAS, not the key.
@@ -770,17 +859,42 @@ async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release
         );
         assert!(body.contains(&order.worker_id));
         let stored = serde_json::to_string(&run).expect("json");
-        assert!(!stored.contains(SAS_KEY) && !stored.contains(&blob_token()));
+        assert!(!stored.contains(SAS_KEY));
+        assert_no_token(&state, &stored);
         order
     };
+    // Blob Storage (Azurite) holds packer's log, byte for byte, where the run says.
+    let uploaded = Azurite::shared()
+        .read_blob(&order.log_url)
+        .await
+        .expect("the log was uploaded");
+    let packer_log = std::fs::read(
+        factory
+            .data
+            .path()
+            .join("runs")
+            .join(&run.id)
+            .join("build.log"),
+    )
+    .expect("packer's log on the worker");
+    assert_eq!(
+        String::from_utf8_lossy(&uploaded),
+        String::from_utf8_lossy(&packer_log)
+    );
+    let log = String::from_utf8_lossy(&uploaded);
+    assert!(
+        log.contains("Build 'golden.null.golden' finished") || log.contains("ui,say"),
+        "{log}"
+    );
     // Nor does the worker's own output, at debug level, carry either secret.
     let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
         .expect("the worker's output");
     assert!(output.contains("build reported"), "{output}");
     assert!(
-        !output.contains(SAS_KEY) && !output.contains(&blob_token()),
+        !output.contains(SAS_KEY),
         "a secret in the worker's output:\n{output}"
     );
+    assert_no_token(&azure.lock(), &output);
 
     // The operators' page of the run names the worker and links its log.
     let page = factory
@@ -845,9 +959,11 @@ async fn a_failed_packer_build_on_the_worker_fails_the_run_with_the_uploaded_log
         failure.diagnosis.map(|d| d.kind),
         Some("winrm-unreachable".to_string())
     );
-    let blob = format!("{}/{}.log", failed.id, worker.id);
-    let log = String::from_utf8_lossy(azure.lock().blobs.get(&blob).expect("uploaded").as_slice())
-        .to_string();
+    let log = Azurite::shared()
+        .read_blob(&worker.log_url)
+        .await
+        .expect("uploaded");
+    let log = String::from_utf8_lossy(&log);
     assert!(log.contains("Timeout waiting for WinRM."), "{log}");
     // The worker reported the failure and ended well: nothing for the watchdog.
     azure.refresh();
@@ -942,6 +1058,7 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
     let azure = FakeAzure::start(data.path().to_path_buf(), example_images()).await;
     azure.lock().fates = vec![Fate::Hang, Fate::Crash, Fate::Hang];
     let workers = azure.job_workers();
+    let logs = azure.lock().logs_url.clone();
     let order = |message: &str, worker: &str| BuildOrder {
         run_id: "push-example-abc".parse().unwrap(),
         image: "example".into(),
@@ -949,7 +1066,7 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
         commit: Some("abc".into()),
         message_id: message.into(),
         worker_id: worker.into(),
-        log_url: format!("{}/build-logs/push-example-abc/{worker}.log", azure.base()),
+        log_url: format!("{logs}/push-example-abc/{worker}.log"),
     };
     let first = workers.start(&order("m1", "w1")).await.expect("start");
     // The same stage message again (a delivery after a crash): the running worker is adopted.
@@ -1129,16 +1246,20 @@ async fn the_workers_packer_signs_in_as_the_app_registration_with_the_identitys_
 
     // The assertion is in no record, report, log or output.
     let stored = serde_json::to_string(&factory.run(&run.id).await.expect("run")).expect("json");
-    let (reports, uploaded) = {
+    let reports: Vec<String> = {
         let state = azure.lock();
-        let reports: Vec<String> = state.reports.iter().map(|(_, body)| body.clone()).collect();
-        let uploaded: Vec<String> = state
-            .blobs
-            .values()
-            .map(|b| String::from_utf8_lossy(b).to_string())
-            .collect();
-        (reports, uploaded)
+        state.reports.iter().map(|(_, body)| body.clone()).collect()
     };
+    let worker = run.stage(Stage::Build).attempts[0]
+        .worker
+        .clone()
+        .expect("built by a worker");
+    let uploaded = Azurite::shared()
+        .read_blob(&worker.log_url)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).to_string())
+        .into_iter()
+        .collect::<Vec<_>>();
     assert!(!uploaded.is_empty() && !reports.is_empty());
     let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
         .expect("the worker's output");

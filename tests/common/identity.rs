@@ -2,9 +2,11 @@
 //! platform serves it to a container: `GET $IDENTITY_ENDPOINT?resource=..&
 //! api-version=2019-08-01[&client_id=..]` with the `X-IDENTITY-HEADER` secret
 //! from `IDENTITY_HEADER`, answering `access_token`, `expires_on`,
-//! `resource`, `token_type` and `client_id`. Each resource gets its own
-//! recognisable token ([`token_for`]), so a test can tell which token reached
-//! which service, and every request is recorded.
+//! `resource`, `token_type` and `client_id`. Blob Storage tokens are shaped
+//! as Entra ID's (an unsigned JWT whose issuer, audience and lifetime Azurite
+//! checks; [`StorageToken`] makes them bad on purpose); every other resource
+//! gets its own recognisable token ([`token_for`]), so a test can tell which
+//! token reached which service. Every request and every token is recorded.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use super::azurite::storage_token;
 
 /// The path the stand-in serves tokens on.
 pub const PATH: &str = "/msi/token";
@@ -29,6 +33,24 @@ pub fn token_for(resource: &str) -> String {
     format!("mi-token-for-{readable}")
 }
 
+/// The Blob Storage resource.
+const STORAGE: &str = "https://storage.azure.com";
+
+/// What the endpoint hands out for Blob Storage.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum StorageToken {
+    /// A current token for the resource asked for.
+    #[default]
+    Valid,
+    /// A token whose lifetime ended (its `exp` is past; the endpoint still
+    /// says it is good for an hour).
+    Expired,
+    /// A current token for another resource (Key Vault).
+    WrongAudience,
+    /// No token at all (an empty `access_token`).
+    Missing,
+}
+
 /// One token request.
 #[derive(Clone, Debug)]
 pub struct TokenRequest {
@@ -43,12 +65,24 @@ pub struct TokenRequest {
 pub struct IdentityEndpoint {
     requests: Arc<Mutex<Vec<TokenRequest>>>,
     refused: Arc<Mutex<Vec<String>>>,
+    storage: Arc<Mutex<StorageToken>>,
+    issued: Arc<Mutex<Vec<String>>>,
 }
 
 impl IdentityEndpoint {
     /// Every token request so far.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.requests.lock().expect("lock").clone()
+    }
+
+    /// From now on, Blob Storage tokens are `token`.
+    pub fn set_storage_token(&self, token: StorageToken) {
+        *self.storage.lock().expect("lock") = token;
+    }
+
+    /// Every token handed out so far (none may leak).
+    pub fn issued(&self) -> Vec<String> {
+        self.issued.lock().expect("lock").clone()
     }
 
     /// From now on, requests for `resource` fail at once (400, as for an
@@ -84,8 +118,19 @@ impl IdentityEndpoint {
                 .into_response();
         }
         let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+        let token = if resource.trim_end_matches('/') == STORAGE {
+            match *self.storage.lock().expect("lock") {
+                StorageToken::Valid => storage_token(&resource, 3600),
+                StorageToken::Expired => storage_token(&resource, -300),
+                StorageToken::WrongAudience => storage_token("https://vault.azure.net", 3600),
+                StorageToken::Missing => String::new(),
+            }
+        } else {
+            token_for(&resource)
+        };
+        self.issued.lock().expect("lock").push(token.clone());
         axum::Json(json!({
-            "access_token": token_for(&resource),
+            "access_token": token,
             "expires_on": expires.timestamp().to_string(),
             "resource": resource,
             "token_type": "Bearer",

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod arm_server;
+pub mod azurite;
 pub mod browser;
 pub mod child;
 pub mod cosmos_server;
@@ -323,7 +324,7 @@ impl Factory {
 
     /// Waits until run `id` has status `status`.
     pub async fn wait_status(&self, id: &str, status: RunStatus) -> Run {
-        self.wait_for(id, Duration::from_secs(60), |r| r.status == status)
+        self.wait_for(id, Duration::from_secs(120), |r| r.status == status)
             .await
     }
 
