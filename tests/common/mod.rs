@@ -313,7 +313,10 @@ impl Factory {
                     return run;
                 }
                 if tokio::time::Instant::now() > deadline {
-                    panic!("run {id} did not get there in {timeout:?}: {run:#?}");
+                    panic!(
+                        "run {id} did not get there in {timeout:?}: {run:#?}{}",
+                        self.worker_output()
+                    );
                 }
             } else if tokio::time::Instant::now() > deadline {
                 panic!("run {id} does not exist after {timeout:?}");
@@ -322,9 +325,38 @@ impl Factory {
         }
     }
 
+    /// What the build workers of this factory printed (`worker-N.log` in the
+    /// data folder, written by the off-host build tests), to explain a run
+    /// that did not get where a test waited for it.
+    fn worker_output(&self) -> String {
+        let mut out = String::new();
+        let Ok(entries) = std::fs::read_dir(self.data.path()) else {
+            return out;
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("worker-") && n.ends_with(".log"))
+            })
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!("\n--- {} (last lines)\n", log.display()));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// Waits until run `id` has status `status`.
     pub async fn wait_status(&self, id: &str, status: RunStatus) -> Run {
-        self.wait_for(id, Duration::from_secs(120), |r| r.status == status)
+        self.wait_for(id, Duration::from_secs(240), |r| r.status == status)
             .await
     }
 
