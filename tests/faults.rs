@@ -17,7 +17,8 @@
 //! After every schedule:
 //! - every run ended as its plan says (a good image whose approvers approve
 //!   is released, or skipped when an identical run was released first; one
-//!   whose approvers reject is rejected; ...; the bad image fails its smoke
+//!   whose approvers reject is rejected, one whose deadline passes expires,
+//!   one whose approvers wait still waits; the bad image fails its smoke
 //!   test), unless a fault that can legitimately fail a run struck it: a
 //!   message of the stage it was at was dead-lettered, or its build worker
 //!   was lost twice. The endings each run may have are computed from the
