@@ -64,7 +64,7 @@ use image_factory::domain::approval::NoticeKind;
 use image_factory::domain::machine::MAX_LOST_WORKERS;
 use image_factory::domain::run::{
     BuildOutcome, BuildResult, Execution, ReleaseRecord, Run, RunStatus, Stage, StageStatus,
-    Trigger, TriggerKind, WorkerRef,
+    Trigger, TriggerKind, WORKER_LOST, WorkerRef,
 };
 use image_factory::executor::{Executor, ExecutorError, Job, JobEnd, JobOutcome};
 use image_factory::host::bus::{Bus, Outgoing, Received};
@@ -652,7 +652,8 @@ enum Excuse {
     /// A message of the stage the run was at was dead-lettered after
     /// [`MAX_DELIVERIES`] deliveries: the dead-letter function fails the run.
     DeadLettered(Stage),
-    /// [`MAX_LOST_WORKERS`] of its build workers were lost: the watchdog fails the run.
+    /// The watchdog closed [`MAX_LOST_WORKERS`] build attempts whose worker
+    /// was started and ended without its report being taken: it fails the run.
     WorkersLost,
     /// Its image's smoke test fails (the bad image).
     SmokeFails,
@@ -778,7 +779,8 @@ struct World {
     dead_lettered: BTreeSet<String>,
     /// Stages of each run whose message was dead-lettered while the run was at them.
     excuses: BTreeMap<String, BTreeSet<Excuse>>,
-    /// A run created with the same inputs as an earlier one (the late push), and that one.
+    /// Runs with the same inputs (the first push and the late one), both ways:
+    /// whichever validates after the other was released is skipped.
     same_inputs: BTreeMap<String, String>,
 }
 
@@ -1230,7 +1232,8 @@ impl World {
                 // The same inputs again: skipped when the first is released by now.
                 let c = format!("push-good-{}-c", self.seed);
                 self.create_run(&c, "good", Plan::Approve).await;
-                self.same_inputs.insert(c, a.clone());
+                self.same_inputs.insert(c.clone(), a.clone());
+                self.same_inputs.insert(a.clone(), c);
             }
             match self.rng.random_range(0..100) {
                 0..=69 => {
@@ -1548,19 +1551,41 @@ impl World {
                 Plan::Wait => Ending::Waiting,
             });
         }
-        if let Some(first) = self.same_inputs.get(id)
-            && self.inner.get(first).await.unwrap().value.status == RunStatus::Released
+        if let Some(twin) = self.same_inputs.get(id)
+            && self.inner.get(twin).await.unwrap().value.status == RunStatus::Released
         {
             allowed.insert(Ending::Skipped);
         }
         for excuse in self.excuses.get(id).into_iter().flatten() {
             allowed.insert(Ending::Failed(*excuse));
         }
-        let workers = effects
+        // Lost attempts count only for workers that were started. One worker
+        // may be counted twice: a redelivery of its stage message adopts it
+        // again after the watchdog gave up on it (see docs/testing.md).
+        let started: BTreeSet<&str> = effects
             .iter()
-            .filter(|e| matches!(e, Effect::WorkerStart { run, .. } if run == id))
-            .count();
-        if workers >= MAX_LOST_WORKERS {
+            .filter_map(|e| match e {
+                Effect::WorkerStart { run, worker, .. } if run == id => Some(worker.as_str()),
+                _ => None,
+            })
+            .collect();
+        let lost: Vec<_> = run
+            .stage(Stage::Build)
+            .attempts
+            .iter()
+            .filter(|a| {
+                a.outcome
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with(WORKER_LOST))
+            })
+            .collect();
+        if lost.len() >= MAX_LOST_WORKERS
+            && lost.iter().all(|a| {
+                a.worker
+                    .as_ref()
+                    .is_some_and(|w| started.contains(w.id.as_str()))
+            })
+        {
             allowed.insert(Ending::Failed(Excuse::WorkersLost));
         }
         allowed
