@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, TriggerSecrets};
+use crate::app::{App, Ids, TriggerSecrets};
 use crate::config::{Settings, StoreBackend, load_images, parse_key_ring};
 use crate::executor::LocalExecutor;
 use crate::host::bus::Bus;
@@ -229,6 +229,7 @@ pub async fn build_app(
         }),
         notifier,
         clock: Arc::new(Utc::now),
+        ids: Ids::random(),
         shutdown,
     })
 }
@@ -291,9 +292,12 @@ pub async fn start_local(
     bus_settings: BusSettings,
 ) -> anyhow::Result<Local> {
     let function_app = FunctionApp::load(root)?;
-    let bus = Bus::open(&app.settings.data_dir.join("bus.db"), move |q| {
-        bus_settings.queue_options(q)
-    })?;
+    let bus = Bus::open_with(
+        &app.settings.data_dir.join("bus.db"),
+        move |q| bus_settings.queue_options(q),
+        Arc::clone(&app.clock),
+        app.ids.clone(),
+    )?;
     let shutdown = app.shutdown.clone();
     let handler_listener = TcpListener::bind("127.0.0.1:0").await?;
     let handler_addr = handler_listener.local_addr()?;

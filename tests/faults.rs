@@ -15,24 +15,39 @@
 //! attempt the run records.
 //!
 //! After every schedule:
-//! - every run ended in exactly one terminal state (released, rejected,
-//!   failed with a reason, skipped, approval-expired) or still waits for an
-//!   approver who was told to wait;
+//! - every run ended as its plan says (a good image whose approvers approve
+//!   is released, or skipped when an identical run was released first; one
+//!   whose approvers reject is rejected, one whose deadline passes expires,
+//!   one whose approvers wait still waits; the bad image fails its smoke
+//!   test), unless a fault that can legitimately fail a run struck it: a
+//!   message of the stage it was at was dead-lettered, or its build worker
+//!   was lost twice. The endings each run may have are computed from the
+//!   schedule, and a failure must name the fault that excuses it;
 //! - each packer start, worker start, smoke test, approval request and
 //!   release file belongs to an attempt the run records, and no attempt did
 //!   one twice; a build that succeeded off the host names a worker that was
 //!   started;
+//! - the sweeper re-sent exactly the notifications it owed (a request that
+//!   was never delivered, a reminder inside the reminder window), each with
+//!   the approver's current link; each release file says what its run built
+//!   (version, run id, commit, build log, where it was written);
 //! - no message is lost: every queue is empty, and a run whose message was
 //!   dead-lettered is failed.
 //!
+//! Everything random comes from the schedule's seed, ids included: message
+//! ids, lock tokens, worker ids and approval token ids are drawn from a
+//! seeded [`Ids`] given to the bus and the app, so a seed replays its
+//! schedule exactly. A schedule that panics or outlives its time limit is
+//! reported with its seed, and the others go on.
+//!
 //! `cargo test --test faults` runs 1,000 schedules (seeds 1..=1000);
-//! `FAULT_SCHEDULES=100000 cargo test --release --test faults` runs more;
+//! `FAULT_SCHEDULES=10000 cargo test --release --test faults` runs more;
 //! `FAULT_SEED=<n> cargo test --test faults -- --nocapture` replays one and
 //! prints its trace. A failing schedule prints that replay command.
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -42,13 +57,14 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use chrono::{DateTime, TimeZone, Utc};
-use image_factory::app::{App, StageMessage};
+use image_factory::app::{App, Ids, StageMessage};
 use image_factory::azure::{AzureSettings, BuildJob};
 use image_factory::config::Settings;
 use image_factory::domain::approval::NoticeKind;
+use image_factory::domain::machine::MAX_LOST_WORKERS;
 use image_factory::domain::run::{
-    BuildOutcome, BuildResult, Execution, Run, RunId, RunStatus, Stage, StageStatus, Trigger,
-    TriggerKind, WorkerRef,
+    BuildOutcome, BuildResult, Execution, ReleaseRecord, Run, RunId, RunStatus, Stage, StageStatus,
+    Trigger, TriggerKind, WORKER_LOST, WorkerRef,
 };
 use image_factory::executor::{Executor, ExecutorError, Job, JobEnd, JobOutcome};
 use image_factory::host::bus::{Bus, Outgoing, Received};
@@ -76,6 +92,12 @@ const MAX_DELIVERIES: u32 = 5;
 const STORM_STEPS: usize = 100;
 /// Drain rounds before a schedule counts as stuck.
 const DRAIN_ROUNDS: usize = 400;
+/// Attempts per approver, channel and kind after which the sweeper stops
+/// sending a notification again (the sweeper's documented limit).
+const NOTIFY_ATTEMPTS: usize = 5;
+/// How long one schedule may run before it counts as hung (one takes well
+/// under a second; a schedule that never ends would hide every later one).
+const SCHEDULE_LIMIT: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------- the invocation in flight
 
@@ -628,6 +650,110 @@ enum Plan {
     Wait,
 }
 
+/// Why a run may end `failed` although its approvers act as planned: the
+/// faults that can legitimately fail a run, and the bad image's smoke test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Excuse {
+    /// A message of the stage the run was at was dead-lettered after
+    /// [`MAX_DELIVERIES`] deliveries: the dead-letter function fails the run.
+    DeadLettered(Stage),
+    /// The watchdog closed [`MAX_LOST_WORKERS`] build attempts whose worker
+    /// was started and ended without its report being taken: it fails the run.
+    WorkersLost,
+    /// Its image's smoke test fails (the bad image).
+    SmokeFails,
+}
+
+/// How a run ended, in the terms of its plan.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ending {
+    Released,
+    Skipped,
+    Rejected,
+    ApprovalExpired,
+    Waiting,
+    Failed(Excuse),
+    /// A failure no fault explains, or a state no run may end in.
+    Unexplained(String),
+}
+
+impl Ending {
+    fn of(run: &Run) -> Ending {
+        match run.status {
+            RunStatus::Released => Ending::Released,
+            RunStatus::Skipped => Ending::Skipped,
+            RunStatus::Rejected => Ending::Rejected,
+            RunStatus::ApprovalExpired => Ending::ApprovalExpired,
+            RunStatus::WaitingForApproval => Ending::Waiting,
+            RunStatus::Failed => {
+                let Some(failure) = &run.failure else {
+                    return Ending::Unexplained("failed without a failure record".into());
+                };
+                let reason = failure.reason.as_str();
+                match failure.stage {
+                    Some(stage) if reason.starts_with("the stage message was dead-lettered") => {
+                        Ending::Failed(Excuse::DeadLettered(stage))
+                    }
+                    Some(Stage::Build) if reason.starts_with("the build worker was lost") => {
+                        Ending::Failed(Excuse::WorkersLost)
+                    }
+                    Some(Stage::Test)
+                        if reason.starts_with("smoke test") && reason.contains("(exit 3)") =>
+                    {
+                        Ending::Failed(Excuse::SmokeFails)
+                    }
+                    stage => Ending::Unexplained(format!("failed at {stage:?}: {reason}")),
+                }
+            }
+            status => Ending::Unexplained(status.to_string()),
+        }
+    }
+}
+
+/// A sweeper firing: when, what it found, and whether it answered.
+struct Sweep {
+    at: DateTime<Utc>,
+    /// The runs as the sweeper found them.
+    before: BTreeMap<String, Run>,
+    answered: bool,
+}
+
+/// The notifications the sweeper owes `run` at `now`, as (approver,
+/// reminder?): a request to each undecided approver with no delivered one
+/// (up to [`NOTIFY_ATTEMPTS`]), else a reminder inside the reminder window.
+fn owed(run: &Run, now: DateTime<Utc>) -> BTreeSet<(String, bool)> {
+    let mut owed = BTreeSet::new();
+    let Some(request) = run.approval.as_ref() else {
+        return owed;
+    };
+    if run.status != RunStatus::WaitingForApproval || now >= request.expires_at {
+        return owed;
+    }
+    let remind_from =
+        request.expires_at - chrono::Duration::hours(i64::from(request.remind_before_hours));
+    let remind = request.remind_before_hours > 0 && now >= remind_from;
+    for link in &request.links {
+        if run.decisions.iter().any(|d| d.approver == link.approver) {
+            continue;
+        }
+        let tries = |kind: NoticeKind| {
+            let tries: Vec<_> = request
+                .notifications
+                .iter()
+                .filter(|n| n.approver == link.approver && n.channel == "ledger" && n.kind == kind)
+                .collect();
+            let delivered = tries.iter().any(|n| n.delivered);
+            !delivered && tries.len() < NOTIFY_ATTEMPTS
+        };
+        if tries(NoticeKind::Request) {
+            owed.insert((link.approver.clone(), false));
+        } else if remind && tries(NoticeKind::Reminder) {
+            owed.insert((link.approver.clone(), true));
+        }
+    }
+    owed
+}
+
 /// How an invocation ended, as the host sees it.
 enum Outcome {
     Answered(InvocationResponse),
@@ -651,10 +777,16 @@ struct World {
     inner: Arc<SqliteStore>,
     rng: StdRng,
     plans: BTreeMap<String, Plan>,
-    sweeps: u32,
+    /// Every sweeper firing so far; the n-th is `sweeps[n - 1]`.
+    sweeps: Vec<Sweep>,
     trace: Vec<String>,
     /// Runs whose stage message reached the dead-letter function.
     dead_lettered: BTreeSet<String>,
+    /// Stages of each run whose message was dead-lettered while the run was at them.
+    excuses: BTreeMap<String, BTreeSet<Excuse>>,
+    /// Runs with the same inputs (the first push and the late one), both ways:
+    /// whichever validates after the other was released is skipped.
+    same_inputs: BTreeMap<String, String>,
 }
 
 fn function_app() -> &'static FunctionApp {
@@ -709,6 +841,8 @@ impl World {
         let mut app = build_app(settings, secrets, CancellationToken::new())
             .await
             .unwrap();
+        let ids = Ids::seeded(seed ^ 0x1d5_5eed);
+        app.ids = ids.clone();
         let faults = Arc::new(Faults::new(seed));
         let ledger = Arc::new(Ledger::default());
         let inner = Arc::new(SqliteStore::open(&data.join("fault-runs.db")).unwrap());
@@ -729,10 +863,11 @@ impl World {
             lock_duration: LOCK.to_std().unwrap(),
             max_delivery_count: MAX_DELIVERIES,
         };
-        let bus = Bus::open_with_clock(
+        let bus = Bus::open_with(
             &data.join("bus.db"),
             move |q| settings.queue_options(q),
             Arc::clone(&clock),
+            ids,
         )
         .unwrap();
         if off_host {
@@ -770,9 +905,11 @@ impl World {
             inner,
             rng: StdRng::seed_from_u64(seed),
             plans: BTreeMap::new(),
-            sweeps: 0,
+            sweeps: Vec::new(),
             trace: Vec::new(),
             dead_lettered: BTreeSet::new(),
+            excuses: BTreeMap::new(),
+            same_inputs: BTreeMap::new(),
         }
     }
 
@@ -894,8 +1031,8 @@ impl World {
 
     async fn handle(&mut self, function: &str, binding: &str, message: Received, storm: bool) {
         self.trace.push(format!(
-            "deliver {} #{} of {} to {function}",
-            &message.message_id, message.delivery_count, message.body
+            "deliver {} #{} (lock {}) of {} to {function}",
+            &message.message_id, message.delivery_count, message.lock_token, message.body
         ));
         if storm && self.rng.random_bool(0.08) {
             let copies = self.rng.random_range(1..=3);
@@ -910,6 +1047,18 @@ impl World {
         if function == "dead-letter"
             && let Ok(m) = serde_json::from_str::<StageMessage>(&message.body)
         {
+            // The dead letter excuses a failure if the run is at its stage
+            // (not waiting there for approvers).
+            let run = self.inner.get(&m.run_id).await.unwrap().value;
+            if !run.status.is_terminal()
+                && run.current_stage() == Some(m.stage)
+                && run.stage(m.stage).status != StageStatus::Waiting
+            {
+                self.excuses
+                    .entry(m.run_id.to_string())
+                    .or_default()
+                    .insert(Excuse::DeadLettered(m.stage));
+            }
             self.dead_lettered.insert(m.run_id.to_string());
         }
         let who = match function {
@@ -958,7 +1107,16 @@ impl World {
 
     /// The sweeper timer fires.
     async fn sweep(&mut self) {
-        self.sweeps += 1;
+        let mut before = BTreeMap::new();
+        for id in self.plans.keys() {
+            before.insert(id.clone(), self.inner.get(&rid(id)).await.unwrap().value);
+        }
+        self.sweeps.push(Sweep {
+            at: self.now(),
+            before,
+            answered: false,
+        });
+        let n = u32::try_from(self.sweeps.len()).unwrap();
         let mut data = Map::new();
         data.insert(
             "timer".into(),
@@ -968,11 +1126,14 @@ impl World {
             data,
             metadata: Map::new(),
         };
-        let ctl = Ctl::new(Who::Sweeper(self.sweeps), false);
+        let ctl = Ctl::new(Who::Sweeper(n), false);
         let outcome = self.invoke("sweeper", request, ctl).await;
         let def = self.functions["sweeper"].clone();
         match outcome {
             Outcome::Answered(response) => {
+                if let Some(sweep) = self.sweeps.last_mut() {
+                    sweep.answered = true;
+                }
                 let outputs = queue_messages(&def, &response);
                 self.trace.push(format!("sweeper: {} sent", outputs.len()));
                 if !outputs.is_empty() {
@@ -1074,8 +1235,10 @@ impl World {
         for step in 0..STORM_STEPS {
             if step == late_run && self.seed.is_multiple_of(2) {
                 // The same inputs again: skipped when the first is released by now.
-                self.create_run(&format!("push-good-{}-c", self.seed), "good", Plan::Approve)
-                    .await;
+                let c = format!("push-good-{}-c", self.seed);
+                self.create_run(&c, "good", Plan::Approve).await;
+                self.same_inputs.insert(c.clone(), a.clone());
+                self.same_inputs.insert(a.clone(), c);
             }
             match self.rng.random_range(0..100) {
                 0..=69 => {
@@ -1100,7 +1263,10 @@ impl World {
         }
         self.faults.on.store(false, Ordering::SeqCst);
         self.trace.push("---- calm".into());
-        let mut expired = false;
+        // Runs whose approvers let the deadline pass: first into the reminder
+        // window (reminders go out), then past the deadline.
+        let mut deadline_steps =
+            [chrono::Duration::hours(50), chrono::Duration::hours(23)].into_iter();
         for _ in 0..DRAIN_ROUNDS {
             if self.deliver_any(false).await {
                 continue;
@@ -1119,10 +1285,10 @@ impl World {
             if self.depth().await > 0 || self.decide(false).await {
                 continue;
             }
-            let waiting = self.waiting_to_expire().await;
-            if waiting && !expired {
-                expired = true;
-                self.advance(chrono::Duration::hours(73));
+            if self.waiting_to_expire().await
+                && let Some(step) = deadline_steps.next()
+            {
+                self.advance(step);
                 self.sweep().await;
                 continue;
             }
@@ -1150,42 +1316,24 @@ impl World {
         for (id, plan) in &self.plans {
             let run = self.inner.get(&id.parse().unwrap()).await.unwrap().value;
             let how = format!("run {id} ({plan:?}) ended {}", run.status);
-            // One terminal state, or a legitimate wait.
-            match run.status {
-                RunStatus::Released => {
-                    if run
-                        .stages
-                        .iter()
-                        .any(|s| s.status != StageStatus::Succeeded)
-                    {
-                        problems.push(format!("{how} with a stage that did not succeed"));
-                    }
-                    if !matches!(plan, Plan::Approve) {
-                        problems.push(format!("{how} although its approvers did not approve"));
-                    }
-                }
-                RunStatus::Failed => {
-                    if run.failure.as_ref().is_none_or(|f| f.reason.is_empty()) {
-                        problems.push(format!("{how} without a reason"));
-                    }
-                }
-                RunStatus::Rejected => {
-                    if *plan != Plan::Reject {
-                        problems.push(format!("{how} but nobody rejected it"));
-                    }
-                }
-                RunStatus::ApprovalExpired => {
-                    if *plan != Plan::Expire {
-                        problems.push(format!("{how} but its approvers were to act"));
-                    }
-                }
-                RunStatus::Skipped => {
-                    if run.skipped.is_none() {
-                        problems.push(format!("{how} without saying why"));
-                    }
-                }
-                RunStatus::WaitingForApproval if *plan == Plan::Wait => {}
-                _ => problems.push(format!("{how}: not terminal and not legitimately waiting")),
+            // The ending its plan and the schedule's faults allow.
+            let ending = Ending::of(&run);
+            let allowed = self.allowed_endings(id, *plan, &effects).await;
+            if !allowed.contains(&ending) {
+                problems.push(format!(
+                    "{how} ({ending:?}); the schedule allows only {allowed:?}"
+                ));
+            }
+            if run.status == RunStatus::Released
+                && run
+                    .stages
+                    .iter()
+                    .any(|s| s.status != StageStatus::Succeeded)
+            {
+                problems.push(format!("{how} with a stage that did not succeed"));
+            }
+            if run.status == RunStatus::Skipped && run.skipped.is_none() {
+                problems.push(format!("{how} without saying why"));
             }
             if matches!(run.status, RunStatus::Released | RunStatus::Skipped)
                 && run.failure.is_some()
@@ -1256,16 +1404,17 @@ impl World {
                 ));
             }
             // Approval requests: at most one per approver and recorded approve attempt;
-            // the sweeper's only to approvers whose request failed or is due a reminder.
+            // the sweeper's only what it owed, each once, with the current link.
             let approves = attempts(Stage::Approve);
             let mut seen = BTreeSet::new();
+            let mut resent = BTreeSet::new();
             for e in &effects {
                 if let Effect::Notified {
                     run: r,
                     who,
                     approver,
                     kind,
-                    ..
+                    url,
                 } = e
                     && r == id
                 {
@@ -1275,11 +1424,50 @@ impl World {
                                 problems.push(format!("{how}: {approver} asked twice by {x}"));
                             }
                         }
-                        Who::Sweeper(_) => {}
+                        Who::Sweeper(n) => {
+                            let notice = (approver.clone(), *kind == NoticeKind::Reminder);
+                            if let Err(p) = self.check_resent(id, *n, &notice, url) {
+                                problems.push(format!("{how}: sweeper {n}: {p}"));
+                            }
+                            if !resent.insert((*n, notice)) {
+                                problems.push(format!(
+                                    "{how}: sweeper {n} sent {approver} the same {kind:?} twice"
+                                ));
+                            }
+                        }
                         other => problems.push(format!(
                             "{how}: {approver} notified by {other:?}, not a recorded approve attempt (it records {})",
                             listed(&approves)
                         )),
+                    }
+                }
+            }
+            // Every sweeper firing that answered sent all it owed (or
+            // recorded that the channel failed).
+            for (i, sweep) in self.sweeps.iter().enumerate() {
+                let n = u32::try_from(i + 1).unwrap();
+                let Some(before) = sweep.before.get(id).filter(|_| sweep.answered) else {
+                    continue;
+                };
+                for (approver, reminder) in owed(before, sweep.at) {
+                    let sent = resent.contains(&(n, (approver.clone(), reminder)));
+                    let kind = if reminder {
+                        NoticeKind::Reminder
+                    } else {
+                        NoticeKind::Request
+                    };
+                    let failed = run.approval.as_ref().is_some_and(|r| {
+                        r.notifications.iter().any(|x| {
+                            x.approver == approver
+                                && x.kind == kind
+                                && x.at == sweep.at
+                                && !x.delivered
+                        })
+                    });
+                    if !sent && !failed {
+                        problems.push(format!(
+                            "{how}: sweeper {n} owed {approver} a {kind:?} and neither sent it nor recorded a failure"
+                        ));
                     }
                 }
             }
@@ -1294,7 +1482,8 @@ impl World {
                     attempts(Stage::Test).len()
                 ));
             }
-            // Release file: only after a recorded release attempt; a released run has it.
+            // Release file: only after a recorded release attempt; a released
+            // run has it, and it says what the run built.
             let released = self.data.join("runs").join(id).join("image-version.json");
             if released.exists() && attempts(Stage::Release).is_empty() {
                 problems.push(format!(
@@ -1304,9 +1493,32 @@ impl World {
             if run.status == RunStatus::Released && !released.exists() {
                 problems.push(format!("{how}: released without image-version.json"));
             }
+            if released.exists()
+                && let Err(p) = self.check_release_file(&run, &released)
+            {
+                problems.push(format!("{how}: {p}"));
+            }
             // No lost message: a dead-lettered run is not left running.
             if self.dead_lettered.contains(id) && !run.status.is_terminal() && *plan != Plan::Wait {
                 problems.push(format!("{how} after its message was dead-lettered"));
+            }
+        }
+        // Every file in the releases folder is a release of a run, at its image and version.
+        for file in release_files(&self.data.join("releases")) {
+            let record: Option<ReleaseRecord> = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            let owner = match &record {
+                Some(r) => self.inner.get(&rid(&r.run_id)).await.ok().map(|s| s.value),
+                None => None,
+            };
+            let expected = owner.as_ref().map(|run| self.release_path(run));
+            if expected.as_ref() != Some(&file) {
+                problems.push(format!(
+                    "{} is not the release of the run it names ({:?})",
+                    file.display(),
+                    record.map(|r| r.run_id)
+                ));
             }
         }
         for (queue, _, _) in &self.queues {
@@ -1329,6 +1541,143 @@ impl World {
         }
     }
 
+    /// The endings `id` may have: what its plan leads to, and `failed` for
+    /// each fault of the schedule that can legitimately fail it.
+    async fn allowed_endings(&self, id: &str, plan: Plan, effects: &[Effect]) -> BTreeSet<Ending> {
+        let run = self.inner.get(&rid(id)).await.unwrap().value;
+        let mut allowed = BTreeSet::new();
+        if run.image == "bad" {
+            allowed.insert(Ending::Failed(Excuse::SmokeFails));
+        } else {
+            allowed.insert(match plan {
+                Plan::Approve => Ending::Released,
+                Plan::Reject => Ending::Rejected,
+                Plan::Expire => Ending::ApprovalExpired,
+                Plan::Wait => Ending::Waiting,
+            });
+        }
+        if let Some(twin) = self.same_inputs.get(id)
+            && self.inner.get(&rid(twin)).await.unwrap().value.status == RunStatus::Released
+        {
+            allowed.insert(Ending::Skipped);
+        }
+        for excuse in self.excuses.get(id).into_iter().flatten() {
+            allowed.insert(Ending::Failed(*excuse));
+        }
+        // Lost attempts count only for workers that were started. One worker
+        // may be counted twice: a redelivery of its stage message adopts it
+        // again after the watchdog gave up on it (see docs/testing.md).
+        let started: BTreeSet<&str> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::WorkerStart { run, worker, .. } if run == id => Some(worker.as_str()),
+                _ => None,
+            })
+            .collect();
+        let lost: Vec<_> = run
+            .stage(Stage::Build)
+            .attempts
+            .iter()
+            .filter(|a| {
+                a.outcome
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with(WORKER_LOST))
+            })
+            .collect();
+        if lost.len() >= MAX_LOST_WORKERS
+            && lost.iter().all(|a| {
+                a.worker
+                    .as_ref()
+                    .is_some_and(|w| started.contains(w.id.as_str()))
+            })
+        {
+            allowed.insert(Ending::Failed(Excuse::WorkersLost));
+        }
+        allowed
+    }
+
+    /// Whether sweeper `n` owed `run` the notice (approver, reminder?) it
+    /// sent, and sent it with the approver's current link.
+    fn check_resent(
+        &self,
+        id: &str,
+        n: u32,
+        notice: &(String, bool),
+        url: &str,
+    ) -> Result<(), String> {
+        let sweep = &self.sweeps[usize::try_from(n).unwrap() - 1];
+        let run = sweep
+            .before
+            .get(id)
+            .ok_or("sent a notice for a run that did not exist yet")?;
+        let owed = owed(run, sweep.at);
+        if !owed.contains(notice) {
+            return Err(format!(
+                "sent {notice:?} (approver, reminder?) although it owed only {owed:?}"
+            ));
+        }
+        let request = run.approval.as_ref().ok_or("no approval request")?;
+        let link = request
+            .links
+            .iter()
+            .find(|l| l.approver == notice.0)
+            .ok_or("no link for that approver")?;
+        if url != self.app.approval_url(id, link, request.expires_at) {
+            return Err(format!(
+                "sent {} a link that is not theirs: {url}",
+                notice.0
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where the release of `run` is written in the releases folder.
+    fn release_path(&self, run: &Run) -> PathBuf {
+        self.data
+            .join("releases")
+            .join(&run.image)
+            .join(run.version.to_string())
+            .join("image-version.json")
+    }
+
+    /// Whether the run's `image-version.json` says what the run built, and
+    /// the releases folder holds the same file.
+    fn check_release_file(&self, run: &Run, file: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+        let record: ReleaseRecord = serde_json::from_str(&text)
+            .map_err(|e| format!("image-version.json is not a release record: {e}"))?;
+        let location = self.release_path(run);
+        let expected = ReleaseRecord {
+            image_version: run.version.to_string(),
+            sig_version_id: None,
+            git_commit: run.trigger.commit.clone(),
+            run_id: run.id.to_string(),
+            build_log: run
+                .build
+                .as_ref()
+                .map(|b| b.log.clone())
+                .unwrap_or_default(),
+            location: location.display().to_string(),
+            ..ReleaseRecord::default()
+        };
+        if record != expected {
+            return Err(format!(
+                "image-version.json says {record:?}; the run built {expected:?}"
+            ));
+        }
+        if run.status == RunStatus::Released && run.release.as_ref() != Some(&record) {
+            return Err(format!(
+                "the run records the release {:?}, its image-version.json {record:?}",
+                run.release
+            ));
+        }
+        match std::fs::read_to_string(&location) {
+            Ok(copy) if copy == text => Ok(()),
+            Ok(copy) => Err(format!("{} differs: {copy}", location.display())),
+            Err(e) => Err(format!("{}: {e}", location.display())),
+        }
+    }
+
     async fn off_host(&self) -> (u64, u64) {
         let (mut built, mut lost) = (0, 0);
         for id in self.plans.keys() {
@@ -1343,21 +1692,20 @@ impl World {
         }
         (built, lost)
     }
+}
 
-    async fn statuses(&self) -> Vec<RunStatus> {
-        let mut out = Vec::new();
-        for id in self.plans.keys() {
-            out.push(
-                self.inner
-                    .get(&id.parse().unwrap())
-                    .await
-                    .unwrap()
-                    .value
-                    .status,
-            );
-        }
-        out
-    }
+/// `<releases>/<image>/<version>/image-version.json`, every one there is.
+fn release_files(releases: &Path) -> Vec<PathBuf> {
+    let children = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    children(releases)
+        .iter()
+        .flat_map(|image| children(image))
+        .map(|version| version.join("image-version.json"))
+        .collect()
 }
 
 /// Recorded attempts as `message#delivery`, for a failure message.
@@ -1404,11 +1752,41 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// What one schedule did, for the summary.
 struct Report {
-    statuses: Vec<RunStatus>,
+    endings: Vec<Ending>,
     /// Builds that succeeded off the host, and workers the watchdog found lost.
     off_host: (u64, u64),
     faults: BTreeMap<(Point, Fault), u64>,
+    /// Requests the sweeper sent again, and reminders it sent.
+    resent: (u64, u64),
     trace: Vec<String>,
+}
+
+impl World {
+    async fn endings(&self) -> Vec<Ending> {
+        let mut out = Vec::new();
+        for id in self.plans.keys() {
+            out.push(Ending::of(&self.inner.get(&rid(id)).await.unwrap().value));
+        }
+        out
+    }
+
+    fn resent(&self) -> (u64, u64) {
+        let (mut requests, mut reminders) = (0, 0);
+        for e in self.ledger.all() {
+            if let Effect::Notified {
+                who: Who::Sweeper(_),
+                kind,
+                ..
+            } = e
+            {
+                match kind {
+                    NoticeKind::Reminder => reminders += 1,
+                    _ => requests += 1,
+                }
+            }
+        }
+        (requests, reminders)
+    }
 }
 
 async fn schedule(seed: u64) -> Result<Report, String> {
@@ -1417,19 +1795,81 @@ async fn schedule(seed: u64) -> Result<Report, String> {
     let trace = std::mem::take(&mut world.trace);
     match result {
         Ok(()) => Ok(Report {
-            statuses: world.statuses().await,
+            endings: world.endings().await,
             off_host: world.off_host().await,
             faults: world.faults.seen.lock().unwrap().clone(),
+            resent: world.resent(),
             trace,
         }),
         Err(problems) => {
             let tail: Vec<&String> = trace.iter().rev().take(80).collect::<Vec<_>>();
             let tail: Vec<&str> = tail.into_iter().rev().map(String::as_str).collect();
             Err(format!(
-                "schedule {seed} broke an invariant:\n{problems}\n\nlast steps:\n{}\n\nreplay: FAULT_SEED={seed} cargo test --test faults -- --nocapture",
+                "schedule {seed} broke an invariant:\n{problems}\n\nlast steps:\n{}",
                 tail.join("\n")
             ))
         }
+    }
+}
+
+/// Runs `schedule` for every seed, four at a time, each within `limit`, and
+/// hands each report to `done`. Returns the failures, each naming its seed
+/// and how to replay it: a broken invariant, a panic, or a schedule that did
+/// not end within `limit`. One failure does not stop the others.
+async fn run_schedules<T, F, Fut>(
+    seeds: Vec<u64>,
+    limit: Duration,
+    schedule: F,
+    mut done: impl FnMut(u64, T),
+) -> Vec<String>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut pending = tokio::task::JoinSet::new();
+    let mut seed_of = HashMap::new();
+    let mut next = seeds.into_iter();
+    let mut failures = Vec::new();
+    loop {
+        while pending.len() < 4 {
+            let Some(seed) = next.next() else { break };
+            let task = pending.spawn(tokio::time::timeout(limit, schedule(seed)));
+            seed_of.insert(task.id(), seed);
+        }
+        let Some(joined) = pending.join_next_with_id().await else {
+            break;
+        };
+        let (seed, outcome) = match joined {
+            Ok((id, outcome)) => (seed_of.remove(&id).unwrap(), Ok(outcome)),
+            Err(e) => (seed_of.remove(&e.id()).unwrap(), Err(e)),
+        };
+        let failure = match outcome {
+            Ok(Ok(Ok(report))) => {
+                done(seed, report);
+                continue;
+            }
+            Ok(Ok(Err(problems))) => problems,
+            Ok(Err(_)) => format!("schedule {seed} did not end within {limit:?}: it hangs"),
+            Err(e) => format!("schedule {seed} panicked: {}", panic_message(e)),
+        };
+        let failure = format!(
+            "{failure}\n\nreplay: FAULT_SEED={seed} cargo test --test faults -- --nocapture"
+        );
+        eprintln!("{failure}");
+        failures.push(failure);
+    }
+    failures
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into()),
+        Err(e) => e.to_string(),
     }
 }
 
@@ -1440,67 +1880,66 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
         None => (1..=env_u64("FAULT_SCHEDULES").unwrap_or(1000)).collect(),
     };
     let replay = seeds.len() == 1;
-    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    let mut endings: BTreeMap<Ending, u64> = BTreeMap::new();
     let mut faults: BTreeMap<(Point, Fault), u64> = BTreeMap::new();
     let (mut built_off_host, mut workers_lost) = (0, 0);
-    let mut failures = Vec::new();
-    let mut pending = tokio::task::JoinSet::new();
-    let mut next = seeds.into_iter();
-    loop {
-        while pending.len() < 4 {
-            let Some(seed) = next.next() else { break };
-            pending.spawn(schedule(seed));
+    let (mut resent, mut reminders) = (0, 0);
+    let failures = run_schedules(seeds, SCHEDULE_LIMIT, schedule, |_, report| {
+        if replay {
+            println!("{}", report.trace.join("\n"));
         }
-        let Some(done) = pending.join_next().await else {
-            break;
-        };
-        match done.unwrap() {
-            Ok(report) => {
-                if replay {
-                    println!("{}", report.trace.join("\n"));
-                }
-                for s in report.statuses {
-                    *statuses.entry(s.to_string()).or_default() += 1;
-                }
-                built_off_host += report.off_host.0;
-                workers_lost += report.off_host.1;
-                for (k, n) in report.faults {
-                    *faults.entry(k).or_default() += n;
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                failures.push(e);
-            }
+        for e in report.endings {
+            *endings.entry(e).or_default() += 1;
         }
-    }
-    println!("run outcomes: {statuses:?}");
+        built_off_host += report.off_host.0;
+        workers_lost += report.off_host.1;
+        resent += report.resent.0;
+        reminders += report.resent.1;
+        for (k, n) in report.faults {
+            *faults.entry(k).or_default() += n;
+        }
+    })
+    .await;
+    println!("run endings: {endings:?}");
     println!("faults injected: {faults:?}");
     println!("built off the host: {built_off_host}; workers lost: {workers_lost}");
+    println!("sweeper: {resent} request(s) sent again, {reminders} reminder(s)");
     assert!(
         failures.is_empty(),
-        "{} schedule(s) broke an invariant; the first:\n{}",
+        "{} schedule(s) failed; the first:\n{}",
         failures.len(),
         failures[0]
     );
     if !replay {
         // The suite proves something only if the storm reached every kind of
         // fault and the schedules reached every ending.
-        for status in [
-            "released",
-            "rejected",
-            "failed",
-            "skipped",
-            "approval-expired",
+        for ending in [
+            Ending::Released,
+            Ending::Rejected,
+            Ending::Skipped,
+            Ending::ApprovalExpired,
+            Ending::Waiting,
+            Ending::Failed(Excuse::SmokeFails),
+            Ending::Failed(Excuse::WorkersLost),
         ] {
             assert!(
-                statuses.contains_key(status),
-                "no run ended {status}: {statuses:?}"
+                endings.contains_key(&ending),
+                "no run ended {ending:?}: {endings:?}"
             );
         }
         assert!(
+            endings
+                .keys()
+                .any(|e| matches!(e, Ending::Failed(Excuse::DeadLettered(_)))),
+            "no run failed after a dead letter: {endings:?}"
+        );
+        assert!(
             built_off_host > 0 && workers_lost > 0,
             "the off-host schedules built {built_off_host} run(s) and lost {workers_lost} worker(s)"
+        );
+        assert!(
+            resent > 0 && reminders > 0,
+            "the sweeper sent {resent} request(s) again and {reminders} reminder(s)"
         );
         for fault in [
             Fault::Conflict,
@@ -1516,4 +1955,98 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
             );
         }
     }
+}
+
+/// What a schedule recorded: its trace (with every message id and lock
+/// token), its runs as stored (with attempts' message ids, worker ids and
+/// approval token ids; the data folder's path left out) and its side effects.
+async fn recording(seed: u64) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut world = World::new(seed).await;
+    if let Err(problems) = world.run().await {
+        panic!("schedule {seed} broke an invariant:\n{problems}");
+    }
+    let data = world.data.display().to_string();
+    let mut runs = Vec::new();
+    for id in world.plans.keys() {
+        let run = world.inner.get(&rid(id)).await.unwrap().value;
+        runs.push(
+            serde_json::to_string(&run)
+                .unwrap()
+                .replace(&data, "<data>"),
+        );
+    }
+    let effects = world
+        .ledger
+        .all()
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect();
+    (std::mem::take(&mut world.trace), runs, effects)
+}
+
+/// The first place two recordings differ, if they do.
+fn first_difference(a: &[String], b: &[String]) -> Option<String> {
+    let at = a.iter().zip(b).position(|(x, y)| x != y);
+    match at {
+        Some(i) => Some(format!("at {i}:\n  {}\n  {}", a[i], b[i])),
+        None if a.len() != b.len() => Some(format!("lengths {} and {}", a.len(), b.len())),
+        None => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_replays_its_schedule_exactly_ids_included() {
+    // Seed 6 builds off the host (worker ids) and pushes the same inputs
+    // twice; seed 4 builds here. Both reach the approve stage (token ids).
+    for seed in [4, 6] {
+        let (trace, runs, effects) = recording(seed).await;
+        assert!(
+            runs.iter().any(|r| r.contains("tokenId")),
+            "schedule {seed} issued no approval link: pick another seed"
+        );
+        let again = recording(seed).await;
+        for (what, first, second) in [
+            ("trace", &trace, &again.0),
+            ("runs", &runs, &again.1),
+            ("side effects", &effects, &again.2),
+        ] {
+            if let Some(d) = first_difference(first, second) {
+                panic!("schedule {seed} replayed with other {what}, {d}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_that_panics_or_hangs_is_reported_with_its_seed_and_the_others_go_on() {
+    let mut finished = Vec::new();
+    let failures = run_schedules(
+        (1..=6).collect(),
+        Duration::from_millis(500),
+        |seed| async move {
+            match seed {
+                2 => panic!("schedule two breaks"),
+                3 => std::future::pending::<Result<u64, String>>().await,
+                _ => Ok(seed),
+            }
+        },
+        |seed, report| finished.push((seed, report)),
+    )
+    .await;
+    finished.sort_unstable();
+    assert_eq!(finished, [(1, 1), (4, 4), (5, 5), (6, 6)]);
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    let of = |seed: u64| {
+        failures
+            .iter()
+            .find(|f| f.contains(&format!("FAULT_SEED={seed} ")))
+            .unwrap_or_else(|| panic!("no failure names seed {seed}: {failures:?}"))
+    };
+    assert!(of(2).contains("schedule 2 panicked: schedule two breaks"));
+    assert!(of(3).contains("schedule 3 did not end within 500ms"));
+}
+
+/// A run id the suite made (always valid).
+fn rid(id: &str) -> RunId {
+    id.parse().expect("a run id the suite made")
 }

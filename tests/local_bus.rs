@@ -1,16 +1,20 @@
 //! The embedded bus behaves as a Service Bus queue: peek-lock, delivery
 //! counts, dead-lettering (in place or forwarded), scheduled delivery,
 //! completion that sends its outputs atomically, lock renewal, FIFO order,
-//! durability across restarts, wake-ups, and the timer status table.
+//! durability across restarts, wake-ups, and the timer status table; with a
+//! test clock, a clock that steps forward then back.
 //!
 //! Lock durations are short and every sleep ends just past the instant the
 //! bus reported (`locked_until`, a scheduled time), so the file runs in about
 //! a second.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use image_factory::app::{Clock, Ids};
 use image_factory::host::bus::{Bus, BusError, Outgoing, QueueOptions, Received};
 use serde_json::{Map, json};
 use tempfile::TempDir;
@@ -464,5 +468,131 @@ async fn a_timer_records_its_next_firing_and_keeps_its_last_one_when_none_is_giv
     assert_eq!(
         reopened.timer_next("patch-tuesday").await.unwrap(),
         Some(at(20_000))
+    );
+}
+
+/// A clock the test sets, in milliseconds since the epoch.
+fn test_clock(start: DateTime<Utc>) -> (Arc<AtomicI64>, Clock) {
+    let now = Arc::new(AtomicI64::new(start.timestamp_millis()));
+    let clock: Clock = {
+        let now = Arc::clone(&now);
+        Arc::new(move || {
+            Utc.timestamp_millis_opt(now.load(Ordering::SeqCst))
+                .single()
+                .unwrap()
+        })
+    };
+    (now, clock)
+}
+
+fn set(now: &AtomicI64, to: DateTime<Utc>) {
+    now.store(to.timestamp_millis(), Ordering::SeqCst);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_clock_steps_forward_then_back_a_message_is_delivered_again_within_one_lock_duration()
+ {
+    let dir = TempDir::new().unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+    let lock = chrono::Duration::from_std(LONG_LOCK).unwrap();
+    let (now, clock) = test_clock(start);
+    let bus = Bus::open_with(&db(&dir), |_| options(LONG_LOCK, 10), clock, Ids::random()).unwrap();
+    bus.send(vec![message("work", "job")]).await.unwrap();
+    let first = receive(&bus, "work").await;
+
+    // The clock steps forward a day: the lock ran out, the message is
+    // delivered again and locked until a day from the start.
+    let far = start + chrono::Duration::days(1);
+    set(&now, far);
+    let second = receive(&bus, "work").await;
+    assert_eq!(second.delivery_count, 2);
+    assert_eq!(second.locked_until, far + lock);
+
+    // The clock steps back. The lock holds for one lock duration from now
+    // at most, not until the far time.
+    let back = start + chrono::Duration::seconds(1);
+    set(&now, back);
+    assert_empty(&bus, "work").await;
+    set(&now, back + lock - chrono::Duration::milliseconds(1));
+    assert_empty(&bus, "work").await;
+    set(&now, back + lock);
+    let third = receive(&bus, "work").await;
+    assert_eq!(third.message_id, first.message_id);
+    assert_eq!(third.delivery_count, 3);
+    assert_eq!(third.locked_until, back + lock + lock);
+    // The old lock settles nothing; the new one is an ordinary lock.
+    assert!(lock_lost(bus.complete(&second, vec![]).await));
+    bus.renew(&third).await.unwrap();
+    bus.complete(&third, vec![]).await.unwrap();
+    assert_eq!(bus.depth("work").await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_from_before_the_clock_stepped_back_still_settles_its_message_within_one_lock_duration()
+ {
+    let dir = TempDir::new().unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+    let (now, clock) = test_clock(start);
+    let bus = Bus::open_with(&db(&dir), |_| options(LONG_LOCK, 10), clock, Ids::random()).unwrap();
+    bus.send(vec![message("work", "job")]).await.unwrap();
+    let far = start + chrono::Duration::days(1);
+    set(&now, far);
+    let held = receive(&bus, "work").await;
+    set(&now, start);
+    // Another receiver looks (and bounds the lock); the holder finishes its work.
+    assert_empty(&bus, "work").await;
+    bus.complete(&held, vec![]).await.unwrap();
+    assert_eq!(bus.depth("work").await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_scheduled_far_ahead_waits_for_its_time_although_it_is_further_than_a_lock_duration()
+ {
+    let dir = TempDir::new().unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+    let (now, clock) = test_clock(start);
+    let bus = Bus::open_with(&db(&dir), |_| options(LONG_LOCK, 10), clock, Ids::random()).unwrap();
+    let at = start + chrono::Duration::days(1);
+    bus.send(vec![Outgoing {
+        scheduled_at: Some(at),
+        ..message("work", "later")
+    }])
+    .await
+    .unwrap();
+
+    assert_empty(&bus, "work").await;
+    set(&now, at - chrono::Duration::seconds(1));
+    assert_empty(&bus, "work").await;
+    set(&now, at);
+    let m = receive(&bus, "work").await;
+    assert_eq!(m.body, "later");
+    assert_eq!(m.delivery_count, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_seeded_ids_give_the_same_message_ids_and_lock_tokens() {
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let dir = TempDir::new().unwrap();
+        let bus = Bus::open_with(
+            &db(&dir),
+            |_| options(LONG_LOCK, 10),
+            Arc::new(Utc::now),
+            Ids::seeded(7),
+        )
+        .unwrap();
+        bus.send(vec![message("work", "a"), message("work", "b")])
+            .await
+            .unwrap();
+        let (a, b) = (receive(&bus, "work").await, receive(&bus, "work").await);
+        seen.push([a.message_id, a.lock_token, b.message_id, b.lock_token]);
+    }
+    assert_eq!(seen[0], seen[1]);
+    let distinct: std::collections::BTreeSet<&String> = seen[0].iter().collect();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "ids repeat within one bus: {:?}",
+        seen[0]
     );
 }

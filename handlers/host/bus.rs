@@ -10,6 +10,11 @@
 //!   Service Bus's `forwardDeadLetteredMessagesTo`), keeping the reason in
 //!   the message's application properties;
 //! - scheduled messages stay invisible until their enqueue time;
+//! - a lock never runs out later than one lock duration from now: a receive
+//!   first brings every lock of its queue that reaches further (taken before
+//!   the clock stepped back) back to one lock duration from now, so a clock
+//!   step forward then back cannot stall a message until the far time (a
+//!   scheduled message holds no lock, and waits for its time however far);
 //! - completing a message and sending the messages its invocation produced
 //!   happen in one transaction.
 
@@ -22,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
-use crate::app::Clock;
+use crate::app::{Clock, Ids};
 use crate::store::sqlite::open_database;
 
 /// A queue's properties.
@@ -107,6 +112,7 @@ pub struct Bus {
     options: Arc<dyn Fn(&str) -> QueueOptions + Send + Sync>,
     notify: Arc<Notify>,
     clock: Clock,
+    ids: Ids,
 }
 
 fn millis(t: DateTime<Utc>) -> i64 {
@@ -123,15 +129,17 @@ impl Bus {
         path: &Path,
         options: impl Fn(&str) -> QueueOptions + Send + Sync + 'static,
     ) -> Result<Bus, BusError> {
-        Bus::open_with_clock(path, options, Arc::new(Utc::now))
+        Bus::open_with(path, options, Arc::new(Utc::now), Ids::random())
     }
 
-    /// Opens the bus at `path` with its own clock: locks, scheduled delivery
-    /// and enqueue times follow `clock` (tests move it to expire locks).
-    pub fn open_with_clock(
+    /// Opens the bus at `path` with its own clock and ids: locks, scheduled
+    /// delivery and enqueue times follow `clock` (tests move it to expire
+    /// locks); message ids and lock tokens come from `ids`.
+    pub fn open_with(
         path: &Path,
         options: impl Fn(&str) -> QueueOptions + Send + Sync + 'static,
         clock: Clock,
+        ids: Ids,
     ) -> Result<Bus, BusError> {
         let conn = open_database(path).map_err(|e| BusError::Storage(e.to_string()))?;
         conn.execute_batch(
@@ -159,6 +167,7 @@ impl Bus {
             options: Arc::new(options),
             notify: Arc::new(Notify::new()),
             clock,
+            ids,
         })
     }
 
@@ -186,9 +195,10 @@ impl Bus {
     /// Sends messages (in one transaction).
     pub async fn send(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
         let now = (self.clock)();
+        let ids = self.ids.clone();
         self.with_conn(move |c| {
             let tx = c.transaction()?;
-            insert_all(&tx, &messages, now)?;
+            insert_all(&tx, &messages, now, &ids)?;
             tx.commit()?;
             Ok(())
         })
@@ -197,8 +207,10 @@ impl Bus {
         Ok(())
     }
 
-    /// Locks the next available message of `queue`, if any. Messages whose
-    /// last lock ran out after their last allowed delivery are dead-lettered first.
+    /// Locks the next available message of `queue`, if any. Locks that reach
+    /// further than one lock duration from now are brought back to it first,
+    /// and messages whose last lock ran out after their last allowed delivery
+    /// are dead-lettered.
     pub async fn receive(&self, queue: &str) -> Result<Option<Received>, BusError> {
         let opts = (self.options)(queue);
         let queue = queue.to_string();
@@ -206,10 +218,20 @@ impl Bus {
         let lock_ms = i64::try_from(opts.lock_duration.as_millis()).unwrap_or(i64::MAX);
         let max = i64::from(opts.max_delivery_count);
         let clock = Arc::clone(&self.clock);
+        let ids = self.ids.clone();
         let received = self
             .with_conn(move |c| {
                 let now = millis(clock());
+                let bound = now.saturating_add(lock_ms);
                 let tx = c.transaction()?;
+                // A lock is set (lock token) at most one lock duration ahead;
+                // one further ahead was taken before the clock stepped back.
+                // A scheduled message has no lock token and keeps its time.
+                tx.execute(
+                    "UPDATE messages SET visible_at = ?1
+                     WHERE queue = ?2 AND dead = 0 AND lock_token IS NOT NULL AND visible_at > ?1",
+                    params![bound, queue],
+                )?;
                 let exhausted: Vec<i64> = {
                     let mut stmt = tx.prepare_cached(
                         "SELECT seq FROM messages WHERE queue = ?1 AND dead = 0 AND visible_at <= ?2 AND delivery_count >= ?3",
@@ -248,8 +270,8 @@ impl Bus {
                     tx.commit()?;
                     return Ok(None);
                 };
-                let lock_token = crate::app::new_id();
-                let locked_until = now.saturating_add(lock_ms);
+                let lock_token = ids.next();
+                let locked_until = bound;
                 tx.execute(
                     "UPDATE messages SET delivery_count = delivery_count + 1, lock_token = ?1, visible_at = ?2 WHERE seq = ?3",
                     params![lock_token, locked_until, seq],
@@ -280,6 +302,7 @@ impl Bus {
         let (token, seq) = (message.lock_token.clone(), message.sequence);
         let sent = !outputs.is_empty();
         let clock = Arc::clone(&self.clock);
+        let ids = self.ids.clone();
         self.with_conn(move |c| {
             let now = clock();
             let tx = c.transaction()?;
@@ -290,7 +313,7 @@ impl Bus {
             if deleted != 1 {
                 return Err(BusError::LockLost);
             }
-            insert_all(&tx, &outputs, now)?;
+            insert_all(&tx, &outputs, now, &ids)?;
             tx.commit()?;
             Ok(())
         })
@@ -445,6 +468,7 @@ fn insert_all(
     tx: &rusqlite::Transaction<'_>,
     messages: &[Outgoing],
     now: DateTime<Utc>,
+    ids: &Ids,
 ) -> Result<(), BusError> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO messages (queue, message_id, body, properties, enqueued_at, visible_at)
@@ -454,7 +478,7 @@ fn insert_all(
         let visible = m.scheduled_at.map_or(millis(now), millis);
         stmt.execute(params![
             m.queue,
-            crate::app::new_id(),
+            ids.next(),
             m.body,
             Value::Object(m.properties.clone()).to_string(),
             millis(now),

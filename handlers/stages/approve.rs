@@ -25,7 +25,7 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             .iter()
             .map(|approver| IssuedLink {
                 approver: approver.clone(),
-                token_id: crate::app::new_id(),
+                token_id: app.ids.next(),
             })
             .collect(),
         remind_before_hours: policy.remind_before_hours,

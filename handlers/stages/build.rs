@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::StageResult;
-use crate::app::{App, new_id};
+use crate::app::App;
 use crate::build_log;
 use crate::config::{ImageConfig, build_timeout};
 use crate::domain::run::{ArtifactRecord, BuildResult, Run, RunId, Stage, StageOutput};
@@ -79,7 +79,7 @@ async fn dispatch(app: &App, workers: &dyn crate::worker::Workers, run: &Run) ->
     else {
         return StageResult::Failed("build workers are enabled without a build job".into());
     };
-    let worker_id = new_id();
+    let worker_id = app.ids.next();
     let order = BuildOrder {
         run_id: run.id.clone(),
         image: run.image.clone(),
