@@ -18,7 +18,8 @@
 //! job's environment is the one infra/modules/containerapps.bicep gives it,
 //! so the worker signs packer in as the app registration with its identity's
 //! assertion; the worker's traces go to the loopback ingestion endpoint
-//! (tests/common/ingestion.rs).
+//! (tests/common/ingestion.rs), which checks them against the published
+//! ingestion (`track`) specification.
 
 mod common;
 
@@ -1345,6 +1346,8 @@ async fn the_worker_exports_its_build_span_in_the_runs_trace_and_without_a_token
         .filter(|l| l.contains("traces are not exported"))
         .count();
     assert_eq!(warnings, 1, "{output}");
+    // Every export and every answer is what the ingestion spec defines.
+    ingestion.assert_valid();
     factory.stop().await;
 }
 

@@ -1,7 +1,9 @@
 //! The validator behind every loopback Azure fake, proven strict: a
 //! misspelled property, a read-only property in a request and a wrong
 //! api-version are refused with the operation, the JSON path and the rule
-//! named, and the Resource Manager fake answers them as Resource Manager does.
+//! named, and the Resource Manager fake answers them as Resource Manager does;
+//! an Application Insights envelope with a misspelled or missing field is
+//! refused by the `track` operation, and the ingestion endpoint answers it 400.
 
 mod common;
 
@@ -297,5 +299,142 @@ fn the_function_app_reads_of_the_doctor_are_checked_against_microsoft_web_2024_0
     assert!(
         violation.to_string().contains("/value/0/properties/name"),
         "{violation}"
+    );
+}
+
+/// A telemetry envelope as the exporter sends one: a span as a dependency.
+fn envelope() -> Value {
+    json!({
+        "name": "Microsoft.ApplicationInsights.RemoteDependency",
+        "time": "2026-11-30T11:00:00.123Z",
+        "sampleRate": 100.0,
+        "iKey": "11111111-2222-3333-4444-555555555555",
+        "tags": { "ai.operation.id": "0af7651916cd43dd8448eb211c80319c", "ai.cloud.role": "image-factory" },
+        "data": { "baseType": "RemoteDependencyData",
+            "baseData": { "ver": 2, "name": "build", "id": "b7ad6b7169203331", "duration": "0.00:00:01.000000",
+                "success": true, "properties": { "stage": "build" } } }
+    })
+}
+
+/// The exporter's envelope with its `iKey` spelled `ikey`.
+fn misspelled_ikey() -> Value {
+    let mut envelope = envelope();
+    if let Some(fields) = envelope.as_object_mut()
+        && let Some(key) = fields.remove("iKey")
+    {
+        fields.insert("ikey".into(), key);
+    }
+    envelope
+}
+
+#[test]
+fn an_envelope_with_a_misspelled_ikey_or_without_time_is_refused_with_the_operation_and_path() {
+    let answer = common::ingestion::track_response(1, 1, &[]);
+    let operation = check(&common::ingestion::exchange(
+        "/v2.1/track",
+        json!([envelope()]),
+        200,
+        answer,
+    ))
+    .unwrap_or_else(|v| panic!("{v}"));
+    assert_eq!(operation, "track");
+
+    let mut timeless = envelope();
+    if let Some(fields) = timeless.as_object_mut() {
+        fields.remove("time");
+    }
+    let violation = check(&common::ingestion::exchange(
+        "/v2.1/track",
+        json!([envelope(), misspelled_ikey(), timeless]),
+        200,
+        common::ingestion::track_response(3, 3, &[]),
+    ))
+    .expect_err("a misspelled iKey and a missing time");
+    assert_eq!(violation.operation, "track");
+    let broken: Vec<(&str, &str, &str)> = violation
+        .issues
+        .iter()
+        .map(|i| (i.side.as_str(), i.path.as_str(), i.code.as_str()))
+        .collect();
+    assert!(
+        broken.contains(&("request", "/1/ikey", "OBJECT_ADDITIONAL_PROPERTIES")),
+        "{violation}"
+    );
+    assert!(
+        broken.contains(&("request", "/2/time", "OBJECT_MISSING_REQUIRED_PROPERTY")),
+        "{violation}"
+    );
+    assert_eq!(broken.len(), 2, "{violation}");
+}
+
+#[test]
+fn a_track_answer_the_operation_does_not_define_is_refused() {
+    let mut answer = common::ingestion::track_response(1, 1, &[]);
+    answer["itemsRejected"] = json!(0);
+    let violation = check(&common::ingestion::exchange(
+        "/v2.1/track",
+        json!([envelope()]),
+        200,
+        answer,
+    ))
+    .expect_err("an unknown property in the answer");
+    assert_eq!(violation.operation, "track");
+    assert!(
+        violation
+            .to_string()
+            .contains("response /itemsRejected: OBJECT_ADDITIONAL_PROPERTIES"),
+        "{violation}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ingestion_endpoint_refuses_a_misspelled_envelope_and_names_it() {
+    use std::io::Write;
+    let token = common::identity::token_for("https://monitor.azure.com");
+    let ingestion = common::ingestion::Ingestion::accepting(&token);
+    let started = common::ingestion::start(ingestion.clone()).await;
+    let post = |envelopes: Value| {
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(envelopes.to_string().as_bytes())
+            .expect("compress");
+        let body = gzip.finish().expect("compress");
+        started
+            .client
+            .post(format!("{}v2.1/track", started.endpoint))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(body)
+            .send()
+    };
+
+    let good = post(json!([envelope()])).await.expect("send");
+    assert_eq!(good.status(), 200);
+    let answer: Value = good.json().await.expect("a TrackResponse");
+    assert_eq!(
+        answer,
+        json!({ "itemsReceived": 1, "itemsAccepted": 1, "errors": [] })
+    );
+    assert!(ingestion.take_violations().is_empty());
+
+    let refused = post(json!([misspelled_ikey()])).await.expect("send");
+    assert_eq!(refused.status(), 400);
+    let answer: Value = refused.json().await.expect("a TrackResponse");
+    assert_eq!(answer["itemsAccepted"], 0);
+    assert_eq!(answer["errors"][0]["index"], 0);
+    assert_eq!(answer["errors"][0]["statusCode"], 400);
+    let violations = ingestion.take_violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    let named = violations[0].to_string();
+    for part in [
+        "track (POST https://dc.services.visualstudio.com/v2.1/track",
+        "request /0/ikey: OBJECT_ADDITIONAL_PROPERTIES",
+    ] {
+        assert!(named.contains(part), "{named}");
+    }
+    assert_eq!(ingestion.items().await.len(), 1, "only the valid one");
+    assert_eq!(
+        *ingestion.refused.lock().await,
+        vec!["/v2.1/track 400".to_string()]
     );
 }

@@ -5,7 +5,8 @@
 //! refuses every request without the bearer token of the factory's identity
 //! (tests/common/ingestion.rs) — signed in with the real managed identity
 //! credential against the managed identity endpoint stand-in
-//! (tests/common/identity.rs); and no secret is in what is sent.
+//! (tests/common/identity.rs); and no secret is in what is sent. What is
+//! sent is checked against the published ingestion (`track`) specification.
 
 mod common;
 
@@ -97,6 +98,8 @@ fn with_the_connection_string_a_runs_stages_are_exported_as_one_trace_with_the_i
         for secret in [GITHUB_SECRET, OPERATOR_TOKEN, monitor_token.as_str()] {
             assert!(!sent.contains(secret), "a secret was exported");
         }
+        // Every export and every answer is what the ingestion spec defines.
+        ingestion.assert_valid();
         factory.stop().await;
     });
 }

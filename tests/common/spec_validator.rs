@@ -32,6 +32,7 @@ pub const SPECS: &[&str] = &[
     "specification/communication/data-plane/Email/stable/2023-03-31/CommunicationServicesEmail.json",
     "specification/web/resource-manager/Microsoft.Web/stable/2024-04-01/WebApps.json",
     "specification/servicebus/resource-manager/Microsoft.ServiceBus/stable/2021-11-01/Queue.json",
+    "specification/applicationinsights/data-plane/Monitor.Exporters/preview/v2.1/swagger.json",
 ];
 
 /// One HTTP exchange as the fake saw it.
