@@ -50,6 +50,16 @@ fn package(root: &Path, out: &Path, binary: Option<&Path>) -> Output {
     cmd.output().expect("run image-factory package")
 }
 
+/// Packages `root` into `root/out.zip` expecting a refusal: no zip is
+/// written, and the refusal's text is returned.
+fn refused(root: &Path) -> String {
+    let out = root.join("out.zip");
+    let output = package(root, &out, None);
+    assert!(!output.status.success(), "package accepted the app");
+    assert!(!out.exists(), "no zip is written when a check fails");
+    stderr(&output)
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -131,16 +141,12 @@ fn a_served_function_without_its_folder_is_refused_naming_both_sides() {
     let dir = tempfile::tempdir().expect("temp dir");
     copy_app(dir.path());
     std::fs::remove_dir_all(dir.path().join("functions/stage-test")).expect("remove");
-    let out = dir.path().join("out.zip");
-    let output = package(dir.path(), &out, None);
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let err = refused(dir.path());
     assert!(
         err.contains("the handler serves `stage-test`")
             && err.contains("functions/stage-test/function.json does not exist"),
         "{err}"
     );
-    assert!(!out.exists(), "no zip is written when a check fails");
 }
 
 #[test]
@@ -154,17 +160,13 @@ fn a_function_folder_the_handler_does_not_serve_is_refused_naming_both_sides() {
         extra.join("function.json"),
     )
     .expect("copy");
-    let out = dir.path().join("out.zip");
-    let output = package(dir.path(), &out, None);
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let err = refused(dir.path());
     assert!(
         err.contains("functions/stage-publish/function.json defines `stage-publish`")
             && err.contains("the handler serves no function of that name")
             && err.contains("stage-release"),
         "{err}"
     );
-    assert!(!out.exists());
 }
 
 #[test]
@@ -178,10 +180,7 @@ fn a_function_json_naming_a_queue_infra_does_not_create_is_refused_naming_both_s
         text.replace("\"stage-release\"", "\"stage-publish\""),
     )
     .expect("write");
-    let out = dir.path().join("out.zip");
-    let output = package(dir.path(), &out, None);
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let err = refused(dir.path());
     assert!(
         err.contains(
             "functions/stage-approve/function.json binding `release` names queue `stage-publish`"
@@ -189,7 +188,6 @@ fn a_function_json_naming_a_queue_infra_does_not_create_is_refused_naming_both_s
             && err.contains("build-completed"),
         "{err}"
     );
-    assert!(!out.exists());
 }
 
 #[test]
@@ -301,16 +299,12 @@ fn a_function_json_whose_bindings_do_not_match_the_handler_is_refused_naming_the
     let path = dir.path().join("functions/stage-build/function.json");
     let text = std::fs::read_to_string(&path).expect("read");
     std::fs::write(&path, text.replace("\"message\"", "\"msg\"")).expect("write");
-    let out = dir.path().join("out.zip");
-    let output = package(dir.path(), &out, None);
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let err = refused(dir.path());
     assert!(
         err.contains("functions/stage-build/function.json does not match the handler")
             && err.contains("named `message`"),
         "{err}"
     );
-    assert!(!out.exists());
     assert!(
         !package_dir(dir.path(), &dir.path().join("app"))
             .status
@@ -422,16 +416,12 @@ fn a_function_folder_whose_name_the_host_refuses_is_refused_naming_it() {
         dir.path().join("functions/stage.test"),
     )
     .expect("rename");
-    let out = dir.path().join("out.zip");
-    let output = package(dir.path(), &out, None);
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let err = refused(dir.path());
     assert!(
         err.contains("functions/stage.test/function.json")
             && err.contains("not a valid function name for the Functions host"),
         "{err}"
     );
-    assert!(!out.exists());
 }
 
 #[test]
@@ -445,13 +435,9 @@ fn a_function_json_nested_below_a_function_folder_is_refused_as_the_host_would_s
         nested.join("function.json"),
     )
     .expect("copy");
-    let out = dir.path().join("out.zip");
-    let output = package(dir.path(), &out, None);
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let err = refused(dir.path());
     assert!(
         err.contains("runs/v2/function.json") && err.contains("would skip this function"),
         "{err}"
     );
-    assert!(!out.exists());
 }

@@ -74,12 +74,7 @@ impl Finding {
         message: impl Into<String>,
         action: impl Into<String>,
     ) -> Finding {
-        Finding {
-            check: check.into(),
-            severity: Severity::Info,
-            message: message.into(),
-            action: Some(action.into()),
-        }
+        Finding::with_action(Severity::Info, check.into(), message.into(), action.into())
     }
 
     /// A warning and what to do.
@@ -88,12 +83,12 @@ impl Finding {
         message: impl Into<String>,
         action: impl Into<String>,
     ) -> Finding {
-        Finding {
-            check: check.into(),
-            severity: Severity::Warning,
-            message: message.into(),
-            action: Some(action.into()),
-        }
+        Finding::with_action(
+            Severity::Warning,
+            check.into(),
+            message.into(),
+            action.into(),
+        )
     }
 
     /// A failure and what to do.
@@ -102,11 +97,20 @@ impl Finding {
         message: impl Into<String>,
         action: impl Into<String>,
     ) -> Finding {
+        Finding::with_action(
+            Severity::Failure,
+            check.into(),
+            message.into(),
+            action.into(),
+        )
+    }
+
+    fn with_action(severity: Severity, check: String, message: String, action: String) -> Finding {
         Finding {
-            check: check.into(),
-            severity: Severity::Failure,
-            message: message.into(),
-            action: Some(action.into()),
+            check,
+            severity,
+            message,
+            action: Some(action),
         }
     }
 }
