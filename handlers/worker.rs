@@ -120,6 +120,11 @@ pub struct BuildOrder {
     pub worker_id: String,
     /// Where the worker uploads the build log.
     pub log_url: String,
+    /// Workers of this run the watchdog already counted lost: never adopted
+    /// again, even when the platform later says they ran well (the factory's
+    /// own knowledge; not sent to the worker).
+    #[serde(skip)]
+    pub lost_workers: Vec<String>,
 }
 
 impl BuildOrder {
@@ -391,11 +396,20 @@ mod tests {
             message_id: "m1".into(),
             worker_id: "w1".into(),
             log_url: "https://logs.example/build-logs/push-web-abc/w1.log".into(),
+            lost_workers: vec!["w0".into()],
         };
         let json = serde_json::to_string(&order).expect("json");
+        assert!(
+            !json.contains("w0"),
+            "the factory's own knowledge stays home: {json}"
+        );
         let settings = WorkerSettings::from_vars(|name| (name == ORDER_VAR).then(|| json.clone()))
             .expect("settings");
-        assert_eq!(settings.order, order);
+        let sent = BuildOrder {
+            lost_workers: Vec::new(),
+            ..order.clone()
+        };
+        assert_eq!(settings.order, sent);
         let missing = WorkerSettings::from_vars(|_| None).expect_err("no order");
         assert!(missing.contains(ORDER_VAR), "{missing}");
         let broken = WorkerSettings::from_vars(|name| (name == ORDER_VAR).then(|| "{}".into()))

@@ -457,6 +457,7 @@ impl Workers for LedgerWorkers {
             let adopted = workers.iter().rev().find(|w| {
                 w.order.run_id == order.run_id
                     && w.order.message_id == order.message_id
+                    && !order.lost_workers.contains(&w.worker.id)
                     && matches!(
                         self.state_of(w),
                         WorkerState::Running | WorkerState::Succeeded { .. }
@@ -1564,9 +1565,8 @@ impl World {
         for excuse in self.excuses.get(id).into_iter().flatten() {
             allowed.insert(Ending::Failed(*excuse));
         }
-        // Lost attempts count only for workers that were started. One worker
-        // may be counted twice: a redelivery of its stage message adopts it
-        // again after the watchdog gave up on it (see docs/testing.md).
+        // Lost attempts count only for workers that were started, each worker
+        // once: a worker the watchdog gave up on is never adopted again.
         let started: BTreeSet<&str> = effects
             .iter()
             .filter_map(|e| match e {
@@ -1584,12 +1584,13 @@ impl World {
                     .is_some_and(|o| o.starts_with(WORKER_LOST))
             })
             .collect();
+        let lost_workers: BTreeSet<&str> = lost
+            .iter()
+            .filter_map(|a| a.worker.as_ref().map(|w| w.id.as_str()))
+            .collect();
         if lost.len() >= MAX_LOST_WORKERS
-            && lost.iter().all(|a| {
-                a.worker
-                    .as_ref()
-                    .is_some_and(|w| started.contains(w.id.as_str()))
-            })
+            && lost_workers.len() == lost.len()
+            && lost_workers.iter().all(|w| started.contains(w))
         {
             allowed.insert(Ending::Failed(Excuse::WorkersLost));
         }

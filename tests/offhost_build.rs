@@ -1057,7 +1057,7 @@ async fn a_worker_past_the_build_timeout_is_stopped_and_the_run_fails() {
 async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
     let data = tempfile::TempDir::new().expect("temp dir");
     let azure = FakeAzure::start(data.path().to_path_buf(), example_images()).await;
-    azure.lock().fates = vec![Fate::Hang, Fate::Crash, Fate::Hang];
+    azure.lock().fates = vec![Fate::Hang, Fate::Crash, Fate::Hang, Fate::Hang];
     let workers = azure.job_workers();
     let logs = azure.lock().logs_url.clone();
     let order = |message: &str, worker: &str| BuildOrder {
@@ -1068,6 +1068,7 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
         message_id: message.into(),
         worker_id: worker.into(),
         log_url: format!("{logs}/push-example-abc/{worker}.log"),
+        lost_workers: Vec::new(),
     };
     let first = workers.start(&order("m1", "w1")).await.expect("start");
     // The same stage message again (a delivery after a crash): the running worker is adopted.
@@ -1104,6 +1105,17 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
         workers.state(&gone).await.expect("state"),
         image_factory::worker::WorkerState::Missing
     );
+    // A worker the watchdog already counted lost is never adopted again,
+    // although it still runs: the redelivery starts a new one.
+    let after_watchdog = BuildOrder {
+        lost_workers: vec![first.id.clone()],
+        ..order("m1", "w5")
+    };
+    let fresh = workers.start(&after_watchdog).await.expect("start");
+    assert_eq!(fresh.id, "w5");
+    assert_ne!(fresh.execution, first.execution);
+    assert_eq!(azure.lock().starts.len(), 4);
+    workers.stop(&fresh).await.expect("stop");
     workers.stop(&first).await.expect("stop");
 }
 

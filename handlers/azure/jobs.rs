@@ -9,6 +9,7 @@
 //! executions are listed and an execution whose order has the same run and
 //! message, still running or ended well, is adopted instead. A stage message
 //! delivered again after a crash therefore never starts a second packer build.
+//! A worker the watchdog already counted lost is never adopted again.
 //! Shapes: azure-rest-api-specs, specification/app/resource-manager/
 //! Microsoft.App/stable/2025-01-01/examples/Job_Get.json, Job_Start.json,
 //! Job_Executions_Get.json, Job_Execution_Get.json, Job_Stop_Execution.json.
@@ -60,7 +61,10 @@ impl ContainerAppsWorkers {
             let Some(theirs) = order_of(execution) else {
                 continue;
             };
-            if theirs.run_id != order.run_id || theirs.message_id != order.message_id {
+            if theirs.run_id != order.run_id
+                || theirs.message_id != order.message_id
+                || order.lost_workers.contains(&theirs.worker_id)
+            {
                 continue;
             }
             let usable = matches!(

@@ -440,6 +440,20 @@ impl StageRecord {
             .count()
     }
 
+    /// The ids of the build workers the watchdog gave up on: a redelivery
+    /// must never adopt one of them again.
+    pub fn lost_worker_ids(&self) -> Vec<String> {
+        self.attempts
+            .iter()
+            .filter(|a| {
+                a.outcome
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with(WORKER_LOST))
+            })
+            .filter_map(|a| a.worker.as_ref().map(|w| w.id.clone()))
+            .collect()
+    }
+
     fn new(stage: Stage) -> StageRecord {
         StageRecord {
             stage,

@@ -92,6 +92,7 @@ async fn dispatch(app: &App, workers: &dyn crate::worker::Workers, run: &Run) ->
             run.id
         ),
         worker_id,
+        lost_workers: run.stage(Stage::Build).lost_worker_ids(),
     };
     match workers.start(&order).await {
         Ok(worker) => StageResult::Dispatched(worker),
