@@ -36,10 +36,12 @@ use image_factory::domain::run::{Execution, Run, RunId, Stage, StageOutput, Trig
 use image_factory::executor::{Executor, Job, LocalExecutor};
 use image_factory::host::bus::{Bus, Outgoing};
 use image_factory::host::{BusSettings, queue_invocation};
+use image_factory::local::sqlite::SqliteStore;
 use image_factory::notifier::Notifier;
+use image_factory::ports::store::{
+    ETag, RunPage, RunQuery, RunStore, StoreError, Stored, update_run,
+};
 use image_factory::startup::{Secrets, build_app};
-use image_factory::store::sqlite::SqliteStore;
-use image_factory::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, update_run};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 

@@ -20,7 +20,7 @@ use cosmos_server::CosmosServer;
 use image_factory::domain::machine::{Event, decide};
 use image_factory::domain::run::{Execution, Run, Stage, StageOutput, Trigger, TriggerKind};
 use image_factory::domain::version::ImageVersion;
-use image_factory::store::{RunStore, update_run};
+use image_factory::ports::store::{RunStore, update_run};
 
 const RUNS: usize = 100;
 

@@ -33,8 +33,8 @@ use crate::domain::tags::{TagInputs, computed_tags};
 use crate::domain::version::VersionError;
 use crate::executor::Executor;
 use crate::notifier::Notifier;
+use crate::ports::store::{RunQuery, RunStore, StoreError};
 use crate::protocol::InvocationResponse;
-use crate::store::{RunQuery, RunStore, StoreError};
 
 /// The clock, injectable so tests can move time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;

@@ -20,16 +20,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Ids, TriggerSecrets};
+use crate::azure::cosmos::CosmosStore;
 use crate::config::{Settings, StoreBackend, load_images, parse_key_ring};
 use crate::executor::LocalExecutor;
 use crate::host::bus::Bus;
 use crate::host::function_app::FunctionApp;
 use crate::host::{BusSettings, LocalHost};
 use crate::identity::Identity;
+use crate::local::sqlite::SqliteStore;
 use crate::notifier::{Channel, EmailChannel, Notifier, OutboxChannel, TeamsChannel};
-use crate::store::RunStore;
-use crate::store::cosmos::CosmosStore;
-use crate::store::sqlite::SqliteStore;
+use crate::ports::store::RunStore;
 
 /// Secrets generated for local use.
 #[derive(Serialize, Deserialize)]
@@ -90,7 +90,7 @@ const PRIVATE_FOLDERS: [&str; 3] = [OUTBOX, "runs", "releases"];
 /// Makes the data folder private (0700, created if missing) and, for data a
 /// version before this one left readable by other users, what it holds:
 /// [`PRIVATE_FOLDERS`] and the local secrets (the SQLite files are made
-/// private when they are opened, see [`crate::store::sqlite::open_database`]).
+/// private when they are opened, see [`crate::local::sqlite::open_database`]).
 pub async fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
     let data = settings.data_dir.clone();
     let secrets = local_secrets_path(settings);

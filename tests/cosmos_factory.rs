@@ -52,7 +52,7 @@ async fn a_push_is_released_with_every_stage_recorded_in_the_cosmos_document() {
     );
 
     // The document itself, read beside the factory through the SDK.
-    let store = image_factory::store::cosmos::CosmosStore::connect(&settings)
+    let store = image_factory::azure::cosmos::CosmosStore::connect(&settings)
         .await
         .unwrap();
     let doc: Value = store

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
 use common::cosmos_server::CosmosServer;
+use image_factory::azure::cosmos::{ConnectError, CosmosStore, EMULATOR_KEY, THROTTLE_RETRIES};
 use image_factory::config::{CosmosAuth, CosmosSettings};
 use image_factory::domain::run::{Run, RunId, RunStatus, Trigger, TriggerKind};
 use image_factory::domain::version::ImageVersion;
-use image_factory::store::cosmos::{ConnectError, CosmosStore, EMULATOR_KEY, THROTTLE_RETRIES};
-use image_factory::store::{RunQuery, RunStore, StoreError};
+use image_factory::ports::store::{RunQuery, RunStore, StoreError};
 
 /// A run id from a literal.
 fn rid(id: &str) -> RunId {
@@ -161,7 +161,7 @@ async fn a_container_partitioned_by_another_key_is_refused_naming_the_setting() 
         .unwrap();
     drop(store);
     settings.container = "by-image".into();
-    let client = image_factory::store::cosmos::build_client(&settings)
+    let client = image_factory::azure::cosmos::build_client(&settings)
         .await
         .unwrap();
     client

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use image_factory::azure::cosmos::CosmosStore;
 use image_factory::domain::approval::{ApprovalRequest, Decision, Verdict};
 use image_factory::domain::machine::{Event, TransitionError, decide};
 use image_factory::domain::run::{
@@ -19,9 +20,8 @@ use image_factory::domain::run::{
     TriggerKind,
 };
 use image_factory::domain::version::ImageVersion;
-use image_factory::store::cosmos::CosmosStore;
-use image_factory::store::sqlite::SqliteStore;
-use image_factory::store::{ETag, RunQuery, RunStore, StoreError, UpdateError, update_run};
+use image_factory::local::sqlite::SqliteStore;
+use image_factory::ports::store::{ETag, RunQuery, RunStore, StoreError, UpdateError, update_run};
 use tempfile::TempDir;
 
 mod common;
@@ -805,7 +805,7 @@ async fn sqlite_an_unreadable_run_is_left_out_of_listings_without_hiding_the_oth
         .execute("UPDATE runs SET doc = ?1 WHERE id = 'run-2'", [GARBAGE])
         .unwrap();
     let page = store
-        .list(&image_factory::store::RunQuery {
+        .list(&image_factory::ports::store::RunQuery {
             limit: 10,
             ..Default::default()
         })

@@ -7,6 +7,7 @@
 pub mod arm;
 pub mod blob;
 pub mod compute;
+pub mod cosmos;
 pub mod jobs;
 pub mod release;
 pub mod servicebus;

@@ -14,8 +14,8 @@ use crate::domain::approval::{Claims, Decision, TokenError, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{Run, RunId, RunStatus};
 use crate::pages::{escape, page};
+use crate::ports::store::{StoreError, UpdateError, update_run};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
-use crate::store::{StoreError, UpdateError, update_run};
 
 /// Longest comment kept.
 const MAX_COMMENT: usize = 2000;

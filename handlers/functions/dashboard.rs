@@ -10,8 +10,8 @@ use crate::build_log;
 use crate::dashboard::{AttemptLog, Filters, image_page, not_found_page, run_page, runs_page};
 use crate::domain::run::{RunId, RunStatus, Stage};
 use crate::pages::{escape, page};
+use crate::ports::store::{RunQuery, StoreError};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
-use crate::store::{RunQuery, StoreError};
 
 /// Bytes of the build log shown on a run's page.
 const LOG_TAIL: u64 = 8 * 1024;

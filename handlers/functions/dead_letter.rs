@@ -6,8 +6,8 @@
 use super::{InvocationError, MESSAGE_BINDING};
 use crate::app::{App, StageMessage};
 use crate::domain::machine::{Event, TransitionError, decide};
+use crate::ports::store::{StoreError, UpdateError, update_run};
 use crate::protocol::{InvocationRequest, InvocationResponse};
-use crate::store::{StoreError, UpdateError, update_run};
 
 /// A dead-lettered stage message.
 #[derive(Debug)]

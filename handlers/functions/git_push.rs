@@ -32,8 +32,8 @@ use sha2::Sha256;
 use super::InvocationError;
 use crate::app::{App, Created, dispatch_follow_up, secret_matches};
 use crate::domain::run::{RunId, Trigger, TriggerKind};
+use crate::ports::store::StoreError;
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
-use crate::store::StoreError;
 
 /// Largest webhook body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;

@@ -14,8 +14,8 @@ use crate::app::{App, authorization, dispatch, dispatch_follow_up, secret_matche
 use crate::domain::approval::{Decision, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{RunId, RunStatus, Trigger, TriggerKind};
+use crate::ports::store::{RunQuery, StoreError, UpdateError, update_run};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
-use crate::store::{RunQuery, StoreError, UpdateError, update_run};
 
 /// Longest reason kept.
 const MAX_REASON: usize = 500;

@@ -10,9 +10,9 @@
 use crate::app::{App, StageMessage, dispatch, dispatch_follow_up};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{Execution, Stage, StageStatus};
+use crate::ports::store::{UpdateError, update_run};
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 use crate::stages::{self, StageResult};
-use crate::store::{UpdateError, update_run};
 
 use tracing::Instrument;
 

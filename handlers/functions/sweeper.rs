@@ -33,8 +33,8 @@ use crate::domain::approval::{NoticeKind, Notification};
 use crate::domain::machine::{Event, decide, follow_up};
 use crate::domain::run::{Run, RunStatus, Stage, StageStatus};
 use crate::notifier::Notice;
+use crate::ports::store::{RunQuery, UpdateError, update_run};
 use crate::protocol::{InvocationRequest, InvocationResponse};
-use crate::store::{RunQuery, UpdateError, update_run};
 use crate::worker::WorkerState;
 
 /// How long a worker that ended may take to have its report read, before

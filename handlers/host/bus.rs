@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use crate::app::{Clock, Ids};
-use crate::store::sqlite::open_database;
+use crate::local::sqlite::open_database;
 
 /// A queue's properties.
 #[derive(Clone, Debug)]

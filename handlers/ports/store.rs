@@ -6,9 +6,6 @@
 //! each other's update. [`update_run`] is the one read-decide-write loop that
 //! every handler uses; it reloads and decides again on a stale ETag.
 
-pub mod cosmos;
-pub mod sqlite;
-
 use async_trait::async_trait;
 
 use crate::domain::machine::{Transition, TransitionError};

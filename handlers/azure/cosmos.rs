@@ -62,9 +62,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 
-use super::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
 use crate::config::{CosmosAuth, CosmosSettings};
 use crate::domain::run::{Run, RunId};
+use crate::ports::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
 
 /// Largest page a query returns.
 const MAX_PAGE: usize = 100;

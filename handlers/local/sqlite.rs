@@ -17,8 +17,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
 use crate::domain::run::{Run, RunId};
+use crate::ports::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
 
 /// Largest page a query returns.
 const MAX_PAGE: usize = 100;

@@ -1,0 +1,6 @@
+//! The local adapters: every port served on one machine, with no Azure
+//! account — the embedded SQLite run store, child processes, the outbox, a
+//! gallery in the data folder, the test environment, a Marketplace file and
+//! a log copy.
+
+pub mod sqlite;
