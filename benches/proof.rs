@@ -33,15 +33,16 @@ use image_factory::app::App;
 use image_factory::config::Settings;
 use image_factory::domain::machine::{Event, decide};
 use image_factory::domain::run::{Execution, Run, RunId, Stage, StageOutput, Trigger, TriggerKind};
-use image_factory::executor::{Executor, Job, LocalExecutor};
 use image_factory::host::bus::{Bus, Outgoing};
 use image_factory::host::{BusSettings, queue_invocation};
+use image_factory::local::executor::LocalExecutor;
 use image_factory::local::sqlite::SqliteStore;
-use image_factory::notifier::Notifier;
+use image_factory::ports::executor::{Executor, Job};
+use image_factory::ports::notifier::Notifier;
 use image_factory::ports::store::{
     ETag, RunPage, RunQuery, RunStore, StoreError, Stored, update_run,
 };
-use image_factory::startup::{Secrets, build_app};
+use image_factory::startup::{Adapters, Secrets, build_app};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -127,9 +128,14 @@ async fn app(data: &std::path::Path, store: Arc<dyn RunStore>) -> App {
         azure_devops: None,
         teams_webhook: None,
     };
-    let mut app = build_app(settings, secrets, CancellationToken::new())
-        .await
-        .expect("app");
+    let mut app = build_app(
+        settings,
+        Adapters::default(),
+        secrets,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("app");
     app.store = store;
     app.notifier = Notifier::new(Vec::new());
     app

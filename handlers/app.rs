@@ -16,71 +16,31 @@
 //! carries the released version it is identical to.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ImageConfig, Settings};
-use crate::domain::approval::{Claims, IssuedLink, KeyRing};
+use crate::config::Settings;
+use crate::domain::approval::{IssuedLink, KeyRing};
+use crate::domain::image::ImageConfig;
 use crate::domain::machine::{Command, Event, decide, follow_up};
 use crate::domain::run::{Run, RunId, RunStatus, Stage, Trigger};
 use crate::domain::tags::{TagInputs, computed_tags};
 use crate::domain::version::VersionError;
-use crate::executor::Executor;
-use crate::notifier::Notifier;
+use crate::ports::clock::{Clock, Ids};
+use crate::ports::executor::Executor;
+use crate::ports::gallery::Gallery;
+use crate::ports::logs::LogStore;
+use crate::ports::marketplace::MarketplaceImages;
+use crate::ports::notifier::Notifier;
 use crate::ports::store::{RunQuery, RunStore, StoreError};
+use crate::ports::test_env::TestEnvironment;
+use crate::ports::workers::Workers;
 use crate::protocol::InvocationResponse;
-
-/// The clock, injectable so tests can move time.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-/// Where fresh ids come from: message ids and lock tokens of the embedded
-/// bus, build worker ids and approval token ids. The OS generator in
-/// production ([`Ids::random`]); a seeded generator ([`Ids::seeded`]) makes
-/// a test schedule replay exactly, ids included.
-#[derive(Clone, Default)]
-pub struct Ids {
-    seeded: Option<Arc<Mutex<StdRng>>>,
-}
-
-impl Ids {
-    /// Ids from the OS generator.
-    pub fn random() -> Ids {
-        Ids::default()
-    }
-
-    /// Ids from a generator seeded with `seed`: the same seed, the same ids in the same order.
-    pub fn seeded(seed: u64) -> Ids {
-        Ids {
-            seeded: Some(Arc::new(Mutex::new(StdRng::seed_from_u64(seed)))),
-        }
-    }
-
-    /// A fresh id: 16 lowercase hex characters (64 random bits).
-    pub fn next(&self) -> String {
-        let bits: u64 = match &self.seeded {
-            // A panic elsewhere while the lock was held leaves the generator usable.
-            Some(rng) => rng.lock().unwrap_or_else(PoisonError::into_inner).random(),
-            None => rand::random(),
-        };
-        format!("{bits:016x}")
-    }
-}
-
-impl std::fmt::Debug for Ids {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.seeded.is_some() {
-            "Ids(seeded)"
-        } else {
-            "Ids(random)"
-        })
-    }
-}
+use crate::stages::{ApprovalLinks, Ports, StageResult};
 
 /// Secrets that authenticate incoming triggers.
 #[derive(Clone, Default)]
@@ -133,9 +93,15 @@ pub struct App {
     pub executor: Arc<dyn Executor>,
     /// Build workers off the host, when builds run there (Azure); `None`:
     /// the build stage runs packer through `executor`.
-    pub workers: Option<Arc<dyn crate::worker::Workers>>,
-    /// Resource Manager access, when the factory manages Azure resources.
-    pub azure: Option<Arc<crate::azure::Azure>>,
+    pub workers: Option<Arc<dyn Workers>>,
+    /// Where the logs of builds off the host are kept.
+    pub logs: Arc<dyn LogStore>,
+    /// Where released versions live.
+    pub gallery: Arc<dyn Gallery>,
+    /// Where smoke tests run, in order of preference: the first that accepts a test runs it.
+    pub test_environments: Vec<Arc<dyn TestEnvironment>>,
+    /// Where base image versions are listed.
+    pub marketplace: Arc<dyn MarketplaceImages>,
     /// The image definitions, by name.
     pub images: Arc<BTreeMap<String, ImageConfig>>,
     /// The factory's settings.
@@ -224,25 +190,51 @@ impl App {
         (self.clock)()
     }
 
-    /// The link of an issued approval token. Signing is deterministic, so
-    /// the same token id and deadline always give the same link: links are
-    /// never stored, and can be sent again (retries, reminders).
+    /// What signs approval links.
+    pub fn links(&self) -> ApprovalLinks<'_> {
+        ApprovalLinks {
+            keys: &self.keys,
+            public_url: &self.settings.public_url,
+        }
+    }
+
+    /// The link of an issued approval token (see [`ApprovalLinks::url`]).
     pub fn approval_url(
         &self,
         run_id: &str,
         link: &IssuedLink,
         expires_at: DateTime<Utc>,
     ) -> String {
-        let token = self.keys.sign(Claims {
-            v: 1,
-            kid: String::new(),
-            run: run_id.to_string(),
-            stage: "approve".into(),
-            sub: link.approver.clone(),
-            exp: expires_at.timestamp(),
-            jti: link.token_id.clone(),
-        });
-        format!("{}/api/approvals/{token}", self.settings.public_url)
+        self.links().url(run_id, link, expires_at)
+    }
+
+    /// The ports a stage body of `run` may use, at the current time.
+    pub fn stage_ports(&self, run: &Run) -> Ports<'_> {
+        Ports {
+            executor: self.executor.as_ref(),
+            workers: self.workers.as_deref(),
+            logs: self.logs.as_ref(),
+            test_environments: &self.test_environments,
+            gallery: self.gallery.as_ref(),
+            notifier: &self.notifier,
+            links: self.links(),
+            ids: &self.ids,
+            packer: self.settings.packer.clone(),
+            run_dir: self.settings.run_dir(&run.id),
+            now: self.now(),
+            cancel: self.shutdown.child_token(),
+        }
+    }
+
+    /// Runs the body of `stage` for `run` with this app's ports.
+    pub async fn execute_stage(&self, run: &Run, stage: Stage) -> StageResult {
+        match self.image(&run.image) {
+            Some(image) => crate::stages::execute(&self.stage_ports(run), run, image, stage).await,
+            None => StageResult::Failed(format!(
+                "image {} is no longer configured; add its folder back or start a new run",
+                run.image
+            )),
+        }
     }
 
     /// An image by name.
@@ -377,11 +369,6 @@ pub fn dispatch(response: &mut InvocationResponse, run_id: &str, commands: &[Com
 /// Dispatches whatever the run's state says comes next (used after a run is found or created).
 pub fn dispatch_follow_up(response: &mut InvocationResponse, run: &Run) {
     dispatch(response, &run.id, &follow_up(run));
-}
-
-/// A fresh random id: 16 lowercase hex characters (64 random bits).
-pub fn new_id() -> String {
-    Ids::random().next()
 }
 
 #[cfg(test)]

@@ -285,7 +285,7 @@ fn pending_links(
         if decided || only.is_some_and(|o| o != approver) {
             continue;
         }
-        let file = crate::notifier::outbox_file(outbox, &run.id, approver);
+        let file = crate::local::outbox::outbox_file(outbox, &run.id, approver);
         let note: Option<serde_json::Value> = std::fs::read(&file)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());

@@ -1,22 +1,24 @@
-//! Configuration: the factory's settings (from the environment) and each
-//! image's settings (`images/<name>/image.toml`, beside its Packer template).
+//! Configuration: the factory's own settings (from the environment) and the
+//! image folders (`images/<name>/image.toml`, beside its Packer template,
+//! parsed into `domain::image`). The settings of each adapter live with the
+//! adapter (`azure::AzureSettings`, `azure::cosmos::CosmosSettings`, ...) and
+//! are read by the composition root, `startup`.
 //!
 //! Everything is read and checked once at start-up so that a typo is an error
 //! with the file and key named, never a surprise in the middle of a run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
 
 use crate::domain::approval::{KeyRing, SigningKey};
 use crate::domain::calendar::BuildCalendar;
-use crate::domain::gallery::PrunePolicy;
-use crate::domain::version::{ImageVersion, VersionStrategy};
-use crate::identity::Identity;
+pub use crate::domain::image::{
+    ApprovalPolicy, BaseImage, ImageConfig, ImageSettings, PackerSettings, ReleaseSettings,
+    SmokeTest, build_timeout, is_valid_image_name, parse_image_settings, region_key,
+};
 
 /// Name of an image's settings file inside its folder.
 pub const IMAGE_FILE: &str = "image.toml";
@@ -48,234 +50,6 @@ pub enum ConfigError {
         /// What is wrong (never its value).
         message: String,
     },
-}
-
-/// One image definition: its template folder and how the factory treats it.
-#[derive(Clone, Debug)]
-pub struct ImageConfig {
-    /// The image's name (its folder's name).
-    pub name: String,
-    /// The folder holding the Packer template.
-    pub dir: PathBuf,
-    /// Settings from `image.toml`.
-    pub settings: ImageSettings,
-}
-
-/// The contents of `image.toml`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageSettings {
-    /// How versions are numbered.
-    #[serde(default = "default_version")]
-    pub version: VersionStrategy,
-    /// The hardening baseline this image follows (tag `baselineVersion`).
-    #[serde(default)]
-    pub baseline_version: String,
-    /// Gallery image definition name (tag `imageName`), if the image goes to a gallery.
-    #[serde(default)]
-    pub gallery_image_name: Option<String>,
-    /// Tags stamped on every artifact besides the computed ones.
-    #[serde(default)]
-    pub tags: BTreeMap<String, String>,
-    /// How packer runs.
-    #[serde(default)]
-    pub packer: PackerSettings,
-    /// The Marketplace image the template starts from, if any (watched for new versions).
-    #[serde(default)]
-    pub base_image: Option<BaseImage>,
-    /// The test stage's smoke test.
-    pub smoke: SmokeTest,
-    /// Who approves.
-    pub approval: ApprovalPolicy,
-    /// How a release is published in the gallery (`[release]`).
-    #[serde(default)]
-    pub release: ReleaseSettings,
-}
-
-/// The `[release]` section: replication and the gallery's pruning policy.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseSettings {
-    /// Regions a released version is replicated to (`westeurope`, ...); empty:
-    /// the version keeps the regions the build gave it.
-    #[serde(default)]
-    pub replication_regions: Vec<String>,
-    /// Keep this many highest versions when pruning.
-    #[serde(default)]
-    pub keep_last: Option<u32>,
-    /// Keep versions published less than this many days ago when pruning.
-    #[serde(default)]
-    pub keep_days: Option<u32>,
-    /// Versions never pruned (consumers pin them).
-    #[serde(default)]
-    pub pinned: Vec<ImageVersion>,
-}
-
-impl ReleaseSettings {
-    /// The pruning policy these settings describe (nothing is pruned when
-    /// neither `keep_last` nor `keep_days` is set).
-    pub fn prune_policy(&self) -> PrunePolicy {
-        PrunePolicy {
-            keep_last: self.keep_last,
-            keep_days: self.keep_days,
-            pinned: self.pinned.clone(),
-        }
-    }
-
-    fn check(&self) -> Result<(), String> {
-        if self.keep_last == Some(0) {
-            return Err("[release] keep_last must be at least 1 (leave it out to keep every version by count)".into());
-        }
-        if self.keep_days == Some(0) {
-            return Err("[release] keep_days must be at least 1 (leave it out to keep every version by age)".into());
-        }
-        for (i, region) in self.replication_regions.iter().enumerate() {
-            let ok = !region.is_empty()
-                && region.len() <= 64
-                && region
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-');
-            if !ok {
-                return Err(format!(
-                    "[release] replication_regions: {region:?} is not an Azure region name (e.g. westeurope)"
-                ));
-            }
-            if self.replication_regions[..i]
-                .iter()
-                .any(|r| region_key(r) == region_key(region))
-            {
-                return Err(format!(
-                    "[release] replication_regions: {region} is listed twice"
-                ));
-            }
-        }
-        if let Some((_, dup)) = self
-            .pinned
-            .iter()
-            .enumerate()
-            .find(|(i, v)| self.pinned[..*i].contains(v))
-        {
-            return Err(format!("[release] pinned: {dup} is listed twice"));
-        }
-        Ok(())
-    }
-}
-
-/// A region name as Azure compares them: `West Europe` and `westeurope` are one region.
-pub fn region_key(region: &str) -> String {
-    region
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-fn default_version() -> VersionStrategy {
-    VersionStrategy::Date
-}
-
-/// A Marketplace image: publisher, offer and SKU in a location.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct BaseImage {
-    /// Publisher (`MicrosoftWindowsServer`).
-    pub publisher: String,
-    /// Offer (`WindowsServer`).
-    pub offer: String,
-    /// SKU (`2022-datacenter-azure-edition`).
-    pub sku: String,
-    /// Azure location whose catalogue is read (`westeurope`).
-    pub location: String,
-}
-
-/// How the build stage runs packer.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PackerSettings {
-    /// Extra `-var name=value` pairs.
-    #[serde(default)]
-    pub variables: BTreeMap<String, String>,
-    /// The build is killed after this many minutes.
-    #[serde(default = "default_build_minutes")]
-    pub timeout_minutes: u64,
-}
-
-impl Default for PackerSettings {
-    fn default() -> PackerSettings {
-        PackerSettings {
-            variables: BTreeMap::new(),
-            timeout_minutes: default_build_minutes(),
-        }
-    }
-}
-
-fn default_build_minutes() -> u64 {
-    120
-}
-
-/// The test stage's check: an HTTP request that must answer, or a command that must exit 0.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum SmokeTest {
-    /// GET a URL; it must answer `status` and contain `contains`, if given.
-    Http {
-        /// The URL.
-        url: String,
-        /// Expected status (default 200).
-        #[serde(default = "default_status")]
-        status: u16,
-        /// Text the body must contain.
-        #[serde(default)]
-        contains: Option<String>,
-        /// Give up after this many seconds.
-        #[serde(default = "default_smoke_seconds")]
-        timeout_seconds: u64,
-    },
-    /// Run a command in the template folder; it must exit 0.
-    Command {
-        /// Program and arguments.
-        argv: Vec<String>,
-        /// Give up after this many seconds.
-        #[serde(default = "default_smoke_seconds")]
-        timeout_seconds: u64,
-    },
-}
-
-fn default_status() -> u16 {
-    200
-}
-
-fn default_smoke_seconds() -> u64 {
-    60
-}
-
-/// Who decides whether a run is released.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovalPolicy {
-    /// Approver names (email addresses in production).
-    pub approvers: Vec<String>,
-    /// Approvals needed (k of n).
-    #[serde(default = "default_required")]
-    pub required: u32,
-    /// Hours before the request lapses.
-    #[serde(default = "default_expiry_hours")]
-    pub expires_hours: u32,
-    /// Remind approvers who have not decided this many hours before the deadline (0: never).
-    #[serde(default = "default_remind_hours")]
-    pub remind_before_hours: u32,
-}
-
-fn default_remind_hours() -> u32 {
-    24
-}
-
-fn default_required() -> u32 {
-    1
-}
-
-fn default_expiry_hours() -> u32 {
-    72
 }
 
 /// Reads every image under `images_dir` (each folder with an `image.toml`).
@@ -320,60 +94,6 @@ pub fn load_images(images_dir: &Path) -> Result<BTreeMap<String, ImageConfig>, C
     Ok(images)
 }
 
-/// Parses and checks an `image.toml`.
-pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
-    let settings: ImageSettings = toml::from_str(text).map_err(|e| e.to_string())?;
-    let policy = &settings.approval;
-    if policy.approvers.is_empty() {
-        return Err("[approval] approvers must name at least one approver".into());
-    }
-    if policy.required == 0 || policy.required as usize > policy.approvers.len() {
-        return Err(format!(
-            "[approval] required must be between 1 and the number of approvers ({})",
-            policy.approvers.len()
-        ));
-    }
-    if policy.expires_hours == 0 {
-        return Err("[approval] expires_hours must be at least 1".into());
-    }
-    if policy.remind_before_hours >= policy.expires_hours {
-        return Err(format!(
-            "[approval] remind_before_hours must be less than expires_hours ({})",
-            policy.expires_hours
-        ));
-    }
-    if let Some(dup) = policy
-        .approvers
-        .iter()
-        .enumerate()
-        .find(|(i, a)| policy.approvers[..*i].contains(a))
-    {
-        return Err(format!("[approval] approver {} is listed twice", dup.1));
-    }
-    if settings.packer.timeout_minutes == 0 {
-        return Err(
-            "[packer] timeout_minutes must be at least 1 (leave it out for the default of 120): with 0 every build is stopped at once"
-                .into(),
-        );
-    }
-    if let SmokeTest::Command { argv, .. } = &settings.smoke
-        && argv.is_empty()
-    {
-        return Err("[smoke.command] argv must name a program".into());
-    }
-    settings.release.check()?;
-    Ok(settings)
-}
-
-/// Image names are folder names and part of run ids and resource names.
-pub fn is_valid_image_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
 /// The factory's own settings, from the environment.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -391,113 +111,9 @@ pub struct Settings {
     pub repo_images_path: String,
     /// Running on one machine (`up`): approval links go to the local outbox.
     pub local: bool,
-    /// Email through Azure Communication Services (`IMAGE_FACTORY_EMAIL_ENDPOINT`,
-    /// `IMAGE_FACTORY_EMAIL_SENDER`), if configured.
-    pub email: Option<EmailSettings>,
     /// When the monthly rebuild is due (`IMAGE_FACTORY_PATCH_TUESDAY_ZONE`, `_OFFSET_DAYS`, `_HOUR`;
     /// default UTC, 1 day, 06:00: the morning after Patch Tuesday).
     pub calendar: BuildCalendar,
-    /// Where runs live (`IMAGE_FACTORY_STORE`, default `sqlite`).
-    pub store: StoreBackend,
-    /// The Azure subscription and gallery the factory manages
-    /// (`IMAGE_FACTORY_SUBSCRIPTION_ID`, ...); `None`: no Azure calls.
-    pub azure: Option<crate::azure::AzureSettings>,
-}
-
-/// Which run store adapter the factory uses.
-#[derive(Clone, Debug, Default)]
-pub enum StoreBackend {
-    /// The embedded SQLite file in the data directory (`IMAGE_FACTORY_STORE=sqlite`).
-    #[default]
-    Sqlite,
-    /// Azure Cosmos DB for NoSQL (`IMAGE_FACTORY_STORE=cosmos`).
-    Cosmos(CosmosSettings),
-}
-
-/// Where the Cosmos DB run store is and how the factory signs in to it.
-#[derive(Clone, Debug)]
-pub struct CosmosSettings {
-    /// The account endpoint (`COSMOS_ENDPOINT`), e.g. `https://myaccount.documents.azure.com:443/`.
-    pub endpoint: String,
-    /// The database (`COSMOS_DATABASE`, default `image-factory`).
-    pub database: String,
-    /// The container (`COSMOS_CONTAINER`, default `runs`), partitioned by `/id`.
-    pub container: String,
-    /// How the factory authenticates.
-    pub auth: CosmosAuth,
-}
-
-/// How the factory authenticates to Cosmos DB.
-#[derive(Clone)]
-pub enum CosmosAuth {
-    /// An account key (`COSMOS_KEY`): emulators and test servers only. Implies
-    /// emulator mode: HTTP/1.1, text JSON, the emulator's certificate accepted on
-    /// loopback hosts, and the database and container created when missing.
-    EmulatorKey(String),
-    /// Entra ID: the managed identity in Azure, developer credentials elsewhere.
-    Entra(Identity),
-}
-
-impl std::fmt::Debug for CosmosAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CosmosAuth::EmulatorKey(_) => f.write_str("EmulatorKey(<redacted>)"),
-            CosmosAuth::Entra(identity) => write!(f, "Entra({identity:?})"),
-        }
-    }
-}
-
-impl StoreBackend {
-    /// Reads `IMAGE_FACTORY_STORE` and, for Cosmos DB, its `COSMOS_*` settings
-    /// through `var` (the environment, or a map in tests).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<StoreBackend, ConfigError> {
-        match var("IMAGE_FACTORY_STORE").as_deref() {
-            None | Some("sqlite") => Ok(StoreBackend::Sqlite),
-            Some("cosmos") => {
-                let endpoint = var("COSMOS_ENDPOINT").ok_or(ConfigError::Setting {
-                    name: "COSMOS_ENDPOINT",
-                    message: "is required when IMAGE_FACTORY_STORE=cosmos (the account's https://<account>.documents.azure.com:443/ endpoint)".into(),
-                })?;
-                let url = reqwest::Url::parse(&endpoint).map_err(|e| ConfigError::Setting {
-                    name: "COSMOS_ENDPOINT",
-                    message: format!("is not a URL: {e}"),
-                })?;
-                if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-                    return Err(ConfigError::Setting {
-                        name: "COSMOS_ENDPOINT",
-                        message: "must be an http(s) URL with a host".into(),
-                    });
-                }
-                let auth = match var("COSMOS_KEY") {
-                    Some(key) => CosmosAuth::EmulatorKey(key),
-                    None => CosmosAuth::Entra(Identity::from_vars(&var)),
-                };
-                let name = |setting: &'static str, default: &str| -> Result<String, ConfigError> {
-                    let value = var(setting).unwrap_or_else(|| default.to_string());
-                    let ok = value.len() <= 255
-                        && !value.chars().any(|c| matches!(c, '/' | '\\' | '?' | '#'));
-                    if ok {
-                        Ok(value)
-                    } else {
-                        Err(ConfigError::Setting {
-                            name: setting,
-                            message: "must be at most 255 characters without / \\ ? or #".into(),
-                        })
-                    }
-                };
-                Ok(StoreBackend::Cosmos(CosmosSettings {
-                    endpoint,
-                    database: name("COSMOS_DATABASE", "image-factory")?,
-                    container: name("COSMOS_CONTAINER", "runs")?,
-                    auth,
-                }))
-            }
-            Some(_) => Err(ConfigError::Setting {
-                name: "IMAGE_FACTORY_STORE",
-                message: "must be sqlite or cosmos".into(),
-            }),
-        }
-    }
 }
 
 impl Settings {
@@ -545,21 +161,6 @@ impl Settings {
                 .unwrap_or_else(|| "images".into()),
             calendar,
             local: false,
-            email: match (
-                var("IMAGE_FACTORY_EMAIL_ENDPOINT"),
-                var("IMAGE_FACTORY_EMAIL_SENDER"),
-            ) {
-                (Some(endpoint), Some(sender)) => Some(EmailSettings { endpoint, sender }),
-                (None, None) => None,
-                _ => {
-                    return Err(ConfigError::Setting {
-                        name: "IMAGE_FACTORY_EMAIL_ENDPOINT",
-                        message: "set both IMAGE_FACTORY_EMAIL_ENDPOINT and IMAGE_FACTORY_EMAIL_SENDER, or neither".into(),
-                    });
-                }
-            },
-            store: StoreBackend::from_vars(var)?,
-            azure: crate::azure::AzureSettings::from_vars(var)?,
         })
     }
 
@@ -577,9 +178,6 @@ impl Settings {
             calendar: BuildCalendar::new("UTC", 1, 6)
                 .unwrap_or_else(|_| unreachable!("a valid calendar")),
             local: true,
-            email: None,
-            store: StoreBackend::Sqlite,
-            azure: None,
         }
     }
 
@@ -592,15 +190,6 @@ impl Settings {
     pub fn run_dir(&self, run_id: &crate::domain::run::RunId) -> PathBuf {
         self.data_dir.join("runs").join(run_id)
     }
-}
-
-/// Where approval emails are sent from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EmailSettings {
-    /// The Communication Services resource, `https://<name>.communication.azure.com`.
-    pub endpoint: String,
-    /// The verified sender address (`DoNotReply@<domain>`).
-    pub sender: String,
 }
 
 /// Finds an executable on the PATH.
@@ -635,14 +224,12 @@ pub fn parse_key_ring(value: &str) -> Result<KeyRing, ConfigError> {
     KeyRing::new(keys).map_err(|e| bad(e.to_string()))
 }
 
-/// How long a build may run.
-pub fn build_timeout(image: &ImageConfig) -> Duration {
-    Duration::from_secs(image.settings.packer.timeout_minutes.saturating_mul(60))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::gallery::PrunePolicy;
+    use crate::domain::image::*;
+    use crate::domain::version::VersionStrategy;
 
     const GOOD: &str = r#"
         baseline_version = "cis-1"
@@ -765,77 +352,6 @@ mod tests {
             "{err}"
         );
         assert!(parse_key_ring("nocolon").is_err());
-    }
-
-    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    #[test]
-    fn the_store_is_sqlite_unless_cosmos_is_chosen_and_a_missing_endpoint_is_named() {
-        assert!(matches!(
-            StoreBackend::from_vars(vars(&[])).unwrap(),
-            StoreBackend::Sqlite
-        ));
-        let err = StoreBackend::from_vars(vars(&[("IMAGE_FACTORY_STORE", "cosmos")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("COSMOS_ENDPOINT"), "{err}");
-        let err = StoreBackend::from_vars(vars(&[("IMAGE_FACTORY_STORE", "mongo")]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("IMAGE_FACTORY_STORE"), "{err}");
-    }
-
-    #[test]
-    fn cosmos_settings_pick_the_credential_and_never_show_the_key() {
-        let endpoint = ("COSMOS_ENDPOINT", "https://acct.documents.azure.com:443/");
-        let cosmos = ("IMAGE_FACTORY_STORE", "cosmos");
-        let keyed =
-            StoreBackend::from_vars(vars(&[cosmos, endpoint, ("COSMOS_KEY", "c2VjcmV0a2V5")]))
-                .unwrap();
-        let shown = format!("{keyed:?}");
-        assert!(
-            shown.contains("EmulatorKey") && !shown.contains("c2VjcmV0a2V5"),
-            "{shown}"
-        );
-        let StoreBackend::Cosmos(c) = keyed else {
-            panic!("cosmos")
-        };
-        assert_eq!(
-            (c.database.as_str(), c.container.as_str()),
-            ("image-factory", "runs")
-        );
-
-        let in_azure = StoreBackend::from_vars(vars(&[
-            cosmos,
-            endpoint,
-            ("IDENTITY_ENDPOINT", "http://169.254.169.254"),
-        ]))
-        .unwrap();
-        assert!(matches!(
-            in_azure,
-            StoreBackend::Cosmos(CosmosSettings {
-                auth: CosmosAuth::Entra(Identity::Managed { client_id: None }),
-                ..
-            })
-        ));
-        let developer = StoreBackend::from_vars(vars(&[cosmos, endpoint])).unwrap();
-        assert!(matches!(
-            developer,
-            StoreBackend::Cosmos(CosmosSettings {
-                auth: CosmosAuth::Entra(Identity::Developer),
-                ..
-            })
-        ));
-        let bad = StoreBackend::from_vars(vars(&[cosmos, endpoint, ("COSMOS_CONTAINER", "a/b")]))
-            .unwrap_err()
-            .to_string();
-        assert!(bad.contains("COSMOS_CONTAINER"), "{bad}");
     }
 
     #[test]

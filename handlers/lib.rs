@@ -12,10 +12,10 @@ pub mod config;
 pub mod dashboard;
 pub mod doctor;
 pub mod domain;
-pub mod executor;
+
 pub mod functions;
 pub mod host;
-pub mod identity;
+
 pub mod inputs;
 pub mod layout;
 pub mod local;
@@ -32,4 +32,5 @@ pub mod startup;
 
 pub mod telemetry;
 pub mod template;
+pub mod web;
 pub mod worker;

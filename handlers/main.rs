@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use image_factory::azure::Azure;
+use image_factory::azure::identity::Identity;
 use image_factory::client::{self, Client};
 use image_factory::config::{Settings, load_images};
 use image_factory::domain::calendar::{Month, patch_tuesday};
@@ -31,8 +31,7 @@ use image_factory::domain::run::RunId;
 use image_factory::domain::schedule::Schedule;
 use image_factory::domain::version::ImageVersion;
 use image_factory::host::BusSettings;
-use image_factory::identity::Identity;
-use image_factory::startup::{Secrets, build_app, start_local};
+use image_factory::startup::{Adapters, Secrets, build_app, open_gallery, start_local};
 use image_factory::telemetry::Telemetry;
 
 #[derive(Parser)]
@@ -299,10 +298,11 @@ enum Command {
     },
     /// Make an earlier gallery version of an image latest again.
     ///
-    /// Every higher version is excluded from latest (kept, not deleted). Needs
+    /// Every higher version is excluded from latest (kept, not deleted). With
     /// IMAGE_FACTORY_SUBSCRIPTION_ID, IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and
-    /// IMAGE_FACTORY_GALLERY; refuses a version the gallery does not have or
-    /// is deleting.
+    /// IMAGE_FACTORY_GALLERY set, in the Azure Compute Gallery; else in the
+    /// local gallery (the data folder's releases/). Refuses a version the
+    /// gallery does not have or is deleting.
     Rollback {
         /// The image (its folder's name).
         #[arg(long)]
@@ -379,7 +379,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             };
             let secrets = Secrets::from_env(&settings, true)?;
-            let app = build_app(settings, secrets, shutdown.clone()).await?;
+            let app = build_app(settings, Adapters::from_env()?, secrets, shutdown.clone()).await?;
             let listener = TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| {
@@ -410,7 +410,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let shutdown = CancellationToken::new();
             let settings = Settings::from_env()?;
             let secrets = Secrets::from_env(&settings, false)?;
-            let app = build_app(settings, secrets, shutdown.clone()).await?;
+            let app = build_app(settings, Adapters::from_env()?, secrets, shutdown.clone()).await?;
             let listener = TcpListener::bind(("127.0.0.1", port)).await?;
             let server = tokio::spawn(image_factory::server::serve(listener, app));
             wait_for_signal().await;
@@ -625,7 +625,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             print_answer(format!(
                 "{image}: {} is latest (excluded from latest: {excluded})",
-                outcome.promoted
+                outcome.promoted.as_deref().unwrap_or(to.as_str())
             ))
         }
         Command::Schedule {
@@ -658,37 +658,26 @@ fn broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-/// Applies the promotion plan of `to` to `image`'s gallery image definition.
+/// Applies the promotion plan of `to` to `image`'s versions in the gallery
+/// the settings choose: the Azure Compute Gallery when the factory manages
+/// Azure, else the data folder's local gallery.
 async fn rollback(
     image: &str,
     to: &str,
-) -> anyhow::Result<image_factory::azure::release::GalleryOutcome> {
+) -> anyhow::Result<image_factory::ports::gallery::GalleryOutcome> {
     let settings = Settings::from_env()?;
-    let azure = settings.azure.clone().context(
-        "rollback changes the gallery through Resource Manager: set IMAGE_FACTORY_SUBSCRIPTION_ID, IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY",
-    )?;
+    let adapters = Adapters::from_env()?;
     let version: ImageVersion = to.parse().map_err(|e| anyhow::anyhow!("--to {to}: {e}"))?;
     let images = load_images(&settings.images_dir)?;
-    let config = images.get(image).with_context(|| {
-        format!(
+    if !images.contains_key(image) {
+        anyhow::bail!(
             "no image {image} in {} (the images are: {})",
             settings.images_dir.display(),
             images.keys().cloned().collect::<Vec<_>>().join(", ")
-        )
-    })?;
-    let definition = config
-        .settings
-        .gallery_image_name
-        .clone()
-        .unwrap_or_else(|| image.to_string());
-    let gallery_image = azure.gallery_image(&definition).context(
-        "rollback needs the gallery: set IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY",
-    )?;
-    let credential = Identity::from_vars(|name| std::env::var(name).ok())
-        .credential()
-        .map_err(anyhow::Error::msg)?;
-    let azure = Azure::new(azure, credential)?;
-    Ok(image_factory::azure::release::rollback(&azure.arm, &gallery_image, version).await?)
+        );
+    }
+    let gallery = open_gallery(&settings, &adapters, &images)?;
+    Ok(gallery.rollback(image, version).await?)
 }
 
 /// Prints the factory's answer (an error, not a panic, if stdout is closed).
@@ -699,8 +688,9 @@ fn print_answer(text: String) -> anyhow::Result<ExitCode> {
 
 /// The `worker` command: one build, its log, its report.
 async fn worker() -> anyhow::Result<ExitCode> {
-    use image_factory::azure::blob::BlobLogs;
+    use image_factory::azure::blob::{BlobLogs, container_of};
     use image_factory::azure::servicebus::{Connection, LegacyHttp, ServiceBusReporter};
+    use image_factory::local::executor::LocalExecutor;
     use image_factory::worker::{self, WorkerSettings};
 
     let _telemetry = Telemetry::from_env(true)?;
@@ -710,7 +700,11 @@ async fn worker() -> anyhow::Result<ExitCode> {
         .credential()
         .map_err(anyhow::Error::msg)?;
     let extra_root = var("IMAGE_FACTORY_BUILD_LOGS_CA").map(std::path::PathBuf::from);
-    let uploader = BlobLogs::new(credential.clone(), extra_root.as_deref())?;
+    let uploader = BlobLogs::new(
+        container_of(&settings.order.log_url),
+        credential.clone(),
+        extra_root.as_deref(),
+    )?;
     let connection = var("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION")
         .context("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION is not set (the job's secret reference to Key Vault)")?;
     let connection = Connection::parse(&connection)
@@ -734,7 +728,16 @@ async fn worker() -> anyhow::Result<ExitCode> {
     image_factory::telemetry::join_run_trace(&span, &settings.order.run_id);
     let work = async {
         tracing::info!(run_id = %settings.order.run_id, worker = %settings.order.worker_id, "build worker started");
-        match worker::run(&settings, credential.as_ref(), &uploader, &reporter, cancel).await {
+        match worker::run(
+            &settings,
+            credential.as_ref(),
+            &LocalExecutor,
+            &uploader,
+            &reporter,
+            cancel,
+        )
+        .await
+        {
             Ok(report) => {
                 tracing::info!(run_id = %report.run_id, outcome = ?report.outcome, "build reported");
                 ExitCode::SUCCESS

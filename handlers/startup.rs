@@ -7,6 +7,7 @@
 //! runs with no setup and links stay valid across restarts. The data folder
 //! is private: 0700, its files 0600 ([`crate::private`]).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,17 +20,33 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, Ids, TriggerSecrets};
-use crate::azure::cosmos::CosmosStore;
-use crate::config::{Settings, StoreBackend, load_images, parse_key_ring};
-use crate::executor::LocalExecutor;
+use crate::app::{App, TriggerSecrets};
+use crate::azure::blob::BlobLogs;
+use crate::azure::compute::AzureMarketplace;
+use crate::azure::cosmos::{CosmosAuth, CosmosSettings, CosmosStore};
+use crate::azure::email::{EmailChannel, EmailSettings};
+use crate::azure::gallery::AzureGallery;
+use crate::azure::identity::Identity;
+use crate::azure::jobs::ContainerAppsWorkers;
+use crate::azure::testvm::AzureTestVms;
+use crate::azure::{Azure, AzureSettings};
+use crate::config::{ConfigError, Settings, load_images, parse_key_ring};
+use crate::domain::image::ImageConfig;
 use crate::host::bus::Bus;
 use crate::host::function_app::FunctionApp;
 use crate::host::{BusSettings, LocalHost};
-use crate::identity::Identity;
+use crate::local::executor::LocalExecutor;
+use crate::local::gallery::LocalGallery;
+use crate::local::logs::LocalLogs;
+use crate::local::marketplace::{LocalMarketplace, MARKETPLACE_FILE};
+use crate::local::outbox::OutboxChannel;
 use crate::local::sqlite::SqliteStore;
-use crate::notifier::{Channel, EmailChannel, Notifier, OutboxChannel, TeamsChannel};
+use crate::local::test_env::LocalTestEnvironment;
+use crate::ports::clock::Ids;
+use crate::ports::gallery::Gallery;
+use crate::ports::notifier::{Channel, Notifier};
 use crate::ports::store::RunStore;
+use crate::web::teams::TeamsChannel;
 
 /// Secrets generated for local use.
 #[derive(Serialize, Deserialize)]
@@ -85,7 +102,10 @@ const OUTBOX: &str = "outbox";
 /// The data folder's sub-folders that hold secrets or state: the outbox
 /// (live approval links), the run folders (build logs, packer's outputs)
 /// and the release records.
-const PRIVATE_FOLDERS: [&str; 3] = [OUTBOX, "runs", "releases"];
+/// The local gallery's folder in the data folder.
+pub const RELEASES: &str = "releases";
+
+const PRIVATE_FOLDERS: [&str; 3] = [OUTBOX, "runs", RELEASES];
 
 /// Makes the data folder private (0700, created if missing) and, for data a
 /// version before this one left readable by other users, what it holds:
@@ -164,10 +184,102 @@ impl Secrets {
     }
 }
 
+/// The settings of the adapters: which adapter serves each port, and where
+/// it finds its system. Read from the environment next to [`Settings`].
+#[derive(Clone, Debug, Default)]
+pub struct Adapters {
+    /// Where runs live (`IMAGE_FACTORY_STORE`, default `sqlite`).
+    pub store: StoreBackend,
+    /// The Azure subscription and gallery the factory manages
+    /// (`IMAGE_FACTORY_SUBSCRIPTION_ID`, ...); `None`: no Azure calls, every
+    /// port served on this machine.
+    pub azure: Option<AzureSettings>,
+    /// Email through Azure Communication Services, if configured.
+    pub email: Option<EmailSettings>,
+}
+
+impl Adapters {
+    /// Reads the adapters' settings from the environment.
+    pub fn from_env() -> Result<Adapters, ConfigError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Ok(Adapters {
+            store: StoreBackend::from_vars(var)?,
+            azure: AzureSettings::from_vars(var)?,
+            email: EmailSettings::from_vars(var)?,
+        })
+    }
+}
+
+/// Which run store adapter the factory uses.
+#[derive(Clone, Debug, Default)]
+pub enum StoreBackend {
+    /// The embedded SQLite file in the data directory (`IMAGE_FACTORY_STORE=sqlite`).
+    #[default]
+    Sqlite,
+    /// Azure Cosmos DB for NoSQL (`IMAGE_FACTORY_STORE=cosmos`).
+    Cosmos(CosmosSettings),
+}
+
+impl StoreBackend {
+    /// Reads `IMAGE_FACTORY_STORE` and, for Cosmos DB, its `COSMOS_*` settings
+    /// through `var` (the environment, or a map in tests).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<StoreBackend, ConfigError> {
+        match var("IMAGE_FACTORY_STORE").as_deref() {
+            None | Some("sqlite") => Ok(StoreBackend::Sqlite),
+            Some("cosmos") => {
+                let endpoint = var("COSMOS_ENDPOINT").ok_or(ConfigError::Setting {
+                    name: "COSMOS_ENDPOINT",
+                    message: "is required when IMAGE_FACTORY_STORE=cosmos (the account's https://<account>.documents.azure.com:443/ endpoint)".into(),
+                })?;
+                let url = reqwest::Url::parse(&endpoint).map_err(|e| ConfigError::Setting {
+                    name: "COSMOS_ENDPOINT",
+                    message: format!("is not a URL: {e}"),
+                })?;
+                if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+                    return Err(ConfigError::Setting {
+                        name: "COSMOS_ENDPOINT",
+                        message: "must be an http(s) URL with a host".into(),
+                    });
+                }
+                let auth = match var("COSMOS_KEY") {
+                    Some(key) => CosmosAuth::EmulatorKey(key),
+                    None => CosmosAuth::Entra(Identity::from_vars(&var)),
+                };
+                let name = |setting: &'static str, default: &str| -> Result<String, ConfigError> {
+                    let value = var(setting).unwrap_or_else(|| default.to_string());
+                    let ok = value.len() <= 255
+                        && !value.chars().any(|c| matches!(c, '/' | '\\' | '?' | '#'));
+                    if ok {
+                        Ok(value)
+                    } else {
+                        Err(ConfigError::Setting {
+                            name: setting,
+                            message: "must be at most 255 characters without / \\ ? or #".into(),
+                        })
+                    }
+                };
+                Ok(StoreBackend::Cosmos(CosmosSettings {
+                    endpoint,
+                    database: name("COSMOS_DATABASE", "image-factory")?,
+                    container: name("COSMOS_CONTAINER", "runs")?,
+                    auth,
+                }))
+            }
+            Some(_) => Err(ConfigError::Setting {
+                name: "IMAGE_FACTORY_STORE",
+                message: "must be sqlite or cosmos".into(),
+            }),
+        }
+    }
+}
+
 /// Opens the run store the settings choose; for Cosmos DB, checks that the
 /// account, database and container are reachable (an error names the setting).
-pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn RunStore>> {
-    Ok(match &settings.store {
+pub async fn open_store(
+    settings: &Settings,
+    backend: &StoreBackend,
+) -> anyhow::Result<Arc<dyn RunStore>> {
+    Ok(match backend {
         StoreBackend::Sqlite => Arc::new(SqliteStore::open(&settings.store_path())?),
         StoreBackend::Cosmos(cosmos) => {
             let store = CosmosStore::connect(cosmos).await?;
@@ -177,9 +289,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn RunStore>
     })
 }
 
-/// Builds the app from settings and secrets.
+/// Builds the app from settings, the adapters' settings and secrets: the one
+/// place that chooses an adapter for each port.
 pub async fn build_app(
     settings: Settings,
+    adapters: Adapters,
     secrets: Secrets,
     shutdown: CancellationToken,
 ) -> anyhow::Result<App> {
@@ -189,36 +303,18 @@ pub async fn build_app(
         tracing::warn!(dir = %settings.images_dir.display(), "no images configured: add a folder with an image.toml");
     }
     secure_data_dir(&settings).await?;
-    let store = open_store(&settings).await?;
-    let notifier = notifier(&settings, &secrets)?;
-    let azure = match &settings.azure {
-        Some(azure) => {
-            let identity = Identity::from_vars(|name| std::env::var(name).ok());
-            let credential = identity.credential().map_err(anyhow::Error::msg)?;
-            tracing::info!(endpoint = %azure.endpoint, "Azure Resource Manager calls enabled");
-            Some(Arc::new(crate::azure::Azure::new(
-                azure.clone(),
-                credential,
-            )?))
-        }
-        None => None,
-    };
-    let workers = azure.as_ref().and_then(|azure| {
-        let job = azure.settings.build_job.as_ref()?;
-        tracing::info!(job = %job.name, "builds run off the host, on the Container Apps job");
-        let workers: Arc<dyn crate::worker::Workers> =
-            Arc::new(crate::azure::jobs::ContainerAppsWorkers::new(
-                azure.arm.clone(),
-                &azure.settings.subscription_id,
-                job,
-            ));
-        Some(workers)
-    });
-    Ok(App {
+    let store = open_store(&settings, &adapters.store).await?;
+    let notifier = notifier(&settings, adapters.email.as_ref(), &secrets)?;
+    let mut app = App {
         store,
         executor: Arc::new(LocalExecutor),
-        workers,
-        azure,
+        workers: None,
+        logs: Arc::new(LocalLogs::new(settings.data_dir.join("logs"))),
+        gallery: Arc::new(LocalGallery::new(settings.data_dir.join(RELEASES))),
+        test_environments: vec![Arc::new(LocalTestEnvironment)],
+        marketplace: Arc::new(LocalMarketplace::new(
+            settings.data_dir.join(MARKETPLACE_FILE),
+        )),
         images: Arc::new(images),
         settings: Arc::new(settings),
         keys: Arc::new(keys),
@@ -231,13 +327,98 @@ pub async fn build_app(
         clock: Arc::new(Utc::now),
         ids: Ids::random(),
         shutdown,
+    };
+    if let Some(azure) = &adapters.azure {
+        let identity = Identity::from_vars(|name| std::env::var(name).ok());
+        let credential = identity.credential().map_err(anyhow::Error::msg)?;
+        tracing::info!(endpoint = %azure.endpoint, "Azure Resource Manager calls enabled");
+        let logs = match &azure.build_job {
+            Some(job) => Some(BlobLogs::new(
+                &job.log_container_url,
+                credential.clone(),
+                None,
+            )?),
+            None => None,
+        };
+        use_azure(&mut app, Azure::new(azure.clone(), credential)?, logs);
+    }
+    Ok(app)
+}
+
+/// The gallery the settings choose: the Azure Compute Gallery when the
+/// factory manages Azure, else the data folder's local gallery.
+pub fn open_gallery(
+    settings: &Settings,
+    adapters: &Adapters,
+    images: &BTreeMap<String, ImageConfig>,
+) -> anyhow::Result<Arc<dyn Gallery>> {
+    Ok(match &adapters.azure {
+        Some(azure) => {
+            let credential = Identity::from_vars(|name| std::env::var(name).ok())
+                .credential()
+                .map_err(anyhow::Error::msg)?;
+            Arc::new(azure_gallery(
+                &Azure::new(azure.clone(), credential)?,
+                images,
+            ))
+        }
+        None => Arc::new(LocalGallery::new(settings.data_dir.join(RELEASES))),
     })
+}
+
+/// The Azure Compute Gallery adapter: each image's gallery image definition
+/// (`gallery_image_name`, else the image's name) in the configured gallery.
+fn azure_gallery(azure: &Azure, images: &BTreeMap<String, ImageConfig>) -> AzureGallery {
+    let definitions = images
+        .iter()
+        .filter_map(|(name, image)| {
+            let definition = image.settings.gallery_image_name.as_deref().unwrap_or(name);
+            Some((name.clone(), azure.settings.gallery_image(definition)?))
+        })
+        .collect();
+    AzureGallery {
+        arm: azure.arm.clone(),
+        definitions,
+    }
+}
+
+/// Serves the gallery, the test VMs, the Marketplace and (with a build job)
+/// the build workers and their logs from Azure; what Azure does not serve
+/// stays local (a `[smoke.command]` test runs on this machine).
+pub fn use_azure(app: &mut App, azure: Azure, logs: Option<BlobLogs>) {
+    let settings = &azure.settings;
+    app.gallery = Arc::new(azure_gallery(&azure, &app.images));
+    app.test_environments.insert(
+        0,
+        Arc::new(AzureTestVms {
+            arm: azure.arm.clone(),
+            subscription_id: settings.subscription_id.clone(),
+            settings: settings.test_vm.clone(),
+        }),
+    );
+    app.marketplace = Arc::new(AzureMarketplace {
+        arm: azure.arm.clone(),
+        subscription_id: settings.subscription_id.clone(),
+    });
+    if let (Some(job), Some(logs)) = (&settings.build_job, logs) {
+        tracing::info!(job = %job.name, "builds run off the host, on the Container Apps job");
+        app.workers = Some(Arc::new(ContainerAppsWorkers::new(
+            azure.arm.clone(),
+            &settings.subscription_id,
+            job,
+        )));
+        app.logs = Arc::new(logs);
+    }
 }
 
 /// The notification channels: the local outbox when running locally, Teams
 /// when `IMAGE_FACTORY_TEAMS_WEBHOOK_URL` is set, email when
 /// `IMAGE_FACTORY_EMAIL_ENDPOINT` and `IMAGE_FACTORY_EMAIL_SENDER` are.
-fn notifier(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Notifier> {
+fn notifier(
+    settings: &Settings,
+    email: Option<&EmailSettings>,
+    secrets: &Secrets,
+) -> anyhow::Result<Notifier> {
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
     if settings.local {
         channels.push(Arc::new(OutboxChannel::new(settings.data_dir.join(OUTBOX))));
@@ -247,7 +428,7 @@ fn notifier(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Notifier> 
             TeamsChannel::new(url.clone()).map_err(anyhow::Error::msg)?,
         ));
     }
-    if let Some(email) = &settings.email {
+    if let Some(email) = email {
         let credential = Identity::from_vars(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
             .credential()
             .map_err(anyhow::Error::msg)?;
@@ -317,4 +498,80 @@ pub async fn start_local(
         host,
         handler,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_cosmos_is_chosen_and_a_missing_endpoint_is_named() {
+        assert!(matches!(
+            StoreBackend::from_vars(vars(&[])).unwrap(),
+            StoreBackend::Sqlite
+        ));
+        let err = StoreBackend::from_vars(vars(&[("IMAGE_FACTORY_STORE", "cosmos")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("COSMOS_ENDPOINT"), "{err}");
+        let err = StoreBackend::from_vars(vars(&[("IMAGE_FACTORY_STORE", "mongo")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("IMAGE_FACTORY_STORE"), "{err}");
+    }
+
+    #[test]
+    fn cosmos_settings_pick_the_credential_and_never_show_the_key() {
+        let endpoint = ("COSMOS_ENDPOINT", "https://acct.documents.azure.com:443/");
+        let cosmos = ("IMAGE_FACTORY_STORE", "cosmos");
+        let keyed =
+            StoreBackend::from_vars(vars(&[cosmos, endpoint, ("COSMOS_KEY", "c2VjcmV0a2V5")]))
+                .unwrap();
+        let shown = format!("{keyed:?}");
+        assert!(
+            shown.contains("EmulatorKey") && !shown.contains("c2VjcmV0a2V5"),
+            "{shown}"
+        );
+        let StoreBackend::Cosmos(c) = keyed else {
+            panic!("cosmos")
+        };
+        assert_eq!(
+            (c.database.as_str(), c.container.as_str()),
+            ("image-factory", "runs")
+        );
+
+        let in_azure = StoreBackend::from_vars(vars(&[
+            cosmos,
+            endpoint,
+            ("IDENTITY_ENDPOINT", "http://169.254.169.254"),
+        ]))
+        .unwrap();
+        assert!(matches!(
+            in_azure,
+            StoreBackend::Cosmos(CosmosSettings {
+                auth: CosmosAuth::Entra(Identity::Managed { client_id: None }),
+                ..
+            })
+        ));
+        let developer = StoreBackend::from_vars(vars(&[cosmos, endpoint])).unwrap();
+        assert!(matches!(
+            developer,
+            StoreBackend::Cosmos(CosmosSettings {
+                auth: CosmosAuth::Entra(Identity::Developer),
+                ..
+            })
+        ));
+        let bad = StoreBackend::from_vars(vars(&[cosmos, endpoint, ("COSMOS_CONTAINER", "a/b")]))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("COSMOS_CONTAINER"), "{bad}");
+    }
 }

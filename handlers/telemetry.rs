@@ -119,13 +119,13 @@ impl Telemetry {
 
     /// Installs telemetry from the environment: the export when the
     /// connection string is set, signed in as the factory's identity
-    /// ([`crate::identity::Identity::from_vars`]).
+    /// ([`crate::azure::identity::Identity::from_vars`]).
     pub fn from_env(json: bool) -> anyhow::Result<Telemetry> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let Some(connection_string) = var(CONNECTION_STRING) else {
             return Telemetry::install(json, None);
         };
-        match crate::identity::Identity::from_vars(var).credential() {
+        match crate::azure::identity::Identity::from_vars(var).credential() {
             Ok(credential) => Telemetry::install(
                 json,
                 Some(Export {

@@ -1,22 +1,9 @@
-//! Builds off the Functions host. A Windows build takes 30 to 90 minutes,
-//! longer than a function invocation should live, so on Azure the build stage
-//! only starts a worker (a Container Apps job execution running this binary's
-//! `worker` mode) and returns. This module owns the contract between the two
-//! sides and the worker's own body:
-//!
-//! - [`BuildOrder`]: what the build stage asks a worker to build (passed in
-//!   the execution's environment as `IMAGE_FACTORY_BUILD_ORDER`);
-//! - [`BuildReport`]: what the worker sends back on the `build-completed`
-//!   queue, read by the `build-completed` function;
-//! - [`Workers`]: the port that starts, watches and stops workers (the
-//!   Container Apps adapter is `azure::jobs`);
-//! - [`run`]: the worker mode: run packer as the local build stage does,
-//!   upload the log, report.
-//!
-//! Identity: the build stage chooses a random worker id per order and the
-//! report carries it back, so a report is matched to the attempt that started
-//! the worker, and a report from a worker whose attempt was superseded is
-//! refused by the state machine.
+//! The worker mode: one build off the Functions host (a Container Apps job
+//! execution running this binary's `worker` mode). It reads its
+//! [`BuildOrder`] from `IMAGE_FACTORY_BUILD_ORDER`, runs packer as the local
+//! build stage does ([`crate::stages::build_here`]), uploads the log and
+//! sends its [`crate::ports::workers::BuildReport`] on the `build-completed`
+//! queue. The contract between the two sides is [`crate::ports::workers`].
 //!
 //! Packer's sign-in ([`PackerSignIn`]): packer's Azure plugin finds a managed
 //! identity only through the VM metadata endpoint, which Container Apps does
@@ -30,15 +17,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::config::load_images;
-use crate::domain::run::{BuildOutcome, RunId, WorkerRef};
-use crate::executor::LocalExecutor;
-use crate::stages::{BuildSpec, Packer, StageResult, build_here};
+use crate::domain::run::BuildOutcome;
+use crate::ports::executor::Executor;
+use crate::ports::logs::LogStore;
+use crate::ports::workers::{BuildOrder, BuildReport, Reporter};
+use crate::stages::{Packer, StageResult, build_here};
 
 /// The environment variable that carries a worker's [`BuildOrder`].
 pub const ORDER_VAR: &str = "IMAGE_FACTORY_BUILD_ORDER";
@@ -100,121 +86,6 @@ impl PackerSignIn {
     }
 }
 
-/// What one worker builds: everything `packer build` needs from the run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BuildOrder {
-    /// The run.
-    pub run_id: RunId,
-    /// The image (a folder of the worker's images).
-    pub image: String,
-    /// The version being built.
-    pub version: String,
-    /// The commit being built, if any.
-    pub commit: Option<String>,
-    /// The stage message that asked for the build. Every delivery of the same
-    /// message shares one worker: a redelivery finds it instead of starting
-    /// a second build.
-    pub message_id: String,
-    /// The factory's id for this worker; its report carries it back.
-    pub worker_id: String,
-    /// Where the worker uploads the build log.
-    pub log_url: String,
-    /// Workers of this run the watchdog already counted lost: never adopted
-    /// again, even when the platform later says they ran well (the factory's
-    /// own knowledge; not sent to the worker).
-    #[serde(skip)]
-    pub lost_workers: Vec<String>,
-}
-
-impl BuildOrder {
-    /// What the worker's packer command line is built from.
-    pub fn spec(&self) -> BuildSpec {
-        BuildSpec {
-            run_id: self.run_id.clone(),
-            version: self.version.clone(),
-            commit: self.commit.clone().unwrap_or_default(),
-        }
-    }
-}
-
-/// The message a worker sends on the `build-completed` queue.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BuildReport {
-    /// The run.
-    pub run_id: RunId,
-    /// The worker's id, from its order.
-    pub worker_id: String,
-    /// How the build ended.
-    pub outcome: BuildOutcome,
-}
-
-/// A worker as its platform sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WorkerState {
-    /// Starting or running.
-    Running,
-    /// Its process exited well: it sent its report before exiting.
-    Succeeded {
-        /// When it ended, if known.
-        ended_at: Option<DateTime<Utc>>,
-    },
-    /// It ended without finishing its work (failed, stopped, degraded).
-    Ended {
-        /// The platform's word for it.
-        status: String,
-        /// When it ended, if known.
-        ended_at: Option<DateTime<Utc>>,
-    },
-    /// The platform does not know it (its history was trimmed).
-    Missing,
-}
-
-/// Why a worker could not be started, read or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    /// Resource Manager refused or failed.
-    #[error(transparent)]
-    Azure(#[from] crate::azure::arm::ArmError),
-    /// The platform answered something the factory cannot use.
-    #[error("{0}")]
-    Unexpected(String),
-}
-
-impl WorkerError {
-    /// True when the same call may succeed later.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, WorkerError::Azure(e) if e.is_transient())
-    }
-}
-
-/// Starts, watches and stops build workers.
-#[async_trait]
-pub trait Workers: Send + Sync + 'static {
-    /// Starts the worker for `order`, or answers the worker already started
-    /// for the same stage message when it is still running or ended well.
-    async fn start(&self, order: &BuildOrder) -> Result<WorkerRef, WorkerError>;
-    /// What the platform says about `worker`.
-    async fn state(&self, worker: &WorkerRef) -> Result<WorkerState, WorkerError>;
-    /// Stops `worker` (nothing happens when it already ended).
-    async fn stop(&self, worker: &WorkerRef) -> Result<(), WorkerError>;
-}
-
-/// Sends a worker's report (the Service Bus adapter is `azure::servicebus`).
-#[async_trait]
-pub trait Reporter: Send + Sync {
-    /// Sends `report`; `message_id` makes a resend a duplicate Service Bus can drop.
-    async fn send(&self, report: &BuildReport, message_id: &str) -> Result<(), String>;
-}
-
-/// Uploads a build log (the Blob Storage adapter is `azure::blob`).
-#[async_trait]
-pub trait LogUploader: Send + Sync {
-    /// Uploads the file at `path` to `url`.
-    async fn upload(&self, path: &std::path::Path, url: &str) -> Result<(), String>;
-}
-
 /// Where a worker finds what it needs, from its environment.
 #[derive(Clone, Debug)]
 pub struct WorkerSettings {
@@ -273,12 +144,13 @@ const REPORT_BACKOFF: [Duration; 5] = [
 pub async fn run(
     settings: &WorkerSettings,
     identity: &dyn TokenCredential,
-    uploader: &dyn LogUploader,
+    executor: &dyn Executor,
+    uploader: &dyn LogStore,
     reporter: &dyn Reporter,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<BuildReport, String> {
     let order = &settings.order;
-    let outcome = build(settings, identity, cancel.clone()).await;
+    let outcome = build(settings, identity, executor, cancel.clone()).await;
     let outcome = match outcome {
         Some(outcome) => outcome,
         None => return Err("the worker was stopped before the build ended".into()),
@@ -330,6 +202,7 @@ pub async fn run(
 async fn build(
     settings: &WorkerSettings,
     identity: &dyn TokenCredential,
+    executor: &dyn Executor,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Option<(BuildOutcome, Option<PathBuf>)> {
     let order = &settings.order;
@@ -355,7 +228,7 @@ async fn build(
     let log = run_dir.join(crate::build_log::CURRENT);
     // A worker's container makes one build: its log is its only attempt's.
     match build_here(
-        &LocalExecutor,
+        executor,
         Packer {
             binary: packer,
             sign_in,

@@ -16,7 +16,8 @@ use common::{Factory, OPERATOR_TOKEN, Options, copy_example};
 use image_factory::domain::approval::NoticeKind;
 use image_factory::domain::run::{Run, RunStatus, Stage, StageStatus, Trigger, TriggerKind};
 use image_factory::domain::version::ImageVersion;
-use image_factory::notifier::{Notice, teams_card};
+use image_factory::notifier::teams_card;
+use image_factory::ports::notifier::Notice;
 use serde_json::{Value, json};
 use sha2::Digest;
 use tokio::sync::Mutex;
@@ -789,13 +790,13 @@ async fn approvers_get_an_email_through_communication_services_with_an_entra_tok
     let factory = Factory::start_with(Options {
         images_dir: images.path().to_path_buf(),
         tweak: Box::new(move |app| {
-            let email = image_factory::notifier::EmailChannel::new(
+            let email = image_factory::azure::email::EmailChannel::new(
                 &endpoint,
                 "DoNotReply@images.contoso.com",
                 Arc::new(FixedToken),
             )
             .unwrap();
-            app.notifier = image_factory::notifier::Notifier::new(vec![Arc::new(email)]);
+            app.notifier = image_factory::ports::notifier::Notifier::new(vec![Arc::new(email)]);
         }),
         ..Options::default()
     })

@@ -421,7 +421,7 @@ async fn marketplace_versions_are_listed_and_the_newest_taken() {
         .await
         .expect("listed");
     assert_eq!(
-        compute::newest_marketplace_version(&names),
+        image_factory::domain::image::newest_marketplace_version(&names),
         Some("20348.2849.241106")
     );
     assert!(server.seen()[0].uri.ends_with("?api-version=2024-07-01"));

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use axum::http::Method;
 use common::arm_server::{ArmServer, Reply};
 use common::{Factory, Options, copy_example};
@@ -36,7 +34,7 @@ async fn factory(server: &ArmServer) -> (Factory, tempfile::TempDir) {
     let (azure, _) = server.azure(Default::default());
     let factory = Factory::start_with(Options {
         images_dir: images.path().to_path_buf(),
-        tweak: Box::new(move |app| app.azure = Some(Arc::new(azure))),
+        tweak: Box::new(move |app| image_factory::startup::use_azure(app, azure, None)),
         ..Options::default()
     })
     .await;

@@ -7,9 +7,9 @@ mod common;
 
 use common::Factory;
 use common::cosmos_server::CosmosServer;
-use image_factory::config::StoreBackend;
 use image_factory::domain::run::{RunStatus, Stage, StageStatus};
 use image_factory::domain::version::VersionStrategy;
+use image_factory::startup::StoreBackend;
 use serde_json::Value;
 
 const COMMIT: &str = "c05e05c05e05c05e05c05e05c05e05c05e05c05e";

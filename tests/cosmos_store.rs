@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{TimeZone, Utc};
 use common::cosmos_server::CosmosServer;
 use image_factory::azure::cosmos::{ConnectError, CosmosStore, EMULATOR_KEY, THROTTLE_RETRIES};
-use image_factory::config::{CosmosAuth, CosmosSettings};
+use image_factory::azure::cosmos::{CosmosAuth, CosmosSettings};
 use image_factory::domain::run::{Run, RunId, RunStatus, Trigger, TriggerKind};
 use image_factory::domain::version::ImageVersion;
 use image_factory::ports::store::{RunQuery, RunStore, StoreError};

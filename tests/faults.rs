@@ -57,8 +57,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use chrono::{DateTime, TimeZone, Utc};
-use image_factory::app::{App, Ids, StageMessage};
-use image_factory::azure::{AzureSettings, BuildJob};
+use image_factory::app::{App, StageMessage};
 use image_factory::config::Settings;
 use image_factory::domain::approval::NoticeKind;
 use image_factory::domain::machine::MAX_LOST_WORKERS;
@@ -66,16 +65,21 @@ use image_factory::domain::run::{
     BuildOutcome, BuildResult, Execution, ReleaseRecord, Run, RunId, RunStatus, Stage, StageStatus,
     Trigger, TriggerKind, WORKER_LOST, WorkerRef,
 };
-use image_factory::executor::{Executor, ExecutorError, Job, JobEnd, JobOutcome};
 use image_factory::host::bus::{Bus, Outgoing, Received};
 use image_factory::host::function_app::{FunctionApp, FunctionDef, TriggerBinding};
 use image_factory::host::{BusSettings, DEAD_LETTER_QUEUE, queue_invocation, queue_messages};
+use image_factory::local::executor::LocalExecutor;
 use image_factory::local::sqlite::SqliteStore;
-use image_factory::notifier::{Channel, Notice, Notifier};
+use image_factory::ports::PortError as WorkerError;
+use image_factory::ports::clock::Ids;
+use image_factory::ports::executor::{
+    Check, CheckOutput, Executor, ExecutorError, Job, JobEnd, JobOutcome,
+};
+use image_factory::ports::notifier::{Channel, Notice, Notifier};
 use image_factory::ports::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored};
+use image_factory::ports::workers::{BuildOrder, BuildReport, WorkerState, Workers};
 use image_factory::protocol::{InvocationRequest, InvocationResponse, encode_value};
-use image_factory::startup::{Secrets, build_app};
-use image_factory::worker::{BuildOrder, BuildReport, WorkerError, WorkerState, Workers};
+use image_factory::startup::{Adapters, Secrets, build_app};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
@@ -371,6 +375,11 @@ struct LedgerExecutor {
 
 #[async_trait]
 impl Executor for LedgerExecutor {
+    /// Short checks (packer validate, the smoke command) run for real.
+    async fn check(&self, check: Check) -> Result<CheckOutput, ExecutorError> {
+        LocalExecutor.check(check).await
+    }
+
     async fn run(
         &self,
         job: Job,
@@ -421,7 +430,7 @@ struct LedgerWorkers {
     ledger: Arc<Ledger>,
     faults: Arc<Faults>,
     bus: Bus,
-    clock: image_factory::app::Clock,
+    clock: image_factory::ports::clock::Clock,
     rng: Mutex<StdRng>,
     workers: Mutex<Vec<LedgerWorker>>,
 }
@@ -802,7 +811,7 @@ impl World {
         let data = dir.path().to_path_buf();
         let start = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
         let now = Arc::new(AtomicI64::new(start.timestamp_millis()));
-        let clock: image_factory::app::Clock = {
+        let clock: image_factory::ports::clock::Clock = {
             let now = Arc::clone(&now);
             Arc::new(move || {
                 Utc.timestamp_millis_opt(now.load(Ordering::SeqCst))
@@ -814,18 +823,6 @@ impl World {
         let off_host = seed.is_multiple_of(3);
         let settings = Settings {
             packer: Some(fixture.packer.clone()),
-            azure: off_host.then(|| AzureSettings {
-                endpoint: "http://arm.invalid".into(),
-                subscription_id: "fault-suite".into(),
-                gallery_resource_group: None,
-                gallery: None,
-                build_job: Some(BuildJob {
-                    resource_group: "rg".into(),
-                    name: "job".into(),
-                    log_container_url: "https://logs.invalid/build-logs".into(),
-                }),
-                test_vm: Default::default(),
-            }),
             ..Settings::local(
                 fixture.images.clone(),
                 data.clone(),
@@ -839,9 +836,14 @@ impl World {
             azure_devops: None,
             teams_webhook: None,
         };
-        let mut app = build_app(settings, secrets, CancellationToken::new())
-            .await
-            .unwrap();
+        let mut app = build_app(
+            settings,
+            Adapters::default(),
+            secrets,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         let ids = Ids::seeded(seed ^ 0x1d5_5eed);
         app.ids = ids.clone();
         let faults = Arc::new(Faults::new(seed));
@@ -873,7 +875,6 @@ impl World {
         .unwrap();
         if off_host {
             // Builds off the host; the test and release stages stay local.
-            app.azure = None;
             app.workers = Some(Arc::new(LedgerWorkers {
                 ledger: Arc::clone(&ledger),
                 faults: Arc::clone(&faults),

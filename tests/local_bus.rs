@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use image_factory::app::{Clock, Ids};
 use image_factory::host::bus::{Bus, BusError, Outgoing, QueueOptions, Received};
+use image_factory::ports::clock::{Clock, Ids};
 use serde_json::{Map, json};
 use tempfile::TempDir;
 

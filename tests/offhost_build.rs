@@ -43,13 +43,13 @@ use common::identity::{self, IdentityEndpoint, StorageToken, token_for};
 use common::ingestion::{self, Ingestion};
 use common::spec_validator::{self, Exchange, Violations};
 use common::{Factory, Options, example_images};
+use image_factory::azure::BuildJob;
 use image_factory::azure::arm::{ArmClient, Patience, tokio_sleeper};
 use image_factory::azure::blob::{BLOCK_SIZE, BlobLogs, block_id};
 use image_factory::azure::jobs::ContainerAppsWorkers;
-use image_factory::azure::{AzureSettings, BuildJob};
 use image_factory::domain::run::{RunStatus, Stage, StageStatus};
 use image_factory::host::bus::Outgoing;
-use image_factory::worker::{BuildOrder, Workers};
+use image_factory::ports::workers::{BuildOrder, Workers};
 
 const SUBSCRIPTION: &str = "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345";
 const JOB_PATH: &str = "/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-factory/providers/Microsoft.App/jobs/caj-factory-build";
@@ -616,16 +616,10 @@ async fn factory_of(offset_minutes: Arc<AtomicI64>, images_dir: PathBuf) -> (Fac
     let job = azure.build_job();
     let options = Options {
         tweak: Box::new(move |app| {
-            let mut settings = (*app.settings).clone();
-            settings.azure = Some(AzureSettings {
-                endpoint: "unused".into(),
-                subscription_id: SUBSCRIPTION.into(),
-                gallery_resource_group: None,
-                gallery: None,
-                build_job: Some(job),
-                test_vm: Default::default(),
-            });
-            app.settings = Arc::new(settings);
+            app.logs = Arc::new(
+                BlobLogs::new(&job.log_container_url, Arc::new(StorageCredential), None)
+                    .expect("the log store"),
+            );
             app.workers = Some(workers);
             app.clock = Arc::new(move || {
                 Utc::now() + chrono::Duration::minutes(offset_minutes.load(Ordering::SeqCst))
@@ -769,7 +763,7 @@ async fn a_log_of_several_blocks_is_uploaded_whole_and_a_retry_rewrites_the_same
         .collect();
     std::fs::write(&path, &content).expect("write the log");
     let logs =
-        BlobLogs::new(Arc::new(StorageCredential), Some(&azurite.ca_file)).expect("uploader");
+        BlobLogs::new(&url, Arc::new(StorageCredential), Some(&azurite.ca_file)).expect("uploader");
     logs.upload_file(&path, &url).await.expect("upload");
     assert!(
         azurite.read_blob(&url).await == Some(content.clone()),
@@ -1088,7 +1082,7 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
     assert_eq!(azure.lock().starts.len(), 3);
     assert_eq!(
         workers.state(&replaced).await.expect("state"),
-        image_factory::worker::WorkerState::Running
+        image_factory::ports::workers::WorkerState::Running
     );
     workers.stop(&replaced).await.expect("stop");
     workers
@@ -1097,13 +1091,13 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
         .expect("stopping twice is fine");
     assert!(matches!(
         workers.state(&replaced).await.expect("state"),
-        image_factory::worker::WorkerState::Ended { ref status, .. } if status == "Stopped"
+        image_factory::ports::workers::WorkerState::Ended { ref status, .. } if status == "Stopped"
     ));
     let mut gone = replaced.clone();
     gone.execution = "caj-factory-build-9999999".into();
     assert_eq!(
         workers.state(&gone).await.expect("state"),
-        image_factory::worker::WorkerState::Missing
+        image_factory::ports::workers::WorkerState::Missing
     );
     // A worker the watchdog already counted lost is never adopted again,
     // although it still runs: the redelivery starts a new one.

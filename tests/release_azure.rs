@@ -15,12 +15,12 @@ use axum::http::Method;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::arm_server::{ArmServer, Reply};
 use common::{Factory, Options, copy_example};
-use image_factory::azure::release::{self, ReleaseError};
+use image_factory::azure::gallery::{self as release, ReleaseError};
 use image_factory::config::ReleaseSettings;
 use image_factory::domain::run::{
     BuildResult, ReleaseRecord, Run, Stage, StageOutput, Trigger, TriggerKind,
 };
-use image_factory::stages::{StageResult, execute};
+use image_factory::stages::StageResult;
 use serde_json::{Value, json};
 
 use common::arm_server::{VERSIONS, gallery_image};
@@ -136,7 +136,7 @@ async fn a_release_promotes_the_new_version_replicates_it_and_prunes_what_the_po
     assert_eq!(profile["excludeFromLatest"], false);
     assert_eq!(profile["targetRegions"][0]["name"], "westeurope");
     assert_eq!(profile["targetRegions"][1]["name"], "northeurope");
-    assert_eq!(outcome.promoted, "2026.1125.0");
+    assert_eq!(outcome.promoted.as_deref(), Some("2026.1125.0"));
     assert!(outcome.excluded.is_empty(), "no higher version to exclude");
     assert_eq!(outcome.pruned, strings(&["2026.801.0", "2026.901.0"]));
     assert_eq!(outcome.regions, strings(CONFIGURED));
@@ -160,7 +160,7 @@ async fn a_retried_release_changes_and_deletes_nothing_twice() {
         .await
         .expect("released again");
     assert_eq!(requests(&server), [format!("GET {VERSIONS}")]);
-    assert_eq!(outcome.promoted, "2026.1125.0");
+    assert_eq!(outcome.promoted.as_deref(), Some("2026.1125.0"));
     assert!(outcome.pruned.is_empty());
     assert_eq!(outcome.regions, strings(CONFIGURED));
 }
@@ -303,7 +303,7 @@ async fn a_rollback_makes_an_older_version_latest_and_keeps_the_newer_ones() {
                 .is_none()
         );
     }
-    assert_eq!(outcome.promoted, "2026.901.0");
+    assert_eq!(outcome.promoted.as_deref(), Some("2026.901.0"));
     assert_eq!(outcome.excluded, strings(&["2026.1001.0", "2026.1125.0"]));
     assert!(outcome.pruned.is_empty());
 }
@@ -363,7 +363,7 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
     let factory = Factory::start_with(Options {
         images_dir: images.path().to_path_buf(),
         tweak: Box::new(move |app| {
-            app.azure = Some(Arc::new(azure));
+            image_factory::startup::use_azure(app, azure, None);
             app.clock = Arc::new(now);
         }),
         ..Options::default()
@@ -396,7 +396,7 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
         duration_seconds: 1,
     });
 
-    let result = execute(&factory.app, &run, Stage::Release).await;
+    let result = factory.app.execute_stage(&run, Stage::Release).await;
     let StageResult::Succeeded(StageOutput::Released(record)) = result else {
         panic!("the release stage did not succeed: {result:?}");
     };
@@ -407,7 +407,15 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
     assert_eq!(record.promoted.as_deref(), Some("2026.1125.0"));
     assert_eq!(record.pruned, strings(&["2026.801.0", "2026.901.0"]));
     assert_eq!(record.regions, strings(CONFIGURED));
-    let written = std::fs::read_to_string(&record.location).expect("image-version.json");
+    assert_eq!(record.location, sig_version_id, "kept in the gallery");
+    let written = std::fs::read_to_string(
+        factory
+            .app
+            .settings
+            .run_dir(&run.id)
+            .join("image-version.json"),
+    )
+    .expect("image-version.json");
     let document: Value = serde_json::from_str(&written).expect("JSON");
     assert_eq!(document["sigVersionId"], sig_version_id.as_str());
     assert_eq!(document["imageVersion"], "2026.1125.0");

@@ -19,8 +19,9 @@ use base64::Engine;
 use common::cosmos_server::CosmosServer;
 use common::{Factory, Options, sign};
 use image_factory::azure::cosmos::CosmosStore;
-use image_factory::config::{CosmosAuth, CosmosSettings, StoreBackend};
+use image_factory::azure::cosmos::{CosmosAuth, CosmosSettings};
 use image_factory::domain::run::RunStatus;
+use image_factory::startup::StoreBackend;
 
 const GITHUB: &str = "CANARY-github-7f3a9c1e5b";
 const OPERATOR: &str = "CANARY-operator-4d2b8e6f0a";

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use common::identity::{self, IdentityEndpoint};
 use common::ingestion::{self, Ingestion};
 use common::{Factory, GITHUB_SECRET, OPERATOR_TOKEN};
+use image_factory::azure::identity::Identity;
 use image_factory::domain::run::RunStatus;
-use image_factory::identity::Identity;
 use image_factory::telemetry::{Export, Telemetry, run_trace_id};
 
 #[test]

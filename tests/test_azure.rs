@@ -23,7 +23,7 @@ use image_factory::domain::machine::{Event, decide};
 use image_factory::domain::run::{
     BuildResult, Execution, Run, Stage, StageOutput, Trigger, TriggerKind,
 };
-use image_factory::stages::{StageResult, execute};
+use image_factory::stages::StageResult;
 use serde_json::{Value, json};
 
 const RUN_ID: &str = "push-example-c0ffee";
@@ -301,7 +301,7 @@ async fn factory(
     let factory = Factory::start_with(Options {
         images_dir: images.path().to_path_buf(),
         tweak: Box::new(move |app| {
-            app.azure = Some(Arc::new(azure));
+            image_factory::startup::use_azure(app, azure, None);
             app.clock = Arc::new(now);
         }),
         ..Options::default()
@@ -425,7 +425,7 @@ async fn the_stage_creates_a_vm_from_the_new_version_finds_iis_answering_and_del
     let (factory, _images, waits) = factory(&server, 600).await;
     let run = run_at_test(1);
 
-    let result = execute(&factory.app, &run, Stage::Test).await;
+    let result = factory.app.execute_stage(&run, Stage::Test).await;
 
     let StageResult::Succeeded(StageOutput::Tested { checks }) = &result else {
         panic!("the test stage did not succeed: {result:?}");
@@ -578,7 +578,10 @@ async fn a_redelivered_stage_reuses_every_name_and_the_existing_vm_and_creates_n
     let server = ArmServer::start(script).await;
     let (factory, _images, _) = factory(&server, 600).await;
 
-    let first = execute(&factory.app, &run_at_test(1), Stage::Test).await;
+    let first = factory
+        .app
+        .execute_stage(&run_at_test(1), Stage::Test)
+        .await;
     let StageResult::Retry(reason) = &first else {
         panic!("a 500 on the first delivery is retried: {first:?}");
     };
@@ -591,7 +594,7 @@ async fn a_redelivered_stage_reuses_every_name_and_the_existing_vm_and_creates_n
     let first_requests = requests(&server);
 
     let run = run_at_test(2);
-    let second = execute(&factory.app, &run, Stage::Test).await;
+    let second = factory.app.execute_stage(&run, Stage::Test).await;
     let StageResult::Succeeded(StageOutput::Tested { checks }) = &second else {
         panic!("the second delivery did not succeed: {second:?}");
     };
@@ -651,7 +654,7 @@ async fn a_vm_that_never_answers_fails_the_stage_with_the_last_answer_and_the_gr
     let (factory, _images, waits) = factory(&server, 90).await;
     let run = run_at_test(1);
 
-    let result = execute(&factory.app, &run, Stage::Test).await;
+    let result = factory.app.execute_stage(&run, Stage::Test).await;
 
     let StageResult::Failed(reason) = &result else {
         panic!("a VM that never answers fails the stage: {result:?}");
@@ -715,7 +718,10 @@ async fn throttling_is_retried_then_recorded_as_the_stage_outcome_and_the_group_
     let server = ArmServer::start(script).await;
     let (factory, _images, waits) = factory(&server, 600).await;
 
-    let first = execute(&factory.app, &run_at_test(1), Stage::Test).await;
+    let first = factory
+        .app
+        .execute_stage(&run_at_test(1), Stage::Test)
+        .await;
     let StageResult::Retry(reason) = &first else {
         panic!("throttling on the first delivery is retried: {first:?}");
     };
@@ -729,7 +735,7 @@ async fn throttling_is_retried_then_recorded_as_the_stage_outcome_and_the_group_
     );
 
     let run = run_at_test(3);
-    let last = execute(&factory.app, &run, Stage::Test).await;
+    let last = factory.app.execute_stage(&run, Stage::Test).await;
     let StageResult::Failed(reason) = &last else {
         panic!("throttling on the third delivery is the stage's outcome: {last:?}");
     };
@@ -773,7 +779,7 @@ async fn a_quota_refusal_fails_the_stage_with_the_quota_diagnosis_and_the_group_
     let (factory, _images, _) = factory(&server, 600).await;
     let run = run_at_test(1);
 
-    let result = execute(&factory.app, &run, Stage::Test).await;
+    let result = factory.app.execute_stage(&run, Stage::Test).await;
 
     let StageResult::Failed(reason) = &result else {
         panic!("a quota refusal fails the stage: {result:?}");

@@ -151,6 +151,15 @@ pub enum ArmError {
     UntrustedUrl(String),
 }
 
+impl From<ArmError> for crate::ports::PortError {
+    fn from(e: ArmError) -> crate::ports::PortError {
+        crate::ports::PortError {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl ArmError {
     /// True when the same request may succeed later (throttling, server errors, transport).
     pub fn is_transient(&self) -> bool {

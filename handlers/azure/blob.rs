@@ -20,7 +20,9 @@ use azure_storage_blob::clients::{BlockBlobClient, BlockBlobClientOptions};
 use azure_storage_blob::models::{BlockBlobClientCommitBlockListOptions, BlockLookupList};
 use tokio::io::AsyncReadExt;
 
-use crate::worker::LogUploader;
+use crate::domain::run::RunId;
+use crate::ports::PortError;
+use crate::ports::logs::LogStore;
 
 /// Bytes per block.
 pub const BLOCK_SIZE: usize = 4 * 1024 * 1024;
@@ -202,18 +204,21 @@ pub fn check_container_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Uploads logs with the worker's Entra ID identity.
+/// Keeps build logs in a Blob Storage container, signed in with the
+/// factory's (or the worker's) Entra ID identity.
 #[derive(Clone, Debug)]
 pub struct BlobLogs {
     options: BlockBlobClientOptions,
     credential: Arc<dyn TokenCredential>,
+    container_url: String,
 }
 
 impl BlobLogs {
-    /// An uploader signing in with `credential`; `extra_root` is a PEM file
-    /// of CA certificates to trust besides the usual roots (a storage
-    /// emulator's own certificate), if any.
+    /// Logs in the container at `container_url`, signing in with
+    /// `credential`; `extra_root` is a PEM file of CA certificates to trust
+    /// besides the usual roots (a storage emulator's own certificate), if any.
     pub fn new(
+        container_url: &str,
         credential: Arc<dyn TokenCredential>,
         extra_root: Option<&Path>,
     ) -> Result<BlobLogs, BlobError> {
@@ -242,6 +247,7 @@ impl BlobLogs {
         Ok(BlobLogs {
             options,
             credential,
+            container_url: container_url.trim_end_matches('/').to_string(),
         })
     }
 
@@ -301,10 +307,25 @@ pub fn block_id(index: usize) -> Vec<u8> {
 }
 
 #[async_trait]
-impl LogUploader for BlobLogs {
-    async fn upload(&self, path: &Path, url: &str) -> Result<(), String> {
-        self.upload_file(path, url).await.map_err(|e| e.to_string())
+impl LogStore for BlobLogs {
+    fn url_for(&self, run: &RunId, worker: &str) -> String {
+        format!("{}/{run}/{worker}.log", self.container_url)
     }
+
+    async fn upload(&self, path: &Path, url: &str) -> Result<(), PortError> {
+        self.upload_file(path, url)
+            .await
+            .map_err(|e| PortError::transient(e.to_string()))
+    }
+}
+
+/// The container of a log's URL (`<container>/<run>/<worker>.log`).
+pub fn container_of(log_url: &str) -> &str {
+    let mut rest = log_url;
+    for _ in 0..2 {
+        rest = rest.rsplit_once('/').map_or(rest, |(head, _)| head);
+    }
+    rest
 }
 
 #[cfg(test)]
@@ -336,14 +357,26 @@ mod tests {
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").expect("write");
         for path in [&missing, &empty] {
-            let error = BlobLogs::new(Arc::new(NoCredential), Some(path)).expect_err("refused");
+            let error = BlobLogs::new(
+                "https://acct.blob.core.windows.net/logs",
+                Arc::new(NoCredential),
+                Some(path),
+            )
+            .expect_err("refused");
             assert!(
                 matches!(error, BlobError::Certificate { .. })
                     && error.to_string().contains(&path.display().to_string()),
                 "{error}"
             );
         }
-        assert!(BlobLogs::new(Arc::new(NoCredential), None).is_ok());
+        assert!(
+            BlobLogs::new(
+                "https://acct.blob.core.windows.net/logs",
+                Arc::new(NoCredential),
+                None
+            )
+            .is_ok()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -4,10 +4,14 @@
 
 use serde_json::{Value, json};
 
+use async_trait::async_trait;
+
 use super::arm::{ArmClient, ArmError, provisioning_state};
-use crate::config::BaseImage;
 use crate::domain::gallery::GalleryVersion;
+use crate::domain::image::BaseImage;
 use crate::domain::version::ImageVersion;
+use crate::ports::PortError;
+use crate::ports::marketplace::MarketplaceImages;
 
 /// API version of the gallery calls (GalleryRP).
 pub const GALLERY_API: &str = "2024-03-03";
@@ -237,35 +241,25 @@ pub async fn marketplace_versions(
         .collect())
 }
 
-/// The newest of Marketplace version names (`20348.2849.241106`), compared
-/// part by part as numbers; names that are not dotted numbers are ignored.
-pub fn newest_marketplace_version(names: &[String]) -> Option<&str> {
-    let key = |name: &str| -> Option<Vec<u64>> {
-        name.split('.').map(|p| p.parse::<u64>().ok()).collect()
-    };
-    names
-        .iter()
-        .filter_map(|n| key(n).map(|k| (k, n.as_str())))
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, n)| n)
+/// The Marketplace through Resource Manager: the Marketplace port's adapter.
+#[derive(Clone, Debug)]
+pub struct AzureMarketplace {
+    /// The Resource Manager client.
+    pub arm: ArmClient,
+    /// The subscription whose catalogue is read.
+    pub subscription_id: String,
+}
+
+#[async_trait]
+impl MarketplaceImages for AzureMarketplace {
+    async fn versions(&self, base: &BaseImage) -> Result<Vec<String>, PortError> {
+        Ok(marketplace_versions(&self.arm, &self.subscription_id, base).await?)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn marketplace_versions_compare_as_numbers_not_text() {
-        let names: Vec<String> = ["20348.999.240101", "20348.2849.241106", "latest", "9.1.1"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(
-            newest_marketplace_version(&names),
-            Some("20348.2849.241106")
-        );
-        assert_eq!(newest_marketplace_version(&[]), None);
-    }
 
     #[test]
     fn a_version_id_is_the_one_the_cli_shows() {

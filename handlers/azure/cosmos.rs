@@ -62,9 +62,42 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 
-use crate::config::{CosmosAuth, CosmosSettings};
+use crate::azure::identity::Identity;
 use crate::domain::run::{Run, RunId};
 use crate::ports::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
+
+/// Where the Cosmos DB run store is and how the factory signs in to it.
+#[derive(Clone, Debug)]
+pub struct CosmosSettings {
+    /// The account endpoint (`COSMOS_ENDPOINT`), e.g. `https://myaccount.documents.azure.com:443/`.
+    pub endpoint: String,
+    /// The database (`COSMOS_DATABASE`, default `image-factory`).
+    pub database: String,
+    /// The container (`COSMOS_CONTAINER`, default `runs`), partitioned by `/id`.
+    pub container: String,
+    /// How the factory authenticates.
+    pub auth: CosmosAuth,
+}
+
+/// How the factory authenticates to Cosmos DB.
+#[derive(Clone)]
+pub enum CosmosAuth {
+    /// An account key (`COSMOS_KEY`): emulators and test servers only. Implies
+    /// emulator mode: HTTP/1.1, text JSON, the emulator's certificate accepted on
+    /// loopback hosts, and the database and container created when missing.
+    EmulatorKey(String),
+    /// Entra ID: the managed identity in Azure, developer credentials elsewhere.
+    Entra(Identity),
+}
+
+impl std::fmt::Debug for CosmosAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CosmosAuth::EmulatorKey(_) => f.write_str("EmulatorKey(<redacted>)"),
+            CosmosAuth::Entra(identity) => write!(f, "Entra({identity:?})"),
+        }
+    }
+}
 
 /// Largest page a query returns.
 const MAX_PAGE: usize = 100;

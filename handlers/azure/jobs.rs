@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 use super::BuildJob;
 use super::arm::ArmClient;
 use crate::domain::run::WorkerRef;
-use crate::worker::{BuildOrder, ORDER_VAR, WorkerError, WorkerState, Workers};
+use crate::ports::PortError;
+use crate::ports::workers::{BuildOrder, WorkerState, Workers};
+use crate::worker::ORDER_VAR;
 
 /// The Container Apps API version the factory speaks.
 pub const APPS_API: &str = "2025-01-01";
@@ -54,7 +56,7 @@ impl ContainerAppsWorkers {
 
     /// The execution already started for `order`'s stage message, if one is
     /// still running or ended well.
-    async fn started_for(&self, order: &BuildOrder) -> Result<Option<WorkerRef>, WorkerError> {
+    async fn started_for(&self, order: &BuildOrder) -> Result<Option<WorkerRef>, PortError> {
         let executions = self.arm.list(&self.path("/executions")).await?;
         let mut found = None;
         for execution in &executions {
@@ -85,24 +87,24 @@ impl ContainerAppsWorkers {
     }
 
     /// The job's template with `order` added to the worker container's environment.
-    async fn template_for(&self, order: &BuildOrder) -> Result<Value, WorkerError> {
+    async fn template_for(&self, order: &BuildOrder) -> Result<Value, PortError> {
         let job = self.arm.get(&self.path("")).await?;
         let template = &job["properties"]["template"];
         let mut containers = template["containers"]
             .as_array()
             .cloned()
-            .ok_or_else(|| WorkerError::Unexpected("the build job has no containers".into()))?;
+            .ok_or_else(|| PortError::permanent("the build job has no containers"))?;
         let position = containers
             .iter()
             .position(|c| c["name"] == WORKER_CONTAINER)
             .or(if containers.len() == 1 { Some(0) } else { None })
             .ok_or_else(|| {
-                WorkerError::Unexpected(format!(
+                PortError::permanent(format!(
                     "the build job has no container named {WORKER_CONTAINER}"
                 ))
             })?;
         let order_json = serde_json::to_string(order)
-            .map_err(|e| WorkerError::Unexpected(format!("cannot encode the order: {e}")))?;
+            .map_err(|e| PortError::permanent(format!("cannot encode the order: {e}")))?;
         let container = &mut containers[position];
         let mut env: Vec<Value> = container["env"].as_array().cloned().unwrap_or_default();
         env.retain(|e| e["name"] != ORDER_VAR);
@@ -118,7 +120,7 @@ impl ContainerAppsWorkers {
 
 #[async_trait]
 impl Workers for ContainerAppsWorkers {
-    async fn start(&self, order: &BuildOrder) -> Result<WorkerRef, WorkerError> {
+    async fn start(&self, order: &BuildOrder) -> Result<WorkerRef, PortError> {
         if let Some(worker) = self.started_for(order).await? {
             tracing::info!(execution = %worker.execution, "build worker already started for this message; adopting it");
             return Ok(worker);
@@ -129,7 +131,7 @@ impl Workers for ContainerAppsWorkers {
             .as_str()
             .filter(|n| !n.is_empty())
             .ok_or_else(|| {
-                WorkerError::Unexpected(format!(
+                PortError::permanent(format!(
                     "the job start answered no execution name: {started}"
                 ))
             })?;
@@ -142,7 +144,7 @@ impl Workers for ContainerAppsWorkers {
         })
     }
 
-    async fn state(&self, worker: &WorkerRef) -> Result<WorkerState, WorkerError> {
+    async fn state(&self, worker: &WorkerRef) -> Result<WorkerState, PortError> {
         let path = self.path(&format!("/executions/{}", worker.execution));
         Ok(match self.arm.get_optional(&path).await? {
             Some(execution) => state_of(&execution),
@@ -150,7 +152,7 @@ impl Workers for ContainerAppsWorkers {
         })
     }
 
-    async fn stop(&self, worker: &WorkerRef) -> Result<(), WorkerError> {
+    async fn stop(&self, worker: &WorkerRef) -> Result<(), PortError> {
         let path = self.path(&format!("/executions/{}/stop", worker.execution));
         match self.arm.post(&path, &json!({})).await {
             Ok(_) | Err(super::arm::ArmError::NotFound { .. }) => Ok(()),

@@ -8,8 +8,10 @@ pub mod arm;
 pub mod blob;
 pub mod compute;
 pub mod cosmos;
+pub mod email;
+pub mod gallery;
+pub mod identity;
 pub mod jobs;
-pub mod release;
 pub mod servicebus;
 pub mod testvm;
 

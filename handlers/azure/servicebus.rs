@@ -22,7 +22,7 @@ use azure_messaging_servicebus::service_bus::{
     QueueClient, SendMessageOptions, SettableBrokerProperties,
 };
 
-use crate::worker::{BuildReport, Reporter};
+use crate::ports::workers::{BuildReport, Reporter};
 
 /// The queue workers report to.
 pub const COMPLETION_QUEUE: &str = "build-completed";

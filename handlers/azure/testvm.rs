@@ -42,8 +42,15 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use async_trait::async_trait;
+
 use super::arm::{ArmClient, ArmError, provisioning_state};
 use super::compute::COMPUTE_API;
+use crate::domain::image::SmokeTest;
+use crate::ports::PortError;
+use crate::ports::test_env::{
+    SmokeOrder, SmokeReport, SweepReport as PortSweepReport, TestEnvironment,
+};
 
 /// API version of the resource group calls (Microsoft.Resources).
 pub const RESOURCES_API: &str = "2021-04-01";
@@ -681,6 +688,120 @@ pub async fn sweep(
         }
     }
     Ok(report)
+}
+
+/// The test environment on Azure: the smoke test in a temporary VM made
+/// from the built image (the module's description says how).
+#[derive(Clone, Debug)]
+pub struct AzureTestVms {
+    /// The Resource Manager client.
+    pub arm: ArmClient,
+    /// The subscription the per-run groups are created in.
+    pub subscription_id: String,
+    /// Region, VM size and the sweeper's age.
+    pub settings: super::TestVmSettings,
+}
+
+#[async_trait]
+impl TestEnvironment for AzureTestVms {
+    /// A VM is made only for a build that produced an image in Azure, and
+    /// only an HTTP check runs inside it.
+    fn accepts(&self, order: &SmokeOrder<'_>) -> bool {
+        order.built_image.is_some() && matches!(order.image.settings.smoke, SmokeTest::Http { .. })
+    }
+
+    async fn smoke(&self, order: &SmokeOrder<'_>) -> Result<SmokeReport, PortError> {
+        let SmokeTest::Http {
+            url,
+            status,
+            contains,
+            timeout_seconds,
+        } = &order.image.settings.smoke
+        else {
+            return Err(PortError::permanent(
+                "the Azure test stage needs a [smoke.http] check",
+            ));
+        };
+        let Some(image_id) = order.built_image.as_deref() else {
+            return Err(PortError::permanent(
+                "the build produced no image in Azure to make a test VM from",
+            ));
+        };
+        let settings = &self.settings;
+        let Some(location) = settings.location.clone() else {
+            return Err(PortError::permanent(format!(
+                "the build produced {image_id} but IMAGE_FACTORY_TEST_LOCATION is not set: the test VM needs a region"
+            )));
+        };
+        let check = SmokeCheck::new(
+            url,
+            *status,
+            contains.as_deref(),
+            Duration::from_secs(*timeout_seconds),
+        )
+        .map_err(|e| PortError::permanent(e.to_string()))?;
+        let plan = TestPlan {
+            subscription_id: self.subscription_id.clone(),
+            run_id: order.run.id.to_string(),
+            location: location.clone(),
+            vm_size: settings.vm_size.clone(),
+            image_id: image_id.to_string(),
+            created: order.started_at,
+            check,
+        };
+        let report = run(&self.arm, &plan).await;
+        let group = &report.group;
+        let cleanup = match &report.cleanup {
+            Cleanup::Deleted => format!("resource group {group} deleted"),
+            Cleanup::AlreadyGone => format!("resource group {group} was already gone"),
+            Cleanup::Failed(e) => format!(
+                "resource group {group} not deleted ({e}); the sweeper deletes it once older than {} h",
+                settings.max_age_hours
+            ),
+        };
+        let vm = format!(
+            "test VM {} ({}, {location}) in resource group {group} from {image_id}{}",
+            report.vm,
+            plan.vm_size,
+            if report.vm_reused {
+                ", reused from an earlier attempt"
+            } else {
+                ""
+            }
+        );
+        match report.result {
+            Ok(passed) => Ok(SmokeReport {
+                checks: vec![
+                    vm,
+                    format!(
+                        "smoke test GET {url} inside the VM (Run Command) answered {}{} on try {}",
+                        passed.status,
+                        contains
+                            .as_deref()
+                            .map(|c| format!(" with {c:?}"))
+                            .unwrap_or_default(),
+                        passed.tries
+                    ),
+                    cleanup,
+                ],
+                failure: None,
+            }),
+            Err(e) if e.is_transient() => Err(PortError::transient(format!("{e}; {cleanup}"))),
+            Err(e) => Ok(SmokeReport {
+                checks: Vec::new(),
+                failure: Some(format!("{e}; {vm}; {cleanup}")),
+            }),
+        }
+    }
+
+    async fn sweep(&self, now: DateTime<Utc>) -> Result<PortSweepReport, PortError> {
+        let max_age = chrono::Duration::hours(i64::from(self.settings.max_age_hours));
+        let report = sweep(&self.arm, &self.subscription_id, now, max_age).await?;
+        Ok(PortSweepReport {
+            removed: report.deleted,
+            failed: report.failed,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 
 use super::{Finding, RequiredSetting, missing_settings};
 use crate::azure::arm::{ArmClient, ArmError};
+use crate::azure::identity::Identity;
 use crate::azure::{Azure, AzureSettings};
 use crate::config::{Settings, load_images};
-use crate::identity::Identity;
 use crate::package;
 
 /// API version of the function app calls.
@@ -87,12 +87,11 @@ pub async fn check_target(root: &Path, target: Target) -> Vec<Finding> {
             "check the URL (`azd env get-value IMAGE_FACTORY_PUBLIC_URL`) and that the app is running",
         ),
     });
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
-        Err(_) => return findings, // the local checks already report the settings
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Ok(settings), Ok(azure)) = (Settings::from_env(), AzureSettings::from_vars(var)) else {
+        return findings; // the local checks already report the settings
     };
-    let (Some(azure), Some(app), Some(resource_group)) =
-        (settings.azure.clone(), target.app, target.resource_group)
+    let (Some(azure), Some(app), Some(resource_group)) = (azure, target.app, target.resource_group)
     else {
         findings.push(Finding::failure(
             "deployed app",

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::Finding;
 use crate::config::{Settings, load_images, parse_key_ring};
+use crate::local::executor::LocalExecutor;
 use crate::packer::{PackerVersion, parse_version};
+use crate::ports::executor::{Check, Executor};
 
 /// How long `packer version` may take.
 const PACKER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,7 +41,7 @@ pub async fn check(root: &Path, var: impl Fn(&str) -> Option<String>) -> Vec<Fin
     findings.extend(secrets(&var));
     match &settings {
         Some(settings) => {
-            findings.push(azure(settings));
+            findings.push(azure());
             let (finding, version) = packer(settings, &var).await;
             findings.push(finding);
             findings.extend(images(settings, version));
@@ -102,8 +104,19 @@ fn secrets(var: &impl Fn(&str) -> Option<String>) -> Vec<Finding> {
     findings
 }
 
-fn azure(settings: &Settings) -> Finding {
-    match &settings.azure {
+fn azure() -> Finding {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let azure = match crate::azure::AzureSettings::from_vars(var) {
+        Ok(azure) => azure,
+        Err(e) => {
+            return Finding::failure(
+                "azure settings",
+                e.to_string(),
+                "fix the setting named; docs/configuration.md lists them",
+            );
+        }
+    };
+    match &azure {
         None => Finding::info(
             "azure settings",
             "not configured (IMAGE_FACTORY_SUBSCRIPTION_ID is not set): the factory makes no Azure calls and releases locally",
@@ -164,19 +177,22 @@ async fn packer(
         );
     }
     let dir = std::env::temp_dir();
-    let output = match crate::stages::run_short(
-        path,
-        &["version".into()],
-        &dir,
-        &[],
-        PACKER_TIMEOUT,
-    )
-    .await
-    {
+    let check = Check {
+        program: path.to_path_buf(),
+        args: vec!["version".into()],
+        dir,
+        env: Vec::new(),
+        timeout: PACKER_TIMEOUT,
+    };
+    let output = match LocalExecutor.check(check).await {
         Ok(output) => output,
         Err(e) => {
             return (
-                Finding::failure("packer", e, "check that the file is the packer executable"),
+                Finding::failure(
+                    "packer",
+                    e.to_string(),
+                    "check that the file is the packer executable",
+                ),
                 None,
             );
         }

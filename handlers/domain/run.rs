@@ -569,6 +569,28 @@ pub struct ReleaseRecord {
     pub regions: Vec<String>,
 }
 
+/// What a packer command line of a run is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildSpec {
+    /// The run (names its folder).
+    pub run_id: RunId,
+    /// The version being built.
+    pub version: String,
+    /// The commit being built (empty when none).
+    pub commit: String,
+}
+
+impl BuildSpec {
+    /// The spec of `run`.
+    pub fn of(run: &Run) -> BuildSpec {
+        BuildSpec {
+            run_id: run.id.clone(),
+            version: run.version.to_string(),
+            commit: run.trigger.commit.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// Why a run failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,13 +1,14 @@
 //! `base-image` (timer, daily): the Marketplace base image check. For each
-//! image with a `base_image` in its `image.toml`, lists the Marketplace
-//! versions through Resource Manager, takes the newest, and makes sure the
-//! run `base-<image>-<version>` exists (trigger `base-image-update`). A
-//! firing that finds no new version finds the existing run and starts
-//! nothing; without Azure settings the function does nothing.
+//! image with a `base_image` in its `image.toml`, lists the base image's
+//! versions (the Marketplace port: Resource Manager on Azure, the data
+//! folder's `marketplace.toml` on one machine), takes the newest, and makes
+//! sure the run `base-<image>-<version>` exists (trigger
+//! `base-image-update`). A firing that finds no new version finds the
+//! existing run and starts nothing.
 
 use super::{InvocationError, TIMER_BINDING};
 use crate::app::{App, Created, dispatch_follow_up};
-use crate::azure::compute::{marketplace_versions, newest_marketplace_version};
+use crate::domain::image::newest_marketplace_version;
 use crate::domain::run::{Trigger, TriggerKind};
 use crate::protocol::{InvocationRequest, InvocationResponse};
 
@@ -25,24 +26,16 @@ impl BaseImageCheck {
     /// Creates the run of every image whose base has a version not built yet.
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let mut response = InvocationResponse::default();
-        let Some(azure) = app.azure.clone() else {
-            response.log(
-                "no Azure settings (IMAGE_FACTORY_SUBSCRIPTION_ID): base images are not checked",
-            );
-            return Ok(response);
-        };
         for (image, config) in app.images.iter() {
             let Some(base) = &config.settings.base_image else {
                 continue;
             };
-            let names = marketplace_versions(&azure.arm, &azure.settings.subscription_id, base)
-                .await
-                .map_err(|e| {
-                    super::retry(
-                        &format!("cannot list the base image versions of {image}"),
-                        e,
-                    )
-                })?;
+            let names = app.marketplace.versions(base).await.map_err(|e| {
+                super::retry(
+                    &format!("cannot list the base image versions of {image}"),
+                    e,
+                )
+            })?;
             let Some(newest) = newest_marketplace_version(&names) else {
                 response.log(format!(
                     "{image}: the Marketplace lists no version of {}/{}/{} in {}",

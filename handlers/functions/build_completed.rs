@@ -10,8 +10,8 @@ use super::{InvocationError, MESSAGE_BINDING, retry};
 use crate::app::{App, dispatch};
 use crate::domain::machine::{Event, decide};
 use crate::ports::store::{StoreError, UpdateError, update_run};
+use crate::ports::workers::BuildReport;
 use crate::protocol::{InvocationRequest, InvocationResponse};
-use crate::worker::BuildReport;
 
 /// A decoded worker report.
 #[derive(Debug)]

@@ -227,7 +227,7 @@ impl Runs {
             force: body.force,
             ..Trigger::new(TriggerKind::OutOfBand, "operator")
         };
-        let id = format!("oob-{}-{}", body.image, crate::app::new_id());
+        let id = format!("oob-{}-{}", body.image, crate::ports::clock::new_id());
         let created = match app.create_run(id, &body.image, trigger).await {
             Ok(created) => created,
             Err(e) => return Ok(error(e.http_status(), &e.to_string())),

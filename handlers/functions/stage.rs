@@ -12,7 +12,7 @@ use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{Execution, Stage, StageStatus};
 use crate::ports::store::{UpdateError, update_run};
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
-use crate::stages::{self, StageResult};
+use crate::stages::StageResult;
 
 use tracing::Instrument;
 
@@ -113,7 +113,7 @@ impl StageInvocation {
         }
 
         tracing::info!("stage started");
-        let event = match stages::execute(app, &run, stage).await {
+        let event = match app.execute_stage(&run, stage).await {
             StageResult::Succeeded(output) => Event::StageSucceeded {
                 stage,
                 execution: execution.clone(),

@@ -27,15 +27,14 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::InvocationError;
 use crate::app::{App, dispatch};
-use crate::azure::testvm;
 use crate::config::build_timeout;
 use crate::domain::approval::{NoticeKind, Notification};
 use crate::domain::machine::{Event, decide, follow_up};
 use crate::domain::run::{Run, RunStatus, Stage, StageStatus};
-use crate::notifier::Notice;
+use crate::ports::notifier::Notice;
 use crate::ports::store::{RunQuery, UpdateError, update_run};
+use crate::ports::workers::WorkerState;
 use crate::protocol::{InvocationRequest, InvocationResponse};
-use crate::worker::WorkerState;
 
 /// How long a worker that ended may take to have its report read, before
 /// the watchdog counts it lost.
@@ -249,35 +248,25 @@ impl Sweeper {
     }
 }
 
-/// Deletes the test stage's resource groups older than the configured age.
+/// Removes what crashed smoke tests left behind, in every test environment
+/// (on Azure: the test stage's resource groups older than the configured age).
 async fn sweep_test_groups(app: &App, response: &mut InvocationResponse) {
-    let Some(azure) = &app.azure else {
-        return;
-    };
-    let hours = azure.settings.test_vm.max_age_hours;
-    let swept = testvm::sweep(
-        &azure.arm,
-        &azure.settings.subscription_id,
-        app.now(),
-        Duration::hours(i64::from(hours)),
-    )
-    .await;
-    match swept {
-        Ok(report) => {
-            for name in &report.deleted {
-                tracing::info!(group = %name, "stale test resource group deleted");
-                response.log(format!(
-                    "test resource group {name} deleted: older than {hours} h"
-                ));
+    for environment in &app.test_environments {
+        match environment.sweep(app.now()).await {
+            Ok(report) => {
+                for name in &report.removed {
+                    tracing::info!(leftover = %name, "stale test resources deleted");
+                    response.log(format!("test leftover {name} deleted"));
+                }
+                for (name, error) in &report.failed {
+                    tracing::warn!(leftover = %name, %error, "cannot delete stale test resources");
+                    response.log(format!("test leftover {name} not deleted: {error}"));
+                }
             }
-            for (name, error) in &report.failed {
-                tracing::warn!(group = %name, %error, "cannot delete a stale test resource group");
-                response.log(format!("test resource group {name} not deleted: {error}"));
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the test leftovers");
+                response.log(format!("test leftovers not swept: {error}"));
             }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot list the test resource groups");
-            response.log(format!("test resource groups not swept: {error}"));
         }
     }
 }

@@ -27,8 +27,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
-use crate::app::{Clock, Ids};
 use crate::local::sqlite::open_database;
+use crate::ports::clock::{Clock, Ids};
 
 /// A queue's properties.
 #[derive(Clone, Debug)]

@@ -136,13 +136,13 @@ impl Invoker {
 
     /// POSTs one invocation to the handler.
     async fn invoke(&self, function: &str, mut request: InvocationRequest) -> Invoked {
-        let invocation_id = crate::app::new_id();
+        let invocation_id = crate::ports::clock::new_id();
         request.metadata.insert(
             "sys".into(),
             serde_json::json!({
                 "MethodName": function,
                 "UtcNow": Utc::now().to_rfc3339(),
-                "RandGuid": crate::app::new_id(),
+                "RandGuid": crate::ports::clock::new_id(),
             }),
         );
         let sent = self

@@ -3,4 +3,10 @@
 //! gallery in the data folder, the test environment, a Marketplace file and
 //! a log copy.
 
+pub mod executor;
+pub mod gallery;
+pub mod logs;
+pub mod marketplace;
+pub mod outbox;
 pub mod sqlite;
+pub mod test_env;

@@ -3,18 +3,51 @@
 //! fails is recorded and retried by the sweeper; the run waits for decisions
 //! either way, which arrive through the `approval` function.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use super::StageResult;
-use crate::app::App;
-use crate::config::ImageConfig;
-use crate::domain::approval::{ApprovalRequest, IssuedLink, NoticeKind};
+use crate::domain::approval::{ApprovalRequest, Claims, IssuedLink, KeyRing, NoticeKind};
+use crate::domain::image::ImageConfig;
 use crate::domain::run::Run;
-use crate::notifier::Notice;
+use crate::ports::clock::Ids;
+use crate::ports::notifier::{Notice, Notifier};
 
-pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResult {
+/// Signs approval links: the key ring and the factory's public URL.
+#[derive(Clone, Copy)]
+pub struct ApprovalLinks<'a> {
+    /// The signing keys.
+    pub keys: &'a KeyRing,
+    /// The factory's public base URL.
+    pub public_url: &'a str,
+}
+
+impl ApprovalLinks<'_> {
+    /// The link of an issued approval token. Signing is deterministic, so
+    /// the same token id and deadline always give the same link: links are
+    /// never stored, and can be sent again (retries, reminders).
+    pub fn url(&self, run_id: &str, link: &IssuedLink, expires_at: DateTime<Utc>) -> String {
+        let token = self.keys.sign(Claims {
+            v: 1,
+            kid: String::new(),
+            run: run_id.to_string(),
+            stage: "approve".into(),
+            sub: link.approver.clone(),
+            exp: expires_at.timestamp(),
+            jti: link.token_id.clone(),
+        });
+        format!("{}/api/approvals/{token}", self.public_url)
+    }
+}
+
+pub(super) async fn run(
+    notifier: &Notifier,
+    links: &ApprovalLinks<'_>,
+    ids: &Ids,
+    now: DateTime<Utc>,
+    run: &Run,
+    image: &ImageConfig,
+) -> StageResult {
     let policy = &image.settings.approval;
-    let now = app.now();
     let expires_at = now + Duration::hours(i64::from(policy.expires_hours));
     let mut request = ApprovalRequest {
         approvers: policy.approvers.clone(),
@@ -25,7 +58,7 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             .iter()
             .map(|approver| IssuedLink {
                 approver: approver.clone(),
-                token_id: app.ids.next(),
+                token_id: ids.next(),
             })
             .collect(),
         remind_before_hours: policy.remind_before_hours,
@@ -36,10 +69,10 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             kind: NoticeKind::Request,
             run,
             approver: &link.approver,
-            url: app.approval_url(&run.id, link, expires_at),
+            url: links.url(&run.id, link, expires_at),
             expires_at,
         };
-        let records = app.notifier.notify(&notice, now, None).await;
+        let records = notifier.notify(&notice, now, None).await;
         request.notifications.extend(records);
     }
     StageResult::AwaitApproval(request)

@@ -7,90 +7,56 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use super::StageResult;
-use crate::app::App;
+use super::{Ports, StageResult};
 use crate::build_log;
-use crate::config::{ImageConfig, build_timeout};
-use crate::domain::run::{ArtifactRecord, BuildResult, Run, RunId, Stage, StageOutput};
-use crate::executor::{Executor, Job, JobEnd};
+use crate::domain::image::{ImageConfig, build_timeout};
+use crate::domain::run::{ArtifactRecord, BuildResult, BuildSpec, Run, Stage, StageOutput};
 use crate::packer::{ArtifactCollector, AzureIds, azure_ids, parse_manifest};
+use crate::ports::clock::Ids;
+use crate::ports::executor::{Executor, Job, JobEnd};
+use crate::ports::logs::LogStore;
+use crate::ports::workers::{BuildOrder, Workers};
 use crate::private;
 use crate::template::check_folder;
-use crate::worker::BuildOrder;
 
-/// What a packer command line of a run is built from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BuildSpec {
-    /// The run (names its folder).
-    pub run_id: RunId,
-    /// The version being built.
-    pub version: String,
-    /// The commit being built (empty when none).
-    pub commit: String,
-}
-
-impl BuildSpec {
-    /// The spec of `run`.
-    pub fn of(run: &Run) -> BuildSpec {
-        BuildSpec {
-            run_id: run.id.clone(),
-            version: run.version.to_string(),
-            commit: run.trigger.commit.clone().unwrap_or_default(),
-        }
+pub(super) async fn run(ports: &Ports<'_>, run: &Run, image: &ImageConfig) -> StageResult {
+    if let Some(workers) = ports.workers {
+        return dispatch(workers, ports.logs, ports.ids, run).await;
     }
-}
-
-pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResult {
-    if let Some(workers) = &app.workers {
-        return dispatch(app, workers.as_ref(), run).await;
-    }
-    let Some(packer) = app.settings.packer.clone() else {
+    let Some(packer) = ports.packer.clone() else {
         return StageResult::Failed(
             "no packer binary is configured: install packer or set IMAGE_FACTORY_PACKER".into(),
         );
     };
-    let run_dir = app.settings.run_dir(&run.id);
     build_here(
-        app.executor.as_ref(),
+        ports.executor,
         Packer {
             binary: packer,
             sign_in: Vec::new(),
         },
-        &run_dir,
+        &ports.run_dir,
         run.stage(Stage::Build).attempts.len().max(1),
         &BuildSpec::of(run),
         image,
-        app.shutdown.child_token(),
+        ports.cancel.clone(),
     )
     .await
 }
 
 /// Starts the run's build on a worker off the host (or finds the one this
 /// stage message already started) and returns without waiting for it.
-async fn dispatch(app: &App, workers: &dyn crate::worker::Workers, run: &Run) -> StageResult {
+async fn dispatch(workers: &dyn Workers, logs: &dyn LogStore, ids: &Ids, run: &Run) -> StageResult {
     let Some(attempt) = run.stage(Stage::Build).current_attempt() else {
         return StageResult::Retry("the build stage has no attempt recorded".into());
     };
-    let Some(logs) = app
-        .settings
-        .azure
-        .as_ref()
-        .and_then(|a| a.build_job.as_ref())
-    else {
-        return StageResult::Failed("build workers are enabled without a build job".into());
-    };
-    let worker_id = app.ids.next();
+    let worker_id = ids.next();
     let order = BuildOrder {
         run_id: run.id.clone(),
         image: run.image.clone(),
         version: run.version.to_string(),
         commit: run.trigger.commit.clone(),
         message_id: attempt.execution.message_id.clone(),
-        log_url: format!(
-            "{}/{}/{worker_id}.log",
-            logs.log_container_url.trim_end_matches('/'),
-            run.id
-        ),
+        log_url: logs.url_for(&run.id, &worker_id),
         worker_id,
         lost_workers: run.stage(Stage::Build).lost_worker_ids(),
     };
@@ -267,7 +233,7 @@ const EVIDENCE_BYTES: u64 = 256 * 1024;
 /// "; log: <line>" quoting the log line that shows the failure's likely cause
 /// (see [`crate::domain::diagnosis`]), or nothing. Reads at most the log's
 /// last [`EVIDENCE_BYTES`].
-pub(crate) async fn log_evidence(log: &std::path::Path) -> String {
+async fn log_evidence(log: &std::path::Path) -> String {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let Ok(mut file) = tokio::fs::File::open(log).await else {
         return String::new();

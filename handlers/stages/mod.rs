@@ -2,6 +2,10 @@
 //! recorded. A body returns what happened ([`StageResult`]); recording it and
 //! dispatching the next stage is the stage function's job.
 //!
+//! Each body takes only the ports it uses (`release::run(gallery, ...)`, as
+//! mini-redis's `Get::apply(db, dst)` takes only what it needs); [`Ports`]
+//! is what the stage function hands [`execute`] to choose from.
+//!
 //! Failures that retrying cannot fix (a broken template, a failing smoke test)
 //! are [`StageResult::Failed`] and end the run with the reason; failures of
 //! the machinery (the handler shutting down) are [`StageResult::Retry`] and
@@ -13,16 +17,26 @@ mod release;
 mod test;
 mod validate;
 
-pub use build::{BuildSpec, Packer, build_here};
+pub use build::{Packer, build_here};
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::app::App;
-use crate::config::ImageConfig;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
 use crate::domain::approval::ApprovalRequest;
-use crate::domain::run::{Run, Stage, StageOutput};
+use crate::domain::image::ImageConfig;
+use crate::domain::run::{BuildSpec, Run, Stage, StageOutput, WorkerRef};
+use crate::ports::clock::Ids;
+use crate::ports::executor::Executor;
+use crate::ports::gallery::Gallery;
+use crate::ports::logs::LogStore;
+use crate::ports::notifier::Notifier;
+use crate::ports::test_env::TestEnvironment;
+use crate::ports::workers::Workers;
+
+pub use approve::ApprovalLinks;
 
 /// What a stage body did.
 #[derive(Debug)]
@@ -34,25 +48,72 @@ pub enum StageResult {
     /// The approve stage sent its requests.
     AwaitApproval(ApprovalRequest),
     /// The build stage started a worker off the host; its report finishes the stage.
-    Dispatched(crate::domain::run::WorkerRef),
+    Dispatched(WorkerRef),
     /// It could not run now; the message should be delivered again.
     Retry(String),
 }
 
-/// Runs the body of `stage` for `run`.
-pub async fn execute(app: &App, run: &Run, stage: Stage) -> StageResult {
-    let Some(image) = app.image(&run.image) else {
-        return StageResult::Failed(format!(
-            "image {} is no longer configured; add its folder back or start a new run",
-            run.image
-        ));
-    };
+/// Everything the stage bodies may use: the ports, and the few facts of
+/// this handler they read. Each body takes the part it needs.
+pub struct Ports<'a> {
+    /// Where packer and short checks run.
+    pub executor: &'a dyn Executor,
+    /// Build workers off the host, when builds run there.
+    pub workers: Option<&'a dyn Workers>,
+    /// Where the logs of builds off the host are kept.
+    pub logs: &'a dyn LogStore,
+    /// Test environments, the first that accepts a test runs it.
+    pub test_environments: &'a [Arc<dyn TestEnvironment>],
+    /// Where released versions live.
+    pub gallery: &'a dyn Gallery,
+    /// The approval channels.
+    pub notifier: &'a Notifier,
+    /// Signs approval links.
+    pub links: ApprovalLinks<'a>,
+    /// Fresh ids (worker ids, approval token ids).
+    pub ids: &'a Ids,
+    /// The packer binary, when one is configured.
+    pub packer: Option<PathBuf>,
+    /// The run's folder on this machine.
+    pub run_dir: PathBuf,
+    /// The time the stage runs at.
+    pub now: DateTime<Utc>,
+    /// Cancelled when the handler shuts down.
+    pub cancel: CancellationToken,
+}
+
+/// Runs the body of `stage` for `run` of `image`.
+pub async fn execute(
+    ports: &Ports<'_>,
+    run: &Run,
+    image: &ImageConfig,
+    stage: Stage,
+) -> StageResult {
     match stage {
-        Stage::Validate => validate::run(app, run, image).await,
-        Stage::Build => build::run(app, run, image).await,
-        Stage::Test => test::run(app, run, image).await,
-        Stage::Approve => approve::run(app, run, image).await,
-        Stage::Release => release::run(app, run, image).await,
+        Stage::Validate => validate::run(ports.executor, ports.packer.as_deref(), run, image).await,
+        Stage::Build => build::run(ports, run, image).await,
+        Stage::Test => {
+            test::run(
+                ports.test_environments,
+                &ports.run_dir,
+                ports.now,
+                run,
+                image,
+            )
+            .await
+        }
+        Stage::Approve => {
+            approve::run(
+                ports.notifier,
+                &ports.links,
+                ports.ids,
+                ports.now,
+                run,
+                image,
+            )
+            .await
+        }
+        Stage::Release => release::run(ports.gallery, &ports.run_dir, ports.now, run, image).await,
     }
 }
 
@@ -79,61 +140,4 @@ fn packer_vars(spec: &BuildSpec, image: &ImageConfig, declared: &[String]) -> Ve
         args.push(format!("{name}={value}"));
     }
     args
-}
-
-/// A short command's result: exit code (None when killed) and its output, cut to 16 KiB.
-pub(crate) struct ShortOutput {
-    pub(crate) code: Option<i32>,
-    pub(crate) output: String,
-}
-
-/// Runs a short command (packer version, fmt, validate; a smoke test) with a
-/// timeout, collecting stdout and stderr (also `doctor`'s `packer version`).
-pub(crate) async fn run_short(
-    program: &Path,
-    args: &[String],
-    dir: &Path,
-    env: &[(String, String)],
-    timeout: Duration,
-) -> Result<ShortOutput, String> {
-    let mut command = tokio::process::Command::new(program);
-    let child = crate::private::private_umask(&mut command)
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("CHECKPOINT_DISABLE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(out)) => {
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
-            Ok(ShortOutput {
-                code: out.status.code(),
-                output: truncate(text.trim(), 16 * 1024),
-            })
-        }
-        Ok(Err(e)) => Err(format!("{} failed: {e}", program.display())),
-        Err(_) => Err(format!(
-            "{} did not finish within {} s",
-            program.display(),
-            timeout.as_secs()
-        )),
-    }
-}
-
-/// Cuts text to at most `max` bytes on a character boundary.
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

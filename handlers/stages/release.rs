@@ -1,28 +1,31 @@
-//! The release stage: the `image-version.json` metadata the seed publishes
-//! (version, gallery version id, git commit, run id, build log), written to
-//! the run's folder and to the image's release folder.
+//! The release stage: the image's version goes to the gallery — it becomes
+//! latest (any higher version excluded from latest), is replicated to the
+//! image's `[release] replication_regions`, and the pruning policy's
+//! versions are deleted — and the `image-version.json` metadata the seed
+//! publishes (version, gallery version id, git commit, run id, build log) is
+//! written to the run's folder. What the gallery did is recorded on the run.
 //!
-//! When the factory manages Azure and the build produced a gallery version,
-//! the stage first publishes it (`azure::release`): the version becomes
-//! latest, is replicated to the image's `[release] replication_regions`, and
-//! the pruning policy's versions are deleted; what changed is recorded on the
-//! run. Without Azure, only the metadata file is written.
+//! The gallery is the port's: an Azure Compute Gallery through Resource
+//! Manager, or the data folder's `releases/` on one machine.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
 
 use super::StageResult;
-use crate::app::App;
-use crate::azure::compute::GalleryImage;
-use crate::config::ImageConfig;
+use crate::domain::image::ImageConfig;
 use crate::domain::run::{ReleaseRecord, Run, StageOutput};
+use crate::ports::gallery::{Gallery, ReleaseTarget};
 
-pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResult {
-    let dir = app
-        .settings
-        .data_dir
-        .join("releases")
-        .join(&run.image)
-        .join(run.version.to_string());
-    let path = dir.join("image-version.json");
-    let mut record = ReleaseRecord {
+pub(super) async fn run(
+    gallery: &dyn Gallery,
+    run_dir: &Path,
+    now: DateTime<Utc>,
+    run: &Run,
+    image: &ImageConfig,
+) -> StageResult {
+    let run_copy = run_dir.join("image-version.json");
+    let record = ReleaseRecord {
         image_version: run.version.to_string(),
         sig_version_id: run
             .build
@@ -35,48 +38,34 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
             .as_ref()
             .map(|b| b.log.clone())
             .unwrap_or_default(),
-        location: path.display().to_string(),
+        location: run_copy.display().to_string(),
         ..ReleaseRecord::default()
     };
-    if let (Some(azure), Some(id)) = (&app.azure, &record.sig_version_id) {
-        let Some((gallery_image, version)) = GalleryImage::parse_version_id(id) else {
-            return StageResult::Failed(format!(
-                "the build's gallery version id {id} is not a gallery image version id"
-            ));
-        };
-        let settings = &image.settings.release;
-        match crate::azure::release::release(
-            &azure.arm,
-            &gallery_image,
-            &version,
-            settings,
-            (app.clock)(),
-        )
-        .await
-        {
-            Ok(outcome) => {
-                record.promoted = Some(outcome.promoted);
-                record.excluded = outcome.excluded;
-                record.pruned = outcome.pruned;
-                record.regions = outcome.regions;
-            }
-            Err(e) if e.is_transient() => {
-                return StageResult::Retry(format!("gallery image version {version}: {e}"));
-            }
-            Err(e) => {
-                return StageResult::Failed(format!("gallery image version {version}: {e}"));
+    let mut target = ReleaseTarget {
+        image: run.image.clone(),
+        version: run.version,
+        record,
+    };
+    match gallery.release(&target, &image.settings.release, now).await {
+        Ok(outcome) => {
+            let record = &mut target.record;
+            record.promoted = outcome.promoted;
+            record.excluded = outcome.excluded;
+            record.pruned = outcome.pruned;
+            record.regions = outcome.regions;
+            if !outcome.location.is_empty() {
+                record.location = outcome.location;
             }
         }
+        Err(e) if e.is_transient() => return StageResult::Retry(e.message),
+        Err(e) => return StageResult::Failed(e.message),
     }
-    let text = match serde_json::to_string_pretty(&record) {
+    let text = match serde_json::to_string_pretty(&target.record) {
         Ok(t) => t,
         Err(e) => return StageResult::Failed(format!("cannot encode image-version.json: {e}")),
     };
-    let run_copy = app.settings.run_dir(&run.id).join("image-version.json");
-    for file in [&path, &run_copy] {
-        if let Err(e) = crate::private::write_in_dir(file, text.clone().into_bytes()).await {
-            return StageResult::Retry(format!("cannot write {}: {e}", file.display()));
-        }
+    if let Err(e) = crate::private::write_in_dir(&run_copy, text.into_bytes()).await {
+        return StageResult::Retry(format!("cannot write {}: {e}", run_copy.display()));
     }
-    StageResult::Succeeded(StageOutput::Released(record))
+    StageResult::Succeeded(StageOutput::Released(target.record))
 }

@@ -5,19 +5,25 @@
 //! (A run whose inputs are identical to the image's last release is skipped
 //! when it is created, before this stage: see [`crate::app::App::create_run`].)
 
+use std::path::Path;
 use std::time::Duration;
 
-use super::{BuildSpec, StageResult, packer_vars, run_short};
-use crate::app::App;
-use crate::config::ImageConfig;
-use crate::domain::run::{FindingRecord, Run, StageOutput};
+use super::{StageResult, packer_vars};
+use crate::domain::image::ImageConfig;
+use crate::domain::run::{BuildSpec, FindingRecord, Run, StageOutput};
 use crate::packer::parse_version;
+use crate::ports::executor::{Check, Executor};
 use crate::template::{Finding, check_folder};
 
 /// How long each packer check may take.
 const PACKER_CHECK_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResult {
+pub(super) async fn run(
+    executor: &dyn Executor,
+    packer: Option<&Path>,
+    run: &Run,
+    image: &ImageConfig,
+) -> StageResult {
     let dir = image.dir.clone();
     let report = match tokio::task::spawn_blocking(move || check_folder(&dir)).await {
         Ok(Ok(report)) => report,
@@ -37,18 +43,23 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
     }
     let mut findings: Vec<FindingRecord> = warnings.iter().map(|f| record(f)).collect();
 
-    let Some(packer) = app.settings.packer.clone() else {
+    let Some(packer) = packer else {
         return StageResult::Succeeded(StageOutput::Validated {
             findings,
             packer_version: None,
         });
     };
-    let dir = image.dir.as_path();
-    let version_out =
-        match run_short(&packer, &["version".into()], dir, &[], PACKER_CHECK_TIMEOUT).await {
-            Ok(out) => out,
-            Err(e) => return StageResult::Failed(format!("packer is configured but {e}")),
-        };
+    let check = |args: Vec<String>| Check {
+        program: packer.to_path_buf(),
+        args,
+        dir: image.dir.clone(),
+        env: Vec::new(),
+        timeout: PACKER_CHECK_TIMEOUT,
+    };
+    let version_out = match executor.check(check(vec!["version".into()])).await {
+        Ok(out) => out,
+        Err(e) => return StageResult::Failed(format!("packer is configured but {e}")),
+    };
     let Some(version) = parse_version(&version_out.output) else {
         return StageResult::Failed(format!(
             "cannot tell the version of {}: it printed {:?}",
@@ -85,7 +96,7 @@ pub(super) async fn run(app: &App, run: &Run, image: &ImageConfig) -> StageResul
     validate.push(".".into());
     steps.push(("packer validate", validate));
     for (what, args) in steps {
-        match run_short(&packer, &args, dir, &[], PACKER_CHECK_TIMEOUT).await {
+        match executor.check(check(args)).await {
             Ok(out) if out.code == Some(0) => {}
             Ok(out) => {
                 let detail = if what == "packer fmt -check" {

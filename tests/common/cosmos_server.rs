@@ -10,8 +10,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use image_factory::azure::cosmos::{CosmosAuth, CosmosSettings};
 use image_factory::azure::cosmos::{CosmosStore, EMULATOR_KEY};
-use image_factory::config::{CosmosAuth, CosmosSettings};
 
 /// A running test server.
 pub struct CosmosServer {

@@ -19,10 +19,10 @@ use std::time::Duration;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use image_factory::app::App;
-use image_factory::config::{Settings, StoreBackend};
+use image_factory::config::Settings;
 use image_factory::domain::run::{Run, RunStatus};
 use image_factory::host::BusSettings;
-use image_factory::startup::{Local, Secrets, build_app, start_local};
+use image_factory::startup::{Adapters, Local, Secrets, StoreBackend, build_app, start_local};
 use sha2::Sha256;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -150,7 +150,6 @@ impl Factory {
         let addr = listener.local_addr().expect("addr");
         let settings = Settings {
             branches: options.branches,
-            store: options.store,
             ..Settings::local(
                 options.images_dir,
                 data.path().to_path_buf(),
@@ -169,7 +168,11 @@ impl Factory {
             teams_webhook: options.teams_webhook,
         };
         let shutdown = CancellationToken::new();
-        let mut app = build_app(settings, secrets, shutdown.clone())
+        let adapters = Adapters {
+            store: options.store,
+            ..Adapters::default()
+        };
+        let mut app = build_app(settings, adapters, secrets, shutdown.clone())
             .await
             .expect("app");
         (options.tweak)(&mut app);

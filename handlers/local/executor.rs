@@ -1,17 +1,9 @@
-//! The executor port: where long work (a `packer build`) runs, and the local
-//! adapter that runs it as a child process of this machine.
-//!
-//! The local executor streams the child's output line by line into the run's
-//! log file (constant memory, whatever the log's size; on disk at most a
-//! second after the child printed it, private to the factory's user, as is
-//! what the child writes: see [`crate::private`]), hands each stdout line
-//! to the caller (to collect packer's artifacts as they appear), enforces a
-//! timeout, and can be cancelled. The child runs in its own process group so a
-//! timeout or cancel stops packer and every plugin process it started; its
-//! process group id is written beside the log so that, after a crash of this
-//! process, the next attempt stops the orphan before starting again.
+//! The local executor: runs the executor port's jobs and short checks as
+//! child processes of this machine (see [`crate::ports::executor`] for what
+//! it guarantees: streamed private logs, timeouts, cancellation, orphans of a
+//! crashed attempt stopped).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -20,97 +12,14 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::truncate;
+use crate::ports::executor::{
+    CHECK_OUTPUT_LIMIT, Check, CheckOutput, Executor, ExecutorError, Job, JobEnd, JobOutcome,
+};
 use crate::private;
 
 /// Longest line kept whole; longer lines are cut (the log gets the cut line).
 const MAX_LINE: usize = 64 * 1024;
-
-/// One piece of long work. Its `Debug` names the environment variables
-/// without their values (they may hold a sign-in secret).
-#[derive(Clone)]
-pub struct Job {
-    /// The program.
-    pub program: PathBuf,
-    /// Its arguments.
-    pub args: Vec<String>,
-    /// Working directory.
-    pub dir: PathBuf,
-    /// Extra environment variables.
-    pub env: Vec<(String, String)>,
-    /// The log file (created or appended to).
-    pub log: PathBuf,
-    /// Killed after this long.
-    pub timeout: Duration,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let env: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
-        f.debug_struct("Job")
-            .field("program", &self.program)
-            .field("args", &self.args)
-            .field("dir", &self.dir)
-            .field("env", &env)
-            .field("log", &self.log)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-/// How a job ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobEnd {
-    /// Exited with this code (0 is success).
-    Exited(i32),
-    /// Killed by a signal it did not expect.
-    Signalled,
-    /// Killed because it ran past its timeout.
-    TimedOut,
-    /// Killed because it was cancelled.
-    Cancelled,
-}
-
-/// A finished job.
-#[derive(Clone, Debug)]
-pub struct JobOutcome {
-    /// How it ended.
-    pub end: JobEnd,
-    /// How long it ran.
-    pub elapsed: Duration,
-}
-
-/// Why a job could not be run at all.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecutorError {
-    /// The program could not be started.
-    #[error("cannot start {program}: {source}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The log could not be written.
-    #[error("cannot write the log {path}: {source}")]
-    Log {
-        /// The log file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
-/// Runs long work.
-#[async_trait]
-pub trait Executor: Send + Sync + 'static {
-    /// Runs `job` to its end, passing each stdout line to `on_line`.
-    async fn run(
-        &self,
-        job: Job,
-        on_line: &mut (dyn for<'l> FnMut(&'l str) + Send),
-        cancel: CancellationToken,
-    ) -> Result<JobOutcome, ExecutorError>;
-}
 
 /// Runs jobs as child processes of this machine.
 #[derive(Clone, Debug, Default)]
@@ -118,6 +27,40 @@ pub struct LocalExecutor;
 
 #[async_trait]
 impl Executor for LocalExecutor {
+    async fn check(&self, check: Check) -> Result<CheckOutput, ExecutorError> {
+        let program = check.program.display().to_string();
+        let mut command = Command::new(&check.program);
+        let child = private::private_umask(&mut command)
+            .args(&check.args)
+            .current_dir(&check.dir)
+            .envs(check.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("CHECKPOINT_DISABLE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ExecutorError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        match tokio::time::timeout(check.timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => {
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                Ok(CheckOutput {
+                    code: out.status.code(),
+                    output: truncate(text.trim(), CHECK_OUTPUT_LIMIT),
+                })
+            }
+            Ok(Err(source)) => Err(ExecutorError::Wait { program, source }),
+            Err(_) => Err(ExecutorError::TimedOut {
+                program,
+                seconds: check.timeout.as_secs(),
+            }),
+        }
+    }
+
     async fn run(
         &self,
         job: Job,

@@ -1,5 +1,6 @@
-//! Publishing a version in the gallery, and rolling back: the plans of
-//! `domain::gallery` applied through Resource Manager.
+//! The gallery on Azure: an Azure Compute Gallery through Resource Manager,
+//! the adapter of the gallery port. Publishing a version and rolling back
+//! apply the plans of `domain::gallery`.
 //!
 //! Every call reads the gallery first and changes only what differs from the
 //! plan, so a retried release or rollback (after a timeout, a redelivery, a
@@ -9,24 +10,17 @@
 
 use chrono::{DateTime, Utc};
 
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
 use super::arm::{ArmClient, ArmError};
 use super::compute::{self, DELETING, GalleryImage, VersionInfo};
-use crate::config::{ReleaseSettings, region_key};
 use crate::domain::gallery::{self, GalleryVersion, PromotionError};
+use crate::domain::image::{ReleaseSettings, region_key};
 use crate::domain::version::ImageVersion;
-
-/// What a release or a rollback did to the gallery.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GalleryOutcome {
-    /// The version that is now latest.
-    pub promoted: String,
-    /// Versions excluded from latest by this call (higher than the promoted one).
-    pub excluded: Vec<String>,
-    /// Versions deleted by the pruning policy, lowest first.
-    pub pruned: Vec<String>,
-    /// The regions the promoted version is replicated to.
-    pub regions: Vec<String>,
-}
+use crate::ports::PortError;
+use crate::ports::gallery::{Gallery, GalleryOutcome, ReleaseTarget};
 
 /// Why a release or a rollback did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +51,69 @@ impl ReleaseError {
     /// True when trying again later may succeed (throttling, server errors, transport).
     pub fn is_transient(&self) -> bool {
         matches!(self, ReleaseError::Arm(e) if e.is_transient())
+    }
+}
+
+impl From<ReleaseError> for PortError {
+    fn from(e: ReleaseError) -> PortError {
+        PortError {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The factory's images in an Azure Compute Gallery.
+#[derive(Clone, Debug)]
+pub struct AzureGallery {
+    /// The Resource Manager client.
+    pub arm: ArmClient,
+    /// The gallery image definition of each factory image, when a gallery is configured.
+    pub definitions: BTreeMap<String, GalleryImage>,
+}
+
+impl AzureGallery {
+    fn definition(&self, image: &str) -> Result<&GalleryImage, PortError> {
+        self.definitions.get(image).ok_or_else(|| {
+            PortError::permanent(format!(
+                "no gallery image definition for {image}: set IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY"
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl Gallery for AzureGallery {
+    async fn versions(&self, image: &str) -> Result<Vec<GalleryVersion>, PortError> {
+        let listing = compute::list_versions(&self.arm, self.definition(image)?).await?;
+        Ok(views(&listing))
+    }
+
+    /// Publishes the gallery version the build produced; a build that
+    /// published no gallery version (a managed image only) has nothing here.
+    async fn release(
+        &self,
+        target: &ReleaseTarget,
+        policy: &ReleaseSettings,
+        now: DateTime<Utc>,
+    ) -> Result<GalleryOutcome, PortError> {
+        let Some(id) = &target.record.sig_version_id else {
+            return Ok(GalleryOutcome::default());
+        };
+        let Some((gallery_image, version)) = GalleryImage::parse_version_id(id) else {
+            return Err(PortError::permanent(format!(
+                "the build's gallery version id {id} is not a gallery image version id"
+            )));
+        };
+        let mut outcome = release(&self.arm, &gallery_image, &version, policy, now)
+            .await
+            .map_err(|e| PortError::from(e).context(&format!("gallery image version {version}")))?;
+        outcome.location = id.clone();
+        Ok(outcome)
+    }
+
+    async fn rollback(&self, image: &str, to: ImageVersion) -> Result<GalleryOutcome, PortError> {
+        Ok(rollback(&self.arm, self.definition(image)?, to).await?)
     }
 }
 
@@ -98,10 +155,11 @@ pub async fn release(
         pruned.push(name);
     }
     Ok(GalleryOutcome {
-        promoted: info.name.clone(),
+        promoted: Some(info.name.clone()),
         excluded,
         pruned,
         regions,
+        location: image.version_id(&info.name),
     })
 }
 
@@ -116,10 +174,11 @@ pub async fn rollback(
     let info = find_target(&listing, to)?;
     let (excluded, _) = promote(arm, image, &listing, to, None).await?;
     Ok(GalleryOutcome {
-        promoted: info.name.clone(),
+        promoted: Some(info.name.clone()),
         excluded,
         pruned: Vec::new(),
         regions: info.target_regions.clone(),
+        location: image.version_id(&info.name),
     })
 }
 

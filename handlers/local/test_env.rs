@@ -1,0 +1,158 @@
+//! The local test environment: the image's smoke test on this machine — the
+//! `[smoke.command]` run in the template folder (with the run's id, folder,
+//! image, version and commit in its environment), or the `[smoke.http]`
+//! check GET until it answers as expected or its time runs out.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::image::SmokeTest;
+use crate::domain::truncate;
+use crate::local::executor::LocalExecutor;
+use crate::ports::PortError;
+use crate::ports::executor::{Check, Executor};
+use crate::ports::test_env::{SmokeOrder, SmokeReport, SweepReport, TestEnvironment};
+
+/// Pause between two tries of an HTTP smoke check.
+const HTTP_RETRY_PAUSE: Duration = Duration::from_secs(2);
+
+/// Runs smoke tests on this machine.
+#[derive(Clone, Debug, Default)]
+pub struct LocalTestEnvironment;
+
+#[async_trait]
+impl TestEnvironment for LocalTestEnvironment {
+    fn accepts(&self, _order: &SmokeOrder<'_>) -> bool {
+        true
+    }
+
+    async fn smoke(&self, order: &SmokeOrder<'_>) -> Result<SmokeReport, PortError> {
+        match &order.image.settings.smoke {
+            SmokeTest::Command {
+                argv,
+                timeout_seconds,
+            } => command(order, argv, Duration::from_secs(*timeout_seconds)).await,
+            SmokeTest::Http {
+                url,
+                status,
+                contains,
+                timeout_seconds,
+            } => {
+                http_check(
+                    url,
+                    *status,
+                    contains.as_deref(),
+                    Duration::from_secs(*timeout_seconds),
+                )
+                .await
+            }
+        }
+    }
+
+    /// A local test leaves nothing behind.
+    async fn sweep(&self, _now: DateTime<Utc>) -> Result<SweepReport, PortError> {
+        Ok(SweepReport::default())
+    }
+}
+
+fn passed(check: String) -> SmokeReport {
+    SmokeReport {
+        checks: vec![check],
+        failure: None,
+    }
+}
+
+fn failed(reason: String) -> SmokeReport {
+    SmokeReport {
+        checks: Vec::new(),
+        failure: Some(reason),
+    }
+}
+
+/// The `[smoke.command]` test.
+async fn command(
+    order: &SmokeOrder<'_>,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<SmokeReport, PortError> {
+    let run = order.run;
+    let run_dir = std::path::absolute(&order.run_dir).unwrap_or_else(|_| order.run_dir.clone());
+    let env = vec![
+        ("RUN_ID".to_string(), run.id.to_string()),
+        ("RUN_DIR".to_string(), run_dir.display().to_string()),
+        ("IMAGE_NAME".to_string(), run.image.clone()),
+        ("IMAGE_VERSION".to_string(), run.version.to_string()),
+        (
+            "GIT_COMMIT".to_string(),
+            run.trigger.commit.clone().unwrap_or_default(),
+        ),
+    ];
+    let Some((program, args)) = argv.split_first() else {
+        return Ok(failed("the smoke test command is empty".into()));
+    };
+    let check = Check {
+        program: program.into(),
+        args: args.to_vec(),
+        dir: order.image.dir.clone(),
+        env,
+        timeout,
+    };
+    Ok(match LocalExecutor.check(check).await {
+        Ok(out) if out.code == Some(0) => passed(format!(
+            "`{}` passed: {}",
+            argv.join(" "),
+            truncate(&out.output, 500)
+        )),
+        Ok(out) => failed(format!(
+            "smoke test `{}` failed (exit {}): {}",
+            argv.join(" "),
+            out.code.map_or("by signal".into(), |c| c.to_string()),
+            truncate(&out.output, 2000)
+        )),
+        Err(e) => failed(format!("smoke test: {e}")),
+    })
+}
+
+/// GETs `url` until it answers `status` (and contains `contains`) or time runs out.
+async fn http_check(
+    url: &str,
+    status: u16,
+    contains: Option<&str>,
+    timeout: Duration,
+) -> Result<SmokeReport, PortError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| PortError::transient(format!("cannot build an HTTP client: {e}")))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match client.get(url).send().await {
+            Ok(response) => {
+                let got = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                let body_ok = contains.is_none_or(|c| body.contains(c));
+                if got == status && body_ok {
+                    return Ok(passed(format!("GET {url} answered {got}")));
+                }
+                if got != status {
+                    format!("answered {got}, expected {status}")
+                } else {
+                    format!(
+                        "answered {got} without {:?} in the body",
+                        contains.unwrap_or_default()
+                    )
+                }
+            }
+            Err(e) => format!("no answer ({e})"),
+        };
+        if tokio::time::Instant::now() + HTTP_RETRY_PAUSE > deadline {
+            return Ok(failed(format!(
+                "smoke test GET {url} failed for {} s: {last}",
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(HTTP_RETRY_PAUSE).await;
+    }
+}

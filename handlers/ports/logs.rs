@@ -1,0 +1,19 @@
+//! The log store port: where a build log goes when the build ran somewhere
+//! the operator cannot look (a worker off the host). Blob Storage on Azure
+//! (`azure::blob`), a copy in the data folder locally (`local::logs`).
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+use super::PortError;
+use crate::domain::run::RunId;
+
+/// Keeps build logs.
+#[async_trait]
+pub trait LogStore: Send + Sync + 'static {
+    /// Where the log of `worker`'s build of `run` is kept.
+    fn url_for(&self, run: &RunId, worker: &str) -> String;
+    /// Copies the file at `path` to `url`.
+    async fn upload(&self, path: &Path, url: &str) -> Result<(), PortError>;
+}

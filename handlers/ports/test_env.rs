@@ -1,0 +1,58 @@
+//! The test environment port: where an image's smoke test runs. Locally the
+//! image's command or HTTP check (`local::test_env`); on Azure a temporary VM
+//! made from the built image, in its own resource group (`azure::testvm`).
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::PortError;
+use crate::domain::image::ImageConfig;
+use crate::domain::run::Run;
+
+/// One smoke test to run.
+#[derive(Clone, Debug)]
+pub struct SmokeOrder<'a> {
+    /// The run.
+    pub run: &'a Run,
+    /// Its image.
+    pub image: &'a ImageConfig,
+    /// The run's folder on this machine.
+    pub run_dir: PathBuf,
+    /// What the build produced in Azure (a gallery version or managed image id), if anything.
+    pub built_image: Option<String>,
+    /// When this attempt of the test stage started (names what it creates).
+    pub started_at: DateTime<Utc>,
+}
+
+/// A smoke test that ran to a verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmokeReport {
+    /// What was checked, created and cleaned up, in order.
+    pub checks: Vec<String>,
+    /// `None` when the test passed; else why it failed.
+    pub failure: Option<String>,
+}
+
+/// What a sweep of leftovers found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Leftovers removed.
+    pub removed: Vec<String>,
+    /// Leftovers that could not be removed, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Runs smoke tests.
+#[async_trait]
+pub trait TestEnvironment: Send + Sync + 'static {
+    /// Whether this environment can run `order`'s test (an Azure VM needs a
+    /// built image and an HTTP check).
+    fn accepts(&self, order: &SmokeOrder<'_>) -> bool;
+    /// Runs the smoke test of `order`. `Err` only when the environment itself
+    /// failed (a transient one may be retried); a failing check is a report.
+    async fn smoke(&self, order: &SmokeOrder<'_>) -> Result<SmokeReport, PortError>;
+    /// Removes what earlier tests left behind before `now` (crashed attempts).
+    async fn sweep(&self, now: DateTime<Utc>) -> Result<SweepReport, PortError>;
+}

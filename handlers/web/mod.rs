@@ -1,0 +1,3 @@
+//! Adapters for plain HTTPS peers that are not Azure: Teams.
+
+pub mod teams;
