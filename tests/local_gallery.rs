@@ -1,0 +1,222 @@
+//! The gallery, the Marketplace and rollback on one machine, driven as an
+//! operator drives them: three releases of the example image go to the local
+//! gallery (`<data>/releases`), where the `[release] keep_last` policy prunes
+//! the oldest; `image-factory rollback` makes an earlier version latest again
+//! and refuses one the gallery no longer holds; a version added to the local
+//! Marketplace file starts the run of the image built on that base.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Factory, Options, copy_example};
+use image_factory::domain::run::{RunStatus, TriggerKind};
+use serde_json::{Value, json};
+
+/// The local gallery's file of `image`.
+fn gallery(data: &Path, image: &str) -> Value {
+    let text = std::fs::read_to_string(data.join("releases").join(image).join("gallery.json"))
+        .expect("gallery.json");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// `(version, excludeFromLatest)` of every version in the gallery file.
+fn versions(gallery: &Value) -> Vec<(String, bool)> {
+    gallery["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().expect("version").to_string(),
+                v["excludeFromLatest"].as_bool().expect("flag"),
+            )
+        })
+        .collect()
+}
+
+/// Releases one change of the example image pushed as `commit`: each push
+/// changes the template folder, so no run is skipped as identical.
+async fn release(factory: &Factory, image_dir: &Path, commit: &str) -> String {
+    std::fs::write(
+        image_dir.join("scripts").join("release-marker.txt"),
+        format!("{commit}\n"),
+    )
+    .expect("change the image");
+    let run = factory
+        .push_and_wait(commit, RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&run.id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    let released = factory.wait_status(&run.id, RunStatus::Released).await;
+    released.version.to_string()
+}
+
+async fn rollback(factory: &Factory, images: &Path, to: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["rollback", "--image", "example", "--to", to])
+        .env("IMAGE_FACTORY_IMAGES", images)
+        .env("IMAGE_FACTORY_DATA", factory.data.path())
+        .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .output()
+        .await
+        .expect("the CLI runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn releases_are_pruned_by_policy_and_rollback_makes_an_earlier_version_latest() {
+    let images = tempfile::TempDir::new().expect("a folder");
+    let dir = copy_example(images.path(), "example");
+    let toml = std::fs::read_to_string(dir.join("image.toml")).expect("image.toml");
+    std::fs::write(
+        dir.join("image.toml"),
+        format!("{toml}\n[release]\nkeep_last = 2\n"),
+    )
+    .expect("written");
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    let data = factory.data.path().to_path_buf();
+
+    let first = release(&factory, &dir, "1111111111111111111111111111111111111111").await;
+    assert_eq!(
+        versions(&gallery(&data, "example")),
+        [(first.clone(), false)]
+    );
+    let second = release(&factory, &dir, "2222222222222222222222222222222222222222").await;
+    let third = release(&factory, &dir, "3333333333333333333333333333333333333333").await;
+
+    // keep_last = 2: the first version left the gallery, its folder deleted.
+    assert_eq!(
+        versions(&gallery(&data, "example")),
+        [(second.clone(), false), (third.clone(), false)]
+    );
+    let releases = data.join("releases").join("example");
+    assert!(
+        !releases.join(&first).exists(),
+        "the pruned version's folder is gone"
+    );
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(releases.join(&third).join("image-version.json"))
+            .expect("the released version's metadata"),
+    )
+    .expect("JSON");
+    assert_eq!(record["imageVersion"], third.as_str());
+    assert_eq!(record["promoted"], third.as_str());
+    assert_eq!(record["pruned"], json!([first]));
+
+    // Rollback: the second version is latest again; the third is kept, excluded.
+    let out = rollback(&factory, images.path(), &second).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "example: {second} is latest (excluded from latest: {third})"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        versions(&gallery(&data, "example")),
+        [(second.clone(), false), (third.clone(), true)]
+    );
+
+    // A version the gallery no longer holds is refused, and nothing changes.
+    let before = gallery(&data, "example");
+    let out = rollback(&factory, images.path(), &first).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("version {first} is not in the gallery")),
+        "{stderr}"
+    );
+    assert_eq!(gallery(&data, "example"), before);
+
+    // Rolling forward again is a rollback to the higher version.
+    let out = rollback(&factory, images.path(), &third).await;
+    assert!(out.status.success());
+    assert_eq!(
+        versions(&gallery(&data, "example")),
+        [(second, false), (third, false)]
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_added_to_the_local_marketplace_file_starts_a_run_once() {
+    let images = tempfile::TempDir::new().expect("a folder");
+    let dir = copy_example(images.path(), "example");
+    let toml = std::fs::read_to_string(dir.join("image.toml")).expect("image.toml");
+    std::fs::write(
+        dir.join("image.toml"),
+        format!(
+            "{toml}\n[base_image]\npublisher = \"MicrosoftWindowsServer\"\noffer = \"WindowsServer\"\nsku = \"2022-datacenter-azure-edition\"\nlocation = \"westeurope\"\n"
+        ),
+    )
+    .expect("written");
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    let fire = || async {
+        let response = factory
+            .http
+            .post(format!("{}/base-image", factory.handler_url))
+            .json(&json!({ "Data": { "timer": { "IsPastDue": false } }, "Metadata": {} }))
+            .send()
+            .await
+            .expect("the timer fires");
+        assert_eq!(response.status(), 200);
+    };
+    // No file yet: nothing is listed, nothing starts.
+    fire().await;
+    assert!(factory.runs().await.is_empty());
+
+    let catalogue = |versions: &str| {
+        std::fs::write(
+            factory.data.path().join("marketplace.toml"),
+            format!(
+                "[[image]]\npublisher = \"MicrosoftWindowsServer\"\noffer = \"WindowsServer\"\nsku = \"2022-datacenter-azure-edition\"\nversions = [{versions}]\n\n[[image]]\npublisher = \"Canonical\"\noffer = \"ubuntu-24_04-lts\"\nsku = \"server\"\nversions = [\"24.4.999\"]\n"
+            ),
+        )
+        .expect("the Marketplace file")
+    };
+    catalogue("\"20348.2762.241009\", \"20348.2849.241106\"");
+    fire().await;
+    fire().await;
+    let runs = factory.runs().await;
+    assert_eq!(
+        runs.len(),
+        1,
+        "one run for the newest version, however often the timer fires"
+    );
+    assert_eq!(runs[0].id.as_str(), "base-example-20348.2849.241106");
+    assert_eq!(runs[0].trigger.kind, TriggerKind::BaseImageUpdate);
+
+    // A newer version in the file starts the next run.
+    catalogue("\"20348.2849.241106\", \"20348.2966.241205\"");
+    fire().await;
+    factory
+        .wait_for(
+            "base-example-20348.2966.241205",
+            Duration::from_secs(60),
+            |_| true,
+        )
+        .await;
+
+    // A file that is not a Marketplace file fails the firing and starts nothing.
+    std::fs::write(
+        factory.data.path().join("marketplace.toml"),
+        "[[image]]\nsku = 1\n",
+    )
+    .expect("written");
+    let response = factory
+        .http
+        .post(format!("{}/base-image", factory.handler_url))
+        .json(&json!({ "Data": { "timer": { "IsPastDue": false } }, "Metadata": {} }))
+        .send()
+        .await
+        .expect("the timer fires");
+    assert_eq!(response.status(), 500);
+    assert_eq!(factory.runs().await.len(), 2);
+    factory.stop().await;
+}
