@@ -16,12 +16,10 @@ use base64::engine::general_purpose::STANDARD;
 use crate::domain::approval::{KeyRing, SigningKey};
 use crate::domain::calendar::BuildCalendar;
 pub use crate::domain::image::{
-    ApprovalPolicy, BaseImage, ImageConfig, ImageSettings, PackerSettings, ReleaseSettings,
-    SmokeTest, build_timeout, is_valid_image_name, parse_image_settings, region_key,
+    ApprovalPolicy, BaseImage, IMAGE_FILE, ImageConfig, ImageSettings, PackerSettings,
+    ReleaseSettings, SmokeTest, build_timeout, is_valid_image_name, parse_image_settings,
+    region_key,
 };
-
-/// Name of an image's settings file inside its folder.
-pub const IMAGE_FILE: &str = "image.toml";
 
 /// A configuration problem, naming where it is.
 #[derive(Debug, thiserror::Error)]

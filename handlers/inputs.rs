@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{IMAGE_FILE, ImageConfig};
+use crate::domain::image::{IMAGE_FILE, ImageConfig};
 
 /// Hashes the inputs of a build of `image` from `base_image_version`.
 pub fn inputs_hash(
@@ -72,7 +72,7 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_image_settings;
+    use crate::domain::image::parse_image_settings;
 
     fn image(dir: &Path) -> ImageConfig {
         let settings = parse_image_settings(

@@ -30,7 +30,7 @@ pub mod server;
 pub mod stages;
 pub mod startup;
 
-pub mod telemetry;
 pub mod template;
+pub mod trace;
 pub mod web;
 pub mod worker;

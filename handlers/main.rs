@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use image_factory::azure::identity::Identity;
+use image_factory::azure::telemetry::Telemetry;
 use image_factory::client::{self, Client};
 use image_factory::config::{Settings, load_images};
 use image_factory::domain::calendar::{Month, patch_tuesday};
@@ -32,7 +33,6 @@ use image_factory::domain::schedule::Schedule;
 use image_factory::domain::version::ImageVersion;
 use image_factory::host::BusSettings;
 use image_factory::startup::{Adapters, Secrets, build_app, open_gallery, start_local};
-use image_factory::telemetry::Telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -725,7 +725,7 @@ async fn worker() -> anyhow::Result<ExitCode> {
         stage = "build",
         worker = %settings.order.worker_id
     );
-    image_factory::telemetry::join_run_trace(&span, &settings.order.run_id);
+    image_factory::trace::join_run_trace(&span, &settings.order.run_id);
     let work = async {
         tracing::info!(run_id = %settings.order.run_id, worker = %settings.order.worker_id, "build worker started");
         match worker::run(

@@ -29,7 +29,7 @@ use crate::azure::gallery::AzureGallery;
 use crate::azure::identity::Identity;
 use crate::azure::jobs::ContainerAppsWorkers;
 use crate::azure::testvm::AzureTestVms;
-use crate::azure::{Azure, AzureSettings};
+use crate::azure::{Azure, AzureSettings, SettingError};
 use crate::config::{ConfigError, Settings, load_images, parse_key_ring};
 use crate::domain::image::ImageConfig;
 use crate::host::bus::Bus;
@@ -204,8 +204,8 @@ impl Adapters {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Ok(Adapters {
             store: StoreBackend::from_vars(var)?,
-            azure: AzureSettings::from_vars(var)?,
-            email: EmailSettings::from_vars(var)?,
+            azure: AzureSettings::from_vars(var).map_err(setting)?,
+            email: EmailSettings::from_vars(var).map_err(setting)?,
         })
     }
 }
@@ -270,6 +270,14 @@ impl StoreBackend {
                 message: "must be sqlite or cosmos".into(),
             }),
         }
+    }
+}
+
+/// An adapter's setting error as the factory's configuration error.
+fn setting(e: SettingError) -> ConfigError {
+    ConfigError::Setting {
+        name: e.name,
+        message: e.message,
     }
 }
 

@@ -26,8 +26,7 @@ use crate::ports::logs::LogStore;
 use crate::ports::workers::{BuildOrder, BuildReport, Reporter};
 use crate::stages::{Packer, StageResult, build_here};
 
-/// The environment variable that carries a worker's [`BuildOrder`].
-pub const ORDER_VAR: &str = "IMAGE_FACTORY_BUILD_ORDER";
+pub use crate::ports::workers::ORDER_VAR;
 
 /// The setting naming the app registration packer signs in as.
 pub const PACKER_CLIENT_ID_VAR: &str = "IMAGE_FACTORY_PACKER_CLIENT_ID";

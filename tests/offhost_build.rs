@@ -1308,7 +1308,7 @@ async fn the_worker_exports_its_build_span_in_the_runs_trace_and_without_a_token
     last_execution_ends(&azure, 1).await;
     let refused = ingestion.refused.lock().await.clone();
     assert!(refused.is_empty(), "refused: {refused:?}");
-    let trace = image_factory::telemetry::run_trace_id(&run.id).to_string();
+    let trace = image_factory::trace::run_trace_id(&run.id).to_string();
     let worker = run.stage(Stage::Build).attempts[0]
         .worker
         .clone()

@@ -16,8 +16,9 @@ use common::identity::{self, IdentityEndpoint};
 use common::ingestion::{self, Ingestion};
 use common::{Factory, GITHUB_SECRET, OPERATOR_TOKEN};
 use image_factory::azure::identity::Identity;
+use image_factory::azure::telemetry::{Export, Telemetry};
 use image_factory::domain::run::RunStatus;
-use image_factory::telemetry::{Export, Telemetry, run_trace_id};
+use image_factory::trace::run_trace_id;
 
 #[test]
 fn with_the_connection_string_a_runs_stages_are_exported_as_one_trace_with_the_identitys_token() {

@@ -4,8 +4,8 @@
 mod common;
 
 use common::Factory;
+use image_factory::azure::telemetry::Telemetry;
 use image_factory::domain::run::RunStatus;
-use image_factory::telemetry::Telemetry;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_connection_string_nothing_is_exported_and_nothing_fails() {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use serde_json::{Value, json};
 
-use crate::config::ConfigError;
+use super::SettingError;
 use crate::notifier::email;
 use crate::ports::notifier::{Channel, Notice};
 
@@ -26,14 +26,14 @@ impl EmailSettings {
     /// through `var`: both or neither.
     pub fn from_vars(
         var: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<EmailSettings>, ConfigError> {
+    ) -> Result<Option<EmailSettings>, SettingError> {
         match (
             var("IMAGE_FACTORY_EMAIL_ENDPOINT"),
             var("IMAGE_FACTORY_EMAIL_SENDER"),
         ) {
             (Some(endpoint), Some(sender)) => Ok(Some(EmailSettings { endpoint, sender })),
             (None, None) => Ok(None),
-            _ => Err(ConfigError::Setting {
+            _ => Err(SettingError {
                 name: "IMAGE_FACTORY_EMAIL_ENDPOINT",
                 message: "set both IMAGE_FACTORY_EMAIL_ENDPOINT and IMAGE_FACTORY_EMAIL_SENDER, or neither".into(),
             }),

@@ -22,8 +22,7 @@ use super::BuildJob;
 use super::arm::ArmClient;
 use crate::domain::run::WorkerRef;
 use crate::ports::PortError;
-use crate::ports::workers::{BuildOrder, WorkerState, Workers};
-use crate::worker::ORDER_VAR;
+use crate::ports::workers::{BuildOrder, ORDER_VAR, WorkerState, Workers};
 
 /// The Container Apps API version the factory speaks.
 pub const APPS_API: &str = "2025-01-01";

@@ -13,13 +13,22 @@ pub mod gallery;
 pub mod identity;
 pub mod jobs;
 pub mod servicebus;
+pub mod telemetry;
 pub mod testvm;
 
 use std::sync::Arc;
 
 use azure_core::credentials::TokenCredential;
 
-use crate::config::ConfigError;
+/// An Azure setting that is wrong: which one, and what is wrong (never its value).
+#[derive(Debug, thiserror::Error)]
+#[error("setting {name} is not valid: {message}")]
+pub struct SettingError {
+    /// The variable.
+    pub name: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
 
 /// Where the factory's Azure resources are, from the environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,9 +86,9 @@ impl Default for TestVmSettings {
 }
 
 impl TestVmSettings {
-    fn from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<TestVmSettings, ConfigError> {
+    fn from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<TestVmSettings, SettingError> {
         let defaults = TestVmSettings::default();
-        let word = |name: &'static str, max: usize| -> Result<Option<String>, ConfigError> {
+        let word = |name: &'static str, max: usize| -> Result<Option<String>, SettingError> {
             match var(name) {
                 Some(v)
                     if !v.is_empty()
@@ -88,7 +97,7 @@ impl TestVmSettings {
                 {
                     Ok(Some(v))
                 }
-                Some(_) => Err(ConfigError::Setting {
+                Some(_) => Err(SettingError {
                     name,
                     message: "must be letters, digits and _ (e.g. westeurope, Standard_D2s_v5)"
                         .into(),
@@ -101,7 +110,7 @@ impl TestVmSettings {
                 .parse::<u32>()
                 .ok()
                 .filter(|h| (1..=24 * 30).contains(h))
-                .ok_or_else(|| ConfigError::Setting {
+                .ok_or_else(|| SettingError {
                     name: "IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS",
                     message: "must be a whole number of hours between 1 and 720".into(),
                 })?,
@@ -120,7 +129,7 @@ impl AzureSettings {
     /// set (the factory then makes no Azure calls: the local path).
     pub fn from_vars(
         var: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<AzureSettings>, ConfigError> {
+    ) -> Result<Option<AzureSettings>, SettingError> {
         let Some(subscription_id) = var("IMAGE_FACTORY_SUBSCRIPTION_ID") else {
             return Ok(None);
         };
@@ -131,15 +140,15 @@ impl AzureSettings {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'))
         };
         if !segment_ok(&subscription_id) {
-            return Err(ConfigError::Setting {
+            return Err(SettingError {
                 name: "IMAGE_FACTORY_SUBSCRIPTION_ID",
                 message: "must be a subscription id (a GUID)".into(),
             });
         }
-        let named = |name: &'static str| -> Result<Option<String>, ConfigError> {
+        let named = |name: &'static str| -> Result<Option<String>, SettingError> {
             match var(name) {
                 Some(v) if segment_ok(&v) => Ok(Some(v)),
-                Some(_) => Err(ConfigError::Setting {
+                Some(_) => Err(SettingError {
                     name,
                     message: "must be an Azure resource name (letters, digits, - _ . ( ))".into(),
                 }),
@@ -153,11 +162,11 @@ impl AzureSettings {
             named("IMAGE_FACTORY_BUILD_JOB")?,
         ) {
             (Some(resource_group), Some(name)) => {
-                let url = var("IMAGE_FACTORY_BUILD_LOGS_URL").ok_or(ConfigError::Setting {
+                let url = var("IMAGE_FACTORY_BUILD_LOGS_URL").ok_or(SettingError {
                     name: "IMAGE_FACTORY_BUILD_LOGS_URL",
                     message: "is required with IMAGE_FACTORY_BUILD_JOB (the build logs' container, https://<account>.blob.core.windows.net/<container>)".into(),
                 })?;
-                blob::check_container_url(&url).map_err(|message| ConfigError::Setting {
+                blob::check_container_url(&url).map_err(|message| SettingError {
                     name: "IMAGE_FACTORY_BUILD_LOGS_URL",
                     message,
                 })?;
@@ -169,7 +178,7 @@ impl AzureSettings {
             }
             (None, None) => None,
             _ => {
-                return Err(ConfigError::Setting {
+                return Err(SettingError {
                     name: "IMAGE_FACTORY_BUILD_JOB",
                     message: "and IMAGE_FACTORY_BUILD_JOB_RESOURCE_GROUP go together: set both to build off the host, or neither".into(),
                 });
@@ -225,7 +234,7 @@ impl Azure {
 mod tests {
     use super::*;
 
-    fn settings(pairs: &[(&str, &str)]) -> Result<Option<AzureSettings>, ConfigError> {
+    fn settings(pairs: &[(&str, &str)]) -> Result<Option<AzureSettings>, SettingError> {
         let pairs: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

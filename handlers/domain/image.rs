@@ -13,6 +13,9 @@ use serde::Deserialize;
 use super::gallery::PrunePolicy;
 use super::version::{ImageVersion, VersionStrategy};
 
+/// Name of an image's settings file inside its folder.
+pub const IMAGE_FILE: &str = "image.toml";
+
 /// One image definition: its template folder and how the factory treats it.
 #[derive(Clone, Debug)]
 pub struct ImageConfig {

@@ -24,6 +24,9 @@ use crate::app::App;
 use crate::domain::run::Stage;
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 
+/// The queue every stage queue forwards its dead letters to.
+pub const DEAD_LETTER_QUEUE: &str = "dead-letters";
+
 /// Every function this handler serves, as named by the repository's
 /// `functions/<name>/function.json` (packaged as `<name>/function.json`).
 pub const NAMES: [&str; 14] = [
@@ -157,7 +160,7 @@ pub fn trigger_of(name: &str) -> Option<Trigger> {
         "git-push" | "approval" | "runs" | "dashboard" => Trigger::Http,
         "patch-tuesday" | "base-image" | "sweeper" => Trigger::Timer,
         "build-completed" => Trigger::Queue("build-completed"),
-        "dead-letter" => Trigger::Queue(crate::host::DEAD_LETTER_QUEUE),
+        "dead-letter" => Trigger::Queue(DEAD_LETTER_QUEUE),
         other => Trigger::Queue(
             other
                 .strip_prefix("stage-")

@@ -66,7 +66,7 @@ impl StageInvocation {
             stage = %self.message.stage,
             attempt = %self.execution
         );
-        crate::telemetry::join_run_trace(&span, &self.message.run_id);
+        crate::trace::join_run_trace(&span, &self.message.run_id);
         self.run(app).instrument(span).await
     }
 

@@ -28,8 +28,7 @@ use function_app::{FunctionApp, FunctionDef};
 
 use crate::protocol::{InvocationRequest, InvocationResponse, encode_value};
 
-/// The queue every stage queue forwards its dead letters to.
-pub const DEAD_LETTER_QUEUE: &str = "dead-letters";
+pub use crate::functions::DEAD_LETTER_QUEUE;
 
 /// How the local host's queues behave (Service Bus queue properties).
 #[derive(Clone, Debug)]

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use super::PortError;
 use crate::domain::run::{BuildOutcome, BuildSpec, RunId, WorkerRef};
 
+/// The environment variable that carries a worker's [`BuildOrder`].
+pub const ORDER_VAR: &str = "IMAGE_FACTORY_BUILD_ORDER";
+
 /// What one worker builds: everything `packer build` needs from the run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

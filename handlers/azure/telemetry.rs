@@ -10,22 +10,17 @@
 //! shortly before it expires. A token that cannot be had stops the export
 //! with one warning (it is tried again every few minutes), never the work.
 //!
-//! A run is one end-to-end trace: its trace id is derived from the run id, and
-//! every stage span (whichever delivery, instance or worker runs it) takes a
-//! parent in that trace, so no context has to travel in messages. Spans carry
-//! ids (run, stage, attempt, function) and never secrets.
+//! A run is one end-to-end trace (`crate::trace`). Spans carry ids (run,
+//! stage, attempt, function) and never secrets.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use azure_core::credentials::TokenCredential;
 use bytes::Bytes;
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
-};
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use sha2::{Digest, Sha256};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -160,31 +155,6 @@ impl Drop for Telemetry {
             let _ = provider.shutdown();
         }
     }
-}
-
-/// The trace id of a run: the first 16 bytes of SHA-256 of its id.
-pub fn run_trace_id(run_id: &str) -> TraceId {
-    let digest = Sha256::digest(run_id.as_bytes());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    TraceId::from_bytes(bytes)
-}
-
-/// Puts `span` in its run's trace.
-pub fn join_run_trace(span: &tracing::Span, run_id: &str) {
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let digest = Sha256::digest(format!("root:{run_id}").as_bytes());
-    let mut root = [0u8; 8];
-    root.copy_from_slice(&digest[..8]);
-    let parent = SpanContext::new(
-        run_trace_id(run_id),
-        SpanId::from_bytes(root),
-        TraceFlags::SAMPLED,
-        true,
-        TraceState::default(),
-    );
-    // Without the export layer there is nothing to join; that is fine.
-    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
 }
 
 /// The URL a request of the exporter goes to with a bearer token: the
@@ -483,12 +453,5 @@ mod tests {
         );
         // The identity is not asked again before the retry delay.
         assert_eq!(credential.calls.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn a_runs_trace_id_is_stable_and_differs_between_runs() {
-        assert_eq!(run_trace_id("push-web-abc"), run_trace_id("push-web-abc"));
-        assert_ne!(run_trace_id("push-web-abc"), run_trace_id("push-web-abd"));
-        assert_ne!(run_trace_id("x"), TraceId::INVALID);
     }
 }
