@@ -216,11 +216,14 @@ fn violations(module: &str, source: &str) -> Vec<String> {
         .collect()
 }
 
+/// A source file: its module, its path in the source folder, its text.
+type Source = (String, PathBuf, String);
+
+/// Which modules each module imports.
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
 /// The library's modules, their sources and the module graph.
-fn crate_graph() -> (
-    Vec<(String, PathBuf, String)>,
-    BTreeMap<String, BTreeSet<String>>,
-) {
+fn crate_graph() -> (Vec<Source>, Graph) {
     let root = source_dir();
     let mut files = Vec::new();
     rust_files(&root, &mut files);
