@@ -105,18 +105,32 @@ fn patch_tuesday_refuses_a_time_zone_that_does_not_exist() {
 }
 
 #[test]
-fn rollback_without_azure_settings_says_which_settings_it_needs() {
+fn rollback_without_azure_acts_on_the_local_gallery_and_refuses_what_it_does_not_hold() {
+    let data = tempfile::TempDir::new().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
         .args(["rollback", "--image", "example", "--to", "2026.901.0"])
         .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .env("IMAGE_FACTORY_DATA", data.path())
         .output()
         .expect("run image-factory");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("set IMAGE_FACTORY_SUBSCRIPTION_ID"),
+        stderr.contains("version 2026.901.0 is not in the gallery"),
         "{stderr}"
     );
+    assert!(
+        !data.path().join("releases").join("example").exists(),
+        "a refused rollback writes nothing"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["rollback", "--image", "nope", "--to", "2026.901.0"])
+        .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .env("IMAGE_FACTORY_DATA", data.path())
+        .output()
+        .expect("run image-factory");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no image nope"));
 }
 
 #[test]

@@ -46,9 +46,11 @@ pub struct ImageSettings {
     /// How packer runs.
     #[serde(default)]
     pub packer: PackerSettings,
-    /// The Marketplace image the template starts from, if any (watched for new versions).
+    /// What the template starts from, if the factory should know: a
+    /// Marketplace image (watched for new versions) or another image of the
+    /// factory (rebuilt on when that image is released).
     #[serde(default)]
-    pub base_image: Option<BaseImage>,
+    pub base_image: Option<BaseSource>,
     /// The test stage's smoke test.
     pub smoke: SmokeTest,
     /// Who approves.
@@ -138,6 +140,118 @@ pub fn region_key(region: &str) -> String {
 
 fn default_version() -> VersionStrategy {
     VersionStrategy::Date
+}
+
+impl ImageSettings {
+    /// The Marketplace image the template starts from, if that is its base.
+    pub fn marketplace_base(&self) -> Option<&BaseImage> {
+        match &self.base_image {
+            Some(BaseSource::Marketplace(base)) => Some(base),
+            _ => None,
+        }
+    }
+
+    /// The factory image this image is built on, if that is its base.
+    pub fn parent(&self) -> Option<&str> {
+        match &self.base_image {
+            Some(BaseSource::Factory(parent)) => Some(parent),
+            _ => None,
+        }
+    }
+}
+
+/// The `[base_image]` section: a Marketplace image (`publisher`, `offer`,
+/// `sku`, `location`) or another image of the factory (`factory = "name"`),
+/// whose latest released version the template receives as
+/// `-var base_image_version=…`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "BaseSection")]
+pub enum BaseSource {
+    /// A Marketplace image.
+    Marketplace(BaseImage),
+    /// An image of this factory, by name.
+    Factory(String),
+}
+
+/// `[base_image]` as written, before it is told apart.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseSection {
+    factory: Option<String>,
+    publisher: Option<String>,
+    offer: Option<String>,
+    sku: Option<String>,
+    location: Option<String>,
+}
+
+impl TryFrom<BaseSection> for BaseSource {
+    type Error = String;
+
+    fn try_from(s: BaseSection) -> Result<BaseSource, String> {
+        match (s.factory, s.publisher, s.offer, s.sku, s.location) {
+            (Some(factory), None, None, None, None) => {
+                if is_valid_image_name(&factory) {
+                    Ok(BaseSource::Factory(factory))
+                } else {
+                    Err(format!("[base_image] factory = {factory:?} is not an image name (a-z, 0-9 and -)"))
+                }
+            }
+            (Some(_), ..) => Err(
+                "[base_image] is either `factory = \"<image>\"` or a Marketplace image (publisher, offer, sku, location), not both".into(),
+            ),
+            (None, Some(publisher), Some(offer), Some(sku), Some(location)) => {
+                Ok(BaseSource::Marketplace(BaseImage {
+                    publisher,
+                    offer,
+                    sku,
+                    location,
+                }))
+            }
+            _ => Err(
+                "[base_image] needs `factory = \"<image>\"`, or publisher, offer, sku and location of a Marketplace image".into(),
+            ),
+        }
+    }
+}
+
+/// Checks the factory's image tree: every `[base_image] factory` names an
+/// image of the factory, and no image is built, through its parents, on
+/// itself. The error names the images.
+pub fn check_parents(images: &BTreeMap<String, ImageConfig>) -> Result<(), String> {
+    for (name, image) in images {
+        let Some(parent) = image.settings.parent() else {
+            continue;
+        };
+        if !images.contains_key(parent) {
+            return Err(format!(
+                "image {name} is built on {parent}, which is not an image of the factory (the images are: {}); add its folder or fix [base_image] factory",
+                images.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let mut chain = vec![name.as_str()];
+        let mut next = Some(parent);
+        while let Some(current) = next {
+            if let Some(at) = chain.iter().position(|n| *n == current) {
+                chain.push(current);
+                return Err(format!(
+                    "images {} are built on each other; one of them must start from a Marketplace image or none",
+                    chain[at..].join(" → ")
+                ));
+            }
+            chain.push(current);
+            next = images.get(current).and_then(|i| i.settings.parent());
+        }
+    }
+    Ok(())
+}
+
+/// The images built directly on `parent`, by name.
+pub fn children_of<'a>(images: &'a BTreeMap<String, ImageConfig>, parent: &str) -> Vec<&'a str> {
+    images
+        .iter()
+        .filter(|(_, image)| image.settings.parent() == Some(parent))
+        .map(|(name, _)| name.as_str())
+        .collect()
 }
 
 /// A Marketplace image: publisher, offer and SKU in a location.

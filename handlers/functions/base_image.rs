@@ -27,7 +27,7 @@ impl BaseImageCheck {
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let mut response = InvocationResponse::default();
         for (image, config) in app.images.iter() {
-            let Some(base) = &config.settings.base_image else {
+            let Some(base) = config.settings.marketplace_base() else {
                 continue;
             };
             let names = app.marketplace.versions(base).await.map_err(|e| {

@@ -7,7 +7,9 @@
 //! at all on the day (the app was down) starts exactly one run per image and
 //! month, on the first firing after the build time. An image with a
 //! Marketplace base is skipped when the base has not changed since its last
-//! release; one without is always rebuilt.
+//! release; one without is always rebuilt. An image built on another image
+//! of the factory does not start here: its parent's release starts it, so
+//! nothing builds twice in a month and no child is built on last month's base.
 
 use serde::Deserialize;
 
@@ -46,6 +48,12 @@ impl PatchTuesday {
             response.log("the timer fired late (IsPastDue)");
         }
         for (image, config) in app.images.iter() {
+            if let Some(parent) = config.settings.parent() {
+                response.log(format!(
+                    "{image} follows {parent}: its {month} rebuild starts when {parent} is released"
+                ));
+                continue;
+            }
             let trigger = Trigger {
                 reason: Some(format!(
                     "Patch Tuesday rebuild for {month} (due {})",
@@ -53,7 +61,7 @@ impl PatchTuesday {
                 )),
                 // Without a Marketplace base to compare, the factory cannot
                 // tell whether this month's patches changed the inputs.
-                force: config.settings.base_image.is_none(),
+                force: config.settings.marketplace_base().is_none(),
                 ..Trigger::new(TriggerKind::PatchTuesday, "timer")
             };
             let created = app
