@@ -242,7 +242,11 @@ impl App {
             exp: expires_at.timestamp(),
             jti: link.token_id.clone(),
         });
-        format!("{}/api/approvals/{token}", self.settings.public_url)
+        format!(
+            "{}/api/approvals/{}",
+            self.settings.public_url,
+            crate::pages::url_encode(&token)
+        )
     }
 
     /// An image by name.
