@@ -134,7 +134,38 @@ pub mod filters {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Percent-decoding, as a server reads a path segment.
+    fn decode(text: &str) -> Vec<u8> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn an_encoded_value_is_unreserved_characters_and_escapes_that_decode_to_it(text in any::<String>()) {
+            let encoded = url_encode(&text);
+            prop_assert!(encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+            prop_assert_eq!(decode(&encoded), text.as_bytes());
+        }
+    }
 
     #[test]
     fn unreserved_characters_stay_and_everything_else_is_percent_encoded() {
