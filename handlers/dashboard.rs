@@ -63,7 +63,6 @@ fn short_commit(run: &Run) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-
 /// A time as the pages show it, to the minute.
 fn minute(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -158,10 +157,7 @@ pub fn runs_page(
         })
         .collect();
     render(&RunsPage {
-        frame: Frame::with(
-            "Runs",
-            layout(runs.iter().any(|r| !r.status.is_terminal())),
-        ),
+        frame: Frame::with("Runs", layout(runs.iter().any(|r| !r.status.is_terminal()))),
         image_options,
         status_options,
         rows,
@@ -389,10 +385,7 @@ pub fn run_page(
         })
         .collect();
     render(&RunPage {
-        frame: Frame::with(
-            format!("Run {}", run.id),
-            layout(!run.status.is_terminal()),
-        ),
+        frame: Frame::with(format!("Run {}", run.id), layout(!run.status.is_terminal())),
         run,
         trigger: trigger_name(run),
         commit: run.trigger.commit.as_deref().unwrap_or("—"),
@@ -455,7 +448,11 @@ pub fn image_page(image: &str, runs: &[Run], now: DateTime<Utc>) -> String {
             .filter(|r| r.status == RunStatus::Released)
             .map(|r| VersionRow::of(r, now))
             .collect(),
-        recent: runs.iter().take(20).map(|r| VersionRow::of(r, now)).collect(),
+        recent: runs
+            .iter()
+            .take(20)
+            .map(|r| VersionRow::of(r, now))
+            .collect(),
     })
 }
 

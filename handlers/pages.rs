@@ -77,12 +77,7 @@ struct NoticePage<'a> {
 
 /// A page that says `message` (text): an error notice when `error`, and a
 /// link back (address, text) when given.
-pub fn notice_page(
-    title: &str,
-    message: &str,
-    error: bool,
-    back: Option<(&str, &str)>,
-) -> String {
+pub fn notice_page(title: &str, message: &str, error: bool, back: Option<(&str, &str)>) -> String {
     render(&NoticePage {
         frame: Frame::new(title),
         class: if error { "notice error" } else { "notice" },
@@ -127,7 +122,10 @@ pub mod filters {
     /// `{{ value|url_encode }}`: [`super::url_encode`] of the value's text,
     /// for a path segment or a query value taken from data.
     #[askama::filter_fn]
-    pub fn url_encode(value: impl std::fmt::Display, _: &dyn askama::Values) -> askama::Result<String> {
+    pub fn url_encode(
+        value: impl std::fmt::Display,
+        _: &dyn askama::Values,
+    ) -> askama::Result<String> {
         Ok(super::url_encode(&value.to_string()))
     }
 }
@@ -169,7 +167,10 @@ mod tests {
 
     #[test]
     fn unreserved_characters_stay_and_everything_else_is_percent_encoded() {
-        assert_eq!(url_encode("push-web-2026.1125.0_a~b"), "push-web-2026.1125.0_a~b");
+        assert_eq!(
+            url_encode("push-web-2026.1125.0_a~b"),
+            "push-web-2026.1125.0_a~b"
+        );
         assert_eq!(url_encode("a b/c?d&e=f#g"), "a%20b%2Fc%3Fd%26e%3Df%23g");
         assert_eq!(
             url_encode(r#""><img src=x onerror=alert(1)>"#),
@@ -183,8 +184,16 @@ mod tests {
 
     #[test]
     fn markup_in_a_title_or_message_is_shown_as_text() {
-        let page = notice_page("<b>", r#"<script>alert("x")</script> & 'y'"#, true, Some(("/x", "back")));
-        assert!(!page.contains("<b>") && !page.contains("<script>"), "{page}");
+        let page = notice_page(
+            "<b>",
+            r#"<script>alert("x")</script> & 'y'"#,
+            true,
+            Some(("/x", "back")),
+        );
+        assert!(
+            !page.contains("<b>") && !page.contains("<script>"),
+            "{page}"
+        );
         assert!(
             page.contains("&#60;script&#62;alert(&#34;x&#34;)&#60;/script&#62; &#38; &#39;y&#39;"),
             "{page}"

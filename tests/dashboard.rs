@@ -6,9 +6,9 @@
 
 mod common;
 
+use chrono::Utc;
 use common::browser::{Browser, BrowserOptions};
 use common::{Factory, OPERATOR_TOKEN};
-use chrono::Utc;
 use image_factory::domain::approval::{ApprovalRequest, Decision, Verdict};
 use image_factory::domain::run::{
     Attempt, Execution, Failure, Run, RunStatus, Stage, StageStatus, Trigger, TriggerKind,
@@ -229,7 +229,12 @@ fn hostile_run(image: &str) -> Run {
 
 /// No element or attribute from the record made it into the page.
 fn assert_inert(body: &str) {
-    for raw in ["<script>alert", "<img", "onerror=alert(1)>", "href=\"javascript"] {
+    for raw in [
+        "<script>alert",
+        "<img",
+        "onerror=alert(1)>",
+        "href=\"javascript",
+    ] {
         assert!(
             !body.contains(raw),
             "{raw:?} from a stored record reached the page: {body}"
@@ -250,8 +255,7 @@ async fn hostile_text_in_a_stored_run_is_shown_as_text_and_links_to_it_are_perce
             (response.status().as_u16(), response.text().await.unwrap())
         }
     };
-    let encoded_image =
-        "we%20b%2F..%3F%23%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E";
+    let encoded_image = "we%20b%2F..%3F%23%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E";
     let image_href = format!("href=\"/api/dashboard/images/{encoded_image}\"");
     let shown_image = "we b/..?#&#34;&#62;&#60;img src=x onerror=alert(1)&#62;";
 
@@ -291,7 +295,10 @@ async fn hostile_text_in_a_stored_run_is_shown_as_text_and_links_to_it_are_perce
     .await;
     assert_eq!(status, 200, "{image_page}");
     assert_inert(&image_page);
-    assert!(image_page.contains(&format!("<h1>Image {shown_image}</h1>")), "{image_page}");
+    assert!(
+        image_page.contains(&format!("<h1>Image {shown_image}</h1>")),
+        "{image_page}"
+    );
     assert!(image_page.contains("href=\"/api/dashboard/runs/push-hostile-0123456789ab\""));
     factory.stop().await;
 }
