@@ -1,12 +1,15 @@
 //! The operators' pages, rendered on the server (no JavaScript, no front-end
 //! build): the runs list with filters, a run's page with its stage timeline
 //! drawn as SVG, its approval trail, release metadata and log tail, and an
-//! image's page with its released versions. Pure: given records, returns HTML.
+//! image's page with its released versions. Pure: given records, returns HTML
+//! rendered by the templates `runs.html`, `run.html` (with `timeline.html`)
+//! and `image.html`; this module turns records into what they show.
 
+use askama::Template;
 use chrono::{DateTime, Utc};
 
 use crate::domain::run::{Run, RunStatus, Stage, StageStatus};
-use crate::pages::{Layout, escape, page_with};
+use crate::pages::{Frame, Layout, filters, notice_page, render};
 
 /// Where the pages live (under the HTTP route prefix).
 pub const BASE: &str = "/api/dashboard";
@@ -21,22 +24,6 @@ pub struct Filters {
     pub image: Option<String>,
     /// Only this status.
     pub status: Option<RunStatus>,
-}
-
-fn status_badge(status: RunStatus) -> String {
-    format!(r#"<span class="status {0}">{0}</span>"#, status.name())
-}
-
-fn run_link(run: &Run) -> String {
-    format!(
-        r#"<a href="{BASE}/runs/{}">{}</a>"#,
-        escape(&run.id),
-        escape(&run.id)
-    )
-}
-
-fn image_link(image: &str) -> String {
-    format!(r#"<a href="{BASE}/images/{0}">{0}</a>"#, escape(image))
 }
 
 /// How long a run took, or has taken so far.
@@ -76,6 +63,51 @@ fn short_commit(run: &Run) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
+/// A time as the pages show it, to the minute.
+fn minute(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The layout of a dashboard page: wide, reloading while a run moves.
+fn layout(moving: bool) -> Layout {
+    Layout {
+        wide: true,
+        refresh_seconds: moving.then_some(REFRESH_SECONDS),
+    }
+}
+
+/// One choice of a filter's `<select>`.
+struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+/// One row of the runs list.
+struct RunRow<'a> {
+    id: &'a str,
+    image: &'a str,
+    trigger: &'static str,
+    commit: String,
+    version: String,
+    status: &'static str,
+    duration: String,
+    started: String,
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage<'a> {
+    frame: Frame,
+    image_options: Vec<Choice>,
+    status_options: Vec<Choice>,
+    rows: Vec<RunRow<'a>>,
+    /// The continuation of the next page, and the filters it keeps.
+    next: Option<&'a str>,
+    image: Option<&'a str>,
+    status: Option<&'static str>,
+}
+
 /// The runs list, newest first.
 pub fn runs_page(
     runs: &[Run],
@@ -84,24 +116,12 @@ pub fn runs_page(
     next: Option<&str>,
     now: DateTime<Utc>,
 ) -> String {
-    let image_options: String = std::iter::once(String::new())
-        .chain(images.iter().cloned())
-        .map(|i| {
-            let selected = if filters.image.as_deref() == Some(i.as_str()) {
-                " selected"
-            } else {
-                ""
-            };
-            let label = if i.is_empty() {
-                "all images".to_string()
-            } else {
-                i.clone()
-            };
-            format!(
-                r#"<option value="{}"{selected}>{}</option>"#,
-                escape(&i),
-                escape(&label)
-            )
+    let image_options = std::iter::once(None)
+        .chain(images.iter().map(Some))
+        .map(|image| Choice {
+            value: image.cloned().unwrap_or_default(),
+            label: image.cloned().unwrap_or_else(|| "all images".into()),
+            selected: filters.image.as_ref() == image,
         })
         .collect();
     let statuses = [
@@ -115,79 +135,68 @@ pub fn runs_page(
         Some(RunStatus::ApprovalExpired),
         Some(RunStatus::Skipped),
     ];
-    let status_options: String = statuses
+    let status_options = statuses
         .iter()
-        .map(|s| {
-            let value = s.map(|s| s.name()).unwrap_or_default();
-            let selected = if filters.status == *s {
-                " selected"
-            } else {
-                ""
-            };
-            let label = if value.is_empty() {
-                "any status"
-            } else {
-                value
-            };
-            format!(r#"<option value="{value}"{selected}>{label}</option>"#)
+        .map(|status| Choice {
+            value: status.map(|s| s.name()).unwrap_or_default().into(),
+            label: status.map_or("any status", |s| s.name()).into(),
+            selected: filters.status == *status,
         })
         .collect();
-    let rows: String = runs
+    let rows = runs
         .iter()
-        .map(|run| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                run_link(run),
-                image_link(&run.image),
-                trigger_name(run),
-                escape(&short_commit(run)),
-                run.version,
-                status_badge(run.status),
-                duration(run, now),
-                run.created_at.format("%Y-%m-%d %H:%M UTC"),
-            )
+        .map(|run| RunRow {
+            id: &run.id,
+            image: &run.image,
+            trigger: trigger_name(run),
+            commit: short_commit(run),
+            version: run.version.to_string(),
+            status: run.status.name(),
+            duration: duration(run, now),
+            started: minute(run.created_at),
         })
         .collect();
-    let empty = if runs.is_empty() {
-        "<p>No runs match.</p>"
-    } else {
-        ""
-    };
-    let more = next
-        .map(|c| {
-            let mut query = format!("continuation={}", escape(c));
-            if let Some(i) = &filters.image {
-                query.push_str(&format!("&amp;image={}", escape(i)));
-            }
-            if let Some(s) = filters.status {
-                query.push_str(&format!("&amp;status={}", s.name()));
-            }
-            format!(r#"<p><a href="{BASE}?{query}">Older runs →</a></p>"#)
-        })
-        .unwrap_or_default();
-    let body = format!(
-        r#"<form class="filters" method="get" action="{BASE}">
-<label>Image<br><select name="image">{image_options}</select></label>
-<label>Status<br><select name="status">{status_options}</select></label>
-<button type="submit">Filter</button>
-</form>
-<div class="scroll"><table>
-<thead><tr><th>Run</th><th>Image</th><th>Trigger</th><th>Commit</th><th>Version</th><th>Status</th><th>Duration</th><th>Started</th></tr></thead>
-<tbody>{rows}</tbody></table></div>{empty}{more}"#
-    );
-    let active = runs.iter().any(|r| !r.status.is_terminal());
-    page_with(
-        "Runs",
-        &body,
-        Layout {
-            wide: true,
-            refresh_seconds: active.then_some(REFRESH_SECONDS),
-        },
-    )
+    render(&RunsPage {
+        frame: Frame::with("Runs", layout(runs.iter().any(|r| !r.status.is_terminal()))),
+        image_options,
+        status_options,
+        rows,
+        next,
+        image: filters.image.as_deref(),
+        status: filters.status.map(|s| s.name()),
+    })
 }
 
-/// The stage timeline: one bar per stage from its start to its end (or now).
-pub fn timeline_svg(run: &Run, now: DateTime<Utc>) -> String {
+/// The stage timeline of a run's page (`timeline.html`): one bar per stage
+/// from its start to its end (or now).
+struct Timeline {
+    view_width: f64,
+    height: f64,
+    left: f64,
+    total_y: f64,
+    total: String,
+    bars: Vec<Bar>,
+}
+
+/// A stage's row of the timeline.
+struct Bar {
+    stage: &'static str,
+    y: f64,
+    label_y: f64,
+    /// Where the bar is, once the stage has started.
+    span: Option<Span>,
+}
+
+/// The drawn part of a started stage's row.
+struct Span {
+    x: String,
+    width: String,
+    color: &'static str,
+    status: String,
+    took: String,
+}
+
+fn timeline(run: &Run, now: DateTime<Utc>) -> Timeline {
     let start = run.created_at;
     let end = if run.status.is_terminal() {
         run.updated_at
@@ -196,41 +205,47 @@ pub fn timeline_svg(run: &Run, now: DateTime<Utc>) -> String {
     };
     let total = (end - start).num_milliseconds().max(1) as f64;
     let (left, width, row) = (90.0, 600.0, 26.0);
-    let mut bars = String::new();
-    for (i, record) in run.stages.iter().enumerate() {
-        let y = 10.0 + i as f64 * row;
-        bars.push_str(&format!(
-            r#"<text x="0" y="{}" font-size="13">{}</text>"#,
-            y + 14.0,
-            record.stage.name()
-        ));
-        let Some(started) = record.started_at else {
-            continue;
-        };
-        let finished = record.finished_at.unwrap_or(end);
-        let x = left + width * (started - start).num_milliseconds() as f64 / total;
-        let w = (width * (finished - started).num_milliseconds() as f64 / total).max(3.0);
-        let color = match record.status {
-            StageStatus::Succeeded => "#2f9e57",
-            StageStatus::Failed => "#c0392b",
-            StageStatus::Waiting => "#d4a017",
-            StageStatus::Running => "#3b73d9",
-            StageStatus::Pending => "#b0b7c0",
-        };
-        bars.push_str(&format!(
-            r#"<rect x="{x:.1}" y="{y}" width="{w:.1}" height="18" rx="3" fill="{color}"><title>{}: {:?}, {}</title></rect>"#,
-            record.stage.name(),
-            record.status,
-            human((finished - started).num_seconds())
-        ));
-    }
+    let bars = run
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let y = 10.0 + i as f64 * row;
+            let span = record.started_at.map(|started| {
+                let finished = record.finished_at.unwrap_or(end);
+                let x = left + width * (started - start).num_milliseconds() as f64 / total;
+                let w = (width * (finished - started).num_milliseconds() as f64 / total).max(3.0);
+                Span {
+                    x: format!("{x:.1}"),
+                    width: format!("{w:.1}"),
+                    color: match record.status {
+                        StageStatus::Succeeded => "#2f9e57",
+                        StageStatus::Failed => "#c0392b",
+                        StageStatus::Waiting => "#d4a017",
+                        StageStatus::Running => "#3b73d9",
+                        StageStatus::Pending => "#b0b7c0",
+                    },
+                    status: format!("{:?}", record.status),
+                    took: human((finished - started).num_seconds()),
+                }
+            });
+            Bar {
+                stage: record.stage.name(),
+                y,
+                label_y: y + 14.0,
+                span,
+            }
+        })
+        .collect();
     let height = 20.0 + row * Stage::ALL.len() as f64;
-    format!(
-        r##"<svg class="timeline" role="img" aria-label="stage timeline" viewBox="0 0 {} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">{bars}<text x="{left}" y="{}" font-size="11" fill="#555">{} total</text></svg>"##,
-        left + width + 10.0,
-        height - 2.0,
-        human((end - start).num_seconds())
-    )
+    Timeline {
+        view_width: left + width + 10.0,
+        height,
+        left,
+        total_y: height - 2.0,
+        total: human((end - start).num_seconds()),
+        bars,
+    }
 }
 
 /// The last lines of a build attempt's log, for a run's page.
@@ -242,6 +257,68 @@ pub struct AttemptLog {
     pub tail: String,
 }
 
+/// The build worker of a run's current build attempt.
+struct WorkerView<'a> {
+    execution: &'a str,
+    since: String,
+    log_url: &'a str,
+    /// The log's address as a link, only when it is a web address (never a
+    /// `javascript:` or other scheme a record could carry).
+    log_href: Option<&'a str>,
+}
+
+/// One row of a run's stages table.
+struct StageRow<'a> {
+    name: &'static str,
+    status: String,
+    took: String,
+    attempts: usize,
+    summary: &'a str,
+}
+
+/// A run's approval request and the decisions on it.
+struct ApprovalView<'a> {
+    required: u32,
+    asked: usize,
+    approvers: String,
+    until: String,
+    decisions: Vec<DecisionRow<'a>>,
+}
+
+/// One decision of the approval trail.
+struct DecisionRow<'a> {
+    approver: &'a str,
+    verdict: &'static str,
+    at: String,
+    via: &'a str,
+    comment: &'a str,
+}
+
+/// An earlier build attempt's log.
+struct EarlierAttempt<'a> {
+    attempt: usize,
+    outcome: &'a str,
+    tail: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage<'a> {
+    frame: Frame,
+    run: &'a Run,
+    trigger: &'static str,
+    commit: &'a str,
+    started: String,
+    duration: String,
+    worker: Option<WorkerView<'a>>,
+    timeline: Timeline,
+    stages: Vec<StageRow<'a>>,
+    approval: Option<ApprovalView<'a>>,
+    release: Option<String>,
+    log_tail: Option<&'a str>,
+    earlier: Vec<EarlierAttempt<'a>>,
+}
+
 /// A run's page: `log_tail` is the current build attempt's log, `earlier`
 /// the logs earlier attempts left (cut short by a crash, superseded).
 pub fn run_page(
@@ -250,210 +327,142 @@ pub fn run_page(
     earlier: &[AttemptLog],
     now: DateTime<Utc>,
 ) -> String {
-    let mut facts = vec![
-        ("Status", status_badge(run.status)),
-        ("Image", image_link(&run.image)),
-        ("Version", run.version.to_string()),
-        (
-            "Trigger",
-            format!("{} ({})", trigger_name(run), escape(&run.trigger.source)),
-        ),
-        (
-            "Commit",
-            escape(run.trigger.commit.as_deref().unwrap_or("—")),
-        ),
-        (
-            "Started",
-            run.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        ),
-        ("Duration", duration(run, now)),
-    ];
-    if let Some(reason) = &run.trigger.reason {
-        facts.push(("Reason", escape(reason)));
-    }
-    if let Some(failure) = &run.failure {
-        facts.push(("Why it stopped", escape(&failure.reason)));
-    }
-    if let Some(skipped) = &run.skipped {
-        facts.push(("Skipped", escape(skipped)));
-    }
-    if let Some(worker) = run
+    let worker = run
         .stage(Stage::Build)
         .current_attempt()
         .and_then(|a| a.worker.as_ref())
-    {
-        facts.push((
-            "Build worker",
-            format!(
-                "job execution {} since {}; log: <a href=\"{}\">{}</a>",
-                escape(&worker.execution),
-                worker.started_at.format("%Y-%m-%d %H:%M UTC"),
-                escape(&worker.log_url),
-                escape(&worker.log_url)
-            ),
-        ));
-    }
-    let facts: String = facts
-        .iter()
-        .map(|(k, v)| format!("<dt>{k}</dt><dd>{v}</dd>"))
-        .collect();
-    let stages: String = run
+        .map(|worker| WorkerView {
+            execution: &worker.execution,
+            since: minute(worker.started_at),
+            log_url: &worker.log_url,
+            log_href: ["https://", "http://"]
+                .iter()
+                .any(|scheme| worker.log_url.starts_with(scheme))
+                .then_some(worker.log_url.as_str()),
+        });
+    let stages = run
         .stages
         .iter()
-        .map(|s| {
-            let took = match (s.started_at, s.finished_at) {
+        .map(|s| StageRow {
+            name: s.stage.name(),
+            status: format!("{:?}", s.status),
+            took: match (s.started_at, s.finished_at) {
                 (Some(a), Some(b)) => human((b - a).num_seconds()),
                 (Some(a), None) => format!("{} so far", human((now - a).num_seconds())),
                 _ => "—".into(),
-            };
-            format!(
-                "<tr><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                s.stage.name(),
-                s.status,
-                took,
-                s.attempts.len(),
-                escape(s.summary.as_deref().unwrap_or(""))
-            )
+            },
+            attempts: s.attempts.len(),
+            summary: s.summary.as_deref().unwrap_or(""),
         })
         .collect();
-    let mut body = format!(
-        r#"<nav><a href="{BASE}">← all runs</a>{}</nav><dl>{facts}</dl>
-<h2>Timeline</h2>{}
-<div class="scroll"><table><thead><tr><th>Stage</th><th>Status</th><th>Took</th><th>Attempts</th><th>Outcome</th></tr></thead><tbody>{stages}</tbody></table></div>"#,
-        image_link(&run.image),
-        timeline_svg(run, now)
-    );
-    if let Some(request) = &run.approval {
-        let decisions: String = run
+    let approval = run.approval.as_ref().map(|request| ApprovalView {
+        required: request.required,
+        asked: request.approvers.len(),
+        approvers: request.approvers.join(", "),
+        until: minute(request.expires_at),
+        decisions: run
             .decisions
             .iter()
-            .map(|d| {
-                format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(&d.approver),
-                    d.verdict.name(),
-                    d.at.format("%Y-%m-%d %H:%M UTC"),
-                    escape(&d.via),
-                    escape(d.comment.as_deref().unwrap_or(""))
-                )
+            .map(|d| DecisionRow {
+                approver: &d.approver,
+                verdict: d.verdict.name(),
+                at: minute(d.at),
+                via: &d.via,
+                comment: d.comment.as_deref().unwrap_or(""),
             })
-            .collect();
-        body.push_str(&format!(
-            r#"<h2>Approval</h2><p>{} of {} approvals needed from {}, until {}.</p>
-<div class="scroll"><table><thead><tr><th>Approver</th><th>Decision</th><th>When</th><th>How</th><th>Comment</th></tr></thead><tbody>{decisions}</tbody></table></div>"#,
-            request.required,
-            request.approvers.len(),
-            escape(&request.approvers.join(", ")),
-            request.expires_at.format("%Y-%m-%d %H:%M UTC")
-        ));
-    }
-    if let Some(release) = &run.release {
-        let json = serde_json::to_string_pretty(release).unwrap_or_default();
-        body.push_str(&format!(
-            "<h2>image-version.json</h2><pre>{}</pre>",
-            escape(&json)
-        ));
-    }
-    if let Some(tail) = log_tail {
-        body.push_str(&format!(
-            "<h2>Build log (last lines)</h2><pre>{}</pre>",
-            escape(tail)
-        ));
-    }
-    if !earlier.is_empty() {
-        body.push_str("<h2>Earlier build attempts</h2>");
-    }
+            .collect(),
+    });
     let attempts = &run.stage(Stage::Build).attempts;
-    for log in earlier {
-        let outcome = attempts
-            .get(log.attempt.wrapping_sub(1))
-            .and_then(|a| a.outcome.as_deref())
-            .unwrap_or("no outcome recorded");
-        body.push_str(&format!(
-            r#"<h3>Attempt {n}: {}</h3><p><a href="/api/runs/{}?log=0&amp;attempt={n}">Its log from the start</a> (last lines below)</p><pre>{}</pre>"#,
-            escape(outcome),
-            escape(&run.id),
-            escape(&log.tail),
-            n = log.attempt,
-        ));
+    let earlier = earlier
+        .iter()
+        .map(|log| EarlierAttempt {
+            attempt: log.attempt,
+            outcome: attempts
+                .get(log.attempt.wrapping_sub(1))
+                .and_then(|a| a.outcome.as_deref())
+                .unwrap_or("no outcome recorded"),
+            tail: &log.tail,
+        })
+        .collect();
+    render(&RunPage {
+        frame: Frame::with(format!("Run {}", run.id), layout(!run.status.is_terminal())),
+        run,
+        trigger: trigger_name(run),
+        commit: run.trigger.commit.as_deref().unwrap_or("—"),
+        started: run.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        duration: duration(run, now),
+        worker,
+        timeline: timeline(run, now),
+        stages,
+        approval,
+        release: run
+            .release
+            .as_ref()
+            .map(|release| serde_json::to_string_pretty(release).unwrap_or_default()),
+        log_tail,
+        earlier,
+    })
+}
+
+/// A version of an image, in its page's tables.
+struct VersionRow<'a> {
+    id: &'a str,
+    version: String,
+    commit: String,
+    approvers: String,
+    released: String,
+    status: &'static str,
+    duration: String,
+}
+
+impl<'a> VersionRow<'a> {
+    fn of(run: &'a Run, now: DateTime<Utc>) -> VersionRow<'a> {
+        let approvers: Vec<&str> = run.decisions.iter().map(|d| d.approver.as_str()).collect();
+        VersionRow {
+            id: &run.id,
+            version: run.version.to_string(),
+            commit: short_commit(run),
+            approvers: approvers.join(", "),
+            released: minute(run.updated_at),
+            status: run.status.name(),
+            duration: duration(run, now),
+        }
     }
-    page_with(
-        &format!("Run {}", run.id),
-        &body,
-        Layout {
-            wide: true,
-            refresh_seconds: (!run.status.is_terminal()).then_some(REFRESH_SECONDS),
-        },
-    )
+}
+
+#[derive(Template)]
+#[template(path = "image.html")]
+struct ImagePage<'a> {
+    frame: Frame,
+    /// Released versions, newest (the latest) first.
+    released: Vec<VersionRow<'a>>,
+    recent: Vec<VersionRow<'a>>,
 }
 
 /// An image's page: its runs, its released versions, the latest one.
 pub fn image_page(image: &str, runs: &[Run], now: DateTime<Utc>) -> String {
-    let released: Vec<&Run> = runs
-        .iter()
-        .filter(|r| r.status == RunStatus::Released)
-        .collect();
-    let latest = released.first();
-    let versions: String = released
-        .iter()
-        .map(|r| {
-            let tag = if Some(r) == latest { " <strong>latest</strong>" } else { "" };
-            let approvers: Vec<&str> = r.decisions.iter().map(|d| d.approver.as_str()).collect();
-            format!(
-                "<tr><td>{}{tag}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                r.version,
-                run_link(r),
-                escape(&short_commit(r)),
-                escape(&approvers.join(", ")),
-                r.updated_at.format("%Y-%m-%d %H:%M UTC")
-            )
-        })
-        .collect();
-    let recent: String = runs
-        .iter()
-        .take(20)
-        .map(|r| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                run_link(r),
-                r.version,
-                status_badge(r.status),
-                duration(r, now)
-            )
-        })
-        .collect();
-    let latest_line = latest
-        .map(|r| {
-            format!(
-                "<p>Latest released version: <strong>{}</strong> (run {}).</p>",
-                r.version,
-                run_link(r)
-            )
-        })
-        .unwrap_or_else(|| "<p>No version released yet.</p>".into());
-    let body = format!(
-        r#"<nav><a href="{BASE}">← all runs</a></nav>{latest_line}
-<h2>Released versions</h2><div class="scroll"><table><thead><tr><th>Version</th><th>Run</th><th>Commit</th><th>Approved by</th><th>Released</th></tr></thead><tbody>{versions}</tbody></table></div>
-<h2>Recent runs</h2><div class="scroll"><table><thead><tr><th>Run</th><th>Version</th><th>Status</th><th>Duration</th></tr></thead><tbody>{recent}</tbody></table></div>"#
-    );
-    page_with(
-        &format!("Image {image}"),
-        &body,
-        Layout {
-            wide: true,
-            refresh_seconds: None,
-        },
-    )
+    render(&ImagePage {
+        frame: Frame::with(format!("Image {image}"), layout(false)),
+        released: runs
+            .iter()
+            .filter(|r| r.status == RunStatus::Released)
+            .map(|r| VersionRow::of(r, now))
+            .collect(),
+        recent: runs
+            .iter()
+            .take(20)
+            .map(|r| VersionRow::of(r, now))
+            .collect(),
+    })
 }
 
 /// A page for something that does not exist, with a way back.
 pub fn not_found_page(what: &str) -> String {
-    page_with(
-        "Not found",
-        &format!(
-            r#"<p class="notice error">{}</p><p><a href="{BASE}">← all runs</a></p>"#,
-            escape(what)
-        ),
-        Layout::default(),
-    )
+    refusal_page("Not found", what)
+}
+
+/// A page that refuses a request with `what` went wrong, and a way back to
+/// the runs list.
+pub fn refusal_page(title: &str, what: &str) -> String {
+    notice_page(title, what, true, Some((BASE, "← all runs")))
 }

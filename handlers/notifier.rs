@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::domain::approval::NoticeKind;
 use crate::domain::run::Run;
-use crate::pages::escape;
+use crate::pages::render;
 use crate::ports::notifier::Notice;
 
 /// The facts every message shows, in order.
@@ -92,6 +92,17 @@ pub struct Email {
     pub html: String,
 }
 
+/// The HTML body of an approval email (`email.html`).
+#[derive(askama::Template)]
+#[template(path = "email.html")]
+struct EmailHtml<'a> {
+    headline: String,
+    approver: &'a str,
+    deadline: String,
+    facts: Vec<(&'static str, String)>,
+    url: &'a str,
+}
+
 /// The email for `notice`.
 pub fn email(notice: &Notice<'_>) -> Email {
     let deadline = notice.expires_at.format("%Y-%m-%d %H:%M UTC");
@@ -108,25 +119,13 @@ pub fn email(notice: &Notice<'_>) -> Email {
         "\nOpen this link to approve or reject (opening it decides nothing):\n{}\n",
         notice.url
     ));
-    let rows: String = facts
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "<tr><th align=\"left\">{}</th><td>{}</td></tr>",
-                escape(k),
-                escape(v)
-            )
-        })
-        .collect();
-    let html = format!(
-        "<!doctype html><html><body><h2>{}</h2><p>{}, your decision is needed before {}.</p><table>{rows}</table>\
-         <p><a href=\"{url}?decision=approve\">Approve</a> &middot; <a href=\"{url}?decision=reject\">Reject</a></p>\
-         <p>Opening a link decides nothing: you confirm on the page.</p></body></html>",
-        escape(&headline(notice)),
-        escape(notice.approver),
-        escape(&deadline.to_string()),
-        url = escape(&notice.url),
-    );
+    let html = render(&EmailHtml {
+        headline: headline(notice),
+        approver: notice.approver,
+        deadline: deadline.to_string(),
+        facts,
+        url: &notice.url,
+    });
     Email {
         subject: headline(notice),
         text,
@@ -168,7 +167,7 @@ mod tests {
         };
         let mail = email(&notice);
         assert!(!mail.html.contains("<script>"));
-        assert!(mail.html.contains("&lt;script&gt;"));
+        assert!(mail.html.contains("&#60;script&#62;"));
         assert!(mail.text.contains("https://f.example/api/approvals/t0k3n"));
         assert!(
             mail.html

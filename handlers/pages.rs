@@ -1,26 +1,10 @@
-//! Server-rendered HTML: the page frame and escaping. Every user-supplied
-//! string shown on a page goes through [`escape`].
+//! Server-rendered HTML: the page frame every page extends
+//! (`handlers/templates/base.html`), the filter that percent-encodes data
+//! put into links, and rendering. Pages are askama templates with the `.html`
+//! extension, so every value they print is HTML-escaped unless a template
+//! says otherwise.
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A complete page: `title` is escaped, `body` is trusted HTML built with [`escape`].
-pub fn page(title: &str, body: &str) -> String {
-    page_with(title, body, Layout::default())
-}
+use askama::Template;
 
 /// How a page is laid out.
 #[derive(Clone, Copy, Debug, Default)]
@@ -31,66 +15,188 @@ pub struct Layout {
     pub refresh_seconds: Option<u32>,
 }
 
-/// A complete page with a layout.
+/// What the base layout needs of every page: its title (shown in the tab
+/// and as the heading) and its layout. A page template has a `frame` field
+/// and `{% extends "base.html" %}`.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// The page's title, as text.
+    pub title: String,
+    /// How the page is laid out.
+    pub layout: Layout,
+}
+
+impl Frame {
+    /// A frame with the reading-column layout.
+    pub fn new(title: impl Into<String>) -> Frame {
+        Frame::with(title, Layout::default())
+    }
+
+    /// A frame with `layout`.
+    pub fn with(title: impl Into<String>, layout: Layout) -> Frame {
+        Frame {
+            title: title.into(),
+            layout,
+        }
+    }
+
+    /// The page's largest width (CSS).
+    pub fn width(&self) -> &'static str {
+        if self.layout.wide { "72rem" } else { "40rem" }
+    }
+}
+
+/// A page whose body is already HTML (`frame.html`).
+#[derive(Template)]
+#[template(path = "frame.html")]
+struct FramedBody<'a> {
+    frame: Frame,
+    body: &'a str,
+}
+
+/// A complete page around `body`, which must be HTML rendered by a template
+/// (it is inserted as it is); `title` is text. New pages are templates that
+/// extend `base.html` instead.
 pub fn page_with(title: &str, body: &str, layout: Layout) -> String {
-    let width = if layout.wide { "72rem" } else { "40rem" };
-    let refresh = layout
-        .refresh_seconds
-        .map(|s| format!(r#"<meta http-equiv="refresh" content="{s}">"#))
-        .unwrap_or_default();
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-{refresh}
-<title>{title} · image-factory</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: {width}; margin: 2rem auto; padding: 0 1rem; color: #1b1f24; }}
-table {{ border-collapse: collapse; width: 100%; font-size: .92rem; }}
-th, td {{ text-align: left; padding: .35rem .6rem; border-bottom: 1px solid #e3e6ea; vertical-align: top; }}
-.scroll {{ overflow-x: auto; }}
-.status {{ display: inline-block; padding: .05rem .5rem; border-radius: 1rem; font-size: .85rem; background: #eef0f3; }}
-.status.released {{ background: #dff3e4; color: #14532d; }}
-.status.failed, .status.rejected, .status.approval-expired {{ background: #fdecea; color: #7f1d1d; }}
-.status.running, .status.queued {{ background: #e7f0fd; color: #1e3a8a; }}
-.status.waiting-for-approval {{ background: #fff4d6; color: #713f12; }}
-pre {{ background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .8rem; }}
-form.filters {{ display: flex; gap: .6rem; flex-wrap: wrap; align-items: end; margin-bottom: 1rem; }}
-nav a {{ margin-right: 1rem; }}
-h1 {{ font-size: 1.4rem; }}
-dl {{ display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; }}
-dt {{ font-weight: 600; }} dd {{ margin: 0; overflow-wrap: anywhere; }}
-.notice {{ padding: .8rem 1rem; border-radius: .4rem; background: #eef3fb; }}
-.error {{ background: #fdecea; }}
-textarea {{ width: 100%; min-height: 4rem; box-sizing: border-box; }}
-button {{ font-size: 1rem; padding: .6rem 1.4rem; margin: .6rem .6rem 0 0; border-radius: .4rem; border: 1px solid #888; cursor: pointer; }}
-button.approve {{ background: #1f7a35; color: #fff; border-color: #1f7a35; }}
-button.reject {{ background: #fff; color: #a11; border-color: #a11; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-{body}
-</body>
-</html>
-"#,
-        title = escape(title),
-    )
+    render(&FramedBody {
+        frame: Frame::with(title, layout),
+        body,
+    })
+}
+
+/// A page of one short message (`notice.html`).
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct NoticePage<'a> {
+    frame: Frame,
+    class: &'static str,
+    message: &'a str,
+    /// A link back: its address and its text.
+    back: Option<(&'a str, &'a str)>,
+}
+
+/// A page that says `message` (text): an error notice when `error`, and a
+/// link back (address, text) when given.
+pub fn notice_page(title: &str, message: &str, error: bool, back: Option<(&str, &str)>) -> String {
+    render(&NoticePage {
+        frame: Frame::new(title),
+        class: if error { "notice error" } else { "notice" },
+        message,
+        back,
+    })
+}
+
+/// Renders a template. Templates here only print values whose `Display`
+/// cannot fail, so a failure is a bug: it is logged and the reader gets a
+/// short plain page instead of half of one.
+pub fn render(template: &impl Template) -> String {
+    template.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a template failed to render");
+        "<!doctype html><title>Error</title><p>This page could not be shown.</p>".into()
+    })
+}
+
+/// Percent-encodes `text` for one path segment or one query-string name or
+/// value: every byte outside the unreserved characters of RFC 3986
+/// (`A-Z a-z 0-9 - . _ ~`) becomes `%XX`, so `/`, `?`, `&`, `#`, quotes and
+/// spaces in data can neither end the segment nor break out of the attribute.
+pub fn url_encode(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+    out
+}
+
+/// The filters of the page templates. Askama looks them up in the module
+/// that derives the template, which brings them in with
+/// `use crate::pages::filters;`.
+pub mod filters {
+    /// `{{ value|url_encode }}`: [`super::url_encode`] of the value's text,
+    /// for a path segment or a query value taken from data.
+    #[askama::filter_fn]
+    pub fn url_encode(
+        value: impl std::fmt::Display,
+        _: &dyn askama::Values,
+    ) -> askama::Result<String> {
+        Ok(super::url_encode(&value.to_string()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
+    /// Percent-decoding, as a server reads a path segment.
+    fn decode(text: &str) -> Vec<u8> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn an_encoded_value_is_unreserved_characters_and_escapes_that_decode_to_it(text in any::<String>()) {
+            let encoded = url_encode(&text);
+            prop_assert!(encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));
+            prop_assert_eq!(decode(&encoded), text.as_bytes());
+        }
+    }
+
     #[test]
-    fn markup_in_user_text_is_shown_as_text() {
+    fn unreserved_characters_stay_and_everything_else_is_percent_encoded() {
         assert_eq!(
-            escape(r#"<script>alert("x")</script> & 'y'"#),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+            url_encode("push-web-2026.1125.0_a~b"),
+            "push-web-2026.1125.0_a~b"
         );
-        assert!(!page("<b>", "").contains("<b>"));
+        assert_eq!(url_encode("a b/c?d&e=f#g"), "a%20b%2Fc%3Fd%26e%3Df%23g");
+        assert_eq!(
+            url_encode(r#""><img src=x onerror=alert(1)>"#),
+            "%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E"
+        );
+        assert_eq!(url_encode("%41+'"), "%2541%2B%27");
+        // Text outside ASCII is encoded byte by byte (UTF-8).
+        assert_eq!(url_encode("é"), "%C3%A9");
+        assert_eq!(url_encode(""), "");
+    }
+
+    #[test]
+    fn markup_in_a_title_or_message_is_shown_as_text() {
+        let page = notice_page(
+            "<b>",
+            r#"<script>alert("x")</script> & 'y'"#,
+            true,
+            Some(("/x", "back")),
+        );
+        assert!(
+            !page.contains("<b>") && !page.contains("<script>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("&#60;script&#62;alert(&#34;x&#34;)&#60;/script&#62; &#38; &#39;y&#39;"),
+            "{page}"
+        );
     }
 }

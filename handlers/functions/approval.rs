@@ -6,6 +6,7 @@
 //! this approver, and not used before; when App Service authentication is in
 //! front, the signed-in user must be that approver.
 
+use askama::Template;
 use serde::Deserialize;
 
 use super::InvocationError;
@@ -13,7 +14,7 @@ use crate::app::{App, dispatch};
 use crate::domain::approval::{Claims, Decision, TokenError, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{Run, RunId, RunStatus};
-use crate::pages::{escape, page};
+use crate::pages::{Frame, notice_page, render};
 use crate::ports::store::{StoreError, UpdateError, update_run};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 
@@ -129,22 +130,19 @@ impl Approval {
             Ok(t) => {
                 tracing::info!(run_id = %claims.run, verdict = verdict.name(), "approval decision recorded");
                 let said = match (verdict, t.run.status) {
-                    (Verdict::Reject, _) => "Rejected. The run stops here.".to_string(),
+                    (Verdict::Reject, _) => "Rejected. The run stops here.",
                     (Verdict::Approve, RunStatus::WaitingForApproval) => {
-                        "Approved. The run waits for more approvals.".to_string()
+                        "Approved. The run waits for more approvals."
                     }
-                    (Verdict::Approve, _) => "Approved. The run goes on to release.".to_string(),
+                    (Verdict::Approve, _) => "Approved. The run goes on to release.",
                 };
                 let mut response = InvocationResponse::http(HttpResponseData::html(
                     200,
-                    page(
-                        "Decision recorded",
-                        &format!(
-                            r#"<p class="notice">{}</p>{}"#,
-                            escape(&said),
-                            facts(&t.run)
-                        ),
-                    ),
+                    render(&DecidedPage {
+                        frame: Frame::new("Decision recorded"),
+                        said,
+                        facts: facts(&t.run),
+                    }),
                 ));
                 dispatch(&mut response, &claims.run, &t.commands);
                 Ok(response)
@@ -188,21 +186,14 @@ fn link_problem(run: &Run, claims: &Claims) -> Option<String> {
 }
 
 fn answer(status: u16, title: &str, message: &str) -> InvocationResponse {
-    let class = if status >= 400 {
-        "notice error"
-    } else {
-        "notice"
-    };
     InvocationResponse::http(HttpResponseData::html(
         status,
-        page(
-            title,
-            &format!(r#"<p class="{class}">{}</p>"#, escape(message)),
-        ),
+        notice_page(title, message, status >= 400, None),
     ))
 }
 
-fn facts(run: &Run) -> String {
+/// The facts an approver decides on: (name, value) as text.
+fn facts(run: &Run) -> Vec<(&'static str, String)> {
     let mut rows = vec![
         ("Image", run.image.clone()),
         ("Version", run.version.to_string()),
@@ -224,32 +215,39 @@ fn facts(run: &Run) -> String {
             rows.push((record.stage.name(), summary.clone()));
         }
     }
-    let items: String = rows
-        .iter()
-        .map(|(k, v)| format!("<dt>{}</dt><dd>{}</dd>", escape(k), escape(v)))
-        .collect();
-    format!("<dl>{items}</dl>")
+    rows
+}
+
+#[derive(Template)]
+#[template(path = "decided.html")]
+struct DecidedPage {
+    frame: Frame,
+    said: &'static str,
+    facts: Vec<(&'static str, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "approval.html")]
+struct ApprovalPage<'a> {
+    frame: Frame,
+    approver: &'a str,
+    run_id: &'a str,
+    expires: String,
+    facts: Vec<(&'static str, String)>,
+    max_comment: usize,
 }
 
 fn confirmation_page(run: &Run, claims: &Claims) -> String {
-    let expires = run
-        .approval
-        .as_ref()
-        .map(|r| r.expires_at.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default();
-    let body = format!(
-        r#"<p class="notice">{approver}, run {run_id} waits for your decision until {expires}. Nothing is decided until you press a button.</p>
-{facts}
-<form method="post">
-<label for="comment">Comment (optional)</label>
-<textarea id="comment" name="comment" maxlength="{MAX_COMMENT}"></textarea>
-<button class="approve" type="submit" name="decision" value="approve">Approve</button>
-<button class="reject" type="submit" name="decision" value="reject">Reject</button>
-</form>"#,
-        approver = escape(&claims.sub),
-        run_id = escape(&run.id),
-        expires = escape(&expires),
-        facts = facts(run),
-    );
-    page(&format!("Approve {} {}?", run.image, run.version), &body)
+    render(&ApprovalPage {
+        frame: Frame::new(format!("Approve {} {}?", run.image, run.version)),
+        approver: &claims.sub,
+        run_id: &run.id,
+        expires: run
+            .approval
+            .as_ref()
+            .map(|r| r.expires_at.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default(),
+        facts: facts(run),
+        max_comment: MAX_COMMENT,
+    })
 }

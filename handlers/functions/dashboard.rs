@@ -7,9 +7,10 @@ use std::io::{Read, Seek, SeekFrom};
 use super::InvocationError;
 use crate::app::App;
 use crate::build_log;
-use crate::dashboard::{AttemptLog, Filters, image_page, not_found_page, run_page, runs_page};
+use crate::dashboard::{
+    AttemptLog, Filters, image_page, not_found_page, refusal_page, run_page, runs_page,
+};
 use crate::domain::run::{RunId, RunStatus, Stage};
-use crate::pages::{escape, page};
 use crate::ports::store::{RunQuery, StoreError};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 
@@ -40,7 +41,7 @@ impl Dashboard {
         ) {
             return Ok(html(
                 405,
-                page("Not allowed", "<p>The dashboard is read-only.</p>"),
+                refusal_page("Not allowed", "The dashboard is read-only."),
             ));
         }
         let param = |name: &str| {
@@ -119,12 +120,10 @@ impl Dashboard {
             match RunStatus::from_name(status) {
                 Some(s) => filters.status = Some(s),
                 None => {
-                    let body = format!(
-                        r#"<p class="notice error">Unknown status {}.</p><p><a href="{}">← all runs</a></p>"#,
-                        escape(status),
-                        crate::dashboard::BASE
-                    );
-                    return Ok(html(400, page("Bad filter", &body)));
+                    return Ok(html(
+                        400,
+                        refusal_page("Bad filter", &format!("Unknown status {status}.")),
+                    ));
                 }
             }
         }
@@ -139,10 +138,7 @@ impl Dashboard {
             Err(StoreError::BadContinuation) => {
                 return Ok(html(
                     400,
-                    page(
-                        "Bad page",
-                        "<p class=\"notice error\">That page link is not valid.</p>",
-                    ),
+                    refusal_page("Bad page", "That page link is not valid."),
                 ));
             }
             Err(e) => return Err(super::retry("cannot list runs", e)),
