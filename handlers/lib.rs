@@ -32,4 +32,5 @@ pub mod startup;
 
 pub mod telemetry;
 pub mod template;
+pub mod web;
 pub mod worker;

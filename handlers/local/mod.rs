@@ -3,4 +3,5 @@
 //! gallery in the data folder, the test environment, a Marketplace file and
 //! a log copy.
 
+pub mod git;
 pub mod sqlite;
