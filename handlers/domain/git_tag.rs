@@ -101,6 +101,7 @@ pub fn ref_name_rule_broken(name: &str) -> Option<&'static str> {
         return Some("it ends with `.`");
     }
     if name.starts_with('-') {
+        // Not a ref-name rule: `git tag` refuses such names (and would read one as an option).
         return Some("it begins with `-`");
     }
     for component in name.split('/') {
@@ -256,8 +257,10 @@ pub struct TagPlan {
 /// Whether there is a tag to try for `run` at `now`: a released run that
 /// built a commit, not tagged already (tagged, already there, in conflict,
 /// nothing to tag, or given up), and not waiting for a later try. Runs
-/// without a commit (timer and operator runs) are never tagged.
-pub fn plan(run: &Run, now: DateTime<Utc>) -> Option<TagPlan> {
+/// without a commit (timer and operator runs) are never tagged. `Err` is
+/// the record to keep when the image's name cannot start a tag (`-web`:
+/// `git tag` refuses names starting with `-`).
+pub fn plan(run: &Run, now: DateTime<Utc>) -> Option<Result<TagPlan, GitTagRecord>> {
     if run.status != RunStatus::Released {
         return None;
     }
@@ -274,10 +277,24 @@ pub fn plan(run: &Run, now: DateTime<Utc>) -> Option<TagPlan> {
         }
         Some(_) => return None,
     }
-    Some(TagPlan {
-        tag: TagName::new(&run.image, &run.version).ok()?,
+    let tag = match TagName::new(&run.image, &run.version) {
+        Ok(tag) => tag,
+        Err(e) => {
+            return Some(Err(GitTagRecord {
+                tag: format!("{}/{}", run.image, run.version),
+                commit: commit.to_string(),
+                state: GitTagState::NothingToTag {
+                    reason: e.to_string(),
+                },
+                attempts: 0,
+                at: now,
+            }));
+        }
+    };
+    Some(Ok(TagPlan {
+        tag,
         commit: commit.to_string(),
-    })
+    }))
 }
 
 impl GitTagRecord {
@@ -390,19 +407,28 @@ mod tests {
     #[test]
     fn only_a_released_run_that_built_a_commit_is_tagged() {
         let run = released(Some(COMMIT));
-        let plan = plan(&run, now()).unwrap();
+        let plan = plan(&run, now()).unwrap().unwrap();
         assert_eq!(plan.tag.as_str(), "example/1.2.3");
         assert_eq!(plan.commit, COMMIT);
         assert_eq!(super::plan(&released(None), now()), None);
         let mut waiting = released(Some(COMMIT));
         waiting.status = RunStatus::WaitingForApproval;
         assert_eq!(super::plan(&waiting, now()), None);
+        let mut dashed = released(Some(COMMIT));
+        dashed.image = "-web".into();
+        let Some(Err(record)) = super::plan(&dashed, now()) else {
+            panic!("a record saying why");
+        };
+        assert!(
+            matches!(&record.state, GitTagState::NothingToTag { reason } if reason.contains("begins with `-`")),
+            "{record:?}"
+        );
     }
 
     #[test]
     fn a_settled_tag_is_never_tried_again_and_a_failed_one_only_when_due() {
         let mut run = released(Some(COMMIT));
-        let p = plan(&run, now()).unwrap();
+        let p = plan(&run, now()).unwrap().unwrap();
         for outcome in [
             TagOutcome::Tagged,
             TagOutcome::AlreadyThere,
@@ -422,7 +448,7 @@ mod tests {
         assert!(failed.due(now() + Duration::minutes(1)));
         run.git_tag = Some(failed.clone());
         assert_eq!(plan(&run, now()), None);
-        assert_eq!(plan(&run, now() + Duration::minutes(1)), Some(p.clone()));
+        assert_eq!(plan(&run, now() + Duration::minutes(1)), Some(Ok(p.clone())));
         let again =
             GitTagRecord::after(Some(&failed), &p, Ok(TagOutcome::Tagged), now() + Duration::minutes(1));
         assert_eq!(again.attempts, 2);
@@ -441,7 +467,7 @@ mod tests {
         assert_eq!(at(9, false), Some(Duration::hours(24)));
         assert_eq!(at(MAX_ATTEMPTS, true), None);
         assert_eq!(at(MAX_ATTEMPTS + 5, false), None);
-        let p = plan(&released(Some(COMMIT)), now()).unwrap();
+        let p = plan(&released(Some(COMMIT)), now()).unwrap().unwrap();
         let mut record = None;
         for _ in 0..MAX_ATTEMPTS {
             record = Some(GitTagRecord::after(
@@ -464,7 +490,7 @@ mod tests {
 
     #[test]
     fn the_record_reads_as_camel_case_json_with_its_state() {
-        let p = plan(&released(Some(COMMIT)), now()).unwrap();
+        let p = plan(&released(Some(COMMIT)), now()).unwrap().unwrap();
         let record = GitTagRecord::after(
             None,
             &p,
@@ -508,17 +534,19 @@ mod tests {
         fn the_rules_agree_with_git_check_ref_format(
             name in "[a-z0-9./@{}~^:?*\\[\\\\ -]{0,12}(\\.lock)?"
         ) {
+            // git's ref-name rules, and `git tag`'s own: no leading `-`.
             prop_assert_eq!(
                 ref_name_rule_broken(&name).is_none(),
-                git_accepts(&name),
+                git_accepts(&name) && !name.starts_with('-'),
                 "{:?}", name
             );
         }
 
-        /// Every image folder name and version the factory accepts makes a valid tag.
+        /// Every image folder name the factory accepts that does not start
+        /// with `-`, at every version, makes a valid tag.
         #[test]
         fn image_names_and_versions_make_valid_tags(
-            image in "[a-z0-9][a-z0-9-]{0,62}",
+            image in "[a-z0-9][a-z0-9-]{0,63}",
             major in 0u32..=i32::MAX as u32,
             minor in 0u32..=i32::MAX as u32,
             patch in 0u32..=i32::MAX as u32,

@@ -18,7 +18,10 @@ pub async fn tag_release(
     run: &Run,
     now: DateTime<Utc>,
 ) -> Option<GitTagRecord> {
-    let plan = git_tag::plan(run, now)?;
+    let plan = match git_tag::plan(run, now)? {
+        Ok(plan) => plan,
+        Err(record) => return Some(record),
+    };
     let result = tags
         .tag(run.trigger.repository.as_ref(), &plan.tag, &plan.commit)
         .await
