@@ -121,7 +121,7 @@ pub fn ref_name_rule_broken(name: &str) -> Option<&'static str> {
 #[serde(tag = "provider", rename_all = "kebab-case")]
 pub enum RepositoryRef {
     /// A GitHub repository, `owner/repo`.
-    #[serde(rename_all = "camelCase")]
+    #[serde(rename = "github", rename_all = "camelCase")]
     GitHub {
         /// The owner (user or organization).
         owner: String,
@@ -129,7 +129,7 @@ pub enum RepositoryRef {
         repo: String,
     },
     /// An Azure DevOps Git repository.
-    #[serde(rename_all = "camelCase")]
+    #[serde(rename = "azure-devops", rename_all = "camelCase")]
     AzureDevOps {
         /// The organization's (or collection's) URL:
         /// `https://dev.azure.com/<organization>`.
@@ -514,6 +514,14 @@ mod tests {
         assert_eq!(json["provider"], "azure-devops");
         assert_eq!(json["organizationUrl"], "https://dev.azure.com/fabrikam");
         assert_eq!(serde_json::from_value::<RepositoryRef>(json).unwrap(), repo);
+        let github = RepositoryRef::GitHub {
+            owner: "octo".into(),
+            repo: "images".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&github).unwrap(),
+            serde_json::json!({ "provider": "github", "owner": "octo", "repo": "images" })
+        );
     }
 
     /// Whether `git check-ref-format` (the real one) accepts `refs/tags/<name>`.

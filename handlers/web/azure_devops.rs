@@ -275,6 +275,7 @@ fn unreachable_api(e: reqwest::Error) -> TagError {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
     struct NoCredential;
 
     #[async_trait]
