@@ -17,9 +17,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, Utc};
 use common::openapi::{self, Exchange};
-use image_factory::domain::git_tag::{
-    GitTagState, RepositoryRef, TagName, TagOutcome,
-};
+use image_factory::domain::git_tag::{GitTagState, RepositoryRef, TagName, TagOutcome};
 use image_factory::domain::run::{Run, RunStatus, Trigger, TriggerKind};
 use image_factory::domain::version::ImageVersion;
 use image_factory::local::git::LocalGitTags;
@@ -137,23 +135,34 @@ impl GitHub {
             answer: answer.clone(),
         };
         let mut state = self.state();
-        if headers.get("x-github-api-version").and_then(|v| v.to_str().ok()) != Some("2022-11-28")
+        if headers
+            .get("x-github-api-version")
+            .and_then(|v| v.to_str().ok())
+            != Some("2022-11-28")
             || headers.get("accept").and_then(|v| v.to_str().ok())
                 != Some("application/vnd.github+json")
             || headers.get("user-agent").is_none()
         {
-            state
-                .violations
-                .push(format!("{operation}: GitHub's headers are missing: {headers:?}"));
+            state.violations.push(format!(
+                "{operation}: GitHub's headers are missing: {headers:?}"
+            ));
         }
         if let Err(broken) = openapi::github().check(&operation, &exchange) {
             state.violations.push(format!("{operation}: {broken:?}"));
         }
         state.exchanges.push((operation, exchange));
-        let mut response = (StatusCode::from_u16(status).expect("status"), axum::Json(answer))
+        let mut response = (
+            StatusCode::from_u16(status).expect("status"),
+            axum::Json(answer),
+        )
             .into_response();
         if status == 201 && method == Method::POST {
-            response.headers_mut().insert("location", "https://api.github.com/repos/octo/images/git/refs/tags/x".parse().expect("header"));
+            response.headers_mut().insert(
+                "location",
+                "https://api.github.com/repos/octo/images/git/refs/tags/x"
+                    .parse()
+                    .expect("header"),
+            );
         }
         response
     }
@@ -259,8 +268,14 @@ impl GitHub {
             let (s, b) = error(403, "Resource not accessible by integration");
             return (op, s, b);
         }
-        let name = body.and_then(|b| b["ref"].as_str()).unwrap_or_default().to_string();
-        let sha = body.and_then(|b| b["sha"].as_str()).unwrap_or_default().to_string();
+        let name = body
+            .and_then(|b| b["ref"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let sha = body
+            .and_then(|b| b["sha"].as_str())
+            .unwrap_or_default()
+            .to_string();
         if !name.starts_with("refs/") || name.matches('/').count() < 2 {
             let (s, b) = error(422, "Reference name is invalid");
             return (op, s, b);
@@ -287,7 +302,8 @@ impl GitHub {
     /// by the app, at most 10 minutes long, not issued in the future.
     fn verify_jwt(&self, jwt: &str) -> Result<(), String> {
         use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
-        let key = DecodingKey::from_rsa_pem(self.public_key.as_bytes()).map_err(|e| e.to_string())?;
+        let key =
+            DecodingKey::from_rsa_pem(self.public_key.as_bytes()).map_err(|e| e.to_string())?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[APP_ID]);
         validation.set_required_spec_claims(&["exp", "iat", "iss"]);
@@ -346,23 +362,28 @@ fn token(api_url: &str) -> GitHubTags {
 }
 
 #[tokio::test]
-async fn as_the_app_a_commit_is_tagged_once_the_same_tag_again_is_there_and_another_commit_is_a_conflict() {
+async fn as_the_app_a_commit_is_tagged_once_the_same_tag_again_is_there_and_another_commit_is_a_conflict()
+ {
     let (private, public) = key_pair();
     let github = GitHub::new(&public);
     let url = github.serve().await;
     let tags = app(&url, &private);
 
-    assert_eq!(tags.tag(Some(&repo()), &tag(), A).await, Ok(TagOutcome::Tagged));
+    assert_eq!(
+        tags.tag(Some(&repo()), &tag(), A).await,
+        Ok(TagOutcome::Tagged)
+    );
     assert_eq!(
         github.state().refs["octo/images"]["refs/tags/example/1.2.3"],
         A
     );
-    assert_eq!(tags.tag(Some(&repo()), &tag(), A).await, Ok(TagOutcome::AlreadyThere));
+    assert_eq!(
+        tags.tag(Some(&repo()), &tag(), A).await,
+        Ok(TagOutcome::AlreadyThere)
+    );
     assert_eq!(
         tags.tag(Some(&repo()), &tag(), B).await,
-        Ok(TagOutcome::Conflict {
-            existing: A.into()
-        })
+        Ok(TagOutcome::Conflict { existing: A.into() })
     );
     // Never moved.
     assert_eq!(
@@ -397,8 +418,14 @@ async fn an_installation_token_near_its_expiry_is_renewed() {
     let url = github.serve().await;
     let tags = app(&url, &private);
     let other = TagName::new("example", &"1.2.4").expect("tag");
-    assert_eq!(tags.tag(Some(&repo()), &tag(), A).await, Ok(TagOutcome::Tagged));
-    assert_eq!(tags.tag(Some(&repo()), &other, B).await, Ok(TagOutcome::Tagged));
+    assert_eq!(
+        tags.tag(Some(&repo()), &tag(), A).await,
+        Ok(TagOutcome::Tagged)
+    );
+    assert_eq!(
+        tags.tag(Some(&repo()), &other, B).await,
+        Ok(TagOutcome::Tagged)
+    );
     let state = github.state();
     assert_eq!(state.tokens.len(), 2);
     assert!(state.violations.is_empty(), "{:#?}", state.violations);
@@ -416,7 +443,11 @@ async fn an_app_key_github_does_not_know_is_refused_with_what_to_check_and_no_se
         .expect_err("refused");
     assert!(!err.transient);
     assert!(err.message.contains("401"), "{}", err.message);
-    assert!(err.message.contains("IMAGE_FACTORY_GITHUB_APP_ID"), "{}", err.message);
+    assert!(
+        err.message.contains("IMAGE_FACTORY_GITHUB_APP_ID"),
+        "{}",
+        err.message
+    );
     assert!(!err.message.contains("PRIVATE KEY-----"), "{}", err.message);
     let state = github.state();
     assert_eq!(state.jwt_refusals.len(), 1);
@@ -425,11 +456,15 @@ async fn an_app_key_github_does_not_know_is_refused_with_what_to_check_and_no_se
 }
 
 #[tokio::test]
-async fn with_a_fine_grained_token_missing_access_and_unknown_commits_are_permanent_and_outages_transient() {
+async fn with_a_fine_grained_token_missing_access_and_unknown_commits_are_permanent_and_outages_transient()
+ {
     let github = GitHub::new("unused");
     let url = github.serve().await;
     let tags = token(&url);
-    assert_eq!(tags.tag(Some(&repo()), &tag(), A).await, Ok(TagOutcome::Tagged));
+    assert_eq!(
+        tags.tag(Some(&repo()), &tag(), A).await,
+        Ok(TagOutcome::Tagged)
+    );
 
     // A repository the token cannot see: 404, permanent, naming the permission.
     let hidden = RepositoryRef::GitHub {
@@ -437,26 +472,41 @@ async fn with_a_fine_grained_token_missing_access_and_unknown_commits_are_perman
         repo: "secret".into(),
     };
     let err = tags.tag(Some(&hidden), &tag(), A).await.expect_err("404");
-    assert!(!err.transient && err.message.contains("Contents: write"), "{err:?}");
+    assert!(
+        !err.transient && err.message.contains("Contents: write"),
+        "{err:?}"
+    );
 
     // Read but not write: 403, permanent, naming the permission.
     github.state().read_only.insert("octo/images".into());
     let other = TagName::new("example", &"2.0.0").expect("tag");
     let err = tags.tag(Some(&repo()), &other, A).await.expect_err("403");
-    assert!(!err.transient && err.message.contains("Contents: write"), "{err:?}");
+    assert!(
+        !err.transient && err.message.contains("Contents: write"),
+        "{err:?}"
+    );
     github.state().read_only.clear();
 
     // A commit GitHub does not have: 422 with no ref to read back, permanent.
     let unknown = "cc218f56b14c9653891f9e74264a383fa43fefbd";
-    let err = tags.tag(Some(&repo()), &other, unknown).await.expect_err("422");
-    assert!(!err.transient && err.message.contains("Object does not exist"), "{err:?}");
+    let err = tags
+        .tag(Some(&repo()), &other, unknown)
+        .await
+        .expect_err("422");
+    assert!(
+        !err.transient && err.message.contains("Object does not exist"),
+        "{err:?}"
+    );
 
     // GitHub down: transient.
     github.state().failures = vec![503];
     let err = tags.tag(Some(&repo()), &other, A).await.expect_err("503");
     assert!(err.transient, "{err:?}");
     assert!(!err.message.contains(PAT));
-    assert_eq!(tags.tag(Some(&repo()), &other, A).await, Ok(TagOutcome::Tagged));
+    assert_eq!(
+        tags.tag(Some(&repo()), &other, A).await,
+        Ok(TagOutcome::Tagged)
+    );
 
     let state = github.state();
     assert!(state.violations.is_empty(), "{:#?}", state.violations);
@@ -497,7 +547,11 @@ fn the_description_check_refuses_what_github_would_not_send_or_take() {
         status: 201,
         answer: json!({ "token": "ghs_x", "expires_at": "2026-01-01T00:00:00Z", "repository_selection": "some" }),
     };
-    assert!(description.check("apps/create-installation-access-token", &token).is_err());
+    assert!(
+        description
+            .check("apps/create-installation-access-token", &token)
+            .is_err()
+    );
 }
 
 /// A released run of the example image at 1.2.3 that built `commit`, pushed to `repository`.
@@ -524,7 +578,8 @@ fn released(commit: Option<&str>, repository: Option<RepositoryRef>) -> Run {
 }
 
 #[tokio::test]
-async fn a_release_is_tagged_once_a_failure_is_recorded_and_retried_when_due_and_runs_without_a_commit_are_not() {
+async fn a_release_is_tagged_once_a_failure_is_recorded_and_retried_when_due_and_runs_without_a_commit_are_not()
+ {
     let github = GitHub::new("unused");
     let url = github.serve().await;
     let hosts = HostedGitTags {
@@ -539,7 +594,11 @@ async fn a_release_is_tagged_once_a_failure_is_recorded_and_retried_when_due_and
     let failed = tag_release(&hosts, &run, now).await.expect("tried");
     assert_eq!(failed.attempts, 1);
     assert_eq!(failed.tag, "example/1.2.3");
-    let GitTagState::Failed { next_attempt, message } = &failed.state else {
+    let GitTagState::Failed {
+        next_attempt,
+        message,
+    } = &failed.state
+    else {
         panic!("failed: {failed:?}");
     };
     assert!(message.contains("502"), "{message}");
@@ -554,7 +613,10 @@ async fn a_release_is_tagged_once_a_failure_is_recorded_and_retried_when_due_and
     assert_eq!(tagged.state, GitTagState::Tagged);
     assert_eq!(tagged.attempts, 2);
     run.git_tag = Some(tagged);
-    assert_eq!(tag_release(&hosts, &run, next + Duration::days(1)).await, None);
+    assert_eq!(
+        tag_release(&hosts, &run, next + Duration::days(1)).await,
+        None
+    );
 
     // Another run of the same version on another commit: a conflict, recorded.
     let conflict = tag_release(&hosts, &released(Some(B), Some(repo())), now)
@@ -568,11 +630,17 @@ async fn a_release_is_tagged_once_a_failure_is_recorded_and_retried_when_due_and
     );
 
     // Nothing to try without a commit; nothing to tag without a repository.
-    assert_eq!(tag_release(&hosts, &released(None, Some(repo())), now).await, None);
+    assert_eq!(
+        tag_release(&hosts, &released(None, Some(repo())), now).await,
+        None
+    );
     let nowhere = tag_release(&hosts, &released(Some(A), None), now)
         .await
         .expect("recorded");
-    assert!(matches!(nowhere.state, GitTagState::NothingToTag { .. }), "{nowhere:?}");
+    assert!(
+        matches!(nowhere.state, GitTagState::NothingToTag { .. }),
+        "{nowhere:?}"
+    );
     let devops = RepositoryRef::AzureDevOps {
         organization_url: "https://dev.azure.com/fabrikam".into(),
         project: "p".into(),
@@ -581,14 +649,20 @@ async fn a_release_is_tagged_once_a_failure_is_recorded_and_retried_when_due_and
     let unconfigured = tag_release(&hosts, &released(Some(A), Some(devops)), now)
         .await
         .expect("recorded");
-    assert!(matches!(unconfigured.state, GitTagState::NothingToTag { .. }));
+    assert!(matches!(
+        unconfigured.state,
+        GitTagState::NothingToTag { .. }
+    ));
 
     // The record survives the run store's JSON, and older records load without it.
     let json = serde_json::to_value(&run).expect("json");
     assert_eq!(json["gitTag"]["state"], "tagged");
     let mut old = json.clone();
     old.as_object_mut().expect("object").remove("gitTag");
-    old["trigger"].as_object_mut().expect("trigger").remove("repository");
+    old["trigger"]
+        .as_object_mut()
+        .expect("trigger")
+        .remove("repository");
     let loaded: Run = serde_json::from_value(old).expect("an older record loads");
     assert_eq!(loaded.git_tag, None);
     assert_eq!(loaded.trigger.repository, None);
@@ -600,12 +674,26 @@ fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["-c", "user.name=Factory Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=Factory Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .output()
         .expect("run git (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
 
 #[tokio::test]
@@ -626,27 +714,48 @@ async fn locally_the_images_folders_repository_is_tagged_with_git_and_a_tag_is_n
     assert_eq!(tags.tag(None, &tag(), &first).await, Ok(TagOutcome::Tagged));
     assert_eq!(git(root, &["rev-parse", "example/1.2.3^{commit}"]), first);
     assert_eq!(git(root, &["tag", "--list"]), "example/1.2.3");
-    assert_eq!(tags.tag(None, &tag(), &first).await, Ok(TagOutcome::AlreadyThere));
+    assert_eq!(
+        tags.tag(None, &tag(), &first).await,
+        Ok(TagOutcome::AlreadyThere)
+    );
     assert_eq!(
         tags.tag(None, &tag(), &second).await,
         Ok(TagOutcome::Conflict {
             existing: first.clone()
         })
     );
-    assert_eq!(git(root, &["rev-parse", "example/1.2.3^{commit}"]), first, "never moved");
+    assert_eq!(
+        git(root, &["rev-parse", "example/1.2.3^{commit}"]),
+        first,
+        "never moved"
+    );
 
     // A commit the repository does not have: a clear, permanent error, no tag.
     let unknown = "0123456789abcdef0123456789abcdef01234567";
     let other = TagName::new("example", &"1.2.4").expect("tag");
-    let err = tags.tag(None, &other, unknown).await.expect_err("unknown commit");
+    let err = tags
+        .tag(None, &other, unknown)
+        .await
+        .expect_err("unknown commit");
     assert!(!err.transient);
-    assert!(err.message.contains(unknown) && err.message.contains("not in the images folder's repository"), "{}", err.message);
+    assert!(
+        err.message.contains(unknown)
+            && err
+                .message
+                .contains("not in the images folder's repository"),
+        "{}",
+        err.message
+    );
     assert_eq!(git(root, &["tag", "--list"]), "example/1.2.3");
 
     // Through the entry point, as a release does.
     let run = released(Some(&second), None);
     let mut run = run;
-    run.version = ImageVersion { major: 1, minor: 2, patch: 5 };
+    run.version = ImageVersion {
+        major: 1,
+        minor: 2,
+        patch: 5,
+    };
     let record = tag_release(&tags, &run, Utc::now()).await.expect("tried");
     assert_eq!(record.state, GitTagState::Tagged);
     assert_eq!(git(root, &["rev-parse", "example/1.2.5^{commit}"]), second);

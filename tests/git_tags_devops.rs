@@ -121,10 +121,16 @@ impl DevOps {
         if exchange.query.get("api-version").map(String::as_str)
             != Some(openapi::azure_devops_git().version())
         {
-            state.violations.push(format!("{operation}: api-version {:?}", exchange.query));
+            state
+                .violations
+                .push(format!("{operation}: api-version {:?}", exchange.query));
         }
         state.operations.push(operation.to_string());
-        (StatusCode::from_u16(status).expect("status"), axum::Json(answer)).into_response()
+        (
+            StatusCode::from_u16(status).expect("status"),
+            axum::Json(answer),
+        )
+            .into_response()
     }
 
     fn route(
@@ -155,8 +161,14 @@ impl DevOps {
         let mut results = Vec::new();
         for update in updates {
             let name = update["name"].as_str().unwrap_or_default().to_string();
-            let old = update["oldObjectId"].as_str().unwrap_or_default().to_string();
-            let new = update["newObjectId"].as_str().unwrap_or_default().to_string();
+            let old = update["oldObjectId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let new = update["newObjectId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let current = state.refs.get(&name).cloned().unwrap_or(NO_OBJECT.into());
             let status = if state.denied {
                 "createTagPermissionRequired"
@@ -215,50 +227,86 @@ fn the_factorys_identity_tags_azure_devops_commits_and_never_moves_a_tag() {
         };
         let name = TagName::new("example", &"1.2.3").expect("tag");
 
-        assert_eq!(tags.tag(Some(&repo), &name, A).await, Ok(TagOutcome::Tagged));
+        assert_eq!(
+            tags.tag(Some(&repo), &name, A).await,
+            Ok(TagOutcome::Tagged)
+        );
         assert_eq!(devops.state().refs["refs/tags/example/1.2.3"], A);
-        assert_eq!(tags.tag(Some(&repo), &name, A).await, Ok(TagOutcome::AlreadyThere));
+        assert_eq!(
+            tags.tag(Some(&repo), &name, A).await,
+            Ok(TagOutcome::AlreadyThere)
+        );
         assert_eq!(
             tags.tag(Some(&repo), &name, B).await,
             Ok(TagOutcome::Conflict { existing: A.into() })
         );
-        assert_eq!(devops.state().refs["refs/tags/example/1.2.3"], A, "never moved");
+        assert_eq!(
+            devops.state().refs["refs/tags/example/1.2.3"],
+            A,
+            "never moved"
+        );
 
         // The identity lacks Create tag: permanent, naming the permission.
         devops.state().denied = true;
         let other = TagName::new("example", &"1.2.4").expect("tag");
         let err = tags.tag(Some(&repo), &other, A).await.expect_err("denied");
-        assert!(!err.transient && err.message.contains("Create tag"), "{err:?}");
+        assert!(
+            !err.transient && err.message.contains("Create tag"),
+            "{err:?}"
+        );
         devops.state().denied = false;
 
         // A commit the repository does not have: permanent.
         let unknown = "5555555555555555555555555555555555555555";
-        let err = tags.tag(Some(&repo), &other, unknown).await.expect_err("unknown");
-        assert!(!err.transient && err.message.contains("unresolvableToCommit"), "{err:?}");
+        let err = tags
+            .tag(Some(&repo), &other, unknown)
+            .await
+            .expect_err("unknown");
+        assert!(
+            !err.transient && err.message.contains("unresolvableToCommit"),
+            "{err:?}"
+        );
 
         // The service down: transient.
         devops.state().failures = vec![503];
         let err = tags.tag(Some(&repo), &other, A).await.expect_err("503");
         assert!(err.transient, "{err:?}");
-        assert_eq!(tags.tag(Some(&repo), &other, A).await, Ok(TagOutcome::Tagged));
+        assert_eq!(
+            tags.tag(Some(&repo), &other, A).await,
+            Ok(TagOutcome::Tagged)
+        );
 
         // An organization outside Azure DevOps' hosts never sees the token.
         let cloud_only = AzureDevOpsTags::new(credential, None).expect("adapter");
         let requests_before = devops.state().tokens.len();
-        let err = cloud_only.tag(Some(&repo), &other, A).await.expect_err("untrusted");
-        assert!(!err.transient && err.message.contains("not sent there"), "{err:?}");
+        let err = cloud_only
+            .tag(Some(&repo), &other, A)
+            .await
+            .expect_err("untrusted");
+        assert!(
+            !err.transient && err.message.contains("not sent there"),
+            "{err:?}"
+        );
         assert_eq!(devops.state().tokens.len(), requests_before);
 
         // Every token the fake saw was the identity's token for Azure DevOps.
         let state = devops.state();
-        assert!(state.tokens.iter().all(|t| *t == devops.token), "{:?}", state.tokens);
+        assert!(
+            state.tokens.iter().all(|t| *t == devops.token),
+            "{:?}",
+            state.tokens
+        );
         assert!(
             identity_endpoint
                 .requests()
                 .iter()
                 .all(|r| r.resource == "499b84ac-1321-427f-aa17-267ca6975798"),
             "{:?}",
-            identity_endpoint.requests().iter().map(|r| &r.resource).collect::<Vec<_>>()
+            identity_endpoint
+                .requests()
+                .iter()
+                .map(|r| &r.resource)
+                .collect::<Vec<_>>()
         );
         assert!(state.operations.contains(&"Refs_List".to_string()));
         assert!(state.violations.is_empty(), "{:#?}", state.violations);

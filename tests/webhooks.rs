@@ -255,7 +255,8 @@ async fn an_azure_devops_push_builds_every_image_and_is_authenticated_by_its_sha
     assert_eq!(
         run.trigger.repository,
         Some(RepositoryRef::AzureDevOps {
-            organization_url: "https://fabrikam-fiber-inc.visualstudio.com/DefaultCollection".into(),
+            organization_url: "https://fabrikam-fiber-inc.visualstudio.com/DefaultCollection"
+                .into(),
             project: "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c".into(),
             repository_id: "278d5cd2-584d-4b63-824a-2ba458937249".into(),
         })

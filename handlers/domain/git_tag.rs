@@ -448,9 +448,16 @@ mod tests {
         assert!(failed.due(now() + Duration::minutes(1)));
         run.git_tag = Some(failed.clone());
         assert_eq!(plan(&run, now()), None);
-        assert_eq!(plan(&run, now() + Duration::minutes(1)), Some(Ok(p.clone())));
-        let again =
-            GitTagRecord::after(Some(&failed), &p, Ok(TagOutcome::Tagged), now() + Duration::minutes(1));
+        assert_eq!(
+            plan(&run, now() + Duration::minutes(1)),
+            Some(Ok(p.clone()))
+        );
+        let again = GitTagRecord::after(
+            Some(&failed),
+            &p,
+            Ok(TagOutcome::Tagged),
+            now() + Duration::minutes(1),
+        );
         assert_eq!(again.attempts, 2);
         assert_eq!(again.state, GitTagState::Tagged);
     }

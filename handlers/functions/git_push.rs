@@ -353,8 +353,7 @@ fn github_repository(repository: &GitHubRepository) -> Option<RepositoryRef> {
     let (owner, repo) = repository.full_name.split_once('/')?;
     let part = |s: &str| {
         !s.is_empty()
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     };
     (part(owner) && part(repo)).then(|| RepositoryRef::GitHub {

@@ -131,9 +131,10 @@ impl AzureDevOpsTags {
         if status != 200 {
             return Err(refusal(status, &message(response).await));
         }
-        let list: List<GitRef> = response.json().await.map_err(|_| {
-            TagError::transient("Azure DevOps' list of refs could not be read")
-        })?;
+        let list: List<GitRef> = response
+            .json()
+            .await
+            .map_err(|_| TagError::transient("Azure DevOps' list of refs could not be read"))?;
         let wanted = name.ref_name();
         Ok(list
             .value
@@ -170,13 +171,10 @@ impl GitTags for AzureDevOpsTags {
             .credential
             .get_token(&[SCOPE], None)
             .await
-            .map_err(|e| {
-                TagError::transient(format!("no Entra ID token for Azure DevOps: {e}"))
-            })?;
+            .map_err(|e| TagError::transient(format!("no Entra ID token for Azure DevOps: {e}")))?;
         let token = token.token.secret();
-        let refs = format!(
-            "{organization_url}/{project}/_apis/git/repositories/{repository_id}/refs"
-        );
+        let refs =
+            format!("{organization_url}/{project}/_apis/git/repositories/{repository_id}/refs");
         let response = self
             .http
             .post(&refs)
@@ -221,9 +219,11 @@ impl GitTags for AzureDevOpsTags {
         let update = result.update_status.unwrap_or_else(|| "refused".into());
         let detail = result.custom_message.unwrap_or_default();
         Err(match update.as_str() {
-            "createTagPermissionRequired" | "writePermissionRequired" => TagError::permanent(format!(
-                "Azure DevOps refused to tag {commit} as {name} ({update}); grant the factory's identity Create tag on the repository {detail}"
-            )),
+            "createTagPermissionRequired" | "writePermissionRequired" => {
+                TagError::permanent(format!(
+                    "Azure DevOps refused to tag {commit} as {name} ({update}); grant the factory's identity Create tag on the repository {detail}"
+                ))
+            }
             "unresolvableToCommit" => TagError::permanent(format!(
                 "commit {commit} is not in the Azure DevOps repository ({update}) {detail}"
             )),

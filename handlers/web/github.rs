@@ -91,7 +91,9 @@ pub enum GitHubSettingsError {
     )]
     PrivateKey,
     /// The API URL is not an http(s) URL.
-    #[error("IMAGE_FACTORY_GITHUB_API_URL must be an https URL, e.g. https://github.example.com/api/v3")]
+    #[error(
+        "IMAGE_FACTORY_GITHUB_API_URL must be an https URL, e.g. https://github.example.com/api/v3"
+    )]
     ApiUrl,
 }
 
@@ -125,7 +127,11 @@ impl GitHubSettings {
                     .map_err(|_| GitHubSettingsError::InstallationId)?,
                 private_key: pem_text(&key),
             },
-            (None, _, _) => return Err(GitHubSettingsError::Incomplete("IMAGE_FACTORY_GITHUB_APP_ID")),
+            (None, _, _) => {
+                return Err(GitHubSettingsError::Incomplete(
+                    "IMAGE_FACTORY_GITHUB_APP_ID",
+                ));
+            }
             (_, None, _) => {
                 return Err(GitHubSettingsError::Incomplete(
                     "IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID",
@@ -268,7 +274,10 @@ impl GitHubTags {
         };
         let mut cached = self.installation_token.lock().await;
         let now = Utc::now();
-        if let Some(c) = cached.as_ref().filter(|c| c.expires_at - RENEW_BEFORE > now) {
+        if let Some(c) = cached
+            .as_ref()
+            .filter(|c| c.expires_at - RENEW_BEFORE > now)
+        {
             return Ok(c.token.clone());
         }
         let jwt = app_jwt(app_id, key, now)?;
@@ -435,21 +444,33 @@ mod tests {
     #[test]
     fn nothing_set_means_no_github_tags_and_a_token_or_a_whole_app_is_taken() {
         assert_eq!(GitHubSettings::from_vars(vars(&[])), Ok(None));
-        let token = GitHubSettings::from_vars(vars(&[("IMAGE_FACTORY_GITHUB_TOKEN", "github_pat_x")]))
-            .unwrap()
-            .unwrap();
+        let token =
+            GitHubSettings::from_vars(vars(&[("IMAGE_FACTORY_GITHUB_TOKEN", "github_pat_x")]))
+                .unwrap()
+                .unwrap();
         assert_eq!(token.api_url, DEFAULT_API_URL);
         assert_eq!(token.auth, GitHubAuth::Token("github_pat_x".into()));
         let app = GitHubSettings::from_vars(vars(&[
             ("IMAGE_FACTORY_GITHUB_APP_ID", "12345"),
             ("IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID", "678"),
-            ("IMAGE_FACTORY_GITHUB_APP_PRIVATE_KEY", "-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----"),
-            ("IMAGE_FACTORY_GITHUB_API_URL", "https://github.example.com/api/v3/"),
+            (
+                "IMAGE_FACTORY_GITHUB_APP_PRIVATE_KEY",
+                "-----BEGIN RSA PRIVATE KEY-----\\nabc\\n-----END RSA PRIVATE KEY-----",
+            ),
+            (
+                "IMAGE_FACTORY_GITHUB_API_URL",
+                "https://github.example.com/api/v3/",
+            ),
         ]))
         .unwrap()
         .unwrap();
         assert_eq!(app.api_url, "https://github.example.com/api/v3");
-        let GitHubAuth::App { private_key, installation_id, .. } = &app.auth else {
+        let GitHubAuth::App {
+            private_key,
+            installation_id,
+            ..
+        } = &app.auth
+        else {
             panic!("an app");
         };
         assert_eq!(*installation_id, 678);
@@ -458,8 +479,12 @@ mod tests {
 
     #[test]
     fn a_partial_app_or_a_bad_installation_id_is_refused_naming_the_setting() {
-        let err = GitHubSettings::from_vars(vars(&[("IMAGE_FACTORY_GITHUB_APP_ID", "1")])).unwrap_err();
-        assert!(err.to_string().contains("IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID is missing"));
+        let err =
+            GitHubSettings::from_vars(vars(&[("IMAGE_FACTORY_GITHUB_APP_ID", "1")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID is missing")
+        );
         let err = GitHubSettings::from_vars(vars(&[
             ("IMAGE_FACTORY_GITHUB_APP_ID", "1"),
             ("IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID", "one"),
@@ -482,7 +507,9 @@ mod tests {
             auth: GitHubAuth::App {
                 app_id: "1".into(),
                 installation_id: 2,
-                private_key: "-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n".into(),
+                private_key:
+                    "-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----\n"
+                        .into(),
             },
         };
         assert!(matches!(
@@ -503,7 +530,11 @@ mod tests {
         assert!(limited.transient);
         let denied = repository_refusal(403, "Resource not accessible by integration", "o", "r");
         assert!(!denied.transient);
-        assert!(denied.message.contains("Contents: write"), "{}", denied.message);
+        assert!(
+            denied.message.contains("Contents: write"),
+            "{}",
+            denied.message
+        );
         let hidden = repository_refusal(404, "Not Found", "o", "r");
         assert!(!hidden.transient && hidden.message.contains("Contents: write"));
     }

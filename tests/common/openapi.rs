@@ -59,7 +59,11 @@ impl Description {
         let root: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
             .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
         let openapi3 = root["openapi"].is_string();
-        let key = if openapi3 { "components" } else { "definitions" };
+        let key = if openapi3 {
+            "components"
+        } else {
+            "definitions"
+        };
         let shared = (key.to_string(), nullable_to_null(&root[key]));
         Description {
             root,
@@ -99,7 +103,14 @@ impl Description {
     }
 
     /// Validates `instance` against `schema` (a fragment of the document).
-    fn validate(&self, key: &str, schema: &Value, instance: &Value, errors: &mut Vec<String>, side: &str) {
+    fn validate(
+        &self,
+        key: &str,
+        schema: &Value,
+        instance: &Value,
+        errors: &mut Vec<String>,
+        side: &str,
+    ) {
         let validator = {
             let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
             compiled
@@ -143,14 +154,22 @@ impl Description {
             }
         }
         for name in exchange.query.keys() {
-            if !parameters.iter().any(|p| p["in"] == "query" && p["name"] == name.as_str()) {
+            if !parameters
+                .iter()
+                .any(|p| p["in"] == "query" && p["name"] == name.as_str())
+            {
                 errors.push(format!("query parameter {name} is not declared"));
             }
         }
         // The request body.
         let body_schema = if self.openapi3 {
             let body = self.resolve(&op["requestBody"]);
-            (!body.is_null()).then(|| (body["required"] == true, body["content"]["application/json"]["schema"].clone()))
+            (!body.is_null()).then(|| {
+                (
+                    body["required"] == true,
+                    body["content"]["application/json"]["schema"].clone(),
+                )
+            })
         } else {
             parameters
                 .iter()
@@ -158,18 +177,26 @@ impl Description {
                 .map(|p| (p["required"] == true, p["schema"].clone()))
         };
         match (&body_schema, &exchange.request) {
-            (Some((_, schema)), Some(body)) => {
-                self.validate(&format!("{id} request"), schema, body, &mut errors, "request")
-            }
+            (Some((_, schema)), Some(body)) => self.validate(
+                &format!("{id} request"),
+                schema,
+                body,
+                &mut errors,
+                "request",
+            ),
             (Some((true, _)), None) => errors.push("the required request body is missing".into()),
             (None, Some(_)) => errors.push(format!("{id} takes no request body")),
             _ => {}
         }
         // The answer.
         let status = exchange.status.to_string();
-        let declared = op["responses"].get(&status).or_else(|| op["responses"].get("default"));
+        let declared = op["responses"]
+            .get(&status)
+            .or_else(|| op["responses"].get("default"));
         let schema = match declared.map(|r| self.resolve(r)) {
-            Some(response) if self.openapi3 => Some(response["content"]["application/json"]["schema"].clone()),
+            Some(response) if self.openapi3 => {
+                Some(response["content"]["application/json"]["schema"].clone())
+            }
             Some(response) => Some(response["schema"].clone()),
             None if self.openapi3 && matches!(exchange.status, 401 | 403 | 404) => {
                 Some(json!({ "$ref": "#/components/schemas/basic-error" }))
@@ -191,7 +218,11 @@ impl Description {
             ),
             _ => {}
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
