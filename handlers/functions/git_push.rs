@@ -641,6 +641,52 @@ mod tests {
     }
 
     #[test]
+    fn only_well_formed_repositories_are_recorded_from_a_push() {
+        let github = |full_name: &str| {
+            github_repository(&GitHubRepository {
+                full_name: full_name.into(),
+            })
+        };
+        assert_eq!(
+            github("octo-org/images.git_x"),
+            Some(RepositoryRef::GitHub {
+                owner: "octo-org".into(),
+                repo: "images.git_x".into()
+            })
+        );
+        for bad in ["octo", "/images", "octo/", "octo/a/b", "octo/a b", "../x/y"] {
+            assert_eq!(github(bad), None, "{bad}");
+        }
+        let devops = |url: &str, id: &str| {
+            devops_repository(&DevOpsRepository {
+                id: id.into(),
+                url: url.into(),
+                project: DevOpsProject {
+                    id: "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c".into(),
+                },
+            })
+        };
+        let id = "278d5cd2-584d-4b63-824a-2ba458937249";
+        assert_eq!(
+            devops(
+                &format!("https://dev.azure.com/fabrikam/_apis/git/repositories/{id}"),
+                id
+            ),
+            Some(RepositoryRef::AzureDevOps {
+                organization_url: "https://dev.azure.com/fabrikam".into(),
+                project: "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c".into(),
+                repository_id: id.into(),
+            })
+        );
+        assert_eq!(devops("https://dev.azure.com/fabrikam/repo", id), None);
+        assert_eq!(devops("file:///x/_apis/git", id), None);
+        assert_eq!(
+            devops("https://dev.azure.com/f/_apis/git/repositories/x", "../x"),
+            None
+        );
+    }
+
+    #[test]
     fn basic_auth_passwords_are_read_and_garbage_is_not() {
         assert_eq!(
             basic_password("Basic dXNlcjpzM2NyZXQ6eA==").as_deref(),

@@ -5,7 +5,10 @@
 pub mod azure_devops;
 pub mod github;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use azure_core::credentials::TokenCredential;
 
 use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
 use crate::ports::git::{GitTags, TagError};
@@ -19,6 +22,29 @@ pub struct HostedGitTags {
     pub github: Option<github::GitHubTags>,
     /// Azure DevOps, when the factory has an identity for it.
     pub azure_devops: Option<azure_devops::AzureDevOpsTags>,
+}
+
+impl HostedGitTags {
+    /// The hosts configured in the environment (read through `var`):
+    /// GitHub when an app or a token is set (`web::github`), Azure DevOps
+    /// always, signing in with `credential` (the factory's identity) and
+    /// trusting the server `IMAGE_FACTORY_AZURE_DEVOPS_URL` names, if any.
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Result<HostedGitTags, String> {
+        let github = github::GitHubSettings::from_vars(&var)
+            .map_err(|e| e.to_string())?
+            .map(|settings| github::GitHubTags::new(&settings))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let server = var("IMAGE_FACTORY_AZURE_DEVOPS_URL").filter(|s| !s.trim().is_empty());
+        let azure_devops = azure_devops::AzureDevOpsTags::new(credential, server.as_deref())?;
+        Ok(HostedGitTags {
+            github,
+            azure_devops: Some(azure_devops),
+        })
+    }
 }
 
 #[async_trait]
