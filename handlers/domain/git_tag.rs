@@ -265,17 +265,8 @@ pub fn plan(run: &Run, now: DateTime<Utc>) -> Option<Result<TagPlan, GitTagRecor
         return None;
     }
     let commit = run.trigger.commit.as_deref()?;
-    match &run.git_tag {
-        None => {}
-        Some(GitTagRecord {
-            state: GitTagState::Failed { next_attempt, .. },
-            ..
-        }) => {
-            if !next_attempt.is_some_and(|at| at <= now) {
-                return None;
-            }
-        }
-        Some(_) => return None,
+    if run.git_tag.as_ref().is_some_and(|record| !record.due(now)) {
+        return None;
     }
     let tag = match TagName::new(&run.image, &run.version) {
         Ok(tag) => tag,
