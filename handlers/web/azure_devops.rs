@@ -274,23 +274,7 @@ fn unreachable_api(e: reqwest::Error) -> TagError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug)]
-    struct NoCredential;
-
-    #[async_trait]
-    impl TokenCredential for NoCredential {
-        async fn get_token(
-            &self,
-            _scopes: &[&str],
-            _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
-        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
-            Err(azure_core::Error::with_message(
-                azure_core::error::ErrorKind::Credential,
-                "never asked",
-            ))
-        }
-    }
+    use crate::web::tests::NoCredential;
 
     #[test]
     fn the_token_goes_only_to_azure_devops_hosts_and_the_configured_server() {

@@ -75,3 +75,48 @@ impl GitTags for HostedGitTags {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A credential that is never asked for a token.
+    #[derive(Debug)]
+    pub(crate) struct NoCredential;
+
+    #[async_trait]
+    impl TokenCredential for NoCredential {
+        async fn get_token(
+            &self,
+            _scopes: &[&str],
+            _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Credential,
+                "never asked",
+            ))
+        }
+    }
+
+    #[test]
+    fn github_is_configured_by_a_token_or_an_app_and_a_broken_app_is_refused() {
+        let none = HostedGitTags::from_vars(|_| None, Arc::new(NoCredential)).unwrap();
+        assert!(none.github.is_none() && none.azure_devops.is_some());
+        let token = HostedGitTags::from_vars(
+            |name| (name == "IMAGE_FACTORY_GITHUB_TOKEN").then(|| "github_pat_x".to_string()),
+            Arc::new(NoCredential),
+        )
+        .unwrap();
+        assert!(token.github.is_some());
+        let Err(broken) = HostedGitTags::from_vars(
+            |name| (name == "IMAGE_FACTORY_GITHUB_APP_ID").then(|| "1".to_string()),
+            Arc::new(NoCredential),
+        ) else {
+            panic!("an app without its key and installation is refused");
+        };
+        assert!(
+            broken.contains("IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID"),
+            "{broken}"
+        );
+    }
+}
