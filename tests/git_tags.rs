@@ -65,6 +65,8 @@ struct State {
     read_only: BTreeSet<String>,
     /// `owner/repo` → ref → sha.
     refs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Annotated tag objects: sha → the commit it tags.
+    tag_objects: BTreeMap<String, String>,
     /// Installation tokens handed out.
     tokens: Vec<String>,
     /// How long installation tokens last.
@@ -222,6 +224,7 @@ impl GitHub {
         let op = match (method, segments.as_slice()) {
             (&Method::POST, ["repos", _, _, "git", "refs"]) => "git/create-ref",
             (&Method::GET, ["repos", _, _, "git", "ref", ..]) => "git/get-ref",
+            (&Method::GET, ["repos", _, _, "git", "tags", _]) => "git/get-tag",
             _ => {
                 let (s, b) = error(404, "Not Found");
                 return ("unknown".into(), s, b);
@@ -242,18 +245,51 @@ impl GitHub {
             let (s, b) = error(404, "Not Found");
             return (op, s, b);
         };
+        let tag_objects = state.tag_objects.clone();
         let git_ref = |name: &str, sha: &str| {
+            let (kind, kinds) = if tag_objects.contains_key(sha) {
+                ("tag", "tags")
+            } else {
+                ("commit", "commits")
+            };
             json!({
                 "ref": name,
                 "node_id": "MDM6UmVmcmVmcy90YWdz",
                 "url": format!("https://api.github.com/repos/{repo}/git/{name}"),
                 "object": {
-                    "type": "commit",
+                    "type": kind,
                     "sha": sha,
-                    "url": format!("https://api.github.com/repos/{repo}/git/commits/{sha}")
+                    "url": format!("https://api.github.com/repos/{repo}/git/{kinds}/{sha}")
                 }
             })
         };
+        if op == "git/get-tag" {
+            let sha = segments[5];
+            return match tag_objects.get(sha) {
+                Some(commit) => (
+                    op,
+                    200,
+                    json!({
+                        "node_id": "MDM6VGFnOTQwYmQzMzYyNDhlZmFlMGY5ZWU1YmM3YjJkNWM5ODU4ODdiMTZhYw==",
+                        "tag": "example/1.2.3",
+                        "sha": sha,
+                        "url": format!("https://api.github.com/repos/{repo}/git/tags/{sha}"),
+                        "message": "tagged by hand",
+                        "tagger": { "date": "2026-11-30T12:00:00Z", "email": "ops@example.com", "name": "Ops" },
+                        "object": {
+                            "sha": commit,
+                            "type": "commit",
+                            "url": format!("https://api.github.com/repos/{repo}/git/commits/{commit}")
+                        },
+                        "verification": { "verified": false, "reason": "unsigned", "payload": null, "signature": null, "verified_at": null }
+                    }),
+                ),
+                None => {
+                    let (s, b) = error(404, "Not Found");
+                    (op, s, b)
+                }
+            };
+        }
         if op == "git/get-ref" {
             let name = format!("refs/{}", segments[5..].join("/"));
             return match state.refs.get(&repo).and_then(|r| r.get(&name)) {
@@ -407,6 +443,34 @@ async fn as_the_app_a_commit_is_tagged_once_the_same_tag_again_is_there_and_anot
             "git/get-ref"
         ]
     );
+    assert!(state.violations.is_empty(), "{:#?}", state.violations);
+}
+
+#[tokio::test]
+async fn an_annotated_tag_made_by_hand_on_the_commit_is_already_there_and_on_another_a_conflict() {
+    let github = GitHub::new("unused");
+    let url = github.serve().await;
+    let tag_object = "dd218f56b14c9653891f9e74264a383fa43fefbd";
+    {
+        let mut state = github.state();
+        state.tag_objects.insert(tag_object.into(), A.into());
+        state
+            .refs
+            .entry("octo/images".into())
+            .or_default()
+            .insert("refs/tags/example/1.2.3".into(), tag_object.into());
+    }
+    let tags = token(&url);
+    assert_eq!(
+        tags.tag(Some(&repo()), &tag(), A).await,
+        Ok(TagOutcome::AlreadyThere)
+    );
+    assert_eq!(
+        tags.tag(Some(&repo()), &tag(), B).await,
+        Ok(TagOutcome::Conflict { existing: A.into() })
+    );
+    let state = github.state();
+    assert!(state.exchanges.iter().any(|(op, _)| op == "git/get-tag"));
     assert!(state.violations.is_empty(), "{:#?}", state.violations);
 }
 

@@ -6,7 +6,8 @@
 //! Contents: write permission.
 //!
 //! An existing ref (422 "Reference already exists") is read back
-//! (`GET /repos/{owner}/{repo}/git/ref/tags/<name>`) to tell a tag already on
+//! (`GET /repos/{owner}/{repo}/git/ref/tags/<name>`, an annotated tag peeled
+//! with `GET /repos/{owner}/{repo}/git/tags/{sha}`) to tell a tag already on
 //! the commit from a conflict. 401, 403 and 404 are permanent, with the
 //! permission to grant; 429, 5xx, rate limits and timeouts are transient.
 //! The API's base URL is configurable for GitHub Enterprise Server.
@@ -217,6 +218,14 @@ struct GitRef {
 #[derive(Deserialize)]
 struct GitObject {
     sha: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// An annotated tag object as GitHub answers it.
+#[derive(Deserialize)]
+struct TagObject {
+    object: GitObject,
 }
 
 impl GitHubTags {
@@ -311,7 +320,38 @@ impl GitHubTags {
         Ok(value)
     }
 
-    /// What `refs/tags/<name>` points at, if it exists.
+    /// The commit an annotated tag object `sha` points at (tags of tags followed).
+    async fn peel(
+        &self,
+        owner: &str,
+        repo: &str,
+        mut sha: String,
+        token: &str,
+    ) -> Result<String, TagError> {
+        for _ in 0..4 {
+            let path = format!("/repos/{owner}/{repo}/git/tags/{sha}");
+            let response = self
+                .request(reqwest::Method::GET, &path, token)
+                .send()
+                .await
+                .map_err(unreachable_api)?;
+            let status = response.status().as_u16();
+            if status != 200 {
+                let why = refusal(response).await;
+                return Err(repository_refusal(status, &why, owner, repo));
+            }
+            let tag: TagObject = response.json().await.map_err(|_| {
+                TagError::transient("GitHub's answer about the existing tag could not be read")
+            })?;
+            sha = tag.object.sha;
+            if tag.object.kind != "tag" {
+                break;
+            }
+        }
+        Ok(sha)
+    }
+
+    /// The commit `refs/tags/<name>` points at (an annotated tag peeled), if it exists.
     async fn existing(
         &self,
         owner: &str,
@@ -330,6 +370,9 @@ impl GitHubTags {
                 let found: GitRef = response.json().await.map_err(|_| {
                     TagError::transient("GitHub's answer about the existing tag could not be read")
                 })?;
+                if found.object.kind == "tag" {
+                    return Ok(Some(self.peel(owner, repo, found.object.sha, token).await?));
+                }
                 Ok(Some(found.object.sha))
             }
             404 => Ok(None),
