@@ -44,7 +44,8 @@ struct State {
 #[derive(Clone)]
 struct DevOps {
     state: Arc<Mutex<State>>,
-    token: String,
+    /// The token the service takes.
+    token: Arc<Mutex<String>>,
 }
 
 impl DevOps {
@@ -83,7 +84,7 @@ impl DevOps {
             .unwrap_or_default()
             .to_string();
         self.state().tokens.push(bearer.clone());
-        if bearer != self.token {
+        if bearer != *self.token.lock().unwrap_or_else(|e| e.into_inner()) {
             // What the service answers a token it does not take: a sign-in page.
             return (
                 StatusCode::NON_AUTHORITATIVE_INFORMATION,
@@ -209,7 +210,9 @@ fn the_factorys_identity_tags_azure_devops_commits_and_never_moves_a_tag() {
     runtime.block_on(async {
         let devops = DevOps {
             state: Arc::default(),
-            token: identity::token_for("499b84ac-1321-427f-aa17-267ca6975798"),
+            token: Arc::new(Mutex::new(identity::token_for(
+                "499b84ac-1321-427f-aa17-267ca6975798",
+            ))),
         };
         devops.state().commits = [A, B].map(String::from).into();
         let base = devops.serve().await;
@@ -276,6 +279,19 @@ fn the_factorys_identity_tags_azure_devops_commits_and_never_moves_a_tag() {
             Ok(TagOutcome::Tagged)
         );
 
+        // An identity the organization does not know: a sign-in page, permanent.
+        let taken = std::mem::replace(
+            &mut *devops.token.lock().expect("lock"),
+            "another identity's token".into(),
+        );
+        let err = tags.tag(Some(&repo), &other, A).await.expect_err("203");
+        assert!(!err.transient && err.message.contains("203"), "{err:?}");
+        assert!(
+            err.message.contains("add the identity to the organization"),
+            "{err:?}"
+        );
+        *devops.token.lock().expect("lock") = taken;
+
         // An organization outside Azure DevOps' hosts never sees the token.
         let cloud_only = AzureDevOpsTags::new(credential, None).expect("adapter");
         let requests_before = devops.state().tokens.len();
@@ -291,8 +307,9 @@ fn the_factorys_identity_tags_azure_devops_commits_and_never_moves_a_tag() {
 
         // Every token the fake saw was the identity's token for Azure DevOps.
         let state = devops.state();
+        let token = devops.token.lock().expect("lock").clone();
         assert!(
-            state.tokens.iter().all(|t| *t == devops.token),
+            state.tokens.iter().all(|t| *t == token),
             "{:?}",
             state.tokens
         );
