@@ -152,6 +152,7 @@ async fn run_at_approve(app: &App, id: &str) {
         reason: None,
         force: false,
         base_image_version: None,
+        repository: None,
     };
     app.create_run(id.into(), "example", trigger)
         .await

@@ -16,9 +16,9 @@ use base64::engine::general_purpose::STANDARD;
 use crate::domain::approval::{KeyRing, SigningKey};
 use crate::domain::calendar::BuildCalendar;
 pub use crate::domain::image::{
-    ApprovalPolicy, BaseImage, BaseSource, IMAGE_FILE, ImageConfig, ImageSettings,
-    PackerSettings, ReleaseSettings, SmokeTest, build_timeout, check_parents,
-    is_valid_image_name, parse_image_settings, region_key,
+    ApprovalPolicy, BaseImage, BaseSource, IMAGE_FILE, ImageConfig, ImageSettings, PackerSettings,
+    ReleaseSettings, SmokeTest, build_timeout, check_parents, is_valid_image_name,
+    parse_image_settings, region_key,
 };
 
 /// A configuration problem, naming where it is.

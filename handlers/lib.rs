@@ -1,8 +1,10 @@
 //! image-factory: a serverless golden-image factory for Azure.
 //!
 //! The crate is one Azure Functions custom handler (`server`, `functions`)
-//! around a pure domain core (`domain`), with adapters at the edges (`store`,
-//! `executor`, ...) and an embedded Functions host for local runs (`host`).
+//! around a pure domain core (`domain`): one port per outside system
+//! (`ports`), adapters by system (`azure`, `local`, `web`) chosen by the
+//! composition root (`startup`), and an embedded Functions host for local
+//! runs (`host`).
 
 pub mod app;
 pub mod azure;
@@ -12,10 +14,8 @@ pub mod config;
 pub mod dashboard;
 pub mod doctor;
 pub mod domain;
-
 pub mod functions;
 pub mod host;
-
 pub mod inputs;
 pub mod layout;
 pub mod local;
@@ -29,7 +29,6 @@ pub mod protocol;
 pub mod server;
 pub mod stages;
 pub mod startup;
-
 pub mod template;
 pub mod trace;
 pub mod web;

@@ -70,6 +70,12 @@ param azureDevOpsWebhooks bool = false
 @description('Approvers are told through Teams (Key Vault secret teams-webhook-url must exist).')
 param teamsNotifications bool = false
 
+@description('GitHub App that tags released commits (IMAGE_FACTORY_GITHUB_APP_ID); empty: no GitHub tags. Key Vault secret github-app-private-key must hold its PEM key.')
+param githubAppId string = ''
+
+@description('The GitHub App\'s installation id (IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID).')
+param githubAppInstallationId string = ''
+
 @description('Deployment time; sets the expiry of the generated send-only Service Bus secret.')
 param deployedAt string = utcNow()
 
@@ -318,6 +324,8 @@ module functionApp 'modules/functionapp.bicep' = {
     branches: branches
     azureDevOpsWebhooks: azureDevOpsWebhooks
     teamsNotifications: teamsNotifications
+    githubAppId: githubAppId
+    githubAppInstallationId: githubAppInstallationId
     // The Azure path: gallery, builds off the host, the test stage.
     galleryResourceGroup: galleryGroup.name
     galleryName: gallery.outputs.name

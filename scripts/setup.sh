@@ -31,6 +31,12 @@ if ! command -v curl >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; th
   apt_install curl openssl
 fi
 
+# git: the local git-tag adapter runs it in the images folder's repository (tests/git_tags.rs).
+if ! command -v git >/dev/null 2>&1; then
+  echo "setup: installing git"
+  apt_install git
+fi
+
 # Chromium and chromedriver: the browser tests open the factory's pages.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   echo "setup: installing chromium and chromedriver"

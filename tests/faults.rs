@@ -935,6 +935,7 @@ impl World {
             reason: None,
             force: false,
             base_image_version: None,
+            repository: None,
         };
         self.app
             .create_run(id.into(), image, trigger)

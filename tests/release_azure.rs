@@ -378,6 +378,7 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
         reason: None,
         force: false,
         base_image_version: None,
+        repository: None,
     };
     let mut run = Run::new(
         "push-example-c0ffee".parse().unwrap(),

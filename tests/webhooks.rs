@@ -6,6 +6,7 @@ mod common;
 
 use base64::Engine;
 use common::{AZURE_DEVOPS_SECRET, Factory, GITHUB_SECRET, Options, sign};
+use image_factory::domain::git_tag::RepositoryRef;
 use image_factory::domain::run::RunStatus;
 use serde_json::Value;
 
@@ -95,6 +96,16 @@ async fn githubs_own_ping_and_push_samples_are_answered_and_start_only_what_they
         push["pusher"]["name"].as_str()
     );
     assert_eq!(run.trigger.branch.as_deref(), Some("master"));
+    // The repository pushed to is recorded: the released commit is tagged there.
+    let full_name = push["repository"]["full_name"].as_str().unwrap();
+    let (owner, repo) = full_name.split_once('/').unwrap();
+    assert_eq!(
+        run.trigger.repository,
+        Some(RepositoryRef::GitHub {
+            owner: owner.into(),
+            repo: repo.into()
+        })
+    );
 
     // GitHub redelivers: nothing new.
     let (_, again) = deliver_github(&factory, "push", &push.to_string()).await;
@@ -239,6 +250,16 @@ async fn an_azure_devops_push_builds_every_image_and_is_authenticated_by_its_sha
     assert_eq!(
         run.trigger.commit.as_deref(),
         Some("33b55f7cb7e7e245323987634f960cf4a6e6bc74")
+    );
+    // The repository, its project and the organization, from the payload.
+    assert_eq!(
+        run.trigger.repository,
+        Some(RepositoryRef::AzureDevOps {
+            organization_url: "https://fabrikam-fiber-inc.visualstudio.com/DefaultCollection"
+                .into(),
+            project: "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c".into(),
+            repository_id: "278d5cd2-584d-4b63-824a-2ba458937249".into(),
+        })
     );
     factory.stop().await;
 }

@@ -72,7 +72,9 @@ fn every_provisioner_script_checks_before_it_changes() {
 fn the_windows_image_settings_watch_its_marketplace_base_and_test_iis() {
     let images = load_images(&repo_root().join("images")).expect("images load");
     let windows = &images["base-w2022-datacenter"].settings;
-    let base = windows.marketplace_base().expect("a Marketplace base image");
+    let base = windows
+        .marketplace_base()
+        .expect("a Marketplace base image");
     assert_eq!(
         (
             base.publisher.as_str(),

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
 use super::diagnosis::diagnose;
+use super::git_tag::GitTagRecord;
 use super::run::{
     Attempt, BuildOutcome, Execution, Failure, Run, RunStatus, Stage, StageOutput, StageStatus,
     WORKER_LOST, WorkerRef,
@@ -111,6 +112,10 @@ pub enum Event {
         /// What the watchdog saw.
         reason: String,
     },
+    /// The released commit's git tag was tried (`stages::git_tag`): the
+    /// record replaces the run's. The one event a released run takes; its
+    /// status never changes.
+    GitTagged(GitTagRecord),
     /// A stage message could not be processed and went to the dead-letter queue.
     DeadLettered {
         /// The stage the message was for.
@@ -217,6 +222,14 @@ pub enum TransitionError {
         /// The run.
         run: String,
     },
+    /// A git tag is recorded only on a released run.
+    #[error("run {run} is {status}; only a released run's commit is tagged")]
+    NotReleased {
+        /// The run.
+        run: String,
+        /// Its status.
+        status: RunStatus,
+    },
     /// An expiry event before the deadline.
     #[error("the approval request does not expire before {expires_at}")]
     NotExpired {
@@ -227,6 +240,9 @@ pub enum TransitionError {
 
 /// Applies `event` to `run`.
 pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
+    if let Event::GitTagged(record) = event {
+        return git_tagged(run, record);
+    }
     if run.status.is_terminal() {
         return Err(TransitionError::RunFinished {
             run: run.id.to_string(),
@@ -387,6 +403,7 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
                 follow_up(&next)
             }
         }
+        Event::GitTagged(record) => return git_tagged(run, record),
         Event::DeadLettered { stage, at, reason } => {
             if next.current_stage() != Some(*stage)
                 || next.stage(*stage).status == StageStatus::Waiting
@@ -418,6 +435,23 @@ pub fn follow_up(run: &Run) -> Vec<Command> {
         }
         _ => Vec::new(),
     }
+}
+
+/// Records a git tag try on a released run.
+fn git_tagged(run: &Run, record: &GitTagRecord) -> Result<Transition, TransitionError> {
+    if run.status != RunStatus::Released {
+        return Err(TransitionError::NotReleased {
+            run: run.id.to_string(),
+            status: run.status,
+        });
+    }
+    let mut next = run.clone();
+    next.git_tag = Some(record.clone());
+    Ok(Transition {
+        changed: next != *run,
+        run: next,
+        commands: Vec::new(),
+    })
 }
 
 fn unchanged(run: &Run) -> Transition {
@@ -735,6 +769,32 @@ mod tests {
             BTreeMap::new(),
             t(0),
         )
+    }
+
+    #[test]
+    fn a_git_tag_is_recorded_on_a_released_run_only_and_changes_nothing_else() {
+        use crate::domain::git_tag::{GitTagRecord, GitTagState};
+        let record = GitTagRecord {
+            tag: "web/1.0.0".into(),
+            commit: "abc".into(),
+            state: GitTagState::Tagged,
+            attempts: 1,
+            at: t(10),
+        };
+        let run = new_run();
+        assert!(matches!(
+            decide(&run, &Event::GitTagged(record.clone())),
+            Err(TransitionError::NotReleased { .. })
+        ));
+        let mut released = new_run();
+        released.status = RunStatus::Released;
+        let step = decide(&released, &Event::GitTagged(record.clone())).unwrap();
+        assert!(step.changed && step.commands.is_empty());
+        assert_eq!(step.run.git_tag.as_ref(), Some(&record));
+        assert_eq!(step.run.status, RunStatus::Released);
+        assert_eq!(step.run.updated_at, released.updated_at);
+        let again = decide(&step.run, &Event::GitTagged(record)).unwrap();
+        assert!(!again.changed);
     }
 
     fn output(stage: Stage) -> StageOutput {

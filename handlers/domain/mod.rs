@@ -5,6 +5,7 @@ pub mod approval;
 pub mod calendar;
 pub mod diagnosis;
 pub mod gallery;
+pub mod git_tag;
 pub mod image;
 pub mod machine;
 pub mod run;

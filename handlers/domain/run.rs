@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::approval::{ApprovalRequest, Decision};
 use super::diagnosis::Diagnosis;
+use super::git_tag::{GitTagRecord, RepositoryRef};
 use super::version::ImageVersion;
 
 /// Longest run id accepted: `push-<64-character image>-<64 hex>` fits with room to spare.
@@ -321,6 +322,9 @@ pub struct Trigger {
     /// The Marketplace base image version the run builds from, when known.
     #[serde(default)]
     pub base_image_version: Option<String>,
+    /// The repository pushed to, for pushes: where the released commit is tagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositoryRef>,
 }
 
 /// Which delivery of which message runs a stage.
@@ -357,6 +361,7 @@ impl Trigger {
             reason: None,
             force: false,
             base_image_version: None,
+            repository: None,
         }
     }
 }
@@ -649,6 +654,9 @@ pub struct Run {
     /// Why nothing was built, for a skipped run.
     #[serde(default)]
     pub skipped: Option<String>,
+    /// The git tag of the released commit (`<image>/<version>`), once tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_tag: Option<GitTagRecord>,
 }
 
 impl Run {
@@ -680,6 +688,7 @@ impl Run {
             failure: None,
             inputs_hash: None,
             skipped: None,
+            git_tag: None,
         }
     }
 

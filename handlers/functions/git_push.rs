@@ -31,6 +31,7 @@ use sha2::Sha256;
 
 use super::InvocationError;
 use crate::app::{App, Created, dispatch_follow_up, secret_matches};
+use crate::domain::git_tag::RepositoryRef;
 use crate::domain::run::{RunId, Trigger, TriggerKind};
 use crate::ports::store::StoreError;
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
@@ -56,6 +57,8 @@ struct Push {
     actor: Option<String>,
     /// Changed files, when the provider lists them.
     paths: Option<Vec<String>>,
+    /// The repository pushed to, when the payload names it.
+    repository: Option<RepositoryRef>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +74,13 @@ struct GitHubPush {
     head_commit: Option<GitHubCommit>,
     #[serde(default)]
     pusher: Option<GitHubPusher>,
+    #[serde(default)]
+    repository: Option<GitHubRepository>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GitHubRepository {
+    full_name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +113,20 @@ struct DevOpsPush {
     ref_updates: Vec<DevOpsRefUpdate>,
     #[serde(default)]
     pushed_by: Option<DevOpsIdentity>,
+    #[serde(default)]
+    repository: Option<DevOpsRepository>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DevOpsRepository {
+    id: String,
+    url: String,
+    project: DevOpsProject,
+}
+
+#[derive(Debug, Deserialize)]
+struct DevOpsProject {
+    id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +211,7 @@ impl GitPush {
                     reason: None,
                     force: false,
                     base_image_version: None,
+                    repository: push.repository.clone(),
                 };
                 let created = match legacy_run(app, &image, &push.commit).await? {
                     Some(existing) => existing,
@@ -265,6 +290,7 @@ impl GitPush {
             commit: commit_id(&push.after)?,
             actor: push.pusher.map(|p| p.name),
             paths,
+            repository: push.repository.as_ref().and_then(github_repository),
         }])
     }
 
@@ -300,6 +326,7 @@ impl GitPush {
             .resource
             .ok_or_else(|| Reply::error(400, "the git.push payload has no resource"))?;
         let actor = push.pushed_by.and_then(|p| p.display_name);
+        let repository = push.repository.as_ref().and_then(devops_repository);
         let mut pushes = Vec::new();
         for update in push.ref_updates {
             let Some(branch) = update.name.strip_prefix("refs/heads/") else {
@@ -314,10 +341,41 @@ impl GitPush {
                 commit: commit_id(&update.new_object_id)?,
                 actor: actor.clone(),
                 paths: None,
+                repository: repository.clone(),
             });
         }
         Ok(pushes)
     }
+}
+
+/// The GitHub repository a push names (`repository.full_name`, `owner/name`).
+fn github_repository(repository: &GitHubRepository) -> Option<RepositoryRef> {
+    let (owner, repo) = repository.full_name.split_once('/')?;
+    let part = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    (part(owner) && part(repo)).then(|| RepositoryRef::GitHub {
+        owner: owner.to_string(),
+        repo: repo.to_string(),
+    })
+}
+
+/// The Azure DevOps repository a `git.push` names: its id, its project's id,
+/// and the organization's URL, which is its API URL's part before `/_apis/`
+/// (`https://dev.azure.com/<organization>/_apis/git/repositories/<id>`).
+fn devops_repository(repository: &DevOpsRepository) -> Option<RepositoryRef> {
+    let guid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    let (organization_url, _) = repository.url.split_once("/_apis/")?;
+    let web = organization_url.starts_with("https://") || organization_url.starts_with("http://");
+    (web && guid(&repository.id) && guid(&repository.project.id)).then(|| {
+        RepositoryRef::AzureDevOps {
+            organization_url: organization_url.to_string(),
+            project: repository.project.id.clone(),
+            repository_id: repository.id.clone(),
+        }
+    })
 }
 
 /// An HTTP answer given early, with nothing stored and nothing dispatched.
@@ -580,6 +638,52 @@ mod tests {
         );
         let nested = map_paths("src/./images", &["src/images/web/x".to_string()], |_| true);
         assert_eq!(nested.images.into_iter().collect::<Vec<_>>(), ["web"]);
+    }
+
+    #[test]
+    fn only_well_formed_repositories_are_recorded_from_a_push() {
+        let github = |full_name: &str| {
+            github_repository(&GitHubRepository {
+                full_name: full_name.into(),
+            })
+        };
+        assert_eq!(
+            github("octo-org/images.git_x"),
+            Some(RepositoryRef::GitHub {
+                owner: "octo-org".into(),
+                repo: "images.git_x".into()
+            })
+        );
+        for bad in ["octo", "/images", "octo/", "octo/a/b", "octo/a b", "../x/y"] {
+            assert_eq!(github(bad), None, "{bad}");
+        }
+        let devops = |url: &str, id: &str| {
+            devops_repository(&DevOpsRepository {
+                id: id.into(),
+                url: url.into(),
+                project: DevOpsProject {
+                    id: "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c".into(),
+                },
+            })
+        };
+        let id = "278d5cd2-584d-4b63-824a-2ba458937249";
+        assert_eq!(
+            devops(
+                &format!("https://dev.azure.com/fabrikam/_apis/git/repositories/{id}"),
+                id
+            ),
+            Some(RepositoryRef::AzureDevOps {
+                organization_url: "https://dev.azure.com/fabrikam".into(),
+                project: "6ce954b1-ce1f-45d1-b94d-e6bf2464ba2c".into(),
+                repository_id: id.into(),
+            })
+        );
+        assert_eq!(devops("https://dev.azure.com/fabrikam/repo", id), None);
+        assert_eq!(devops("file:///x/_apis/git", id), None);
+        assert_eq!(
+            devops("https://dev.azure.com/f/_apis/git/repositories/x", "../x"),
+            None
+        );
     }
 
     #[test]

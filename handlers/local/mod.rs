@@ -5,6 +5,7 @@
 
 pub mod executor;
 pub mod gallery;
+pub mod git;
 pub mod logs;
 pub mod marketplace;
 pub mod outbox;

@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod executor;
 pub mod gallery;
+pub mod git;
 pub mod logs;
 pub mod marketplace;
 pub mod notifier;

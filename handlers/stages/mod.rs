@@ -13,6 +13,7 @@
 
 mod approve;
 mod build;
+pub mod git_tag;
 mod release;
 mod test;
 mod validate;

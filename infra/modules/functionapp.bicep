@@ -80,6 +80,12 @@ param azureDevOpsWebhooks bool
 @description('Approvers are told through Teams (IMAGE_FACTORY_TEAMS_WEBHOOK_URL from Key Vault).')
 param teamsNotifications bool
 
+@description('GitHub App that tags released commits (IMAGE_FACTORY_GITHUB_APP_ID); empty: none. Its key is the Key Vault secret github-app-private-key.')
+param githubAppId string
+
+@description('The GitHub App\'s installation id (IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID).')
+param githubAppInstallationId string
+
 @description('The gallery\'s resource group (IMAGE_FACTORY_GALLERY_RESOURCE_GROUP).')
 param galleryResourceGroup string
 
@@ -133,7 +139,21 @@ var teamsSecretSetting = [
     value: '@Microsoft.KeyVault(${secret}teams-webhook-url)'
   }
 ]
-var optionalSecrets = concat(azureDevOpsWebhooks ? devOpsSecretSetting : [], teamsNotifications ? teamsSecretSetting : [])
+var githubAppSettings = [
+  {
+    name: 'IMAGE_FACTORY_GITHUB_APP_ID'
+    value: githubAppId
+  }
+  {
+    name: 'IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID'
+    value: githubAppInstallationId
+  }
+  {
+    name: 'IMAGE_FACTORY_GITHUB_APP_PRIVATE_KEY'
+    value: '@Microsoft.KeyVault(${secret}github-app-private-key)'
+  }
+]
+var optionalSecrets = concat(azureDevOpsWebhooks ? devOpsSecretSetting : [], teamsNotifications ? teamsSecretSetting : [], empty(githubAppId) ? [] : githubAppSettings)
 
 // No FUNCTIONS_WORKER_RUNTIME or FUNCTIONS_EXTENSION_VERSION: on Flex the
 // runtime is functionAppConfig.runtime and the host version is the platform's.

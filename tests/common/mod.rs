@@ -11,6 +11,7 @@ pub mod child;
 pub mod cosmos_server;
 pub mod identity;
 pub mod ingestion;
+pub mod openapi;
 pub mod spec_validator;
 
 use std::path::{Path, PathBuf};
