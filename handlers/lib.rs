@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod doctor;
 pub mod domain;
 pub mod executor;
+pub mod fleet_page;
 pub mod functions;
 pub mod host;
 pub mod identity;

@@ -72,6 +72,7 @@ button.reject {{ background: #fff; color: #a11; border-color: #a11; }}
 </style>
 </head>
 <body>
+<nav class="site"><a href="/api/dashboard">Runs</a><a href="/api/dashboard/fleet">Fleet</a></nav>
 <h1>{title}</h1>
 {body}
 </body>

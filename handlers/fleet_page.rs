@@ -1,0 +1,216 @@
+//! The fleet page (`/api/dashboard/fleet`): the headline count of images
+//! patched since this month's Patch Tuesday build, then one row per image with
+//! its latest release, its patch state, its runs in flight and what they wait
+//! on, and its last failure with the diagnosis. Pure: given a page of the
+//! fleet view, returns HTML; every recorded string goes through [`escape`].
+
+use chrono::{DateTime, Utc};
+
+use crate::dashboard::BASE;
+use crate::domain::fleet::{Compliance, FleetPage, FleetRow, InFlight, PatchedBy};
+use crate::pages::{Layout, escape, page_with};
+
+fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn run_link(id: &str) -> String {
+    format!(
+        r#"<a href="{BASE}/runs/{0}">{0}</a>"#,
+        escape(id)
+    )
+}
+
+fn days(n: i64) -> String {
+    if n == 1 {
+        "1 day".into()
+    } else {
+        format!("{n} days")
+    }
+}
+
+fn release_cell(row: &FleetRow) -> String {
+    match &row.latest_release {
+        None => "never released".into(),
+        Some(r) => format!(
+            "<strong>{}</strong> {}<br><small>{} · base {}</small>",
+            escape(&r.version),
+            run_link(&r.run_id),
+            when(r.released_at),
+            escape(r.base_image_version.as_deref().unwrap_or("not recorded"))
+        ),
+    }
+}
+
+fn state_cell(compliance: &Compliance) -> String {
+    // The badge reuses the run status colours: green, yellow, red.
+    let (class, detail) = match compliance {
+        Compliance::Patched { run_id, how, at } => (
+            "released",
+            match how {
+                PatchedBy::Released => format!("released {} by {}", when(*at), run_link(run_id)),
+                PatchedBy::Unchanged => format!(
+                    "inputs unchanged since the last release ({}, {})",
+                    run_link(run_id),
+                    when(*at)
+                ),
+            },
+        ),
+        Compliance::Due {
+            days_since_build,
+            days_left,
+            deadline,
+        } => (
+            "waiting-for-approval",
+            format!(
+                "{} since the build, {} left (until {})",
+                days(*days_since_build),
+                days(*days_left),
+                when(*deadline)
+            ),
+        ),
+        Compliance::Overdue {
+            days_overdue,
+            deadline,
+        } => (
+            "failed",
+            format!("{} past {}", days(*days_overdue), when(*deadline)),
+        ),
+    };
+    format!(
+        r#"<span class="status {class} compliance">{}</span><br><small>{detail}</small>"#,
+        compliance.name()
+    )
+}
+
+fn in_flight_item(run: &InFlight) -> String {
+    let stage = run.stage.map_or("—", |s| s.name());
+    let waits = match &run.approval {
+        Some(a) => format!(
+            "waits for approval since {} ({} of {} needed; waiting on {})",
+            when(run.since),
+            a.required,
+            a.approvers.len(),
+            escape(&a.waiting_on.join(", "))
+        ),
+        None => format!("{} at {stage} since {}", run.status, when(run.since)),
+    };
+    format!(
+        "<li>{} {}: {waits}</li>",
+        run_link(&run.run_id),
+        escape(&run.version)
+    )
+}
+
+fn failure_cell(row: &FleetRow) -> String {
+    let Some(f) = &row.last_failure else {
+        return "—".into();
+    };
+    let stage = f.stage.map_or(String::new(), |s| format!(" at {}", s.name()));
+    let diagnosis = f
+        .diagnosis
+        .as_ref()
+        .map(|d| {
+            format!(
+                "<br><small>Likely: {}. Fix: {}.</small>",
+                escape(&d.cause),
+                escape(&d.fix)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{}{stage}, {}<br>{}{diagnosis}",
+        run_link(&f.run_id),
+        when(f.at),
+        escape(&f.reason)
+    )
+}
+
+/// The fleet page showing `page`, with a link to the next one.
+pub fn fleet_page(page: &FleetPage) -> String {
+    let h = &page.headline;
+    let w = &h.window;
+    let late = if h.overdue > 0 {
+        format!(
+            "; <strong>{} overdue</strong> since {}",
+            h.overdue,
+            when(w.deadline)
+        )
+    } else if h.due > 0 {
+        format!("; {} due by {}", h.due, when(w.deadline))
+    } else {
+        String::new()
+    };
+    let headline = format!(
+        r#"<p class="notice headline"><strong>{} of {}</strong> images patched since the {} Patch Tuesday build ({}){late}. Grace period: {}.</p>"#,
+        h.patched,
+        h.total,
+        escape(&w.month),
+        when(w.build_time),
+        days(i64::from(w.grace_days))
+    );
+    let children = page.images.iter().any(|r| !r.outdated_children.is_empty());
+    let rows: String = page
+        .images
+        .iter()
+        .map(|row| {
+            let flying = if row.in_flight.is_empty() {
+                "—".to_string()
+            } else {
+                format!(
+                    "<ul>{}</ul>",
+                    row.in_flight.iter().map(in_flight_item).collect::<String>()
+                )
+            };
+            let children_cell = if children {
+                format!(
+                    "<td>{}</td>",
+                    escape(&row.outdated_children.join(", "))
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                r#"<tr id="image-{id}"><td><a href="{BASE}/images/{id}">{id}</a></td><td>{}</td><td>{}</td><td>{flying}</td><td>{}</td>{children_cell}</tr>"#,
+                release_cell(row),
+                state_cell(&row.compliance),
+                failure_cell(row),
+                id = escape(&row.image),
+            )
+        })
+        .collect();
+    let children_head = if children {
+        "<th>Outdated children</th>"
+    } else {
+        ""
+    };
+    let empty = if page.images.is_empty() {
+        "<p>No images are configured.</p>"
+    } else {
+        ""
+    };
+    let more = page
+        .continuation
+        .as_deref()
+        .map(|c| {
+            format!(
+                r#"<p><a href="{BASE}/fleet?continuation={}">More images →</a></p>"#,
+                escape(c)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        r#"{headline}
+<div class="scroll"><table class="fleet">
+<thead><tr><th>Image</th><th>Latest release</th><th>Patch state</th><th>In flight</th><th>Last failure</th>{children_head}</tr></thead>
+<tbody>{rows}</tbody></table></div>{empty}{more}"#
+    );
+    page_with(
+        "Fleet",
+        &body,
+        Layout {
+            wide: true,
+            refresh_seconds: None,
+        },
+    )
+}
