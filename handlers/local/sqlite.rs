@@ -28,6 +28,29 @@ use crate::ports::store::{
 /// Largest page a query returns.
 const MAX_PAGE: usize = 100;
 
+/// The fleet view's runs of some images (`?1`, a JSON array): per image and
+/// status of `?2` the newest run, one seek each in `runs_by_image_status`,
+/// then each image's runs in a status of `?3`, at most `?4` each, newest
+/// first, from the same index (named: without statistics the planner picks
+/// `runs_by_image` and reads the image's whole history).
+const IMAGE_RUNS: &str = "SELECT r.image, r.id, r.doc FROM json_each(?1) i, json_each(?2) s
+       JOIN runs r ON r.id = (
+         SELECT id FROM runs WHERE image = i.value AND status = s.value
+         ORDER BY created_at DESC, id DESC LIMIT 1)
+     UNION ALL
+     SELECT image, id, doc FROM (
+       SELECT r.image, r.id, r.doc, row_number() OVER (
+         PARTITION BY r.image ORDER BY r.created_at DESC, r.id DESC) AS n
+       FROM json_each(?1) i, json_each(?3) s
+       JOIN runs r INDEXED BY runs_by_image_status
+         ON r.image = i.value AND r.status = s.value)
+     WHERE n <= ?4";
+
+/// The images with a run in a status of `?1` created at or after `?2`: a
+/// range of `runs_by_status`.
+const PATCHED_SINCE: &str = "SELECT DISTINCT image FROM runs
+     WHERE status IN (SELECT value FROM json_each(?1)) AND created_at >= ?2";
+
 /// A run store in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -323,23 +346,9 @@ impl RunStore for SqliteStore {
         let active = json_list(&active);
         let images = images.to_vec();
         self.with_conn(move |c| {
-            // Per image and status, the newest run: one seek each in
-            // runs_by_image_status. Then the runs in flight of the same
-            // images, at most MAX_IN_FLIGHT each, from the same index.
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT r.image, r.id, r.doc FROM json_each(?1) i, json_each(?2) s
-                       JOIN runs r ON r.id = (
-                         SELECT id FROM runs WHERE image = i.value AND status = s.value
-                         ORDER BY created_at DESC, id DESC LIMIT 1)
-                     UNION ALL
-                     SELECT image, id, doc FROM (
-                       SELECT image, id, doc, created_at, row_number() OVER (
-                         PARTITION BY image ORDER BY created_at DESC, id DESC) AS n
-                       FROM runs
-                       WHERE image IN (SELECT value FROM json_each(?1))
-                         AND status IN (SELECT value FROM json_each(?3)))
-                     WHERE n <= ?4",
+                    IMAGE_RUNS,
                 )
                 .map_err(unavailable)?;
             let rows = stmt
@@ -389,8 +398,7 @@ impl RunStore for SqliteStore {
         self.with_conn(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT DISTINCT image FROM runs
-                     WHERE status IN (SELECT value FROM json_each(?1)) AND created_at >= ?2",
+                    PATCHED_SINCE,
                 )
                 .map_err(unavailable)?;
             let images = stmt
@@ -411,4 +419,49 @@ fn decode_continuation(token: &str) -> Result<(String, String), StoreError> {
     let text = String::from_utf8(bytes).map_err(|_| StoreError::BadContinuation)?;
     let (created, id) = text.split_once('|').ok_or(StoreError::BadContinuation)?;
     Ok((created.to_string(), id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query plan of `sql`, one line per step.
+    fn plan(c: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let params = rusqlite::params!["[\"web\"]", "[\"released\"]", "[\"queued\"]", 10];
+        let count = stmt.parameter_count();
+        stmt.query_map(&params[..count], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_fleet_queries_seek_indexes_and_never_scan_the_runs() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = SqliteStore::open(&dir.path().join("runs.db")).unwrap();
+        let c = store.conn.lock().unwrap();
+        for (sql, index) in [
+            (IMAGE_RUNS, "runs_by_image_status"),
+            (PATCHED_SINCE, "runs_by_status"),
+        ] {
+            let steps = plan(&c, sql);
+            assert!(
+                steps.iter().any(|s| s.contains(index)),
+                "{index} is not used: {steps:#?}"
+            );
+            // Every read of the runs table is a seek in the fleet's index
+            // (or of a run by its id), never a scan or an image's whole history.
+            let reads = steps
+                .iter()
+                .filter(|s| s.contains(" runs ") || s.contains(" r ") || s.ends_with(" runs"));
+            for read in reads {
+                assert!(
+                    read.starts_with("SEARCH")
+                        && (read.contains(index) || read.contains("(id=?)")),
+                    "{read} in {steps:#?}"
+                );
+            }
+        }
+    }
 }
