@@ -14,11 +14,22 @@ fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-fn run_link(id: &str) -> String {
+/// A link to run `id` reading `text` (run ids are long: the table stays narrow).
+fn run_link(id: &str, text: &str) -> String {
     format!(
-        r#"<a href="{BASE}/runs/{0}">{0}</a>"#,
-        escape(id)
+        r#"<a href="{BASE}/runs/{}" title="{0}">{}</a>"#,
+        escape(id),
+        escape(text)
     )
+}
+
+/// At most `max` characters of `text`, cut with an ellipsis.
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut}…")
 }
 
 fn days(n: i64) -> String {
@@ -33,9 +44,8 @@ fn release_cell(row: &FleetRow) -> String {
     match &row.latest_release {
         None => "never released".into(),
         Some(r) => format!(
-            "<strong>{}</strong> {}<br><small>{} · base {}</small>",
-            escape(&r.version),
-            run_link(&r.run_id),
+            "<strong>{}</strong><br><small>{} · base {}</small>",
+            run_link(&r.run_id, &r.version),
             when(r.released_at),
             escape(r.base_image_version.as_deref().unwrap_or("not recorded"))
         ),
@@ -48,11 +58,10 @@ fn state_cell(compliance: &Compliance) -> String {
         Compliance::Patched { run_id, how, at } => (
             "released",
             match how {
-                PatchedBy::Released => format!("released {} by {}", when(*at), run_link(run_id)),
+                PatchedBy::Released => run_link(run_id, &format!("released {}", when(*at))),
                 PatchedBy::Unchanged => format!(
-                    "inputs unchanged since the last release ({}, {})",
-                    run_link(run_id),
-                    when(*at)
+                    "inputs unchanged since the last release ({})",
+                    run_link(run_id, &format!("checked {}", when(*at)))
                 ),
             },
         ),
@@ -95,34 +104,34 @@ fn in_flight_item(run: &InFlight) -> String {
         ),
         None => format!("{} at {stage} since {}", run.status, when(run.since)),
     };
-    format!(
-        "<li>{} {}: {waits}</li>",
-        run_link(&run.run_id),
-        escape(&run.version)
-    )
+    format!("<li>{}: {waits}</li>", run_link(&run.run_id, &run.version))
 }
 
 fn failure_cell(row: &FleetRow) -> String {
     let Some(f) = &row.last_failure else {
         return "—".into();
     };
-    let stage = f.stage.map_or(String::new(), |s| format!(" at {}", s.name()));
+    let stage = f
+        .stage
+        .map_or(String::new(), |s| format!(" at {}", s.name()));
+    let what = format!("failed{stage}, {}", when(f.at));
     let diagnosis = f
         .diagnosis
         .as_ref()
         .map(|d| {
             format!(
-                "<br><small>Likely: {}. Fix: {}.</small>",
+                "<br><small><strong>{}</strong>. Likely: {}. Fix: {}.</small>",
+                escape(&d.symptom),
                 escape(&d.cause),
                 escape(&d.fix)
             )
         })
         .unwrap_or_default();
     format!(
-        "{}{stage}, {}<br>{}{diagnosis}",
-        run_link(&f.run_id),
-        when(f.at),
-        escape(&f.reason)
+        "{}<br><small title=\"{}\">{}</small>{diagnosis}",
+        run_link(&f.run_id, &what),
+        escape(&f.reason),
+        escape(&short(&f.reason, 160))
     )
 }
 

@@ -862,10 +862,13 @@ async fn image_runs_gives_each_images_latest_released_skipped_and_failed_runs_an
     assert_eq!(id_of(&web.skipped), Some("web-skipped"));
     assert_eq!(id_of(&web.failed), Some("web-failed"));
     assert_eq!(ids(&web.in_flight), ["web-queued", "web-waiting"]);
-    assert_eq!(found[1], image_factory::domain::fleet::ImageRuns {
-        image: "nginx".into(),
-        ..Default::default()
-    });
+    assert_eq!(
+        found[1],
+        image_factory::domain::fleet::ImageRuns {
+            image: "nginx".into(),
+            ..Default::default()
+        }
+    );
     let db = &found[2];
     assert_eq!(id_of(&db.failed), Some("db-failed"));
     assert_eq!((id_of(&db.released), id_of(&db.skipped)), (None, None));
@@ -922,7 +925,11 @@ async fn images_patched_since_are_those_with_a_released_or_skipped_run_created_s
         }
     };
     assert_eq!(since(0).await, ["api", "db", "web"]);
-    assert_eq!(since(5).await, ["api", "db"], "created at the instant counts");
+    assert_eq!(
+        since(5).await,
+        ["api", "db"],
+        "created at the instant counts"
+    );
     assert_eq!(since(6).await, ["db"]);
     assert!(since(21).await.is_empty());
 }

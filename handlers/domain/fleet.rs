@@ -166,7 +166,11 @@ impl Evidence {
 
 /// Where an image stands with this month's patches.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "state",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Compliance {
     /// Released (or found unchanged) from inputs taken after the build time.
     Patched {
@@ -390,7 +394,12 @@ pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetR
             base_image_version: r.trigger.base_image_version.clone(),
         }),
         compliance: window.compliance(evidence.as_ref(), now),
-        in_flight: runs.in_flight.iter().take(MAX_IN_FLIGHT).map(in_flight).collect(),
+        in_flight: runs
+            .in_flight
+            .iter()
+            .take(MAX_IN_FLIGHT)
+            .map(in_flight)
+            .collect(),
         last_failure: runs.failed.as_ref().map(|r| FailureFacts {
             run_id: r.id.to_string(),
             at: r.failure.as_ref().map_or(r.updated_at, |f| f.at),
@@ -585,7 +594,8 @@ mod tests {
     #[test]
     fn compliance_reads_as_json_with_its_state_and_days() {
         let w = window(hours(1));
-        let json = serde_json::to_value(w.compliance(None, w.deadline + Duration::days(3))).unwrap();
+        let json =
+            serde_json::to_value(w.compliance(None, w.deadline + Duration::days(3))).unwrap();
         assert_eq!(json["state"], "overdue");
         assert_eq!(json["daysOverdue"], 3);
         let patched = serde_json::to_value(
@@ -648,7 +658,11 @@ mod tests {
             release.base_image_version.as_deref(),
             Some("20348.2849.241109")
         );
-        assert_eq!(row.compliance.name(), "due", "released before the build time");
+        assert_eq!(
+            row.compliance.name(),
+            "due",
+            "released before the build time"
+        );
         assert_eq!(row.in_flight.len(), 2);
         assert_eq!(row.in_flight[0].stage, Some(Stage::Validate));
         assert_eq!(row.in_flight[0].since, hours(8));
@@ -703,9 +717,15 @@ mod tests {
         let patched = BTreeSet::from(["a".to_string(), "gone".to_string()]);
         let w = window(hours(1));
         let early = headline(&w, &images, &patched, hours(1));
-        assert_eq!((early.patched, early.total, early.due, early.overdue), (1, 3, 2, 0));
+        assert_eq!(
+            (early.patched, early.total, early.due, early.overdue),
+            (1, 3, 2, 0)
+        );
         let late = headline(&w, &images, &patched, w.deadline);
-        assert_eq!((late.patched, late.total, late.due, late.overdue), (1, 3, 0, 2));
+        assert_eq!(
+            (late.patched, late.total, late.due, late.overdue),
+            (1, 3, 0, 2)
+        );
     }
 
     fn any_evidence() -> impl Strategy<Value = Option<Evidence>> {

@@ -106,8 +106,12 @@ impl Dashboard {
             .query
             .get("continuation")
             .filter(|c| !c.is_empty());
-        match super::fleet::fleet_page(app, continuation.map(String::as_str), super::fleet::DEFAULT_PAGE)
-            .await
+        match super::fleet::fleet_page(
+            app,
+            continuation.map(String::as_str),
+            super::fleet::DEFAULT_PAGE,
+        )
+        .await
         {
             Ok(fleet) => Ok(html(200, crate::fleet_page::fleet_page(&fleet))),
             Err(super::fleet::FleetError::BadContinuation) => Ok(html(

@@ -317,7 +317,11 @@ impl Runs {
         }
         let limit = match q.get("limit") {
             None => DEFAULT_PAGE,
-            Some(l) => match l.parse::<usize>().ok().filter(|l| (1..=MAX_PAGE).contains(l)) {
+            Some(l) => match l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_PAGE).contains(l))
+            {
                 Some(l) => l,
                 None => {
                     return Ok(HttpResponseData::error(
@@ -330,7 +334,9 @@ impl Runs {
         let continuation = q.get("continuation").filter(|c| !c.is_empty());
         match fleet_page(app, continuation.map(String::as_str), limit).await {
             Ok(page) => Ok(HttpResponseData::json(200, &page)),
-            Err(e @ FleetError::BadContinuation) => Ok(HttpResponseData::error(400, &e.to_string())),
+            Err(e @ FleetError::BadContinuation) => {
+                Ok(HttpResponseData::error(400, &e.to_string()))
+            }
             Err(e) => Err(super::retry("cannot read the fleet", e)),
         }
     }

@@ -342,18 +342,22 @@ impl RunStore for SqliteStore {
     async fn image_runs(&self, images: &[String]) -> Result<Vec<ImageRuns>, StoreError> {
         let names = json_list(images);
         let ended = json_list(&FLEET_STATUSES.map(|s| s.name()));
-        let active: Vec<&str> = RunQuery::active().statuses.iter().map(|s| s.name()).collect();
+        let active: Vec<&str> = RunQuery::active()
+            .statuses
+            .iter()
+            .map(|s| s.name())
+            .collect();
         let active = json_list(&active);
         let images = images.to_vec();
         self.with_conn(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    IMAGE_RUNS,
-                )
-                .map_err(unavailable)?;
+            let mut stmt = c.prepare_cached(IMAGE_RUNS).map_err(unavailable)?;
             let rows = stmt
                 .query_map(params![names, ended, active, MAX_IN_FLIGHT as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
                 })
                 .map_err(unavailable)?
                 .collect::<Result<Vec<_>, _>>()
@@ -396,11 +400,7 @@ impl RunStore for SqliteStore {
             crate::domain::run::RunStatus::Skipped.name(),
         ]);
         self.with_conn(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    PATCHED_SINCE,
-                )
-                .map_err(unavailable)?;
+            let mut stmt = c.prepare_cached(PATCHED_SINCE).map_err(unavailable)?;
             let images = stmt
                 .query_map(params![statuses, since], |r| r.get::<_, String>(0))
                 .map_err(unavailable)?
@@ -457,8 +457,7 @@ mod tests {
                 .filter(|s| s.contains(" runs ") || s.contains(" r ") || s.ends_with(" runs"));
             for read in reads {
                 assert!(
-                    read.starts_with("SEARCH")
-                        && (read.contains(index) || read.contains("(id=?)")),
+                    read.starts_with("SEARCH") && (read.contains(index) || read.contains("(id=?)")),
                     "{read} in {steps:#?}"
                 );
             }
