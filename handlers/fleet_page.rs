@@ -223,3 +223,60 @@ pub fn fleet_page(page: &FleetPage) -> String {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::fleet::{FailureFacts, Headline, PatchWindow};
+
+    #[test]
+    fn recorded_text_is_shown_as_text_and_long_reasons_are_cut() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+        let deadline = Utc.with_ymd_and_hms(2026, 11, 18, 6, 0, 0).unwrap();
+        let reason = format!("<script>alert('x')</script> {}", "x".repeat(300));
+        let page = FleetPage {
+            headline: Headline {
+                window: PatchWindow {
+                    month: "2026-11".into(),
+                    build_time: deadline - chrono::Duration::days(7),
+                    deadline,
+                    grace_days: 7,
+                },
+                patched: 0,
+                total: 1,
+                due: 0,
+                overdue: 1,
+            },
+            images: vec![FleetRow {
+                image: "web".into(),
+                latest_release: None,
+                compliance: Compliance::Overdue {
+                    days_overdue: 2,
+                    deadline,
+                },
+                in_flight: vec![],
+                last_failure: Some(FailureFacts {
+                    run_id: "push-web-1".into(),
+                    at,
+                    stage: None,
+                    reason,
+                    diagnosis: None,
+                }),
+                outdated_children: vec![],
+            }],
+            continuation: Some("d2Vi".into()),
+        };
+        let html = fleet_page(&page);
+        assert!(!html.contains("<script>alert"), "markup reached the page");
+        assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)"));
+        assert!(html.contains("x…</small>"), "the reason is cut short");
+        assert!(html.contains("2 days past 2026-11-18 06:00 UTC"));
+        assert!(html.contains(r#"href="/api/dashboard/fleet?continuation=d2Vi""#));
+        assert!(
+            !html.contains("Outdated children"),
+            "no layered images, no column"
+        );
+    }
+}

@@ -12,7 +12,7 @@ mod base_image;
 mod build_completed;
 mod dashboard;
 mod dead_letter;
-pub mod fleet;
+mod fleet;
 mod git_push;
 mod patch_tuesday;
 mod runs;
