@@ -81,6 +81,20 @@ impl RunStore for Counting {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.inner.next_sequence(image, scope, holder).await
     }
+    async fn image_runs(
+        &self,
+        images: &[String],
+    ) -> Result<Vec<image_factory::domain::fleet::ImageRuns>, StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.image_runs(images).await
+    }
+    async fn images_patched_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.images_patched_since(since).await
+    }
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

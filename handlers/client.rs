@@ -12,6 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Settings;
+use crate::domain::fleet::{Compliance, FleetPage};
 use crate::domain::run::{Run, RunId, RunStatus, Stage, StageStatus};
 use crate::startup::Secrets;
 
@@ -161,6 +162,40 @@ impl Client {
         let page: serde_json::Value = serde_json::from_str(&text)?;
         serde_json::from_value(page["runs"].clone())
             .context("the factory's answer is not a list of runs")
+    }
+
+    /// The whole fleet view: every page of `GET /api/runs?view=fleet`, the
+    /// images in one list (the headline of the last page read).
+    pub async fn fleet(&self) -> anyhow::Result<FleetPage> {
+        let mut continuation: Option<String> = None;
+        let mut images = Vec::new();
+        loop {
+            let mut query = vec![("view", "fleet".to_string()), ("limit", "100".into())];
+            if let Some(c) = continuation.take() {
+                query.push(("continuation", c));
+            }
+            let text = self
+                .send(
+                    self.http
+                        .get(format!("{}/api/runs", self.base))
+                        .query(&query),
+                    "the fleet view",
+                )
+                .await?;
+            let page: FleetPage =
+                serde_json::from_str(&text).context("the factory's answer is not a fleet view")?;
+            images.extend(page.images);
+            match page.continuation {
+                Some(next) => continuation = Some(next),
+                None => {
+                    return Ok(FleetPage {
+                        headline: page.headline,
+                        images,
+                        continuation: None,
+                    });
+                }
+            }
+        }
     }
 
     /// The build log from byte `offset`, the current attempt's or that of
@@ -327,6 +362,78 @@ pub fn print_table(runs: &[Run]) -> anyhow::Result<()> {
             run.version.to_string(),
             run.status.name(),
             run.created_at.format("%Y-%m-%d %H:%M")
+        )?;
+    }
+    Ok(())
+}
+
+/// Prints the fleet view: the headline, then one line per image.
+pub fn print_fleet(fleet: &FleetPage) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let h = &fleet.headline;
+    writeln!(
+        out,
+        "{} of {} images patched since the {} Patch Tuesday build ({}); {} due, {} overdue (deadline {}, {}-day grace)",
+        h.patched,
+        h.total,
+        h.window.month,
+        h.window.build_time.format("%Y-%m-%d %H:%M UTC"),
+        h.due,
+        h.overdue,
+        h.window.deadline.format("%Y-%m-%d %H:%M UTC"),
+        h.window.grace_days
+    )?;
+    let width = fleet
+        .images
+        .iter()
+        .map(|r| r.image.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    writeln!(
+        out,
+        "{:<width$} {:<8} {:<11} {:<14} {:<17} {:<10} LAST FAILURE",
+        "IMAGE", "STATE", "DAYS", "RELEASED", "WHEN", "IN FLIGHT"
+    )?;
+    for row in &fleet.images {
+        let days = match &row.compliance {
+            Compliance::Patched { .. } => "-".to_string(),
+            Compliance::Due { days_left, .. } => format!("{days_left} left"),
+            Compliance::Overdue { days_overdue, .. } => format!("{days_overdue} late"),
+        };
+        let (version, when) = row.latest_release.as_ref().map_or_else(
+            || ("never".to_string(), "-".to_string()),
+            |r| {
+                (
+                    r.version.clone(),
+                    r.released_at.format("%Y-%m-%d %H:%M").to_string(),
+                )
+            },
+        );
+        let flying = row
+            .in_flight
+            .iter()
+            .map(|r| match (&r.approval, r.stage) {
+                (Some(_), _) => "approval".to_string(),
+                (None, Some(stage)) => stage.name().to_string(),
+                (None, None) => r.status.name().to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let failure = row.last_failure.as_ref().map_or_else(
+            || "-".to_string(),
+            |f| format!("{} {}", f.run_id, f.at.format("%Y-%m-%d")),
+        );
+        writeln!(
+            out,
+            "{:<width$} {:<8} {:<11} {:<14} {:<17} {:<10} {}",
+            row.image,
+            row.compliance.name(),
+            days,
+            version,
+            when,
+            if flying.is_empty() { "-" } else { &flying },
+            failure
         )?;
     }
     Ok(())

@@ -116,6 +116,9 @@ pub struct Settings {
     /// When the monthly rebuild is due (`IMAGE_FACTORY_PATCH_TUESDAY_ZONE`, `_OFFSET_DAYS`, `_HOUR`;
     /// default UTC, 1 day, 06:00: the morning after Patch Tuesday).
     pub calendar: BuildCalendar,
+    /// Days after the build time an image without this month's patches is due
+    /// rather than overdue (`IMAGE_FACTORY_PATCH_GRACE_DAYS`, 0-27, default 7).
+    pub patch_grace: crate::domain::fleet::Grace,
 }
 
 impl Settings {
@@ -137,6 +140,14 @@ impl Settings {
         )
         .map_err(|e| ConfigError::Setting {
             name: "IMAGE_FACTORY_PATCH_TUESDAY_*",
+            message: e.to_string(),
+        })?;
+        let patch_grace = crate::domain::fleet::Grace::new(number(
+            "IMAGE_FACTORY_PATCH_GRACE_DAYS",
+            crate::domain::fleet::DEFAULT_GRACE_DAYS,
+        )?)
+        .map_err(|e| ConfigError::Setting {
+            name: "IMAGE_FACTORY_PATCH_GRACE_DAYS",
             message: e.to_string(),
         })?;
         let packer = match var("IMAGE_FACTORY_PACKER").as_deref() {
@@ -162,6 +173,7 @@ impl Settings {
             repo_images_path: var("IMAGE_FACTORY_REPO_IMAGES_PATH")
                 .unwrap_or_else(|| "images".into()),
             calendar,
+            patch_grace,
             local: false,
         })
     }
@@ -179,6 +191,7 @@ impl Settings {
             repo_images_path: "images".into(),
             calendar: BuildCalendar::new("UTC", 1, 6)
                 .unwrap_or_else(|_| unreachable!("a valid calendar")),
+            patch_grace: crate::domain::fleet::Grace::default(),
             local: true,
         }
     }

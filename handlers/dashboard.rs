@@ -73,6 +73,7 @@ fn layout(moving: bool) -> Layout {
     Layout {
         wide: true,
         refresh_seconds: moving.then_some(REFRESH_SECONDS),
+        nav: true,
     }
 }
 

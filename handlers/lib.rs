@@ -14,6 +14,7 @@ pub mod config;
 pub mod dashboard;
 pub mod doctor;
 pub mod domain;
+pub mod fleet_page;
 pub mod functions;
 pub mod host;
 pub mod inputs;

@@ -7,6 +7,7 @@
 //! - `approve`, `reject`: decide for an approver, with the same checks as a link;
 //! - `patch-tuesday`: print a year's Patch Tuesdays and build times;
 //! - `runs`: list runs or show one;
+//! - `fleet`: every image's compliance with this month's patches, and what its runs wait on;
 //! - `schedule`: print the next firings of a timer schedule;
 //! - `package`: the deployable function app, zipped or as a folder, in the host's layout (checked against the handler, infra and the host's indexing rule);
 //! - `doctor`: what is wrong before a run finds it (packer, images, settings, layout; with --url the deployed app);
@@ -233,6 +234,21 @@ enum Command {
         url: String,
         /// Print JSON instead of text.
         #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Every image's compliance with this month's patches: its latest
+    /// release, patched / due / overdue with the days, its runs in flight and
+    /// what they wait on, its last failure (docs/fleet.md).
+    Fleet {
+        /// The factory's base URL.
+        #[arg(
+            long,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
+        url: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
         json: bool,
     },
     /// Print a year's Patch Tuesdays and the factory's monthly build times.
@@ -521,6 +537,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     }
                     return Ok(ExitCode::from(code));
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fleet { url, json } => {
+            let fleet = Client::new(&url).fleet().await?;
+            if json {
+                print_answer(serde_json::to_string_pretty(&fleet)?)?;
+            } else {
+                client::print_fleet(&fleet)?;
             }
             Ok(ExitCode::SUCCESS)
         }

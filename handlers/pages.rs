@@ -13,6 +13,9 @@ pub struct Layout {
     pub wide: bool,
     /// Reload the page every this many seconds (a run still moving).
     pub refresh_seconds: Option<u32>,
+    /// Show the operators' links (runs, fleet): the dashboard's pages, not
+    /// the approvers'.
+    pub nav: bool,
 }
 
 /// What the base layout needs of every page: its title (shown in the tab

@@ -105,6 +105,21 @@ fn patch_tuesday_refuses_a_time_zone_that_does_not_exist() {
 }
 
 #[test]
+fn a_patch_grace_period_beyond_the_next_build_is_refused_naming_the_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["patch-tuesday", "--year", "2027"])
+        .env("IMAGE_FACTORY_PATCH_GRACE_DAYS", "40")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("IMAGE_FACTORY_PATCH_GRACE_DAYS") && stderr.contains("0-27 days"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn rollback_without_azure_acts_on_the_local_gallery_and_refuses_what_it_does_not_hold() {
     let data = tempfile::TempDir::new().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))

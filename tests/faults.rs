@@ -324,6 +324,20 @@ impl RunStore for FaultStore {
         self.before_read().await?;
         self.inner.next_sequence(image, scope, holder).await
     }
+    async fn image_runs(
+        &self,
+        images: &[String],
+    ) -> Result<Vec<image_factory::domain::fleet::ImageRuns>, StoreError> {
+        self.before_read().await?;
+        self.inner.image_runs(images).await
+    }
+    async fn images_patched_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        self.before_read().await?;
+        self.inner.images_patched_since(since).await
+    }
 }
 
 // ---------------------------------------------------------------- side effects

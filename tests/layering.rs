@@ -34,6 +34,7 @@ const RULES: &[(&str, &[&str])] = &[
     // What the factory says: approval notices, dashboard views.
     ("notifier", &["domain", "ports", "pages"]),
     ("dashboard", &["domain", "pages"]),
+    ("fleet_page", &["domain", "pages", "dashboard"]),
     // The work.
     (
         "stages",
@@ -61,6 +62,7 @@ const RULES: &[(&str, &[&str])] = &[
             "protocol",
             "pages",
             "dashboard",
+            "fleet_page",
             "layout",
             "build_log",
             "trace",
@@ -97,7 +99,7 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 28] = [
+const ANY: [&str; 29] = [
     "domain",
     "ports",
     "config",
@@ -115,6 +117,7 @@ const ANY: [&str; 28] = [
     "stages",
     "app",
     "functions",
+    "fleet_page",
     "server",
     "worker",
     "azure",

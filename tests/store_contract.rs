@@ -57,6 +57,9 @@ macro_rules! store_contract {
             concurrent_updates_of_one_run_each_land_exactly_once,
             an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothing,
             an_unreadable_document_is_reported_as_corrupt_and_never_overwritten,
+            image_runs_gives_each_images_latest_released_skipped_and_failed_runs_and_its_runs_in_flight,
+            image_runs_keeps_the_newest_runs_in_flight_of_an_image_up_to_the_cap,
+            images_patched_since_are_those_with_a_released_or_skipped_run_created_since,
         );
     };
     (@cases $module:ident, $open:expr; $($case:ident),* $(,)?) => {
@@ -813,4 +816,120 @@ async fn sqlite_an_unreadable_run_is_left_out_of_listings_without_hiding_the_oth
         .unwrap();
     let ids: Vec<&str> = page.runs.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["run-3", "run-1"]);
+}
+
+/// Stores runs given as (id, image, status, minute).
+async fn store_runs(store: &dyn RunStore, specs: &[(&str, &str, RunStatus, i64)]) {
+    for (id, image, status, minute) in specs {
+        let mut run = new_run(id, image, at(*minute));
+        run.status = *status;
+        store.create(&run).await.unwrap();
+    }
+}
+
+fn id_of(run: &Option<Run>) -> Option<&str> {
+    run.as_ref().map(|r| r.id.as_str())
+}
+
+async fn image_runs_gives_each_images_latest_released_skipped_and_failed_runs_and_its_runs_in_flight(
+    b: &impl Backend,
+) {
+    let store = b.store();
+    store_runs(
+        store.as_ref(),
+        &[
+            ("web-released-old", "web", RunStatus::Released, 0),
+            ("web-failed-old", "web", RunStatus::Failed, 3),
+            ("web-failed", "web", RunStatus::Failed, 5),
+            ("web-skipped", "web", RunStatus::Skipped, 8),
+            ("web-released", "web", RunStatus::Released, 10),
+            ("web-waiting", "web", RunStatus::WaitingForApproval, 11),
+            ("web-queued", "web", RunStatus::Queued, 12),
+            ("web-rejected", "web", RunStatus::Rejected, 13),
+            ("db-failed", "db", RunStatus::Failed, 1),
+            ("db-running", "db", RunStatus::Running, 2),
+            ("webapp-released", "webapp", RunStatus::Released, 20),
+        ],
+    )
+    .await;
+    let images: Vec<String> = ["web", "nginx", "db"].map(String::from).to_vec();
+    let found = store.image_runs(&images).await.unwrap();
+    let names: Vec<&str> = found.iter().map(|f| f.image.as_str()).collect();
+    assert_eq!(names, ["web", "nginx", "db"], "in the order asked");
+
+    let web = &found[0];
+    assert_eq!(id_of(&web.released), Some("web-released"));
+    assert_eq!(id_of(&web.skipped), Some("web-skipped"));
+    assert_eq!(id_of(&web.failed), Some("web-failed"));
+    assert_eq!(ids(&web.in_flight), ["web-queued", "web-waiting"]);
+    assert_eq!(
+        found[1],
+        image_factory::domain::fleet::ImageRuns {
+            image: "nginx".into(),
+            ..Default::default()
+        }
+    );
+    let db = &found[2];
+    assert_eq!(id_of(&db.failed), Some("db-failed"));
+    assert_eq!((id_of(&db.released), id_of(&db.skipped)), (None, None));
+    assert_eq!(ids(&db.in_flight), ["db-running"]);
+
+    // A status a replace changed is what the query sees.
+    let stored = store.get(&rid("web-waiting")).await.unwrap();
+    let mut released = stored.value.clone();
+    released.status = RunStatus::Released;
+    store.replace(&released, &stored.etag).await.unwrap();
+    let web = &store.image_runs(&images[..1]).await.unwrap()[0];
+    assert_eq!(id_of(&web.released), Some("web-waiting"));
+    assert_eq!(ids(&web.in_flight), ["web-queued"]);
+    assert!(store.image_runs(&[]).await.unwrap().is_empty());
+}
+
+async fn image_runs_keeps_the_newest_runs_in_flight_of_an_image_up_to_the_cap(b: &impl Backend) {
+    use image_factory::domain::fleet::MAX_IN_FLIGHT;
+    let store = b.store();
+    let total = MAX_IN_FLIGHT + 3;
+    for n in 0..total {
+        let mut run = new_run(&format!("web-{n:02}"), "web", at(n as i64));
+        run.status = RunStatus::Queued;
+        store.create(&run).await.unwrap();
+    }
+    let web = &store.image_runs(&["web".to_string()]).await.unwrap()[0];
+    let expected: Vec<String> = (total - MAX_IN_FLIGHT..total)
+        .rev()
+        .map(|n| format!("web-{n:02}"))
+        .collect();
+    assert_eq!(ids(&web.in_flight), expected);
+}
+
+async fn images_patched_since_are_those_with_a_released_or_skipped_run_created_since(
+    b: &impl Backend,
+) {
+    let store = b.store();
+    store_runs(
+        store.as_ref(),
+        &[
+            ("web-released", "web", RunStatus::Released, 0),
+            ("api-released", "api", RunStatus::Released, 5),
+            ("db-skipped", "db", RunStatus::Skipped, 20),
+            ("cache-failed", "cache", RunStatus::Failed, 30),
+            ("queue-waiting", "queue", RunStatus::WaitingForApproval, 30),
+        ],
+    )
+    .await;
+    let since = |minute: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            let images = store.images_patched_since(at(minute)).await.unwrap();
+            images.into_iter().collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(since(0).await, ["api", "db", "web"]);
+    assert_eq!(
+        since(5).await,
+        ["api", "db"],
+        "created at the instant counts"
+    );
+    assert_eq!(since(6).await, ["db"]);
+    assert!(since(21).await.is_empty());
 }

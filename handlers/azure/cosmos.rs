@@ -42,6 +42,7 @@
 //! valid across processes and runs created at the same instant are neither lost
 //! nor repeated.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -59,12 +60,16 @@ use azure_data_cosmos::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures::TryStreamExt;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use crate::azure::identity::Identity;
-use crate::domain::run::{Run, RunId};
-use crate::ports::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
+use crate::domain::fleet::{ImageRuns, MAX_IN_FLIGHT};
+use crate::domain::run::{Run, RunId, RunStatus};
+use crate::ports::store::{
+    ETag, FLEET_STATUSES, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run,
+};
 
 /// Where the Cosmos DB run store is and how the factory signs in to it.
 #[derive(Clone, Debug)]
@@ -101,6 +106,8 @@ impl std::fmt::Debug for CosmosAuth {
 
 /// Largest page a query returns.
 const MAX_PAGE: usize = 100;
+/// Fleet view queries in flight at once.
+const FLEET_CONCURRENCY: usize = 8;
 /// Retries of a throttled (429) request before the store reports it unavailable.
 pub const THROTTLE_RETRIES: u32 = 5;
 /// Longest total wait across those retries.
@@ -328,11 +335,12 @@ fn valid_id(id: &str) -> bool {
 }
 
 fn sort_key(run: &Run) -> String {
-    format!(
-        "{}|{}",
-        run.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
-        run.id
-    )
+    format!("{}|{}", instant_key(run.created_at), run.id)
+}
+
+/// How an instant starts a `sortKey`: fixed width, so text order is time order.
+fn instant_key(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 fn envelope(run: &Run) -> Result<Value, StoreError> {
@@ -637,6 +645,77 @@ impl RunStore for CosmosStore {
         Err(StoreError::Unavailable(format!(
             "counter {id} kept changing under {SEQUENCE_ATTEMPTS} attempts"
         )))
+    }
+
+    async fn image_runs(&self, images: &[String]) -> Result<Vec<ImageRuns>, StoreError> {
+        // Per image, the newest run of each status (`ORDER BY c.sortKey DESC`
+        // with the first row only) and its runs in flight: four small
+        // queries an image, a few images at a time.
+        let active = RunQuery::active().statuses;
+        let queries: Vec<(usize, RunQuery)> = images
+            .iter()
+            .enumerate()
+            .flat_map(|(n, image)| {
+                let query = |statuses: Vec<RunStatus>, limit: usize| RunQuery {
+                    image: Some(image.clone()),
+                    statuses,
+                    limit,
+                    continuation: None,
+                };
+                FLEET_STATUSES
+                    .iter()
+                    .map(move |s| (n, query(vec![*s], 1)))
+                    .chain(std::iter::once((n, query(active.clone(), MAX_IN_FLIGHT))))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let pages: Vec<(usize, RunPage)> = futures::stream::iter(queries)
+            .map(|(n, query)| async move { self.list(&query).await.map(|page| (n, page)) })
+            .buffered(FLEET_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut found: Vec<ImageRuns> = images
+            .iter()
+            .map(|image| ImageRuns {
+                image: image.clone(),
+                ..ImageRuns::default()
+            })
+            .collect();
+        for (n, page) in pages {
+            for run in page.runs {
+                found[n].file(run);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn images_patched_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeSet<String>, StoreError> {
+        // The images of the released and skipped runs created since then:
+        // this month's runs only, whatever the history holds.
+        let bad = |e: CosmosError| StoreError::Unavailable(format!("cannot build the query: {e}"));
+        let statuses = [RunStatus::Released.name(), RunStatus::Skipped.name()];
+        let q = Query::from(
+            "SELECT VALUE c.image FROM c WHERE c.kind = 'run' \
+             AND ARRAY_CONTAINS(@statuses, c.status) AND c.sortKey >= @since",
+        )
+        .with_parameter("@statuses", statuses)
+        .map_err(bad)?
+        .with_parameter("@since", instant_key(since))
+        .map_err(bad)?;
+        let unavailable =
+            |e: CosmosError| StoreError::Unavailable(format!("listing patched images: {e}"));
+        let images: Vec<String> = self
+            .container
+            .query_items::<String>(q, FeedScope::full_container(), None)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(images.into_iter().collect())
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod approval;
 pub mod calendar;
 pub mod diagnosis;
+pub mod fleet;
 pub mod gallery;
 pub mod git_tag;
 pub mod image;

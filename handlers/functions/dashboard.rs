@@ -1,4 +1,4 @@
-//! `dashboard` (`GET /api/dashboard[/runs/{id} | /images/{name}]`): the
+//! `dashboard` (`GET /api/dashboard[/runs/{id} | /images/{name} | /fleet]`): the
 //! operators' pages. In Azure they sit behind App Service authentication;
 //! locally the host serves them on loopback only.
 
@@ -54,6 +54,7 @@ impl Dashboard {
         let now = app.now();
         let response = match (param("section").as_deref(), param("id")) {
             (None, None) => self.runs(app, now).await?,
+            (Some("fleet"), None) => self.fleet(app).await?,
             (Some("runs"), Some(id)) => match id.parse::<RunId>() {
                 Err(e) => html(404, not_found_page(&e.to_string())),
                 Ok(id) => match app.store.get(&id).await {
@@ -98,6 +99,33 @@ impl Dashboard {
             _ => html(404, not_found_page("There is no such page.")),
         };
         Ok(response)
+    }
+
+    async fn fleet(&self, app: &App) -> Result<InvocationResponse, InvocationError> {
+        let continuation = self
+            .request
+            .query
+            .get("continuation")
+            .filter(|c| !c.is_empty());
+        match super::fleet::fleet_page(
+            app,
+            continuation.map(String::as_str),
+            super::fleet::DEFAULT_PAGE,
+        )
+        .await
+        {
+            Ok(fleet) => Ok(html(200, crate::fleet_page::fleet_page(&fleet))),
+            Err(super::fleet::FleetError::BadContinuation) => Ok(html(
+                400,
+                crate::pages::notice_page(
+                    "Bad page",
+                    "That page link is not valid.",
+                    true,
+                    Some(("/api/dashboard/fleet", "← the fleet")),
+                ),
+            )),
+            Err(e) => Err(super::retry("cannot show the fleet", e)),
+        }
     }
 
     async fn runs(

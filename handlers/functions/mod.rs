@@ -12,6 +12,7 @@ mod base_image;
 mod build_completed;
 mod dashboard;
 mod dead_letter;
+mod fleet;
 mod git_push;
 mod patch_tuesday;
 mod runs;

@@ -5,7 +5,9 @@
 //! bearer token; the reason is recorded on the run. POST to `/api/runs/{id}`
 //! records an approver's decision for an operator (`image-factory approve`).
 //! GET `/api/runs/{id}?log=<offset>[&attempt=<n>]` gives a piece of the run's
-//! build log: the current attempt's, or an earlier one's.
+//! build log: the current attempt's, or an earlier one's. GET
+//! `/api/runs?view=fleet[&limit=<n>][&continuation=<token>]` gives a page of
+//! the fleet view (`image-factory fleet`).
 
 use super::InvocationError;
 use serde::Deserialize;
@@ -152,6 +154,9 @@ impl Runs {
                 log_chunk(app, id, offset, attempt).await?,
             ));
         }
+        if id.is_none() && self.request.query.contains_key("view") {
+            return Ok(InvocationResponse::http(self.view(app).await?));
+        }
         let http = match id {
             Some(id) => match app.store.get(&id).await {
                 Ok(stored) => HttpResponseData::json(200, &stored.value),
@@ -290,6 +295,49 @@ impl Runs {
                 Ok(error(status, &e.to_string()))
             }
             Err(e) => Err(super::retry("cannot record the decision", e)),
+        }
+    }
+
+    /// `?view=fleet`: a page of the fleet view, paged by `limit` and
+    /// `continuation` (no other parameter applies to it).
+    async fn view(&self, app: &App) -> Result<HttpResponseData, InvocationError> {
+        use super::fleet::{DEFAULT_PAGE, FleetError, MAX_PAGE, fleet_page};
+        let q = &self.request.query;
+        if q.get("view").map(String::as_str) != Some("fleet") {
+            return Ok(HttpResponseData::error(400, "the only view is `fleet`"));
+        }
+        if let Some(other) = q
+            .keys()
+            .find(|k| !["view", "limit", "continuation"].contains(&k.as_str()))
+        {
+            return Ok(HttpResponseData::error(
+                400,
+                &format!("view=fleet takes only limit and continuation, not `{other}`"),
+            ));
+        }
+        let limit = match q.get("limit") {
+            None => DEFAULT_PAGE,
+            Some(l) => match l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_PAGE).contains(l))
+            {
+                Some(l) => l,
+                None => {
+                    return Ok(HttpResponseData::error(
+                        400,
+                        &format!("limit must be a number from 1 to {MAX_PAGE}"),
+                    ));
+                }
+            },
+        };
+        let continuation = q.get("continuation").filter(|c| !c.is_empty());
+        match fleet_page(app, continuation.map(String::as_str), limit).await {
+            Ok(page) => Ok(HttpResponseData::json(200, &page)),
+            Err(e @ FleetError::BadContinuation) => {
+                Ok(HttpResponseData::error(400, &e.to_string()))
+            }
+            Err(e) => Err(super::retry("cannot read the fleet", e)),
         }
     }
 

@@ -9,19 +9,47 @@
 //! document that does not (one made with the `sqlite3` shell), so a writer
 //! holding an older ETag can never overwrite such an edit blindly.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::domain::fleet::{ImageRuns, MAX_IN_FLIGHT};
 use crate::domain::run::{Run, RunId};
-use crate::ports::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run};
+use crate::ports::store::{
+    ETag, FLEET_STATUSES, RunPage, RunQuery, RunStore, StoreError, Stored, parse_run,
+};
 
 /// Largest page a query returns.
 const MAX_PAGE: usize = 100;
+
+/// The fleet view's runs of some images (`?1`, a JSON array): per image and
+/// status of `?2` the newest run, one seek each in `runs_by_image_status`,
+/// then each image's runs in a status of `?3`, at most `?4` each, newest
+/// first, from the same index (named: without statistics the planner picks
+/// `runs_by_image` and reads the image's whole history).
+const IMAGE_RUNS: &str = "SELECT r.image, r.id, r.doc FROM json_each(?1) i, json_each(?2) s
+       JOIN runs r ON r.id = (
+         SELECT id FROM runs WHERE image = i.value AND status = s.value
+         ORDER BY created_at DESC, id DESC LIMIT 1)
+     UNION ALL
+     SELECT image, id, doc FROM (
+       SELECT r.image, r.id, r.doc, row_number() OVER (
+         PARTITION BY r.image ORDER BY r.created_at DESC, r.id DESC) AS n
+       FROM json_each(?1) i, json_each(?3) s
+       JOIN runs r INDEXED BY runs_by_image_status
+         ON r.image = i.value AND r.status = s.value)
+     WHERE n <= ?4";
+
+/// The images with a run in a status of `?1` created at or after `?2`: a
+/// range of `runs_by_status`.
+const PATCHED_SINCE: &str = "SELECT DISTINCT image FROM runs
+     WHERE status IN (SELECT value FROM json_each(?1)) AND created_at >= ?2";
 
 /// A run store in one SQLite file.
 #[derive(Clone)]
@@ -44,6 +72,8 @@ impl SqliteStore {
             );
             CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, id DESC);
             CREATE INDEX IF NOT EXISTS runs_by_image ON runs (image, created_at DESC, id DESC);
+            CREATE INDEX IF NOT EXISTS runs_by_image_status ON runs (image, status, created_at DESC, id DESC);
+            CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at DESC);
             CREATE TRIGGER IF NOT EXISTS runs_edited_outside AFTER UPDATE OF doc ON runs
                 WHEN NEW.rev = OLD.rev
                 BEGIN UPDATE runs SET rev = rev + 1 WHERE id = NEW.id; END;
@@ -118,7 +148,18 @@ fn unavailable(e: rusqlite::Error) -> StoreError {
 }
 
 fn sort_key(run: &Run) -> String {
-    run.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    instant_key(run.created_at)
+}
+
+/// How `created_at` is stored: fixed width, so text order is time order.
+fn instant_key(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Names as a JSON array, the one way a list of values reaches a statement.
+fn json_list<T: AsRef<str>>(items: &[T]) -> String {
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    serde_json::to_string(&items).unwrap_or_else(|_| "[]".into())
 }
 
 fn to_json(run: &Run) -> Result<String, StoreError> {
@@ -208,7 +249,7 @@ impl RunStore for SqliteStore {
             None => None,
         };
         let statuses: Vec<&str> = query.statuses.iter().map(|s| s.name()).collect();
-        let statuses = serde_json::to_string(&statuses).unwrap_or_else(|_| "[]".into());
+        let statuses = json_list(&statuses);
         let image = query.image.clone();
         self.with_conn(move |c| {
             let (after_created, after_id) = after.unzip();
@@ -297,6 +338,78 @@ impl RunStore for SqliteStore {
         })
         .await
     }
+
+    async fn image_runs(&self, images: &[String]) -> Result<Vec<ImageRuns>, StoreError> {
+        let names = json_list(images);
+        let ended = json_list(&FLEET_STATUSES.map(|s| s.name()));
+        let active: Vec<&str> = RunQuery::active()
+            .statuses
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        let active = json_list(&active);
+        let images = images.to_vec();
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(IMAGE_RUNS).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![names, ended, active, MAX_IN_FLIGHT as i64], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(unavailable)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            let mut found: Vec<ImageRuns> = images
+                .iter()
+                .map(|image| ImageRuns {
+                    image: image.clone(),
+                    ..ImageRuns::default()
+                })
+                .collect();
+            for (image, id, doc) in rows {
+                let run = match parse_run(&id, &doc) {
+                    Ok(run) => run,
+                    Err(e) => {
+                        tracing::error!(run_id = %id, "skipping an unreadable run: {e}");
+                        continue;
+                    }
+                };
+                if let Some(slot) = found.iter_mut().find(|f| f.image == image) {
+                    slot.file(run);
+                }
+            }
+            for slot in &mut found {
+                slot.in_flight
+                    .sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn images_patched_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let since = instant_key(since);
+        let statuses = json_list(&[
+            crate::domain::run::RunStatus::Released.name(),
+            crate::domain::run::RunStatus::Skipped.name(),
+        ]);
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(PATCHED_SINCE).map_err(unavailable)?;
+            let images = stmt
+                .query_map(params![statuses, since], |r| r.get::<_, String>(0))
+                .map_err(unavailable)?
+                .collect::<Result<BTreeSet<_>, _>>()
+                .map_err(unavailable)?;
+            Ok(images)
+        })
+        .await
+    }
 }
 
 fn decode_continuation(token: &str) -> Result<(String, String), StoreError> {
@@ -306,4 +419,48 @@ fn decode_continuation(token: &str) -> Result<(String, String), StoreError> {
     let text = String::from_utf8(bytes).map_err(|_| StoreError::BadContinuation)?;
     let (created, id) = text.split_once('|').ok_or(StoreError::BadContinuation)?;
     Ok((created.to_string(), id.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query plan of `sql`, one line per step.
+    fn plan(c: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let params = rusqlite::params!["[\"web\"]", "[\"released\"]", "[\"queued\"]", 10];
+        let count = stmt.parameter_count();
+        stmt.query_map(&params[..count], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_fleet_queries_seek_indexes_and_never_scan_the_runs() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = SqliteStore::open(&dir.path().join("runs.db")).unwrap();
+        let c = store.conn.lock().unwrap();
+        for (sql, index) in [
+            (IMAGE_RUNS, "runs_by_image_status"),
+            (PATCHED_SINCE, "runs_by_status"),
+        ] {
+            let steps = plan(&c, sql);
+            assert!(
+                steps.iter().any(|s| s.contains(index)),
+                "{index} is not used: {steps:#?}"
+            );
+            // Every read of the runs table is a seek in the fleet's index
+            // (or of a run by its id), never a scan or an image's whole history.
+            let reads = steps
+                .iter()
+                .filter(|s| s.contains(" runs ") || s.contains(" r ") || s.ends_with(" runs"));
+            for read in reads {
+                assert!(
+                    read.starts_with("SEARCH") && (read.contains(index) || read.contains("(id=?)")),
+                    "{read} in {steps:#?}"
+                );
+            }
+        }
+    }
 }

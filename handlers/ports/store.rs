@@ -6,8 +6,12 @@
 //! each other's update. [`update_run`] is the one read-decide-write loop that
 //! every handler uses; it reloads and decides again on a stale ETag.
 
-use async_trait::async_trait;
+use std::collections::BTreeSet;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::fleet::ImageRuns;
 use crate::domain::machine::{Transition, TransitionError};
 use crate::domain::run::{Run, RunId, RunStatus, Stage};
 
@@ -121,7 +125,24 @@ pub trait RunStore: Send + Sync + 'static {
         scope: &str,
         holder: &RunId,
     ) -> Result<u32, StoreError>;
+    /// What the fleet view needs of each of `images`, in their order: its
+    /// latest released, skipped and failed runs and its runs in flight (at
+    /// most [`crate::domain::fleet::MAX_IN_FLIGHT`], newest first). Answered
+    /// with index-backed lookups per image, never a scan of every run; an
+    /// image with no runs gets an empty [`ImageRuns`].
+    async fn image_runs(&self, images: &[String]) -> Result<Vec<ImageRuns>, StoreError>;
+    /// The images with a released or skipped run created at or after `since`
+    /// (the fleet view's headline): a read of the runs created since then only.
+    async fn images_patched_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeSet<String>, StoreError>;
 }
+
+/// The statuses whose latest run per image [`RunStore::image_runs`] returns
+/// (besides the runs not ended).
+pub const FLEET_STATUSES: [RunStatus; 3] =
+    [RunStatus::Released, RunStatus::Skipped, RunStatus::Failed];
 
 /// Why [`update_run`] did not apply a change.
 #[derive(Debug, thiserror::Error)]

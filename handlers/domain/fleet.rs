@@ -1,0 +1,805 @@
+//! The fleet view's rules: for every image, whether it carries this month's
+//! patches, and the facts an operator acts on (its latest release, the runs in
+//! flight and what each waits on, its last failure). Pure: the store's answer
+//! and the clock are arguments.
+//!
+//! **The compliance rule.** The month whose patches are expected is the latest
+//! month whose Patch Tuesday build time has passed ([`BuildCalendar::due_month`]).
+//! An image is
+//!
+//! - **patched** when a run of it *created* at or after that build time was
+//!   released, or was skipped because its inputs were identical to the image's
+//!   last release (the factory checked and there was nothing new to build);
+//!   a run created earlier was built from the older base, whenever it was released;
+//! - otherwise **due** until the deadline, the build time plus a grace period
+//!   (`IMAGE_FACTORY_PATCH_GRACE_DAYS`, default 7 days), and **overdue** from then on.
+//!
+//! The state only moves patched ← due ← overdue within one month (a release
+//! makes it patched, time makes it overdue) and starts again at the next
+//! month's build time.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::calendar::BuildCalendar;
+use super::diagnosis::Diagnosis;
+use super::run::{Run, RunStatus, Stage};
+
+/// The grace period unless configured.
+pub const DEFAULT_GRACE_DAYS: u32 = 7;
+/// The longest grace period: two monthly builds are at least 28 days apart,
+/// so a longer one would outlast the next month's build.
+pub const MAX_GRACE_DAYS: u32 = 27;
+/// Runs in flight shown per image; an image rarely has more than two.
+pub const MAX_IN_FLIGHT: usize = 10;
+
+/// How long after the build time an unpatched image is due rather than overdue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grace {
+    days: u32,
+}
+
+/// A grace period that cannot be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the patch grace period must be 0-{MAX_GRACE_DAYS} days, not {0}: a longer one would outlast the next month's build"
+)]
+pub struct GraceError(pub u32);
+
+impl Grace {
+    /// A grace period of `days`, checked.
+    pub fn new(days: u32) -> Result<Grace, GraceError> {
+        if days > MAX_GRACE_DAYS {
+            return Err(GraceError(days));
+        }
+        Ok(Grace { days })
+    }
+
+    /// Its length in days.
+    pub fn days(self) -> u32 {
+        self.days
+    }
+}
+
+impl Default for Grace {
+    fn default() -> Grace {
+        Grace {
+            days: DEFAULT_GRACE_DAYS,
+        }
+    }
+}
+
+/// The month whose patches are expected at some instant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchWindow {
+    /// The month, `YYYY-MM`.
+    pub month: String,
+    /// Its Patch Tuesday build time.
+    pub build_time: DateTime<Utc>,
+    /// The build time plus the grace period.
+    pub deadline: DateTime<Utc>,
+    /// The grace period in days.
+    pub grace_days: u32,
+}
+
+impl PatchWindow {
+    /// The window at `now`: the latest month whose build time has passed.
+    pub fn at(calendar: &BuildCalendar, grace: Grace, now: DateTime<Utc>) -> PatchWindow {
+        let month = calendar.due_month(now);
+        let build_time = calendar.build_time(month);
+        PatchWindow {
+            month: month.to_string(),
+            build_time,
+            deadline: build_time + Duration::days(i64::from(grace.days)),
+            grace_days: grace.days,
+        }
+    }
+
+    /// The state of an image whose latest patching run (released or skipped
+    /// as unchanged, see [`Evidence`]) is `evidence`, at `now`.
+    pub fn compliance(&self, evidence: Option<&Evidence>, now: DateTime<Utc>) -> Compliance {
+        if let Some(e) = evidence.filter(|e| e.created_at >= self.build_time) {
+            return Compliance::Patched {
+                run_id: e.run_id.clone(),
+                how: e.how,
+                at: e.at,
+            };
+        }
+        if now < self.deadline {
+            let days_since_build = (now - self.build_time).num_days().max(0);
+            Compliance::Due {
+                days_since_build,
+                days_left: i64::from(self.grace_days) - days_since_build,
+                deadline: self.deadline,
+            }
+        } else {
+            Compliance::Overdue {
+                days_overdue: (now - self.deadline).num_days(),
+                deadline: self.deadline,
+            }
+        }
+    }
+}
+
+/// How a run shows an image patched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatchedBy {
+    /// It released a new version.
+    Released,
+    /// Its inputs were identical to the last release, so nothing was built.
+    Unchanged,
+}
+
+/// The run that may show an image patched: its latest released or skipped run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    /// The run.
+    pub run_id: String,
+    /// When it was created (what the rule compares with the build time).
+    pub created_at: DateTime<Utc>,
+    /// When it was released or skipped.
+    pub at: DateTime<Utc>,
+    /// Released or skipped.
+    pub how: PatchedBy,
+}
+
+impl Evidence {
+    /// The evidence a released or skipped run gives; `None` for any other run.
+    pub fn of(run: &Run) -> Option<Evidence> {
+        let how = match run.status {
+            RunStatus::Released => PatchedBy::Released,
+            RunStatus::Skipped => PatchedBy::Unchanged,
+            _ => return None,
+        };
+        Some(Evidence {
+            run_id: run.id.to_string(),
+            created_at: run.created_at,
+            at: ended_at(run),
+            how,
+        })
+    }
+}
+
+/// Where an image stands with this month's patches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "state",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum Compliance {
+    /// Released (or found unchanged) from inputs taken after the build time.
+    Patched {
+        /// The run that shows it.
+        run_id: String,
+        /// Released or unchanged.
+        how: PatchedBy,
+        /// When that run was released or skipped.
+        at: DateTime<Utc>,
+    },
+    /// Not yet, within the grace period.
+    Due {
+        /// Whole days since the build time.
+        days_since_build: i64,
+        /// Whole days of grace left (the grace period minus `days_since_build`).
+        days_left: i64,
+        /// When it becomes overdue.
+        deadline: DateTime<Utc>,
+    },
+    /// Not yet, past the grace period.
+    Overdue {
+        /// Whole days since the deadline (0 on its first day).
+        days_overdue: i64,
+        /// When it became overdue.
+        deadline: DateTime<Utc>,
+    },
+}
+
+impl Compliance {
+    /// `patched`, `due` or `overdue`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Compliance::Patched { .. } => "patched",
+            Compliance::Due { .. } => "due",
+            Compliance::Overdue { .. } => "overdue",
+        }
+    }
+
+    /// 0 patched, 1 due, 2 overdue: higher is worse.
+    pub fn severity(&self) -> u8 {
+        match self {
+            Compliance::Patched { .. } => 0,
+            Compliance::Due { .. } => 1,
+            Compliance::Overdue { .. } => 2,
+        }
+    }
+}
+
+/// What the store holds about one image that the fleet view needs: its
+/// latest run of each kind that matters, newest by creation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImageRuns {
+    /// The image.
+    pub image: String,
+    /// Its latest released run.
+    pub released: Option<Run>,
+    /// Its latest skipped run (identical to its last release).
+    pub skipped: Option<Run>,
+    /// Its latest failed run.
+    pub failed: Option<Run>,
+    /// Its runs that have not ended, newest first.
+    pub in_flight: Vec<Run>,
+}
+
+impl ImageRuns {
+    /// Files `run` where its status belongs: the latest released, skipped or
+    /// failed run, or the runs in flight (in the order filed). Runs that ended
+    /// otherwise (rejected, approval expired) are not part of the view.
+    pub fn file(&mut self, run: Run) {
+        match run.status {
+            RunStatus::Released => self.released = Some(run),
+            RunStatus::Skipped => self.skipped = Some(run),
+            RunStatus::Failed => self.failed = Some(run),
+            s if !s.is_terminal() => self.in_flight.push(run),
+            _ => {}
+        }
+    }
+}
+
+/// An image's latest release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseFacts {
+    /// The released version.
+    pub version: String,
+    /// The run that released it.
+    pub run_id: String,
+    /// When it was released.
+    pub released_at: DateTime<Utc>,
+    /// The Marketplace base image version it was built from, when recorded.
+    pub base_image_version: Option<String>,
+}
+
+/// A run that has not ended, and what it waits on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InFlight {
+    /// The run.
+    pub run_id: String,
+    /// The version it builds.
+    pub version: String,
+    /// Queued, running or waiting for approval.
+    pub status: RunStatus,
+    /// The stage it is at (the first that has not succeeded).
+    pub stage: Option<Stage>,
+    /// Since when it has been at that stage (its creation, for a queued run).
+    pub since: DateTime<Utc>,
+    /// The approval it waits for, when it waits for one.
+    pub approval: Option<ApprovalWait>,
+}
+
+/// An approval a run waits for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalWait {
+    /// Approvals needed.
+    pub required: u32,
+    /// Who may decide.
+    pub approvers: Vec<String>,
+    /// The approvers who have not decided yet.
+    pub waiting_on: Vec<String>,
+    /// When the request lapses.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An image's last failed run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureFacts {
+    /// The run.
+    pub run_id: String,
+    /// When it failed.
+    pub at: DateTime<Utc>,
+    /// The stage that failed, if one did.
+    pub stage: Option<Stage>,
+    /// Why, in words an operator can act on.
+    pub reason: String,
+    /// The likely cause and fix, when the troubleshooting table knows it.
+    pub diagnosis: Option<Diagnosis>,
+}
+
+/// One image in the fleet view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetRow {
+    /// The image.
+    pub image: String,
+    /// Its latest release, if it has one.
+    pub latest_release: Option<ReleaseFacts>,
+    /// Where it stands with this month's patches.
+    pub compliance: Compliance,
+    /// Its runs that have not ended, newest first (at most [`MAX_IN_FLIGHT`]).
+    pub in_flight: Vec<InFlight>,
+    /// Its last failed run, if any.
+    pub last_failure: Option<FailureFacts>,
+    /// Images layered on this one whose latest release was built from an
+    /// older version of it. Always empty until images can have factory parents.
+    pub outdated_children: Vec<String>,
+}
+
+/// When a run reached its end: its release stage's end for a released run,
+/// its last change otherwise.
+fn ended_at(run: &Run) -> DateTime<Utc> {
+    run.stage(Stage::Release)
+        .finished_at
+        .filter(|_| run.status == RunStatus::Released)
+        .unwrap_or(run.updated_at)
+}
+
+fn in_flight(run: &Run) -> InFlight {
+    let stage = run.current_stage();
+    let since = stage
+        .and_then(|s| run.stage(s).started_at)
+        .unwrap_or(run.created_at);
+    let approval = run
+        .approval
+        .as_ref()
+        .filter(|_| run.status == RunStatus::WaitingForApproval)
+        .map(|request| ApprovalWait {
+            required: request.required,
+            approvers: request.approvers.clone(),
+            waiting_on: request
+                .approvers
+                .iter()
+                .filter(|a| !run.decisions.iter().any(|d| &d.approver == *a))
+                .cloned()
+                .collect(),
+            expires_at: request.expires_at,
+        });
+    InFlight {
+        run_id: run.id.to_string(),
+        version: run.version.to_string(),
+        status: run.status,
+        stage,
+        since,
+        approval,
+    }
+}
+
+/// The latest of two optional runs by creation.
+fn latest<'a>(a: Option<&'a Run>, b: Option<&'a Run>) -> Option<&'a Run> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if (b.created_at, &b.id) > (a.created_at, &a.id) {
+            b
+        } else {
+            a
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The fleet view's row of one image at `now`.
+pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetRow {
+    let evidence = latest(runs.released.as_ref(), runs.skipped.as_ref()).and_then(Evidence::of);
+    FleetRow {
+        image: runs.image.clone(),
+        latest_release: runs.released.as_ref().map(|r| ReleaseFacts {
+            version: r.version.to_string(),
+            run_id: r.id.to_string(),
+            released_at: ended_at(r),
+            base_image_version: r.trigger.base_image_version.clone(),
+        }),
+        compliance: window.compliance(evidence.as_ref(), now),
+        in_flight: runs
+            .in_flight
+            .iter()
+            .take(MAX_IN_FLIGHT)
+            .map(in_flight)
+            .collect(),
+        last_failure: runs.failed.as_ref().map(|r| FailureFacts {
+            run_id: r.id.to_string(),
+            at: r.failure.as_ref().map_or(r.updated_at, |f| f.at),
+            stage: r.failure.as_ref().and_then(|f| f.stage),
+            reason: r
+                .failure
+                .as_ref()
+                .map_or_else(|| "no reason recorded".into(), |f| f.reason.clone()),
+            diagnosis: r.failure.as_ref().and_then(|f| f.diagnosis.clone()),
+        }),
+        outdated_children: Vec::new(),
+    }
+}
+
+/// The count over the whole fleet, above the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Headline {
+    /// The month whose patches are expected.
+    pub window: PatchWindow,
+    /// Images patched since its build time.
+    pub patched: usize,
+    /// Images configured.
+    pub total: usize,
+    /// Images not patched, within the grace period.
+    pub due: usize,
+    /// Images not patched, past it.
+    pub overdue: usize,
+}
+
+/// The headline at `now`: of `images`, those in `patched` (the images with a
+/// released or skipped run created since the window's build time) are
+/// patched; the others are all due or all overdue, as the clock says.
+pub fn headline(
+    window: &PatchWindow,
+    images: &[String],
+    patched: &BTreeSet<String>,
+    now: DateTime<Utc>,
+) -> Headline {
+    let total = images.len();
+    let done = images.iter().filter(|i| patched.contains(*i)).count();
+    let late = now >= window.deadline;
+    Headline {
+        window: window.clone(),
+        patched: done,
+        total,
+        due: if late { 0 } else { total - done },
+        overdue: if late { total - done } else { 0 },
+    }
+}
+
+/// One page of the fleet view: the headline over every image, the rows of
+/// a page of images sorted by name, and where the next page starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetPage {
+    /// The count over the whole fleet.
+    pub headline: Headline,
+    /// This page's images.
+    pub images: Vec<FleetRow>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub continuation: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::approval::{ApprovalRequest, Decision, Verdict};
+    use crate::domain::calendar::Month;
+    use crate::domain::run::{Failure, StageStatus, Trigger, TriggerKind};
+    use crate::domain::version::ImageVersion;
+
+    /// UTC, 1 day after Patch Tuesday at 06:00: November 2026's build is
+    /// 2026-11-11 06:00 UTC (Patch Tuesday is 2026-11-10).
+    fn calendar() -> BuildCalendar {
+        BuildCalendar::new("UTC", 1, 6).unwrap()
+    }
+
+    fn build_time() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 11, 6, 0, 0).unwrap()
+    }
+
+    fn hours(h: i64) -> DateTime<Utc> {
+        build_time() + Duration::hours(h)
+    }
+
+    fn window(now: DateTime<Utc>) -> PatchWindow {
+        PatchWindow::at(&calendar(), Grace::default(), now)
+    }
+
+    fn run(id: &str, status: RunStatus, created: DateTime<Utc>) -> Run {
+        let mut run = Run::new(
+            id.parse().unwrap(),
+            "web".into(),
+            ImageVersion::new(2026, 1111, 0).unwrap(),
+            Trigger::new(TriggerKind::Push, "github"),
+            BTreeMap::new(),
+            created,
+        );
+        run.status = status;
+        run.updated_at = created + Duration::hours(2);
+        run
+    }
+
+    fn evidence(created: DateTime<Utc>, how: PatchedBy) -> Evidence {
+        Evidence {
+            run_id: "r".into(),
+            created_at: created,
+            at: created,
+            how,
+        }
+    }
+
+    #[test]
+    fn the_window_is_the_latest_month_whose_build_time_has_passed() {
+        let w = window(hours(1));
+        assert_eq!(w.month, "2026-11");
+        assert_eq!(w.build_time, build_time());
+        assert_eq!(w.deadline, build_time() + Duration::days(7));
+        let before = window(hours(-1));
+        assert_eq!(before.month, "2026-10");
+        assert_eq!(
+            before.build_time,
+            calendar().build_time(Month {
+                year: 2026,
+                month: 10
+            })
+        );
+    }
+
+    #[test]
+    fn a_release_of_a_run_created_after_the_build_time_patches_one_created_before_does_not() {
+        let w = window(hours(30));
+        let after = w.compliance(Some(&evidence(hours(1), PatchedBy::Released)), hours(30));
+        assert_eq!(after.name(), "patched");
+        let at_build = w.compliance(Some(&evidence(hours(0), PatchedBy::Released)), hours(30));
+        assert_eq!(at_build.name(), "patched");
+        let before = w.compliance(Some(&evidence(hours(-1), PatchedBy::Released)), hours(30));
+        assert_eq!(
+            before,
+            Compliance::Due {
+                days_since_build: 1,
+                days_left: 6,
+                deadline: w.deadline
+            }
+        );
+    }
+
+    #[test]
+    fn unpatched_images_are_due_for_the_grace_period_then_overdue_with_the_days() {
+        let w = window(hours(1));
+        assert_eq!(
+            w.compliance(None, hours(0)),
+            Compliance::Due {
+                days_since_build: 0,
+                days_left: 7,
+                deadline: w.deadline
+            }
+        );
+        let last_second = w.deadline - Duration::seconds(1);
+        assert_eq!(w.compliance(None, last_second).name(), "due");
+        assert_eq!(
+            w.compliance(None, w.deadline),
+            Compliance::Overdue {
+                days_overdue: 0,
+                deadline: w.deadline
+            }
+        );
+        assert_eq!(
+            w.compliance(None, w.deadline + Duration::hours(24 * 12 + 5)),
+            Compliance::Overdue {
+                days_overdue: 12,
+                deadline: w.deadline
+            }
+        );
+        let no_grace = PatchWindow::at(&calendar(), Grace::new(0).unwrap(), hours(0));
+        assert_eq!(no_grace.compliance(None, hours(0)).name(), "overdue");
+    }
+
+    #[test]
+    fn grace_periods_beyond_the_next_build_are_refused() {
+        assert_eq!(Grace::new(27).unwrap().days(), 27);
+        assert_eq!(Grace::new(28), Err(GraceError(28)));
+        assert!(GraceError(40).to_string().contains("0-27 days"));
+    }
+
+    #[test]
+    fn compliance_reads_as_json_with_its_state_and_days() {
+        let w = window(hours(1));
+        let json =
+            serde_json::to_value(w.compliance(None, w.deadline + Duration::days(3))).unwrap();
+        assert_eq!(json["state"], "overdue");
+        assert_eq!(json["daysOverdue"], 3);
+        let patched = serde_json::to_value(
+            w.compliance(Some(&evidence(hours(2), PatchedBy::Unchanged)), hours(3)),
+        )
+        .unwrap();
+        assert_eq!(patched["state"], "patched");
+        assert_eq!(patched["how"], "unchanged");
+        assert_eq!(patched["runId"], "r");
+    }
+
+    #[test]
+    fn a_row_shows_the_release_the_runs_in_flight_with_their_approvers_and_the_last_failure() {
+        let mut released = run("push-web-1", RunStatus::Released, hours(-50));
+        released.trigger.base_image_version = Some("20348.2849.241109".into());
+        released.stages[Stage::Release.index()].finished_at = Some(hours(-40));
+        let mut waiting = run("push-web-2", RunStatus::WaitingForApproval, hours(5));
+        for s in [Stage::Validate, Stage::Build, Stage::Test] {
+            waiting.stages[s.index()].status = StageStatus::Succeeded;
+        }
+        waiting.stages[Stage::Approve.index()].status = StageStatus::Waiting;
+        waiting.stages[Stage::Approve.index()].started_at = Some(hours(6));
+        waiting.approval = Some(ApprovalRequest {
+            approvers: vec!["lead".into(), "security".into()],
+            required: 2,
+            expires_at: hours(6 + 168),
+            links: vec![],
+            remind_before_hours: 0,
+            notifications: vec![],
+        });
+        waiting.decisions.push(Decision {
+            approver: "lead".into(),
+            verdict: Verdict::Approve,
+            at: hours(7),
+            comment: None,
+            via: "link".into(),
+            token_id: None,
+        });
+        let queued = run("pt-web-2026-11", RunStatus::Queued, hours(8));
+        let mut failed = run("push-web-0", RunStatus::Failed, hours(-60));
+        failed.failure = Some(Failure {
+            stage: Some(Stage::Build),
+            reason: "packer build failed: timeout waiting for WinRM".into(),
+            at: hours(-59),
+            diagnosis: crate::domain::diagnosis::diagnose("timeout waiting for WinRM"),
+        });
+        let runs = ImageRuns {
+            image: "web".into(),
+            released: Some(released),
+            skipped: None,
+            failed: Some(failed),
+            in_flight: vec![queued, waiting],
+        };
+        let now = hours(9);
+        let row = row(&window(now), &runs, now);
+        let release = row.latest_release.unwrap();
+        assert_eq!(release.run_id, "push-web-1");
+        assert_eq!(release.released_at, hours(-40));
+        assert_eq!(
+            release.base_image_version.as_deref(),
+            Some("20348.2849.241109")
+        );
+        assert_eq!(
+            row.compliance.name(),
+            "due",
+            "released before the build time"
+        );
+        assert_eq!(row.in_flight.len(), 2);
+        assert_eq!(row.in_flight[0].stage, Some(Stage::Validate));
+        assert_eq!(row.in_flight[0].since, hours(8));
+        let approval = row.in_flight[1].approval.as_ref().unwrap();
+        assert_eq!(row.in_flight[1].stage, Some(Stage::Approve));
+        assert_eq!(row.in_flight[1].since, hours(6));
+        assert_eq!(approval.waiting_on, ["security"]);
+        let failure = row.last_failure.unwrap();
+        assert_eq!(failure.stage, Some(Stage::Build));
+        assert_eq!(failure.diagnosis.unwrap().kind, "winrm-unreachable");
+        assert!(row.outdated_children.is_empty());
+    }
+
+    #[test]
+    fn a_skipped_run_after_the_build_time_patches_as_unchanged_whichever_is_newer_counts() {
+        let released = run("push-web-1", RunStatus::Released, hours(-50));
+        let skipped = run("pt-web-2026-11", RunStatus::Skipped, hours(0));
+        let runs = ImageRuns {
+            image: "web".into(),
+            released: Some(released.clone()),
+            skipped: Some(skipped),
+            ..ImageRuns::default()
+        };
+        let now = hours(3);
+        let row = row(&window(now), &runs, now);
+        assert!(matches!(
+            row.compliance,
+            Compliance::Patched {
+                how: PatchedBy::Unchanged,
+                ..
+            }
+        ));
+        assert_eq!(row.latest_release.unwrap().run_id, "push-web-1");
+        let old_skip = ImageRuns {
+            image: "web".into(),
+            released: Some(run("push-web-3", RunStatus::Released, hours(1))),
+            skipped: Some(run("pt-web-2026-10", RunStatus::Skipped, hours(-700))),
+            ..ImageRuns::default()
+        };
+        assert!(matches!(
+            super::row(&window(now), &old_skip, now).compliance,
+            Compliance::Patched {
+                how: PatchedBy::Released,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn the_headline_counts_configured_images_patched_and_the_rest_as_due_or_overdue() {
+        let images: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let patched = BTreeSet::from(["a".to_string(), "gone".to_string()]);
+        let w = window(hours(1));
+        let early = headline(&w, &images, &patched, hours(1));
+        assert_eq!(
+            (early.patched, early.total, early.due, early.overdue),
+            (1, 3, 2, 0)
+        );
+        let late = headline(&w, &images, &patched, w.deadline);
+        assert_eq!(
+            (late.patched, late.total, late.due, late.overdue),
+            (1, 3, 0, 2)
+        );
+    }
+
+    fn any_evidence() -> impl Strategy<Value = Option<Evidence>> {
+        proptest::option::of((-2_000i64..2_000, any::<bool>()).prop_map(|(h, released)| {
+            evidence(
+                hours(h),
+                if released {
+                    PatchedBy::Released
+                } else {
+                    PatchedBy::Unchanged
+                },
+            )
+        }))
+    }
+
+    proptest! {
+        #[test]
+        fn a_run_created_after_the_build_time_patches_whatever_else_is_true(
+            created in 0i64..2_000, now in 0i64..2_000, grace in 0u32..=MAX_GRACE_DAYS,
+            released in any::<bool>(),
+        ) {
+            let now = hours(created.max(now)).min(hours(27 * 24));
+            let w = PatchWindow::at(&calendar(), Grace::new(grace).unwrap(), now);
+            prop_assume!(w.build_time == build_time());
+            let how = if released { PatchedBy::Released } else { PatchedBy::Unchanged };
+            let state = w.compliance(Some(&evidence(hours(created).min(now), how)), now);
+            prop_assert_eq!(state.name(), "patched");
+        }
+
+        #[test]
+        fn within_a_month_the_state_only_gets_worse_as_time_passes(
+            evidence in any_evidence(), a in 0i64..(27 * 24), b in 0i64..(27 * 24),
+            grace in 0u32..=MAX_GRACE_DAYS,
+        ) {
+            let (early, late) = (hours(a.min(b)), hours(a.max(b)));
+            let w = PatchWindow::at(&calendar(), Grace::new(grace).unwrap(), early);
+            prop_assert_eq!(&w, &PatchWindow::at(&calendar(), Grace::new(grace).unwrap(), late));
+            let (s1, s2) = (w.compliance(evidence.as_ref(), early), w.compliance(evidence.as_ref(), late));
+            prop_assert!(s1.severity() <= s2.severity(), "{:?} then {:?}", s1, s2);
+        }
+
+        #[test]
+        fn the_next_months_build_time_starts_every_image_again(
+            evidence in any_evidence(), grace in 0u32..=MAX_GRACE_DAYS, step in 0i64..3_600,
+        ) {
+            let december = calendar().build_time(Month { year: 2026, month: 12 });
+            prop_assume!(evidence.as_ref().is_none_or(|e| e.created_at < december));
+            let now = december + Duration::seconds(step);
+            let w = PatchWindow::at(&calendar(), Grace::new(grace).unwrap(), now);
+            prop_assert_eq!(&w.month, "2026-12");
+            let state = w.compliance(evidence.as_ref(), now);
+            prop_assert_eq!(state.name(), if grace == 0 { "overdue" } else { "due" });
+        }
+
+        #[test]
+        fn a_clock_stepping_back_never_shows_a_later_month(
+            now in 0i64..(60 * 24), back in 0i64..(60 * 24),
+        ) {
+            let (later, earlier) = (hours(now), hours(now - back));
+            let (wl, we) = (window(later), window(earlier));
+            prop_assert!(we.build_time <= wl.build_time);
+            prop_assert!(we.build_time <= earlier && wl.build_time <= later);
+        }
+
+        #[test]
+        fn the_headline_adds_up(
+            patched in proptest::collection::btree_set("[a-e]", 0..5), now in 0i64..(27 * 24),
+        ) {
+            let images: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+            let w = window(hours(now));
+            let h = headline(&w, &images, &patched, hours(now));
+            prop_assert_eq!(h.patched + h.due + h.overdue, h.total);
+            prop_assert_eq!(h.total, 4);
+            prop_assert!(h.due == 0 || h.overdue == 0);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The fleet view that the `dashboard` function's page (`/api/dashboard/fleet`)
+//! and the `runs` function's JSON (`GET /api/runs?view=fleet`) both answer
+//! with: the configured images sorted by name, a page at a time, each with
+//! its compliance state and facts, under a headline over every image.
+//!
+//! Store cost per page: one [`RunStore::image_runs`] call for the page's
+//! images and one [`RunStore::images_patched_since`] call for the headline;
+//! neither reads the whole history.
+//!
+//! [`RunStore::image_runs`]: crate::ports::store::RunStore::image_runs
+//! [`RunStore::images_patched_since`]: crate::ports::store::RunStore::images_patched_since
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::app::App;
+use crate::domain::fleet::{FleetPage, PatchWindow, headline, row};
+use crate::ports::store::StoreError;
+
+/// Images per page unless asked otherwise.
+pub const DEFAULT_PAGE: usize = 25;
+/// Most images a page holds.
+pub const MAX_PAGE: usize = 100;
+
+/// Why a page of the fleet view could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// A continuation token this view did not hand out.
+    #[error("the continuation token is not valid; start again from the first page")]
+    BadContinuation,
+    /// The store failed.
+    #[error("cannot read the fleet's runs: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The page of at most `limit` images after the one `continuation` names.
+pub async fn fleet_page(
+    app: &App,
+    continuation: Option<&str>,
+    limit: usize,
+) -> Result<FleetPage, FleetError> {
+    let now = app.now();
+    let window = PatchWindow::at(&app.settings.calendar, app.settings.patch_grace, now);
+    // The image map is ordered by name: pages are slices of it.
+    let names: Vec<String> = app.images.keys().cloned().collect();
+    let start = match continuation {
+        None => 0,
+        Some(token) => {
+            let after = decode(token)?;
+            names.partition_point(|n| n.as_str() <= after.as_str())
+        }
+    };
+    let end = names.len().min(start + limit.clamp(1, MAX_PAGE));
+    let page = &names[start..end];
+    let (runs, patched) = tokio::try_join!(
+        app.store.image_runs(page),
+        app.store.images_patched_since(window.build_time)
+    )?;
+    Ok(FleetPage {
+        headline: headline(&window, &names, &patched, now),
+        images: runs.iter().map(|r| row(&window, r, now)).collect(),
+        continuation: page
+            .last()
+            .filter(|_| end < names.len())
+            .map(|last| URL_SAFE_NO_PAD.encode(last)),
+    })
+}
+
+fn decode(token: &str) -> Result<String, FleetError> {
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|name| !name.is_empty())
+        .ok_or(FleetError::BadContinuation)
+}
