@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod doctor;
 pub mod domain;
 pub mod executor;
+pub mod followups;
 pub mod functions;
 pub mod host;
 pub mod identity;
@@ -32,4 +33,5 @@ pub mod startup;
 
 pub mod telemetry;
 pub mod template;
+pub mod web;
 pub mod worker;

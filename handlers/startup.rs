@@ -22,14 +22,18 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, Ids, TriggerSecrets};
 use crate::azure::cosmos::CosmosStore;
 use crate::config::{Settings, StoreBackend, load_images, parse_key_ring};
+use crate::azure::eventgrid::{EventGridPublisher, EventGridSettings};
 use crate::executor::LocalExecutor;
+use crate::followups::FollowUps;
 use crate::host::bus::Bus;
 use crate::host::function_app::FunctionApp;
 use crate::host::{BusSettings, LocalHost};
 use crate::identity::Identity;
 use crate::local::sqlite::SqliteStore;
 use crate::notifier::{Channel, EmailChannel, Notifier, OutboxChannel, TeamsChannel};
+use crate::ports::events::Publisher;
 use crate::ports::store::RunStore;
+use crate::web::webhooks::WebhookSettings;
 
 /// Secrets generated for local use.
 #[derive(Serialize, Deserialize)]
@@ -214,6 +218,7 @@ pub async fn build_app(
             ));
         Some(workers)
     });
+    let follow_ups = follow_ups(&settings)?;
     Ok(App {
         store,
         executor: Arc::new(LocalExecutor),
@@ -228,6 +233,7 @@ pub async fn build_app(
             azure_devops: secrets.azure_devops,
         }),
         notifier,
+        follow_ups,
         clock: Arc::new(Utc::now),
         ids: Ids::random(),
         shutdown,
@@ -261,6 +267,25 @@ fn notifier(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Notifier> 
         );
     }
     Ok(Notifier::new(channels))
+}
+
+/// The release-event targets: `IMAGE_FACTORY_EVENT_GRID_ENDPOINT` (with the
+/// factory's identity) and `IMAGE_FACTORY_EVENT_WEBHOOKS`.
+fn follow_ups(settings: &Settings) -> anyhow::Result<FollowUps> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+    if let Some(topic) = EventGridSettings::from_vars(var).map_err(anyhow::Error::msg)? {
+        let credential = Identity::from_vars(var).credential().map_err(anyhow::Error::msg)?;
+        publishers.push(Arc::new(
+            EventGridPublisher::new(&topic, credential).map_err(anyhow::Error::msg)?,
+        ));
+    }
+    if let Some(webhooks) = WebhookSettings::from_vars(var)? {
+        for publisher in webhooks.publishers().map_err(anyhow::Error::msg)? {
+            publishers.push(Arc::new(publisher));
+        }
+    }
+    Ok(FollowUps::new(publishers, &settings.public_url))
 }
 
 /// A running local factory.

@@ -320,6 +320,15 @@ impl RunStore for FaultStore {
         self.before_read().await?;
         self.inner.next_sequence(image, scope, holder).await
     }
+
+    async fn follow_ups_due(
+        &self,
+        by: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        self.before_read().await?;
+        self.inner.follow_ups_due(by, limit).await
+    }
 }
 
 // ---------------------------------------------------------------- side effects

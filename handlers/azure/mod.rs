@@ -8,6 +8,7 @@ pub mod arm;
 pub mod blob;
 pub mod compute;
 pub mod cosmos;
+pub mod eventgrid;
 pub mod jobs;
 pub mod release;
 pub mod servicebus;

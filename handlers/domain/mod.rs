@@ -4,8 +4,10 @@
 pub mod approval;
 pub mod calendar;
 pub mod diagnosis;
+pub mod followup;
 pub mod gallery;
 pub mod machine;
+pub mod release_event;
 pub mod run;
 pub mod schedule;
 pub mod tags;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::approval::{ApprovalRequest, Decision};
 use super::diagnosis::Diagnosis;
+use super::followup::FollowUp;
 use super::version::ImageVersion;
 
 /// Longest run id accepted: `push-<64-character image>-<64 hex>` fits with room to spare.
@@ -627,6 +628,18 @@ pub struct Run {
     /// Why nothing was built, for a skipped run.
     #[serde(default)]
     pub skipped: Option<String>,
+    /// What the run owes the outside world after it ended (release events),
+    /// and each delivery's record ([`super::followup`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_ups: Vec<FollowUp>,
+    /// The earliest next delivery attempt of [`Run::follow_ups`], in Unix
+    /// seconds; `None` when nothing is owed. The store indexes it.
+    #[serde(
+        default,
+        with = "chrono::serde::ts_seconds_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub follow_ups_due: Option<DateTime<Utc>>,
 }
 
 impl Run {
@@ -658,6 +671,8 @@ impl Run {
             failure: None,
             inputs_hash: None,
             skipped: None,
+            follow_ups: Vec::new(),
+            follow_ups_due: None,
         }
     }
 

@@ -244,8 +244,21 @@ impl Sweeper {
                 None => break,
             }
         }
+        sweep_follow_ups(app, &mut response).await;
         sweep_test_groups(app, &mut response).await;
         Ok(response)
+    }
+}
+
+/// Delivers the follow-ups (release events) that are due; a failure is
+/// logged and never fails the firing.
+async fn sweep_follow_ups(app: &App, response: &mut InvocationResponse) {
+    match crate::followups::sweep(&app.follow_ups, app.store.as_ref(), app.now()).await {
+        Ok(lines) => lines.into_iter().for_each(|line| response.log(line)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the runs with follow-ups due");
+            response.log(format!("follow-ups not swept: {error}"));
+        }
     }
 }
 

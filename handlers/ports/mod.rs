@@ -5,4 +5,5 @@
 //! (`startup`) names an adapter. A port's error says what happened and whether
 //! trying again may help, never which adapter failed how.
 
+pub mod events;
 pub mod store;

@@ -7,6 +7,7 @@
 //! every handler uses; it reloads and decides again on a stale ETag.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::domain::machine::{Transition, TransitionError};
 use crate::domain::run::{Run, RunId, RunStatus, Stage};
@@ -121,6 +122,14 @@ pub trait RunStore: Send + Sync + 'static {
         scope: &str,
         holder: &RunId,
     ) -> Result<u32, StoreError>;
+    /// Runs with a follow-up delivery due at or before `by` (their
+    /// `followUpsDue`), earliest first, at most `limit` (capped at 100).
+    /// Served from an index: runs that owe nothing are never read.
+    async fn follow_ups_due(
+        &self,
+        by: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError>;
 }
 
 /// Why [`update_run`] did not apply a change.
