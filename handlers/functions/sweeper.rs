@@ -17,6 +17,9 @@
 //! binding cannot schedule a message for a custom handler (see
 //! docs/custom-handler-protocol.md), and the sweeper checks every five minutes.
 //!
+//! Each firing then delivers the follow-ups that are due (release events a
+//! receiver did not take yet, with backoff; see [`crate::followups`]).
+//!
 //! When the factory manages Azure, each firing then deletes the test stage's
 //! resource groups (tagged `image-factory: test`) older than
 //! `IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS` (`azure::testvm::sweep`): the

@@ -4,8 +4,8 @@
 // recorded as a duplicate, not processed twice); refused ones are answered
 // 401 with the library's reason and recorded as refused.
 //
-// Usage: node receiver.js <whsec_secret>
-// Prints `listening <port>` once it serves on 127.0.0.1.
+// Usage: node receiver.js <whsec_secret> [port]
+// Prints `listening <port>` once it serves on 127.0.0.1 (port 0: any free one).
 // GET /deliveries answers {"verified": [...], "duplicates": [...], "refused": [...]}.
 "use strict";
 
@@ -55,6 +55,8 @@ const server = http.createServer((req, res) => {
       timestamp: Number(headers["webhook-timestamp"]),
       contentType: req.headers["content-type"] || null,
       path: req.url,
+      signature: headers["webhook-signature"],
+      body,
       event,
     };
     if (verified.some((d) => d.id === record.id)) {
@@ -66,6 +68,6 @@ const server = http.createServer((req, res) => {
   });
 });
 
-server.listen(0, "127.0.0.1", () => {
+server.listen(Number(process.argv[3] || 0), "127.0.0.1", () => {
   console.log(`listening ${server.address().port}`);
 });
