@@ -57,6 +57,7 @@ macro_rules! store_contract {
             concurrent_updates_of_one_run_each_land_exactly_once,
             an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothing,
             an_unreadable_document_is_reported_as_corrupt_and_never_overwritten,
+            runs_with_follow_ups_due_are_found_earliest_first_and_no_others,
         );
     };
     (@cases $module:ident, $open:expr; $($case:ident),* $(,)?) => {
@@ -722,6 +723,33 @@ async fn an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothi
     let after = store.get(&rid("run-1")).await.unwrap();
     assert_eq!(after.etag, before.etag);
     assert_eq!(after.value, before.value);
+}
+
+async fn runs_with_follow_ups_due_are_found_earliest_first_and_no_others(b: &impl Backend) {
+    use image_factory::domain::followup::{EventType, FollowUpKind};
+    let store = b.store();
+    let released = FollowUpKind::Event {
+        event: EventType::Released,
+    };
+    for (id, due) in [("due-late", Some(5)), ("due-early", Some(1)), ("later", Some(30)), ("owes-nothing", None)] {
+        let mut run = new_run(id, "example", at(0));
+        if let Some(minutes) = due {
+            run.owe(released.clone(), at(minutes));
+        }
+        store.create(&run).await.unwrap();
+    }
+    let due = store.follow_ups_due(at(10), 100).await.unwrap();
+    assert_eq!(ids(&due), ["due-early", "due-late"]);
+    assert_eq!(due[0].follow_ups_due, Some(at(1)));
+    assert_eq!(ids(&store.follow_ups_due(at(10), 1).await.unwrap()), ["due-early"]);
+    assert!(store.follow_ups_due(at(0), 100).await.unwrap().is_empty());
+
+    // Settled (nothing due any more): no longer found.
+    let stored = store.get(&rid("due-early")).await.unwrap();
+    let mut settled = stored.value.clone();
+    settled.follow_ups_due = None;
+    store.replace(&settled, &stored.etag).await.unwrap();
+    assert_eq!(ids(&store.follow_ups_due(at(60), 100).await.unwrap()), ["due-late", "later"]);
 }
 
 async fn an_unreadable_document_is_reported_as_corrupt_and_never_overwritten(b: &impl Backend) {
