@@ -132,7 +132,10 @@ pub async fn deliver_pending(
     )
     .await;
     let results: Vec<(Claimed, Outcome)> = claims.into_iter().zip(outcomes).collect();
-    update_run(store, id, |run| Ok(replacing(run, record(run, &results, now)))).await?;
+    update_run(store, id, |run| {
+        Ok(replacing(run, record(run, &results, now)))
+    })
+    .await?;
     Ok(results
         .iter()
         .map(|(claimed, outcome)| {

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Ids, TriggerSecrets};
 use crate::azure::cosmos::CosmosStore;
-use crate::config::{Settings, StoreBackend, load_images, parse_key_ring};
 use crate::azure::eventgrid::{EventGridPublisher, EventGridSettings};
+use crate::config::{Settings, StoreBackend, load_images, parse_key_ring};
 use crate::executor::LocalExecutor;
 use crate::followups::FollowUps;
 use crate::host::bus::Bus;
@@ -275,7 +275,9 @@ fn follow_ups(settings: &Settings) -> anyhow::Result<FollowUps> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
     if let Some(topic) = EventGridSettings::from_vars(var).map_err(anyhow::Error::msg)? {
-        let credential = Identity::from_vars(var).credential().map_err(anyhow::Error::msg)?;
+        let credential = Identity::from_vars(var)
+            .credential()
+            .map_err(anyhow::Error::msg)?;
         publishers.push(Arc::new(
             EventGridPublisher::new(&topic, credential).map_err(anyhow::Error::msg)?,
         ));

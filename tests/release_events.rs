@@ -10,13 +10,13 @@ mod common;
 
 use std::time::Duration;
 
+use cloudevents::AttributesReader;
 use common::event_receiver::{self, Receiver};
 use common::{Factory, Options, copy_example};
 use image_factory::domain::followup::Delivery;
 use image_factory::domain::run::{Run, RunStatus};
 use image_factory::followups::FollowUps;
 use image_factory::ports::events::Publisher;
-use cloudevents::AttributesReader;
 use image_factory::web::webhooks::WebhookSettings;
 use serde_json::Value;
 
@@ -81,7 +81,8 @@ fn cloud_event(body: &str) -> Value {
 async fn a_released_run_delivers_one_verified_cloud_event_and_forgeries_and_replays_are_refused() {
     let secret = event_receiver::secret();
     let receiver = Receiver::start(&secret, 0).await;
-    let factory = Factory::start_with(with_webhook(Options::default(), &receiver.url, &secret)).await;
+    let factory =
+        Factory::start_with(with_webhook(Options::default(), &receiver.url, &secret)).await;
     let released = release(&factory, COMMIT).await;
     let (run, delivery) = attempted(&factory, &released.id).await;
     assert!(delivery.delivered_at.is_some(), "{delivery:?}");
@@ -104,7 +105,10 @@ async fn a_released_run_delivers_one_verified_cloud_event_and_forgeries_and_repl
     let data = &event["data"];
     assert_eq!(data["runId"], run.id.as_str());
     assert_eq!(data["gitCommit"], COMMIT);
-    assert_eq!(data["imageVersion"]["imageVersion"], run.version.to_string());
+    assert_eq!(
+        data["imageVersion"]["imageVersion"],
+        run.version.to_string()
+    );
     assert_eq!(data["imageVersion"]["gitCommit"], COMMIT);
     assert_eq!(
         data["links"]["run"],
@@ -131,24 +135,51 @@ async fn a_released_run_delivers_one_verified_cloud_event_and_forgeries_and_repl
             .sign(id, timestamp, body.as_bytes())
             .unwrap()
     };
-    let tampered = body.replace("image-factory.image.released", "image-factory.image.rolled-back");
+    let tampered = body.replace(
+        "image-factory.image.released",
+        "image-factory.image.rolled-back",
+    );
     let other_key = event_receiver::secret();
     for (what, answer) in [
         (
             "the captured signature with a fresh timestamp",
-            send(id.into(), delivered["timestamp"].as_i64().unwrap() + 60, signature.into(), body.into()).await,
+            send(
+                id.into(),
+                delivered["timestamp"].as_i64().unwrap() + 60,
+                signature.into(),
+                body.into(),
+            )
+            .await,
         ),
         (
             "a changed body under the captured signature",
-            send(id.into(), delivered["timestamp"].as_i64().unwrap(), signature.into(), tampered.clone()).await,
+            send(
+                id.into(),
+                delivered["timestamp"].as_i64().unwrap(),
+                signature.into(),
+                tampered.clone(),
+            )
+            .await,
         ),
         (
             "a body signed with another secret",
-            send("forged-1".into(), now, sign(&other_key, "forged-1", now, &tampered), tampered.clone()).await,
+            send(
+                "forged-1".into(),
+                now,
+                sign(&other_key, "forged-1", now, &tampered),
+                tampered.clone(),
+            )
+            .await,
         ),
         (
             "a correctly signed delivery ten minutes old",
-            send(id.into(), now - 600, sign(&secret, id, now - 600, body), body.into()).await,
+            send(
+                id.into(),
+                now - 600,
+                sign(&secret, id, now - 600, body),
+                body.into(),
+            )
+            .await,
         ),
     ] {
         assert_eq!(answer.unwrap().status(), 401, "{what} must be refused");
@@ -174,14 +205,20 @@ async fn a_failed_run_delivers_a_verified_failed_event_with_the_reason() {
     let build = std::fs::read_to_string(dir.join("build.pkr.hcl")).unwrap();
     std::fs::write(
         dir.join("build.pkr.hcl"),
-        build.replace("IMAGE_NAME=${var.image_name}", "IMAGE_NAME=${var.image_nmae}"),
+        build.replace(
+            "IMAGE_NAME=${var.image_name}",
+            "IMAGE_NAME=${var.image_nmae}",
+        ),
     )
     .unwrap();
     let secret = event_receiver::secret();
     let receiver = Receiver::start(&secret, 0).await;
-    let factory =
-        Factory::start_with(with_webhook(Options::with_images(images.path()), &receiver.url, &secret))
-            .await;
+    let factory = Factory::start_with(with_webhook(
+        Options::with_images(images.path()),
+        &receiver.url,
+        &secret,
+    ))
+    .await;
     let failed = factory.push_and_wait(COMMIT, RunStatus::Failed).await;
     let verified = receiver.wait_verified(1).await;
     let event = cloud_event(verified[0]["body"].as_str().unwrap());
@@ -216,7 +253,10 @@ async fn a_receiver_that_is_down_costs_the_release_nothing_and_the_sweeper_deliv
     let error = delivery.last_error.clone().unwrap();
     assert!(error.contains("did not answer"), "{error}");
     let next = delivery.next_attempt_at.expect("a next attempt");
-    assert_eq!(run.follow_ups_due.map(|t| t.timestamp()), Some(next.timestamp()));
+    assert_eq!(
+        run.follow_ups_due.map(|t| t.timestamp()),
+        Some(next.timestamp())
+    );
 
     // The receiver comes back; the next sweep after the backoff delivers.
     let receiver = Receiver::start(&secret, port).await;
@@ -224,7 +264,10 @@ async fn a_receiver_that_is_down_costs_the_release_nothing_and_the_sweeper_deliv
     tokio::time::sleep(wait + Duration::from_millis(1100)).await;
     factory.sweep().await;
     let verified = receiver.wait_verified(1).await;
-    assert_eq!(verified[0]["id"], run.follow_ups[0].id, "the same webhook-id");
+    assert_eq!(
+        verified[0]["id"], run.follow_ups[0].id,
+        "the same webhook-id"
+    );
     let run = factory.run(&run.id).await.unwrap();
     let delivery = &run.follow_ups[0].deliveries[0];
     assert_eq!(delivery.attempts, 2);

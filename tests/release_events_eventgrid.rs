@@ -9,13 +9,13 @@ mod common;
 
 use std::sync::Arc;
 
+use cloudevents::AttributesReader;
 use common::eventgrid::Topic;
 use common::identity::{self, IdentityEndpoint};
 use common::{Factory, Options};
 use image_factory::azure::eventgrid::{EventGridPublisher, EventGridSettings};
 use image_factory::domain::run::RunStatus;
 use image_factory::followups::FollowUps;
-use cloudevents::AttributesReader;
 use image_factory::identity::Identity;
 use image_factory::ports::events::Publisher;
 
@@ -70,7 +70,11 @@ fn a_release_publishes_one_cloud_event_to_the_topic_with_the_identitys_token() {
             })
             .await;
         let delivery = &run.follow_ups[0].deliveries[0];
-        assert!(delivery.delivered_at.is_some(), "{delivery:?}; refused: {:?}", topic.refused.lock().unwrap());
+        assert!(
+            delivery.delivered_at.is_some(),
+            "{delivery:?}; refused: {:?}",
+            topic.refused.lock().unwrap()
+        );
         assert_eq!(delivery.target, "event-grid 127.0.0.1");
 
         assert!(topic.refused.lock().unwrap().is_empty());
@@ -81,24 +85,42 @@ fn a_release_publishes_one_cloud_event_to_the_topic_with_the_identitys_token() {
         let event: cloudevents::Event =
             serde_json::from_value(events[0].clone()).expect("a CloudEvents 1.0 event");
         assert_eq!(event.ty(), "image-factory.image.released");
-        assert_eq!(event.subject(), Some(format!("example/{}", run.version).as_str()));
+        assert_eq!(
+            event.subject(),
+            Some(format!("example/{}", run.version).as_str())
+        );
         assert_eq!(event.id(), run.follow_ups[0].id);
 
         // The token came from the identity, for Event Grid.
-        assert!(identity_endpoint.requests().iter().any(|r| r.resource == "https://eventgrid.azure.net"
-            && r.client_id.as_deref() == Some(identity::CLIENT_ID)));
+        assert!(
+            identity_endpoint
+                .requests()
+                .iter()
+                .any(|r| r.resource == "https://eventgrid.azure.net"
+                    && r.client_id.as_deref() == Some(identity::CLIENT_ID))
+        );
 
         // The fake's checks are real: a CloudEvent without its required
         // `specversion`, and the wrong content type, are refused by the spec.
         let op_check = |body: &str, content_type: &str| {
             let mut headers = axum::http::HeaderMap::new();
-            headers.insert("authorization", format!("Bearer {}", identity::token_for("https://eventgrid.azure.net")).parse().unwrap());
+            headers.insert(
+                "authorization",
+                format!(
+                    "Bearer {}",
+                    identity::token_for("https://eventgrid.azure.net")
+                )
+                .parse()
+                .unwrap(),
+            );
             headers.insert("content-type", content_type.parse().unwrap());
             let query = [("api-version".to_string(), "2018-01-01".to_string())].into();
             topic.check(&query, &headers, body.as_bytes())
         };
-        let batch = r#"[{"id":"1","source":"s","type":"t","time":"not a time","specversion":"1.0"}]"#;
-        let (status, why) = op_check(batch, image_factory::azure::eventgrid::CONTENT_TYPE).unwrap_err();
+        let batch =
+            r#"[{"id":"1","source":"s","type":"t","time":"not a time","specversion":"1.0"}]"#;
+        let (status, why) =
+            op_check(batch, image_factory::azure::eventgrid::CONTENT_TYPE).unwrap_err();
         assert_eq!(status, 400);
         assert!(why.contains("/0/time"), "{why}");
         let batch = r#"[{"id":"1","source":"s","type":"t"}]"#;

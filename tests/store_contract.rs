@@ -731,7 +731,12 @@ async fn runs_with_follow_ups_due_are_found_earliest_first_and_no_others(b: &imp
     let released = FollowUpKind::Event {
         event: EventType::Released,
     };
-    for (id, due) in [("due-late", Some(5)), ("due-early", Some(1)), ("later", Some(30)), ("owes-nothing", None)] {
+    for (id, due) in [
+        ("due-late", Some(5)),
+        ("due-early", Some(1)),
+        ("later", Some(30)),
+        ("owes-nothing", None),
+    ] {
         let mut run = new_run(id, "example", at(0));
         if let Some(minutes) = due {
             run.owe(released.clone(), at(minutes));
@@ -741,7 +746,10 @@ async fn runs_with_follow_ups_due_are_found_earliest_first_and_no_others(b: &imp
     let due = store.follow_ups_due(at(10), 100).await.unwrap();
     assert_eq!(ids(&due), ["due-early", "due-late"]);
     assert_eq!(due[0].follow_ups_due, Some(at(1)));
-    assert_eq!(ids(&store.follow_ups_due(at(10), 1).await.unwrap()), ["due-early"]);
+    assert_eq!(
+        ids(&store.follow_ups_due(at(10), 1).await.unwrap()),
+        ["due-early"]
+    );
     assert!(store.follow_ups_due(at(0), 100).await.unwrap().is_empty());
 
     // Settled (nothing due any more): no longer found.
@@ -749,7 +757,10 @@ async fn runs_with_follow_ups_due_are_found_earliest_first_and_no_others(b: &imp
     let mut settled = stored.value.clone();
     settled.follow_ups_due = None;
     store.replace(&settled, &stored.etag).await.unwrap();
-    assert_eq!(ids(&store.follow_ups_due(at(60), 100).await.unwrap()), ["due-late", "later"]);
+    assert_eq!(
+        ids(&store.follow_ups_due(at(60), 100).await.unwrap()),
+        ["due-late", "later"]
+    );
 }
 
 async fn an_unreadable_document_is_reported_as_corrupt_and_never_overwritten(b: &impl Backend) {

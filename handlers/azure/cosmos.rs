@@ -45,7 +45,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use azure_core::credentials::Secret;
 use azure_core::http::Etag;
 use azure_data_cosmos::clients::ContainerClient;
@@ -60,6 +59,7 @@ use azure_data_cosmos::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde_json::{Value, json};
 
@@ -528,7 +528,11 @@ impl RunStore for CosmosStore {
         Ok(RunPage { runs, continuation })
     }
 
-    async fn follow_ups_due(&self, by: DateTime<Utc>, limit: usize) -> Result<Vec<Run>, StoreError> {
+    async fn follow_ups_due(
+        &self,
+        by: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
         // The container's default (consistent, all paths) range index serves
         // this filter; runs that owe nothing have no `followUpsDue`.
         let sql = "SELECT c.id, c.run FROM c WHERE c.kind = 'run' AND IS_NUMBER(c.run.followUpsDue) \
@@ -539,8 +543,9 @@ impl RunStore for CosmosStore {
             .map_err(bad)?
             .with_parameter("@limit", limit.clamp(1, MAX_PAGE))
             .map_err(bad)?;
-        let unavailable =
-            |e: CosmosError| StoreError::Unavailable(format!("listing runs with follow-ups due: {e}"));
+        let unavailable = |e: CosmosError| {
+            StoreError::Unavailable(format!("listing runs with follow-ups due: {e}"))
+        };
         let rows: Vec<Value> = self
             .container
             .query_items::<Value>(q, FeedScope::full_container(), None)
@@ -552,7 +557,11 @@ impl RunStore for CosmosStore {
         Ok(rows
             .into_iter()
             .filter_map(|row| {
-                let id = row.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                let id = row
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 let mut doc = row;
                 doc["kind"] = json!("run");
                 run_from_document(&id, &doc)

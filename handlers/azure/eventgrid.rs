@@ -81,7 +81,8 @@ impl EventGridPublisher {
             .build()
             .map_err(|e| format!("cannot build the Event Grid client: {e}"))?;
         let mut url = settings.endpoint.clone();
-        url.query_pairs_mut().append_pair("api-version", API_VERSION);
+        url.query_pairs_mut()
+            .append_pair("api-version", API_VERSION);
         Ok(EventGridPublisher {
             target: format!("event-grid {}", settings.endpoint.host_str().unwrap_or("")),
             url,
@@ -143,12 +144,15 @@ mod tests {
     #[test]
     fn the_endpoint_is_the_topics_api_events_url() {
         let read = |v: &str| {
-            EventGridSettings::from_vars(|_| Some(v.to_string())).map(|s| s.map(|s| s.endpoint.to_string()))
+            EventGridSettings::from_vars(|_| Some(v.to_string()))
+                .map(|s| s.map(|s| s.endpoint.to_string()))
         };
         let expected = "https://t1.westus2-1.eventgrid.azure.net/api/events";
         assert_eq!(read(expected).unwrap().as_deref(), Some(expected));
         assert_eq!(
-            read("https://t1.westus2-1.eventgrid.azure.net").unwrap().as_deref(),
+            read("https://t1.westus2-1.eventgrid.azure.net")
+                .unwrap()
+                .as_deref(),
             Some(expected)
         );
         for bad in [

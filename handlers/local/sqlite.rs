@@ -13,9 +13,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::run::{Run, RunId};
@@ -302,7 +302,11 @@ impl RunStore for SqliteStore {
         .await
     }
 
-    async fn follow_ups_due(&self, by: DateTime<Utc>, limit: usize) -> Result<Vec<Run>, StoreError> {
+    async fn follow_ups_due(
+        &self,
+        by: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
         let (by, limit) = (by.timestamp(), limit.clamp(1, MAX_PAGE) as i64);
         self.with_conn(move |c| {
             // The partial expression index `runs_by_follow_ups_due` serves this.

@@ -58,7 +58,10 @@ mod tests {
             assert!(PublishError::from_status("x", status).transient, "{status}");
         }
         for status in [400, 401, 403, 404, 410, 413] {
-            assert!(!PublishError::from_status("x", status).transient, "{status}");
+            assert!(
+                !PublishError::from_status("x", status).transient,
+                "{status}"
+            );
         }
     }
 }

@@ -125,11 +125,8 @@ pub trait RunStore: Send + Sync + 'static {
     /// Runs with a follow-up delivery due at or before `by` (their
     /// `followUpsDue`), earliest first, at most `limit` (capped at 100).
     /// Served from an index: runs that owe nothing are never read.
-    async fn follow_ups_due(
-        &self,
-        by: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Run>, StoreError>;
+    async fn follow_ups_due(&self, by: DateTime<Utc>, limit: usize)
+    -> Result<Vec<Run>, StoreError>;
 }
 
 /// Why [`update_run`] did not apply a change.

@@ -38,10 +38,7 @@ pub struct WebhookSettings {
 impl std::fmt::Debug for WebhookSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookSettings")
-            .field(
-                "urls",
-                &self.urls.iter().map(redacted).collect::<Vec<_>>(),
-            )
+            .field("urls", &self.urls.iter().map(redacted).collect::<Vec<_>>())
             .field("secret", &"<redacted>")
             .finish()
     }
@@ -121,10 +118,7 @@ impl WebhookSettings {
 fn parse_url(text: &str) -> Result<Url, WebhookSettingsError> {
     let refuse = || WebhookSettingsError::Url(redacted_text(text));
     let url = Url::parse(text).map_err(|_| refuse())?;
-    let loopback = matches!(
-        url.host_str(),
-        Some("127.0.0.1" | "[::1]" | "localhost")
-    );
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
@@ -180,17 +174,20 @@ impl Publisher for WebhookPublisher {
             transient: false,
         })?;
         let timestamp = now.timestamp();
-        let signature = self
-            .signer
-            .sign(&event.id, timestamp, &body)
-            .map_err(|e| PublishError {
-                message: format!("cannot sign the event: {e}"),
-                transient: false,
-            })?;
+        let signature =
+            self.signer
+                .sign(&event.id, timestamp, &body)
+                .map_err(|e| PublishError {
+                    message: format!("cannot sign the event: {e}"),
+                    transient: false,
+                })?;
         let response = self
             .http
             .post(self.url.clone())
-            .header("content-type", "application/cloudevents+json; charset=utf-8")
+            .header(
+                "content-type",
+                "application/cloudevents+json; charset=utf-8",
+            )
             .header(standardwebhooks::HEADER_WEBHOOK_ID, &event.id)
             .header(standardwebhooks::HEADER_WEBHOOK_TIMESTAMP, timestamp)
             .header(standardwebhooks::HEADER_WEBHOOK_SIGNATURE, signature)
@@ -239,7 +236,10 @@ mod tests {
         .unwrap();
         assert_eq!(settings.urls.len(), 2);
         let shown = format!("{settings:?}");
-        assert!(!shown.contains("s3cret") && !shown.contains("MfKQ9r8"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("MfKQ9r8"),
+            "{shown}"
+        );
         let targets: Vec<String> = settings
             .publishers()
             .unwrap()
@@ -253,11 +253,7 @@ mod tests {
                 "webhook http://127.0.0.1:8080/in"
             ]
         );
-        assert!(
-            WebhookSettings::from_vars(vars(&[]))
-                .unwrap()
-                .is_none()
-        );
+        assert!(WebhookSettings::from_vars(vars(&[])).unwrap().is_none());
     }
 
     #[test]
@@ -267,7 +263,11 @@ mod tests {
             ("ftp://127.0.0.1/a", SECRET, "is not an https URL"),
             ("not a url", SECRET, "is not an https URL"),
             ("https://hooks.example/a", "", "is set but"),
-            ("https://hooks.example/a", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_"),
+            (
+                "https://hooks.example/a",
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "whsec_",
+            ),
             ("https://hooks.example/a", "whsec_c2hvcnQ=", "whsec_"),
             ("https://hooks.example/a", "whsec_%%%", "whsec_"),
         ] {
@@ -278,10 +278,16 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(error.contains(expected), "{urls} {secret}: {error}");
-            assert!(!error.contains("MfKQ9r8") && !error.contains("c2hvcnQ"), "{error}");
+            assert!(
+                !error.contains("MfKQ9r8") && !error.contains("c2hvcnQ"),
+                "{error}"
+            );
         }
         let error = WebhookSettings::from_vars(vars(&[
-            ("IMAGE_FACTORY_EVENT_WEBHOOKS", "http://user:pw@hooks.example/a?t=tok"),
+            (
+                "IMAGE_FACTORY_EVENT_WEBHOOKS",
+                "http://user:pw@hooks.example/a?t=tok",
+            ),
             ("IMAGE_FACTORY_EVENT_WEBHOOK_SECRET", SECRET),
         ]))
         .unwrap_err()

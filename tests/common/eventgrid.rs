@@ -86,31 +86,58 @@ impl Topic {
         body: &[u8],
     ) -> Result<(), (u16, String)> {
         let op = operation();
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
         if header("authorization") != format!("Bearer {}", self.token) {
-            return Err((401, "no bearer token of the factory's identity for Event Grid".into()));
+            return Err((
+                401,
+                "no bearer token of the factory's identity for Event Grid".into(),
+            ));
         }
         if query.get("api-version").map(String::as_str) != Some(op.api_version.as_str()) {
-            return Err((400, format!("api-version must be {}: {query:?}", op.api_version)));
+            return Err((
+                400,
+                format!("api-version must be {}: {query:?}", op.api_version),
+            ));
         }
         if header("content-type") != op.consumes {
-            return Err((400, format!("content type {:?} is not {:?}", header("content-type"), op.consumes)));
+            return Err((
+                400,
+                format!(
+                    "content type {:?} is not {:?}",
+                    header("content-type"),
+                    op.consumes
+                ),
+            ));
         }
-        let batch: Value = serde_json::from_slice(body).map_err(|e| (400, format!("not JSON: {e}")))?;
+        let batch: Value =
+            serde_json::from_slice(body).map_err(|e| (400, format!("not JSON: {e}")))?;
         let errors: Vec<String> = op
             .body
             .iter_errors(&batch)
             .map(|e| format!("{}: {e}", e.instance_path()))
             .collect();
         if !errors.is_empty() {
-            return Err((400, format!("PublishCloudEventEvents refuses the body: {}", errors.join("; "))));
+            return Err((
+                400,
+                format!(
+                    "PublishCloudEventEvents refuses the body: {}",
+                    errors.join("; ")
+                ),
+            ));
         }
         Ok(())
     }
 
     /// Serves on loopback; answers the topic endpoint (`http://127.0.0.1:<port>/api/events`).
     pub async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = Router::new()
             .route("/api/events", post(publish))
