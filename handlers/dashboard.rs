@@ -354,6 +354,26 @@ pub fn run_page(
             escape(&json)
         ));
     }
+    let deliveries: String = run
+        .follow_ups
+        .iter()
+        .flat_map(|f| {
+            let crate::domain::followup::FollowUpKind::Event { event } = f.kind;
+            f.deliveries.iter().map(move |d| {
+                format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(event.name()),
+                    escape(&d.target),
+                    escape(&d.describe())
+                )
+            })
+        })
+        .collect();
+    if !deliveries.is_empty() {
+        body.push_str(&format!(
+            r#"<h2>Release events</h2><div class="scroll"><table><thead><tr><th>Event</th><th>Target</th><th>Delivery</th></tr></thead><tbody>{deliveries}</tbody></table></div>"#
+        ));
+    }
     if let Some(tail) = log_tail {
         body.push_str(&format!(
             "<h2>Build log (last lines)</h2><pre>{}</pre>",

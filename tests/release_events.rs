@@ -258,6 +258,22 @@ async fn a_receiver_that_is_down_costs_the_release_nothing_and_the_sweeper_deliv
         Some(next.timestamp())
     );
 
+    // The run page says so.
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/runs/{}", factory.url, run.id))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h2>Release events</h2>"), "{page}");
+    assert!(
+        page.contains("attempt 1 failed") && page.contains("next attempt"),
+        "{page}"
+    );
+
     // The receiver comes back; the next sweep after the backoff delivers.
     let receiver = Receiver::start(&secret, port).await;
     let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();

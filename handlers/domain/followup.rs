@@ -122,6 +122,26 @@ impl Delivery {
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         self.next_attempt_at.is_some_and(|t| t <= now)
     }
+
+    /// Where it stands, in one line for operators (`runs show`, the run page).
+    pub fn describe(&self) -> String {
+        let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+        let error = self.last_error.as_deref().unwrap_or("no error recorded");
+        match (self.delivered_at, self.gave_up_at, self.next_attempt_at) {
+            (Some(at), _, _) => format!("delivered {} (attempt {})", time(at), self.attempts),
+            (None, Some(at), _) => format!(
+                "given up {} after {} attempt(s): {error}",
+                time(at),
+                self.attempts
+            ),
+            (None, None, Some(next)) if self.attempts > 0 => format!(
+                "attempt {} failed: {error}; next attempt {}",
+                self.attempts,
+                time(next)
+            ),
+            _ => "pending".to_string(),
+        }
+    }
 }
 
 /// Attempts per delivery before it is given up.
@@ -425,6 +445,31 @@ mod tests {
         let delivery = &recorded.follow_ups[0].deliveries[0];
         assert_eq!(delivery.gave_up_at, Some(at(1)));
         assert_eq!(recorded.follow_ups_due, None);
+    }
+
+    #[test]
+    fn a_delivery_says_where_it_stands_in_one_line() {
+        let mut delivery = Delivery {
+            target: "webhook https://hooks.example/a".into(),
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: Some(at(0)),
+            delivered_at: None,
+            gave_up_at: None,
+        };
+        assert_eq!(delivery.describe(), "pending");
+        delivery.attempts = 2;
+        delivery.last_error = Some("answered 503".into());
+        assert!(
+            delivery
+                .describe()
+                .starts_with("attempt 2 failed: answered 503; next attempt 20")
+        );
+        delivery.next_attempt_at = None;
+        delivery.gave_up_at = Some(at(60));
+        assert!(delivery.describe().starts_with("given up 20"));
+        delivery.delivered_at = Some(at(90));
+        assert!(delivery.describe().starts_with("delivered 20"));
     }
 
     proptest! {
