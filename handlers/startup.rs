@@ -271,7 +271,7 @@ fn notifier(settings: &Settings, secrets: &Secrets) -> anyhow::Result<Notifier> 
 
 /// The release-event targets: `IMAGE_FACTORY_EVENT_GRID_ENDPOINT` (with the
 /// factory's identity) and `IMAGE_FACTORY_EVENT_WEBHOOKS`.
-fn follow_ups(settings: &Settings) -> anyhow::Result<FollowUps> {
+pub fn follow_ups(settings: &Settings) -> anyhow::Result<FollowUps> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
     if let Some(topic) = EventGridSettings::from_vars(var).map_err(anyhow::Error::msg)? {

@@ -1,7 +1,7 @@
 //! Release events on the local factory, delivered to a real receiver on
 //! loopback that verifies every delivery with the Standard Webhooks
-//! reference library (npm `standardwebhooks` 1.1.1): a released run and a
-//! failed run each deliver one signed CloudEvent; forged and replayed
+//! reference library (npm `standardwebhooks` 1.1.1): a released run, a
+//! rollback to its version and a failed run each deliver one signed CloudEvent; forged and replayed
 //! deliveries are refused by the receiver; a receiver that is down costs the
 //! release nothing, and the sweeper delivers the event later, once, with the
 //! same id.
@@ -78,7 +78,7 @@ fn cloud_event(body: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_released_run_delivers_one_verified_cloud_event_and_forgeries_and_replays_are_refused() {
+async fn a_release_and_a_rollback_each_deliver_one_verified_cloud_event_and_forgeries_and_replays_are_refused() {
     let secret = event_receiver::secret();
     let receiver = Receiver::start(&secret, 0).await;
     let factory =
@@ -187,12 +187,52 @@ async fn a_released_run_delivers_one_verified_cloud_event_and_forgeries_and_repl
     let all = receiver.deliveries().await;
     assert_eq!(all["refused"].as_array().unwrap().len(), 4, "{all}");
     assert_eq!(all["verified"].as_array().unwrap().len(), 1);
+    assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
+
+    // A rollback to this version is an event of its own, on the same run.
+    let now = chrono::Utc::now();
+    let rolled_back = image_factory::followups::owe_rollback(
+        factory.app.store.as_ref(),
+        "example",
+        &run.version.to_string(),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rolled_back.as_ref(), Some(&run.id));
+    let lines = image_factory::followups::deliver_pending(
+        &factory.app.follow_ups,
+        factory.app.store.as_ref(),
+        &run.id,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let verified = receiver.wait_verified(2).await;
+    let event = cloud_event(verified[1]["body"].as_str().unwrap());
+    assert_eq!(event["type"], "image-factory.image.rolled-back");
+    assert_eq!(event["subject"], format!("example/{}", run.version));
+    assert_ne!(event["id"], verified[0]["id"], "a new event, not a repeat");
+    assert_eq!(
+        event["data"]["imageVersion"]["imageVersion"],
+        run.version.to_string()
+    );
+    let no_run = image_factory::followups::owe_rollback(
+        factory.app.store.as_ref(),
+        "example",
+        "2001.101.0",
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(no_run, None);
 
     // Nothing is sent twice: a sweep finds nothing due.
     factory.sweep().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all = receiver.deliveries().await;
-    assert_eq!(all["verified"].as_array().unwrap().len(), 1);
+    assert_eq!(all["verified"].as_array().unwrap().len(), 2);
     assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
     factory.stop().await;
     receiver.stop().await;
