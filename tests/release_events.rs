@@ -78,7 +78,8 @@ fn cloud_event(body: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_release_and_a_rollback_each_deliver_one_verified_cloud_event_and_forgeries_and_replays_are_refused() {
+async fn a_release_and_a_rollback_each_deliver_one_verified_cloud_event_and_forgeries_and_replays_are_refused()
+ {
     let secret = event_receiver::secret();
     let receiver = Receiver::start(&secret, 0).await;
     let factory =

@@ -80,6 +80,9 @@ param azureDevOpsWebhooks bool
 @description('Approvers are told through Teams (IMAGE_FACTORY_TEAMS_WEBHOOK_URL from Key Vault).')
 param teamsNotifications bool
 
+@description('The release events\' Event Grid topic endpoint (IMAGE_FACTORY_EVENT_GRID_ENDPOINT).')
+param eventGridEndpoint string
+
 @description('The gallery\'s resource group (IMAGE_FACTORY_GALLERY_RESOURCE_GROUP).')
 param galleryResourceGroup string
 
@@ -249,6 +252,11 @@ var baseSettings = [
   {
     name: 'IMAGE_FACTORY_BUILD_LOGS_URL'
     value: buildLogsUrl
+  }
+  // Release events, published with the factory identity.
+  {
+    name: 'IMAGE_FACTORY_EVENT_GRID_ENDPOINT'
+    value: eventGridEndpoint
   }
   // The test stage's VM.
   {
