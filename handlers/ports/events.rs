@@ -21,7 +21,8 @@ pub struct PublishError {
 
 impl PublishError {
     /// The error for an HTTP answer with `status` from `what`: 408, 429 and
-    /// 5xx are transient, other statuses are not.
+    /// 5xx are transient; other statuses (a redirect, which is never
+    /// followed, 410 Gone, other 4xx) are not.
     pub fn from_status(what: &str, status: u16) -> PublishError {
         let transient = status == 408 || status == 429 || status >= 500;
         let hint = if transient {
