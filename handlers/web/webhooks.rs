@@ -73,11 +73,13 @@ impl WebhookSettings {
         else {
             return Ok(None);
         };
-        let urls = list
-            .split([',', ' ', '\n', '\t'])
-            .filter(|s| !s.is_empty())
-            .map(parse_url)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut urls: Vec<Url> = Vec::new();
+        for url in list.split([',', ' ', '\n', '\t']).filter(|s| !s.is_empty()) {
+            let url = parse_url(url)?;
+            if !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
         let secret = var("IMAGE_FACTORY_EVENT_WEBHOOK_SECRET")
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
@@ -92,7 +94,8 @@ impl WebhookSettings {
         Ok(Some(WebhookSettings { urls, secret }))
     }
 
-    /// One publisher per URL.
+    /// One publisher per URL. Two URLs that differ only in what is hidden
+    /// (a token in the query) get distinct names: `#2`, `#3`, ...
     pub fn publishers(&self) -> Result<Vec<WebhookPublisher>, String> {
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
@@ -100,11 +103,19 @@ impl WebhookSettings {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the webhook client: {e}"))?;
+        let mut names: Vec<String> = Vec::new();
         self.urls
             .iter()
             .map(|url| {
+                let name = format!("webhook {}", redacted(url));
+                let same = names.iter().filter(|n| **n == name).count();
+                names.push(name.clone());
                 Ok(WebhookPublisher {
-                    target: format!("webhook {}", redacted(url)),
+                    target: if same == 0 {
+                        name
+                    } else {
+                        format!("{name} #{}", same + 1)
+                    },
                     url: url.clone(),
                     signer: Webhook::new(&self.secret)
                         .map_err(|_| WebhookSettingsError::Secret.to_string())?,
@@ -252,6 +263,29 @@ mod tests {
                 "webhook https://hooks.example/a (credentials hidden)",
                 "webhook http://127.0.0.1:8080/in"
             ]
+        );
+        let twice = WebhookSettings::from_vars(vars(&[
+            (
+                "IMAGE_FACTORY_EVENT_WEBHOOKS",
+                "https://h.example/a?t=1 https://h.example/a?t=2,https://h.example/a?t=1",
+            ),
+            ("IMAGE_FACTORY_EVENT_WEBHOOK_SECRET", SECRET),
+        ]))
+        .unwrap()
+        .unwrap();
+        let names: Vec<String> = twice
+            .publishers()
+            .unwrap()
+            .iter()
+            .map(|p| p.target().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "webhook https://h.example/a (credentials hidden)",
+                "webhook https://h.example/a (credentials hidden) #2"
+            ],
+            "a repeated URL is one target; names stay distinct"
         );
         assert!(WebhookSettings::from_vars(vars(&[])).unwrap().is_none());
     }
