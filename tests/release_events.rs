@@ -2,9 +2,9 @@
 //! loopback that verifies every delivery with the Standard Webhooks
 //! reference library (npm `standardwebhooks` 1.1.1): a released run, a
 //! rollback to its version and a failed run each deliver one signed CloudEvent; forged and replayed
-//! deliveries are refused by the receiver; a receiver that is down costs the
-//! release nothing, and the sweeper delivers the event later, once, with the
-//! same id.
+//! deliveries are refused by the receiver; a receiver that is down or never
+//! answers costs the release nothing, and the sweeper delivers the event
+//! later, once, with the same id.
 
 mod common;
 
@@ -338,4 +338,48 @@ async fn a_receiver_that_is_down_costs_the_release_nothing_and_the_sweeper_deliv
     assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
     factory.stop().await;
     receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_never_answers_does_not_delay_the_release() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", hanging.local_addr().unwrap());
+    let factory = Factory::start_with(with_webhook(
+        Options::default(),
+        &url,
+        &event_receiver::secret(),
+    ))
+    .await;
+    let run = factory
+        .push_and_wait(COMMIT, RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&run.id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    let released = factory.wait_status(&run.id, RunStatus::Released).await;
+    let release = released.stage(image_factory::domain::run::Stage::Release);
+    let took = release.finished_at.unwrap() - release.started_at.unwrap();
+    assert!(
+        took < chrono::Duration::from_std(image_factory::web::webhooks::TIMEOUT).unwrap(),
+        "the release stage took {took}: it waited for the receiver"
+    );
+    // The run was released while its delivery was still waiting.
+    let waiting = released.follow_ups[0].deliveries.first();
+    assert!(
+        waiting.is_none_or(|d| d.delivered_at.is_none() && d.last_error.is_none()),
+        "{waiting:?}"
+    );
+    // The delivery times out on its own, and is recorded for a retry.
+    let (_, delivery) = attempted(&factory, &run.id).await;
+    assert!(delivery.delivered_at.is_none() && delivery.next_attempt_at.is_some());
+    assert!(
+        delivery
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("did not answer"),
+        "{delivery:?}"
+    );
+    factory.stop().await;
+    drop(hanging);
 }
