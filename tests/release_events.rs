@@ -1,8 +1,8 @@
 //! Release events on the local factory, delivered to a real receiver on
 //! loopback that verifies every delivery with the Standard Webhooks
 //! reference library (npm `standardwebhooks` 1.1.1): a released run, a
-//! rollback to its version and a failed run each deliver one signed CloudEvent; forged and replayed
-//! deliveries are refused by the receiver; a receiver that is down or never
+//! rollback to its version and a failed run each deliver one signed
+//! CloudEvent; forged and replayed deliveries are refused by the receiver; a receiver that is down or never
 //! answers costs the release nothing, and the sweeper delivers the event
 //! later, once, with the same id.
 
