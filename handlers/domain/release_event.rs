@@ -4,8 +4,9 @@
 //! The envelope is written here from the CloudEvents 1.0 specification and
 //! its JSON event format (`specversion`, `id`, `source`, `type`, `subject`,
 //! `time`, `datacontenttype`, `data`) rather than through the `cloudevents-sdk`
-//! crate: the factory needs only the structured JSON form, and the crate's
-//! HTTP bindings target other HTTP stacks than the factory's. The tests parse
+//! crate: the factory needs only the structured JSON form, it sends and never
+//! receives events, and the crate's sending binding is for reqwest 0.12 (the
+//! factory's client is reqwest 0.13). The tests parse
 //! every delivered event with `cloudevents-sdk`, so the shape is checked by
 //! the specification's own library.
 
