@@ -95,6 +95,15 @@ impl RunStore for Counting {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.inner.images_patched_since(since).await
     }
+
+    async fn follow_ups_due(
+        &self,
+        by: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.follow_ups_due(by, limit).await
+    }
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

@@ -112,6 +112,8 @@ pub struct App {
     pub secrets: Arc<TriggerSecrets>,
     /// Tells approvers about runs waiting for them.
     pub notifier: Notifier,
+    /// Where release events go (Event Grid, webhooks).
+    pub follow_ups: crate::followups::FollowUps,
     /// The clock.
     pub clock: Clock,
     /// Where worker ids and approval token ids come from.

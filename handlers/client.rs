@@ -465,6 +465,18 @@ pub fn print_run(run: &Run) -> anyhow::Result<()> {
     if let Some(skipped) = &run.skipped {
         writeln!(out, "  skipped: {skipped}")?;
     }
+    for follow_up in &run.follow_ups {
+        let crate::domain::followup::FollowUpKind::Event { event } = follow_up.kind;
+        for delivery in &follow_up.deliveries {
+            writeln!(
+                out,
+                "  event {} to {}: {}",
+                event.name(),
+                delivery.target,
+                delivery.describe()
+            )?;
+        }
+    }
     Ok(())
 }
 

@@ -316,6 +316,8 @@ struct RunPage<'a> {
     stages: Vec<StageRow<'a>>,
     approval: Option<ApprovalView<'a>>,
     release: Option<String>,
+    /// Release events: event, target, what the delivery did.
+    deliveries: Vec<(&'static str, &'a str, String)>,
     log_tail: Option<&'a str>,
     earlier: Vec<EarlierAttempt<'a>>,
 }
@@ -385,8 +387,19 @@ pub fn run_page(
             tail: &log.tail,
         })
         .collect();
+    let deliveries = run
+        .follow_ups
+        .iter()
+        .flat_map(|f| {
+            let crate::domain::followup::FollowUpKind::Event { event } = f.kind;
+            f.deliveries
+                .iter()
+                .map(move |d| (event.name(), d.target.as_str(), d.describe()))
+        })
+        .collect();
     render(&RunPage {
         frame: Frame::with(format!("Run {}", run.id), layout(!run.status.is_terminal())),
+        deliveries,
         run,
         trigger: trigger_name(run),
         commit: run.trigger.commit.as_deref().unwrap_or("—"),

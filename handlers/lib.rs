@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod doctor;
 pub mod domain;
 pub mod fleet_page;
+pub mod followups;
 pub mod functions;
 pub mod host;
 pub mod inputs;

@@ -702,7 +702,41 @@ async fn rollback(
         );
     }
     let gallery = open_gallery(&settings, &adapters, &images)?;
-    Ok(gallery.rollback(image, version).await?)
+    let outcome = gallery.rollback(image, version).await?;
+    announce_rollback(&settings, image, &version.to_string()).await;
+    Ok(outcome)
+}
+
+/// Sends `image-factory.image.rolled-back` for the run that released
+/// `version` (recorded on it first, so the sweeper retries what fails here).
+/// The rollback is done either way: a failure here is reported, not fatal.
+async fn announce_rollback(settings: &Settings, image: &str, version: &str) {
+    let announced = async {
+        let adapters = Adapters::from_env()?;
+        let store = image_factory::startup::open_store(settings, &adapters.store).await?;
+        let follow_ups = image_factory::startup::follow_ups(settings)?;
+        let now = Utc::now();
+        let Some(id) =
+            image_factory::followups::owe_rollback(store.as_ref(), image, version, now).await?
+        else {
+            return Ok::<_, anyhow::Error>(format!(
+                "no run of this factory released {image} {version}: no rollback event sent"
+            ));
+        };
+        let lines =
+            image_factory::followups::deliver_pending(&follow_ups, store.as_ref(), &id, now)
+                .await?;
+        Ok(format!(
+            "rollback event recorded on run {id}{}",
+            lines.iter().map(|l| format!("\n  {l}")).collect::<String>()
+        ))
+    };
+    match announced.await {
+        Ok(text) => eprintln!("{text}"),
+        Err(e) => eprintln!(
+            "the rollback is done, but its event was not recorded: {e:#}; nothing will retry it"
+        ),
+    }
 }
 
 /// Prints the factory's answer (an error, not a panic, if stdout is closed).

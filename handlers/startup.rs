@@ -25,6 +25,7 @@ use crate::azure::blob::BlobLogs;
 use crate::azure::compute::AzureMarketplace;
 use crate::azure::cosmos::{CosmosAuth, CosmosSettings, CosmosStore};
 use crate::azure::email::{EmailChannel, EmailSettings};
+use crate::azure::eventgrid::{EventGridPublisher, EventGridSettings};
 use crate::azure::gallery::AzureGallery;
 use crate::azure::identity::Identity;
 use crate::azure::jobs::ContainerAppsWorkers;
@@ -32,6 +33,7 @@ use crate::azure::testvm::AzureTestVms;
 use crate::azure::{Azure, AzureSettings, SettingError};
 use crate::config::{ConfigError, Settings, load_images, parse_key_ring};
 use crate::domain::image::ImageConfig;
+use crate::followups::FollowUps;
 use crate::host::bus::Bus;
 use crate::host::function_app::FunctionApp;
 use crate::host::{BusSettings, LocalHost};
@@ -43,10 +45,12 @@ use crate::local::outbox::OutboxChannel;
 use crate::local::sqlite::SqliteStore;
 use crate::local::test_env::LocalTestEnvironment;
 use crate::ports::clock::Ids;
+use crate::ports::events::Publisher;
 use crate::ports::gallery::Gallery;
 use crate::ports::notifier::{Channel, Notifier};
 use crate::ports::store::RunStore;
 use crate::web::teams::TeamsChannel;
+use crate::web::webhooks::WebhookSettings;
 
 /// Secrets generated for local use.
 #[derive(Serialize, Deserialize)]
@@ -313,6 +317,7 @@ pub async fn build_app(
     secure_data_dir(&settings).await?;
     let store = open_store(&settings, &adapters.store).await?;
     let notifier = notifier(&settings, adapters.email.as_ref(), &secrets)?;
+    let follow_ups = follow_ups(&settings)?;
     let mut app = App {
         store,
         executor: Arc::new(LocalExecutor),
@@ -332,6 +337,7 @@ pub async fn build_app(
             azure_devops: secrets.azure_devops,
         }),
         notifier,
+        follow_ups,
         clock: Arc::new(Utc::now),
         ids: Ids::random(),
         shutdown,
@@ -450,6 +456,27 @@ fn notifier(
         );
     }
     Ok(Notifier::new(channels))
+}
+
+/// The release-event targets: `IMAGE_FACTORY_EVENT_GRID_ENDPOINT` (with the
+/// factory's identity) and `IMAGE_FACTORY_EVENT_WEBHOOKS`.
+pub fn follow_ups(settings: &Settings) -> anyhow::Result<FollowUps> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+    if let Some(topic) = EventGridSettings::from_vars(var).map_err(anyhow::Error::msg)? {
+        let credential = Identity::from_vars(var)
+            .credential()
+            .map_err(anyhow::Error::msg)?;
+        publishers.push(Arc::new(
+            EventGridPublisher::new(&topic, credential).map_err(anyhow::Error::msg)?,
+        ));
+    }
+    if let Some(webhooks) = WebhookSettings::from_vars(var)? {
+        for publisher in webhooks.publishers().map_err(anyhow::Error::msg)? {
+            publishers.push(Arc::new(publisher));
+        }
+    }
+    Ok(FollowUps::new(publishers, &settings.public_url))
 }
 
 /// A running local factory.

@@ -195,6 +195,17 @@ module cosmos 'modules/cosmos.bicep' = {
   }
 }
 
+module events 'modules/events.bicep' = {
+  name: 'events'
+  scope: appGroup
+  params: {
+    name: 'evgt-${name}-${token}'
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+  }
+}
+
 module gallery 'modules/gallery.bicep' = {
   name: 'gallery'
   scope: galleryGroup
@@ -334,6 +345,7 @@ module functionApp 'modules/functionapp.bicep' = {
     buildLogsUrl: logs.outputs.containerUrl
     testLocation: location
     testVmSize: testVmSize
+    eventGridEndpoint: events.outputs.endpoint
   }
 }
 

@@ -338,6 +338,15 @@ impl RunStore for FaultStore {
         self.before_read().await?;
         self.inner.images_patched_since(since).await
     }
+
+    async fn follow_ups_due(
+        &self,
+        by: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        self.before_read().await?;
+        self.inner.follow_ups_due(by, limit).await
+    }
 }
 
 // ---------------------------------------------------------------- side effects

@@ -139,6 +139,22 @@ fn the_service_bus_module_creates_the_queues_listed_in_infra_queues_json() {
     assert!(module.contains("lockDuration: config.lockDuration"));
 }
 
+#[test]
+fn the_release_events_topic_takes_cloud_events_from_the_factory_identity_only() {
+    let read = |path: &str| std::fs::read_to_string(repo().join(path)).expect(path);
+    let module = read("infra/modules/events.bicep");
+    assert!(module.contains("inputSchema: 'CloudEventSchemaV1_0'"));
+    assert!(module.contains("disableLocalAuth: true"), "no access keys");
+    // EventGrid Data Sender, on the topic, for the identity the app runs as.
+    assert!(module.contains("'d5a91429-5739-47e2-a06b-3470a27159e7'"));
+    assert!(module.contains("scope: topic"));
+    let main = read("infra/main.bicep");
+    assert!(main.contains("module events 'modules/events.bicep'"));
+    assert!(main.contains("eventGridEndpoint: events.outputs.endpoint"));
+    let app = read("infra/modules/functionapp.bicep");
+    assert!(app.contains("name: 'IMAGE_FACTORY_EVENT_GRID_ENDPOINT'"));
+}
+
 /// The SchemaStore schema `name`, compiled. function.json's schema declares
 /// draft-04 but relies on `const` (draft 6+) in its SQL and MySQL bindings;
 /// under strict draft-04 rules those branches match any binding and every

@@ -47,9 +47,18 @@ const RULES: &[(&str, &[&str])] = &[
             "template",
         ],
     ),
+    ("followups", &["domain", "ports"]),
     (
         "app",
-        &["domain", "ports", "config", "inputs", "stages", "protocol"],
+        &[
+            "domain",
+            "ports",
+            "config",
+            "inputs",
+            "stages",
+            "followups",
+            "protocol",
+        ],
     ),
     (
         "functions",
@@ -59,6 +68,7 @@ const RULES: &[(&str, &[&str])] = &[
             "config",
             "app",
             "stages",
+            "followups",
             "protocol",
             "pages",
             "dashboard",
@@ -99,7 +109,7 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 29] = [
+const ANY: [&str; 30] = [
     "domain",
     "ports",
     "config",
@@ -118,6 +128,7 @@ const ANY: [&str; 29] = [
     "app",
     "functions",
     "fleet_page",
+    "followups",
     "server",
     "worker",
     "azure",

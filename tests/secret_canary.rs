@@ -27,6 +27,11 @@ const GITHUB: &str = "CANARY-github-7f3a9c1e5b";
 const OPERATOR: &str = "CANARY-operator-4d2b8e6f0a";
 const DEVOPS: &str = "CANARY-devops-9c1d3e5f7b";
 const TEAMS_PATH: &str = "CANARY-teams-sig-2e4f6a8c0d";
+/// A token in a release-event webhook's query string, and its password.
+const EVENT_URL_TOKEN: &str = "CANARY-event-url-token-5a7c9e";
+const EVENT_URL_PASSWORD: &str = "CANARY-event-url-pw-3b5d7f";
+/// The release-event webhooks' signing key (configured as `whsec_<base64>`).
+const EVENT_KEY: &[u8; 32] = b"CANARY-event-signing-key-0123456";
 /// The approval signing key's bytes (32), recognisable in base64 and in hex.
 const KEY: &[u8; 32] = b"CANARY-approval-key-0123456789ab";
 /// The Cosmos DB account key's bytes (64, as an account's keys are); the
@@ -71,6 +76,16 @@ fn canaries() -> Vec<(&'static str, String)> {
         ("operator token", OPERATOR.into()),
         ("Azure DevOps secret", DEVOPS.into()),
         ("Teams webhook path", TEAMS_PATH.into()),
+        ("event webhook URL token", EVENT_URL_TOKEN.into()),
+        ("event webhook URL password", EVENT_URL_PASSWORD.into()),
+        (
+            "event signing key (raw)",
+            String::from_utf8_lossy(EVENT_KEY).into_owned(),
+        ),
+        (
+            "event signing key (base64)",
+            base64::engine::general_purpose::STANDARD.encode(EVENT_KEY),
+        ),
         (
             "approval key (raw)",
             String::from_utf8_lossy(KEY).into_owned(),
@@ -132,8 +147,39 @@ async fn drive(
         "http://{}/workflows/{TEAMS_PATH}/triggers/manual/paths/invoke",
         closed.local_addr().unwrap()
     );
+    // Release events go to a webhook that is down too, with credentials in
+    // its URL: each failed delivery is recorded on the run and logged.
+    let events_url = format!(
+        "http://hook:{EVENT_URL_PASSWORD}@{}/events?token={EVENT_URL_TOKEN}",
+        closed.local_addr().unwrap()
+    );
     drop(closed);
+    let event_secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(EVENT_KEY)
+    );
+    let webhooks = image_factory::web::webhooks::WebhookSettings::from_vars(|name| match name {
+        "IMAGE_FACTORY_EVENT_WEBHOOKS" => Some(events_url.clone()),
+        "IMAGE_FACTORY_EVENT_WEBHOOK_SECRET" => Some(event_secret.clone()),
+        _ => None,
+    })
+    .unwrap()
+    .unwrap();
+    assert_clean("the webhook settings' Debug", &format!("{webhooks:?}"));
     let factory = Factory::start_with(Options {
+        tweak: Box::new(move |app| {
+            let publishers = webhooks
+                .publishers()
+                .unwrap()
+                .into_iter()
+                .map(|p| {
+                    std::sync::Arc::new(p)
+                        as std::sync::Arc<dyn image_factory::ports::events::Publisher>
+                })
+                .collect();
+            app.follow_ups =
+                image_factory::followups::FollowUps::new(publishers, &app.settings.public_url);
+        }),
         images_dir: broken_images(images_dir.path()),
         approval_keys: format!(
             "canary:{}",
@@ -173,6 +219,15 @@ async fn drive(
         .unwrap();
     answers.push(("approval decision".into(), decided.text().await.unwrap()));
     factory.wait_status(&released, RunStatus::Released).await;
+    // Its release event's delivery failed, and the failure is on record.
+    factory
+        .wait_for(&released, Duration::from_secs(30), |r| {
+            r.follow_ups
+                .first()
+                .and_then(|f| f.deliveries.first())
+                .is_some_and(|d| d.last_error.is_some())
+        })
+        .await;
 
     // A failed run, started by an operator.
     let response = http

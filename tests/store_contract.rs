@@ -60,6 +60,7 @@ macro_rules! store_contract {
             image_runs_gives_each_images_latest_released_skipped_and_failed_runs_and_its_runs_in_flight,
             image_runs_keeps_the_newest_runs_in_flight_of_an_image_up_to_the_cap,
             images_patched_since_are_those_with_a_released_or_skipped_run_created_since,
+            runs_with_follow_ups_due_are_found_earliest_first_and_no_others,
         );
     };
     (@cases $module:ident, $open:expr; $($case:ident),* $(,)?) => {
@@ -725,6 +726,44 @@ async fn an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothi
     let after = store.get(&rid("run-1")).await.unwrap();
     assert_eq!(after.etag, before.etag);
     assert_eq!(after.value, before.value);
+}
+
+async fn runs_with_follow_ups_due_are_found_earliest_first_and_no_others(b: &impl Backend) {
+    use image_factory::domain::followup::{EventType, FollowUpKind};
+    let store = b.store();
+    let released = FollowUpKind::Event {
+        event: EventType::Released,
+    };
+    for (id, due) in [
+        ("due-late", Some(5)),
+        ("due-early", Some(1)),
+        ("later", Some(30)),
+        ("owes-nothing", None),
+    ] {
+        let mut run = new_run(id, "example", at(0));
+        if let Some(minutes) = due {
+            run.owe(released.clone(), at(minutes));
+        }
+        store.create(&run).await.unwrap();
+    }
+    let due = store.follow_ups_due(at(10), 100).await.unwrap();
+    assert_eq!(ids(&due), ["due-early", "due-late"]);
+    assert_eq!(due[0].follow_ups_due, Some(at(1)));
+    assert_eq!(
+        ids(&store.follow_ups_due(at(10), 1).await.unwrap()),
+        ["due-early"]
+    );
+    assert!(store.follow_ups_due(at(0), 100).await.unwrap().is_empty());
+
+    // Settled (nothing due any more): no longer found.
+    let stored = store.get(&rid("due-early")).await.unwrap();
+    let mut settled = stored.value.clone();
+    settled.follow_ups_due = None;
+    store.replace(&settled, &stored.etag).await.unwrap();
+    assert_eq!(
+        ids(&store.follow_ups_due(at(60), 100).await.unwrap()),
+        ["due-late", "later"]
+    );
 }
 
 async fn an_unreadable_document_is_reported_as_corrupt_and_never_overwritten(b: &impl Backend) {

@@ -568,6 +568,49 @@ impl RunStore for CosmosStore {
         Ok(RunPage { runs, continuation })
     }
 
+    async fn follow_ups_due(
+        &self,
+        by: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        // The container's default (consistent, all paths) range index serves
+        // this filter; runs that owe nothing have no `followUpsDue`.
+        let sql = "SELECT c.id, c.run FROM c WHERE c.kind = 'run' AND IS_NUMBER(c.run.followUpsDue) \
+                   AND c.run.followUpsDue <= @by ORDER BY c.run.followUpsDue OFFSET 0 LIMIT @limit";
+        let bad = |e: CosmosError| StoreError::Unavailable(format!("cannot build the query: {e}"));
+        let q = Query::from(sql)
+            .with_parameter("@by", by.timestamp())
+            .map_err(bad)?
+            .with_parameter("@limit", limit.clamp(1, MAX_PAGE))
+            .map_err(bad)?;
+        let unavailable = |e: CosmosError| {
+            StoreError::Unavailable(format!("listing runs with follow-ups due: {e}"))
+        };
+        let rows: Vec<Value> = self
+            .container
+            .query_items::<Value>(q, FeedScope::full_container(), None)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let id = row
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let mut doc = row;
+                doc["kind"] = json!("run");
+                run_from_document(&id, &doc)
+                    .map_err(|e| tracing::error!(run_id = %id, "skipping an unreadable run: {e}"))
+                    .ok()
+            })
+            .collect())
+    }
+
     async fn next_sequence(
         &self,
         image: &str,

@@ -9,6 +9,7 @@ pub mod blob;
 pub mod compute;
 pub mod cosmos;
 pub mod email;
+pub mod eventgrid;
 pub mod gallery;
 pub mod identity;
 pub mod jobs;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
 use super::diagnosis::diagnose;
+use super::followup::{EventType, FollowUpKind};
 use super::git_tag::GitTagRecord;
 use super::run::{
     Attempt, BuildOutcome, Execution, Failure, Run, RunStatus, Stage, StageOutput, StageStatus,
@@ -416,6 +417,10 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
             Vec::new()
         }
     };
+    // A run that ends owes its release event: recorded in this same write.
+    if let Some(event) = EventType::on_ending(run.status, next.status) {
+        next.owe(FollowUpKind::Event { event }, next.updated_at);
+    }
     Ok(Transition {
         changed: next != *run,
         run: next,

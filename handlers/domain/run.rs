@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::approval::{ApprovalRequest, Decision};
 use super::diagnosis::Diagnosis;
+use super::followup::FollowUp;
 use super::git_tag::{GitTagRecord, RepositoryRef};
 use super::version::ImageVersion;
 
@@ -657,6 +658,18 @@ pub struct Run {
     /// The git tag of the released commit (`<image>/<version>`), once tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_tag: Option<GitTagRecord>,
+    /// What the run owes the outside world after it ended (release events),
+    /// and each delivery's record ([`super::followup`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub follow_ups: Vec<FollowUp>,
+    /// The earliest next delivery attempt of [`Run::follow_ups`], in Unix
+    /// seconds; `None` when nothing is owed. The store indexes it.
+    #[serde(
+        default,
+        with = "chrono::serde::ts_seconds_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub follow_ups_due: Option<DateTime<Utc>>,
 }
 
 impl Run {
@@ -689,6 +702,8 @@ impl Run {
             inputs_hash: None,
             skipped: None,
             git_tag: None,
+            follow_ups: Vec::new(),
+            follow_ups_due: None,
         }
     }
 

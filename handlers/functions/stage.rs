@@ -155,6 +155,16 @@ impl StageInvocation {
                     t.run.stage(stage).status
                 ));
                 dispatch(&mut response, run_id, &t.commands);
+                // The run ended: deliver what it owes (release events), after
+                // the write that ended it, never holding up this outcome.
+                if t.run.follow_ups_due.is_some() {
+                    crate::followups::spawn_delivery(
+                        app.follow_ups.clone(),
+                        app.store.clone(),
+                        run_id.clone(),
+                        app.now(),
+                    );
+                }
                 Ok(response)
             }
             Err(UpdateError::Refused(e)) => {

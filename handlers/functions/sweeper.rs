@@ -17,6 +17,9 @@
 //! binding cannot schedule a message for a custom handler (see
 //! docs/custom-handler-protocol.md), and the sweeper checks every five minutes.
 //!
+//! Each firing then delivers the follow-ups that are due (release events a
+//! receiver did not take yet, with backoff; see [`crate::followups`]).
+//!
 //! When the factory manages Azure, each firing then deletes the test stage's
 //! resource groups (tagged `image-factory: test`) older than
 //! `IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS` (`azure::testvm::sweep`): the
@@ -243,8 +246,21 @@ impl Sweeper {
                 None => break,
             }
         }
+        sweep_follow_ups(app, &mut response).await;
         sweep_test_groups(app, &mut response).await;
         Ok(response)
+    }
+}
+
+/// Delivers the follow-ups (release events) that are due; a failure is
+/// logged and never fails the firing.
+async fn sweep_follow_ups(app: &App, response: &mut InvocationResponse) {
+    match crate::followups::sweep(&app.follow_ups, app.store.as_ref(), app.now()).await {
+        Ok(lines) => lines.into_iter().for_each(|line| response.log(line)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the runs with follow-ups due");
+            response.log(format!("follow-ups not swept: {error}"));
+        }
     }
 }
 

@@ -74,6 +74,9 @@ impl SqliteStore {
             CREATE INDEX IF NOT EXISTS runs_by_image ON runs (image, created_at DESC, id DESC);
             CREATE INDEX IF NOT EXISTS runs_by_image_status ON runs (image, status, created_at DESC, id DESC);
             CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at DESC);
+            CREATE INDEX IF NOT EXISTS runs_by_follow_ups_due
+                ON runs (json_extract(doc, '$.followUpsDue'))
+                WHERE json_extract(doc, '$.followUpsDue') IS NOT NULL;
             CREATE TRIGGER IF NOT EXISTS runs_edited_outside AFTER UPDATE OF doc ON runs
                 WHEN NEW.rev = OLD.rev
                 BEGIN UPDATE runs SET rev = rev + 1 WHERE id = NEW.id; END;
@@ -407,6 +410,44 @@ impl RunStore for SqliteStore {
                 .collect::<Result<BTreeSet<_>, _>>()
                 .map_err(unavailable)?;
             Ok(images)
+        })
+        .await
+    }
+
+    async fn follow_ups_due(
+        &self,
+        by: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
+        let (by, limit) = (by.timestamp(), limit.clamp(1, MAX_PAGE) as i64);
+        self.with_conn(move |c| {
+            // The partial expression index `runs_by_follow_ups_due` serves this.
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, doc FROM runs
+                     WHERE json_extract(doc, '$.followUpsDue') IS NOT NULL
+                       AND json_extract(doc, '$.followUpsDue') <= ?1
+                     ORDER BY json_extract(doc, '$.followUpsDue'), id
+                     LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![by, limit], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(unavailable)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(id, doc)| match parse_run(&id, &doc) {
+                    Ok(run) => Some(run),
+                    Err(e) => {
+                        tracing::error!(run_id = %id, "skipping an unreadable run: {e}");
+                        None
+                    }
+                })
+                .collect())
         })
         .await
     }

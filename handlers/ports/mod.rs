@@ -7,6 +7,7 @@
 //! never which adapter failed how.
 
 pub mod clock;
+pub mod events;
 pub mod executor;
 pub mod gallery;
 pub mod git;

@@ -137,6 +137,11 @@ pub trait RunStore: Send + Sync + 'static {
         &self,
         since: DateTime<Utc>,
     ) -> Result<BTreeSet<String>, StoreError>;
+    /// Runs with a follow-up delivery due at or before `by` (their
+    /// `followUpsDue`), earliest first, at most `limit` (capped at 100).
+    /// Served from an index: runs that owe nothing are never read.
+    async fn follow_ups_due(&self, by: DateTime<Utc>, limit: usize)
+    -> Result<Vec<Run>, StoreError>;
 }
 
 /// The statuses whose latest run per image [`RunStore::image_runs`] returns

@@ -1,10 +1,12 @@
 //! The web adapters: plain HTTPS peers that are not Azure — GitHub and Azure
 //! DevOps (git tags on released commits, and the router that sends a tag to
-//! the host its push came from), and Teams (approval notices).
+//! the host its push came from), Teams (approval notices) and the release
+//! events' webhook receivers (Standard Webhooks signatures).
 
 pub mod azure_devops;
 pub mod github;
 pub mod teams;
+pub mod webhooks;
 
 use std::sync::Arc;
 

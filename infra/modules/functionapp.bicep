@@ -85,6 +85,8 @@ param githubAppId string
 
 @description('The GitHub App\'s installation id (IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID).')
 param githubAppInstallationId string
+@description('The release events\' Event Grid topic endpoint (IMAGE_FACTORY_EVENT_GRID_ENDPOINT).')
+param eventGridEndpoint string
 
 @description('The gallery\'s resource group (IMAGE_FACTORY_GALLERY_RESOURCE_GROUP).')
 param galleryResourceGroup string
@@ -269,6 +271,11 @@ var baseSettings = [
   {
     name: 'IMAGE_FACTORY_BUILD_LOGS_URL'
     value: buildLogsUrl
+  }
+  // Release events, published with the factory identity.
+  {
+    name: 'IMAGE_FACTORY_EVENT_GRID_ENDPOINT'
+    value: eventGridEndpoint
   }
   // The test stage's VM.
   {

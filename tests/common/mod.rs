@@ -9,6 +9,8 @@ pub mod azurite;
 pub mod browser;
 pub mod child;
 pub mod cosmos_server;
+pub mod event_receiver;
+pub mod eventgrid;
 pub mod identity;
 pub mod ingestion;
 pub mod openapi;

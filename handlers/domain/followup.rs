@@ -1,0 +1,520 @@
+//! Follow-ups: what a run still owes the outside world after it ended, and
+//! the record of delivering it at least once.
+//!
+//! When a run ends (released, failed) the state machine records a
+//! [`FollowUp`] on the run in the same write that ends it, so nothing owed is
+//! lost between that write and the delivery. The first delivery attempt
+//! resolves the follow-up against the configured targets (one [`Delivery`]
+//! per target) and every attempt is recorded: attempts, the last error,
+//! when to try again ([`retry_delay`]), when it was delivered or given up.
+//! [`Run::follow_ups_due`] is the earliest next attempt of the run, the one
+//! field the store indexes so the sweeper finds due runs without a scan.
+//!
+//! Delivery is claimed before it is attempted ([`claim`]): the claim moves
+//! the next attempt a lease ahead in a conditional write, so two deliverers
+//! (the stage that ended the run and the sweeper) never send the same due
+//! delivery at once, and a deliverer that dies mid-way is retried after the
+//! lease. Pure: no clock, no I/O.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::run::{Run, RunStatus};
+
+/// What is owed. New kinds (git tags, ...) are added here; the delivery
+/// record, the retries and the sweeper's query serve every kind alike.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FollowUpKind {
+    /// A release event to every configured event target.
+    Event {
+        /// The event's type.
+        event: EventType,
+    },
+}
+
+/// The release events the factory emits (CloudEvents `type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    /// The run's image version was released.
+    #[serde(rename = "image-factory.image.released")]
+    Released,
+    /// An image was rolled back to the run's version (it is latest again).
+    #[serde(rename = "image-factory.image.rolled-back")]
+    RolledBack,
+    /// The run failed.
+    #[serde(rename = "image-factory.run.failed")]
+    Failed,
+}
+
+impl EventType {
+    /// The CloudEvents `type` attribute.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Released => "image-factory.image.released",
+            EventType::RolledBack => "image-factory.image.rolled-back",
+            EventType::Failed => "image-factory.run.failed",
+        }
+    }
+
+    /// The event a run that moved from `before` to `after` owes, if any.
+    pub fn on_ending(before: RunStatus, after: RunStatus) -> Option<EventType> {
+        if before.is_terminal() {
+            return None;
+        }
+        match after {
+            RunStatus::Released => Some(EventType::Released),
+            RunStatus::Failed => Some(EventType::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One thing a run owes, and its deliveries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowUp {
+    /// What is owed.
+    #[serde(flatten)]
+    pub kind: FollowUpKind,
+    /// Its id, the same on every attempt and every target (the CloudEvent
+    /// `id` and the `webhook-id`), so receivers can drop duplicates.
+    pub id: String,
+    /// When it was recorded (the event's `time`).
+    pub created_at: DateTime<Utc>,
+    /// When it was first matched with the configured targets; `None` until
+    /// then. Targets configured later do not receive it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// One record per target.
+    #[serde(default)]
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Where one delivery of a follow-up stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// The target's name as shown to operators (`event-grid <host>`,
+    /// `webhook https://host/path`): never credentials, query strings or
+    /// user information.
+    pub target: String,
+    /// Attempts made (claimed) so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When to try next; `None` once delivered or given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the target accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// When the factory stopped trying (after [`MAX_ATTEMPTS`], or an error
+    /// that retrying cannot mend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gave_up_at: Option<DateTime<Utc>>,
+}
+
+impl Delivery {
+    /// Whether it waits for an attempt due at or before `now`.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.next_attempt_at.is_some_and(|t| t <= now)
+    }
+
+    /// Where it stands, in one line for operators (`runs show`, the run page).
+    pub fn describe(&self) -> String {
+        let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+        let error = self.last_error.as_deref().unwrap_or("no error recorded");
+        match (self.delivered_at, self.gave_up_at, self.next_attempt_at) {
+            (Some(at), _, _) => format!("delivered {} (attempt {})", time(at), self.attempts),
+            (None, Some(at), _) => format!(
+                "given up {} after {} attempt(s): {error}",
+                time(at),
+                self.attempts
+            ),
+            (None, None, Some(next)) if self.attempts > 0 => format!(
+                "attempt {} failed: {error}; next attempt {}",
+                self.attempts,
+                time(next)
+            ),
+            _ => "pending".to_string(),
+        }
+    }
+}
+
+/// Attempts per delivery before it is given up: the ten attempts of the
+/// example schedule of the Standard Webhooks specification (about 75.5 hours).
+pub const MAX_ATTEMPTS: u32 = 10;
+
+/// How long a claimed attempt may take before another deliverer may try
+/// again (the deliverer died, or its write was lost).
+pub const CLAIM_LEASE: Duration = Duration::minutes(2);
+
+/// The wait after the `attempts`-th failed attempt: the example retry
+/// schedule of the Standard Webhooks specification ("Deliverability and
+/// reliability"): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h. The
+/// sweeper fires every five minutes, so the short waits end at its next
+/// firing (which also spreads retries, in place of the jitter the
+/// specification suggests).
+pub fn retry_delay(attempts: u32) -> Duration {
+    match attempts {
+        0 | 1 => Duration::seconds(5),
+        2 => Duration::minutes(5),
+        3 => Duration::minutes(30),
+        4 => Duration::hours(2),
+        5 => Duration::hours(5),
+        6 => Duration::hours(10),
+        7 => Duration::hours(14),
+        8 => Duration::hours(20),
+        _ => Duration::hours(24),
+    }
+}
+
+/// The follow-up id: the same for the same run, kind and occurrence (a
+/// second rollback to the same version is a new occurrence), 32 hex digits.
+pub fn follow_up_id(run_id: &str, kind: &FollowUpKind, occurrence: usize) -> String {
+    let name = match kind {
+        FollowUpKind::Event { event } => event.name(),
+    };
+    let digest = Sha256::digest(format!("{run_id}\n{name}\n{occurrence}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Run {
+    /// Records that the run owes `kind`, as of `at`, and marks it due.
+    pub fn owe(&mut self, kind: FollowUpKind, at: DateTime<Utc>) {
+        let occurrence = self.follow_ups.iter().filter(|f| f.kind == kind).count();
+        let id = follow_up_id(&self.id, &kind, occurrence);
+        self.follow_ups.push(FollowUp {
+            kind,
+            id,
+            created_at: at,
+            resolved_at: None,
+            deliveries: Vec::new(),
+        });
+        self.refresh_follow_ups_due(at);
+    }
+
+    /// Recomputes [`Run::follow_ups_due`]: the earliest next attempt, `at`
+    /// for an unresolved follow-up, `None` when nothing is owed.
+    fn refresh_follow_ups_due(&mut self, at: DateTime<Utc>) {
+        self.follow_ups_due = self
+            .follow_ups
+            .iter()
+            .flat_map(|f| {
+                let unresolved = f.resolved_at.is_none().then_some(at);
+                f.deliveries
+                    .iter()
+                    .filter_map(|d| d.next_attempt_at)
+                    .chain(unresolved)
+            })
+            .min();
+    }
+}
+
+/// One attempt to make: which follow-up, which target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The follow-up's index on the run.
+    pub follow_up: usize,
+    /// The target's name.
+    pub target: String,
+}
+
+/// Resolves unresolved follow-ups against `targets` (the names of the
+/// configured targets for each kind) and claims every delivery due at
+/// `now`: its attempt count goes up and its next attempt moves a
+/// [`CLAIM_LEASE`] ahead. Returns the run to write (conditionally) and the
+/// attempts it claims; none when nothing is due.
+pub fn claim(
+    run: &Run,
+    targets: impl Fn(&FollowUpKind) -> Vec<String>,
+    now: DateTime<Utc>,
+) -> (Run, Vec<Claimed>) {
+    let mut next = run.clone();
+    let mut claimed = Vec::new();
+    for (index, follow_up) in next.follow_ups.iter_mut().enumerate() {
+        if follow_up.resolved_at.is_none() {
+            follow_up.resolved_at = Some(now);
+            for target in targets(&follow_up.kind) {
+                follow_up.deliveries.push(Delivery {
+                    target,
+                    attempts: 0,
+                    last_error: None,
+                    next_attempt_at: Some(now),
+                    delivered_at: None,
+                    gave_up_at: None,
+                });
+            }
+        }
+        for delivery in &mut follow_up.deliveries {
+            if delivery.is_due(now) {
+                delivery.attempts += 1;
+                delivery.next_attempt_at = Some(now + CLAIM_LEASE);
+                claimed.push(Claimed {
+                    follow_up: index,
+                    target: delivery.target.clone(),
+                });
+            }
+        }
+    }
+    next.refresh_follow_ups_due(now);
+    (next, claimed)
+}
+
+/// How one claimed attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target accepted it.
+    Delivered,
+    /// It failed; `transient` says whether trying again may help.
+    Failed {
+        /// What went wrong, without secrets.
+        error: String,
+        /// Whether a later attempt may succeed.
+        transient: bool,
+    },
+}
+
+/// Records how claimed attempts ended. A delivery that is no longer the
+/// attempt this claim made (settled meanwhile) is left as it is.
+pub fn record(run: &Run, results: &[(Claimed, Outcome)], now: DateTime<Utc>) -> Run {
+    let mut next = run.clone();
+    for (claimed, outcome) in results {
+        let Some(delivery) = next
+            .follow_ups
+            .get_mut(claimed.follow_up)
+            .and_then(|f| f.deliveries.iter_mut().find(|d| d.target == claimed.target))
+        else {
+            continue;
+        };
+        if delivery.delivered_at.is_some() || delivery.gave_up_at.is_some() {
+            continue;
+        }
+        match outcome {
+            Outcome::Delivered => {
+                delivery.delivered_at = Some(now);
+                delivery.next_attempt_at = None;
+                delivery.last_error = None;
+            }
+            Outcome::Failed { error, transient } => {
+                delivery.last_error = Some(error.clone());
+                if *transient && delivery.attempts < MAX_ATTEMPTS {
+                    delivery.next_attempt_at = Some(now + retry_delay(delivery.attempts));
+                } else {
+                    delivery.next_attempt_at = None;
+                    delivery.gave_up_at = Some(now);
+                }
+            }
+        }
+    }
+    next.refresh_follow_ups_due(now);
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::run::{Trigger, TriggerKind};
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + seconds, 0).unwrap()
+    }
+
+    fn run() -> Run {
+        Run::new(
+            "push-example-0123456789ab".parse().unwrap(),
+            "example".into(),
+            "2026.1130.0".parse().unwrap(),
+            Trigger::new(TriggerKind::Push, "github"),
+            BTreeMap::new(),
+            at(0),
+        )
+    }
+
+    const RELEASED: FollowUpKind = FollowUpKind::Event {
+        event: EventType::Released,
+    };
+
+    fn two_targets(_: &FollowUpKind) -> Vec<String> {
+        vec!["webhook a".into(), "webhook b".into()]
+    }
+
+    #[test]
+    fn the_id_is_the_same_for_the_same_run_kind_and_occurrence_only() {
+        let id = follow_up_id("push-example-1", &RELEASED, 0);
+        assert_eq!(id, follow_up_id("push-example-1", &RELEASED, 0));
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        let failed = FollowUpKind::Event {
+            event: EventType::Failed,
+        };
+        assert_ne!(id, follow_up_id("push-example-2", &RELEASED, 0));
+        assert_ne!(id, follow_up_id("push-example-1", &failed, 0));
+        assert_ne!(id, follow_up_id("push-example-1", &RELEASED, 1));
+    }
+
+    #[test]
+    fn only_a_run_that_ends_released_or_failed_owes_an_event() {
+        use RunStatus::*;
+        assert_eq!(
+            EventType::on_ending(Running, Released),
+            Some(EventType::Released)
+        );
+        assert_eq!(
+            EventType::on_ending(WaitingForApproval, Failed),
+            Some(EventType::Failed)
+        );
+        for (before, after) in [
+            (Running, Running),
+            (Released, Released),
+            (WaitingForApproval, Rejected),
+            (Queued, Skipped),
+        ] {
+            assert_eq!(EventType::on_ending(before, after), None);
+        }
+    }
+
+    #[test]
+    fn an_owed_follow_up_is_due_at_once_and_resolved_by_its_first_claim() {
+        let mut run = run();
+        assert_eq!(run.follow_ups_due, None);
+        run.owe(RELEASED, at(10));
+        assert_eq!(run.follow_ups_due, Some(at(10)));
+
+        let (claimed_run, claimed) = claim(&run, two_targets, at(11));
+        assert_eq!(claimed.len(), 2);
+        let deliveries = &claimed_run.follow_ups[0].deliveries;
+        assert!(deliveries.iter().all(|d| d.attempts == 1));
+        assert_eq!(claimed_run.follow_ups_due, Some(at(11) + CLAIM_LEASE));
+
+        // A second deliverer at the same moment finds nothing to claim.
+        let (_, again) = claim(&claimed_run, two_targets, at(12));
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn a_follow_up_with_no_target_is_settled_when_resolved() {
+        let mut run = run();
+        run.owe(RELEASED, at(0));
+        let (resolved, claimed) = claim(&run, |_| Vec::new(), at(1));
+        assert!(claimed.is_empty());
+        assert_eq!(resolved.follow_ups_due, None);
+        let (later, claimed) = claim(&resolved, two_targets, at(2));
+        assert!(claimed.is_empty(), "targets added later get no old events");
+        assert!(later.follow_ups[0].deliveries.is_empty());
+    }
+
+    #[test]
+    fn failures_back_off_and_a_success_settles_only_its_own_target() {
+        let mut run = run();
+        run.owe(RELEASED, at(0));
+        let (claimed_run, claimed) = claim(&run, two_targets, at(0));
+        let results = vec![
+            (claimed[0].clone(), Outcome::Delivered),
+            (
+                claimed[1].clone(),
+                Outcome::Failed {
+                    error: "connection refused".into(),
+                    transient: true,
+                },
+            ),
+        ];
+        let recorded = record(&claimed_run, &results, at(1));
+        let [a, b] = &recorded.follow_ups[0].deliveries[..] else {
+            panic!("two deliveries")
+        };
+        assert_eq!(a.delivered_at, Some(at(1)));
+        assert_eq!(a.next_attempt_at, None);
+        assert_eq!(b.last_error.as_deref(), Some("connection refused"));
+        assert_eq!(b.next_attempt_at, Some(at(1) + retry_delay(1)));
+        assert_eq!(recorded.follow_ups_due, b.next_attempt_at);
+    }
+
+    #[test]
+    fn a_permanent_failure_is_given_up_at_once() {
+        let mut run = run();
+        run.owe(RELEASED, at(0));
+        let (claimed_run, claimed) = claim(&run, |_| vec!["webhook a".into()], at(0));
+        let failed = Outcome::Failed {
+            error: "the receiver answered 401".into(),
+            transient: false,
+        };
+        let recorded = record(&claimed_run, &[(claimed[0].clone(), failed)], at(1));
+        let delivery = &recorded.follow_ups[0].deliveries[0];
+        assert_eq!(delivery.gave_up_at, Some(at(1)));
+        assert_eq!(recorded.follow_ups_due, None);
+    }
+
+    #[test]
+    fn a_delivery_says_where_it_stands_in_one_line() {
+        let mut delivery = Delivery {
+            target: "webhook https://hooks.example/a".into(),
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: Some(at(0)),
+            delivered_at: None,
+            gave_up_at: None,
+        };
+        assert_eq!(delivery.describe(), "pending");
+        delivery.attempts = 2;
+        delivery.last_error = Some("answered 503".into());
+        assert!(
+            delivery
+                .describe()
+                .starts_with("attempt 2 failed: answered 503; next attempt 20")
+        );
+        delivery.next_attempt_at = None;
+        delivery.gave_up_at = Some(at(60));
+        assert!(delivery.describe().starts_with("given up 20"));
+        delivery.delivered_at = Some(at(90));
+        assert!(delivery.describe().starts_with("delivered 20"));
+    }
+
+    proptest! {
+        #[test]
+        fn the_backoff_never_shrinks_and_stays_within_a_day(attempts in 0u32..1000) {
+            prop_assert!(retry_delay(attempts + 1) >= retry_delay(attempts));
+            prop_assert!(retry_delay(attempts) >= Duration::seconds(5));
+            prop_assert!(retry_delay(attempts) <= Duration::hours(24));
+        }
+
+        #[test]
+        fn the_schedule_spans_about_three_days(_x in 0u8..1) {
+            let total = (1..MAX_ATTEMPTS).map(retry_delay).fold(Duration::zero(), |a, b| a + b);
+            prop_assert_eq!(total, Duration::seconds(5) + Duration::minutes(5 + 30) + Duration::hours(2 + 5 + 10 + 14 + 20 + 24));
+        }
+
+        #[test]
+        fn a_target_that_always_fails_is_tried_max_attempts_times_then_given_up(
+            gaps in proptest::collection::vec(0i64..100_000, 1..40),
+        ) {
+            let mut run = run();
+            run.owe(RELEASED, at(0));
+            let mut now = at(0);
+            let mut sends = 0;
+            for gap in gaps {
+                now += Duration::seconds(gap);
+                let (claimed_run, claimed) = claim(&run, |_| vec!["webhook a".into()], now);
+                sends += claimed.len() as u32;
+                let results: Vec<_> = claimed
+                    .into_iter()
+                    .map(|c| (c, Outcome::Failed { error: "down".into(), transient: true }))
+                    .collect();
+                run = record(&claimed_run, &results, now);
+                let delivery = &run.follow_ups[0].deliveries[0];
+                // Never tried before its time, never more than the limit.
+                prop_assert!(delivery.attempts <= MAX_ATTEMPTS);
+                prop_assert_eq!(delivery.attempts, sends);
+                prop_assert_eq!(run.follow_ups_due, delivery.next_attempt_at);
+                prop_assert_eq!(delivery.gave_up_at.is_some(), delivery.attempts == MAX_ATTEMPTS);
+            }
+        }
+    }
+}

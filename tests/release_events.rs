@@ -1,0 +1,385 @@
+//! Release events on the local factory, delivered to a real receiver on
+//! loopback that verifies every delivery with the Standard Webhooks
+//! reference library (npm `standardwebhooks` 1.1.1): a released run, a
+//! rollback to its version and a failed run each deliver one signed
+//! CloudEvent; forged and replayed deliveries are refused by the receiver; a receiver that is down or never
+//! answers costs the release nothing, and the sweeper delivers the event
+//! later, once, with the same id.
+
+mod common;
+
+use std::time::Duration;
+
+use cloudevents::AttributesReader;
+use common::event_receiver::{self, Receiver};
+use common::{Factory, Options, copy_example};
+use image_factory::domain::followup::Delivery;
+use image_factory::domain::run::{Run, RunStatus};
+use image_factory::followups::FollowUps;
+use image_factory::ports::events::Publisher;
+use image_factory::web::webhooks::WebhookSettings;
+use serde_json::Value;
+
+const COMMIT: &str = "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3";
+
+/// Options whose factory sends release events to `url`, signed with `secret`.
+fn with_webhook(mut options: Options, url: &str, secret: &str) -> Options {
+    let settings = WebhookSettings::from_vars(|name| match name {
+        "IMAGE_FACTORY_EVENT_WEBHOOKS" => Some(url.to_string()),
+        "IMAGE_FACTORY_EVENT_WEBHOOK_SECRET" => Some(secret.to_string()),
+        _ => None,
+    })
+    .expect("webhook settings")
+    .expect("a webhook");
+    options.tweak = Box::new(move |app| {
+        let publishers = settings
+            .publishers()
+            .expect("publishers")
+            .into_iter()
+            .map(|p| std::sync::Arc::new(p) as std::sync::Arc<dyn Publisher>)
+            .collect();
+        app.follow_ups = FollowUps::new(publishers, &app.settings.public_url);
+    });
+    options
+}
+
+/// Approves the run and waits until it is released.
+async fn release(factory: &Factory, commit: &str) -> Run {
+    let run = factory
+        .push_and_wait(commit, RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&run.id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    factory.wait_status(&run.id, RunStatus::Released).await
+}
+
+/// The run once its only delivery has had an attempt recorded.
+async fn attempted(factory: &Factory, id: &str) -> (Run, Delivery) {
+    let run = factory
+        .wait_for(id, Duration::from_secs(30), |r| {
+            r.follow_ups.first().is_some_and(|f| {
+                f.deliveries
+                    .first()
+                    .is_some_and(|d| d.delivered_at.is_some() || d.last_error.is_some())
+            })
+        })
+        .await;
+    let delivery = run.follow_ups[0].deliveries[0].clone();
+    (run, delivery)
+}
+
+/// Parses a delivered body with the CloudEvents SDK (which refuses an
+/// event the specification does not allow) and answers it as JSON.
+fn cloud_event(body: &str) -> Value {
+    let event: cloudevents::Event =
+        serde_json::from_str(body).expect("the body is a CloudEvents 1.0 event");
+    assert_eq!(event.specversion(), cloudevents::event::SpecVersion::V10);
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_and_a_rollback_each_deliver_one_verified_cloud_event_and_forgeries_and_replays_are_refused()
+ {
+    let secret = event_receiver::secret();
+    let receiver = Receiver::start(&secret, 0).await;
+    let factory =
+        Factory::start_with(with_webhook(Options::default(), &receiver.url, &secret)).await;
+    let released = release(&factory, COMMIT).await;
+    let (run, delivery) = attempted(&factory, &released.id).await;
+    assert!(delivery.delivered_at.is_some(), "{delivery:?}");
+    assert_eq!(delivery.attempts, 1);
+    assert_eq!(delivery.target, format!("webhook {}", receiver.url));
+
+    let verified = receiver.wait_verified(1).await;
+    assert_eq!(verified.len(), 1, "one event per release");
+    let delivered = &verified[0];
+    let event = cloud_event(delivered["body"].as_str().unwrap());
+    assert_eq!(event["type"], "image-factory.image.released");
+    assert_eq!(event["subject"], format!("example/{}", run.version));
+    assert_eq!(event["source"], factory.url);
+    assert_eq!(event["id"], run.follow_ups[0].id);
+    assert_eq!(delivered["id"], event["id"], "webhook-id is the event's id");
+    assert_eq!(
+        delivered["contentType"],
+        "application/cloudevents+json; charset=utf-8"
+    );
+    let data = &event["data"];
+    assert_eq!(data["runId"], run.id.as_str());
+    assert_eq!(data["gitCommit"], COMMIT);
+    assert_eq!(
+        data["imageVersion"]["imageVersion"],
+        run.version.to_string()
+    );
+    assert_eq!(data["imageVersion"]["gitCommit"], COMMIT);
+    assert_eq!(
+        data["links"]["run"],
+        format!("{}/api/runs/{}", factory.url, run.id)
+    );
+
+    // What an attacker can do with a captured delivery is refused.
+    let body = delivered["body"].as_str().unwrap();
+    let id = delivered["id"].as_str().unwrap();
+    let signature = delivered["signature"].as_str().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let http = reqwest::Client::new();
+    let send = |id: String, timestamp: i64, signature: String, body: String| {
+        http.post(&receiver.url)
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+    };
+    let sign = |key: &str, id: &str, timestamp: i64, body: &str| {
+        standardwebhooks::Webhook::new(key)
+            .unwrap()
+            .sign(id, timestamp, body.as_bytes())
+            .unwrap()
+    };
+    let tampered = body.replace(
+        "image-factory.image.released",
+        "image-factory.image.rolled-back",
+    );
+    let other_key = event_receiver::secret();
+    for (what, answer) in [
+        (
+            "the captured signature with a fresh timestamp",
+            send(
+                id.into(),
+                delivered["timestamp"].as_i64().unwrap() + 60,
+                signature.into(),
+                body.into(),
+            )
+            .await,
+        ),
+        (
+            "a changed body under the captured signature",
+            send(
+                id.into(),
+                delivered["timestamp"].as_i64().unwrap(),
+                signature.into(),
+                tampered.clone(),
+            )
+            .await,
+        ),
+        (
+            "a body signed with another secret",
+            send(
+                "forged-1".into(),
+                now,
+                sign(&other_key, "forged-1", now, &tampered),
+                tampered.clone(),
+            )
+            .await,
+        ),
+        (
+            "a correctly signed delivery ten minutes old",
+            send(
+                id.into(),
+                now - 600,
+                sign(&secret, id, now - 600, body),
+                body.into(),
+            )
+            .await,
+        ),
+    ] {
+        assert_eq!(answer.unwrap().status(), 401, "{what} must be refused");
+    }
+    let all = receiver.deliveries().await;
+    assert_eq!(all["refused"].as_array().unwrap().len(), 4, "{all}");
+    assert_eq!(all["verified"].as_array().unwrap().len(), 1);
+    assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
+
+    // A rollback to this version is an event of its own, on the same run.
+    let now = chrono::Utc::now();
+    let rolled_back = image_factory::followups::owe_rollback(
+        factory.app.store.as_ref(),
+        "example",
+        &run.version.to_string(),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rolled_back.as_ref(), Some(&run.id));
+    let lines = image_factory::followups::deliver_pending(
+        &factory.app.follow_ups,
+        factory.app.store.as_ref(),
+        &run.id,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let verified = receiver.wait_verified(2).await;
+    let event = cloud_event(verified[1]["body"].as_str().unwrap());
+    assert_eq!(event["type"], "image-factory.image.rolled-back");
+    assert_eq!(event["subject"], format!("example/{}", run.version));
+    assert_ne!(event["id"], verified[0]["id"], "a new event, not a repeat");
+    assert_eq!(
+        event["data"]["imageVersion"]["imageVersion"],
+        run.version.to_string()
+    );
+    let no_run = image_factory::followups::owe_rollback(
+        factory.app.store.as_ref(),
+        "example",
+        "2001.101.0",
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(no_run, None);
+
+    // Nothing is sent twice: a sweep finds nothing due.
+    factory.sweep().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = receiver.deliveries().await;
+    assert_eq!(all["verified"].as_array().unwrap().len(), 2);
+    assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
+    factory.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_delivers_a_verified_failed_event_with_the_reason() {
+    let images = tempfile::TempDir::new().unwrap();
+    let dir = copy_example(images.path(), "example");
+    let build = std::fs::read_to_string(dir.join("build.pkr.hcl")).unwrap();
+    std::fs::write(
+        dir.join("build.pkr.hcl"),
+        build.replace(
+            "IMAGE_NAME=${var.image_name}",
+            "IMAGE_NAME=${var.image_nmae}",
+        ),
+    )
+    .unwrap();
+    let secret = event_receiver::secret();
+    let receiver = Receiver::start(&secret, 0).await;
+    let factory = Factory::start_with(with_webhook(
+        Options::with_images(images.path()),
+        &receiver.url,
+        &secret,
+    ))
+    .await;
+    let failed = factory.push_and_wait(COMMIT, RunStatus::Failed).await;
+    let verified = receiver.wait_verified(1).await;
+    let event = cloud_event(verified[0]["body"].as_str().unwrap());
+    assert_eq!(event["type"], "image-factory.run.failed");
+    assert_eq!(event["subject"], format!("example/{}", failed.version));
+    assert_eq!(event["data"]["status"], "failed");
+    assert_eq!(event["data"]["failure"]["stage"], "validate");
+    assert!(
+        event["data"]["failure"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("image_nmae"),
+        "{event}"
+    );
+    assert!(event["data"]["imageVersion"].is_null());
+    factory.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_is_down_costs_the_release_nothing_and_the_sweeper_delivers_later_once() {
+    let secret = event_receiver::secret();
+    let port = common::child::free_port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    let factory = Factory::start_with(with_webhook(Options::default(), &url, &secret)).await;
+    let released = release(&factory, COMMIT).await;
+    assert_eq!(released.status, RunStatus::Released);
+    let (run, delivery) = attempted(&factory, &released.id).await;
+    assert_eq!(run.status, RunStatus::Released);
+    assert_eq!(delivery.attempts, 1);
+    assert!(delivery.delivered_at.is_none());
+    let error = delivery.last_error.clone().unwrap();
+    assert!(error.contains("did not answer"), "{error}");
+    let next = delivery.next_attempt_at.expect("a next attempt");
+    assert_eq!(
+        run.follow_ups_due.map(|t| t.timestamp()),
+        Some(next.timestamp())
+    );
+
+    // The run page says so.
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/runs/{}", factory.url, run.id))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<h2>Release events</h2>"), "{page}");
+    assert!(
+        page.contains("attempt 1 failed") && page.contains("next attempt"),
+        "{page}"
+    );
+
+    // The receiver comes back; the next sweep after the backoff delivers.
+    let receiver = Receiver::start(&secret, port).await;
+    let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(1100)).await;
+    factory.sweep().await;
+    let verified = receiver.wait_verified(1).await;
+    assert_eq!(
+        verified[0]["id"], run.follow_ups[0].id,
+        "the same webhook-id"
+    );
+    let run = factory.run(&run.id).await.unwrap();
+    let delivery = &run.follow_ups[0].deliveries[0];
+    assert_eq!(delivery.attempts, 2);
+    assert!(delivery.delivered_at.is_some() && delivery.next_attempt_at.is_none());
+    assert_eq!(run.follow_ups_due, None);
+
+    factory.sweep().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = receiver.deliveries().await;
+    assert_eq!(all["verified"].as_array().unwrap().len(), 1, "{all}");
+    assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
+    factory.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_never_answers_does_not_delay_the_release() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", hanging.local_addr().unwrap());
+    let factory = Factory::start_with(with_webhook(
+        Options::default(),
+        &url,
+        &event_receiver::secret(),
+    ))
+    .await;
+    let run = factory
+        .push_and_wait(COMMIT, RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&run.id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    let released = factory.wait_status(&run.id, RunStatus::Released).await;
+    let release = released.stage(image_factory::domain::run::Stage::Release);
+    let took = release.finished_at.unwrap() - release.started_at.unwrap();
+    assert!(
+        took < chrono::Duration::from_std(image_factory::ports::events::DELIVERY_TIMEOUT).unwrap(),
+        "the release stage took {took}: it waited for the receiver"
+    );
+    // The run was released while its delivery was still waiting.
+    let waiting = released.follow_ups[0].deliveries.first();
+    assert!(
+        waiting.is_none_or(|d| d.delivered_at.is_none() && d.last_error.is_none()),
+        "{waiting:?}"
+    );
+    // The delivery times out on its own, and is recorded for a retry.
+    let (_, delivery) = attempted(&factory, &run.id).await;
+    assert!(delivery.delivered_at.is_none() && delivery.next_attempt_at.is_some());
+    assert!(
+        delivery
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("did not answer"),
+        "{delivery:?}"
+    );
+    factory.stop().await;
+    drop(hanging);
+}
