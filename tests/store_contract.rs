@@ -753,14 +753,20 @@ async fn an_update_from_a_held_version_lands_on_it_and_returns_the_version_it_le
     assert_eq!(second.transition.run, second.stored.value);
     let now = store.get(&rid("run-1")).await.unwrap();
     assert_eq!(second.stored, now);
-    let decided: Vec<&str> = now.value.decisions.iter().map(|d| d.approver.as_str()).collect();
+    let decided: Vec<&str> = now
+        .value
+        .decisions
+        .iter()
+        .map(|d| d.approver.as_str())
+        .collect();
     assert_eq!(decided, ["alice", "bob"]);
-    assert_eq!(now.value.stage(Stage::Approve).status, StageStatus::Succeeded);
+    assert_eq!(
+        now.value.stage(Stage::Approve).status,
+        StageStatus::Succeeded
+    );
 }
 
-async fn an_update_from_a_stale_held_version_is_decided_again_on_the_stored_run(
-    b: &impl Backend,
-) {
+async fn an_update_from_a_stale_held_version_is_decided_again_on_the_stored_run(b: &impl Backend) {
     let store = b.store();
     let approvers: Vec<String> = ["alice", "bob", "carol"].map(String::from).to_vec();
     store
@@ -816,9 +822,11 @@ async fn an_update_from_a_stale_held_version_is_decided_again_on_the_stored_run(
     // An event already applied is no change on the stored run, whatever the
     // held version says: nothing is written.
     let before = store.get(&rid("run-1")).await.unwrap();
-    let again = update_run_from(&*store, &rid("run-1"), Some(held), |run| decide(run, &release))
-        .await
-        .unwrap();
+    let again = update_run_from(&*store, &rid("run-1"), Some(held), |run| {
+        decide(run, &release)
+    })
+    .await
+    .unwrap();
     assert!(!again.transition.changed);
     assert_eq!(again.stored, before);
     assert_eq!(store.get(&rid("run-1")).await.unwrap(), before);
@@ -913,4 +921,29 @@ async fn sqlite_an_unreadable_run_is_left_out_of_listings_without_hiding_the_oth
         .unwrap();
     let ids: Vec<&str> = page.runs.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["run-3", "run-1"]);
+}
+
+#[test]
+fn sqlite_a_new_database_and_a_reopened_one_have_their_schema_and_write_in_wal_with_synchronous_normal()
+ {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("data").join("new.db");
+    let schema = "CREATE TABLE IF NOT EXISTS notes (body TEXT NOT NULL);";
+    for opening in ["created", "reopened"] {
+        let conn = image_factory::local::sqlite::open_database(&path, schema).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let synchronous: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((mode.as_str(), synchronous), ("wal", 1), "{opening}");
+        conn.execute("INSERT INTO notes (body) VALUES (?1)", [opening])
+            .unwrap();
+    }
+    let conn = image_factory::local::sqlite::open_database(&path, schema).unwrap();
+    let notes: i64 = conn
+        .query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(notes, 2);
 }
