@@ -89,7 +89,7 @@ impl SqliteStore {
 ///
 /// A database this call creates is set up without waiting for the disk
 /// (`synchronous = OFF` until its schema is in): switching a new file to WAL
-/// and writing its first pages otherwise costs six to eight `fsync`s, tens of
+/// and writing its first pages otherwise costs six `fsync`s, tens of
 /// milliseconds of a cold start on a busy disk (docs/benchmarks.md). A power
 /// loss in the moments after a database was created can lose what it held
 /// then, as `NORMAL` already lets the latest transactions roll back; the next
