@@ -188,15 +188,14 @@ pub async fn update_run_from<F>(
 where
     F: Fn(&Run) -> Result<Transition, TransitionError>,
 {
-    if let Some(held) = held.filter(|h| &h.value.id == id) {
-        if let Ok(transition) = decide(&held.value)
-            && transition.changed
-        {
-            match store.replace(&transition.run, &held.etag).await {
-                Ok(etag) => return Ok(updated(transition, etag)),
-                Err(StoreError::PreconditionFailed { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+    if let Some(held) = held.filter(|h| &h.value.id == id)
+        && let Ok(transition) = decide(&held.value)
+        && transition.changed
+    {
+        match store.replace(&transition.run, &held.etag).await {
+            Ok(etag) => return Ok(updated(transition, etag)),
+            Err(StoreError::PreconditionFailed { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     for _ in 0..MAX_UPDATE_ATTEMPTS {
