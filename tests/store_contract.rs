@@ -21,7 +21,9 @@ use image_factory::domain::run::{
 };
 use image_factory::domain::version::ImageVersion;
 use image_factory::local::sqlite::SqliteStore;
-use image_factory::ports::store::{ETag, RunQuery, RunStore, StoreError, UpdateError, update_run};
+use image_factory::ports::store::{
+    ETag, RunQuery, RunStore, StoreError, UpdateError, update_run, update_run_from,
+};
 use tempfile::TempDir;
 
 mod common;
@@ -56,6 +58,8 @@ macro_rules! store_contract {
             a_holder_that_asks_again_gets_its_number_and_moves_the_counter_once,
             concurrent_updates_of_one_run_each_land_exactly_once,
             an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothing,
+            an_update_from_a_held_version_lands_on_it_and_returns_the_version_it_left,
+            an_update_from_a_stale_held_version_is_decided_again_on_the_stored_run,
             an_unreadable_document_is_reported_as_corrupt_and_never_overwritten,
             image_runs_gives_each_images_latest_released_skipped_and_failed_runs_and_its_runs_in_flight,
             image_runs_keeps_the_newest_runs_in_flight_of_an_image_up_to_the_cap,
@@ -766,6 +770,110 @@ async fn runs_with_follow_ups_due_are_found_earliest_first_and_no_others(b: &imp
     );
 }
 
+async fn an_update_from_a_held_version_lands_on_it_and_returns_the_version_it_left(
+    b: &impl Backend,
+) {
+    let store = b.store();
+    let approvers = vec!["alice".to_string(), "bob".to_string()];
+    store
+        .create(&waiting_for_approval("run-1", &approvers, 2))
+        .await
+        .unwrap();
+    let alice = approval("alice", 10);
+    let first = update_run_from(&*store, &rid("run-1"), None, |run| decide(run, &alice))
+        .await
+        .unwrap();
+    assert_eq!(first.stored, store.get(&rid("run-1")).await.unwrap());
+
+    let bob = approval("bob", 11);
+    let second = update_run_from(&*store, &rid("run-1"), Some(first.stored), |run| {
+        decide(run, &bob)
+    })
+    .await
+    .unwrap();
+    assert!(second.transition.changed);
+    assert_eq!(second.transition.run, second.stored.value);
+    let now = store.get(&rid("run-1")).await.unwrap();
+    assert_eq!(second.stored, now);
+    let decided: Vec<&str> = now
+        .value
+        .decisions
+        .iter()
+        .map(|d| d.approver.as_str())
+        .collect();
+    assert_eq!(decided, ["alice", "bob"]);
+    assert_eq!(
+        now.value.stage(Stage::Approve).status,
+        StageStatus::Succeeded
+    );
+}
+
+async fn an_update_from_a_stale_held_version_is_decided_again_on_the_stored_run(b: &impl Backend) {
+    let store = b.store();
+    let approvers: Vec<String> = ["alice", "bob", "carol"].map(String::from).to_vec();
+    store
+        .create(&waiting_for_approval("run-1", &approvers, 3))
+        .await
+        .unwrap();
+    let alice = approval("alice", 10);
+    let held = update_run_from(&*store, &rid("run-1"), None, |run| decide(run, &alice))
+        .await
+        .unwrap()
+        .stored;
+
+    // Another writer records bob after the version held.
+    let bob = approval("bob", 11);
+    update_run(&*store, &rid("run-1"), |run| decide(run, &bob))
+        .await
+        .unwrap();
+    // Carol's approval decided on the held version would drop bob's: its
+    // write is refused and it is decided again on the stored run.
+    let carol = approval("carol", 12);
+    let released = update_run_from(&*store, &rid("run-1"), Some(held.clone()), |run| {
+        decide(run, &carol)
+    })
+    .await
+    .unwrap();
+    let decided: Vec<&str> = released
+        .transition
+        .run
+        .decisions
+        .iter()
+        .map(|d| d.approver.as_str())
+        .collect();
+    assert_eq!(decided, ["alice", "bob", "carol"]);
+    assert_eq!(released.stored, store.get(&rid("run-1")).await.unwrap());
+
+    // Starting the release is refused on the held version (the approve stage
+    // still waits there) but not on the stored run: a refusal is decided again.
+    let release = Event::StageStarted {
+        stage: Stage::Release,
+        execution: execution("release"),
+        at: at(13),
+    };
+    let started = update_run_from(&*store, &rid("run-1"), Some(held.clone()), |run| {
+        decide(run, &release)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        started.transition.run.stage(Stage::Release).status,
+        StageStatus::Running
+    );
+
+    // An event already applied is no change on the stored run, whatever the
+    // held version says: nothing is written.
+    let before = store.get(&rid("run-1")).await.unwrap();
+    let again = update_run_from(&*store, &rid("run-1"), Some(held), |run| {
+        decide(run, &release)
+    })
+    .await
+    .unwrap();
+    assert!(!again.transition.changed);
+    assert_eq!(again.stored, before);
+    assert_eq!(store.get(&rid("run-1")).await.unwrap(), before);
+}
+
 async fn an_unreadable_document_is_reported_as_corrupt_and_never_overwritten(b: &impl Backend) {
     let store = b.store();
     let run = waiting_for_approval("run-1", &["alice".to_string()], 1);
@@ -971,4 +1079,29 @@ async fn images_patched_since_are_those_with_a_released_or_skipped_run_created_s
     );
     assert_eq!(since(6).await, ["db"]);
     assert!(since(21).await.is_empty());
+}
+
+#[test]
+fn sqlite_a_new_database_and_a_reopened_one_have_their_schema_and_write_in_wal_with_synchronous_normal()
+ {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("data").join("new.db");
+    let schema = "CREATE TABLE IF NOT EXISTS notes (body TEXT NOT NULL);";
+    for opening in ["created", "reopened"] {
+        let conn = image_factory::local::sqlite::open_database(&path, schema).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let synchronous: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((mode.as_str(), synchronous), ("wal", 1), "{opening}");
+        conn.execute("INSERT INTO notes (body) VALUES (?1)", [opening])
+            .unwrap();
+    }
+    let conn = image_factory::local::sqlite::open_database(&path, schema).unwrap();
+    let notes: i64 = conn
+        .query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(notes, 2);
 }

@@ -4,13 +4,16 @@
 //! The order is what makes at-least-once delivery safe: record that the stage
 //! started (with this delivery's identity) before any side effect, run the
 //! stage's body, record its result with If-Match, then emit the next message.
+//! The run is read once: the result is written against the ETag the start's
+//! write returned (three store requests a stage), and read again only if
+//! someone else wrote the run in between.
 //! A redelivery of a finished stage re-emits the next message and does nothing
 //! else; a redelivery after a crash supersedes the dead attempt.
 
 use crate::app::{App, StageMessage, dispatch, dispatch_follow_up};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{Execution, Stage, StageStatus};
-use crate::ports::store::{UpdateError, update_run};
+use crate::ports::store::{UpdateError, update_run_from};
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 use crate::stages::StageResult;
 
@@ -75,7 +78,7 @@ impl StageInvocation {
         let (run_id, stage) = (&message.run_id, message.stage);
         let mut response = InvocationResponse::default();
 
-        let started = update_run(app.store.as_ref(), run_id, |run| {
+        let started = update_run_from(app.store.as_ref(), run_id, None, |run| {
             decide(
                 run,
                 &Event::StageStarted {
@@ -86,8 +89,10 @@ impl StageInvocation {
             )
         })
         .await;
-        let run = match started {
-            Ok(t) => t.run,
+        // The start's write returned the run's new ETag: the result is
+        // written against it, without reading the run again.
+        let (run, held) = match started {
+            Ok(u) => (u.transition.run, u.stored),
             Err(UpdateError::Refused(TransitionError::RunFinished { status, .. })) => {
                 response.log(format!("run {run_id} is already {status}; message ignored"));
                 return Ok(response);
@@ -148,7 +153,12 @@ impl StageInvocation {
                 )));
             }
         };
-        match update_run(app.store.as_ref(), run_id, |run| decide(run, &event)).await {
+        match update_run_from(app.store.as_ref(), run_id, Some(held), |run| {
+            decide(run, &event)
+        })
+        .await
+        .map(|u| u.transition)
+        {
             Ok(t) => {
                 response.log(format!(
                     "{stage} of run {run_id}: {:?}",

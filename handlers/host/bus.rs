@@ -141,8 +141,8 @@ impl Bus {
         clock: Clock,
         ids: Ids,
     ) -> Result<Bus, BusError> {
-        let conn = open_database(path).map_err(|e| BusError::Storage(e.to_string()))?;
-        conn.execute_batch(
+        let conn = open_database(
+            path,
             "CREATE TABLE IF NOT EXISTS messages (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
                 queue TEXT NOT NULL,
@@ -161,7 +161,8 @@ impl Bus {
                 last INTEGER,
                 next INTEGER NOT NULL
             );",
-        )?;
+        )
+        .map_err(|e| BusError::Storage(e.to_string()))?;
         Ok(Bus {
             conn: Arc::new(Mutex::new(conn)),
             options: Arc::new(options),

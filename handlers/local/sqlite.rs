@@ -60,8 +60,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = open_database(path)?;
-        conn.execute_batch(
+        let conn = open_database(
+            path,
             "CREATE TABLE IF NOT EXISTS runs (
                 id TEXT PRIMARY KEY,
                 image TEXT NOT NULL,
@@ -93,8 +93,7 @@ impl SqliteStore {
                 seq INTEGER NOT NULL,
                 PRIMARY KEY (image, scope, holder)
             );",
-        )
-        .map_err(unavailable)?;
+        )?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -117,26 +116,41 @@ impl SqliteStore {
     }
 }
 
-/// Opens a SQLite file in WAL mode with a busy timeout; shared with the local queue.
+/// Opens a SQLite file in WAL mode with a busy timeout and creates what
+/// `schema` declares (`CREATE ... IF NOT EXISTS` statements, run in one
+/// transaction); shared with the local queue.
+///
+/// A database this call creates is set up without waiting for the disk
+/// (`synchronous = OFF` until its schema is in): switching a new file to WAL
+/// and writing its first pages otherwise costs six `fsync`s, tens of
+/// milliseconds of a cold start on a busy disk (docs/benchmarks.md). A power
+/// loss in the moments after a database was created can lose what it held
+/// then, as `NORMAL` already lets the latest transactions roll back; the next
+/// open creates any schema that is missing. Every later write has
+/// `synchronous = NORMAL`.
 ///
 /// The file and its folder are private (0600, 0700). SQLite creates the
 /// write-ahead log (`-wal`) and shared-memory (`-shm`) files itself, with
 /// the mode of the database file whatever the umask, so the database is
 /// created 0600 before SQLite opens it; side files that a version before
 /// this one left readable by others are set to 0600 once it is open.
-pub fn open_database(path: &Path) -> Result<Connection, StoreError> {
+pub fn open_database(path: &Path, schema: &str) -> Result<Connection, StoreError> {
     let private_err = |what: &Path, e: std::io::Error| {
         StoreError::Unavailable(format!("cannot make {} private: {e}", what.display()))
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::private::create_dir(dir).map_err(|e| private_err(dir, e))?;
     }
+    let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
     crate::private::open_append(path).map_err(|e| private_err(path, e))?;
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
-    )
+    let synchronous = if fresh { "OFF" } else { "NORMAL" };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;
+        BEGIN; {schema} COMMIT;
+        PRAGMA synchronous = NORMAL;"
+    ))
     .map_err(unavailable)?;
     for suffix in ["-wal", "-shm"] {
         let mut side = path.as_os_str().to_owned();

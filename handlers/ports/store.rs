@@ -5,6 +5,9 @@
 //! matches, so two function instances handling the same run can never lose
 //! each other's update. [`update_run`] is the one read-decide-write loop that
 //! every handler uses; it reloads and decides again on a stale ETag.
+//! [`update_run_from`] is the same loop started from a version the caller
+//! already holds (the one its previous write returned), so a handler that
+//! writes a run twice reads it once.
 
 use std::collections::BTreeSet;
 
@@ -20,7 +23,7 @@ use crate::domain::run::{Run, RunId, RunStatus, Stage};
 pub struct ETag(pub String);
 
 /// A stored value with the ETag it was read at.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Stored<T> {
     /// The value.
     pub value: T,
@@ -181,14 +184,54 @@ pub async fn update_run<F>(
 where
     F: Fn(&Run) -> Result<Transition, TransitionError>,
 {
+    Ok(update_run_from(store, id, None, decide).await?.transition)
+}
+
+/// What [`update_run_from`] did, with the version of the run it left.
+#[derive(Debug)]
+pub struct Updated {
+    /// The transition, as [`update_run`] returns it.
+    pub transition: Transition,
+    /// The run as the store now holds it (`transition.run`) with its ETag:
+    /// pass it as `held` to the next update of the same run to skip its read.
+    pub stored: Stored<Run>,
+}
+
+/// [`update_run`] that starts from `held`, a version of the run this caller
+/// read or wrote itself, instead of reading it again.
+///
+/// The decision on `held` is only a guess until its conditional write
+/// succeeds: a write that finds a newer version (412), a refusal and an
+/// unchanged result are all decided again on a fresh read, so the outcome is
+/// always one that [`update_run`] could have given. With no other writer in
+/// between, the update costs one request instead of two.
+pub async fn update_run_from<F>(
+    store: &dyn RunStore,
+    id: &RunId,
+    held: Option<Stored<Run>>,
+    decide: F,
+) -> Result<Updated, UpdateError>
+where
+    F: Fn(&Run) -> Result<Transition, TransitionError>,
+{
+    if let Some(held) = held.filter(|h| &h.value.id == id)
+        && let Ok(transition) = decide(&held.value)
+        && transition.changed
+    {
+        match store.replace(&transition.run, &held.etag).await {
+            Ok(etag) => return Ok(updated(transition, etag)),
+            Err(StoreError::PreconditionFailed { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     for _ in 0..MAX_UPDATE_ATTEMPTS {
         let stored = store.get(id).await?;
         let transition = decide(&stored.value)?;
         if !transition.changed {
-            return Ok(transition);
+            return Ok(updated(transition, stored.etag));
         }
         match store.replace(&transition.run, &stored.etag).await {
-            Ok(_) => return Ok(transition),
+            Ok(etag) => return Ok(updated(transition, etag)),
             Err(StoreError::PreconditionFailed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -197,6 +240,14 @@ where
         id: id.to_string(),
         attempts: MAX_UPDATE_ATTEMPTS,
     })
+}
+
+fn updated(transition: Transition, etag: ETag) -> Updated {
+    let stored = Stored {
+        value: transition.run.clone(),
+        etag,
+    };
+    Updated { transition, stored }
 }
 
 /// Parses a stored document, refusing one that is not a well-formed run.
