@@ -25,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::domain::approval::{IssuedLink, KeyRing};
-use crate::domain::image::ImageConfig;
+use crate::domain::image::{ImageConfig, children_of};
 use crate::domain::machine::{Command, Event, decide, follow_up};
-use crate::domain::run::{Run, RunId, RunStatus, Stage, Trigger};
+use crate::domain::run::{Run, RunId, RunStatus, Stage, Trigger, TriggerKind};
 use crate::domain::tags::{TagInputs, computed_tags};
 use crate::domain::version::VersionError;
 use crate::ports::clock::{Clock, Ids};
@@ -173,6 +173,16 @@ pub enum CreateError {
     /// The image's template folder could not be read.
     #[error("cannot read the image's template folder: {0}")]
     Inputs(String),
+    /// The image is built on a factory image that was never released.
+    #[error(
+        "image {image} is built on {parent}, which has no release yet; release {parent} first: its release starts {image}"
+    )]
+    ParentNotReleased {
+        /// The image.
+        image: String,
+        /// Its parent.
+        parent: String,
+    },
 }
 
 impl CreateError {
@@ -181,6 +191,7 @@ impl CreateError {
     pub fn http_status(&self) -> u16 {
         match self {
             CreateError::UnknownImage(_) | CreateError::Id(_) | CreateError::Version(_) => 422,
+            CreateError::ParentNotReleased { .. } => 409,
             CreateError::Store(_) | CreateError::Inputs(_) | CreateError::Skip(_) => 503,
         }
     }
@@ -251,7 +262,7 @@ impl App {
         &self,
         id: String,
         image: &str,
-        trigger: Trigger,
+        mut trigger: Trigger,
     ) -> Result<Created, CreateError> {
         let config = self
             .image(image)
@@ -261,6 +272,20 @@ impl App {
             Ok(existing) => return Ok(Created::Existing(existing.value)),
             Err(StoreError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
+        }
+        // An image built on another of the factory's images builds on its
+        // parent's latest release: that version is its base, passed to the
+        // template and part of its inputs.
+        if let Some(parent) = config.settings.parent()
+            && trigger.base_image_version.is_none()
+        {
+            let Some(release) = self.latest_release(parent).await? else {
+                return Err(CreateError::ParentNotReleased {
+                    image: image.to_string(),
+                    parent: parent.to_string(),
+                });
+            };
+            trigger.base_image_version = Some(release.version.to_string());
         }
         let now = self.now();
         let today = now.date_naive();
@@ -335,18 +360,42 @@ impl App {
         image: &str,
         inputs: &str,
     ) -> Result<Option<Run>, StoreError> {
+        Ok(self
+            .latest_release(image)
+            .await?
+            .filter(|last| last.inputs_hash.as_deref() == Some(inputs)))
+    }
+
+    /// The image's latest released run.
+    pub async fn latest_release(&self, image: &str) -> Result<Option<Run>, StoreError> {
         let query = RunQuery {
             image: Some(image.to_string()),
             statuses: vec![RunStatus::Released],
             limit: 1,
             continuation: None,
         };
-        let page = self.store.list(&query).await?;
-        Ok(page
-            .runs
-            .into_iter()
-            .next()
-            .filter(|last| last.inputs_hash.as_deref() == Some(inputs)))
+        Ok(self.store.list(&query).await?.runs.into_iter().next())
+    }
+
+    /// Starts the runs of the images built on `parent`'s released run
+    /// (`base-<child>-<version>`, the version as their base): created once
+    /// however often this is called, and skipped by build avoidance when a
+    /// child's inputs did not change. Answers what was created or found.
+    pub async fn start_children(&self, parent: &Run) -> Vec<Result<Created, CreateError>> {
+        let mut started = Vec::new();
+        for child in children_of(&self.images, &parent.image) {
+            let trigger = Trigger {
+                reason: Some(format!(
+                    "base image {} {} released (run {})",
+                    parent.image, parent.version, parent.id
+                )),
+                base_image_version: Some(parent.version.to_string()),
+                ..Trigger::new(TriggerKind::BaseImageUpdate, "factory")
+            };
+            let id = format!("base-{child}-{}", parent.version);
+            started.push(self.create_run(id, child, trigger).await);
+        }
+        started
     }
 }
 

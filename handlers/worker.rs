@@ -265,6 +265,7 @@ mod tests {
             image: "web".into(),
             version: "2026.1125.0".into(),
             commit: Some("abc".into()),
+            base_image_version: None,
             message_id: "m1".into(),
             worker_id: "w1".into(),
             log_url: "https://logs.example/build-logs/push-web-abc/w1.log".into(),

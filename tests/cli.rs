@@ -1,5 +1,6 @@
 //! The operator's commands that need no running factory.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn image_factory(args: &[&str]) -> (bool, String, String) {
@@ -148,21 +149,12 @@ fn rollback_without_azure_acts_on_the_local_gallery_and_refuses_what_it_does_not
     assert!(String::from_utf8_lossy(&out.stderr).contains("no image nope"));
 }
 
-#[test]
-fn up_refuses_an_image_whose_build_timeout_is_zero_naming_the_file_and_the_key() {
+/// Runs `up` on the images `setup` writes under `<root>/images`; answers
+/// its error output once it refused to start (a factory that accepted the
+/// images would run until stopped).
+fn up_refusal(setup: impl FnOnce(&Path)) -> String {
     let root = tempfile::TempDir::new().unwrap();
-    let example =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/example/image.toml");
-    let settings = std::fs::read_to_string(example).unwrap();
-    assert!(settings.contains("timeout_minutes = 10"), "{settings}");
-    let folder = root.path().join("images/zero");
-    std::fs::create_dir_all(&folder).unwrap();
-    let file = folder.join("image.toml");
-    std::fs::write(
-        &file,
-        settings.replace("timeout_minutes = 10", "timeout_minutes = 0"),
-    )
-    .unwrap();
+    setup(&root.path().join("images"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_image-factory"))
         .args(["up", "--port", "0"])
         .env("IMAGE_FACTORY_IMAGES", root.path().join("images"))
@@ -171,21 +163,71 @@ fn up_refuses_an_image_whose_build_timeout_is_zero_naming_the_file_and_the_key()
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // A factory that accepted the file would run until stopped.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
         if std::time::Instant::now() > deadline {
             child.kill().unwrap();
             child.wait().unwrap();
-            panic!("up started with a build timeout of 0 minutes");
+            panic!("up started with images it should refuse");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The example image's settings.
+fn example_settings() -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/example/image.toml"),
+    )
+    .unwrap()
+}
+
+#[test]
+fn up_refuses_an_image_whose_build_timeout_is_zero_naming_the_file_and_the_key() {
+    let settings = example_settings();
+    assert!(settings.contains("timeout_minutes = 10"), "{settings}");
+    let mut file = PathBuf::new();
+    let stderr = up_refusal(|images| {
+        let folder = images.join("zero");
+        std::fs::create_dir_all(&folder).unwrap();
+        file = folder.join("image.toml");
+        std::fs::write(
+            &file,
+            settings.replace("timeout_minutes = 10", "timeout_minutes = 0"),
+        )
+        .unwrap();
+    });
     assert!(
         stderr.contains(&file.display().to_string()) && stderr.contains("[packer] timeout_minutes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn up_refuses_images_built_on_each_other_or_on_an_unknown_image_naming_them() {
+    let layered = |images: &Path, pairs: &[(&str, &str)]| {
+        for (name, parent) in pairs {
+            let folder = images.join(name);
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(
+                folder.join("image.toml"),
+                format!(
+                    "{}\n[base_image]\nfactory = \"{parent}\"\n",
+                    example_settings()
+                ),
+            )
+            .unwrap();
+        }
+    };
+    let stderr = up_refusal(|images| layered(images, &[("iis", "hardened"), ("hardened", "iis")]));
+    assert!(stderr.contains("are built on each other"), "{stderr}");
+    assert!(stderr.contains("hardened → iis → hardened"), "{stderr}");
+    let stderr = up_refusal(|images| layered(images, &[("iis", "nowhere")]));
+    assert!(
+        stderr.contains("image iis is built on nowhere, which is not an image of the factory"),
         "{stderr}"
     );
 }

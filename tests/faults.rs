@@ -1684,6 +1684,11 @@ impl World {
                 .map(|b| b.log.clone())
                 .unwrap_or_default(),
             location: location.display().to_string(),
+            // What the local gallery did depends on the other releases of
+            // the image (a lower version released last excludes the higher).
+            promoted: Some(run.version.to_string()),
+            excluded: record.excluded.clone(),
+            pruned: record.pruned.clone(),
             ..ReleaseRecord::default()
         };
         if record != expected {
@@ -1730,6 +1735,7 @@ fn release_files(releases: &Path) -> Vec<PathBuf> {
     children(releases)
         .iter()
         .flat_map(|image| children(image))
+        .filter(|version| version.is_dir())
         .map(|version| version.join("image-version.json"))
         .collect()
 }

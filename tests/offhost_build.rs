@@ -1059,6 +1059,7 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
         image: "example".into(),
         version: "2026.1125.0".into(),
         commit: Some("abc".into()),
+        base_image_version: None,
         message_id: message.into(),
         worker_id: worker.into(),
         log_url: format!("{logs}/push-example-abc/{worker}.log"),

@@ -584,6 +584,9 @@ pub struct BuildSpec {
     pub version: String,
     /// The commit being built (empty when none).
     pub commit: String,
+    /// The version of the base image it is built on, when known (a factory
+    /// parent's release, a Marketplace version).
+    pub base_image_version: Option<String>,
 }
 
 impl BuildSpec {
@@ -593,6 +596,7 @@ impl BuildSpec {
             run_id: run.id.clone(),
             version: run.version.to_string(),
             commit: run.trigger.commit.clone().unwrap_or_default(),
+            base_image_version: run.trigger.base_image_version.clone(),
         }
     }
 }

@@ -12,7 +12,7 @@
 
 use crate::app::{App, StageMessage, dispatch, dispatch_follow_up};
 use crate::domain::machine::{Event, TransitionError, decide};
-use crate::domain::run::{Execution, Stage, StageStatus};
+use crate::domain::run::{Execution, Run, RunStatus, Stage, StageStatus};
 use crate::ports::store::{UpdateError, update_run_from};
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 use crate::stages::StageResult;
@@ -165,6 +165,9 @@ impl StageInvocation {
                     t.run.stage(stage).status
                 ));
                 dispatch(&mut response, run_id, &t.commands);
+                if t.run.status == RunStatus::Released {
+                    start_children(app, &t.run, &mut response).await;
+                }
                 // The run ended: deliver what it owes (release events), after
                 // the write that ended it, never holding up this outcome.
                 if t.run.follow_ups_due.is_some() {
@@ -185,6 +188,30 @@ impl StageInvocation {
                 Ok(response)
             }
             Err(e) => Err(retry(&format!("cannot record {stage} of run {run_id}"), e)),
+        }
+    }
+}
+
+/// Starts the runs of the images built on `parent`, just released, and
+/// dispatches their first stage. A failure is logged: the sweeper starts
+/// what is missing from each image's latest release (the ids are the same).
+pub(super) async fn start_children(app: &App, parent: &Run, response: &mut InvocationResponse) {
+    for started in app.start_children(parent).await {
+        match started {
+            Ok(created) => {
+                response.log(format!(
+                    "{} {} released: run {} of {}",
+                    parent.image,
+                    parent.version,
+                    created.run().id,
+                    created.run().image
+                ));
+                dispatch_follow_up(response, created.run());
+            }
+            Err(e) => {
+                tracing::warn!(run_id = %parent.id, error = %e, "cannot start a child image's run; the sweeper will");
+                response.log(format!("a child image's run was not started: {e}"));
+            }
         }
     }
 }

@@ -247,8 +247,42 @@ impl Sweeper {
             }
         }
         sweep_follow_ups(app, &mut response).await;
+        start_missing_children(app, &mut response).await;
         sweep_test_groups(app, &mut response).await;
         Ok(response)
+    }
+}
+
+/// Makes sure every image built on another of the factory's images has its
+/// run for its parent's latest release (the stage function starts them when
+/// the parent is released; this catches a crash in between). Existing runs
+/// are found by their ids and nothing starts twice.
+async fn start_missing_children(app: &App, response: &mut InvocationResponse) {
+    let parents: std::collections::BTreeSet<&str> = app
+        .images
+        .values()
+        .filter_map(|image| image.settings.parent())
+        .collect();
+    for parent in parents {
+        match app.latest_release(parent).await {
+            Ok(Some(release)) => {
+                for started in app.start_children(&release).await {
+                    match started {
+                        Ok(crate::app::Created::New(run)) => {
+                            response.log(format!(
+                                "started {} on {parent} {}",
+                                run.id, release.version
+                            ));
+                            crate::app::dispatch_follow_up(response, &run);
+                        }
+                        Ok(crate::app::Created::Existing(_)) => {}
+                        Err(e) => response.log(format!("a run on {parent} was not started: {e}")),
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => response.log(format!("the releases of {parent} could not be read: {e}")),
+        }
     }
 }
 

@@ -75,8 +75,8 @@ impl SqliteStore {
             CREATE INDEX IF NOT EXISTS runs_by_image_status ON runs (image, status, created_at DESC, id DESC);
             CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at DESC);
             CREATE INDEX IF NOT EXISTS runs_by_follow_ups_due
-                ON runs (json_extract(doc, '$.followUpsDue'))
-                WHERE json_extract(doc, '$.followUpsDue') IS NOT NULL;
+                ON runs ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.followUpsDue') END))
+                WHERE (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.followUpsDue') END) IS NOT NULL;
             CREATE TRIGGER IF NOT EXISTS runs_edited_outside AFTER UPDATE OF doc ON runs
                 WHEN NEW.rev = OLD.rev
                 BEGIN UPDATE runs SET rev = rev + 1 WHERE id = NEW.id; END;
@@ -435,13 +435,16 @@ impl RunStore for SqliteStore {
     ) -> Result<Vec<Run>, StoreError> {
         let (by, limit) = (by.timestamp(), limit.clamp(1, MAX_PAGE) as i64);
         self.with_conn(move |c| {
-            // The partial expression index `runs_by_follow_ups_due` serves this.
+            // The partial expression index `runs_by_follow_ups_due` serves
+            // this; `json_valid` keeps a document edited into garbage beside
+            // the store from failing every write (it is reported as corrupt
+            // when read, like any other).
             let mut stmt = c
                 .prepare_cached(
                     "SELECT id, doc FROM runs
-                     WHERE json_extract(doc, '$.followUpsDue') IS NOT NULL
-                       AND json_extract(doc, '$.followUpsDue') <= ?1
-                     ORDER BY json_extract(doc, '$.followUpsDue'), id
+                     WHERE (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.followUpsDue') END) IS NOT NULL
+                       AND (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.followUpsDue') END) <= ?1
+                     ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.followUpsDue') END), id
                      LIMIT ?2",
                 )
                 .map_err(unavailable)?;

@@ -36,6 +36,9 @@ pub struct BuildOrder {
     pub version: String,
     /// The commit being built, if any.
     pub commit: Option<String>,
+    /// The version of the base image it is built on, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image_version: Option<String>,
     /// The stage message that asked for the build. Every delivery of the same
     /// message shares one worker: a redelivery finds it instead of starting
     /// a second build.
@@ -58,6 +61,7 @@ impl BuildOrder {
             run_id: self.run_id.clone(),
             version: self.version.clone(),
             commit: self.commit.clone().unwrap_or_default(),
+            base_image_version: self.base_image_version.clone(),
         }
     }
 }

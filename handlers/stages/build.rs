@@ -55,6 +55,7 @@ async fn dispatch(workers: &dyn Workers, logs: &dyn LogStore, ids: &Ids, run: &R
         image: run.image.clone(),
         version: run.version.to_string(),
         commit: run.trigger.commit.clone(),
+        base_image_version: run.trigger.base_image_version.clone(),
         message_id: attempt.execution.message_id.clone(),
         log_url: logs.url_for(&run.id, &worker_id),
         worker_id,

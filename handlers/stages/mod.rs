@@ -127,10 +127,14 @@ fn packer_vars(spec: &BuildSpec, image: &ImageConfig, declared: &[String]) -> Ve
         ("gallery_image_version", spec.version.clone()),
         ("run_id", spec.commit.clone()),
         ("baseline_version", image.settings.baseline_version.clone()),
+        (
+            "base_image_version",
+            spec.base_image_version.clone().unwrap_or_default(),
+        ),
     ];
     let mut args = Vec::new();
     for (name, value) in factory {
-        let given = name == "baseline_version" && value.is_empty();
+        let given = matches!(name, "baseline_version" | "base_image_version") && value.is_empty();
         if declared.iter().any(|d| d == name) && !given {
             args.push("-var".to_string());
             args.push(format!("{name}={value}"));

@@ -1,0 +1,164 @@
+//! Layered images on one machine, driven as their users drive them: `child`
+//! is built on `base` (`[base_image] factory = "base"`). The child cannot
+//! build before its parent has a release; a release of the parent starts
+//! the child's run on that version (`-var base_image_version=…` reaches
+//! packer), once; Patch Tuesday starts only the parent, the child follows.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Factory, Options, copy_example};
+use image_factory::domain::run::{RunStatus, TriggerKind};
+use serde_json::json;
+
+/// The example image as `name`, built on `parent` when given; its build
+/// prints the base version it was given.
+fn image(images: &Path, name: &str, parent: Option<&str>) {
+    let dir = copy_example(images, name);
+    let build = std::fs::read_to_string(dir.join("build.pkr.hcl")).expect("template");
+    std::fs::write(
+        dir.join("build.pkr.hcl"),
+        build.replace(
+            "\"IMAGE_NAME=${var.image_name}\",",
+            "\"IMAGE_NAME=${var.image_name}\",\n      \"BASE_VERSION=${var.base_image_version}\",",
+        ),
+    )
+    .expect("written");
+    std::fs::write(
+        dir.join("base.pkr.hcl"),
+        "variable \"base_image_version\" {\n  type    = string\n  default = \"\"\n}\n",
+    )
+    .expect("written");
+    let script = dir.join("scripts").join("provision.sh");
+    let provision = std::fs::read_to_string(&script).expect("script");
+    std::fs::write(
+        &script,
+        format!("{provision}echo \"built on base ${{BASE_VERSION:-none}}\"\n"),
+    )
+    .expect("written");
+    let mut toml = std::fs::read_to_string(dir.join("image.toml"))
+        .expect("image.toml")
+        .replace(
+            "image_name = \"example\"",
+            &format!("image_name = \"{name}\""),
+        );
+    if let Some(parent) = parent {
+        toml.push_str(&format!("\n[base_image]\nfactory = \"{parent}\"\n"));
+    }
+    std::fs::write(dir.join("image.toml"), toml).expect("written");
+}
+
+/// Approves run `id` and waits until it is released.
+async fn approve(factory: &Factory, id: &str) -> image_factory::domain::run::Run {
+    factory.wait_status(id, RunStatus::WaitingForApproval).await;
+    let link = factory.approval_link(id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    factory.wait_status(id, RunStatus::Released).await
+}
+
+fn build_log(run: &image_factory::domain::run::Run) -> String {
+    std::fs::read_to_string(&run.build.as_ref().expect("built").log).expect("the build log")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parents_release_starts_its_child_on_that_version_once() {
+    let images = tempfile::TempDir::new().expect("a folder");
+    image(images.path(), "base", None);
+    image(images.path(), "child", Some("base"));
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+
+    // Before the parent has a release the child cannot build: refused, no run.
+    let commit = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0";
+    let refused = factory.push(commit, &["images/child/build.pkr.hcl"]).await;
+    let status = refused.status().as_u16();
+    let text = refused.text().await.expect("an answer");
+    assert_eq!(status, 409, "{text}");
+    assert!(
+        text.contains("child is built on base, which has no release yet"),
+        "{text}"
+    );
+    assert!(factory.runs().await.is_empty());
+
+    // The parent's release starts the child on that version.
+    let first = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1";
+    factory.push(first, &["images/base/build.pkr.hcl"]).await;
+    let base = approve(&factory, &format!("push-base-{first}")).await;
+    let child_id = format!("base-child-{}", base.version);
+    let child = approve(&factory, &child_id).await;
+    assert_eq!(child.trigger.kind, TriggerKind::BaseImageUpdate);
+    let base_version = base.version.to_string();
+    assert_eq!(
+        child.trigger.base_image_version.as_deref(),
+        Some(base_version.as_str())
+    );
+    assert!(
+        build_log(&child).contains(&format!("built on base {base_version}")),
+        "the template received the parent's version"
+    );
+    assert!(build_log(&base).contains("built on base none"));
+
+    // Started once: the sweeper finds the run and starts nothing more.
+    factory.sweep().await;
+    let children: Vec<String> = factory
+        .runs()
+        .await
+        .into_iter()
+        .filter(|r| r.image == "child")
+        .map(|r| r.id.to_string())
+        .collect();
+    assert_eq!(children, [child_id]);
+
+    // A push to the child now builds on the parent's latest release.
+    let own = "d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2d2";
+    std::fs::write(
+        images.path().join("child/scripts/marker.txt"),
+        "a change of the child's own\n",
+    )
+    .expect("written");
+    factory
+        .push(own, &["images/child/scripts/marker.txt"])
+        .await;
+    let pushed = approve(&factory, &format!("push-child-{own}")).await;
+    assert_eq!(
+        pushed.trigger.base_image_version.as_deref(),
+        Some(base_version.as_str())
+    );
+
+    // A new release of the parent starts the child's next run on it.
+    let second = "e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3";
+    std::fs::write(images.path().join("base/scripts/marker.txt"), "patched\n").expect("written");
+    factory
+        .push(second, &["images/base/scripts/marker.txt"])
+        .await;
+    let base2 = approve(&factory, &format!("push-base-{second}")).await;
+    let next = approve(&factory, &format!("base-child-{}", base2.version)).await;
+    assert!(build_log(&next).contains(&format!("built on base {}", base2.version)));
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patch_tuesday_starts_only_images_without_a_factory_parent() {
+    let images = tempfile::TempDir::new().expect("a folder");
+    image(images.path(), "base", None);
+    image(images.path(), "child", Some("base"));
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    let response = factory
+        .http
+        .post(format!("{}/patch-tuesday", factory.handler_url))
+        .json(&json!({ "Data": { "timer": { "IsPastDue": false } }, "Metadata": {} }))
+        .send()
+        .await
+        .expect("the timer fires");
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.expect("JSON");
+    assert!(
+        answer.to_string().contains("child follows base"),
+        "{answer}"
+    );
+    let runs = factory.runs().await;
+    let images_started: Vec<&str> = runs.iter().map(|r| r.image.as_str()).collect();
+    assert_eq!(images_started, ["base"]);
+    assert_eq!(runs[0].trigger.kind, TriggerKind::PatchTuesday);
+    factory.stop().await;
+}
