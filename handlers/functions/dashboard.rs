@@ -114,7 +114,7 @@ impl Dashboard {
         )
         .await
         {
-            Ok(fleet) => Ok(html(200, crate::fleet_page::fleet_page(&fleet))),
+            Ok(fleet) => Ok(html(200, crate::dashboard::fleet::fleet_page(&fleet))),
             Err(super::fleet::FleetError::BadContinuation) => Ok(html(
                 400,
                 crate::pages::notice_page(

@@ -5,6 +5,8 @@
 //! rendered by the templates `runs.html`, `run.html` (with `timeline.html`)
 //! and `image.html`; this module turns records into what they show.
 
+pub mod fleet;
+
 use askama::Template;
 use chrono::{DateTime, Utc};
 
