@@ -514,7 +514,7 @@ pub fn image_page(
     let (gallery_latest, gallery) = match gallery {
         Ok(versions) => {
             let mut rows: Vec<&GalleryVersion> = versions.iter().collect();
-            rows.sort_by(|a, b| b.version.cmp(&a.version));
+            rows.sort_by_key(|v| std::cmp::Reverse(v.version));
             (
                 latest(versions).map(|v| v.to_string()),
                 Ok(rows

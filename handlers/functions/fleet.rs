@@ -4,8 +4,9 @@
 //! its compliance state and facts, under a headline over every image.
 //!
 //! Store cost per page: one [`RunStore::image_runs`] call for the page's
-//! images and the images built on them (for outdated children), and one [`RunStore::images_patched_since`] call for the headline;
-//! neither reads the whole history.
+//! images and the images built on them (for outdated children), and one
+//! [`RunStore::images_patched_since`] call for the headline; neither reads
+//! the whole history.
 //!
 //! [`RunStore::image_runs`]: crate::ports::store::RunStore::image_runs
 //! [`RunStore::images_patched_since`]: crate::ports::store::RunStore::images_patched_since
