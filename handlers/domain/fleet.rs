@@ -544,6 +544,36 @@ mod tests {
         run
     }
 
+    #[test]
+    fn outdated_children_are_those_whose_latest_release_is_on_another_parent_version() {
+        let released = |image: &str, base: Option<&str>| {
+            let mut r = run("push-web-1", RunStatus::Released, hours(1));
+            r.trigger.base_image_version = base.map(String::from);
+            ImageRuns {
+                image: image.into(),
+                released: Some(r),
+                ..ImageRuns::default()
+            }
+        };
+        // The parent's latest release is 2026.1111.0 (`run`'s version).
+        let parent = released("base", None);
+        let old = released("old", Some("2026.1101.0"));
+        let current = released("current", Some("2026.1111.0"));
+        let unreleased = ImageRuns {
+            image: "new".into(),
+            ..ImageRuns::default()
+        };
+        assert_eq!(
+            outdated_children(&parent, &[&old, &current, &unreleased]),
+            vec!["old".to_string()]
+        );
+        let never = ImageRuns {
+            image: "base".into(),
+            ..ImageRuns::default()
+        };
+        assert!(outdated_children(&never, &[&old]).is_empty());
+    }
+
     fn evidence(created: DateTime<Utc>, how: PatchedBy) -> Evidence {
         Evidence {
             run_id: "r".into(),
