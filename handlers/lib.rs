@@ -14,7 +14,6 @@ pub mod config;
 pub mod dashboard;
 pub mod doctor;
 pub mod domain;
-pub mod fleet_page;
 pub mod followups;
 pub mod functions;
 pub mod host;

@@ -49,24 +49,6 @@ impl Frame {
     }
 }
 
-/// A page whose body is already HTML (`frame.html`).
-#[derive(Template)]
-#[template(path = "frame.html")]
-struct FramedBody<'a> {
-    frame: Frame,
-    body: &'a str,
-}
-
-/// A complete page around `body`, which must be HTML rendered by a template
-/// (it is inserted as it is); `title` is text. New pages are templates that
-/// extend `base.html` instead.
-pub fn page_with(title: &str, body: &str, layout: Layout) -> String {
-    render(&FramedBody {
-        frame: Frame::with(title, layout),
-        body,
-    })
-}
-
 /// A page of one short message (`notice.html`).
 #[derive(Template)]
 #[template(path = "notice.html")]

@@ -302,3 +302,136 @@ async fn hostile_text_in_a_stored_run_is_shown_as_text_and_links_to_it_are_perce
     assert!(image_page.contains("href=\"/api/dashboard/runs/push-hostile-0123456789ab\""));
     factory.stop().await;
 }
+
+/// A released run of `image` at `version`, built on `base` of its parent.
+fn released_run(image: &str, version: ImageVersion, base: Option<&str>) -> Run {
+    let mut run = Run::new(
+        format!("push-{image}-0123456789ab").parse().unwrap(),
+        image.into(),
+        version,
+        Trigger {
+            base_image_version: base.map(String::from),
+            ..Trigger::new(TriggerKind::Push, "test")
+        },
+        Default::default(),
+        Utc::now(),
+    );
+    run.status = RunStatus::Released;
+    run
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_page_shows_the_gallery_s_latest_and_the_image_tree_with_outdated_children() {
+    // `base`, and two images built on it: `child` on an older release of
+    // it, `fresh` on its latest.
+    let images = tempfile::TempDir::new().unwrap();
+    common::copy_example(images.path(), "base");
+    for child in ["child", "fresh"] {
+        let dir = common::copy_example(images.path(), child);
+        let toml = std::fs::read_to_string(dir.join("image.toml")).unwrap();
+        std::fs::write(
+            dir.join("image.toml"),
+            format!("{toml}\n[base_image]\nfactory = \"base\"\n"),
+        )
+        .unwrap();
+    }
+    let factory = Factory::start_with(common::Options::with_images(images.path())).await;
+    let store = &factory.app.store;
+    let latest = ImageVersion::new(2026, 1130, 0).unwrap();
+    store
+        .create(&released_run("base", latest, None))
+        .await
+        .unwrap();
+    store
+        .create(&released_run(
+            "child",
+            ImageVersion::new(2026, 1102, 0).unwrap(),
+            Some("2026.1101.0"),
+        ))
+        .await
+        .unwrap();
+    store
+        .create(&released_run(
+            "fresh",
+            ImageVersion::new(2026, 1130, 1).unwrap(),
+            Some("2026.1130.0"),
+        ))
+        .await
+        .unwrap();
+    // The gallery holds three versions of `base`; the highest is excluded
+    // from latest (rolled back).
+    let releases = factory.data.path().join("releases");
+    std::fs::create_dir_all(releases.join("base")).unwrap();
+    std::fs::write(
+        releases.join("base").join("gallery.json"),
+        r#"{"versions":[
+            {"version":"2026.1101.0","published":"2026-11-01T06:00:00Z","excludeFromLatest":false},
+            {"version":"2026.1130.0","published":"2026-11-30T06:00:00Z","excludeFromLatest":false},
+            {"version":"2026.1130.1","published":"2026-11-30T09:00:00Z","excludeFromLatest":true}
+        ]}"#,
+    )
+    .unwrap();
+    // The child's gallery file is unreadable.
+    std::fs::create_dir_all(releases.join("child")).unwrap();
+    std::fs::write(releases.join("child").join("gallery.json"), "not json").unwrap();
+    let get = |path: &str| {
+        let (http, url) = (factory.http.clone(), format!("{}{path}", factory.url));
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+
+    let (status, page) = get("/api/dashboard/images/base").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Latest in the gallery: <strong>2026.1130.0</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<tr><td>2026.1130.1</td><td>2026-11-30 09:00 UTC</td><td>excluded from latest</td></tr>"),
+        "{page}"
+    );
+    assert!(page.contains(
+        "<tr><td>2026.1130.0</td><td>2026-11-30 06:00 UTC</td><td><strong>latest</strong></td></tr>"
+    ));
+    assert!(
+        page.contains(r#"<tr id="child-child"><td><a href="/api/dashboard/images/child">child</a></td><td>2026.1101.0</td><td><span class="status failed outdated">outdated</span></td></tr>"#),
+        "a child built on an older release is outdated: {page}"
+    );
+    assert!(
+        page.contains(r#"<tr id="child-fresh"><td><a href="/api/dashboard/images/fresh">fresh</a></td><td>2026.1130.0</td><td>—</td></tr>"#),
+        "a child built on the latest release is not: {page}"
+    );
+    assert!(
+        !page.contains(r#"class="parent""#),
+        "base has no parent: {page}"
+    );
+
+    // The child's page names its parent and the version it was built on; its
+    // gallery could not be read, which the page says instead of failing.
+    let (status, page) = get("/api/dashboard/images/child").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(r#"Built on <a href="/api/dashboard/images/base">base</a>: the latest release was built on its version <strong>2026.1101.0</strong>; its latest release is 2026.1130.0."#),
+        "{page}"
+    );
+    assert!(page.contains("outdated"), "{page}");
+    assert!(
+        page.contains(r#"<p class="notice error gallery-error">The gallery could not be read"#),
+        "{page}"
+    );
+    assert!(!page.contains("Latest in the gallery"), "{page}");
+
+    // The fleet names the outdated child in its parent's row.
+    let (status, fleet) = get("/api/dashboard/fleet").await;
+    assert_eq!(status, 200, "{fleet}");
+    assert!(fleet.contains("<th>Outdated children</th>"), "{fleet}");
+    let base_row = fleet
+        .split(r#"<tr id="image-base">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .expect("a row for base");
+    assert!(base_row.ends_with("<td>child</td>"), "{base_row}");
+    factory.stop().await;
+}

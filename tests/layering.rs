@@ -34,7 +34,6 @@ const RULES: &[(&str, &[&str])] = &[
     // What the factory says: approval notices, dashboard views.
     ("notifier", &["domain", "ports", "pages"]),
     ("dashboard", &["domain", "pages"]),
-    ("fleet_page", &["domain", "pages", "dashboard"]),
     // The work.
     (
         "stages",
@@ -72,7 +71,6 @@ const RULES: &[(&str, &[&str])] = &[
             "protocol",
             "pages",
             "dashboard",
-            "fleet_page",
             "layout",
             "build_log",
             "trace",
@@ -109,7 +107,7 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 30] = [
+const ANY: [&str; 29] = [
     "domain",
     "ports",
     "config",
@@ -127,7 +125,6 @@ const ANY: [&str; 30] = [
     "stages",
     "app",
     "functions",
-    "fleet_page",
     "followups",
     "server",
     "worker",

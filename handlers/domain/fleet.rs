@@ -327,7 +327,7 @@ pub struct FleetRow {
     /// Its last failed run, if any.
     pub last_failure: Option<FailureFacts>,
     /// Images layered on this one whose latest release was built from an
-    /// older version of it. Always empty until images can have factory parents.
+    /// older version than its latest release ([`outdated_children`]).
     pub outdated_children: Vec<String>,
 }
 
@@ -414,6 +414,31 @@ pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetR
     }
 }
 
+/// Whether a child image is outdated: its latest release was built on base
+/// version `built_on`, and its parent's latest released version is now
+/// `parent_latest`, another one. Nothing to compare (the parent never
+/// released, the child has no release or recorded no base) is not outdated.
+pub fn is_outdated(parent_latest: Option<&str>, built_on: Option<&str>) -> bool {
+    matches!((parent_latest, built_on), (Some(latest), Some(base)) if latest != base)
+}
+
+/// The images of `children` (the runs of images built on `parent`) that are
+/// outdated ([`is_outdated`]), by name.
+pub fn outdated_children(parent: &ImageRuns, children: &[&ImageRuns]) -> Vec<String> {
+    let latest = parent.released.as_ref().map(|r| r.version.to_string());
+    children
+        .iter()
+        .filter(|child| {
+            let built_on = child
+                .released
+                .as_ref()
+                .and_then(|r| r.trigger.base_image_version.as_deref());
+            is_outdated(latest.as_deref(), built_on)
+        })
+        .map(|child| child.image.clone())
+        .collect()
+}
+
 /// The count over the whole fleet, above the table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -466,6 +491,16 @@ pub struct FleetPage {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_child_built_on_an_older_base_than_its_parents_latest_release_is_outdated() {
+        assert!(is_outdated(Some("2026.1130.0"), Some("2026.1101.0")));
+        assert!(!is_outdated(Some("2026.1130.0"), Some("2026.1130.0")));
+        // Nothing to compare: never released, or no base recorded.
+        assert!(!is_outdated(None, Some("2026.1101.0")));
+        assert!(!is_outdated(Some("2026.1130.0"), None));
+        assert!(!is_outdated(None, None));
+    }
+
     use std::collections::BTreeMap;
 
     use chrono::TimeZone;
@@ -507,6 +542,36 @@ mod tests {
         run.status = status;
         run.updated_at = created + Duration::hours(2);
         run
+    }
+
+    #[test]
+    fn outdated_children_are_those_whose_latest_release_is_on_another_parent_version() {
+        let released = |image: &str, base: Option<&str>| {
+            let mut r = run("push-web-1", RunStatus::Released, hours(1));
+            r.trigger.base_image_version = base.map(String::from);
+            ImageRuns {
+                image: image.into(),
+                released: Some(r),
+                ..ImageRuns::default()
+            }
+        };
+        // The parent's latest release is 2026.1111.0 (`run`'s version).
+        let parent = released("base", None);
+        let old = released("old", Some("2026.1101.0"));
+        let current = released("current", Some("2026.1111.0"));
+        let unreleased = ImageRuns {
+            image: "new".into(),
+            ..ImageRuns::default()
+        };
+        assert_eq!(
+            outdated_children(&parent, &[&old, &current, &unreleased]),
+            vec!["old".to_string()]
+        );
+        let never = ImageRuns {
+            image: "base".into(),
+            ..ImageRuns::default()
+        };
+        assert!(outdated_children(&never, &[&old]).is_empty());
     }
 
     fn evidence(created: DateTime<Utc>, how: PatchedBy) -> Evidence {

@@ -8,8 +8,11 @@ use super::InvocationError;
 use crate::app::App;
 use crate::build_log;
 use crate::dashboard::{
-    AttemptLog, Filters, image_page, not_found_page, refusal_page, run_page, runs_page,
+    AttemptLog, ChildBase, Filters, ImageTree, ParentBase, image_page, not_found_page,
+    refusal_page, run_page, runs_page,
 };
+use crate::domain::fleet::is_outdated;
+use crate::domain::image::children_of;
 use crate::domain::run::{RunId, RunStatus, Stage};
 use crate::ports::store::{RunQuery, StoreError};
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
@@ -93,7 +96,12 @@ impl Dashboard {
                 if app.image(&name).is_none() && page.runs.is_empty() {
                     html(404, not_found_page(&format!("There is no image {name}.")))
                 } else {
-                    html(200, image_page(&name, &page.runs, now))
+                    let tree = image_tree(app, &name).await?;
+                    let gallery = app.gallery.versions(&name).await.map_err(|e| {
+                        tracing::warn!(image = %name, error = %e, "cannot read the gallery");
+                        format!("The gallery could not be read: {e}")
+                    });
+                    html(200, image_page(&name, &page.runs, &gallery, &tree, now))
                 }
             }
             _ => html(404, not_found_page("There is no such page.")),
@@ -114,7 +122,7 @@ impl Dashboard {
         )
         .await
         {
-            Ok(fleet) => Ok(html(200, crate::fleet_page::fleet_page(&fleet))),
+            Ok(fleet) => Ok(html(200, crate::dashboard::fleet::fleet_page(&fleet))),
             Err(super::fleet::FleetError::BadContinuation) => Ok(html(
                 400,
                 crate::pages::notice_page(
@@ -183,6 +191,54 @@ impl Dashboard {
             ),
         ))
     }
+}
+
+/// The image tree around `name`: its parent with the version this image's
+/// latest release was built on, its children with theirs, each marked
+/// outdated when built on an older release than the latest; one store query.
+async fn image_tree(app: &App, name: &str) -> Result<ImageTree, InvocationError> {
+    let parent = app.image(name).and_then(|i| i.settings.parent());
+    let children = children_of(&app.images, name);
+    let names: Vec<String> = std::iter::once(name)
+        .chain(parent)
+        .chain(children.iter().copied())
+        .map(String::from)
+        .collect();
+    let runs = app
+        .store
+        .image_runs(&names)
+        .await
+        .map_err(|e| super::retry("cannot read the image tree", e))?;
+    let released = |image: &str| {
+        runs.iter()
+            .find(|r| r.image == image)
+            .and_then(|r| r.released.as_ref())
+    };
+    let built_on = |image: &str| released(image).and_then(|r| r.trigger.base_image_version.clone());
+    let latest = released(name).map(|r| r.version.to_string());
+    Ok(ImageTree {
+        parent: parent.map(|p| {
+            let latest = released(p).map(|r| r.version.to_string());
+            let base = built_on(name);
+            ParentBase {
+                name: p.to_string(),
+                outdated: is_outdated(latest.as_deref(), base.as_deref()),
+                built_on: base,
+                latest,
+            }
+        }),
+        children: children
+            .iter()
+            .map(|child| {
+                let base = built_on(child);
+                ChildBase {
+                    outdated: is_outdated(latest.as_deref(), base.as_deref()),
+                    name: child.to_string(),
+                    built_on: base,
+                }
+            })
+            .collect(),
+    })
 }
 
 fn html(status: u16, body: String) -> InvocationResponse {

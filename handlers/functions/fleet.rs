@@ -4,8 +4,9 @@
 //! its compliance state and facts, under a headline over every image.
 //!
 //! Store cost per page: one [`RunStore::image_runs`] call for the page's
-//! images and one [`RunStore::images_patched_since`] call for the headline;
-//! neither reads the whole history.
+//! images and the images built on them (for outdated children), and one
+//! [`RunStore::images_patched_since`] call for the headline; neither reads
+//! the whole history.
 //!
 //! [`RunStore::image_runs`]: crate::ports::store::RunStore::image_runs
 //! [`RunStore::images_patched_since`]: crate::ports::store::RunStore::images_patched_since
@@ -14,7 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::app::App;
-use crate::domain::fleet::{FleetPage, PatchWindow, headline, row};
+use crate::domain::fleet::{FleetPage, PatchWindow, headline, outdated_children, row};
+use crate::domain::image::children_of;
 use crate::ports::store::StoreError;
 
 /// Images per page unless asked otherwise.
@@ -52,13 +54,35 @@ pub async fn fleet_page(
     };
     let end = names.len().min(start + limit.clamp(1, MAX_PAGE));
     let page = &names[start..end];
+    // The page's images and the images built on them, in one query.
+    let mut wanted: Vec<String> = page.to_vec();
+    for name in page {
+        for child in children_of(&app.images, name) {
+            if !wanted.iter().any(|w| w == child) {
+                wanted.push(child.to_string());
+            }
+        }
+    }
     let (runs, patched) = tokio::try_join!(
-        app.store.image_runs(page),
+        app.store.image_runs(&wanted),
         app.store.images_patched_since(window.build_time)
     )?;
+    let images = runs
+        .iter()
+        .filter(|r| page.contains(&r.image))
+        .map(|r| {
+            let children: Vec<&_> = children_of(&app.images, &r.image)
+                .into_iter()
+                .filter_map(|child| runs.iter().find(|c| c.image == child))
+                .collect();
+            let mut fleet_row = row(&window, r, now);
+            fleet_row.outdated_children = outdated_children(r, &children);
+            fleet_row
+        })
+        .collect();
     Ok(FleetPage {
         headline: headline(&window, &names, &patched, now),
-        images: runs.iter().map(|r| row(&window, r, now)).collect(),
+        images,
         continuation: page
             .last()
             .filter(|_| end < names.len())

@@ -1,13 +1,17 @@
 //! The operators' pages, rendered on the server (no JavaScript, no front-end
 //! build): the runs list with filters, a run's page with its stage timeline
 //! drawn as SVG, its approval trail, release metadata and log tail, and an
-//! image's page with its released versions. Pure: given records, returns HTML
+//! image's page with its released versions, the gallery's and its image
+//! tree. Pure: given records, returns HTML
 //! rendered by the templates `runs.html`, `run.html` (with `timeline.html`)
 //! and `image.html`; this module turns records into what they show.
+
+pub mod fleet;
 
 use askama::Template;
 use chrono::{DateTime, Utc};
 
+use crate::domain::gallery::{GalleryVersion, latest};
 use crate::domain::run::{Run, RunStatus, Stage, StageStatus};
 use crate::pages::{Frame, Layout, filters, notice_page, render};
 
@@ -444,6 +448,46 @@ impl<'a> VersionRow<'a> {
     }
 }
 
+/// The image tree around an image, for its page.
+#[derive(Clone, Debug, Default)]
+pub struct ImageTree {
+    /// The factory image it is built on.
+    pub parent: Option<ParentBase>,
+    /// The images built on it.
+    pub children: Vec<ChildBase>,
+}
+
+/// The parent image on its child's page.
+#[derive(Clone, Debug)]
+pub struct ParentBase {
+    /// The parent image.
+    pub name: String,
+    /// The parent version the child's latest release was built on, if any.
+    pub built_on: Option<String>,
+    /// The parent's latest released version, if any.
+    pub latest: Option<String>,
+    /// The child's latest release is built on an older parent version.
+    pub outdated: bool,
+}
+
+/// A child image on its parent's page.
+#[derive(Clone, Debug)]
+pub struct ChildBase {
+    /// The child image.
+    pub name: String,
+    /// The parent version its latest release was built on, if any.
+    pub built_on: Option<String>,
+    /// Built on a version that is no longer the parent's latest release.
+    pub outdated: bool,
+}
+
+/// A version the gallery holds.
+struct GalleryRow {
+    version: String,
+    published: String,
+    excluded: bool,
+}
+
 #[derive(Template)]
 #[template(path = "image.html")]
 struct ImagePage<'a> {
@@ -451,10 +495,40 @@ struct ImagePage<'a> {
     /// Released versions, newest (the latest) first.
     released: Vec<VersionRow<'a>>,
     recent: Vec<VersionRow<'a>>,
+    /// The gallery's latest version.
+    gallery_latest: Option<String>,
+    /// The gallery's versions, highest first, or why they could not be read.
+    gallery: Result<Vec<GalleryRow>, &'a str>,
+    tree: &'a ImageTree,
 }
 
-/// An image's page: its runs, its released versions, the latest one.
-pub fn image_page(image: &str, runs: &[Run], now: DateTime<Utc>) -> String {
+/// An image's page: its runs, its released versions, the latest one, what
+/// the gallery holds (or why it could not be read) and its image tree.
+pub fn image_page(
+    image: &str,
+    runs: &[Run],
+    gallery: &Result<Vec<GalleryVersion>, String>,
+    tree: &ImageTree,
+    now: DateTime<Utc>,
+) -> String {
+    let (gallery_latest, gallery) = match gallery {
+        Ok(versions) => {
+            let mut rows: Vec<&GalleryVersion> = versions.iter().collect();
+            rows.sort_by_key(|v| std::cmp::Reverse(v.version));
+            (
+                latest(versions).map(|v| v.to_string()),
+                Ok(rows
+                    .into_iter()
+                    .map(|v| GalleryRow {
+                        version: v.version.to_string(),
+                        published: v.published.map_or_else(|| "—".into(), minute),
+                        excluded: v.exclude_from_latest,
+                    })
+                    .collect()),
+            )
+        }
+        Err(e) => (None, Err(e.as_str())),
+    };
     render(&ImagePage {
         frame: Frame::with(format!("Image {image}"), layout(false)),
         released: runs
@@ -467,6 +541,9 @@ pub fn image_page(image: &str, runs: &[Run], now: DateTime<Utc>) -> String {
             .take(20)
             .map(|r| VersionRow::of(r, now))
             .collect(),
+        gallery_latest,
+        gallery,
+        tree,
     })
 }
 

@@ -1,0 +1,297 @@
+//! The fleet page (`/api/dashboard/fleet`): the headline count of images
+//! patched since this month's Patch Tuesday build, then one row per image with
+//! its latest release, its patch state, its runs in flight and what they wait
+//! on, and its last failure with the diagnosis. Pure: given a page of the
+//! fleet view, works out the text each cell shows; the markup is the template
+//! `fleet.html`.
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+
+use crate::domain::fleet::{
+    Compliance, FailureFacts, FleetPage, FleetRow, InFlight, PatchedBy, ReleaseFacts,
+};
+use crate::pages::{Frame, Layout, filters, render};
+
+fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// At most `max` characters of `text`, cut with an ellipsis.
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    format!("{cut}…")
+}
+
+fn days(n: i64) -> String {
+    if n == 1 {
+        "1 day".into()
+    } else {
+        format!("{n} days")
+    }
+}
+
+/// The headline above the table.
+struct HeadlineView<'a> {
+    patched: usize,
+    total: usize,
+    month: &'a str,
+    build: String,
+    due: usize,
+    overdue: usize,
+    deadline: String,
+    grace: String,
+}
+
+/// An image's latest release.
+struct ReleaseView<'a> {
+    run_id: &'a str,
+    version: &'a str,
+    at: String,
+    base: &'a str,
+}
+
+/// What the patch-state cell says under its badge.
+enum Detail<'a> {
+    /// Released: a link to the releasing run (its id, the link's text).
+    Released(&'a str, String),
+    /// Inputs unchanged: a link to the run that found so.
+    Unchanged(&'a str, String),
+    /// Due or overdue: text.
+    Text(String),
+}
+
+/// The patch-state cell: the badge reuses the run status colours (green,
+/// yellow, red).
+struct StateView<'a> {
+    class: &'static str,
+    name: &'static str,
+    detail: Detail<'a>,
+}
+
+/// A run in flight.
+struct FlightView<'a> {
+    run_id: &'a str,
+    version: &'a str,
+    waits: String,
+}
+
+/// The diagnosis of a failure.
+struct DiagnosisView<'a> {
+    symptom: &'a str,
+    cause: &'a str,
+    fix: &'a str,
+}
+
+/// An image's last failure.
+struct FailureView<'a> {
+    run_id: &'a str,
+    what: String,
+    reason: &'a str,
+    short: String,
+    diagnosis: Option<DiagnosisView<'a>>,
+}
+
+/// One image's row.
+struct RowView<'a> {
+    image: &'a str,
+    release: Option<ReleaseView<'a>>,
+    state: StateView<'a>,
+    in_flight: Vec<FlightView<'a>>,
+    failure: Option<FailureView<'a>>,
+    outdated_children: String,
+}
+
+#[derive(Template)]
+#[template(path = "fleet.html")]
+struct FleetView<'a> {
+    frame: Frame,
+    headline: HeadlineView<'a>,
+    /// Whether any image has outdated children (the column is shown).
+    children: bool,
+    rows: Vec<RowView<'a>>,
+    /// The continuation of the next page.
+    next: Option<&'a str>,
+}
+
+fn release(r: &ReleaseFacts) -> ReleaseView<'_> {
+    ReleaseView {
+        run_id: &r.run_id,
+        version: &r.version,
+        at: when(r.released_at),
+        base: r.base_image_version.as_deref().unwrap_or("not recorded"),
+    }
+}
+
+fn state(compliance: &Compliance) -> StateView<'_> {
+    let (class, detail) = match compliance {
+        Compliance::Patched { run_id, how, at } => (
+            "released",
+            match how {
+                PatchedBy::Released => Detail::Released(run_id, format!("released {}", when(*at))),
+                PatchedBy::Unchanged => Detail::Unchanged(run_id, format!("checked {}", when(*at))),
+            },
+        ),
+        Compliance::Due {
+            days_since_build,
+            days_left,
+            deadline,
+        } => (
+            "waiting-for-approval",
+            Detail::Text(format!(
+                "{} since the build, {} left (until {})",
+                days(*days_since_build),
+                days(*days_left),
+                when(*deadline)
+            )),
+        ),
+        Compliance::Overdue {
+            days_overdue,
+            deadline,
+        } => (
+            "failed",
+            Detail::Text(format!("{} past {}", days(*days_overdue), when(*deadline))),
+        ),
+    };
+    StateView {
+        class,
+        name: compliance.name(),
+        detail,
+    }
+}
+
+fn in_flight(run: &InFlight) -> FlightView<'_> {
+    let stage = run.stage.map_or("—", |s| s.name());
+    let waits = match &run.approval {
+        Some(a) => format!(
+            "waits for approval since {} ({} of {} needed; waiting on {})",
+            when(run.since),
+            a.required,
+            a.approvers.len(),
+            a.waiting_on.join(", ")
+        ),
+        None => format!("{} at {stage} since {}", run.status, when(run.since)),
+    };
+    FlightView {
+        run_id: &run.run_id,
+        version: &run.version,
+        waits,
+    }
+}
+
+fn failure(f: &FailureFacts) -> FailureView<'_> {
+    let stage = f
+        .stage
+        .map_or(String::new(), |s| format!(" at {}", s.name()));
+    FailureView {
+        run_id: &f.run_id,
+        what: format!("failed{stage}, {}", when(f.at)),
+        reason: &f.reason,
+        short: short(&f.reason, 160),
+        diagnosis: f.diagnosis.as_ref().map(|d| DiagnosisView {
+            symptom: &d.symptom,
+            cause: &d.cause,
+            fix: &d.fix,
+        }),
+    }
+}
+
+fn row(row: &FleetRow) -> RowView<'_> {
+    RowView {
+        image: &row.image,
+        release: row.latest_release.as_ref().map(release),
+        state: state(&row.compliance),
+        in_flight: row.in_flight.iter().map(in_flight).collect(),
+        failure: row.last_failure.as_ref().map(failure),
+        outdated_children: row.outdated_children.join(", "),
+    }
+}
+
+/// The fleet page showing `page`, with a link to the next one.
+pub fn fleet_page(page: &FleetPage) -> String {
+    let h = &page.headline;
+    let w = &h.window;
+    render(&FleetView {
+        frame: Frame::with(
+            "Fleet",
+            Layout {
+                wide: true,
+                refresh_seconds: None,
+                nav: true,
+            },
+        ),
+        headline: HeadlineView {
+            patched: h.patched,
+            total: h.total,
+            month: &w.month,
+            build: when(w.build_time),
+            due: h.due,
+            overdue: h.overdue,
+            deadline: when(w.deadline),
+            grace: days(i64::from(w.grace_days)),
+        },
+        children: page.images.iter().any(|r| !r.outdated_children.is_empty()),
+        rows: page.images.iter().map(row).collect(),
+        next: page.continuation.as_deref(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::domain::fleet::{FailureFacts, Headline, PatchWindow};
+
+    #[test]
+    fn recorded_text_is_shown_as_text_and_long_reasons_are_cut() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+        let deadline = Utc.with_ymd_and_hms(2026, 11, 18, 6, 0, 0).unwrap();
+        let reason = format!("<script>alert('x')</script> {}", "x".repeat(300));
+        let page = FleetPage {
+            headline: Headline {
+                window: PatchWindow {
+                    month: "2026-11".into(),
+                    build_time: deadline - chrono::Duration::days(7),
+                    deadline,
+                    grace_days: 7,
+                },
+                patched: 0,
+                total: 1,
+                due: 0,
+                overdue: 1,
+            },
+            images: vec![FleetRow {
+                image: "web".into(),
+                latest_release: None,
+                compliance: Compliance::Overdue {
+                    days_overdue: 2,
+                    deadline,
+                },
+                in_flight: vec![],
+                last_failure: Some(FailureFacts {
+                    run_id: "push-web-1".into(),
+                    at,
+                    stage: None,
+                    reason,
+                    diagnosis: None,
+                }),
+                outdated_children: vec![],
+            }],
+            continuation: Some("d2Vi".into()),
+        };
+        let html = fleet_page(&page);
+        assert!(!html.contains("<script>alert"), "markup reached the page");
+        assert!(html.contains("&#60;script&#62;alert(&#39;x&#39;)"));
+        assert!(html.contains("x…</small>"), "the reason is cut short");
+        assert!(html.contains("2 days past 2026-11-18 06:00 UTC"));
+        assert!(html.contains(r#"href="/api/dashboard/fleet?continuation=d2Vi""#));
+        assert!(
+            !html.contains("Outdated children"),
+            "no layered images, no column"
+        );
+    }
+}
