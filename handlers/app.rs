@@ -33,6 +33,7 @@ use crate::domain::version::VersionError;
 use crate::ports::clock::{Clock, Ids};
 use crate::ports::executor::Executor;
 use crate::ports::gallery::Gallery;
+use crate::ports::git::GitTags;
 use crate::ports::logs::LogStore;
 use crate::ports::marketplace::MarketplaceImages;
 use crate::ports::notifier::Notifier;
@@ -102,6 +103,8 @@ pub struct App {
     pub test_environments: Vec<Arc<dyn TestEnvironment>>,
     /// Where base image versions are listed.
     pub marketplace: Arc<dyn MarketplaceImages>,
+    /// Where released commits are tagged `<image>/<version>`.
+    pub git_tags: Arc<dyn GitTags>,
     /// The image definitions, by name.
     pub images: Arc<BTreeMap<String, ImageConfig>>,
     /// The factory's settings.
@@ -364,6 +367,26 @@ impl App {
             .latest_release(image)
             .await?
             .filter(|last| last.inputs_hash.as_deref() == Some(inputs)))
+    }
+
+    /// Tags the commit `run` built, released, as `<image>/<version>` where
+    /// its push came from, and records the outcome on the run. Nothing to
+    /// try (no commit, already tagged, a failure not due again) changes
+    /// nothing; a failure is recorded with its next attempt, never fails
+    /// anything, and the sweeper tries again.
+    pub async fn tag_release(&self, run: &Run) {
+        let Some(record) =
+            crate::stages::git_tag::tag_release(self.git_tags.as_ref(), run, self.now()).await
+        else {
+            return;
+        };
+        let event = Event::GitTagged(record);
+        if let Err(e) =
+            crate::ports::store::update_run(self.store.as_ref(), &run.id, |run| decide(run, &event))
+                .await
+        {
+            tracing::warn!(run_id = %run.id, error = %e, "the git tag's outcome was not recorded; the sweeper tries again");
+        }
     }
 
     /// The image's latest released run.

@@ -39,6 +39,7 @@ use crate::host::function_app::FunctionApp;
 use crate::host::{BusSettings, LocalHost};
 use crate::local::executor::LocalExecutor;
 use crate::local::gallery::LocalGallery;
+use crate::local::git::LocalGitTags;
 use crate::local::logs::LocalLogs;
 use crate::local::marketplace::{LocalMarketplace, MARKETPLACE_FILE};
 use crate::local::outbox::OutboxChannel;
@@ -47,8 +48,10 @@ use crate::local::test_env::LocalTestEnvironment;
 use crate::ports::clock::Ids;
 use crate::ports::events::Publisher;
 use crate::ports::gallery::Gallery;
+use crate::ports::git::GitTags;
 use crate::ports::notifier::{Channel, Notifier};
 use crate::ports::store::RunStore;
+use crate::web::HostedGitTags;
 use crate::web::teams::TeamsChannel;
 use crate::web::webhooks::WebhookSettings;
 
@@ -318,6 +321,17 @@ pub async fn build_app(
     let store = open_store(&settings, &adapters.store).await?;
     let notifier = notifier(&settings, adapters.email.as_ref(), &secrets)?;
     let follow_ups = follow_ups(&settings)?;
+    let git_tags: Arc<dyn GitTags> = if settings.local {
+        Arc::new(LocalGitTags::new(&settings.images_dir))
+    } else {
+        let credential = Identity::from_vars(|name| std::env::var(name).ok())
+            .credential()
+            .map_err(anyhow::Error::msg)?;
+        Arc::new(
+            HostedGitTags::from_vars(|name| std::env::var(name).ok(), credential)
+                .map_err(anyhow::Error::msg)?,
+        )
+    };
     let mut app = App {
         store,
         executor: Arc::new(LocalExecutor),
@@ -328,6 +342,7 @@ pub async fn build_app(
         marketplace: Arc::new(LocalMarketplace::new(
             settings.data_dir.join(MARKETPLACE_FILE),
         )),
+        git_tags,
         images: Arc::new(images),
         settings: Arc::new(settings),
         keys: Arc::new(keys),

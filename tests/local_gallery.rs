@@ -220,3 +220,58 @@ async fn a_version_added_to_the_local_marketplace_file_starts_a_run_once() {
     assert_eq!(factory.runs().await.len(), 2);
     factory.stop().await;
 }
+
+/// Runs `git` in `dir` with a fixed identity; answers its trimmed stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_released_commit_is_tagged_image_slash_version_in_the_images_repository() {
+    let images = tempfile::TempDir::new().expect("a folder");
+    copy_example(images.path(), "example");
+    git(images.path(), &["init", "-q"]);
+    git(images.path(), &["add", "."]);
+    git(images.path(), &["commit", "-q", "-m", "the example image"]);
+    let commit = git(images.path(), &["rev-parse", "HEAD"]);
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+
+    let run = factory
+        .push_and_wait(&commit, RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&run.id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    factory.wait_status(&run.id, RunStatus::Released).await;
+    let tag = format!("example/{}", run.version);
+    let tagged = factory
+        .wait_for(&run.id, Duration::from_secs(60), |r| r.git_tag.is_some())
+        .await;
+    let record = tagged.git_tag.expect("the tag's record");
+    assert_eq!(
+        (record.tag.as_str(), record.commit.as_str()),
+        (tag.as_str(), commit.as_str())
+    );
+    assert_eq!(
+        git(
+            images.path(),
+            &["rev-parse", &format!("refs/tags/{tag}^{{commit}}")]
+        ),
+        commit,
+        "the tag points at the commit the run built"
+    );
+    factory.stop().await;
+}

@@ -167,6 +167,9 @@ impl StageInvocation {
                 dispatch(&mut response, run_id, &t.commands);
                 if t.run.status == RunStatus::Released {
                     start_children(app, &t.run, &mut response).await;
+                    // The tag never holds up the outcome: it runs beside it.
+                    let (tagger, released) = (app.clone(), t.run.clone());
+                    tokio::spawn(async move { tagger.tag_release(&released).await });
                 }
                 // The run ended: deliver what it owes (release events), after
                 // the write that ended it, never holding up this outcome.

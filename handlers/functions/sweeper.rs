@@ -248,8 +248,34 @@ impl Sweeper {
         }
         sweep_follow_ups(app, &mut response).await;
         start_missing_children(app, &mut response).await;
+        retry_git_tags(app, &mut response).await;
         sweep_test_groups(app, &mut response).await;
         Ok(response)
+    }
+}
+
+/// Tries again the git tags of recent releases that failed and are due
+/// (the newest released runs of each page the store lists; older ones have
+/// given up or succeeded long ago).
+async fn retry_git_tags(app: &App, response: &mut InvocationResponse) {
+    let query = RunQuery {
+        statuses: vec![RunStatus::Released],
+        limit: 100,
+        ..RunQuery::default()
+    };
+    let released = match app.store.list(&query).await {
+        Ok(page) => page.runs,
+        Err(e) => {
+            response.log(format!("git tags not retried: {e}"));
+            return;
+        }
+    };
+    let now = app.now();
+    for run in released {
+        if run.git_tag.as_ref().is_some_and(|t| t.due(now)) {
+            app.tag_release(&run).await;
+            response.log(format!("git tag of {} tried again", run.id));
+        }
     }
 }
 
