@@ -75,6 +75,7 @@ use image_factory::ports::clock::Ids;
 use image_factory::ports::executor::{
     Check, CheckOutput, Executor, ExecutorError, Job, JobEnd, JobOutcome,
 };
+use image_factory::ports::logs::LogStore;
 use image_factory::ports::notifier::{Channel, Notice, Notifier};
 use image_factory::ports::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored};
 use image_factory::ports::workers::{BuildOrder, BuildReport, WorkerState, Workers};
@@ -434,6 +435,22 @@ fn run_of(log: &Path) -> String {
         .and_then(Path::file_name)
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// Where the stand-in workers' logs would be: one fixed place, so that a
+/// replayed schedule (in another temporary folder) names the same URLs.
+struct FixedLogs;
+
+#[async_trait]
+impl LogStore for FixedLogs {
+    fn url_for(&self, run: &RunId, worker: &str) -> String {
+        format!("https://logs.invalid/build-logs/{run}/{worker}.log")
+    }
+
+    async fn upload(&self, _path: &Path, _url: &str) -> Result<(), WorkerError> {
+        // The stand-in workers upload nothing.
+        Ok(())
+    }
 }
 
 /// One worker of [`LedgerWorkers`]: it runs until `ends_at`, then has either
@@ -898,6 +915,7 @@ impl World {
         .unwrap();
         if off_host {
             // Builds off the host; the test and release stages stay local.
+            app.logs = Arc::new(FixedLogs);
             app.workers = Some(Arc::new(LedgerWorkers {
                 ledger: Arc::clone(&ledger),
                 faults: Arc::clone(&faults),

@@ -158,17 +158,17 @@ async fn a_version_added_to_the_local_marketplace_file_starts_a_run_once() {
     .expect("written");
     let factory = Factory::start_with(Options::with_images(images.path())).await;
     let fire = || async {
-        let response = factory
+        factory
             .http
             .post(format!("{}/base-image", factory.handler_url))
             .json(&json!({ "Data": { "timer": { "IsPastDue": false } }, "Metadata": {} }))
             .send()
             .await
-            .expect("the timer fires");
-        assert_eq!(response.status(), 200);
+            .expect("the timer fires")
+            .status()
     };
     // No file yet: nothing is listed, nothing starts.
-    fire().await;
+    assert_eq!(fire().await, 200);
     assert!(factory.runs().await.is_empty());
 
     let catalogue = |versions: &str| {
@@ -181,8 +181,8 @@ async fn a_version_added_to_the_local_marketplace_file_starts_a_run_once() {
         .expect("the Marketplace file")
     };
     catalogue("\"20348.2762.241009\", \"20348.2849.241106\"");
-    fire().await;
-    fire().await;
+    assert_eq!(fire().await, 200);
+    assert_eq!(fire().await, 200);
     let runs = factory.runs().await;
     assert_eq!(
         runs.len(),
@@ -194,7 +194,7 @@ async fn a_version_added_to_the_local_marketplace_file_starts_a_run_once() {
 
     // A newer version in the file starts the next run.
     catalogue("\"20348.2849.241106\", \"20348.2966.241205\"");
-    fire().await;
+    assert_eq!(fire().await, 200);
     factory
         .wait_for(
             "base-example-20348.2966.241205",
@@ -209,14 +209,7 @@ async fn a_version_added_to_the_local_marketplace_file_starts_a_run_once() {
         "[[image]]\nsku = 1\n",
     )
     .expect("written");
-    let response = factory
-        .http
-        .post(format!("{}/base-image", factory.handler_url))
-        .json(&json!({ "Data": { "timer": { "IsPastDue": false } }, "Metadata": {} }))
-        .send()
-        .await
-        .expect("the timer fires");
-    assert_eq!(response.status(), 500);
+    assert_eq!(fire().await, 500);
     assert_eq!(factory.runs().await.len(), 2);
     factory.stop().await;
 }
