@@ -8,7 +8,8 @@
 
 use super::{InvocationError, MESSAGE_BINDING, retry};
 use crate::app::{App, dispatch};
-use crate::domain::machine::{Event, decide};
+use crate::domain::machine::{Event, TransitionError, decide};
+use crate::domain::run::{RunId, Stage, StageStatus};
 use crate::ports::store::{StoreError, UpdateError, update_run};
 use crate::ports::workers::BuildReport;
 use crate::protocol::{InvocationRequest, InvocationResponse};
@@ -40,7 +41,21 @@ impl BuildCompleted {
             at: app.now(),
             outcome,
         };
-        match update_run(app.store.as_ref(), &run_id, |run| decide(run, &event)).await {
+        let mut recorded = update_run(app.store.as_ref(), &run_id, |run| decide(run, &event)).await;
+        // A worker can end before the build stage has recorded that it
+        // started it (the start's answer and the stage's write are in flight):
+        // wait for that write rather than drop the report.
+        for _ in 0..DISPATCH_WAITS {
+            let Err(UpdateError::Refused(TransitionError::UnknownWorker { .. })) = &recorded else {
+                break;
+            };
+            if !dispatch_in_flight(app, &run_id).await {
+                break;
+            }
+            tokio::time::sleep(DISPATCH_PAUSE).await;
+            recorded = update_run(app.store.as_ref(), &run_id, |run| decide(run, &event)).await;
+        }
+        match recorded {
             Ok(t) => {
                 tracing::info!(%run_id, worker = %worker_id, status = ?t.run.stage(crate::domain::run::Stage::Build).status, "build worker reported");
                 response.log(format!(
@@ -69,4 +84,22 @@ impl BuildCompleted {
         }
         Ok(response)
     }
+}
+
+/// How often, and how long apart, a report from a worker the run does not
+/// name yet waits for the build stage to record that it started it.
+const DISPATCH_WAITS: u32 = 20;
+const DISPATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether the run's build is running on an attempt that has not recorded
+/// its worker yet (the build stage is between starting it and saying so).
+async fn dispatch_in_flight(app: &App, run_id: &RunId) -> bool {
+    let Ok(stored) = app.store.get(run_id).await else {
+        return false;
+    };
+    let build = stored.value.stage(Stage::Build);
+    build.status == StageStatus::Running
+        && build
+            .current_attempt()
+            .is_some_and(|attempt| attempt.worker.is_none() && attempt.finished_at.is_none())
 }
