@@ -254,9 +254,9 @@ impl Sweeper {
     }
 }
 
-/// Tries again the git tags of recent releases that failed and are due
-/// (the newest released runs of each page the store lists; older ones have
-/// given up or succeeded long ago).
+/// Tries the git tags of recent releases that were never tried (the try
+/// beside the release was cut short) or failed and are due again (the
+/// newest 100 released runs; older ones were settled long ago).
 async fn retry_git_tags(app: &App, response: &mut InvocationResponse) {
     let query = RunQuery {
         statuses: vec![RunStatus::Released],
@@ -272,7 +272,9 @@ async fn retry_git_tags(app: &App, response: &mut InvocationResponse) {
     };
     let now = app.now();
     for run in released {
-        if run.git_tag.as_ref().is_some_and(|t| t.due(now)) {
+        // Never tried (the try beside the release was cut short), or failed
+        // and due again; `tag_release` leaves every other run as it is.
+        if run.trigger.commit.is_some() && run.git_tag.as_ref().is_none_or(|t| t.due(now)) {
             app.tag_release(&run).await;
             response.log(format!("git tag of {} tried again", run.id));
         }
