@@ -19,8 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::answer_message;
 use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
 use crate::ports::git::{GitTags, TagError};
 
@@ -129,7 +130,7 @@ impl AzureDevOpsTags {
             .map_err(unreachable_api)?;
         let status = response.status().as_u16();
         if status != 200 {
-            return Err(refusal(status, &message(response).await));
+            return Err(refusal(status, &answer_message(response).await));
         }
         let list: List<GitRef> = response
             .json()
@@ -202,9 +203,9 @@ impl GitTags for AzureDevOpsTags {
             400 | 409 => UpdateResult {
                 success: false,
                 update_status: None,
-                custom_message: Some(message(response).await),
+                custom_message: Some(answer_message(response).await),
             },
-            _ => return Err(refusal(status, &message(response).await)),
+            _ => return Err(refusal(status, &answer_message(response).await)),
         };
         if result.success {
             return Ok(TagOutcome::Tagged);
@@ -250,20 +251,6 @@ fn refusal(status: u16, why: &str) -> TagError {
         429 | 500.. => TagError::transient(format!("Azure DevOps answered {status}: {why}")),
         _ => TagError::permanent(format!("Azure DevOps answered {status}: {why}")),
     }
-}
-
-/// Azure DevOps' `message` of an error answer (cut short), or the status's reason.
-async fn message(response: reqwest::Response) -> String {
-    let reason = response
-        .status()
-        .canonical_reason()
-        .unwrap_or("no reason")
-        .to_string();
-    let body: Value = response.json().await.unwrap_or_default();
-    body["message"]
-        .as_str()
-        .map(|m| m.chars().take(300).collect())
-        .unwrap_or(reason)
 }
 
 /// The error when Azure DevOps did not answer (transient; no URL, no token).

@@ -19,9 +19,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Mutex;
 
+use super::answer_message;
 use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
 use crate::ports::git::{GitTags, TagError};
 
@@ -298,7 +299,7 @@ impl GitHubTags {
             .map_err(unreachable_api)?;
         let status = response.status().as_u16();
         if status != 201 {
-            let why = refusal(response).await;
+            let why = answer_message(response).await;
             return Err(match status {
                 401 => TagError::permanent(format!(
                     "GitHub refused the app's JWT (401: {why}); check IMAGE_FACTORY_GITHUB_APP_ID and the private key"
@@ -337,7 +338,7 @@ impl GitHubTags {
                 .map_err(unreachable_api)?;
             let status = response.status().as_u16();
             if status != 200 {
-                let why = refusal(response).await;
+                let why = answer_message(response).await;
                 return Err(repository_refusal(status, &why, owner, repo));
             }
             let tag: TagObject = response.json().await.map_err(|_| {
@@ -377,7 +378,7 @@ impl GitHubTags {
             }
             404 => Ok(None),
             status => {
-                let why = refusal(response).await;
+                let why = answer_message(response).await;
                 Err(repository_refusal(status, &why, owner, repo))
             }
         }
@@ -409,7 +410,7 @@ impl GitTags for GitHubTags {
         if status == 201 {
             return Ok(TagOutcome::Tagged);
         }
-        let why = refusal(response).await;
+        let why = answer_message(response).await;
         if status == 422 {
             // "Reference already exists", or a commit GitHub does not know.
             return match self.existing(owner, repo, name, &token).await? {
@@ -450,20 +451,6 @@ fn classified(status: u16, why: &str, doing: &str) -> TagError {
     } else {
         TagError::permanent(message)
     }
-}
-
-/// GitHub's `message` of an error answer (cut short), or the status's reason.
-async fn refusal(response: reqwest::Response) -> String {
-    let reason = response
-        .status()
-        .canonical_reason()
-        .unwrap_or("no reason")
-        .to_string();
-    let body: Value = response.json().await.unwrap_or_default();
-    body["message"]
-        .as_str()
-        .map(|m| m.chars().take(300).collect())
-        .unwrap_or(reason)
 }
 
 /// The error when GitHub did not answer (transient; no URL, no token).
