@@ -232,6 +232,7 @@ impl App {
             logs: self.logs.as_ref(),
             test_environments: &self.test_environments,
             gallery: self.gallery.as_ref(),
+            store: self.store.as_ref(),
             notifier: &self.notifier,
             links: self.links(),
             ids: &self.ids,
@@ -295,17 +296,15 @@ impl App {
         let inputs = {
             let config = config.clone();
             let base = trigger.base_image_version.clone();
-            tokio::task::spawn_blocking(move || {
-                crate::inputs::inputs_hash(&config, base.as_deref())
-            })
-            .await
-            .map_err(|e| CreateError::Inputs(e.to_string()))?
-            .map_err(|e| CreateError::Inputs(e.to_string()))?
+            tokio::task::spawn_blocking(move || crate::inputs::inputs(&config, base.as_deref()))
+                .await
+                .map_err(|e| CreateError::Inputs(e.to_string()))?
+                .map_err(|e| CreateError::Inputs(e.to_string()))?
         };
         let identical = if trigger.force {
             None
         } else {
-            self.identical_release(image, &inputs).await?
+            self.identical_release(image, &inputs.hash).await?
         };
         let (version, skipped) = match identical {
             Some(release) => {
@@ -334,7 +333,8 @@ impl App {
             baseline_version: &config.settings.baseline_version,
         });
         let mut run = Run::new(id, image.to_string(), version, trigger, tags, now);
-        run.inputs_hash = Some(inputs);
+        run.inputs_hash = Some(inputs.hash);
+        run.inputs = inputs.manifest;
         if let Some(reason) = skipped {
             run = decide(&run, &Event::Skipped { at: now, reason })
                 .map_err(CreateError::Skip)?

@@ -41,12 +41,7 @@ pub fn duration(run: &Run, now: DateTime<Utc>) -> String {
 }
 
 fn human(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match s {
-        0..=59 => format!("{s} s"),
-        60..=3599 => format!("{} min {} s", s / 60, s % 60),
-        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
-    }
+    crate::domain::human_duration(u64::try_from(seconds).unwrap_or(0))
 }
 
 fn trigger_name(run: &Run) -> &'static str {

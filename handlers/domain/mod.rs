@@ -11,6 +11,7 @@ pub mod git_tag;
 pub mod image;
 pub mod machine;
 pub mod release_event;
+pub mod release_notes;
 pub mod run;
 pub mod schedule;
 pub mod tags;
@@ -26,4 +27,13 @@ pub fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+/// Seconds as people read them: `42 s`, `3 min 5 s`, `2 h 10 min`.
+pub fn human_duration(seconds: u64) -> String {
+    match seconds {
+        0..=59 => format!("{seconds} s"),
+        60..=3599 => format!("{} min {} s", seconds / 60, seconds % 60),
+        _ => format!("{} h {} min", seconds / 3600, (seconds % 3600) / 60),
+    }
 }

@@ -12,6 +12,7 @@ use super::approval::{ApprovalRequest, Decision};
 use super::diagnosis::Diagnosis;
 use super::followup::FollowUp;
 use super::git_tag::{GitTagRecord, RepositoryRef};
+use super::release_notes::{InputManifest, ReleaseNotes};
 use super::version::ImageVersion;
 
 /// Longest run id accepted: `push-<64-character image>-<64 hex>` fits with room to spare.
@@ -326,7 +327,14 @@ pub struct Trigger {
     /// The repository pushed to, for pushes: where the released commit is tagged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<RepositoryRef>,
+    /// The pushed commit's message, when the push carried it (cut to
+    /// [`MESSAGE_KEPT`] bytes): the release notes quote its first line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
+
+/// Bytes of a commit message a run keeps.
+pub const MESSAGE_KEPT: usize = 2048;
 
 /// Which delivery of which message runs a stage.
 ///
@@ -363,6 +371,7 @@ impl Trigger {
             force: false,
             base_image_version: None,
             repository: None,
+            message: None,
         }
     }
 }
@@ -573,6 +582,9 @@ pub struct ReleaseRecord {
     /// Regions the released version is replicated to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
+    /// The release notes (also published as `release-notes.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<ReleaseNotes>,
 }
 
 /// What a packer command line of a run is built from.
@@ -656,6 +668,9 @@ pub struct Run {
     /// The content hash of its build inputs (template files, variables, base image version).
     #[serde(default)]
     pub inputs_hash: Option<String>,
+    /// Its build inputs one by one, so the release notes can name what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<InputManifest>,
     /// Why nothing was built, for a skipped run.
     #[serde(default)]
     pub skipped: Option<String>,
@@ -704,6 +719,7 @@ impl Run {
             release: None,
             failure: None,
             inputs_hash: None,
+            inputs: None,
             skipped: None,
             git_tag: None,
             follow_ups: Vec::new(),

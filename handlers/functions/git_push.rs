@@ -32,7 +32,7 @@ use sha2::Sha256;
 use super::InvocationError;
 use crate::app::{App, Created, dispatch_follow_up, secret_matches};
 use crate::domain::git_tag::RepositoryRef;
-use crate::domain::run::{RunId, Trigger, TriggerKind};
+use crate::domain::run::{MESSAGE_KEPT, RunId, Trigger, TriggerKind};
 use crate::ports::store::StoreError;
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 
@@ -59,6 +59,8 @@ struct Push {
     paths: Option<Vec<String>>,
     /// The repository pushed to, when the payload names it.
     repository: Option<RepositoryRef>,
+    /// The pushed commit's message, when the payload carries it.
+    message: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +87,8 @@ struct GitHubRepository {
 
 #[derive(Debug, Deserialize)]
 struct GitHubCommit {
+    #[serde(default)]
+    message: Option<String>,
     #[serde(default)]
     added: Vec<String>,
     #[serde(default)]
@@ -115,6 +119,17 @@ struct DevOpsPush {
     pushed_by: Option<DevOpsIdentity>,
     #[serde(default)]
     repository: Option<DevOpsRepository>,
+    /// The pushed commits (Azure DevOps lists up to a few with their comments).
+    #[serde(default)]
+    commits: Vec<DevOpsCommit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DevOpsCommit {
+    commit_id: String,
+    #[serde(default)]
+    comment: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,6 +227,7 @@ impl GitPush {
                     force: false,
                     base_image_version: None,
                     repository: push.repository.clone(),
+                    message: push.message.clone(),
                 };
                 let created = match legacy_run(app, &image, &push.commit).await? {
                     Some(existing) => existing,
@@ -291,6 +307,7 @@ impl GitPush {
             actor: push.pusher.map(|p| p.name),
             paths,
             repository: push.repository.as_ref().and_then(github_repository),
+            message: push.head_commit.and_then(|c| c.message).map(kept_message),
         }])
     }
 
@@ -335,6 +352,12 @@ impl GitPush {
             if update.new_object_id.bytes().all(|b| b == b'0') {
                 continue; // the branch was deleted
             }
+            let message = push
+                .commits
+                .iter()
+                .find(|c| c.commit_id.eq_ignore_ascii_case(&update.new_object_id))
+                .and_then(|c| c.comment.clone())
+                .map(kept_message);
             pushes.push(Push {
                 source: "azure-devops",
                 branch: branch.to_string(),
@@ -342,10 +365,16 @@ impl GitPush {
                 actor: actor.clone(),
                 paths: None,
                 repository: repository.clone(),
+                message,
             });
         }
         Ok(pushes)
     }
+}
+
+/// A commit message as a run keeps it: cut to [`MESSAGE_KEPT`] bytes.
+fn kept_message(message: String) -> String {
+    crate::domain::truncate(&message, MESSAGE_KEPT)
 }
 
 /// The GitHub repository a push names (`repository.full_name`, `owner/name`).

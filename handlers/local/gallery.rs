@@ -1,7 +1,7 @@
 //! The local gallery: the gallery port on one machine, in the data folder.
 //!
 //! `releases/<image>/<version>/` holds each released version (its
-//! `image-version.json`), and `releases/<image>/gallery.json` what a gallery
+//! `image-version.json` and `release-notes.md`), and `releases/<image>/gallery.json` what a gallery
 //! keeps about its versions: when each was published and whether it is
 //! excluded from latest. Releases, rollbacks and pruning apply the same plans
 //! of [`crate::domain::gallery`] as the Azure Compute Gallery adapter, so
@@ -23,6 +23,7 @@ use tokio::sync::Mutex;
 
 use crate::domain::gallery::{self, GalleryVersion};
 use crate::domain::image::ReleaseSettings;
+use crate::domain::release_notes::NOTES_FILE;
 use crate::domain::version::ImageVersion;
 use crate::ports::PortError;
 use crate::ports::gallery::{Gallery, GalleryOutcome, ReleaseTarget};
@@ -166,6 +167,13 @@ impl Gallery for LocalGallery {
         private::write_in_dir(&metadata, text)
             .await
             .map_err(|e| io_error(&metadata, e))?;
+        if let Some(notes) = &record.notes {
+            let path = folder.join(NOTES_FILE);
+            let markdown = notes.markdown(image, &record.image_version);
+            private::write_in_dir(&path, markdown.into_bytes())
+                .await
+                .map_err(|e| io_error(&path, e))?;
+        }
         self.save(image, &file).await?;
         for version in &doomed {
             let dir = self.version_dir(image, *version);

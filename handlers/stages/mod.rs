@@ -34,6 +34,7 @@ use crate::ports::executor::Executor;
 use crate::ports::gallery::Gallery;
 use crate::ports::logs::LogStore;
 use crate::ports::notifier::Notifier;
+use crate::ports::store::RunStore;
 use crate::ports::test_env::TestEnvironment;
 use crate::ports::workers::Workers;
 
@@ -67,6 +68,8 @@ pub struct Ports<'a> {
     pub test_environments: &'a [Arc<dyn TestEnvironment>],
     /// Where released versions live.
     pub gallery: &'a dyn Gallery,
+    /// The run store (the release stage reads the previous release for its notes).
+    pub store: &'a dyn RunStore,
     /// The approval channels.
     pub notifier: &'a Notifier,
     /// Signs approval links.
@@ -114,7 +117,17 @@ pub async fn execute(
             )
             .await
         }
-        Stage::Release => release::run(ports.gallery, &ports.run_dir, ports.now, run, image).await,
+        Stage::Release => {
+            release::run(
+                ports.gallery,
+                ports.store,
+                &ports.run_dir,
+                ports.now,
+                run,
+                image,
+            )
+            .await
+        }
     }
 }
 

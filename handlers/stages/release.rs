@@ -5,6 +5,11 @@
 //! publishes (version, gallery version id, git commit, run id, build log) is
 //! written to the run's folder. What the gallery did is recorded on the run.
 //!
+//! The release notes ([`crate::domain::release_notes`]) are composed from the
+//! run and the image's previous release: `notes` in `image-version.json`,
+//! and `release-notes.md` beside it in the run's folder (the local gallery
+//! keeps both in the released version's folder too).
+//!
 //! The gallery is the port's: an Azure Compute Gallery through Resource
 //! Manager, or the data folder's `releases/` on one machine.
 
@@ -14,16 +19,27 @@ use chrono::{DateTime, Utc};
 
 use super::StageResult;
 use crate::domain::image::ImageConfig;
-use crate::domain::run::{ReleaseRecord, Run, StageOutput};
+use crate::domain::release_notes::{NOTES_FILE, ReleaseNotes, released_at};
+use crate::domain::run::{ReleaseRecord, Run, RunStatus, StageOutput};
 use crate::ports::gallery::{Gallery, ReleaseTarget};
+use crate::ports::store::{RunQuery, RunStore, StoreError};
+
+/// Released runs of the image read to find the one released last.
+const RECENT_RELEASES: usize = 20;
 
 pub(super) async fn run(
     gallery: &dyn Gallery,
+    store: &dyn RunStore,
     run_dir: &Path,
     now: DateTime<Utc>,
     run: &Run,
     image: &ImageConfig,
 ) -> StageResult {
+    let previous = match previous_release(store, run).await {
+        Ok(previous) => previous,
+        Err(e) => return StageResult::Retry(format!("cannot read the previous release: {e}")),
+    };
+    let notes = ReleaseNotes::compose(run, previous.as_ref(), now);
     let run_copy = run_dir.join("image-version.json");
     let record = ReleaseRecord {
         image_version: run.version.to_string(),
@@ -39,6 +55,7 @@ pub(super) async fn run(
             .map(|b| b.log.clone())
             .unwrap_or_default(),
         location: run_copy.display().to_string(),
+        notes: Some(notes),
         ..ReleaseRecord::default()
     };
     let mut target = ReleaseTarget {
@@ -67,5 +84,29 @@ pub(super) async fn run(
     if let Err(e) = crate::private::write_in_dir(&run_copy, text.into_bytes()).await {
         return StageResult::Retry(format!("cannot write {}: {e}", run_copy.display()));
     }
+    if let Some(notes) = &target.record.notes {
+        let path = run_dir.join(NOTES_FILE);
+        let markdown = notes.markdown(&run.image, &target.record.image_version);
+        if let Err(e) = crate::private::write_in_dir(&path, markdown.into_bytes()).await {
+            return StageResult::Retry(format!("cannot write {}: {e}", path.display()));
+        }
+    }
     StageResult::Succeeded(StageOutput::Released(target.record))
+}
+
+/// The image's release before `run`: of its recent released runs, the one
+/// whose release stage ended last.
+async fn previous_release(store: &dyn RunStore, run: &Run) -> Result<Option<Run>, StoreError> {
+    let query = RunQuery {
+        image: Some(run.image.clone()),
+        statuses: vec![RunStatus::Released],
+        limit: RECENT_RELEASES,
+        continuation: None,
+    };
+    let page = store.list(&query).await?;
+    Ok(page
+        .runs
+        .into_iter()
+        .filter(|r| r.id != run.id)
+        .max_by_key(|r| (released_at(r), r.created_at)))
 }

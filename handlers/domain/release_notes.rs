@@ -1,0 +1,695 @@
+//! Release notes: what a released version says about itself. What started
+//! its run, the release before it and what changed since (input files,
+//! packer variables, baseline, base image version), the smoke test's checks,
+//! who approved with what comment, and how long each stage took.
+//!
+//! A run records its inputs file by file ([`InputManifest`]) when it is
+//! created; the release stage composes the notes from the run and the
+//! previous release's run ([`ReleaseNotes::compose`]) and publishes them as
+//! `notes` in `image-version.json` and as `release-notes.md`
+//! ([`ReleaseNotes::markdown`]). Pure: no I/O, the time is given.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::approval::Verdict;
+use super::human_duration;
+use super::run::{Run, Stage, TriggerKind};
+
+/// File name of the notes beside `image-version.json`.
+pub const NOTES_FILE: &str = "release-notes.md";
+
+/// Changed files the notes name before they summarise the rest.
+const FILES_LISTED: usize = 50;
+/// Bytes of a commit message's first line (or a comment) the notes show.
+const LINE_SHOWN: usize = 200;
+
+/// A run's build inputs, one entry per thing that can change: the content
+/// hash (SHA-256, hex) of each file of the image's template folder by its
+/// path there, the packer variables, the baseline and the base image version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputManifest {
+    /// `path` (with `/`, relative to the image folder) → content hash.
+    pub files: BTreeMap<String, String>,
+    /// The image's packer variables.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// The image's baseline version.
+    #[serde(default)]
+    pub baseline: String,
+    /// The base image version built on, when known.
+    #[serde(default)]
+    pub base_image_version: Option<String>,
+}
+
+/// One setting before and after (`None`: not set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueChange {
+    /// What changed: a variable's name, `baseline`, `base image`.
+    pub name: String,
+    /// Its value in the previous release.
+    pub before: Option<String>,
+    /// Its value now.
+    pub after: Option<String>,
+}
+
+/// What changed in the inputs between two runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputChanges {
+    /// Files that are new, by path.
+    pub added: Vec<String>,
+    /// Files that are gone.
+    pub removed: Vec<String>,
+    /// Files whose content changed.
+    pub modified: Vec<String>,
+    /// Packer variables added, removed or changed.
+    pub variables: Vec<ValueChange>,
+    /// The baseline, when it changed.
+    pub baseline: Option<ValueChange>,
+    /// The base image version, when it changed.
+    pub base_image: Option<ValueChange>,
+}
+
+impl InputChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self == &InputChanges::default()
+    }
+}
+
+impl InputManifest {
+    /// What changed from `earlier` to `self`; every list sorted by name.
+    pub fn changes_since(&self, earlier: &InputManifest) -> InputChanges {
+        let mut changes = InputChanges::default();
+        for (path, hash) in &self.files {
+            match earlier.files.get(path) {
+                None => changes.added.push(path.clone()),
+                Some(old) if old != hash => changes.modified.push(path.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.removed = earlier
+            .files
+            .keys()
+            .filter(|path| !self.files.contains_key(*path))
+            .cloned()
+            .collect();
+        let names: std::collections::BTreeSet<&String> = self
+            .variables
+            .keys()
+            .chain(earlier.variables.keys())
+            .collect();
+        for name in names {
+            let (before, after) = (earlier.variables.get(name), self.variables.get(name));
+            if before != after {
+                changes.variables.push(ValueChange {
+                    name: name.clone(),
+                    before: before.cloned(),
+                    after: after.cloned(),
+                });
+            }
+        }
+        let change = |name: &str, before: Option<&String>, after: Option<&String>| {
+            (before != after).then(|| ValueChange {
+                name: name.to_string(),
+                before: before.cloned(),
+                after: after.cloned(),
+            })
+        };
+        changes.baseline = change(
+            "baseline",
+            non_empty(&earlier.baseline),
+            non_empty(&self.baseline),
+        );
+        changes.base_image = change(
+            "base image",
+            earlier.base_image_version.as_ref(),
+            self.base_image_version.as_ref(),
+        );
+        changes
+    }
+}
+
+fn non_empty(s: &String) -> Option<&String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// What started the run, as the notes tell it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerNote {
+    /// What kind of event.
+    pub kind: TriggerKind,
+    /// One sentence: "push of 3f2a… to main by alice".
+    pub summary: String,
+    /// The commit built, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The commit message's first line, when the push carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Why the run exists (the Patch Tuesday month, an out-of-band reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The base image version built on, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image_version: Option<String>,
+}
+
+/// The release before this one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousRelease {
+    /// Its version.
+    pub version: String,
+    /// Its run.
+    pub run_id: String,
+    /// The commit it built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// When it was released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<DateTime<Utc>>,
+}
+
+/// One approver's decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalNote {
+    /// Who.
+    pub approver: String,
+    /// `approve` or `reject`.
+    pub verdict: Verdict,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Their comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// How long a stage took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageDuration {
+    /// The stage.
+    pub stage: Stage,
+    /// Seconds from its first start to its end (to the notes' time for the
+    /// release stage, which is running when they are written).
+    pub seconds: u64,
+}
+
+/// The notes of a release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseNotes {
+    /// What started the run.
+    pub trigger: TriggerNote,
+    /// The release before this one; `None` for the image's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousRelease>,
+    /// What changed in the inputs since the previous release; `None` when
+    /// there is no previous release or it did not record its inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<InputChanges>,
+    /// The smoke test's checks.
+    pub smoke: Vec<String>,
+    /// The approvers' decisions, in order.
+    pub approvals: Vec<ApprovalNote>,
+    /// Each stage's duration, in pipeline order.
+    pub durations: Vec<StageDuration>,
+    /// Seconds from the run's creation to the notes.
+    pub total_seconds: u64,
+}
+
+impl ReleaseNotes {
+    /// The notes of `run`, released at `now` after `previous` (the image's
+    /// release before it, if any).
+    pub fn compose(run: &Run, previous: Option<&Run>, now: DateTime<Utc>) -> ReleaseNotes {
+        let changes =
+            previous.and_then(|p| Some(run.inputs.as_ref()?.changes_since(p.inputs.as_ref()?)));
+        ReleaseNotes {
+            trigger: trigger_note(run),
+            previous: previous.map(|p| PreviousRelease {
+                version: p.version.to_string(),
+                run_id: p.id.to_string(),
+                commit: p.trigger.commit.clone(),
+                released_at: released_at(p),
+            }),
+            changes,
+            smoke: run.checks.clone(),
+            approvals: run
+                .decisions
+                .iter()
+                .map(|d| ApprovalNote {
+                    approver: d.approver.clone(),
+                    verdict: d.verdict,
+                    at: d.at,
+                    comment: d.comment.clone(),
+                })
+                .collect(),
+            durations: run
+                .stages
+                .iter()
+                .filter_map(|s| {
+                    let start = s.started_at?;
+                    let end = s.finished_at.unwrap_or(now);
+                    Some(StageDuration {
+                        stage: s.stage,
+                        seconds: seconds(start, end),
+                    })
+                })
+                .collect(),
+            total_seconds: seconds(run.created_at, now),
+        }
+    }
+
+    /// The notes as Markdown (`release-notes.md`) of `image`'s `version`.
+    /// Text that people wrote (commit messages, comments, reasons) is
+    /// escaped, so it reads as text wherever the file is rendered.
+    pub fn markdown(&self, image: &str, version: &str) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# {} {}\n", text(image), text(version));
+        let t = &self.trigger;
+        let _ = writeln!(md, "## Trigger\n\n{}.", text(&t.summary));
+        if let Some(commit) = &t.commit {
+            let _ = write!(md, "\n- Commit: `{}`", code(commit));
+            match &t.message {
+                Some(message) => {
+                    let _ = writeln!(md, " — {}", text(message));
+                }
+                None => md.push('\n'),
+            }
+        }
+        if let Some(reason) = &t.reason {
+            let _ = writeln!(md, "- Reason: {}", text(reason));
+        }
+        if let Some(base) = &t.base_image_version {
+            let _ = writeln!(md, "- Base image version: {}", text(base));
+        }
+        md.push_str("\n## Since the previous release\n\n");
+        match &self.previous {
+            None => md.push_str("This is the image's first release.\n"),
+            Some(p) => {
+                let _ = write!(
+                    md,
+                    "The previous release is {} (run {}",
+                    text(&p.version),
+                    text(&p.run_id)
+                );
+                if let Some(commit) = &p.commit {
+                    let _ = write!(md, ", commit `{}`", code(commit));
+                }
+                if let Some(at) = p.released_at {
+                    let _ = write!(md, ", released {}", at.format("%Y-%m-%d %H:%M UTC"));
+                }
+                md.push_str(").\n\n");
+                match &self.changes {
+                    None => md.push_str(
+                        "This release or the previous one did not record its inputs file by file (a run from before release notes, or an image folder of over a thousand files), so what changed cannot be named.\n",
+                    ),
+                    Some(c) if c.is_empty() => md.push_str(
+                        "No input changed (the run was forced, or the base image changed under the same version).\n",
+                    ),
+                    Some(c) => changes_markdown(&mut md, c),
+                }
+            }
+        }
+        md.push_str("\n## Smoke test\n\n");
+        if self.smoke.is_empty() {
+            md.push_str("No checks were reported.\n");
+        }
+        for check in &self.smoke {
+            let _ = writeln!(md, "- {}", text(check));
+        }
+        md.push_str("\n## Approval\n\n");
+        if self.approvals.is_empty() {
+            md.push_str("No decision was recorded.\n");
+        }
+        for a in &self.approvals {
+            let verb = match a.verdict {
+                Verdict::Approve => "approved",
+                Verdict::Reject => "rejected",
+            };
+            let _ = write!(
+                md,
+                "- {} {verb} at {}",
+                text(&a.approver),
+                a.at.format("%Y-%m-%d %H:%M UTC")
+            );
+            match &a.comment {
+                Some(comment) => {
+                    let _ = writeln!(md, ": {}", text(comment));
+                }
+                None => md.push('\n'),
+            }
+        }
+        md.push_str("\n## Durations\n\n| Stage | Took |\n| --- | --- |\n");
+        for d in &self.durations {
+            let _ = writeln!(md, "| {} | {} |", d.stage.name(), human_duration(d.seconds));
+        }
+        let _ = writeln!(md, "| whole run | {} |", human_duration(self.total_seconds));
+        md
+    }
+}
+
+fn changes_markdown(md: &mut String, c: &InputChanges) {
+    let lists = [
+        ("Added", &c.added),
+        ("Changed", &c.modified),
+        ("Removed", &c.removed),
+    ];
+    for (label, files) in lists {
+        if files.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "{label} files:\n");
+        for path in files.iter().take(FILES_LISTED) {
+            let _ = writeln!(md, "- `{}`", code(path));
+        }
+        if files.len() > FILES_LISTED {
+            let _ = writeln!(md, "- and {} more", files.len() - FILES_LISTED);
+        }
+        md.push('\n');
+    }
+    let value = |v: &Option<String>| v.as_deref().map_or("(not set)".to_string(), text);
+    let rows: Vec<(String, &ValueChange)> = c
+        .variables
+        .iter()
+        .map(|v| (format!("variable `{}`", code(&v.name)), v))
+        .chain(
+            c.baseline
+                .iter()
+                .chain(&c.base_image)
+                .map(|v| (text(&v.name), v)),
+        )
+        .collect();
+    if !rows.is_empty() {
+        md.push_str("| Setting | Before | After |\n| --- | --- | --- |\n");
+    }
+    for (name, change) in rows {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} |",
+            value(&change.before),
+            value(&change.after)
+        );
+    }
+}
+
+/// The trigger told in one sentence, and its facts.
+fn trigger_note(run: &Run) -> TriggerNote {
+    let t = &run.trigger;
+    let short = |c: &str| c.chars().take(12).collect::<String>();
+    let mut summary = match t.kind {
+        TriggerKind::Push => match (&t.commit, &t.branch) {
+            (Some(c), Some(b)) => format!("push of {} to {b}", short(c)),
+            (Some(c), None) => format!("push of {}", short(c)),
+            _ => "push".to_string(),
+        },
+        TriggerKind::PatchTuesday => "Patch Tuesday rebuild".to_string(),
+        TriggerKind::OutOfBand => "out-of-band run".to_string(),
+        TriggerKind::BaseImageUpdate => match &t.base_image_version {
+            Some(v) => format!("base image update to {v}"),
+            None => "base image update".to_string(),
+        },
+    };
+    if let Some(actor) = &t.actor {
+        let _ = write!(summary, " by {actor}");
+    }
+    TriggerNote {
+        kind: t.kind,
+        summary,
+        commit: t.commit.clone(),
+        message: t
+            .message
+            .as_deref()
+            .and_then(|m| m.lines().next())
+            .map(|line| super::truncate(line.trim(), LINE_SHOWN)),
+        reason: t.reason.clone(),
+        base_image_version: t.base_image_version.clone(),
+    }
+}
+
+/// When `run` was released: the end of its release stage.
+pub fn released_at(run: &Run) -> Option<DateTime<Utc>> {
+    run.stage(Stage::Release).finished_at
+}
+
+fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+    u64::try_from((to - from).num_seconds()).unwrap_or(0)
+}
+
+/// Text people wrote, on one line, with every character Markdown or HTML
+/// would act on escaped.
+fn text(s: &str) -> String {
+    let line = super::truncate(
+        &s.split_whitespace().collect::<Vec<_>>().join(" "),
+        LINE_SHOWN,
+    );
+    let mut out = String::with_capacity(line.len());
+    for ch in line.chars() {
+        if "\\`*_{}[]<>()#+!|&~".contains(ch) {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Text inside a code span: on one line, without backticks (which would end it).
+fn code(s: &str) -> String {
+    super::truncate(&s.replace(['`', '\n', '\r'], " "), LINE_SHOWN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::approval::Decision;
+    use crate::domain::run::{RunId, Trigger};
+    use crate::domain::version::ImageVersion;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 10, 12, minute, 0).unwrap()
+    }
+
+    fn manifest(
+        files: &[(&str, &str)],
+        vars: &[(&str, &str)],
+        base: Option<&str>,
+    ) -> InputManifest {
+        InputManifest {
+            files: files
+                .iter()
+                .map(|(p, h)| (p.to_string(), h.to_string()))
+                .collect(),
+            variables: vars
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            baseline: "2024.1".into(),
+            base_image_version: base.map(String::from),
+        }
+    }
+
+    fn run(id: &str, version: &str, inputs: Option<InputManifest>) -> Run {
+        let trigger = Trigger {
+            commit: Some("3f2a9c1d0e4b5a6978877665544332211ffeeddc".into()),
+            branch: Some("main".into()),
+            actor: Some("alice".into()),
+            message: Some("Harden RDP <script>\n\nLonger body".into()),
+            ..Trigger::new(TriggerKind::Push, "github")
+        };
+        let mut run = Run::new(
+            id.parse::<RunId>().unwrap(),
+            "example".into(),
+            version.parse::<ImageVersion>().unwrap(),
+            trigger,
+            Default::default(),
+            at(0),
+        );
+        run.inputs = inputs;
+        run
+    }
+
+    #[test]
+    fn changes_name_each_added_removed_and_modified_file_and_each_setting() {
+        let before = manifest(
+            &[
+                ("build.pkr.hcl", "a"),
+                ("scripts/old.ps1", "b"),
+                ("scripts/same.ps1", "c"),
+            ],
+            &[("vm_size", "D2s"), ("gone", "x")],
+            Some("20348.1"),
+        );
+        let mut after = manifest(
+            &[
+                ("build.pkr.hcl", "A"),
+                ("scripts/new.ps1", "d"),
+                ("scripts/same.ps1", "c"),
+            ],
+            &[("vm_size", "D4s"), ("added", "y")],
+            Some("20348.2"),
+        );
+        after.baseline = "2025.1".into();
+        let c = after.changes_since(&before);
+        assert_eq!(c.added, ["scripts/new.ps1"]);
+        assert_eq!(c.removed, ["scripts/old.ps1"]);
+        assert_eq!(c.modified, ["build.pkr.hcl"]);
+        let vars: Vec<(&str, Option<&str>, Option<&str>)> = c
+            .variables
+            .iter()
+            .map(|v| (v.name.as_str(), v.before.as_deref(), v.after.as_deref()))
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                ("added", None, Some("y")),
+                ("gone", Some("x"), None),
+                ("vm_size", Some("D2s"), Some("D4s"))
+            ]
+        );
+        assert_eq!(c.baseline.unwrap().after.as_deref(), Some("2025.1"));
+        let base = c.base_image.unwrap();
+        assert_eq!(
+            (base.before.as_deref(), base.after.as_deref()),
+            (Some("20348.1"), Some("20348.2"))
+        );
+    }
+
+    #[test]
+    fn notes_name_the_commit_the_previous_release_the_changed_file_the_approver_and_durations() {
+        let mut previous = run(
+            "push-old",
+            "2026.1110.1",
+            Some(manifest(&[("build.pkr.hcl", "a")], &[], None)),
+        );
+        previous.stages[Stage::Release.index()].finished_at = Some(at(5));
+        let mut current = run(
+            "push-new",
+            "2026.1110.2",
+            Some(manifest(&[("build.pkr.hcl", "b")], &[], None)),
+        );
+        current.checks = vec!["smoke: OK".into()];
+        current.decisions.push(Decision {
+            approver: "platform-lead".into(),
+            verdict: Verdict::Approve,
+            at: at(20),
+            comment: Some("looks *good*".into()),
+            via: "link".into(),
+            token_id: Some("t-1".into()),
+        });
+        current.stages[Stage::Validate.index()].started_at = Some(at(1));
+        current.stages[Stage::Validate.index()].finished_at = Some(at(2));
+        current.stages[Stage::Release.index()].started_at = Some(at(21));
+
+        let notes = ReleaseNotes::compose(&current, Some(&previous), at(22));
+        assert_eq!(notes.previous.as_ref().unwrap().version, "2026.1110.1");
+        assert_eq!(notes.previous.as_ref().unwrap().released_at, Some(at(5)));
+        assert_eq!(notes.changes.as_ref().unwrap().modified, ["build.pkr.hcl"]);
+        assert_eq!(
+            notes.trigger.message.as_deref(),
+            Some("Harden RDP <script>")
+        );
+        assert_eq!(notes.total_seconds, 22 * 60);
+        assert_eq!(
+            notes.durations,
+            [
+                StageDuration {
+                    stage: Stage::Validate,
+                    seconds: 60
+                },
+                StageDuration {
+                    stage: Stage::Release,
+                    seconds: 60
+                },
+            ]
+        );
+
+        let md = notes.markdown("example", "2026.1110.2");
+        assert!(
+            md.contains("`3f2a9c1d0e4b5a6978877665544332211ffeeddc`"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Harden RDP \\<script\\>"),
+            "user text is escaped: {md}"
+        );
+        assert!(md.contains("previous release is 2026.1110.1"), "{md}");
+        assert!(md.contains("- `build.pkr.hcl`"), "{md}");
+        assert!(
+            md.contains("platform-lead approved at 2026-11-10 12:20 UTC: looks \\*good\\*"),
+            "{md}"
+        );
+        assert!(md.contains("| validate | 1 min 0 s |"), "{md}");
+        assert!(!md.contains("t-1"), "token ids stay out of the notes");
+    }
+
+    #[test]
+    fn a_first_release_and_a_previous_release_without_inputs_say_so() {
+        let current = run("push-new", "2026.1110.2", Some(InputManifest::default()));
+        let first = ReleaseNotes::compose(&current, None, at(1));
+        assert!(first.markdown("example", "v").contains("first release"));
+        let old = run("push-old", "2026.1110.1", None);
+        let notes = ReleaseNotes::compose(&current, Some(&old), at(1));
+        assert_eq!(notes.changes, None);
+        assert!(notes.markdown("example", "v").contains("cannot be named"));
+    }
+
+    #[test]
+    fn a_long_list_of_files_is_cut_with_a_count() {
+        let files: Vec<(String, String)> =
+            (0..60).map(|i| (format!("f{i:02}"), "h".into())).collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let after = manifest(&refs, &[], None);
+        let mut md = String::new();
+        changes_markdown(&mut md, &after.changes_since(&InputManifest::default()));
+        assert!(md.contains("- and 10 more"), "{md}");
+        assert_eq!(md.matches("- `f").count(), FILES_LISTED);
+    }
+
+    fn manifests() -> impl Strategy<Value = InputManifest> {
+        (
+            prop::collection::btree_map("[a-c]{1,2}", "[xy]", 0..6),
+            prop::collection::btree_map("[a-c]", "[xy]", 0..3),
+            prop::option::of("[12]"),
+        )
+            .prop_map(|(files, variables, base)| InputManifest {
+                files,
+                variables,
+                baseline: String::new(),
+                base_image_version: base,
+            })
+    }
+
+    proptest! {
+        /// Added, removed and modified are disjoint and account for every
+        /// path whose hash differs; nothing changes between a manifest and itself.
+        #[test]
+        fn the_file_diff_is_exact(a in manifests(), b in manifests()) {
+            prop_assert!(b.changes_since(&b).is_empty());
+            let c = b.changes_since(&a);
+            let paths: std::collections::BTreeSet<&String> = a.files.keys().chain(b.files.keys()).collect();
+            for path in paths {
+                let differs = a.files.get(path) != b.files.get(path);
+                let named = [&c.added, &c.removed, &c.modified]
+                    .iter()
+                    .filter(|list| list.contains(path))
+                    .count();
+                prop_assert_eq!(named, usize::from(differs), "{}", path);
+            }
+            prop_assert_eq!(c.is_empty(), a == b);
+        }
+    }
+}
