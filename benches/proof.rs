@@ -169,15 +169,9 @@ async fn app(data: &std::path::Path, store: Arc<dyn RunStore>) -> App {
 /// A run of the example image whose validate, build and test succeeded.
 async fn run_at_approve(app: &App, id: &str) {
     let trigger = Trigger {
-        kind: TriggerKind::Push,
-        source: "github".into(),
         commit: Some("0123456789abcdef".into()),
         branch: Some("main".into()),
-        actor: None,
-        reason: None,
-        force: false,
-        base_image_version: None,
-        repository: None,
+        ..Trigger::new(TriggerKind::Push, "github")
     };
     app.create_run(id.into(), "example", trigger)
         .await

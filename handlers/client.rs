@@ -85,12 +85,14 @@ impl Client {
         .await
     }
 
-    /// Sends a GitHub push webhook of `commit` changing `changed`, signed with the webhook secret.
+    /// Sends a GitHub push webhook of `commit` (with its `message`)
+    /// changing `changed`, signed with the webhook secret.
     pub async fn push(
         &self,
         commit: &str,
         changed: &[String],
         branch: &str,
+        message: Option<&str>,
     ) -> anyhow::Result<String> {
         let settings = Settings::from_env()?;
         let Some(secret) = Secrets::from_env(&settings, true)?.github else {
@@ -102,7 +104,9 @@ impl Client {
             "after": commit,
             "deleted": false,
             "commits": [{ "id": commit, "added": [], "removed": [], "modified": changed }],
-            "head_commit": { "id": commit, "added": [], "removed": [], "modified": changed },
+            "head_commit": {
+                "id": commit, "message": message, "added": [], "removed": [], "modified": changed
+            },
             "pusher": { "name": std::env::var("USER").unwrap_or_else(|_| "operator".into()) },
         }))?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;

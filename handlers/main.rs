@@ -106,6 +106,12 @@ enum RunsAction {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         attempt: Option<u32>,
     },
+    /// Print a released run's release notes (Markdown, as `release-notes.md`;
+    /// with --json, the `notes` of its `image-version.json`).
+    Notes {
+        /// The run.
+        id: RunId,
+    },
     /// Wait for a run to end; the exit code says how (0 released or skipped,
     /// 10 failed, 11 rejected, 12 approval expired, 20 still going after --timeout).
     Wait {
@@ -184,6 +190,9 @@ enum Command {
         /// The branch pushed to.
         #[arg(long, default_value = "main")]
         branch: String,
+        /// The commit's message (the release notes quote its first line).
+        #[arg(long)]
+        message: Option<String>,
         /// The factory's base URL.
         #[arg(
             long,
@@ -439,8 +448,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             commit,
             changed,
             branch,
+            message,
             url,
-        } => print_answer(Client::new(&url).push(&commit, &changed, &branch).await?),
+        } => print_answer(
+            Client::new(&url)
+                .push(&commit, &changed, &branch, message.as_deref())
+                .await?,
+        ),
         Command::Trigger {
             image,
             reason,
@@ -500,6 +514,25 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                         print_answer(serde_json::to_string_pretty(&run)?)?;
                     } else {
                         client::print_run(&run)?;
+                    }
+                }
+                RunsAction::Notes { id } => {
+                    let run = client.run(&id).await?;
+                    let Some(release) = &run.release else {
+                        anyhow::bail!(
+                            "run {id} is {}: only a released run has release notes",
+                            run.status
+                        );
+                    };
+                    let Some(notes) = &release.notes else {
+                        anyhow::bail!(
+                            "run {id} was released before the factory wrote release notes"
+                        );
+                    };
+                    if json {
+                        print_answer(serde_json::to_string_pretty(notes)?)?;
+                    } else {
+                        print_answer(notes.markdown(&run.image, &release.image_version))?;
                     }
                 }
                 RunsAction::Logs {

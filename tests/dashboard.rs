@@ -76,6 +76,10 @@ async fn an_operator_follows_a_run_from_the_dashboard_to_its_release() {
         "the approval trail"
     );
     assert!(page.contains("image-version.json") && page.contains("\"imageVersion\""));
+    assert!(
+        page.contains("Release notes") && page.contains("The image's first release."),
+        "{page}"
+    );
     browser.screenshot("run-released").await;
 
     browser
@@ -83,7 +87,20 @@ async fn an_operator_follows_a_run_from_the_dashboard_to_its_release() {
         .await;
     let image = browser.text().await;
     assert!(image.contains("Latest released version"), "{image}");
+    assert!(image.contains("Notes of the latest release"), "{image}");
     browser.screenshot("image").await;
+
+    browser
+        .click("a.changelog[href='/api/dashboard/changelog/example']")
+        .await;
+    let changelog = browser.text().await;
+    assert!(changelog.contains("Changelog of example"), "{changelog}");
+    assert!(
+        changelog.contains("Released") && changelog.contains(&id),
+        "{changelog}"
+    );
+    assert!(changelog.contains("platform-lead approved"), "{changelog}");
+    browser.screenshot("changelog").await;
     factory.stop().await;
 }
 
@@ -300,7 +317,80 @@ async fn hostile_text_in_a_stored_run_is_shown_as_text_and_links_to_it_are_perce
         "{image_page}"
     );
     assert!(image_page.contains("href=\"/api/dashboard/runs/push-hostile-0123456789ab\""));
+
+    // Release notes quote what people wrote (a commit message, a comment,
+    // file names): as text on the run page, the image page and the changelog.
+    let released = hostile_release(&image);
+    factory.app.store.create(&released).await.unwrap();
+    for path in [
+        format!("/api/dashboard/runs/{}", released.id),
+        format!("/api/dashboard/images/{encoded_image}"),
+        format!("/api/dashboard/changelog/{encoded_image}"),
+    ] {
+        let (status, page) = get(format!("{}{path}", factory.url)).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        assert_inert(&page);
+        for shown in [
+            "&#60;script&#62;alert(1)&#60;/script&#62;",
+            "&#34;&#62;&#60;img src=x onerror=alert(1)&#62;",
+        ] {
+            assert!(page.contains(shown), "{path}: {shown} missing: {page}");
+        }
+    }
     factory.stop().await;
+}
+
+/// A released run of `image` whose notes carry hostile text everywhere
+/// people write: the commit message, a file name, a variable, a comment.
+fn hostile_release(image: &str) -> Run {
+    use image_factory::domain::release_notes::{InputManifest, ReleaseNotes};
+    use image_factory::domain::run::ReleaseRecord;
+    let now = Utc::now();
+    let manifest = |file: &str, value: &str| InputManifest {
+        files: [(file.to_string(), "00".to_string())].into(),
+        variables: [(SCRIPT.to_string(), value.to_string())].into(),
+        ..InputManifest::default()
+    };
+    let mut previous = Run::new(
+        "push-hostile-previous".parse().unwrap(),
+        image.into(),
+        ImageVersion::new(2026, 1129, 0).unwrap(),
+        Trigger::new(TriggerKind::Push, "github"),
+        Default::default(),
+        now,
+    );
+    previous.inputs = Some(manifest("build.pkr.hcl", "a"));
+    let mut run = Run::new(
+        "push-hostile-released".parse().unwrap(),
+        image.into(),
+        ImageVersion::new(2026, 1130, 1).unwrap(),
+        Trigger {
+            commit: Some(BREAKOUT.into()),
+            message: Some(format!("{SCRIPT}\nmore")),
+            actor: Some(BREAKOUT.into()),
+            ..Trigger::new(TriggerKind::Push, "github")
+        },
+        Default::default(),
+        now,
+    );
+    run.inputs = Some(manifest(&format!("scripts/{BREAKOUT}"), BREAKOUT));
+    run.checks = vec![SCRIPT.into()];
+    run.decisions.push(Decision {
+        approver: "lead".into(),
+        verdict: Verdict::Approve,
+        at: now,
+        comment: Some(BREAKOUT.into()),
+        via: "link".into(),
+        token_id: None,
+    });
+    run.status = RunStatus::Released;
+    run.release = Some(ReleaseRecord {
+        image_version: run.version.to_string(),
+        run_id: run.id.to_string(),
+        notes: Some(ReleaseNotes::compose(&run, Some(&previous), now)),
+        ..ReleaseRecord::default()
+    });
+    run
 }
 
 /// A released run of `image` at `version`, built on `base` of its parent.

@@ -972,11 +972,7 @@ impl World {
             source: "github".into(),
             commit: Some(format!("{:040x}", self.seed)),
             branch: Some("main".into()),
-            actor: None,
-            reason: None,
-            force: false,
-            base_image_version: None,
-            repository: None,
+            ..Trigger::new(TriggerKind::Push, "github")
         };
         self.app
             .create_run(id.into(), image, trigger)

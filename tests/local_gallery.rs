@@ -268,3 +268,94 @@ async fn a_released_commit_is_tagged_image_slash_version_in_the_images_repositor
     );
     factory.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_release_has_notes_naming_its_commit_the_previous_version_and_what_changed() {
+    let images = tempfile::TempDir::new().expect("a folder");
+    let dir = copy_example(images.path(), "example");
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    let first = release(&factory, &dir, "1111111111111111111111111111111111111111").await;
+    let second_commit = "2222222222222222222222222222222222222222";
+    let second = release(&factory, &dir, second_commit).await;
+
+    // release-notes.md beside image-version.json in the local gallery.
+    let folder = factory
+        .data
+        .path()
+        .join("releases")
+        .join("example")
+        .join(&second);
+    let notes = std::fs::read_to_string(folder.join("release-notes.md")).expect("the notes");
+    for expected in [
+        format!("# example {second}"),
+        format!("- Commit: `{second_commit}` — Update the image"),
+        format!(
+            "The previous release is {first} (run push-example-1111111111111111111111111111111111111111, commit `1111111111111111111111111111111111111111`"
+        ),
+        "Changed files:\n\n- `scripts/release-marker.txt`".to_string(),
+        "platform-lead approved at".to_string(),
+        "| build |".to_string(),
+    ] {
+        assert!(
+            notes.contains(&expected),
+            "{expected:?} missing from:\n{notes}"
+        );
+    }
+    assert!(
+        !notes.contains("`build.pkr.hcl`"),
+        "an unchanged file is not named:\n{notes}"
+    );
+    let first_notes =
+        std::fs::read_to_string(folder.with_file_name(&first).join("release-notes.md"))
+            .expect("the first release's notes");
+    assert!(first_notes.contains("first release"), "{first_notes}");
+
+    // The same notes, structured, in image-version.json.
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(folder.join("image-version.json")).expect("the metadata"),
+    )
+    .expect("JSON");
+    assert_eq!(record["notes"]["previous"]["version"], first.as_str());
+    assert_eq!(
+        record["notes"]["changes"]["modified"],
+        json!(["scripts/release-marker.txt"])
+    );
+    assert_eq!(record["notes"]["approvals"][0]["approver"], "platform-lead");
+
+    // The CLI prints the notes the gallery holds.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["runs", "notes", &format!("push-example-{second_commit}")])
+        .args(["--url", &factory.url])
+        .output()
+        .await
+        .expect("the CLI runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        notes.trim_end()
+    );
+
+    // The changelog lists both releases, newest first, with their notes.
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/changelog/example", factory.url))
+        .send()
+        .await
+        .expect("the changelog")
+        .text()
+        .await
+        .expect("text");
+    let (at_second, at_first) = (
+        page.find(&format!("<h2>{second}</h2>"))
+            .expect("the second release"),
+        page.find(&format!("<h2>{first}</h2>"))
+            .expect("the first release"),
+    );
+    assert!(at_second < at_first, "newest first: {page}");
+    assert!(page.contains("scripts/release-marker.txt"), "{page}");
+    factory.stop().await;
+}

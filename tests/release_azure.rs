@@ -370,15 +370,9 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
     })
     .await;
     let trigger = Trigger {
-        kind: TriggerKind::Push,
-        source: "github".into(),
         commit: Some("c0ffee".into()),
         branch: Some("main".into()),
-        actor: None,
-        reason: None,
-        force: false,
-        base_image_version: None,
-        repository: None,
+        ..Trigger::new(TriggerKind::Push, "github")
     };
     let mut run = Run::new(
         "push-example-c0ffee".parse().unwrap(),

@@ -96,6 +96,12 @@ async fn githubs_own_ping_and_push_samples_are_answered_and_start_only_what_they
         push["pusher"]["name"].as_str()
     );
     assert_eq!(run.trigger.branch.as_deref(), Some("master"));
+    // The head commit's message is kept for the release notes.
+    assert_eq!(
+        run.trigger.message.as_deref(),
+        push["head_commit"]["message"].as_str()
+    );
+    assert!(run.trigger.message.is_some());
     // The repository pushed to is recorded: the released commit is tagged there.
     let full_name = push["repository"]["full_name"].as_str().unwrap();
     let (owner, repo) = full_name.split_once('/').unwrap();
@@ -250,6 +256,11 @@ async fn an_azure_devops_push_builds_every_image_and_is_authenticated_by_its_sha
     assert_eq!(
         run.trigger.commit.as_deref(),
         Some("33b55f7cb7e7e245323987634f960cf4a6e6bc74")
+    );
+    // The pushed commit's comment, for the release notes.
+    assert_eq!(
+        run.trigger.message.as_deref(),
+        Some("Fixed bug in web.config file")
     );
     // The repository, its project and the organization, from the payload.
     assert_eq!(

@@ -4,15 +4,17 @@
 //! image's page with its released versions, the gallery's and its image
 //! tree. Pure: given records, returns HTML
 //! rendered by the templates `runs.html`, `run.html` (with `timeline.html`)
-//! and `image.html`; this module turns records into what they show.
+//! and `image.html`; this module turns records into what they show. Release
+//! notes and the changelog are in [`changelog`], the fleet page in [`fleet`].
 
+pub mod changelog;
 pub mod fleet;
 
 use askama::Template;
 use chrono::{DateTime, Utc};
 
 use crate::domain::gallery::{GalleryVersion, latest};
-use crate::domain::run::{Run, RunStatus, Stage, StageStatus};
+use crate::domain::run::{ReleaseRecord, Run, RunStatus, Stage, StageStatus};
 use crate::pages::{Frame, Layout, filters, notice_page, render};
 
 /// Where the pages live (under the HTTP route prefix).
@@ -314,6 +316,9 @@ struct RunPage<'a> {
     timeline: Timeline,
     stages: Vec<StageRow<'a>>,
     approval: Option<ApprovalView<'a>>,
+    /// The release notes, when the run was released with them.
+    notes: Option<changelog::NotesView<'a>>,
+    /// `image-version.json` as published (its notes shown as [`RunPage::notes`]).
     release: Option<String>,
     /// Release events: event, target, what the delivery did.
     deliveries: Vec<(&'static str, &'a str, String)>,
@@ -408,10 +413,18 @@ pub fn run_page(
         timeline: timeline(run, now),
         stages,
         approval,
-        release: run
+        notes: run
             .release
             .as_ref()
-            .map(|release| serde_json::to_string_pretty(release).unwrap_or_default()),
+            .and_then(|r| r.notes.as_ref())
+            .map(changelog::notes_view),
+        release: run.release.as_ref().map(|release| {
+            let without_notes = ReleaseRecord {
+                notes: None,
+                ..release.clone()
+            };
+            serde_json::to_string_pretty(&without_notes).unwrap_or_default()
+        }),
         log_tail,
         earlier,
     })
@@ -487,9 +500,12 @@ struct GalleryRow {
 #[template(path = "image.html")]
 struct ImagePage<'a> {
     frame: Frame,
+    image: &'a str,
     /// Released versions, newest (the latest) first.
     released: Vec<VersionRow<'a>>,
     recent: Vec<VersionRow<'a>>,
+    /// The notes of the latest release.
+    latest_notes: Option<changelog::NotesView<'a>>,
     /// The gallery's latest version.
     gallery_latest: Option<String>,
     /// The gallery's versions, highest first, or why they could not be read.
@@ -526,6 +542,7 @@ pub fn image_page(
     };
     render(&ImagePage {
         frame: Frame::with(format!("Image {image}"), layout(false)),
+        image,
         released: runs
             .iter()
             .filter(|r| r.status == RunStatus::Released)
@@ -536,6 +553,11 @@ pub fn image_page(
             .take(20)
             .map(|r| VersionRow::of(r, now))
             .collect(),
+        latest_notes: runs
+            .iter()
+            .find(|r| r.status == RunStatus::Released)
+            .and_then(|r| r.release.as_ref()?.notes.as_ref())
+            .map(changelog::notes_view),
         gallery_latest,
         gallery,
         tree,

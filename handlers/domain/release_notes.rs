@@ -354,6 +354,9 @@ impl ReleaseNotes {
             let _ = writeln!(md, "| {} | {} |", d.stage.name(), human_duration(d.seconds));
         }
         let _ = writeln!(md, "| whole run | {} |", human_duration(self.total_seconds));
+        while md.contains("\n\n\n") {
+            md = md.replace("\n\n\n", "\n\n");
+        }
         md
     }
 }

@@ -1,5 +1,5 @@
-//! `dashboard` (`GET /api/dashboard[/runs/{id} | /images/{name} | /fleet]`): the
-//! operators' pages. In Azure they sit behind App Service authentication;
+//! `dashboard` (`GET /api/dashboard[/runs/{id} | /images/{name} |
+//! /changelog/{image} | /fleet]`): the operators' pages. In Azure they sit behind App Service authentication;
 //! locally the host serves them on loopback only.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -7,6 +7,7 @@ use std::io::{Read, Seek, SeekFrom};
 use super::InvocationError;
 use crate::app::App;
 use crate::build_log;
+use crate::dashboard::changelog::changelog_page;
 use crate::dashboard::{
     AttemptLog, ChildBase, Filters, ImageTree, ParentBase, image_page, not_found_page,
     refusal_page, run_page, runs_page,
@@ -21,6 +22,8 @@ use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, Invo
 const LOG_TAIL: u64 = 8 * 1024;
 /// Runs per page of the list.
 const PAGE_SIZE: usize = 50;
+/// Releases per page of an image's changelog.
+const CHANGELOG_PAGE: usize = 20;
 
 /// A dashboard request.
 #[derive(Debug)]
@@ -104,9 +107,49 @@ impl Dashboard {
                     html(200, image_page(&name, &page.runs, &gallery, &tree, now))
                 }
             }
+            (Some("changelog"), Some(name)) => self.changelog(app, &name).await?,
             _ => html(404, not_found_page("There is no such page.")),
         };
         Ok(response)
+    }
+
+    /// An image's releases, newest first, with their notes; a page at a time.
+    async fn changelog(
+        &self,
+        app: &App,
+        image: &str,
+    ) -> Result<InvocationResponse, InvocationError> {
+        let query = RunQuery {
+            image: Some(image.to_string()),
+            statuses: vec![RunStatus::Released],
+            limit: CHANGELOG_PAGE,
+            continuation: self
+                .request
+                .query
+                .get("continuation")
+                .filter(|c| !c.is_empty())
+                .cloned(),
+        };
+        let page = match app.store.list(&query).await {
+            Ok(page) => page,
+            Err(StoreError::BadContinuation) => {
+                return Ok(html(
+                    400,
+                    refusal_page("Bad page", "That page link is not valid."),
+                ));
+            }
+            Err(e) => return Err(super::retry("cannot list releases", e)),
+        };
+        if app.image(image).is_none() && page.runs.is_empty() {
+            return Ok(html(
+                404,
+                not_found_page(&format!("There is no image {image}.")),
+            ));
+        }
+        Ok(html(
+            200,
+            changelog_page(image, &page.runs, page.continuation.as_deref()),
+        ))
     }
 
     async fn fleet(&self, app: &App) -> Result<InvocationResponse, InvocationError> {

@@ -1,0 +1,176 @@
+//! Release notes on the pages: the notes of one release as the run and image
+//! pages show them (`notes.html`), and an image's changelog
+//! (`/api/dashboard/changelog/{image}`, `changelog.html`): its releases,
+//! newest first, each with its notes. Pure: given runs, works out the text.
+
+use askama::Template;
+
+use super::{layout, minute};
+use crate::domain::approval::Verdict;
+use crate::domain::release_notes::{ReleaseNotes, released_at};
+use crate::domain::run::Run;
+use crate::pages::{Frame, filters, render};
+
+/// Changed files a page lists under each heading before it counts the rest.
+const FILES_SHOWN: usize = 50;
+
+/// The previous release, as the notes name it.
+pub(super) struct PreviousView<'a> {
+    pub(super) version: &'a str,
+    pub(super) run_id: &'a str,
+    pub(super) released: Option<String>,
+}
+
+/// One release's notes, as text for `notes.html`.
+pub(super) struct NotesView<'a> {
+    pub(super) summary: &'a str,
+    pub(super) commit: Option<&'a str>,
+    pub(super) message: Option<&'a str>,
+    pub(super) reason: Option<&'a str>,
+    pub(super) base: Option<&'a str>,
+    pub(super) previous: Option<PreviousView<'a>>,
+    /// What to say instead of (or before) the lists of changes.
+    pub(super) changes_state: Option<&'static str>,
+    /// ("Added files", paths), ("Changed files", ...), ("Removed files", ...).
+    pub(super) files: Vec<(&'static str, Vec<&'a str>)>,
+    pub(super) more_files: usize,
+    /// Setting, before, after.
+    pub(super) settings: Vec<(String, &'a str, &'a str)>,
+    pub(super) smoke: &'a [String],
+    /// Approver, verdict, when, comment.
+    pub(super) approvals: Vec<(&'a str, &'static str, String, &'a str)>,
+    pub(super) durations: Vec<(&'static str, String)>,
+    pub(super) total: String,
+}
+
+/// The notes of a release as the pages show them.
+pub(super) fn notes_view(notes: &ReleaseNotes) -> NotesView<'_> {
+    let t = &notes.trigger;
+    let changes = notes.changes.as_ref();
+    let changes_state = match (&notes.previous, changes) {
+        (None, _) => None,
+        (Some(_), None) => Some("what changed was not recorded file by file."),
+        (Some(_), Some(c)) if c.is_empty() => Some("no input changed."),
+        (Some(_), Some(_)) => Some("these inputs changed."),
+    };
+    let mut shown = 0;
+    let mut more_files = 0;
+    let files = changes
+        .map(|c| {
+            [
+                ("Added files", &c.added),
+                ("Changed files", &c.modified),
+                ("Removed files", &c.removed),
+            ]
+            .into_iter()
+            .map(|(label, paths)| {
+                let take = FILES_SHOWN.saturating_sub(shown).min(paths.len());
+                shown += take;
+                more_files += paths.len() - take;
+                (label, paths[..take].iter().map(String::as_str).collect())
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    let settings = changes
+        .map(|c| {
+            c.variables
+                .iter()
+                .map(|v| (format!("variable {}", v.name), v))
+                .chain(
+                    c.baseline
+                        .iter()
+                        .chain(&c.base_image)
+                        .map(|v| (v.name.clone(), v)),
+                )
+                .map(|(name, v)| (name, or_not_set(&v.before), or_not_set(&v.after)))
+                .collect()
+        })
+        .unwrap_or_default();
+    NotesView {
+        summary: &t.summary,
+        commit: t.commit.as_deref(),
+        message: t.message.as_deref(),
+        reason: t.reason.as_deref(),
+        base: t.base_image_version.as_deref(),
+        previous: notes.previous.as_ref().map(|p| PreviousView {
+            version: &p.version,
+            run_id: &p.run_id,
+            released: p.released_at.map(minute),
+        }),
+        changes_state,
+        files,
+        more_files,
+        settings,
+        smoke: &notes.smoke,
+        approvals: notes
+            .approvals
+            .iter()
+            .map(|a| {
+                (
+                    a.approver.as_str(),
+                    match a.verdict {
+                        Verdict::Approve => "approved",
+                        Verdict::Reject => "rejected",
+                    },
+                    minute(a.at),
+                    a.comment.as_deref().unwrap_or(""),
+                )
+            })
+            .collect(),
+        durations: notes
+            .durations
+            .iter()
+            .map(|d| (d.stage.name(), crate::domain::human_duration(d.seconds)))
+            .collect(),
+        total: crate::domain::human_duration(notes.total_seconds),
+    }
+}
+
+fn or_not_set(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("(not set)")
+}
+
+/// One release of the changelog.
+struct Entry<'a> {
+    version: String,
+    run_id: &'a str,
+    released: String,
+    notes: Option<NotesView<'a>>,
+}
+
+#[derive(Template)]
+#[template(path = "changelog.html")]
+struct ChangelogPage<'a> {
+    frame: Frame,
+    image: &'a str,
+    entries: Vec<Entry<'a>>,
+    /// The continuation of the next (older) page.
+    next: Option<&'a str>,
+}
+
+/// `image`'s changelog: `released` (its released runs, one page of them),
+/// newest release first, and a link to older ones when `next` is given.
+pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> String {
+    let mut runs: Vec<&Run> = released.iter().collect();
+    runs.sort_by_key(|r| std::cmp::Reverse((released_at(r), r.created_at)));
+    let entries = runs
+        .into_iter()
+        .map(|run| Entry {
+            version: run.version.to_string(),
+            run_id: &run.id,
+            released: minute(released_at(run).unwrap_or(run.updated_at)),
+            notes: run
+                .release
+                .as_ref()
+                .and_then(|r| r.notes.as_ref())
+                .map(notes_view),
+        })
+        .collect();
+    render(&ChangelogPage {
+        frame: Frame::with(format!("Changelog of {image}"), layout(false)),
+        image,
+        entries,
+        next,
+    })
+}
