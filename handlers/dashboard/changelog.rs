@@ -6,7 +6,6 @@
 use askama::Template;
 
 use super::{layout, minute};
-use crate::domain::approval::Verdict;
 use crate::domain::release_notes::{ReleaseNotes, released_at};
 use crate::domain::run::Run;
 use crate::pages::{Frame, filters, render};
@@ -109,10 +108,7 @@ pub(super) fn notes_view(notes: &ReleaseNotes) -> NotesView<'_> {
             .map(|a| {
                 (
                     a.approver.as_str(),
-                    match a.verdict {
-                        Verdict::Approve => "approved",
-                        Verdict::Reject => "rejected",
-                    },
+                    a.verdict.past_tense(),
                     minute(a.at),
                     a.comment.as_deref().unwrap_or(""),
                 )

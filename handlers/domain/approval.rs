@@ -116,6 +116,14 @@ impl Verdict {
         }
     }
 
+    /// `approved` or `rejected`, as a sentence tells a decision taken.
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approved",
+            Verdict::Reject => "rejected",
+        }
+    }
+
     /// Parses `approve` / `reject`.
     pub fn from_name(s: &str) -> Option<Verdict> {
         match s {

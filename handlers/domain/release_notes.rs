@@ -332,14 +332,11 @@ impl ReleaseNotes {
             md.push_str("No decision was recorded.\n");
         }
         for a in &self.approvals {
-            let verb = match a.verdict {
-                Verdict::Approve => "approved",
-                Verdict::Reject => "rejected",
-            };
             let _ = write!(
                 md,
-                "- {} {verb} at {}",
+                "- {} {} at {}",
                 text(&a.approver),
+                a.verdict.past_tense(),
                 a.at.format("%Y-%m-%d %H:%M UTC")
             );
             match &a.comment {
