@@ -374,9 +374,12 @@ impl App {
     /// try (no commit, already tagged, a failure not due again) changes
     /// nothing; a failure is recorded with its next attempt, never fails
     /// anything, and the sweeper tries again.
-    pub async fn tag_release(&self, run: &Run) {
+    ///
+    /// The outcome is recorded at `now`, the time the try was decided (the
+    /// release's time for the try beside it), however late the task runs.
+    pub async fn tag_release(&self, run: &Run, now: DateTime<Utc>) {
         let Some(record) =
-            crate::stages::git_tag::tag_release(self.git_tags.as_ref(), run, self.now()).await
+            crate::stages::git_tag::tag_release(self.git_tags.as_ref(), run, now).await
         else {
             return;
         };

@@ -387,7 +387,7 @@ fn hostile_release(image: &str) -> Run {
     run.release = Some(ReleaseRecord {
         image_version: run.version.to_string(),
         run_id: run.id.to_string(),
-        notes: Some(ReleaseNotes::compose(&run, Some(&previous), now)),
+        notes: Some(Box::new(ReleaseNotes::compose(&run, Some(&previous), now))),
         ..ReleaseRecord::default()
     });
     run

@@ -59,7 +59,8 @@ use axum::body::Body;
 use chrono::{DateTime, TimeZone, Utc};
 use image_factory::app::{App, StageMessage};
 use image_factory::config::Settings;
-use image_factory::domain::approval::NoticeKind;
+use image_factory::domain::approval::{NoticeKind, Verdict};
+use image_factory::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
 use image_factory::domain::machine::MAX_LOST_WORKERS;
 use image_factory::domain::run::{
     BuildOutcome, BuildResult, Execution, ReleaseRecord, Run, RunId, RunStatus, Stage, StageStatus,
@@ -75,6 +76,7 @@ use image_factory::ports::clock::Ids;
 use image_factory::ports::executor::{
     Check, CheckOutput, Executor, ExecutorError, Job, JobEnd, JobOutcome,
 };
+use image_factory::ports::git::{GitTags, TagError};
 use image_factory::ports::logs::LogStore;
 use image_factory::ports::notifier::{Channel, Notice, Notifier};
 use image_factory::ports::store::{ETag, RunPage, RunQuery, RunStore, StoreError, Stored};
@@ -246,6 +248,27 @@ impl Faults {
             *self.seen.lock().unwrap().entry((point, fault)).or_default() += 1;
         }
         fault
+    }
+}
+
+// ---------------------------------------------------------------- git tags
+
+/// The images folder is in no repository, and this says so at once: the try
+/// beside a release runs in a task of its own, and a `git` process there
+/// would let the schedule's next steps overtake it differently each replay.
+struct NoRepository;
+
+#[async_trait]
+impl GitTags for NoRepository {
+    async fn tag(
+        &self,
+        _repository: Option<&RepositoryRef>,
+        _name: &TagName,
+        _commit: &str,
+    ) -> Result<TagOutcome, TagError> {
+        Ok(TagOutcome::NothingToTag {
+            reason: "the images folder is not in a git repository".into(),
+        })
     }
 }
 
@@ -901,6 +924,7 @@ impl World {
             ledger: Arc::clone(&ledger),
             faults: Arc::clone(&faults),
         })]);
+        app.git_tags = Arc::new(NoRepository);
         app.clock = Arc::clone(&clock);
         let settings = BusSettings {
             lock_duration: LOCK.to_std().unwrap(),
@@ -1703,8 +1727,12 @@ impl World {
             promoted: Some(run.version.to_string()),
             excluded: record.excluded.clone(),
             pruned: record.pruned.clone(),
+            // The notes are checked on their own: their durations depend
+            // on when the stage ran.
+            notes: record.notes.clone(),
             ..ReleaseRecord::default()
         };
+        check_notes(run, &record)?;
         if record != expected {
             return Err(format!(
                 "image-version.json says {record:?}; the run built {expected:?}"
@@ -2034,7 +2062,20 @@ async fn recording(seed: u64) -> (Vec<String>, Vec<String>, Vec<String>) {
 fn first_difference(a: &[String], b: &[String]) -> Option<String> {
     let at = a.iter().zip(b).position(|(x, y)| x != y);
     match at {
-        Some(i) => Some(format!("at {i}:\n  {}\n  {}", a[i], b[i])),
+        Some(i) => {
+            // Around the first differing byte: records are long.
+            let at = a[i].bytes().zip(b[i].bytes()).position(|(x, y)| x != y);
+            let around = |s: &str| {
+                let from = at.unwrap_or(0).saturating_sub(300);
+                let to = (at.unwrap_or(0) + 200).min(s.len());
+                s.get(from..to).unwrap_or(s).to_string()
+            };
+            Some(format!(
+                "at {i}, byte {at:?}:\n  …{}…\n  …{}…",
+                around(&a[i]),
+                around(&b[i])
+            ))
+        }
         None if a.len() != b.len() => Some(format!("lengths {} and {}", a.len(), b.len())),
         None => None,
     }
@@ -2095,4 +2136,34 @@ async fn a_schedule_that_panics_or_hangs_is_reported_with_its_seed_and_the_other
 /// A run id the suite made (always valid).
 fn rid(id: &str) -> RunId {
     id.parse().expect("a run id the suite made")
+}
+
+/// Whether the release notes of `record` tell `run`: its commit, its
+/// decisions, and a previous release that is another version of the image.
+fn check_notes(run: &Run, record: &ReleaseRecord) -> Result<(), String> {
+    let Some(notes) = &record.notes else {
+        return Err(format!("image-version.json of {} has no notes", run.id));
+    };
+    let decisions: Vec<(&str, Verdict, Option<&str>)> = run
+        .decisions
+        .iter()
+        .map(|d| (d.approver.as_str(), d.verdict, d.comment.as_deref()))
+        .collect();
+    let approvals: Vec<(&str, Verdict, Option<&str>)> = notes
+        .approvals
+        .iter()
+        .map(|a| (a.approver.as_str(), a.verdict, a.comment.as_deref()))
+        .collect();
+    if notes.trigger.commit != run.trigger.commit || approvals != decisions {
+        return Err(format!(
+            "the notes of {} do not tell its run: {notes:?}",
+            run.id
+        ));
+    }
+    match &notes.previous {
+        Some(p) if p.run_id == run.id.as_str() || p.version == run.version.to_string() => Err(
+            format!("{} names itself as its previous release: {p:?}", run.id),
+        ),
+        _ => Ok(()),
+    }
 }

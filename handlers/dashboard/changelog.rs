@@ -160,7 +160,7 @@ pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> Stri
                 .release
                 .as_ref()
                 .and_then(|r| r.notes.as_ref())
-                .map(notes_view),
+                .map(|n| notes_view(n)),
         })
         .collect();
     render(&ChangelogPage {

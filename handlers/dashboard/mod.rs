@@ -417,7 +417,7 @@ pub fn run_page(
             .release
             .as_ref()
             .and_then(|r| r.notes.as_ref())
-            .map(changelog::notes_view),
+            .map(|n| changelog::notes_view(n)),
         release: run.release.as_ref().map(|release| {
             let without_notes = ReleaseRecord {
                 notes: None,
@@ -557,7 +557,7 @@ pub fn image_page(
             .iter()
             .find(|r| r.status == RunStatus::Released)
             .and_then(|r| r.release.as_ref()?.notes.as_ref())
-            .map(changelog::notes_view),
+            .map(|n| changelog::notes_view(n)),
         gallery_latest,
         gallery,
         tree,

@@ -584,7 +584,7 @@ pub struct ReleaseRecord {
     pub regions: Vec<String>,
     /// The release notes (also published as `release-notes.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notes: Option<ReleaseNotes>,
+    pub notes: Option<Box<ReleaseNotes>>,
 }
 
 /// What a packer command line of a run is built from.

@@ -168,8 +168,8 @@ impl StageInvocation {
                 if t.run.status == RunStatus::Released {
                     start_children(app, &t.run, &mut response).await;
                     // The tag never holds up the outcome: it runs beside it.
-                    let (tagger, released) = (app.clone(), t.run.clone());
-                    tokio::spawn(async move { tagger.tag_release(&released).await });
+                    let (tagger, released, now) = (app.clone(), t.run.clone(), app.now());
+                    tokio::spawn(async move { tagger.tag_release(&released, now).await });
                 }
                 // The run ended: deliver what it owes (release events), after
                 // the write that ended it, never holding up this outcome.

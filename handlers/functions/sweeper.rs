@@ -275,7 +275,7 @@ async fn retry_git_tags(app: &App, response: &mut InvocationResponse) {
         // Never tried (the try beside the release was cut short), or failed
         // and due again; `tag_release` leaves every other run as it is.
         if run.trigger.commit.is_some() && run.git_tag.as_ref().is_none_or(|t| t.due(now)) {
-            app.tag_release(&run).await;
+            app.tag_release(&run, app.now()).await;
             response.log(format!("git tag of {} tried again", run.id));
         }
     }

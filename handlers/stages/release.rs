@@ -55,7 +55,7 @@ pub(super) async fn run(
             .map(|b| b.log.clone())
             .unwrap_or_default(),
         location: run_copy.display().to_string(),
-        notes: Some(notes),
+        notes: Some(Box::new(notes)),
         ..ReleaseRecord::default()
     };
     let mut target = ReleaseTarget {
