@@ -3,11 +3,16 @@
 //! build before its parent has a release; a release of the parent starts
 //! the child's run on that version (`-var base_image_version=…` reaches
 //! packer), once; Patch Tuesday starts only the parent, the child follows.
+//! End to end: one push of a parent releases it and both its children, each
+//! announced by a verified release event, the children's release notes name
+//! the base version they moved from, and a rollback of the parent is an
+//! event, not a rebuild.
 
 mod common;
 
 use std::path::Path;
 
+use common::event_receiver::{self, Receiver, with_webhook};
 use common::{Factory, Options, copy_example};
 use image_factory::domain::run::{RunStatus, TriggerKind};
 use serde_json::json;
@@ -161,4 +166,143 @@ async fn patch_tuesday_starts_only_images_without_a_factory_parent() {
     assert_eq!(images_started, ["base"]);
     assert_eq!(runs[0].trigger.kind, TriggerKind::PatchTuesday);
     factory.stop().await;
+}
+
+/// The subjects of the events the receiver verified, in order.
+async fn subjects(receiver: &Receiver, count: usize) -> Vec<(String, String)> {
+    receiver
+        .wait_verified(count)
+        .await
+        .iter()
+        .map(|d| {
+            let event: serde_json::Value =
+                serde_json::from_str(d["body"].as_str().expect("a body")).expect("JSON");
+            (
+                event["type"].as_str().unwrap_or_default().to_string(),
+                event["subject"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_push_of_a_parent_releases_it_and_both_children_and_its_rollback_is_an_event_not_a_rebuild()
+ {
+    let images = tempfile::TempDir::new().expect("a folder");
+    image(images.path(), "base", None);
+    image(images.path(), "web", Some("base"));
+    image(images.path(), "sql", Some("base"));
+    let secret = event_receiver::secret();
+    let receiver = Receiver::start(&secret, 0).await;
+    let factory = Factory::start_with(with_webhook(
+        Options::with_images(images.path()),
+        &receiver.url,
+        &secret,
+    ))
+    .await;
+
+    // One push, three releases, each approved and announced.
+    let first = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+    factory.push(first, &["images/base/build.pkr.hcl"]).await;
+    let base = approve(&factory, &format!("push-base-{first}")).await;
+    let web = approve(&factory, &format!("base-web-{}", base.version)).await;
+    let sql = approve(&factory, &format!("base-sql-{}", base.version)).await;
+    let mut announced = subjects(&receiver, 3).await;
+    announced.sort();
+    let released = |image: &str, run: &image_factory::domain::run::Run| {
+        (
+            "image-factory.image.released".to_string(),
+            format!("{image}/{}", run.version),
+        )
+    };
+    let mut expected = vec![
+        released("base", &base),
+        released("web", &web),
+        released("sql", &sql),
+    ];
+    expected.sort();
+    assert_eq!(announced, expected);
+
+    // The parent's next release moves both children; their notes say from what.
+    let second = "a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2";
+    std::fs::write(images.path().join("base/scripts/marker.txt"), "patched\n").expect("written");
+    factory
+        .push(second, &["images/base/scripts/marker.txt"])
+        .await;
+    let base2 = approve(&factory, &format!("push-base-{second}")).await;
+    for child in ["web", "sql"] {
+        let next = approve(&factory, &format!("base-{child}-{}", base2.version)).await;
+        let notes = next
+            .release
+            .as_ref()
+            .and_then(|r| r.notes.as_ref())
+            .expect("release notes");
+        let moved = notes
+            .changes
+            .as_ref()
+            .and_then(|c| c.base_image.as_ref())
+            .expect("the base image version changed");
+        assert_eq!(
+            (moved.before.clone(), moved.after.clone()),
+            (
+                Some(base.version.to_string()),
+                Some(base2.version.to_string())
+            ),
+            "{child}"
+        );
+        let markdown = std::fs::read_to_string(
+            factory
+                .data
+                .path()
+                .join("releases")
+                .join(child)
+                .join(next.version.to_string())
+                .join("release-notes.md"),
+        )
+        .expect("the notes in the gallery");
+        assert!(
+            markdown.contains(&format!(
+                "| base image | {} | {} |",
+                base.version, base2.version
+            )),
+            "{markdown}"
+        );
+    }
+    subjects(&receiver, 6).await;
+    let runs_before = factory.runs().await.len();
+
+    // Rolling the parent back is announced and rebuilds nothing.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args([
+            "rollback",
+            "--image",
+            "base",
+            "--to",
+            &base.version.to_string(),
+        ])
+        .env("IMAGE_FACTORY_IMAGES", images.path())
+        .env("IMAGE_FACTORY_DATA", factory.data.path())
+        .env("IMAGE_FACTORY_EVENT_WEBHOOKS", &receiver.url)
+        .env("IMAGE_FACTORY_EVENT_WEBHOOK_SECRET", &secret)
+        .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .output()
+        .await
+        .expect("the CLI runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = subjects(&receiver, 7).await.pop().expect("an event");
+    assert_eq!(
+        last,
+        (
+            "image-factory.image.rolled-back".to_string(),
+            format!("base/{}", base.version)
+        )
+    );
+    factory.sweep().await;
+    assert_eq!(factory.runs().await.len(), runs_before, "nothing rebuilt");
+    factory.stop().await;
+    receiver.stop().await;
 }

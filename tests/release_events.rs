@@ -11,37 +11,13 @@ mod common;
 use std::time::Duration;
 
 use cloudevents::AttributesReader;
-use common::event_receiver::{self, Receiver};
+use common::event_receiver::{self, Receiver, with_webhook};
 use common::{Factory, Options, copy_example};
 use image_factory::domain::followup::Delivery;
 use image_factory::domain::run::{Run, RunStatus};
-use image_factory::followups::FollowUps;
-use image_factory::ports::events::Publisher;
-use image_factory::web::webhooks::WebhookSettings;
 use serde_json::Value;
 
 const COMMIT: &str = "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3";
-
-/// Options whose factory sends release events to `url`, signed with `secret`.
-fn with_webhook(mut options: Options, url: &str, secret: &str) -> Options {
-    let settings = WebhookSettings::from_vars(|name| match name {
-        "IMAGE_FACTORY_EVENT_WEBHOOKS" => Some(url.to_string()),
-        "IMAGE_FACTORY_EVENT_WEBHOOK_SECRET" => Some(secret.to_string()),
-        _ => None,
-    })
-    .expect("webhook settings")
-    .expect("a webhook");
-    options.tweak = Box::new(move |app| {
-        let publishers = settings
-            .publishers()
-            .expect("publishers")
-            .into_iter()
-            .map(|p| std::sync::Arc::new(p) as std::sync::Arc<dyn Publisher>)
-            .collect();
-        app.follow_ups = FollowUps::new(publishers, &app.settings.public_url);
-    });
-    options
-}
 
 /// Approves the run and waits until it is released.
 async fn release(factory: &Factory, commit: &str) -> Run {

@@ -5,6 +5,9 @@
 
 use std::process::Stdio;
 
+use image_factory::followups::FollowUps;
+use image_factory::ports::events::Publisher;
+use image_factory::web::webhooks::WebhookSettings;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -14,6 +17,27 @@ pub struct Receiver {
     /// `http://127.0.0.1:<port>/events`.
     pub url: String,
     child: Child,
+}
+
+/// `options` for a factory that sends release events to `url`, signed with `secret`.
+pub fn with_webhook(mut options: super::Options, url: &str, secret: &str) -> super::Options {
+    let settings = WebhookSettings::from_vars(|name| match name {
+        "IMAGE_FACTORY_EVENT_WEBHOOKS" => Some(url.to_string()),
+        "IMAGE_FACTORY_EVENT_WEBHOOK_SECRET" => Some(secret.to_string()),
+        _ => None,
+    })
+    .expect("webhook settings")
+    .expect("a webhook");
+    options.tweak = Box::new(move |app| {
+        let publishers = settings
+            .publishers()
+            .expect("publishers")
+            .into_iter()
+            .map(|p| std::sync::Arc::new(p) as std::sync::Arc<dyn Publisher>)
+            .collect();
+        app.follow_ups = FollowUps::new(publishers, &app.settings.public_url);
+    });
+    options
 }
 
 /// A fresh `whsec_` secret.
