@@ -120,13 +120,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_hash_changes_with_any_template_file_variable_or_base_version_and_nothing_else() {
+    /// An image folder: a template, a script and `image.toml`.
+    fn template_folder() -> tempfile::TempDir {
         let dir = tempfile::TempDir::new().unwrap();
         std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
         std::fs::write(dir.path().join("build.pkr.hcl"), "build {}").unwrap();
         std::fs::write(dir.path().join("scripts/a.ps1"), "Write-Host a").unwrap();
         std::fs::write(dir.path().join(IMAGE_FILE), "approvers").unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_hash_changes_with_any_template_file_variable_or_base_version_and_nothing_else() {
+        let dir = template_folder();
         let img = image(dir.path());
         let base = hash(&img, None).unwrap();
         assert_eq!(base, hash(&img, None).unwrap());
@@ -166,11 +172,7 @@ mod tests {
 
     #[test]
     fn the_manifest_holds_each_file_hash_by_its_path_and_the_settings() {
-        let dir = tempfile::TempDir::new().unwrap();
-        std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
-        std::fs::write(dir.path().join("build.pkr.hcl"), "build {}").unwrap();
-        std::fs::write(dir.path().join("scripts/a.ps1"), "Write-Host a").unwrap();
-        std::fs::write(dir.path().join(IMAGE_FILE), "approvers").unwrap();
+        let dir = template_folder();
         let img = image(dir.path());
         let manifest = inputs(&img, Some("20348.1")).unwrap().manifest.unwrap();
         let paths: Vec<&str> = manifest.files.keys().map(String::as_str).collect();
