@@ -23,12 +23,15 @@ use crate::protocol::InvocationRequest;
 /// (expired locks, scheduled messages).
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// Starts the loop that triggers `function`, if it is not HTTP-triggered.
+/// Starts the loop that triggers `function`, if it is not HTTP-triggered. A
+/// queue pump takes a permit of `slots` (shared with other pumps) before it
+/// receives a message when given, else one of its own `maxConcurrentCalls`.
 pub(super) fn spawn(
     function: FunctionDef,
     app: &FunctionApp,
     invoker: &Invoker,
     bus: &Bus,
+    slots: Option<Arc<Semaphore>>,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     match function.trigger.clone() {
@@ -40,7 +43,9 @@ pub(super) fn spawn(
                 binding: name,
                 invoker: invoker.clone(),
                 bus: bus.clone(),
-                permits: Arc::new(Semaphore::new(app.settings.max_concurrent_calls)),
+                permits: slots.unwrap_or_else(|| {
+                    Arc::new(Semaphore::new(app.settings.max_concurrent_calls))
+                }),
                 max_renewal: app.settings.max_auto_lock_renewal,
             };
             Some(tokio::spawn(pump.run(shutdown)))
