@@ -1,6 +1,8 @@
 //! The local host's non-HTTP triggers: a pump per queue-triggered function
-//! (peek-lock, invoke, complete or abandon, lock renewal while the invocation
-//! runs) and a loop per timer (NCRONTAB, UTC, with the schedule status kept
+//! (a permit before each receive, from its own `maxConcurrentCalls` or from
+//! the slots of long local jobs it shares with other pumps; peek-lock,
+//! invoke, complete or abandon, lock renewal while the invocation runs) and
+//! a loop per timer (NCRONTAB, UTC, with the schedule status kept
 //! so that a firing missed while the host was down happens once at start-up,
 //! with `IsPastDue`).
 
