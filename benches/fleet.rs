@@ -6,8 +6,11 @@
 //!
 //! - on the host: the time from the firing until every run awaits approval,
 //!   next to the same packer commands (version, fmt -check, validate, build)
-//!   and smoke tests run for the same runs by a plain pool of threads at the
-//!   factory's parallelism (`IMAGE_FACTORY_PARALLELISM`, default the cores);
+//!   and smoke tests run for the same images by a plain pool of threads at
+//!   the factory's parallelism (`IMAGE_FACTORY_PARALLELISM`, default the
+//!   cores), once before the factory and once after it (the mean of both is
+//!   the floor: the load of a shared machine moves), and a run's stages as
+//!   recorded next to a run's commands in the pool;
 //! - off the host: the time until every run's build is dispatched
 //!   (BuildDispatched recorded) to a Container Apps job stand-in on loopback
 //!   that answers the job, its start and its executions as the off-host
@@ -105,7 +108,11 @@ struct Figures {
     runs: usize,
     parallelism: usize,
     seconds: f64,
-    floor_seconds: Option<f64>,
+    /// The floor run before the factory and after it (the machine's load
+    /// moves): its time, and the mean time of a run's commands.
+    floors: Vec<(f64, f64)>,
+    /// Mean time of a run's validate, build and test stages, as recorded.
+    stage_seconds: f64,
     requests: Requests,
     /// Messages sent, by queue.
     sent: BTreeMap<String, u64>,
@@ -127,10 +134,7 @@ fn main() {
             .build()
             .expect("runtime")
             .block_on(measure(Place::parse(place), runs.parse().expect("runs")));
-        println!(
-            "{RESULT}{}",
-            serde_json::to_string(&figures).expect("json")
-        );
+        println!("{RESULT}{}", serde_json::to_string(&figures).expect("json"));
         return;
     }
     let sizes: Vec<usize> = std::env::var("FLEET_N")
@@ -178,16 +182,32 @@ fn child(place: Place, runs: usize) -> Figures {
 fn print_figures(f: &Figures) {
     let n = f.runs as f64;
     let mib = |kib: u64| kib as f64 / 1024.0;
-    match (f.place, f.floor_seconds) {
-        (Place::OnHost, Some(floor)) => println!(
-            "| {} runs on the host, parallelism {}: firing to every run awaiting approval | {:.1} s ({:.2}× the floor) | the same packer commands and smoke tests in a pool of {} threads: {floor:.1} s |",
-            f.runs,
-            f.parallelism,
-            f.seconds,
-            f.seconds / floor,
-            f.parallelism
-        ),
-        _ => println!(
+    let floor = |pick: fn(&(f64, f64)) -> f64| {
+        let values: Vec<f64> = f.floors.iter().map(pick).collect();
+        let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+        let each: Vec<String> = values.iter().map(|v| format!("{v:.2} s")).collect();
+        (mean, each.join(" before, ") + " after")
+    };
+    match f.place {
+        Place::OnHost => {
+            let (total, each) = floor(|(total, _)| *total);
+            println!(
+                "| {} runs on the host, parallelism {}: firing to every run awaiting approval | {:.1} s ({:.2}× the floor) | the same packer commands and smoke tests in a pool of {} threads: {total:.1} s (mean of {each}) |",
+                f.runs,
+                f.parallelism,
+                f.seconds,
+                f.seconds / total,
+                f.parallelism
+            );
+            let (run, each) = floor(|(_, run)| *run);
+            println!(
+                "| {} runs on the host: a run's validate, build and test stages, mean | {:.2} s ({:.2}× the floor) | the run's commands in the pool: {run:.2} s (mean of {each}) |",
+                f.runs,
+                f.stage_seconds,
+                f.stage_seconds / run
+            );
+        }
+        Place::OffHost => println!(
             "| {} runs off the host: firing to every build dispatched | {:.2} s ({:.1} ms a run) | goal: under 10 s for 500 |",
             f.runs,
             f.seconds,
@@ -261,6 +281,17 @@ async fn measure(place: Place, runs: usize) -> Figures {
     for name in &names {
         harness::copy_example(images.path(), name);
     }
+    let parallelism = image_factory::config::default_parallelism().get();
+    let scratch = tempfile::TempDir::new().expect("temp dir");
+    let mut floors = Vec::new();
+    if place == Place::OnHost {
+        let jobs: Vec<(String, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), format!("2026.1.{i}")))
+            .collect();
+        floors.push(floor(images.path(), scratch.path(), &jobs, parallelism));
+    }
     let counting: Arc<OnceLock<Arc<Counting>>> = Arc::default();
     let job = match place {
         Place::OnHost => None,
@@ -299,7 +330,7 @@ async fn measure(place: Place, runs: usize) -> Figures {
     .await;
     let store = counting.get().expect("the counting store").clone();
     let queue = QueueCounts::install(&factory.data.path().join("bus.db"));
-    let parallelism = factory.app.settings.parallelism.get();
+    assert_eq!(factory.app.settings.parallelism.get(), parallelism);
     let rss_started_kib = peak_rss_kib();
 
     store.reset();
@@ -321,7 +352,16 @@ async fn measure(place: Place, runs: usize) -> Figures {
             run.failure
         );
     }
-    let document_bytes = mean(all.iter().map(|r| serde_json::to_vec(r).map_or(0, |v| v.len())));
+    let stage_seconds = all
+        .iter()
+        .flat_map(|r| [Stage::Validate, Stage::Build, Stage::Test].map(|s| r.stage(s)))
+        .filter_map(|s| Some((s.finished_at? - s.started_at?).as_seconds_f64()))
+        .sum::<f64>()
+        / runs as f64;
+    let document_bytes = mean(
+        all.iter()
+            .map(|r| serde_json::to_vec(r).map_or(0, |v| v.len())),
+    );
     let log_bytes = mean(all.iter().map(|r| {
         r.build
             .as_ref()
@@ -343,14 +383,20 @@ async fn measure(place: Place, runs: usize) -> Figures {
     let rss_peak_kib = peak_rss_kib();
     let data = factory.stop().await;
 
-    let floor_seconds = (place == Place::OnHost)
-        .then(|| floor(images.path(), data.path(), &all, parallelism).as_secs_f64());
+    if place == Place::OnHost {
+        let jobs: Vec<(String, String)> = all
+            .iter()
+            .map(|r| (r.image.clone(), r.version.to_string()))
+            .collect();
+        floors.push(floor(images.path(), data.path(), &jobs, parallelism));
+    }
     Figures {
         place,
         runs,
         parallelism,
         seconds,
-        floor_seconds,
+        floors,
+        stage_seconds,
         requests,
         sent,
         invocations,
@@ -427,34 +473,46 @@ impl QueueCounts {
 
 /// The floor: for every run, the packer commands the factory runs (version,
 /// fmt -check, validate, build with its variables, the build's output to a
-/// log file) and the smoke test, in a pool of `parallelism` threads.
-fn floor(images: &Path, data: &Path, runs: &[Run], parallelism: usize) -> Duration {
+/// log file) and the smoke test, for every (image, version), in a pool of
+/// `parallelism` threads: the time it took, and the mean time of a run.
+fn floor(images: &Path, data: &Path, runs: &[(String, String)], parallelism: usize) -> (f64, f64) {
     let packer = image_factory::config::find_on_path("packer").expect("packer");
     let next = AtomicUsize::new(0);
+    let busy = Mutex::new(Duration::ZERO);
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..parallelism {
             scope.spawn(|| {
-                while let Some(run) = runs.get(next.fetch_add(1, Ordering::SeqCst)) {
-                    floor_run(&packer, &images.join(&run.image), &data.join("floor"), run);
+                while let Some((image, version)) = runs.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let t = Instant::now();
+                    floor_run(
+                        &packer,
+                        &images.join(image),
+                        &data.join("floor"),
+                        image,
+                        version,
+                    );
+                    *busy.lock().expect("lock") += t.elapsed();
                 }
             });
         }
     });
-    started.elapsed()
+    (
+        started.elapsed().as_secs_f64(),
+        busy.into_inner().expect("lock").as_secs_f64() / runs.len().max(1) as f64,
+    )
 }
 
-fn floor_run(packer: &Path, dir: &Path, floor: &Path, run: &Run) {
-    let version = run.version.to_string();
+fn floor_run(packer: &Path, dir: &Path, floor: &Path, image: &str, version: &str) {
     let vars = [
         format!("gallery_image_version={version}"),
         "run_id=".into(),
         "baseline_version=2024.1".into(),
-        format!("image_name={}", run.image),
+        format!("image_name={image}"),
     ]
     .into_iter()
     .flat_map(|v| ["-var".to_string(), v]);
-    let out = floor.join(run.id.as_str());
+    let out = floor.join(format!("{image}-{version}"));
     std::fs::create_dir_all(&out).expect("floor folder");
     let log = std::fs::File::create(out.join("build.log")).expect("log");
     let ok = |command: &mut Command| {
@@ -489,8 +547,8 @@ fn floor_run(packer: &Path, dir: &Path, floor: &Path, run: &Run) {
     ok(quiet(Path::new("sh"), dir)
         .args(["scripts/smoke-test.sh"])
         .env("RUN_DIR", &out)
-        .env("IMAGE_NAME", &run.image)
-        .env("IMAGE_VERSION", &version));
+        .env("IMAGE_NAME", image)
+        .env("IMAGE_VERSION", version));
 }
 
 /// The build job as the off-host build test's stand-in answers it (the

@@ -893,8 +893,7 @@ async fn with_a_parallelism_of_one_no_two_local_jobs_overlap_and_waiting_runs_ke
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&packer, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&packer, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let images = scratch.path().join("images");
     let names = ["one", "two", "three"];
     for name in names {

@@ -45,9 +45,8 @@ pub(super) fn spawn(
                 binding: name,
                 invoker: invoker.clone(),
                 bus: bus.clone(),
-                permits: slots.unwrap_or_else(|| {
-                    Arc::new(Semaphore::new(app.settings.max_concurrent_calls))
-                }),
+                permits: slots
+                    .unwrap_or_else(|| Arc::new(Semaphore::new(app.settings.max_concurrent_calls))),
                 max_renewal: app.settings.max_auto_lock_renewal,
             };
             Some(tokio::spawn(pump.run(shutdown)))
