@@ -340,6 +340,8 @@ async fn measure(place: Place, runs: usize) -> Figures {
     let seconds = last.duration_since(fired).as_secs_f64();
     let requests = store.requests();
     let (sent, delivered) = queue.counts();
+    // Before this bench reads every run back.
+    let rss_peak_kib = peak_rss_kib();
 
     let all = every_run(store.as_ref()).await;
     assert_eq!(all.len(), runs, "one run per image");
@@ -380,7 +382,6 @@ async fn measure(place: Place, runs: usize) -> Figures {
             invocations.insert(function.name, *count);
         }
     }
-    let rss_peak_kib = peak_rss_kib();
     let data = factory.stop().await;
 
     if place == Place::OnHost {
