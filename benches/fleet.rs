@@ -26,7 +26,6 @@
 //! RSS is its own. `cargo bench --bench fleet`; `FLEET_N=20` (or `100,500`,
 //! the default) sets the sizes, `FLEET_PLACES=off-host` (or `on-host`) one place.
 
-#[allow(dead_code, unused_imports)] // the bench uses part of the test harness
 #[path = "../tests/common/mod.rs"]
 mod harness;
 
