@@ -22,91 +22,33 @@
 #[path = "../tests/common/cosmos_server.rs"]
 mod cosmos_server;
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use axum::body::Body;
 use base64::Engine;
 use chrono::Utc;
 use image_factory::app::App;
 use image_factory::config::Settings;
 use image_factory::domain::machine::{Event, decide};
-use image_factory::domain::run::{Execution, Run, RunId, Stage, StageOutput, Trigger, TriggerKind};
+use image_factory::domain::run::{Execution, RunId, Stage, StageOutput, Trigger, TriggerKind};
 use image_factory::host::bus::{Bus, Outgoing};
 use image_factory::host::{BusSettings, queue_invocation};
 use image_factory::local::executor::LocalExecutor;
 use image_factory::local::sqlite::SqliteStore;
 use image_factory::ports::executor::{Executor, Job};
 use image_factory::ports::notifier::Notifier;
-use image_factory::ports::store::{
-    ETag, RunPage, RunQuery, RunStore, StoreError, Stored, update_run,
-};
+use image_factory::ports::store::{RunStore, update_run};
 use image_factory::startup::{Adapters, Secrets, build_app};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use common::{Counting, machine, peak_rss_kib};
+
 const RUNS: usize = 300;
-
-/// Counts the requests the handler sends to the store.
-struct Counting {
-    inner: Arc<dyn RunStore>,
-    requests: AtomicU64,
-}
-
-#[async_trait]
-impl RunStore for Counting {
-    async fn create(&self, run: &Run) -> Result<ETag, StoreError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.create(run).await
-    }
-    async fn get(&self, id: &RunId) -> Result<Stored<Run>, StoreError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.get(id).await
-    }
-    async fn replace(&self, run: &Run, if_match: &ETag) -> Result<ETag, StoreError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.replace(run, if_match).await
-    }
-    async fn list(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.list(query).await
-    }
-    async fn next_sequence(
-        &self,
-        image: &str,
-        scope: &str,
-        holder: &RunId,
-    ) -> Result<u32, StoreError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.next_sequence(image, scope, holder).await
-    }
-    async fn image_runs(
-        &self,
-        images: &[String],
-    ) -> Result<Vec<image_factory::domain::fleet::ImageRuns>, StoreError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.image_runs(images).await
-    }
-    async fn images_patched_since(
-        &self,
-        since: chrono::DateTime<chrono::Utc>,
-    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.images_patched_since(since).await
-    }
-
-    async fn follow_ups_due(
-        &self,
-        by: chrono::DateTime<chrono::Utc>,
-        limit: usize,
-    ) -> Result<Vec<Run>, StoreError> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.follow_ups_due(by, limit).await
-    }
-}
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort_unstable();
@@ -116,18 +58,6 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn root() -> PathBuf {
@@ -290,10 +220,7 @@ async fn transitions(
     store: Arc<dyn RunStore>,
     server: Option<&cosmos_server::CosmosServer>,
 ) -> Transitions {
-    let counting = Arc::new(Counting {
-        inner: Arc::clone(&store),
-        requests: AtomicU64::new(0),
-    });
+    let counting = Arc::new(Counting::new(Arc::clone(&store)));
     let app = app(data, counting.clone()).await;
     let ids: Vec<String> = (0..RUNS).map(|i| format!("bench-{i}")).collect();
     for id in &ids {
@@ -306,7 +233,7 @@ async fn transitions(
     let router = image_factory::server::router(app.clone());
 
     // One transition through the handler.
-    counting.requests.store(0, Ordering::SeqCst);
+    counting.reset();
     let served_before = match server {
         Some(server) => Some(server.requests().await),
         None => None,
@@ -340,7 +267,7 @@ async fn transitions(
         bus.complete(&message, Vec::new()).await.expect("complete");
     }
     let total = started.elapsed();
-    let requests = counting.requests.load(Ordering::SeqCst) as f64 / RUNS as f64;
+    let requests = counting.requests().total() as f64 / RUNS as f64;
     let http_requests = match (server, served_before) {
         (Some(server), Some(before)) => {
             Some((server.requests().await - before) as f64 / RUNS as f64)
@@ -524,23 +451,7 @@ async fn main() {
         }
     };
 
-    let cpus = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    println!(
-        "machine: {} cpu(s), {cpus}; profile: {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        if cfg!(debug_assertions) {
-            "dev"
-        } else {
-            "release"
-        }
-    );
+    println!("machine: {}", machine());
     println!("| figure | value | floor (same run) |");
     println!("| --- | --- | --- |");
     print_transitions("embedded store", embedded);

@@ -8,6 +8,7 @@
 //! with the file and key named, never a surprise in the middle of a run.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -119,6 +120,10 @@ pub struct Settings {
     /// Days after the build time an image without this month's patches is due
     /// rather than overdue (`IMAGE_FACTORY_PATCH_GRACE_DAYS`, 0-27, default 7).
     pub patch_grace: crate::domain::fleet::Grace,
+    /// How many long local jobs (packer checks and builds, smoke tests) the
+    /// local host runs at once (`IMAGE_FACTORY_PARALLELISM`, default the
+    /// number of cores; `up --parallelism` overrides it).
+    pub parallelism: NonZeroUsize,
 }
 
 impl Settings {
@@ -150,6 +155,7 @@ impl Settings {
             name: "IMAGE_FACTORY_PATCH_GRACE_DAYS",
             message: e.to_string(),
         })?;
+        let parallelism = parse_parallelism(var("IMAGE_FACTORY_PARALLELISM").as_deref())?;
         let packer = match var("IMAGE_FACTORY_PACKER").as_deref() {
             Some("none") => None,
             Some(path) => Some(PathBuf::from(path)),
@@ -174,6 +180,7 @@ impl Settings {
                 .unwrap_or_else(|| "images".into()),
             calendar,
             patch_grace,
+            parallelism,
             local: false,
         })
     }
@@ -192,6 +199,7 @@ impl Settings {
             calendar: BuildCalendar::new("UTC", 1, 6)
                 .unwrap_or_else(|_| unreachable!("a valid calendar")),
             patch_grace: crate::domain::fleet::Grace::default(),
+            parallelism: default_parallelism(),
             local: true,
         }
     }
@@ -205,6 +213,24 @@ impl Settings {
     pub fn run_dir(&self, run_id: &crate::domain::run::RunId) -> PathBuf {
         self.data_dir.join("runs").join(run_id)
     }
+}
+
+/// The number of cores this process may use (1 when it cannot be told): the
+/// default of [`Settings::parallelism`].
+pub fn default_parallelism() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
+}
+
+/// Reads `IMAGE_FACTORY_PARALLELISM`: a whole number of at least 1, or the
+/// number of cores when it is not set.
+pub fn parse_parallelism(value: Option<&str>) -> Result<NonZeroUsize, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default_parallelism());
+    };
+    text.trim().parse().map_err(|_| ConfigError::Setting {
+        name: "IMAGE_FACTORY_PARALLELISM",
+        message: "must be a whole number of at least 1 (how many packer builds and smoke tests run at once on this machine; unset: the number of cores)".into(),
+    })
 }
 
 /// Finds an executable on the PATH.
@@ -374,6 +400,21 @@ mod tests {
         assert!(is_valid_image_name("base-w2022-datacenter"));
         for bad in ["", "Upper", "a/b", "a b", "..", &"x".repeat(65)] {
             assert!(!is_valid_image_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parallelism_defaults_to_the_number_of_cores_and_refuses_zero_and_garbage() {
+        let cores = std::thread::available_parallelism().unwrap();
+        assert_eq!(parse_parallelism(None).unwrap(), cores);
+        assert_eq!(default_parallelism(), cores);
+        assert_eq!(parse_parallelism(Some("3")).unwrap().get(), 3);
+        for bad in ["0", "-1", "two", "1.5", "9999999999999999999999"] {
+            let err = parse_parallelism(Some(bad)).unwrap_err().to_string();
+            assert!(
+                err.contains("IMAGE_FACTORY_PARALLELISM") && err.contains("at least 1"),
+                "{bad}: {err}"
+            );
         }
     }
 }

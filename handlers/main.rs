@@ -169,6 +169,11 @@ enum Command {
         /// Deliveries before a local queue dead-letters a message.
         #[arg(long, default_value_t = 5)]
         max_deliveries: u32,
+        /// How many long local jobs (packer checks and builds, smoke tests)
+        /// run at once, at least 1 (default: IMAGE_FACTORY_PARALLELISM, else
+        /// the number of cores).
+        #[arg(long)]
+        parallelism: Option<std::num::NonZeroUsize>,
     },
     /// Run the custom handler alone on FUNCTIONS_CUSTOMHANDLER_PORT (what the Functions host starts).
     Serve,
@@ -381,11 +386,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             root,
             lock_seconds,
             max_deliveries,
+            parallelism,
         } => {
             let _telemetry = Telemetry::from_env(false)?;
             let shutdown = CancellationToken::new();
             let mut settings = Settings::from_env()?;
             settings.local = true;
+            if let Some(parallelism) = parallelism {
+                settings.parallelism = parallelism;
+            }
             if std::env::var_os("IMAGE_FACTORY_PUBLIC_URL").is_none() {
                 settings.public_url = format!("http://localhost:{port}");
             }

@@ -33,10 +33,11 @@ use crate::azure::testvm::AzureTestVms;
 use crate::azure::{Azure, AzureSettings, SettingError};
 use crate::config::{ConfigError, Settings, load_images, parse_key_ring};
 use crate::domain::image::ImageConfig;
+use crate::domain::run::Stage;
 use crate::followups::FollowUps;
 use crate::host::bus::Bus;
 use crate::host::function_app::FunctionApp;
-use crate::host::{BusSettings, LocalHost};
+use crate::host::{BusSettings, LocalHost, LocalJobs};
 use crate::local::executor::LocalExecutor;
 use crate::local::gallery::LocalGallery;
 use crate::local::git::LocalGitTags;
@@ -514,6 +515,31 @@ impl Local {
     }
 }
 
+/// The stage functions whose invocations run long jobs as child processes
+/// of this machine, sharing `settings.parallelism` slots: validate (`packer
+/// version` and `packer validate`, each as long as the example's build) and
+/// build when packer is configured and builds do not run off the host, and
+/// test (a `[smoke.command]` runs here; an `[smoke.http]` check or a test VM
+/// holds a slot while it waits, which keeps a remote test from piling up).
+/// The approve and release stages, the timers and HTTP are short and never
+/// wait for a slot.
+fn local_jobs(app: &App) -> LocalJobs {
+    let packer = app.settings.packer.is_some();
+    let functions = [
+        (Stage::Validate, packer),
+        (Stage::Build, packer && app.workers.is_none()),
+        (Stage::Test, true),
+    ]
+    .into_iter()
+    .filter(|(_, here)| *here)
+    .map(|(stage, _)| stage.function_name().to_string())
+    .collect();
+    LocalJobs {
+        functions,
+        slots: app.settings.parallelism,
+    }
+}
+
 /// Starts the handler on a free loopback port and the embedded host on
 /// `host_listener`, reading the function app from `root`.
 pub async fn start_local(
@@ -530,6 +556,7 @@ pub async fn start_local(
         app.ids.clone(),
     )?;
     let shutdown = app.shutdown.clone();
+    let jobs = local_jobs(&app);
     let handler_listener = TcpListener::bind("127.0.0.1:0").await?;
     let handler_addr = handler_listener.local_addr()?;
     let handler = tokio::spawn(crate::server::serve(handler_listener, app));
@@ -538,6 +565,7 @@ pub async fn start_local(
         bus.clone(),
         host_listener,
         format!("http://{handler_addr}"),
+        jobs,
         shutdown,
     )
     .await?;

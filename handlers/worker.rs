@@ -270,6 +270,7 @@ mod tests {
             worker_id: "w1".into(),
             log_url: "https://logs.example/build-logs/push-web-abc/w1.log".into(),
             lost_workers: vec!["w0".into()],
+            delivery: 2,
         };
         let json = serde_json::to_string(&order).expect("json");
         assert!(
@@ -280,6 +281,7 @@ mod tests {
             .expect("settings");
         let sent = BuildOrder {
             lost_workers: Vec::new(),
+            delivery: 0,
             ..order.clone()
         };
         assert_eq!(settings.order, sent);

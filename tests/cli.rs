@@ -121,6 +121,39 @@ fn a_patch_grace_period_beyond_the_next_build_is_refused_naming_the_setting() {
 }
 
 #[test]
+fn up_refuses_a_parallelism_of_zero_or_garbage_before_it_starts_anything() {
+    let data = tempfile::TempDir::new().unwrap();
+    let up = |env: Option<&str>, flag: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_image-factory"));
+        command
+            .args(["up", "--port", "0"])
+            .env("IMAGE_FACTORY_DATA", data.path().join("data"));
+        if let Some(value) = env {
+            command.env("IMAGE_FACTORY_PARALLELISM", value);
+        }
+        if let Some(value) = flag {
+            command.arg(format!("--parallelism={value}"));
+        }
+        let out = command.output().expect("run image-factory");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for value in ["0", "many", "-2"] {
+        let stderr = up(Some(value), None);
+        assert!(
+            stderr.contains("IMAGE_FACTORY_PARALLELISM") && stderr.contains("at least 1"),
+            "{value}: {stderr}"
+        );
+        let stderr = up(None, Some(value));
+        assert!(stderr.contains("--parallelism"), "{value}: {stderr}");
+    }
+    assert!(
+        !data.path().join("data").exists(),
+        "a refused setting changed nothing"
+    );
+}
+
+#[test]
 fn rollback_without_azure_acts_on_the_local_gallery_and_refuses_what_it_does_not_hold() {
     let data = tempfile::TempDir::new().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))

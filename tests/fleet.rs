@@ -32,16 +32,7 @@ fn run_id(image: &str, commit: &str) -> String {
 async fn the_fleet_lists_every_image_with_its_patch_state_its_waits_and_its_last_failure() {
     let images = tempfile::TempDir::new().unwrap();
     for name in ["alpha", "bravo", "charlie", "delta"] {
-        let dir = copy_example(images.path(), name);
-        let toml = std::fs::read_to_string(dir.join("image.toml")).unwrap();
-        std::fs::write(
-            dir.join("image.toml"),
-            toml.replace(
-                "image_name = \"example\"",
-                &format!("image_name = \"{name}\""),
-            ),
-        )
-        .unwrap();
+        copy_example(images.path(), name);
     }
     std::fs::write(
         images.path().join("delta/scripts/provision.sh"),

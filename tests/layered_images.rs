@@ -42,12 +42,7 @@ fn image(images: &Path, name: &str, parent: Option<&str>) {
         format!("{provision}echo \"built on base ${{BASE_VERSION:-none}}\"\n"),
     )
     .expect("written");
-    let mut toml = std::fs::read_to_string(dir.join("image.toml"))
-        .expect("image.toml")
-        .replace(
-            "image_name = \"example\"",
-            &format!("image_name = \"{name}\""),
-        );
+    let mut toml = std::fs::read_to_string(dir.join("image.toml")).expect("image.toml");
     if let Some(parent) = parent {
         toml.push_str(&format!("\n[base_image]\nfactory = \"{parent}\"\n"));
     }

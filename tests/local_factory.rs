@@ -835,3 +835,125 @@ async fn the_bearer_scheme_is_matched_without_regard_to_case() {
     }
     factory.stop().await;
 }
+
+/// A script that runs the command after its first argument (a log file) and
+/// appends `start <pid> <ns>` and `end <pid> <ns>` around it (nanoseconds
+/// since the epoch, from `date`), so the log shows when each job ran.
+fn timing_wrapper(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = dir.join("timed.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nlog=$1; shift\necho \"start $$ $(date +%s%N)\" >> \"$log\"\n\"$@\"; rc=$?\necho \"end $$ $(date +%s%N)\" >> \"$log\"\nexit $rc\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    wrapper
+}
+
+/// The `(start, end)` of every job the wrapper's log holds, by start.
+fn job_intervals(log: &std::path::Path) -> Vec<(u128, u128)> {
+    let text = std::fs::read_to_string(log).unwrap();
+    let mut started = std::collections::BTreeMap::new();
+    let mut intervals = Vec::new();
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let [kind, pid, at] = parts.as_slice() else {
+            panic!("a line the wrapper does not write: {line}");
+        };
+        let at: u128 = at.parse().unwrap();
+        match *kind {
+            "start" => {
+                started.insert(pid.to_string(), at);
+            }
+            _ => intervals.push((started.remove(*pid).expect("started"), at)),
+        }
+    }
+    assert!(started.is_empty(), "jobs that never ended: {started:?}");
+    intervals.sort();
+    intervals
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_parallelism_of_one_no_two_local_jobs_overlap_and_waiting_runs_keep_their_first_delivery()
+ {
+    let scratch = tempfile::TempDir::new().unwrap();
+    let log = scratch.path().join("jobs.log");
+    let wrapper = timing_wrapper(scratch.path());
+    let packer = scratch.path().join("packer");
+    std::fs::write(
+        &packer,
+        format!(
+            "#!/bin/sh\nexec {} {} {} \"$@\"\n",
+            wrapper.display(),
+            log.display(),
+            image_factory::config::find_on_path("packer")
+                .expect("packer")
+                .display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&packer, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let images = scratch.path().join("images");
+    let names = ["one", "two", "three"];
+    for name in names {
+        let dir = copy_example(&images, name);
+        let toml = std::fs::read_to_string(dir.join("image.toml")).unwrap();
+        std::fs::write(
+            dir.join("image.toml"),
+            toml.replace(
+                r#"argv = ["sh", "scripts/smoke-test.sh"]"#,
+                &format!(
+                    r#"argv = ["{}", "{}", "sh", "scripts/smoke-test.sh"]"#,
+                    wrapper.display(),
+                    log.display()
+                ),
+            ),
+        )
+        .unwrap();
+    }
+    let factory = Factory::start_with(Options {
+        // Shorter than the wait of the last run for its turn: a message
+        // locked while it waited would be delivered again.
+        bus: image_factory::host::BusSettings {
+            lock_duration: Duration::from_secs(2),
+            max_delivery_count: 5,
+        },
+        tweak: Box::new(move |app| {
+            app.settings = std::sync::Arc::new(image_factory::config::Settings {
+                parallelism: std::num::NonZeroUsize::MIN,
+                packer: Some(packer),
+                ..(*app.settings).clone()
+            });
+        }),
+        ..Options::with_images(&images)
+    })
+    .await;
+    factory.fire_timer("patch-tuesday").await;
+    let runs = factory.runs().await;
+    assert_eq!(runs.len(), names.len(), "one Patch Tuesday run per image");
+    for run in runs {
+        let run = factory
+            .wait_status(&run.id, RunStatus::WaitingForApproval)
+            .await;
+        for stage in [Stage::Validate, Stage::Build, Stage::Test] {
+            let attempts = &run.stage(stage).attempts;
+            assert!(
+                attempts.len() == 1 && attempts[0].execution.delivery == 1,
+                "{} {stage}: {attempts:?}",
+                run.id
+            );
+        }
+    }
+    // packer version, fmt -check, validate and build, and the smoke test of
+    // every run (packer 1.6 has no init), one after the other.
+    let jobs = job_intervals(&log);
+    assert_eq!(jobs.len(), 5 * names.len(), "{jobs:?}");
+    for pair in jobs.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two jobs ran at once with a parallelism of 1: {pair:?}"
+        );
+    }
+    factory.stop().await;
+}

@@ -94,6 +94,8 @@ struct Azure {
     images_dir: PathBuf,
     executions: Vec<Execution>,
     starts: Vec<Value>,
+    /// How many times the executions were listed.
+    lists: usize,
     stops: Vec<String>,
     /// The build logs' container in Azurite.
     logs_url: String,
@@ -389,6 +391,7 @@ fn job_answer(azure: &mut Azure, method: &Method, tail: &str, body: &Value) -> (
             )
         }
         (Method::GET, "/executions") => {
+            azure.lists += 1;
             let value: Vec<Value> = azure.executions.iter().map(execution_json).collect();
             (StatusCode::OK, json!({ "value": value }))
         }
@@ -1064,6 +1067,8 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
         worker_id: worker.into(),
         log_url: format!("{logs}/push-example-abc/{worker}.log"),
         lost_workers: Vec::new(),
+        // A later delivery: an earlier one may have started a worker.
+        delivery: 2,
     };
     let first = workers.start(&order("m1", "w1")).await.expect("start");
     // The same stage message again (a delivery after a crash): the running worker is adopted.
@@ -1112,6 +1117,25 @@ async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
     assert_eq!(azure.lock().starts.len(), 4);
     workers.stop(&fresh).await.expect("stop");
     workers.stop(&first).await.expect("stop");
+    // A first delivery cannot have started a worker: it starts one without
+    // listing the executions.
+    azure.lock().fates = vec![Fate::Hang];
+    let lists = azure.lock().lists;
+    let first_delivery = BuildOrder {
+        delivery: 1,
+        ..order("m3", "w6")
+    };
+    let started = workers.start(&first_delivery).await.expect("start");
+    assert_eq!(started.id, "w6");
+    {
+        let state = azure.lock();
+        assert_eq!(
+            (state.starts.len(), state.lists),
+            (5, lists),
+            "started once, nothing listed"
+        );
+    }
+    workers.stop(&started).await.expect("stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,7 +120,12 @@ impl ContainerAppsWorkers {
 #[async_trait]
 impl Workers for ContainerAppsWorkers {
     async fn start(&self, order: &BuildOrder) -> Result<WorkerRef, PortError> {
-        if let Some(worker) = self.started_for(order).await? {
+        // Only a later delivery of the message can find the worker an
+        // earlier one started: a first one does not list the job's
+        // executions (a list that grows with every build of the fleet).
+        if order.delivery != 1
+            && let Some(worker) = self.started_for(order).await?
+        {
             tracing::info!(execution = %worker.execution, "build worker already started for this message; adopting it");
             return Ok(worker);
         }

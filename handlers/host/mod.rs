@@ -15,6 +15,7 @@ mod http;
 mod pumps;
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +61,21 @@ impl BusSettings {
     }
 }
 
+/// The queue-triggered functions whose invocations run long jobs as child
+/// processes of this machine (packer, smoke tests), and how many of those
+/// invocations run at once across all of them. Their pumps share these
+/// slots instead of `maxConcurrentCalls` each, and take a slot before they
+/// receive a message: a message that waits for a slot waits in its queue,
+/// unlocked, so no lock has to outlive its renewal and nothing is
+/// redelivered because of the wait.
+#[derive(Clone, Debug)]
+pub struct LocalJobs {
+    /// The functions (by name) whose invocations take a slot.
+    pub functions: Vec<String>,
+    /// How many of their invocations run at once.
+    pub slots: NonZeroUsize,
+}
+
 /// A running local host.
 pub struct LocalHost {
     /// Where its HTTP triggers are served.
@@ -71,12 +87,14 @@ pub struct LocalHost {
 
 impl LocalHost {
     /// Starts the host: HTTP front on `listener`, timers, and queue pumps, all
-    /// calling the handler at `handler_url`, until `shutdown` is cancelled.
+    /// calling the handler at `handler_url`, until `shutdown` is cancelled;
+    /// the invocations of `jobs.functions` share `jobs.slots`.
     pub async fn start(
         app: FunctionApp,
         bus: Bus,
         listener: TcpListener,
         handler_url: String,
+        jobs: LocalJobs,
         shutdown: CancellationToken,
     ) -> std::io::Result<LocalHost> {
         let addr = listener.local_addr()?;
@@ -89,8 +107,15 @@ impl LocalHost {
             invoker.clone(),
             shutdown.clone(),
         )));
+        let slots = Arc::new(tokio::sync::Semaphore::new(jobs.slots.get()));
         for function in app.functions.iter().cloned() {
-            if let Some(task) = pumps::spawn(function, &app, &invoker, &bus, shutdown.clone()) {
+            let shared = jobs
+                .functions
+                .contains(&function.name)
+                .then(|| Arc::clone(&slots));
+            if let Some(task) =
+                pumps::spawn(function, &app, &invoker, &bus, shared, shutdown.clone())
+            {
                 tasks.push(task);
             }
         }

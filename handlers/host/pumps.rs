@@ -1,6 +1,8 @@
 //! The local host's non-HTTP triggers: a pump per queue-triggered function
-//! (peek-lock, invoke, complete or abandon, lock renewal while the invocation
-//! runs) and a loop per timer (NCRONTAB, UTC, with the schedule status kept
+//! (a permit before each receive, from its own `maxConcurrentCalls` or from
+//! the slots of long local jobs it shares with other pumps; peek-lock,
+//! invoke, complete or abandon, lock renewal while the invocation runs) and
+//! a loop per timer (NCRONTAB, UTC, with the schedule status kept
 //! so that a firing missed while the host was down happens once at start-up,
 //! with `IsPastDue`).
 
@@ -23,12 +25,15 @@ use crate::protocol::InvocationRequest;
 /// (expired locks, scheduled messages).
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// Starts the loop that triggers `function`, if it is not HTTP-triggered.
+/// Starts the loop that triggers `function`, if it is not HTTP-triggered. A
+/// queue pump takes a permit of `slots` (shared with other pumps) before it
+/// receives a message when given, else one of its own `maxConcurrentCalls`.
 pub(super) fn spawn(
     function: FunctionDef,
     app: &FunctionApp,
     invoker: &Invoker,
     bus: &Bus,
+    slots: Option<Arc<Semaphore>>,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     match function.trigger.clone() {
@@ -40,7 +45,8 @@ pub(super) fn spawn(
                 binding: name,
                 invoker: invoker.clone(),
                 bus: bus.clone(),
-                permits: Arc::new(Semaphore::new(app.settings.max_concurrent_calls)),
+                permits: slots
+                    .unwrap_or_else(|| Arc::new(Semaphore::new(app.settings.max_concurrent_calls))),
                 max_renewal: app.settings.max_auto_lock_renewal,
             };
             Some(tokio::spawn(pump.run(shutdown)))

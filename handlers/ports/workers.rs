@@ -52,6 +52,11 @@ pub struct BuildOrder {
     /// own knowledge; not sent to the worker).
     #[serde(skip)]
     pub lost_workers: Vec<String>,
+    /// The delivery of the stage message that asks (from 1; 0: unknown). No
+    /// worker can exist yet for a first delivery, so it is started without
+    /// looking for one (the factory's own knowledge; not sent to the worker).
+    #[serde(skip)]
+    pub delivery: u32,
 }
 
 impl BuildOrder {

@@ -60,6 +60,7 @@ async fn dispatch(workers: &dyn Workers, logs: &dyn LogStore, ids: &Ids, run: &R
         log_url: logs.url_for(&run.id, &worker_id),
         worker_id,
         lost_workers: run.stage(Stage::Build).lost_worker_ids(),
+        delivery: attempt.execution.delivery,
     };
     match workers.start(&order).await {
         Ok(worker) => StageResult::Dispatched(worker),

@@ -264,35 +264,40 @@ impl Factory {
         serde_json::from_value(page["runs"].clone()).expect("runs")
     }
 
-    /// Fires the sweeper timer as the host does: invokes the handler, then
-    /// sends the messages of its Service Bus outputs.
+    /// Fires the sweeper timer as the host does (see [`Factory::fire_timer`]).
     pub async fn sweep(&self) {
+        self.fire_timer("sweeper").await;
+    }
+
+    /// Fires the timer function `name` as the host does: invokes the
+    /// handler, then sends the messages of its Service Bus outputs.
+    pub async fn fire_timer(&self, name: &str) {
         let invocation = serde_json::json!({
             "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
             "Metadata": {}
         });
         let answer = self
             .http
-            .post(format!("{}/sweeper", self.handler_url))
+            .post(format!("{}/{name}", self.handler_url))
             .json(&invocation)
             .send()
             .await
-            .expect("sweeper");
-        assert_eq!(answer.status(), 200, "the sweeper failed");
+            .expect("timer invocation");
+        assert_eq!(answer.status(), 200, "the {name} timer failed");
         let response: image_factory::protocol::InvocationResponse =
-            answer.json().await.expect("sweeper response");
+            answer.json().await.expect("timer response");
         let functions =
             image_factory::host::function_app::FunctionApp::load(&app_root()).expect("functions");
-        let sweeper = functions
+        let timer = functions
             .functions
             .iter()
-            .find(|f| f.name == "sweeper")
-            .expect("the sweeper function");
-        let messages = image_factory::host::queue_messages(sweeper, &response);
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no function {name}"));
+        let messages = image_factory::host::queue_messages(timer, &response);
         self.bus()
             .send(messages)
             .await
-            .expect("send the sweeper's messages");
+            .unwrap_or_else(|e| panic!("send the {name} timer's messages: {e}"));
     }
 
     /// Reads a run through the runs API.
@@ -443,10 +448,22 @@ pub fn example_images() -> PathBuf {
     .clone()
 }
 
-/// Copies the example image into a fresh images folder, so a test can break it.
+/// Copies the example image into a fresh images folder as image `name`
+/// (its `image_name` variable renamed, so its build writes where its smoke
+/// test looks), so a test can break it.
 pub fn copy_example(into: &Path, name: &str) -> PathBuf {
     let target = into.join(name);
     copy_dir(&repo_root().join("images").join("example"), &target);
+    let toml = target.join("image.toml");
+    let text = std::fs::read_to_string(&toml).expect("image.toml");
+    std::fs::write(
+        &toml,
+        text.replace(
+            "image_name = \"example\"",
+            &format!("image_name = \"{name}\""),
+        ),
+    )
+    .expect("image.toml written");
     target
 }
 
