@@ -566,9 +566,13 @@ fn floor_run(packer: &Path, dir: &Path, floor: &Path, image: &str, version: &str
 
 /// The build job as the off-host build test's stand-in answers it (the
 /// job, a start, the executions), without starting workers: an execution
-/// stays Running. Answers its base URL.
+/// stays Running. It runs in the bench's process, so it keeps each start's
+/// body as a copy of its bytes: a parsed JSON value weighs several times its
+/// text, and keeping the request's own buffer would keep the connection's
+/// read buffer; either would count against the factory's peak RSS. Answers
+/// its base URL.
 async fn job_stand_in() -> String {
-    let executions: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let executions: Arc<Mutex<Vec<Started>>> = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -582,8 +586,21 @@ async fn job_stand_in() -> String {
     base
 }
 
+/// An execution the stand-in started: the start's body, and when.
+struct Started {
+    body: Box<[u8]>,
+    at: String,
+}
+
+/// The name and id of the job's `n`-th execution (from 1).
+fn execution_name(n: usize) -> (String, String) {
+    let name = format!("caj-factory-build-{n:07}");
+    let id = format!("{JOB}/executions/{name}");
+    (name, id)
+}
+
 async fn job_answer(
-    State(executions): State<Arc<Mutex<Vec<Value>>>>,
+    State(executions): State<Arc<Mutex<Vec<Started>>>>,
     method: Method,
     uri: Uri,
     body: Bytes,
@@ -611,20 +628,32 @@ async fn job_answer(
             }
         }),
         (Method::POST, "/start") => {
-            let template: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let mut executions = executions.lock().expect("lock");
-            let name = format!("caj-factory-build-{:07}", executions.len() + 1);
-            let id = format!("{JOB}/executions/{name}");
-            executions.push(json!({
-                "name": name,
-                "id": id,
-                "type": "Microsoft.App/jobs/executions",
-                "properties": { "status": "Running", "startTime": Utc::now().to_rfc3339(), "template": template }
-            }));
+            executions.push(Started {
+                body: body.to_vec().into_boxed_slice(),
+                at: Utc::now().to_rfc3339(),
+            });
+            let (name, id) = execution_name(executions.len());
             json!({ "name": name, "id": id })
         }
         (Method::GET, "/executions") => {
-            json!({ "value": executions.lock().expect("lock").clone() })
+            let started = executions.lock().expect("lock");
+            let value: Vec<Value> = started
+                .iter()
+                .enumerate()
+                .map(|(i, started)| {
+                    let (name, id) = execution_name(i + 1);
+                    let template: Value =
+                        serde_json::from_slice(&started.body).unwrap_or(Value::Null);
+                    json!({
+                        "name": name,
+                        "id": id,
+                        "type": "Microsoft.App/jobs/executions",
+                        "properties": { "status": "Running", "startTime": started.at, "template": template }
+                    })
+                })
+                .collect();
+            json!({ "value": value })
         }
         _ => return axum::http::StatusCode::NOT_FOUND.into_response(),
     };
