@@ -1,6 +1,7 @@
 //! `dashboard` (`GET /api/dashboard[/runs/{id} | /images/{name} |
-//! /changelog/{image} | /fleet]`): the operators' pages. In Azure they sit behind App Service authentication;
-//! locally the host serves them on loopback only.
+//! /changelog/{image} | /fleet]`): the operators' pages. In Azure they sit
+//! behind App Service authentication; locally the host serves them on
+//! loopback only.
 
 use std::io::{Read, Seek, SeekFrom};
 

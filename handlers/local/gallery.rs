@@ -1,9 +1,9 @@
 //! The local gallery: the gallery port on one machine, in the data folder.
 //!
 //! `releases/<image>/<version>/` holds each released version (its
-//! `image-version.json` and `release-notes.md`), and `releases/<image>/gallery.json` what a gallery
-//! keeps about its versions: when each was published and whether it is
-//! excluded from latest. Releases, rollbacks and pruning apply the same plans
+//! `image-version.json` and `release-notes.md`), and
+//! `releases/<image>/gallery.json` what a gallery keeps about its versions:
+//! when each was published and whether it is excluded from latest. Releases, rollbacks and pruning apply the same plans
 //! of [`crate::domain::gallery`] as the Azure Compute Gallery adapter, so
 //! `image-factory rollback` and the `[release] keep_last / keep_days /
 //! pinned` policy behave the same on one machine.
