@@ -68,6 +68,18 @@ async fn runs_are_listed_shown_and_their_logs_printed_as_text_or_json() {
         followed, log,
         "following a finished build prints the whole log and stops"
     );
+
+    // A run that is not released has no notes: said, with a failing exit.
+    let notes = cli(&factory, &["runs", "notes", &id]).await;
+    assert!(!notes.status.success());
+    let said = String::from_utf8_lossy(&notes.stderr);
+    assert!(
+        said.contains(&format!(
+            "run {id} is waiting-for-approval: only a released run has release notes"
+        )),
+        "{said}"
+    );
+    assert!(notes.stdout.is_empty());
     factory.stop().await;
 }
 
