@@ -198,15 +198,7 @@ impl DevOps {
 #[test]
 fn the_factorys_identity_tags_azure_devops_commits_and_never_moves_a_tag() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let identity_endpoint = IdentityEndpoint::default();
-    let endpoint_url = runtime.block_on(identity_endpoint.serve());
-    // SAFETY: this is the only test of this binary, and no thread of the
-    // runtime reads the environment while it is idle: the managed identity
-    // credential reads these when it is built, below.
-    unsafe {
-        std::env::set_var("IDENTITY_ENDPOINT", &endpoint_url);
-        std::env::set_var("IDENTITY_HEADER", identity::HEADER_SECRET);
-    }
+    let identity_endpoint = IdentityEndpoint::serve_for_process(&runtime);
     runtime.block_on(async {
         let devops = DevOps {
             state: Arc::default(),

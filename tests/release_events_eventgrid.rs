@@ -24,15 +24,7 @@ const COMMIT: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3";
 #[test]
 fn a_release_publishes_one_cloud_event_to_the_topic_with_the_identitys_token() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let identity_endpoint = IdentityEndpoint::default();
-    let endpoint_url = runtime.block_on(identity_endpoint.serve());
-    // SAFETY: this is the only test of this binary, and no thread of the
-    // runtime reads the environment while it is idle: the managed identity
-    // credential reads these when it is built, below.
-    unsafe {
-        std::env::set_var("IDENTITY_ENDPOINT", &endpoint_url);
-        std::env::set_var("IDENTITY_HEADER", identity::HEADER_SECRET);
-    }
+    let identity_endpoint = IdentityEndpoint::serve_for_process(&runtime);
     runtime.block_on(async {
         let topic = Topic::accepting(&identity::token_for("https://eventgrid.azure.net"));
         let endpoint = topic.serve().await;

@@ -23,15 +23,7 @@ use image_factory::trace::run_trace_id;
 #[test]
 fn with_the_connection_string_a_runs_stages_are_exported_as_one_trace_with_the_identitys_token() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let identity_endpoint = IdentityEndpoint::default();
-    let endpoint_url = runtime.block_on(identity_endpoint.serve());
-    // SAFETY: this is the only test of this binary, and no thread of the
-    // runtime reads the environment while it is idle: the managed identity
-    // credential reads these when it is built, below.
-    unsafe {
-        std::env::set_var("IDENTITY_ENDPOINT", &endpoint_url);
-        std::env::set_var("IDENTITY_HEADER", identity::HEADER_SECRET);
-    }
+    let identity_endpoint = IdentityEndpoint::serve_for_process(&runtime);
     runtime.block_on(async {
         let monitor_token = identity::token_for("https://monitor.azure.com");
         let ingestion = Ingestion::accepting(&monitor_token);

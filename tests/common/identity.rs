@@ -70,6 +70,24 @@ pub struct IdentityEndpoint {
 }
 
 impl IdentityEndpoint {
+    /// Serves a fresh endpoint on `runtime` and points this process's
+    /// managed identity credential at it (`IDENTITY_ENDPOINT`,
+    /// `IDENTITY_HEADER`). Only for a binary's single test, before the
+    /// runtime runs anything: the environment is set while no other thread
+    /// reads it.
+    pub fn serve_for_process(runtime: &tokio::runtime::Runtime) -> IdentityEndpoint {
+        let endpoint = IdentityEndpoint::default();
+        let url = runtime.block_on(endpoint.serve());
+        // SAFETY: the caller is the only test of its binary, and no thread of
+        // the runtime reads the environment while it is idle: the managed
+        // identity credential reads these when it is built, later.
+        unsafe {
+            std::env::set_var("IDENTITY_ENDPOINT", &url);
+            std::env::set_var("IDENTITY_HEADER", HEADER_SECRET);
+        }
+        endpoint
+    }
+
     /// Every token request so far.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.requests.lock().expect("lock").clone()
