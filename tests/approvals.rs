@@ -60,12 +60,10 @@ async fn teams_webhook(
 async fn start_teams(fail: usize) -> (Teams, String) {
     let teams = Teams::default();
     teams.fail.store(fail, Ordering::SeqCst);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/workflows/hook", listener.local_addr().unwrap());
     let router = Router::new()
         .route("/workflows/hook", post(teams_webhook))
         .with_state(teams.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let url = format!("{}/workflows/hook", common::serve_loopback(router).await);
     (teams, url)
 }
 
@@ -779,12 +777,10 @@ async fn send_email(
 async fn approvers_get_an_email_through_communication_services_with_an_entra_token() {
     let mailbox = Mailbox::default();
     common::spec_validator::ready().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let router = Router::new()
         .route("/emails:send", post(send_email))
         .with_state(mailbox.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let endpoint = common::serve_loopback(router).await;
 
     let images = two_of_three();
     let factory = Factory::start_with(Options {

@@ -104,10 +104,6 @@ impl GitHub {
     }
 
     async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let github = self.clone();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -115,8 +111,7 @@ impl GitHub {
                 async move { github.answer(method, uri, headers, body) }
             },
         );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}")
+        common::serve_loopback(app).await
     }
 
     /// Answers one request and checks the exchange against GitHub's description.

@@ -54,10 +54,6 @@ impl DevOps {
     }
 
     async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let devops = self.clone();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -65,8 +61,7 @@ impl DevOps {
                 async move { devops.answer(method, uri, headers, body) }
             },
         );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}")
+        common::serve_loopback(app).await
     }
 
     fn answer(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {

@@ -135,15 +135,10 @@ impl Topic {
 
     /// Serves on loopback; answers the topic endpoint (`http://127.0.0.1:<port>/api/events`).
     pub async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let app = Router::new()
             .route("/api/events", post(publish))
             .with_state(self.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}/api/events")
+        format!("{}/api/events", super::serve_loopback(app).await)
     }
 }
 

@@ -159,10 +159,6 @@ impl IdentityEndpoint {
 
     /// Serves the endpoint alone on loopback; answers its `IDENTITY_ENDPOINT` URL.
     pub async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let endpoint = self.clone();
         let app = axum::Router::new().route(
             PATH,
@@ -176,7 +172,6 @@ impl IdentityEndpoint {
                 },
             ),
         );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}{PATH}")
+        format!("{}{PATH}", super::serve_loopback(app).await)
     }
 }

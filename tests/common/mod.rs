@@ -31,6 +31,15 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Serves `app` on a free loopback port for as long as the test's runtime
+/// runs; answers its base URL, `http://127.0.0.1:<port>`.
+pub async fn serve_loopback(app: axum::Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
 /// The webhook secret every test factory uses.
 pub const GITHUB_SECRET: &str = "test-webhook-secret-0123456789";
 /// The Azure DevOps service-hook secret every test factory uses.
