@@ -52,6 +52,32 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A third-party file the tests check against (a specification, a schema, a
+/// capture, Microsoft's data), by its path in the third-party folder that
+/// `tests/third-party.toml` pins: `IMAGE_FACTORY_THIRD_PARTY` when set, else
+/// the shared folder beside the project (`../shared/third-party`), else the
+/// `.third-party/` folder that `scripts/setup.sh` downloads into.
+pub fn third_party(path: &str) -> PathBuf {
+    third_party_root().join(path)
+}
+
+/// The third-party folder itself (see [`third_party`]).
+pub fn third_party_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("IMAGE_FACTORY_THIRD_PARTY") {
+        return PathBuf::from(dir);
+    }
+    let shared = repo_root().join("../shared/third-party");
+    if shared.is_dir() {
+        return shared;
+    }
+    let downloaded = repo_root().join(".third-party");
+    assert!(
+        downloaded.is_dir(),
+        "no third-party folder: run scripts/setup.sh (it downloads the files tests/third-party.toml pins)"
+    );
+    downloaded
+}
+
 /// The repository's function app staged in the Functions host's layout, as
 /// `image-factory up` stages it (once per test process): the folder the
 /// embedded host loads.
