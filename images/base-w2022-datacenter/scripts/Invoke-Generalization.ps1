@@ -84,6 +84,7 @@ if (Test-Path -Path $factoryDir) {
 # 3. Sysprep once, then the image state until the deadline.
 $sysprep = Join-Path $env:SystemRoot 'System32\Sysprep\Sysprep.exe'
 $process = Start-Process -FilePath $sysprep -ArgumentList '/oobe', '/generalize', '/quiet', '/quit', '/mode:vm' -PassThru
+$null = $process.Handle # keeps the exit code readable once Sysprep has ended
 $deadline = (Get-Date).AddMinutes($sysprepMinutes)
 $seen = New-Object System.Collections.Generic.List[string]
 while ($true) {

@@ -121,6 +121,13 @@ $languagePacks = if ($null -eq $operatingSystem) {
     Write-Output -NoEnumerate @($operatingSystem.MUILanguages | Sort-Object)
 }
 
+# Lists stay lists in the JSON, even of one entry; an unreadable one stays null.
+if ($null -ne $reasons) { $reasons = @($reasons) }
+if ($null -ne $hotfixes) { $hotfixes = @($hotfixes) }
+if ($null -ne $updates) { $updates = @($updates) }
+if ($null -ne $features) { $features = @($features) }
+if ($null -ne $languagePacks) { $languagePacks = @($languagePacks) }
+
 $evidence = [ordered]@{
     schema               = 'image-factory.evidence/1'
     collectedAt          = ConvertTo-UtcText (Get-Date)
