@@ -291,7 +291,6 @@ fn packer_gets_the_settings_and_credentials_the_windows_template_reads() {
     }
     for needed in [
         "build_resource_group_name",
-        "managed_image_resource_group_name",
         "gallery_name",
         "gallery_resource_group_name",
     ] {

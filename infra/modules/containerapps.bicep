@@ -179,14 +179,10 @@ resource job 'Microsoft.App/jobs@2024-03-01' = {
             }
             // The Windows template's settings (packer reads PKR_VAR_<name> for
             // variable <name>; templates that do not declare one ignore it).
-            // Build in the existing build group, keep the managed image there,
-            // publish to the gallery in this region.
+            // Build in the existing build group and publish straight to the
+            // gallery (a Trusted Launch build has no managed image).
             {
               name: 'PKR_VAR_build_resource_group_name'
-              value: buildResourceGroup
-            }
-            {
-              name: 'PKR_VAR_managed_image_resource_group_name'
               value: buildResourceGroup
             }
             {
