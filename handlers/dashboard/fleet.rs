@@ -52,6 +52,8 @@ struct ReleaseView<'a> {
     version: &'a str,
     at: String,
     base: &'a str,
+    /// The latest it was released below (published, not promoted).
+    below_latest: Option<&'a str>,
 }
 
 /// What the patch-state cell says under its badge.
@@ -123,6 +125,7 @@ fn release(r: &ReleaseFacts) -> ReleaseView<'_> {
         version: &r.version,
         at: when(r.released_at),
         base: r.base_image_version.as_deref().unwrap_or("not recorded"),
+        below_latest: r.below_latest.as_deref(),
     }
 }
 

@@ -37,9 +37,15 @@ pub enum FollowUpKind {
 /// The release events the factory emits (CloudEvents `type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
-    /// The run's image version was released.
+    /// The run's image version was released: it is the image's latest.
     #[serde(rename = "image-factory.image.released")]
     Released,
+    /// The run was released below the image's latest version: its version
+    /// is published (usable by its version) but not promoted, and the
+    /// latest stays. A type of its own, so that what deploys on
+    /// `released` never deploys an older version.
+    #[serde(rename = "image-factory.image.published")]
+    Published,
     /// An image was rolled back to the run's version (it is latest again).
     #[serde(rename = "image-factory.image.rolled-back")]
     RolledBack,
@@ -53,17 +59,24 @@ impl EventType {
     pub fn name(self) -> &'static str {
         match self {
             EventType::Released => "image-factory.image.released",
+            EventType::Published => "image-factory.image.published",
             EventType::RolledBack => "image-factory.image.rolled-back",
             EventType::Failed => "image-factory.run.failed",
         }
     }
 
-    /// The event a run that moved from `before` to `after` owes, if any.
-    pub fn on_ending(before: RunStatus, after: RunStatus) -> Option<EventType> {
+    /// The event a run owes that moved from `before` to `after`, if any: a
+    /// release below the latest is `published`, not `released`.
+    pub fn on_ending(before: RunStatus, after: &Run) -> Option<EventType> {
         if before.is_terminal() {
             return None;
         }
-        match after {
+        let below_latest = after
+            .release
+            .as_ref()
+            .is_some_and(|r| r.below_latest.is_some());
+        match after.status {
+            RunStatus::Released if below_latest => Some(EventType::Published),
             RunStatus::Released => Some(EventType::Released),
             RunStatus::Failed => Some(EventType::Failed),
             _ => None,
@@ -363,12 +376,13 @@ mod tests {
     #[test]
     fn only_a_run_that_ends_released_or_failed_owes_an_event() {
         use RunStatus::*;
+        let with = |status: RunStatus| Run { status, ..run() };
         assert_eq!(
-            EventType::on_ending(Running, Released),
+            EventType::on_ending(Running, &with(Released)),
             Some(EventType::Released)
         );
         assert_eq!(
-            EventType::on_ending(WaitingForApproval, Failed),
+            EventType::on_ending(WaitingForApproval, &with(Failed)),
             Some(EventType::Failed)
         );
         for (before, after) in [
@@ -377,8 +391,25 @@ mod tests {
             (WaitingForApproval, Rejected),
             (Queued, Skipped),
         ] {
-            assert_eq!(EventType::on_ending(before, after), None);
+            assert_eq!(EventType::on_ending(before, &with(after)), None);
         }
+    }
+
+    #[test]
+    fn a_release_below_the_latest_owes_a_published_event_not_a_released_one() {
+        let below = Run {
+            status: RunStatus::Released,
+            release: Some(crate::domain::run::ReleaseRecord {
+                below_latest: Some("2026.1130.1".into()),
+                ..Default::default()
+            }),
+            ..run()
+        };
+        assert_eq!(
+            EventType::on_ending(RunStatus::Running, &below),
+            Some(EventType::Published)
+        );
+        assert_eq!(EventType::Published.name(), "image-factory.image.published");
     }
 
     #[test]

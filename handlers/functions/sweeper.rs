@@ -6,9 +6,7 @@
 //! deadline. A run whose next stage was never started (its message was lost
 //! between the store write and the send) gets the message again.
 //! Stages that are running are left to Service Bus: lock expiry redelivers
-//! them and the dead-letter queue ends them. A run whose change cannot be
-//! recorded is logged and swept again at the next firing; it never keeps
-//! the messages owed by the other runs from going out with the answer.
+//! them and the dead-letter queue ends them.
 //!
 //! It is also the watchdog of builds off the host (see [`crate::worker`]):
 //! a build whose worker ended without a report (its container was killed, or
@@ -182,19 +180,11 @@ impl Sweeper {
         let mut response = InvocationResponse::default();
         let mut query = RunQuery::active();
         loop {
-            let page = match app.store.list(&query).await {
-                Ok(page) => page,
-                // Nothing moved yet: the firing fails, and the next one sweeps.
-                Err(e) if response.outputs.is_empty() => {
-                    return Err(super::retry("cannot list active runs", e));
-                }
-                // Messages owed by runs already swept go out with the answer.
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot list more active runs; the next firing sweeps them");
-                    response.log(format!("the rest of the active runs were not swept: {e}"));
-                    break;
-                }
-            };
+            let page = app
+                .store
+                .list(&query)
+                .await
+                .map_err(|e| super::retry("cannot list active runs", e))?;
             for run in &page.runs {
                 let now = app.now();
                 let expired = run.status == RunStatus::WaitingForApproval
@@ -205,7 +195,7 @@ impl Sweeper {
                         Ok(_) | Err(UpdateError::Refused(_)) => {
                             response.log(format!("run {}: approval expired", run.id));
                         }
-                        Err(e) => not_recorded(&mut response, &run.id, "expire its approval", &e),
+                        Err(e) => return Err(super::retry("cannot expire an approval", e)),
                     }
                 } else if run.status == RunStatus::WaitingForApproval {
                     let notifications = notify_pending(app, run, now).await;
@@ -218,9 +208,7 @@ impl Sweeper {
                             Ok(_) | Err(UpdateError::Refused(_)) => {
                                 response.log(format!("run {}: approvers notified again", run.id));
                             }
-                            Err(e) => {
-                                not_recorded(&mut response, &run.id, "record its notifications", &e)
-                            }
+                            Err(e) => return Err(super::retry("cannot record notifications", e)),
                         }
                     }
                 } else if let Some(event) = watch_worker(app, run, now).await {
@@ -238,12 +226,9 @@ impl Sweeper {
                             response
                                 .log(format!("run {}: watchdog event not recorded: {e}", run.id));
                         }
-                        Err(e) => not_recorded(
-                            &mut response,
-                            &run.id,
-                            "record the watchdog's finding",
-                            &e,
-                        ),
+                        Err(e) => {
+                            return Err(super::retry("cannot record the watchdog's finding", e));
+                        }
                     }
                 } else if now - run.updated_at >= STALL {
                     let commands = follow_up(run);
@@ -267,14 +252,6 @@ impl Sweeper {
         sweep_test_groups(app, &mut response).await;
         Ok(response)
     }
-}
-
-/// Logs that the sweeper could not `what` for run `id`: the run is swept
-/// again at the next firing, and the messages owed by the runs swept before
-/// it still go out with this firing's answer.
-fn not_recorded(response: &mut InvocationResponse, id: &str, what: &str, error: &UpdateError) {
-    tracing::warn!(run_id = %id, %error, "the sweeper could not {what}; the next firing tries again");
-    response.log(format!("run {id}: could not {what}: {error}"));
 }
 
 /// Tries the git tags of recent releases that were never tried (the try
