@@ -107,13 +107,18 @@ fn replacing(run: &Run, next: Run) -> Transition {
 }
 
 /// Delivers every follow-up of run `id` due at `now`; answers one line per
-/// attempt (target, event, how it went) for the invocation's log.
+/// attempt (target, event, how it went) for the invocation's log. With no
+/// target configured here nothing is claimed or written: what the run owes
+/// stays owed, for a deliverer that has targets (the factory's sweeper).
 pub async fn deliver_pending(
     follow_ups: &FollowUps,
     store: &dyn RunStore,
     id: &RunId,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, UpdateError> {
+    if follow_ups.publishers.is_empty() {
+        return Ok(Vec::new());
+    }
     let claims = Mutex::new(Vec::new());
     let claimed_run = update_run(store, id, |run| {
         let (next, claimed) = claim(run, |kind| follow_ups.targets_for(kind), now);
@@ -176,12 +181,16 @@ const SWEEP_PAGE: usize = 100;
 
 /// Delivers what is due at `now` on every run that owes something; answers
 /// the log lines. A run whose delivery cannot be recorded is logged and
-/// left to the next sweep.
+/// left to the next sweep. With no target configured, nothing is read:
+/// what runs owe stays owed until a target is.
 pub async fn sweep(
     follow_ups: &FollowUps,
     store: &dyn RunStore,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
+    if follow_ups.publishers.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut lines = Vec::new();
     for run in store.follow_ups_due(now, SWEEP_PAGE).await? {
         match deliver_pending(follow_ups, store, &run.id, now).await {

@@ -4,7 +4,9 @@
 //! rollback to its version and a failed run each deliver one signed
 //! CloudEvent; forged and replayed deliveries are refused by the receiver; a receiver that is down or never
 //! answers costs the release nothing, and the sweeper delivers the event
-//! later, once, with the same id.
+//! later, once, with the same id. A rollback recorded from a shell without
+//! the factory's event settings stays owed, and the factory's sweeper
+//! delivers it.
 
 mod common;
 
@@ -358,4 +360,76 @@ async fn a_receiver_that_never_answers_does_not_delay_the_release() {
     );
     factory.stop().await;
     drop(hanging);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_recorded_where_no_event_target_is_configured_stays_owed_and_the_factory_delivers_it()
+ {
+    let secret = event_receiver::secret();
+    let receiver = Receiver::start(&secret, 0).await;
+    let factory =
+        Factory::start_with(with_webhook(Options::default(), &receiver.url, &secret)).await;
+    let released = release(&factory, COMMIT).await;
+    receiver.wait_verified(1).await;
+
+    // The rollback command, from a shell that has none of the factory's
+    // event settings: the event is recorded and stays owed.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args([
+            "rollback",
+            "--image",
+            "example",
+            "--to",
+            &released.version.to_string(),
+        ])
+        .env("IMAGE_FACTORY_IMAGES", common::example_images())
+        .env("IMAGE_FACTORY_DATA", factory.data.path())
+        .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .env_remove("IMAGE_FACTORY_EVENT_WEBHOOKS")
+        .env_remove("IMAGE_FACTORY_EVENT_WEBHOOK_SECRET")
+        .env_remove("IMAGE_FACTORY_EVENT_GRID_ENDPOINT")
+        .output()
+        .await
+        .expect("the CLI runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("rollback event recorded on run {}", released.id))
+            && said.contains("the factory's sweeper delivers it"),
+        "{said}"
+    );
+    let run = factory.run(&released.id).await.expect("the run");
+    let owed = run.follow_ups.last().expect("the rollback's event");
+    assert_eq!(owed.resolved_at, None, "no target resolved it: {owed:?}");
+    assert!(owed.deliveries.is_empty());
+    assert!(run.follow_ups_due.is_some(), "it is still owed");
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/runs/{}", factory.url, run.id))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("owed: no event target resolved it yet"),
+        "{page}"
+    );
+
+    // The factory's own sweeper delivers it, with the factory's targets.
+    factory.sweep().await;
+    let verified = receiver.wait_verified(2).await;
+    let event = cloud_event(verified[1]["body"].as_str().unwrap());
+    assert_eq!(event["type"], "image-factory.image.rolled-back");
+    assert_eq!(event["id"], owed.id);
+    let run = factory.run(&released.id).await.expect("the run");
+    assert!(
+        run.follow_ups.last().unwrap().deliveries[0]
+            .delivered_at
+            .is_some()
+    );
+    assert_eq!(run.follow_ups_due, None);
+    factory.stop().await;
+    receiver.stop().await;
 }

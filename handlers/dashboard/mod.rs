@@ -398,9 +398,11 @@ pub fn run_page(
         .iter()
         .flat_map(|f| {
             let crate::domain::followup::FollowUpKind::Event { event } = f.kind;
+            let owed = f.owed().map(|o| (event.name(), "—", o.to_string()));
             f.deliveries
                 .iter()
                 .map(move |d| (event.name(), d.target.as_str(), d.describe()))
+                .chain(owed)
         })
         .collect();
     render(&RunPage {

@@ -3,9 +3,11 @@
 //!
 //! When a run ends (released, failed) the state machine records a
 //! [`FollowUp`] on the run in the same write that ends it, so nothing owed is
-//! lost between that write and the delivery. The first delivery attempt
-//! resolves the follow-up against the configured targets (one [`Delivery`]
-//! per target) and every attempt is recorded: attempts, the last error,
+//! lost between that write and the delivery. The first delivery attempt by
+//! a deliverer that has targets resolves the follow-up against them (one
+//! [`Delivery`] per target); one with no target leaves it owed, for a
+//! deliverer that has some (the factory's sweeper). Every attempt is
+//! recorded: attempts, the last error,
 //! when to try again ([`retry_delay`]), when it was delivered or given up.
 //! [`Run::follow_ups_due`] is the earliest next attempt of the run, the one
 //! field the store indexes so the sweeper finds due runs without a scan.
@@ -96,8 +98,9 @@ pub struct FollowUp {
     pub id: String,
     /// When it was recorded (the event's `time`).
     pub created_at: DateTime<Utc>,
-    /// When it was first matched with the configured targets; `None` until
-    /// then. Targets configured later do not receive it.
+    /// When it was first matched with the targets of a deliverer that has
+    /// some; `None` until then (it stays owed). Targets configured after
+    /// that do not receive it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<DateTime<Utc>>,
     /// One record per target.
@@ -128,6 +131,16 @@ pub struct Delivery {
     /// that retrying cannot mend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gave_up_at: Option<DateTime<Utc>>,
+}
+
+impl FollowUp {
+    /// Where an owed follow-up no target resolved yet stands, in one line
+    /// for operators; `None` once it was resolved (its deliveries say).
+    pub fn owed(&self) -> Option<&'static str> {
+        self.resolved_at
+            .is_none()
+            .then_some("owed: no event target resolved it yet; the factory's sweeper delivers it to the configured targets")
+    }
 }
 
 impl Delivery {
@@ -239,8 +252,9 @@ pub struct Claimed {
 /// Resolves unresolved follow-ups against `targets` (the names of the
 /// configured targets for each kind) and claims every delivery due at
 /// `now`: its attempt count goes up and its next attempt moves a
-/// [`CLAIM_LEASE`] ahead. Returns the run to write (conditionally) and the
-/// attempts it claims; none when nothing is due.
+/// [`CLAIM_LEASE`] ahead. A follow-up with no target is not resolved: it
+/// stays owed, for a deliverer that has targets. Returns the run to write
+/// (conditionally) and the attempts it claims; none when nothing is due.
 pub fn claim(
     run: &Run,
     targets: impl Fn(&FollowUpKind) -> Vec<String>,
@@ -250,8 +264,12 @@ pub fn claim(
     let mut claimed = Vec::new();
     for (index, follow_up) in next.follow_ups.iter_mut().enumerate() {
         if follow_up.resolved_at.is_none() {
+            let targets = targets(&follow_up.kind);
+            if targets.is_empty() {
+                continue;
+            }
             follow_up.resolved_at = Some(now);
-            for target in targets(&follow_up.kind) {
+            for target in targets {
                 follow_up.deliveries.push(Delivery {
                     target,
                     attempts: 0,
@@ -431,15 +449,21 @@ mod tests {
     }
 
     #[test]
-    fn a_follow_up_with_no_target_is_settled_when_resolved() {
+    fn a_follow_up_with_no_target_stays_owed_until_a_deliverer_with_targets_claims_it() {
         let mut run = run();
         run.owe(RELEASED, at(0));
-        let (resolved, claimed) = claim(&run, |_| Vec::new(), at(1));
+        let (unresolved, claimed) = claim(&run, |_| Vec::new(), at(1));
         assert!(claimed.is_empty());
-        assert_eq!(resolved.follow_ups_due, None);
-        let (later, claimed) = claim(&resolved, two_targets, at(2));
-        assert!(claimed.is_empty(), "targets added later get no old events");
-        assert!(later.follow_ups[0].deliveries.is_empty());
+        assert_eq!(unresolved.follow_ups[0].resolved_at, None);
+        assert!(unresolved.follow_ups_due.is_some(), "still owed");
+        let (resolved, claimed) = claim(&unresolved, two_targets, at(2));
+        assert_eq!(claimed.len(), 2, "the deliverer with targets sends it");
+        assert_eq!(resolved.follow_ups[0].resolved_at, Some(at(2)));
+        let (_, again) = claim(&resolved, |_| vec!["webhook c".into()], at(300));
+        assert!(
+            again.iter().all(|c| c.target != "webhook c"),
+            "targets added after it was resolved get no old events"
+        );
     }
 
     #[test]
