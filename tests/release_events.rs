@@ -6,7 +6,8 @@
 //! answers costs the release nothing, and the sweeper delivers the event
 //! later, once, with the same id. A rollback recorded from a shell without
 //! the factory's event settings stays owed, and the factory's sweeper
-//! delivers it.
+//! delivers it. A sweep against a receiver that never answers ends within
+//! its budget and carries the rest over.
 
 mod common;
 
@@ -15,8 +16,9 @@ use std::time::Duration;
 use cloudevents::AttributesReader;
 use common::event_receiver::{self, Receiver, with_webhook};
 use common::{Factory, Options, copy_example};
-use image_factory::domain::followup::Delivery;
-use image_factory::domain::run::{Run, RunStatus};
+use image_factory::domain::followup::{Delivery, EventType, FollowUpKind};
+use image_factory::domain::run::{Run, RunStatus, Trigger, TriggerKind};
+use image_factory::followups::SweepLimits;
 use serde_json::Value;
 
 const COMMIT: &str = "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3";
@@ -430,6 +432,106 @@ async fn a_rollback_recorded_where_no_event_target_is_configured_stays_owed_and_
             .is_some()
     );
     assert_eq!(run.follow_ups_due, None);
+    factory.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_against_a_receiver_that_never_answers_ends_within_its_budget_and_the_rest_are_delivered_later()
+ {
+    let secret = event_receiver::secret();
+    let port = common::child::free_port();
+    // Accepts connections (the kernel's backlog) and never answers.
+    let hanging = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let url = format!("http://127.0.0.1:{port}/events");
+    // Two runs at a time, and a budget that fits two rounds of attempts
+    // that each time out (5 s): far fewer than the runs that owe events.
+    let limits = SweepLimits {
+        concurrency: 2,
+        budget: Duration::from_secs(12),
+    };
+    let mut options = with_webhook(Options::default(), &url, &secret);
+    let webhook = std::mem::replace(&mut options.tweak, Box::new(|_| {}));
+    options.tweak = Box::new(move |app| {
+        webhook(app);
+        app.follow_ups = app.follow_ups.clone().with_sweep_limits(limits);
+    });
+    let factory = Factory::start_with(options).await;
+
+    // Twenty runs that ended and owe their event.
+    let now = chrono::Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let mut run = Run::new(
+            format!("push-example-owed-{i:02}").parse().unwrap(),
+            "example".into(),
+            format!("2026.1101.{i}").parse().unwrap(),
+            Trigger::new(TriggerKind::Push, "github"),
+            Default::default(),
+            now,
+        );
+        run.status = RunStatus::Released;
+        run.owe(
+            FollowUpKind::Event {
+                event: EventType::Released,
+            },
+            now,
+        );
+        factory.app.store.create(&run).await.unwrap();
+        ids.push(run.id.to_string());
+    }
+
+    // One sweep ends within its budget, however many runs owe events.
+    let started = std::time::Instant::now();
+    factory.sweep().await;
+    let took = started.elapsed();
+    assert!(
+        took < limits.budget,
+        "the sweep took {took:?}, beyond its budget of {:?}",
+        limits.budget
+    );
+    // Some were tried (and timed out), the rest carried over untouched.
+    let mut tried = 0;
+    for id in &ids {
+        let run = factory.run(id).await.unwrap();
+        let follow_up = &run.follow_ups[0];
+        match follow_up.deliveries.first() {
+            Some(d) => {
+                assert_eq!(d.attempts, 1, "{d:?}");
+                assert!(d.last_error.as_deref().unwrap().contains("did not answer"));
+                tried += 1;
+            }
+            None => assert_eq!(follow_up.resolved_at, None, "carried over untouched"),
+        }
+        assert!(run.follow_ups_due.is_some(), "{id} still owes its event");
+    }
+    assert!(
+        tried > 0 && tried < ids.len(),
+        "{tried} of {} tried",
+        ids.len()
+    );
+
+    // The receiver answers again: later sweeps deliver every event, once.
+    drop(hanging);
+    let receiver = Receiver::start(&secret, port).await;
+    tokio::time::sleep(
+        image_factory::domain::followup::retry_delay(1)
+            .to_std()
+            .unwrap()
+            + Duration::from_secs(1),
+    )
+    .await;
+    for _ in 0..3 {
+        factory.sweep().await;
+    }
+    let verified = receiver.wait_verified(ids.len()).await;
+    assert_eq!(verified.len(), ids.len());
+    for id in &ids {
+        let run = factory.run(id).await.unwrap();
+        assert_eq!(run.follow_ups_due, None, "{id}: {:?}", run.follow_ups);
+    }
+    let all = receiver.deliveries().await;
+    assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
     factory.stop().await;
     receiver.stop().await;
 }
