@@ -189,16 +189,6 @@ pub enum CreateError {
 }
 
 impl CreateError {
-    /// The parent image whose first release this image waits for, when
-    /// that is why its run could not be created: not a failure of the
-    /// trigger, which goes on with its other images.
-    pub fn waits_for(&self) -> Option<String> {
-        match self {
-            CreateError::ParentNotReleased { parent, .. } => Some(parent.clone()),
-            _ => None,
-        }
-    }
-
     /// The HTTP status that answers a trigger this error stopped: 422 for a
     /// request that names what does not exist, 503 for a failure worth retrying.
     pub fn http_status(&self) -> u16 {

@@ -40,7 +40,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::InvocationError;
-use crate::app::{App, Created, dispatch_follow_up, secret_matches};
+use crate::app::{App, CreateError, Created, dispatch_follow_up, secret_matches};
 use crate::domain::git_tag::RepositoryRef;
 use crate::domain::run::{MESSAGE_KEPT, RunId, Trigger, TriggerKind};
 use crate::ports::store::StoreError;
@@ -249,11 +249,11 @@ impl GitPush {
                 // message in this same response.
                 let created = match legacy_run(app, &image, &push.commit).await {
                     Ok(Some(existing)) => Ok(existing),
-                    Ok(None) => app
-                        .create_run(format!("push-{image}-{}", push.commit), &image, trigger)
-                        .await
-                        .map_err(|e| (e.http_status(), e.to_string(), e.waits_for())),
-                    Err(message) => Err((503, message, None)),
+                    Ok(None) => {
+                        app.create_run(format!("push-{image}-{}", push.commit), &image, trigger)
+                            .await
+                    }
+                    Err(e) => Err(CreateError::Store(e)),
                 };
                 match created {
                     Ok(created) => {
@@ -265,16 +265,20 @@ impl GitPush {
                             "new": matches!(created, Created::New(_)),
                         }));
                     }
-                    Err((_, _, Some(parent))) => ignored.push(serde_json::json!({
-                        "image": image,
-                        "reason": format!(
-                            "follows {parent}'s first release: {parent} has no release yet, and its release starts {image}"
-                        ),
-                    })),
-                    Err((status, error, None)) => {
+                    Err(CreateError::ParentNotReleased { parent, .. }) => {
+                        ignored.push(serde_json::json!({
+                            "image": image,
+                            "reason": format!(
+                                "follows {parent}'s first release: {parent} has no release yet, and its release starts {image}"
+                            ),
+                        }));
+                    }
+                    Err(error) => {
                         tracing::warn!(image = %image, %error, "a pushed image's run was not created");
-                        worst = worst.max(status);
-                        failed.push(serde_json::json!({ "image": image, "error": error }));
+                        worst = worst.max(error.http_status());
+                        failed.push(
+                            serde_json::json!({ "image": image, "error": error.to_string() }),
+                        );
                     }
                 }
             }
@@ -469,7 +473,7 @@ impl Reply {
 /// (`push-<image>-<first 12 characters>`), if there is one and it built this
 /// very commit: a redelivered webhook finds it. A run of another commit that
 /// shares the prefix is not this push's run.
-async fn legacy_run(app: &App, image: &str, commit: &str) -> Result<Option<Created>, String> {
+async fn legacy_run(app: &App, image: &str, commit: &str) -> Result<Option<Created>, StoreError> {
     let Some(prefix) = commit.get(..12) else {
         return Ok(None);
     };
@@ -481,7 +485,7 @@ async fn legacy_run(app: &App, image: &str, commit: &str) -> Result<Option<Creat
             Ok(Some(Created::Existing(stored.value)))
         }
         Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(format!("cannot look up run {id}: {e}")),
+        Err(e) => Err(e),
     }
 }
 
