@@ -522,8 +522,11 @@ async fn an_older_run_approved_after_a_newer_one_is_published_but_latest_stays_t
     assert!(image_page.contains(&shown), "{image_page}");
     let changelog = page(&factory, "/api/dashboard/changelog/example").await;
     assert!(changelog.contains(&shown), "{changelog}");
-    let fleet = page(&factory, "/api/dashboard/fleet").await;
-    assert!(fleet.contains(&newer_v), "{fleet}");
+    let fleet: Value = serde_json::from_str(&page(&factory, "/api/runs?view=fleet").await)
+        .expect("the fleet view");
+    let latest = &fleet["images"][0]["latestRelease"];
+    assert_eq!(latest["version"], newer_v.as_str(), "{fleet}");
+    assert!(latest.get("belowLatest").is_none(), "{fleet}");
     factory.stop().await;
     receiver.stop().await;
 }

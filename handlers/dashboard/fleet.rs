@@ -297,4 +297,47 @@ mod tests {
             "no layered images, no column"
         );
     }
+
+    #[test]
+    fn a_latest_release_published_below_another_says_so() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+        let page = FleetPage {
+            headline: Headline {
+                window: PatchWindow {
+                    month: "2026-11".into(),
+                    build_time: at,
+                    deadline: at,
+                    grace_days: 0,
+                },
+                patched: 1,
+                total: 1,
+                due: 0,
+                overdue: 0,
+            },
+            images: vec![FleetRow {
+                image: "web".into(),
+                latest_release: Some(ReleaseFacts {
+                    version: "2026.1120.0".into(),
+                    run_id: "push-web-0".into(),
+                    released_at: at,
+                    base_image_version: None,
+                    below_latest: Some("2026.1120.1".into()),
+                }),
+                compliance: Compliance::Patched {
+                    run_id: "push-web-0".into(),
+                    how: PatchedBy::Released,
+                    at,
+                },
+                in_flight: vec![],
+                last_failure: None,
+                outdated_children: vec![],
+            }],
+            continuation: None,
+        };
+        let html = fleet_page(&page);
+        assert!(
+            html.contains("published below the latest 2026.1120.1, not promoted"),
+            "{html}"
+        );
+    }
 }

@@ -747,6 +747,23 @@ mod tests {
     }
 
     #[test]
+    fn a_latest_release_made_below_another_version_says_which() {
+        let mut released = run("push-web-1", RunStatus::Released, hours(-50));
+        released.release = Some(crate::domain::run::ReleaseRecord {
+            below_latest: Some("2026.1130.9".into()),
+            ..Default::default()
+        });
+        let runs = ImageRuns {
+            image: "web".into(),
+            released: Some(released),
+            ..ImageRuns::default()
+        };
+        let now = hours(3);
+        let release = row(&window(now), &runs, now).latest_release.unwrap();
+        assert_eq!(release.below_latest.as_deref(), Some("2026.1130.9"));
+    }
+
+    #[test]
     fn a_skipped_run_after_the_build_time_patches_as_unchanged_whichever_is_newer_counts() {
         let released = run("push-web-1", RunStatus::Released, hours(-50));
         let skipped = run("pt-web-2026-11", RunStatus::Skipped, hours(0));
