@@ -471,6 +471,9 @@ pub fn print_run(run: &Run) -> anyhow::Result<()> {
     }
     for follow_up in &run.follow_ups {
         let crate::domain::followup::FollowUpKind::Event { event } = follow_up.kind;
+        if let Some(owed) = follow_up.owed() {
+            writeln!(out, "  event {}: {owed}", event.name())?;
+        }
         for delivery in &follow_up.deliveries {
             writeln!(
                 out,

@@ -765,6 +765,11 @@ async fn announce_rollback(settings: &Settings, image: &str, version: &str) {
                 "no run of this factory released {image} {version}: no rollback event sent"
             ));
         };
+        if follow_ups.targets().is_empty() {
+            return Ok(format!(
+                "rollback event recorded on run {id}; no event target is configured here (IMAGE_FACTORY_EVENT_WEBHOOKS, IMAGE_FACTORY_EVENT_GRID_ENDPOINT), so it stays owed: the factory's sweeper delivers it"
+            ));
+        }
         let lines =
             image_factory::followups::deliver_pending(&follow_ups, store.as_ref(), &id, now)
                 .await?;

@@ -3,7 +3,8 @@
 //! (ComputeRP 2024-07-01) shapes it: the newest version becomes the run
 //! `base-<image>-<version>`, a second firing finds it and creates nothing,
 //! throttling is retried and an unreachable listing fails the invocation
-//! (the timer tries again) with no run created. Contract-tested, not live.
+//! (the timer tries again) with no run created; an image whose run cannot
+//! be created keeps no other image from starting. Contract-tested, not live.
 
 mod common;
 
@@ -21,16 +22,24 @@ fn listing() -> serde_json::Value {
 }
 
 async fn factory(server: &ArmServer) -> (Factory, tempfile::TempDir) {
+    factory_of(server, &["example"]).await
+}
+
+/// A factory whose `names` images are each built on the Marketplace image
+/// the stand-in lists.
+async fn factory_of(server: &ArmServer, names: &[&str]) -> (Factory, tempfile::TempDir) {
     let images = tempfile::TempDir::new().unwrap();
-    let dir = copy_example(images.path(), "example");
-    let toml = std::fs::read_to_string(dir.join("image.toml")).unwrap();
-    std::fs::write(
-        dir.join("image.toml"),
-        format!(
-            "{toml}\n[base_image]\npublisher = \"MicrosoftWindowsServer\"\noffer = \"WindowsServer\"\nsku = \"2022-datacenter-azure-edition\"\nlocation = \"westeurope\"\n"
-        ),
-    )
-    .unwrap();
+    for name in names {
+        let dir = copy_example(images.path(), name);
+        let toml = std::fs::read_to_string(dir.join("image.toml")).unwrap();
+        std::fs::write(
+            dir.join("image.toml"),
+            format!(
+                "{toml}\n[base_image]\npublisher = \"MicrosoftWindowsServer\"\noffer = \"WindowsServer\"\nsku = \"2022-datacenter-azure-edition\"\nlocation = \"westeurope\"\n"
+            ),
+        )
+        .unwrap();
+    }
     let (azure, _) = server.azure(Default::default());
     let factory = Factory::start_with(Options {
         images_dir: images.path().to_path_buf(),
@@ -111,5 +120,30 @@ async fn a_listing_that_fails_creates_nothing_and_fails_the_invocation() {
     );
     let all = factory.app.store.list(&Default::default()).await.unwrap();
     assert!(all.runs.is_empty());
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_whose_run_cannot_be_created_keeps_no_other_image_from_starting() {
+    let server = ArmServer::start(vec![
+        Reply::new(Method::GET, VERSIONS, 200, listing()),
+        Reply::new(Method::GET, VERSIONS, 200, listing()),
+    ])
+    .await;
+    let (factory, images) = factory_of(&server, &["alpha", "beta"]).await;
+    // beta's template folder goes away after the factory read the images.
+    std::fs::remove_dir_all(images.path().join("beta")).unwrap();
+    let (status, answer) = fire(&factory).await;
+    assert_eq!(status, 200, "{answer}");
+    // alpha's run is created and its first message goes out with the answer.
+    let id = "base-alpha-20348.2849.241106";
+    assert_eq!(answer["Outputs"]["validate"][0]["runId"], id, "{answer}");
+    assert!(
+        answer["Logs"].to_string().contains("beta"),
+        "the answer says beta was passed over: {answer}"
+    );
+    let all = factory.app.store.list(&Default::default()).await.unwrap();
+    let ids: Vec<&str> = all.runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [id]);
     factory.stop().await;
 }

@@ -31,6 +31,10 @@
 //!   was never delivered, a reminder inside the reminder window), each with
 //!   the approver's current link; each release file says what its run built
 //!   (version, run id, commit, build log, where it was written);
+//! - a release never moves latest back: a release is promoted unless a
+//!   higher version was latest, and then it is published below it, excluded
+//!   from latest; with no rollback, each image's latest is its highest
+//!   version; the previous release its notes name is below it;
 //! - no message is lost: every queue is empty, and a run whose message was
 //!   dead-lettered is failed.
 //!
@@ -60,12 +64,14 @@ use chrono::{DateTime, TimeZone, Utc};
 use image_factory::app::{App, StageMessage};
 use image_factory::config::Settings;
 use image_factory::domain::approval::{NoticeKind, Verdict};
+use image_factory::domain::gallery::{GalleryVersion, latest};
 use image_factory::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
 use image_factory::domain::machine::MAX_LOST_WORKERS;
 use image_factory::domain::run::{
     BuildOutcome, BuildResult, Execution, ReleaseRecord, Run, RunId, RunStatus, Stage, StageStatus,
     Trigger, TriggerKind, WORKER_LOST, WorkerRef,
 };
+use image_factory::domain::version::ImageVersion;
 use image_factory::host::bus::{Bus, Outgoing, Received};
 use image_factory::host::function_app::{FunctionApp, FunctionDef, TriggerBinding};
 use image_factory::host::{BusSettings, DEAD_LETTER_QUEUE, queue_invocation, queue_messages};
@@ -1585,6 +1591,44 @@ impl World {
                 ));
             }
         }
+        // A release never moves latest back: with no rollback, each
+        // image's latest is its highest version, and every version released
+        // below the latest is excluded from latest.
+        for (image, versions) in galleries(&self.data.join("releases")) {
+            let highest = versions.iter().map(|v| v.version).max();
+            if latest(&versions) != highest {
+                problems.push(format!(
+                    "the gallery of {image} has {:?} as latest, not its highest version {highest:?}: {versions:?}",
+                    latest(&versions)
+                ));
+            }
+        }
+        for file in release_files(&self.data.join("releases")) {
+            let record: Option<ReleaseRecord> = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            let Some(record) = record.filter(|r| r.below_latest.is_some()) else {
+                continue;
+            };
+            let image = file
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::file_name)
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let held = galleries(&self.data.join("releases"))
+                .remove(&image)
+                .unwrap_or_default();
+            let excluded = held
+                .iter()
+                .any(|v| v.version.to_string() == record.image_version && v.exclude_from_latest);
+            if !excluded {
+                problems.push(format!(
+                    "{image} {} was released below {:?} but is not excluded from latest: {held:?}",
+                    record.image_version, record.below_latest
+                ));
+            }
+        }
         for (queue, _, _) in &self.queues {
             let depth = self.bus.depth(queue).await.unwrap();
             if depth > 0 {
@@ -1722,9 +1766,14 @@ impl World {
                 .map(|b| b.log.clone())
                 .unwrap_or_default(),
             location: location.display().to_string(),
-            // What the local gallery did depends on the other releases of
-            // the image (a lower version released last excludes the higher).
-            promoted: Some(run.version.to_string()),
+            // A release is promoted unless a higher version was latest
+            // then: that one stays latest, and this one is published below
+            // it, not promoted (a release never moves latest back).
+            promoted: record
+                .below_latest
+                .is_none()
+                .then(|| run.version.to_string()),
+            below_latest: record.below_latest.clone(),
             excluded: record.excluded.clone(),
             pruned: record.pruned.clone(),
             // The notes are checked on their own: their durations depend
@@ -1733,6 +1782,14 @@ impl World {
             ..ReleaseRecord::default()
         };
         check_notes(run, &record)?;
+        if let Some(latest) = &record.below_latest
+            && latest.parse::<ImageVersion>().ok() <= Some(run.version)
+        {
+            return Err(format!(
+                "{} was released below {latest}, which is not a higher version",
+                run.id
+            ));
+        }
         if record != expected {
             return Err(format!(
                 "image-version.json says {record:?}; the run built {expected:?}"
@@ -1768,6 +1825,27 @@ impl World {
 }
 
 /// `<releases>/<image>/<version>/image-version.json`, every one there is.
+/// Every image's `gallery.json` in the releases folder: its versions.
+fn galleries(releases: &Path) -> BTreeMap<String, Vec<GalleryVersion>> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        versions: Vec<GalleryVersion>,
+    }
+    std::fs::read_dir(releases)
+        .map(|entries| entries.filter_map(|e| e.ok()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|image| {
+            let text = std::fs::read_to_string(image.path().join("gallery.json")).ok()?;
+            let file: File = serde_json::from_str(&text).ok()?;
+            Some((
+                image.file_name().to_string_lossy().to_string(),
+                file.versions,
+            ))
+        })
+        .collect()
+}
+
 fn release_files(releases: &Path) -> Vec<PathBuf> {
     let children = |dir: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(dir)
@@ -1832,6 +1910,8 @@ struct Report {
     faults: BTreeMap<(Point, Fault), u64>,
     /// Requests the sweeper sent again, and reminders it sent.
     resent: (u64, u64),
+    /// Runs released below the latest (published, not promoted).
+    below_latest: u64,
     trace: Vec<String>,
 }
 
@@ -1842,6 +1922,19 @@ impl World {
             out.push(Ending::of(&self.inner.get(&rid(id)).await.unwrap().value));
         }
         out
+    }
+
+    async fn below_latest(&self) -> u64 {
+        let mut n = 0;
+        for id in self.plans.keys() {
+            let run = self.inner.get(&rid(id)).await.unwrap().value;
+            if run.status == RunStatus::Released
+                && run.release.is_some_and(|r| r.below_latest.is_some())
+            {
+                n += 1;
+            }
+        }
+        n
     }
 
     fn resent(&self) -> (u64, u64) {
@@ -1869,6 +1962,7 @@ async fn schedule(seed: u64) -> Result<Report, String> {
     let trace = std::mem::take(&mut world.trace);
     match result {
         Ok(()) => Ok(Report {
+            below_latest: world.below_latest().await,
             endings: world.endings().await,
             off_host: world.off_host().await,
             faults: world.faults.seen.lock().unwrap().clone(),
@@ -1958,6 +2052,7 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
     let mut faults: BTreeMap<(Point, Fault), u64> = BTreeMap::new();
     let (mut built_off_host, mut workers_lost) = (0, 0);
     let (mut resent, mut reminders) = (0, 0);
+    let mut below_latest = 0;
     let failures = run_schedules(seeds, SCHEDULE_LIMIT, schedule, |_, report| {
         if replay {
             println!("{}", report.trace.join("\n"));
@@ -1969,6 +2064,7 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
         workers_lost += report.off_host.1;
         resent += report.resent.0;
         reminders += report.resent.1;
+        below_latest += report.below_latest;
         for (k, n) in report.faults {
             *faults.entry(k).or_default() += n;
         }
@@ -1978,6 +2074,7 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
     println!("faults injected: {faults:?}");
     println!("built off the host: {built_off_host}; workers lost: {workers_lost}");
     println!("sweeper: {resent} request(s) sent again, {reminders} reminder(s)");
+    println!("released below the latest (published, not promoted): {below_latest}");
     assert!(
         failures.is_empty(),
         "{} schedule(s) failed; the first:\n{}",
@@ -2014,6 +2111,10 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
         assert!(
             resent > 0 && reminders > 0,
             "the sweeper sent {resent} request(s) again and {reminders} reminder(s)"
+        );
+        assert!(
+            below_latest > 0,
+            "no run was released below the latest: the rule that a release never moves latest back was never exercised"
         );
         for fault in [
             Fault::Conflict,
@@ -2164,6 +2265,11 @@ fn check_notes(run: &Run, record: &ReleaseRecord) -> Result<(), String> {
         Some(p) if p.run_id == run.id.as_str() || p.version == run.version.to_string() => Err(
             format!("{} names itself as its previous release: {p:?}", run.id),
         ),
+        // The previous release is the release below it, never a newer one.
+        Some(p) if p.version.parse::<ImageVersion>().ok() >= Some(run.version) => Err(format!(
+            "{} ({}) names a release that is not below it as its previous: {p:?}",
+            run.id, run.version
+        )),
         _ => Ok(()),
     }
 }

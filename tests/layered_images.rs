@@ -68,16 +68,15 @@ async fn a_parents_release_starts_its_child_on_that_version_once() {
     image(images.path(), "child", Some("base"));
     let factory = Factory::start_with(Options::with_images(images.path())).await;
 
-    // Before the parent has a release the child cannot build: refused, no run.
+    // Before the parent has a release the child cannot build: the push is
+    // accepted, the child listed as waiting for its parent, and no run made.
     let commit = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0";
-    let refused = factory.push(commit, &["images/child/build.pkr.hcl"]).await;
-    let status = refused.status().as_u16();
-    let text = refused.text().await.expect("an answer");
-    assert_eq!(status, 409, "{text}");
-    assert!(
-        text.contains("child is built on base, which has no release yet"),
-        "{text}"
-    );
+    let answer = factory.push(commit, &["images/child/build.pkr.hcl"]).await;
+    let status = answer.status().as_u16();
+    let answer: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["runs"], json!([]), "{answer}");
+    assert_eq!(waiting_for_parent(&answer), [("child", "base")], "{answer}");
     assert!(factory.runs().await.is_empty());
 
     // The parent's release starts the child on that version.
@@ -134,6 +133,111 @@ async fn a_parents_release_starts_its_child_on_that_version_once() {
     let base2 = approve(&factory, &format!("push-base-{second}")).await;
     let next = approve(&factory, &format!("base-child-{}", base2.version)).await;
     assert!(build_log(&next).contains(&format!("built on base {}", base2.version)));
+    factory.stop().await;
+}
+
+/// The images a push's answer lists as waiting for their parent's first
+/// release, with that parent (read from the reason).
+fn waiting_for_parent(answer: &serde_json::Value) -> Vec<(&str, &str)> {
+    answer["ignored"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let image = entry["image"].as_str()?;
+            let reason = entry["reason"].as_str()?;
+            let parent = reason
+                .strip_prefix("follows ")?
+                .split_once("'s first release")?
+                .0;
+            Some((image, parent))
+        })
+        .collect()
+}
+
+/// The images of the runs a push's answer lists.
+fn started(answer: &serde_json::Value) -> Vec<&str> {
+    answer["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|run| run["image"].as_str())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_starts_every_image_that_can_start_and_lists_a_child_waiting_for_its_parent() {
+    let images = tempfile::TempDir::new().expect("a folder");
+    image(images.path(), "base", None);
+    image(images.path(), "child", Some("base"));
+    image(images.path(), "web", None);
+    let factory = Factory::start_with(Options {
+        // The Azure DevOps sample pushes to master.
+        branches: vec!["main".into(), "master".into()],
+        ..Options::with_images(images.path())
+    })
+    .await;
+
+    // A GitHub push touching all three: the parent and the image after the
+    // child start (their first stage's message sent with the answer), the
+    // child waits for its parent's first release.
+    let commit = "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0";
+    let answer = factory
+        .push(
+            commit,
+            &[
+                "images/base/build.pkr.hcl",
+                "images/child/build.pkr.hcl",
+                "images/web/build.pkr.hcl",
+            ],
+        )
+        .await;
+    let status = answer.status().as_u16();
+    let answer: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(started(&answer), ["base", "web"], "{answer}");
+    assert_eq!(waiting_for_parent(&answer), [("child", "base")], "{answer}");
+    for image in ["base", "web"] {
+        factory
+            .wait_status(
+                &format!("push-{image}-{commit}"),
+                RunStatus::WaitingForApproval,
+            )
+            .await;
+    }
+
+    // An Azure DevOps push lists no files, so it covers every image: the
+    // same answer, not a refusal while a parent is unreleased.
+    let sample = std::fs::read_to_string(
+        common::repo_root().join("tests/fixtures/webhooks/azure-devops-git-push.json"),
+    )
+    .expect("the Azure DevOps sample");
+    let response = factory
+        .http
+        .post(format!("{}/api/hooks/azure-devops", factory.url))
+        .header("X-Hook-Secret", common::AZURE_DEVOPS_SECRET)
+        .body(sample)
+        .send()
+        .await
+        .expect("the push is delivered");
+    let status = response.status().as_u16();
+    let answer: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(started(&answer), ["base", "web"], "{answer}");
+    assert_eq!(waiting_for_parent(&answer), [("child", "base")], "{answer}");
+    let devops = "33b55f7cb7e7e245323987634f960cf4a6e6bc74";
+    for image in ["base", "web"] {
+        factory
+            .wait_status(
+                &format!("push-{image}-{devops}"),
+                RunStatus::WaitingForApproval,
+            )
+            .await;
+    }
+    assert!(
+        factory.runs().await.iter().all(|r| r.image != "child"),
+        "no run of the child before its parent's release"
+    );
     factory.stop().await;
 }
 

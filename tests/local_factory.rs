@@ -957,3 +957,76 @@ async fn with_a_parallelism_of_one_no_two_local_jobs_overlap_and_waiting_runs_ke
     }
     factory.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patch_tuesday_image_that_cannot_start_keeps_no_other_image_from_starting() {
+    let images = tempfile::TempDir::new().unwrap();
+    for name in ["alpha", "beta", "gamma"] {
+        copy_example(images.path(), name);
+    }
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    // beta's template folder goes away after the factory read the images:
+    // its run cannot be created (its inputs cannot be read).
+    std::fs::remove_dir_all(images.path().join("beta")).unwrap();
+    // The firing answers, and the runs it created have their first message
+    // sent with its answer: alpha (before beta) and gamma (after it) start.
+    factory.fire_timer("patch-tuesday").await;
+    let runs = factory.runs().await;
+    let mut started: Vec<&str> = runs.iter().map(|r| r.image.as_str()).collect();
+    started.sort();
+    assert_eq!(started, ["alpha", "gamma"]);
+    for run in &runs {
+        factory
+            .wait_status(&run.id, RunStatus::WaitingForApproval)
+            .await;
+    }
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pushed_image_whose_run_cannot_be_made_is_listed_and_the_others_start() {
+    let images = tempfile::TempDir::new().unwrap();
+    for name in ["alpha", "beta", "gamma"] {
+        copy_example(images.path(), name);
+    }
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    std::fs::remove_dir_all(images.path().join("beta")).unwrap();
+    let response = factory
+        .push(
+            COMMIT,
+            &[
+                "images/alpha/build.pkr.hcl",
+                "images/beta/build.pkr.hcl",
+                "images/gamma/build.pkr.hcl",
+            ],
+        )
+        .await;
+    // The answer asks for a redelivery (beta's run could not be made) and
+    // says which image failed; alpha and gamma start all the same.
+    assert_eq!(response.status(), 503);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    let started: Vec<&str> = answer["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(started, ["alpha", "gamma"], "{answer}");
+    assert_eq!(answer["failed"][0]["image"], "beta", "{answer}");
+    assert!(
+        answer["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("template folder"),
+        "{answer}"
+    );
+    for image in ["alpha", "gamma"] {
+        factory
+            .wait_status(
+                &format!("push-{image}-{COMMIT}"),
+                RunStatus::WaitingForApproval,
+            )
+            .await;
+    }
+    factory.stop().await;
+}

@@ -3,15 +3,18 @@
 //! gallery (`<data>/releases`), where the `[release] keep_last` policy prunes
 //! the oldest; `image-factory rollback` makes an earlier version latest again
 //! and refuses one the gallery no longer holds; a version added to the local
-//! Marketplace file starts the run of the image built on that base.
+//! Marketplace file starts the run of the image built on that base. An older
+//! run approved after a newer one is published below the latest, not
+//! promoted, and says so everywhere.
 
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
+use common::event_receiver::{self, Receiver, with_webhook};
 use common::{Factory, Options, copy_example};
-use image_factory::domain::run::{RunStatus, TriggerKind};
+use image_factory::domain::run::{Run, RunStatus, Stage, TriggerKind};
 use serde_json::{Value, json};
 
 /// The local gallery's file of `image`.
@@ -358,4 +361,172 @@ async fn each_release_has_notes_naming_its_commit_the_previous_version_and_what_
     assert!(at_second < at_first, "newest first: {page}");
     assert!(page.contains("scripts/release-marker.txt"), "{page}");
     factory.stop().await;
+}
+
+/// Pushes one change of the example image as `commit` and waits until its
+/// run waits for approval; answers the run.
+async fn waiting(factory: &Factory, image_dir: &Path, commit: &str) -> Run {
+    std::fs::write(
+        image_dir.join("scripts").join("release-marker.txt"),
+        format!("{commit}\n"),
+    )
+    .expect("change the image");
+    factory
+        .push_and_wait(commit, RunStatus::WaitingForApproval)
+        .await
+}
+
+/// Approves run `id` through its link and waits until it is released.
+async fn approve(factory: &Factory, id: &str) -> Run {
+    let link = factory.approval_link(id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    factory.wait_status(id, RunStatus::Released).await
+}
+
+/// The text of a page of the factory.
+async fn page(factory: &Factory, path: &str) -> String {
+    factory
+        .http
+        .get(format!("{}{path}", factory.url))
+        .send()
+        .await
+        .expect("the page")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_run_approved_after_a_newer_one_is_published_but_latest_stays_the_newer() {
+    let images = tempfile::TempDir::new().expect("a folder");
+    let dir = copy_example(images.path(), "example");
+    let secret = event_receiver::secret();
+    let receiver = Receiver::start(&secret, 0).await;
+    let factory = Factory::start_with(with_webhook(
+        Options::with_images(images.path()),
+        &receiver.url,
+        &secret,
+    ))
+    .await;
+    let data = factory.data.path().to_path_buf();
+    let first = release(&factory, &dir, "1111111111111111111111111111111111111111").await;
+
+    // Two runs wait for approval; the newer (higher version) is approved first.
+    let older = waiting(&factory, &dir, "2222222222222222222222222222222222222222").await;
+    let newer = waiting(&factory, &dir, "3333333333333333333333333333333333333333").await;
+    assert!(older.version < newer.version);
+    let newer = approve(&factory, &newer.id).await;
+    let (older_v, newer_v) = (older.version.to_string(), newer.version.to_string());
+
+    // The approver of the older run is warned before deciding.
+    let link = factory.approval_link(&older.id, "platform-lead");
+    let warning = factory
+        .http
+        .get(&link)
+        .send()
+        .await
+        .expect("the page")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        warning.contains(&format!(
+            "Version {older_v} is older than the latest release, {newer_v}"
+        )),
+        "{warning}"
+    );
+    let older = approve(&factory, &older.id).await;
+
+    // Published, not promoted: latest stays the newer version.
+    assert_eq!(
+        versions(&gallery(&data, "example")),
+        [
+            (first.clone(), false),
+            (older_v.clone(), true),
+            (newer_v.clone(), false)
+        ]
+    );
+    let record = older.release.as_ref().expect("a release record");
+    assert_eq!(record.promoted, None);
+    assert_eq!(record.below_latest.as_deref(), Some(newer_v.as_str()));
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            data.join("releases")
+                .join("example")
+                .join(&older_v)
+                .join("image-version.json"),
+        )
+        .expect("the older version's metadata"),
+    )
+    .expect("JSON");
+    assert_eq!(file["belowLatest"], newer_v.as_str());
+    assert!(file["promoted"].is_null(), "{file}");
+    assert!(
+        older
+            .stage(Stage::Release)
+            .summary
+            .as_deref()
+            .is_some_and(|s| s.contains(&format!("below the latest {newer_v}"))),
+        "{:?}",
+        older.stage(Stage::Release).summary
+    );
+    // Its notes name the release below it as the previous one, not the newer.
+    let notes = record.notes.as_ref().expect("notes");
+    assert_eq!(
+        notes.previous.as_ref().map(|p| p.version.as_str()),
+        Some(first.as_str())
+    );
+
+    // Its event says so: a type of its own, not "released".
+    let verified = receiver.wait_verified(3).await;
+    let events: Vec<(String, String)> = verified
+        .iter()
+        .map(|d| {
+            let event: Value =
+                serde_json::from_str(d["body"].as_str().expect("a body")).expect("JSON");
+            (
+                event["type"].as_str().unwrap_or_default().to_string(),
+                event["subject"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (
+                "image-factory.image.released".to_string(),
+                format!("example/{first}")
+            ),
+            (
+                "image-factory.image.released".to_string(),
+                format!("example/{newer_v}")
+            ),
+            (
+                "image-factory.image.published".to_string(),
+                format!("example/{older_v}")
+            ),
+        ]
+    );
+
+    // The pages say so: the run, the image, the changelog and the fleet.
+    let shown = format!("published below the latest {newer_v}, not promoted");
+    let run_page = page(&factory, &format!("/api/dashboard/runs/{}", older.id)).await;
+    assert!(run_page.contains(&shown), "{run_page}");
+    let image_page = page(&factory, "/api/dashboard/images/example").await;
+    assert!(
+        image_page.contains(&format!(
+            "Latest released version: <strong>{newer_v}</strong>"
+        )),
+        "{image_page}"
+    );
+    assert!(image_page.contains(&shown), "{image_page}");
+    let changelog = page(&factory, "/api/dashboard/changelog/example").await;
+    assert!(changelog.contains(&shown), "{changelog}");
+    let fleet: Value = serde_json::from_str(&page(&factory, "/api/runs?view=fleet").await)
+        .expect("the fleet view");
+    let latest = &fleet["images"][0]["latestRelease"];
+    assert_eq!(latest["version"], newer_v.as_str(), "{fleet}");
+    assert!(latest.get("belowLatest").is_none(), "{fleet}");
+    factory.stop().await;
+    receiver.stop().await;
 }

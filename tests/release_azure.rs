@@ -3,7 +3,8 @@
 //! stand-in answering with bodies shaped as the GalleryRP 2024-03-03 examples
 //! of the Azure REST API specifications (each fixture names its example).
 //! Each test checks the exact requests sent: what is promoted, excluded and
-//! deleted, and that nothing is changed twice. Verified against the official
+//! deleted, that nothing is changed twice, and that a release below the
+//! latest leaves the latest alone. Verified against the official
 //! contract, not against a live subscription.
 
 mod common;
@@ -254,6 +255,53 @@ fn released_listing() -> Value {
         version("2026.1125.0", "Succeeded", false, 0, REPLICATED),
         version("2026.1126.0", "Deleting", true, 0, REPLICATED),
     ]})
+}
+
+#[tokio::test]
+async fn a_release_below_the_latest_is_replicated_and_kept_excluded_and_latest_stays() {
+    // 2026.1001.0 is latest; 2026.950.0 was built before it and approved
+    // after it was released (excluded from latest by the template).
+    let listing = json!({ "value": [
+        version("2026.901.0", "Succeeded", false, 80, REPLICATED),
+        version("2026.950.0", "Succeeded", true, 2, BUILT_IN),
+        version("2026.1001.0", "Succeeded", false, 1, REPLICATED),
+    ]});
+    let server = ArmServer::start(vec![
+        Reply::new(Method::GET, VERSIONS, 200, listing),
+        Reply::new(
+            Method::PATCH,
+            &path("2026.950.0"),
+            200,
+            version("2026.950.0", "Succeeded", true, 2, REPLICATED),
+        ),
+        Reply::new(Method::DELETE, &path("2026.901.0"), 200, Value::Null),
+    ])
+    .await;
+    let (arm, _) = server.client();
+    // Keep one: the latest. The version released now is never pruned by it.
+    let policy = settings(Some(1), None, &[]);
+    let outcome = release::release(&arm, &gallery_image(), "2026.950.0", &policy, now())
+        .await
+        .expect("released");
+    assert_eq!(
+        requests(&server),
+        [
+            format!("GET {VERSIONS}"),
+            format!("PATCH {}", path("2026.950.0")),
+            format!("DELETE {}", path("2026.901.0")),
+        ],
+        "the latest is not touched"
+    );
+    let patch = server.seen()[1].body.clone().expect("a body");
+    let profile = &patch["properties"]["publishingProfile"];
+    assert_eq!(profile["excludeFromLatest"], true, "{patch}");
+    assert_eq!(profile["targetRegions"][1]["name"], "northeurope");
+    assert_eq!(outcome.promoted, None);
+    assert_eq!(outcome.below_latest.as_deref(), Some("2026.1001.0"));
+    assert!(outcome.excluded.is_empty());
+    assert_eq!(outcome.pruned, strings(&["2026.901.0"]));
+    assert_eq!(outcome.regions, strings(CONFIGURED));
+    assert!(server.unserved().is_empty());
 }
 
 #[tokio::test]

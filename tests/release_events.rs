@@ -4,7 +4,10 @@
 //! rollback to its version and a failed run each deliver one signed
 //! CloudEvent; forged and replayed deliveries are refused by the receiver; a receiver that is down or never
 //! answers costs the release nothing, and the sweeper delivers the event
-//! later, once, with the same id.
+//! later, once, with the same id. A rollback recorded from a shell without
+//! the factory's event settings stays owed, and the factory's sweeper
+//! delivers it. A sweep against a receiver that never answers ends within
+//! its budget and carries the rest over.
 
 mod common;
 
@@ -13,8 +16,9 @@ use std::time::Duration;
 use cloudevents::AttributesReader;
 use common::event_receiver::{self, Receiver, with_webhook};
 use common::{Factory, Options, copy_example};
-use image_factory::domain::followup::Delivery;
-use image_factory::domain::run::{Run, RunStatus};
+use image_factory::domain::followup::{Delivery, EventType, FollowUpKind};
+use image_factory::domain::run::{Run, RunStatus, Trigger, TriggerKind};
+use image_factory::followups::SweepLimits;
 use serde_json::Value;
 
 const COMMIT: &str = "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3";
@@ -358,4 +362,176 @@ async fn a_receiver_that_never_answers_does_not_delay_the_release() {
     );
     factory.stop().await;
     drop(hanging);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_recorded_where_no_event_target_is_configured_stays_owed_and_the_factory_delivers_it()
+ {
+    let secret = event_receiver::secret();
+    let receiver = Receiver::start(&secret, 0).await;
+    let factory =
+        Factory::start_with(with_webhook(Options::default(), &receiver.url, &secret)).await;
+    let released = release(&factory, COMMIT).await;
+    receiver.wait_verified(1).await;
+
+    // The rollback command, from a shell that has none of the factory's
+    // event settings: the event is recorded and stays owed.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args([
+            "rollback",
+            "--image",
+            "example",
+            "--to",
+            &released.version.to_string(),
+        ])
+        .env("IMAGE_FACTORY_IMAGES", common::example_images())
+        .env("IMAGE_FACTORY_DATA", factory.data.path())
+        .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .env_remove("IMAGE_FACTORY_EVENT_WEBHOOKS")
+        .env_remove("IMAGE_FACTORY_EVENT_WEBHOOK_SECRET")
+        .env_remove("IMAGE_FACTORY_EVENT_GRID_ENDPOINT")
+        .output()
+        .await
+        .expect("the CLI runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("rollback event recorded on run {}", released.id))
+            && said.contains("the factory's sweeper delivers it"),
+        "{said}"
+    );
+    let run = factory.run(&released.id).await.expect("the run");
+    let owed = run.follow_ups.last().expect("the rollback's event");
+    assert_eq!(owed.resolved_at, None, "no target resolved it: {owed:?}");
+    assert!(owed.deliveries.is_empty());
+    assert!(run.follow_ups_due.is_some(), "it is still owed");
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/runs/{}", factory.url, run.id))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("owed: no event target resolved it yet"),
+        "{page}"
+    );
+
+    // The factory's own sweeper delivers it, with the factory's targets.
+    factory.sweep().await;
+    let verified = receiver.wait_verified(2).await;
+    let event = cloud_event(verified[1]["body"].as_str().unwrap());
+    assert_eq!(event["type"], "image-factory.image.rolled-back");
+    assert_eq!(event["id"], owed.id);
+    let run = factory.run(&released.id).await.expect("the run");
+    assert!(
+        run.follow_ups.last().unwrap().deliveries[0]
+            .delivered_at
+            .is_some()
+    );
+    assert_eq!(run.follow_ups_due, None);
+    factory.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sweep_against_a_receiver_that_never_answers_ends_within_its_budget_and_the_rest_are_delivered_later()
+ {
+    let secret = event_receiver::secret();
+    let port = common::child::free_port();
+    // Accepts connections (the kernel's backlog) and never answers.
+    let hanging = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let url = format!("http://127.0.0.1:{port}/events");
+    // Two runs at a time, and a budget that fits two rounds of attempts
+    // that each time out (5 s): far fewer than the runs that owe events.
+    let limits = SweepLimits {
+        concurrency: 2,
+        budget: Duration::from_secs(12),
+    };
+    let mut options = with_webhook(Options::default(), &url, &secret);
+    let webhook = std::mem::replace(&mut options.tweak, Box::new(|_| {}));
+    options.tweak = Box::new(move |app| {
+        webhook(app);
+        app.follow_ups = app.follow_ups.clone().with_sweep_limits(limits);
+    });
+    let factory = Factory::start_with(options).await;
+
+    // Twenty runs that ended and owe their event.
+    let now = chrono::Utc::now();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let mut run = Run::new(
+            format!("push-example-owed-{i:02}").parse().unwrap(),
+            "example".into(),
+            format!("2026.1101.{i}").parse().unwrap(),
+            Trigger::new(TriggerKind::Push, "github"),
+            Default::default(),
+            now,
+        );
+        run.status = RunStatus::Released;
+        run.owe(
+            FollowUpKind::Event {
+                event: EventType::Released,
+            },
+            now,
+        );
+        factory.app.store.create(&run).await.unwrap();
+        ids.push(run.id.to_string());
+    }
+
+    // One sweep ends within its budget, however many runs owe events.
+    let started = std::time::Instant::now();
+    factory.sweep().await;
+    let took = started.elapsed();
+    assert!(
+        took < limits.budget,
+        "the sweep took {took:?}, beyond its budget of {:?}",
+        limits.budget
+    );
+    // Some were tried (and timed out), the rest carried over untouched.
+    let mut tried = 0;
+    for id in &ids {
+        let run = factory.run(id).await.unwrap();
+        let follow_up = &run.follow_ups[0];
+        match follow_up.deliveries.first() {
+            Some(d) => {
+                assert_eq!(d.attempts, 1, "{d:?}");
+                assert!(d.last_error.as_deref().unwrap().contains("did not answer"));
+                tried += 1;
+            }
+            None => assert_eq!(follow_up.resolved_at, None, "carried over untouched"),
+        }
+        assert!(run.follow_ups_due.is_some(), "{id} still owes its event");
+    }
+    assert!(
+        tried > 0 && tried < ids.len(),
+        "{tried} of {} tried",
+        ids.len()
+    );
+
+    // The receiver answers again: later sweeps deliver every event, once.
+    drop(hanging);
+    let receiver = Receiver::start(&secret, port).await;
+    tokio::time::sleep(
+        image_factory::domain::followup::retry_delay(1)
+            .to_std()
+            .unwrap()
+            + Duration::from_secs(1),
+    )
+    .await;
+    for _ in 0..3 {
+        factory.sweep().await;
+    }
+    let verified = receiver.wait_verified(ids.len()).await;
+    assert_eq!(verified.len(), ids.len());
+    for id in &ids {
+        let run = factory.run(id).await.unwrap();
+        assert_eq!(run.follow_ups_due, None, "{id}: {:?}", run.follow_ups);
+    }
+    let all = receiver.deliveries().await;
+    assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
+    factory.stop().await;
+    receiver.stop().await;
 }

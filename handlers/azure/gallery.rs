@@ -1,6 +1,7 @@
 //! The gallery on Azure: an Azure Compute Gallery through Resource Manager,
 //! the adapter of the gallery port. Publishing a version and rolling back
-//! apply the plans of `domain::gallery`.
+//! apply the plans of `domain::gallery`: a release below the current latest
+//! is replicated and kept excluded from latest, and the latest stays.
 //!
 //! Every call reads the gallery first and changes only what differs from the
 //! plan, so a retried release or rollback (after a timeout, a redelivery, a
@@ -16,7 +17,7 @@ use async_trait::async_trait;
 
 use super::arm::{ArmClient, ArmError};
 use super::compute::{self, DELETING, GalleryImage, VersionInfo};
-use crate::domain::gallery::{self, GalleryVersion, PromotionError};
+use crate::domain::gallery::{self, GalleryVersion, LatestChange, PromotionError};
 use crate::domain::image::{ReleaseSettings, region_key};
 use crate::domain::version::ImageVersion;
 use crate::ports::PortError;
@@ -117,10 +118,13 @@ impl Gallery for AzureGallery {
     }
 }
 
-/// Releases `version` of `image`: makes it latest (excluding any higher
-/// version), replicates it to the configured regions when they differ from
-/// its current ones, then deletes what the pruning policy removes (never the
-/// new latest, never a pinned version).
+/// Releases `version` of `image` as [`gallery::release`] plans it: makes it
+/// latest (excluding any higher version) unless a higher version is latest,
+/// which stays latest (the version is published below it and stays
+/// excluded from latest, as the build published it); replicates it to the
+/// configured regions when they differ from its current ones; then deletes
+/// what the pruning policy removes (never the latest, a pinned version or
+/// this version).
 pub async fn release(
     arm: &ArmClient,
     image: &GalleryImage,
@@ -140,22 +144,25 @@ pub async fn release(
     } else {
         configured.clone()
     };
-    let (excluded, after) = promote(
+    let plan = gallery::release(&views(&listing), target, &settings.prune_policy(), now)?;
+    let excluded = apply(
         arm,
         image,
         &listing,
-        target,
+        &plan.changes,
+        (target, plan.below_latest.is_some()),
         replicate.then_some(configured.as_slice()),
     )
     .await?;
     let mut pruned = Vec::new();
-    for doomed in gallery::prune(&after, &settings.prune_policy(), now) {
-        let name = name_of(&listing, doomed);
+    for doomed in &plan.prune {
+        let name = name_of(&listing, *doomed);
         delete(arm, image, &name).await?;
         pruned.push(name);
     }
     Ok(GalleryOutcome {
-        promoted: Some(info.name.clone()),
+        promoted: plan.below_latest.is_none().then(|| info.name.clone()),
+        below_latest: plan.below_latest.map(|v| name_of(&listing, v)),
         excluded,
         pruned,
         regions,
@@ -172,9 +179,11 @@ pub async fn rollback(
 ) -> Result<GalleryOutcome, ReleaseError> {
     let listing = compute::list_versions(arm, image).await?;
     let info = find_target(&listing, to)?;
-    let (excluded, _) = promote(arm, image, &listing, to, None).await?;
+    let plan = gallery::promote(&views(&listing), to)?;
+    let excluded = apply(arm, image, &listing, &plan, (to, false), None).await?;
     Ok(GalleryOutcome {
         promoted: Some(info.name.clone()),
+        below_latest: None,
         excluded,
         pruned: Vec::new(),
         regions: info.target_regions.clone(),
@@ -231,36 +240,41 @@ fn same_regions(current: &[String], wanted: &[String]) -> bool {
     a == b
 }
 
-/// Applies the promotion plan for `target` (and, when given, its new
-/// regions); returns the versions excluded and the gallery as it now is.
-async fn promote(
+/// Applies a plan's `excludeFromLatest` changes, the target's with its new
+/// regions when given; `target` is the version and whether it stays
+/// excluded from latest (its regions are updated with that flag when the
+/// plan does not change it). Answers the other versions it excluded.
+async fn apply(
     arm: &ArmClient,
     image: &GalleryImage,
     listing: &[VersionInfo],
-    target: ImageVersion,
+    changes: &[LatestChange],
+    (target, target_excluded): (ImageVersion, bool),
     regions: Option<&[String]>,
-) -> Result<(Vec<String>, Vec<GalleryVersion>), ReleaseError> {
-    let mut after = views(listing);
-    let plan = gallery::promote(&after, target)?;
+) -> Result<Vec<String>, ReleaseError> {
     let mut excluded = Vec::new();
     let mut target_updated = false;
-    for change in &plan {
+    for change in changes {
         let name = name_of(listing, change.version);
         let is_target = change.version == target;
         let regions = if is_target { regions } else { None };
         update(arm, image, &name, change.exclude_from_latest, regions).await?;
-        if change.exclude_from_latest {
+        if change.exclude_from_latest && !is_target {
             excluded.push(name);
         }
         target_updated |= is_target;
-        for v in after.iter_mut().filter(|v| v.version == change.version) {
-            v.exclude_from_latest = change.exclude_from_latest;
-        }
     }
     if !target_updated && regions.is_some() {
-        update(arm, image, &name_of(listing, target), false, regions).await?;
+        update(
+            arm,
+            image,
+            &name_of(listing, target),
+            target_excluded,
+            regions,
+        )
+        .await?;
     }
-    Ok((excluded, after))
+    Ok(excluded)
 }
 
 /// One update; a 409 is not an error when the version already is as wanted

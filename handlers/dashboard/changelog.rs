@@ -131,6 +131,8 @@ fn or_not_set(value: &Option<String>) -> &str {
 struct Entry<'a> {
     version: String,
     run_id: &'a str,
+    /// The latest it was released below (published, not promoted).
+    below_latest: Option<&'a str>,
     released: String,
     notes: Option<NotesView<'a>>,
 }
@@ -155,6 +157,7 @@ pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> Stri
         .map(|run| Entry {
             version: run.version.to_string(),
             run_id: &run.id,
+            below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
             released: minute(released_at(run).unwrap_or(run.updated_at)),
             notes: run
                 .release

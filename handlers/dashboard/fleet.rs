@@ -52,6 +52,8 @@ struct ReleaseView<'a> {
     version: &'a str,
     at: String,
     base: &'a str,
+    /// The latest it was released below (published, not promoted).
+    below_latest: Option<&'a str>,
 }
 
 /// What the patch-state cell says under its badge.
@@ -123,6 +125,7 @@ fn release(r: &ReleaseFacts) -> ReleaseView<'_> {
         version: &r.version,
         at: when(r.released_at),
         base: r.base_image_version.as_deref().unwrap_or("not recorded"),
+        below_latest: r.below_latest.as_deref(),
     }
 }
 
@@ -292,6 +295,49 @@ mod tests {
         assert!(
             !html.contains("Outdated children"),
             "no layered images, no column"
+        );
+    }
+
+    #[test]
+    fn a_latest_release_published_below_another_says_so() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
+        let page = FleetPage {
+            headline: Headline {
+                window: PatchWindow {
+                    month: "2026-11".into(),
+                    build_time: at,
+                    deadline: at,
+                    grace_days: 0,
+                },
+                patched: 1,
+                total: 1,
+                due: 0,
+                overdue: 0,
+            },
+            images: vec![FleetRow {
+                image: "web".into(),
+                latest_release: Some(ReleaseFacts {
+                    version: "2026.1120.0".into(),
+                    run_id: "push-web-0".into(),
+                    released_at: at,
+                    base_image_version: None,
+                    below_latest: Some("2026.1120.1".into()),
+                }),
+                compliance: Compliance::Patched {
+                    run_id: "push-web-0".into(),
+                    how: PatchedBy::Released,
+                    at,
+                },
+                in_flight: vec![],
+                last_failure: None,
+                outdated_children: vec![],
+            }],
+            continuation: None,
+        };
+        let html = fleet_page(&page);
+        assert!(
+            html.contains("published below the latest 2026.1120.1, not promoted"),
+            "{html}"
         );
     }
 }

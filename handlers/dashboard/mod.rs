@@ -320,6 +320,8 @@ struct RunPage<'a> {
     notes: Option<changelog::NotesView<'a>>,
     /// `image-version.json` as published (its notes shown as [`RunPage::notes`]).
     release: Option<String>,
+    /// The latest version the run was released below (published, not promoted).
+    below_latest: Option<&'a str>,
     /// Release events: event, target, what the delivery did.
     deliveries: Vec<(&'static str, &'a str, String)>,
     log_tail: Option<&'a str>,
@@ -396,9 +398,11 @@ pub fn run_page(
         .iter()
         .flat_map(|f| {
             let crate::domain::followup::FollowUpKind::Event { event } = f.kind;
+            let owed = f.owed().map(|o| (event.name(), "—", o.to_string()));
             f.deliveries
                 .iter()
                 .map(move |d| (event.name(), d.target.as_str(), d.describe()))
+                .chain(owed)
         })
         .collect();
     render(&RunPage {
@@ -418,6 +422,7 @@ pub fn run_page(
             .as_ref()
             .and_then(|r| r.notes.as_ref())
             .map(|n| changelog::notes_view(n)),
+        below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
         release: run.release.as_ref().map(|release| {
             let without_notes = ReleaseRecord {
                 notes: None,
@@ -434,6 +439,10 @@ pub fn run_page(
 struct VersionRow<'a> {
     id: &'a str,
     version: String,
+    /// The image's latest release (of the released rows).
+    latest: bool,
+    /// The latest it was released below (published, not promoted).
+    below_latest: Option<&'a str>,
     commit: String,
     approvers: String,
     released: String,
@@ -447,6 +456,8 @@ impl<'a> VersionRow<'a> {
         VersionRow {
             id: &run.id,
             version: run.version.to_string(),
+            latest: false,
+            below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
             commit: short_commit(run),
             approvers: approvers.join(", "),
             released: minute(run.updated_at),
@@ -501,8 +512,10 @@ struct GalleryRow {
 struct ImagePage<'a> {
     frame: Frame,
     image: &'a str,
-    /// Released versions, newest (the latest) first.
+    /// Released versions, newest first; the latest is marked.
     released: Vec<VersionRow<'a>>,
+    /// The latest release: the newest not released below another.
+    latest: Option<VersionRow<'a>>,
     recent: Vec<VersionRow<'a>>,
     /// The notes of the latest release.
     latest_notes: Option<changelog::NotesView<'a>>,
@@ -540,22 +553,31 @@ pub fn image_page(
         }
         Err(e) => (None, Err(e.as_str())),
     };
+    // The latest release is the newest one that was promoted: a release
+    // below the latest (published, not promoted) is listed, never latest.
+    let latest = runs.iter().find(|r| {
+        r.status == RunStatus::Released
+            && r.release.as_ref().is_none_or(|x| x.below_latest.is_none())
+    });
+    let is_latest = |r: &Run| latest.is_some_and(|l| l.id == r.id);
     render(&ImagePage {
         frame: Frame::with(format!("Image {image}"), layout(false)),
         image,
         released: runs
             .iter()
             .filter(|r| r.status == RunStatus::Released)
-            .map(|r| VersionRow::of(r, now))
+            .map(|r| VersionRow {
+                latest: is_latest(r),
+                ..VersionRow::of(r, now)
+            })
             .collect(),
+        latest: latest.map(|r| VersionRow::of(r, now)),
         recent: runs
             .iter()
             .take(20)
             .map(|r| VersionRow::of(r, now))
             .collect(),
-        latest_notes: runs
-            .iter()
-            .find(|r| r.status == RunStatus::Released)
+        latest_notes: latest
             .and_then(|r| r.release.as_ref()?.notes.as_ref())
             .map(|n| changelog::notes_view(n)),
         gallery_latest,

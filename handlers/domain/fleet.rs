@@ -262,6 +262,10 @@ pub struct ReleaseFacts {
     pub released_at: DateTime<Utc>,
     /// The Marketplace base image version it was built from, when recorded.
     pub base_image_version: Option<String>,
+    /// The higher version that stayed latest when this one was released
+    /// below it (published, not promoted); `None` for a promoted release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below_latest: Option<String>,
 }
 
 /// A run that has not ended, and what it waits on.
@@ -392,6 +396,7 @@ pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetR
             run_id: r.id.to_string(),
             released_at: ended_at(r),
             base_image_version: r.trigger.base_image_version.clone(),
+            below_latest: r.release.as_ref().and_then(|x| x.below_latest.clone()),
         }),
         compliance: window.compliance(evidence.as_ref(), now),
         in_flight: runs
@@ -739,6 +744,23 @@ mod tests {
         assert_eq!(failure.stage, Some(Stage::Build));
         assert_eq!(failure.diagnosis.unwrap().kind, "winrm-unreachable");
         assert!(row.outdated_children.is_empty());
+    }
+
+    #[test]
+    fn a_latest_release_made_below_another_version_says_which() {
+        let mut released = run("push-web-1", RunStatus::Released, hours(-50));
+        released.release = Some(crate::domain::run::ReleaseRecord {
+            below_latest: Some("2026.1130.9".into()),
+            ..Default::default()
+        });
+        let runs = ImageRuns {
+            image: "web".into(),
+            released: Some(released),
+            ..ImageRuns::default()
+        };
+        let now = hours(3);
+        let release = row(&window(now), &runs, now).latest_release.unwrap();
+        assert_eq!(release.below_latest.as_deref(), Some("2026.1130.9"));
     }
 
     #[test]

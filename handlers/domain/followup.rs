@@ -3,9 +3,11 @@
 //!
 //! When a run ends (released, failed) the state machine records a
 //! [`FollowUp`] on the run in the same write that ends it, so nothing owed is
-//! lost between that write and the delivery. The first delivery attempt
-//! resolves the follow-up against the configured targets (one [`Delivery`]
-//! per target) and every attempt is recorded: attempts, the last error,
+//! lost between that write and the delivery. The first delivery attempt by
+//! a deliverer that has targets resolves the follow-up against them (one
+//! [`Delivery`] per target); one with no target leaves it owed, for a
+//! deliverer that has some (the factory's sweeper). Every attempt is
+//! recorded: attempts, the last error,
 //! when to try again ([`retry_delay`]), when it was delivered or given up.
 //! [`Run::follow_ups_due`] is the earliest next attempt of the run, the one
 //! field the store indexes so the sweeper finds due runs without a scan.
@@ -37,9 +39,15 @@ pub enum FollowUpKind {
 /// The release events the factory emits (CloudEvents `type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
-    /// The run's image version was released.
+    /// The run's image version was released: it is the image's latest.
     #[serde(rename = "image-factory.image.released")]
     Released,
+    /// The run was released below the image's latest version: its version
+    /// is published (usable by its version) but not promoted, and the
+    /// latest stays. A type of its own, so that what deploys on
+    /// `released` never deploys an older version.
+    #[serde(rename = "image-factory.image.published")]
+    Published,
     /// An image was rolled back to the run's version (it is latest again).
     #[serde(rename = "image-factory.image.rolled-back")]
     RolledBack,
@@ -53,17 +61,24 @@ impl EventType {
     pub fn name(self) -> &'static str {
         match self {
             EventType::Released => "image-factory.image.released",
+            EventType::Published => "image-factory.image.published",
             EventType::RolledBack => "image-factory.image.rolled-back",
             EventType::Failed => "image-factory.run.failed",
         }
     }
 
-    /// The event a run that moved from `before` to `after` owes, if any.
-    pub fn on_ending(before: RunStatus, after: RunStatus) -> Option<EventType> {
+    /// The event a run owes that moved from `before` to `after`, if any: a
+    /// release below the latest is `published`, not `released`.
+    pub fn on_ending(before: RunStatus, after: &Run) -> Option<EventType> {
         if before.is_terminal() {
             return None;
         }
-        match after {
+        let below_latest = after
+            .release
+            .as_ref()
+            .is_some_and(|r| r.below_latest.is_some());
+        match after.status {
+            RunStatus::Released if below_latest => Some(EventType::Published),
             RunStatus::Released => Some(EventType::Released),
             RunStatus::Failed => Some(EventType::Failed),
             _ => None,
@@ -83,8 +98,9 @@ pub struct FollowUp {
     pub id: String,
     /// When it was recorded (the event's `time`).
     pub created_at: DateTime<Utc>,
-    /// When it was first matched with the configured targets; `None` until
-    /// then. Targets configured later do not receive it.
+    /// When it was first matched with the targets of a deliverer that has
+    /// some; `None` until then (it stays owed). Targets configured after
+    /// that do not receive it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at: Option<DateTime<Utc>>,
     /// One record per target.
@@ -115,6 +131,16 @@ pub struct Delivery {
     /// that retrying cannot mend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gave_up_at: Option<DateTime<Utc>>,
+}
+
+impl FollowUp {
+    /// Where an owed follow-up no target resolved yet stands, in one line
+    /// for operators; `None` once it was resolved (its deliveries say).
+    pub fn owed(&self) -> Option<&'static str> {
+        self.resolved_at
+            .is_none()
+            .then_some("owed: no event target resolved it yet; the factory's sweeper delivers it to the configured targets")
+    }
 }
 
 impl Delivery {
@@ -226,8 +252,9 @@ pub struct Claimed {
 /// Resolves unresolved follow-ups against `targets` (the names of the
 /// configured targets for each kind) and claims every delivery due at
 /// `now`: its attempt count goes up and its next attempt moves a
-/// [`CLAIM_LEASE`] ahead. Returns the run to write (conditionally) and the
-/// attempts it claims; none when nothing is due.
+/// [`CLAIM_LEASE`] ahead. A follow-up with no target is not resolved: it
+/// stays owed, for a deliverer that has targets. Returns the run to write
+/// (conditionally) and the attempts it claims; none when nothing is due.
 pub fn claim(
     run: &Run,
     targets: impl Fn(&FollowUpKind) -> Vec<String>,
@@ -237,8 +264,12 @@ pub fn claim(
     let mut claimed = Vec::new();
     for (index, follow_up) in next.follow_ups.iter_mut().enumerate() {
         if follow_up.resolved_at.is_none() {
+            let targets = targets(&follow_up.kind);
+            if targets.is_empty() {
+                continue;
+            }
             follow_up.resolved_at = Some(now);
-            for target in targets(&follow_up.kind) {
+            for target in targets {
                 follow_up.deliveries.push(Delivery {
                     target,
                     attempts: 0,
@@ -363,12 +394,13 @@ mod tests {
     #[test]
     fn only_a_run_that_ends_released_or_failed_owes_an_event() {
         use RunStatus::*;
+        let with = |status: RunStatus| Run { status, ..run() };
         assert_eq!(
-            EventType::on_ending(Running, Released),
+            EventType::on_ending(Running, &with(Released)),
             Some(EventType::Released)
         );
         assert_eq!(
-            EventType::on_ending(WaitingForApproval, Failed),
+            EventType::on_ending(WaitingForApproval, &with(Failed)),
             Some(EventType::Failed)
         );
         for (before, after) in [
@@ -377,8 +409,25 @@ mod tests {
             (WaitingForApproval, Rejected),
             (Queued, Skipped),
         ] {
-            assert_eq!(EventType::on_ending(before, after), None);
+            assert_eq!(EventType::on_ending(before, &with(after)), None);
         }
+    }
+
+    #[test]
+    fn a_release_below_the_latest_owes_a_published_event_not_a_released_one() {
+        let below = Run {
+            status: RunStatus::Released,
+            release: Some(crate::domain::run::ReleaseRecord {
+                below_latest: Some("2026.1130.1".into()),
+                ..Default::default()
+            }),
+            ..run()
+        };
+        assert_eq!(
+            EventType::on_ending(RunStatus::Running, &below),
+            Some(EventType::Published)
+        );
+        assert_eq!(EventType::Published.name(), "image-factory.image.published");
     }
 
     #[test]
@@ -400,15 +449,21 @@ mod tests {
     }
 
     #[test]
-    fn a_follow_up_with_no_target_is_settled_when_resolved() {
+    fn a_follow_up_with_no_target_stays_owed_until_a_deliverer_with_targets_claims_it() {
         let mut run = run();
         run.owe(RELEASED, at(0));
-        let (resolved, claimed) = claim(&run, |_| Vec::new(), at(1));
+        let (unresolved, claimed) = claim(&run, |_| Vec::new(), at(1));
         assert!(claimed.is_empty());
-        assert_eq!(resolved.follow_ups_due, None);
-        let (later, claimed) = claim(&resolved, two_targets, at(2));
-        assert!(claimed.is_empty(), "targets added later get no old events");
-        assert!(later.follow_ups[0].deliveries.is_empty());
+        assert_eq!(unresolved.follow_ups[0].resolved_at, None);
+        assert!(unresolved.follow_ups_due.is_some(), "still owed");
+        let (resolved, claimed) = claim(&unresolved, two_targets, at(2));
+        assert_eq!(claimed.len(), 2, "the deliverer with targets sends it");
+        assert_eq!(resolved.follow_ups[0].resolved_at, Some(at(2)));
+        let (_, again) = claim(&resolved, |_| vec!["webhook c".into()], at(300));
+        assert!(
+            again.iter().all(|c| c.target != "webhook c"),
+            "targets added after it was resolved get no old events"
+        );
     }
 
     #[test]

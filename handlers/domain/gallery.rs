@@ -7,6 +7,12 @@
 //! promoting version V means: V is not excluded, every version above V is.
 //! Versions below V are left as they are (kept, and never "latest" while V is
 //! there).
+//!
+//! **A release never moves latest back.** Releasing V promotes it only when
+//! no other version above it is latest ([`release`]); a release below the
+//! current latest is published (kept, pinnable by its version) but excluded
+//! from latest, and the latest stays. Making an earlier version latest again
+//! is what rollback is for ([`promote`]).
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -77,6 +83,100 @@ pub fn promote(
     // moment has a version above the target as "latest" by accident.
     changes.sort_by_key(|c| (!c.exclude_from_latest, c.version));
     Ok(changes)
+}
+
+/// What releasing a version does to a gallery ([`release`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleasePlan {
+    /// The `excludeFromLatest` changes, in the order to apply them; none
+    /// when the gallery already is as the plan wants (a repeated release).
+    pub changes: Vec<LatestChange>,
+    /// The higher version that is latest and stays latest, when the target
+    /// is released below it: published, excluded from latest, not promoted.
+    /// `None`: the target becomes latest.
+    pub below_latest: Option<ImageVersion>,
+    /// The versions the pruning policy removes once the changes are
+    /// applied, lowest first: never the latest, a pinned version, or the
+    /// target.
+    pub prune: Vec<ImageVersion>,
+}
+
+impl ReleasePlan {
+    /// The versions other than `target` this plan excludes from latest.
+    pub fn excluded(&self, target: ImageVersion) -> Vec<ImageVersion> {
+        self.changes
+            .iter()
+            .filter(|c| c.exclude_from_latest && c.version != target)
+            .map(|c| c.version)
+            .collect()
+    }
+}
+
+/// The latest version other than `target`, when it is above `target`: the
+/// version a release of `target` must not displace.
+pub fn latest_above(versions: &[GalleryVersion], target: ImageVersion) -> Option<ImageVersion> {
+    versions
+        .iter()
+        .filter(|v| v.version != target && !v.exclude_from_latest)
+        .map(|v| v.version)
+        .max()
+        .filter(|latest| *latest > target)
+}
+
+/// The plan that releases `target`, a version the gallery holds, under the
+/// pruning `policy` at `now`. When no other version above it is latest, it
+/// becomes latest (the [`promote`] plan). When one is, it is published
+/// below it: excluded from latest and the latest left as it is — a release
+/// never moves latest back. Then the policy's versions are pruned, never
+/// the target itself. Planning again on the gallery the plan left changes
+/// nothing more.
+pub fn release(
+    versions: &[GalleryVersion],
+    target: ImageVersion,
+    policy: &PrunePolicy,
+    now: DateTime<Utc>,
+) -> Result<ReleasePlan, PromotionError> {
+    let below_latest = latest_above(versions, target);
+    let changes = match below_latest {
+        None => promote(versions, target)?,
+        Some(_) => {
+            let Some(held) = versions.iter().find(|v| v.version == target) else {
+                let names: Vec<String> = versions.iter().map(|v| v.version.to_string()).collect();
+                return Err(PromotionError::UnknownVersion(target, names.join(", ")));
+            };
+            (!held.exclude_from_latest)
+                .then_some(LatestChange {
+                    version: target,
+                    exclude_from_latest: true,
+                })
+                .into_iter()
+                .collect()
+        }
+    };
+    let after = applied(versions, &changes);
+    let kept = PrunePolicy {
+        pinned: policy.pinned.iter().copied().chain([target]).collect(),
+        ..policy.clone()
+    };
+    Ok(ReleasePlan {
+        prune: prune(&after, &kept, now),
+        changes,
+        below_latest,
+    })
+}
+
+/// `versions` with `changes` applied.
+pub fn applied(versions: &[GalleryVersion], changes: &[LatestChange]) -> Vec<GalleryVersion> {
+    versions
+        .iter()
+        .map(|v| {
+            let mut v = v.clone();
+            if let Some(c) = changes.iter().find(|c| c.version == v.version) {
+                v.exclude_from_latest = c.exclude_from_latest;
+            }
+            v
+        })
+        .collect()
 }
 
 /// Which versions to keep: the last `keep_last` and/or those younger than
@@ -200,7 +300,7 @@ mod tests {
                 },
             ]
         );
-        let applied = apply(&versions, &plan);
+        let applied = applied(&versions, &plan);
         assert_eq!(latest(&applied), Some(v("2026.901.0")));
         assert_eq!(promote(&applied, v("2026.901.0")).unwrap(), vec![]);
     }
@@ -253,17 +353,64 @@ mod tests {
         assert!(prune(&listing(), &PrunePolicy::default(), now()).is_empty());
     }
 
-    fn apply(versions: &[GalleryVersion], plan: &[LatestChange]) -> Vec<GalleryVersion> {
-        versions
-            .iter()
-            .map(|g| {
-                let mut g = g.clone();
-                if let Some(c) = plan.iter().find(|c| c.version == g.version) {
-                    g.exclude_from_latest = c.exclude_from_latest;
-                }
-                g
-            })
-            .collect()
+    #[test]
+    fn a_new_highest_version_is_promoted_and_nothing_else_changes() {
+        let plan = release(&listing(), v("2026.1125.0"), &PrunePolicy::default(), now()).unwrap();
+        assert_eq!(
+            plan,
+            ReleasePlan {
+                changes: vec![LatestChange {
+                    version: v("2026.1125.0"),
+                    exclude_from_latest: false
+                }],
+                below_latest: None,
+                prune: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn a_release_below_the_latest_is_published_excluded_and_latest_stays() {
+        // 2026.1001.0 is latest; 2026.950.0 was built earlier, approved later.
+        let mut versions = listing();
+        versions.push(gv("2026.950.0", 1, false));
+        let plan = release(&versions, v("2026.950.0"), &PrunePolicy::default(), now()).unwrap();
+        assert_eq!(plan.below_latest, Some(v("2026.1001.0")));
+        assert_eq!(
+            plan.changes,
+            vec![LatestChange {
+                version: v("2026.950.0"),
+                exclude_from_latest: true
+            }]
+        );
+        assert!(plan.excluded(v("2026.950.0")).is_empty());
+        let after = applied(&versions, &plan.changes);
+        assert_eq!(latest(&after), Some(v("2026.1001.0")));
+        // Releasing it again changes nothing, and says the same.
+        let again = release(&after, v("2026.950.0"), &PrunePolicy::default(), now()).unwrap();
+        assert_eq!(
+            (again.changes, again.below_latest),
+            (vec![], Some(v("2026.1001.0")))
+        );
+        // Rollback is what moves latest back.
+        let back = applied(&after, &promote(&after, v("2026.950.0")).unwrap());
+        assert_eq!(latest(&back), Some(v("2026.950.0")));
+    }
+
+    #[test]
+    fn a_release_is_never_pruned_by_its_own_policy() {
+        let mut versions = listing();
+        versions[4].exclude_from_latest = false;
+        versions.push(gv("2026.950.0", 200, true));
+        let policy = PrunePolicy {
+            keep_last: Some(1),
+            keep_days: None,
+            pinned: vec![],
+        };
+        let plan = release(&versions, v("2026.950.0"), &policy, now()).unwrap();
+        assert_eq!(plan.below_latest, Some(v("2026.1125.0")));
+        assert!(!plan.prune.contains(&v("2026.950.0")), "{plan:?}");
+        assert!(plan.prune.contains(&v("2026.701.0")), "{plan:?}");
     }
 
     fn arb_versions() -> impl Strategy<Value = Vec<GalleryVersion>> {
@@ -322,6 +469,43 @@ mod tests {
         }
 
         #[test]
+        fn a_release_never_moves_latest_back_and_repeating_it_changes_nothing(
+            versions in arb_versions(),
+            index in any::<prop::sample::Index>(),
+            keep_last in prop::option::of(0u32..5),
+            keep_days in prop::option::of(0u32..200),
+        ) {
+            prop_assume!(!versions.is_empty());
+            let target = versions[index.index(versions.len())].version;
+            let policy = PrunePolicy { keep_last, keep_days, pinned: vec![] };
+            let others: Vec<GalleryVersion> =
+                versions.iter().filter(|v| v.version != target).cloned().collect();
+            let before = latest(&others);
+            let plan = release(&versions, target, &policy, now()).expect("the target is listed");
+            let after = applied(&versions, &plan.changes);
+            // Latest is the higher of the target and the latest before it.
+            prop_assert_eq!(latest(&after), Some(before.map_or(target, |b| b.max(target))));
+            match plan.below_latest {
+                // Below the latest: only the target changes, excluded.
+                Some(kept) => {
+                    prop_assert_eq!(Some(kept), before);
+                    prop_assert!(kept > target);
+                    prop_assert!(plan.changes.iter().all(|c| c.version == target && c.exclude_from_latest));
+                }
+                None => prop_assert_eq!(latest(&after), Some(target)),
+            }
+            // The target, the latest and pinned versions are never pruned.
+            prop_assert!(!plan.prune.contains(&target));
+            if let Some(l) = latest(&after) {
+                prop_assert!(!plan.prune.contains(&l));
+            }
+            // Releasing again changes nothing and says the same.
+            let again = release(&after, target, &policy, now()).expect("listed");
+            prop_assert_eq!(again.changes, vec![]);
+            prop_assert_eq!(again.below_latest, plan.below_latest);
+        }
+
+        #[test]
         fn after_a_promotion_the_target_is_latest(
             versions in arb_versions(),
             index in any::<prop::sample::Index>(),
@@ -329,7 +513,7 @@ mod tests {
             prop_assume!(!versions.is_empty());
             let target = versions[index.index(versions.len())].version;
             let plan = promote(&versions, target).expect("the target is listed");
-            let applied = apply(&versions, &plan);
+            let applied = applied(&versions, &plan);
             prop_assert_eq!(latest(&applied), Some(target));
             prop_assert_eq!(promote(&applied, target).expect("listed"), vec![]);
         }

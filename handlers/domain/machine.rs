@@ -418,7 +418,7 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
         }
     };
     // A run that ends owes its release event: recorded in this same write.
-    if let Some(event) = EventType::on_ending(run.status, next.status) {
+    if let Some(event) = EventType::on_ending(run.status, &next) {
         next.owe(FollowUpKind::Event { event }, next.updated_at);
     }
     Ok(Transition {
@@ -575,7 +575,13 @@ fn succeed(
         }
         StageOutput::Released(release) => {
             run.release = Some(release.clone());
-            format!("released {}", release.image_version)
+            match &release.below_latest {
+                Some(latest) => format!(
+                    "released {} below the latest {latest}: published, not promoted ({latest} stays latest; rollback moves latest back)",
+                    release.image_version
+                ),
+                None => format!("released {}", release.image_version),
+            }
         }
     };
     finish_attempt(run, stage, at, "succeeded");

@@ -25,7 +25,8 @@ pub struct CloudEvent {
     pub id: String,
     /// The factory: its public URL.
     pub source: String,
-    /// `image-factory.image.released`, `image-factory.image.rolled-back`,
+    /// `image-factory.image.released`, `image-factory.image.published` (a
+    /// release below the latest), `image-factory.image.rolled-back`,
     /// `image-factory.run.failed`.
     #[serde(rename = "type")]
     pub event_type: String,
@@ -91,12 +92,14 @@ pub fn cloud_event(run: &Run, follow_up: &FollowUp, public_url: &str) -> Option<
             status: run.status,
             git_commit: run.trigger.commit.clone(),
             image_version: match event {
-                EventType::Released | EventType::RolledBack => run.release.clone(),
+                EventType::Released | EventType::Published | EventType::RolledBack => {
+                    run.release.clone()
+                }
                 EventType::Failed => None,
             },
             failure: match event {
                 EventType::Failed => run.failure.clone(),
-                EventType::Released | EventType::RolledBack => None,
+                EventType::Released | EventType::Published | EventType::RolledBack => None,
             },
             links: Links {
                 run: format!("{base}/api/runs/{}", run.id),

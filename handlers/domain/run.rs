@@ -570,9 +570,16 @@ pub struct ReleaseRecord {
     pub build_log: String,
     /// Where the metadata file was written.
     pub location: String,
-    /// The gallery version made latest by this release (Azure path only).
+    /// The gallery version made latest by this release; `None` when it was
+    /// released below the latest ([`ReleaseRecord::below_latest`]) or the
+    /// build published to no gallery (a managed image only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted: Option<String>,
+    /// The higher version that was latest when this one was released, and
+    /// stayed latest: this version is published (usable by its version)
+    /// but not promoted. Only a rollback moves latest back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below_latest: Option<String>,
     /// Versions excluded from latest so that the promoted one is latest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<String>,

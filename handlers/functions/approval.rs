@@ -5,6 +5,10 @@
 //! token must be valid, unexpired, issued for this run's current request to
 //! this approver, and not used before; when App Service authentication is in
 //! front, the signed-in user must be that approver.
+//!
+//! The page warns when the run's version is older than the image's latest
+//! in the gallery: approving it publishes that version below the latest,
+//! without making it latest (a rollback moves latest back).
 
 use askama::Template;
 use serde::Deserialize;
@@ -95,7 +99,7 @@ impl Approval {
         match self.request.method.to_ascii_uppercase().as_str() {
             "GET" | "HEAD" => Ok(InvocationResponse::http(HttpResponseData::html(
                 200,
-                confirmation_page(&run, &claims),
+                confirmation_page(&run, &claims, latest_above(app, &run).await),
             ))),
             "POST" => self.decide(app, &run.id, &claims).await,
             _ => Ok(answer(405, "Not allowed", "Open the link in a browser.")),
@@ -156,6 +160,22 @@ impl Approval {
                 Ok(answer(status, "Decision not recorded", &e.to_string()))
             }
             Err(e) => Err(super::retry("cannot record the decision", e)),
+        }
+    }
+}
+
+/// The image's latest version in the gallery, when it is above the run's:
+/// approving then publishes the run's version without making it latest.
+/// A gallery that cannot be read warns of nothing (the release decides by
+/// the gallery it finds then).
+async fn latest_above(app: &App, run: &Run) -> Option<String> {
+    match app.gallery.versions(&run.image).await {
+        Ok(versions) => {
+            crate::domain::gallery::latest_above(&versions, run.version).map(|v| v.to_string())
+        }
+        Err(e) => {
+            tracing::warn!(run_id = %run.id, error = %e, "cannot read the gallery for the approval page");
+            None
         }
     }
 }
@@ -235,13 +255,19 @@ struct ApprovalPage<'a> {
     expires: String,
     facts: Vec<(&'static str, String)>,
     max_comment: usize,
+    /// The run's version.
+    version: String,
+    /// The image's latest version, when it is above the run's.
+    latest_above: Option<String>,
 }
 
-fn confirmation_page(run: &Run, claims: &Claims) -> String {
+fn confirmation_page(run: &Run, claims: &Claims, latest_above: Option<String>) -> String {
     render(&ApprovalPage {
         frame: Frame::new(format!("Approve {} {}?", run.image, run.version)),
         approver: &claims.sub,
         run_id: &run.id,
+        version: run.version.to_string(),
+        latest_above,
         expires: run
             .approval
             .as_ref()

@@ -5,6 +5,11 @@
 //! sure the run `base-<image>-<version>` exists (trigger
 //! `base-image-update`). A firing that finds no new version finds the
 //! existing run and starts nothing.
+//!
+//! Each image stands on its own: one whose versions cannot be listed or
+//! whose run cannot be created is logged and left to the next firing, and
+//! never keeps the runs created in this firing from having their first
+//! message sent with its answer (see `functions::per_image`).
 
 use super::{InvocationError, TIMER_BINDING};
 use crate::app::{App, Created, dispatch_follow_up};
@@ -26,16 +31,20 @@ impl BaseImageCheck {
     /// Creates the run of every image whose base has a version not built yet.
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let mut response = InvocationResponse::default();
+        let mut failures = Vec::new();
         for (image, config) in app.images.iter() {
             let Some(base) = config.settings.marketplace_base() else {
                 continue;
             };
-            let names = app.marketplace.versions(base).await.map_err(|e| {
-                super::retry(
-                    &format!("cannot list the base image versions of {image}"),
-                    e,
-                )
-            })?;
+            let names = match app.marketplace.versions(base).await {
+                Ok(names) => names,
+                Err(error) => {
+                    failures.push(format!(
+                        "{image}: cannot list the base image versions: {error}"
+                    ));
+                    continue;
+                }
+            };
             let Some(newest) = newest_marketplace_version(&names) else {
                 response.log(format!(
                     "{image}: the Marketplace lists no version of {}/{}/{} in {}",
@@ -51,15 +60,23 @@ impl BaseImageCheck {
                 base_image_version: Some(newest.to_string()),
                 ..Trigger::new(TriggerKind::BaseImageUpdate, "timer")
             };
-            let created = app
+            let created = match app
                 .create_run(format!("base-{image}-{newest}"), image, trigger)
                 .await
-                .map_err(|e| super::retry(&format!("cannot create the run of {image}"), e))?;
+            {
+                Ok(created) => created,
+                Err(error) => {
+                    failures.push(format!(
+                        "{image}: the run on base version {newest} was not created: {error}"
+                    ));
+                    continue;
+                }
+            };
             if let Created::New(run) = &created {
                 response.log(format!("{image}: base version {newest}: run {}", run.id));
             }
             dispatch_follow_up(&mut response, created.run());
         }
-        Ok(response)
+        super::per_image(response, failures)
     }
 }

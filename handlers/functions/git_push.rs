@@ -19,7 +19,17 @@
 //! Changed paths are normalised lexically (`.` and `..` segments, repeated
 //! slashes, backslashes) before they are mapped to image folders; a path that
 //! leaves the repository touches nothing. The answer lists what was ignored
-//! and why: a branch that is not built, a path outside every image folder.
+//! and why: a branch that is not built, a path outside every image folder,
+//! an image built on a factory image that has no release yet (its parent's
+//! first release starts it).
+//!
+//! Every image of a push stands on its own: the run of each image that can
+//! start is created and its first stage's message goes out with this
+//! answer, whatever happens to the other images. A push is answered `202`
+//! unless an image's run could not be made for a reason worth retrying (a
+//! store outage): then the answer takes that status (`503`) and lists the
+//! image under `failed`, the runs it did make still start, and a redelivery
+//! finds them by their ids.
 
 use std::collections::BTreeSet;
 
@@ -30,7 +40,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::InvocationError;
-use crate::app::{App, Created, dispatch_follow_up, secret_matches};
+use crate::app::{App, CreateError, Created, dispatch_follow_up, secret_matches};
 use crate::domain::git_tag::RepositoryRef;
 use crate::domain::run::{MESSAGE_KEPT, RunId, Trigger, TriggerKind};
 use crate::ports::store::StoreError;
@@ -198,6 +208,11 @@ impl GitPush {
         let mut response = InvocationResponse::default();
         let mut started = Vec::new();
         let mut ignored = Vec::new();
+        // Images whose run could not be made (a store outage): the answer
+        // lists them with the error and takes the worst status, so the
+        // sender delivers again; the runs made are found by their ids.
+        let mut failed = Vec::new();
+        let mut worst = 202;
         for push in pushes {
             if !app.settings.branches.contains(&push.branch) {
                 ignored.push(serde_json::json!({
@@ -229,29 +244,55 @@ impl GitPush {
                     repository: push.repository.clone(),
                     message: push.message.clone(),
                 };
-                let created = match legacy_run(app, &image, &push.commit).await? {
-                    Some(existing) => existing,
-                    None => app
-                        .create_run(format!("push-{image}-{}", push.commit), &image, trigger)
-                        .await
-                        .map_err(|e| Reply::error(e.http_status(), &e.to_string()))?,
+                // Each image on its own: one that cannot start never stops
+                // the others, and every run made here has its first
+                // message in this same response.
+                let created = match legacy_run(app, &image, &push.commit).await {
+                    Ok(Some(existing)) => Ok(existing),
+                    Ok(None) => {
+                        app.create_run(format!("push-{image}-{}", push.commit), &image, trigger)
+                            .await
+                    }
+                    Err(e) => Err(CreateError::Store(e)),
                 };
-                dispatch_follow_up(&mut response, created.run());
-                started.push(serde_json::json!({
-                    "runId": created.run().id,
-                    "image": image,
-                    "version": created.run().version,
-                    "new": matches!(created, Created::New(_)),
-                }));
+                match created {
+                    Ok(created) => {
+                        dispatch_follow_up(&mut response, created.run());
+                        started.push(serde_json::json!({
+                            "runId": created.run().id,
+                            "image": image,
+                            "version": created.run().version,
+                            "new": matches!(created, Created::New(_)),
+                        }));
+                    }
+                    Err(CreateError::ParentNotReleased { parent, .. }) => {
+                        ignored.push(serde_json::json!({
+                            "image": image,
+                            "reason": format!(
+                                "follows {parent}'s first release: {parent} has no release yet, and its release starts {image}"
+                            ),
+                        }));
+                    }
+                    Err(error) => {
+                        tracing::warn!(image = %image, %error, "a pushed image's run was not created");
+                        worst = worst.max(error.http_status());
+                        failed.push(
+                            serde_json::json!({ "image": image, "error": error.to_string() }),
+                        );
+                    }
+                }
             }
         }
         let mut answer = serde_json::json!({ "runs": started });
         if !ignored.is_empty() {
             answer["ignored"] = serde_json::json!(ignored);
         }
+        if !failed.is_empty() {
+            answer["failed"] = serde_json::json!(failed);
+        }
         response.set_output(
             crate::protocol::HTTP_OUTPUT,
-            &HttpResponseData::json(202, &answer),
+            &HttpResponseData::json(worst, &answer),
         );
         Ok(response)
     }
@@ -432,7 +473,7 @@ impl Reply {
 /// (`push-<image>-<first 12 characters>`), if there is one and it built this
 /// very commit: a redelivered webhook finds it. A run of another commit that
 /// shares the prefix is not this push's run.
-async fn legacy_run(app: &App, image: &str, commit: &str) -> Result<Option<Created>, Reply> {
+async fn legacy_run(app: &App, image: &str, commit: &str) -> Result<Option<Created>, StoreError> {
     let Some(prefix) = commit.get(..12) else {
         return Ok(None);
     };
@@ -444,7 +485,7 @@ async fn legacy_run(app: &App, image: &str, commit: &str) -> Result<Option<Creat
             Ok(Some(Created::Existing(stored.value)))
         }
         Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(Reply::error(503, &format!("cannot look up run {id}: {e}"))),
+        Err(e) => Err(e),
     }
 }
 

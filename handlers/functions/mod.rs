@@ -278,6 +278,26 @@ pub fn check_bindings(name: &str, function_json: &serde_json::Value) -> Result<(
     Ok(())
 }
 
+/// The answer of a timer that works image by image, given what failed
+/// (one line per image). The messages of the runs it created go out with a
+/// successful answer whatever failed for other images (a failed invocation
+/// would send none); a firing that failed and has nothing to send fails, so
+/// the failure shows as a failed execution. Either way the next firing tries
+/// again.
+fn per_image(
+    mut response: InvocationResponse,
+    failures: Vec<String>,
+) -> Result<InvocationResponse, InvocationError> {
+    if !failures.is_empty() && response.outputs.is_empty() {
+        return Err(InvocationError::Failed(failures.join("; ")));
+    }
+    for failure in failures {
+        tracing::warn!(%failure, "an image was passed over; the next firing tries again");
+        response.log(format!("{failure}; the next firing tries again"));
+    }
+    Ok(response)
+}
+
 /// Turns a store failure into a retryable invocation failure.
 fn retry(context: &str, e: impl std::fmt::Display) -> InvocationError {
     InvocationError::Failed(format!("{context}: {e}"))

@@ -10,6 +10,11 @@
 //! release; one without is always rebuilt. An image built on another image
 //! of the factory does not start here: its parent's release starts it, so
 //! nothing builds twice in a month and no child is built on last month's base.
+//!
+//! Each image stands on its own: a run that cannot be created (a store
+//! outage) is logged and left to the next firing, and never keeps the runs
+//! created in this firing from having their first message sent with its
+//! answer (see `functions::per_image`).
 
 use serde::Deserialize;
 
@@ -42,6 +47,7 @@ impl PatchTuesday {
     /// Creates the due month's run of every image that has none yet.
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let mut response = InvocationResponse::default();
+        let mut failures = Vec::new();
         let calendar = app.settings.calendar;
         let month = calendar.due_month(app.now());
         if self.past_due {
@@ -64,14 +70,16 @@ impl PatchTuesday {
                 force: config.settings.marketplace_base().is_none(),
                 ..Trigger::new(TriggerKind::PatchTuesday, "timer")
             };
-            let created = app
+            match app
                 .create_run(format!("pt-{image}-{month}"), image, trigger)
                 .await
-                .map_err(|e| {
-                    super::retry(&format!("cannot create the {month} run of {image}"), e)
-                })?;
-            dispatch_follow_up(&mut response, created.run());
+            {
+                Ok(created) => dispatch_follow_up(&mut response, created.run()),
+                Err(error) => failures.push(format!(
+                    "the {month} run of {image} was not created: {error}"
+                )),
+            }
         }
-        Ok(response)
+        super::per_image(response, failures)
     }
 }

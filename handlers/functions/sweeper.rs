@@ -18,7 +18,9 @@
 //! docs/custom-handler-protocol.md), and the sweeper checks every five minutes.
 //!
 //! Each firing then delivers the follow-ups that are due (release events a
-//! receiver did not take yet, with backoff; see [`crate::followups`]).
+//! receiver did not take yet, with backoff), several runs at once and within
+//! a time budget, carrying the rest over to the next firing (see
+//! [`crate::followups`]).
 //!
 //! When the factory manages Azure, each firing then deletes the test stage's
 //! resource groups (tagged `image-factory: test`) older than

@@ -3,7 +3,9 @@
 //! `releases/<image>/<version>/` holds each released version (its
 //! `image-version.json` and `release-notes.md`), and
 //! `releases/<image>/gallery.json` what a gallery keeps about its versions:
-//! when each was published and whether it is excluded from latest. Releases, rollbacks and pruning apply the same plans
+//! when each was published and whether it is excluded from latest. A
+//! release below the current latest is published excluded from latest, and
+//! the latest stays. Releases, rollbacks and pruning apply the same plans
 //! of [`crate::domain::gallery`] as the Azure Compute Gallery adapter, so
 //! `image-factory rollback` and the `[release] keep_last / keep_days /
 //! pinned` policy behave the same on one machine.
@@ -21,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::domain::gallery::{self, GalleryVersion};
+use crate::domain::gallery::{self, GalleryVersion, LatestChange};
 use crate::domain::image::ReleaseSettings;
 use crate::domain::release_notes::NOTES_FILE;
 use crate::domain::version::ImageVersion;
@@ -102,24 +104,13 @@ fn io_error(path: &Path, e: std::io::Error) -> PortError {
     PortError::transient(format!("cannot use {}: {e}", path.display()))
 }
 
-/// Applies the promotion plan of `target` to `versions`; answers the
-/// versions it excluded from latest.
-fn promote(
-    versions: &mut [GalleryVersion],
-    target: ImageVersion,
-) -> Result<Vec<String>, PortError> {
-    let plan =
-        gallery::promote(versions, target).map_err(|e| PortError::permanent(e.to_string()))?;
-    let mut excluded = Vec::new();
-    for change in plan {
-        for v in versions.iter_mut().filter(|v| v.version == change.version) {
-            v.exclude_from_latest = change.exclude_from_latest;
-        }
-        if change.exclude_from_latest {
-            excluded.push(change.version.to_string());
-        }
-    }
-    Ok(excluded)
+/// Applies the `excludeFromLatest` changes of a plan to `versions`.
+fn apply(versions: &mut Vec<GalleryVersion>, changes: &[LatestChange]) {
+    *versions = gallery::applied(versions, changes);
+}
+
+fn refused(e: gallery::PromotionError) -> PortError {
+    PortError::permanent(e.to_string())
 }
 
 #[async_trait]
@@ -137,27 +128,40 @@ impl Gallery for LocalGallery {
         let _changing = self.lock.lock().await;
         let image = target.image.as_str();
         let mut file = self.load(image).await?;
+        // Published excluded from latest, as a build publishes to an Azure
+        // Compute Gallery; the plan includes it when it becomes latest.
         if !file.versions.iter().any(|v| v.version == target.version) {
             file.versions.push(GalleryVersion {
                 version: target.version,
                 published: Some(now),
-                exclude_from_latest: false,
+                exclude_from_latest: true,
             });
             file.versions.sort_by_key(|v| v.version);
         }
-        let excluded = promote(&mut file.versions, target.version)?;
-        let doomed = gallery::prune(&file.versions, &policy.prune_policy(), now);
+        let plan = gallery::release(&file.versions, target.version, &policy.prune_policy(), now)
+            .map_err(refused)?;
+        apply(&mut file.versions, &plan.changes);
+        let doomed = plan.prune.clone();
         file.versions.retain(|v| !doomed.contains(&v.version));
         let folder = self.version_dir(image, target.version);
         let outcome = GalleryOutcome {
-            promoted: Some(target.version.to_string()),
-            excluded,
+            promoted: plan
+                .below_latest
+                .is_none()
+                .then(|| target.version.to_string()),
+            below_latest: plan.below_latest.map(|v| v.to_string()),
+            excluded: plan
+                .excluded(target.version)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             pruned: doomed.iter().map(ToString::to_string).collect(),
             regions: Vec::new(),
             location: folder.join("image-version.json").display().to_string(),
         };
         let mut record = target.record.clone();
         record.promoted = outcome.promoted.clone();
+        record.below_latest = outcome.below_latest.clone();
         record.excluded = outcome.excluded.clone();
         record.pruned = outcome.pruned.clone();
         record.location = outcome.location.clone();
@@ -189,11 +193,17 @@ impl Gallery for LocalGallery {
     async fn rollback(&self, image: &str, to: ImageVersion) -> Result<GalleryOutcome, PortError> {
         let _changing = self.lock.lock().await;
         let mut file = self.load(image).await?;
-        let excluded = promote(&mut file.versions, to)?;
+        let plan = gallery::promote(&file.versions, to).map_err(refused)?;
+        apply(&mut file.versions, &plan);
         self.save(image, &file).await?;
         Ok(GalleryOutcome {
             promoted: Some(to.to_string()),
-            excluded,
+            below_latest: None,
+            excluded: plan
+                .iter()
+                .filter(|c| c.exclude_from_latest)
+                .map(|c| c.version.to_string())
+                .collect(),
             pruned: Vec::new(),
             regions: Vec::new(),
             location: self.version_dir(image, to).display().to_string(),

@@ -2,8 +2,8 @@
 //! latest, and what the pruning policy removes. Azure Compute Gallery through
 //! Resource Manager (`azure::gallery`), or the data folder's `releases/`
 //! locally (`local::gallery`). Both apply the same plans of
-//! [`crate::domain::gallery`], so promotion, rollback and pruning behave the
-//! same on one machine as on Azure.
+//! [`crate::domain::gallery`], so promotion (never below the latest),
+//! rollback and pruning behave the same on one machine as on Azure.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,9 +28,13 @@ pub struct ReleaseTarget {
 /// What a release or a rollback did to the gallery.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GalleryOutcome {
-    /// The version that is now latest; `None` when the build published nothing
-    /// this gallery holds (a managed image only).
+    /// The version made latest; `None` when it was released below the
+    /// latest ([`GalleryOutcome::below_latest`]) or the build published
+    /// nothing this gallery holds (a managed image only).
     pub promoted: Option<String>,
+    /// The higher version that is latest and stays latest, when the release
+    /// was below it: the version is published, excluded from latest.
+    pub below_latest: Option<String>,
     /// Versions excluded from latest by this call (higher than the promoted one).
     pub excluded: Vec<String>,
     /// Versions deleted by the pruning policy, lowest first.
@@ -46,9 +50,12 @@ pub struct GalleryOutcome {
 pub trait Gallery: Send + Sync + 'static {
     /// The versions of `image` the gallery holds, as the policies see them.
     async fn versions(&self, image: &str) -> Result<Vec<GalleryVersion>, PortError>;
-    /// Publishes `target`: it becomes latest (any higher version is excluded
-    /// from latest), then the image's pruning policy is applied. Repeating a
-    /// release changes nothing more.
+    /// Publishes `target` as [`crate::domain::gallery::release`] plans it:
+    /// it becomes latest (any higher version is excluded from latest) unless
+    /// a higher version is latest, which stays latest (the target is
+    /// published below it, excluded); then the image's pruning policy is
+    /// applied. A release never moves latest back. Repeating a release
+    /// changes nothing more.
     async fn release(
         &self,
         target: &ReleaseTarget,

@@ -1,12 +1,15 @@
 //! The release stage: the image's version goes to the gallery — it becomes
-//! latest (any higher version excluded from latest), is replicated to the
+//! latest (any higher version excluded from latest), or, when a higher
+//! version is latest, is published below it and latest stays (a release
+//! never moves latest back: rollback does); it is replicated to the
 //! image's `[release] replication_regions`, and the pruning policy's
 //! versions are deleted — and the `image-version.json` metadata the seed
 //! publishes (version, gallery version id, git commit, run id, build log) is
 //! written to the run's folder. What the gallery did is recorded on the run.
 //!
 //! The release notes ([`crate::domain::release_notes`]) are composed from the
-//! run and the image's previous release: `notes` in `image-version.json`,
+//! run and the image's previous release (its highest released version below
+//! the run's): `notes` in `image-version.json`,
 //! and `release-notes.md` beside it in the run's folder (the local gallery
 //! keeps both in the released version's folder too).
 //!
@@ -67,6 +70,7 @@ pub(super) async fn run(
         Ok(outcome) => {
             let record = &mut target.record;
             record.promoted = outcome.promoted;
+            record.below_latest = outcome.below_latest;
             record.excluded = outcome.excluded;
             record.pruned = outcome.pruned;
             record.regions = outcome.regions;
@@ -95,7 +99,8 @@ pub(super) async fn run(
 }
 
 /// The image's release before `run`: of its recent released runs, the one
-/// whose release stage ended last.
+/// with the highest version below the run's. A run approved after a newer
+/// one was released follows the release below it, not the newer one.
 async fn previous_release(store: &dyn RunStore, run: &Run) -> Result<Option<Run>, StoreError> {
     let query = RunQuery {
         image: Some(run.image.clone()),
@@ -107,6 +112,6 @@ async fn previous_release(store: &dyn RunStore, run: &Run) -> Result<Option<Run>
     Ok(page
         .runs
         .into_iter()
-        .filter(|r| r.id != run.id)
-        .max_by_key(|r| (released_at(r), r.created_at)))
+        .filter(|r| r.id != run.id && r.version < run.version)
+        .max_by_key(|r| (r.version, released_at(r), r.created_at)))
 }
