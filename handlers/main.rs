@@ -405,12 +405,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     }
                     root
                 }
-                None => {
-                    let staged = settings.data_dir.join("app");
-                    image_factory::package::package_dir(std::path::Path::new("."), None, &staged)
-                        .context("cannot stage the repository's functions for the local host (run `image-factory up` in the repository, or pass --root <app folder>)")?;
-                    staged
-                }
+                None => image_factory::package::stage_in_data(std::path::Path::new("."), &settings.data_dir)
+                    .context("cannot stage the repository's functions for the local host (run `image-factory up` in the repository, or pass --root <app folder>)")?,
             };
             let secrets = Secrets::from_env(&settings, true)?;
             let app = build_app(settings, Adapters::from_env()?, secrets, shutdown.clone()).await?;

@@ -99,7 +99,7 @@ const RULES: &[(&str, &[&str])] = &[
             "local",
         ],
     ),
-    ("package", &["functions", "layout"]),
+    ("package", &["functions", "layout", "private"]),
     // The composition root and the binary's modes that wire adapters.
     ("startup", &ANY),
     ("client", &ANY),
