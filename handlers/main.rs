@@ -170,9 +170,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         max_deliveries: u32,
         /// How many long local jobs (packer checks and builds, smoke tests)
-        /// run at once, at least 1 (default: IMAGE_FACTORY_PARALLELISM, else
+        /// run at once, 1 to 256 (default: IMAGE_FACTORY_PARALLELISM, else
         /// the number of cores).
-        #[arg(long)]
+        #[arg(long, value_parser = image_factory::config::parallelism_flag)]
         parallelism: Option<std::num::NonZeroUsize>,
     },
     /// Run the custom handler alone on FUNCTIONS_CUSTOMHANDLER_PORT (what the Functions host starts).
