@@ -29,7 +29,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("template", &[]),
     ("layout", &[]),
     ("protocol", &[]),
-    ("pages", &[]),
+    ("pages", &["domain"]),
     ("trace", &[]),
     // What the factory says: approval notices, dashboard views.
     ("notifier", &["domain", "ports", "pages"]),
