@@ -461,7 +461,10 @@ fn check_replaceable(dir: &Path) -> Result<(), PackageError> {
     if !meta.is_dir() {
         return Err(refuse("it is not a folder".into()));
     }
-    let found = layout::relative_files(dir)?;
+    let found = layout::relative_files(dir).map_err(|e| PackageError::Io {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
     if found.is_empty() {
         return Ok(());
     }
