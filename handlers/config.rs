@@ -15,10 +15,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::domain::approval::{KeyRing, SigningKey};
-use crate::domain::calendar::BuildCalendar;
+use crate::domain::calendar::{BuildCalendar, CalendarError};
+use crate::domain::fleet::{DEFAULT_GRACE_DAYS, Grace};
 pub use crate::domain::image::{
-    ApprovalPolicy, BaseImage, BaseSource, IMAGE_FILE, ImageConfig, ImageSettings, PackerSettings,
-    ReleaseSettings, SmokeTest, build_timeout, check_parents, is_valid_image_name,
+    ApprovalPolicy, BaseImage, BaseSource, IMAGE_FILE, IMAGE_NAME_RULE, ImageConfig, ImageSettings,
+    PackerSettings, ReleaseSettings, SmokeTest, build_timeout, check_parents, is_valid_image_name,
     parse_image_settings, region_key,
 };
 
@@ -70,7 +71,7 @@ pub fn load_images(images_dir: &Path) -> Result<BTreeMap<String, ImageConfig>, C
             .filter(|n| is_valid_image_name(n))
             .ok_or_else(|| ConfigError::Invalid {
                 path: dir.clone(),
-                message: "an image folder's name must be 1-64 characters of a-z, 0-9 and -".into(),
+                message: IMAGE_NAME_RULE.into(),
             })?
             .to_string();
         let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
@@ -129,33 +130,22 @@ pub struct Settings {
 impl Settings {
     /// Reads the settings from the environment.
     pub fn from_env() -> Result<Settings, ConfigError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let number = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
-            var(name).map_or(Ok(default), |v| {
-                v.parse().map_err(|_| ConfigError::Setting {
-                    name,
-                    message: "must be a whole number".into(),
-                })
-            })
-        };
-        let calendar = BuildCalendar::new(
-            &var("IMAGE_FACTORY_PATCH_TUESDAY_ZONE").unwrap_or_else(|| "UTC".into()),
-            number("IMAGE_FACTORY_PATCH_TUESDAY_OFFSET_DAYS", 1)?,
-            number("IMAGE_FACTORY_PATCH_TUESDAY_HOUR", 6)?,
-        )
-        .map_err(|e| ConfigError::Setting {
-            name: "IMAGE_FACTORY_PATCH_TUESDAY_*",
-            message: e.to_string(),
-        })?;
-        let patch_grace = crate::domain::fleet::Grace::new(number(
-            "IMAGE_FACTORY_PATCH_GRACE_DAYS",
-            crate::domain::fleet::DEFAULT_GRACE_DAYS,
-        )?)
-        .map_err(|e| ConfigError::Setting {
-            name: "IMAGE_FACTORY_PATCH_GRACE_DAYS",
-            message: e.to_string(),
-        })?;
-        let parallelism = parse_parallelism(var("IMAGE_FACTORY_PARALLELISM").as_deref())?;
+        Settings::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `var` (the environment, or a map in
+    /// tests), checking each ([`problems`] lists every refusal at once). A
+    /// path or list setting that is empty means its default; a number, the
+    /// public URL and the operator token that are set must be valid, and an
+    /// empty one is refused: an empty value is a mistake, not a request for
+    /// the default.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let calendar = calendar(&var)?;
+        let patch_grace = patch_grace(&var)?;
+        let parallelism = parallelism(&var)?;
+        let public_url = public_url(&var)?;
+        operator_token(&var)?;
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
         let packer = match var("IMAGE_FACTORY_PACKER").as_deref() {
             Some("none") => None,
             Some(path) => Some(PathBuf::from(path)),
@@ -165,10 +155,7 @@ impl Settings {
             images_dir: var("IMAGE_FACTORY_IMAGES").map_or_else(|| "images".into(), PathBuf::from),
             data_dir: var("IMAGE_FACTORY_DATA")
                 .map_or_else(|| ".image-factory".into(), PathBuf::from),
-            public_url: var("IMAGE_FACTORY_PUBLIC_URL")
-                .unwrap_or_else(|| "http://localhost:7071".into())
-                .trim_end_matches('/')
-                .to_string(),
+            public_url: public_url.unwrap_or_else(|| DEFAULT_PUBLIC_URL.into()),
             packer,
             branches: var("IMAGE_FACTORY_BRANCHES")
                 .unwrap_or_else(|| "main".into())
@@ -221,15 +208,200 @@ pub fn default_parallelism() -> NonZeroUsize {
     std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
-/// Reads `IMAGE_FACTORY_PARALLELISM`: a whole number of at least 1, or the
-/// number of cores when it is not set.
+/// The most long local jobs the local host runs at once.
+pub const MAX_PARALLELISM: usize = 256;
+
+/// What `IMAGE_FACTORY_PARALLELISM` and `up --parallelism` must be.
+const PARALLELISM_RULE: &str = "must be a whole number, at least 1 and at most 256 (how many packer builds and smoke tests run at once on this machine; unset: the number of cores)";
+
+/// Reads `IMAGE_FACTORY_PARALLELISM`: a whole number from 1 to
+/// [`MAX_PARALLELISM`], written as digits alone, or the number of cores when
+/// it is not set.
 pub fn parse_parallelism(value: Option<&str>) -> Result<NonZeroUsize, ConfigError> {
     let Some(text) = value else {
         return Ok(default_parallelism());
     };
-    text.trim().parse().map_err(|_| ConfigError::Setting {
+    parallelism_flag(text).map_err(|_| ConfigError::Setting {
         name: "IMAGE_FACTORY_PARALLELISM",
-        message: "must be a whole number of at least 1 (how many packer builds and smoke tests run at once on this machine; unset: the number of cores)".into(),
+        message: PARALLELISM_RULE.into(),
+    })
+}
+
+/// Parses `up --parallelism`: the rule of [`parse_parallelism`].
+pub fn parallelism_flag(text: &str) -> Result<NonZeroUsize, String> {
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<NonZeroUsize>().ok())
+        .flatten()
+        .filter(|n| n.get() <= MAX_PARALLELISM)
+        .ok_or_else(|| PARALLELISM_RULE.to_string())
+}
+
+/// The public URL when `IMAGE_FACTORY_PUBLIC_URL` is not set.
+pub const DEFAULT_PUBLIC_URL: &str = "http://localhost:7071";
+
+/// The fewest bytes of an operator token.
+pub const MIN_OPERATOR_TOKEN: usize = 32;
+
+/// Every setting of the factory's own that is refused, each with its name
+/// (never its value): what `doctor` reports, and the first of which
+/// [`Settings::from_vars`] answers.
+pub fn problems(var: impl Fn(&str) -> Option<String>) -> Vec<ConfigError> {
+    [
+        calendar_zone(&var).err(),
+        calendar_offset(&var).err(),
+        calendar_hour(&var).err(),
+        patch_grace(&var).err(),
+        parallelism(&var).err(),
+        public_url(&var).err(),
+        operator_token(&var).err(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// A setting that is set: `None` when unset, refused when set but empty.
+fn set(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match var(name) {
+        Some(value) if value.is_empty() => Err(ConfigError::Setting {
+            name,
+            message: "is set but empty; set a value or unset it for the default".into(),
+        }),
+        value => Ok(value),
+    }
+}
+
+/// A whole number setting written as digits alone, `default` when unset.
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match set(var, name)? {
+        None => Ok(default),
+        Some(text) => text
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| text.parse().ok())
+            .flatten()
+            .ok_or(ConfigError::Setting {
+                name,
+                message: "must be a whole number, written as digits alone".into(),
+            }),
+    }
+}
+
+/// `IMAGE_FACTORY_PATCH_TUESDAY_ZONE`, `_OFFSET_DAYS` (0-20) and `_HOUR` (0-23).
+fn calendar(var: &impl Fn(&str) -> Option<String>) -> Result<BuildCalendar, ConfigError> {
+    calendar_part(
+        &calendar_zone(var)?,
+        calendar_offset(var)?,
+        calendar_hour(var)?,
+    )
+}
+
+/// `IMAGE_FACTORY_PATCH_TUESDAY_ZONE`, `UTC` when unset or empty.
+fn calendar_zone(var: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let zone = var("IMAGE_FACTORY_PATCH_TUESDAY_ZONE")
+        .filter(|z| !z.is_empty())
+        .unwrap_or_else(|| "UTC".into());
+    calendar_part(&zone, 1, 6).map(|_| zone)
+}
+
+/// `IMAGE_FACTORY_PATCH_TUESDAY_OFFSET_DAYS`, 1 when unset.
+fn calendar_offset(var: &impl Fn(&str) -> Option<String>) -> Result<u32, ConfigError> {
+    let days = number(var, "IMAGE_FACTORY_PATCH_TUESDAY_OFFSET_DAYS", 1)?;
+    calendar_part("UTC", days, 6).map(|_| days)
+}
+
+/// `IMAGE_FACTORY_PATCH_TUESDAY_HOUR`, 6 when unset.
+fn calendar_hour(var: &impl Fn(&str) -> Option<String>) -> Result<u32, ConfigError> {
+    let hour = number(var, "IMAGE_FACTORY_PATCH_TUESDAY_HOUR", 6)?;
+    calendar_part("UTC", 1, hour).map(|_| hour)
+}
+
+/// The calendar of these parts, its refusal naming the part's setting.
+fn calendar_part(zone: &str, offset: u32, hour: u32) -> Result<BuildCalendar, ConfigError> {
+    BuildCalendar::new(zone, offset, hour).map_err(|e| ConfigError::Setting {
+        name: match e {
+            CalendarError::Offset(_) => "IMAGE_FACTORY_PATCH_TUESDAY_OFFSET_DAYS",
+            CalendarError::Hour(_) => "IMAGE_FACTORY_PATCH_TUESDAY_HOUR",
+            CalendarError::Zone(_) => "IMAGE_FACTORY_PATCH_TUESDAY_ZONE",
+        },
+        message: e.to_string(),
+    })
+}
+
+/// `IMAGE_FACTORY_PATCH_GRACE_DAYS` (0-27).
+fn patch_grace(var: &impl Fn(&str) -> Option<String>) -> Result<Grace, ConfigError> {
+    let days = number(var, "IMAGE_FACTORY_PATCH_GRACE_DAYS", DEFAULT_GRACE_DAYS)?;
+    Grace::new(days).map_err(|e| ConfigError::Setting {
+        name: "IMAGE_FACTORY_PATCH_GRACE_DAYS",
+        message: e.to_string(),
+    })
+}
+
+/// `IMAGE_FACTORY_PARALLELISM`.
+fn parallelism(var: &impl Fn(&str) -> Option<String>) -> Result<NonZeroUsize, ConfigError> {
+    parse_parallelism(set(var, "IMAGE_FACTORY_PARALLELISM")?.as_deref())
+}
+
+/// `IMAGE_FACTORY_PUBLIC_URL`, checked and without its trailing `/`: the
+/// base of approval links, which go into emails and chat messages.
+fn public_url(var: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(text) = set(var, "IMAGE_FACTORY_PUBLIC_URL")? else {
+        return Ok(None);
+    };
+    check_public_url(&text).map_err(|message| ConfigError::Setting {
+        name: "IMAGE_FACTORY_PUBLIC_URL",
+        message,
+    })?;
+    Ok(Some(text.trim_end_matches('/').to_string()))
+}
+
+/// Whether `text` may be the base of approval links: an absolute http(s)
+/// URL with a host, and no user, password, query or fragment.
+pub fn check_public_url(text: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(text).ok();
+    let fit = url.as_ref().is_some_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some_and(|h| !h.is_empty())
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none()
+    });
+    if fit && !text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Ok(())
+    } else {
+        Err("must be an absolute http(s) URL with a host and no user, query or fragment: the base of approval links (e.g. https://factory.example.com)".into())
+    }
+}
+
+/// `IMAGE_FACTORY_OPERATOR_TOKEN`, when set (empty: unset, as every secret):
+/// at least [`MIN_OPERATOR_TOKEN`] bytes. Never echoed.
+fn operator_token(var: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    match var("IMAGE_FACTORY_OPERATOR_TOKEN") {
+        Some(token) if !token.is_empty() => check_operator_token(&token),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an operator token shorter than [`MIN_OPERATOR_TOKEN`] bytes
+/// (a bearer token anyone may try against the runs API); never echoes it.
+pub fn check_operator_token(token: &str) -> Result<(), ConfigError> {
+    if token.len() >= MIN_OPERATOR_TOKEN {
+        return Ok(());
+    }
+    Err(ConfigError::Setting {
+        name: "IMAGE_FACTORY_OPERATOR_TOKEN",
+        message: format!(
+            "must be at least {MIN_OPERATOR_TOKEN} bytes (generate one with `openssl rand -hex 32`)"
+        ),
     })
 }
 
@@ -308,8 +480,14 @@ mod tests {
     #[test]
     fn a_wrong_release_section_is_refused_naming_the_key() {
         let cases = [
-            ("keep_last = 0", "keep_last must be at least 1"),
-            ("keep_days = 0", "keep_days must be at least 1"),
+            (
+                "keep_last = 0",
+                "[release] keep_last must be from 1 to 1000",
+            ),
+            (
+                "keep_days = 0",
+                "[release] keep_days must be from 1 to 3650",
+            ),
             ("pinned = [\"latest\"]", "pinned"),
             ("pinned = [\"1.0.0\", \"1.0.0\"]", "1.0.0 is listed twice"),
             (
@@ -383,6 +561,106 @@ mod tests {
         );
     }
 
+    /// Settings read from `pairs` alone, as if they were the environment.
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        move |name: &str| map.get(name).cloned()
+    }
+
+    #[test]
+    fn a_set_setting_must_be_valid_and_every_refusal_is_named() {
+        let good = Settings::from_vars(vars(&[
+            ("IMAGE_FACTORY_PUBLIC_URL", "https://factory.example.com/"),
+            ("IMAGE_FACTORY_PARALLELISM", "256"),
+            ("IMAGE_FACTORY_OPERATOR_TOKEN", &"t".repeat(32)),
+            ("IMAGE_FACTORY_IMAGES", ""),
+        ]))
+        .expect("valid settings");
+        assert_eq!(good.public_url, "https://factory.example.com");
+        assert_eq!(good.parallelism.get(), 256);
+        assert_eq!(
+            good.images_dir,
+            PathBuf::from("images"),
+            "an empty path is its default"
+        );
+        let unset = Settings::from_vars(vars(&[])).expect("defaults");
+        assert_eq!(unset.public_url, DEFAULT_PUBLIC_URL);
+
+        let bad = [
+            ("IMAGE_FACTORY_PATCH_GRACE_DAYS", ""),
+            ("IMAGE_FACTORY_PATCH_TUESDAY_OFFSET_DAYS", "+1"),
+            ("IMAGE_FACTORY_PATCH_TUESDAY_HOUR", "24"),
+            ("IMAGE_FACTORY_PARALLELISM", "257"),
+            (
+                "IMAGE_FACTORY_PUBLIC_URL",
+                "https://user:pw@factory.example.com",
+            ),
+            ("IMAGE_FACTORY_OPERATOR_TOKEN", "short-token"),
+        ];
+        let mut named: Vec<&str> = problems(vars(&bad))
+            .into_iter()
+            .map(|e| match e {
+                ConfigError::Setting { name, message } => {
+                    assert!(!message.contains("short-token"), "{message}");
+                    name
+                }
+                other => panic!("{other}"),
+            })
+            .collect();
+        let mut expected: Vec<&str> = bad.iter().map(|(name, _)| *name).collect();
+        named.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(named, expected, "each refused setting, once");
+        for (name, value) in bad {
+            let err = Settings::from_vars(vars(&[(name, value)])).expect_err(name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        for url in [
+            "http://localhost:7071",
+            "https://factory.example.com/base",
+            "http://127.0.0.1:8080/",
+        ] {
+            assert!(check_public_url(url).is_ok(), "{url}");
+        }
+        for url in [
+            "javascript:alert(1)",
+            "not a url",
+            "ftp://factory.example.com",
+            "https://factory.example.com/?next=x",
+            "https://factory.example.com/#top",
+            "https://",
+            "https://factory.example.com/a b",
+        ] {
+            assert!(check_public_url(url).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_docs_give_every_image_toml_range() {
+        for doc in ["docs/security.md", "docs/configuration.md"] {
+            let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc))
+                .expect("the page");
+            for range in RANGES {
+                // `[approval] expires_hours`: its section and its field.
+                let (section, field) = match range.key.split_once(' ') {
+                    Some((section, field)) => (section, field),
+                    None => (range.key, range.key),
+                };
+                let bounds = format!("{} to {}", range.min, range.max);
+                assert!(
+                    text.lines().any(|line| line.contains(section)
+                        && line.contains(field)
+                        && line.contains(&bounds)),
+                    "{doc} does not give {} as {bounds}",
+                    range.key
+                );
+            }
+        }
+    }
+
     #[test]
     fn key_rings_parse_and_never_echo_secrets() {
         let secret = STANDARD.encode([9u8; 32]);
@@ -398,7 +676,18 @@ mod tests {
     #[test]
     fn image_names_are_restricted_to_safe_characters() {
         assert!(is_valid_image_name("base-w2022-datacenter"));
-        for bad in ["", "Upper", "a/b", "a b", "..", &"x".repeat(65)] {
+        assert!(is_valid_image_name("2022-core"));
+        for bad in [
+            "",
+            "Upper",
+            "a/b",
+            "a b",
+            "..",
+            "-x",
+            ".x",
+            "x.lock",
+            &"x".repeat(65),
+        ] {
             assert!(!is_valid_image_name(bad), "{bad}");
         }
     }
@@ -409,7 +698,19 @@ mod tests {
         assert_eq!(parse_parallelism(None).unwrap(), cores);
         assert_eq!(default_parallelism(), cores);
         assert_eq!(parse_parallelism(Some("3")).unwrap().get(), 3);
-        for bad in ["0", "-1", "two", "1.5", "9999999999999999999999"] {
+        assert_eq!(parse_parallelism(Some("256")).unwrap().get(), 256);
+        for bad in [
+            "0",
+            "-1",
+            "two",
+            "1.5",
+            "9999999999999999999999",
+            "257",
+            " 7",
+            "7 ",
+            "+7",
+            "",
+        ] {
             let err = parse_parallelism(Some(bad)).unwrap_err().to_string();
             assert!(
                 err.contains("IMAGE_FACTORY_PARALLELISM") && err.contains("at least 1"),

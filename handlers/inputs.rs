@@ -3,12 +3,14 @@
 //! variables and baseline the factory passes, and the Marketplace base image
 //! version when known. Two runs with the same hash build the same image, so
 //! the second can be skipped. Beside the hash, the same inputs one by one
-//! (each file's own hash), from which the release notes name what changed.
+//! (each file's own hash), from which the release notes name what changed
+//! (by path, with a name's control characters escaped: `domain::controls`).
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::controls::{Lines, escape_controls};
 use crate::domain::image::{IMAGE_FILE, ImageConfig};
 use crate::domain::release_notes::InputManifest;
 
@@ -47,9 +49,9 @@ pub fn inputs(image: &ImageConfig, base_image_version: Option<&str>) -> std::io:
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
             .collect();
-        manifest
-            .files
-            .insert(key.join("/"), hex(&Sha256::digest(&bytes)));
+        // The path as the notes show it: a name's control characters escaped.
+        let key = escape_controls(&key.join("/"), Lines::Escape).into_owned();
+        manifest.files.insert(key, hex(&Sha256::digest(&bytes)));
     }
     for (name, value) in &image.settings.packer.variables {
         field(&mut hasher, "var", name.as_bytes());

@@ -170,9 +170,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         max_deliveries: u32,
         /// How many long local jobs (packer checks and builds, smoke tests)
-        /// run at once, at least 1 (default: IMAGE_FACTORY_PARALLELISM, else
+        /// run at once, 1 to 256 (default: IMAGE_FACTORY_PARALLELISM, else
         /// the number of cores).
-        #[arg(long)]
+        #[arg(long, value_parser = image_factory::config::parallelism_flag)]
         parallelism: Option<std::num::NonZeroUsize>,
     },
     /// Run the custom handler alone on FUNCTIONS_CUSTOMHANDLER_PORT (what the Functions host starts).
@@ -405,12 +405,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     }
                     root
                 }
-                None => {
-                    let staged = settings.data_dir.join("app");
-                    image_factory::package::package_dir(std::path::Path::new("."), None, &staged)
-                        .context("cannot stage the repository's functions for the local host (run `image-factory up` in the repository, or pass --root <app folder>)")?;
-                    staged
-                }
+                None => image_factory::package::stage_in_data(std::path::Path::new("."), &settings.data_dir)
+                    .context("cannot stage the repository's functions for the local host (run `image-factory up` in the repository, or pass --root <app folder>)")?,
             };
             let secrets = Secrets::from_env(&settings, true)?;
             let app = build_app(settings, Adapters::from_env()?, secrets, shutdown.clone()).await?;

@@ -38,6 +38,11 @@ pub const EXECUTABLE: &str = "image-factory";
 /// [`package_dir`] replaces the folder, never written by it.
 pub const LOCAL_SETTINGS: &str = "local.settings.json";
 
+/// The file `package --dir` writes at the folder's root to say the folder
+/// is its own: the files it wrote, so that a later `package --dir` replaces
+/// only a folder holding nothing else.
+pub const MARKER: &str = ".image-factory-package.json";
+
 /// Where the list of queues the infrastructure creates lives, relative to the app root.
 pub const QUEUES_FILE: &str = "infra/queues.json";
 
@@ -113,14 +118,16 @@ pub enum PackageError {
     /// What would be shipped breaks the Functions host's indexing rule.
     #[error("the packaged app breaks the Functions host's layout rule: {0}")]
     Layout(#[from] LayoutError),
-    /// `--dir` names a folder that holds something else.
+    /// `--dir` names a folder that is not this command's own to replace.
     #[error(
-        "refusing to write into {}: it is not empty and not an app folder in the host's layout (a previous `package --dir`); choose an empty or new folder",
+        "refusing to replace {}: {reason}; name a new or empty folder, or move what you keep out of it first",
         path.display()
     )]
-    NotAnAppFolder {
+    NotOurs {
         /// The folder.
         path: PathBuf,
+        /// Why it is not the package's own.
+        reason: String,
     },
     /// A file's content is not what it must be.
     #[error("{path} is not valid: {message}")]
@@ -302,23 +309,21 @@ fn app_files(root: &Path) -> Result<(Vec<String>, AppFiles), PackageError> {
 /// Checks the app under `root` ([`check_app`]), then writes the zip to `out`:
 /// `host.json`, `<name>/…` for every function, `images/…` and `binary` as
 /// [`EXECUTABLE`] (mode 0755), all at the zip's root. Nothing is written when
-/// a check fails; the zip is written beside `out` first and renamed into
-/// place when complete.
+/// a check fails; the zip is written beside `out` first (under a name no
+/// file had, `<out>.partial-<random>`) and renamed into place when complete.
 pub fn package(root: &Path, binary: &Path, out: &Path) -> Result<PackageSummary, PackageError> {
     let (functions, files) = app_files(root)?;
     check_linux_x86_64(binary)?;
 
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    }
-    let partial = out.with_extension("zip.partial");
-    let result = write_zip(&partial, &files, binary);
+    let (partial, file) = fresh_beside(out, |p| File::create_new(p))?;
+    let result = write_zip(&partial, file, &files, binary);
     match result {
         Ok(entries) => {
             std::fs::rename(&partial, out).map_err(|e| io(out, e))?;
             Ok(PackageSummary { entries, functions })
         }
         Err(e) => {
+            // Made by this call a moment ago: nobody else's.
             let _ = std::fs::remove_file(&partial);
             Err(e)
         }
@@ -332,45 +337,81 @@ pub fn package(root: &Path, binary: &Path, out: &Path) -> Result<PackageSummary,
 /// as [`EXECUTABLE`] (mode 0755); without it (the embedded host runs the
 /// handler in-process) no executable is written.
 ///
-/// `dir` is replaced whole, so that a function removed from the repository
-/// does not linger: it must be new, empty, or an app folder in the host's
-/// layout (a previous staging). Its [`LOCAL_SETTINGS`] is kept. The new
-/// folder is written beside it first, then checked as the host would index
-/// it, then moved into place.
+/// `dir` is replaced whole, so that a file removed from the repository does
+/// not linger, but only when it is the package's own: new, empty, or a
+/// folder that carries the [`MARKER`] a previous `package --dir` wrote and
+/// nothing but the files that marker lists (and [`LOCAL_SETTINGS`], which is
+/// kept). Anything else is refused and left as it is. The new folder is
+/// written beside it first, under a name no other folder has
+/// (`<dir>.partial-<random>`, created by this call and removed by it if the
+/// writing fails), then checked as the host would index it, then moved into
+/// place.
 pub fn package_dir(
     root: &Path,
     binary: Option<&Path>,
     dir: &Path,
 ) -> Result<PackageSummary, PackageError> {
+    package_dir_with(root, binary, dir, Modes::Repository)
+}
+
+/// The file modes of the folder [`package_dir_with`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Modes {
+    /// As the repository has them (the executable 0755): a folder to deploy
+    /// or to serve with Core Tools.
+    Repository,
+    /// Only the factory's user: folders 0700, files 0600 (0700 for the
+    /// executable), as everything in the data folder ([`crate::private`]).
+    Private,
+}
+
+/// Where `image-factory up` stages the repository's app in the data folder.
+pub const STAGED_APP: &str = "app";
+
+/// Stages the repository's app under `root` for the local host into the
+/// data folder's [`STAGED_APP`] folder, private as the rest of the data
+/// folder (made 0700 first if it is new), without the executable (the
+/// embedded host runs the handler in-process); answers the folder.
+pub fn stage_in_data(root: &Path, data_dir: &Path) -> Result<PathBuf, PackageError> {
+    crate::private::create_dir(data_dir).map_err(|e| io(data_dir, e))?;
+    let dir = data_dir.join(STAGED_APP);
+    package_dir_with(root, None, &dir, Modes::Private)?;
+    Ok(dir)
+}
+
+/// [`package_dir`], with the folder's files made with `modes`.
+pub fn package_dir_with(
+    root: &Path,
+    binary: Option<&Path>,
+    dir: &Path,
+    modes: Modes,
+) -> Result<PackageSummary, PackageError> {
     let (functions, files) = app_files(root)?;
     if let Some(binary) = binary {
         check_linux_x86_64(binary)?;
     }
-    let replaceable = match std::fs::read_dir(dir) {
-        Err(_) => true,
-        Ok(mut entries) => entries.next().is_none() || layout::check_dir(dir).is_ok(),
-    };
-    if !replaceable {
-        return Err(PackageError::NotAnAppFolder {
-            path: dir.to_path_buf(),
-        });
-    }
-    let mut partial = dir.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let result = write_dir(&partial, &files, binary);
-    let entries = match result {
+    check_replaceable(dir)?;
+    let (partial, ()) = fresh_beside(dir, |p| std::fs::create_dir(p))?;
+    let written = write_dir(&partial, &files, binary).and_then(|entries| {
+        write_marker(&partial, &entries)?;
+        // Core Tools' settings live beside host.json and are the operator's: kept.
+        let settings = dir.join(LOCAL_SETTINGS);
+        if settings.is_file() {
+            std::fs::copy(&settings, partial.join(LOCAL_SETTINGS)).map_err(|e| io(&settings, e))?;
+        }
+        if modes == Modes::Private {
+            crate::private::tighten(&partial).map_err(|e| io(&partial, e))?;
+        }
+        Ok(entries)
+    });
+    let entries = match written {
         Ok(entries) => entries,
         Err(e) => {
+            // Made by this call a moment ago: nobody else's.
             let _ = std::fs::remove_dir_all(&partial);
             return Err(e);
         }
     };
-    // Core Tools' settings live beside host.json and are the operator's: kept.
-    let settings = dir.join(LOCAL_SETTINGS);
-    if settings.is_file() {
-        std::fs::copy(&settings, partial.join(LOCAL_SETTINGS)).map_err(|e| io(&settings, e))?;
-    }
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
     }
@@ -378,14 +419,120 @@ pub fn package_dir(
     Ok(PackageSummary { entries, functions })
 }
 
+/// What [`MARKER`] holds.
+#[derive(Debug, serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Marker {
+    /// What wrote the folder.
+    written_by: String,
+    /// Every file written, relative to the folder, `/`-separated.
+    files: Vec<String>,
+}
+
+/// What a marker's `writtenBy` says.
+const WRITTEN_BY: &str = "image-factory package --dir";
+
+fn write_marker(dir: &Path, entries: &[String]) -> Result<(), PackageError> {
+    let marker = Marker {
+        written_by: WRITTEN_BY.to_string(),
+        files: entries.to_vec(),
+    };
+    let path = dir.join(MARKER);
+    let text = serde_json::to_string_pretty(&marker).map_err(|e| PackageError::Invalid {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    std::fs::write(&path, text).map_err(|e| io(&path, e))
+}
+
+/// Whether `dir` is the package's own to replace: missing, empty, or a
+/// previous `package --dir` holding only what its [`MARKER`] lists (and
+/// [`LOCAL_SETTINGS`]). Symbolic links are never followed.
+fn check_replaceable(dir: &Path) -> Result<(), PackageError> {
+    let refuse = |reason: String| PackageError::NotOurs {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(dir, e)),
+    };
+    if !meta.is_dir() {
+        return Err(refuse("it is not a folder".into()));
+    }
+    let found = layout::relative_files(dir).map_err(|e| PackageError::Io {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let marker_path = dir.join(MARKER);
+    let text = match std::fs::read_to_string(&marker_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(refuse(format!(
+                "it is not empty and carries no marker ({MARKER}) of a previous `package --dir`"
+            )));
+        }
+        Err(e) => return Err(io(&marker_path, e)),
+    };
+    let marker: Marker = serde_json::from_str(&text)
+        .ok()
+        .filter(|m: &Marker| m.written_by == WRITTEN_BY)
+        .ok_or_else(|| {
+            refuse(format!(
+                "its {MARKER} is not a marker `package --dir` wrote"
+            ))
+        })?;
+    let ours: BTreeSet<&str> = marker
+        .files
+        .iter()
+        .map(String::as_str)
+        .chain([MARKER, LOCAL_SETTINGS])
+        .collect();
+    match found.iter().find(|f| !ours.contains(f.as_str())) {
+        Some(foreign) => Err(refuse(format!(
+            "it holds {foreign}, which the previous `package --dir` did not write"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Makes (with `make`, which must refuse an existing path) something beside
+/// `path` under a name nothing had (`<path>.partial-<random>`): one this
+/// call made, so that it may remove it. Answers its path and what `make` gave.
+fn fresh_beside<T>(
+    path: &Path,
+    make: impl Fn(&Path) -> std::io::Result<T>,
+) -> Result<(PathBuf, T), PackageError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    }
+    let mut last = None;
+    for _ in 0..16 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".partial-{:08x}", rand::random::<u32>()));
+        let partial = PathBuf::from(name);
+        match make(&partial) {
+            Ok(made) => return Ok((partial, made)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(io(&partial, e)),
+        }
+    }
+    Err(io(
+        path,
+        last.unwrap_or_else(|| std::io::Error::other("no free name beside it")),
+    ))
+}
+
+/// Writes the app's files into `dir`, a new empty folder.
 fn write_dir(
     dir: &Path,
     files: &[(String, PathBuf)],
     binary: Option<&Path>,
 ) -> Result<Vec<String>, PackageError> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
-    }
     let mut entries = Vec::new();
     let executable = binary.map(|b| (EXECUTABLE.to_string(), b.to_path_buf()));
     for (name, source) in files.iter().chain(executable.iter()) {
@@ -411,10 +558,10 @@ fn write_dir(
 
 fn write_zip(
     path: &Path,
+    file: File,
     files: &[(String, PathBuf)],
     binary: &Path,
 ) -> Result<Vec<String>, PackageError> {
-    let file = File::create(path).map_err(|e| io(path, e))?;
     let mut zip = ZipWriter::new(file);
     let options = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
     let zip_err = |e: zip::result::ZipError| PackageError::Io {

@@ -1,10 +1,30 @@
 //! Server-rendered HTML: the page frame every page extends
 //! (`handlers/templates/base.html`), the filter that percent-encodes data
-//! put into links, and rendering. Pages are askama templates with the `.html`
-//! extension, so every value they print is HTML-escaped unless a template
-//! says otherwise.
+//! put into links, the escaper and rendering. Pages are askama templates with
+//! the `.html` extension, so every value they print goes through
+//! [`PageText`] (askama.toml): HTML-escaped, and its terminal and bidi
+//! control characters shown as `<U+XXXX>`, unless a template says otherwise.
+
+use std::fmt;
 
 use askama::Template;
+use askama::filters::{Escaper, Html};
+
+use crate::domain::controls::{Lines, escape_controls};
+
+/// The escaper of every value a page or email prints (askama.toml names it
+/// for `.html` templates): control characters shown visibly
+/// ([`escape_controls`], line breaks and tabs kept for `<pre>` logs), then
+/// HTML's escaping. A right-to-left override in a file name reads as
+/// `<U+202E>` instead of turning the name around.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageText;
+
+impl Escaper for PageText {
+    fn write_escaped_str<W: fmt::Write>(&self, dest: W, string: &str) -> fmt::Result {
+        Html.write_escaped_str(dest, &escape_controls(string, Lines::Keep))
+    }
+}
 
 /// How a page is laid out.
 #[derive(Clone, Copy, Debug, Default)]
@@ -120,6 +140,29 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_page_shows_control_characters_escaped_and_html_inert() {
+        let page = notice_page(
+            "rtl\u{202e}txt.exe",
+            "<b>\u{1b}]0;owned\u{7}</b>\nline two",
+            true,
+            None,
+        );
+        assert!(
+            !page
+                .chars()
+                .any(|c| crate::domain::controls::is_control(c) && c != '\n'),
+            "{page:?}"
+        );
+        assert!(page.contains("rtl&#60;U+202E&#62;txt.exe"), "{page}");
+        assert!(
+            page.contains(
+                "&#60;b&#62;&#60;U+001B&#62;]0;owned&#60;U+0007&#62;&#60;/b&#62;\nline two"
+            ),
+            "{page}"
+        );
+    }
 
     /// Percent-decoding, as a server reads a path segment.
     fn decode(text: &str) -> Vec<u8> {

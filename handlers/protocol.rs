@@ -249,21 +249,34 @@ pub struct HttpResponseData {
     pub body: String,
 }
 
+/// The header that makes a browser keep to the `Content-Type` given instead
+/// of guessing one from the body: a log or a JSON answer holding text that
+/// looks like HTML is never run as a page.
+fn no_sniff() -> (String, String) {
+    ("X-Content-Type-Options".into(), "nosniff".into())
+}
+
 impl HttpResponseData {
     /// A JSON response.
     pub fn json(status_code: u16, value: &impl Serialize) -> HttpResponseData {
         HttpResponseData {
             status_code,
-            headers: BTreeMap::from([("Content-Type".into(), "application/json".into())]),
+            headers: BTreeMap::from([
+                ("Content-Type".into(), "application/json".into()),
+                no_sniff(),
+            ]),
             body: serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into()),
         }
     }
 
-    /// Plain text.
+    /// Plain text (a build log: what a build printed, never to be read as HTML).
     pub fn text(status_code: u16, body: String) -> HttpResponseData {
         HttpResponseData {
             status_code,
-            headers: BTreeMap::from([("Content-Type".into(), "text/plain; charset=utf-8".into())]),
+            headers: BTreeMap::from([
+                ("Content-Type".into(), "text/plain; charset=utf-8".into()),
+                no_sniff(),
+            ]),
             body,
         }
     }
@@ -274,6 +287,7 @@ impl HttpResponseData {
             status_code,
             headers: BTreeMap::from([
                 ("Content-Type".into(), "text/html; charset=utf-8".into()),
+                no_sniff(),
                 ("Cache-Control".into(), "no-store".into()),
                 ("X-Frame-Options".into(), "DENY".into()),
                 (

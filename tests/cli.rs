@@ -138,7 +138,7 @@ fn up_refuses_a_parallelism_of_zero_or_garbage_before_it_starts_anything() {
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    for value in ["0", "many", "-2"] {
+    for value in ["0", "many", "-2", "99999999999", " 7"] {
         let stderr = up(Some(value), None);
         assert!(
             stderr.contains("IMAGE_FACTORY_PARALLELISM") && stderr.contains("at least 1"),
@@ -186,12 +186,23 @@ fn rollback_without_azure_acts_on_the_local_gallery_and_refuses_what_it_does_not
 /// its error output once it refused to start (a factory that accepted the
 /// images would run until stopped).
 fn up_refusal(setup: impl FnOnce(&Path)) -> String {
+    up_refusal_with(setup, &[]).0
+}
+
+/// [`up_refusal`] with the settings `env` set as well; also answers
+/// whether the data folder was written.
+fn up_refusal_with(setup: impl FnOnce(&Path), env: &[(&str, &str)]) -> (String, bool) {
     let root = tempfile::TempDir::new().unwrap();
     setup(&root.path().join("images"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_image-factory"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_image-factory"));
+    command
         .args(["up", "--port", "0"])
         .env("IMAGE_FACTORY_IMAGES", root.path().join("images"))
-        .env("IMAGE_FACTORY_DATA", root.path().join("data"))
+        .env("IMAGE_FACTORY_DATA", root.path().join("data"));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -207,7 +218,10 @@ fn up_refusal(setup: impl FnOnce(&Path)) -> String {
     }
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        root.path().join("data").exists(),
+    )
 }
 
 /// The example image's settings.
@@ -283,4 +297,137 @@ fn patch_tuesday_refuses_a_year_outside_the_calendar_it_knows() {
             "{year}: {stderr}"
         );
     }
+}
+
+/// Writes the example image's settings, changed by `edit`, as image `name`
+/// under `images`; answers the file.
+fn image_with(images: &Path, name: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
+    let folder = images.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    let file = folder.join("image.toml");
+    std::fs::write(&file, edit(example_settings())).unwrap();
+    file
+}
+
+#[test]
+fn up_refuses_a_duration_or_count_outside_its_documented_range_naming_the_file_and_key() {
+    fn smoke_http(timeout: &'static str) -> impl Fn(String) -> String {
+        move |settings: String| {
+            settings.replace(
+                "[smoke.command]\nargv = [\"sh\", \"scripts/smoke-test.sh\"]\ntimeout_seconds = 30",
+                &format!(
+                    "[smoke.http]\nurl = \"http://127.0.0.1:9/\"\ntimeout_seconds = {timeout}"
+                ),
+            )
+        }
+    }
+    /// The example's settings changed one way.
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "[approval] expires_hours",
+            Box::new(|s: String| s.replace("expires_hours = 72", "expires_hours = 4294967295")),
+        ),
+        (
+            "[smoke.http] timeout_seconds",
+            Box::new(smoke_http("18446744073709551615")),
+        ),
+        ("[smoke.http] timeout_seconds", Box::new(smoke_http("0"))),
+        (
+            "[smoke.command] timeout_seconds",
+            Box::new(|s: String| s.replace("timeout_seconds = 30", "timeout_seconds = 0")),
+        ),
+        (
+            "[smoke.command] timeout_seconds",
+            Box::new(|s: String| s.replace("timeout_seconds = 30", "timeout_seconds = 86401")),
+        ),
+        (
+            "[packer] timeout_minutes",
+            Box::new(|s: String| {
+                s.replace(
+                    "timeout_minutes = 10",
+                    "timeout_minutes = 9223372036854775807",
+                )
+            }),
+        ),
+        (
+            "[approval] remind_before_hours",
+            Box::new(|s: String| format!("{s}remind_before_hours = 4294967295\n")),
+        ),
+        (
+            "[release] keep_days",
+            Box::new(|s: String| format!("{s}\n[release]\nkeep_days = 4294967295\n")),
+        ),
+        (
+            "[release] keep_last",
+            Box::new(|s: String| format!("{s}\n[release]\nkeep_last = 4294967295\n")),
+        ),
+    ];
+    for (key, edit) in cases {
+        let mut file = PathBuf::new();
+        let stderr = up_refusal(|images| file = image_with(images, "ranged", edit));
+        assert!(
+            stderr.contains(&file.display().to_string()) && stderr.contains(key),
+            "{key}: {stderr}"
+        );
+        assert!(
+            stderr.contains(" from ") && stderr.contains(" to "),
+            "{key}: the refusal gives the range: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn up_refuses_an_image_folder_whose_name_git_could_not_tag_naming_the_rule() {
+    for name in ["-x", ".x", "x.lock"] {
+        let stderr = up_refusal(|images| {
+            image_with(images, name, |s| s);
+        });
+        assert!(
+            stderr.contains(name) && stderr.contains("must start with a letter or digit"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn up_refuses_a_setting_that_is_empty_malformed_or_out_of_range_naming_it() {
+    let example = |images: &Path| {
+        image_with(images, "example", |s| s);
+    };
+    let cases = [
+        ("IMAGE_FACTORY_PATCH_GRACE_DAYS", "", "is set but empty"),
+        (
+            "IMAGE_FACTORY_PATCH_TUESDAY_OFFSET_DAYS",
+            "",
+            "is set but empty",
+        ),
+        ("IMAGE_FACTORY_PATCH_TUESDAY_HOUR", "", "is set but empty"),
+        ("IMAGE_FACTORY_PARALLELISM", "", "is set but empty"),
+        ("IMAGE_FACTORY_PARALLELISM", "99999999999", "at most 256"),
+        ("IMAGE_FACTORY_PARALLELISM", " 7", "a whole number"),
+        (
+            "IMAGE_FACTORY_PUBLIC_URL",
+            "javascript:alert(1)",
+            "absolute http(s) URL",
+        ),
+        (
+            "IMAGE_FACTORY_PUBLIC_URL",
+            "not a url",
+            "absolute http(s) URL",
+        ),
+        ("IMAGE_FACTORY_PUBLIC_URL", "", "is set but empty"),
+        ("IMAGE_FACTORY_OPERATOR_TOKEN", "a", "at least 32 bytes"),
+    ];
+    for (name, value, why) in cases {
+        let (stderr, written) = up_refusal_with(example, &[(name, value)]);
+        assert!(
+            stderr.contains(&format!("setting {name} is not valid")) && stderr.contains(why),
+            "{name}={value:?}: {stderr}"
+        );
+        assert!(!written, "{name}={value:?}: a refused start wrote nothing");
+    }
+    // A short token is refused without being echoed.
+    let (stderr, _) = up_refusal_with(example, &[("IMAGE_FACTORY_OPERATOR_TOKEN", "sesame-17")]);
+    assert!(!stderr.contains("sesame-17"), "{stderr}");
 }

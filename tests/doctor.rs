@@ -107,6 +107,41 @@ fn a_broken_image_makes_doctor_fail_naming_the_image_and_the_problem() {
 }
 
 #[test]
+fn doctor_reports_every_setting_the_factory_would_refuse_at_start_naming_each() {
+    let bad = [
+        ("IMAGE_FACTORY_PATCH_GRACE_DAYS", ""),
+        ("IMAGE_FACTORY_PARALLELISM", " 7"),
+        ("IMAGE_FACTORY_PUBLIC_URL", "javascript:alert(1)"),
+        ("IMAGE_FACTORY_OPERATOR_TOKEN", "sesame-17"),
+    ];
+    let env: Vec<(&str, &Path)> = bad
+        .iter()
+        .map(|(name, value)| (*name, Path::new(*value)))
+        .collect();
+    let (output, report) = doctor(&env);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let failures: Vec<String> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["check"] == "settings" && f["severity"] == "failure")
+        .map(|f| f["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for (name, _) in bad {
+        assert!(
+            failures
+                .iter()
+                .any(|m| m.contains(&format!("setting {name} is not valid"))),
+            "{name} is not reported: {failures:#?}"
+        );
+    }
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("sesame-17"),
+        "the token is never printed"
+    );
+}
+
+#[test]
 fn a_missing_packer_makes_doctor_fail_with_the_reason() {
     let (output, report) = doctor(&[("IMAGE_FACTORY_PACKER", Path::new("/nonexistent"))]);
     assert_eq!(output.status.code(), Some(1), "{report:#}");

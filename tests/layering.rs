@@ -29,7 +29,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("template", &[]),
     ("layout", &[]),
     ("protocol", &[]),
-    ("pages", &[]),
+    ("pages", &["domain"]),
     ("trace", &[]),
     // What the factory says: approval notices, dashboard views.
     ("notifier", &["domain", "ports", "pages"]),
@@ -99,7 +99,7 @@ const RULES: &[(&str, &[&str])] = &[
             "local",
         ],
     ),
-    ("package", &["functions", "layout"]),
+    ("package", &["functions", "layout", "private"]),
     // The composition root and the binary's modes that wire adapters.
     ("startup", &ANY),
     ("client", &ANY),

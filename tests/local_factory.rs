@@ -700,6 +700,68 @@ async fn a_log_is_served_only_for_a_run_the_store_holds_and_never_from_outside_t
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_build_log_is_plain_text_browsers_never_sniff_and_an_offset_past_its_end_is_refused() {
+    let factory = Factory::start().await;
+    let commit = "10910910910910910910910910910910910910f1";
+    let run = factory
+        .push_and_wait(commit, RunStatus::WaitingForApproval)
+        .await;
+    let get = |offset: String| {
+        let url = format!("{}/api/runs/{}?log={offset}", factory.url, run.id);
+        let http = factory.http.clone();
+        async move { http.get(url).send().await.expect("the runs API answers") }
+    };
+
+    let whole = get("0".into()).await;
+    assert_eq!(whole.status(), 200);
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        header(&whole, "Content-Type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        header(&whole, "X-Content-Type-Options").as_deref(),
+        Some("nosniff"),
+        "a log is never read as HTML, whatever a build printed"
+    );
+    let end: u64 = header(&whole, "X-Log-Offset")
+        .expect("the next offset")
+        .parse()
+        .expect("a number");
+    assert!(end > 0 && whole.text().await.expect("text").len() as u64 == end);
+
+    // At the end: nothing more yet, which a follower waits on.
+    let at_end = get(end.to_string()).await;
+    assert_eq!(at_end.status(), 200);
+    assert_eq!(header(&at_end, "X-Log-Offset"), Some(end.to_string()));
+    assert!(at_end.text().await.expect("text").is_empty());
+
+    // Past it, however far: a range that cannot be satisfied, said as such.
+    for offset in [end + 1, i64::MAX as u64, u64::MAX] {
+        let past = get(offset.to_string()).await;
+        assert_eq!(past.status(), 416, "offset {offset}");
+        assert_eq!(
+            header(&past, "Content-Range"),
+            Some(format!("bytes */{end}")),
+            "offset {offset}"
+        );
+        let body: serde_json::Value = past.json().await.expect("a JSON error");
+        let message = body["error"].as_str().expect("an error message");
+        assert!(
+            message.contains(&format!("offset {offset} is past the end"))
+                && message.contains(&format!("{end} bytes")),
+            "{message}"
+        );
+    }
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_commits_that_share_their_first_12_characters_make_two_runs_each_building_its_own() {
     let factory = Factory::start().await;
     let first = "c011151090aa00000000000000000000000000a1";

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::event_receiver::{self, Receiver, with_webhook};
-use common::{Factory, Options, copy_example};
+use common::{Factory, GITHUB_SECRET, Options, copy_example, github_push, sign};
 use image_factory::domain::run::{Run, RunStatus, Stage, TriggerKind};
 use serde_json::{Value, json};
 
@@ -529,4 +529,155 @@ async fn an_older_run_approved_after_a_newer_one_is_published_but_latest_stays_t
     assert!(latest.get("belowLatest").is_none(), "{fleet}");
     factory.stop().await;
     receiver.stop().await;
+
+/// Terminal and bidi controls a hostile push can carry: escape, bell, a
+/// right-to-left override, a carriage return that rewrites the line, a C1
+/// control (CSI) and an isolate.
+const CONTROLS: [char; 6] = ['\u{1b}', '\u{7}', '\u{202e}', '\r', '\u{9b}', '\u{2066}'];
+
+fn assert_no_controls(what: &str, text: &str) {
+    let found: Vec<String> = text
+        .chars()
+        .filter(|c| CONTROLS.contains(c))
+        .map(|c| format!("U+{:04X}", c as u32))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "{what} passes {found:?} through:\n{text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminal_and_bidi_controls_from_a_push_are_shown_escaped_in_notes_pages_and_the_cli() {
+    let images = tempfile::TempDir::new().expect("a folder");
+    let dir = copy_example(images.path(), "example");
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    release(&factory, &dir, "3333333333333333333333333333333333333333").await;
+
+    // The next commit adds a file whose name reverses on screen, under a
+    // message and a pusher's name that would retitle and clear a terminal.
+    let sneaky = "rtl\u{202e}txt.exe";
+    std::fs::write(dir.join("scripts").join(sneaky), "payload\n").expect("add the file");
+    let commit = "4444444444444444444444444444444444444444";
+    let mut push: Value = serde_json::from_str(&github_push(
+        commit,
+        &["images/example/build.pkr.hcl"],
+        "main",
+    ))
+    .expect("a push");
+    let message = "Fix \u{1b}]0;owned\u{7}\u{1b}[2J\rRDP \u{202e}gnp.exe\u{9b}31m \u{2066}x";
+    push["head_commit"]["message"] = json!(message);
+    push["commits"][0]["message"] = json!(message);
+    push["pusher"]["name"] = json!("eve\u{202e}\u{1b}[8m");
+    let body = push.to_string();
+    let answer = factory
+        .http
+        .post(format!("{}/api/hooks/github", factory.url))
+        .header("Content-Type", "application/json")
+        .header("X-GitHub-Event", "push")
+        .header("X-Hub-Signature-256", sign(GITHUB_SECRET, body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .expect("push");
+    assert_eq!(answer.status(), 202);
+    let id = format!("push-example-{commit}");
+    factory
+        .wait_status(&id, RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    let released = factory.wait_status(&id, RunStatus::Released).await;
+    let version = released.version.to_string();
+
+    // release-notes.md
+    let notes = std::fs::read_to_string(
+        factory
+            .data
+            .path()
+            .join("releases/example")
+            .join(&version)
+            .join("release-notes.md"),
+    )
+    .expect("the notes");
+    assert_no_controls("release-notes.md", &notes);
+    // (Markdown text escapes `<`, `+`, `>`, `[` and `]` with a backslash, so
+    // that `\<U\+202E\>` reads `<U+202E>` rendered; a code span does not.)
+    let md = |escape: &str| {
+        escape
+            .replace('<', "\\<")
+            .replace('+', "\\+")
+            .replace('>', "\\>")
+    };
+    for expected in [
+        format!(
+            "Fix {}\\]0;owned{}{}\\[2J{}RDP",
+            md("<U+001B>"),
+            md("<U+0007>"),
+            md("<U+001B>"),
+            md("<U+000D>")
+        ),
+        format!(
+            "RDP {}gnp.exe{}31m {}x",
+            md("<U+202E>"),
+            md("<U+009B>"),
+            md("<U+2066>")
+        ),
+        format!("by eve{}{}\\[8m", md("<U+202E>"), md("<U+001B>")),
+        "- `scripts/rtl<U+202E>txt.exe`".to_string(),
+    ] {
+        assert!(
+            notes.contains(&expected),
+            "{expected:?} missing from:\n{notes}"
+        );
+    }
+
+    // The pages: the run, the image, the changelog.
+    for page in [
+        format!("runs/{id}"),
+        "images/example".to_string(),
+        "changelog/example".to_string(),
+    ] {
+        let html = factory
+            .http
+            .get(format!("{}/api/dashboard/{page}", factory.url))
+            .send()
+            .await
+            .expect("a page")
+            .text()
+            .await
+            .expect("text");
+        assert_no_controls(&page, &html);
+        // The text as a browser shows it (askama writes `<` as `&#60;`).
+        let shown = html
+            .replace("&#60;", "<")
+            .replace("&lt;", "<")
+            .replace("&#62;", ">")
+            .replace("&gt;", ">");
+        assert!(
+            shown.contains("rtl<U+202E>txt.exe") && shown.contains("eve<U+202E><U+001B>[8m"),
+            "{page} shows the escapes:\n{html}"
+        );
+    }
+
+    // The CLI: the notes and the run as printed on the operator's terminal.
+    for args in [vec!["runs", "notes", &id], vec!["runs", "show", &id]] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
+            .args(&args)
+            .args(["--url", &factory.url])
+            .output()
+            .await
+            .expect("the CLI runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8(out.stdout).expect("UTF-8");
+        assert_no_controls(&args.join(" "), &printed);
+        if args[1] == "notes" {
+            assert_eq!(printed.trim_end(), notes.trim_end());
+        }
+    }
+    factory.stop().await;
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use image_factory::functions::NAMES;
+use image_factory::package::MARKER;
 
 const BIN: &str = env!("CARGO_BIN_EXE_image-factory");
 
@@ -244,7 +245,12 @@ fn package_dir_writes_the_zips_layout_unzipped_and_replaces_only_an_app_folder()
     let app = dir.path().join("app");
     let output = package_dir(&repo(), &app);
     assert!(output.status.success(), "{}", stderr(&output));
-    let written = image_factory::layout::relative_files(&app).expect("listed");
+    let mut written = image_factory::layout::relative_files(&app).expect("listed");
+    assert!(
+        written.contains(&MARKER.to_string()),
+        "the folder carries the package's marker: {written:?}"
+    );
+    written.retain(|name| name != MARKER);
     assert_eq!(written, zipped, "--dir and the zip hold the same files");
     assert_eq!(
         std::fs::read(app.join("image-factory")).expect("handler"),
@@ -260,17 +266,9 @@ fn package_dir_writes_the_zips_layout_unzipped_and_replaces_only_an_app_folder()
         assert_eq!(mode & 0o777, 0o755);
     }
 
-    // A second staging replaces the first (a stale function does not linger,
-    // Core Tools' local.settings.json stays)...
-    std::fs::create_dir_all(app.join("stale")).expect("mkdir");
-    std::fs::copy(
-        app.join("runs/function.json"),
-        app.join("stale/function.json"),
-    )
-    .expect("copy");
+    // A second staging replaces the first (Core Tools' local.settings.json stays)...
     std::fs::write(app.join("local.settings.json"), "{\"Values\": {}}").expect("write");
     assert!(package_dir(&repo(), &app).status.success());
-    assert!(!app.join("stale").exists());
     assert_eq!(
         std::fs::read_to_string(app.join("local.settings.json")).expect("kept"),
         "{\"Values\": {}}"
@@ -282,7 +280,7 @@ fn package_dir_writes_the_zips_layout_unzipped_and_replaces_only_an_app_folder()
     let output = package_dir(&repo(), &other);
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("refusing to write into"),
+        stderr(&output).contains("refusing to replace"),
         "{}",
         stderr(&output)
     );
@@ -290,6 +288,120 @@ fn package_dir_writes_the_zips_layout_unzipped_and_replaces_only_an_app_folder()
         std::fs::read_to_string(other.join("todo.txt")).expect("kept"),
         "keep me"
     );
+}
+
+/// Every file under `dir` with its content, for "nothing was touched" checks.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    image_factory::layout::relative_files(dir)
+        .expect("listed")
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(&name)).expect("read");
+            (name, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn package_dir_refuses_a_folder_in_the_hosts_layout_that_it_did_not_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Someone's own function app: host.json, a function, and their sources.
+    let theirs = dir.path().join("their-app");
+    std::fs::create_dir_all(theirs.join("runs")).expect("mkdir");
+    std::fs::create_dir_all(theirs.join("src")).expect("mkdir");
+    std::fs::copy(repo().join("host.json"), theirs.join("host.json")).expect("copy");
+    std::fs::copy(
+        repo().join("functions/runs/function.json"),
+        theirs.join("runs/function.json"),
+    )
+    .expect("copy");
+    std::fs::write(theirs.join("src/main.rs"), "fn main() {}\n").expect("write");
+    std::fs::write(theirs.join("NOTES.md"), "my notes\n").expect("write");
+    let before = snapshot(&theirs);
+
+    let output = package_dir(&repo(), &theirs);
+    assert!(
+        !output.status.success(),
+        "package --dir replaced their folder"
+    );
+    let err = stderr(&output);
+    assert!(
+        err.contains("refusing to replace") && err.contains("carries no marker"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&theirs), before, "nothing in their folder changed");
+}
+
+#[test]
+fn package_dir_refuses_its_own_folder_once_it_holds_files_it_did_not_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = dir.path().join("app");
+    assert!(package_dir(&repo(), &app).status.success());
+    for (extra, content) in [
+        ("src/lib.rs", "pub fn mine() {}\n"),
+        ("extra/function.json", "{\"bindings\": []}"),
+    ] {
+        let path = app.join(extra);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write");
+        let before = snapshot(&app);
+        let output = package_dir(&repo(), &app);
+        assert!(!output.status.success(), "{extra} was deleted");
+        let err = stderr(&output);
+        assert!(
+            err.contains("refusing to replace") && err.contains(extra),
+            "the refusal names {extra}: {err}"
+        );
+        assert_eq!(snapshot(&app), before, "nothing changed");
+        std::fs::remove_file(&path).expect("remove");
+    }
+    // Without them, the folder is the package's own again and is replaced.
+    std::fs::remove_dir(app.join("src")).expect("rmdir");
+    std::fs::remove_dir(app.join("extra")).expect("rmdir");
+    let output = package_dir(&repo(), &app);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn a_file_a_previous_package_wrote_does_not_linger_when_the_app_no_longer_has_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    copy_app(&root);
+    std::fs::create_dir_all(root.join("images/retired")).expect("mkdir");
+    std::fs::write(root.join("images/retired/notes.txt"), "old image\n").expect("write");
+    let app = dir.path().join("app");
+    assert!(package_dir(&root, &app).status.success());
+    assert!(app.join("images/retired/notes.txt").is_file());
+
+    std::fs::remove_dir_all(root.join("images/retired")).expect("retire the image");
+    let output = package_dir(&root, &app);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!app.join("images/retired").exists());
+}
+
+#[test]
+fn package_dir_never_removes_a_partial_folder_it_did_not_create() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = dir.path().join("app");
+    // A folder of that name that this run did not make: someone's work.
+    let partial = dir.path().join("app.partial");
+    std::fs::create_dir_all(&partial).expect("mkdir");
+    std::fs::write(partial.join("keep.txt"), "mine\n").expect("write");
+
+    let output = package_dir(&repo(), &app);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(partial.join("keep.txt")).expect("kept"),
+        "mine\n"
+    );
+    // What this run wrote beside the folder is gone: only the app and theirs remain.
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["app", "app.partial"]);
 }
 
 #[test]

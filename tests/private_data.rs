@@ -2,7 +2,7 @@
 //! by the factory's user only: whatever the umask, every folder of the data
 //! folder is 0700 and every file 0600 — the outbox, the run folders and what
 //! packer wrote there, the SQLite files and their write-ahead logs, the local
-//! secrets — and a data folder an older version left readable is made
+//! secrets, the app `up` stages — and a data folder an older version left readable is made
 //! private at start-up. Drives the real binary as a child process started
 //! with umask 022.
 
@@ -93,13 +93,22 @@ async fn the_data_folder_is_private_whatever_the_umask() {
         );
     }
     // `app/` is the repository's app staged by `up` (host.json, function.json
-    // files, images): public files, kept with their own modes inside the
-    // private data folder.
-    let staged_app = data.join("app");
+    // files, images): private like everything else in the data folder.
+    assert!(
+        names.iter().any(|n| n == "app/host.json"),
+        "the staged app is missing: {names:#?}"
+    );
     let mut loose: Vec<String> = found
         .iter()
-        .filter(|(path, _, _)| !path.starts_with(&staged_app))
-        .filter(|(_, dir, mode)| *mode != if *dir { 0o700 } else { 0o600 })
+        // Folders 0700; files 0600, or 0700 when their owner may run them
+        // (the staged image's scripts).
+        .filter(|(_, dir, mode)| {
+            if *dir {
+                *mode != 0o700
+            } else {
+                !matches!(*mode, 0o600 | 0o700)
+            }
+        })
         .map(|(path, _, mode)| format!("{} {mode:o}", path.display()))
         .collect();
     let data_mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o7777;

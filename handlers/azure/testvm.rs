@@ -537,8 +537,11 @@ async fn provision_and_check(
     let check = &plan.check;
     let command_path = format!("{vm_id}/runCommand?api-version={COMPUTE_API}");
     let command = json!({ "commandId": "RunPowerShellScript", "script": check.script() });
-    let max_tries = 1 + (check.timeout.as_secs() / SMOKE_PAUSE.as_secs()).max(1) as u32;
-    let deadline = tokio::time::Instant::now() + check.timeout;
+    let max_tries = u32::try_from((check.timeout.as_secs() / SMOKE_PAUSE.as_secs()).max(1))
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    // A deadline past what the clock can count is never reached (the tries still end).
+    let deadline = tokio::time::Instant::now().checked_add(check.timeout);
     let mut last = String::from("not checked");
     let mut tries = 0;
     while tries < max_tries {
@@ -554,7 +557,9 @@ async fn provision_and_check(
             }
             Err(e) => return Err(failed("running the smoke check in the test VM")(e)),
         }
-        if tries >= max_tries || tokio::time::Instant::now() + SMOKE_PAUSE > deadline {
+        if tries >= max_tries
+            || deadline.is_some_and(|d| tokio::time::Instant::now() + SMOKE_PAUSE > d)
+        {
             break;
         }
         arm.wait(SMOKE_PAUSE).await;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::Finding;
-use crate::config::{Settings, load_images, parse_key_ring};
+use crate::config::{Settings, check_operator_token, load_images, parse_key_ring, problems};
 use crate::local::executor::LocalExecutor;
 use crate::packer::{PackerVersion, parse_version};
 use crate::ports::executor::{Check, Executor};
@@ -21,20 +21,24 @@ const PACKER_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn check(root: &Path, var: impl Fn(&str) -> Option<String>) -> Vec<Finding> {
     let var = |name: &str| var(name).filter(|v| !v.is_empty());
     let mut findings = Vec::new();
+    // Every refused setting, each named (what `up` and `serve` would stop at).
+    let problems = problems(|name| std::env::var(name).ok());
     let settings = match Settings::from_env() {
-        Ok(settings) => {
+        Ok(settings) if problems.is_empty() => {
             findings.push(Finding::ok(
                 "settings",
                 "every IMAGE_FACTORY_* setting is valid",
             ));
             Some(settings)
         }
-        Err(e) => {
-            findings.push(Finding::failure(
-                "settings",
-                e.to_string(),
-                "fix the setting it names (see the README's settings tables)",
-            ));
+        Ok(_) | Err(_) => {
+            for e in problems {
+                findings.push(Finding::failure(
+                    "settings",
+                    e.to_string(),
+                    "fix the setting it names (docs/configuration.md and docs/security.md say what each accepts)",
+                ));
+            }
             None
         }
     };
@@ -92,7 +96,18 @@ fn secrets(var: &impl Fn(&str) -> Option<String>) -> Vec<Finding> {
             "out-of-band triggers (`image-factory trigger`) are refused",
         ),
     ] {
+        let valid = |token: &str| {
+            name != "IMAGE_FACTORY_OPERATOR_TOKEN" || check_operator_token(token).is_ok()
+        };
         findings.push(match var(name) {
+            Some(value) if !valid(&value) => Finding::failure(
+                check,
+                format!(
+                    "{name} is shorter than {} bytes",
+                    crate::config::MIN_OPERATOR_TOKEN
+                ),
+                "set it to a long random value, e.g. `openssl rand -hex 32`",
+            ),
             Some(_) => Finding::ok(check, format!("{name} is set")),
             None => Finding::info(
                 check,

@@ -8,7 +8,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -35,7 +35,24 @@ pub struct ApprovalRequest {
     pub notifications: Vec<Notification>,
 }
 
+/// The deadline of a request made at `now` that lapses after `hours`; `None`
+/// when it would fall past the last instant the clock can represent.
+pub fn deadline(now: DateTime<Utc>, hours: u32) -> Option<DateTime<Utc>> {
+    now.checked_add_signed(TimeDelta::try_hours(i64::from(hours))?)
+}
+
 impl ApprovalRequest {
+    /// When the reminders are due: `remind_before_hours` before the
+    /// deadline; `None` when no reminder is sent (0 hours, or a time before
+    /// the first instant the clock can represent).
+    pub fn remind_from(&self) -> Option<DateTime<Utc>> {
+        if self.remind_before_hours == 0 {
+            return None;
+        }
+        self.expires_at
+            .checked_sub_signed(TimeDelta::try_hours(i64::from(self.remind_before_hours))?)
+    }
+
     /// Approvers who have not been notified of `kind` on `channel` yet.
     pub fn undelivered(&self, kind: NoticeKind) -> Vec<&str> {
         let mut pending: Vec<&str> = self
@@ -313,6 +330,36 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(secs, 0).unwrap()
+    }
+
+    #[test]
+    fn a_deadline_or_reminder_past_what_the_clock_can_represent_is_none_not_a_panic() {
+        let now = Utc::now();
+        assert_eq!(
+            deadline(now, 72),
+            Some(now + TimeDelta::try_hours(72).unwrap())
+        );
+        assert_eq!(deadline(now, u32::MAX), None);
+        assert_eq!(deadline(DateTime::<Utc>::MAX_UTC, 1), None);
+        let mut request = ApprovalRequest {
+            approvers: vec!["a".into()],
+            required: 1,
+            expires_at: DateTime::<Utc>::MIN_UTC,
+            links: Vec::new(),
+            remind_before_hours: 1,
+            notifications: Vec::new(),
+        };
+        assert_eq!(request.remind_from(), None, "before the first instant");
+        request.expires_at = now;
+        request.remind_before_hours = u32::MAX;
+        assert_eq!(request.remind_from(), None);
+        request.remind_before_hours = 24;
+        assert_eq!(
+            request.remind_from(),
+            Some(now - TimeDelta::try_hours(24).unwrap())
+        );
+        request.remind_before_hours = 0;
+        assert_eq!(request.remind_from(), None, "0: no reminder");
     }
 
     #[test]

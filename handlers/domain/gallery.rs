@@ -216,7 +216,10 @@ pub fn prune(
         .filter(|(rank, v)| {
             let recent = *rank < keep_last;
             let young = match (policy.keep_days, v.published) {
-                (Some(days), Some(at)) => now - at < Duration::days(i64::from(days)),
+                // An age past what the clock can count keeps every version.
+                (Some(days), Some(at)) => {
+                    Duration::try_days(i64::from(days)).is_none_or(|age| now - at < age)
+                }
                 (Some(_), None) => true,
                 (None, _) => false,
             };

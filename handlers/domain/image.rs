@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::gallery::PrunePolicy;
-use super::version::{ImageVersion, VersionStrategy};
+use super::version::{ImageVersion, MAX_PART, VersionStrategy};
 
 /// Name of an image's settings file inside its folder.
 pub const IMAGE_FILE: &str = "image.toml";
@@ -91,12 +91,14 @@ impl ReleaseSettings {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.keep_last == Some(0) {
-            return Err("[release] keep_last must be at least 1 (leave it out to keep every version by count)".into());
+        if let Some(keep_last) = self.keep_last {
+            KEEP_LAST.check(u64::from(keep_last))?;
         }
-        if self.keep_days == Some(0) {
-            return Err("[release] keep_days must be at least 1 (leave it out to keep every version by age)".into());
+        if let Some(keep_days) = self.keep_days {
+            KEEP_DAYS.check(u64::from(keep_days))?;
         }
+        REPLICATION_REGIONS.check(self.replication_regions.len() as u64)?;
+        PINNED.check(self.pinned.len() as u64)?;
         for (i, region) in self.replication_regions.iter().enumerate() {
             let ok = !region.is_empty()
                 && region.len() <= 64
@@ -193,7 +195,7 @@ impl TryFrom<BaseSection> for BaseSource {
                 if is_valid_image_name(&factory) {
                     Ok(BaseSource::Factory(factory))
                 } else {
-                    Err(format!("[base_image] factory = {factory:?} is not an image name (a-z, 0-9 and -)"))
+                    Err(format!("[base_image] factory = {factory:?} is not an image name: {IMAGE_NAME_RULE}"))
                 }
             }
             (Some(_), ..) => Err(
@@ -358,26 +360,188 @@ fn default_expiry_hours() -> u32 {
     72
 }
 
-/// Parses and checks an `image.toml`.
+/// A documented range of a number in `image.toml`: a duration or a count,
+/// checked when the file is read so that no stage meets a value it cannot
+/// compute with (docs/configuration.md and docs/security.md list them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    /// The key, as written in the file (`[approval] expires_hours`).
+    pub key: &'static str,
+    /// The least value allowed.
+    pub min: u64,
+    /// The greatest value allowed.
+    pub max: u64,
+    /// What the number counts (`hours`, `approvers`).
+    pub unit: &'static str,
+    /// What to do instead, when the range alone does not say it.
+    pub hint: &'static str,
+}
+
+impl Range {
+    /// `value`, if within the range; otherwise an error naming the key and the range.
+    pub fn check(&self, value: u64) -> Result<(), String> {
+        if (self.min..=self.max).contains(&value) {
+            return Ok(());
+        }
+        let unit = if self.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.unit)
+        };
+        Err(format!(
+            "{} must be from {} to {}{unit}, not {value}{}",
+            self.key, self.min, self.max, self.hint
+        ))
+    }
+}
+
+/// `[packer] timeout_minutes`: a day at most.
+pub const PACKER_TIMEOUT_MINUTES: Range = Range {
+    key: "[packer] timeout_minutes",
+    min: 1,
+    max: 1440,
+    unit: "minutes",
+    hint: " (leave it out for the default of 120)",
+};
+/// `[smoke.http] timeout_seconds`: an hour at most.
+pub const SMOKE_HTTP_TIMEOUT_SECONDS: Range = Range {
+    key: "[smoke.http] timeout_seconds",
+    min: 1,
+    max: 3600,
+    unit: "seconds",
+    hint: " (leave it out for the default of 60)",
+};
+/// `[smoke.command] timeout_seconds`: an hour at most.
+pub const SMOKE_COMMAND_TIMEOUT_SECONDS: Range = Range {
+    key: "[smoke.command] timeout_seconds",
+    min: 1,
+    max: 3600,
+    unit: "seconds",
+    hint: " (leave it out for the default of 60)",
+};
+/// `[smoke.http] status`: an HTTP status code.
+pub const SMOKE_HTTP_STATUS: Range = Range {
+    key: "[smoke.http] status",
+    min: 100,
+    max: 599,
+    unit: "(an HTTP status code)",
+    hint: "",
+};
+/// `[approval] approvers`: how many people are asked.
+pub const APPROVERS: Range = Range {
+    key: "[approval] approvers",
+    min: 1,
+    max: 50,
+    unit: "approvers",
+    hint: "",
+};
+/// `[approval] expires_hours`: thirty days at most.
+pub const EXPIRES_HOURS: Range = Range {
+    key: "[approval] expires_hours",
+    min: 1,
+    max: 720,
+    unit: "hours",
+    hint: " (leave it out for the default of 72)",
+};
+/// `[release] keep_last`.
+pub const KEEP_LAST: Range = Range {
+    key: "[release] keep_last",
+    min: 1,
+    max: 1000,
+    unit: "versions",
+    hint: " (leave it out to keep every version by count)",
+};
+/// `[release] keep_days`: ten years at most.
+pub const KEEP_DAYS: Range = Range {
+    key: "[release] keep_days",
+    min: 1,
+    max: 3650,
+    unit: "days",
+    hint: " (leave it out to keep every version by age)",
+};
+/// `[release] replication_regions`: how many regions.
+pub const REPLICATION_REGIONS: Range = Range {
+    key: "[release] replication_regions",
+    min: 0,
+    max: 100,
+    unit: "regions",
+    hint: "",
+};
+/// `[release] pinned`: how many versions.
+pub const PINNED: Range = Range {
+    key: "[release] pinned",
+    min: 0,
+    max: 100,
+    unit: "versions",
+    hint: "",
+};
+/// `[tags]`: Azure allows 50 tags on a resource, and the factory adds five.
+pub const TAGS: Range = Range {
+    key: "[tags]",
+    min: 0,
+    max: 45,
+    unit: "tags",
+    hint: " (Azure allows 50 on a resource and the factory adds gitRef, imageVersion, imageName, buildDate and baselineVersion)",
+};
+/// `[version] major` of the semver strategy: a gallery version part.
+pub const SEMVER_MAJOR: Range = Range {
+    key: "[version] major",
+    min: 0,
+    max: MAX_PART as u64,
+    unit: "",
+    hint: " (the gallery stores each version part as an int32)",
+};
+/// `[version] minor` of the semver strategy.
+pub const SEMVER_MINOR: Range = Range {
+    key: "[version] minor",
+    min: 0,
+    max: MAX_PART as u64,
+    unit: "",
+    hint: " (the gallery stores each version part as an int32)",
+};
+
+/// Every range `image.toml`'s numbers are held to (`[approval] required`
+/// is between 1 and the number of approvers, `remind_before_hours` below
+/// `expires_hours`; both are checked beside these).
+pub const RANGES: [Range; 13] = [
+    PACKER_TIMEOUT_MINUTES,
+    SMOKE_HTTP_TIMEOUT_SECONDS,
+    SMOKE_COMMAND_TIMEOUT_SECONDS,
+    SMOKE_HTTP_STATUS,
+    APPROVERS,
+    EXPIRES_HOURS,
+    KEEP_LAST,
+    KEEP_DAYS,
+    REPLICATION_REGIONS,
+    PINNED,
+    TAGS,
+    SEMVER_MAJOR,
+    SEMVER_MINOR,
+];
+
+/// Parses and checks an `image.toml`: every number within its [`Range`].
 pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
     let settings: ImageSettings = toml::from_str(text).map_err(|e| e.to_string())?;
-    let policy = &settings.approval;
-    if policy.approvers.is_empty() {
-        return Err("[approval] approvers must name at least one approver".into());
+    if let VersionStrategy::Semver { major, minor } = settings.version {
+        SEMVER_MAJOR.check(u64::from(major))?;
+        SEMVER_MINOR.check(u64::from(minor))?;
     }
+    TAGS.check(settings.tags.len() as u64)?;
+    let policy = &settings.approval;
+    APPROVERS.check(policy.approvers.len() as u64)?;
     if policy.required == 0 || policy.required as usize > policy.approvers.len() {
         return Err(format!(
             "[approval] required must be between 1 and the number of approvers ({})",
             policy.approvers.len()
         ));
     }
-    if policy.expires_hours == 0 {
-        return Err("[approval] expires_hours must be at least 1".into());
-    }
+    EXPIRES_HOURS.check(u64::from(policy.expires_hours))?;
     if policy.remind_before_hours >= policy.expires_hours {
         return Err(format!(
-            "[approval] remind_before_hours must be less than expires_hours ({})",
-            policy.expires_hours
+            "[approval] remind_before_hours must be from 0 to {} hours (less than expires_hours, {}; 0 sends no reminder), not {}",
+            policy.expires_hours - 1,
+            policy.expires_hours,
+            policy.remind_before_hours
         ));
     }
     if let Some(dup) = policy
@@ -388,28 +552,48 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
     {
         return Err(format!("[approval] approver {} is listed twice", dup.1));
     }
-    if settings.packer.timeout_minutes == 0 {
-        return Err(
-            "[packer] timeout_minutes must be at least 1 (leave it out for the default of 120): with 0 every build is stopped at once"
-                .into(),
-        );
-    }
-    if let SmokeTest::Command { argv, .. } = &settings.smoke
-        && argv.is_empty()
-    {
-        return Err("[smoke.command] argv must name a program".into());
+    PACKER_TIMEOUT_MINUTES.check(settings.packer.timeout_minutes)?;
+    match &settings.smoke {
+        SmokeTest::Command {
+            argv,
+            timeout_seconds,
+        } => {
+            if argv.is_empty() {
+                return Err("[smoke.command] argv must name a program".into());
+            }
+            SMOKE_COMMAND_TIMEOUT_SECONDS.check(*timeout_seconds)?;
+        }
+        SmokeTest::Http {
+            status,
+            timeout_seconds,
+            ..
+        } => {
+            SMOKE_HTTP_STATUS.check(u64::from(*status))?;
+            SMOKE_HTTP_TIMEOUT_SECONDS.check(*timeout_seconds)?;
+        }
     }
     settings.release.check()?;
     Ok(settings)
 }
 
-/// Image names are folder names and part of run ids and resource names.
+/// The rule an image's name follows, as the errors and the docs say it.
+pub const IMAGE_NAME_RULE: &str = "an image's name (its folder's name) must be 1-64 characters of a-z, 0-9 and -, must start with a letter or digit, and must make a git tag name (<image>/<version>, see docs/git-tags.md)";
+
+/// Image names are folder names and part of run ids, resource names and git
+/// tags (`<image>/<version>`): 1-64 characters of `a-z`, `0-9` and `-`,
+/// starting with a letter or digit (never `-`, which `git tag` would read as
+/// an option, nor `.`), and valid as a git ref name component
+/// ([`super::git_tag::ref_name_rule_broken`]).
 pub fn is_valid_image_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
+    name.len() <= 64
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && super::git_tag::ref_name_rule_broken(name).is_none()
 }
 
 /// How long a build may run.
@@ -433,6 +617,151 @@ pub fn newest_marketplace_version(names: &[String]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An image.toml with `section` set (a whole `[smoke.*]` section when it
+    /// names one) around the smallest valid rest.
+    fn with(section: &str) -> String {
+        let smoke = if section.starts_with("[smoke.") {
+            ""
+        } else {
+            "[smoke.command]\nargv = [\"true\"]\n"
+        };
+        let approval = if section.starts_with("[approval]") {
+            ""
+        } else {
+            "[approval]\napprovers = [\"a\"]\n"
+        };
+        format!("{smoke}{approval}{section}\n")
+    }
+
+    #[test]
+    fn every_number_is_held_to_its_documented_range_naming_the_key() {
+        // (the file around a value, the range it is held to)
+        let cases: [(&dyn Fn(u64) -> String, Range); 9] = [
+            (
+                &|v| with(&format!("[packer]\ntimeout_minutes = {v}")),
+                PACKER_TIMEOUT_MINUTES,
+            ),
+            (
+                &|v| {
+                    with(&format!(
+                        "[smoke.http]\nurl = \"http://x/\"\ntimeout_seconds = {v}"
+                    ))
+                },
+                SMOKE_HTTP_TIMEOUT_SECONDS,
+            ),
+            (
+                &|v| {
+                    with(&format!(
+                        "[smoke.command]\nargv = [\"true\"]\ntimeout_seconds = {v}"
+                    ))
+                },
+                SMOKE_COMMAND_TIMEOUT_SECONDS,
+            ),
+            (
+                &|v| with(&format!("[smoke.http]\nurl = \"http://x/\"\nstatus = {v}")),
+                SMOKE_HTTP_STATUS,
+            ),
+            (
+                &|v| {
+                    with(&format!(
+                        "[approval]\napprovers = [\"a\"]\nexpires_hours = {v}\nremind_before_hours = 0"
+                    ))
+                },
+                EXPIRES_HOURS,
+            ),
+            (&|v| with(&format!("[release]\nkeep_last = {v}")), KEEP_LAST),
+            (&|v| with(&format!("[release]\nkeep_days = {v}")), KEEP_DAYS),
+            (
+                &|v| {
+                    with(&format!(
+                        "[version]\nstrategy = \"semver\"\nmajor = {v}\nminor = 0"
+                    ))
+                },
+                SEMVER_MAJOR,
+            ),
+            (
+                &|v| {
+                    with(&format!(
+                        "[version]\nstrategy = \"semver\"\nmajor = 0\nminor = {v}"
+                    ))
+                },
+                SEMVER_MINOR,
+            ),
+        ];
+        for (file, range) in cases {
+            for fine in [range.min, range.max] {
+                assert!(
+                    parse_image_settings(&file(fine)).is_ok(),
+                    "{} = {fine}: {:?}",
+                    range.key,
+                    parse_image_settings(&file(fine)).err()
+                );
+            }
+            let mut wrong = vec![range.max + 1];
+            if range.min > 0 {
+                wrong.push(range.min - 1);
+            }
+            for bad in wrong {
+                let error = parse_image_settings(&file(bad)).expect_err(range.key);
+                assert!(
+                    error.contains(range.key)
+                        && error.contains(&format!("from {} to {}", range.min, range.max)),
+                    "{} = {bad}: {error}",
+                    range.key
+                );
+            }
+        }
+        assert!(RANGES.iter().all(|r| r.min <= r.max));
+    }
+
+    #[test]
+    fn lists_are_held_to_their_documented_counts() {
+        let names = |n: usize, quote: &dyn Fn(usize) -> String| {
+            (0..n).map(quote).collect::<Vec<_>>().join(", ")
+        };
+        let approvers = with(&format!(
+            "[approval]\napprovers = [{}]",
+            names(51, &|i| format!("\"a{i}\""))
+        ));
+        let regions = with(&format!(
+            "[release]\nreplication_regions = [{}]",
+            names(101, &|i| format!("\"region{i}\""))
+        ));
+        let pinned = with(&format!(
+            "[release]\npinned = [{}]",
+            names(101, &|i| format!("\"1.0.{i}\""))
+        ));
+        let tags = with(&format!(
+            "[tags]\n{}",
+            (0..46)
+                .map(|i| format!("t{i} = \"v\"\n"))
+                .collect::<String>()
+        ));
+        for (text, range) in [
+            (approvers, APPROVERS),
+            (regions, REPLICATION_REGIONS),
+            (pinned, PINNED),
+            (tags, TAGS),
+        ] {
+            let error = parse_image_settings(&text).expect_err(range.key);
+            assert!(
+                error.contains(range.key) && error.contains(&format!("to {}", range.max)),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reminder_at_or_after_the_deadline_is_refused_with_its_range() {
+        let text =
+            with("[approval]\napprovers = [\"a\"]\nexpires_hours = 4\nremind_before_hours = 4");
+        let error = parse_image_settings(&text).expect_err("a reminder at the deadline");
+        assert!(
+            error.contains("[approval] remind_before_hours must be from 0 to 3 hours"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn marketplace_versions_compare_as_numbers_not_text() {

@@ -3,6 +3,7 @@
 
 pub mod approval;
 pub mod calendar;
+pub mod controls;
 pub mod diagnosis;
 pub mod fleet;
 pub mod followup;

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::approval::Verdict;
+use super::controls::{Lines, escape_controls};
 use super::human_duration;
 use super::run::{Run, Stage, TriggerKind};
 
@@ -270,8 +271,9 @@ impl ReleaseNotes {
     }
 
     /// The notes as Markdown (`release-notes.md`) of `image`'s `version`.
-    /// Text that people wrote (commit messages, comments, reasons) is
-    /// escaped, so it reads as text wherever the file is rendered.
+    /// Text that people wrote (commit messages, comments, reasons, file
+    /// names) is escaped, so it reads as text wherever the file is rendered
+    /// or printed: no control character passes (`domain::controls`).
     pub fn markdown(&self, image: &str, version: &str) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# {} {}\n", text(image), text(version));
@@ -445,13 +447,11 @@ fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
     u64::try_from((to - from).num_seconds()).unwrap_or(0)
 }
 
-/// Text people wrote, on one line, with every character Markdown or HTML
-/// would act on escaped.
+/// Text people wrote, on one line, with every control character shown as
+/// `<U+XXXX>` and every character Markdown or HTML would act on escaped.
 fn text(s: &str) -> String {
-    let line = super::truncate(
-        &s.split_whitespace().collect::<Vec<_>>().join(" "),
-        LINE_SHOWN,
-    );
+    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = super::truncate(&escape_controls(&line, Lines::Escape), LINE_SHOWN);
     let mut out = String::with_capacity(line.len());
     for ch in line.chars() {
         if "\\`*_{}[]<>()#+!|&~".contains(ch) {
@@ -462,9 +462,11 @@ fn text(s: &str) -> String {
     out
 }
 
-/// Text inside a code span: on one line, without backticks (which would end it).
+/// Text inside a code span: on one line, without backticks (which would end
+/// it), every control character shown as `<U+XXXX>`.
 fn code(s: &str) -> String {
-    super::truncate(&s.replace(['`', '\n', '\r'], " "), LINE_SHOWN)
+    let line = s.replace(['`', '\n', '\r'], " ");
+    super::truncate(&escape_controls(&line, Lines::Escape), LINE_SHOWN)
 }
 
 #[cfg(test)]
@@ -642,6 +644,32 @@ mod tests {
         let notes = ReleaseNotes::compose(&current, Some(&old), at(1));
         assert_eq!(notes.changes, None);
         assert!(notes.markdown("example", "v").contains("cannot be named"));
+    }
+
+    #[test]
+    fn controls_in_a_record_written_before_runs_escaped_them_are_escaped_in_the_markdown() {
+        // A record as a version that kept the push's text raw stored it.
+        let mut current = run(
+            "push-new",
+            "2026.1110.2",
+            Some(manifest(&[("rtl\u{202e}txt.exe", "h")], &[], None)),
+        );
+        current.trigger.message = Some("Fix \u{1b}[2J\u{7}".into());
+        current.trigger.actor = Some("eve\u{202e}".into());
+        let old = run("push-old", "2026.1110.1", Some(InputManifest::default()));
+        let md = ReleaseNotes::compose(&current, Some(&old), at(1)).markdown("example", "v");
+        assert!(
+            !md.chars()
+                .any(|c| super::super::controls::is_control(c) && c != '\n'),
+            "{md:?}"
+        );
+        for expected in [
+            "Fix \\<U\\+001B\\>\\[2J\\<U\\+0007\\>",
+            "by eve\\<U\\+202E\\>",
+            "- `rtl<U+202E>txt.exe`",
+        ] {
+            assert!(md.contains(expected), "{expected:?} missing from:\n{md}");
+        }
     }
 
     #[test]

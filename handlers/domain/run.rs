@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::approval::{ApprovalRequest, Decision};
+use super::controls::{Lines, escape_option};
 use super::diagnosis::Diagnosis;
 use super::followup::FollowUp;
 use super::git_tag::{GitTagRecord, RepositoryRef};
@@ -374,6 +375,22 @@ impl Trigger {
             message: None,
         }
     }
+
+    /// The trigger with the text people chose (the pusher's or operator's
+    /// name, the branch, the reason, the commit message) shown safely: every
+    /// terminal or bidi control character escaped visibly
+    /// ([`super::controls::escape_controls`]). Identifiers the factory acts on (the commit,
+    /// the repository, the base image version) are checked where they
+    /// arrive and are left as they are.
+    pub fn escaped(self) -> Trigger {
+        Trigger {
+            actor: escape_option(self.actor, Lines::Escape),
+            branch: escape_option(self.branch, Lines::Escape),
+            reason: escape_option(self.reason, Lines::Keep),
+            message: escape_option(self.message, Lines::Keep),
+            ..self
+        }
+    }
 }
 
 /// One try at a stage. A redelivered message after a crash starts a new attempt.
@@ -699,7 +716,9 @@ pub struct Run {
 }
 
 impl Run {
-    /// A new run, queued, with every stage pending.
+    /// A new run, queued, with every stage pending. The trigger's text from
+    /// outside is kept with its control characters escaped
+    /// ([`Trigger::escaped`]).
     pub fn new(
         id: RunId,
         image: String,
@@ -712,7 +731,7 @@ impl Run {
             id,
             image,
             version,
-            trigger,
+            trigger: trigger.escaped(),
             status: RunStatus::Queued,
             created_at: now,
             updated_at: now,

@@ -304,5 +304,7 @@ fn log_tail(path: &std::path::Path) -> Option<String> {
     } else {
         &text
     };
-    Some(text.to_string())
+    // Line ends written by Windows tools are line ends; a lone carriage
+    // return (or any other control) is shown escaped by the page.
+    Some(text.replace("\r\n", "\n"))
 }

@@ -84,7 +84,8 @@ async fn log_chunk(
     Ok(read_log(id, &path, offset, attempt).await)
 }
 
-/// Up to [`LOG_CHUNK`] bytes of the log at `path` of run `id`, from `offset`.
+/// Up to [`LOG_CHUNK`] bytes of the log at `path` of run `id`, from `offset`;
+/// an offset past the log's end is answered 416 with the log's length.
 async fn read_log(
     id: &RunId,
     path: &std::path::Path,
@@ -96,6 +97,22 @@ async fn read_log(
         let which = attempt.map_or(String::new(), |n| format!(" of attempt {n}"));
         return HttpResponseData::error(404, &format!("run {id} has no build log{which} (yet)"));
     };
+    let length = match file.metadata().await {
+        Ok(meta) => meta.len(),
+        Err(e) => return HttpResponseData::error(500, &format!("cannot read the log: {e}")),
+    };
+    if offset > length {
+        // RFC 9110 §15.5.17: the range cannot be satisfied; say the length.
+        let mut http = HttpResponseData::error(
+            416,
+            &format!(
+                "log offset {offset} is past the end of the log ({length} bytes); read from an offset the previous answer's X-Log-Offset gave, or from 0"
+            ),
+        );
+        http.headers
+            .insert("Content-Range".into(), format!("bytes */{length}"));
+        return http;
+    }
     let mut bytes = Vec::new();
     let read = async {
         file.seek(std::io::SeekFrom::Start(offset)).await?;

@@ -77,7 +77,9 @@ async fn watch_worker(app: &App, run: &Run, now: DateTime<Utc>) -> Option<Event>
         WorkerState::Running => {
             let timeout = app.image(&run.image).map(build_timeout)?;
             let timeout = Duration::from_std(timeout).ok()?;
-            if now - worker.started_at < timeout + TIMEOUT_GRACE {
+            // A limit past what the clock can count is never reached.
+            let limit = timeout.checked_add(&TIMEOUT_GRACE)?;
+            if now - worker.started_at < limit {
                 return None;
             }
             if let Err(e) = workers.stop(worker).await {
@@ -124,8 +126,7 @@ async fn notify_pending(app: &App, run: &Run, now: DateTime<Utc>) -> Vec<Notific
     let Some(request) = &run.approval else {
         return Vec::new();
     };
-    let remind_from = request.expires_at - Duration::hours(i64::from(request.remind_before_hours));
-    let remind = request.remind_before_hours > 0 && now >= remind_from;
+    let remind = request.remind_from().is_some_and(|from| now >= from);
     let mut records = Vec::new();
     for link in &request.links {
         if run.decisions.iter().any(|d| d.approver == link.approver) {

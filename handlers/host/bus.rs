@@ -379,7 +379,11 @@ impl Bus {
         let clock = Arc::clone(&self.clock);
         self.with_conn(move |c| {
             let now = clock();
-            let until = now + chrono::Duration::from_std(opts.lock_duration).unwrap_or_default();
+            // A lock past what the clock can count lasts to its last instant.
+            let until = chrono::Duration::from_std(opts.lock_duration)
+                .ok()
+                .and_then(|lock| now.checked_add_signed(lock))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
             let updated = c.execute(
                 "UPDATE messages SET visible_at = ?1 WHERE seq = ?2 AND lock_token = ?3 AND visible_at > ?4 AND dead = 0",
                 params![millis(until), seq, token, millis(now)],

@@ -305,7 +305,12 @@ fn parse_timespan(text: &str) -> Option<Duration> {
     let [h, m, s] = parts.as_slice() else {
         return None;
     };
-    Some(Duration::from_secs(days * 86_400 + h * 3600 + m * 60 + s))
+    let seconds = days
+        .checked_mul(86_400)?
+        .checked_add(h.checked_mul(3600)?)?
+        .checked_add(m.checked_mul(60)?)?
+        .checked_add(*s)?;
+    Some(Duration::from_secs(seconds))
 }
 
 /// Matches a request path (below the route prefix) against a route template

@@ -126,7 +126,8 @@ async fn http_check(
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| PortError::transient(format!("cannot build an HTTP client: {e}")))?;
-    let deadline = tokio::time::Instant::now() + timeout;
+    // A deadline past what the clock can count is never reached.
+    let deadline = tokio::time::Instant::now().checked_add(timeout);
     loop {
         let last = match client.get(url).send().await {
             Ok(response) => {
@@ -147,7 +148,7 @@ async fn http_check(
             }
             Err(e) => format!("no answer ({e})"),
         };
-        if tokio::time::Instant::now() + HTTP_RETRY_PAUSE > deadline {
+        if deadline.is_some_and(|d| tokio::time::Instant::now() + HTTP_RETRY_PAUSE > d) {
             return Ok(failed(format!(
                 "smoke test GET {url} failed for {} s: {last}",
                 timeout.as_secs()

@@ -3,10 +3,10 @@
 //! fails is recorded and retried by the sweeper; the run waits for decisions
 //! either way, which arrive through the `approval` function.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use super::StageResult;
-use crate::domain::approval::{ApprovalRequest, Claims, IssuedLink, KeyRing, NoticeKind};
+use crate::domain::approval::{ApprovalRequest, Claims, IssuedLink, KeyRing, NoticeKind, deadline};
 use crate::domain::image::ImageConfig;
 use crate::domain::run::Run;
 use crate::ports::clock::Ids;
@@ -48,7 +48,13 @@ pub(super) async fn run(
     image: &ImageConfig,
 ) -> StageResult {
     let policy = &image.settings.approval;
-    let expires_at = now + Duration::hours(i64::from(policy.expires_hours));
+    let Some(expires_at) = deadline(now, policy.expires_hours) else {
+        return StageResult::Failed(format!(
+            "[approval] expires_hours = {} puts the deadline past the last date the factory can represent; it is at most {} hours",
+            policy.expires_hours,
+            crate::domain::image::EXPIRES_HOURS.max
+        ));
+    };
     let mut request = ApprovalRequest {
         approvers: policy.approvers.clone(),
         required: policy.required,

@@ -45,7 +45,7 @@ pub const GITHUB_SECRET: &str = "test-webhook-secret-0123456789";
 /// The Azure DevOps service-hook secret every test factory uses.
 pub const AZURE_DEVOPS_SECRET: &str = "test-devops-secret-555";
 /// The operator token every test factory uses.
-pub const OPERATOR_TOKEN: &str = "test-operator-token-9876543210";
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789abcdef";
 
 /// The repository root (holds host.json, functions/, images/).
 pub fn repo_root() -> PathBuf {
