@@ -111,8 +111,10 @@ impl fmt::Display for Report {
         let s = &self.stats;
         writeln!(
             f,
-            "Bicep type check: {} files against Bicep's type data ({} types.json files)",
-            self.files, self.type_files
+            "Bicep type check: {} file{} against Bicep's type data ({} types.json files)",
+            self.files,
+            if self.files == 1 { "" } else { "s" },
+            self.type_files
         )?;
         writeln!(
             f,
