@@ -76,13 +76,6 @@ fn juxtaposed_items(array: Node<'_>) -> Option<usize> {
     None
 }
 
-/// What a parameter declares about its value.
-#[derive(Clone, Copy, Debug)]
-pub struct Param {
-    /// `string`, `int`, `bool`, `object`, `array`; `None` for a user type.
-    pub kind: Option<Kind>,
-}
-
 /// The kind of a value, as far as it is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -110,7 +103,8 @@ impl Kind {
 pub struct Declarations<'t> {
     /// `targetScope`, when the file sets it (Bicep's default: resourceGroup).
     pub target_scope: Option<String>,
-    pub params: HashMap<&'t str, Param>,
+    /// Parameters and their declared kind (`None` for a user-defined type).
+    pub params: HashMap<&'t str, Option<Kind>>,
     pub vars: HashMap<&'t str, Node<'t>>,
     /// Module symbols (their outputs are known only after deployment).
     pub modules: Vec<&'t str>,
@@ -150,7 +144,7 @@ pub fn declarations<'t>(parsed: &'t Parsed) -> Declarations<'t> {
                     "array" => Some(Kind::Array),
                     _ => None,
                 };
-                found.params.insert(text(name, source), Param { kind });
+                found.params.insert(text(name, source), kind);
             }
             "variable_declaration" => {
                 let mut parts = named_children(node);
@@ -182,9 +176,6 @@ pub struct ResourceSyntax<'t> {
     pub body: Option<Node<'t>>,
     /// Loop variables the body sees.
     pub loop_variables: Vec<&'t str>,
-    /// Declared in a loop or under a condition.
-    pub looped: bool,
-    pub conditional: bool,
 }
 
 /// Reads a `resource_declaration` node.
@@ -193,7 +184,6 @@ pub fn resource<'t>(node: Node<'t>, source: &'t str) -> ResourceSyntax<'t> {
     let mut type_string = None;
     let mut body = None;
     let mut loop_variables = Vec::new();
-    let (mut looped, mut conditional) = (false, false);
     let mut cursor = node.walk();
     let existing = node
         .children(&mut cursor)
@@ -203,18 +193,13 @@ pub fn resource<'t>(node: Node<'t>, source: &'t str) -> ResourceSyntax<'t> {
             "identifier" if symbol.is_empty() => symbol = text(child, source),
             "string" if type_string.is_none() => type_string = literal_string(child, source),
             "object" => body = Some(child),
-            "if_statement" => {
-                conditional = true;
-                body = named_children(child).find(|c| c.kind() == "object");
-            }
+            "if_statement" => body = named_children(child).find(|c| c.kind() == "object"),
             "for_statement" => {
-                looped = true;
                 loop_variables = loop_variables_of(child, source);
                 if let Some(loop_body) = child.child_by_field_name("body") {
                     match loop_body.kind() {
                         "object" => body = Some(loop_body),
                         "if_statement" => {
-                            conditional = true;
                             body = named_children(loop_body).find(|c| c.kind() == "object");
                         }
                         _ => {}
@@ -231,8 +216,6 @@ pub fn resource<'t>(node: Node<'t>, source: &'t str) -> ResourceSyntax<'t> {
         existing,
         body,
         loop_variables,
-        looped,
-        conditional,
     }
 }
 

@@ -157,8 +157,6 @@ impl TypeFile {
 
 /// A resource type at one api-version, as the type data declares it.
 pub struct ResourceType<'a> {
-    /// `Microsoft.Web/sites/config@2024-04-01`, as the data spells it.
-    pub name: &'a str,
     /// The body a declaration writes (an object, or objects told apart by a discriminator).
     pub body: Type<'a>,
     /// Scopes the type can be read (`existing`) at.
@@ -262,10 +260,10 @@ impl TypeLibrary {
         };
         let type_file = &self.files[file];
         let Node::ResourceType {
-            name,
             body,
             readable,
             writable,
+            ..
         } = &type_file.nodes[index]
         else {
             unreachable!("indexed only resource types")
@@ -277,7 +275,6 @@ impl TypeLibrary {
             .display()
             .to_string();
         Ok(ResourceType {
-            name,
             body: type_file.resolve(body),
             readable: *readable,
             writable: *writable,

@@ -247,8 +247,8 @@ impl<'t> Evaluator<'t, '_> {
         if loops.contains(&name) {
             return Value::unknown(at, None, Skip::LoopVariable);
         }
-        if let Some(param) = self.declarations.params.get(name) {
-            return Value::unknown(at, param.kind, Skip::Parameter);
+        if let Some(kind) = self.declarations.params.get(name) {
+            return Value::unknown(at, *kind, Skip::Parameter);
         }
         if let Some(var) = self.declarations.vars.get(name) {
             if depth >= MAX_DEPTH {
