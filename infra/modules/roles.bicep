@@ -28,6 +28,11 @@ param galleryResourceGroupId string
 @description('Resource id of the app resource group (holds the build job).')
 param appResourceGroupId string
 
+// The subscription's id, named: the published Bicep grammar (which the test
+// suite's type check parses with) misreads a function call that opens an
+// array, so `[ subscription().id ]` is written `[ subscriptionId ]`.
+var subscriptionId = subscription().id
+
 resource builder 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, environmentName, 'image-factory-builder')
   properties: {
@@ -164,7 +169,7 @@ resource tester 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
     description: 'The image-factory test stage: per-run resource groups with a network, a VM from the gallery version and Run Command; the sweeper of those groups.'
     type: 'CustomRole'
     assignableScopes: [
-      subscription().id
+      subscriptionId
     ]
     permissions: [
       {

@@ -6,6 +6,7 @@
 
 pub mod arm_server;
 pub mod azurite;
+pub mod bicep;
 pub mod browser;
 pub mod child;
 pub mod cosmos_server;
