@@ -529,6 +529,7 @@ async fn an_older_run_approved_after_a_newer_one_is_published_but_latest_stays_t
     assert!(latest.get("belowLatest").is_none(), "{fleet}");
     factory.stop().await;
     receiver.stop().await;
+}
 
 /// Terminal and bidi controls a hostile push can carry: escape, bell, a
 /// right-to-left override, a carriage return that rewrites the line, a C1
