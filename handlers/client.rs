@@ -470,7 +470,7 @@ pub fn print_run(run: &Run) -> anyhow::Result<()> {
         writeln!(out, "  skipped: {skipped}")?;
     }
     for follow_up in &run.follow_ups {
-        let crate::domain::followup::FollowUpKind::Event { event } = follow_up.kind;
+        let crate::domain::run::FollowUpKind::Event { event } = follow_up.kind;
         for delivery in &follow_up.deliveries {
             writeln!(
                 out,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::domain::image::{IMAGE_FILE, ImageConfig};
-use crate::domain::release_notes::InputManifest;
+use crate::domain::run::InputManifest;
 
 /// A build's inputs: their hash, and the same inputs one by one.
 #[derive(Clone, Debug, PartialEq, Eq)]

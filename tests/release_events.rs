@@ -13,8 +13,7 @@ use std::time::Duration;
 use cloudevents::AttributesReader;
 use common::event_receiver::{self, Receiver, with_webhook};
 use common::{Factory, Options, copy_example};
-use image_factory::domain::followup::Delivery;
-use image_factory::domain::run::{Run, RunStatus};
+use image_factory::domain::run::{Delivery, Run, RunStatus};
 use serde_json::Value;
 
 const COMMIT: &str = "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3";

@@ -395,7 +395,7 @@ pub fn run_page(
         .follow_ups
         .iter()
         .flat_map(|f| {
-            let crate::domain::followup::FollowUpKind::Event { event } = f.kind;
+            let crate::domain::run::FollowUpKind::Event { event } = f.kind;
             f.deliveries
                 .iter()
                 .map(move |d| (event.name(), d.target.as_str(), d.describe()))

@@ -31,8 +31,7 @@ use sha2::Sha256;
 
 use super::InvocationError;
 use crate::app::{App, Created, dispatch_follow_up, secret_matches};
-use crate::domain::git_tag::RepositoryRef;
-use crate::domain::run::{MESSAGE_KEPT, RunId, Trigger, TriggerKind};
+use crate::domain::run::{MESSAGE_KEPT, RepositoryRef, RunId, Trigger, TriggerKind};
 use crate::ports::store::StoreError;
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 

@@ -23,7 +23,8 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use super::answer_message;
-use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
+use crate::domain::git_tag::{TagName, TagOutcome};
+use crate::domain::run::RepositoryRef;
 use crate::ports::git::{GitTags, TagError};
 
 /// GitHub's API, unless `IMAGE_FACTORY_GITHUB_API_URL` names another.

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 
-use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
+use crate::domain::git_tag::{TagName, TagOutcome};
+use crate::domain::run::RepositoryRef;
 use crate::ports::git::{GitTags, TagError};
 
 /// The `message` of a GitHub or Azure DevOps error answer (both put it
