@@ -5,7 +5,7 @@
 
 use askama::Template;
 
-use super::{layout, minute};
+use super::page::{layout, minute};
 use crate::domain::release_notes::released_at;
 use crate::domain::run::{ReleaseNotes, Run};
 use crate::pages::{Frame, filters, render};

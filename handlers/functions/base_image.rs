@@ -6,7 +6,7 @@
 //! `base-image-update`). A firing that finds no new version finds the
 //! existing run and starts nothing.
 
-use super::{InvocationError, TIMER_BINDING};
+use super::invocation::{InvocationError, TIMER_BINDING, retry};
 use crate::app::{App, Created, dispatch_follow_up};
 use crate::domain::image::newest_marketplace_version;
 use crate::domain::run::{Trigger, TriggerKind};
@@ -31,7 +31,7 @@ impl BaseImageCheck {
                 continue;
             };
             let names = app.marketplace.versions(base).await.map_err(|e| {
-                super::retry(
+                retry(
                     &format!("cannot list the base image versions of {image}"),
                     e,
                 )
@@ -54,7 +54,7 @@ impl BaseImageCheck {
             let created = app
                 .create_run(format!("base-{image}-{newest}"), image, trigger)
                 .await
-                .map_err(|e| super::retry(&format!("cannot create the run of {image}"), e))?;
+                .map_err(|e| retry(&format!("cannot create the run of {image}"), e))?;
             if let Created::New(run) = &created {
                 response.log(format!("{image}: base version {newest}: run {}", run.id));
             }

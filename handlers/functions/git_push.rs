@@ -29,7 +29,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::InvocationError;
+use super::invocation::InvocationError;
 use crate::app::{App, Created, dispatch_follow_up, secret_matches};
 use crate::domain::run::{MESSAGE_KEPT, RepositoryRef, RunId, Trigger, TriggerKind};
 use crate::ports::store::StoreError;

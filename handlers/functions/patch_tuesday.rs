@@ -13,7 +13,7 @@
 
 use serde::Deserialize;
 
-use super::{InvocationError, TIMER_BINDING};
+use super::invocation::{InvocationError, TIMER_BINDING, retry};
 use crate::app::{App, dispatch_follow_up};
 use crate::domain::run::{Trigger, TriggerKind};
 use crate::protocol::{InvocationRequest, InvocationResponse};
@@ -67,9 +67,7 @@ impl PatchTuesday {
             let created = app
                 .create_run(format!("pt-{image}-{month}"), image, trigger)
                 .await
-                .map_err(|e| {
-                    super::retry(&format!("cannot create the {month} run of {image}"), e)
-                })?;
+                .map_err(|e| retry(&format!("cannot create the {month} run of {image}"), e))?;
             dispatch_follow_up(&mut response, created.run());
         }
         Ok(response)

@@ -17,7 +17,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::StageResult;
+use super::result::StageResult;
 use crate::domain::image::ImageConfig;
 use crate::domain::release_notes::{NOTES_FILE, released_at};
 use crate::domain::run::{ReleaseNotes, ReleaseRecord, Run, RunStatus, StageOutput};

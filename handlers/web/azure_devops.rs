@@ -21,7 +21,7 @@ use azure_core::credentials::TokenCredential;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::answer_message;
+use super::answer::answer_message;
 use crate::domain::git_tag::{TagName, TagOutcome};
 use crate::domain::run::RepositoryRef;
 use crate::ports::git::{GitTags, TagError};

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::answer_message;
+use super::answer::answer_message;
 use crate::domain::git_tag::{TagName, TagOutcome};
 use crate::domain::run::RepositoryRef;
 use crate::ports::git::{GitTags, TagError};
