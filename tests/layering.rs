@@ -13,7 +13,7 @@
 //! - the adapters (`azure`, `local`, `web`) the ports and the domain, never
 //!   each other, the stages or the functions;
 //! - only the composition root (`startup`, and the modes of the binary that
-//!   wire their own: `cli`, `client`, `doctor`) names an adapter.
+//!   wire their own: `cli`, `doctor`) names an adapter.
 //!
 //! And the files form no import circle: a file that names something of
 //! another file is above it, never also below it. A circle fails the suite
@@ -116,7 +116,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("package", &["functions", "layout"]),
     // The composition root and the binary's modes that wire adapters.
     ("startup", &ANY),
-    ("client", &ANY),
+    ("cli", &ANY),
     ("doctor", &ANY),
 ];
 
@@ -148,7 +148,7 @@ const ANY: [&str; 29] = [
     "host",
     "package",
     "startup",
-    "client",
+    "cli",
     "doctor",
     "lib",
 ];
