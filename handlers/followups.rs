@@ -18,11 +18,10 @@ use futures::StreamExt;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::followup::{Claimed, EventType, FollowUpKind, Outcome, claim, record};
+use crate::domain::followup::{Claimed, Outcome, claim, record};
 use crate::domain::machine::Transition;
 use crate::domain::release_event::cloud_event;
-use crate::domain::run::RunStatus;
-use crate::domain::run::{Run, RunId};
+use crate::domain::run::{EventType, FollowUpKind, Run, RunId, RunStatus};
 use crate::ports::events::{DELIVERY_TIMEOUT, Publisher};
 use crate::ports::store::{RunQuery, RunStore, StoreError, UpdateError, update_run};
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::controls::{Lines, escape_controls};
 use crate::domain::image::{IMAGE_FILE, ImageConfig};
-use crate::domain::release_notes::InputManifest;
+use crate::domain::run::InputManifest;
 
 /// A build's inputs: their hash, and the same inputs one by one.
 #[derive(Clone, Debug, PartialEq, Eq)]

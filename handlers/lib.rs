@@ -9,7 +9,7 @@
 pub mod app;
 pub mod azure;
 pub mod build_log;
-pub mod client;
+pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod doctor;

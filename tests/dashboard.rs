@@ -343,8 +343,7 @@ async fn hostile_text_in_a_stored_run_is_shown_as_text_and_links_to_it_are_perce
 /// A released run of `image` whose notes carry hostile text everywhere
 /// people write: the commit message, a file name, a variable, a comment.
 fn hostile_release(image: &str) -> Run {
-    use image_factory::domain::release_notes::{InputManifest, ReleaseNotes};
-    use image_factory::domain::run::ReleaseRecord;
+    use image_factory::domain::run::{InputManifest, ReleaseNotes, ReleaseRecord};
     let now = Utc::now();
     let manifest = |file: &str, value: &str| InputManifest {
         files: [(file.to_string(), "00".to_string())].into(),

@@ -65,11 +65,11 @@ use image_factory::app::{App, StageMessage};
 use image_factory::config::Settings;
 use image_factory::domain::approval::{NoticeKind, Verdict};
 use image_factory::domain::gallery::{GalleryVersion, latest};
-use image_factory::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
+use image_factory::domain::git_tag::{TagName, TagOutcome};
 use image_factory::domain::machine::MAX_LOST_WORKERS;
 use image_factory::domain::run::{
-    BuildOutcome, BuildResult, Execution, ReleaseRecord, Run, RunId, RunStatus, Stage, StageStatus,
-    Trigger, TriggerKind, WORKER_LOST, WorkerRef,
+    BuildOutcome, BuildResult, Execution, ReleaseRecord, RepositoryRef, Run, RunId, RunStatus,
+    Stage, StageStatus, Trigger, TriggerKind, WORKER_LOST, WorkerRef,
 };
 use image_factory::domain::version::ImageVersion;
 use image_factory::host::bus::{Bus, Outgoing, Received};

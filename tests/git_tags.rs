@@ -17,8 +17,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{Duration, Utc};
 use common::openapi::{self, Exchange};
-use image_factory::domain::git_tag::{GitTagState, RepositoryRef, TagName, TagOutcome};
-use image_factory::domain::run::{Run, RunStatus, Trigger, TriggerKind};
+use image_factory::domain::git_tag::{TagName, TagOutcome};
+use image_factory::domain::run::{
+    GitTagState, RepositoryRef, Run, RunStatus, Trigger, TriggerKind,
+};
 use image_factory::domain::version::ImageVersion;
 use image_factory::local::git::LocalGitTags;
 use image_factory::ports::git::GitTags;

@@ -16,8 +16,9 @@ use std::time::Duration;
 use cloudevents::AttributesReader;
 use common::event_receiver::{self, Receiver, with_webhook};
 use common::{Factory, Options, copy_example};
-use image_factory::domain::followup::{Delivery, EventType, FollowUpKind};
-use image_factory::domain::run::{Run, RunStatus, Trigger, TriggerKind};
+use image_factory::domain::run::{
+    Delivery, EventType, FollowUpKind, Run, RunStatus, Trigger, TriggerKind,
+};
 use image_factory::followups::SweepLimits;
 use serde_json::Value;
 

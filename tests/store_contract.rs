@@ -733,7 +733,7 @@ async fn an_update_that_the_machine_refuses_or_that_changes_nothing_writes_nothi
 }
 
 async fn runs_with_follow_ups_due_are_found_earliest_first_and_no_others(b: &impl Backend) {
-    use image_factory::domain::followup::{EventType, FollowUpKind};
+    use image_factory::domain::run::{EventType, FollowUpKind};
     let store = b.store();
     let released = FollowUpKind::Event {
         event: EventType::Released,

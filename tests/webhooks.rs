@@ -6,8 +6,7 @@ mod common;
 
 use base64::Engine;
 use common::{AZURE_DEVOPS_SECRET, Factory, GITHUB_SECRET, Options, sign};
-use image_factory::domain::git_tag::RepositoryRef;
-use image_factory::domain::run::RunStatus;
+use image_factory::domain::run::{RepositoryRef, RunStatus};
 use serde_json::Value;
 
 /// GitHub's samples of one event.

@@ -5,9 +5,9 @@
 
 use askama::Template;
 
-use super::{layout, minute};
-use crate::domain::release_notes::{ReleaseNotes, released_at};
-use crate::domain::run::Run;
+use super::page::{layout, minute};
+use crate::domain::release_notes::released_at;
+use crate::domain::run::{ReleaseNotes, Run};
 use crate::pages::{Frame, filters, render};
 
 /// Changed files a page lists under each heading before it counts the rest.

@@ -9,19 +9,19 @@
 
 pub mod changelog;
 pub mod fleet;
+mod page;
 
 use askama::Template;
 use chrono::{DateTime, Utc};
 
 use crate::domain::gallery::{GalleryVersion, latest};
 use crate::domain::run::{ReleaseRecord, Run, RunStatus, Stage, StageStatus};
-use crate::pages::{Frame, Layout, filters, notice_page, render};
+use page::{layout, minute};
+
+use crate::pages::{Frame, filters, notice_page, render};
 
 /// Where the pages live (under the HTTP route prefix).
 pub const BASE: &str = "/api/dashboard";
-
-/// Seconds between reloads of a page that shows a run still moving.
-const REFRESH_SECONDS: u32 = 5;
 
 /// The filters of the runs list.
 #[derive(Clone, Debug, Default)]
@@ -62,20 +62,6 @@ fn short_commit(run: &Run) -> String {
         .as_deref()
         .map(|c| c.chars().take(12).collect())
         .unwrap_or_else(|| "—".into())
-}
-
-/// A time as the pages show it, to the minute.
-fn minute(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-/// The layout of a dashboard page: wide, reloading while a run moves.
-fn layout(moving: bool) -> Layout {
-    Layout {
-        wide: true,
-        refresh_seconds: moving.then_some(REFRESH_SECONDS),
-        nav: true,
-    }
 }
 
 /// One choice of a filter's `<select>`.
@@ -397,7 +383,7 @@ pub fn run_page(
         .follow_ups
         .iter()
         .flat_map(|f| {
-            let crate::domain::followup::FollowUpKind::Event { event } = f.kind;
+            let crate::domain::run::FollowUpKind::Event { event } = f.kind;
             let owed = f.owed().map(|o| (event.name(), "—", o.to_string()));
             f.deliveries
                 .iter()

@@ -1,5 +1,6 @@
 //! Follow-ups: what a run still owes the outside world after it ended, and
-//! the record of delivering it at least once.
+//! the rules for delivering it at least once. The records ([`FollowUp`],
+//! [`Delivery`]) are part of the run document (in `run`).
 //!
 //! When a run ends (released, failed) the state machine records a
 //! [`FollowUp`] on the run in the same write that ends it, so nothing owed is
@@ -19,54 +20,11 @@
 //! lease. Pure: no clock, no I/O.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::run::{Run, RunStatus};
-
-/// What is owed. New kinds (git tags, ...) are added here; the delivery
-/// record, the retries and the sweeper's query serve every kind alike.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum FollowUpKind {
-    /// A release event to every configured event target.
-    Event {
-        /// The event's type.
-        event: EventType,
-    },
-}
-
-/// The release events the factory emits (CloudEvents `type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum EventType {
-    /// The run's image version was released: it is the image's latest.
-    #[serde(rename = "image-factory.image.released")]
-    Released,
-    /// The run was released below the image's latest version: its version
-    /// is published (usable by its version) but not promoted, and the
-    /// latest stays. A type of its own, so that what deploys on
-    /// `released` never deploys an older version.
-    #[serde(rename = "image-factory.image.published")]
-    Published,
-    /// An image was rolled back to the run's version (it is latest again).
-    #[serde(rename = "image-factory.image.rolled-back")]
-    RolledBack,
-    /// The run failed.
-    #[serde(rename = "image-factory.run.failed")]
-    Failed,
-}
+use super::run::{Delivery, EventType, FollowUp, FollowUpKind, Run, RunStatus};
 
 impl EventType {
-    /// The CloudEvents `type` attribute.
-    pub fn name(self) -> &'static str {
-        match self {
-            EventType::Released => "image-factory.image.released",
-            EventType::Published => "image-factory.image.published",
-            EventType::RolledBack => "image-factory.image.rolled-back",
-            EventType::Failed => "image-factory.run.failed",
-        }
-    }
-
     /// The event a run owes that moved from `before` to `after`, if any: a
     /// release below the latest is `published`, not `released`.
     pub fn on_ending(before: RunStatus, after: &Run) -> Option<EventType> {
@@ -86,53 +44,6 @@ impl EventType {
     }
 }
 
-/// One thing a run owes, and its deliveries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FollowUp {
-    /// What is owed.
-    #[serde(flatten)]
-    pub kind: FollowUpKind,
-    /// Its id, the same on every attempt and every target (the CloudEvent
-    /// `id` and the `webhook-id`), so receivers can drop duplicates.
-    pub id: String,
-    /// When it was recorded (the event's `time`).
-    pub created_at: DateTime<Utc>,
-    /// When it was first matched with the targets of a deliverer that has
-    /// some; `None` until then (it stays owed). Targets configured after
-    /// that do not receive it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolved_at: Option<DateTime<Utc>>,
-    /// One record per target.
-    #[serde(default)]
-    pub deliveries: Vec<Delivery>,
-}
-
-/// Where one delivery of a follow-up stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Delivery {
-    /// The target's name as shown to operators (`event-grid <host>`,
-    /// `webhook https://host/path`): never credentials, query strings or
-    /// user information.
-    pub target: String,
-    /// Attempts made (claimed) so far.
-    pub attempts: u32,
-    /// Why the last attempt failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// When to try next; `None` once delivered or given up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    /// When the target accepted it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivered_at: Option<DateTime<Utc>>,
-    /// When the factory stopped trying (after [`MAX_ATTEMPTS`], or an error
-    /// that retrying cannot mend).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gave_up_at: Option<DateTime<Utc>>,
-}
-
 impl FollowUp {
     /// Where an owed follow-up no target resolved yet stands, in one line
     /// for operators; `None` once it was resolved (its deliveries say).
@@ -140,33 +51,6 @@ impl FollowUp {
         self.resolved_at
             .is_none()
             .then_some("owed: no event target resolved it yet; the factory's sweeper delivers it to the configured targets")
-    }
-}
-
-impl Delivery {
-    /// Whether it waits for an attempt due at or before `now`.
-    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
-        self.next_attempt_at.is_some_and(|t| t <= now)
-    }
-
-    /// Where it stands, in one line for operators (`runs show`, the run page).
-    pub fn describe(&self) -> String {
-        let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
-        let error = self.last_error.as_deref().unwrap_or("no error recorded");
-        match (self.delivered_at, self.gave_up_at, self.next_attempt_at) {
-            (Some(at), _, _) => format!("delivered {} (attempt {})", time(at), self.attempts),
-            (None, Some(at), _) => format!(
-                "given up {} after {} attempt(s): {error}",
-                time(at),
-                self.attempts
-            ),
-            (None, None, Some(next)) if self.attempts > 0 => format!(
-                "attempt {} failed: {error}; next attempt {}",
-                self.attempts,
-                time(next)
-            ),
-            _ => "pending".to_string(),
-        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! Git tags on released commits: when a run that built a commit is released,
 //! that commit is tagged `<image>/<version>` in the repository the push came
 //! from. This module owns the rules, with no I/O: the tag's name (checked
-//! against git's ref-name rules), which repository a push named, what is
-//! recorded on the run, and when a failed tag is tried again.
+//! against git's ref-name rules), what is recorded on the run after a try,
+//! and when a failed tag is tried again. The records themselves are part of
+//! the run document ([`GitTagRecord`], and the trigger's `RepositoryRef`, in
+//! `run`).
 //!
 //! A tag that already exists on the same commit is success; one on another
 //! commit is a conflict, recorded and never moved; a failure never fails the
@@ -11,9 +13,8 @@
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 
-use super::run::{Run, RunStatus};
+use super::run::{GitTagRecord, GitTagState, Run, RunStatus};
 
 /// A tag's name, `<image>/<version>`, valid as a git ref name under `refs/tags/`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -115,48 +116,6 @@ pub fn ref_name_rule_broken(name: &str) -> Option<&'static str> {
     None
 }
 
-/// The repository a push came from, as its webhook named it: where the
-/// built commit is tagged.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "provider", rename_all = "kebab-case")]
-pub enum RepositoryRef {
-    /// A GitHub repository, `owner/repo`.
-    #[serde(rename = "github", rename_all = "camelCase")]
-    GitHub {
-        /// The owner (user or organization).
-        owner: String,
-        /// The repository's name.
-        repo: String,
-    },
-    /// An Azure DevOps Git repository.
-    #[serde(rename = "azure-devops", rename_all = "camelCase")]
-    AzureDevOps {
-        /// The organization's (or collection's) URL:
-        /// `https://dev.azure.com/<organization>`.
-        organization_url: String,
-        /// The project's id or name.
-        project: String,
-        /// The repository's id.
-        repository_id: String,
-    },
-}
-
-impl fmt::Display for RepositoryRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RepositoryRef::GitHub { owner, repo } => write!(f, "GitHub repository {owner}/{repo}"),
-            RepositoryRef::AzureDevOps {
-                organization_url,
-                project,
-                repository_id,
-            } => write!(
-                f,
-                "Azure DevOps repository {repository_id} of project {project} at {organization_url}"
-            ),
-        }
-    }
-}
-
 /// How one try at tagging ended, as a git host answered it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TagOutcome {
@@ -174,52 +133,6 @@ pub enum TagOutcome {
         /// Why, in words an operator can act on.
         reason: String,
     },
-}
-
-/// Where a run's git tag is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "kebab-case")]
-pub enum GitTagState {
-    /// Made by the factory.
-    Tagged,
-    /// It was already there, on the built commit.
-    AlreadyThere,
-    /// A tag of that name is on another commit; it is never moved.
-    #[serde(rename_all = "camelCase")]
-    Conflict {
-        /// What the existing tag points at.
-        existing_commit: String,
-    },
-    /// There was nowhere to tag.
-    NothingToTag {
-        /// Why.
-        reason: String,
-    },
-    /// The last try failed.
-    #[serde(rename_all = "camelCase")]
-    Failed {
-        /// What went wrong, in words an operator can act on.
-        message: String,
-        /// When to try again; none when the factory has given up.
-        next_attempt: Option<DateTime<Utc>>,
-    },
-}
-
-/// A run's git tag, as recorded on the run (`Run::git_tag`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GitTagRecord {
-    /// The tag's name (`<image>/<version>`).
-    pub tag: String,
-    /// The commit it is meant for.
-    pub commit: String,
-    /// Where it is.
-    #[serde(flatten)]
-    pub state: GitTagState,
-    /// Tries made so far.
-    pub attempts: u32,
-    /// When the last try ended.
-    pub at: DateTime<Utc>,
 }
 
 /// Tries made before the factory gives up on a tag.
@@ -335,7 +248,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::domain::run::{RunId, Trigger, TriggerKind};
+    use crate::domain::run::{RepositoryRef, RunId, Trigger, TriggerKind};
     use crate::domain::version::ImageVersion;
 
     const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";

@@ -10,11 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
 use super::diagnosis::diagnose;
-use super::followup::{EventType, FollowUpKind};
-use super::git_tag::GitTagRecord;
 use super::run::{
-    Attempt, BuildOutcome, Execution, Failure, Run, RunStatus, Stage, StageOutput, StageStatus,
-    WORKER_LOST, WorkerRef,
+    Attempt, BuildOutcome, EventType, Execution, Failure, FollowUpKind, GitTagRecord, Run,
+    RunStatus, Stage, StageOutput, StageStatus, WORKER_LOST, WorkerRef,
 };
 
 /// Something that happened to a run.
@@ -784,7 +782,7 @@ mod tests {
 
     #[test]
     fn a_git_tag_is_recorded_on_a_released_run_only_and_changes_nothing_else() {
-        use crate::domain::git_tag::{GitTagRecord, GitTagState};
+        use crate::domain::run::{GitTagRecord, GitTagState};
         let record = GitTagRecord {
             tag: "web/1.0.0".into(),
             commit: "abc".into(),

@@ -13,8 +13,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::followup::{EventType, FollowUp, FollowUpKind};
-use super::run::{Failure, ReleaseRecord, Run, RunStatus};
+use super::run::{EventType, Failure, FollowUp, FollowUpKind, ReleaseRecord, Run, RunStatus};
 
 /// A CloudEvents 1.0 event, structured JSON form.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,18 +7,20 @@
 //! created; the release stage composes the notes from the run and the
 //! previous release's run ([`ReleaseNotes::compose`]) and publishes them as
 //! `notes` in `image-version.json` and as `release-notes.md`
-//! ([`ReleaseNotes::markdown`]). Pure: no I/O, the time is given.
+//! ([`ReleaseNotes::markdown`]). The notes and the manifest are part of the
+//! run document (in `run`); this module composes and writes them. Pure: no
+//! I/O, the time is given.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use super::approval::Verdict;
 use super::controls::{Lines, escape_controls};
 use super::human_duration;
-use super::run::{Run, Stage, TriggerKind};
+use super::run::{
+    ApprovalNote, InputChanges, InputManifest, PreviousRelease, ReleaseNotes, Run, Stage,
+    StageDuration, TriggerKind, TriggerNote, ValueChange,
+};
 
 /// File name of the notes beside `image-version.json`.
 pub const NOTES_FILE: &str = "release-notes.md";
@@ -27,62 +29,6 @@ pub const NOTES_FILE: &str = "release-notes.md";
 const FILES_LISTED: usize = 50;
 /// Bytes of a commit message's first line (or a comment) the notes show.
 const LINE_SHOWN: usize = 200;
-
-/// A run's build inputs, one entry per thing that can change: the content
-/// hash (SHA-256, hex) of each file of the image's template folder by its
-/// path there, the packer variables, the baseline and the base image version.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InputManifest {
-    /// `path` (with `/`, relative to the image folder) → content hash.
-    pub files: BTreeMap<String, String>,
-    /// The image's packer variables.
-    #[serde(default)]
-    pub variables: BTreeMap<String, String>,
-    /// The image's baseline version.
-    #[serde(default)]
-    pub baseline: String,
-    /// The base image version built on, when known.
-    #[serde(default)]
-    pub base_image_version: Option<String>,
-}
-
-/// One setting before and after (`None`: not set).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ValueChange {
-    /// What changed: a variable's name, `baseline`, `base image`.
-    pub name: String,
-    /// Its value in the previous release.
-    pub before: Option<String>,
-    /// Its value now.
-    pub after: Option<String>,
-}
-
-/// What changed in the inputs between two runs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InputChanges {
-    /// Files that are new, by path.
-    pub added: Vec<String>,
-    /// Files that are gone.
-    pub removed: Vec<String>,
-    /// Files whose content changed.
-    pub modified: Vec<String>,
-    /// Packer variables added, removed or changed.
-    pub variables: Vec<ValueChange>,
-    /// The baseline, when it changed.
-    pub baseline: Option<ValueChange>,
-    /// The base image version, when it changed.
-    pub base_image: Option<ValueChange>,
-}
-
-impl InputChanges {
-    /// Whether nothing changed.
-    pub fn is_empty(&self) -> bool {
-        self == &InputChanges::default()
-    }
-}
 
 impl InputManifest {
     /// What changed from `earlier` to `self`; every list sorted by name.
@@ -139,93 +85,6 @@ impl InputManifest {
 
 fn non_empty(s: &String) -> Option<&String> {
     (!s.is_empty()).then_some(s)
-}
-
-/// What started the run, as the notes tell it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TriggerNote {
-    /// What kind of event.
-    pub kind: TriggerKind,
-    /// One sentence: "push of 3f2a… to main by alice".
-    pub summary: String,
-    /// The commit built, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-    /// The commit message's first line, when the push carried it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Why the run exists (the Patch Tuesday month, an out-of-band reason).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The base image version built on, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_image_version: Option<String>,
-}
-
-/// The release before this one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PreviousRelease {
-    /// Its version.
-    pub version: String,
-    /// Its run.
-    pub run_id: String,
-    /// The commit it built.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-    /// When it was released.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub released_at: Option<DateTime<Utc>>,
-}
-
-/// One approver's decision.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApprovalNote {
-    /// Who.
-    pub approver: String,
-    /// `approve` or `reject`.
-    pub verdict: Verdict,
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Their comment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-}
-
-/// How long a stage took.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StageDuration {
-    /// The stage.
-    pub stage: Stage,
-    /// Seconds from its first start to its end (to the notes' time for the
-    /// release stage, which is running when they are written).
-    pub seconds: u64,
-}
-
-/// The notes of a release.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReleaseNotes {
-    /// What started the run.
-    pub trigger: TriggerNote,
-    /// The release before this one; `None` for the image's first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<PreviousRelease>,
-    /// What changed in the inputs since the previous release; `None` when
-    /// there is no previous release or it did not record its inputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changes: Option<InputChanges>,
-    /// The smoke test's checks.
-    pub smoke: Vec<String>,
-    /// The approvers' decisions, in order.
-    pub approvals: Vec<ApprovalNote>,
-    /// Each stage's duration, in pipeline order.
-    pub durations: Vec<StageDuration>,
-    /// Seconds from the run's creation to the notes.
-    pub total_seconds: u64,
 }
 
 impl ReleaseNotes {
@@ -472,7 +331,7 @@ fn code(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::approval::Decision;
+    use crate::domain::approval::{Decision, Verdict};
     use crate::domain::run::{RunId, Trigger};
     use crate::domain::version::ImageVersion;
     use chrono::TimeZone;

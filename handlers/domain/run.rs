@@ -1,5 +1,12 @@
 //! The run record: one image definition built once, with the history of every
-//! stage it went through. Plain data, no I/O; `machine` owns how it changes.
+//! stage it went through, and everything else a run document holds: its
+//! inputs, its release notes, its git tag and what it still owes the outside
+//! world. Plain data, no I/O.
+//!
+//! The rules over runs live above this module and import it, never the other
+//! way: `machine` owns how a run changes, `followup` how its follow-ups are
+//! delivered, `git_tag` how its commit is tagged, `release_notes` how its
+//! notes are composed and written.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,12 +15,9 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::approval::{ApprovalRequest, Decision};
+use super::approval::{ApprovalRequest, Decision, Verdict};
 use super::controls::{Lines, escape_option};
 use super::diagnosis::Diagnosis;
-use super::followup::FollowUp;
-use super::git_tag::{GitTagRecord, RepositoryRef};
-use super::release_notes::{InputManifest, ReleaseNotes};
 use super::version::ImageVersion;
 
 /// Longest run id accepted: `push-<64-character image>-<64 hex>` fits with room to spare.
@@ -337,6 +341,48 @@ pub struct Trigger {
 /// Bytes of a commit message a run keeps.
 pub const MESSAGE_KEPT: usize = 2048;
 
+/// The repository a push came from, as its webhook named it: where the
+/// built commit is tagged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "kebab-case")]
+pub enum RepositoryRef {
+    /// A GitHub repository, `owner/repo`.
+    #[serde(rename = "github", rename_all = "camelCase")]
+    GitHub {
+        /// The owner (user or organization).
+        owner: String,
+        /// The repository's name.
+        repo: String,
+    },
+    /// An Azure DevOps Git repository.
+    #[serde(rename = "azure-devops", rename_all = "camelCase")]
+    AzureDevOps {
+        /// The organization's (or collection's) URL:
+        /// `https://dev.azure.com/<organization>`.
+        organization_url: String,
+        /// The project's id or name.
+        project: String,
+        /// The repository's id.
+        repository_id: String,
+    },
+}
+
+impl fmt::Display for RepositoryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepositoryRef::GitHub { owner, repo } => write!(f, "GitHub repository {owner}/{repo}"),
+            RepositoryRef::AzureDevOps {
+                organization_url,
+                project,
+                repository_id,
+            } => write!(
+                f,
+                "Azure DevOps repository {repository_id} of project {project} at {organization_url}"
+            ),
+        }
+    }
+}
+
 /// Which delivery of which message runs a stage.
 ///
 /// Service Bus hands a message to one receiver at a time, so a higher delivery
@@ -611,6 +657,130 @@ pub struct ReleaseRecord {
     pub notes: Option<Box<ReleaseNotes>>,
 }
 
+/// What started the run, as the notes tell it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerNote {
+    /// What kind of event.
+    pub kind: TriggerKind,
+    /// One sentence: "push of 3f2a… to main by alice".
+    pub summary: String,
+    /// The commit built, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The commit message's first line, when the push carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Why the run exists (the Patch Tuesday month, an out-of-band reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The base image version built on, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image_version: Option<String>,
+}
+
+/// The release before this one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousRelease {
+    /// Its version.
+    pub version: String,
+    /// Its run.
+    pub run_id: String,
+    /// The commit it built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// When it was released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<DateTime<Utc>>,
+}
+
+/// One approver's decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalNote {
+    /// Who.
+    pub approver: String,
+    /// `approve` or `reject`.
+    pub verdict: Verdict,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Their comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// How long a stage took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageDuration {
+    /// The stage.
+    pub stage: Stage,
+    /// Seconds from its first start to its end (to the notes' time for the
+    /// release stage, which is running when they are written).
+    pub seconds: u64,
+}
+
+/// The notes of a release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseNotes {
+    /// What started the run.
+    pub trigger: TriggerNote,
+    /// The release before this one; `None` for the image's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousRelease>,
+    /// What changed in the inputs since the previous release; `None` when
+    /// there is no previous release or it did not record its inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<InputChanges>,
+    /// The smoke test's checks.
+    pub smoke: Vec<String>,
+    /// The approvers' decisions, in order.
+    pub approvals: Vec<ApprovalNote>,
+    /// Each stage's duration, in pipeline order.
+    pub durations: Vec<StageDuration>,
+    /// Seconds from the run's creation to the notes.
+    pub total_seconds: u64,
+}
+
+/// One setting before and after (`None`: not set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueChange {
+    /// What changed: a variable's name, `baseline`, `base image`.
+    pub name: String,
+    /// Its value in the previous release.
+    pub before: Option<String>,
+    /// Its value now.
+    pub after: Option<String>,
+}
+
+/// What changed in the inputs between two runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputChanges {
+    /// Files that are new, by path.
+    pub added: Vec<String>,
+    /// Files that are gone.
+    pub removed: Vec<String>,
+    /// Files whose content changed.
+    pub modified: Vec<String>,
+    /// Packer variables added, removed or changed.
+    pub variables: Vec<ValueChange>,
+    /// The baseline, when it changed.
+    pub baseline: Option<ValueChange>,
+    /// The base image version, when it changed.
+    pub base_image: Option<ValueChange>,
+}
+
+impl InputChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self == &InputChanges::default()
+    }
+}
+
 /// What a packer command line of a run is built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuildSpec {
@@ -651,6 +821,189 @@ pub struct Failure {
     /// troubleshooting table recognises.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<Diagnosis>,
+}
+
+/// A run's build inputs, one entry per thing that can change: the content
+/// hash (SHA-256, hex) of each file of the image's template folder by its
+/// path there, the packer variables, the baseline and the base image version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InputManifest {
+    /// `path` (with `/`, relative to the image folder) → content hash.
+    pub files: BTreeMap<String, String>,
+    /// The image's packer variables.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// The image's baseline version.
+    #[serde(default)]
+    pub baseline: String,
+    /// The base image version built on, when known.
+    #[serde(default)]
+    pub base_image_version: Option<String>,
+}
+
+/// Where a run's git tag is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum GitTagState {
+    /// Made by the factory.
+    Tagged,
+    /// It was already there, on the built commit.
+    AlreadyThere,
+    /// A tag of that name is on another commit; it is never moved.
+    #[serde(rename_all = "camelCase")]
+    Conflict {
+        /// What the existing tag points at.
+        existing_commit: String,
+    },
+    /// There was nowhere to tag.
+    NothingToTag {
+        /// Why.
+        reason: String,
+    },
+    /// The last try failed.
+    #[serde(rename_all = "camelCase")]
+    Failed {
+        /// What went wrong, in words an operator can act on.
+        message: String,
+        /// When to try again; none when the factory has given up.
+        next_attempt: Option<DateTime<Utc>>,
+    },
+}
+
+/// A run's git tag, as recorded on the run (`Run::git_tag`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitTagRecord {
+    /// The tag's name (`<image>/<version>`).
+    pub tag: String,
+    /// The commit it is meant for.
+    pub commit: String,
+    /// Where it is.
+    #[serde(flatten)]
+    pub state: GitTagState,
+    /// Tries made so far.
+    pub attempts: u32,
+    /// When the last try ended.
+    pub at: DateTime<Utc>,
+}
+
+/// What is owed. New kinds (git tags, ...) are added here; the delivery
+/// record, the retries and the sweeper's query serve every kind alike.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FollowUpKind {
+    /// A release event to every configured event target.
+    Event {
+        /// The event's type.
+        event: EventType,
+    },
+}
+
+/// The release events the factory emits (CloudEvents `type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    /// The run's image version was released: it is the image's latest.
+    #[serde(rename = "image-factory.image.released")]
+    Released,
+    /// The run was released below the image's latest version: its version
+    /// is published (usable by its version) but not promoted, and the
+    /// latest stays. A type of its own, so that what deploys on
+    /// `released` never deploys an older version.
+    #[serde(rename = "image-factory.image.published")]
+    Published,
+    /// An image was rolled back to the run's version (it is latest again).
+    #[serde(rename = "image-factory.image.rolled-back")]
+    RolledBack,
+    /// The run failed.
+    #[serde(rename = "image-factory.run.failed")]
+    Failed,
+}
+
+impl EventType {
+    /// The CloudEvents `type` attribute.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Released => "image-factory.image.released",
+            EventType::Published => "image-factory.image.published",
+            EventType::RolledBack => "image-factory.image.rolled-back",
+            EventType::Failed => "image-factory.run.failed",
+        }
+    }
+}
+
+/// One thing a run owes, and its deliveries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FollowUp {
+    /// What is owed.
+    #[serde(flatten)]
+    pub kind: FollowUpKind,
+    /// Its id, the same on every attempt and every target (the CloudEvent
+    /// `id` and the `webhook-id`), so receivers can drop duplicates.
+    pub id: String,
+    /// When it was recorded (the event's `time`).
+    pub created_at: DateTime<Utc>,
+    /// When it was first matched with the targets of a deliverer that has
+    /// some; `None` until then (it stays owed). Targets configured after
+    /// that do not receive it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// One record per target.
+    #[serde(default)]
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Where one delivery of a follow-up stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// The target's name as shown to operators (`event-grid <host>`,
+    /// `webhook https://host/path`): never credentials, query strings or
+    /// user information.
+    pub target: String,
+    /// Attempts made (claimed) so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When to try next; `None` once delivered or given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When the target accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// When the factory stopped trying (after [`super::followup::MAX_ATTEMPTS`], or an error
+    /// that retrying cannot mend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gave_up_at: Option<DateTime<Utc>>,
+}
+
+impl Delivery {
+    /// Whether it waits for an attempt due at or before `now`.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.next_attempt_at.is_some_and(|t| t <= now)
+    }
+
+    /// Where it stands, in one line for operators (`runs show`, the run page).
+    pub fn describe(&self) -> String {
+        let time = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+        let error = self.last_error.as_deref().unwrap_or("no error recorded");
+        match (self.delivered_at, self.gave_up_at, self.next_attempt_at) {
+            (Some(at), _, _) => format!("delivered {} (attempt {})", time(at), self.attempts),
+            (None, Some(at), _) => format!(
+                "given up {} after {} attempt(s): {error}",
+                time(at),
+                self.attempts
+            ),
+            (None, None, Some(next)) if self.attempts > 0 => format!(
+                "attempt {} failed: {error}; next attempt {}",
+                self.attempts,
+                time(next)
+            ),
+            _ => "pending".to_string(),
+        }
+    }
 }
 
 /// One run of the factory.

@@ -13,7 +13,7 @@
 use askama::Template;
 use serde::Deserialize;
 
-use super::InvocationError;
+use super::invocation::{InvocationError, retry};
 use crate::app::{App, dispatch};
 use crate::domain::approval::{Claims, Decision, TokenError, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
@@ -91,7 +91,7 @@ impl Approval {
                     "The run this link belongs to does not exist.",
                 ));
             }
-            Err(e) => return Err(super::retry("cannot read the run", e)),
+            Err(e) => return Err(retry("cannot read the run", e)),
         };
         if let Some(problem) = link_problem(&run, &claims) {
             return Ok(answer(409, "Link not usable", &problem));
@@ -159,7 +159,7 @@ impl Approval {
                 };
                 Ok(answer(status, "Decision not recorded", &e.to_string()))
             }
-            Err(e) => Err(super::retry("cannot record the decision", e)),
+            Err(e) => Err(retry("cannot record the decision", e)),
         }
     }
 }

@@ -9,9 +9,9 @@
 //! Each image stands on its own: one whose versions cannot be listed or
 //! whose run cannot be created is logged and left to the next firing, and
 //! never keeps the runs created in this firing from having their first
-//! message sent with its answer (see `functions::per_image`).
+//! message sent with its answer (see `functions::invocation::per_image`).
 
-use super::{InvocationError, TIMER_BINDING};
+use super::invocation::{InvocationError, TIMER_BINDING};
 use crate::app::{App, Created, dispatch_follow_up};
 use crate::domain::image::newest_marketplace_version;
 use crate::domain::run::{Trigger, TriggerKind};
@@ -77,6 +77,6 @@ impl BaseImageCheck {
             }
             dispatch_follow_up(&mut response, created.run());
         }
-        super::per_image(response, failures)
+        super::invocation::per_image(response, failures)
     }
 }

@@ -6,7 +6,7 @@
 //! nothing; a body that is not a report is refused (the message is retried,
 //! then dead-lettered) and changes nothing either.
 
-use super::{InvocationError, MESSAGE_BINDING, retry};
+use super::invocation::{InvocationError, MESSAGE_BINDING, retry};
 use crate::app::{App, dispatch};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{RunId, Stage, StageStatus};

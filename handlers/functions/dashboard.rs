@@ -5,7 +5,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::InvocationError;
+use super::invocation::{InvocationError, retry};
 use crate::app::App;
 use crate::build_log;
 use crate::dashboard::changelog::changelog_page;
@@ -83,7 +83,7 @@ impl Dashboard {
                     Err(StoreError::NotFound { .. }) => {
                         html(404, not_found_page(&format!("There is no run {id}.")))
                     }
-                    Err(e) => return Err(super::retry("cannot read the run", e)),
+                    Err(e) => return Err(retry("cannot read the run", e)),
                 },
             },
             (Some("images"), Some(name)) => {
@@ -96,7 +96,7 @@ impl Dashboard {
                     .store
                     .list(&query)
                     .await
-                    .map_err(|e| super::retry("cannot list runs", e))?;
+                    .map_err(|e| retry("cannot list runs", e))?;
                 if app.image(&name).is_none() && page.runs.is_empty() {
                     html(404, not_found_page(&format!("There is no image {name}.")))
                 } else {
@@ -139,7 +139,7 @@ impl Dashboard {
                     refusal_page("Bad page", "That page link is not valid."),
                 ));
             }
-            Err(e) => return Err(super::retry("cannot list releases", e)),
+            Err(e) => return Err(retry("cannot list releases", e)),
         };
         if app.image(image).is_none() && page.runs.is_empty() {
             return Ok(html(
@@ -176,7 +176,7 @@ impl Dashboard {
                     Some(("/api/dashboard/fleet", "← the fleet")),
                 ),
             )),
-            Err(e) => Err(super::retry("cannot show the fleet", e)),
+            Err(e) => Err(retry("cannot show the fleet", e)),
         }
     }
 
@@ -221,7 +221,7 @@ impl Dashboard {
                     refusal_page("Bad page", "That page link is not valid."),
                 ));
             }
-            Err(e) => return Err(super::retry("cannot list runs", e)),
+            Err(e) => return Err(retry("cannot list runs", e)),
         };
         let images: Vec<String> = app.images.keys().cloned().collect();
         Ok(html(
@@ -252,7 +252,7 @@ async fn image_tree(app: &App, name: &str) -> Result<ImageTree, InvocationError>
         .store
         .image_runs(&names)
         .await
-        .map_err(|e| super::retry("cannot read the image tree", e))?;
+        .map_err(|e| retry("cannot read the image tree", e))?;
     let released = |image: &str| {
         runs.iter()
             .find(|r| r.image == image)

@@ -3,7 +3,7 @@
 //! marks the message's run failed with the dead-letter reason, so a run is
 //! never left "running" after its message is gone.
 
-use super::{InvocationError, MESSAGE_BINDING};
+use super::invocation::{InvocationError, MESSAGE_BINDING, retry};
 use crate::app::{App, StageMessage};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::ports::store::{StoreError, UpdateError, update_run};
@@ -78,7 +78,7 @@ impl DeadLetter {
             Err(UpdateError::Store(StoreError::NotFound { .. })) => {
                 response.log(format!("dead letter for unknown run {}", message.run_id));
             }
-            Err(e) => return Err(super::retry("cannot record the dead letter", e)),
+            Err(e) => return Err(retry("cannot record the dead letter", e)),
         }
         Ok(response)
     }

@@ -39,10 +39,9 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::InvocationError;
+use super::invocation::InvocationError;
 use crate::app::{App, CreateError, Created, dispatch_follow_up, secret_matches};
-use crate::domain::git_tag::RepositoryRef;
-use crate::domain::run::{MESSAGE_KEPT, RunId, Trigger, TriggerKind};
+use crate::domain::run::{MESSAGE_KEPT, RepositoryRef, RunId, Trigger, TriggerKind};
 use crate::ports::store::StoreError;
 use crate::protocol::{HttpRequestData, HttpResponseData, InvocationRequest, InvocationResponse};
 

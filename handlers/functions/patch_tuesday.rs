@@ -14,11 +14,11 @@
 //! Each image stands on its own: a run that cannot be created (a store
 //! outage) is logged and left to the next firing, and never keeps the runs
 //! created in this firing from having their first message sent with its
-//! answer (see `functions::per_image`).
+//! answer (see `functions::invocation::per_image`).
 
 use serde::Deserialize;
 
-use super::{InvocationError, TIMER_BINDING};
+use super::invocation::{InvocationError, TIMER_BINDING};
 use crate::app::{App, dispatch_follow_up};
 use crate::domain::run::{Trigger, TriggerKind};
 use crate::protocol::{InvocationRequest, InvocationResponse};
@@ -80,6 +80,6 @@ impl PatchTuesday {
                 )),
             }
         }
-        super::per_image(response, failures)
+        super::invocation::per_image(response, failures)
     }
 }

@@ -9,7 +9,7 @@
 //! `/api/runs?view=fleet[&limit=<n>][&continuation=<token>]` gives a page of
 //! the fleet view (`image-factory fleet`).
 
-use super::InvocationError;
+use super::invocation::{InvocationError, retry};
 use serde::Deserialize;
 
 use crate::app::{App, authorization, dispatch, dispatch_follow_up, secret_matches};
@@ -71,7 +71,7 @@ async fn log_chunk(
         Err(e @ StoreError::Corrupt { .. }) => {
             return Ok(HttpResponseData::error(500, &e.to_string()));
         }
-        Err(e) => return Err(super::retry("cannot read the run", e)),
+        Err(e) => return Err(retry("cannot read the run", e)),
     };
     let run_dir = app.settings.run_dir(id);
     let path = match attempt {
@@ -181,7 +181,7 @@ impl Runs {
                     HttpResponseData::error(404, &format!("there is no run {id}"))
                 }
                 Err(e @ StoreError::Corrupt { .. }) => HttpResponseData::error(500, &e.to_string()),
-                Err(e) => return Err(super::retry("cannot read the run", e)),
+                Err(e) => return Err(retry("cannot read the run", e)),
             },
             None => match self.query() {
                 Err(message) => HttpResponseData::error(400, &message),
@@ -193,7 +193,7 @@ impl Runs {
                     Err(e @ StoreError::BadContinuation) => {
                         HttpResponseData::error(400, &e.to_string())
                     }
-                    Err(e) => return Err(super::retry("cannot list runs", e)),
+                    Err(e) => return Err(retry("cannot list runs", e)),
                 },
             },
         };
@@ -311,7 +311,7 @@ impl Runs {
                 };
                 Ok(error(status, &e.to_string()))
             }
-            Err(e) => Err(super::retry("cannot record the decision", e)),
+            Err(e) => Err(retry("cannot record the decision", e)),
         }
     }
 
@@ -354,7 +354,7 @@ impl Runs {
             Err(e @ FleetError::BadContinuation) => {
                 Ok(HttpResponseData::error(400, &e.to_string()))
             }
-            Err(e) => Err(super::retry("cannot read the fleet", e)),
+            Err(e) => Err(retry("cannot read the fleet", e)),
         }
     }
 

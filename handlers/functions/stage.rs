@@ -19,7 +19,7 @@ use crate::stages::StageResult;
 
 use tracing::Instrument;
 
-use super::{InvocationError, MESSAGE_BINDING, retry};
+use super::invocation::{InvocationError, MESSAGE_BINDING, retry};
 
 /// A decoded stage message with its delivery.
 #[derive(Debug)]

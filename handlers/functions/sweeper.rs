@@ -30,7 +30,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::InvocationError;
+use super::invocation::{InvocationError, retry};
 use crate::app::{App, dispatch};
 use crate::config::build_timeout;
 use crate::domain::approval::{NoticeKind, Notification};
@@ -187,7 +187,7 @@ impl Sweeper {
                 .store
                 .list(&query)
                 .await
-                .map_err(|e| super::retry("cannot list active runs", e))?;
+                .map_err(|e| retry("cannot list active runs", e))?;
             for run in &page.runs {
                 let now = app.now();
                 let expired = run.status == RunStatus::WaitingForApproval
@@ -198,7 +198,7 @@ impl Sweeper {
                         Ok(_) | Err(UpdateError::Refused(_)) => {
                             response.log(format!("run {}: approval expired", run.id));
                         }
-                        Err(e) => return Err(super::retry("cannot expire an approval", e)),
+                        Err(e) => return Err(retry("cannot expire an approval", e)),
                     }
                 } else if run.status == RunStatus::WaitingForApproval {
                     let notifications = notify_pending(app, run, now).await;
@@ -211,7 +211,7 @@ impl Sweeper {
                             Ok(_) | Err(UpdateError::Refused(_)) => {
                                 response.log(format!("run {}: approvers notified again", run.id));
                             }
-                            Err(e) => return Err(super::retry("cannot record notifications", e)),
+                            Err(e) => return Err(retry("cannot record notifications", e)),
                         }
                     }
                 } else if let Some(event) = watch_worker(app, run, now).await {
@@ -230,7 +230,7 @@ impl Sweeper {
                                 .log(format!("run {}: watchdog event not recorded: {e}", run.id));
                         }
                         Err(e) => {
-                            return Err(super::retry("cannot record the watchdog's finding", e));
+                            return Err(retry("cannot record the watchdog's finding", e));
                         }
                     }
                 } else if now - run.updated_at >= STALL {

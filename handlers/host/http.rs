@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::function_app::{FunctionApp, FunctionDef, TriggerBinding, match_route};
-use super::{Invoked, Invoker, queue_messages};
+use super::invoker::{Invoked, Invoker, queue_messages};
 use crate::protocol::{
     HTTP_OUTPUT, HTTP_TRIGGER, HttpResponseData, InvocationRequest, encode_value,
 };

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bus::{Bus, Received};
 use super::function_app::{FunctionApp, FunctionDef, TriggerBinding};
-use super::{Invoked, Invoker, queue_invocation, queue_messages};
+use super::invoker::{Invoked, Invoker, queue_invocation, queue_messages};
 use crate::domain::schedule::Schedule;
 use crate::protocol::InvocationRequest;
 

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::process::Command;
 
-use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
+use crate::domain::git_tag::{TagName, TagOutcome};
+use crate::domain::run::RepositoryRef;
 use crate::ports::git::{GitTags, TagError};
 
 /// Tags commits in the git repository around an images folder.

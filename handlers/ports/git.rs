@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 
-use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
+use crate::domain::git_tag::{TagName, TagOutcome};
+use crate::domain::run::RepositoryRef;
 
 /// Why a tag could not be made, and whether trying again may help by itself.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::StageResult;
+use super::result::StageResult;
 use crate::domain::approval::{ApprovalRequest, Claims, IssuedLink, KeyRing, NoticeKind, deadline};
 use crate::domain::image::ImageConfig;
 use crate::domain::run::Run;

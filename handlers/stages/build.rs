@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Ports, StageResult};
+use super::context::Ports;
+use super::result::StageResult;
 use crate::build_log;
 use crate::domain::image::{ImageConfig, build_timeout};
 use crate::domain::run::{ArtifactRecord, BuildResult, BuildSpec, Run, Stage, StageOutput};
@@ -133,7 +134,7 @@ pub async fn build_here(
         "-machine-readable".into(),
         "-color=false".into(),
     ];
-    args.extend(super::packer_vars(spec, image, &declared));
+    args.extend(super::vars::packer_vars(spec, image, &declared));
     args.push(template.display().to_string());
     let mut env = vec![("CHECKPOINT_DISABLE".to_string(), "1".to_string())];
     env.extend(sign_in);

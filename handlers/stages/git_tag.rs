@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::git_tag::{self, GitTagRecord};
-use crate::domain::run::Run;
+use crate::domain::git_tag;
+use crate::domain::run::{GitTagRecord, Run};
 use crate::ports::git::GitTags;
 
 /// Tries the git tag of `run` at `now`, if it has one to try (released,

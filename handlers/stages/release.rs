@@ -20,10 +20,10 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::StageResult;
+use super::result::StageResult;
 use crate::domain::image::ImageConfig;
-use crate::domain::release_notes::{NOTES_FILE, ReleaseNotes, released_at};
-use crate::domain::run::{ReleaseRecord, Run, RunStatus, StageOutput};
+use crate::domain::release_notes::{NOTES_FILE, released_at};
+use crate::domain::run::{ReleaseNotes, ReleaseRecord, Run, RunStatus, StageOutput};
 use crate::ports::gallery::{Gallery, ReleaseTarget};
 use crate::ports::store::{RunQuery, RunStore, StoreError};
 

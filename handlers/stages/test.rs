@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::StageResult;
+use super::result::StageResult;
 use crate::domain::image::ImageConfig;
 use crate::domain::run::{Run, Stage, StageOutput};
 use crate::ports::test_env::{SmokeOrder, SmokeReport, TestEnvironment};

@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{StageResult, packer_vars};
+use super::result::StageResult;
+use super::vars::packer_vars;
 use crate::domain::image::ImageConfig;
 use crate::domain::run::{BuildSpec, FindingRecord, Run, StageOutput};
 use crate::packer::parse_version;

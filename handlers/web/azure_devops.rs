@@ -21,8 +21,9 @@ use azure_core::credentials::TokenCredential;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::answer_message;
-use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
+use super::answer::answer_message;
+use crate::domain::git_tag::{TagName, TagOutcome};
+use crate::domain::run::RepositoryRef;
 use crate::ports::git::{GitTags, TagError};
 
 /// The scope of Azure DevOps tokens (its application id's default scope).

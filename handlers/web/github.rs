@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::answer_message;
-use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
+use super::answer::answer_message;
+use crate::domain::git_tag::{TagName, TagOutcome};
+use crate::domain::run::RepositoryRef;
 use crate::ports::git::{GitTags, TagError};
 
 /// GitHub's API, unless `IMAGE_FACTORY_GITHUB_API_URL` names another.

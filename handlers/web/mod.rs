@@ -3,6 +3,7 @@
 //! the host its push came from), Teams (approval notices) and the release
 //! events' webhook receivers (Standard Webhooks signatures).
 
+mod answer;
 pub mod azure_devops;
 pub mod github;
 pub mod teams;
@@ -13,23 +14,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 
-use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
+use crate::domain::git_tag::{TagName, TagOutcome};
+use crate::domain::run::RepositoryRef;
 use crate::ports::git::{GitTags, TagError};
-
-/// The `message` of a GitHub or Azure DevOps error answer (both put it
-/// there), cut to 300 characters, or the status's reason.
-async fn answer_message(response: reqwest::Response) -> String {
-    let reason = response
-        .status()
-        .canonical_reason()
-        .unwrap_or("no reason")
-        .to_string();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    body["message"]
-        .as_str()
-        .map(|m| m.chars().take(300).collect())
-        .unwrap_or(reason)
-}
 
 /// Tags in the host a run's push came from: GitHub repositories through
 /// `github`, Azure DevOps ones through `azure_devops`. A host with no
