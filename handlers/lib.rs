@@ -7,6 +7,7 @@
 //! runs (`host`).
 
 pub mod app;
+pub mod archive;
 pub mod azure;
 pub mod build_log;
 pub mod client;

@@ -24,6 +24,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("inputs", &["domain"]),
     // Tools with no knowledge of the factory's flow.
     ("private", &[]),
+    ("archive", &[]),
     ("build_log", &["private"]),
     ("packer", &[]),
     ("template", &[]),
@@ -107,8 +108,9 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 29] = [
+const ANY: [&str; 30] = [
     "domain",
+    "archive",
     "ports",
     "config",
     "inputs",
