@@ -29,6 +29,7 @@ pub mod ports;
 pub mod private;
 pub mod protocol;
 pub mod server;
+pub mod sources;
 pub mod stages;
 pub mod startup;
 pub mod template;

@@ -25,6 +25,7 @@ const RULES: &[(&str, &[&str])] = &[
     // Tools with no knowledge of the factory's flow.
     ("private", &[]),
     ("archive", &[]),
+    ("sources", &["domain", "ports", "archive", "private"]),
     ("build_log", &["private"]),
     ("packer", &[]),
     ("template", &[]),
@@ -58,6 +59,7 @@ const RULES: &[(&str, &[&str])] = &[
             "stages",
             "followups",
             "protocol",
+            "sources",
         ],
     ),
     (
@@ -75,12 +77,20 @@ const RULES: &[(&str, &[&str])] = &[
             "layout",
             "build_log",
             "trace",
+            "sources",
         ],
     ),
     ("server", &["app", "functions", "protocol"]),
     (
         "worker",
-        &["domain", "ports", "config", "stages", "build_log"],
+        &[
+            "domain",
+            "ports",
+            "config",
+            "stages",
+            "build_log",
+            "sources",
+        ],
     ),
     // The adapters, by system.
     ("azure", &["domain", "ports", "notifier", "private"]),
@@ -108,9 +118,10 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 30] = [
+const ANY: [&str; 31] = [
     "domain",
     "archive",
+    "sources",
     "ports",
     "config",
     "inputs",

@@ -50,7 +50,10 @@ fn finish(mut out: Vec<u8>) -> Vec<u8> {
     out
 }
 
-fn tar_of(entries: &[(&[u8], tar::EntryType, &[u8], &[u8])]) -> Vec<u8> {
+/// An entry as [`tar_of`] takes it: name, type, link target, content.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
+fn tar_of(entries: &[RawEntry<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, kind, link, data) in entries {
         raw_entry(&mut out, name, *kind, 0o644, 0, link, data);

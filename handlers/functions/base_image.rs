@@ -26,8 +26,15 @@ impl BaseImageCheck {
     /// Creates the run of every image whose base has a version not built yet.
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let mut response = InvocationResponse::default();
-        for (image, config) in app.images.iter() {
-            let Some(base) = config.settings.marketplace_base() else {
+        // The images of the built branch's head now: an image added by a
+        // push is watched without a restart.
+        let source = app
+            .head_snapshot(None)
+            .await
+            .map_err(|e| super::retry("cannot take the source of the built branch's head", e))?;
+        for (image, settings) in source.images(&app.settings.repo_images_path) {
+            let image = image.as_str();
+            let Some(base) = settings.as_ref().ok().and_then(|s| s.marketplace_base()) else {
                 continue;
             };
             let names = app.marketplace.versions(base).await.map_err(|e| {
@@ -52,7 +59,7 @@ impl BaseImageCheck {
                 ..Trigger::new(TriggerKind::BaseImageUpdate, "timer")
             };
             let created = app
-                .create_run(format!("base-{image}-{newest}"), image, trigger)
+                .create_run(format!("base-{image}-{newest}"), image, trigger, &source)
                 .await
                 .map_err(|e| super::retry(&format!("cannot create the run of {image}"), e))?;
             if let Created::New(run) = &created {

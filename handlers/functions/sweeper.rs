@@ -73,7 +73,11 @@ async fn watch_worker(app: &App, run: &Run, now: DateTime<Utc>) -> Option<Event>
         |ended_at: Option<DateTime<Utc>>| ended_at.is_none_or(|t| now - t >= REPORT_GRACE);
     match state {
         WorkerState::Running => {
-            let timeout = app.image(&run.image).map(build_timeout)?;
+            let timeout = app
+                .run_image(run, false)
+                .await
+                .ok()
+                .map(|i| build_timeout(&i))?;
             let timeout = Duration::from_std(timeout).ok()?;
             if now - worker.started_at < timeout + TIMEOUT_GRACE {
                 return None;
