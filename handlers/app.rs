@@ -385,17 +385,11 @@ impl App {
         let now = self.now();
         let today = now.date_naive();
         let inputs = {
-            let folder = source.tree.subtree(image);
+            let (source, image) = (source.clone(), image.to_string());
             let (settings, base) = (settings.clone(), trigger.base_image_version.clone());
-            tokio::task::spawn_blocking(move || {
-                let entries = folder.entries().iter().map(|(path, entry)| match entry {
-                    crate::archive::Entry::File { bytes, .. } => (path.as_str(), bytes.as_slice()),
-                    crate::archive::Entry::Link { target } => (path.as_str(), target.as_bytes()),
-                });
-                crate::inputs::inputs(entries, &settings, base.as_deref())
-            })
-            .await
-            .map_err(|e| CreateError::Inputs(e.to_string()))?
+            tokio::task::spawn_blocking(move || source.inputs(&image, &settings, base.as_deref()))
+                .await
+                .map_err(|e| CreateError::Inputs(e.to_string()))?
         };
         let identical = if trigger.force {
             None

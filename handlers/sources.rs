@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::archive::{ArchiveError, Format, Layout, Limits, SourceTree};
+use crate::archive::{ArchiveError, Entry, Format, Layout, Limits, SourceTree};
 use crate::domain::git_tag::RepositoryRef;
 use crate::domain::image::{
     IMAGE_FILE, ImageConfig, ImageSettings, is_valid_image_name, parse_image_settings,
@@ -114,6 +114,22 @@ impl Snapshot {
             image_hash: self.tree.folder_hash(image),
             uncommitted: self.uncommitted,
         }
+    }
+
+    /// The build inputs of `image` in this snapshot (see [`crate::inputs`]):
+    /// the files of its folder, its settings and base image version.
+    pub fn inputs(
+        &self,
+        image: &str,
+        settings: &ImageSettings,
+        base_image_version: Option<&str>,
+    ) -> crate::inputs::Inputs {
+        let folder = self.tree.subtree(image);
+        let entries = folder.entries().iter().map(|(path, entry)| match entry {
+            Entry::File { bytes, .. } => (path.as_str(), bytes.as_slice()),
+            Entry::Link { target } => (path.as_str(), target.as_bytes()),
+        });
+        crate::inputs::inputs(entries, settings, base_image_version)
     }
 
     /// The images of the snapshot (see [`images`]).
@@ -496,7 +512,6 @@ pub fn image_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::Entry;
 
     fn tree(files: &[(&str, &str)]) -> SourceTree {
         let mut tree = SourceTree::new();

@@ -25,7 +25,10 @@ const RULES: &[(&str, &[&str])] = &[
     // Tools with no knowledge of the factory's flow.
     ("private", &[]),
     ("archive", &[]),
-    ("sources", &["domain", "ports", "archive", "private"]),
+    (
+        "sources",
+        &["domain", "ports", "archive", "inputs", "private"],
+    ),
     ("build_log", &["private"]),
     ("packer", &[]),
     ("template", &[]),
