@@ -69,6 +69,22 @@ if [ "$(.venv/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
 
+# The third-party files the tests check against (tests/third-party.toml):
+# read from the shared folder beside the project where it exists, otherwise
+# downloaded from their pinned sources into .third-party/ and checked.
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "setup: installing python3"
+  apt_install python3
+fi
+third_party=$(python3 scripts/third-party.py root)
+if ! python3 scripts/third-party.py check "$third_party" >/dev/null 2>&1; then
+  if [ "$third_party" = "$PWD/.third-party" ]; then
+    echo "setup: downloading the third-party files tests/third-party.toml pins into .third-party/"
+    python3 scripts/third-party.py fetch .third-party
+  fi
+  python3 scripts/third-party.py check "$third_party"
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing; install the Rust toolchain (rustup) first" >&2
   exit 1

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --check
-# The vendored REST API specifications are the ones SOURCES.md records.
+# The third-party files the tests read are the ones tests/third-party.toml pins.
 bash scripts/check-specs.sh
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked -- --skip every_schedule_ends_each_run_once

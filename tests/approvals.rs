@@ -19,7 +19,6 @@ use image_factory::domain::version::ImageVersion;
 use image_factory::notifier::teams_card;
 use image_factory::ports::notifier::Notice;
 use serde_json::{Value, json};
-use sha2::Digest;
 use tokio::sync::Mutex;
 
 const APPROVERS: [&str; 3] = ["alice@contoso.com", "bob@contoso.com", "carol@contoso.com"];
@@ -67,28 +66,13 @@ async fn start_teams(fail: usize) -> (Teams, String) {
     (teams, url)
 }
 
-/// The SHA-256 of the vendored schema, as recorded in its `SOURCES.md`.
-const ADAPTIVE_CARD_SCHEMA_SHA256: &str =
-    "32c91fb285180a266a55b3475dd0396e63fe079311714d3a14963b41f5e17920";
-
-/// The official Adaptive Card 1.5 schema (`tests/fixtures/adaptive-card`, its
-/// source in `SOURCES.md` there), unchanged, compiled once.
+/// The official Adaptive Card 1.5 schema (pinned with its source and SHA-256
+/// in `tests/third-party.toml`), unchanged, compiled once.
 fn adaptive_card_schema() -> &'static jsonschema::Validator {
     static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/adaptive-card/adaptive-card.json"
-        );
-        let text = std::fs::read_to_string(path).expect("the vendored Adaptive Card schema");
-        let digest: String = sha2::Sha256::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            digest, ADAPTIVE_CARD_SCHEMA_SHA256,
-            "the vendored Adaptive Card schema differs from the published file"
-        );
+        let path = common::third_party("project-fixtures-adaptive-card/adaptive-card.json");
+        let text = std::fs::read_to_string(path).expect("the Adaptive Card schema");
         let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
         jsonschema::validator_for(&schema).expect("the Adaptive Card schema compiles")
     })

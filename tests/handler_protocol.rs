@@ -7,7 +7,33 @@ mod common;
 
 use common::Factory;
 use image_factory::domain::run::{RunStatus, Stage, StageStatus};
+use image_factory::protocol::InvocationRequest;
 use serde_json::json;
+
+/// A payload the Functions host's documentation or a capture of a real host
+/// shows, verbatim (the third-party folder's `project-fixtures-protocol`).
+fn published_payload(name: &str) -> InvocationRequest {
+    let path = common::third_party("project-fixtures-protocol").join(name);
+    let text = std::fs::read_to_string(&path).expect("read the published payload");
+    serde_json::from_str(&text).expect("the published payload is an invocation")
+}
+
+#[test]
+fn the_documented_and_the_captured_queue_invocations_decode() {
+    // The documentation shows typed metadata; a captured host stringifies it.
+    let documented = published_payload("queue-request.docs-verbatim.json");
+    assert!(documented.metadata_u32("DequeueCount").is_some());
+    let captured = published_payload("queue-request.ballerina-verbatim.json");
+    assert_eq!(captured.metadata_u32("DequeueCount"), Some(1));
+}
+
+#[test]
+fn the_documented_http_invocation_decodes() {
+    let documented = published_payload("http-request.docs-order-verbatim.json")
+        .http_request()
+        .expect("the documented HTTP invocation decodes");
+    assert_eq!(documented.method, "POST");
+}
 
 async fn invoke(
     factory: &Factory,

@@ -1,11 +1,13 @@
 //! Static checks of what is deployed: the Bicep under infra/ passes checkov
 //! (a real child process) with no failed check, no parsing error and a reason
 //! on every skip; host.json and every function.json validate against the
-//! SchemaStore schemas (tests/fixtures/schemas) and match the handler's
+//! SchemaStore schemas (the third-party folder's project-fixtures-schemas) and match the handler's
 //! function set; the queues Bicep creates come from infra/queues.json; the
 //! function app runs on Flex Consumption (FC1) with the Custom Handler
 //! runtime and an identity-read deployment container, and Application
 //! Insights keeps local authentication disabled.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -160,7 +162,7 @@ fn the_release_events_topic_takes_cloud_events_from_the_factory_identity_only() 
 /// under strict draft-04 rules those branches match any binding and every
 /// `oneOf` fails, so it is read with draft-07 rules, as editors read it.
 fn validator(name: &str) -> jsonschema::Validator {
-    let schema = read_json(&repo().join("tests/fixtures/schemas").join(name));
+    let schema = read_json(&common::third_party("project-fixtures-schemas").join(name));
     let compiled = if name == "function.json" {
         jsonschema::draft7::new(&schema)
     } else {

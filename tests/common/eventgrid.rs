@@ -1,6 +1,6 @@
 //! An Event Grid custom topic's data plane on loopback, checked against the
 //! vendored specification (`eventgrid/data-plane/Microsoft.EventGrid/stable/
-//! 2018-01-01/EventGrid.json`, see `tests/fixtures/specs/SOURCES.md`).
+//! 2018-01-01/EventGrid.json`, pinned in `tests/third-party.toml`).
 //!
 //! `oav` cannot route this specification: its three publish operations are
 //! overloads of one path (`x-ms-paths` keys `?overload=...`) and the
@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-/// The specification file, under `tests/fixtures/specs`.
+/// The specification file, under [`super::spec_validator::specs_dir`].
 pub const SPEC: &str =
     "specification/eventgrid/data-plane/Microsoft.EventGrid/stable/2018-01-01/EventGrid.json";
 

@@ -18,7 +18,7 @@
 //! Every request (the body unzipped: a JSON array of envelopes) and every
 //! answer is checked against the `track` operation of the published
 //! ingestion specification (`Monitor.Exporters/preview/v2.1/swagger.json`,
-//! see `tests/fixtures/specs/SOURCES.md`) by [`super::spec_validator`]. A
+//! pinned in `tests/third-party.toml`) by [`super::spec_validator`]. A
 //! request the specification refuses is answered 400 with a `TrackResponse`
 //! naming each refused item (as the spec's `track.json` example answers), and
 //! recorded: [`Ingestion::assert_valid`] then fails the test naming the

@@ -1,7 +1,7 @@
 //! Request/answer checks against a vendor's own OpenAPI description: GitHub's
 //! (OpenAPI 3.0, the `@octokit/openapi` package under `tests/github-openapi`)
 //! and Azure DevOps' (Swagger 2.0, `specification/git/7.1/git.json` under
-//! `tests/fixtures/specs`, which oav cannot load).
+//! the third-party specifications, which oav cannot load).
 //!
 //! An exchange is checked against the operation named by its `operationId`:
 //! the method and path (against the path template; a parameter marked
@@ -301,7 +301,7 @@ pub fn azure_devops_git() -> &'static Description {
     static GIT: OnceLock<Description> = OnceLock::new();
     GIT.get_or_init(|| {
         Description::load(
-            &super::repo_root().join("tests/fixtures/specs/specification/git/7.1/git.json"),
+            &super::spec_validator::specs_dir().join("specification/git/7.1/git.json"),
         )
     })
 }

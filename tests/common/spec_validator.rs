@@ -1,6 +1,6 @@
 //! Every request a loopback Azure fake receives and every reply it gives,
-//! checked against Microsoft's own REST API specifications (vendored under
-//! `tests/fixtures/specs`, see its `SOURCES.md`) by Microsoft's validator
+//! checked against Microsoft's own REST API specifications (the third-party
+//! folder's `project-fixtures-specs`, pinned in `tests/third-party.toml`) by Microsoft's validator
 //! (`oav` 4.0.3, its `LiveValidator` library API), run as one long-lived
 //! node child per test process (`tests/oav/validate.js`) that speaks JSON
 //! lines over stdin/stdout.
@@ -157,6 +157,7 @@ fn helper() -> &'static Mutex<Helper> {
         let script = root.join("tests/oav/validate.js");
         let mut child = Command::new("node")
             .arg(&script)
+            .env("SPECS_DIR", specs_dir())
             .args(SPECS)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -186,10 +187,15 @@ fn helper() -> &'static Mutex<Helper> {
     })
 }
 
+/// The folder the specifications' paths (`specification/...`) are relative to.
+pub fn specs_dir() -> std::path::PathBuf {
+    super::third_party("project-fixtures-specs")
+}
+
 /// An example of the specifications (`examples/...json` next to a spec),
-/// by its path under `tests/fixtures/specs`: fake replies are taken from them.
+/// by its path under [`specs_dir`]: fake replies are taken from them.
 pub fn example(path: &str) -> Value {
-    let file = super::repo_root().join("tests/fixtures/specs").join(path);
+    let file = specs_dir().join(path);
     let text = std::fs::read_to_string(&file)
         .unwrap_or_else(|e| panic!("read the example {}: {e}", file.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("the example {path} is not JSON: {e}"))

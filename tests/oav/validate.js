@@ -1,5 +1,5 @@
-// Validates Azure REST request/response pairs against the specifications
-// vendored under tests/fixtures/specs, with Microsoft's validator (oav's
+// Validates Azure REST request/response pairs against the specifications in
+// the folder SPECS_DIR names (the third-party folder's project-fixtures-specs), with Microsoft's validator (oav's
 // LiveValidator). Started once per test process; reads one JSON pair a line
 // on stdin ({id, request: {method, url, headers, body}, response: {status,
 // headers, body}}) and answers one line on stdout: {id, ok, operationId,
@@ -11,7 +11,8 @@ const readline = require("readline");
 console.log = console.info = console.warn = console.debug = (...args) => console.error(...args);
 const { LiveValidator } = require("oav");
 
-const specs = path.resolve(__dirname, "..", "fixtures", "specs");
+if (!process.env.SPECS_DIR) throw new Error("SPECS_DIR names the folder of the specifications");
+const specs = path.resolve(process.env.SPECS_DIR);
 const files = process.argv.slice(2).map((f) => path.resolve(specs, f));
 
 function issues(side, result) {

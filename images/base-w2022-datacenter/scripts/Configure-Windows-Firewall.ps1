@@ -1,9 +1,13 @@
 # Locks the firewall down: every profile on, inbound blocked by default, HTTP
 # (80, the smoke test) allowed, WinRM over HTTPS (5986) and RDP (3389) only
-# from the management ranges in MANAGEMENT_CIDRS (default: the virtual
-# network). Idempotent: a rule that exists is updated, not added twice.
+# from the management ranges in MANAGEMENT_CIDRS (comma-separated addresses or
+# CIDR ranges; default: the private ranges 10.0.0.0/8, 172.16.0.0/12 and
+# 192.168.0.0/16, where a private build's packer is; the subnet's network
+# security group narrows it further). The rest of the build still needs WinRM
+# from packer's address, so a trial over a public IP passes that address.
+# Idempotent: a rule that exists is updated, not added twice.
 $ErrorActionPreference = 'Stop'
-$management = if ($env:MANAGEMENT_CIDRS) { $env:MANAGEMENT_CIDRS -split ',' } else { @('VirtualNetwork') }
+$management = if ($env:MANAGEMENT_CIDRS) { @($env:MANAGEMENT_CIDRS -split ',' | ForEach-Object { $_.Trim() } | Where-Object { $_ }) } else { @('10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16') }
 
 Set-NetFirewallProfile -Profile Domain, Public, Private -Enabled True -DefaultInboundAction Block -DefaultOutboundAction Allow
 
