@@ -148,6 +148,7 @@ pub struct Sources {
     store: Arc<dyn SnapshotStore>,
     limits: Limits,
     cache: Mutex<Vec<(SnapshotId, Arc<SourceTree>)>>,
+    pruned: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -170,6 +171,23 @@ impl Sources {
             store,
             limits,
             cache: Mutex::new(Vec::new()),
+            pruned: Mutex::new(None),
+        }
+    }
+
+    /// Whether a pruning is due at `now`: never done by this process, or
+    /// done `every` ago.
+    pub fn prune_due(&self, now: DateTime<Utc>, every: chrono::Duration) -> bool {
+        self.pruned
+            .lock()
+            .map(|last| last.is_none_or(|at| now - at >= every))
+            .unwrap_or(true)
+    }
+
+    /// Records that a pruning ended at `now`.
+    pub fn pruned_at(&self, now: DateTime<Utc>) {
+        if let Ok(mut last) = self.pruned.lock() {
+            *last = Some(now);
         }
     }
 

@@ -253,3 +253,54 @@ async fn an_images_folder_in_no_repository_is_built_as_an_uncommitted_working_tr
     );
     factory.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweeper_prunes_snapshots_no_run_or_release_needs_and_keeps_the_rest() {
+    let images = tempfile::TempDir::new().unwrap();
+    let dir = copy_example(images.path(), "example");
+    let factory = Factory::start_with(Options::with_images(images.path())).await;
+    // A rejected run: its snapshot is needed by nothing once it is old.
+    let rejected = factory
+        .push_and_wait(&"1".repeat(40), RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&rejected.id, "platform-lead");
+    assert_eq!(factory.decide(&link, "reject").await.status(), 200);
+    factory.wait_status(&rejected.id, RunStatus::Rejected).await;
+    // A released run of other content: its version is in the gallery.
+    std::fs::write(dir.join("scripts/marker.txt"), "released").unwrap();
+    let released = factory
+        .push_and_wait(&"2".repeat(40), RunStatus::WaitingForApproval)
+        .await;
+    let link = factory.approval_link(&released.id, "platform-lead");
+    assert_eq!(factory.decide(&link, "approve").await.status(), 200);
+    factory.wait_status(&released.id, RunStatus::Released).await;
+    // A run still waiting, of a third content.
+    std::fs::write(dir.join("scripts/marker.txt"), "waiting").unwrap();
+    let waiting = factory
+        .push_and_wait(&"3".repeat(40), RunStatus::WaitingForApproval)
+        .await;
+
+    let store = factory.data.path().join("sources");
+    let file = |run: &image_factory::domain::run::Run| {
+        store.join(format!("{}.tar", run.source.as_ref().unwrap().snapshot))
+    };
+    let snapshots = [&rejected, &released, &waiting].map(|r| file(r));
+    for snapshot in &snapshots {
+        assert!(snapshot.exists(), "{}", snapshot.display());
+        // Stored three days ago: past the grace of a run being created.
+        let aged = std::process::Command::new("touch")
+            .args(["-d", "3 days ago"])
+            .arg(snapshot)
+            .status()
+            .unwrap();
+        assert!(aged.success());
+    }
+    factory.sweep().await;
+    assert!(
+        !snapshots[0].exists(),
+        "the rejected run's snapshot is pruned"
+    );
+    assert!(snapshots[1].exists(), "the release's snapshot is kept");
+    assert!(snapshots[2].exists(), "the waiting run's snapshot is kept");
+    factory.stop().await;
+}
