@@ -141,7 +141,47 @@ async fn a_push_builds_its_commits_content_not_the_working_tree_and_its_tag_name
     )
     .unwrap();
     assert_eq!(version["source"]["snapshot"], source.snapshot.as_str());
+    assert_eq!(version["source"]["commit"], a.as_str());
     assert_eq!(version["gitCommit"], a.as_str());
+    // The notes, the run's page and `runs show` name the commit and the snapshot.
+    let notes = std::fs::read_to_string(
+        factory
+            .data
+            .path()
+            .join("releases/example")
+            .join(run.version.to_string())
+            .join("release-notes.md"),
+    )
+    .unwrap();
+    assert!(
+        notes.contains(&format!("- Source: commit {a} of "))
+            && notes.contains(&format!("snapshot sha256:{}", source.snapshot)),
+        "{notes}"
+    );
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/runs/{}", factory.url, run.id))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("sha256:{}", source.snapshot)),
+        "{page}"
+    );
+    assert!(!page.contains("uncommitted working tree"));
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["runs", "show", run.id.as_str(), "--url", &factory.url])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("source: commit {a} of "))
+            && shown.contains(source.snapshot.as_str()),
+        "{shown}"
+    );
     assert_eq!(released.status, RunStatus::Released);
     factory.stop().await;
 }
@@ -241,6 +281,16 @@ async fn an_images_folder_in_no_repository_is_built_as_an_uncommitted_working_tr
         .await
         .unwrap();
     assert_eq!(shown["source"]["uncommitted"], true);
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/runs/{}", factory.url, run.id))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("uncommitted working tree"), "{page}");
     let link = factory.approval_link(&run.id, "platform-lead");
     assert_eq!(factory.decide(&link, "approve").await.status(), 200);
     let tagged = factory
@@ -284,7 +334,7 @@ async fn the_sweeper_prunes_snapshots_no_run_or_release_needs_and_keeps_the_rest
     let file = |run: &image_factory::domain::run::Run| {
         store.join(format!("{}.tar", run.source.as_ref().unwrap().snapshot))
     };
-    let snapshots = [&rejected, &released, &waiting].map(|r| file(r));
+    let snapshots = [&rejected, &released, &waiting].map(file);
     for snapshot in &snapshots {
         assert!(snapshot.exists(), "{}", snapshot.display());
         // Stored three days ago: past the grace of a run being created.

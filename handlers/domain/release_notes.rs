@@ -154,6 +154,10 @@ pub struct TriggerNote {
     /// The commit message's first line, when the push carried it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Where the source built came from: repository, commit and snapshot
+    /// (see [`super::source::SourceRecord::describe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Why the run exists (the Patch Tuesday month, an out-of-band reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -285,6 +289,9 @@ impl ReleaseNotes {
                 }
                 None => md.push('\n'),
             }
+        }
+        if let Some(source) = &t.source {
+            let _ = writeln!(md, "- Source: {}", text(source));
         }
         if let Some(reason) = &t.reason {
             let _ = writeln!(md, "- Reason: {}", text(reason));
@@ -431,6 +438,7 @@ fn trigger_note(run: &Run) -> TriggerNote {
             .as_deref()
             .and_then(|m| m.lines().next())
             .map(|line| super::truncate(line.trim(), LINE_SHOWN)),
+        source: run.source.as_ref().map(|s| s.describe()),
         reason: t.reason.clone(),
         base_image_version: t.base_image_version.clone(),
     }
