@@ -103,7 +103,8 @@ async fn run_at_approve(app: &App, id: &str) {
         branch: Some("main".into()),
         ..Trigger::new(TriggerKind::Push, "github")
     };
-    app.create_run(id.into(), "example", trigger)
+    let source = app.head_snapshot(None).await.expect("the images' source");
+    app.create_run(id.into(), "example", trigger, &source)
         .await
         .expect("run");
     let id: RunId = id.parse().expect("a run id");

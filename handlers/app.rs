@@ -1,7 +1,10 @@
 //! The handler's shared state, and the one way runs come into existence.
 //!
-//! Every trigger (push, Patch Tuesday, an operator) ends in [`App::create_run`]:
-//! it decides whether the run builds at all (build avoidance), allocates the
+//! Every trigger (push, Patch Tuesday, an operator) ends in [`App::create_run`],
+//! with the source snapshot the trigger took ([`crate::sources`]): the image
+//! and its `image.toml` come from that snapshot, not from what the factory
+//! read at start, and the run records it. It decides whether the run builds
+//! at all (build avoidance, on the image folder's files in the snapshot), allocates the
 //! version of a run that builds from the store's per-image counter, computes
 //! its tags, and stores it under an id that the trigger chose. Triggers choose
 //! deterministic ids (`push-<image>-<commit>`, `pt-<image>-<month>`), so a
@@ -25,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::domain::approval::{IssuedLink, KeyRing};
-use crate::domain::image::{ImageConfig, children_of};
+use crate::domain::image::{ImageConfig, ImageSettings, children_of};
 use crate::domain::machine::{Command, Event, decide, follow_up};
 use crate::domain::run::{Run, RunId, RunStatus, Stage, Trigger, TriggerKind};
 use crate::domain::tags::{TagInputs, computed_tags};
@@ -41,6 +44,7 @@ use crate::ports::store::{RunQuery, RunStore, StoreError};
 use crate::ports::test_env::TestEnvironment;
 use crate::ports::workers::Workers;
 use crate::protocol::InvocationResponse;
+use crate::sources::{Snapshot, SourceError, Sources};
 use crate::stages::{ApprovalLinks, Ports, StageResult};
 
 /// Secrets that authenticate incoming triggers.
@@ -105,8 +109,12 @@ pub struct App {
     pub marketplace: Arc<dyn MarketplaceImages>,
     /// Where released commits are tagged `<image>/<version>`.
     pub git_tags: Arc<dyn GitTags>,
-    /// The image definitions, by name.
+    /// The image definitions read at start, by name: what `doctor`, the
+    /// fleet page and the dashboard list. Runs never use them: each run's
+    /// image and settings come from its own source snapshot.
     pub images: Arc<BTreeMap<String, ImageConfig>>,
+    /// Where runs' sources come from and their snapshots are kept.
+    pub sources: Arc<Sources>,
     /// The factory's settings.
     pub settings: Arc<Settings>,
     /// Approval link signing keys.
@@ -156,11 +164,14 @@ impl Created {
 /// Why a run could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
-    /// No image of that name.
+    /// No image of that name in the run's source.
     #[error(
-        "there is no image named {0}; images are the folders under the images directory with an image.toml"
+        "there is no image named {0} in the source snapshot; images are the folders of the images directory with an image.toml"
     )]
     UnknownImage(String),
+    /// The source snapshot could not be taken or read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
     /// The id the trigger composed is not a run id.
     #[error("{0}; the trigger sent something the factory cannot name a run after")]
     Id(#[from] crate::domain::run::RunIdError),
@@ -195,7 +206,11 @@ impl CreateError {
         match self {
             CreateError::UnknownImage(_) | CreateError::Id(_) | CreateError::Version(_) => 422,
             CreateError::ParentNotReleased { .. } => 409,
-            CreateError::Store(_) | CreateError::Inputs(_) | CreateError::Skip(_) => 503,
+            CreateError::Source(e) if !e.is_transient() => 422,
+            CreateError::Store(_)
+            | CreateError::Inputs(_)
+            | CreateError::Skip(_)
+            | CreateError::Source(_) => 503,
         }
     }
 }
@@ -243,33 +258,102 @@ impl App {
         }
     }
 
-    /// Runs the body of `stage` for `run` with this app's ports.
+    /// Runs the body of `stage` for `run` with this app's ports, on the
+    /// run's own source: its snapshot, unpacked into the run's folder for
+    /// the stages that read files (validate, build, test).
     pub async fn execute_stage(&self, run: &Run, stage: Stage) -> StageResult {
-        match self.image(&run.image) {
-            Some(image) => crate::stages::execute(&self.stage_ports(run), run, image, stage).await,
-            None => StageResult::Failed(format!(
-                "image {} is no longer configured; add its folder back or start a new run",
-                run.image
-            )),
+        let files = matches!(stage, Stage::Validate | Stage::Build | Stage::Test);
+        match self.run_image(run, files).await {
+            Ok(image) => crate::stages::execute(&self.stage_ports(run), run, &image, stage).await,
+            Err(e) if e.transient => StageResult::Retry(e.message),
+            Err(e) => StageResult::Failed(e.message),
         }
     }
 
-    /// An image by name.
+    /// An image read at start, by name (see [`App::images`]).
     pub fn image(&self, name: &str) -> Option<&ImageConfig> {
         self.images.get(name)
+    }
+
+    /// Where a run's snapshot is unpacked: `<run folder>/source`.
+    pub fn source_dir(&self, run: &Run) -> std::path::PathBuf {
+        self.settings.run_dir(&run.id).join("source")
+    }
+
+    /// The image of `run` as its source snapshot holds it, unpacked into the
+    /// run's folder when `files`. A run made before snapshots has none: it
+    /// uses the image read at start.
+    pub async fn run_image(
+        &self,
+        run: &Run,
+        files: bool,
+    ) -> Result<ImageConfig, crate::ports::PortError> {
+        use crate::ports::PortError;
+        let Some(source) = &run.source else {
+            return self.image(&run.image).cloned().ok_or_else(|| {
+                PortError::permanent(format!(
+                    "image {} is no longer configured and the run has no source snapshot; start a new run",
+                    run.image
+                ))
+            });
+        };
+        let failed = |e: SourceError| {
+            let message = format!("run {}: {e}", run.id);
+            if e.is_transient() {
+                PortError::transient(message)
+            } else {
+                PortError::permanent(message)
+            }
+        };
+        let tree = self.sources.open(&source.snapshot).await.map_err(failed)?;
+        let dir = self.source_dir(run);
+        let image =
+            crate::sources::image_config(&tree, &run.image, &self.settings.repo_images_path, &dir)
+                .map_err(PortError::permanent)?;
+        if files {
+            crate::sources::unpack(tree, &dir).await.map_err(failed)?;
+        }
+        Ok(image)
+    }
+
+    /// The settings of `run`'s image from its snapshot, if they can be read.
+    pub async fn run_settings(&self, run: &Run) -> Option<ImageSettings> {
+        self.run_image(run, false)
+            .await
+            .ok()
+            .map(|image| image.settings)
+    }
+
+    /// The snapshot of the head of the first built branch now: the source
+    /// of runs no push started (Patch Tuesday, out-of-band, base images).
+    pub async fn head_snapshot(
+        &self,
+        repository: Option<&crate::domain::run::RepositoryRef>,
+    ) -> Result<Snapshot, SourceError> {
+        let branch = self
+            .settings
+            .branches
+            .first()
+            .map_or("main", String::as_str);
+        self.sources.take_head(repository, branch).await
     }
 
     /// Creates the run `id` for `image`, or finds the one created earlier under that id.
     /// Triggers compose ids from what they were sent (an image name, a
     /// commit, a base image version); the id is parsed here, once.
+    /// The image and its settings come from `source`; settings that do not
+    /// parse still make a run (versioned by date), which its validate stage
+    /// fails with the file and line, so one broken image stops only its own run.
     pub async fn create_run(
         &self,
         id: String,
         image: &str,
         mut trigger: Trigger,
+        source: &Snapshot,
     ) -> Result<Created, CreateError> {
-        let config = self
-            .image(image)
+        let settings = source
+            .images(&self.settings.repo_images_path)
+            .remove(image)
             .ok_or_else(|| CreateError::UnknownImage(image.to_string()))?;
         let id: RunId = id.parse()?;
         match self.store.get(&id).await {
@@ -280,7 +364,14 @@ impl App {
         // An image built on another of the factory's images builds on its
         // parent's latest release: that version is its base, passed to the
         // template and part of its inputs.
-        if let Some(parent) = config.settings.parent()
+        if trigger.commit.is_none() {
+            trigger.commit = source.commit.clone();
+        }
+        let record = source.record(image);
+        let Ok(settings) = settings else {
+            return self.create_unreadable(id, image, trigger, record).await;
+        };
+        if let Some(parent) = settings.parent()
             && trigger.base_image_version.is_none()
         {
             let Some(release) = self.latest_release(parent).await? else {
@@ -294,11 +385,10 @@ impl App {
         let now = self.now();
         let today = now.date_naive();
         let inputs = {
-            let config = config.clone();
-            let base = trigger.base_image_version.clone();
-            tokio::task::spawn_blocking(move || crate::inputs::inputs(&config, base.as_deref()))
+            let (source, image) = (source.clone(), image.to_string());
+            let (settings, base) = (settings.clone(), trigger.base_image_version.clone());
+            tokio::task::spawn_blocking(move || source.inputs(&image, &settings, base.as_deref()))
                 .await
-                .map_err(|e| CreateError::Inputs(e.to_string()))?
                 .map_err(|e| CreateError::Inputs(e.to_string()))?
         };
         let identical = if trigger.force {
@@ -315,7 +405,7 @@ impl App {
                 (release.version, Some(reason))
             }
             None => {
-                let strategy = config.settings.version;
+                let strategy = settings.version;
                 let sequence = self
                     .store
                     .next_sequence(image, &strategy.scope(today), &id)
@@ -324,22 +414,58 @@ impl App {
             }
         };
         let tags = computed_tags(&TagInputs {
-            common: &config.settings.tags,
+            common: &settings.tags,
             git_ref: trigger.commit.as_deref(),
             version,
-            gallery_image_name: config.settings.gallery_image_name.as_deref(),
+            gallery_image_name: settings.gallery_image_name.as_deref(),
             image_name: image,
             build_date: today,
-            baseline_version: &config.settings.baseline_version,
+            baseline_version: &settings.baseline_version,
         });
         let mut run = Run::new(id, image.to_string(), version, trigger, tags, now);
         run.inputs_hash = Some(inputs.hash);
         run.inputs = inputs.manifest;
+        run.source = Some(record);
         if let Some(reason) = skipped {
             run = decide(&run, &Event::Skipped { at: now, reason })
                 .map_err(CreateError::Skip)?
                 .run;
         }
+        self.store_new(run).await
+    }
+
+    /// A run of an image whose `image.toml` does not parse at its source:
+    /// versioned by date (the default strategy), with nothing else known;
+    /// its validate stage fails it, naming the file and line.
+    async fn create_unreadable(
+        &self,
+        id: RunId,
+        image: &str,
+        trigger: Trigger,
+        record: crate::domain::source::SourceRecord,
+    ) -> Result<Created, CreateError> {
+        let now = self.now();
+        let strategy = crate::domain::version::VersionStrategy::Date;
+        let sequence = self
+            .store
+            .next_sequence(image, &strategy.scope(now.date_naive()), &id)
+            .await?;
+        let version = strategy.version(now.date_naive(), sequence)?;
+        let mut run = Run::new(
+            id,
+            image.to_string(),
+            version,
+            trigger,
+            BTreeMap::new(),
+            now,
+        );
+        run.source = Some(record);
+        self.store_new(run).await
+    }
+
+    /// Stores a new run, or finds the one stored under its id meanwhile.
+    async fn store_new(&self, run: Run) -> Result<Created, CreateError> {
+        let image = run.image.as_str();
         match self.store.create(&run).await {
             Ok(_) => {
                 match &run.skipped {
@@ -407,9 +533,82 @@ impl App {
     /// (`base-<child>-<version>`, the version as their base): created once
     /// however often this is called, and skipped by build avoidance when a
     /// child's inputs did not change. Answers what was created or found.
+    /// The children are the images of the parent's own snapshot built on
+    /// it; their runs' source is the head of the built branch now (taken
+    /// once, and only when a child's run is missing).
     pub async fn start_children(&self, parent: &Run) -> Vec<Result<Created, CreateError>> {
         let mut started = Vec::new();
-        for child in children_of(&self.images, &parent.image) {
+        let Some(parent_source) = &parent.source else {
+            return self.start_children_of(parent, &self.images).await;
+        };
+        let parent_tree = match self.sources.open(&parent_source.snapshot).await {
+            Ok(tree) => tree,
+            Err(e) => return vec![Err(e.into())],
+        };
+        let mut snapshot: Option<Snapshot> = None;
+        let known = crate::sources::images(&parent_tree, &self.settings.repo_images_path);
+        for (child, settings) in &known {
+            let is_child = settings
+                .as_ref()
+                .is_ok_and(|s| s.parent() == Some(parent.image.as_str()));
+            if !is_child {
+                continue;
+            }
+            let id = format!("base-{child}-{}", parent.version);
+            if let Some(run) = self.existing(&id).await {
+                started.push(Ok(Created::Existing(run)));
+                continue;
+            }
+            if snapshot.is_none() {
+                match self.head_snapshot(parent.trigger.repository.as_ref()).await {
+                    Ok(taken) => snapshot = Some(taken),
+                    Err(e) => return vec![Err(e.into())],
+                }
+            }
+            let Some(source) = &snapshot else { continue };
+            started.push(
+                self.create_run(id, child, self.child_trigger(parent), source)
+                    .await,
+            );
+        }
+        started
+    }
+
+    /// A run stored under `id`, if any.
+    async fn existing(&self, id: &str) -> Option<Run> {
+        let id: RunId = id.parse().ok()?;
+        self.store.get(&id).await.ok().map(|stored| stored.value)
+    }
+
+    /// The trigger of a child's run on `parent`'s release.
+    fn child_trigger(&self, parent: &Run) -> Trigger {
+        Trigger {
+            reason: Some(format!(
+                "base image {} {} released (run {})",
+                parent.image, parent.version, parent.id
+            )),
+            base_image_version: Some(parent.version.to_string()),
+            ..Trigger::new(TriggerKind::BaseImageUpdate, "factory")
+        }
+    }
+
+    /// [`App::start_children`] of a parent run made before snapshots: the
+    /// children the factory read at start, on the head's snapshot.
+    async fn start_children_of(
+        &self,
+        parent: &Run,
+        images: &BTreeMap<String, ImageConfig>,
+    ) -> Vec<Result<Created, CreateError>> {
+        let children = children_of(images, &parent.image);
+        if children.is_empty() {
+            return Vec::new();
+        }
+        let source = match self.head_snapshot(parent.trigger.repository.as_ref()).await {
+            Ok(source) => source,
+            Err(e) => return vec![Err(e.into())],
+        };
+        let mut started = Vec::new();
+        for child in children {
             let trigger = Trigger {
                 reason: Some(format!(
                     "base image {} {} released (run {})",
@@ -419,7 +618,7 @@ impl App {
                 ..Trigger::new(TriggerKind::BaseImageUpdate, "factory")
             };
             let id = format!("base-{child}-{}", parent.version);
-            started.push(self.create_run(id, child, trigger).await);
+            started.push(self.create_run(id, child, trigger, &source).await);
         }
         started
     }

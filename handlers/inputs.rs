@@ -1,17 +1,17 @@
 //! The content hash of a run's build inputs: every file of the image's
-//! template folder (but `image.toml`'s approval and test settings), the packer
-//! variables and baseline the factory passes, and the Marketplace base image
-//! version when known. Two runs with the same hash build the same image, so
-//! the second can be skipped. Beside the hash, the same inputs one by one
-//! (each file's own hash), from which the release notes name what changed
-//! (by path, with a name's control characters escaped: `domain::controls`).
-
-use std::path::{Path, PathBuf};
+//! folder in the run's source snapshot (but `image.toml`, whose approval and
+//! test settings are not build inputs), the packer variables and baseline
+//! the factory passes, and the Marketplace base image version when known.
+//! Two runs with the same hash build the same image, so the second can be
+//! skipped. Beside the hash, the same inputs one by one (each file's own
+//! hash), from which the release notes name what changed (by path, with a
+//! name's control characters escaped: `domain::controls`). Pure: the files
+//! come from the snapshot, in memory.
 
 use sha2::{Digest, Sha256};
 
 use crate::domain::controls::{Lines, escape_controls};
-use crate::domain::image::{IMAGE_FILE, ImageConfig};
+use crate::domain::image::{IMAGE_FILE, ImageSettings};
 use crate::domain::run::InputManifest;
 
 /// A build's inputs: their hash, and the same inputs one by one.
@@ -28,49 +28,56 @@ pub struct Inputs {
 /// Files of an image folder beyond which the inputs are not listed one by one.
 pub const MANIFEST_FILES: usize = 1000;
 
-/// Hashes the inputs of a build of `image` from `base_image_version`.
-pub fn inputs(image: &ImageConfig, base_image_version: Option<&str>) -> std::io::Result<Inputs> {
-    let mut files = Vec::new();
-    collect(&image.dir, &image.dir, &mut files)?;
+/// One entry of an image's folder: its path in the folder (`/`-separated)
+/// and its content (a link's content is its target).
+pub type FolderEntry<'a> = (&'a str, &'a [u8]);
+
+/// Hashes the inputs of a build from the image folder's `entries` (in any
+/// order), its `settings` and `base_image_version`.
+pub fn inputs<'a>(
+    entries: impl IntoIterator<Item = FolderEntry<'a>>,
+    settings: &ImageSettings,
+    base_image_version: Option<&str>,
+) -> Inputs {
+    let mut files: Vec<FolderEntry<'a>> = entries
+        .into_iter()
+        .filter(|(path, _)| *path != IMAGE_FILE)
+        .collect();
     files.sort();
     let mut hasher = Sha256::new();
     let mut manifest = InputManifest {
-        variables: image.settings.packer.variables.clone(),
-        baseline: image.settings.baseline_version.clone(),
+        variables: settings.packer.variables.clone(),
+        baseline: settings.baseline_version.clone(),
         base_image_version: base_image_version.map(String::from),
         ..InputManifest::default()
     };
-    for relative in &files {
-        let bytes = std::fs::read(image.dir.join(relative))?;
-        let path = relative.to_string_lossy();
+    for (path, bytes) in &files {
         field(&mut hasher, "file", path.as_bytes());
-        field(&mut hasher, "content", &bytes);
-        let key: Vec<_> = relative
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect();
+        field(&mut hasher, "content", bytes);
         // The path as the notes show it: a name's control characters escaped.
-        let key = escape_controls(&key.join("/"), Lines::Escape).into_owned();
-        manifest.files.insert(key, hex(&Sha256::digest(&bytes)));
+        manifest.files.insert(
+            escape_controls(path, Lines::Escape).into_owned(),
+            hex(&Sha256::digest(bytes)),
+        );
     }
-    for (name, value) in &image.settings.packer.variables {
+    for (name, value) in &settings.packer.variables {
         field(&mut hasher, "var", name.as_bytes());
         field(&mut hasher, "value", value.as_bytes());
     }
     field(
         &mut hasher,
         "baseline",
-        image.settings.baseline_version.as_bytes(),
+        settings.baseline_version.as_bytes(),
     );
     field(
         &mut hasher,
         "base",
         base_image_version.unwrap_or_default().as_bytes(),
     );
-    Ok(Inputs {
+    Inputs {
         hash: hex(&hasher.finalize()),
         manifest: (files.len() <= MANIFEST_FILES).then_some(manifest),
-    })
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -84,99 +91,88 @@ fn field(hasher: &mut Sha256, tag: &str, bytes: &[u8]) {
     hasher.update(bytes);
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            collect(root, &path, out)?;
-        } else if kind.is_file()
-            && !(dir == root && entry.file_name() == IMAGE_FILE)
-            && let Ok(relative) = path.strip_prefix(root)
-        {
-            out.push(relative.to_path_buf());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::domain::image::parse_image_settings;
 
-    fn hash(image: &ImageConfig, base: Option<&str>) -> std::io::Result<String> {
-        inputs(image, base).map(|i| i.hash)
-    }
-
-    fn image(dir: &Path) -> ImageConfig {
-        let settings = parse_image_settings(
+    fn settings() -> ImageSettings {
+        parse_image_settings(
             "[smoke.command]\nargv = [\"true\"]\n[approval]\napprovers = [\"a\"]\n",
         )
-        .unwrap();
-        ImageConfig {
-            name: "x".into(),
-            dir: dir.to_path_buf(),
-            settings,
-        }
+        .unwrap()
     }
 
     /// An image folder: a template, a script and `image.toml`.
-    fn template_folder() -> tempfile::TempDir {
-        let dir = tempfile::TempDir::new().unwrap();
-        std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
-        std::fs::write(dir.path().join("build.pkr.hcl"), "build {}").unwrap();
-        std::fs::write(dir.path().join("scripts/a.ps1"), "Write-Host a").unwrap();
-        std::fs::write(dir.path().join(IMAGE_FILE), "approvers").unwrap();
-        dir
+    fn template_folder() -> BTreeMap<String, Vec<u8>> {
+        [
+            ("build.pkr.hcl", "build {}"),
+            ("scripts/a.ps1", "Write-Host a"),
+            (IMAGE_FILE, "approvers"),
+        ]
+        .into_iter()
+        .map(|(p, c)| (p.to_string(), c.as_bytes().to_vec()))
+        .collect()
+    }
+
+    fn of(
+        folder: &BTreeMap<String, Vec<u8>>,
+        settings: &ImageSettings,
+        base: Option<&str>,
+    ) -> Inputs {
+        inputs(
+            folder.iter().map(|(p, b)| (p.as_str(), b.as_slice())),
+            settings,
+            base,
+        )
+    }
+
+    fn hash(folder: &BTreeMap<String, Vec<u8>>, base: Option<&str>) -> String {
+        of(folder, &settings(), base).hash
     }
 
     #[test]
     fn the_hash_changes_with_any_template_file_variable_or_base_version_and_nothing_else() {
-        let dir = template_folder();
-        let img = image(dir.path());
-        let base = hash(&img, None).unwrap();
-        assert_eq!(base, hash(&img, None).unwrap());
+        let mut folder = template_folder();
+        let base = hash(&folder, None);
+        assert_eq!(base, hash(&folder, None));
 
-        std::fs::write(dir.path().join(IMAGE_FILE), "other approvers").unwrap();
+        folder.insert(IMAGE_FILE.into(), b"other approvers".to_vec());
         assert_eq!(
             base,
-            hash(&img, None).unwrap(),
+            hash(&folder, None),
             "approval settings are not build inputs"
         );
 
-        assert_ne!(base, hash(&img, Some("20348.2849.241109")).unwrap());
+        assert_ne!(base, hash(&folder, Some("20348.2849.241109")));
 
-        std::fs::write(dir.path().join("scripts/a.ps1"), "Write-Host b").unwrap();
-        let script_changed = hash(&img, None).unwrap();
+        folder.insert("scripts/a.ps1".into(), b"Write-Host b".to_vec());
+        let script_changed = hash(&folder, None);
         assert_ne!(base, script_changed);
 
-        let mut with_var = img.clone();
+        let mut with_var = settings();
         with_var
-            .settings
             .packer
             .variables
             .insert("vm_size".into(), "Standard_D4s_v5".into());
-        assert_ne!(script_changed, hash(&with_var, None).unwrap());
+        assert_ne!(script_changed, of(&folder, &with_var, None).hash);
 
-        std::fs::rename(
-            dir.path().join("scripts/a.ps1"),
-            dir.path().join("scripts/b.ps1"),
-        )
-        .unwrap();
+        let moved = folder.remove("scripts/a.ps1").unwrap();
+        folder.insert("scripts/b.ps1".into(), moved);
         assert_ne!(
             script_changed,
-            hash(&img, None).unwrap(),
+            hash(&folder, None),
             "a renamed file changes the hash"
         );
     }
 
     #[test]
     fn the_manifest_holds_each_file_hash_by_its_path_and_the_settings() {
-        let dir = template_folder();
-        let img = image(dir.path());
-        let manifest = inputs(&img, Some("20348.1")).unwrap().manifest.unwrap();
+        let mut folder = template_folder();
+        let settings = settings();
+        let manifest = of(&folder, &settings, Some("20348.1")).manifest.unwrap();
         let paths: Vec<&str> = manifest.files.keys().map(String::as_str).collect();
         assert_eq!(
             paths,
@@ -189,11 +185,10 @@ mod tests {
             "each file's own SHA-256"
         );
         assert_eq!(manifest.base_image_version.as_deref(), Some("20348.1"));
-        assert_eq!(manifest.baseline, img.settings.baseline_version);
+        assert_eq!(manifest.baseline, settings.baseline_version);
 
-        std::fs::write(dir.path().join("scripts/a.ps1"), "Write-Host b").unwrap();
-        let changed = inputs(&img, Some("20348.1"))
-            .unwrap()
+        folder.insert("scripts/a.ps1".into(), b"Write-Host b".to_vec());
+        let changed = of(&folder, &settings, Some("20348.1"))
             .manifest
             .unwrap()
             .changes_since(&manifest);
@@ -203,11 +198,10 @@ mod tests {
 
     #[test]
     fn a_folder_of_too_many_files_is_hashed_but_not_listed() {
-        let dir = tempfile::TempDir::new().unwrap();
-        for i in 0..=MANIFEST_FILES {
-            std::fs::write(dir.path().join(format!("f{i}")), "x").unwrap();
-        }
-        let result = inputs(&image(dir.path()), None).unwrap();
+        let folder: BTreeMap<String, Vec<u8>> = (0..=MANIFEST_FILES)
+            .map(|i| (format!("f{i}"), b"x".to_vec()))
+            .collect();
+        let result = of(&folder, &settings(), None);
         assert_eq!(result.manifest, None);
         assert_eq!(result.hash.len(), 64);
     }

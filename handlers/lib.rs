@@ -7,6 +7,7 @@
 //! runs (`host`).
 
 pub mod app;
+pub mod archive;
 pub mod azure;
 pub mod build_log;
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod ports;
 pub mod private;
 pub mod protocol;
 pub mod server;
+pub mod sources;
 pub mod stages;
 pub mod startup;
 pub mod template;

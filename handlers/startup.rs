@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, TriggerSecrets};
+use crate::archive::Limits;
 use crate::azure::blob::BlobLogs;
 use crate::azure::compute::AzureMarketplace;
 use crate::azure::cosmos::{CosmosAuth, CosmosSettings, CosmosStore};
@@ -44,6 +45,7 @@ use crate::local::git::LocalGitTags;
 use crate::local::logs::LocalLogs;
 use crate::local::marketplace::{LocalMarketplace, MARKETPLACE_FILE};
 use crate::local::outbox::OutboxChannel;
+use crate::local::sources::{FolderSnapshots, LocalGit};
 use crate::local::sqlite::SqliteStore;
 use crate::local::test_env::LocalTestEnvironment;
 use crate::ports::clock::Ids;
@@ -52,6 +54,7 @@ use crate::ports::gallery::Gallery;
 use crate::ports::git::GitTags;
 use crate::ports::notifier::{Channel, Notifier};
 use crate::ports::store::RunStore;
+use crate::sources::Sources;
 use crate::web::HostedGitTags;
 use crate::web::teams::TeamsChannel;
 use crate::web::webhooks::WebhookSettings;
@@ -113,7 +116,10 @@ const OUTBOX: &str = "outbox";
 /// The local gallery's folder in the data folder.
 pub const RELEASES: &str = "releases";
 
-const PRIVATE_FOLDERS: [&str; 3] = [OUTBOX, "runs", RELEASES];
+/// The local snapshot store's folder in the data folder.
+pub const SOURCES: &str = "sources";
+
+const PRIVATE_FOLDERS: [&str; 4] = [OUTBOX, "runs", RELEASES, SOURCES];
 
 /// Makes the data folder private (0700, created if missing) and, for data a
 /// version before this one left readable by other users, what it holds:
@@ -333,6 +339,11 @@ pub async fn build_app(
                 .map_err(anyhow::Error::msg)?,
         )
     };
+    let sources = Arc::new(Sources::new(
+        Arc::new(LocalGit::new(&settings.images_dir)),
+        Arc::new(FolderSnapshots::new(settings.data_dir.join(SOURCES))),
+        snapshot_limits(|name| std::env::var(name).ok())?,
+    ));
     let mut app = App {
         store,
         executor: Arc::new(LocalExecutor),
@@ -345,6 +356,7 @@ pub async fn build_app(
         )),
         git_tags,
         images: Arc::new(images),
+        sources,
         settings: Arc::new(settings),
         keys: Arc::new(keys),
         secrets: Arc::new(TriggerSecrets {
@@ -373,6 +385,32 @@ pub async fn build_app(
         use_azure(&mut app, Azure::new(azure.clone(), credential)?, logs);
     }
     Ok(app)
+}
+
+/// How much a source snapshot may hold: `IMAGE_FACTORY_SNAPSHOT_MAX_FILES`
+/// and `IMAGE_FACTORY_SNAPSHOT_MAX_BYTES` (whole numbers of at least 1),
+/// else defaults far above what an images repository holds.
+pub fn snapshot_limits(var: impl Fn(&str) -> Option<String>) -> Result<Limits, ConfigError> {
+    let mut limits = Limits::default();
+    let number = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+        let Some(text) = var(name).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        match text.trim().parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(ConfigError::Setting {
+                name,
+                message: "must be a whole number of at least 1".into(),
+            }),
+        }
+    };
+    if let Some(files) = number("IMAGE_FACTORY_SNAPSHOT_MAX_FILES")? {
+        limits.max_files = usize::try_from(files).unwrap_or(usize::MAX);
+    }
+    if let Some(bytes) = number("IMAGE_FACTORY_SNAPSHOT_MAX_BYTES")? {
+        limits.max_bytes = bytes;
+    }
+    Ok(limits)
 }
 
 /// The gallery the settings choose: the Azure Compute Gallery when the

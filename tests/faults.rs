@@ -1004,8 +1004,14 @@ impl World {
             branch: Some("main".into()),
             ..Trigger::new(TriggerKind::Push, "github")
         };
+        let source = self
+            .app
+            .sources
+            .take(None, trigger.commit.as_deref())
+            .await
+            .unwrap();
         self.app
-            .create_run(id.into(), image, trigger)
+            .create_run(id.into(), image, trigger, &source)
             .await
             .unwrap();
         let body = serde_json::to_string(&StageMessage {
@@ -1759,6 +1765,7 @@ impl World {
             image_version: run.version.to_string(),
             sig_version_id: None,
             git_commit: run.trigger.commit.clone(),
+            source: run.source.clone().map(Box::new),
             run_id: run.id.to_string(),
             build_log: run
                 .build

@@ -38,6 +38,11 @@ const RULES: &[(&str, &[&str])] = &[
     ("inputs", &["domain"]),
     // Tools with no knowledge of the factory's flow.
     ("private", &[]),
+    ("archive", &[]),
+    (
+        "sources",
+        &["domain", "ports", "archive", "inputs", "private"],
+    ),
     ("build_log", &["private"]),
     ("packer", &[]),
     ("template", &[]),
@@ -71,6 +76,7 @@ const RULES: &[(&str, &[&str])] = &[
             "stages",
             "followups",
             "protocol",
+            "sources",
         ],
     ),
     (
@@ -88,12 +94,20 @@ const RULES: &[(&str, &[&str])] = &[
             "layout",
             "build_log",
             "trace",
+            "sources",
         ],
     ),
     ("server", &["app", "functions", "protocol"]),
     (
         "worker",
-        &["domain", "ports", "config", "stages", "build_log"],
+        &[
+            "domain",
+            "ports",
+            "config",
+            "stages",
+            "build_log",
+            "sources",
+        ],
     ),
     // The adapters, by system.
     ("azure", &["domain", "ports", "notifier", "private"]),
@@ -121,8 +135,10 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 29] = [
+const ANY: [&str; 31] = [
     "domain",
+    "archive",
+    "sources",
     "ports",
     "config",
     "inputs",

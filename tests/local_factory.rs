@@ -479,7 +479,8 @@ async fn a_stage_that_fails_on_every_delivery_is_dead_lettered_and_its_run_faile
     })
     .await;
     let commit = "f1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
-    // The build stage cannot create its run folder: a file stands in the way.
+    // The validate stage, the first to unpack the run's snapshot into the
+    // run's folder, cannot create it: a file stands in the way.
     let runs = factory.data.path().join("runs");
     std::fs::create_dir_all(&runs).unwrap();
     std::fs::write(runs.join(run_id(commit)), "in the way").unwrap();
@@ -493,7 +494,7 @@ async fn a_stage_that_fails_on_every_delivery_is_dead_lettered_and_its_run_faile
         .await;
     assert_eq!(run.status, RunStatus::Failed);
     let failure = run.failure.clone().unwrap();
-    assert_eq!(failure.stage, Some(Stage::Build));
+    assert_eq!(failure.stage, Some(Stage::Validate));
     assert!(
         failure.reason.contains("delivered 3 times"),
         "{}",
@@ -505,17 +506,17 @@ async fn a_stage_that_fails_on_every_delivery_is_dead_lettered_and_its_run_faile
         failure.reason
     );
     assert!(
-        failure.reason.contains("cannot create"),
+        failure.reason.contains("cannot unpack the snapshot"),
         "{}",
         failure.reason
     );
-    assert_eq!(run.stage(Stage::Build).status, StageStatus::Failed);
+    assert_eq!(run.stage(Stage::Validate).status, StageStatus::Failed);
     assert_eq!(
-        run.stage(Stage::Build).attempts.len(),
+        run.stage(Stage::Validate).attempts.len(),
         3,
         "one attempt per delivery"
     );
-    assert_eq!(factory.bus().depth("stage-build").await.unwrap(), 0);
+    assert_eq!(factory.bus().depth("stage-validate").await.unwrap(), 0);
     assert_eq!(
         factory.bus().depth("dead-letters").await.unwrap(),
         0,

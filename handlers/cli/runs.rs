@@ -213,6 +213,9 @@ fn print_run(run: &Run) -> anyhow::Result<()> {
             stage.summary.as_deref().unwrap_or("")
         )?;
     }
+    if let Some(source) = &run.source {
+        writeln!(out, "  source: {}", source.describe())?;
+    }
     if let Some(failure) = &run.failure {
         writeln!(out, "  why: {}", failure.reason)?;
     }

@@ -177,23 +177,33 @@ pub fn plan(run: &Run, now: DateTime<Utc>) -> Option<Result<TagPlan, GitTagRecor
     if run.status != RunStatus::Released {
         return None;
     }
-    let commit = run.trigger.commit.as_deref()?;
+    // The tag names the commit whose snapshot was built, never another.
+    let uncommitted = run.source.as_ref().is_some_and(|s| s.uncommitted);
+    let commit = match &run.source {
+        Some(source) if !uncommitted => source.commit.as_deref()?,
+        _ => run.trigger.commit.as_deref()?,
+    };
     if run.git_tag.as_ref().is_some_and(|record| !record.due(now)) {
         return None;
     }
+    let nothing = |reason: String| {
+        Some(Err(GitTagRecord {
+            tag: format!("{}/{}", run.image, run.version),
+            commit: commit.to_string(),
+            state: GitTagState::NothingToTag { reason },
+            attempts: 0,
+            at: now,
+        }))
+    };
+    if uncommitted {
+        return nothing(format!(
+            "the run built an {} (the images folder is in no git repository): no commit holds what was built, so none is tagged",
+            super::source::UNCOMMITTED
+        ));
+    }
     let tag = match TagName::new(&run.image, &run.version) {
         Ok(tag) => tag,
-        Err(e) => {
-            return Some(Err(GitTagRecord {
-                tag: format!("{}/{}", run.image, run.version),
-                commit: commit.to_string(),
-                state: GitTagState::NothingToTag {
-                    reason: e.to_string(),
-                },
-                attempts: 0,
-                at: now,
-            }));
-        }
+        Err(e) => return nothing(e.to_string()),
     };
     Some(Ok(TagPlan {
         tag,
@@ -306,6 +316,35 @@ mod tests {
             assert!(err.contains(rule), "{name:?}: {err}");
         }
         assert!(TagName::parse("web-server/2026.11.0").is_ok());
+    }
+
+    #[test]
+    fn the_tag_names_the_commit_whose_snapshot_was_built_and_never_a_working_tree() {
+        let other = "ffff56789abcdef0123456789abcdef01234567f";
+        let mut run = released(Some(other));
+        run.source = Some(crate::domain::source::SourceRecord {
+            repository: None,
+            commit: Some(COMMIT.into()),
+            snapshot: "ab".repeat(32).parse().unwrap(),
+            size: 1,
+            image_hash: "cd".repeat(32),
+            uncommitted: false,
+        });
+        assert_eq!(plan(&run, now()).unwrap().unwrap().commit, COMMIT);
+        if let Some(source) = run.source.as_mut() {
+            source.uncommitted = true;
+        }
+        let Some(Err(record)) = plan(&run, now()) else {
+            panic!("a record saying why nothing is tagged");
+        };
+        let GitTagState::NothingToTag { reason } = &record.state else {
+            panic!("{record:?}");
+        };
+        assert!(reason.contains("uncommitted working tree"), "{reason}");
+        assert!(
+            !record.due(now() + chrono::Duration::days(30)),
+            "never tried again"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod release_event;
 pub mod release_notes;
 pub mod run;
 pub mod schedule;
+pub mod source;
 pub mod tags;
 pub mod version;
 

@@ -147,6 +147,9 @@ impl ReleaseNotes {
                 None => md.push('\n'),
             }
         }
+        if let Some(source) = &t.source {
+            let _ = writeln!(md, "- Source: {}", text(source));
+        }
         if let Some(reason) = &t.reason {
             let _ = writeln!(md, "- Reason: {}", text(reason));
         }
@@ -292,6 +295,7 @@ fn trigger_note(run: &Run) -> TriggerNote {
             .as_deref()
             .and_then(|m| m.lines().next())
             .map(|line| super::truncate(line.trim(), LINE_SHOWN)),
+        source: run.source.as_ref().map(|s| s.describe()),
         reason: t.reason.clone(),
         base_image_version: t.base_image_version.clone(),
     }

@@ -627,6 +627,10 @@ pub struct ReleaseRecord {
     pub sig_version_id: Option<String>,
     /// The commit built.
     pub git_commit: Option<String>,
+    /// The source built: repository, commit and snapshot (and whether it
+    /// was an uncommitted working tree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Box<super::source::SourceRecord>>,
     /// The run that built it.
     pub run_id: String,
     /// Where the build log is kept.
@@ -671,6 +675,10 @@ pub struct TriggerNote {
     /// The commit message's first line, when the push carried it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Where the source built came from: repository, commit and snapshot
+    /// (see [`super::source::SourceRecord::describe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Why the run exists (the Patch Tuesday month, an out-of-band reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -1048,6 +1056,10 @@ pub struct Run {
     /// Its build inputs one by one, so the release notes can name what changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<InputManifest>,
+    /// Where its source comes from: the commit and the snapshot every
+    /// stage reads (`None` for runs made before snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<super::source::SourceRecord>,
     /// Why nothing was built, for a skipped run.
     #[serde(default)]
     pub skipped: Option<String>,
@@ -1099,6 +1111,7 @@ impl Run {
             failure: None,
             inputs_hash: None,
             inputs: None,
+            source: None,
             skipped: None,
             git_tag: None,
             follow_ups: Vec::new(),

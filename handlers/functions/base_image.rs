@@ -11,7 +11,7 @@
 //! never keeps the runs created in this firing from having their first
 //! message sent with its answer (see `functions::invocation::per_image`).
 
-use super::invocation::{InvocationError, TIMER_BINDING};
+use super::invocation::{InvocationError, TIMER_BINDING, retry};
 use crate::app::{App, Created, dispatch_follow_up};
 use crate::domain::image::newest_marketplace_version;
 use crate::domain::run::{Trigger, TriggerKind};
@@ -32,8 +32,15 @@ impl BaseImageCheck {
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         let mut response = InvocationResponse::default();
         let mut failures = Vec::new();
-        for (image, config) in app.images.iter() {
-            let Some(base) = config.settings.marketplace_base() else {
+        // The images of the built branch's head now: an image added by a
+        // push is watched without a restart.
+        let source = app
+            .head_snapshot(None)
+            .await
+            .map_err(|e| retry("cannot take the source of the built branch's head", e))?;
+        for (image, settings) in source.images(&app.settings.repo_images_path) {
+            let image = image.as_str();
+            let Some(base) = settings.as_ref().ok().and_then(|s| s.marketplace_base()) else {
                 continue;
             };
             let names = match app.marketplace.versions(base).await {
@@ -61,7 +68,7 @@ impl BaseImageCheck {
                 ..Trigger::new(TriggerKind::BaseImageUpdate, "timer")
             };
             let created = match app
-                .create_run(format!("base-{image}-{newest}"), image, trigger)
+                .create_run(format!("base-{image}-{newest}"), image, trigger, &source)
                 .await
             {
                 Ok(created) => created,

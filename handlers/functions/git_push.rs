@@ -10,6 +10,12 @@
 //!   Its payload lists no files, so such a push builds every image; build
 //!   avoidance then skips the images whose inputs did not change.
 //!
+//! Every push is built from its own commit: the images folder at the pushed
+//! commit is snapshotted once ([`crate::sources`]), and the images, their
+//! settings and every stage of their runs come from that snapshot. A commit
+//! that adds an image folder builds it with no restart; a broken
+//! `image.toml` makes a run its validate stage fails, and the others build.
+//!
 //! Only configured branches build. A push run's id is `push-<image>-<commit>`
 //! with the whole commit id, so a redelivered webhook finds the runs it
 //! created the first time and two commits never share a run. (Runs made
@@ -223,7 +229,25 @@ impl GitPush {
                 }));
                 continue;
             }
-            let touched = touched_images(app, push.paths.as_deref());
+            // A commit whose source cannot be taken starts nothing; the
+            // runs of the other pushes still go out with this answer.
+            let source = match app
+                .sources
+                .take(push.repository.as_ref(), Some(&push.commit))
+                .await
+            {
+                Ok(source) => source,
+                Err(e) => {
+                    worst = worst.max(if e.is_transient() { 503 } else { 422 });
+                    failed.push(serde_json::json!({
+                        "commit": push.commit,
+                        "error": format!("cannot take the source of commit {}: {e}", push.commit),
+                    }));
+                    continue;
+                }
+            };
+            let images = source.images(&app.settings.repo_images_path);
+            let touched = touched_images(app, push.paths.as_deref(), &images);
             ignored.extend(
                 touched
                     .ignored
@@ -249,8 +273,13 @@ impl GitPush {
                 let created = match legacy_run(app, &image, &push.commit).await {
                     Ok(Some(existing)) => Ok(existing),
                     Ok(None) => {
-                        app.create_run(format!("push-{image}-{}", push.commit), &image, trigger)
-                            .await
+                        app.create_run(
+                            format!("push-{image}-{}", push.commit),
+                            &image,
+                            trigger,
+                            &source,
+                        )
+                        .await
                     }
                     Err(e) => Err(CreateError::Store(e)),
                 };
@@ -525,17 +554,40 @@ struct Touched {
     ignored: Vec<(String, String)>,
 }
 
-/// The images a push touched: folders under the images path with changed
-/// files; every image when the provider does not list files.
-fn touched_images(app: &App, paths: Option<&[String]>) -> Touched {
-    let Some(paths) = paths else {
-        return Touched {
-            images: app.images.keys().cloned().collect(),
+/// The images a push touched among `images` (those of the pushed commit's
+/// snapshot): folders under the images path with changed files; every image
+/// when the provider does not list files. A folder whose name cannot name
+/// an image is listed as ignored, with why.
+fn touched_images<T>(
+    app: &App,
+    paths: Option<&[String]>,
+    images: &std::collections::BTreeMap<String, Result<T, String>>,
+) -> Touched {
+    let runnable = |name: &str| crate::domain::image::is_valid_image_name(name);
+    let mut touched = match paths {
+        None => Touched {
+            images: images.keys().filter(|n| runnable(n)).cloned().collect(),
             ignored: Vec::new(),
-        };
+        },
+        Some(paths) => map_paths(&app.settings.repo_images_path, paths, |name| {
+            images.contains_key(name)
+        }),
     };
-    let known = |name: &str| app.images.contains_key(name);
-    map_paths(&app.settings.repo_images_path, paths, known)
+    let unnamed: Vec<String> = touched
+        .images
+        .iter()
+        .filter(|n| !runnable(n))
+        .cloned()
+        .collect();
+    for name in unnamed {
+        touched.images.remove(&name);
+        let why = images
+            .get(&name)
+            .and_then(|s| s.as_ref().err().cloned())
+            .unwrap_or_default();
+        touched.ignored.push((name, why));
+    }
+    touched
 }
 
 /// Maps repository paths to the image folders under `images_path` that

@@ -18,7 +18,7 @@
 
 use serde::Deserialize;
 
-use super::invocation::{InvocationError, TIMER_BINDING};
+use super::invocation::{InvocationError, TIMER_BINDING, retry};
 use crate::app::{App, dispatch_follow_up};
 use crate::domain::run::{Trigger, TriggerKind};
 use crate::protocol::{InvocationRequest, InvocationResponse};
@@ -53,8 +53,15 @@ impl PatchTuesday {
         if self.past_due {
             response.log("the timer fired late (IsPastDue)");
         }
-        for (image, config) in app.images.iter() {
-            if let Some(parent) = config.settings.parent() {
+        // Every image of the built branch's head now, each built from it.
+        let source = app
+            .head_snapshot(None)
+            .await
+            .map_err(|e| retry("cannot take the source of the built branch's head", e))?;
+        for (image, settings) in source.images(&app.settings.repo_images_path) {
+            let image = image.as_str();
+            let parent = settings.as_ref().ok().and_then(|s| s.parent());
+            if let Some(parent) = parent {
                 response.log(format!(
                     "{image} follows {parent}: its {month} rebuild starts when {parent} is released"
                 ));
@@ -67,11 +74,13 @@ impl PatchTuesday {
                 )),
                 // Without a Marketplace base to compare, the factory cannot
                 // tell whether this month's patches changed the inputs.
-                force: config.settings.marketplace_base().is_none(),
+                force: settings
+                    .as_ref()
+                    .map_or(true, |s| s.marketplace_base().is_none()),
                 ..Trigger::new(TriggerKind::PatchTuesday, "timer")
             };
             match app
-                .create_run(format!("pt-{image}-{month}"), image, trigger)
+                .create_run(format!("pt-{image}-{month}"), image, trigger, &source)
                 .await
             {
                 Ok(created) => dispatch_follow_up(&mut response, created.run()),

@@ -250,7 +250,14 @@ impl Runs {
             ..Trigger::new(TriggerKind::OutOfBand, "operator")
         };
         let id = format!("oob-{}-{}", body.image, crate::ports::clock::new_id());
-        let created = match app.create_run(id, &body.image, trigger).await {
+        let source = match app.head_snapshot(None).await {
+            Ok(source) => source,
+            Err(e) => {
+                let status = if e.is_transient() { 503 } else { 422 };
+                return Ok(error(status, &e.to_string()));
+            }
+        };
+        let created = match app.create_run(id, &body.image, trigger, &source).await {
             Ok(created) => created,
             Err(e) => return Ok(error(e.http_status(), &e.to_string())),
         };

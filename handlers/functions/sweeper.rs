@@ -75,7 +75,11 @@ async fn watch_worker(app: &App, run: &Run, now: DateTime<Utc>) -> Option<Event>
         |ended_at: Option<DateTime<Utc>>| ended_at.is_none_or(|t| now - t >= REPORT_GRACE);
     match state {
         WorkerState::Running => {
-            let timeout = app.image(&run.image).map(build_timeout)?;
+            let timeout = app
+                .run_image(run, false)
+                .await
+                .ok()
+                .map(|i| build_timeout(&i))?;
             let timeout = Duration::from_std(timeout).ok()?;
             // A limit past what the clock can count is never reached.
             let limit = timeout.checked_add(&TIMEOUT_GRACE)?;
@@ -252,6 +256,7 @@ impl Sweeper {
         sweep_follow_ups(app, &mut response).await;
         start_missing_children(app, &mut response).await;
         retry_git_tags(app, &mut response).await;
+        prune_snapshots(app, &mut response).await;
         sweep_test_groups(app, &mut response).await;
         Ok(response)
     }
@@ -315,6 +320,87 @@ async fn start_missing_children(app: &App, response: &mut InvocationResponse) {
             Err(e) => response.log(format!("the releases of {parent} could not be read: {e}")),
         }
     }
+}
+
+/// A snapshot stored less than this long ago is kept whatever refers to
+/// it: it may belong to a run being created.
+const SNAPSHOT_GRACE: chrono::Duration = chrono::Duration::days(1);
+
+/// How often the snapshots are pruned (a pruning reads every released run).
+const PRUNE_EVERY: chrono::Duration = chrono::Duration::hours(6);
+
+/// Removes the source snapshots no run or release needs any more: those of
+/// no active run and of no released run whose version the gallery still
+/// holds, stored more than [`SNAPSHOT_GRACE`] ago. At most every
+/// [`PRUNE_EVERY`]; a failure is logged and tried at the next sweep.
+async fn prune_snapshots(app: &App, response: &mut InvocationResponse) {
+    let now = app.now();
+    if !app.sources.prune_due(now, PRUNE_EVERY) {
+        return;
+    }
+    let needed = match needed_snapshots(app).await {
+        Ok(needed) => needed,
+        Err(e) => {
+            response.log(format!("snapshots not pruned: {e}"));
+            return;
+        }
+    };
+    match app.sources.prune(&needed, now - SNAPSHOT_GRACE).await {
+        Ok(removed) => {
+            app.sources.pruned_at(now);
+            for id in removed {
+                response.log(format!("snapshot {id} pruned: no run or release needs it"));
+            }
+        }
+        Err(e) => response.log(format!("snapshots not pruned: {e}")),
+    }
+}
+
+/// The snapshots of active runs and of released runs whose version the
+/// gallery still holds.
+async fn needed_snapshots(
+    app: &App,
+) -> Result<std::collections::BTreeSet<crate::domain::source::SnapshotId>, String> {
+    let mut needed = std::collections::BTreeSet::new();
+    let mut held: std::collections::BTreeMap<String, Vec<crate::domain::version::ImageVersion>> =
+        std::collections::BTreeMap::new();
+    for mut query in [
+        RunQuery::active(),
+        RunQuery {
+            statuses: vec![RunStatus::Released],
+            limit: 100,
+            ..RunQuery::default()
+        },
+    ] {
+        loop {
+            let page = app.store.list(&query).await.map_err(|e| e.to_string())?;
+            for run in &page.runs {
+                let Some(source) = &run.source else { continue };
+                if run.status == RunStatus::Released {
+                    if !held.contains_key(&run.image) {
+                        let versions = app
+                            .gallery
+                            .versions(&run.image)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        held.insert(
+                            run.image.clone(),
+                            versions.into_iter().map(|v| v.version).collect(),
+                        );
+                    }
+                    if !held[&run.image].contains(&run.version) {
+                        continue;
+                    }
+                }
+                needed.insert(source.snapshot.clone());
+            }
+            match page.continuation {
+                Some(c) => query.continuation = Some(c),
+                None => break,
+            }
+        }
+    }
+    Ok(needed)
 }
 
 /// Delivers the follow-ups (release events) that are due; a failure is

@@ -51,6 +51,7 @@ pub(super) async fn run(
             .as_ref()
             .and_then(|b| b.gallery_version_id.clone()),
         git_commit: run.trigger.commit.clone(),
+        source: run.source.clone().map(Box::new),
         run_id: run.id.to_string(),
         build_log: run
             .build
