@@ -1,10 +1,12 @@
 //! The web adapters: plain HTTPS peers that are not Azure — GitHub and Azure
 //! DevOps (git tags on released commits, and the router that sends a tag to
-//! the host its push came from), Teams (approval notices) and the release
-//! events' webhook receivers (Standard Webhooks signatures).
+//! the host its push came from), Teams (approval notices), the release
+//! events' webhook receivers (Standard Webhooks signatures) and Microsoft's
+//! Security Update Guide (the monthly CVRF documents of the patch rules).
 
 pub mod azure_devops;
 pub mod github;
+pub mod msrc;
 pub mod teams;
 pub mod webhooks;
 
@@ -15,6 +17,13 @@ use azure_core::credentials::TokenCredential;
 
 use crate::domain::git_tag::{RepositoryRef, TagName, TagOutcome};
 use crate::ports::git::{GitTags, TagError};
+
+/// Whether the factory may send to, or trust an answer from, `url`: https,
+/// or http to this machine (127.0.0.1, ::1, localhost: tests and local peers).
+fn https_or_loopback(url: &reqwest::Url) -> bool {
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+    url.scheme() == "https" || (url.scheme() == "http" && loopback)
+}
 
 /// The `message` of a GitHub or Azure DevOps error answer (both put it
 /// there), cut to 300 characters, or the status's reason.
