@@ -24,6 +24,7 @@ pub mod notifier;
 pub mod package;
 pub mod packer;
 pub mod pages;
+pub mod patch_status;
 pub mod ports;
 pub mod private;
 pub mod protocol;

@@ -6,6 +6,7 @@
 //! - `trigger`: start an out-of-band run;
 //! - `approve`, `reject`: decide for an approver, with the same checks as a link;
 //! - `patch-tuesday`: print a year's Patch Tuesdays and build times;
+//! - `patch status`: a build's evidence judged against Microsoft's security data;
 //! - `runs`: list runs or show one;
 //! - `fleet`: every image's compliance with this month's patches, and what its runs wait on;
 //! - `schedule`: print the next firings of a timer schedule;
@@ -150,6 +151,16 @@ enum ApprovalsAction {
 }
 
 #[derive(Subcommand)]
+enum PatchAction {
+    /// Judge the evidence a build collected inside an image
+    /// (image-evidence.json) against Microsoft's security data for a month.
+    ///
+    /// Exits 0 when the OS build carries every fix of the month, 1 when fixes
+    /// are missing, 2 on bad input or when the data cannot be read.
+    Status(image_factory::patch_status::StatusArgs),
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the whole factory on this machine: handler, HTTP triggers on /api/, timers and queues.
     Up {
@@ -264,6 +275,12 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// An image's patch level, proven by its evidence against Microsoft's
+    /// security data (docs/patch-evidence.md).
+    Patch {
+        #[command(subcommand)]
+        action: PatchAction,
     },
     /// Print a year's Patch Tuesdays and the factory's monthly build times.
     PatchTuesday {
@@ -591,6 +608,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Patch {
+            action: PatchAction::Status(args),
+        } => Ok(image_factory::patch_status::status(args).await),
         Command::PatchTuesday { year } => {
             let calendar = Settings::from_env()?.calendar;
             let mut out = std::io::stdout().lock();

@@ -103,11 +103,14 @@ const RULES: &[(&str, &[&str])] = &[
     // The composition root and the binary's modes that wire adapters.
     ("startup", &ANY),
     ("client", &ANY),
+    // `patch status`: the evidence, the rules, and the security data the
+    // composition root opens.
+    ("patch_status", &["domain", "config", "startup"]),
     ("doctor", &ANY),
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 29] = [
+const ANY: [&str; 30] = [
     "domain",
     "ports",
     "config",
@@ -136,6 +139,7 @@ const ANY: [&str; 29] = [
     "startup",
     "client",
     "doctor",
+    "patch_status",
     "lib",
 ];
 

@@ -220,8 +220,9 @@ impl Severity {
 }
 
 impl fmt::Display for Severity {
+    /// The word, padded to the formatter's width (`{:<9}`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Severity::Unrated => "Unrated",
             Severity::Low => "Low",
             Severity::Moderate => "Moderate",
