@@ -130,7 +130,14 @@ async fn a_revised_month_refreshes_the_cache() {
     let cache = TempDir::new().unwrap();
     let msrc = client(&fake.url, Some(&cache));
     let first = msrc.month(month("2025-Dec")).await.unwrap();
-    assert!(cache.path().join("cvrfDocument-2025-Dec.xml").is_file());
+    let cached = cache.path().join("cvrfDocument-2025-Dec.xml");
+    assert!(cached.is_file());
+    // Private, as the rest of the data folder.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cached).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // Asked again: the list is read, the document comes from the cache.
     let again = msrc.month(month("2025-Dec")).await.unwrap();
     assert_eq!(again, first);

@@ -376,15 +376,14 @@ async fn cached(cache: &Path, id: MonthId) -> Option<CvrfDocument> {
     }
 }
 
-/// Writes the document of `id` to the cache (a temporary file renamed over
-/// the old one, so a reader never sees half of it). A failure is logged:
-/// the next call fetches again.
+/// Writes the document of `id` to the cache, private as the rest of the
+/// data folder (a temporary file renamed over the old one, so a reader
+/// never sees half of it). A failure is logged: the next call fetches again.
 async fn store(cache: &Path, id: MonthId, xml: &str) {
     let file = document_file(cache, id);
     let temporary = cache.join(format!(".cvrfDocument-{id}.{}.tmp", std::process::id()));
     let written = async {
-        tokio::fs::create_dir_all(cache).await?;
-        tokio::fs::write(&temporary, xml).await?;
+        crate::private::write_in_dir(&temporary, xml.as_bytes().to_vec()).await?;
         tokio::fs::rename(&temporary, &file).await
     };
     if let Err(e) = written.await {
