@@ -89,7 +89,7 @@ async fn judge(args: &StatusArgs) -> anyhow::Result<(CvrfDocument, Verdict)> {
 
 /// The verdict as people read it: a summary, the missing CVEs (most severe
 /// first) and the warnings.
-pub fn render(month: &CvrfDocument, verdict: &Verdict) -> String {
+fn render(month: &CvrfDocument, verdict: &Verdict) -> String {
     let exposure = &verdict.exposure;
     let mut out = format!(
         "{} (product {}) at {}, against {} ({}, revised {})\n",

@@ -191,8 +191,13 @@ impl SeverityCounts {
 
     /// The count of one severity.
     pub fn get(&self, severity: Severity) -> usize {
-        let mut copy = *self;
-        *copy.slot(severity)
+        match severity {
+            Severity::Critical => self.critical,
+            Severity::Important => self.important,
+            Severity::Moderate => self.moderate,
+            Severity::Low => self.low,
+            Severity::Unrated => self.unrated,
+        }
     }
 
     /// All of them.
