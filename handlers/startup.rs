@@ -53,9 +53,11 @@ use crate::ports::events::Publisher;
 use crate::ports::gallery::Gallery;
 use crate::ports::git::GitTags;
 use crate::ports::notifier::{Channel, Notifier};
+use crate::ports::security_updates::SecurityUpdates;
 use crate::ports::store::RunStore;
 use crate::sources::Sources;
 use crate::web::HostedGitTags;
+use crate::web::msrc::{MSRC_URL, Msrc, MsrcSource};
 use crate::web::teams::TeamsChannel;
 use crate::web::webhooks::WebhookSettings;
 
@@ -210,6 +212,9 @@ pub struct Adapters {
     pub azure: Option<AzureSettings>,
     /// Email through Azure Communication Services, if configured.
     pub email: Option<EmailSettings>,
+    /// Microsoft's security data (`IMAGE_FACTORY_MSRC_URL`): the Security
+    /// Update Guide API, or a folder of CVRF documents.
+    pub msrc: MsrcSource,
 }
 
 impl Adapters {
@@ -220,6 +225,10 @@ impl Adapters {
             store: StoreBackend::from_vars(var)?,
             azure: AzureSettings::from_vars(var).map_err(setting)?,
             email: EmailSettings::from_vars(var).map_err(setting)?,
+            msrc: MsrcSource::from_vars(var).map_err(|e| ConfigError::Setting {
+                name: MSRC_URL,
+                message: e.message,
+            })?,
         })
     }
 }
@@ -432,6 +441,23 @@ pub fn open_gallery(
         }
         None => Arc::new(LocalGallery::new(settings.data_dir.join(RELEASES))),
     })
+}
+
+/// The folder of the data folder that caches Microsoft's CVRF documents.
+pub const MSRC_CACHE: &str = "msrc";
+
+/// Microsoft's security data as the adapters' settings choose: the Security
+/// Update Guide API with its documents cached in the data folder's
+/// [`MSRC_CACHE`], or the folder of CVRF documents `IMAGE_FACTORY_MSRC_URL`
+/// names.
+pub fn open_security_updates(
+    settings: &Settings,
+    adapters: &Adapters,
+) -> anyhow::Result<Arc<dyn SecurityUpdates>> {
+    let cache = settings.data_dir.join(MSRC_CACHE);
+    Ok(Arc::new(
+        Msrc::new(&adapters.msrc, Some(cache)).map_err(anyhow::Error::msg)?,
+    ))
 }
 
 /// The Azure Compute Gallery adapter: each image's gallery image definition

@@ -112,7 +112,7 @@ const RULES: &[(&str, &[&str])] = &[
     // The adapters, by system.
     ("azure", &["domain", "ports", "notifier", "private"]),
     ("local", &["domain", "ports", "notifier", "private"]),
-    ("web", &["domain", "ports", "notifier"]),
+    ("web", &["domain", "ports", "notifier", "private"]),
     // The embedded Functions host and its packaging: the local stand-in for
     // the Functions runtime and Service Bus, on the local store's database.
     (

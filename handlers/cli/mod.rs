@@ -11,6 +11,7 @@
 //!   approval links, and deciding for an approver with the same checks as a link;
 //! - `runs`: list runs, show one, its log, its notes, or wait for it to end;
 //! - `fleet`: every image's compliance with this month's patches, and what its runs wait on;
+//! - `patch status`: a build's evidence judged against Microsoft's security data;
 //! - `patch-tuesday`: print a year's Patch Tuesdays and build times;
 //! - `package`: the deployable function app, zipped or as a folder, in the host's layout (checked against the handler, infra and the host's indexing rule);
 //! - `doctor`: what is wrong before a run finds it (packer, images, settings, layout; with --url the deployed app);
@@ -32,6 +33,7 @@ mod doctor;
 mod fleet;
 mod output;
 mod package;
+mod patch;
 mod patch_tuesday;
 mod push;
 mod rollback;
@@ -76,6 +78,7 @@ enum Command {
     Reject(approvals::DecisionArgs),
     Runs(runs::Runs),
     Fleet(fleet::Fleet),
+    Patch(patch::Patch),
     PatchTuesday(patch_tuesday::PatchTuesday),
     Package(package::Package),
     Doctor(doctor::Doctor),
@@ -97,6 +100,7 @@ impl Command {
             Command::Reject(c) => c.send("reject").await,
             Command::Runs(c) => c.run().await,
             Command::Fleet(c) => c.run().await,
+            Command::Patch(c) => c.run().await,
             Command::PatchTuesday(c) => c.run(),
             Command::Package(c) => c.run(),
             Command::Doctor(c) => c.run().await,

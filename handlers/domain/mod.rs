@@ -1,16 +1,20 @@
 //! The domain core: runs, their state machine, versions, tags and approval
-//! tokens. Pure: no I/O, no clock, no Azure, HTTP or storage types.
+//! tokens; the patch evidence, Microsoft's CVRF data and the patch rules.
+//! Pure: no I/O, no clock, no Azure, HTTP or storage types.
 
 pub mod approval;
 pub mod calendar;
 pub mod controls;
+pub mod cvrf;
 pub mod diagnosis;
+pub mod evidence;
 pub mod fleet;
 pub mod followup;
 pub mod gallery;
 pub mod git_tag;
 pub mod image;
 pub mod machine;
+pub mod patch;
 pub mod release_event;
 pub mod release_notes;
 pub mod run;

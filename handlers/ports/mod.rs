@@ -14,6 +14,7 @@ pub mod git;
 pub mod logs;
 pub mod marketplace;
 pub mod notifier;
+pub mod security_updates;
 pub mod sources;
 pub mod store;
 pub mod test_env;

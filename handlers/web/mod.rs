@@ -1,11 +1,14 @@
 //! The web adapters: plain HTTPS peers that are not Azure — GitHub and Azure
 //! DevOps (git tags on released commits, and the router that sends a tag to
-//! the host its push came from), Teams (approval notices) and the release
-//! events' webhook receivers (Standard Webhooks signatures).
+//! the host its push came from), Teams (approval notices), the release
+//! events' webhook receivers (Standard Webhooks signatures) and Microsoft's
+//! Security Update Guide (the monthly CVRF documents of the patch rules).
 
+mod address;
 mod answer;
 pub mod azure_devops;
 pub mod github;
+pub mod msrc;
 pub mod teams;
 pub mod webhooks;
 

@@ -125,11 +125,10 @@ impl WebhookSettings {
 fn parse_url(text: &str) -> Result<Url, WebhookSettingsError> {
     let refuse = || WebhookSettingsError::Url(redacted_text(text));
     let url = Url::parse(text).map_err(|_| refuse())?;
-    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err(refuse()),
+    if super::address::https_or_loopback(&url) {
+        Ok(url)
+    } else {
+        Err(refuse())
     }
 }
 

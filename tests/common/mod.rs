@@ -14,6 +14,7 @@ pub mod event_receiver;
 pub mod eventgrid;
 pub mod identity;
 pub mod ingestion;
+pub mod msrc;
 pub mod openapi;
 pub mod spec_validator;
 

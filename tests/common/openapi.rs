@@ -1,11 +1,15 @@
 //! Request/answer checks against a vendor's own OpenAPI description: GitHub's
-//! (OpenAPI 3.0, the `@octokit/openapi` package under `tests/github-openapi`)
-//! and Azure DevOps' (Swagger 2.0, `specification/git/7.1/git.json` under
-//! the third-party specifications, which oav cannot load).
+//! (OpenAPI 3.0, the `@octokit/openapi` package under `tests/github-openapi`),
+//! Azure DevOps' (Swagger 2.0, `specification/git/7.1/git.json` under the
+//! third-party specifications, which oav cannot load) and the Security Update
+//! Guide's (OpenAPI 3.0.1, `msrc/swagger.json` of the third-party folder).
 //!
-//! An exchange is checked against the operation named by its `operationId`:
-//! the method and path (against the path template; a parameter marked
-//! `x-multi-segment` may span slashes), the query parameters (required ones
+//! An exchange is checked against the operation named by its `operationId`,
+//! or, for a description whose operations have none (the Security Update
+//! Guide's), against the operation its method and path match: the method and
+//! path (against the path template; a parameter may be part of a segment,
+//! as in `/updates({key})`; a parameter marked `x-multi-segment` may span
+//! slashes), the query parameters (required ones
 //! present, none undeclared), the request body and the answer's body against
 //! their schemas, validated by the `jsonschema` crate (draft 4, which
 //! OpenAPI 3.0's and Swagger 2.0's schema objects are subsets of, with
@@ -134,16 +138,58 @@ impl Description {
     /// Checks `exchange` against operation `id`; the rules broken, if any.
     pub fn check(&self, id: &str, exchange: &Exchange) -> Result<(), Vec<String>> {
         let (template, method, op) = self.operation(id);
-        let mut errors = Vec::new();
-        if !method.eq_ignore_ascii_case(&exchange.method) {
-            errors.push(format!("{id} is {method}, not {}", exchange.method));
+        self.check_operation(id, template, method, op, exchange)
+    }
+
+    /// Checks `exchange` against the operation its method and path match
+    /// (the first, in the description's order); an exchange that matches no
+    /// path of the description is refused. Answers the matched path template.
+    pub fn check_by_path(&self, exchange: &Exchange) -> Result<String, Vec<String>> {
+        let paths = self.root["paths"].as_object().expect("paths");
+        for (template, item) in paths {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                if !method.eq_ignore_ascii_case(&exchange.method) {
+                    continue;
+                }
+                let parameters = self.parameters(op);
+                if path_matches(template, &parameters, &exchange.path) {
+                    let label = format!("{} {template}", method.to_uppercase());
+                    return self
+                        .check_operation(&label, template, method, op, exchange)
+                        .map(|()| template.clone());
+                }
+            }
         }
-        let parameters: Vec<&Value> = op["parameters"]
+        Err(vec![format!(
+            "{} {} matches no path of the description",
+            exchange.method, exchange.path
+        )])
+    }
+
+    /// An operation's parameters, `$ref`s followed.
+    fn parameters<'a>(&'a self, op: &'a Value) -> Vec<&'a Value> {
+        op["parameters"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|p| self.resolve(p))
-            .collect();
+            .collect()
+    }
+
+    /// Checks `exchange` against operation `op` (`id` names it in errors).
+    fn check_operation(
+        &self,
+        id: &str,
+        template: &str,
+        method: &str,
+        op: &Value,
+        exchange: &Exchange,
+    ) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if !method.eq_ignore_ascii_case(&exchange.method) {
+            errors.push(format!("{id} is {method}, not {}", exchange.method));
+        }
+        let parameters = self.parameters(op);
         if !path_matches(template, &parameters, &exchange.path) {
             errors.push(format!("path {} does not match {template}", exchange.path));
         }
@@ -227,8 +273,22 @@ impl Description {
 }
 
 /// Whether `path` fits `template`: `{name}` is one segment, or any number
-/// for a parameter marked `x-multi-segment`.
+/// for a parameter marked `x-multi-segment`; within a segment
+/// (`updates({key})`) it is the non-empty text between the literal parts.
 fn path_matches(template: &str, parameters: &[&Value], path: &str) -> bool {
+    /// Whether segment `p` fits template segment `t` holding one `{name}`
+    /// among literal text.
+    fn within(t: &str, p: &str) -> bool {
+        match (t.find('{'), t.find('}')) {
+            (Some(open), Some(close)) if open < close => {
+                let (prefix, suffix) = (&t[..open], &t[close + 1..]);
+                p.len() > prefix.len() + suffix.len()
+                    && p.starts_with(prefix)
+                    && p.ends_with(suffix)
+            }
+            _ => t == p,
+        }
+    }
     fn go(template: &[&str], path: &[&str], multi: &dyn Fn(&str) -> bool) -> bool {
         match (template.first(), path.first()) {
             (None, None) => true,
@@ -243,7 +303,7 @@ fn path_matches(template: &str, parameters: &[&Value], path: &str) -> bool {
                     go(&template[1..], &path[1..], multi)
                 }
             }
-            (Some(t), Some(p)) => t == p && go(&template[1..], &path[1..], multi),
+            (Some(t), Some(p)) => within(t, p) && go(&template[1..], &path[1..], multi),
             _ => false,
         }
     }
@@ -294,6 +354,12 @@ pub fn github() -> &'static Description {
             "tests/github-openapi/node_modules/@octokit/openapi/generated/api.github.com.json",
         ))
     })
+}
+
+/// The Security Update Guide API's description (CVRF v3.0), loaded once.
+pub fn msrc() -> &'static Description {
+    static MSRC: OnceLock<Description> = OnceLock::new();
+    MSRC.get_or_init(|| Description::load(&super::third_party("msrc/swagger.json")))
 }
 
 /// Azure DevOps' Git 7.1 description, loaded once.
