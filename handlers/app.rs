@@ -262,7 +262,12 @@ impl App {
     /// run's own source: its snapshot, unpacked into the run's folder for
     /// the stages that read files (validate, build, test).
     pub async fn execute_stage(&self, run: &Run, stage: Stage) -> StageResult {
-        let files = matches!(stage, Stage::Validate | Stage::Build | Stage::Test);
+        // A build off the host unpacks the snapshot on its worker, not here.
+        let files = match stage {
+            Stage::Validate | Stage::Test => true,
+            Stage::Build => self.workers.is_none(),
+            _ => false,
+        };
         match self.run_image(run, files).await {
             Ok(image) => crate::stages::execute(&self.stage_ports(run), run, &image, stage).await,
             Err(e) if e.transient => StageResult::Retry(e.message),

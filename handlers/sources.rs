@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::archive::{ArchiveError, Entry, Format, Layout, Limits, SourceTree};
+pub use crate::archive::Limits;
+use crate::archive::{ArchiveError, Entry, Format, Layout, SourceTree};
 use crate::domain::image::{
     IMAGE_FILE, ImageConfig, ImageSettings, is_valid_image_name, parse_image_settings,
 };

@@ -30,10 +30,12 @@ use crate::azure::eventgrid::{EventGridPublisher, EventGridSettings};
 use crate::azure::gallery::AzureGallery;
 use crate::azure::identity::Identity;
 use crate::azure::jobs::ContainerAppsWorkers;
+use crate::azure::snapshots::BlobSnapshots;
 use crate::azure::testvm::AzureTestVms;
 use crate::azure::{Azure, AzureSettings, SettingError};
 use crate::config::{ConfigError, Settings, load_images, parse_key_ring};
 use crate::domain::image::ImageConfig;
+use crate::domain::run::RepositoryRef;
 use crate::domain::run::Stage;
 use crate::followups::FollowUps;
 use crate::host::bus::Bus;
@@ -54,12 +56,13 @@ use crate::ports::gallery::Gallery;
 use crate::ports::git::GitTags;
 use crate::ports::notifier::{Channel, Notifier};
 use crate::ports::security_updates::SecurityUpdates;
+use crate::ports::sources::{SnapshotStore, SourceHost};
 use crate::ports::store::RunStore;
 use crate::sources::Sources;
-use crate::web::HostedGitTags;
 use crate::web::msrc::{MSRC_URL, Msrc, MsrcSource};
 use crate::web::teams::TeamsChannel;
 use crate::web::webhooks::WebhookSettings;
+use crate::web::{HostedGitTags, HostedSources, REPOSITORY_VAR, repository_from_url};
 
 /// Secrets generated for local use.
 #[derive(Serialize, Deserialize)]
@@ -215,15 +218,87 @@ pub struct Adapters {
     /// Microsoft's security data (`IMAGE_FACTORY_MSRC_URL`): the Security
     /// Update Guide API, or a folder of CVRF documents.
     pub msrc: MsrcSource,
+    /// Where runs' sources come from on the Azure path
+    /// (`IMAGE_FACTORY_SOURCES_URL`, `IMAGE_FACTORY_REPOSITORY`); `None`:
+    /// the git repository around the images folder, snapshots in the data
+    /// folder.
+    pub sources: Option<SourceSettings>,
+}
+
+/// The setting naming the snapshots' Blob Storage container.
+pub const SOURCES_URL: &str = "IMAGE_FACTORY_SOURCES_URL";
+
+/// The sources of the Azure path: commits fetched from GitHub or Azure
+/// DevOps, snapshots kept in a Blob Storage container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceSettings {
+    /// The snapshots' container (`IMAGE_FACTORY_SOURCES_URL`,
+    /// `https://<account>.blob.core.windows.net/sources`).
+    pub container_url: String,
+    /// The repository whose branch head the runs no push started build
+    /// (`IMAGE_FACTORY_REPOSITORY`).
+    pub repository: RepositoryRef,
+}
+
+impl SourceSettings {
+    /// Reads the sources' settings through `var`. `IMAGE_FACTORY_SOURCES_URL`
+    /// chooses the Azure path's sources; with it, `IMAGE_FACTORY_REPOSITORY`
+    /// must name the repository of the runs no push starts (Patch Tuesday,
+    /// out-of-band, a new base image, a parent's release), and a build job
+    /// (`build_job`) needs it: its workers download the snapshot from there.
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+        build_job: bool,
+    ) -> Result<Option<SourceSettings>, ConfigError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let (url, repository) = (var(SOURCES_URL), var(REPOSITORY_VAR));
+        let Some(url) = url else {
+            if build_job {
+                return Err(ConfigError::Setting {
+                    name: SOURCES_URL,
+                    message: "is required with IMAGE_FACTORY_BUILD_JOB: the build workers download each run's source snapshot from that Blob Storage container (https://<account>.blob.core.windows.net/sources)".into(),
+                });
+            }
+            if repository.is_some() {
+                return Err(ConfigError::Setting {
+                    name: REPOSITORY_VAR,
+                    message: "is read only with IMAGE_FACTORY_SOURCES_URL (the Azure path's sources); on one machine the images folder's own git repository is the source".into(),
+                });
+            }
+            return Ok(None);
+        };
+        crate::azure::blob::check_container_url(&url).map_err(|message| ConfigError::Setting {
+            name: SOURCES_URL,
+            message,
+        })?;
+        let Some(repository) = repository else {
+            return Err(ConfigError::Setting {
+                name: REPOSITORY_VAR,
+                message: "is required with IMAGE_FACTORY_SOURCES_URL: runs no push starts (Patch Tuesday, out-of-band, a new base image, a parent image's release) build the head of this repository's first built branch; set it to https://github.com/<owner>/<repository> or https://dev.azure.com/<organization>/<project>/_git/<repository>".into(),
+            });
+        };
+        let repository =
+            repository_from_url(&repository).map_err(|message| ConfigError::Setting {
+                name: REPOSITORY_VAR,
+                message,
+            })?;
+        Ok(Some(SourceSettings {
+            container_url: url,
+            repository,
+        }))
+    }
 }
 
 impl Adapters {
     /// Reads the adapters' settings from the environment.
     pub fn from_env() -> Result<Adapters, ConfigError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let azure = AzureSettings::from_vars(var).map_err(setting)?;
+        let build_job = azure.as_ref().is_some_and(|a| a.build_job.is_some());
         Ok(Adapters {
+            sources: SourceSettings::from_vars(var, build_job)?,
             store: StoreBackend::from_vars(var)?,
-            azure: AzureSettings::from_vars(var).map_err(setting)?,
+            azure,
             email: EmailSettings::from_vars(var).map_err(setting)?,
             msrc: MsrcSource::from_vars(var).map_err(|e| ConfigError::Setting {
                 name: MSRC_URL,
@@ -337,22 +412,55 @@ pub async fn build_app(
     let store = open_store(&settings, &adapters.store).await?;
     let notifier = notifier(&settings, adapters.email.as_ref(), &secrets)?;
     let follow_ups = follow_ups(&settings)?;
-    let git_tags: Arc<dyn GitTags> = if settings.local {
-        Arc::new(LocalGitTags::new(&settings.images_dir))
+    let limits = snapshot_limits(|name| std::env::var(name).ok())?;
+    let hosted = if settings.local && adapters.sources.is_none() {
+        None
     } else {
         let credential = Identity::from_vars(|name| std::env::var(name).ok())
             .credential()
             .map_err(anyhow::Error::msg)?;
-        Arc::new(
-            HostedGitTags::from_vars(|name| std::env::var(name).ok(), credential)
-                .map_err(anyhow::Error::msg)?,
-        )
+        let tags = HostedGitTags::from_vars(|name| std::env::var(name).ok(), credential.clone())
+            .map_err(anyhow::Error::msg)?;
+        Some((tags, credential))
     };
-    let sources = Arc::new(Sources::new(
-        Arc::new(LocalGit::new(&settings.images_dir)),
-        Arc::new(FolderSnapshots::new(settings.data_dir.join(SOURCES))),
-        snapshot_limits(|name| std::env::var(name).ok())?,
-    ));
+    let (host, snapshots): (Arc<dyn SourceHost>, Arc<dyn SnapshotStore>) = match (
+        &adapters.sources,
+        &hosted,
+    ) {
+        (Some(sources), Some((tags, credential))) => {
+            tracing::info!(container = %sources.container_url, repository = %sources.repository, "sources: the pushed repository's host, snapshots in Blob Storage");
+            (
+                Arc::new(
+                    HostedSources::new(
+                        |name| std::env::var(name).ok(),
+                        tags,
+                        sources.repository.clone(),
+                        &settings.repo_images_path,
+                        limits.max_archive(),
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                ),
+                Arc::new(
+                    BlobSnapshots::new(
+                        &sources.container_url,
+                        credential.clone(),
+                        None,
+                        limits.max_archive(),
+                    )
+                    .with_context(|| SOURCES_URL)?,
+                ),
+            )
+        }
+        _ => (
+            Arc::new(LocalGit::new(&settings.images_dir)),
+            Arc::new(FolderSnapshots::new(settings.data_dir.join(SOURCES))),
+        ),
+    };
+    let git_tags: Arc<dyn GitTags> = match hosted {
+        Some((tags, _)) if !settings.local => Arc::new(tags),
+        _ => Arc::new(LocalGitTags::new(&settings.images_dir)),
+    };
+    let sources = Arc::new(Sources::new(host, snapshots, limits));
     let mut app = App {
         store,
         executor: Arc::new(LocalExecutor),

@@ -1,9 +1,16 @@
 //! The worker mode: one build off the Functions host (a Container Apps job
 //! execution running this binary's `worker` mode). It reads its
-//! [`BuildOrder`] from `IMAGE_FACTORY_BUILD_ORDER`, runs packer as the local
-//! build stage does ([`crate::stages::build_here`]), uploads the log and
-//! sends its [`crate::ports::workers::BuildReport`] on the `build-completed`
-//! queue. The contract between the two sides is [`crate::ports::workers`].
+//! [`BuildOrder`] from `IMAGE_FACTORY_BUILD_ORDER`, downloads the run's
+//! source snapshot the order names from the snapshot store
+//! (`IMAGE_FACTORY_SOURCES_URL`) with its own identity, checks its SHA-256
+//! ([`crate::sources::verify`]: a snapshot whose bytes do not hash to its
+//! name fails the run, tampered with or corrupt), unpacks it into its run
+//! folder, runs packer on the image's folder there as the local build stage
+//! does ([`crate::stages::build_here`]), uploads the log and sends its
+//! [`crate::ports::workers::BuildReport`] on the `build-completed` queue.
+//! The worker's container holds no images: what it builds is the run's
+//! snapshot, and nothing else. The contract between the two sides is
+//! [`crate::ports::workers`].
 //!
 //! Packer's sign-in ([`PackerSignIn`]): packer's Azure plugin finds a managed
 //! identity only through the VM metadata endpoint, which Container Apps does
@@ -15,18 +22,24 @@
 //! (docs/packer-sign-in.md).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 
-use crate::config::load_images;
+use crate::domain::image::ImageConfig;
 use crate::domain::run::BuildOutcome;
 use crate::ports::executor::Executor;
 use crate::ports::logs::LogStore;
+use crate::ports::sources::SnapshotStore;
 use crate::ports::workers::{BuildOrder, BuildReport, Reporter};
+use crate::sources::{Limits, image_config, unpack, verify};
 use crate::stages::{Packer, StageResult, build_here};
 
 pub use crate::ports::workers::ORDER_VAR;
+
+/// The setting naming the snapshot store's container.
+pub const SOURCES_URL_VAR: &str = "IMAGE_FACTORY_SOURCES_URL";
 
 /// The setting naming the app registration packer signs in as.
 pub const PACKER_CLIENT_ID_VAR: &str = "IMAGE_FACTORY_PACKER_CLIENT_ID";
@@ -90,8 +103,12 @@ impl PackerSignIn {
 pub struct WorkerSettings {
     /// The order.
     pub order: BuildOrder,
-    /// The folder of image folders baked into the worker's container (`IMAGE_FACTORY_IMAGES`).
-    pub images_dir: PathBuf,
+    /// The snapshot store's container (`IMAGE_FACTORY_SOURCES_URL`, the
+    /// function app's own setting, which the build job sets too).
+    pub sources_url: Option<String>,
+    /// How much a snapshot may hold (`IMAGE_FACTORY_SNAPSHOT_MAX_*`; the
+    /// command line reads them as the function app does).
+    pub limits: Limits,
     /// Scratch space for the run folder (`IMAGE_FACTORY_DATA`).
     pub data_dir: PathBuf,
     /// The packer binary (`IMAGE_FACTORY_PACKER`, default `packer` on the PATH).
@@ -113,7 +130,8 @@ impl WorkerSettings {
         };
         Ok(WorkerSettings {
             order,
-            images_dir: var("IMAGE_FACTORY_IMAGES").map_or_else(|| "images".into(), PathBuf::from),
+            sources_url: var(SOURCES_URL_VAR),
+            limits: Limits::default(),
             data_dir: var("IMAGE_FACTORY_DATA")
                 .map_or_else(|| std::env::temp_dir().join("image-factory"), PathBuf::from),
             packer,
@@ -135,8 +153,10 @@ const REPORT_BACKOFF: [Duration; 5] = [
     Duration::from_secs(30),
 ];
 
-/// The worker mode: builds the order (packer signed in through `identity`
-/// as [`WorkerSettings::packer_sign_in`] says), uploads the log, reports.
+/// The worker mode: builds the order on the run's snapshot, downloaded from
+/// `snapshots` (`None`: the job names no snapshot store, which fails the
+/// build; packer signed in through `identity` as
+/// [`WorkerSettings::packer_sign_in`] says), uploads the log, reports.
 /// Answers `Err` only when the report could not be sent (the process then
 /// exits with an error so its execution shows as failed and the watchdog
 /// acts).
@@ -144,12 +164,13 @@ pub async fn run(
     settings: &WorkerSettings,
     identity: &dyn TokenCredential,
     executor: &dyn Executor,
+    snapshots: Option<&dyn SnapshotStore>,
     uploader: &dyn LogStore,
     reporter: &dyn Reporter,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<BuildReport, String> {
     let order = &settings.order;
-    let outcome = build(settings, identity, executor, cancel.clone()).await;
+    let outcome = build(settings, identity, executor, snapshots, cancel.clone()).await;
     let outcome = match outcome {
         Some(outcome) => outcome,
         None => return Err("the worker was stopped before the build ended".into()),
@@ -197,24 +218,70 @@ pub async fn run(
     Err(format!("the build report could not be sent: {last}"))
 }
 
+/// Pauses between downloads of the snapshot when the store fails for a
+/// while (a throttled or restarting storage account); the last failure
+/// fails the build with its reason.
+const DOWNLOAD_BACKOFF: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(10)];
+
+/// Downloads the order's snapshot, checks its SHA-256 and unpacks it into
+/// `<run folder>/source`; answers the image to build there, or why not.
+async fn source(
+    settings: &WorkerSettings,
+    snapshots: Option<&dyn SnapshotStore>,
+    run_dir: &std::path::Path,
+) -> Result<ImageConfig, String> {
+    let order = &settings.order;
+    let Some(id) = &order.snapshot else {
+        return Err(format!(
+            "run {} has no source snapshot (it was made before snapshots, and the worker builds nothing else); start a new run",
+            order.run_id
+        ));
+    };
+    let Some(store) = snapshots else {
+        return Err(format!(
+            "the build job does not set {SOURCES_URL_VAR}: the worker cannot download the run's snapshot {id}; set it to the sources container (infra/modules/containerapps.bicep does)"
+        ));
+    };
+    let mut attempt = 0;
+    let bytes = loop {
+        match store.get(id).await {
+            Ok(bytes) => break bytes,
+            Err(e) if e.is_transient() && attempt < DOWNLOAD_BACKOFF.len() => {
+                tracing::warn!(snapshot = %id, error = %e, "the snapshot could not be downloaded; trying again");
+                tokio::time::sleep(DOWNLOAD_BACKOFF[attempt]).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(format!("cannot download the run's snapshot: {e}")),
+        }
+    };
+    let (owned, limits) = (id.clone(), settings.limits);
+    let tree = tokio::task::spawn_blocking(move || verify(&owned, &bytes, &limits))
+        .await
+        .map_err(|e| format!("the snapshot check stopped: {e}"))?
+        .map_err(|e| format!("run {}: {e}", order.run_id))?;
+    tracing::info!(snapshot = %id, bytes = tree.size(), "snapshot downloaded and checked");
+    let dir = run_dir.join("source");
+    let image = image_config(&tree, &order.image, "images", &dir)?;
+    unpack(Arc::new(tree), &dir)
+        .await
+        .map_err(|e| format!("run {}: {e}", order.run_id))?;
+    Ok(image)
+}
+
 /// Runs the build; answers the outcome and the local log, or `None` when cancelled.
 async fn build(
     settings: &WorkerSettings,
     identity: &dyn TokenCredential,
     executor: &dyn Executor,
+    snapshots: Option<&dyn SnapshotStore>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Option<(BuildOutcome, Option<PathBuf>)> {
     let order = &settings.order;
     let failed = |reason: String| Some((BuildOutcome::Failed { reason }, None));
-    let images = match load_images(&settings.images_dir) {
-        Ok(images) => images,
-        Err(e) => return failed(format!("the worker cannot read its images: {e}")),
-    };
-    let Some(image) = images.get(&order.image) else {
-        return failed(format!(
-            "image {} is not in the worker's container: rebuild the worker image from the same commit as the function app",
-            order.image
-        ));
+    let run_dir = settings.data_dir.join("runs").join(&order.run_id);
+    let image = match source(settings, snapshots, &run_dir).await {
+        Ok(image) => image,
+        Err(reason) => return failed(reason),
     };
     let Some(packer) = settings.packer.clone() else {
         return failed("the worker's container has no packer binary".into());
@@ -223,7 +290,6 @@ async fn build(
         Ok(env) => env,
         Err(reason) => return failed(reason),
     };
-    let run_dir = settings.data_dir.join("runs").join(&order.run_id);
     let log = run_dir.join(crate::build_log::CURRENT);
     // A worker's container makes one build: its log is its only attempt's.
     match build_here(
@@ -235,7 +301,7 @@ async fn build(
         &run_dir,
         1,
         &order.spec(),
-        image,
+        &image,
         cancel,
     )
     .await
@@ -263,6 +329,11 @@ mod tests {
         let order = BuildOrder {
             run_id: "push-web-abc".parse().unwrap(),
             image: "web".into(),
+            snapshot: Some(
+                "0f343b0931126a20f133d67c2b018a3b1bcb4ec7e2b1c1ea0a4b58c1f2b4d07e"
+                    .parse()
+                    .unwrap(),
+            ),
             version: "2026.1125.0".into(),
             commit: Some("abc".into()),
             base_image_version: None,

@@ -48,6 +48,19 @@ pub const MAX_PATH: usize = 1024;
 /// Deepest path accepted, in folders.
 pub const MAX_DEPTH: usize = 64;
 
+impl Limits {
+    /// The largest canonical archive a tree within these limits makes: its
+    /// files' bytes, and at most 4 KiB of headers and padding per entry
+    /// (a header, a long name's extension, the padding to 512 bytes), plus
+    /// the end of the archive. A stored snapshot larger than this was not
+    /// written by the factory.
+    pub fn max_archive(&self) -> u64 {
+        self.max_bytes
+            .saturating_add((self.max_files as u64).saturating_mul(4096))
+            .saturating_add(1024)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {

@@ -108,7 +108,7 @@ impl BlobError {
     /// challenge) by current service versions and 403 `AuthenticationFailed`
     /// by older ones and by Azurite, both with an `AuthenticationErrorDetail`
     /// such as "Lifetime validation failed. The token is expired.".
-    fn from_sdk(error: azure_core::Error) -> BlobError {
+    pub(super) fn from_sdk(error: azure_core::Error) -> BlobError {
         match error.kind() {
             ErrorKind::HttpResponse { .. } => {}
             ErrorKind::Credential => return BlobError::Credential(causes(&error)),
@@ -204,6 +204,32 @@ pub fn check_container_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The SDK's client options of every Blob Storage client of the factory:
+/// its requests go through this crate's reqwest client (120 s per request),
+/// which trusts `extra_root` (a PEM file of CA certificates: a storage
+/// emulator's own certificate) besides the usual roots, if given.
+pub(super) fn client_options(extra_root: Option<&Path>) -> Result<ClientOptions, BlobError> {
+    let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120));
+    if let Some(path) = extra_root {
+        let certificate = |message: String| BlobError::Certificate {
+            path: path.display().to_string(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| certificate(e.to_string()))?;
+        let roots =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| certificate(e.to_string()))?;
+        if roots.is_empty() {
+            return Err(certificate("no certificate in it".into()));
+        }
+        http = http.tls_certs_merge(roots);
+    }
+    let http = http.build().map_err(|e| BlobError::Client(e.to_string()))?;
+    Ok(ClientOptions {
+        transport: Some(Transport::new(Arc::new(http))),
+        ..ClientOptions::default()
+    })
+}
+
 /// Keeps build logs in a Blob Storage container, signed in with the
 /// factory's (or the worker's) Entra ID identity.
 #[derive(Clone, Debug)]
@@ -222,26 +248,8 @@ impl BlobLogs {
         credential: Arc<dyn TokenCredential>,
         extra_root: Option<&Path>,
     ) -> Result<BlobLogs, BlobError> {
-        let mut http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120));
-        if let Some(path) = extra_root {
-            let certificate = |message: String| BlobError::Certificate {
-                path: path.display().to_string(),
-                message,
-            };
-            let pem = std::fs::read(path).map_err(|e| certificate(e.to_string()))?;
-            let roots = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| certificate(e.to_string()))?;
-            if roots.is_empty() {
-                return Err(certificate("no certificate in it".into()));
-            }
-            http = http.tls_certs_merge(roots);
-        }
-        let http = http.build().map_err(|e| BlobError::Client(e.to_string()))?;
         let options = BlockBlobClientOptions {
-            client_options: ClientOptions {
-                transport: Some(Transport::new(Arc::new(http))),
-                ..ClientOptions::default()
-            },
+            client_options: client_options(extra_root)?,
             ..BlockBlobClientOptions::default()
         };
         Ok(BlobLogs {

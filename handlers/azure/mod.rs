@@ -14,6 +14,7 @@ pub mod gallery;
 pub mod identity;
 pub mod jobs;
 pub mod servicebus;
+pub mod snapshots;
 pub mod telemetry;
 pub mod testvm;
 

@@ -1,5 +1,6 @@
 //! `worker`: one build off the host, the command of the build job (a
-//! Container Apps job execution): the order, the log, the report.
+//! Container Apps job execution): the order, the run's snapshot, the log,
+//! the report.
 
 use std::process::ExitCode;
 
@@ -10,13 +11,15 @@ use super::signal::wait_for_signal;
 use crate::azure::blob::{BlobLogs, container_of};
 use crate::azure::identity::Identity;
 use crate::azure::servicebus::{Connection, LegacyHttp, ServiceBusReporter};
+use crate::azure::snapshots::BlobSnapshots;
 use crate::azure::telemetry::Telemetry;
 use crate::local::executor::LocalExecutor;
 use crate::worker::{self, WorkerSettings};
 
 /// Run one build off the host: the order in IMAGE_FACTORY_BUILD_ORDER, the
-/// log to IMAGE_FACTORY_BUILD_LOGS_URL's container, the report to the
-/// build-completed queue (IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION).
+/// run's snapshot from IMAGE_FACTORY_SOURCES_URL's container, the log to
+/// the order's log container, the report to the build-completed queue
+/// (IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION).
 ///
 /// The build job's command. Exits 0 once the report is sent, whatever the
 /// build's outcome; 1 when it could not be sent (the watchdog then acts).
@@ -28,16 +31,31 @@ impl Worker {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let _telemetry = Telemetry::from_env(true)?;
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let settings = WorkerSettings::from_vars(var).map_err(anyhow::Error::msg)?;
+        let mut settings = WorkerSettings::from_vars(var).map_err(anyhow::Error::msg)?;
+        settings.limits = crate::startup::snapshot_limits(var)?;
         let credential = Identity::from_vars(var)
             .credential()
             .map_err(anyhow::Error::msg)?;
+        // A root certificate to trust besides the usual ones, for Blob
+        // Storage (the logs and the snapshots): an emulator's, in tests.
         let extra_root = var("IMAGE_FACTORY_BUILD_LOGS_CA").map(std::path::PathBuf::from);
         let uploader = BlobLogs::new(
             container_of(&settings.order.log_url),
             credential.clone(),
             extra_root.as_deref(),
         )?;
+        let snapshots = match &settings.sources_url {
+            Some(url) => Some(
+                BlobSnapshots::new(
+                    url,
+                    credential.clone(),
+                    extra_root.as_deref(),
+                    settings.limits.max_archive(),
+                )
+                .with_context(|| crate::worker::SOURCES_URL_VAR)?,
+            ),
+            None => None,
+        };
         let connection = var("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION")
             .context("IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION is not set (the job's secret reference to Key Vault)")?;
         let connection = Connection::parse(&connection)
@@ -65,6 +83,9 @@ impl Worker {
                 &settings,
                 credential.as_ref(),
                 &LocalExecutor,
+                snapshots
+                    .as_ref()
+                    .map(|s| s as &dyn crate::ports::sources::SnapshotStore),
                 &uploader,
                 &reporter,
                 cancel,

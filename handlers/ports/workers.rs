@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PortError;
 use crate::domain::run::{BuildOutcome, BuildSpec, RunId, WorkerRef};
+use crate::domain::source::SnapshotId;
 
 /// The environment variable that carries a worker's [`BuildOrder`].
 pub const ORDER_VAR: &str = "IMAGE_FACTORY_BUILD_ORDER";
@@ -30,8 +31,14 @@ pub const ORDER_VAR: &str = "IMAGE_FACTORY_BUILD_ORDER";
 pub struct BuildOrder {
     /// The run.
     pub run_id: RunId,
-    /// The image (a folder of the worker's images).
+    /// The image (a folder of the run's snapshot).
     pub image: String,
+    /// The run's source snapshot: the worker downloads it from the
+    /// snapshot store with its own identity, checks that its SHA-256 is
+    /// this id, unpacks it and builds the image's folder in it. `None`
+    /// only for a run made before snapshots, which a worker refuses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotId>,
     /// The version being built.
     pub version: String,
     /// The commit being built, if any.

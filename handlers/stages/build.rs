@@ -54,6 +54,7 @@ async fn dispatch(workers: &dyn Workers, logs: &dyn LogStore, ids: &Ids, run: &R
     let order = BuildOrder {
         run_id: run.id.clone(),
         image: run.image.clone(),
+        snapshot: run.source.as_ref().map(|s| s.snapshot.clone()),
         version: run.version.to_string(),
         commit: run.trigger.commit.clone(),
         base_image_version: run.trigger.base_image_version.clone(),

@@ -1,4 +1,5 @@
-//! Azure DevOps git tags: the Git refs update API
+//! Azure DevOps' REST API as the factory signs in to it ([`AzureDevOpsApi`]),
+//! and git tags: the Git refs update API
 //! (`POST {organization}/{project}/_apis/git/repositories/{id}/refs`,
 //! api-version 7.1) with one update from 40 zeros (the ref must not exist)
 //! to the commit, signed in as the factory's Entra identity (a token for
@@ -33,13 +34,21 @@ pub const API_VERSION: &str = "7.1";
 /// A ref that does not exist, as the refs API writes it.
 const NO_OBJECT: &str = "0000000000000000000000000000000000000000";
 
-/// Tags commits in Azure DevOps repositories.
+/// Azure DevOps' REST API as the factory signs in to it: its identity's
+/// token, sent only to Azure DevOps' hosts and the configured server. The
+/// tags and the source snapshots (`web::azure_devops_source`) share it.
 #[derive(Clone)]
-pub struct AzureDevOpsTags {
-    http: reqwest::Client,
+pub struct AzureDevOpsApi {
+    pub(super) http: reqwest::Client,
     credential: Arc<dyn TokenCredential>,
     /// A server besides the cloud's hosts the token may go to.
     server: Option<String>,
+}
+
+/// Tags commits in Azure DevOps repositories.
+#[derive(Clone)]
+pub struct AzureDevOpsTags {
+    api: AzureDevOpsApi,
 }
 
 /// One ref update's result, as the refs API answers it.
@@ -69,23 +78,40 @@ struct GitRef {
     peeled_object_id: Option<String>,
 }
 
-impl AzureDevOpsTags {
-    /// An adapter signing in with `credential`; `server`
+impl AzureDevOpsApi {
+    /// A client signing in with `credential`; `server`
     /// (`IMAGE_FACTORY_AZURE_DEVOPS_URL`) is an Azure DevOps Server's URL the
     /// token may also be sent to.
     pub fn new(
         credential: Arc<dyn TokenCredential>,
         server: Option<&str>,
-    ) -> Result<AzureDevOpsTags, String> {
+    ) -> Result<AzureDevOpsApi, String> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(AzureDevOpsTags {
+        Ok(AzureDevOpsApi {
             http,
             credential,
             server: server.map(|s| s.trim_end_matches('/').to_string()),
         })
+    }
+
+    /// The factory's token for `organization_url`: refused, permanently,
+    /// for an organization outside Azure DevOps' hosts and the configured
+    /// server (the token is never sent there).
+    pub(super) async fn token(&self, organization_url: &str) -> Result<String, TagError> {
+        if !self.trusted(organization_url) {
+            return Err(TagError::permanent(format!(
+                "the organization {organization_url} is not on dev.azure.com or visualstudio.com; the factory's token is not sent there (set IMAGE_FACTORY_AZURE_DEVOPS_URL for an Azure DevOps Server)"
+            )));
+        }
+        let token = self
+            .credential
+            .get_token(&[SCOPE], None)
+            .await
+            .map_err(|e| TagError::transient(format!("no Entra ID token for Azure DevOps: {e}")))?;
+        Ok(token.token.secret().to_string())
     }
 
     /// Whether the factory's token may be sent to `organization_url`.
@@ -109,6 +135,25 @@ impl AzureDevOpsTags {
                             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 })
     }
+}
+
+impl AzureDevOpsTags {
+    /// An adapter signing in with `credential`; `server`
+    /// (`IMAGE_FACTORY_AZURE_DEVOPS_URL`) is an Azure DevOps Server's URL the
+    /// token may also be sent to.
+    pub fn new(
+        credential: Arc<dyn TokenCredential>,
+        server: Option<&str>,
+    ) -> Result<AzureDevOpsTags, String> {
+        Ok(AzureDevOpsTags {
+            api: AzureDevOpsApi::new(credential, server)?,
+        })
+    }
+
+    /// The API client (the source snapshots share it).
+    pub fn api(&self) -> AzureDevOpsApi {
+        self.api.clone()
+    }
 
     /// What `refs/tags/<name>` points at (peeled), if it exists.
     async fn existing(
@@ -118,6 +163,7 @@ impl AzureDevOpsTags {
         token: &str,
     ) -> Result<Option<String>, TagError> {
         let response = self
+            .api
             .http
             .get(refs)
             .query(&[
@@ -131,7 +177,7 @@ impl AzureDevOpsTags {
             .map_err(unreachable_api)?;
         let status = response.status().as_u16();
         if status != 200 {
-            return Err(refusal(status, &answer_message(response).await));
+            return Err(refusal(status, &answer_message(response).await, CREATE));
         }
         let list: List<GitRef> = response
             .json()
@@ -164,20 +210,12 @@ impl GitTags for AzureDevOpsTags {
                 reason: "the run's push named no Azure DevOps repository".into(),
             });
         };
-        if !self.trusted(organization_url) {
-            return Err(TagError::permanent(format!(
-                "the push named the organization {organization_url}, which is not on dev.azure.com or visualstudio.com; the factory's token is not sent there (set IMAGE_FACTORY_AZURE_DEVOPS_URL for an Azure DevOps Server)"
-            )));
-        }
-        let token = self
-            .credential
-            .get_token(&[SCOPE], None)
-            .await
-            .map_err(|e| TagError::transient(format!("no Entra ID token for Azure DevOps: {e}")))?;
-        let token = token.token.secret();
+        let token = self.api.token(organization_url).await?;
+        let token = token.as_str();
         let refs =
             format!("{organization_url}/{project}/_apis/git/repositories/{repository_id}/refs");
         let response = self
+            .api
             .http
             .post(&refs)
             .query(&[("api-version", API_VERSION)])
@@ -206,7 +244,7 @@ impl GitTags for AzureDevOpsTags {
                 update_status: None,
                 custom_message: Some(answer_message(response).await),
             },
-            _ => return Err(refusal(status, &answer_message(response).await)),
+            _ => return Err(refusal(status, &answer_message(response).await, CREATE)),
         };
         if result.success {
             return Ok(TagOutcome::Tagged);
@@ -239,15 +277,19 @@ impl GitTags for AzureDevOpsTags {
     }
 }
 
-/// The error for a request Azure DevOps answered with `status`.
-fn refusal(status: u16, why: &str) -> TagError {
+/// The permissions tagging needs.
+const CREATE: &str = "Read and Create tag";
+
+/// The error for a request Azure DevOps answered with `status`; `need` is
+/// what the identity must be granted on the repository.
+pub(super) fn refusal(status: u16, why: &str, need: &str) -> TagError {
     match status {
         // A sign-in page (203) or 401: the token was not taken.
         203 | 401 => TagError::permanent(format!(
             "Azure DevOps did not accept the factory's identity ({status}: {why}); add the identity to the organization as a user"
         )),
         403 | 404 => TagError::permanent(format!(
-            "Azure DevOps refused the factory's identity the repository ({status}: {why}); grant it Read and Create tag on the repository"
+            "Azure DevOps refused the factory's identity the repository ({status}: {why}); grant it {need} on the repository"
         )),
         429 | 500.. => TagError::transient(format!("Azure DevOps answered {status}: {why}")),
         _ => TagError::permanent(format!("Azure DevOps answered {status}: {why}")),
@@ -255,7 +297,7 @@ fn refusal(status: u16, why: &str) -> TagError {
 }
 
 /// The error when Azure DevOps did not answer (transient; no URL, no token).
-fn unreachable_api(e: reqwest::Error) -> TagError {
+pub(super) fn unreachable_api(e: reqwest::Error) -> TagError {
     TagError::transient(format!("Azure DevOps did not answer: {}", e.without_url()))
 }
 
@@ -266,7 +308,7 @@ mod tests {
 
     #[test]
     fn the_token_goes_only_to_azure_devops_hosts_and_the_configured_server() {
-        let cloud = AzureDevOpsTags::new(Arc::new(NoCredential), None).unwrap();
+        let cloud = AzureDevOpsApi::new(Arc::new(NoCredential), None).unwrap();
         for ok in [
             "https://dev.azure.com/fabrikam",
             "https://fabrikam-fiber-inc.visualstudio.com/DefaultCollection",
@@ -284,7 +326,7 @@ mod tests {
             assert!(!cloud.trusted(refused), "{refused}");
         }
         let server =
-            AzureDevOpsTags::new(Arc::new(NoCredential), Some("https://tfs.example.com/tfs/"))
+            AzureDevOpsApi::new(Arc::new(NoCredential), Some("https://tfs.example.com/tfs/"))
                 .unwrap();
         assert!(server.trusted("https://tfs.example.com/tfs/DefaultCollection"));
         assert!(!server.trusted("https://tfs.example.com/tfsother"));
@@ -292,11 +334,11 @@ mod tests {
 
     #[test]
     fn server_errors_are_transient_and_sign_in_and_permission_refusals_are_not() {
-        assert!(refusal(503, "x").transient);
-        assert!(refusal(429, "x").transient);
+        assert!(refusal(503, "x", CREATE).transient);
+        assert!(refusal(429, "x", CREATE).transient);
         for status in [203, 401, 403, 404, 400] {
-            assert!(!refusal(status, "x").transient, "{status}");
+            assert!(!refusal(status, "x", CREATE).transient, "{status}");
         }
-        assert!(refusal(403, "x").message.contains("Create tag"));
+        assert!(refusal(403, "x", CREATE).message.contains("Create tag"));
     }
 }

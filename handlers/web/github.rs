@@ -1,9 +1,11 @@
-//! GitHub git tags: `POST /repos/{owner}/{repo}/git/refs` with
-//! `refs/tags/<name>`, authenticated as a GitHub App installation (the
-//! factory signs the app's JWT, RS256, with the app's private key and
-//! exchanges it for an installation token, kept until shortly before it
-//! expires) or with a fine-grained token. Either needs the repository's
-//! Contents: write permission.
+//! GitHub's REST API as the factory signs in to it ([`GitHubApi`]), and git
+//! tags: `POST /repos/{owner}/{repo}/git/refs` with `refs/tags/<name>`.
+//! The factory signs in as a GitHub App installation (it signs the app's
+//! JWT, RS256, with the app's private key and exchanges it for an
+//! installation token, kept until shortly before it expires) or with a
+//! fine-grained token. Tags need the repository's Contents: write
+//! permission; the source snapshots (`web::github_source`) share the same
+//! sign-in and need Contents: read.
 //!
 //! An existing ref (422 "Reference already exists") is read back
 //! (`GET /repos/{owner}/{repo}/git/ref/tags/<name>`, an annotated tag peeled
@@ -31,6 +33,8 @@ use crate::ports::git::{GitTags, TagError};
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 /// The REST API version the factory speaks.
 pub const API_VERSION: &str = "2022-11-28";
+/// The permission tags need.
+const WRITE: &str = "Contents: write";
 /// An installation token is renewed this long before it expires.
 const RENEW_BEFORE: chrono::Duration = chrono::Duration::minutes(5);
 
@@ -188,6 +192,8 @@ enum Credentials {
         key: EncodingKey,
     },
     Token(String),
+    /// No sign-in: public repositories only.
+    Anonymous,
 }
 
 /// An installation token and when it expires.
@@ -196,12 +202,18 @@ struct Cached {
     expires_at: DateTime<Utc>,
 }
 
-/// Tags commits in GitHub repositories.
-pub struct GitHubTags {
+/// GitHub's REST API, signed in as the settings say: the requests of the
+/// tags and of the source snapshots, and the installation token they share.
+pub struct GitHubApi {
     http: reqwest::Client,
     api: String,
     credentials: Credentials,
     installation_token: Mutex<Option<Cached>>,
+}
+
+/// Tags commits in GitHub repositories.
+pub struct GitHubTags {
+    api: std::sync::Arc<GitHubApi>,
 }
 
 /// An installation token as GitHub answers it.
@@ -233,6 +245,21 @@ struct TagObject {
 impl GitHubTags {
     /// An adapter for `settings`; refuses a private key that cannot sign.
     pub fn new(settings: &GitHubSettings) -> Result<GitHubTags, GitHubSettingsError> {
+        Ok(GitHubTags {
+            api: std::sync::Arc::new(GitHubApi::new(settings)?),
+        })
+    }
+
+    /// The API client, signed in as the tags are (the source snapshots
+    /// share it, and its installation token).
+    pub fn api(&self) -> std::sync::Arc<GitHubApi> {
+        std::sync::Arc::clone(&self.api)
+    }
+}
+
+impl GitHubApi {
+    /// A client signed in as `settings` say; refuses a private key that cannot sign.
+    pub fn new(settings: &GitHubSettings) -> Result<GitHubApi, GitHubSettingsError> {
         let credentials = match &settings.auth {
             GitHubAuth::Token(token) => Credentials::Token(token.clone()),
             GitHubAuth::App {
@@ -250,33 +277,59 @@ impl GitHubTags {
                 }
             }
         };
+        GitHubApi::with(&settings.api_url, credentials)
+    }
+
+    /// A client that does not sign in, for `api_url`: it reads public
+    /// repositories only.
+    pub fn anonymous(api_url: &str) -> Result<GitHubApi, GitHubSettingsError> {
+        GitHubApi::with(api_url, Credentials::Anonymous)
+    }
+
+    fn with(api_url: &str, credentials: Credentials) -> Result<GitHubApi, GitHubSettingsError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("image-factory/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|_| GitHubSettingsError::ApiUrl)?;
-        Ok(GitHubTags {
+        Ok(GitHubApi {
             http,
-            api: settings.api_url.clone(),
+            api: api_url.trim_end_matches('/').to_string(),
             credentials,
             installation_token: Mutex::new(None),
         })
     }
 
-    /// A request to the API with GitHub's headers and `token`.
-    fn request(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
-        self.http
+    /// The API's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.api
+    }
+
+    /// A request to the API with GitHub's headers and `token`, if any.
+    pub(super) fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self
+            .http
             .request(method, format!("{}{path}", self.api))
-            .bearer_auth(token)
             .header("Accept", "application/vnd.github+json")
-            .header("X-GitHub-Api-Version", API_VERSION)
+            .header("X-GitHub-Api-Version", API_VERSION);
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// The token to call the repository API with: the fine-grained token, or
-    /// an installation token (cached until [`RENEW_BEFORE`] its expiry).
-    async fn token(&self) -> Result<String, TagError> {
+    /// an installation token (cached until [`RENEW_BEFORE`] its expiry);
+    /// `None` for an anonymous client.
+    pub(super) async fn token(&self) -> Result<Option<String>, TagError> {
         let (app_id, installation_id, key) = match &self.credentials {
-            Credentials::Token(token) => return Ok(token.clone()),
+            Credentials::Token(token) => return Ok(Some(token.clone())),
+            Credentials::Anonymous => return Ok(None),
             Credentials::App {
                 app_id,
                 installation_id,
@@ -289,12 +342,12 @@ impl GitHubTags {
             .as_ref()
             .filter(|c| c.expires_at - RENEW_BEFORE > now)
         {
-            return Ok(c.token.clone());
+            return Ok(Some(c.token.clone()));
         }
         let jwt = app_jwt(app_id, key, now)?;
         let path = format!("/app/installations/{installation_id}/access_tokens");
         let response = self
-            .request(reqwest::Method::POST, &path, &jwt)
+            .request(reqwest::Method::POST, &path, Some(&jwt))
             .send()
             .await
             .map_err(unreachable_api)?;
@@ -319,20 +372,23 @@ impl GitHubTags {
             token: token.token,
             expires_at: token.expires_at,
         });
-        Ok(value)
+        Ok(Some(value))
     }
+}
 
+impl GitHubTags {
     /// The commit an annotated tag object `sha` points at (tags of tags followed).
     async fn peel(
         &self,
         owner: &str,
         repo: &str,
         mut sha: String,
-        token: &str,
+        token: Option<&str>,
     ) -> Result<String, TagError> {
         for _ in 0..4 {
             let path = format!("/repos/{owner}/{repo}/git/tags/{sha}");
             let response = self
+                .api
                 .request(reqwest::Method::GET, &path, token)
                 .send()
                 .await
@@ -340,7 +396,7 @@ impl GitHubTags {
             let status = response.status().as_u16();
             if status != 200 {
                 let why = answer_message(response).await;
-                return Err(repository_refusal(status, &why, owner, repo));
+                return Err(repository_refusal(status, &why, owner, repo, WRITE));
             }
             let tag: TagObject = response.json().await.map_err(|_| {
                 TagError::transient("GitHub's answer about the existing tag could not be read")
@@ -359,10 +415,11 @@ impl GitHubTags {
         owner: &str,
         repo: &str,
         name: &TagName,
-        token: &str,
+        token: Option<&str>,
     ) -> Result<Option<String>, TagError> {
         let path = format!("/repos/{owner}/{repo}/git/ref/tags/{name}");
         let response = self
+            .api
             .request(reqwest::Method::GET, &path, token)
             .send()
             .await
@@ -380,7 +437,7 @@ impl GitHubTags {
             404 => Ok(None),
             status => {
                 let why = answer_message(response).await;
-                Err(repository_refusal(status, &why, owner, repo))
+                Err(repository_refusal(status, &why, owner, repo, WRITE))
             }
         }
     }
@@ -399,10 +456,12 @@ impl GitTags for GitHubTags {
                 reason: "the run's push named no GitHub repository".into(),
             });
         };
-        let token = self.token().await?;
+        let token = self.api.token().await?;
+        let token = token.as_deref();
         let path = format!("/repos/{owner}/{repo}/git/refs");
         let response = self
-            .request(reqwest::Method::POST, &path, &token)
+            .api
+            .request(reqwest::Method::POST, &path, token)
             .json(&json!({ "ref": name.ref_name(), "sha": commit }))
             .send()
             .await
@@ -414,7 +473,7 @@ impl GitTags for GitHubTags {
         let why = answer_message(response).await;
         if status == 422 {
             // "Reference already exists", or a commit GitHub does not know.
-            return match self.existing(owner, repo, name, &token).await? {
+            return match self.existing(owner, repo, name, token).await? {
                 Some(existing) if existing.eq_ignore_ascii_case(commit) => {
                     Ok(TagOutcome::AlreadyThere)
                 }
@@ -424,28 +483,36 @@ impl GitTags for GitHubTags {
                 ))),
             };
         }
-        Err(repository_refusal(status, &why, owner, repo))
+        Err(repository_refusal(status, &why, owner, repo, WRITE))
     }
 }
 
-/// The error for a repository call GitHub refused with `status`.
-fn repository_refusal(status: u16, why: &str, owner: &str, repo: &str) -> TagError {
+/// The error for a repository call GitHub refused with `status`; `need`
+/// is the permission the call needs (`Contents: write` to tag, `Contents:
+/// read` to read a commit's files).
+pub(super) fn repository_refusal(
+    status: u16,
+    why: &str,
+    owner: &str,
+    repo: &str,
+    need: &str,
+) -> TagError {
     match status {
         401 => TagError::permanent(format!(
             "GitHub refused the factory's credentials (401: {why}); check IMAGE_FACTORY_GITHUB_TOKEN or the app's settings"
         )),
         403 if !why.contains("rate limit") => TagError::permanent(format!(
-            "GitHub refused to write refs in {owner}/{repo} (403: {why}); grant the app or token Contents: write on it"
+            "GitHub refused the factory's request in {owner}/{repo} (403: {why}); grant the app or token {need} on it"
         )),
         404 => TagError::permanent(format!(
-            "GitHub shows the factory no repository {owner}/{repo} (404: {why}); grant the app or token access to it with Contents: write"
+            "GitHub shows the factory no repository {owner}/{repo}, or nothing there by that name (404: {why}); grant the app or token access to it with {need}"
         )),
-        _ => classified(status, why, &format!("tagging in {owner}/{repo}")),
+        _ => classified(status, why, &format!("in {owner}/{repo}")),
     }
 }
 
 /// The error for any other status: 429, 5xx and rate limits are transient.
-fn classified(status: u16, why: &str, doing: &str) -> TagError {
+pub(super) fn classified(status: u16, why: &str, doing: &str) -> TagError {
     let message = format!("GitHub answered {status} {doing}: {why}");
     if status == 429 || status >= 500 || why.contains("rate limit") {
         TagError::transient(message)
@@ -455,7 +522,7 @@ fn classified(status: u16, why: &str, doing: &str) -> TagError {
 }
 
 /// The error when GitHub did not answer (transient; no URL, no token).
-fn unreachable_api(e: reqwest::Error) -> TagError {
+pub(super) fn unreachable_api(e: reqwest::Error) -> TagError {
     TagError::transient(format!("GitHub did not answer: {}", e.without_url()))
 }
 
@@ -557,16 +624,28 @@ mod tests {
     fn rate_limits_and_server_errors_are_transient_and_permissions_are_not() {
         assert!(classified(503, "Service Unavailable", "x").transient);
         assert!(classified(429, "Too Many Requests", "x").transient);
-        let limited = repository_refusal(403, "API rate limit exceeded for installation", "o", "r");
+        let limited = repository_refusal(
+            403,
+            "API rate limit exceeded for installation",
+            "o",
+            "r",
+            WRITE,
+        );
         assert!(limited.transient);
-        let denied = repository_refusal(403, "Resource not accessible by integration", "o", "r");
+        let denied = repository_refusal(
+            403,
+            "Resource not accessible by integration",
+            "o",
+            "r",
+            WRITE,
+        );
         assert!(!denied.transient);
         assert!(
             denied.message.contains("Contents: write"),
             "{}",
             denied.message
         );
-        let hidden = repository_refusal(404, "Not Found", "o", "r");
+        let hidden = repository_refusal(404, "Not Found", "o", "r", WRITE);
         assert!(!hidden.transient && hidden.message.contains("Contents: write"));
     }
 }

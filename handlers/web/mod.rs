@@ -1,13 +1,17 @@
 //! The web adapters: plain HTTPS peers that are not Azure — GitHub and Azure
-//! DevOps (git tags on released commits, and the router that sends a tag to
-//! the host its push came from), Teams (approval notices), the release
+//! DevOps (git tags on released commits, the images folder at a commit and
+//! branch heads, and the routers that send a tag or a source request to the
+//! host its push came from), Teams (approval notices), the release
 //! events' webhook receivers (Standard Webhooks signatures) and Microsoft's
 //! Security Update Guide (the monthly CVRF documents of the patch rules).
 
 mod address;
 mod answer;
 pub mod azure_devops;
+pub mod azure_devops_source;
+mod download;
 pub mod github;
+pub mod github_source;
 pub mod msrc;
 pub mod teams;
 pub mod webhooks;
@@ -19,7 +23,9 @@ use azure_core::credentials::TokenCredential;
 
 use crate::domain::git_tag::{TagName, TagOutcome};
 use crate::domain::run::RepositoryRef;
+use crate::ports::PortError;
 use crate::ports::git::{GitTags, TagError};
+use crate::ports::sources::{Fetched, SourceHost};
 
 /// Tags in the host a run's push came from: GitHub repositories through
 /// `github`, Azure DevOps ones through `azure_devops`. A host with no
@@ -84,6 +90,168 @@ impl GitTags for HostedGitTags {
     }
 }
 
+/// The setting naming the repository whose branch head the runs no push
+/// started build.
+pub const REPOSITORY_VAR: &str = "IMAGE_FACTORY_REPOSITORY";
+
+/// Reads a repository's web address (`IMAGE_FACTORY_REPOSITORY`): an Azure
+/// DevOps one, `https://dev.azure.com/<organization>/<project>/_git/<repository>`
+/// (also `https://<organization>.visualstudio.com/...` or an Azure DevOps
+/// Server's `<collection>/<project>/_git/<repository>`), or a GitHub one,
+/// `https://github.com/<owner>/<repository>` (any host: GitHub Enterprise
+/// Server's too). A trailing `/` or `.git` is dropped.
+pub fn repository_from_url(url: &str) -> Result<RepositoryRef, String> {
+    let rule = "must be the repository's https address: https://github.com/<owner>/<repository>, or https://dev.azure.com/<organization>/<project>/_git/<repository>";
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|_| rule.to_string())?;
+    let plain = parsed.query().is_none()
+        && parsed.fragment().is_none()
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && address::https_or_loopback(&parsed);
+    if !plain {
+        return Err(rule.into());
+    }
+    let text = url.trim().trim_end_matches('/');
+    let text = text.strip_suffix(".git").unwrap_or(text);
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 256
+            && !s.contains(['/', '?', '#', '\\'])
+            && s != "."
+            && s != ".."
+    };
+    if let Some((left, repository)) = text.split_once("/_git/") {
+        let (organization_url, project) = left.rsplit_once('/').ok_or(rule)?;
+        // On dev.azure.com the organization is the first segment of the path.
+        let names_organization = reqwest::Url::parse(organization_url).is_ok_and(|org| {
+            org.host_str().is_some_and(|h| !h.is_empty())
+                && (org.host_str() != Some("dev.azure.com") || org.path().trim_matches('/') != "")
+        });
+        if !names_organization || !segment_ok(project) || !segment_ok(repository) {
+            return Err(rule.into());
+        }
+        return Ok(RepositoryRef::AzureDevOps {
+            organization_url: organization_url.to_string(),
+            project: project.to_string(),
+            repository_id: repository.to_string(),
+        });
+    }
+    let path: Vec<&str> = text
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(_, path)| path.split('/').collect())
+        .unwrap_or_default();
+    match path.as_slice() {
+        [owner, repo] if segment_ok(owner) && segment_ok(repo) => Ok(RepositoryRef::GitHub {
+            owner: owner.to_string(),
+            repo: repo.to_string(),
+        }),
+        _ => Err(rule.into()),
+    }
+}
+
+/// Where the images folder's commits come from on the Azure path: the
+/// repository a push named (GitHub through `github_source`, Azure DevOps
+/// through `azure_devops_source`), or, for runs no push started (Patch
+/// Tuesday, out-of-band, a new base image, a parent's release), the
+/// configured repository (`IMAGE_FACTORY_REPOSITORY`).
+pub struct HostedSources {
+    /// GitHub, signed in as the git tags are (or anonymous).
+    pub github: github_source::GitHubSource,
+    /// Azure DevOps, as the factory's identity.
+    pub azure_devops: azure_devops_source::AzureDevOpsSource,
+    /// The repository of runs no push started.
+    pub configured: RepositoryRef,
+}
+
+impl HostedSources {
+    /// The sources of the hosts `tags` signs in to (sharing their sign-in
+    /// and GitHub's installation token; GitHub without credentials reads
+    /// public repositories anonymously, at `IMAGE_FACTORY_GITHUB_API_URL`
+    /// read through `var`), reading the images folder `folder` of each
+    /// repository, refusing archives larger than `max_download` bytes.
+    pub fn new(
+        var: impl Fn(&str) -> Option<String>,
+        tags: &HostedGitTags,
+        configured: RepositoryRef,
+        folder: &str,
+        max_download: u64,
+    ) -> Result<HostedSources, String> {
+        let github_api = match &tags.github {
+            Some(github) => github.api(),
+            None => {
+                let api_url = var("IMAGE_FACTORY_GITHUB_API_URL")
+                    .filter(|v| !v.trim().is_empty())
+                    .unwrap_or_else(|| github::DEFAULT_API_URL.to_string());
+                Arc::new(github::GitHubApi::anonymous(&api_url).map_err(|e| e.to_string())?)
+            }
+        };
+        let devops = match &tags.azure_devops {
+            Some(devops) => devops.api(),
+            None => return Err("Azure DevOps is not configured".into()),
+        };
+        Ok(HostedSources {
+            github: github_source::GitHubSource::new(github_api, folder, max_download),
+            azure_devops: azure_devops_source::AzureDevOpsSource::new(devops, folder, max_download),
+            configured,
+        })
+    }
+}
+
+#[async_trait]
+impl SourceHost for HostedSources {
+    async fn head(
+        &self,
+        repository: Option<&RepositoryRef>,
+        branch: &str,
+    ) -> Result<Option<String>, PortError> {
+        match repository.unwrap_or(&self.configured) {
+            RepositoryRef::GitHub { owner, repo } => {
+                self.github.head(owner, repo, branch).await.map(Some)
+            }
+            RepositoryRef::AzureDevOps {
+                organization_url,
+                project,
+                repository_id,
+            } => {
+                let repository = azure_devops_source::DevOpsRepository {
+                    organization_url,
+                    project,
+                    repository_id,
+                };
+                self.azure_devops.head(repository, branch).await.map(Some)
+            }
+        }
+    }
+
+    async fn fetch(
+        &self,
+        repository: Option<&RepositoryRef>,
+        commit: Option<&str>,
+    ) -> Result<Fetched, PortError> {
+        let Some(commit) = commit else {
+            return Err(PortError::permanent(
+                "a hosted repository's images folder is taken at a commit, and none was named",
+            ));
+        };
+        match repository.unwrap_or(&self.configured) {
+            RepositoryRef::GitHub { owner, repo } => self.github.fetch(owner, repo, commit).await,
+            RepositoryRef::AzureDevOps {
+                organization_url,
+                project,
+                repository_id,
+            } => {
+                let repository = azure_devops_source::DevOpsRepository {
+                    organization_url,
+                    project,
+                    repository_id,
+                };
+                self.azure_devops.fetch(repository, commit).await
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -103,6 +271,53 @@ pub(crate) mod tests {
                 azure_core::error::ErrorKind::Credential,
                 "never asked",
             ))
+        }
+    }
+
+    #[test]
+    fn a_repository_is_named_by_its_web_address_on_github_or_azure_devops() {
+        assert_eq!(
+            repository_from_url("https://github.com/octo/images.git/"),
+            Ok(RepositoryRef::GitHub {
+                owner: "octo".into(),
+                repo: "images".into()
+            })
+        );
+        assert_eq!(
+            repository_from_url("https://dev.azure.com/fabrikam/Fiber/_git/images"),
+            Ok(RepositoryRef::AzureDevOps {
+                organization_url: "https://dev.azure.com/fabrikam".into(),
+                project: "Fiber".into(),
+                repository_id: "images".into()
+            })
+        );
+        assert_eq!(
+            repository_from_url(
+                "https://fabrikam.visualstudio.com/DefaultCollection/Fiber/_git/images"
+            ),
+            Ok(RepositoryRef::AzureDevOps {
+                organization_url: "https://fabrikam.visualstudio.com/DefaultCollection".into(),
+                project: "Fiber".into(),
+                repository_id: "images".into()
+            })
+        );
+        for bad in [
+            "",
+            "octo/images",
+            "http://github.com/octo/images",
+            "https://github.com/octo",
+            "https://github.com/octo/images/tree/main",
+            "https://user:pw@github.com/octo/images",
+            "https://github.com/octo/images?x=1",
+            "https://dev.azure.com/fabrikam/_git/images",
+            "https://dev.azure.com/fabrikam/Fiber/_git/",
+            "https://dev.azure.com/fabrikam/Fiber/_git/a/b",
+        ] {
+            let error = repository_from_url(bad).expect_err(bad);
+            assert!(
+                error.contains("https://github.com/<owner>"),
+                "{bad}: {error}"
+            );
         }
     }
 

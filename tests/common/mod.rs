@@ -10,8 +10,10 @@ pub mod bicep;
 pub mod browser;
 pub mod child;
 pub mod cosmos_server;
+pub mod devops;
 pub mod event_receiver;
 pub mod eventgrid;
+pub mod github;
 pub mod identity;
 pub mod ingestion;
 pub mod msrc;
@@ -412,6 +414,31 @@ impl Factory {
     pub fn approval_link(&self, id: &str, approver: &str) -> String {
         outbox_link(self.data.path(), id, approver)
     }
+}
+
+/// Runs `git` in `dir` with a fixed identity and no signing; answers its
+/// trimmed output, failing the test when git fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=Factory Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .expect("run git (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Reads an approval link from a data directory's outbox.
