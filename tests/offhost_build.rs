@@ -47,9 +47,13 @@ use image_factory::azure::BuildJob;
 use image_factory::azure::arm::{ArmClient, Patience, tokio_sleeper};
 use image_factory::azure::blob::{BLOCK_SIZE, BlobLogs, block_id};
 use image_factory::azure::jobs::ContainerAppsWorkers;
-use image_factory::domain::run::{RunStatus, Stage, StageStatus};
+use image_factory::azure::snapshots::BlobSnapshots;
+use image_factory::domain::run::{RepositoryRef, RunStatus, Stage, StageStatus};
 use image_factory::host::bus::Outgoing;
+use image_factory::local::sources::LocalGit;
+use image_factory::ports::sources::{SnapshotStore, SourceHost};
 use image_factory::ports::workers::{BuildOrder, Workers};
+use image_factory::sources::{Limits, Sources};
 
 const SUBSCRIPTION: &str = "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345";
 const JOB_PATH: &str = "/subscriptions/34adfa4f-cedf-4dc0-ba29-b6d1a69ab345/resourceGroups/rg-factory/providers/Microsoft.App/jobs/caj-factory-build";
@@ -91,7 +95,6 @@ enum Fate {
 struct Azure {
     base: String,
     data_dir: PathBuf,
-    images_dir: PathBuf,
     executions: Vec<Execution>,
     starts: Vec<Value>,
     /// How many times the executions were listed.
@@ -99,6 +102,8 @@ struct Azure {
     stops: Vec<String>,
     /// The build logs' container in Azurite.
     logs_url: String,
+    /// The source snapshots' container in Azurite.
+    sources_url: String,
     /// The root certificate the worker trusts for Azurite.
     logs_ca: PathBuf,
     reports: Vec<(HeaderMap, String)>,
@@ -130,8 +135,8 @@ impl Drop for FakeAzure {
 }
 
 impl FakeAzure {
-    /// The fake, its workers building the images of `images_dir` with `data_dir` as scratch.
-    async fn start(data_dir: PathBuf, images_dir: PathBuf) -> FakeAzure {
+    /// The fake, its workers building with `data_dir` as scratch.
+    async fn start(data_dir: PathBuf) -> FakeAzure {
         spec_validator::ready().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -141,8 +146,8 @@ impl FakeAzure {
         let state = Arc::new(Mutex::new(Azure {
             base: format!("http://{addr}"),
             data_dir,
-            images_dir,
             logs_url: azurite.fresh_container().await,
+            sources_url: azurite.fresh_container().await,
             logs_ca: azurite.ca_file.clone(),
             ..Azure::default()
         }));
@@ -354,6 +359,7 @@ fn job_answer(azure: &mut Azure, method: &Method, tail: &str, body: &Value) -> (
                         "env": [
                             { "name": "AZURE_CLIENT_ID", "value": identity::CLIENT_ID },
                             { "name": "IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION", "secretRef": "servicebus-send" },
+                            { "name": "IMAGE_FACTORY_SOURCES_URL", "value": azure.sources_url },
                             { "name": "IMAGE_FACTORY_PACKER_CLIENT_ID", "value": PACKER_APP },
                             { "name": "ARM_SUBSCRIPTION_ID", "value": SUBSCRIPTION },
                             { "name": "ARM_TENANT_ID", "value": TENANT }
@@ -586,7 +592,6 @@ fn spawn_worker(azure: &Azure, env: &[Value], fate: Option<Fate>) -> tokio::proc
             format!("{}{}", azure.base, identity::PATH),
         )
         .env("IDENTITY_HEADER", identity::HEADER_SECRET)
-        .env("IMAGE_FACTORY_IMAGES", &azure.images_dir)
         .env("IMAGE_FACTORY_DATA", &azure.data_dir)
         .env("IMAGE_FACTORY_SERVICEBUS_ENDPOINT", &azure.base)
         .env("IMAGE_FACTORY_BUILD_LOGS_CA", &azure.logs_ca)
@@ -613,12 +618,47 @@ async fn factory(offset_minutes: Arc<AtomicI64>) -> (Factory, FakeAzure) {
 
 /// A factory of the images in `images_dir` whose builds run on the fake job.
 async fn factory_of(offset_minutes: Arc<AtomicI64>, images_dir: PathBuf) -> (Factory, FakeAzure) {
+    factory_with(offset_minutes, images_dir, |images| {
+        Arc::new(LocalGit::new(images)) as Arc<dyn SourceHost>
+    })
+    .await
+}
+
+/// The snapshot store of the fake's sources container, as the function
+/// app signs in to it.
+fn snapshot_store(azure: &FakeAzure) -> Arc<dyn SnapshotStore> {
+    let azurite = Azurite::shared();
+    Arc::new(
+        BlobSnapshots::new(
+            &azure.lock().sources_url,
+            Arc::new(StorageCredential),
+            Some(&azurite.ca_file),
+            Limits::default().max_archive(),
+        )
+        .expect("the snapshot store"),
+    )
+}
+
+/// A factory of the images in `images_dir` whose runs' sources come from
+/// the host `host` makes of it, their snapshots kept in the fake's Blob
+/// Storage container, and whose builds run on the fake job.
+async fn factory_with(
+    offset_minutes: Arc<AtomicI64>,
+    images_dir: PathBuf,
+    host: impl FnOnce(&std::path::Path) -> Arc<dyn SourceHost>,
+) -> (Factory, FakeAzure) {
     let data = tempfile::TempDir::new().expect("temp dir");
-    let azure = FakeAzure::start(data.path().to_path_buf(), images_dir.clone()).await;
+    let azure = FakeAzure::start(data.path().to_path_buf()).await;
     let workers = Arc::new(azure.job_workers());
     let job = azure.build_job();
+    let sources = Arc::new(Sources::new(
+        host(&images_dir),
+        snapshot_store(&azure),
+        Limits::default(),
+    ));
     let options = Options {
         tweak: Box::new(move |app| {
+            app.sources = sources;
             app.logs = Arc::new(
                 BlobLogs::new(&job.log_container_url, Arc::new(StorageCredential), None)
                     .expect("the log store"),
@@ -690,25 +730,36 @@ fn assert_no_token(azure: &Azure, text: &str) {
 }
 
 /// Builds with the identity endpoint handing out `token`: Azurite refuses
-/// the upload, and the run's build log names the refusal and Azurite's
-/// reason (`reason`), with no token in the run or the worker's output.
-async fn a_refused_upload_is_reported(token: StorageToken, commit: &str, reason: &str) {
+/// the worker's download of the run's snapshot, and the run fails at its
+/// build naming the refusal and Azurite's reason (`reason`), with no token
+/// in the run or the worker's output.
+async fn a_refused_storage_token_is_reported(token: StorageToken, commit: &str, reason: &str) {
     let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
     azure.lock().identity.set_storage_token(token);
+    factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
     let run = factory
-        .push_and_wait(commit, RunStatus::WaitingForApproval)
+        .wait_status(&format!("push-example-{commit}"), RunStatus::Failed)
         .await;
     let worker = run.stage(Stage::Build).attempts[0]
         .worker
         .clone()
         .expect("built by a worker");
-    let log = run.build.clone().expect("build result").log;
+    let failure = run.failure.clone().expect("a failure");
+    assert_eq!(failure.stage, Some(Stage::Build));
     assert!(
-        log.starts_with(
-            "not uploaded (Blob Storage refused the worker's token (403: AuthenticationFailed"
-        ) && log.contains(reason),
-        "{log}"
+        failure
+            .reason
+            .starts_with("cannot download the run's snapshot: cannot read the snapshot")
+            && failure
+                .reason
+                .contains("Blob Storage refused the worker's token (403: AuthenticationFailed")
+            && failure.reason.contains(reason),
+        "{}",
+        failure.reason
     );
+    // Nothing was built, so there is no log to upload.
     assert_eq!(Azurite::shared().read_blob(&worker.log_url).await, None);
     let stored = serde_json::to_string(&run).expect("json");
     let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
@@ -723,7 +774,7 @@ async fn a_refused_upload_is_reported(token: StorageToken, commit: &str, reason:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_storage_token_is_refused_by_blob_storage_and_the_run_says_so() {
-    a_refused_upload_is_reported(
+    a_refused_storage_token_is_reported(
         StorageToken::Expired,
         "0ff0057b011c000000000000000000000000c0de",
         "Lifetime validation failed. The token is expired.",
@@ -733,7 +784,7 @@ async fn an_expired_storage_token_is_refused_by_blob_storage_and_the_run_says_so
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_token_for_another_audience_is_refused_and_the_run_says_so() {
-    a_refused_upload_is_reported(
+    a_refused_storage_token_is_reported(
         StorageToken::WrongAudience,
         "0ff0057b011d000000000000000000000000c0de",
         "Invalid token audience.",
@@ -743,7 +794,7 @@ async fn a_storage_token_for_another_audience_is_refused_and_the_run_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_storage_token_is_refused_and_the_run_says_so() {
-    a_refused_upload_is_reported(
+    a_refused_storage_token_is_reported(
         StorageToken::Missing,
         "0ff0057b011e000000000000000000000000c0de",
         "Authentication scheme Bearer is not supported.",
@@ -818,6 +869,14 @@ async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release
             .expect("the order is in the environment");
         assert_eq!(order.run_id, run.id);
         assert_eq!(order.version, run.version.to_string());
+        // The order names the run's snapshot, which the worker downloaded,
+        // checked and built: its container holds no images.
+        let source = run.source.clone().expect("the run's source");
+        assert_eq!(order.snapshot, Some(source.snapshot.clone()));
+        assert!(
+            !env.iter().any(|e| e["name"] == "IMAGE_FACTORY_IMAGES"),
+            "{env:?}"
+        );
 
         // The run records the worker, and the log where the worker uploaded it.
         let attempt = &run.stage(Stage::Build).attempts[0];
@@ -888,6 +947,10 @@ async fn a_build_runs_on_a_job_execution_and_its_report_moves_the_run_to_release
     let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
         .expect("the worker's output");
     assert!(output.contains("build reported"), "{output}");
+    assert!(
+        output.contains("snapshot downloaded and checked"),
+        "{output}"
+    );
     assert!(
         !output.contains(SAS_KEY),
         "a secret in the worker's output:\n{output}"
@@ -1053,13 +1116,14 @@ async fn a_worker_past_the_build_timeout_is_stopped_and_the_run_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_order_adopts_its_worker_and_a_dead_one_is_replaced() {
     let data = tempfile::TempDir::new().expect("temp dir");
-    let azure = FakeAzure::start(data.path().to_path_buf(), example_images()).await;
+    let azure = FakeAzure::start(data.path().to_path_buf()).await;
     azure.lock().fates = vec![Fate::Hang, Fate::Crash, Fate::Hang, Fate::Hang];
     let workers = azure.job_workers();
     let logs = azure.lock().logs_url.clone();
     let order = |message: &str, worker: &str| BuildOrder {
         run_id: "push-example-abc".parse().unwrap(),
         image: "example".into(),
+        snapshot: None,
         version: "2026.1125.0".into(),
         commit: Some("abc".into()),
         base_image_version: None,
@@ -1379,6 +1443,186 @@ async fn the_worker_exports_its_build_span_in_the_runs_trace_and_without_a_token
     assert_eq!(warnings, 1, "{output}");
     // Every export and every answer is what the ingestion spec defines.
     ingestion.assert_valid();
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_changed_in_blob_storage_fails_the_run_as_tampered_with_and_builds_nothing() {
+    let (factory, azure) = factory(Arc::new(AtomicI64::new(0))).await;
+    let commit = "0ff0057b0120000000000000000000000000c0de";
+    // The run is created with its snapshot stored; its build has not started.
+    let answer = factory
+        .push(commit, &["images/example/build.pkr.hcl"])
+        .await;
+    assert_eq!(answer.status(), 202);
+    let id = format!("push-example-{commit}");
+    let run = factory.run(&id).await.expect("the run");
+    let snapshot = run.source.clone().expect("a source").snapshot;
+    let blob = format!("{}/{snapshot}.tar", azure.lock().sources_url);
+    // One byte changed in the stored snapshot, behind the factory's back.
+    let mut bytes = Azurite::shared().read_blob(&blob).await.expect("stored");
+    let last = bytes.len() - 1100;
+    bytes[last] ^= 0x20;
+    Azurite::shared().put_blob(&blob, bytes).await;
+
+    let failed = factory.wait_status(&id, RunStatus::Failed).await;
+    let failure = failed.failure.clone().expect("a failure");
+    assert_eq!(failure.stage, Some(Stage::Build));
+    assert!(
+        failure
+            .reason
+            .contains(&format!("snapshot {snapshot} is tampered with or corrupt")),
+        "{}",
+        failure.reason
+    );
+    // The worker built nothing: packer never ran.
+    let run_dir = factory.data.path().join("runs").join(&id);
+    assert!(!run_dir.join("build.log").exists());
+    let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
+        .expect("the worker's output");
+    assert!(output.contains("build reported"), "{output}");
+    assert!(
+        !output.contains("snapshot downloaded and checked"),
+        "{output}"
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_is_fetched_from_github_snapshotted_in_blob_storage_and_built_by_the_worker_from_its_hash()
+ {
+    use common::github::{GitHub, PAT};
+    use image_factory::web::HostedSources;
+    use image_factory::web::azure_devops::AzureDevOpsApi;
+    use image_factory::web::azure_devops_source::AzureDevOpsSource;
+    use image_factory::web::github::{GitHubApi, GitHubAuth, GitHubSettings};
+    use image_factory::web::github_source::GitHubSource;
+
+    // A real repository: the commit says one thing, the working tree another.
+    let repo = tempfile::TempDir::new().expect("repo");
+    let root = repo.path();
+    common::git(root, &["init", "-q", "-b", "main"]);
+    let example = common::copy_example(&root.join("images"), "example");
+    let script = example.join("scripts/provision.sh");
+    let text = std::fs::read_to_string(&script).expect("script");
+    std::fs::write(
+        &script,
+        format!("{text}echo 'built from the pushed commit'\n"),
+    )
+    .expect("script");
+    common::git(root, &["add", "."]);
+    common::git(root, &["commit", "-q", "-m", "the example image"]);
+    let commit = common::git(root, &["rev-parse", "HEAD"]);
+    std::fs::write(&script, format!("{text}echo 'an edit nobody pushed'\n")).expect("script");
+
+    // The push's repository, on a GitHub that serves the real repository.
+    let github = GitHub::new("unused");
+    github.attach("Codertocat/Hello-World", root, false);
+    let github_url = github.serve().await;
+    let repository = RepositoryRef::GitHub {
+        owner: "Codertocat".into(),
+        repo: "Hello-World".into(),
+    };
+    let api = Arc::new(
+        GitHubApi::new(&GitHubSettings {
+            api_url: github_url,
+            auth: GitHubAuth::Token(PAT.into()),
+        })
+        .expect("api"),
+    );
+    let (factory, azure) = factory_with(
+        Arc::new(AtomicI64::new(0)),
+        root.join("images"),
+        move |_| {
+            let devops = AzureDevOpsApi::new(Arc::new(common::arm_server::FixedCredential), None)
+                .expect("devops");
+            Arc::new(HostedSources {
+                github: GitHubSource::new(api, "images", 64 * 1024 * 1024),
+                azure_devops: AzureDevOpsSource::new(devops, "images", 64 * 1024 * 1024),
+                configured: repository,
+            })
+        },
+    )
+    .await;
+
+    let run = factory
+        .push_and_wait(&commit, RunStatus::WaitingForApproval)
+        .await;
+    // The snapshot is GitHub's tarball of the commit, made canonical: the
+    // images folder `git archive` gives for it.
+    let source = run.source.clone().expect("a source");
+    assert_eq!(source.commit.as_deref(), Some(commit.as_str()));
+    assert!(!source.uncommitted);
+    let archive = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["archive", "--format=tar", &commit, "--", "images"])
+        .output()
+        .expect("git archive");
+    let layout = image_factory::archive::Layout {
+        folder: "images".into(),
+        ..Default::default()
+    };
+    let expected = image_factory::archive::read(
+        &archive.stdout,
+        image_factory::archive::Format::Tar,
+        &layout,
+        &Limits::default(),
+    )
+    .expect("git's archive")
+    .tree
+    .canonical_with_hash()
+    .1;
+    assert_eq!(source.snapshot.as_str(), expected);
+    // Stored once in Blob Storage, under its hash.
+    let blob = format!("{}/{expected}.tar", azure.lock().sources_url);
+    let stored = Azurite::shared().read_blob(&blob).await.expect("the blob");
+    assert_eq!(image_factory::archive::sha256_hex(&stored), expected);
+    // The order named that hash; the worker downloaded, checked and built it.
+    let order: BuildOrder = {
+        let state = azure.lock();
+        let env = state.starts[0]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        env.iter()
+            .find(|e| e["name"] == "IMAGE_FACTORY_BUILD_ORDER")
+            .and_then(|e| e["value"].as_str())
+            .and_then(|v| serde_json::from_str(v).ok())
+            .expect("the order")
+    };
+    assert_eq!(order.snapshot, Some(source.snapshot.clone()));
+    let log = Azurite::shared()
+        .read_blob(&order.log_url)
+        .await
+        .expect("the build log");
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("built from the pushed commit"), "{log}");
+    assert!(!log.contains("an edit nobody pushed"), "{log}");
+    let output = std::fs::read_to_string(factory.data.path().join("worker-1.log"))
+        .expect("the worker's output");
+    assert!(
+        output.contains("snapshot downloaded and checked"),
+        "{output}"
+    );
+    // Every GitHub exchange was one its description allows, and the
+    // download host never saw the token.
+    {
+        let state = github.state();
+        assert!(
+            state
+                .exchanges
+                .iter()
+                .any(|(op, _)| op == "repos/download-tarball-archive")
+        );
+        assert!(state.violations.is_empty(), "{:#?}", state.violations);
+        assert!(
+            state
+                .downloads
+                .iter()
+                .all(|h| h.get("authorization").is_none())
+        );
+    }
     factory.stop().await;
 }
 

@@ -9,8 +9,8 @@
 //! one step): storing an id again changes nothing a reader can see when the
 //! stored bytes were right, and repairs them when they were not (a blob
 //! changed behind the factory's back fails its run as tampered with; the
-//! next run's snapshot writes it afresh). A get reads the blob's size
-//! first and refuses one larger than the largest snapshot the limits allow,
+//! next run's snapshot writes it afresh). A get reads at most one byte more
+//! than the largest snapshot the limits allow, and refuses a larger blob,
 //! so a planted blob cannot fill the reader's memory; its hash is checked
 //! by the caller (`crate::sources::verify`).
 
@@ -21,9 +21,7 @@ use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{RequestContent, StatusCode, Url};
 use azure_storage_blob::clients::{BlobContainerClient, BlobContainerClientOptions};
-use azure_storage_blob::models::{
-    BlobClientGetPropertiesResultHeaders, BlockBlobClientUploadOptions,
-};
+use azure_storage_blob::models::{BlobClientDownloadOptions, BlockBlobClientUploadOptions};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 
@@ -129,8 +127,18 @@ impl SnapshotStore for BlobSnapshots {
     async fn get(&self, id: &SnapshotId) -> Result<Vec<u8>, PortError> {
         let blob = self.container.blob_client(&Self::blob_name(id));
         let doing = format!("cannot read the snapshot {id}");
-        let properties = match blob.get_properties(None).await {
-            Ok(properties) => properties,
+        // At most one byte more than the largest snapshot: a larger blob
+        // is refused without being read whole.
+        let options = BlobClientDownloadOptions {
+            range: Some((0..self.max_bytes.saturating_add(1)).into()),
+            ..BlobClientDownloadOptions::default()
+        };
+        let body = match blob.download(Some(options)).await {
+            Ok(download) => download
+                .body
+                .collect()
+                .await
+                .map_err(|e| self.failed(&doing, e))?,
             Err(e) if e.http_status() == Some(StatusCode::NotFound) => {
                 return Err(PortError::permanent(format!(
                     "the snapshot {id} is not stored in {}: it was pruned or never stored; start a new run",
@@ -139,21 +147,12 @@ impl SnapshotStore for BlobSnapshots {
             }
             Err(e) => return Err(self.failed(&doing, e)),
         };
-        let size = properties.content_length().ok().flatten().unwrap_or(0);
-        if size > self.max_bytes {
+        if body.len() as u64 > self.max_bytes {
             return Err(PortError::permanent(format!(
-                "the stored snapshot {id} is {size} bytes, more than any snapshot within the limits ({} bytes): it is tampered with or corrupt; start a new run",
+                "the stored snapshot {id} is larger than any snapshot within the limits ({} bytes): it is tampered with or corrupt; start a new run",
                 self.max_bytes
             )));
         }
-        let body = blob
-            .download(None)
-            .await
-            .map_err(|e| self.failed(&doing, e))?
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.failed(&doing, e))?;
         Ok(body.to_vec())
     }
 

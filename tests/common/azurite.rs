@@ -1,5 +1,6 @@
 //! Azurite, Microsoft's Storage emulator (npm `azurite` 3.37.0, pinned in
-//! `tests/azurite/package-lock.json`), for the build log upload: its Blob
+//! `tests/azurite/package-lock.json`), for the build logs and the source
+//! snapshots: its Blob
 //! service over HTTPS with a certificate made for the test and `--oauth basic`
 //! (bearer tokens are checked for issuer, audience and lifetime, not for their
 //! signature), in memory, on a free loopback port. The node process is started
@@ -188,6 +189,22 @@ impl Azurite {
         }
         assert_eq!(response.status(), 200, "get blob {url}");
         Some(response.bytes().await.expect("blob").to_vec())
+    }
+
+    /// Writes `bytes` as the block blob at `url` (an authenticated Put
+    /// Blob, replacing what was there): a change behind the factory's back.
+    pub async fn put_blob(&self, url: &str, bytes: Vec<u8>) {
+        let response = self
+            .http
+            .put(url)
+            .bearer_auth(storage_token(STORAGE_AUDIENCE, 3600))
+            .header("x-ms-version", VERSION)
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(bytes)
+            .send()
+            .await
+            .expect("Azurite answers");
+        assert_eq!(response.status(), 201, "put blob {url}");
     }
 
     /// The committed block ids of the blob at `url`, base64 as on the wire
