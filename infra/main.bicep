@@ -9,7 +9,7 @@
 // The factory identity holds the custom `builder` role on the build and
 // gallery groups, `jobStarter` on the app group, `tester` on the subscription
 // (see modules/roles.bicep) and Storage Blob Data Contributor on the logs'
-// container.
+// and the sources' containers.
 
 targetScope = 'subscription'
 
@@ -75,6 +75,10 @@ param githubAppId string = ''
 
 @description('The GitHub App\'s installation id (IMAGE_FACTORY_GITHUB_APP_INSTALLATION_ID).')
 param githubAppInstallationId string = ''
+
+@minLength(1)
+@description('The repository holding the images folder (IMAGE_FACTORY_REPOSITORY): https://github.com/<owner>/<repository> or https://dev.azure.com/<organization>/<project>/_git/<repository>. Runs no push started (Patch Tuesday, out-of-band, a new base image, a parent\'s release) build the head of its first built branch.')
+param sourceRepository string
 
 @description('Deployment time; sets the expiry of the generated send-only Service Bus secret.')
 param deployedAt string = utcNow()
@@ -298,6 +302,7 @@ module containerApps 'modules/containerapps.bicep' = {
     image: buildJobImage
     registryServer: buildJobRegistry
     replicaTimeout: buildJobTimeoutSeconds
+    sourcesUrl: logs.outputs.sourcesUrl
     sendConnectionSecretUri: '${keyVault.outputs.uri}secrets/${serviceBus.outputs.sendSecretName}'
     appInsightsConnectionString: monitoring.outputs.connectionString
     packerClientId: packerClientId
@@ -343,6 +348,8 @@ module functionApp 'modules/functionapp.bicep' = {
     buildJobName: containerApps.outputs.jobName
     buildJobResourceGroup: appGroup.name
     buildLogsUrl: logs.outputs.containerUrl
+    sourcesUrl: logs.outputs.sourcesUrl
+    sourceRepository: sourceRepository
     testLocation: location
     testVmSize: testVmSize
     eventGridEndpoint: events.outputs.endpoint
@@ -363,5 +370,6 @@ output SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output BUILD_JOB_NAME string = containerApps.outputs.jobName
 output BUILD_LOGS_URL string = logs.outputs.containerUrl
+output SOURCES_URL string = logs.outputs.sourcesUrl
 output FUNCTION_APP_NAME string = functionApp.outputs.name
 output IMAGE_FACTORY_PUBLIC_URL string = functionApp.outputs.url

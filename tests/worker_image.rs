@@ -4,7 +4,8 @@
 //!
 //! - deploy/worker/Dockerfile's entrypoint is a real subcommand of the binary
 //!   (the real binary answers `--help` for it), runs as a non-root user and
-//!   pins packer with a checksum;
+//!   pins packer with a checksum, and bakes no images in (the worker builds
+//!   the run's snapshot);
 //! - the build job (infra/modules/containerapps.bicep) runs that command in
 //!   the container the factory looks up by name, and every `IMAGE_FACTORY_*`
 //!   name it sets is one the worker reads; every `PKR_VAR_<name>` names a
@@ -184,8 +185,20 @@ fn the_dockerfile_runs_as_a_non_root_user_with_a_pinned_checked_packer() {
         text.contains("if [ -z \"${PACKER_SHA256}\" ]"),
         "an empty checksum must fail the build"
     );
-    // The images are where the job says they are.
-    assert!(text.contains("COPY images/ /app/images/"));
+    // The image holds no images: what it builds is the run's snapshot. The
+    // images are read only by the stage that installs their plugins.
+    let last_stage = text
+        .rsplit("\nFROM ")
+        .next()
+        .expect("the Dockerfile has a final stage");
+    assert!(
+        !last_stage.contains("images/") && !last_stage.contains("IMAGE_FACTORY_IMAGES"),
+        "the worker image must not bake the images in:\n{last_stage}"
+    );
+    assert!(
+        text.contains("packer init"),
+        "the plugins are installed at build time"
+    );
 }
 
 #[test]
@@ -245,12 +258,17 @@ fn every_image_factory_name_the_job_sets_is_one_the_worker_reads() {
     let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
     for needed in [
         "IMAGE_FACTORY_SERVICEBUS_SEND_CONNECTION",
-        "IMAGE_FACTORY_IMAGES",
+        image_factory::worker::SOURCES_URL_VAR,
         "IMAGE_FACTORY_DATA",
         "AZURE_CLIENT_ID",
     ] {
         assert!(names.contains(&needed), "the job does not set {needed}");
     }
+    // The worker builds the run's snapshot, never images of its own.
+    assert!(
+        !names.contains(&"IMAGE_FACTORY_IMAGES"),
+        "the job must not point the worker at baked images"
+    );
     // The connection string comes from the Key Vault secret, never a value.
     let send = env
         .iter()
@@ -265,13 +283,29 @@ fn every_image_factory_name_the_job_sets_is_one_the_worker_reads() {
         bicep.contains(&format!("name: '{secret}'")) && bicep.contains("keyVaultUrl:"),
         "the secret {secret} is not a Key Vault reference of the job"
     );
-    // The images folder is the one the Dockerfile copies them to.
-    let images = env
+    // The snapshots come from the container the function app writes them to.
+    let sources = env
         .iter()
-        .find(|e| e.name == "IMAGE_FACTORY_IMAGES")
+        .find(|e| e.name == image_factory::worker::SOURCES_URL_VAR)
         .and_then(|e| e.value.clone())
         .expect("a value");
-    assert_eq!(images, "'/app/images'");
+    assert_eq!(sources, "sourcesUrl");
+    let main = read("infra/main.bicep");
+    assert!(
+        block(&main, "module containerApps").contains("sourcesUrl: logs.outputs.sourcesUrl"),
+        "the job's sources are not the logs module's sources container"
+    );
+}
+
+/// The text of `text` from `marker` to the next line that closes a block at
+/// the top level (`}`).
+fn block<'a>(text: &'a str, marker: &str) -> &'a str {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} found"));
+    let rest = &text[start..];
+    let end = rest.find("\n}").map_or(rest.len(), |at| at + 2);
+    &rest[..end]
 }
 
 #[test]
@@ -354,7 +388,7 @@ fn the_function_app_sets_every_setting_the_azure_path_needs() {
         "IMAGE_FACTORY_ARM_ENDPOINT",
         "IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS",
     ];
-    let needed: Vec<String> = literals(without_tests(&code), "IMAGE_FACTORY_")
+    let mut needed: Vec<String> = literals(without_tests(&code), "IMAGE_FACTORY_")
         .into_iter()
         .filter(|n| !defaulted.contains(&n.as_str()))
         .collect();
@@ -372,6 +406,17 @@ fn the_function_app_sets_every_setting_the_azure_path_needs() {
             "{name} is no longer read by AzureSettings::from_vars: update this test"
         );
     }
+    // The Azure path's sources: both are required together (startup refuses one without the other).
+    needed.extend([
+        "IMAGE_FACTORY_SOURCES_URL".to_string(),
+        "IMAGE_FACTORY_REPOSITORY".to_string(),
+    ]);
+    let startup = read("handlers/startup.rs");
+    assert!(startup.contains("pub const SOURCES_URL: &str = \"IMAGE_FACTORY_SOURCES_URL\";"));
+    assert!(
+        read("handlers/web/mod.rs")
+            .contains("pub const REPOSITORY_VAR: &str = \"IMAGE_FACTORY_REPOSITORY\";")
+    );
     let app = read("infra/modules/functionapp.bicep");
     for name in &needed {
         assert!(
@@ -387,4 +432,12 @@ fn the_function_app_sets_every_setting_the_azure_path_needs() {
     assert!(logs.contains(
         "output containerUrl string = '${storage.properties.primaryEndpoints.blob}${containerName}'"
     ));
+    // The sources URL is the logs module's sources container, without a SAS.
+    assert!(main.contains("sourcesUrl: logs.outputs.sourcesUrl"));
+    assert!(
+        logs.contains(
+            "output sourcesUrl string = '${storage.properties.primaryEndpoints.blob}${sourcesName}'"
+        ) && logs.contains("var sourcesName = 'sources'")
+    );
+    assert_eq!(image_factory::azure::snapshots::CONTAINER, "sources");
 }

@@ -4,10 +4,12 @@
 // the container named `worker`), the image from a parameter
 // (deploy/worker/Dockerfile), the factory identity.
 //
-// The container runs `image-factory worker`: it builds with packer, uploads
-// the log to the logs container with its identity and reports on the
-// `build-completed` queue with the send-only connection string of the
-// `workers-send` rule (from Key Vault through the job's secret reference).
+// The container runs `image-factory worker`: it downloads the run's source
+// snapshot from the sources container and checks its SHA-256 (the image
+// holds no images), builds with packer, uploads the log to the logs
+// container with its identity and reports on the `build-completed` queue
+// with the send-only connection string of the `workers-send` rule (from Key
+// Vault through the job's secret reference).
 // Every IMAGE_FACTORY_* name below is one the worker reads
 // (tests/worker_image.rs checks it).
 //
@@ -42,6 +44,9 @@ param image string
 
 @description('Login server of the private registry holding the image (e.g. myregistry.azurecr.io), pulled with the factory identity (grant it AcrPull there); empty: a public image.')
 param registryServer string = ''
+
+@description('The source snapshots\' container (https://<account>.blob.core.windows.net/sources), read with the job\'s identity.')
+param sourcesUrl string
 
 @description('Key Vault secret URI of the send-only Service Bus connection string.')
 param sendConnectionSecretUri string
@@ -137,7 +142,8 @@ resource job 'Microsoft.App/jobs@2024-03-01' = {
             memory: '2Gi'
           }
           env: [
-            // The worker: its identity (log upload), its report channel, its folders.
+            // The worker: its identity (snapshot download, log upload), its
+            // sources, its report channel, its scratch folder.
             {
               name: 'AZURE_CLIENT_ID'
               value: identityClientId
@@ -147,8 +153,8 @@ resource job 'Microsoft.App/jobs@2024-03-01' = {
               secretRef: 'servicebus-send'
             }
             {
-              name: 'IMAGE_FACTORY_IMAGES'
-              value: '/app/images'
+              name: 'IMAGE_FACTORY_SOURCES_URL'
+              value: sourcesUrl
             }
             {
               name: 'IMAGE_FACTORY_DATA'

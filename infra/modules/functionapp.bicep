@@ -103,6 +103,12 @@ param buildJobResourceGroup string
 @description('The build logs\' container, https://<account>.blob.core.windows.net/<container>, no SAS (IMAGE_FACTORY_BUILD_LOGS_URL).')
 param buildLogsUrl string
 
+@description('The source snapshots\' container, https://<account>.blob.core.windows.net/sources, no SAS (IMAGE_FACTORY_SOURCES_URL).')
+param sourcesUrl string
+
+@description('The repository whose branch head the runs no push started build: https://github.com/<owner>/<repository> or https://dev.azure.com/<organization>/<project>/_git/<repository> (IMAGE_FACTORY_REPOSITORY).')
+param sourceRepository string
+
 @description('Region of the test stage\'s resource groups and VMs (IMAGE_FACTORY_TEST_LOCATION).')
 param testLocation string
 
@@ -271,6 +277,16 @@ var baseSettings = [
   {
     name: 'IMAGE_FACTORY_BUILD_LOGS_URL'
     value: buildLogsUrl
+  }
+  // Every run's source: the pushed commit (or the branch head) fetched from
+  // its repository, snapshotted in the sources container.
+  {
+    name: 'IMAGE_FACTORY_SOURCES_URL'
+    value: sourcesUrl
+  }
+  {
+    name: 'IMAGE_FACTORY_REPOSITORY'
+    value: sourceRepository
   }
   // Release events, published with the factory identity.
   {

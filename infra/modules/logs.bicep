@@ -1,6 +1,8 @@
-// The build logs: a storage account of their own with one private container,
-// `build-logs`, the worker uploads each build's log to (Put Block and Put
-// Block List with its managed identity) and the function app links to.
+// The build logs and the runs' sources: a storage account of their own with
+// two private containers: `build-logs`, the worker uploads each build's log
+// to (Put Block and Put Block List with its managed identity) and the
+// function app links to; `sources`, the function app writes each run's
+// source snapshot to (`<sha256>.tar`) and the worker downloads it from.
 //
 // Why not a container in the host's storage account: that account is the
 // Functions host's (leases, host keys, the deployment package) and the
@@ -32,6 +34,7 @@ param principalId string
 param retentionDays int = 365
 
 var containerName = 'build-logs'
+var sourcesName = 'sources'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_43: The name is a parameter (3-24 characters, enforced above); main.bicep passes 'stimgflog' and at most 15 characters of the uniqueString token, all lowercase letters and digits. checkov guesses a parameter's value across modules and its verdict changed between runs on the same files.
@@ -93,6 +96,17 @@ resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@20
   }
 }
 
+// The runs' source snapshots, each stored once under its SHA-256; the
+// factory's sweeper removes those no run or release needs any more
+// (docs/sources.md), so no lifecycle rule deletes them.
+resource sources 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobs
+  name: sourcesName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 // Old logs go away on their own.
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage
@@ -142,6 +156,21 @@ resource logWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// Storage Blob Data Contributor on the sources container only: the function
+// app writes and prunes snapshots, the worker reads them (it runs as the
+// same identity; see docs/sources.md).
+resource sourcesWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(sources.id, principalId, blobDataContributor)
+  scope: sources
+  properties: {
+    roleDefinitionId: blobDataContributor
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 output name string = storage.name
 // https://<account>.blob.core.windows.net/build-logs, no SAS (IMAGE_FACTORY_BUILD_LOGS_URL).
 output containerUrl string = '${storage.properties.primaryEndpoints.blob}${containerName}'
+// https://<account>.blob.core.windows.net/sources, no SAS (IMAGE_FACTORY_SOURCES_URL).
+output sourcesUrl string = '${storage.properties.primaryEndpoints.blob}${sourcesName}'
