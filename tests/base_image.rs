@@ -126,7 +126,10 @@ async fn a_listing_that_fails_creates_nothing_and_fails_the_invocation() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_whose_base_cannot_be_listed_keeps_no_other_image_from_starting() {
     // beta is built on another Marketplace image, whose listing is refused.
-    let other = VERSIONS.replace("2022-datacenter-azure-edition", "2025-datacenter-azure-edition");
+    let other = VERSIONS.replace(
+        "2022-datacenter-azure-edition",
+        "2025-datacenter-azure-edition",
+    );
     let server = ArmServer::start(vec![
         Reply::new(Method::GET, VERSIONS, 200, listing()),
         Reply::new(
@@ -142,7 +145,10 @@ async fn an_image_whose_base_cannot_be_listed_keeps_no_other_image_from_starting
     let toml = std::fs::read_to_string(&beta).unwrap();
     std::fs::write(
         &beta,
-        toml.replace("2022-datacenter-azure-edition", "2025-datacenter-azure-edition"),
+        toml.replace(
+            "2022-datacenter-azure-edition",
+            "2025-datacenter-azure-edition",
+        ),
     )
     .unwrap();
     let (status, answer) = fire(&factory).await;
