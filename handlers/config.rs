@@ -20,7 +20,7 @@ use crate::domain::fleet::{DEFAULT_GRACE_DAYS, Grace};
 pub use crate::domain::image::{
     ApprovalPolicy, BaseImage, BaseSource, IMAGE_FILE, IMAGE_NAME_RULE, ImageConfig, ImageSettings,
     PackerSettings, ReleaseSettings, SmokeTest, build_timeout, check_parents, is_valid_image_name,
-    parse_image_settings, region_key,
+    parent_problem, parse_image_settings, region_key, settings_error_line,
 };
 
 /// A configuration problem, naming where it is.
@@ -52,8 +52,30 @@ pub enum ConfigError {
     },
 }
 
-/// Reads every image under `images_dir` (each folder with an `image.toml`).
+/// Reads every image under `images_dir` (each folder with an `image.toml`);
+/// the first image refused refuses them all (see [`load_images_each`] for
+/// each on its own).
 pub fn load_images(images_dir: &Path) -> Result<BTreeMap<String, ImageConfig>, ConfigError> {
+    let mut images = BTreeMap::new();
+    for (name, image) in load_images_each(images_dir)? {
+        images.insert(name, image?);
+    }
+    check_parents(&images).map_err(|message| ConfigError::Invalid {
+        path: images_dir.to_path_buf(),
+        message,
+    })?;
+    Ok(images)
+}
+
+/// Every image under `images_dir` on its own, as a run's snapshot reads
+/// them: each folder with an `image.toml`, by folder name, with its image
+/// or why it is refused (a name that is no image name, a file that cannot
+/// be read, settings that do not parse, with the line, or a broken chain of
+/// `[base_image] factory` parents). One bad image hides no other. A folder
+/// that cannot be listed is refused whole.
+pub fn load_images_each(
+    images_dir: &Path,
+) -> Result<BTreeMap<String, Result<ImageConfig, ConfigError>>, ConfigError> {
     let read_err = |source| ConfigError::Read {
         path: images_dir.to_path_buf(),
         source,
@@ -65,37 +87,59 @@ pub fn load_images(images_dir: &Path) -> Result<BTreeMap<String, ImageConfig>, C
         if !file.is_file() {
             continue;
         }
-        let name = dir
+        let shown = dir
             .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| is_valid_image_name(n))
-            .ok_or_else(|| ConfigError::Invalid {
-                path: dir.clone(),
-                message: IMAGE_NAME_RULE.into(),
-            })?
-            .to_string();
-        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        let settings = parse_image_settings(&text).map_err(|message| ConfigError::Invalid {
-            path: file.clone(),
-            message,
-        })?;
-        images.insert(
-            name.clone(),
-            ImageConfig {
-                name,
-                dir,
-                settings,
-            },
-        );
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        images.insert(shown.clone(), read_image(&dir, &file, &shown));
     }
-    check_parents(&images).map_err(|message| ConfigError::Invalid {
-        path: images_dir.to_path_buf(),
-        message,
-    })?;
+    let parents: BTreeMap<String, Option<String>> = images
+        .iter()
+        .filter_map(|(name, image)| {
+            let image = image.as_ref().ok()?;
+            Some((name.clone(), image.settings.parent().map(String::from)))
+        })
+        .collect();
+    for (name, parent) in &parents {
+        if let Some(message) = parent_problem(name, parent.as_deref(), &parents)
+            && let Some(slot) = images.get_mut(name)
+        {
+            *slot = Err(ConfigError::Invalid {
+                path: images_dir.join(name).join(IMAGE_FILE),
+                message,
+            });
+        }
+    }
     Ok(images)
+}
+
+/// The image of folder `dir`, whose settings are `file`.
+fn read_image(dir: &Path, file: &Path, name: &str) -> Result<ImageConfig, ConfigError> {
+    if !is_valid_image_name(name) {
+        return Err(ConfigError::Invalid {
+            path: dir.to_path_buf(),
+            message: IMAGE_NAME_RULE.into(),
+        });
+    }
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let settings = parse_image_settings(&text).map_err(|message| {
+        let message = match settings_error_line(&text, &message) {
+            Some(line) => format!("(line {line}) {message}"),
+            None => message,
+        };
+        ConfigError::Invalid {
+            path: file.to_path_buf(),
+            message,
+        }
+    })?;
+    Ok(ImageConfig {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+        settings,
+    })
 }
 
 /// The factory's own settings, from the environment.

@@ -23,7 +23,8 @@ use chrono::{DateTime, Utc};
 pub use crate::archive::Limits;
 use crate::archive::{ArchiveError, Entry, Format, Layout, SourceTree};
 use crate::domain::image::{
-    IMAGE_FILE, ImageConfig, ImageSettings, is_valid_image_name, parse_image_settings,
+    IMAGE_FILE, ImageConfig, ImageSettings, is_valid_image_name, parent_problem,
+    parse_image_settings, settings_error_line,
 };
 use crate::domain::run::RepositoryRef;
 use crate::domain::source::{SnapshotId, SourceRecord};
@@ -415,7 +416,7 @@ pub fn images(tree: &SourceTree, shown: &str) -> BTreeMap<String, Result<ImageSe
                 .map_err(|_| format!("{file} is not UTF-8 text"))
                 .and_then(|text| {
                     parse_image_settings(text).map_err(|message| {
-                        let line = line_of(text, &message)
+                        let line = settings_error_line(text, &message)
                             .map(|n| format!(" (line {n})"))
                             .unwrap_or_default();
                         format!("{file} is not valid{line}: {message}")
@@ -441,70 +442,6 @@ pub fn images(tree: &SourceTree, shown: &str) -> BTreeMap<String, Result<ImageSe
         }
     }
     found
-}
-
-/// Why `name`'s chain of parents is broken, if it is.
-fn parent_problem(
-    name: &str,
-    parent: Option<&str>,
-    parents: &BTreeMap<String, Option<String>>,
-) -> Option<String> {
-    let mut chain = vec![name];
-    let mut next = parent;
-    while let Some(current) = next {
-        if chain.contains(&current) {
-            chain.push(current);
-            return Some(format!(
-                "images {} are built on each other; one of them must start from a Marketplace image or none",
-                chain.join(" → ")
-            ));
-        }
-        let Some(up) = parents.get(current) else {
-            return Some(format!(
-                "[base_image] factory = \"{current}\" is not an image at this commit (no folder with a valid image.toml); add it or fix [base_image]"
-            ));
-        };
-        chain.push(current);
-        next = up.as_deref();
-    }
-    None
-}
-
-/// The line of `text` a settings error is about: the parser's own
-/// `line N`, else the line of the `[section] key` the message names.
-fn line_of(text: &str, message: &str) -> Option<usize> {
-    if let Some(at) = message.find("line ") {
-        let digits: String = message[at + 5..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        if let Ok(line) = digits.parse() {
-            return Some(line);
-        }
-    }
-    let rest = message.strip_prefix('[')?;
-    let (section, rest) = rest.split_once(']')?;
-    let key: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    let mut in_section = false;
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            let header = line.trim_matches(|c| c == '[' || c == ']');
-            in_section = header == section || header.starts_with(&format!("{section}."));
-        } else if in_section
-            && !key.is_empty()
-            && line
-                .strip_prefix(key.as_str())
-                .is_some_and(|after| after.trim_start().starts_with('='))
-        {
-            return Some(i + 1);
-        }
-    }
-    None
 }
 
 /// The image `name` of a run's snapshot, its folder where the stage unpacks

@@ -569,19 +569,17 @@ pub fn open_security_updates(
 }
 
 /// The Azure Compute Gallery adapter: each image's gallery image definition
-/// (`gallery_image_name`, else the image's name) in the configured gallery.
+/// (`gallery_image_name`, else the image's name) in the configured gallery,
+/// knowing at start the definitions named otherwise than their image.
 fn azure_gallery(azure: &Azure, images: &BTreeMap<String, ImageConfig>) -> AzureGallery {
-    let definitions = images
+    let names = images
         .iter()
         .filter_map(|(name, image)| {
-            let definition = image.settings.gallery_image_name.as_deref().unwrap_or(name);
-            Some((name.clone(), azure.settings.gallery_image(definition)?))
+            let definition = image.settings.gallery_image_name.as_deref()?;
+            Some((name.clone(), definition.to_string()))
         })
         .collect();
-    AzureGallery {
-        arm: azure.arm.clone(),
-        definitions,
-    }
+    AzureGallery::new(azure.arm.clone(), azure.settings.gallery_image(""), names)
 }
 
 /// Serves the gallery, the test VMs, the Marketplace and (with a build job)

@@ -426,3 +426,162 @@ async fn marketplace_versions_are_listed_and_the_newest_taken() {
     );
     assert!(server.seen()[0].uri.ends_with("?api-version=2024-07-01"));
 }
+
+/// The gallery image definition `windows-web-base` of [`gallery_image`]'s
+/// gallery, shaped as GalleryRP 2024-03-03 describes a `GalleryImage`
+/// (`properties` as `GalleryImageProperties`), with `properties` merged in.
+fn definition(properties: Value) -> Value {
+    let id = VERSIONS.trim_end_matches("/versions");
+    let mut body = json!({
+        "id": id,
+        "name": "windows-web-base",
+        "type": "Microsoft.Compute/galleries/images",
+        "location": "westeurope",
+        "properties": {
+            "osType": "Windows",
+            "osState": "Generalized",
+            "hyperVGeneration": "V2",
+            "identifier": { "publisher": "ImageFactory", "offer": "WindowsServer", "sku": "2022-datacenter-base" },
+            "provisioningState": "Succeeded"
+        }
+    });
+    for (key, value) in properties.as_object().into_iter().flatten() {
+        body["properties"][key] = value.clone();
+    }
+    body
+}
+
+/// What the seed image's image.toml says of its definition.
+fn seed_definition() -> image_factory::domain::image::GalleryDefinition {
+    let text = std::fs::read_to_string(
+        common::repo_root().join("images/base-w2022-datacenter/image.toml"),
+    )
+    .expect("the seed image.toml");
+    image_factory::config::parse_image_settings(&text)
+        .expect("valid")
+        .gallery_definition("base-w2022-datacenter")
+        .expect("the seed publishes to the gallery")
+}
+
+#[tokio::test]
+async fn a_gallery_image_definition_is_created_from_image_toml_in_the_gallerys_region_then_left_alone()
+ {
+    use image_factory::azure::definition::{Defined, define};
+    let id = VERSIONS.trim_end_matches("/versions");
+    let gallery = id
+        .split("/images/")
+        .next()
+        .expect("the gallery")
+        .to_string();
+    let wanted = seed_definition();
+    let created = definition(json!({
+        "description": wanted.settings.description,
+        "features": [{ "name": "SecurityType", "value": "TrustedLaunchSupported" }],
+        "recommended": { "vCPUs": { "min": 2, "max": 16 }, "memory": { "min": 4, "max": 64 } }
+    }));
+    let server = ArmServer::start(vec![
+        Reply::new(
+            Method::GET,
+            id,
+            404,
+            json!({ "error": { "code": "ResourceNotFound", "message": "The Resource 'Microsoft.Compute/galleries/acg_shared/images/windows-web-base' under resource group 'rg-img-gallery' was not found." } }),
+        ),
+        Reply::new(
+            Method::GET,
+            &gallery,
+            200,
+            json!({
+                "id": gallery,
+                "name": "acg_shared",
+                "type": "Microsoft.Compute/galleries",
+                "location": "westeurope",
+                "properties": { "identifier": { "uniqueName": "sub-1-ACG_SHARED" }, "provisioningState": "Succeeded" }
+            }),
+        ),
+        Reply::new(Method::PUT, id, 201, created.clone()),
+        Reply::new(Method::GET, id, 200, created.clone()),
+    ])
+    .await;
+    let (arm, _) = server.client();
+    assert_eq!(
+        define(&arm, &gallery_image(), &wanted)
+            .await
+            .expect("created"),
+        Defined::Created
+    );
+    // Asked again (the next build): read, found as image.toml says, nothing sent.
+    assert_eq!(
+        define(&arm, &gallery_image(), &wanted).await.expect("read"),
+        Defined::Unchanged
+    );
+    let seen = server.seen();
+    let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "GET", "PUT", "GET"]);
+    let put = seen[2].body.clone().expect("a body");
+    assert_eq!(put["location"], "westeurope");
+    assert_eq!(put["properties"]["osType"], "Windows");
+    assert_eq!(put["properties"]["osState"], "Generalized");
+    assert_eq!(put["properties"]["hyperVGeneration"], "V2");
+    assert_eq!(
+        put["properties"]["identifier"],
+        json!({ "publisher": "ImageFactory", "offer": "WindowsServer", "sku": "2022-datacenter-base" })
+    );
+    assert_eq!(
+        put["properties"]["features"],
+        json!([{ "name": "SecurityType", "value": "TrustedLaunchSupported" }])
+    );
+    assert!(
+        seen[2].uri.ends_with("?api-version=2024-03-03"),
+        "{}",
+        seen[2].uri
+    );
+    assert!(server.unserved().is_empty());
+}
+
+#[tokio::test]
+async fn a_definition_without_security_type_is_refused_with_what_to_do_and_a_new_description_is_put()
+ {
+    use image_factory::azure::definition::{Defined, DefinitionError, define};
+    let id = VERSIONS.trim_end_matches("/versions");
+    let wanted = seed_definition();
+    // What infra/modules/gallery.bicep made: no SecurityType.
+    let bicep = definition(json!({ "description": "old words" }));
+    let trusted = definition(json!({
+        "description": "old words",
+        "features": [{ "name": "SecurityType", "value": "TrustedLaunchSupported" }]
+    }));
+    let server = ArmServer::start(vec![
+        Reply::new(Method::GET, id, 200, bicep),
+        Reply::new(Method::GET, id, 200, trusted.clone()),
+        Reply::new(Method::PUT, id, 200, trusted),
+    ])
+    .await;
+    let (arm, _) = server.client();
+    let error = define(&arm, &gallery_image(), &wanted)
+        .await
+        .expect_err("a fixed difference");
+    assert!(
+        matches!(error, DefinitionError::Fixed { .. }) && !error.is_transient(),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("SecurityType unset (image.toml says TrustedLaunchSupported)")
+            && message.contains("delete the definition"),
+        "{message}"
+    );
+    assert_eq!(server.seen().len(), 1, "nothing sent after the read");
+    // Only the description differs: it is updated in place.
+    assert_eq!(
+        define(&arm, &gallery_image(), &wanted)
+            .await
+            .expect("updated"),
+        Defined::Updated
+    );
+    let put = server.seen()[2].body.clone().expect("a body");
+    assert_eq!(
+        put["properties"]["description"],
+        json!(wanted.settings.description)
+    );
+    assert_eq!(put["location"], "westeurope");
+}

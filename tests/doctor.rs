@@ -107,6 +107,50 @@ fn a_broken_image_makes_doctor_fail_naming_the_image_and_the_problem() {
 }
 
 #[test]
+fn every_bad_image_toml_is_listed_on_its_own_and_the_good_image_is_still_checked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    common::copy_example(dir.path(), "example");
+    let zero = common::copy_example(dir.path(), "zero");
+    let typo = common::copy_example(dir.path(), "typo");
+    let orphan = common::copy_example(dir.path(), "orphan");
+    let append = |folder: &Path, text: &str| {
+        let file = folder.join("image.toml");
+        let mut toml = std::fs::read_to_string(&file).expect("image.toml");
+        toml.push_str(text);
+        std::fs::write(&file, toml).expect("write");
+    };
+    append(&zero, "\n[gallery.recommended]\nvcpus_min = 0\n");
+    std::fs::write(typo.join("image.toml"), "[smoke.command\n").expect("write");
+    append(&orphan, "\n[base_image]\nfactory = \"gone\"\n");
+    let (output, report) = doctor(&[("IMAGE_FACTORY_IMAGES", dir.path())]);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let images = finding(&report, "images");
+    assert!(
+        images["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3 of 4 image(s)"),
+        "{images:#}"
+    );
+    for (name, said) in [
+        ("zero", "[gallery.recommended] vcpus must be from 1 to 1024"),
+        ("typo", "line 1"),
+        ("orphan", "gone"),
+    ] {
+        let f = finding(&report, &format!("image {name}"));
+        assert_eq!(f["severity"], json!("failure"), "{f:#}");
+        let message = f["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(said) && message.contains(&format!("{name}/image.toml")),
+            "{name}: {f:#}"
+        );
+    }
+    // The good image was checked on its own (its template, packer).
+    let good = finding(&report, "image example");
+    assert_ne!(good["severity"], json!("failure"), "{good:#}");
+}
+
+#[test]
 fn doctor_reports_every_setting_the_factory_would_refuse_at_start_naming_each() {
     let bad = [
         ("IMAGE_FACTORY_PATCH_GRACE_DAYS", ""),
@@ -289,8 +333,25 @@ fn expected() -> Expected {
             .map(String::from)
             .collect(),
         settings: required_app_settings(jsons.iter().map(|(_, j)| j)),
-        image_definitions: vec!["windows-web-base".into()],
+        image_definitions: vec![seed_definition()],
     }
+}
+
+/// The seed image's gallery image definition, as its image.toml describes it.
+fn seed_definition() -> image_factory::domain::image::GalleryDefinition {
+    let text = std::fs::read_to_string(
+        common::repo_root().join("images/base-w2022-datacenter/image.toml"),
+    )
+    .expect("image.toml");
+    image_factory::config::parse_image_settings(&text)
+        .expect("valid")
+        .gallery_definition("base-w2022-datacenter")
+        .expect("it publishes to the gallery")
+}
+
+/// The definition as Resource Manager answers it, from `properties`.
+fn definition_answer(properties: serde_json::Value) -> serde_json::Value {
+    json!({ "id": format!("{GALLERY}/images/windows-web-base"), "name": "windows-web-base", "location": "westeurope", "properties": properties })
 }
 
 const ALL_SETTINGS: &[&str] = &[
@@ -346,7 +407,12 @@ async fn a_complete_deployment_passes_every_deployed_check_with_the_token_and_ap
             Method::GET,
             &format!("{GALLERY}/images/windows-web-base"),
             200,
-            json!({ "id": format!("{GALLERY}/images/windows-web-base"), "name": "windows-web-base", "location": "westeurope", "properties": { "osType": "Windows", "osState": "Generalized", "identifier": { "publisher": "contoso", "offer": "web", "sku": "base" }, "provisioningState": "Succeeded" } }),
+            definition_answer(json!({
+                "osType": "Windows", "osState": "Generalized", "hyperVGeneration": "V2",
+                "identifier": { "publisher": "ImageFactory", "offer": "WindowsServer", "sku": "2022-datacenter-base" },
+                "features": [{ "name": "SecurityType", "value": "TrustedLaunchSupported" }],
+                "provisioningState": "Succeeded"
+            })),
         ),
     ])
     .await;
@@ -407,11 +473,16 @@ async fn a_deployment_that_lacks_things_gets_a_failure_naming_each_and_no_settin
             200,
             json!({ "id": GALLERY, "name": "acg_shared", "location": "westeurope", "properties": { "provisioningState": "Succeeded" } }),
         ),
+        // What infra/modules/gallery.bicep used to make: no SecurityType.
         Reply::new(
             Method::GET,
             &format!("{GALLERY}/images/windows-web-base"),
-            404,
-            not_found("windows-web-base"),
+            200,
+            definition_answer(json!({
+                "osType": "Windows", "osState": "Generalized", "hyperVGeneration": "V2",
+                "identifier": { "publisher": "ImageFactory", "offer": "WindowsServer", "sku": "2022-datacenter-base" },
+                "provisioningState": "Succeeded"
+            })),
         ),
     ])
     .await;
@@ -445,12 +516,17 @@ async fn a_deployment_that_lacks_things_gets_a_failure_naming_each_and_no_settin
             .contains("job-build does not exist"),
         "{text}"
     );
+    let definition = failed("image definition windows-web-base");
     assert!(
-        failed("image definition windows-web-base")
-            .action
-            .as_deref()
-            .unwrap_or_default()
-            .contains("gallery.bicep"),
+        definition.message.contains("lacks SecurityType")
+            && definition
+                .message
+                .contains("SecurityType unset (image.toml says TrustedLaunchSupported)")
+            && definition
+                .action
+                .as_deref()
+                .unwrap_or_default()
+                .contains("delete the definition"),
         "{text}"
     );
     let json = report.to_json().to_string();
@@ -525,12 +601,18 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
     // The App Service managed identity endpoint (IDENTITY_ENDPOINT) answers the token.
     let identity_endpoint = common::identity::IdentityEndpoint::default();
     let identity = identity_endpoint.serve().await;
+    // Only the seed image publishes to the gallery; its definition is as its image.toml says.
     let definition = |name: &str| {
         Reply::new(
             Method::GET,
             &format!("{GALLERY}/images/{name}"),
             200,
-            json!({ "id": format!("{GALLERY}/images/{name}"), "name": name, "location": "westeurope", "properties": { "osType": "Windows", "osState": "Generalized", "identifier": { "publisher": "contoso", "offer": "web", "sku": name }, "provisioningState": "Succeeded" } }),
+            definition_answer(json!({
+                "osType": "Windows", "osState": "Generalized", "hyperVGeneration": "V2",
+                "identifier": { "publisher": "ImageFactory", "offer": "WindowsServer", "sku": "2022-datacenter-base" },
+                "features": [{ "name": "SecurityType", "value": "TrustedLaunchSupported" }],
+                "provisioningState": "Succeeded"
+            })),
         )
     };
     let server = ArmServer::start(vec![
@@ -549,7 +631,6 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
             json!({ "id": GALLERY, "name": "acg_shared", "location": "westeurope", "properties": { "provisioningState": "Succeeded" } }),
         ),
         definition("windows-web-base"),
-        definition("example"),
     ])
     .await;
     let base = server.base.clone();
@@ -622,13 +703,18 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
                 .count()
         })
         .unwrap_or_default();
-    assert_eq!(definitions, 2, "{report:#}");
+    // One definition: only the seed image publishes to the gallery.
+    assert_eq!(definitions, 1, "{report:#}");
+    assert_eq!(
+        finding(&report, "image definition windows-web-base")["severity"],
+        json!("ok")
+    );
     let arm: Vec<_> = server
         .seen()
         .into_iter()
         .filter(|s| s.uri.starts_with("/subscriptions/"))
         .collect();
-    assert_eq!(arm.len(), 6, "{arm:?}");
+    assert_eq!(arm.len(), 5, "{arm:?}");
     let bearer = format!(
         "Bearer {}",
         common::identity::token_for("https://management.azure.com")

@@ -221,29 +221,48 @@ fn every_function_folder_is_served_by_the_handler_and_every_served_function_has_
 }
 
 #[test]
-fn the_gallery_defines_every_image_definition_an_image_publishes_to() {
+fn every_image_that_publishes_to_the_gallery_describes_its_definition_and_bicep_makes_none() {
+    // The factory makes each definition from image.toml before the build:
+    // the infrastructure makes none (a Bicep definition without SecurityType
+    // would refuse a Trusted Launch build, and could not be changed).
     let gallery =
         std::fs::read_to_string(repo().join("infra/modules/gallery.bicep")).expect("gallery.bicep");
+    assert!(
+        !gallery.contains("Microsoft.Compute/galleries/images"),
+        "gallery.bicep makes an image definition: the factory makes them from image.toml"
+    );
     let mut checked = 0;
     for entry in std::fs::read_dir(repo().join("images")).expect("images") {
-        let toml = entry.expect("entry").path().join("image.toml");
-        let Ok(text) = std::fs::read_to_string(&toml) else {
+        let folder = entry.expect("entry").path();
+        let Ok(text) = std::fs::read_to_string(folder.join("image.toml")) else {
             continue;
         };
-        for line in text.lines() {
-            let Some(value) = line.trim().strip_prefix("gallery_image_name") else {
-                continue;
-            };
-            let name = value
-                .trim()
-                .trim_start_matches('=')
-                .trim()
-                .trim_matches('"');
-            assert!(
-                gallery.contains(&format!("name: '{name}'")),
-                "{} publishes to the gallery image definition {name}, which gallery.bicep does not create",
-                toml.display()
-            );
+        let name = folder.file_name().and_then(|n| n.to_str()).expect("a name");
+        let settings = image_factory::config::parse_image_settings(&text).expect("valid");
+        let templates: String = std::fs::read_dir(&folder)
+            .expect("the folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(".pkr.hcl"))
+            .map(|p| std::fs::read_to_string(p).expect("a template"))
+            .collect();
+        let publishes = templates.contains("shared_image_gallery_destination");
+        let definition = settings.gallery_definition(name);
+        assert_eq!(
+            publishes,
+            definition.is_some(),
+            "{name}: a template that publishes to the gallery needs gallery_image_name or [gallery] in image.toml, and only such a one"
+        );
+        if let Some(definition) = definition {
+            if templates.contains("security_type") && templates.contains("\"TrustedLaunch\"") {
+                assert!(
+                    definition
+                        .settings
+                        .security_type
+                        .as_str()
+                        .starts_with("TrustedLaunch"),
+                    "{name} builds Trusted Launch; its definition must support it"
+                );
+            }
             checked += 1;
         }
     }

@@ -336,22 +336,22 @@ fn child_resources_nested_or_with_parent_are_typed_as_children() {
     // A child declared with its parent is named by its own segment.
     caught(
         &plant(
-            "infra/modules/gallery.bicep",
-            "name: 'windows-web-base'",
-            "name: 'gallery/windows-web-base'",
-            "gallery/windows-web-base",
+            "infra/modules/servicebus.bicep",
+            "  parent: namespace\n  name: 'workers-send'",
+            "  parent: namespace\n  name: 'namespace/workers-send'",
+            "namespace/workers-send",
         ),
-        "name: 'gallery/windows-web-base': a child declared with its parent is named by its own segment",
+        "name: 'namespace/workers-send': a child declared with its parent is named by its own segment",
     );
     // A child type needs its parent.
     caught(
         &plant(
-            "infra/modules/gallery.bicep",
-            "  parent: gallery\n  name: 'windows-web-base'",
-            "  name: 'windows-web-base'",
-            "name: 'windows-web-base'",
+            "infra/modules/servicebus.bicep",
+            "  parent: namespace\n  name: 'workers-send'",
+            "  name: 'workers-send'",
+            "name: 'workers-send'",
         ),
-        "a Microsoft.Compute/galleries/images declared without `parent` is named by 2 segments",
+        "a Microsoft.ServiceBus/namespaces/authorizationRules declared without `parent` is named by 2 segments",
     );
 }
 

@@ -1,5 +1,6 @@
 //! The gallery on Azure: an Azure Compute Gallery through Resource Manager,
-//! the adapter of the gallery port. Publishing a version and rolling back
+//! the adapter of the gallery port. Each image's definition is made from its
+//! `image.toml` before its build (`super::definition`). Publishing a version and rolling back
 //! apply the plans of `domain::gallery`: a release below the current latest
 //! is replicated and kept excluded from latest, and the latest stays.
 //!
@@ -12,16 +13,17 @@
 use chrono::{DateTime, Utc};
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
 use super::arm::{ArmClient, ArmError};
 use super::compute::{self, DELETING, GalleryImage, VersionInfo};
 use crate::domain::gallery::{self, GalleryVersion, LatestChange, PromotionError};
-use crate::domain::image::{ReleaseSettings, region_key};
+use crate::domain::image::{GalleryDefinition, ReleaseSettings, region_key};
 use crate::domain::version::ImageVersion;
 use crate::ports::PortError;
-use crate::ports::gallery::{Gallery, GalleryOutcome, ReleaseTarget};
+use crate::ports::gallery::{Defined, Gallery, GalleryOutcome, ReleaseTarget};
 
 /// Why a release or a rollback did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -69,24 +71,79 @@ impl From<ReleaseError> for PortError {
 pub struct AzureGallery {
     /// The Resource Manager client.
     pub arm: ArmClient,
-    /// The gallery image definition of each factory image, when a gallery is configured.
-    pub definitions: BTreeMap<String, GalleryImage>,
+    /// The configured gallery, as one of its definitions (whose name each
+    /// image's replaces); `None` when no gallery is configured.
+    pub gallery: Option<GalleryImage>,
+    /// The definition of each image whose definition is not named as the
+    /// image (`gallery_image_name`): those read at start, and those learned
+    /// when a build made its definition.
+    pub names: Arc<RwLock<BTreeMap<String, String>>>,
 }
 
 impl AzureGallery {
-    fn definition(&self, image: &str) -> Result<&GalleryImage, PortError> {
-        self.definitions.get(image).ok_or_else(|| {
+    /// The gallery `gallery` (`None`: none configured), knowing the
+    /// definitions `names` (image → definition) already.
+    pub fn new(
+        arm: ArmClient,
+        gallery: Option<GalleryImage>,
+        names: BTreeMap<String, String>,
+    ) -> AzureGallery {
+        AzureGallery {
+            arm,
+            gallery,
+            names: Arc::new(RwLock::new(names)),
+        }
+    }
+
+    fn in_gallery(&self, definition: &str) -> Result<GalleryImage, PortError> {
+        let gallery = self.gallery.as_ref().ok_or_else(|| {
             PortError::permanent(format!(
-                "no gallery image definition for {image}: set IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY"
+                "no gallery is configured for the definition {definition}: set IMAGE_FACTORY_GALLERY_RESOURCE_GROUP and IMAGE_FACTORY_GALLERY"
             ))
+        })?;
+        Ok(GalleryImage {
+            image: definition.to_string(),
+            ..gallery.clone()
         })
+    }
+
+    fn definition(&self, image: &str) -> Result<GalleryImage, PortError> {
+        let name = self
+            .names
+            .read()
+            .ok()
+            .and_then(|names| names.get(image).cloned())
+            .unwrap_or_else(|| image.to_string());
+        self.in_gallery(&name)
     }
 }
 
 #[async_trait]
 impl Gallery for AzureGallery {
+    async fn define(
+        &self,
+        image: &str,
+        definition: &GalleryDefinition,
+    ) -> Result<Defined, PortError> {
+        let target = self.in_gallery(&definition.name)?;
+        let done = super::definition::define(&self.arm, &target, definition)
+            .await
+            .map_err(|e| PortError {
+                transient: e.is_transient(),
+                message: e.to_string(),
+            })?;
+        if let Ok(mut names) = self.names.write() {
+            names.insert(image.to_string(), definition.name.clone());
+        }
+        Ok(match done {
+            super::definition::Defined::Created => Defined::Created,
+            super::definition::Defined::Updated => Defined::Updated,
+            super::definition::Defined::Unchanged => Defined::Unchanged,
+        })
+    }
+
     async fn versions(&self, image: &str) -> Result<Vec<GalleryVersion>, PortError> {
-        let listing = compute::list_versions(&self.arm, self.definition(image)?).await?;
+        let listing = compute::list_versions(&self.arm, &self.definition(image)?).await?;
         Ok(views(&listing))
     }
 
@@ -114,7 +171,7 @@ impl Gallery for AzureGallery {
     }
 
     async fn rollback(&self, image: &str, to: ImageVersion) -> Result<GalleryOutcome, PortError> {
-        Ok(rollback(&self.arm, self.definition(image)?, to).await?)
+        Ok(rollback(&self.arm, &self.definition(image)?, to).await?)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod arm;
 pub mod blob;
 pub mod compute;
 pub mod cosmos;
+pub mod definition;
 pub mod email;
 pub mod eventgrid;
 pub mod gallery;

@@ -26,7 +26,8 @@ use super::{Finding, RequiredSetting, missing_settings};
 use crate::azure::arm::{ArmClient, ArmError};
 use crate::azure::identity::Identity;
 use crate::azure::{Azure, AzureSettings};
-use crate::config::{Settings, load_images};
+use crate::config::{Settings, load_images_each};
+use crate::domain::image::GalleryDefinition;
 use crate::package;
 
 /// API version of the function app calls.
@@ -54,8 +55,9 @@ pub struct Expected {
     pub queues: BTreeSet<String>,
     /// The app settings the code and the host read.
     pub settings: Vec<RequiredSetting>,
-    /// The gallery image definitions the images release to.
-    pub image_definitions: Vec<String>,
+    /// The gallery image definitions the images release to, as each
+    /// image's `image.toml` describes it.
+    pub image_definitions: Vec<GalleryDefinition>,
 }
 
 /// Where `doctor --url` looks for the deployed app (from its flags).
@@ -159,19 +161,15 @@ pub fn expected(root: &Path, settings: &Settings) -> Result<Expected, String> {
     let queues = package::InfraQueues::load(root)
         .map_err(|e| e.to_string())?
         .all();
-    let images = load_images(&settings.images_dir).map_err(|e| e.to_string())?;
+    // Each image on its own: a refused one is reported by the local checks.
+    let images = load_images_each(&settings.images_dir).map_err(|e| e.to_string())?;
     Ok(Expected {
         functions,
         queues,
         settings: super::required_app_settings(jsons.iter().map(|(_, j)| j)),
         image_definitions: images
-            .values()
-            .map(|i| {
-                i.settings
-                    .gallery_image_name
-                    .clone()
-                    .unwrap_or_else(|| i.name.clone())
-            })
+            .into_iter()
+            .filter_map(|(name, image)| image.ok()?.settings.gallery_definition(&name))
             .collect(),
     })
 }
@@ -418,7 +416,11 @@ async fn build_job(arm: &ArmClient, azure: &AzureSettings) -> Finding {
     }
 }
 
-async fn gallery(arm: &ArmClient, azure: &AzureSettings, definitions: &[String]) -> Vec<Finding> {
+async fn gallery(
+    arm: &ArmClient,
+    azure: &AzureSettings,
+    definitions: &[GalleryDefinition],
+) -> Vec<Finding> {
     const CHECK: &str = "gallery";
     let (Some(group), Some(gallery)) = (&azure.gallery_resource_group, &azure.gallery) else {
         return vec![Finding::warning(
@@ -455,14 +457,41 @@ async fn gallery(arm: &ArmClient, azure: &AzureSettings, definitions: &[String])
         format!("the gallery {gallery} exists in {group}"),
     )];
     for definition in definitions {
-        let check = format!("image definition {definition}");
-        let path = format!("{base}/images/{definition}?api-version={api}");
+        let name = &definition.name;
+        let check = format!("image definition {name}");
+        let path = format!("{base}/images/{name}?api-version={api}");
         findings.push(match arm.get_optional(&path).await {
-            Ok(Some(_)) => Finding::ok(check, format!("{gallery} has the definition")),
-            Ok(None) => Finding::failure(
+            Ok(Some(existing)) => {
+                let differences = crate::azure::definition::fixed_differences(&existing, definition);
+                let security = crate::azure::definition::security_type(&existing);
+                if differences.is_empty() {
+                    Finding::ok(
+                        check,
+                        format!(
+                            "{gallery} has the definition as image.toml describes it (SecurityType {})",
+                            security.as_deref().unwrap_or("unset: standard VMs only")
+                        ),
+                    )
+                } else {
+                    let lacks = if security.is_none() {
+                        "; it lacks SecurityType, so a Trusted Launch build cannot publish to it"
+                    } else {
+                        ""
+                    };
+                    Finding::failure(
+                        check,
+                        format!(
+                            "{gallery} has the definition with {}{lacks}: the build stage refuses it",
+                            differences.join(", ")
+                        ),
+                        "Azure does not let these change: delete the definition if it has no versions (the factory makes it again from image.toml before the next build), or set another gallery_image_name",
+                    )
+                }
+            }
+            Ok(None) => Finding::info(
                 check,
-                format!("{gallery} has no image definition {definition}: the release stage would fail"),
-                "add the definition to infra/modules/gallery.bicep (or set gallery_image_name in the image's image.toml) and provision",
+                format!("{gallery} has no image definition {name} yet"),
+                "nothing to do: the factory creates it from image.toml before the image's next build",
             ),
             Err(e) => {
                 let action = arm_action(&e);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::Finding;
-use crate::config::{Settings, check_operator_token, load_images, parse_key_ring, problems};
+use crate::config::{Settings, check_operator_token, load_images_each, parse_key_ring, problems};
 use crate::local::executor::LocalExecutor;
 use crate::packer::{PackerVersion, parse_version};
 use crate::ports::executor::{Check, Executor};
@@ -245,32 +245,62 @@ async fn packer(
 
 fn images(settings: &Settings, packer: Option<PackerVersion>) -> Vec<Finding> {
     let dir = &settings.images_dir;
-    let images = match load_images(dir) {
-        Ok(images) => images,
+    let each = match load_images_each(dir) {
+        Ok(each) => each,
         Err(e) => {
             return vec![Finding::failure(
                 "images",
                 e.to_string(),
-                "fix the image.toml or folder it names (IMAGE_FACTORY_IMAGES chooses the folder)",
+                "fix the images folder (IMAGE_FACTORY_IMAGES chooses it)",
             )];
         }
     };
-    if images.is_empty() {
+    if each.is_empty() {
         return vec![Finding::warning(
             "images",
             format!("{} holds no image folder with an image.toml", dir.display()),
             "add a folder with image.toml and its Packer template (see images/example)",
         )];
     }
-    let mut findings = vec![Finding::ok(
-        "images",
-        format!(
-            "{} image(s) in {}: every image.toml is valid",
-            images.len(),
-            dir.display()
-        ),
-    )];
-    for image in images.values() {
+    // Each image on its own, as each run reads its own: every bad one is
+    // listed, and the others are still checked.
+    let mut images = Vec::new();
+    let mut findings = Vec::new();
+    for (name, image) in each {
+        match image {
+            Ok(image) => images.push(image),
+            Err(e) => findings.push(Finding::failure(
+                format!("image {name}"),
+                e.to_string(),
+                "fix its image.toml (or the folder's name); the other images build meanwhile, and this one's runs fail at their validate stage",
+            )),
+        }
+    }
+    let refused = findings.len();
+    findings.insert(
+        0,
+        if refused == 0 {
+            Finding::ok(
+                "images",
+                format!(
+                    "{} image(s) in {}: every image.toml is valid",
+                    images.len(),
+                    dir.display()
+                ),
+            )
+        } else {
+            Finding::failure(
+                "images",
+                format!(
+                    "{refused} of {} image(s) in {} are refused (each is listed below)",
+                    refused + images.len(),
+                    dir.display()
+                ),
+                "fix each image listed below",
+            )
+        },
+    );
+    for image in &images {
         let check = format!("image {}", image.name);
         let report = match crate::template::check_folder(&image.dir) {
             Ok(report) => report,

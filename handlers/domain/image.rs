@@ -58,6 +58,240 @@ pub struct ImageSettings {
     /// How a release is published in the gallery (`[release]`).
     #[serde(default)]
     pub release: ReleaseSettings,
+    /// The gallery image definition the image's versions are published to
+    /// (`[gallery]`), which the factory creates or updates before a build.
+    #[serde(default)]
+    pub gallery: Option<GallerySettings>,
+}
+
+/// The `[gallery]` section: the gallery image definition of an image that
+/// publishes to the Azure Compute Gallery, as the factory creates (or
+/// updates) it before the image's build. Every key has a default: an image
+/// with `gallery_image_name` and no `[gallery]` gets a Windows, generalised,
+/// Hyper-V generation 2 definition that supports Trusted Launch.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GallerySettings {
+    /// The definition's publisher (its identifier's first part).
+    #[serde(default = "default_publisher")]
+    pub publisher: String,
+    /// The definition's offer.
+    #[serde(default = "default_offer")]
+    pub offer: String,
+    /// The definition's SKU; by default the definition's name, which is
+    /// unique in the gallery as the identifier must be.
+    #[serde(default)]
+    pub sku: Option<String>,
+    /// Its description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `Windows` or `Linux`.
+    #[serde(default)]
+    pub os_type: OsType,
+    /// `Generalized` or `Specialized`.
+    #[serde(default)]
+    pub os_state: OsState,
+    /// `V1` or `V2`.
+    #[serde(default)]
+    pub hyper_v_generation: HyperVGeneration,
+    /// The `SecurityType` feature.
+    #[serde(default)]
+    pub security_type: SecurityType,
+    /// The recommended machine (`[gallery.recommended]`).
+    #[serde(default)]
+    pub recommended: Option<Recommended>,
+}
+
+impl Default for GallerySettings {
+    fn default() -> GallerySettings {
+        GallerySettings {
+            publisher: default_publisher(),
+            offer: default_offer(),
+            sku: None,
+            description: None,
+            os_type: OsType::default(),
+            os_state: OsState::default(),
+            hyper_v_generation: HyperVGeneration::default(),
+            security_type: SecurityType::default(),
+            recommended: None,
+        }
+    }
+}
+
+fn default_publisher() -> String {
+    "ImageFactory".into()
+}
+
+fn default_offer() -> String {
+    "image-factory".into()
+}
+
+/// The OS a definition's versions hold.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum OsType {
+    /// Windows.
+    #[default]
+    Windows,
+    /// Linux.
+    Linux,
+}
+
+/// Whether a definition's versions are generalised.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum OsState {
+    /// Generalised (sysprep, waagent -deprovision): the factory's images.
+    #[default]
+    Generalized,
+    /// Specialised.
+    Specialized,
+}
+
+/// The Hyper-V generation of a definition's VMs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum HyperVGeneration {
+    /// Generation 1.
+    V1,
+    /// Generation 2 (UEFI): what Trusted Launch needs.
+    #[default]
+    V2,
+}
+
+/// The `SecurityType` feature of a definition: which security types its
+/// versions' VMs may (or must) have.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum SecurityType {
+    /// Standard VMs only.
+    Standard,
+    /// Standard or Trusted Launch VMs (a Trusted Launch build publishes here).
+    #[default]
+    TrustedLaunchSupported,
+    /// Trusted Launch VMs only.
+    TrustedLaunch,
+    /// Standard or confidential VMs.
+    #[serde(rename = "ConfidentialVMSupported")]
+    ConfidentialVmSupported,
+    /// Confidential VMs only.
+    #[serde(rename = "ConfidentialVM")]
+    ConfidentialVm,
+    /// Trusted Launch or confidential VMs.
+    TrustedLaunchAndConfidentialVmSupported,
+}
+
+impl SecurityType {
+    /// The feature's value as Azure writes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SecurityType::Standard => "Standard",
+            SecurityType::TrustedLaunchSupported => "TrustedLaunchSupported",
+            SecurityType::TrustedLaunch => "TrustedLaunch",
+            SecurityType::ConfidentialVmSupported => "ConfidentialVMSupported",
+            SecurityType::ConfidentialVm => "ConfidentialVM",
+            SecurityType::TrustedLaunchAndConfidentialVmSupported => {
+                "TrustedLaunchAndConfidentialVmSupported"
+            }
+        }
+    }
+}
+
+/// `[gallery.recommended]`: the machine a definition recommends.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Recommended {
+    /// The fewest vCPUs.
+    #[serde(default)]
+    pub vcpus_min: Option<u32>,
+    /// The most vCPUs.
+    #[serde(default)]
+    pub vcpus_max: Option<u32>,
+    /// The least memory, in GB.
+    #[serde(default)]
+    pub memory_gb_min: Option<u32>,
+    /// The most memory, in GB.
+    #[serde(default)]
+    pub memory_gb_max: Option<u32>,
+}
+
+/// What a gallery image definition is: its name and settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GalleryDefinition {
+    /// The definition's name in the gallery.
+    pub name: String,
+    /// Its identifier's SKU (the settings' `sku`, else the name).
+    pub sku: String,
+    /// The `[gallery]` settings.
+    pub settings: GallerySettings,
+}
+
+/// Whether `name` may name an Azure resource of the gallery: 1 to `max`
+/// characters of letters, digits, `.`, `-` and `_`, starting and ending
+/// with a letter or digit.
+fn is_gallery_name(name: &str, max: usize) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+}
+
+impl GallerySettings {
+    fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("publisher", Some(&self.publisher)),
+            ("offer", Some(&self.offer)),
+            ("sku", self.sku.as_ref()),
+        ] {
+            if let Some(value) = value
+                && !is_gallery_name(value, 128)
+            {
+                return Err(format!(
+                    "[gallery] {key} = {value:?} must be 1-128 characters of letters, digits, '.', '-' and '_', starting and ending with a letter or digit"
+                ));
+            }
+        }
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 2048)
+        {
+            return Err("[gallery] description must be at most 2048 characters".into());
+        }
+        if self.security_type != SecurityType::Standard
+            && self.hyper_v_generation != HyperVGeneration::V2
+        {
+            return Err(format!(
+                "[gallery] security_type = \"{}\" needs hyper_v_generation = \"V2\": Trusted Launch and confidential VMs are generation 2 only",
+                self.security_type.as_str()
+            ));
+        }
+        if let Some(r) = &self.recommended {
+            for (range, value) in [
+                (GALLERY_VCPUS, r.vcpus_min),
+                (GALLERY_VCPUS, r.vcpus_max),
+                (GALLERY_MEMORY_GB, r.memory_gb_min),
+                (GALLERY_MEMORY_GB, r.memory_gb_max),
+            ] {
+                if let Some(value) = value {
+                    range.check(u64::from(value))?;
+                }
+            }
+            for (what, min, max) in [
+                ("vcpus", r.vcpus_min, r.vcpus_max),
+                ("memory_gb", r.memory_gb_min, r.memory_gb_max),
+            ] {
+                if let (Some(min), Some(max)) = (min, max)
+                    && min > max
+                {
+                    return Err(format!(
+                        "[gallery.recommended] {what}_min ({min}) is more than {what}_max ({max})"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The `[release]` section: replication and the gallery's pruning policy.
@@ -160,6 +394,25 @@ impl ImageSettings {
             _ => None,
         }
     }
+
+    /// The gallery image definition of image `name`, when it publishes to
+    /// the gallery (it sets `gallery_image_name` or has a `[gallery]`
+    /// section): named `gallery_image_name`, else the image's name.
+    pub fn gallery_definition(&self, name: &str) -> Option<GalleryDefinition> {
+        if self.gallery.is_none() && self.gallery_image_name.is_none() {
+            return None;
+        }
+        let definition = self.gallery_image_name.as_deref().unwrap_or(name);
+        let settings = self.gallery.clone().unwrap_or_default();
+        Some(GalleryDefinition {
+            name: definition.to_string(),
+            sku: settings
+                .sku
+                .clone()
+                .unwrap_or_else(|| definition.to_string()),
+            settings,
+        })
+    }
 }
 
 /// The `[base_image]` section: a Marketplace image (`publisher`, `offer`,
@@ -245,6 +498,73 @@ pub fn check_parents(images: &BTreeMap<String, ImageConfig>) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// Why `name`'s chain of parents is broken, if it is: a parent that is not
+/// an image of `parents` (each valid image and the image it is built on),
+/// or images built on each other.
+pub fn parent_problem(
+    name: &str,
+    parent: Option<&str>,
+    parents: &BTreeMap<String, Option<String>>,
+) -> Option<String> {
+    let mut chain = vec![name];
+    let mut next = parent;
+    while let Some(current) = next {
+        if chain.contains(&current) {
+            chain.push(current);
+            return Some(format!(
+                "images {} are built on each other; one of them must start from a Marketplace image or none",
+                chain.join(" → ")
+            ));
+        }
+        let Some(up) = parents.get(current) else {
+            return Some(format!(
+                "[base_image] factory = \"{current}\" is not an image at this commit (no folder with a valid image.toml); add it or fix [base_image]"
+            ));
+        };
+        chain.push(current);
+        next = up.as_deref();
+    }
+    None
+}
+
+/// The line of an `image.toml` (`text`) a settings error (`message`) is
+/// about: the parser's own `line N`, else the line of the `[section] key`
+/// the message names.
+pub fn settings_error_line(text: &str, message: &str) -> Option<usize> {
+    if let Some(at) = message.find("line ") {
+        let digits: String = message[at + 5..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if let Ok(line) = digits.parse() {
+            return Some(line);
+        }
+    }
+    let rest = message.strip_prefix('[')?;
+    let (section, rest) = rest.split_once(']')?;
+    let key: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let mut in_section = false;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            let header = line.trim_matches(|c| c == '[' || c == ']');
+            in_section = header == section || header.starts_with(&format!("{section}."));
+        } else if in_section
+            && !key.is_empty()
+            && line
+                .strip_prefix(key.as_str())
+                .is_some_and(|after| after.trim_start().starts_with('='))
+        {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// The images built directly on `parent`, by name.
@@ -500,10 +820,27 @@ pub const SEMVER_MINOR: Range = Range {
     hint: " (the gallery stores each version part as an int32)",
 };
 
+/// `[gallery.recommended] vcpus_min` and `vcpus_max`.
+pub const GALLERY_VCPUS: Range = Range {
+    key: "[gallery.recommended] vcpus",
+    min: 1,
+    max: 1024,
+    unit: "vCPUs",
+    hint: " (vcpus_min and vcpus_max)",
+};
+/// `[gallery.recommended] memory_gb_min` and `memory_gb_max`.
+pub const GALLERY_MEMORY_GB: Range = Range {
+    key: "[gallery.recommended] memory_gb",
+    min: 1,
+    max: 16384,
+    unit: "GB",
+    hint: " (memory_gb_min and memory_gb_max)",
+};
+
 /// Every range `image.toml`'s numbers are held to (`[approval] required`
 /// is between 1 and the number of approvers, `remind_before_hours` below
 /// `expires_hours`; both are checked beside these).
-pub const RANGES: [Range; 13] = [
+pub const RANGES: [Range; 15] = [
     PACKER_TIMEOUT_MINUTES,
     SMOKE_HTTP_TIMEOUT_SECONDS,
     SMOKE_COMMAND_TIMEOUT_SECONDS,
@@ -517,6 +854,8 @@ pub const RANGES: [Range; 13] = [
     TAGS,
     SEMVER_MAJOR,
     SEMVER_MINOR,
+    GALLERY_VCPUS,
+    GALLERY_MEMORY_GB,
 ];
 
 /// Parses and checks an `image.toml`: every number within its [`Range`].
@@ -573,6 +912,16 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
         }
     }
     settings.release.check()?;
+    if let Some(name) = &settings.gallery_image_name
+        && !is_gallery_name(name, 80)
+    {
+        return Err(format!(
+            "gallery_image_name = {name:?} must be 1-80 characters of letters, digits, '.', '-' and '_', starting and ending with a letter or digit (an Azure gallery image definition's name)"
+        ));
+    }
+    if let Some(gallery) = &settings.gallery {
+        gallery.check()?;
+    }
     Ok(settings)
 }
 
@@ -618,6 +967,83 @@ pub fn newest_marketplace_version(names: &[String]) -> Option<&str> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_gallery_definition_defaults_to_a_trusted_launch_windows_gen2_one_and_refuses_what_azure_would()
+     {
+        let top = |line: &str| format!("{line}\n{}", with(""));
+        let named =
+            parse_image_settings(&top("gallery_image_name = \"windows-web-base\"")).expect("valid");
+        let definition = named
+            .gallery_definition("web")
+            .expect("it publishes to the gallery");
+        assert_eq!(definition.name, "windows-web-base");
+        assert_eq!(definition.sku, "windows-web-base");
+        assert_eq!(definition.settings, GallerySettings::default());
+        assert_eq!(definition.settings.os_type, OsType::Windows);
+        assert_eq!(definition.settings.os_state, OsState::Generalized);
+        assert_eq!(definition.settings.hyper_v_generation, HyperVGeneration::V2);
+        assert_eq!(
+            definition.settings.security_type.as_str(),
+            "TrustedLaunchSupported"
+        );
+        let plain = parse_image_settings(&with("")).expect("valid");
+        assert_eq!(
+            plain.gallery_definition("web"),
+            None,
+            "no gallery, no definition"
+        );
+
+        let set = parse_image_settings(&with(
+            "[gallery]\npublisher = \"Contoso\"\noffer = \"Linux\"\nsku = \"ubuntu-24.04\"\nos_type = \"Linux\"\nsecurity_type = \"ConfidentialVMSupported\"\n[gallery.recommended]\nvcpus_min = 2\nvcpus_max = 16",
+        ))
+        .expect("valid");
+        let definition = set.gallery_definition("linux").expect("a definition");
+        assert_eq!(
+            (definition.name.as_str(), definition.sku.as_str()),
+            ("linux", "ubuntu-24.04")
+        );
+        assert_eq!(
+            definition.settings.security_type,
+            SecurityType::ConfidentialVmSupported
+        );
+
+        for (section, expected) in [
+            ("[gallery]\nos_type = \"Windows2022\"", "unknown variant"),
+            (
+                "[gallery]\nsecurity_type = \"trustedlaunch\"",
+                "unknown variant",
+            ),
+            (
+                "[gallery]\nhyper_v_generation = \"V1\"",
+                "generation 2 only",
+            ),
+            (
+                "[gallery]\npublisher = \"Contoso Ltd\"",
+                "[gallery] publisher",
+            ),
+            ("[gallery]\nsku = \"x.\"", "[gallery] sku"),
+            ("[gallery]\nsize = 3", "size"),
+            (
+                "[gallery.recommended]\nvcpus_min = 8\nvcpus_max = 4",
+                "vcpus_min (8) is more than vcpus_max (4)",
+            ),
+        ] {
+            let error = parse_image_settings(&with(section)).expect_err(section);
+            assert!(error.contains(expected), "{section}: {error}");
+        }
+        let error = parse_image_settings(&top("gallery_image_name = \"web base\""))
+            .expect_err("a name Azure refuses");
+        assert!(error.contains("gallery_image_name"), "{error}");
+        let gen1 = parse_image_settings(&with(
+            "[gallery]\nhyper_v_generation = \"V1\"\nsecurity_type = \"Standard\"",
+        ))
+        .expect("a standard gen 1 definition");
+        assert_eq!(
+            gen1.gallery.map(|g| g.hyper_v_generation),
+            Some(HyperVGeneration::V1)
+        );
+    }
+
     /// An image.toml with `section` set (a whole `[smoke.*]` section when it
     /// names one) around the smallest valid rest.
     fn with(section: &str) -> String {
@@ -637,7 +1063,7 @@ mod tests {
     #[test]
     fn every_number_is_held_to_its_documented_range_naming_the_key() {
         // (the file around a value, the range it is held to)
-        let cases: [(&dyn Fn(u64) -> String, Range); 9] = [
+        let cases: [(&dyn Fn(u64) -> String, Range); 11] = [
             (
                 &|v| with(&format!("[packer]\ntimeout_minutes = {v}")),
                 PACKER_TIMEOUT_MINUTES,
@@ -687,6 +1113,14 @@ mod tests {
                     ))
                 },
                 SEMVER_MINOR,
+            ),
+            (
+                &|v| with(&format!("[gallery.recommended]\nvcpus_max = {v}")),
+                GALLERY_VCPUS,
+            ),
+            (
+                &|v| with(&format!("[gallery.recommended]\nmemory_gb_min = {v}")),
+                GALLERY_MEMORY_GB,
             ),
         ];
         for (file, range) in cases {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::PortError;
 use crate::domain::gallery::GalleryVersion;
-use crate::domain::image::ReleaseSettings;
+use crate::domain::image::{GalleryDefinition, ReleaseSettings};
 use crate::domain::run::ReleaseRecord;
 use crate::domain::version::ImageVersion;
 
@@ -45,9 +45,36 @@ pub struct GalleryOutcome {
     pub location: String,
 }
 
+/// What making an image's gallery image definition did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Defined {
+    /// It did not exist; it was created.
+    Created,
+    /// It existed; what may change was updated.
+    Updated,
+    /// It existed as the image's settings say; nothing was sent.
+    Unchanged,
+    /// This gallery holds versions without definitions (the local one).
+    NotNeeded,
+}
+
 /// Holds released image versions.
 #[async_trait]
 pub trait Gallery: Send + Sync + 'static {
+    /// Makes the gallery image definition `definition` that `image`'s
+    /// versions are published to, before its build: created when missing,
+    /// updated where the gallery lets it change, refused (permanently, with
+    /// what differs) when it exists with properties that cannot change.
+    /// Repeating it changes nothing more. A gallery with no definitions
+    /// has nothing to do.
+    async fn define(
+        &self,
+        image: &str,
+        definition: &GalleryDefinition,
+    ) -> Result<Defined, PortError> {
+        let _ = (image, definition);
+        Ok(Defined::NotNeeded)
+    }
     /// The versions of `image` the gallery holds, as the policies see them.
     async fn versions(&self, image: &str) -> Result<Vec<GalleryVersion>, PortError>;
     /// Publishes `target` as [`crate::domain::gallery::release`] plans it:

@@ -21,6 +21,27 @@ use crate::private;
 use crate::template::check_folder;
 
 pub(super) async fn run(ports: &Ports<'_>, run: &Run, image: &ImageConfig) -> StageResult {
+    // The gallery image definition the build publishes to exists, as
+    // image.toml says, before packer starts.
+    if let Some(definition) = image.settings.gallery_definition(&run.image) {
+        match ports.gallery.define(&run.image, &definition).await {
+            Ok(done) => {
+                tracing::info!(run_id = %run.id, definition = %definition.name, ?done, "gallery image definition")
+            }
+            Err(e) if e.is_transient() => {
+                return StageResult::Retry(format!(
+                    "cannot make the gallery image definition {} now: {e}",
+                    definition.name
+                ));
+            }
+            Err(e) => {
+                return StageResult::Failed(format!(
+                    "the gallery image definition {} cannot be made as image.toml says: {e}",
+                    definition.name
+                ));
+            }
+        }
+    }
     if let Some(workers) = ports.workers {
         return dispatch(workers, ports.logs, ports.ids, run).await;
     }

@@ -80,7 +80,7 @@ variable "gallery_resource_group_name" {
 
 variable "gallery_image_name" {
   type        = string
-  description = "Gallery image definition; it must exist before the build (Generation 2, SecurityType TrustedLaunchSupported)."
+  description = "Gallery image definition; the factory makes it from image.toml ([gallery]) before the build (Generation 2, SecurityType TrustedLaunchSupported)."
 
   validation {
     condition     = length(var.gallery_image_name) > 0
