@@ -89,6 +89,10 @@ pub fn authorization<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
     (name.eq_ignore_ascii_case(scheme) && !credentials.is_empty()).then_some(credentials)
 }
 
+/// How long the views keep the images of the built branch's head before
+/// reading the head again ([`App::current_images`]).
+pub const HEAD_FRESH: chrono::Duration = chrono::Duration::seconds(60);
+
 /// Everything a function needs.
 #[derive(Clone)]
 pub struct App {
@@ -109,9 +113,11 @@ pub struct App {
     pub marketplace: Arc<dyn MarketplaceImages>,
     /// Where released commits are tagged `<image>/<version>`.
     pub git_tags: Arc<dyn GitTags>,
-    /// The image definitions read at start, by name: what `doctor`, the
-    /// fleet page and the dashboard list. Runs never use them: each run's
-    /// image and settings come from its own source snapshot.
+    /// The image definitions read at start, by name: what the views fall
+    /// back on when the built branch's head cannot be read
+    /// ([`App::current_images`]), and the images of runs made before
+    /// snapshots. Runs never use them: each run's image and settings come
+    /// from its own source snapshot.
     pub images: Arc<BTreeMap<String, ImageConfig>>,
     /// Where runs' sources come from and their snapshots are kept.
     pub sources: Arc<Sources>,
@@ -327,6 +333,48 @@ impl App {
             .await
             .ok()
             .map(|image| image.settings)
+    }
+
+    /// The images of the head of the first built branch, by name: what the
+    /// fleet page, the dashboard and the sweeper's search for parents list.
+    /// The head is read at most once every [`HEAD_FRESH`] (a snapshot is
+    /// taken only when it moved), so a page view costs no snapshot; an image
+    /// whose `image.toml` is refused there is left out (its runs fail on
+    /// their own). When no head was ever read and none can be, the images
+    /// read at start. Runs never use these: each run's images come from its
+    /// own snapshot.
+    pub async fn current_images(&self) -> Arc<BTreeMap<String, ImageConfig>> {
+        let branch = self
+            .settings
+            .branches
+            .first()
+            .map_or("main", String::as_str);
+        match self
+            .sources
+            .head_cached(branch, self.now(), HEAD_FRESH)
+            .await
+        {
+            Ok(head) => Arc::new(
+                head.images(&self.settings.repo_images_path)
+                    .into_iter()
+                    .filter_map(|(name, settings)| {
+                        let settings = settings.ok()?;
+                        Some((
+                            name.clone(),
+                            ImageConfig {
+                                dir: self.settings.images_dir.join(&name),
+                                name,
+                                settings,
+                            },
+                        ))
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(%branch, error = %e, "the built branch's images cannot be read; listing the images read at start");
+                Arc::clone(&self.images)
+            }
+        }
     }
 
     /// The snapshot of the head of the first built branch now: the source

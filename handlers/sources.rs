@@ -151,6 +151,15 @@ pub struct Sources {
     limits: Limits,
     cache: Mutex<Vec<(SnapshotId, Arc<SourceTree>)>>,
     pruned: Mutex<Option<DateTime<Utc>>>,
+    /// The branch head read last for the views ([`Sources::head_cached`]).
+    head: tokio::sync::Mutex<Option<Head>>,
+}
+
+/// A branch head's snapshot and when the head was read.
+struct Head {
+    branch: String,
+    read_at: DateTime<Utc>,
+    snapshot: Snapshot,
 }
 
 impl std::fmt::Debug for Sources {
@@ -174,7 +183,55 @@ impl Sources {
             limits,
             cache: Mutex::new(Vec::new()),
             pruned: Mutex::new(None),
+            head: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The snapshot of the head of `branch` of the configured repository,
+    /// for what only looks (the fleet, the dashboard, the sweeper's search
+    /// for parents): read again once `fresh_for` has passed since the last
+    /// read, and taken again only when the head moved (a working tree in no
+    /// repository is copied again). When the head cannot be read, the last
+    /// snapshot read is kept, if there is one.
+    pub async fn head_cached(
+        &self,
+        branch: &str,
+        now: DateTime<Utc>,
+        fresh_for: chrono::Duration,
+    ) -> Result<Snapshot, SourceError> {
+        let mut head = self.head.lock().await;
+        let known = head.as_mut().filter(|h| h.branch == branch);
+        if let Some(known) = &known
+            && now - known.read_at < fresh_for
+        {
+            return Ok(known.snapshot.clone());
+        }
+        let commit = match self.host.head(None, branch).await {
+            Ok(commit) => commit,
+            Err(e) => {
+                return match known {
+                    Some(known) => {
+                        tracing::warn!(%branch, error = %e, "the branch head cannot be read; keeping the last one read");
+                        Ok(known.snapshot.clone())
+                    }
+                    None => Err(SourceError::Host(e)),
+                };
+            }
+        };
+        if let Some(known) = known
+            && commit.is_some()
+            && known.snapshot.commit == commit
+        {
+            known.read_at = now;
+            return Ok(known.snapshot.clone());
+        }
+        let snapshot = self.take(None, commit.as_deref()).await?;
+        *head = Some(Head {
+            branch: branch.to_string(),
+            read_at: now,
+            snapshot: snapshot.clone(),
+        });
+        Ok(snapshot)
     }
 
     /// Whether a pruning is due at `now`: never done by this process, or

@@ -354,3 +354,50 @@ async fn the_sweeper_prunes_snapshots_no_run_or_release_needs_and_keeps_the_rest
     assert!(snapshots[2].exists(), "the waiting run's snapshot is kept");
     factory.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fleet_and_the_dashboard_list_the_images_of_the_branch_head_not_those_read_at_start() {
+    let repo = tempfile::TempDir::new().unwrap();
+    let root = repo.path();
+    repository(root);
+    let factory = Factory::start_with(Options::with_images(&root.join("images"))).await;
+    assert!(!factory.app.images.contains_key("web"));
+
+    // Committed after start, never pushed: the head of the built branch holds it.
+    copy_example(&root.join("images"), "web");
+    git(root, &["add", "."]);
+    git(root, &["commit", "-q", "-m", "a web image"]);
+    // A folder in the working tree only is not at the head.
+    copy_example(&root.join("images"), "draft");
+
+    let fleet: serde_json::Value = factory
+        .http
+        .get(format!("{}/api/runs?view=fleet", factory.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = fleet["images"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|row| row["image"].as_str())
+        .collect();
+    assert_eq!(names, ["example", "web"], "{fleet:#}");
+    // The image page of an image with no run yet exists; the draft's does not.
+    let status = |path: String| {
+        let http = factory.http.clone();
+        async move { http.get(path).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        status(format!("{}/api/dashboard/images/web", factory.url)).await,
+        200
+    );
+    assert_eq!(
+        status(format!("{}/api/dashboard/images/draft", factory.url)).await,
+        404
+    );
+    factory.stop().await;
+}

@@ -97,10 +97,11 @@ impl Dashboard {
                     .list(&query)
                     .await
                     .map_err(|e| retry("cannot list runs", e))?;
-                if app.image(&name).is_none() && page.runs.is_empty() {
+                let images = app.current_images().await;
+                if !images.contains_key(&name) && page.runs.is_empty() {
                     html(404, not_found_page(&format!("There is no image {name}.")))
                 } else {
-                    let tree = image_tree(app, &name).await?;
+                    let tree = image_tree(app, &images, &name).await?;
                     let gallery = app.gallery.versions(&name).await.map_err(|e| {
                         tracing::warn!(image = %name, error = %e, "cannot read the gallery");
                         format!("The gallery could not be read: {e}")
@@ -141,7 +142,7 @@ impl Dashboard {
             }
             Err(e) => return Err(retry("cannot list releases", e)),
         };
-        if app.image(image).is_none() && page.runs.is_empty() {
+        if page.runs.is_empty() && !app.current_images().await.contains_key(image) {
             return Ok(html(
                 404,
                 not_found_page(&format!("There is no image {image}.")),
@@ -187,8 +188,9 @@ impl Dashboard {
     ) -> Result<InvocationResponse, InvocationError> {
         let q = &self.request.query;
         let mut filters = Filters::default();
+        let current = app.current_images().await;
         if let Some(image) = q.get("image").filter(|i| !i.is_empty()) {
-            if app.image(image).is_none() {
+            if !current.contains_key(image) {
                 return Ok(html(
                     404,
                     not_found_page(&format!("There is no image {image}.")),
@@ -223,7 +225,7 @@ impl Dashboard {
             }
             Err(e) => return Err(retry("cannot list runs", e)),
         };
-        let images: Vec<String> = app.images.keys().cloned().collect();
+        let images: Vec<String> = current.keys().cloned().collect();
         Ok(html(
             200,
             runs_page(
@@ -240,9 +242,13 @@ impl Dashboard {
 /// The image tree around `name`: its parent with the version this image's
 /// latest release was built on, its children with theirs, each marked
 /// outdated when built on an older release than the latest; one store query.
-async fn image_tree(app: &App, name: &str) -> Result<ImageTree, InvocationError> {
-    let parent = app.image(name).and_then(|i| i.settings.parent());
-    let children = children_of(&app.images, name);
+async fn image_tree(
+    app: &App,
+    images: &std::collections::BTreeMap<String, crate::domain::image::ImageConfig>,
+    name: &str,
+) -> Result<ImageTree, InvocationError> {
+    let parent = images.get(name).and_then(|i| i.settings.parent());
+    let children = children_of(images, name);
     let names: Vec<String> = std::iter::once(name)
         .chain(parent)
         .chain(children.iter().copied())

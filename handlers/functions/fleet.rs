@@ -1,7 +1,8 @@
 //! The fleet view that the `dashboard` function's page (`/api/dashboard/fleet`)
 //! and the `runs` function's JSON (`GET /api/runs?view=fleet`) both answer
-//! with: the configured images sorted by name, a page at a time, each with
-//! its compliance state and facts, under a headline over every image.
+//! with: the images of the built branch's head (`App::current_images`)
+//! sorted by name, a page at a time, each with its compliance state and
+//! facts, under a headline over every image.
 //!
 //! Store cost per page: one [`RunStore::image_runs`] call for the page's
 //! images and the images built on them (for outdated children), and one
@@ -43,8 +44,9 @@ pub async fn fleet_page(
 ) -> Result<FleetPage, FleetError> {
     let now = app.now();
     let window = PatchWindow::at(&app.settings.calendar, app.settings.patch_grace, now);
-    // The image map is ordered by name: pages are slices of it.
-    let names: Vec<String> = app.images.keys().cloned().collect();
+    // The images of the built branch's head, ordered by name: pages are slices of it.
+    let images = app.current_images().await;
+    let names: Vec<String> = images.keys().cloned().collect();
     let start = match continuation {
         None => 0,
         Some(token) => {
@@ -57,7 +59,7 @@ pub async fn fleet_page(
     // The page's images and the images built on them, in one query.
     let mut wanted: Vec<String> = page.to_vec();
     for name in page {
-        for child in children_of(&app.images, name) {
+        for child in children_of(&images, name) {
             if !wanted.iter().any(|w| w == child) {
                 wanted.push(child.to_string());
             }
@@ -71,7 +73,7 @@ pub async fn fleet_page(
         .iter()
         .filter(|r| page.contains(&r.image))
         .map(|r| {
-            let children: Vec<&_> = children_of(&app.images, &r.image)
+            let children: Vec<&_> = children_of(&images, &r.image)
                 .into_iter()
                 .filter_map(|child| runs.iter().find(|c| c.image == child))
                 .collect();

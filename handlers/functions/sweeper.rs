@@ -294,8 +294,10 @@ async fn retry_git_tags(app: &App, response: &mut InvocationResponse) {
 /// the parent is released; this catches a crash in between). Existing runs
 /// are found by their ids and nothing starts twice.
 async fn start_missing_children(app: &App, response: &mut InvocationResponse) {
-    let parents: std::collections::BTreeSet<&str> = app
-        .images
+    // The parents of the built branch's head: an image added there since
+    // start is searched too.
+    let images = app.current_images().await;
+    let parents: std::collections::BTreeSet<&str> = images
         .values()
         .filter_map(|image| image.settings.parent())
         .collect();
