@@ -773,6 +773,56 @@ mod tests {
     }
 
     #[test]
+    fn the_azure_sources_need_their_container_and_repository_together_and_a_build_job_needs_them() {
+        let url = (
+            "IMAGE_FACTORY_SOURCES_URL",
+            "https://acct.blob.core.windows.net/sources",
+        );
+        let repo = (
+            "IMAGE_FACTORY_REPOSITORY",
+            "https://dev.azure.com/fabrikam/Fiber/_git/images",
+        );
+        assert_eq!(SourceSettings::from_vars(vars(&[]), false).unwrap(), None);
+        let both = SourceSettings::from_vars(vars(&[url, repo]), true)
+            .unwrap()
+            .expect("the Azure path's sources");
+        assert_eq!(both.container_url, url.1);
+        assert!(matches!(both.repository, RepositoryRef::AzureDevOps { .. }));
+        let named =
+            |pairs: &[(&str, &str)], job: bool| match SourceSettings::from_vars(vars(pairs), job) {
+                Err(ConfigError::Setting { name, message }) => (name, message),
+                other => panic!("{other:?}"),
+            };
+        // A Patch Tuesday run would have no commit to build.
+        let (name, message) = named(&[url], false);
+        assert_eq!(name, "IMAGE_FACTORY_REPOSITORY");
+        assert!(message.contains("Patch Tuesday"), "{message}");
+        // A build job's workers would have no snapshot to download.
+        let (name, message) = named(&[], true);
+        assert_eq!(name, "IMAGE_FACTORY_SOURCES_URL");
+        assert!(message.contains("IMAGE_FACTORY_BUILD_JOB"), "{message}");
+        assert_eq!(named(&[repo], false).0, "IMAGE_FACTORY_REPOSITORY");
+        assert_eq!(
+            named(&[url, ("IMAGE_FACTORY_REPOSITORY", "octo/images")], false).0,
+            "IMAGE_FACTORY_REPOSITORY"
+        );
+        assert_eq!(
+            named(
+                &[
+                    (
+                        "IMAGE_FACTORY_SOURCES_URL",
+                        "https://acct.blob.core.windows.net/sources?sig=x"
+                    ),
+                    repo
+                ],
+                false
+            )
+            .0,
+            "IMAGE_FACTORY_SOURCES_URL"
+        );
+    }
+
+    #[test]
     fn the_store_is_sqlite_unless_cosmos_is_chosen_and_a_missing_endpoint_is_named() {
         assert!(matches!(
             StoreBackend::from_vars(vars(&[])).unwrap(),

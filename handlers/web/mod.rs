@@ -125,7 +125,8 @@ pub fn repository_from_url(url: &str) -> Result<RepositoryRef, String> {
         // On dev.azure.com the organization is the first segment of the path.
         let names_organization = reqwest::Url::parse(organization_url).is_ok_and(|org| {
             org.host_str().is_some_and(|h| !h.is_empty())
-                && (org.host_str() != Some("dev.azure.com") || org.path().trim_matches('/') != "")
+                && (org.host_str() != Some("dev.azure.com")
+                    || !org.path().trim_matches('/').is_empty())
         });
         if !names_organization || !segment_ok(project) || !segment_ok(repository) {
             return Err(rule.into());
