@@ -57,7 +57,7 @@ pub enum ConfigError {
 /// each on its own).
 pub fn load_images(images_dir: &Path) -> Result<BTreeMap<String, ImageConfig>, ConfigError> {
     let mut images = BTreeMap::new();
-    for (name, image) in load_images_each(images_dir)? {
+    for (name, image) in read_images(images_dir)? {
         images.insert(name, image?);
     }
     check_parents(&images).map_err(|message| ConfigError::Invalid {
@@ -76,23 +76,7 @@ pub fn load_images(images_dir: &Path) -> Result<BTreeMap<String, ImageConfig>, C
 pub fn load_images_each(
     images_dir: &Path,
 ) -> Result<BTreeMap<String, Result<ImageConfig, ConfigError>>, ConfigError> {
-    let read_err = |source| ConfigError::Read {
-        path: images_dir.to_path_buf(),
-        source,
-    };
-    let mut images = BTreeMap::new();
-    for entry in std::fs::read_dir(images_dir).map_err(read_err)? {
-        let dir = entry.map_err(read_err)?.path();
-        let file = dir.join(IMAGE_FILE);
-        if !file.is_file() {
-            continue;
-        }
-        let shown = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        images.insert(shown.clone(), read_image(&dir, &file, &shown));
-    }
+    let mut images = read_images(images_dir)?;
     let parents: BTreeMap<String, Option<String>> = images
         .iter()
         .filter_map(|(name, image)| {
@@ -109,6 +93,30 @@ pub fn load_images_each(
                 message,
             });
         }
+    }
+    Ok(images)
+}
+
+/// Each image folder under `images_dir` read on its own, parents unchecked.
+fn read_images(
+    images_dir: &Path,
+) -> Result<BTreeMap<String, Result<ImageConfig, ConfigError>>, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: images_dir.to_path_buf(),
+        source,
+    };
+    let mut images = BTreeMap::new();
+    for entry in std::fs::read_dir(images_dir).map_err(read_err)? {
+        let dir = entry.map_err(read_err)?.path();
+        let file = dir.join(IMAGE_FILE);
+        if !file.is_file() {
+            continue;
+        }
+        let shown = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        images.insert(shown.clone(), read_image(&dir, &file, &shown));
     }
     Ok(images)
 }

@@ -33,7 +33,7 @@ use crate::azure::jobs::ContainerAppsWorkers;
 use crate::azure::snapshots::BlobSnapshots;
 use crate::azure::testvm::AzureTestVms;
 use crate::azure::{Azure, AzureSettings, SettingError};
-use crate::config::{ConfigError, Settings, load_images_each, parse_key_ring};
+use crate::config::{ConfigError, Settings, load_images, load_images_each, parse_key_ring};
 use crate::domain::image::ImageConfig;
 use crate::domain::run::RepositoryRef;
 use crate::domain::run::Stage;
@@ -404,19 +404,26 @@ pub async fn build_app(
     shutdown: CancellationToken,
 ) -> anyhow::Result<App> {
     let keys = parse_key_ring(&secrets.approval_keys)?;
-    // Each image on its own: a refused image.toml stops only its own runs
-    // (they fail at their validate stage), never the factory.
-    let mut images = BTreeMap::new();
-    for (name, image) in load_images_each(&settings.images_dir)? {
-        match image {
-            Ok(image) => {
-                images.insert(name, image);
-            }
-            Err(e) => {
-                tracing::warn!(image = %name, error = %e, "an image is refused; its runs fail until it is fixed")
+    // On one machine a refused image.toml stops `up` with the file and the
+    // key: the images folder is what the runs build. On the Azure path the
+    // deployed folder is not (each run's snapshot is), so a refused image
+    // there is only logged: its runs fail on their own.
+    let images = if adapters.sources.is_none() {
+        load_images(&settings.images_dir)?
+    } else {
+        let mut images = BTreeMap::new();
+        for (name, image) in load_images_each(&settings.images_dir)? {
+            match image {
+                Ok(image) => {
+                    images.insert(name, image);
+                }
+                Err(e) => {
+                    tracing::warn!(image = %name, error = %e, "a deployed image is refused; runs build their own snapshots")
+                }
             }
         }
-    }
+        images
+    };
     if images.is_empty() {
         tracing::warn!(dir = %settings.images_dir.display(), "no images configured: add a folder with an image.toml");
     }
