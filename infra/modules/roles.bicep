@@ -1,7 +1,8 @@
 // The custom roles of least privilege (subscription scope: role definitions
 // live there, assignable only to the scopes named).
 //
-// `builder`: what packer and the release stage do, and no more, assignable
+// `builder`: what packer, the build stage's gallery image definitions and the
+// release stage do, and no more, assignable
 // only to the build and gallery resource groups. Packer runs with
 // `build_resource_group_name` set to the build group (the build job's
 // PKR_VAR_build_resource_group_name), so it never creates or deletes resource
@@ -97,9 +98,10 @@ resource builder 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.KeyVault/vaults/deploy/action'
           'Microsoft.KeyVault/vaults/secrets/read'
           'Microsoft.KeyVault/vaults/secrets/write'
-          // The gallery: packer publishes a version, the test stage reads it (to create its VM from it), the release stage updates and prunes versions.
+          // The gallery: the build stage creates or updates each image's definition from its image.toml, packer publishes a version, the test stage reads it (to create its VM from it), the release stage updates and prunes versions.
           'Microsoft.Compute/galleries/read'
           'Microsoft.Compute/galleries/images/read'
+          'Microsoft.Compute/galleries/images/write'
           'Microsoft.Compute/galleries/images/versions/read'
           'Microsoft.Compute/galleries/images/versions/write'
           'Microsoft.Compute/galleries/images/versions/delete'
