@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use axum::http::Method;
 use common::arm_server::{ArmServer, Reply, TOKEN};
-use image_factory::azure::{AzureSettings, BuildJob, TestVmSettings};
+use image_factory::azure::{AzureSettings, BuildJob, ReaperSettings, TestVmSettings};
 use image_factory::doctor::deployed::{self, Deployment, Expected};
 use image_factory::doctor::{Finding, Report, Severity, required_app_settings};
 use serde_json::{Value, json};
@@ -268,6 +268,7 @@ fn azure(server: &ArmServer) -> (image_factory::azure::arm::ArmClient, AzureSett
             log_container_url: "https://logs.blob.core.windows.net/build-logs".into(),
         }),
         test_vm: TestVmSettings::default(),
+        reaper: ReaperSettings::default(),
     };
     (arm, settings)
 }

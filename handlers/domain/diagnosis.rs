@@ -399,7 +399,9 @@ mod tests {
             assert_eq!(found.as_deref(), Some(*kind), "for {line:?}");
             // The evidence quoted from a log is that line, even when a
             // generic line follows it.
-            let log = format!("{line}\n==> azure-arm.image: Script exited with non-zero exit status: 1. Allowed exit codes are: [0]");
+            let log = format!(
+                "{line}\n==> azure-arm.image: Script exited with non-zero exit status: 1. Allowed exit codes are: [0]"
+            );
             assert_eq!(evidence(&log).as_deref(), Some(*line));
         }
         // Every kind the template's scripts print has its row.

@@ -15,6 +15,8 @@ pub(super) fn packer_vars(
     let factory = [
         ("gallery_image_version", spec.version.clone()),
         ("run_id", spec.commit.clone()),
+        // The run's id: the template tags what the builder creates with it (the reaper's key).
+        ("factory_run_id", spec.run_id.to_string()),
         ("baseline_version", image.settings.baseline_version.clone()),
         (
             "base_image_version",
