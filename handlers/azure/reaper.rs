@@ -304,9 +304,8 @@ impl Leftovers for AzureLeftovers {
         let deleted = if resource.is_group() {
             self.arm
                 .delete(&format!(
-                    "{}/resourcegroups/{}?forceDeletionTypes=Microsoft.Compute/virtualMachines&api-version={RESOURCES_API}",
-                    self.subscription(),
-                    resource.group
+                    "{}?forceDeletionTypes=Microsoft.Compute/virtualMachines&api-version={RESOURCES_API}",
+                    resource.id
                 ))
                 .await
         } else if resource.is_vm() {

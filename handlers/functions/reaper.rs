@@ -83,10 +83,21 @@ impl Reaper {
         }
         let mut records: BTreeMap<RunId, Vec<ReapRecord>> = BTreeMap::new();
         let mut doomed: Vec<(&Tagged, &String)> = Vec::new();
+        // Runs one of whose VMs waits for its boot diagnostics: the rest of
+        // what they left waits too (a NIC cannot go before its VM).
+        let mut waiting: Vec<RunId> = Vec::new();
         for (resource, why) in plan.reap.iter().take(MAX_DELETIONS) {
             if !diagnostics_saved(app, reaper, &listed, resource, &mut runs, &mut response).await {
                 response.log(format!(
                     "{} left for the next firing: its VM's boot diagnostics are not saved yet",
+                    resource.id
+                ));
+                waiting.extend(resource.run());
+                continue;
+            }
+            if !resource.is_group() && resource.run().is_some_and(|run| waiting.contains(&run)) {
+                response.log(format!(
+                    "{} left for the next firing with its run's VM",
                     resource.id
                 ));
                 continue;
@@ -98,27 +109,40 @@ impl Reaper {
                 doomed.push((resource, why));
             }
         }
-        let deletions = doomed
-            .iter()
-            .map(|(resource, _)| reaper.leftovers.delete(resource));
-        let outcomes = futures::future::join_all(deletions).await;
-        for ((resource, why), outcome) in doomed.into_iter().zip(outcomes) {
-            match outcome {
-                Ok(_) => {
-                    tracing::info!(resource = %resource.id, %why, "reaped");
-                    response.log(format!("deleted {} ({why})", resource.id));
-                    push_record(&mut records, resource, ReapOutcome::Deleted, why, now);
-                }
-                Err(e) => {
-                    tracing::warn!(resource = %resource.id, error = %e, "not reaped");
-                    response.log(format!("{} not deleted: {e}", resource.id));
-                    push_record(
-                        &mut records,
-                        resource,
-                        ReapOutcome::Failed,
-                        &e.to_string(),
-                        now,
-                    );
+        // In the plan's order, one kind at a time (VMs, then NICs, disks,
+        // ...; groups last), the resources of one kind at once.
+        let mut rest = doomed.as_slice();
+        while let Some((first, _)) = rest.first() {
+            let same = rest
+                .iter()
+                .take_while(|(r, _)| r.resource_type.eq_ignore_ascii_case(&first.resource_type))
+                .count();
+            let (batch, tail) = rest.split_at(same);
+            rest = tail;
+            let outcomes = futures::future::join_all(
+                batch
+                    .iter()
+                    .map(|(resource, _)| reaper.leftovers.delete(resource)),
+            )
+            .await;
+            for ((resource, why), outcome) in batch.iter().zip(outcomes) {
+                match outcome {
+                    Ok(_) => {
+                        tracing::info!(resource = %resource.id, %why, "reaped");
+                        response.log(format!("deleted {} ({why})", resource.id));
+                        push_record(&mut records, resource, ReapOutcome::Deleted, why, now);
+                    }
+                    Err(e) => {
+                        tracing::warn!(resource = %resource.id, error = %e, "not reaped");
+                        response.log(format!("{} not deleted: {e}", resource.id));
+                        push_record(
+                            &mut records,
+                            resource,
+                            ReapOutcome::Failed,
+                            &e.to_string(),
+                            now,
+                        );
+                    }
                 }
             }
         }
