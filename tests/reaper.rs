@@ -748,5 +748,15 @@ async fn the_local_factory_has_nothing_to_reap_and_the_reaper_does_nothing() {
         logs,
         ["nothing to reap: this factory creates no cloud resources"]
     );
+    let panel = factory
+        .http
+        .get(format!("{}/api/dashboard/reaper", factory.url))
+        .send()
+        .await
+        .expect("the panel")
+        .text()
+        .await
+        .expect("html");
+    assert!(panel.contains("Nothing to reap here"), "{panel}");
     factory.stop().await;
 }
