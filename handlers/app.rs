@@ -37,6 +37,7 @@ use crate::ports::clock::{Clock, Ids};
 use crate::ports::executor::Executor;
 use crate::ports::gallery::Gallery;
 use crate::ports::git::GitTags;
+use crate::ports::leftovers::Leftovers;
 use crate::ports::logs::LogStore;
 use crate::ports::marketplace::MarketplaceImages;
 use crate::ports::notifier::Notifier;
@@ -111,6 +112,9 @@ pub struct App {
     pub test_environments: Vec<Arc<dyn TestEnvironment>>,
     /// Where base image versions are listed.
     pub marketplace: Arc<dyn MarketplaceImages>,
+    /// What the reaper works with, when runs create cloud resources (Azure);
+    /// `None`: nothing outlives a run, the reaper has nothing to do.
+    pub reaper: Option<ReaperPorts>,
     /// Where released commits are tagged `<image>/<version>`.
     pub git_tags: Arc<dyn GitTags>,
     /// The image definitions read at start, by name: what the views fall
@@ -137,6 +141,17 @@ pub struct App {
     pub ids: Ids,
     /// Cancelled when the handler shuts down: long work stops and its message is retried.
     pub shutdown: CancellationToken,
+}
+
+/// The reaper's port and settings (docs/reaper.md).
+#[derive(Clone)]
+pub struct ReaperPorts {
+    /// What runs left behind.
+    pub leftovers: Arc<dyn Leftovers>,
+    /// Report what would be deleted, delete nothing.
+    pub dry_run: bool,
+    /// A resource of a run the store does not know is deleted once older than this.
+    pub max_age: chrono::Duration,
 }
 
 /// The body of every stage message: which run, which stage.

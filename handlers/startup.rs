@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, TriggerSecrets};
+use crate::app::{App, ReaperPorts, TriggerSecrets};
 use crate::archive::Limits;
 use crate::azure::blob::BlobLogs;
 use crate::azure::compute::AzureMarketplace;
@@ -31,6 +31,7 @@ use crate::azure::gallery::AzureGallery;
 use crate::azure::identity::Identity;
 use crate::azure::jobs::ContainerAppsWorkers;
 use crate::azure::snapshots::BlobSnapshots;
+use crate::azure::reaper::AzureLeftovers;
 use crate::azure::testvm::AzureTestVms;
 use crate::azure::{Azure, AzureSettings, SettingError};
 use crate::config::{ConfigError, Settings, load_images, load_images_each, parse_key_ring};
@@ -490,6 +491,7 @@ pub async fn build_app(
         marketplace: Arc::new(LocalMarketplace::new(
             settings.data_dir.join(MARKETPLACE_FILE),
         )),
+        reaper: None,
         git_tags,
         images: Arc::new(images),
         sources,
@@ -601,8 +603,9 @@ fn azure_gallery(azure: &Azure, images: &BTreeMap<String, ImageConfig>) -> Azure
     AzureGallery::new(azure.arm.clone(), azure.settings.gallery_image(""), names)
 }
 
-/// Serves the gallery, the test VMs, the Marketplace and (with a build job)
-/// the build workers and their logs from Azure; what Azure does not serve
+/// Serves the gallery, the test VMs, the Marketplace, the reaper's
+/// leftovers and (with a build job) the build workers and their logs from
+/// Azure; what Azure does not serve
 /// stays local (a `[smoke.command]` test runs on this machine).
 pub fn use_azure(app: &mut App, azure: Azure, logs: Option<BlobLogs>) {
     let settings = &azure.settings;
@@ -619,6 +622,16 @@ pub fn use_azure(app: &mut App, azure: Azure, logs: Option<BlobLogs>) {
         arm: azure.arm.clone(),
         subscription_id: settings.subscription_id.clone(),
     });
+    match AzureLeftovers::new(azure.arm.clone(), &settings.subscription_id) {
+        Ok(leftovers) => {
+            app.reaper = Some(ReaperPorts {
+                leftovers: Arc::new(leftovers),
+                dry_run: settings.reaper.dry_run,
+                max_age: chrono::Duration::hours(i64::from(settings.reaper.max_age_hours)),
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "the reaper cannot run: {e}"),
+    }
     if let (Some(job), Some(logs)) = (&settings.build_job, logs) {
         tracing::info!(job = %job.name, "builds run off the host, on the Container Apps job");
         app.workers = Some(Arc::new(ContainerAppsWorkers::new(

@@ -3,9 +3,11 @@
 //   rg-<env>          the function app, its storage and monitoring, Service Bus,
 //                     Cosmos DB, Key Vault, the identity, the build job and
 //                     the build logs' storage;
-//   rg-<env>-build    where packer creates its temporary build VM;
+//   rg-<env>-build    the build network (modules/network.bicep) and where
+//                     packer creates its temporary build VM;
 //   rg-<env>-gallery  the Azure Compute Gallery.
-// The test stage creates one more group per run (imgf-test-...) and deletes it.
+// The test stage creates one more group per run (imgf-test-...), its VM in
+// the build network's VM subnet; the reaper deletes what runs leave behind.
 // The factory identity holds the custom `builder` role on the build and
 // gallery groups, `jobStarter` on the app group, `tester` on the subscription
 // (see modules/roles.bicep) and Storage Blob Data Contributor on the logs'
@@ -39,6 +41,38 @@ param packerPrincipalId string = ''
 
 @description('Longest build the job allows, in seconds; at least the longest [packer] timeout_minutes of any image (the Windows image: 120 minutes).')
 param buildJobTimeoutSeconds int = 14400
+
+@description('How packer builds. private (production): the build VM gets only a private address in the build network\'s VM subnet, and packer reaches it from the build job, whose environment is integrated into that network. public-trial: packer makes a temporary network with a public IP and WinRM open to the image\'s trial_allowed_inbound_ip_addresses; for a first trial only, never for images you release (docs/deploying.md#the-build-network).')
+@allowed([
+  'private'
+  'public-trial'
+])
+param buildNetwork string = 'private'
+
+@description('Address space of the build network.')
+param networkAddressPrefix string = '10.42.0.0/24'
+
+// Sizing (docs/deploying.md#the-build-network): Container Apps reserves 12
+// addresses of the subnet and Azure 5; a Consumption workload profile shares
+// one address among about ten replicas, and each build is one replica of the
+// build job (a job has no revisions, so no doubling during a revision
+// change). A /27 (15 addresses left) thus carries about 70 builds at once by
+// Microsoft's own table, far above the parallel builds of a factory of tens
+// of images. The subnet cannot be resized once the environment exists: take
+// a /26 or larger from the start if more apps may join the environment.
+@description('The Container Apps environment\'s subnet: at least a /27, delegated to Microsoft.App/environments; cannot be resized once the environment exists.')
+param environmentSubnetPrefix string = '10.42.0.0/27'
+
+// One address per build VM and per test VM at once (Azure keeps 5 of the
+// subnet): a /26 holds 59, a build and a test of 29 images at the same time.
+@description('The build and test VMs\' subnet: one address per VM alive at once.')
+param vmSubnetPrefix string = '10.42.0.64/26'
+
+@description('The reaper reports what it would delete and deletes nothing (IMAGE_FACTORY_REAPER_DRY_RUN).')
+param reaperDryRun bool = false
+
+@description('Hours after which the reaper deletes a tagged resource whose run this factory does not know (IMAGE_FACTORY_REAPER_MAX_AGE_HOURS); longer than any build and test.')
+param reaperMaxAgeHours int = 24
 
 @description('VM size of the test stage\'s VM.')
 param testVmSize string = 'Standard_D2s_v5'
@@ -108,6 +142,19 @@ resource galleryGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}-gallery'
   location: location
   tags: tags
+}
+
+module network 'modules/network.bicep' = {
+  name: 'network'
+  scope: buildGroup
+  params: {
+    name: name
+    location: location
+    tags: tags
+    addressPrefix: networkAddressPrefix
+    environmentSubnetPrefix: environmentSubnetPrefix
+    vmSubnetPrefix: vmSubnetPrefix
+  }
 }
 
 module identity 'modules/identity.bicep' = {
@@ -227,6 +274,7 @@ module roles 'modules/roles.bicep' = {
     buildResourceGroupId: buildGroup.id
     galleryResourceGroupId: galleryGroup.id
     appResourceGroupId: appGroup.id
+    buildNetwork: buildNetwork
   }
 }
 
@@ -309,6 +357,11 @@ module containerApps 'modules/containerapps.bicep' = {
     buildResourceGroup: buildGroup.name
     galleryResourceGroup: galleryGroup.name
     galleryName: gallery.outputs.name
+    environmentSubnetId: network.outputs.environmentSubnetId
+    buildNetwork: buildNetwork
+    virtualNetworkName: network.outputs.name
+    vmSubnetName: network.outputs.vmSubnetName
+    networkResourceGroup: buildGroup.name
   }
   dependsOn: [
     monitoring
@@ -352,6 +405,9 @@ module functionApp 'modules/functionapp.bicep' = {
     sourceRepository: sourceRepository
     testLocation: location
     testVmSize: testVmSize
+    testSubnetId: network.outputs.vmSubnetId
+    reaperDryRun: reaperDryRun
+    reaperMaxAgeHours: reaperMaxAgeHours
     eventGridEndpoint: events.outputs.endpoint
   }
 }
@@ -371,5 +427,7 @@ output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output BUILD_JOB_NAME string = containerApps.outputs.jobName
 output BUILD_LOGS_URL string = logs.outputs.containerUrl
 output SOURCES_URL string = logs.outputs.sourcesUrl
+// The build and test VMs' subnet: doctor --url checks the build network from it.
+output IMAGE_FACTORY_TEST_SUBNET_ID string = network.outputs.vmSubnetId
 output FUNCTION_APP_NAME string = functionApp.outputs.name
 output IMAGE_FACTORY_PUBLIC_URL string = functionApp.outputs.url

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use axum::http::Method;
 use common::arm_server::{ArmServer, Reply, TOKEN};
-use image_factory::azure::{AzureSettings, BuildJob, TestVmSettings};
+use image_factory::azure::{AzureSettings, BuildJob, ReaperSettings, TestVmSettings};
 use image_factory::doctor::deployed::{self, Deployment, Expected};
 use image_factory::doctor::{Finding, Report, Severity, required_app_settings};
 use serde_json::{Value, json};
@@ -312,6 +312,7 @@ fn azure(server: &ArmServer) -> (image_factory::azure::arm::ArmClient, AzureSett
             log_container_url: "https://logs.blob.core.windows.net/build-logs".into(),
         }),
         test_vm: TestVmSettings::default(),
+        reaper: ReaperSettings::default(),
     };
     (arm, settings)
 }
@@ -352,6 +353,91 @@ fn seed_definition() -> image_factory::domain::image::GalleryDefinition {
 /// The definition as Resource Manager answers it, from `properties`.
 fn definition_answer(properties: serde_json::Value) -> serde_json::Value {
     json!({ "id": format!("{GALLERY}/images/windows-web-base"), "name": "windows-web-base", "location": "westeurope", "properties": properties })
+const VNET: &str = "/subscriptions/sub-1/resourceGroups/rg-factory-build/providers/Microsoft.Network/virtualNetworks/vnet-imgf";
+const NSG: &str = "/subscriptions/sub-1/resourceGroups/rg-factory-build/providers/Microsoft.Network/networkSecurityGroups/nsg-imgf-vms";
+
+/// The build network as `VirtualNetworks_Get` (Network 2024-03-01,
+/// `VirtualNetworkGet.json`'s shape) answers it: an `environment` subnet
+/// (delegated to Container Apps when `delegated`, of `environment_prefix`)
+/// and the `vms` subnet with its network security group.
+fn build_network(delegated: bool, environment_prefix: &str) -> Value {
+    let delegations = if delegated {
+        json!([{ "name": "container-apps", "id": format!("{VNET}/subnets/environment/delegations/container-apps"),
+                 "properties": { "serviceName": "Microsoft.App/environments", "provisioningState": "Succeeded" } }])
+    } else {
+        json!([])
+    };
+    json!({
+        "id": VNET,
+        "name": "vnet-imgf",
+        "type": "Microsoft.Network/virtualNetworks",
+        "location": "westeurope",
+        "properties": {
+            "provisioningState": "Succeeded",
+            "addressSpace": { "addressPrefixes": ["10.42.0.0/24"] },
+            "subnets": [
+                { "id": format!("{VNET}/subnets/environment"), "name": "environment",
+                  "properties": { "addressPrefix": environment_prefix, "delegations": delegations, "provisioningState": "Succeeded" } },
+                { "id": format!("{VNET}/subnets/vms"), "name": "vms",
+                  "properties": { "addressPrefix": "10.42.0.64/26", "networkSecurityGroup": { "id": NSG }, "provisioningState": "Succeeded" } }
+            ],
+            "virtualNetworkPeerings": []
+        }
+    })
+}
+
+/// One security rule as `NetworkSecurityGroups_Get` lists it.
+fn rule(name: &str, priority: u32, access: &str, source: &str, port: &str) -> Value {
+    json!({
+        "id": format!("{NSG}/securityRules/{name}"),
+        "name": name,
+        "properties": {
+            "protocol": if port == "*" { "*" } else { "Tcp" },
+            "sourcePortRange": "*",
+            "destinationPortRange": port,
+            "sourceAddressPrefix": source,
+            "destinationAddressPrefix": "*",
+            "access": access,
+            "priority": priority,
+            "direction": "Inbound",
+            "provisioningState": "Succeeded"
+        }
+    })
+}
+
+/// The VM subnet's network security group (Network 2024-03-01,
+/// `NetworkSecurityGroupGet.json`'s shape): `rules` and Azure's default
+/// inbound rules.
+fn security_group(rules: Vec<Value>) -> Value {
+    json!({
+        "id": NSG,
+        "name": "nsg-imgf-vms",
+        "type": "Microsoft.Network/networkSecurityGroups",
+        "location": "westeurope",
+        "properties": {
+            "provisioningState": "Succeeded",
+            "securityRules": rules,
+            "defaultSecurityRules": [
+                rule("AllowVnetInBound", 65000, "Allow", "VirtualNetwork", "*"),
+                rule("AllowAzureLoadBalancerInBound", 65001, "Allow", "AzureLoadBalancer", "*"),
+                rule("DenyAllInBound", 65500, "Deny", "*", "*")
+            ]
+        }
+    })
+}
+
+/// The factory's own rules (infra/modules/network.bicep).
+fn factory_rules() -> Vec<Value> {
+    vec![
+        rule(
+            "allow-winrm-from-environment",
+            100,
+            "Allow",
+            "10.42.0.0/27",
+            "5986",
+        ),
+        rule("deny-all-other-inbound", 4096, "Deny", "*", "*"),
+    ]
 }
 
 const ALL_SETTINGS: &[&str] = &[
@@ -414,12 +500,22 @@ async fn a_complete_deployment_passes_every_deployed_check_with_the_token_and_ap
                 "provisioningState": "Succeeded"
             })),
         ),
+        Reply::new(Method::GET, VNET, 200, build_network(true, "10.42.0.0/27")),
+        Reply::new(Method::GET, NSG, 200, security_group(factory_rules())),
     ])
     .await;
-    let (arm, settings) = azure(&server);
+    let (arm, mut settings) = azure(&server);
+    settings.test_vm.subnet_id = Some(format!("{VNET}/subnets/vms"));
     let findings = deployed::check(&arm, &settings, &deployment(), &expected()).await;
     let report = Report::new(findings);
     assert!(report.healthy(), "{}", report.to_text());
+    for check in ["build network", "environment subnet", "build subnet rules"] {
+        assert!(
+            report.findings().iter().any(|f| f.check == check),
+            "no {check} finding: {}",
+            report.to_text()
+        );
+    }
     assert!(
         report.findings().iter().all(|f| f.severity == Severity::Ok),
         "{}",
@@ -442,7 +538,147 @@ async fn a_complete_deployment_passes_every_deployed_check_with_the_token_and_ap
     assert!(uri(&format!("{SITE}/functions")).contains("api-version=2024-04-01"));
     assert!(uri(&format!("{SITE}/config/appsettings/list")).contains("api-version=2024-04-01"));
     assert!(uri(&format!("{NAMESPACE}/queues")).contains("api-version=2021-11-01"));
+    assert!(uri(VNET).contains("api-version=2024-03-01"));
+    assert!(uri(NSG).contains("api-version=2024-03-01"));
     assert!(seen.iter().any(|s| s.uri.contains("skiptoken=2")));
+}
+
+/// Only the network's findings of a report.
+fn network_findings(findings: Vec<Finding>) -> Vec<Finding> {
+    findings
+        .into_iter()
+        .filter(|f| {
+            ["build network", "environment subnet", "build subnet rules"]
+                .contains(&f.check.as_str())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_build_network_without_its_delegation_a_big_enough_subnet_or_winrm_fails_naming_what() {
+    let server = ArmServer::start(vec![
+        // The environment's subnet is not delegated: the rules are not judged.
+        Reply::new(Method::GET, VNET, 200, build_network(false, "10.42.0.0/27")),
+        // Delegated, but a /28 (with the factory's rules).
+        Reply::new(Method::GET, VNET, 200, build_network(true, "10.42.0.0/28")),
+        Reply::new(Method::GET, NSG, 200, security_group(factory_rules())),
+        // A /27, whose rules deny everything, WinRM from the environment too.
+        Reply::new(Method::GET, VNET, 200, build_network(true, "10.42.0.0/27")),
+        Reply::new(
+            Method::GET,
+            NSG,
+            200,
+            security_group(vec![rule("deny-all-other-inbound", 4096, "Deny", "*", "*")]),
+        ),
+    ])
+    .await;
+    let (arm, mut settings) = azure(&server);
+    settings.test_vm.subnet_id = Some(format!("{VNET}/subnets/vms"));
+    let deployment = Deployment {
+        servicebus: None,
+        ..deployment()
+    };
+
+    let first = network_findings(deployed::check(&arm, &settings, &deployment, &expected()).await);
+    let text = Report::new(first.clone()).to_text();
+    let find = |findings: &[Finding], check: &str| {
+        findings
+            .iter()
+            .find(|f| f.check == check)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {check}: {text}"))
+    };
+    let environment = find(&first, "environment subnet");
+    assert_eq!(environment.severity, Severity::Failure, "{text}");
+    assert!(
+        environment
+            .message
+            .contains("delegated to Microsoft.App/environments"),
+        "{text}"
+    );
+    // Without the environment's subnet the rules cannot be judged: a warning.
+    assert_eq!(
+        find(&first, "build subnet rules").severity,
+        Severity::Warning,
+        "{text}"
+    );
+
+    let second = network_findings(deployed::check(&arm, &settings, &deployment, &expected()).await);
+    let environment = find(&second, "environment subnet");
+    assert_eq!(environment.severity, Severity::Failure);
+    assert!(
+        environment.message.contains("/28") && environment.message.contains("/27"),
+        "{:?}",
+        environment
+    );
+
+    let third = network_findings(deployed::check(&arm, &settings, &deployment, &expected()).await);
+    let rules = find(&third, "build subnet rules");
+    assert_eq!(rules.severity, Severity::Failure, "{rules:?}");
+    assert!(
+        rules
+            .message
+            .contains("WinRM from the environment's subnet is refused (deny-all-other-inbound)"),
+        "{rules:?}"
+    );
+    let server_rules = server.seen();
+    assert!(
+        server_rules
+            .iter()
+            .filter(|s| s.uri.starts_with(NSG))
+            .count()
+            == 2
+    );
+    assert!(server.unserved().is_empty(), "{:?}", server.unserved());
+}
+
+#[tokio::test]
+async fn the_default_rules_alone_admit_the_network_and_an_open_port_is_named() {
+    let server = ArmServer::start(vec![
+        Reply::new(Method::GET, VNET, 200, build_network(true, "10.42.0.0/27")),
+        Reply::new(
+            Method::GET,
+            NSG,
+            200,
+            security_group(vec![
+                rule(
+                    "allow-winrm-from-environment",
+                    100,
+                    "Allow",
+                    "10.42.0.0/27",
+                    "5986",
+                ),
+                rule("rdp-for-debugging", 200, "Allow", "Internet", "3389"),
+            ]),
+        ),
+    ])
+    .await;
+    let (arm, mut settings) = azure(&server);
+    settings.test_vm.subnet_id = Some(format!("{VNET}/subnets/vms"));
+    let deployment = Deployment {
+        servicebus: None,
+        ..deployment()
+    };
+    let findings =
+        network_findings(deployed::check(&arm, &settings, &deployment, &expected()).await);
+    let rules = findings
+        .iter()
+        .find(|f| f.check == "build subnet rules")
+        .expect("the rules are judged");
+    assert_eq!(rules.severity, Severity::Failure, "{rules:?}");
+    assert!(
+        rules
+            .message
+            .contains("port 3389 from the internet is admitted (rdp-for-debugging)"),
+        "{rules:?}"
+    );
+    assert!(
+        rules
+            .message
+            .contains("WinRM from elsewhere in the network is admitted (AllowVnetInBound)"),
+        "{rules:?}"
+    );
+    assert!(server.unserved().is_empty());
 }
 
 #[tokio::test]

@@ -1,10 +1,13 @@
-//! The test stage on Azure and the sweeper of its resource groups, as
-//! specifications: the unchanged Resource Manager client over real HTTP on
-//! loopback, against a stand-in answering with bodies and headers shaped as
-//! the Azure REST API specifications' examples (each fixture names its
-//! example). Each test checks the exact requests sent: what is created, with
-//! which names and bodies, that a retry creates nothing twice, and that the
-//! resource group is deleted in every outcome. Verified against the official
+//! The test stage on Azure, as specifications: the unchanged Resource
+//! Manager client over real HTTP on loopback, against a stand-in answering
+//! with bodies and headers shaped as the Azure REST API specifications'
+//! examples (each fixture names its example), every request and reply
+//! validated against the specifications. Each test checks the exact requests
+//! sent: what is created, with which names, tags and bodies, that a retry
+//! creates nothing twice, that the NIC joins the build network's subnet when
+//! one is configured, and that the resource group is deleted in every
+//! outcome but a VM that failed its check (kept for its boot diagnostics,
+//! which the reaper saves: tests/reaper.rs). Verified against the official
 //! contract, not against a live subscription.
 
 mod common;
@@ -15,7 +18,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use chrono::{DateTime, TimeZone, Utc};
-use common::arm_server::{ArmServer, Reply, Seen, TOKEN};
+use common::arm_server::{ArmServer, Reply, Seen, TOKEN, tags_updated};
 use common::{Factory, Options, copy_example};
 use image_factory::azure::TestVmSettings;
 use image_factory::azure::testvm;
@@ -64,6 +67,24 @@ fn vm_path() -> String {
     format!(
         "{}/providers/Microsoft.Compute/virtualMachines/vm-smoke",
         group_path()
+    )
+}
+
+fn disk_path() -> String {
+    format!(
+        "{}/providers/Microsoft.Compute/disks/osdisk-smoke",
+        group_path()
+    )
+}
+
+/// The build network's VM subnet, as the deployment configures it.
+const SUBNET_ID: &str = "/subscriptions/sub-1/resourceGroups/rg-f-build/providers/Microsoft.Network/virtualNetworks/vnet-imgf-f/subnets/vms";
+
+/// The OS disk gets the run's tags (Tags_UpdateAtScope, Merge).
+fn disk_tagged() -> Reply {
+    tags_updated(
+        &disk_path(),
+        json!({ "image-factory": "test", "image-factory-run": RUN_ID, "image-factory-created": "2026-11-25T11:58:00Z" }),
     )
 }
 
@@ -250,13 +271,16 @@ fn network() -> Vec<Reply> {
     vec![group_created(), vnet_created(), nic_created()]
 }
 
-/// The requests received, without the listings of the sweeper timer (the
-/// embedded host fires it every five minutes; unscripted, they change nothing).
+/// The requests received, without the listings of the reaper timer (the
+/// embedded host fires it every ten minutes; unscripted, they change nothing).
 fn seen(server: &ArmServer) -> Vec<Seen> {
     server
         .seen()
         .into_iter()
-        .filter(|s| !s.uri.starts_with("/subscriptions/sub-1/resourcegroups?"))
+        .filter(|s| {
+            !s.uri.starts_with("/subscriptions/sub-1/resourcegroups?")
+                && !s.uri.starts_with("/subscriptions/sub-1/resources?")
+        })
         .collect()
 }
 
@@ -280,6 +304,15 @@ async fn factory(
     server: &ArmServer,
     timeout_seconds: u64,
 ) -> (Factory, tempfile::TempDir, Arc<Mutex<Vec<Duration>>>) {
+    factory_in(server, timeout_seconds, None).await
+}
+
+/// [`factory`], the test VM's NIC in `subnet` when one is given.
+async fn factory_in(
+    server: &ArmServer,
+    timeout_seconds: u64,
+    subnet: Option<&str>,
+) -> (Factory, tempfile::TempDir, Arc<Mutex<Vec<Duration>>>) {
     let images = tempfile::TempDir::new().expect("a folder");
     let dir = copy_example(images.path(), "example");
     let toml = std::fs::read_to_string(dir.join("image.toml")).expect("image.toml");
@@ -296,6 +329,7 @@ async fn factory(
     std::fs::write(dir.join("image.toml"), toml).expect("written");
     let (azure, waits) = server.azure(TestVmSettings {
         location: Some("westeurope".into()),
+        subnet_id: subnet.map(str::to_string),
         ..TestVmSettings::default()
     });
     let factory = Factory::start_with(Options {
@@ -418,6 +452,7 @@ async fn the_stage_creates_a_vm_from_the_new_version_finds_iis_answering_and_del
     let mut script = network();
     script.push(vm_missing());
     script.extend(vm_created("vm-op-1"));
+    script.push(disk_tagged());
     script.extend(run_command("rc-1", NOBODY_ANSWERS));
     script.extend(run_command("rc-2", IIS_ANSWERS));
     script.extend(group_deleted("del-1"));
@@ -440,6 +475,10 @@ async fn the_stage_creates_a_vm_from_the_new_version_finds_iis_answering_and_del
             format!("PUT {}", vm_path()),
             "GET /subscriptions/sub-1/providers/Microsoft.Compute/locations/westeurope/operations/vm-op-1".into(),
             format!("GET {}", vm_path()),
+            format!(
+                "PATCH {}/providers/Microsoft.Resources/tags/default",
+                disk_path()
+            ),
             format!("POST {}", run_command_path()),
             "GET /subscriptions/sub-1/providers/Microsoft.Compute/locations/westeurope/operations/rc-1".into(),
             format!("POST {}", run_command_path()),
@@ -465,21 +504,38 @@ async fn the_stage_creates_a_vm_from_the_new_version_finds_iis_answering_and_del
     assert!(seen[1].uri.ends_with("?api-version=2024-03-01"));
     assert!(seen[2].uri.ends_with("?api-version=2024-03-01"));
     assert!(seen[4].uri.ends_with("?api-version=2024-07-01"));
-    assert!(seen[7].uri.ends_with("/runCommand?api-version=2024-07-01"));
     assert!(
-        seen[11]
+        seen[7]
+            .uri
+            .ends_with("/tags/default?api-version=2021-04-01")
+    );
+    assert!(seen[8].uri.ends_with("/runCommand?api-version=2024-07-01"));
+    assert!(
+        seen[12]
             .uri
             .contains("forceDeletionTypes=Microsoft.Compute/virtualMachines"),
         "{}",
-        seen[11].uri
+        seen[12].uri
     );
 
-    // The group: the configured region, the factory's tags, the attempt's start.
+    // The group, network, NIC, VM and OS disk: the factory's tags, the
+    // attempt's start (the reaper's keys); the group in the configured region.
+    let factory_tags = json!({ "image-factory": "test", "image-factory-run": RUN_ID, "image-factory-created": "2026-11-25T11:58:00Z" });
     let body = seen[0].body.clone().expect("a body");
     assert_eq!(body["location"], "westeurope");
+    for put in &seen[..5] {
+        if put.method == Method::PUT {
+            assert_eq!(
+                put.body.clone().expect("a body")["tags"],
+                factory_tags,
+                "{}",
+                put.uri
+            );
+        }
+    }
     assert_eq!(
-        body["tags"],
-        json!({ "image-factory": "test", "image-factory-run": RUN_ID, "image-factory-created": "2026-11-25T11:58:00Z" })
+        seen[7].body.clone().expect("a body"),
+        json!({ "operation": "Merge", "properties": { "tags": factory_tags } })
     );
     // The NIC: a private address in the run's own subnet, no public one.
     let nic = seen[2].body.clone().expect("a body");
@@ -507,10 +563,15 @@ async fn the_stage_creates_a_vm_from_the_new_version_finds_iis_answering_and_del
         vm["properties"]["hardwareProfile"]["vmSize"],
         "Standard_D2s_v5"
     );
+    // Boot diagnostics on, managed storage (no account named).
+    assert_eq!(
+        vm["properties"]["diagnosticsProfile"],
+        json!({ "bootDiagnostics": { "enabled": true } })
+    );
     let secret = password(&server);
     assert!(secret.len() >= 12, "Azure wants at least 12 characters");
     // The check: the image's URL and text, inside the VM.
-    let command = seen[7].body.clone().expect("a body");
+    let command = seen[8].body.clone().expect("a body");
     assert_eq!(command["commandId"], "RunPowerShellScript");
     let script: Vec<String> = serde_json::from_value(command["script"].clone()).expect("lines");
     let script = script.join("\n");
@@ -557,6 +618,7 @@ async fn a_redelivered_stage_reuses_every_name_and_the_existing_vm_and_creates_n
     let mut script = network();
     script.push(vm_missing());
     script.extend(vm_created("vm-op-1"));
+    script.push(disk_tagged());
     // First delivery: Resource Manager fails the check and the deletion.
     script.push(Reply::new(
         Method::POST,
@@ -573,6 +635,7 @@ async fn a_redelivered_stage_reuses_every_name_and_the_existing_vm_and_creates_n
         200,
         vm_body("Succeeded"),
     ));
+    script.push(disk_tagged());
     script.extend(run_command("rc-2", IIS_ANSWERS));
     script.extend(group_deleted("del-2"));
     let server = ArmServer::start(script).await;
@@ -588,7 +651,7 @@ async fn a_redelivered_stage_reuses_every_name_and_the_existing_vm_and_creates_n
     assert!(reason.contains("HTTP 500"), "{reason}");
     assert!(
         reason.contains(&format!("resource group {} not deleted", group()))
-            && reason.contains("the sweeper deletes it once older than 6 h"),
+            && reason.contains("the reaper deletes it once the run has ended"),
         "{reason}"
     );
     let first_requests = requests(&server);
@@ -610,14 +673,16 @@ async fn a_redelivered_stage_reuses_every_name_and_the_existing_vm_and_creates_n
     let second_requests = &all[first_requests.len()..];
     let writes = |list: &[String]| -> Vec<String> {
         list.iter()
-            .filter(|r| r.starts_with("PUT ") && !r.ends_with("vm-smoke"))
+            .filter(|r| {
+                (r.starts_with("PUT ") || r.starts_with("PATCH ")) && !r.ends_with("vm-smoke")
+            })
             .cloned()
             .collect()
     };
     assert_eq!(
         writes(&first_requests),
         writes(second_requests),
-        "the same group, network and NIC, by the same names"
+        "the same group, network, NIC and disk tags, by the same names"
     );
     let vm_puts = all
         .iter()
@@ -641,15 +706,16 @@ async fn a_redelivered_stage_reuses_every_name_and_the_existing_vm_and_creates_n
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_vm_that_never_answers_fails_the_stage_with_the_last_answer_and_the_group_is_deleted() {
+async fn a_vm_that_never_answers_fails_the_stage_with_the_last_answer_and_the_group_is_kept_for_the_reaper()
+ {
     let mut script = network();
     script.push(vm_missing());
     script.extend(vm_created("vm-op-1"));
+    script.push(disk_tagged());
     // 90 s of patience, a check every 30 s: four checks.
     for n in 1..=4 {
         script.extend(run_command(&format!("rc-{n}"), NOBODY_ANSWERS));
     }
-    script.extend(group_deleted("del-1"));
     let server = ArmServer::start(script).await;
     let (factory, _images, waits) = factory(&server, 90).await;
     let run = run_at_test(1);
@@ -666,12 +732,17 @@ async fn a_vm_that_never_answers_fails_the_stage_with_the_last_answer_and_the_gr
         "{reason}"
     );
     assert!(
-        reason.contains(&format!("resource group {} deleted", group())),
+        reason.contains(&format!(
+            "resource group {} kept for the VM's boot diagnostics; the reaper saves them with the run, then deletes the group",
+            group()
+        )),
         "{reason}"
     );
+    assert!(server.unserved().is_empty(), "four checks");
     assert!(
-        server.unserved().is_empty(),
-        "four checks, then the deletion"
+        !requests(&server).iter().any(|r| r.starts_with("DELETE")),
+        "the group is not deleted: {:?}",
+        requests(&server)
     );
     let pauses = waits
         .lock()
@@ -799,179 +870,44 @@ async fn a_quota_refusal_fails_the_stage_with_the_quota_diagnosis_and_the_group_
     factory.stop().await;
 }
 
-/// A resource group as ResourceGroups_List answers (Microsoft.Resources
-/// 2021-04-01: the `ListResourceGroups.json` example's body is empty, so each
-/// item has the `ResourceGroup` definition's shape, as in
-/// `CreateResourceGroup.json`, with tags).
-fn listed(name: &str, state: &str, tags: Option<Value>) -> Value {
-    let mut group = json!({
-        "id": format!("/subscriptions/sub-1/resourceGroups/{name}"),
-        "name": name,
-        "type": "Microsoft.Resources/resourceGroups",
-        "location": "westeurope",
-        "properties": { "provisioningState": state }
-    });
-    if let Some(tags) = tags {
-        group["tags"] = tags;
-    }
-    group
-}
-
-fn factory_tags(run: &str, hours_old: i64) -> Value {
-    json!({
-        "image-factory": "test",
-        "image-factory-run": run,
-        "image-factory-created": (now() - chrono::Duration::hours(hours_old)).to_rfc3339()
-    })
-}
-
-#[tokio::test]
-async fn the_sweeper_deletes_only_factory_test_groups_older_than_the_limit_from_a_recorded_listing()
-{
-    let list = "/subscriptions/sub-1/resourcegroups";
-    let page_one = json!({
-        "value": [
-            listed("imgf-test-push-a-1111aaaa", "Succeeded", Some(factory_tags("push-a", 8))),
-            listed("imgf-test-push-b-2222bbbb", "Succeeded", Some(factory_tags("push-b", 1))),
-            listed("imgf-test-push-c-3333cccc", "Succeeded", None),
-            listed("rg-someone-else", "Succeeded", Some(factory_tags("push-x", 48))),
-        ],
-        "nextLink": format!("{{base}}{list}?$filter=x&api-version=2021-04-01&%24skiptoken=page2")
-    });
-    let page_two = json!({ "value": [
-        listed("imgf-test-push-d-4444dddd", "Deleting", Some(factory_tags("push-d", 9))),
-        listed("imgf-test-push-e-5555eeee", "Succeeded", Some(json!({ "image-factory": "test" }))),
-    ]});
-    let server = ArmServer::start(vec![
-        Reply::new(Method::GET, list, 200, page_one),
-        Reply::new(Method::GET, list, 200, page_two),
-        // Listed without tags: read (GetResourceGroups.json's shape, with tags).
-        Reply::new(
-            Method::GET,
-            "/subscriptions/sub-1/resourceGroups/imgf-test-push-c-3333cccc",
-            200,
-            listed(
-                "imgf-test-push-c-3333cccc",
-                "Succeeded",
-                Some(factory_tags("push-c", 7)),
-            ),
-        ),
-        Reply::new(
-            Method::GET,
-            "/subscriptions/sub-1/resourceGroups/imgf-test-push-e-5555eeee",
-            200,
-            listed(
-                "imgf-test-push-e-5555eeee",
-                "Succeeded",
-                Some(json!({ "image-factory": "test" })),
-            ),
-        ),
-        // ForceDeleteVMsInResourceGroup.json's 200.
-        Reply::new(
-            Method::DELETE,
-            "/subscriptions/sub-1/resourceGroups/imgf-test-push-a-1111aaaa",
-            200,
-            Value::Null,
-        ),
-        Reply::new(
-            Method::DELETE,
-            "/subscriptions/sub-1/resourceGroups/imgf-test-push-c-3333cccc",
-            200,
-            Value::Null,
-        ),
-    ])
-    .await;
-    let (arm, _) = server.client();
-
-    let report = testvm::sweep(&arm, "sub-1", now(), chrono::Duration::hours(6))
-        .await
-        .expect("swept");
-
-    let seen = server.seen();
-    assert_eq!(
-        seen[0].uri,
-        "/subscriptions/sub-1/resourcegroups?$filter=tagName%20eq%20%27image-factory%27%20and%20tagValue%20eq%20%27test%27&api-version=2021-04-01"
-    );
-    let mut deleted = report.deleted.clone();
-    deleted.sort();
-    assert_eq!(
-        deleted,
-        ["imgf-test-push-a-1111aaaa", "imgf-test-push-c-3333cccc"]
-    );
-    assert_eq!(report.young, ["imgf-test-push-b-2222bbbb"]);
-    assert_eq!(
-        report.left,
-        [
-            (
-                "rg-someone-else".to_string(),
-                "not named by the factory".to_string()
-            ),
-            (
-                "imgf-test-push-d-4444dddd".to_string(),
-                "already being deleted".to_string()
-            ),
-            (
-                "imgf-test-push-e-5555eeee".to_string(),
-                "no readable creation tag".to_string()
-            ),
-        ]
-    );
-    assert!(report.failed.is_empty());
-    let deletes: Vec<&str> = seen
-        .iter()
-        .filter(|s| s.method == Method::DELETE)
-        .map(|s| s.uri.as_str())
-        .collect();
-    assert_eq!(deletes.len(), 2, "{deletes:?}");
-    assert!(
-        deletes
-            .iter()
-            .all(|u| u.contains("forceDeletionTypes=Microsoft.Compute/virtualMachines"))
-    );
-    assert!(server.unserved().is_empty());
-}
-
 #[tokio::test(flavor = "multi_thread")]
-async fn the_sweeper_timer_deletes_a_stale_test_group_and_survives_a_failed_listing() {
-    let list = "/subscriptions/sub-1/resourcegroups";
-    let server = ArmServer::start(vec![
-        Reply::new(
-            Method::GET,
-            list,
-            200,
-            json!({ "value": [listed("imgf-test-push-a-1111aaaa", "Succeeded", Some(factory_tags("push-a", 7)))] }),
-        ),
-        Reply::new(Method::DELETE, "/subscriptions/sub-1/resourceGroups/imgf-test-push-a-1111aaaa", 200, Value::Null),
-        Reply::new(
-            Method::GET,
-            list,
-            403,
-            json!({ "error": { "code": "AuthorizationFailed", "message": "The client does not have authorization to perform action 'Microsoft.Resources/subscriptions/resourcegroups/read'." } }),
-        ),
-    ])
-    .await;
-    let (factory, _images, _) = factory(&server, 600).await;
+async fn with_the_build_network_configured_the_nic_joins_its_subnet_and_no_network_is_made() {
+    let nic_in_subnet = {
+        let mut reply = nic_created();
+        reply.body["properties"]["ipConfigurations"][0]["properties"]["subnet"]["id"] =
+            json!(SUBNET_ID);
+        reply
+    };
+    let mut script = vec![group_created(), nic_in_subnet, vm_missing()];
+    script.extend(vm_created("vm-op-1"));
+    script.push(disk_tagged());
+    script.extend(run_command("rc-1", IIS_ANSWERS));
+    script.extend(group_deleted("del-1"));
+    let server = ArmServer::start(script).await;
+    let (factory, _images, _) = factory_in(&server, 600, Some(SUBNET_ID)).await;
 
-    factory.sweep().await;
-    // The identity lost its role: the next firing still answers 200 (runs come first).
-    factory.sweep().await;
-    // (The host's own firings, if one falls in between, are answered like these.)
-    let all = server.seen();
-    let deletes: Vec<&str> = all
-        .iter()
-        .filter(|s| s.method == Method::DELETE)
-        .map(|s| s.uri.split('?').next().unwrap_or_default())
-        .collect();
-    assert_eq!(
-        deletes,
-        ["/subscriptions/sub-1/resourceGroups/imgf-test-push-a-1111aaaa"],
-        "the stale group, deleted once"
-    );
+    let result = factory
+        .app
+        .execute_stage(&run_at_test(1), Stage::Test)
+        .await;
+
     assert!(
-        all.iter()
-            .filter(|s| s.method == Method::GET)
-            .all(|s| s.uri.starts_with(list))
+        matches!(result, StageResult::Succeeded(_)),
+        "the test passes: {result:?}"
     );
-    assert!(server.unserved().is_empty(), "both listings were read");
+    let sent = requests(&server);
+    assert!(
+        !sent.iter().any(|r| r.contains("virtualNetworks")),
+        "no network of the test's own: {sent:?}"
+    );
+    let nic = seen(&server)
+        .into_iter()
+        .find(|s| s.method == Method::PUT && s.uri.starts_with(&nic_path()))
+        .and_then(|s| s.body)
+        .expect("the NIC was put");
+    let ip = &nic["properties"]["ipConfigurations"][0]["properties"];
+    assert_eq!(ip["subnet"]["id"], SUBNET_ID);
+    assert!(ip.get("publicIPAddress").is_none(), "{nic}");
+    assert!(server.unserved().is_empty());
     factory.stop().await;
 }

@@ -262,6 +262,12 @@ impl BlobLogs {
     /// Uploads the file at `path` to the block blob at `url`.
     pub async fn upload_file(&self, path: &Path, url: &str) -> Result<(), BlobError> {
         let url = Url::parse(url).map_err(|e| BlobError::Url(e.to_string()))?;
+        // Logs are text; a boot diagnostics screenshot is a bitmap.
+        let content_type = if url.path().ends_with(".bmp") {
+            "image/bmp"
+        } else {
+            "text/plain; charset=utf-8"
+        };
         let client = BlockBlobClient::new(
             url,
             Some(self.credential.clone()),
@@ -297,7 +303,7 @@ impl BlobLogs {
             ..BlockLookupList::default()
         };
         let options = BlockBlobClientCommitBlockListOptions {
-            blob_content_type: Some("text/plain; charset=utf-8".into()),
+            blob_content_type: Some(content_type.into()),
             ..BlockBlobClientCommitBlockListOptions::default()
         };
         client
@@ -318,6 +324,10 @@ pub fn block_id(index: usize) -> Vec<u8> {
 impl LogStore for BlobLogs {
     fn url_for(&self, run: &RunId, worker: &str) -> String {
         format!("{}/{run}/{worker}.log", self.container_url)
+    }
+
+    fn url_for_file(&self, run: &RunId, file: &str) -> String {
+        format!("{}/{run}/{file}", self.container_url)
     }
 
     async fn upload(&self, path: &Path, url: &str) -> Result<(), PortError> {

@@ -1,8 +1,9 @@
 //! Azure Resource Manager adapters: the REST client (`arm`) and the calls the
 //! stages and timers make through it (`compute`: galleries and Marketplace
 //! images; `release`: publishing in the gallery; `testvm`: the test stage's
-//! temporary VM and the sweeper of its resource groups). Tokens come from the
-//! factory's Entra ID identity; no keys.
+//! temporary VM; `reaper`: what runs leave behind, and the boot diagnostics
+//! of the VMs that failed). Tokens come from the factory's Entra ID
+//! identity; no keys.
 
 pub mod arm;
 pub mod blob;
@@ -14,6 +15,8 @@ pub mod eventgrid;
 pub mod gallery;
 pub mod identity;
 pub mod jobs;
+pub mod network;
+pub mod reaper;
 pub mod servicebus;
 pub mod snapshots;
 pub mod telemetry;
@@ -48,6 +51,8 @@ pub struct AzureSettings {
     pub build_job: Option<BuildJob>,
     /// Where and how the test stage's VM runs (`IMAGE_FACTORY_TEST_*`).
     pub test_vm: TestVmSettings,
+    /// What the reaper may do (`IMAGE_FACTORY_REAPER_*`).
+    pub reaper: ReaperSettings,
 }
 
 /// The Container Apps job whose executions are the build workers
@@ -64,7 +69,7 @@ pub struct BuildJob {
     pub log_container_url: String,
 }
 
-/// The test stage's VM on Azure and the sweeper of its resource groups.
+/// The test stage's VM on Azure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TestVmSettings {
     /// The region test resource groups and VMs are created in
@@ -73,9 +78,10 @@ pub struct TestVmSettings {
     pub location: Option<String>,
     /// The VM size (`IMAGE_FACTORY_TEST_VM_SIZE`, default `Standard_D2s_v5`).
     pub vm_size: String,
-    /// The sweeper deletes factory test groups older than this
-    /// (`IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS`, default 6: longer than any test).
-    pub max_age_hours: u32,
+    /// The build network's VM subnet, where the test VM's NIC goes
+    /// (`IMAGE_FACTORY_TEST_SUBNET_ID`, a subnet's resource id); `None`: the
+    /// test makes a network of its own in its group.
+    pub subnet_id: Option<String>,
 }
 
 impl Default for TestVmSettings {
@@ -83,7 +89,7 @@ impl Default for TestVmSettings {
         TestVmSettings {
             location: None,
             vm_size: "Standard_D2s_v5".into(),
-            max_age_hours: 6,
+            subnet_id: None,
         }
     }
 }
@@ -108,20 +114,73 @@ impl TestVmSettings {
                 None => Ok(None),
             }
         };
-        let max_age_hours = match var("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS") {
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|h| (1..=24 * 30).contains(h))
-                .ok_or_else(|| SettingError {
-                    name: "IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS",
-                    message: "must be a whole number of hours between 1 and 720".into(),
-                })?,
-            None => defaults.max_age_hours,
+        let subnet_id = match var("IMAGE_FACTORY_TEST_SUBNET_ID").filter(|v| !v.is_empty()) {
+            Some(id) if network::SubnetId::parse(&id).is_some() => Some(id),
+            Some(_) => {
+                return Err(SettingError {
+                    name: "IMAGE_FACTORY_TEST_SUBNET_ID",
+                    message: "must be a subnet's resource id, /subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Network/virtualNetworks/<network>/subnets/<subnet>".into(),
+                });
+            }
+            None => None,
         };
         Ok(TestVmSettings {
             location: word("IMAGE_FACTORY_TEST_LOCATION", 64)?,
             vm_size: word("IMAGE_FACTORY_TEST_VM_SIZE", 64)?.unwrap_or(defaults.vm_size),
+            subnet_id,
+        })
+    }
+}
+
+/// What the reaper may do (docs/reaper.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaperSettings {
+    /// Report what would be deleted and delete nothing
+    /// (`IMAGE_FACTORY_REAPER_DRY_RUN`: `true` or `false`, default `false`).
+    pub dry_run: bool,
+    /// A tagged resource of a run this factory does not know is deleted once
+    /// older than this (`IMAGE_FACTORY_REAPER_MAX_AGE_HOURS`, default 24:
+    /// longer than any build and test).
+    pub max_age_hours: u32,
+}
+
+impl Default for ReaperSettings {
+    fn default() -> ReaperSettings {
+        ReaperSettings {
+            dry_run: false,
+            max_age_hours: 24,
+        }
+    }
+}
+
+impl ReaperSettings {
+    fn from_vars(var: &impl Fn(&str) -> Option<String>) -> Result<ReaperSettings, SettingError> {
+        let defaults = ReaperSettings::default();
+        let dry_run = match var("IMAGE_FACTORY_REAPER_DRY_RUN").filter(|v| !v.is_empty()) {
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(_) => {
+                return Err(SettingError {
+                    name: "IMAGE_FACTORY_REAPER_DRY_RUN",
+                    message: "must be true or false".into(),
+                });
+            }
+            None => defaults.dry_run,
+        };
+        let max_age_hours =
+            match var("IMAGE_FACTORY_REAPER_MAX_AGE_HOURS").filter(|v| !v.is_empty()) {
+                Some(v) => v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|h| (1..=24 * 30).contains(h))
+                    .ok_or_else(|| SettingError {
+                        name: "IMAGE_FACTORY_REAPER_MAX_AGE_HOURS",
+                        message: "must be a whole number of hours between 1 and 720".into(),
+                    })?,
+                None => defaults.max_age_hours,
+            };
+        Ok(ReaperSettings {
+            dry_run,
             max_age_hours,
         })
     }
@@ -194,6 +253,7 @@ impl AzureSettings {
             gallery: named("IMAGE_FACTORY_GALLERY")?,
             build_job,
             test_vm: TestVmSettings::from_vars(&var)?,
+            reaper: ReaperSettings::from_vars(&var)?,
         }))
     }
 
@@ -251,17 +311,23 @@ mod tests {
     }
 
     #[test]
-    fn the_test_vm_settings_have_defaults_and_refuse_bad_values_by_name() {
+    fn the_test_vm_and_reaper_settings_have_defaults_and_refuse_bad_values_by_name() {
         let sub = ("IMAGE_FACTORY_SUBSCRIPTION_ID", "sub-1");
         let plain = settings(&[sub]).expect("valid").expect("azure");
         assert_eq!(plain.test_vm, TestVmSettings::default());
         assert_eq!(plain.test_vm.location, None);
-        assert_eq!(plain.test_vm.max_age_hours, 6);
+        assert_eq!(plain.test_vm.subnet_id, None);
+        assert_eq!(plain.reaper, ReaperSettings::default());
+        assert!(!plain.reaper.dry_run);
+        assert_eq!(plain.reaper.max_age_hours, 24);
+        let subnet = "/subscriptions/sub-1/resourceGroups/rg-f-build/providers/Microsoft.Network/virtualNetworks/vnet-imgf-f/subnets/vms";
         let set = settings(&[
             sub,
             ("IMAGE_FACTORY_TEST_LOCATION", "francecentral"),
             ("IMAGE_FACTORY_TEST_VM_SIZE", "Standard_B2ms"),
-            ("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS", "12"),
+            ("IMAGE_FACTORY_TEST_SUBNET_ID", subnet),
+            ("IMAGE_FACTORY_REAPER_DRY_RUN", "True"),
+            ("IMAGE_FACTORY_REAPER_MAX_AGE_HOURS", "12"),
         ])
         .expect("valid")
         .expect("azure");
@@ -270,14 +336,27 @@ mod tests {
             TestVmSettings {
                 location: Some("francecentral".into()),
                 vm_size: "Standard_B2ms".into(),
+                subnet_id: Some(subnet.into()),
+            }
+        );
+        assert_eq!(
+            set.reaper,
+            ReaperSettings {
+                dry_run: true,
                 max_age_hours: 12,
             }
         );
         for (name, value) in [
             ("IMAGE_FACTORY_TEST_LOCATION", "west europe"),
             ("IMAGE_FACTORY_TEST_VM_SIZE", "Standard/B2"),
-            ("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS", "9999"),
-            ("IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS", "six"),
+            (
+                "IMAGE_FACTORY_TEST_SUBNET_ID",
+                "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v",
+            ),
+            ("IMAGE_FACTORY_TEST_SUBNET_ID", "vms"),
+            ("IMAGE_FACTORY_REAPER_MAX_AGE_HOURS", "9999"),
+            ("IMAGE_FACTORY_REAPER_MAX_AGE_HOURS", "six"),
+            ("IMAGE_FACTORY_REAPER_DRY_RUN", "yes"),
         ] {
             let error = settings(&[sub, (name, value)])
                 .expect_err(value)

@@ -1,21 +1,31 @@
-//! The test stage on Azure: one resource group per run holding a virtual
-//! network, a NIC without public address and a VM made from the image the
-//! build produced; the image's HTTP smoke check run inside the VM through
-//! Run Command; the group deleted in every outcome. And the sweeper of test
-//! groups a crash left behind.
+//! The test stage on Azure: one resource group per run holding a NIC
+//! without public address in the build network's VM subnet and a VM made
+//! from the image the build produced; the image's HTTP smoke check run
+//! inside the VM through Run Command; the group deleted when the test passed
+//! or could not start, kept when the VM failed its check (the reaper reads
+//! its boot diagnostics, then deletes it).
 //!
 //! Decisions, and why:
 //!
 //! - **Deterministic names.** The group is `imgf-test-<run id, sanitised>-<8
 //!   hex of its SHA-256>` (at most 79 characters, under ARM's 90); inside it
-//!   the names are constants (`vnet-smoke`, `nic-smoke`, `vm-smoke`,
-//!   `osdisk-smoke`). A redelivered stage therefore addresses the very same
-//!   resources: the group, network and NIC are PUT again (a PUT of the same
-//!   body changes nothing), and the VM is read first and reused when it
-//!   exists, so no retry ever creates a second VM or disk.
+//!   the names are constants (`nic-smoke`, `vm-smoke`, `osdisk-smoke`, and
+//!   `vnet-smoke` without a shared subnet). A redelivered stage therefore
+//!   addresses the very same resources: the group and NIC are PUT again (a
+//!   PUT of the same body changes nothing), and the VM is read first and
+//!   reused when it exists, so no retry ever creates a second VM or disk.
+//! - **The network.** With `IMAGE_FACTORY_TEST_SUBNET_ID` (the deployment
+//!   sets it) the NIC joins the build network's VM subnet, whose network
+//!   security group admits nothing but WinRM from the build job; without it
+//!   the group gets an isolated network of its own (`vnet-smoke`). Either
+//!   way the VM has no public address: the function reaches it only through
+//!   Run Command.
 //! - **Tags.** `image-factory: test` marks the group as the factory's,
 //!   `image-factory-run` names the run, `image-factory-created` (RFC 3339) is
-//!   when the stage's current attempt started: the sweeper's clock.
+//!   when the stage's current attempt started: the group, the NIC, the VM and
+//!   its OS disk carry them (the disk, made with the VM, takes no tags then:
+//!   they are merged onto it through the tags API right after), so the
+//!   reaper finds every one of them ([`crate::domain::reaper`]).
 //! - **No inbound port.** The smoke check (`[smoke.http]`: URL, status, text)
 //!   runs inside the VM: `POST .../virtualMachines/{vm}/runCommand` with
 //!   `RunPowerShellScript`, a script doing `Invoke-WebRequest` and printing
@@ -23,6 +33,9 @@
 //!   back from the `ComponentStatus/StdOut/succeeded` item. The check is
 //!   repeated every 30 s until the image's smoke timeout; the last answer is
 //!   kept for the failure reason.
+//! - **Boot diagnostics** are on (managed storage): a VM that fails its check
+//!   keeps its group, and the reaper saves its serial log and screenshot
+//!   with the run before it deletes the group.
 //! - **The password.** Windows needs an administrator password; a random one
 //!   is made per attempt, sent only in the VM's PUT body, and scrubbed from
 //!   every message this module returns. Nobody logs in: Run Command goes
@@ -30,8 +43,8 @@
 //! - **Deletion waits.** The group's DELETE (VMs force-deleted) is followed
 //!   to its end so that the recorded outcome ("deleted") is true; a test takes
 //!   minutes, deletion a few more, well inside the stage's time. If the
-//!   deletion fails or the process dies first, the sweeper deletes the group
-//!   once it is older than the configured age (default 6 h).
+//!   deletion fails or the process dies first, the reaper deletes the group
+//!   once its run has ended.
 //!
 //! Shapes come from the Azure REST API specifications (each contract test
 //! names its example); they are verified against that contract, not live.
@@ -46,26 +59,17 @@ use async_trait::async_trait;
 
 use super::arm::{ArmClient, ArmError, provisioning_state};
 use super::compute::COMPUTE_API;
+use super::network::NETWORK_API;
+use super::reaper::RESOURCES_API;
 use crate::domain::image::SmokeTest;
+use crate::domain::reaper::{CREATED_TAG, FACTORY_TAG, RUN_TAG};
 use crate::ports::PortError;
-use crate::ports::test_env::{
-    SmokeOrder, SmokeReport, SweepReport as PortSweepReport, TestEnvironment,
-};
+use crate::ports::test_env::{SmokeOrder, SmokeReport, TestEnvironment};
 
-/// API version of the resource group calls (Microsoft.Resources).
-pub const RESOURCES_API: &str = "2021-04-01";
-/// API version of the virtual network and NIC calls (Microsoft.Network).
-pub const NETWORK_API: &str = "2024-03-01";
-/// Every test group's name starts so; the sweeper touches no other group.
+/// Every test group's name starts so.
 pub const GROUP_PREFIX: &str = "imgf-test-";
-/// The tag marking a group as a factory test group...
-pub const FACTORY_TAG: &str = "image-factory";
-/// ...with this value.
-pub const FACTORY_TAG_VALUE: &str = "test";
-/// The tag naming the run a group belongs to.
-pub const RUN_TAG: &str = "image-factory-run";
-/// The tag holding when the group was (last) put, RFC 3339.
-pub const CREATED_TAG: &str = "image-factory-created";
+/// The value of the factory tag on what the test stage creates.
+pub const ROLE: &str = "test";
 /// The test VM's name inside its group.
 pub const VM_NAME: &str = "vm-smoke";
 /// Pause between two smoke checks.
@@ -78,8 +82,6 @@ const OS_DISK_NAME: &str = "osdisk-smoke";
 /// Windows computer names have at most 15 characters.
 const COMPUTER_NAME: &str = "imgf-smoke";
 const ADMIN_USERNAME: &str = "imgfadmin";
-/// Groups deleted per sweep at most (the next sweep takes the rest).
-const MAX_SWEEP_DELETIONS: usize = 5;
 
 /// The resource group of `run_id`'s test: the same for every attempt.
 pub fn group_name(run_id: &str) -> String {
@@ -254,6 +256,9 @@ pub struct TestPlan {
     pub image_id: String,
     /// The creation tag's time: when the stage's current attempt started.
     pub created: DateTime<Utc>,
+    /// The subnet the NIC joins (the build network's VM subnet); `None`:
+    /// an isolated network of its own in the group.
+    pub subnet_id: Option<String>,
     /// The check.
     pub check: SmokeCheck,
 }
@@ -320,7 +325,10 @@ pub enum Cleanup {
     Deleted,
     /// It was already gone.
     AlreadyGone,
-    /// The deletion failed; the sweeper will delete the group.
+    /// Kept: its VM failed the check; the reaper saves the VM's boot
+    /// diagnostics, then deletes the group.
+    Kept,
+    /// The deletion failed; the reaper will delete the group.
     Failed(String),
 }
 
@@ -383,7 +391,7 @@ fn group_path(subscription_id: &str, group: &str) -> String {
 
 fn tags(plan: &TestPlan) -> Value {
     let mut tags = Map::new();
-    tags.insert(FACTORY_TAG.into(), FACTORY_TAG_VALUE.into());
+    tags.insert(FACTORY_TAG.into(), ROLE.into());
     tags.insert(RUN_TAG.into(), plan.run_id.clone().into());
     tags.insert(
         CREATED_TAG.into(),
@@ -394,17 +402,26 @@ fn tags(plan: &TestPlan) -> Value {
     Value::Object(tags)
 }
 
-/// Runs the test of `plan`: creates (or finds) the group, network, NIC and
-/// VM, checks the URL inside the VM until it passes or time runs out, then
-/// deletes the group whatever happened.
+/// Runs the test of `plan`: creates (or finds) the group, NIC and VM,
+/// checks the URL inside the VM until it passes or time runs out, then
+/// deletes the group, unless the VM failed its check: the group is then kept
+/// for the VM's boot diagnostics (the reaper deletes it).
 pub async fn run(arm: &ArmClient, plan: &TestPlan) -> TestReport {
     let group = group_name(&plan.run_id);
     let password = AdminPassword::generate();
     let mut vm_reused = false;
     let result = provision_and_check(arm, plan, &group, &password, &mut vm_reused).await;
-    let cleanup = match delete_group(arm, &plan.subscription_id, &group).await {
-        Cleanup::Failed(e) => Cleanup::Failed(password.scrub(&e)),
-        other => other,
+    let keep = matches!(
+        result,
+        Err(TestVmError::NoAnswer { .. } | TestVmError::VmFailed { .. })
+    );
+    let cleanup = if keep {
+        Cleanup::Kept
+    } else {
+        match delete_group(arm, &plan.subscription_id, &group).await {
+            Cleanup::Failed(e) => Cleanup::Failed(password.scrub(&e)),
+            other => other,
+        }
     };
     tracing::info!(
         %group,
@@ -447,21 +464,28 @@ async fn provision_and_check(
     .await
     .map_err(failed("creating the test resource group"))?;
 
-    // VirtualNetworks_CreateOrUpdate: an isolated network, one subnet.
-    let vnet_id = format!("{base}/providers/Microsoft.Network/virtualNetworks/{VNET_NAME}");
-    arm.put(
-        &format!("{vnet_id}?api-version={NETWORK_API}"),
-        &json!({
-            "location": location,
-            "tags": tags,
-            "properties": {
-                "addressSpace": { "addressPrefixes": ["10.250.0.0/24"] },
-                "subnets": [{ "name": SUBNET_NAME, "properties": { "addressPrefix": "10.250.0.0/27" } }]
-            }
-        }),
-    )
-    .await
-    .map_err(failed("creating the test network"))?;
+    // The build network's VM subnet, or VirtualNetworks_CreateOrUpdate: an
+    // isolated network of the group's own, one subnet.
+    let subnet_id = match &plan.subnet_id {
+        Some(subnet) => subnet.clone(),
+        None => {
+            let vnet_id = format!("{base}/providers/Microsoft.Network/virtualNetworks/{VNET_NAME}");
+            arm.put(
+                &format!("{vnet_id}?api-version={NETWORK_API}"),
+                &json!({
+                    "location": location,
+                    "tags": tags,
+                    "properties": {
+                        "addressSpace": { "addressPrefixes": ["10.250.0.0/24"] },
+                        "subnets": [{ "name": SUBNET_NAME, "properties": { "addressPrefix": "10.250.0.0/27" } }]
+                    }
+                }),
+            )
+            .await
+            .map_err(failed("creating the test network"))?;
+            format!("{vnet_id}/subnets/{SUBNET_NAME}")
+        }
+    };
 
     // NetworkInterfaces_CreateOrUpdate: a private address only.
     let nic_id = format!("{base}/providers/Microsoft.Network/networkInterfaces/{NIC_NAME}");
@@ -475,7 +499,7 @@ async fn provision_and_check(
                     "name": "ipconfig1",
                     "properties": {
                         "privateIPAllocationMethod": "Dynamic",
-                        "subnet": { "id": format!("{vnet_id}/subnets/{SUBNET_NAME}") }
+                        "subnet": { "id": subnet_id }
                     }
                 }]
             }
@@ -524,7 +548,10 @@ async fn provision_and_check(
                     },
                     "networkProfile": {
                         "networkInterfaces": [{ "id": nic_id, "properties": { "primary": true } }]
-                    }
+                    },
+                    // Managed storage: a VM that fails its check shows its
+                    // serial log and screenshot (the reaper saves them).
+                    "diagnosticsProfile": { "bootDiagnostics": { "enabled": true } }
                 }
             });
             arm.put(&vm_path, &body)
@@ -532,6 +559,18 @@ async fn provision_and_check(
                 .map_err(failed("creating the test VM"))?;
         }
     }
+
+    // Tags_UpdateAtScope: the OS disk, made with the VM, carries no tags of
+    // its own; merged on every attempt (the same tags change nothing).
+    let disk_id = format!("{base}/providers/Microsoft.Compute/disks/{OS_DISK_NAME}");
+    arm.patch(
+        &format!(
+            "{disk_id}/providers/Microsoft.Resources/tags/default?api-version={RESOURCES_API}"
+        ),
+        &json!({ "operation": "Merge", "properties": { "tags": tags } }),
+    )
+    .await
+    .map_err(failed("tagging the test VM's OS disk"))?;
 
     // VirtualMachines_RunCommand until the check passes or time runs out.
     let check = &plan.check;
@@ -590,111 +629,6 @@ async fn delete_group(arm: &ArmClient, subscription_id: &str, group: &str) -> Cl
     }
 }
 
-/// What one sweep of test groups did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    /// Groups deleted.
-    pub deleted: Vec<String>,
-    /// Factory test groups younger than the limit (a test may be running).
-    pub young: Vec<String>,
-    /// Groups listed but left alone, with why.
-    pub left: Vec<(String, String)>,
-    /// Groups whose deletion failed, with why.
-    pub failed: Vec<(String, String)>,
-}
-
-/// The listing's filter: groups tagged `image-factory: test` (the documented
-/// `$filter=tagName eq '...' and tagValue eq '...'` of ResourceGroups_List),
-/// percent-encoded.
-pub fn sweep_filter() -> String {
-    format!("tagName eq '{FACTORY_TAG}' and tagValue eq '{FACTORY_TAG_VALUE}'")
-        .replace(' ', "%20")
-        .replace('\'', "%27")
-}
-
-/// Deletes the factory's test groups older than `max_age`: groups listed
-/// with the factory tag, named with [`GROUP_PREFIX`], whose creation tag is
-/// at least `max_age` before `now`. A group listed without tags (a tag filter
-/// may leave them out) is read to get them. Groups already being deleted are
-/// left to Resource Manager; at most five are deleted per sweep.
-pub async fn sweep(
-    arm: &ArmClient,
-    subscription_id: &str,
-    now: DateTime<Utc>,
-    max_age: chrono::Duration,
-) -> Result<SweepReport, ArmError> {
-    let listing = arm
-        .list(&format!(
-            "/subscriptions/{subscription_id}/resourcegroups?$filter={}&api-version={RESOURCES_API}",
-            sweep_filter()
-        ))
-        .await?;
-    let mut report = SweepReport::default();
-    let mut doomed = Vec::new();
-    for group in &listing {
-        let Some(name) = group.get("name").and_then(Value::as_str) else {
-            continue;
-        };
-        let mut leave = |why: &str| report.left.push((name.to_string(), why.to_string()));
-        if !name.starts_with(GROUP_PREFIX) {
-            leave("not named by the factory");
-            continue;
-        }
-        if provisioning_state(group).as_deref() == Some("Deleting") {
-            leave("already being deleted");
-            continue;
-        }
-        let tags = match group.get("tags").filter(|t| t.get(CREATED_TAG).is_some()) {
-            Some(tags) => tags.clone(),
-            None => match arm
-                .get_optional(&format!(
-                    "{}?api-version={RESOURCES_API}",
-                    group_path(subscription_id, name)
-                ))
-                .await
-            {
-                Ok(Some(full)) => full.get("tags").cloned().unwrap_or(Value::Null),
-                Ok(None) => continue,
-                Err(e) => {
-                    report.failed.push((name.to_string(), e.to_string()));
-                    continue;
-                }
-            },
-        };
-        if tags.get(FACTORY_TAG).and_then(Value::as_str) != Some(FACTORY_TAG_VALUE) {
-            leave("not tagged as a factory test group");
-            continue;
-        }
-        let created = tags
-            .get(CREATED_TAG)
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
-        match created {
-            None => leave("no readable creation tag"),
-            Some(at) if now - at >= max_age => doomed.push(name.to_string()),
-            Some(_) => report.young.push(name.to_string()),
-        }
-    }
-    for name in doomed.iter().skip(MAX_SWEEP_DELETIONS) {
-        report
-            .left
-            .push((name.clone(), "more than five to delete: next sweep".into()));
-    }
-    let deletions = doomed
-        .iter()
-        .take(MAX_SWEEP_DELETIONS)
-        .map(|name| delete_group(arm, subscription_id, name));
-    let outcomes = futures::future::join_all(deletions).await;
-    for (name, outcome) in doomed.iter().zip(outcomes) {
-        match outcome {
-            Cleanup::Deleted | Cleanup::AlreadyGone => report.deleted.push(name.clone()),
-            Cleanup::Failed(e) => report.failed.push((name.clone(), e)),
-        }
-    }
-    Ok(report)
-}
-
 /// The test environment on Azure: the smoke test in a temporary VM made
 /// from the built image (the module's description says how).
 #[derive(Clone, Debug)]
@@ -703,7 +637,7 @@ pub struct AzureTestVms {
     pub arm: ArmClient,
     /// The subscription the per-run groups are created in.
     pub subscription_id: String,
-    /// Region, VM size and the sweeper's age.
+    /// Region, VM size and subnet.
     pub settings: super::TestVmSettings,
 }
 
@@ -752,6 +686,7 @@ impl TestEnvironment for AzureTestVms {
             vm_size: settings.vm_size.clone(),
             image_id: image_id.to_string(),
             created: order.started_at,
+            subnet_id: settings.subnet_id.clone(),
             check,
         };
         let report = run(&self.arm, &plan).await;
@@ -759,9 +694,11 @@ impl TestEnvironment for AzureTestVms {
         let cleanup = match &report.cleanup {
             Cleanup::Deleted => format!("resource group {group} deleted"),
             Cleanup::AlreadyGone => format!("resource group {group} was already gone"),
+            Cleanup::Kept => format!(
+                "resource group {group} kept for the VM's boot diagnostics; the reaper saves them with the run, then deletes the group"
+            ),
             Cleanup::Failed(e) => format!(
-                "resource group {group} not deleted ({e}); the sweeper deletes it once older than {} h",
-                settings.max_age_hours
+                "resource group {group} not deleted ({e}); the reaper deletes it once the run has ended"
             ),
         };
         let vm = format!(
@@ -797,15 +734,6 @@ impl TestEnvironment for AzureTestVms {
                 failure: Some(format!("{e}; {vm}; {cleanup}")),
             }),
         }
-    }
-
-    async fn sweep(&self, now: DateTime<Utc>) -> Result<PortSweepReport, PortError> {
-        let max_age = chrono::Duration::hours(i64::from(self.settings.max_age_hours));
-        let report = sweep(&self.arm, &self.subscription_id, now, max_age).await?;
-        Ok(PortSweepReport {
-            removed: report.deleted,
-            failed: report.failed,
-        })
     }
 }
 
@@ -916,13 +844,5 @@ mod tests {
         let nested = json!({ "status": "Succeeded", "properties": { "output": answer("IMGF-STATUS=200\nIMGF-CONTAINS=True", "") } });
         assert_eq!(check.verdict(&nested), Ok(200));
         assert!(check.verdict(&json!({})).is_err());
-    }
-
-    #[test]
-    fn the_sweep_filter_is_the_documented_tag_filter_encoded() {
-        assert_eq!(
-            sweep_filter(),
-            "tagName%20eq%20%27image-factory%27%20and%20tagValue%20eq%20%27test%27"
-        );
     }
 }

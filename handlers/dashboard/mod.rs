@@ -5,11 +5,13 @@
 //! tree. Pure: given records, returns HTML
 //! rendered by the templates `runs.html`, `run.html` (with `timeline.html`)
 //! and `image.html`; this module turns records into what they show. Release
-//! notes and the changelog are in [`changelog`], the fleet page in [`fleet`].
+//! notes and the changelog are in [`changelog`], the fleet page in [`fleet`],
+//! the reaper's panel in [`reaper`].
 
 pub mod changelog;
 pub mod fleet;
 mod page;
+pub mod reaper;
 
 use askama::Template;
 use chrono::{DateTime, Utc};
@@ -90,13 +92,18 @@ struct RunsPage<'a> {
     image_options: Vec<Choice>,
     status_options: Vec<Choice>,
     rows: Vec<RunRow<'a>>,
+    /// The reaper's latest actions on these runs (the panel's head).
+    reaped: Vec<reaper::ReapRow<'a>>,
     /// The continuation of the next page, and the filters it keeps.
     next: Option<&'a str>,
     image: Option<&'a str>,
     status: Option<&'static str>,
 }
 
-/// The runs list, newest first.
+/// The reaper's actions the runs list shows (the rest on the reaper's panel).
+const RUNS_PAGE_REAPED: usize = 5;
+
+/// The runs list, newest first, with the reaper's latest actions on them.
 pub fn runs_page(
     runs: &[Run],
     images: &[String],
@@ -144,11 +151,14 @@ pub fn runs_page(
             started: minute(run.created_at),
         })
         .collect();
+    let mut reaped = reaper::reap_rows(runs);
+    reaped.truncate(RUNS_PAGE_REAPED);
     render(&RunsPage {
         frame: Frame::with("Runs", layout(runs.iter().any(|r| !r.status.is_terminal()))),
         image_options,
         status_options,
         rows,
+        reaped,
         next,
         image: filters.image.as_deref(),
         status: filters.status.map(|s| s.name()),
@@ -312,6 +322,10 @@ struct RunPage<'a> {
     deliveries: Vec<(&'static str, &'a str, String)>,
     log_tail: Option<&'a str>,
     earlier: Vec<EarlierAttempt<'a>>,
+    /// What the reaper did with what the run left behind.
+    reaped: Vec<reaper::ReapRow<'a>>,
+    /// The boot diagnostics of the run's VMs kept after a failure.
+    diagnostics: Vec<reaper::DiagnosticsRow<'a>>,
 }
 
 /// A run's page: `log_tail` is the current build attempt's log, `earlier`
@@ -418,6 +432,8 @@ pub fn run_page(
         }),
         log_tail,
         earlier,
+        reaped: reaper::reap_rows(std::slice::from_ref(run)),
+        diagnostics: reaper::diagnostics_rows(std::slice::from_ref(run)),
     })
 }
 

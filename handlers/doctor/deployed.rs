@@ -1,7 +1,7 @@
 //! The doctor's checks of the deployed app, through Resource Manager: the
 //! functions the Functions host indexed against the package's, the Service
 //! Bus queues against `infra/queues.json`, the build job, the gallery and its
-//! image definitions, and the app settings the code reads (by name: values
+//! image definitions, the build network, and the app settings the code reads (by name: values
 //! are never kept or printed). [`check_target`] starts from `doctor --url`'s
 //! flags and the environment (settings, the identity); [`check`] makes the
 //! calls.
@@ -15,7 +15,15 @@
 //!   (`POST .../sites/{name}/config/appsettings/list`, a `StringDictionary`);
 //! - `Microsoft.ServiceBus` 2021-11-01 (stable): `Queues_ListByNamespace`;
 //! - the Container Apps job and the gallery with the versions the factory
-//!   already uses ([`crate::azure::jobs::APPS_API`], [`crate::azure::compute::GALLERY_API`]).
+//!   already uses ([`crate::azure::jobs::APPS_API`], [`crate::azure::compute::GALLERY_API`]);
+//! - `Microsoft.Network` 2024-03-01 ([`crate::azure::network::NETWORK_API`]):
+//!   `VirtualNetworks_Get` (`virtualNetwork.json`) and
+//!   `NetworkSecurityGroups_Get` (`networkSecurityGroup.json`), for the build
+//!   network around `IMAGE_FACTORY_TEST_SUBNET_ID`: the VM subnet exists, a
+//!   subnet of the network is delegated to `Microsoft.App/environments` (at
+//!   least a /27), and the VM subnet's network security group admits WinRM
+//!   (5986) from that subnet and nothing from the internet or the rest of
+//!   the network ([`crate::domain::nsg`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -25,9 +33,11 @@ use serde_json::{Value, json};
 use super::{Finding, RequiredSetting, missing_settings};
 use crate::azure::arm::{ArmClient, ArmError};
 use crate::azure::identity::Identity;
+use crate::azure::network::{NETWORK_API, SubnetId};
 use crate::azure::{Azure, AzureSettings};
 use crate::config::{Settings, load_images_each};
 use crate::domain::image::GalleryDefinition;
+use crate::domain::nsg::{Decision, Flow, Prefix, decide, rules_of};
 use crate::package;
 
 /// API version of the function app calls.
@@ -201,7 +211,267 @@ pub async fn check(
     });
     findings.push(build_job(arm, azure).await);
     findings.extend(gallery(arm, azure, &expected.image_definitions).await);
+    findings.extend(network(arm, azure).await);
     findings
+}
+
+/// The smallest subnet a workload-profiles Container Apps environment takes.
+const ENVIRONMENT_SUBNET_MAX_LENGTH: u8 = 27;
+
+/// The build network around the test VMs' subnet: both subnets and the
+/// network security group between them.
+async fn network(arm: &ArmClient, azure: &AzureSettings) -> Vec<Finding> {
+    const CHECK: &str = "build network";
+    let Some(subnet) = azure.test_vm.subnet_id.as_deref().and_then(SubnetId::parse) else {
+        return vec![Finding::warning(
+            CHECK,
+            "not configured: test VMs get a network of their own, and the build network cannot be checked",
+            "set IMAGE_FACTORY_TEST_SUBNET_ID to the build network's VM subnet (`azd env get-value IMAGE_FACTORY_TEST_SUBNET_ID`)",
+        )];
+    };
+    let path = format!("{}?api-version={NETWORK_API}", subnet.network_id());
+    let vnet = match arm.get_optional(&path).await {
+        Ok(Some(vnet)) => vnet,
+        Ok(None) => {
+            return vec![Finding::failure(
+                CHECK,
+                format!(
+                    "the network {} does not exist in {}",
+                    subnet.network, subnet.resource_group
+                ),
+                "provision again (`azd provision`) or correct IMAGE_FACTORY_TEST_SUBNET_ID",
+            )];
+        }
+        Err(e) => {
+            let action = arm_action(&e);
+            return vec![Finding::failure(
+                CHECK,
+                format!("cannot read the network {}: {e}", subnet.network),
+                action,
+            )];
+        }
+    };
+    let subnets = vnet
+        .pointer("/properties/subnets")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let named = |name: &str| {
+        subnets.iter().find(|s| {
+            s.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+    };
+    let prefix_of = |s: &Value| {
+        s.pointer("/properties/addressPrefix")
+            .and_then(Value::as_str)
+            .and_then(Prefix::parse)
+    };
+    let mut findings = Vec::new();
+    let Some(vms) = named(&subnet.subnet) else {
+        findings.push(Finding::failure(
+            CHECK,
+            format!(
+                "the network {} has no subnet {}: the test VM's NIC cannot join it",
+                subnet.network, subnet.subnet
+            ),
+            "provision again (`azd provision`) or correct IMAGE_FACTORY_TEST_SUBNET_ID",
+        ));
+        return findings;
+    };
+    findings.push(Finding::ok(
+        CHECK,
+        format!(
+            "the network {} has the VM subnet {}",
+            subnet.network, subnet.subnet
+        ),
+    ));
+    let delegated = subnets.iter().find(|s| {
+        s.pointer("/properties/delegations")
+            .and_then(Value::as_array)
+            .is_some_and(|d| {
+                d.iter().any(|d| {
+                    d.pointer("/properties/serviceName")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.eq_ignore_ascii_case("Microsoft.App/environments"))
+                })
+            })
+    });
+    let environment = match delegated {
+        None => {
+            findings.push(Finding::failure(
+                "environment subnet",
+                format!(
+                    "no subnet of {} is delegated to Microsoft.App/environments: the build job's environment is not in the network, and packer cannot reach a private build VM",
+                    subnet.network
+                ),
+                "provision again (`azd provision`): infra/modules/network.bicep delegates the `environment` subnet",
+            ));
+            None
+        }
+        Some(env) => {
+            let name = env.get("name").and_then(Value::as_str).unwrap_or("?");
+            let prefix = prefix_of(env);
+            findings.push(match prefix {
+                Some(p) if p.length <= ENVIRONMENT_SUBNET_MAX_LENGTH => Finding::ok(
+                    "environment subnet",
+                    format!(
+                        "{name} ({}/{}) is delegated to Microsoft.App/environments",
+                        p.address, p.length
+                    ),
+                ),
+                Some(p) => Finding::failure(
+                    "environment subnet",
+                    format!(
+                        "{name} is a /{}: a workload-profiles environment needs at least a /27",
+                        p.length
+                    ),
+                    "give the environment a /27 or larger subnet (environmentSubnetPrefix); it cannot be resized once the environment exists",
+                ),
+                None => Finding::failure(
+                    "environment subnet",
+                    format!("{name} has no IPv4 address prefix this check can read"),
+                    "check the subnet's address prefix",
+                ),
+            });
+            prefix
+        }
+    };
+    findings.push(
+        match (
+            environment,
+            vms.pointer("/properties/networkSecurityGroup/id")
+                .and_then(Value::as_str),
+        ) {
+            (_, None) => Finding::failure(
+                "build subnet rules",
+                format!(
+                    "the subnet {} has no network security group: every address of the network reaches the build VMs",
+                    subnet.subnet
+                ),
+                "provision again (`azd provision`): infra/modules/network.bicep attaches the VM subnet's network security group",
+            ),
+            (None, Some(_)) => Finding::warning(
+                "build subnet rules",
+                "not checked: the environment's subnet is not known",
+                "fix the environment subnet first",
+            ),
+            (Some(environment), Some(nsg)) => {
+                let network: Vec<Prefix> = vnet
+                    .pointer("/properties/addressSpace/addressPrefixes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .filter_map(Prefix::parse)
+                    .collect();
+                rules(arm, nsg, environment, prefix_of(vms), &network).await
+            }
+        },
+    );
+    findings
+}
+
+/// Whether the network security group `nsg` admits WinRM from the
+/// environment's subnet, and nothing from the internet or from elsewhere in
+/// the network.
+async fn rules(
+    arm: &ArmClient,
+    nsg: &str,
+    environment: Prefix,
+    vms: Option<Prefix>,
+    network: &[Prefix],
+) -> Finding {
+    const CHECK: &str = "build subnet rules";
+    let name = nsg.rsplit('/').next().unwrap_or(nsg);
+    let body = match arm.get(&format!("{nsg}?api-version={NETWORK_API}")).await {
+        Ok(body) => body,
+        Err(e) => {
+            let action = arm_action(&e);
+            return Finding::failure(CHECK, format!("cannot read {name}: {e}"), action);
+        }
+    };
+    let rules = match rules_of(&body) {
+        Ok(rules) => rules,
+        Err(e) => {
+            return Finding::failure(
+                CHECK,
+                format!("{name}: {e}"),
+                "check the rules in the portal",
+            );
+        }
+    };
+    // Addresses that stand for each source: one in the environment's
+    // subnet, one on the internet (a documentation address), one elsewhere
+    // in the network (the VM subnet itself).
+    let winrm = 5986;
+    let internet = std::net::Ipv4Addr::new(203, 0, 113, 10);
+    let mut refused = Vec::new();
+    let mut unknown = Vec::new();
+    match decide(
+        &rules,
+        network,
+        Flow {
+            source: environment.nth(4),
+            port: winrm,
+        },
+    ) {
+        Decision::Allowed(_) => {}
+        Decision::Denied(by) => refused.push(format!(
+            "WinRM from the environment's subnet is refused ({by}): packer cannot reach a build VM"
+        )),
+        Decision::Unknown(why) => unknown.push(why),
+    }
+    let mut probes: Vec<(String, Flow)> = [22, 80, 443, 3389, 5985, winrm]
+        .into_iter()
+        .map(|port| {
+            (
+                format!("port {port} from the internet"),
+                Flow {
+                    source: internet,
+                    port,
+                },
+            )
+        })
+        .collect();
+    if let Some(vms) = vms {
+        probes.push((
+            "WinRM from elsewhere in the network".into(),
+            Flow {
+                source: vms.nth(4),
+                port: winrm,
+            },
+        ));
+    }
+    for (what, flow) in probes {
+        match decide(&rules, network, flow) {
+            Decision::Denied(_) => {}
+            Decision::Allowed(by) => refused.push(format!("{what} is admitted ({by})")),
+            Decision::Unknown(why) => unknown.push(why),
+        }
+    }
+    if !refused.is_empty() {
+        return Finding::failure(
+            CHECK,
+            format!("{name}: {}", refused.join("; ")),
+            "provision again (`azd provision`): infra/modules/network.bicep admits WinRM from the environment's subnet and denies every other inbound connection",
+        );
+    }
+    if !unknown.is_empty() {
+        return Finding::warning(
+            CHECK,
+            format!("{name}: {}", unknown.join("; ")),
+            "check those rules in the portal",
+        );
+    }
+    Finding::ok(
+        CHECK,
+        format!(
+            "{name} admits WinRM (5986) from {}/{} only and nothing from the internet",
+            environment.address, environment.length
+        ),
+    )
 }
 
 /// What to do about a Resource Manager failure.

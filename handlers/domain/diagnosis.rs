@@ -5,7 +5,10 @@
 //!
 //! Pure and table-driven: the first row whose every pattern of one of its
 //! alternatives occurs in the text (case-insensitively) wins, so the more
-//! specific rows come first.
+//! specific rows come first. The Windows template's scripts name the failures
+//! they detect on a line of their own, `[image-factory:<kind>] <what they
+//! saw>` (docs/windows-image.md, "Failure kinds"): those rows come first and
+//! carry the kind the script printed.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +38,62 @@ struct Row {
 
 /// The troubleshooting table, most specific rows first.
 const TABLE: &[Row] = &[
+    Row {
+        kind: "windows-update-timeout",
+        patterns: &[&["[image-factory:windows-update-timeout]"]],
+        symptom: "the Windows Update passes ran past their time limit",
+        cause: "slow downloads (no nearby update source, throttled outbound access) or an update that takes very long to install",
+        fix: "read the passes' results in the build log; check the build VM's outbound access (the build network's NAT gateway) or raise windows_update_timeout_minutes (with the image's [packer] timeout_minutes)",
+    },
+    Row {
+        kind: "windows-update-not-converged",
+        patterns: &[&["[image-factory:windows-update-not-converged]"]],
+        symptom: "updates were still applicable after the last Windows Update pass",
+        cause: "more updates than windows_update_max_passes passes install (a servicing stack update first, then the cumulative update), or an update that installs but never stops being offered",
+        fix: "the line names what is still applicable: raise windows_update_max_passes (the template holds 4), or hide the update that keeps coming back",
+    },
+    Row {
+        kind: "windows-update-reboot-loop",
+        patterns: &[&["[image-factory:windows-update-reboot-loop]"]],
+        symptom: "Windows Update is in a reboot loop",
+        cause: "the same update fails again after each restart, or a reboot stays pending across restarts",
+        fix: "the line names the update, its HRESULT and the passes (or the pending-reboot keys): look the HRESULT up, update the base image or install that update offline; the kept VM's boot diagnostics show its last screen",
+    },
+    Row {
+        kind: "windows-update-reboot-pending",
+        patterns: &[&["[image-factory:windows-update-reboot-pending]"]],
+        symptom: "a reboot was still pending after the last Windows Update pass",
+        cause: "an update installed by the last pass asked for a restart the build did not give it",
+        fix: "raise windows_update_max_passes so that a pass and its restart follow, or find the pending-reboot key the line names",
+    },
+    Row {
+        kind: "windows-update-config",
+        patterns: &[&["[image-factory:windows-update-config]"]],
+        symptom: "the Windows Update step refused its settings",
+        cause: "a limit passed to the update script is not a whole number (or the pass is not a number or 'final')",
+        fix: "correct the windows_update_* variable the line names (image.toml [packer.variables] or the template's defaults)",
+    },
+    Row {
+        kind: "guest-agent-not-ready",
+        patterns: &[&["[image-factory:guest-agent-not-ready]"]],
+        symptom: "the Azure guest agent was not running before Sysprep",
+        cause: "RdAgent or WindowsAzureGuestAgent did not start in guest_agent_timeout_minutes (a broken agent, or a VM still busy after its updates)",
+        fix: "the line names the service and its status: look at the kept VM's boot diagnostics and the agent's logs; raise guest_agent_timeout_minutes only when the agent starts late",
+    },
+    Row {
+        kind: "sysprep-failed",
+        patterns: &[&["[image-factory:sysprep-failed]"]],
+        symptom: "Sysprep ended without generalizing the VM",
+        cause: "an app or a pending servicing operation that blocks generalisation (setuperr.log says which)",
+        fix: "the line quotes the end of C:\\Windows\\System32\\Sysprep\\Panther\\setuperr.log: remove the blocking app (often a Store app provisioned for one user) or clear the pending operation, then build again",
+    },
+    Row {
+        kind: "sysprep-timeout",
+        patterns: &[&["[image-factory:sysprep-timeout]"]],
+        symptom: "Sysprep did not reach IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE in time",
+        cause: "Sysprep hangs (often on a pending update or a service that does not stop) or needs longer than sysprep_timeout_minutes",
+        fix: "the line lists every image state seen and the end of setuperr.log; the kept VM's screenshot (boot diagnostics, on the run's page) shows where Sysprep stands",
+    },
     Row {
         kind: "winrm-auth",
         patterns: &[
@@ -293,6 +352,82 @@ mod tests {
             "smoke-test-no-answer",
         ),
     ];
+
+    /// Lines as the Windows template's scripts print them
+    /// (`Invoke-WindowsUpdatePass.ps1`, `Invoke-Generalization.ps1`), each
+    /// recognised by the kind it names, before the generic rows that also
+    /// match its words ("Sysprep did not", "script exited").
+    const TEMPLATE_KINDS: &[(&str, &str)] = &[
+        (
+            "azure-arm.image: [image-factory:windows-update-timeout] the Windows Update passes took 152 minute(s), over windows_update_timeout_minutes (150)",
+            "windows-update-timeout",
+        ),
+        (
+            "azure-arm.image: [image-factory:windows-update-not-converged] 2 update(s) still applicable after 3 pass(es): 2026-02 Cumulative Update (KB5075906)",
+            "windows-update-not-converged",
+        ),
+        (
+            "azure-arm.image: [image-factory:windows-update-reboot-loop] KB5075906 failed in passes 1, 2 (HRESULT 0x800F0922)",
+            "windows-update-reboot-loop",
+        ),
+        (
+            "azure-arm.image: [image-factory:windows-update-reboot-pending] a reboot is pending after the last pass: Component Based Servicing\\RebootPending",
+            "windows-update-reboot-pending",
+        ),
+        (
+            "azure-arm.image: [image-factory:windows-update-config] WU_MAX_PASSES must be a whole number of at least 1, not 'three'",
+            "windows-update-config",
+        ),
+        (
+            "azure-arm.image: [image-factory:guest-agent-not-ready] the Azure guest agent service RdAgent is 'Stopped' after 15 minute(s)",
+            "guest-agent-not-ready",
+        ),
+        (
+            "azure-arm.image: [image-factory:sysprep-failed] Sysprep exited (code 0) but ImageState is IMAGE_STATE_UNDEPLOYABLE; Sysprep did not generalize",
+            "sysprep-failed",
+        ),
+        (
+            "azure-arm.image: [image-factory:sysprep-timeout] Sysprep did not reach IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE within 30 minute(s) (sysprep_timeout_minutes; ImageState timeout)",
+            "sysprep-timeout",
+        ),
+    ];
+
+    #[test]
+    fn every_failure_kind_the_windows_template_prints_is_its_own_diagnosis() {
+        for (line, kind) in TEMPLATE_KINDS {
+            let found = diagnose(line).map(|d| d.kind);
+            assert_eq!(found.as_deref(), Some(*kind), "for {line:?}");
+            // The evidence quoted from a log is that line, even when a
+            // generic line follows it.
+            let log = format!(
+                "{line}\n==> azure-arm.image: Script exited with non-zero exit status: 1. Allowed exit codes are: [0]"
+            );
+            assert_eq!(evidence(&log).as_deref(), Some(*line));
+        }
+        // Every kind the template's scripts print has its row.
+        let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("images/base-w2022-datacenter/scripts");
+        let mut printed = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&scripts).expect("the template's scripts") {
+            let text = std::fs::read_to_string(entry.expect("an entry").path()).unwrap_or_default();
+            for part in text.split("[image-factory:").skip(1) {
+                let kind: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                    .collect();
+                if !kind.is_empty() && part[kind.len()..].starts_with(']') {
+                    printed.insert(kind);
+                }
+            }
+        }
+        assert!(printed.len() >= 8, "{printed:?}");
+        for kind in &printed {
+            assert!(
+                TABLE.iter().any(|row| row.kind == kind.as_str()),
+                "the template prints [image-factory:{kind}] but the table has no row for it"
+            );
+        }
+    }
 
     #[test]
     fn every_row_of_the_troubleshooting_table_is_recognised_from_a_log_excerpt() {

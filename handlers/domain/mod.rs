@@ -1,5 +1,6 @@
 //! The domain core: runs, their state machine, versions, tags and approval
-//! tokens; the patch evidence, Microsoft's CVRF data and the patch rules.
+//! tokens; the patch evidence, Microsoft's CVRF data and the patch rules;
+//! the reaper's rules and what a network security group admits.
 //! Pure: no I/O, no clock, no Azure, HTTP or storage types.
 
 pub mod approval;
@@ -14,7 +15,9 @@ pub mod gallery;
 pub mod git_tag;
 pub mod image;
 pub mod machine;
+pub mod nsg;
 pub mod patch;
+pub mod reaper;
 pub mod release_event;
 pub mod release_notes;
 pub mod run;

@@ -1078,6 +1078,80 @@ pub struct Run {
         skip_serializing_if = "Option::is_none"
     )]
     pub follow_ups_due: Option<DateTime<Utc>>,
+    /// What the reaper deleted (or, in dry-run mode, would delete) of the
+    /// cloud resources the run left behind ([`super::reaper`]), one record
+    /// per resource, the latest outcome kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reaped: Vec<ReapRecord>,
+    /// The boot diagnostics of the run's VMs kept after a failure, one
+    /// record per VM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boot_diagnostics: Vec<BootDiagnosticsRecord>,
+}
+
+/// What the reaper did to one resource a run left behind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReapRecord {
+    /// The resource's id (a resource group's for a group).
+    pub resource: String,
+    /// Its type (`Microsoft.Compute/virtualMachines`, ... ;
+    /// `Microsoft.Resources/resourceGroups` for a group).
+    pub resource_type: String,
+    /// What happened.
+    pub outcome: ReapOutcome,
+    /// Why it was reaped, or why its deletion failed.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// How a reaping ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReapOutcome {
+    /// Deleted (or already gone).
+    Deleted,
+    /// Dry-run mode: it would have been deleted.
+    WouldDelete,
+    /// The deletion failed; the next firing tries again.
+    Failed,
+}
+
+impl ReapOutcome {
+    /// The outcome's wire name (`would-delete`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReapOutcome::Deleted => "deleted",
+            ReapOutcome::WouldDelete => "would-delete",
+            ReapOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// The boot diagnostics of one VM a failed run kept: where its serial log
+/// and screenshot are kept, or why they are not (yet).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootDiagnosticsRecord {
+    /// The VM's resource id.
+    pub vm: String,
+    /// What the VM was for: `build` or `test` (its `image-factory` tag).
+    pub role: String,
+    /// The serial log's URL in the log store, once saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_log: Option<String>,
+    /// The screenshot's URL in the log store, once saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot: Option<String>,
+    /// Tries made.
+    pub attempts: u32,
+    /// What the last try found, when nothing was saved (boot diagnostics
+    /// just turned on, an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When the last try was made.
+    pub at: DateTime<Utc>,
 }
 
 impl Run {
@@ -1116,6 +1190,8 @@ impl Run {
             git_tag: None,
             follow_ups: Vec::new(),
             follow_ups_due: None,
+            reaped: Vec::new(),
+            boot_diagnostics: Vec::new(),
         }
     }
 

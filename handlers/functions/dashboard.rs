@@ -1,5 +1,5 @@
 //! `dashboard` (`GET /api/dashboard[/runs/{id} | /images/{name} |
-//! /changelog/{image} | /fleet]`): the operators' pages. In Azure they sit
+//! /changelog/{image} | /fleet | /reaper]`): the operators' pages. In Azure they sit
 //! behind App Service authentication; locally the host serves them on
 //! loopback only.
 
@@ -9,6 +9,7 @@ use super::invocation::{InvocationError, retry};
 use crate::app::App;
 use crate::build_log;
 use crate::dashboard::changelog::changelog_page;
+use crate::dashboard::reaper::{Mode, reaper_page};
 use crate::dashboard::{
     AttemptLog, ChildBase, Filters, ImageTree, ParentBase, image_page, not_found_page,
     refusal_page, run_page, runs_page,
@@ -25,6 +26,8 @@ const LOG_TAIL: u64 = 8 * 1024;
 const PAGE_SIZE: usize = 50;
 /// Releases per page of an image's changelog.
 const CHANGELOG_PAGE: usize = 20;
+/// The newest runs whose records the reaper's panel shows.
+const REAPER_RUNS: usize = 100;
 
 /// A dashboard request.
 #[derive(Debug)]
@@ -62,6 +65,23 @@ impl Dashboard {
         let response = match (param("section").as_deref(), param("id")) {
             (None, None) => self.runs(app, now).await?,
             (Some("fleet"), None) => self.fleet(app).await?,
+            (Some("reaper"), None) => {
+                let query = RunQuery {
+                    limit: REAPER_RUNS,
+                    ..RunQuery::default()
+                };
+                let page = app
+                    .store
+                    .list(&query)
+                    .await
+                    .map_err(|e| retry("cannot list runs", e))?;
+                let mode = match &app.reaper {
+                    None => Mode::Off,
+                    Some(reaper) if reaper.dry_run => Mode::DryRun,
+                    Some(_) => Mode::Deleting,
+                };
+                html(200, reaper_page(&page.runs, mode))
+            }
             (Some("runs"), Some(id)) => match id.parse::<RunId>() {
                 Err(e) => html(404, not_found_page(&e.to_string())),
                 Ok(id) => match app.store.get(&id).await {

@@ -16,6 +16,7 @@ mod fleet;
 mod git_push;
 mod invocation;
 mod patch_tuesday;
+mod reaper;
 mod runs;
 mod stage;
 mod sweeper;
@@ -32,7 +33,7 @@ pub const DEAD_LETTER_QUEUE: &str = "dead-letters";
 
 /// Every function this handler serves, as named by the repository's
 /// `functions/<name>/function.json` (packaged as `<name>/function.json`).
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     "git-push",
     "patch-tuesday",
     "base-image",
@@ -47,6 +48,7 @@ pub const NAMES: [&str; 14] = [
     "dashboard",
     "dead-letter",
     "sweeper",
+    "reaper",
 ];
 
 /// A decoded invocation, ready to run.
@@ -72,6 +74,8 @@ pub enum Function {
     DeadLetter(dead_letter::DeadLetter),
     /// `sweeper`: the periodic check for runs that stopped moving.
     Sweeper(sweeper::Sweeper),
+    /// `reaper`: the periodic deletion of what runs left behind in the cloud.
+    Reaper(reaper::Reaper),
 }
 
 impl Function {
@@ -89,6 +93,7 @@ impl Function {
             "dashboard" => Function::Dashboard(dashboard::Dashboard::parse(request)?),
             "dead-letter" => Function::DeadLetter(dead_letter::DeadLetter::parse(request)?),
             "sweeper" => Function::Sweeper(sweeper::Sweeper::parse(request)?),
+            "reaper" => Function::Reaper(reaper::Reaper::parse(request)?),
             other => match other.strip_prefix("stage-").and_then(Stage::from_name) {
                 Some(stage) => Function::Stage(stage::StageInvocation::parse(stage, request)?),
                 None => return Err(InvocationError::UnknownFunction(other.to_string())),
@@ -109,6 +114,7 @@ impl Function {
             Function::Dashboard(f) => f.apply(app).await,
             Function::DeadLetter(f) => f.apply(app).await,
             Function::Sweeper(f) => f.apply(app).await,
+            Function::Reaper(f) => f.apply(app).await,
         }
     }
 }
@@ -130,7 +136,7 @@ pub enum Trigger {
 pub fn trigger_of(name: &str) -> Option<Trigger> {
     Some(match name {
         "git-push" | "approval" | "runs" | "dashboard" => Trigger::Http,
-        "patch-tuesday" | "base-image" | "sweeper" => Trigger::Timer,
+        "patch-tuesday" | "base-image" | "sweeper" | "reaper" => Trigger::Timer,
         "build-completed" => Trigger::Queue("build-completed"),
         "dead-letter" => Trigger::Queue(DEAD_LETTER_QUEUE),
         other => Trigger::Queue(

@@ -22,11 +22,8 @@
 //! a time budget, carrying the rest over to the next firing (see
 //! [`crate::followups`]).
 //!
-//! When the factory manages Azure, each firing then deletes the test stage's
-//! resource groups (tagged `image-factory: test`) older than
-//! `IMAGE_FACTORY_TEST_GROUP_MAX_AGE_HOURS` (`azure::testvm::sweep`): the
-//! groups a crash between a test VM's creation and its deletion left behind.
-//! A failure there is logged and never fails the firing (runs come first).
+//! What runs leave behind in Azure (test groups, a failed build's VM) is the
+//! reaper's (`functions::reaper`), not the sweeper's.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -257,7 +254,6 @@ impl Sweeper {
         start_missing_children(app, &mut response).await;
         retry_git_tags(app, &mut response).await;
         prune_snapshots(app, &mut response).await;
-        sweep_test_groups(app, &mut response).await;
         Ok(response)
     }
 }
@@ -413,29 +409,6 @@ async fn sweep_follow_ups(app: &App, response: &mut InvocationResponse) {
         Err(error) => {
             tracing::warn!(%error, "cannot list the runs with follow-ups due");
             response.log(format!("follow-ups not swept: {error}"));
-        }
-    }
-}
-
-/// Removes what crashed smoke tests left behind, in every test environment
-/// (on Azure: the test stage's resource groups older than the configured age).
-async fn sweep_test_groups(app: &App, response: &mut InvocationResponse) {
-    for environment in &app.test_environments {
-        match environment.sweep(app.now()).await {
-            Ok(report) => {
-                for name in &report.removed {
-                    tracing::info!(leftover = %name, "stale test resources deleted");
-                    response.log(format!("test leftover {name} deleted"));
-                }
-                for (name, error) in &report.failed {
-                    tracing::warn!(leftover = %name, %error, "cannot delete stale test resources");
-                    response.log(format!("test leftover {name} not deleted: {error}"));
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot list the test leftovers");
-                response.log(format!("test leftovers not swept: {error}"));
-            }
         }
     }
 }

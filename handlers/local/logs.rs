@@ -33,6 +33,10 @@ impl LogStore for LocalLogs {
             .to_string()
     }
 
+    fn url_for_file(&self, run: &RunId, file: &str) -> String {
+        self.dir.join(run.as_str()).join(file).display().to_string()
+    }
+
     async fn upload(&self, path: &Path, url: &str) -> Result<(), PortError> {
         let target = PathBuf::from(url);
         if !target.starts_with(&self.dir) {

@@ -6,14 +6,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 use crate::domain::image::SmokeTest;
 use crate::domain::truncate;
 use crate::local::executor::LocalExecutor;
 use crate::ports::PortError;
 use crate::ports::executor::{Check, Executor};
-use crate::ports::test_env::{SmokeOrder, SmokeReport, SweepReport, TestEnvironment};
+use crate::ports::test_env::{SmokeOrder, SmokeReport, TestEnvironment};
 
 /// Pause between two tries of an HTTP smoke check.
 const HTTP_RETRY_PAUSE: Duration = Duration::from_secs(2);
@@ -49,11 +48,6 @@ impl TestEnvironment for LocalTestEnvironment {
                 .await
             }
         }
-    }
-
-    /// A local test leaves nothing behind.
-    async fn sweep(&self, _now: DateTime<Utc>) -> Result<SweepReport, PortError> {
-        Ok(SweepReport::default())
     }
 }
 

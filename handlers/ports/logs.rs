@@ -1,5 +1,6 @@
 //! The log store port: where a build log goes when the build ran somewhere
-//! the operator cannot look (a worker off the host). Blob Storage on Azure
+//! the operator cannot look (a worker off the host), and the boot
+//! diagnostics of a VM a failed run kept. Blob Storage on Azure
 //! (`azure::blob`), a copy in the data folder locally (`local::logs`).
 
 use std::path::Path;
@@ -14,6 +15,8 @@ use crate::domain::run::RunId;
 pub trait LogStore: Send + Sync + 'static {
     /// Where the log of `worker`'s build of `run` is kept.
     fn url_for(&self, run: &RunId, worker: &str) -> String;
+    /// Where the file named `file` (a plain file name) kept with `run` goes.
+    fn url_for_file(&self, run: &RunId, file: &str) -> String;
     /// Copies the file at `path` to `url`.
     async fn upload(&self, path: &Path, url: &str) -> Result<(), PortError>;
 }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod executor;
 pub mod gallery;
 pub mod git;
+pub mod leftovers;
 pub mod logs;
 pub mod marketplace;
 pub mod notifier;

@@ -1,6 +1,7 @@
 //! The test environment port: where an image's smoke test runs. Locally the
 //! image's command or HTTP check (`local::test_env`); on Azure a temporary VM
 //! made from the built image, in its own resource group (`azure::testvm`).
+//! What a test leaves behind is the reaper's (`ports::leftovers`).
 
 use std::path::PathBuf;
 
@@ -35,15 +36,6 @@ pub struct SmokeReport {
     pub failure: Option<String>,
 }
 
-/// What a sweep of leftovers found and did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SweepReport {
-    /// Leftovers removed.
-    pub removed: Vec<String>,
-    /// Leftovers that could not be removed, with why.
-    pub failed: Vec<(String, String)>,
-}
-
 /// Runs smoke tests.
 #[async_trait]
 pub trait TestEnvironment: Send + Sync + 'static {
@@ -53,6 +45,4 @@ pub trait TestEnvironment: Send + Sync + 'static {
     /// Runs the smoke test of `order`. `Err` only when the environment itself
     /// failed (a transient one may be retried); a failing check is a report.
     async fn smoke(&self, order: &SmokeOrder<'_>) -> Result<SmokeReport, PortError>;
-    /// Removes what earlier tests left behind before `now` (crashed attempts).
-    async fn sweep(&self, now: DateTime<Utc>) -> Result<SweepReport, PortError>;
 }

@@ -151,10 +151,14 @@ pub async fn build_here(
             return StageResult::Failed(format!("cannot resolve {}: {e}", image.dir.display()));
         }
     };
+    // On error packer leaves what it made as it is (`abort`): a failed Azure
+    // build keeps its VM for the boot diagnostics the reaper collects before
+    // it deletes what the run left (docs/reaper.md).
     let mut args: Vec<String> = vec![
         "build".into(),
         "-machine-readable".into(),
         "-color=false".into(),
+        "-on-error=abort".into(),
     ];
     args.extend(super::vars::packer_vars(spec, image, &declared));
     args.push(template.display().to_string());

@@ -15,6 +15,8 @@ pub(super) fn packer_vars(
     let factory = [
         ("gallery_image_version", spec.version.clone()),
         ("run_id", spec.commit.clone()),
+        // The run's id: the template tags what the builder creates with it (the reaper's key).
+        ("factory_run_id", spec.run_id.to_string()),
         ("baseline_version", image.settings.baseline_version.clone()),
         (
             "base_image_version",
@@ -34,4 +36,54 @@ pub(super) fn packer_vars(
         args.push(format!("{name}={value}"));
     }
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::image::parse_image_settings;
+
+    fn image() -> ImageConfig {
+        ImageConfig {
+            name: "example".into(),
+            dir: "images/example".into(),
+            settings: parse_image_settings(
+                "baseline_version = \"2024.1\"\n[smoke.command]\nargv = [\"true\"]\n[approval]\napprovers = [\"lead\"]\n",
+            )
+            .expect("settings"),
+        }
+    }
+
+    fn spec() -> BuildSpec {
+        BuildSpec {
+            run_id: "push-example-c0ffee".parse().expect("a run id"),
+            version: "2026.1201.0".into(),
+            commit: "c0ffee".into(),
+            base_image_version: None,
+        }
+    }
+
+    #[test]
+    fn the_run_id_goes_to_a_template_that_declares_factory_run_id_and_to_no_other() {
+        let declared: Vec<String> = ["gallery_image_version", "run_id", "factory_run_id"]
+            .map(String::from)
+            .to_vec();
+        let args = packer_vars(&spec(), &image(), &declared);
+        assert_eq!(
+            args,
+            [
+                "-var",
+                "gallery_image_version=2026.1201.0",
+                "-var",
+                "run_id=c0ffee",
+                "-var",
+                "factory_run_id=push-example-c0ffee"
+            ]
+        );
+        let older = packer_vars(&spec(), &image(), &declared[..2]);
+        assert!(
+            !older.iter().any(|a| a.starts_with("factory_run_id=")),
+            "packer refuses a -var the template does not declare: {older:?}"
+        );
+    }
 }

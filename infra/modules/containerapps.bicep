@@ -20,6 +20,13 @@
 // Per build, the worker asks its identity endpoint for a token for
 // api://AzureADTokenExchange and gives it to packer as that app's client
 // assertion. See docs/packer-sign-in.md.
+//
+// The environment is integrated into the factory's build network
+// (network.bicep): a workload-profiles environment on the network's
+// `environment` subnet, so that packer reaches the build VM's private address
+// over WinRM. Integration is fixed when the environment is created: an
+// environment deployed before it must be deleted (with the job) before the
+// next `azd provision` (docs/deploying.md#the-build-network).
 
 @description('Name prefix.')
 param name string
@@ -57,7 +64,7 @@ param appInsightsConnectionString string
 @description('Client id of the app registration packer signs in as; it trusts the factory identity as a federated credential (deploy/entra/packer-app.bicep). Empty: packer has no Azure sign-in on the worker.')
 param packerClientId string = ''
 
-@description('The existing resource group packer builds in (and keeps its managed image in).')
+@description('The existing resource group packer builds in.')
 param buildResourceGroup string
 
 @description('The gallery\'s resource group.')
@@ -65,6 +72,25 @@ param galleryResourceGroup string
 
 @description('The gallery packer publishes versions to.')
 param galleryName string
+
+@description('Resource id of the environment\'s subnet (delegated to Microsoft.App/environments, at least a /27).')
+param environmentSubnetId string
+
+@description('How packer builds: private (the build VM in the build subnet, no public IP) or public-trial (packer makes a temporary network with a public IP; trials only).')
+@allowed([
+  'private'
+  'public-trial'
+])
+param buildNetwork string = 'private'
+
+@description('The build network (its name, its build VMs\' subnet, its resource group), passed to packer.')
+param virtualNetworkName string
+
+@description('The build VMs\' subnet of virtualNetworkName.')
+param vmSubnetName string
+
+@description('The build network\'s resource group.')
+param networkResourceGroup string
 
 @description('Maximum run time of one execution, in seconds: at least the longest build timeout ([packer] timeout_minutes) of any image, so that the factory\'s own timeout and watchdog act first.')
 @minValue(3600)
@@ -79,6 +105,19 @@ resource environment 'Microsoft.App/managedEnvironments@2024-03-01' = {
   location: location
   tags: tags
   properties: {
+    // Workload profiles with the Consumption profile only: the job's
+    // replicas share the subnet's addresses (about one per ten replicas).
+    workloadProfiles: [
+      {
+        name: 'Consumption'
+        workloadProfileType: 'Consumption'
+      }
+    ]
+    vnetConfiguration: {
+      infrastructureSubnetId: environmentSubnetId
+      // No app of the environment takes requests from outside the network.
+      internal: true
+    }
     appLogsConfiguration: {
       destination: 'log-analytics'
       logAnalyticsConfiguration: {
@@ -101,6 +140,7 @@ resource job 'Microsoft.App/jobs@2024-03-01' = {
   }
   properties: {
     environmentId: environment.id
+    workloadProfileName: 'Consumption'
     configuration: {
       triggerType: 'Manual'
       replicaTimeout: replicaTimeout
@@ -206,6 +246,25 @@ resource job 'Microsoft.App/jobs@2024-03-01' = {
             {
               name: 'PKR_VAR_replication_regions'
               value: '["${location}"]'
+            }
+            // The build network (docs/windows-image.md#the-build-network):
+            // the build VM's NIC in the `vms` subnet, no public IP. Ignored
+            // by the template in public-trial mode.
+            {
+              name: 'PKR_VAR_build_network'
+              value: buildNetwork
+            }
+            {
+              name: 'PKR_VAR_virtual_network_name'
+              value: virtualNetworkName
+            }
+            {
+              name: 'PKR_VAR_virtual_network_subnet_name'
+              value: vmSubnetName
+            }
+            {
+              name: 'PKR_VAR_virtual_network_resource_group_name'
+              value: networkResourceGroup
             }
           ]
         }

@@ -115,6 +115,15 @@ param testLocation string
 @description('Size of the test stage\'s VM (IMAGE_FACTORY_TEST_VM_SIZE).')
 param testVmSize string
 
+@description('The build network\'s VM subnet, where the test VM\'s NIC goes (IMAGE_FACTORY_TEST_SUBNET_ID).')
+param testSubnetId string
+
+@description('The reaper deletes nothing and reports what it would delete (IMAGE_FACTORY_REAPER_DRY_RUN).')
+param reaperDryRun bool
+
+@description('Hours after which the reaper deletes a tagged resource of a run the factory does not know (IMAGE_FACTORY_REAPER_MAX_AGE_HOURS).')
+param reaperMaxAgeHours int
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: 'asp-${name}'
   location: location
@@ -301,6 +310,19 @@ var baseSettings = [
   {
     name: 'IMAGE_FACTORY_TEST_VM_SIZE'
     value: testVmSize
+  }
+  {
+    name: 'IMAGE_FACTORY_TEST_SUBNET_ID'
+    value: testSubnetId
+  }
+  // The reaper of what runs leave behind (docs/reaper.md).
+  {
+    name: 'IMAGE_FACTORY_REAPER_DRY_RUN'
+    value: string(reaperDryRun)
+  }
+  {
+    name: 'IMAGE_FACTORY_REAPER_MAX_AGE_HOURS'
+    value: string(reaperMaxAgeHours)
   }
   // Secrets, from Key Vault.
   {

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
 use image_factory::azure::arm::{ArmClient, Patience, Sleeper};
 use image_factory::azure::compute::GalleryImage;
-use image_factory::azure::{Azure, AzureSettings, TestVmSettings};
+use image_factory::azure::{Azure, AzureSettings, ReaperSettings, TestVmSettings};
 use serde_json::Value;
 
 use super::spec_validator::{self, Exchange, Violations};
@@ -187,6 +187,7 @@ impl ArmServer {
             gallery: Some("acg_shared".into()),
             build_job: None,
             test_vm,
+            reaper: ReaperSettings::default(),
         };
         (Azure { settings, arm }, waits)
     }
@@ -369,4 +370,22 @@ pub fn gallery_version(
         safety.remove("policyViolations");
     }
     version
+}
+
+/// Tags_UpdateAtScope (Microsoft.Resources 2021-04-01,
+/// `PATCH {scope}/providers/Microsoft.Resources/tags/default`): 200 with the
+/// `TagsResource` wrapper holding `tags`.
+pub fn tags_updated(scope: &str, tags: serde_json::Value) -> Reply {
+    let path = format!("{scope}/providers/Microsoft.Resources/tags/default");
+    Reply::new(
+        Method::PATCH,
+        &path,
+        200,
+        serde_json::json!({
+            "id": path,
+            "name": "default",
+            "type": "Microsoft.Resources/tags",
+            "properties": { "tags": tags }
+        }),
+    )
 }

@@ -308,9 +308,15 @@ impl Factory {
         self.fire_timer("sweeper").await;
     }
 
+    /// Fires the reaper timer as the host does; answers its log lines.
+    pub async fn reap(&self) -> Vec<String> {
+        self.fire_timer("reaper").await.logs
+    }
+
     /// Fires the timer function `name` as the host does: invokes the
-    /// handler, then sends the messages of its Service Bus outputs.
-    pub async fn fire_timer(&self, name: &str) {
+    /// handler, then sends the messages of its Service Bus outputs. Answers
+    /// the handler's response (its log lines).
+    pub async fn fire_timer(&self, name: &str) -> image_factory::protocol::InvocationResponse {
         let invocation = serde_json::json!({
             "Data": { "timer": { "Schedule": { "AdjustForDST": true }, "ScheduleStatus": null, "IsPastDue": false } },
             "Metadata": {}
@@ -337,6 +343,7 @@ impl Factory {
             .send(messages)
             .await
             .unwrap_or_else(|e| panic!("send the {name} timer's messages: {e}"));
+        response
     }
 
     /// Reads a run through the runs API.

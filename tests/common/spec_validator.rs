@@ -28,6 +28,8 @@ pub const SPECS: &[&str] = &[
     "specification/resources/resource-manager/Microsoft.Resources/stable/2021-04-01/resources.json",
     "specification/network/resource-manager/Microsoft.Network/stable/2024-03-01/virtualNetwork.json",
     "specification/network/resource-manager/Microsoft.Network/stable/2024-03-01/networkInterface.json",
+    "specification/network/resource-manager/Microsoft.Network/stable/2024-03-01/networkSecurityGroup.json",
+    "specification/network/resource-manager/Microsoft.Network/stable/2024-03-01/publicIpAddress.json",
     "specification/app/resource-manager/Microsoft.App/stable/2025-01-01/Jobs.json",
     "specification/communication/data-plane/Email/stable/2023-03-31/CommunicationServicesEmail.json",
     "specification/web/resource-manager/Microsoft.Web/stable/2024-04-01/WebApps.json",
