@@ -40,6 +40,7 @@ use crate::ports::git::GitTags;
 use crate::ports::logs::LogStore;
 use crate::ports::marketplace::MarketplaceImages;
 use crate::ports::notifier::Notifier;
+use crate::ports::security_updates::SecurityUpdates;
 use crate::ports::store::{RunQuery, RunStore, StoreError};
 use crate::ports::test_env::TestEnvironment;
 use crate::ports::workers::Workers;
@@ -107,6 +108,8 @@ pub struct App {
     pub test_environments: Vec<Arc<dyn TestEnvironment>>,
     /// Where base image versions are listed.
     pub marketplace: Arc<dyn MarketplaceImages>,
+    /// Microsoft's security data: the patch gate's and the fleet view's.
+    pub security_updates: Arc<dyn SecurityUpdates>,
     /// Where released commits are tagged `<image>/<version>`.
     pub git_tags: Arc<dyn GitTags>,
     /// The image definitions read at start, by name: what `doctor`, the
@@ -248,6 +251,7 @@ impl App {
             test_environments: &self.test_environments,
             gallery: self.gallery.as_ref(),
             store: self.store.as_ref(),
+            security_updates: self.security_updates.as_ref(),
             notifier: &self.notifier,
             links: self.links(),
             ids: &self.ids,

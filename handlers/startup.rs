@@ -348,6 +348,7 @@ pub async fn build_app(
                 .map_err(anyhow::Error::msg)?,
         )
     };
+    let security_updates = open_security_updates(&settings, &adapters)?;
     let sources = Arc::new(Sources::new(
         Arc::new(LocalGit::new(&settings.images_dir)),
         Arc::new(FolderSnapshots::new(settings.data_dir.join(SOURCES))),
@@ -363,6 +364,7 @@ pub async fn build_app(
         marketplace: Arc::new(LocalMarketplace::new(
             settings.data_dir.join(MARKETPLACE_FILE),
         )),
+        security_updates,
         git_tags,
         images: Arc::new(images),
         sources,

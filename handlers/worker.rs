@@ -1,9 +1,12 @@
 //! The worker mode: one build off the Functions host (a Container Apps job
 //! execution running this binary's `worker` mode). It reads its
 //! [`BuildOrder`] from `IMAGE_FACTORY_BUILD_ORDER`, runs packer as the local
-//! build stage does ([`crate::stages::build_here`]), uploads the log and
-//! sends its [`crate::ports::workers::BuildReport`] on the `build-completed`
-//! queue. The contract between the two sides is [`crate::ports::workers`].
+//! build stage does ([`crate::stages::build_here`]), uploads the log and the
+//! patch evidence the build collected (beside the log,
+//! [`LogStore::evidence_url_for`]; the report carries its hash and what it
+//! says) and sends its [`crate::ports::workers::BuildReport`] on the
+//! `build-completed` queue. The contract between the two sides is
+//! [`crate::ports::workers`].
 //!
 //! Packer's sign-in ([`PackerSignIn`]): packer's Azure plugin finds a managed
 //! identity only through the VM metadata endpoint, which Container Apps does
@@ -20,6 +23,7 @@ use std::time::Duration;
 use azure_core::credentials::TokenCredential;
 
 use crate::config::load_images;
+use crate::domain::evidence::EvidenceRecord;
 use crate::domain::run::BuildOutcome;
 use crate::ports::executor::Executor;
 use crate::ports::logs::LogStore;
@@ -163,6 +167,9 @@ pub async fn run(
                     result.log = format!("not uploaded ({e}); it was {}", log.display());
                 }
             }
+            if let Some(record) = result.evidence.take() {
+                result.evidence = Some(Box::new(upload_evidence(uploader, order, *record).await));
+            }
             BuildOutcome::Succeeded(result)
         }
         (BuildOutcome::Failed { reason }, Some(log)) => {
@@ -195,6 +202,27 @@ pub async fn run(
         }
     }
     Err(format!("the build report could not be sent: {last}"))
+}
+
+/// Uploads the evidence file the build left (when it left one) beside the
+/// log: the record then names where it is kept; a failed upload is named
+/// there instead (the hash and what the file says stay on the record).
+async fn upload_evidence(
+    uploader: &dyn LogStore,
+    order: &BuildOrder,
+    record: EvidenceRecord,
+) -> EvidenceRecord {
+    let Some(local) = record.location().map(PathBuf::from) else {
+        return record;
+    };
+    let url = uploader.evidence_url_for(&order.run_id, &order.worker_id);
+    match uploader.upload(&local, &url).await {
+        Ok(()) => record.moved_to(&url),
+        Err(e) => {
+            tracing::warn!(error = %e, "the patch evidence could not be uploaded");
+            record.moved_to(&format!("not uploaded ({e}); it was {}", local.display()))
+        }
+    }
 }
 
 /// Runs the build; answers the outcome and the local log, or `None` when cancelled.

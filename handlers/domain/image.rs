@@ -58,6 +58,57 @@ pub struct ImageSettings {
     /// How a release is published in the gallery (`[release]`).
     #[serde(default)]
     pub release: ReleaseSettings,
+    /// The test stage's patch gate (`[patch]`), for an image whose build
+    /// collects patch evidence; `None`: the image is not gated.
+    #[serde(default)]
+    pub patch: Option<PatchSettings>,
+}
+
+/// The `[patch]` section: the test stage checks the build's evidence
+/// (`image-evidence.json`) against Microsoft's security data for the newest
+/// month (docs/patch-evidence.md).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSettings {
+    /// The product the image is, as Microsoft's data names it
+    /// (`Windows Server 2022`, `Windows Server 2022 (Server Core
+    /// installation)`): the evidence's OS build and installation type must
+    /// name the same.
+    pub product: String,
+    /// For this many days after a month was published, the gate judges
+    /// against the month before (the month's update may not be buildable
+    /// yet). 0: the newest month from its first day.
+    #[serde(default)]
+    pub grace_days: u32,
+    /// How long the gate waits for Microsoft's data when it cannot be read,
+    /// before the run goes on to its approvers marked "patch level not
+    /// verified".
+    #[serde(default = "default_unverified_hours")]
+    pub unverified_after_hours: u32,
+}
+
+fn default_unverified_hours() -> u32 {
+    24
+}
+
+impl PatchSettings {
+    fn check(&self) -> Result<(), String> {
+        PATCH_GRACE_DAYS.check(u64::from(self.grace_days))?;
+        UNVERIFIED_AFTER_HOURS.check(u64::from(self.unverified_after_hours))?;
+        let known = super::patch::known_products();
+        if !known.contains(&self.product) {
+            return Err(format!(
+                "[patch] product = {:?} is not a product the patch rules know: write one of {}",
+                super::controls::escape_controls(&self.product, super::controls::Lines::Escape),
+                known
+                    .iter()
+                    .map(|p| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The `[release]` section: replication and the gallery's pruning policy.
@@ -500,10 +551,27 @@ pub const SEMVER_MINOR: Range = Range {
     hint: " (the gallery stores each version part as an int32)",
 };
 
+/// `[patch] grace_days`: less than the 28 days between two Patch Tuesdays.
+pub const PATCH_GRACE_DAYS: Range = Range {
+    key: "[patch] grace_days",
+    min: 0,
+    max: 27,
+    unit: "days",
+    hint: " (a longer grace would outlast the next month; leave it out for 0)",
+};
+/// `[patch] unverified_after_hours`: a week at most.
+pub const UNVERIFIED_AFTER_HOURS: Range = Range {
+    key: "[patch] unverified_after_hours",
+    min: 1,
+    max: 168,
+    unit: "hours",
+    hint: " (leave it out for the default of 24)",
+};
+
 /// Every range `image.toml`'s numbers are held to (`[approval] required`
 /// is between 1 and the number of approvers, `remind_before_hours` below
 /// `expires_hours`; both are checked beside these).
-pub const RANGES: [Range; 13] = [
+pub const RANGES: [Range; 15] = [
     PACKER_TIMEOUT_MINUTES,
     SMOKE_HTTP_TIMEOUT_SECONDS,
     SMOKE_COMMAND_TIMEOUT_SECONDS,
@@ -517,6 +585,8 @@ pub const RANGES: [Range; 13] = [
     TAGS,
     SEMVER_MAJOR,
     SEMVER_MINOR,
+    PATCH_GRACE_DAYS,
+    UNVERIFIED_AFTER_HOURS,
 ];
 
 /// Parses and checks an `image.toml`: every number within its [`Range`].
@@ -573,6 +643,9 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
         }
     }
     settings.release.check()?;
+    if let Some(patch) = &settings.patch {
+        patch.check()?;
+    }
     Ok(settings)
 }
 
@@ -637,7 +710,17 @@ mod tests {
     #[test]
     fn every_number_is_held_to_its_documented_range_naming_the_key() {
         // (the file around a value, the range it is held to)
-        let cases: [(&dyn Fn(u64) -> String, Range); 9] = [
+        let patch = |key: &str, v: u64| {
+            with(&format!(
+                "[patch]\nproduct = \"Windows Server 2022\"\n{key} = {v}"
+            ))
+        };
+        let cases: [(&dyn Fn(u64) -> String, Range); 11] = [
+            (&|v| patch("grace_days", v), PATCH_GRACE_DAYS),
+            (
+                &|v| patch("unverified_after_hours", v),
+                UNVERIFIED_AFTER_HOURS,
+            ),
             (
                 &|v| with(&format!("[packer]\ntimeout_minutes = {v}")),
                 PACKER_TIMEOUT_MINUTES,
@@ -761,6 +844,35 @@ mod tests {
             error.contains("[approval] remind_before_hours must be from 0 to 3 hours"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_patch_table_names_a_product_the_rules_know_and_defaults_its_times() {
+        let settings = parse_image_settings(&with(
+            "[patch]\nproduct = \"Windows Server 2022 (Server Core installation)\"",
+        ))
+        .unwrap();
+        let patch = settings.patch.unwrap();
+        assert_eq!(
+            (patch.grace_days, patch.unverified_after_hours),
+            (0, 24),
+            "defaults"
+        );
+        assert!(parse_image_settings(&with("")).unwrap().patch.is_none());
+        let error = parse_image_settings(&with("[patch]\nproduct = \"Windows 11\""))
+            .expect_err("an unknown product");
+        assert!(
+            error.contains("[patch] product = \"Windows 11\" is not a product")
+                && error.contains("\"Windows Server 2022\""),
+            "{error}"
+        );
+        let error = parse_image_settings(&with("[patch]\ngrace_days = 1")).expect_err("no product");
+        assert!(error.contains("product"), "{error}");
+        let error = parse_image_settings(&with(
+            "[patch]\nproduct = \"Windows Server 2022\"\ngrace = 1",
+        ))
+        .expect_err("an unknown key");
+        assert!(error.contains("unknown field `grace`"), "{error}");
     }
 
     #[test]

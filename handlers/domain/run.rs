@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::approval::{ApprovalRequest, Decision, Verdict};
 use super::controls::{Lines, escape_option};
 use super::diagnosis::Diagnosis;
+use super::evidence::EvidenceRecord;
+use super::patch_gate::PatchRecord;
 use super::version::ImageVersion;
 
 /// Longest run id accepted: `push-<64-character image>-<64 hex>` fits with room to spare.
@@ -592,10 +594,13 @@ pub enum StageOutput {
     },
     /// The build stage's artifacts and log.
     Built(BuildResult),
-    /// The smoke test's result.
+    /// The smoke test's result, and the patch gate's for an image with `[patch]`.
     Tested {
         /// What was checked and what answered.
         checks: Vec<String>,
+        /// The patch gate's record (passed, or not verified).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        patch: Option<Box<PatchRecord>>,
     },
     /// The released image's metadata.
     Released(ReleaseRecord),
@@ -615,6 +620,10 @@ pub struct BuildResult {
     pub log: String,
     /// Seconds the build took.
     pub duration_seconds: u64,
+    /// The patch evidence the build collected (`image-evidence.json`), for
+    /// a template that declares `evidence_path`; `None` for one that does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Box<EvidenceRecord>>,
 }
 
 /// The `image-version.json` document a release publishes (the seed's metadata file).
@@ -1042,6 +1051,10 @@ pub struct Run {
     pub build: Option<BuildResult>,
     /// Test stage checks.
     pub checks: Vec<String>,
+    /// The test stage's patch gate, for an image with `[patch]`: the
+    /// verdict, or why it failed, waits or went on unverified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Box<PatchRecord>>,
     /// Approval request and decisions.
     pub approval: Option<ApprovalRequest>,
     /// Every decision taken, in order (the audit trail).
@@ -1105,6 +1118,7 @@ impl Run {
             findings: Vec::new(),
             build: None,
             checks: Vec::new(),
+            patch: None,
             approval: None,
             decisions: Vec::new(),
             release: None,

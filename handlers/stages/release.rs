@@ -102,7 +102,10 @@ pub(super) async fn run(
 /// The image's release before `run`: of its recent released runs, the one
 /// with the highest version below the run's. A run approved after a newer
 /// one was released follows the release below it, not the newer one.
-async fn previous_release(store: &dyn RunStore, run: &Run) -> Result<Option<Run>, StoreError> {
+pub(super) async fn previous_release(
+    store: &dyn RunStore,
+    run: &Run,
+) -> Result<Option<Run>, StoreError> {
     let query = RunQuery {
         image: Some(run.image.clone()),
         statuses: vec![RunStatus::Released],
