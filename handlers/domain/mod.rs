@@ -16,6 +16,7 @@ pub mod image;
 pub mod machine;
 pub mod patch;
 pub mod patch_gate;
+pub mod patch_view;
 pub mod release_event;
 pub mod release_notes;
 pub mod run;

@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 use super::cvrf::{CvrfDocument, MonthId, Severity, WindowsBuild};
 use super::evidence::{Evidence, EvidenceRecord};
 use super::image::PatchSettings;
-use super::patch::{CveFix, SeverityCounts, Target, Verdict, assess, newly_fixed};
+use super::patch::{
+    CumulativeUpdate, CveFix, SeverityCounts, Target, Verdict, assess, newly_fixed,
+};
 
 /// Most months read back for the CVEs newly fixed since the previous
 /// release: a year (an image released less often lists the year's).
@@ -154,6 +156,92 @@ impl NewlyFixed {
             if self.cves.len() == 1 { "" } else { "s" },
             self.since_version
         )
+    }
+}
+
+/// The Security Update Guide's page of a CVE
+/// (`https://msrc.microsoft.com/update-guide/vulnerability/CVE-2026-20822`);
+/// `None` for an id that is not `CVE-<year>-<number>`.
+pub fn update_guide_url(cve: &str) -> Option<String> {
+    let mut parts = cve.split('-');
+    let well_formed = parts.next() == Some("CVE")
+        && parts
+            .next()
+            .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .next()
+            .is_some_and(|n| (4..=8).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
+        && parts.next().is_none();
+    well_formed.then(|| format!("https://msrc.microsoft.com/update-guide/vulnerability/{cve}"))
+}
+
+/// What a release's notes say of its patch level: the OS build, the
+/// cumulative update, how the gate judged it, and the CVEs newly fixed
+/// since the previous release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityNote {
+    /// The OS build the build read inside the image.
+    pub os_build: WindowsBuild,
+    /// True when the evidence is a stand-in (the example image).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stand_in: bool,
+    /// The month's cumulative update, when the gate judged the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cumulative_update: Option<CumulativeUpdate>,
+    /// The month judged against, when judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<MonthId>,
+    /// The patch level in words ("carries every fix of 2026-Jan", "patch
+    /// level not verified: ...", "not checked: the image has no [patch]").
+    pub level: String,
+    /// The CVEs newly fixed since the previous release, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newly_fixed: Option<NewlyFixed>,
+}
+
+impl SecurityNote {
+    /// The note of a release whose build collected `evidence` and whose
+    /// gate recorded `record`; `None` without evidence.
+    pub fn of(record: Option<&PatchRecord>, evidence: Option<&Evidence>) -> Option<SecurityNote> {
+        let evidence = evidence?;
+        let verdict = record.and_then(|r| r.verdict.as_ref());
+        let level = match (record, verdict) {
+            (None, _) => {
+                "not checked against Microsoft's data: the image's image.toml has no [patch]"
+                    .to_string()
+            }
+            (
+                Some(PatchRecord {
+                    status: PatchStatus::NotVerified { since, error },
+                    ..
+                }),
+                _,
+            ) => format!(
+                "patch level not verified: Microsoft's security data could not be read from {} on ({error})",
+                when(*since)
+            ),
+            (Some(_), Some(v)) if v.compliant => format!(
+                "carries every fix of {} for {} ({} CVEs)",
+                v.exposure.month, v.exposure.product, v.exposure.cves
+            ),
+            (Some(_), Some(v)) => format!(
+                "misses {} of {}'s {} CVEs ({})",
+                v.exposure.missing.len(),
+                v.exposure.month,
+                v.exposure.cves,
+                v.exposure.missing_by_severity
+            ),
+            (Some(r), None) => r.summary(),
+        };
+        Some(SecurityNote {
+            os_build: evidence.os.build,
+            stand_in: evidence.stand_in,
+            cumulative_update: verdict.and_then(|v| v.exposure.cumulative_update.clone()),
+            month: verdict.map(|v| v.exposure.month),
+            level,
+            newly_fixed: record.and_then(|r| r.newly_fixed.clone()),
+        })
     }
 }
 
@@ -358,6 +446,29 @@ pub fn unreachable(
     }
 }
 
+/// The OS build the evidence reads, with the product and installation,
+/// and whether it is a stand-in.
+pub fn os_build_fact(evidence: &Evidence) -> (&'static str, String) {
+    (
+        "OS build",
+        format!(
+            "{} ({}, {}){}",
+            evidence.os.build,
+            evidence
+                .os
+                .product_name
+                .as_deref()
+                .unwrap_or("product not read"),
+            evidence.os.installation_type,
+            if evidence.stand_in {
+                "; stand-in evidence, not read from Windows"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
 fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
@@ -547,6 +658,24 @@ mod tests {
             grace_note(dec, jan, published, 3)
                 .contains("2026-Jan was published 2026-01-13 08:00 UTC")
         );
+    }
+
+    #[test]
+    fn a_cves_page_is_linked_only_for_a_cve_id() {
+        assert_eq!(
+            update_guide_url("CVE-2024-30080").as_deref(),
+            Some("https://msrc.microsoft.com/update-guide/vulnerability/CVE-2024-30080")
+        );
+        for bad in [
+            "CVE-24-30080",
+            "CVE-2024-30080x",
+            "cve-2024-30080",
+            "CVE-2024-1",
+            "CVE-2024-30080/../x",
+            "",
+        ] {
+            assert_eq!(update_guide_url(bad), None, "{bad}");
+        }
     }
 
     #[test]

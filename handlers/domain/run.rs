@@ -19,7 +19,7 @@ use super::approval::{ApprovalRequest, Decision, Verdict};
 use super::controls::{Lines, escape_option};
 use super::diagnosis::Diagnosis;
 use super::evidence::EvidenceRecord;
-use super::patch_gate::PatchRecord;
+use super::patch_gate::{PatchRecord, SecurityNote};
 use super::version::ImageVersion;
 
 /// Longest run id accepted: `push-<64-character image>-<64 hex>` fits with room to spare.
@@ -665,6 +665,14 @@ pub struct ReleaseRecord {
     /// Regions the released version is replicated to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
+    /// The OS build the image's evidence reads (`10.0.20348.4648`), when
+    /// the build collected evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_build: Option<String>,
+    /// The month's cumulative update the patch gate judged the build
+    /// against (`KB5073457`), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cumulative_update: Option<String>,
     /// The release notes (also published as `release-notes.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<Box<ReleaseNotes>>,
@@ -751,6 +759,10 @@ pub struct ReleaseNotes {
     /// there is no previous release or it did not record its inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<InputChanges>,
+    /// The patch level and the CVEs newly fixed since the previous
+    /// release, for a build that collected patch evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Box<SecurityNote>>,
     /// The smoke test's checks.
     pub smoke: Vec<String>,
     /// The approvers' decisions, in order.

@@ -4,7 +4,8 @@
 //! never moves latest back: rollback does); it is replicated to the
 //! image's `[release] replication_regions`, and the pruning policy's
 //! versions are deleted — and the `image-version.json` metadata the seed
-//! publishes (version, gallery version id, git commit, run id, build log) is
+//! publishes (version, gallery version id, git commit, run id, build log,
+//! and the OS build and cumulative update of the patch evidence) is
 //! written to the run's folder. What the gallery did is recorded on the run.
 //!
 //! The release notes ([`crate::domain::release_notes`]) are composed from the
@@ -59,6 +60,12 @@ pub(super) async fn run(
             .map(|b| b.log.clone())
             .unwrap_or_default(),
         location: run_copy.display().to_string(),
+        os_build: notes.security.as_ref().map(|s| s.os_build.to_string()),
+        cumulative_update: notes
+            .security
+            .as_ref()
+            .and_then(|s| s.cumulative_update.as_ref())
+            .map(|u| u.kb.clone()),
         notes: Some(Box::new(notes)),
         ..ReleaseRecord::default()
     };
