@@ -588,9 +588,7 @@ async fn with_microsofts_api_unreachable_the_run_waits_then_reaches_its_approver
         }),
     );
     // A loopback port nothing listens on: every request is refused.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let api = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let api = format!("http://127.0.0.1:{}", common::child::free_port());
     let offset = Arc::new(AtomicI64::new(0));
     let clock = Arc::clone(&offset);
     let factory = Factory::start_with(Options {
@@ -685,4 +683,32 @@ async fn with_microsofts_api_unreachable_the_run_waits_then_reaches_its_approver
             .contains("Patch level not verified")
     );
     factory.stop().await;
+}
+
+/// The `language` fenced blocks of `docs/patch-evidence.md`, in order.
+fn doc_blocks(language: &str) -> Vec<String> {
+    let page = std::fs::read_to_string(common::repo_root().join("docs/patch-evidence.md"))
+        .expect("docs/patch-evidence.md");
+    let fence = format!("```{language}\n");
+    page.split(&fence)
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_docs_samples_of_the_evidence_and_the_gates_record_read_as_the_factory_reads_them() {
+    use image_factory::domain::evidence::Evidence;
+    use image_factory::domain::patch_gate::PatchRecord;
+    let json = doc_blocks("json");
+    let evidence = Evidence::parse(&json[0]).expect("the evidence sample");
+    assert_eq!(evidence.os.build, build("10.0.20348.4773"));
+    let record: PatchRecord = serde_json::from_str(&json[1]).expect("the gate's record sample");
+    assert_eq!(record.status, PatchStatus::Passed);
+    let newly = record.newly_fixed.expect("newly fixed");
+    assert_eq!(newly.cves[0].kb, DECEMBER.0);
+    // Its CVE is one December's document fixes with its update, at its build.
+    let december = month("2025-Dec");
+    let fixed = newly_fixed(&[december], PRODUCT, build(NOVEMBER.1), build(DECEMBER.1)).unwrap();
+    assert!(fixed.contains(&newly.cves[0]), "{:?}", newly.cves[0]);
 }

@@ -596,7 +596,7 @@ fn succeed(
             }
         }
         StageOutput::Released(release) => {
-            run.release = Some(release.clone());
+            run.release = Some((**release).clone());
             match &release.below_latest {
                 Some(latest) => format!(
                     "released {} below the latest {latest}: published, not promoted ({latest} stays latest; rollback moves latest back)",
@@ -900,7 +900,7 @@ mod tests {
                 checks: vec!["ok".into()],
                 patch: None,
             },
-            Stage::Release => StageOutput::Released(ReleaseRecord {
+            Stage::Release => StageOutput::Released(Box::new(ReleaseRecord {
                 image_version: "1.0.0".into(),
                 sig_version_id: None,
                 git_commit: None,
@@ -908,7 +908,7 @@ mod tests {
                 build_log: "log".into(),
                 location: "x".into(),
                 ..ReleaseRecord::default()
-            }),
+            })),
         }
     }
 

@@ -603,7 +603,7 @@ pub enum StageOutput {
         patch: Option<Box<PatchRecord>>,
     },
     /// The released image's metadata.
-    Released(ReleaseRecord),
+    Released(Box<ReleaseRecord>),
 }
 
 /// What a build produced.

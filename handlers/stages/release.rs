@@ -103,7 +103,7 @@ pub(super) async fn run(
             return StageResult::Retry(format!("cannot write {}: {e}", path.display()));
         }
     }
-    StageResult::Succeeded(StageOutput::Released(target.record))
+    StageResult::Succeeded(StageOutput::Released(Box::new(target.record)))
 }
 
 /// The image's release before `run`: of its recent released runs, the one
