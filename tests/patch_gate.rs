@@ -570,6 +570,27 @@ async fn a_pending_reboot_or_no_evidence_fails_the_run_and_a_cumulative_update_m
         page.contains("the OS build says the cumulative update KB5071547 is installed, but Get-HotFix does not list it"),
         "the approver sees the warning"
     );
+    // The operators' page of the run shows the same patch facts.
+    let run_page = factory
+        .http
+        .get(format!("{}/api/dashboard/runs/{id}", factory.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for shown in [
+        "<h2>Patch level</h2>",
+        DECEMBER.1,
+        "Get-HotFix does not list it",
+        "sha256:",
+    ] {
+        assert!(
+            run_page.contains(shown),
+            "the run page does not show {shown}"
+        );
+    }
     factory.stop().await;
 }
 

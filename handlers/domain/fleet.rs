@@ -693,6 +693,104 @@ mod tests {
     }
 
     #[test]
+    fn a_release_with_evidence_is_judged_by_it_against_the_newest_month_and_one_without_by_dates() {
+        use crate::domain::cvrf::{Product, Severity, VendorFix, Vulnerability};
+        use crate::domain::evidence::EvidenceRecord;
+        use crate::domain::run::BuildResult;
+        let fix = |cve: &str, build: &str, severity: Severity| Vulnerability {
+            cve: cve.into(),
+            title: String::new(),
+            severities: [("11923".to_string(), severity)].into(),
+            cvss: None,
+            fixes: vec![VendorFix {
+                kb: "KB2".into(),
+                sub_type: VendorFix::SECURITY_UPDATE.into(),
+                fixed_build: build.into(),
+                products: vec!["11923".into()],
+            }],
+        };
+        let month = CvrfDocument {
+            id: "2026-Feb".parse().unwrap(),
+            title: "February 2026 Security Updates".into(),
+            initial_release: hours(3),
+            current_release: hours(3),
+            products: vec![Product {
+                id: "11923".into(),
+                name: "Windows Server 2022".into(),
+            }],
+            vulnerabilities: vec![
+                fix("CVE-2026-1", "10.0.20348.200", Severity::Critical),
+                fix("CVE-2026-2", "10.0.20348.200", Severity::Important),
+                fix("CVE-2026-3", "10.0.20348.100", Severity::Important),
+            ],
+        };
+        let released = |build: Option<&str>| {
+            let mut r = run("push-web-1", RunStatus::Released, hours(1));
+            r.build = Some(BuildResult {
+                artifacts: Vec::new(),
+                managed_image_id: None,
+                gallery_version_id: None,
+                log: "build.log".into(),
+                duration_seconds: 1,
+                evidence: build.map(|b| {
+                    let text = format!(
+                        r#"{{"schema":"image-factory.evidence/1","collectedAt":"2026-02-11T03:00:00Z",
+                           "os":{{"installationType":"Server","build":"{b}"}},"rebootPending":false,"hotfixes":[],"updates":[]}}"#
+                    );
+                    Box::new(EvidenceRecord::read(Some(text.as_bytes()), "f"))
+                }),
+            });
+            r
+        };
+        let old = released(Some("10.0.20348.150"));
+        assert!(has_evidence(Some(&old)));
+        let level = patch_level(Some(&old), Some(Ok(&month)));
+        let PatchLevel::Evidence {
+            exposed_to,
+            by_severity,
+            since,
+            ..
+        } = &level
+        else {
+            panic!("{level:?}")
+        };
+        assert_eq!(
+            (*exposed_to, by_severity.critical, *since),
+            (2, 1, hours(3))
+        );
+        assert_eq!(
+            level.describe().unwrap(),
+            format!(
+                "exposed to 2 CVEs, 1 Critical, since {}",
+                hours(3).format("%Y-%m-%d")
+            )
+        );
+        let current = patch_level(Some(&released(Some("10.0.20348.200"))), Some(Ok(&month)));
+        assert!(
+            current
+                .describe()
+                .unwrap()
+                .starts_with("carries every fix of 2026-Feb")
+        );
+        // Data unreadable: unknown, and the dates stand in.
+        assert_eq!(
+            patch_level(Some(&old), Some(Err("unreachable"))),
+            PatchLevel::Unknown {
+                reason: "unreachable".into()
+            }
+        );
+        // No evidence, or no release: dates.
+        let none = released(None);
+        assert!(!has_evidence(Some(&none)));
+        assert_eq!(
+            patch_level(Some(&none), Some(Ok(&month))),
+            PatchLevel::Dates
+        );
+        assert_eq!(patch_level(None, None), PatchLevel::Dates);
+        assert_eq!(PatchLevel::Dates.describe(), None);
+    }
+
+    #[test]
     fn outdated_children_are_those_whose_latest_release_is_on_another_parent_version() {
         let released = |image: &str, base: Option<&str>| {
             let mut r = run("push-web-1", RunStatus::Released, hours(1));

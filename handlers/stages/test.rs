@@ -61,18 +61,19 @@ pub(super) async fn run(
 ) -> StageResult {
     let patch = match &image.settings.patch {
         None => None,
-        Some(settings) => match gate(&inputs, settings, run, now).await {
-            Ok(record) if record.lets_through() => Some(Box::new(record)),
-            Ok(record) => return StageResult::PatchGate(Box::new(record)),
-            Err(GateStop::Unreachable(error)) => {
-                let record = unreachable(settings, run.patch.as_deref(), &error, now);
-                if !record.lets_through() {
-                    return StageResult::PatchGate(Box::new(record));
+        Some(settings) => {
+            let record = match gate(&inputs, settings, run, now).await {
+                Ok(record) => record,
+                Err(GateStop::Unreachable(error)) => {
+                    unreachable(settings, run.patch.as_deref(), &error, now)
                 }
-                Some(Box::new(record))
+                Err(GateStop::Retry(reason)) => return StageResult::Retry(reason),
+            };
+            if !record.lets_through() {
+                return StageResult::PatchGate(Box::new(record));
             }
-            Err(GateStop::Retry(reason)) => return StageResult::Retry(reason),
-        },
+            Some(Box::new(record))
+        }
     };
     let attempt = run.stage(Stage::Test).current_attempt();
     let order = SmokeOrder {
