@@ -42,6 +42,8 @@ const PRODUCT: &str = "Windows Server 2022";
 const NOVEMBER: (&str, &str) = ("KB5068787", "10.0.20348.4405");
 /// December 2025's.
 const DECEMBER: (&str, &str) = ("KB5071547", "10.0.20348.4529");
+/// September 2025's.
+const SEPTEMBER: (&str, &str) = ("KB5065432", "10.0.20348.4171");
 
 /// A month of the third-party folder, parsed.
 fn month(id: &str) -> CvrfDocument {
@@ -97,7 +99,7 @@ fn configure(images: &Path, name: &str, stand_in: Option<StandIn<'_>>) {
         None => anchor.clone(),
     };
     let text = format!(
-        "{}\n# -- patch --\n[patch]\nproduct = \"{PRODUCT}\"\nunverified_after_hours = 1\n",
+        "{}\n# -- patch --\n[patch]\nproduct = \"{PRODUCT}\"\nunverified_after_hours = 1\ngrace_days = 3\n",
         base.replace(&anchor, &variables)
     );
     std::fs::write(&toml, text).unwrap();
@@ -702,6 +704,124 @@ async fn with_microsofts_api_unreachable_the_run_waits_then_reaches_its_approver
             .as_str()
             .unwrap()
             .contains("Patch level not verified")
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grace_rule_judges_against_the_month_before_and_a_month_missing_from_the_folder_is_named()
+ {
+    let images = tempfile::TempDir::new().unwrap();
+    copy_example(images.path(), "web");
+    let msrc = cvrf_folder(&["2025-Sep"]);
+    let (september, november, december) = (month("2025-Sep"), month("2025-Nov"), month("2025-Dec"));
+    // The factory's clock, set to the days the story happens on.
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = Arc::clone(&offset);
+    let set_clock = |at: chrono::DateTime<chrono::Utc>| {
+        offset.store((at - chrono::Utc::now()).num_seconds(), Ordering::SeqCst);
+    };
+    set_clock(september.initial_release + chrono::Duration::days(20));
+    let factory = Factory::start_with(Options {
+        msrc: MsrcSource::Folder(msrc.path().to_path_buf()),
+        tweak: Box::new(move |app| {
+            app.clock = Arc::new(move || {
+                chrono::Utc::now() + chrono::Duration::seconds(clock.load(Ordering::SeqCst))
+            });
+        }),
+        ..Options::with_images(images.path())
+    })
+    .await;
+    configure(
+        images.path(),
+        "web",
+        Some(StandIn {
+            build: SEPTEMBER.1,
+            hotfixes: SEPTEMBER.0,
+            reboot_pending: false,
+        }),
+    );
+    let first = approve(&factory, &push(&factory, "web", 20).await).await;
+    let judged = first
+        .patch
+        .as_deref()
+        .and_then(|p| p.verdict.as_ref())
+        .unwrap();
+    assert_eq!(judged.exposure.month, september.id);
+
+    // November and December are published (October's document is not in
+    // the folder); a day after December's release, with three days of
+    // grace, a build at November's level is judged against November.
+    publish(msrc.path(), "2025-Nov");
+    publish(msrc.path(), "2025-Dec");
+    set_clock(december.initial_release + chrono::Duration::days(1));
+    configure(
+        images.path(),
+        "web",
+        Some(StandIn {
+            build: NOVEMBER.1,
+            hotfixes: NOVEMBER.0,
+            reboot_pending: false,
+        }),
+    );
+    let id = push(&factory, "web", 21).await;
+    factory
+        .wait_status(&id, RunStatus::WaitingForApproval)
+        .await;
+    let page = factory
+        .http
+        .get(factory.approval_link(&id, "platform-lead"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("judged against 2025-Nov: 2025-Dec was published")
+            && page.contains("grace_days is 3"),
+        "the approver sees which month and why"
+    );
+    let released = approve(&factory, &id).await;
+    let gate = released.patch.as_deref().unwrap();
+    assert_eq!(gate.status, PatchStatus::Passed);
+    assert_eq!(gate.verdict.as_ref().unwrap().exposure.month, november.id);
+    let newly = gate.newly_fixed.as_ref().unwrap();
+    assert_eq!(
+        newly
+            .months
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>(),
+        ["2025-Sep", "2025-Nov"]
+    );
+    assert_eq!(newly.unread.len(), 1);
+    assert!(
+        newly.unread[0].starts_with("2025-Oct: "),
+        "{:?}",
+        newly.unread
+    );
+    assert_eq!(
+        newly.cves,
+        newly_fixed(
+            &[september, november],
+            PRODUCT,
+            build(SEPTEMBER.1),
+            build(NOVEMBER.1)
+        )
+        .unwrap()
+    );
+    let notes = std::fs::read_to_string(
+        factory
+            .app
+            .settings
+            .run_dir(&released.id)
+            .join("release-notes.md"),
+    )
+    .unwrap();
+    assert!(
+        notes.contains("Months not read (their CVEs may be missing above): 2025-Oct"),
+        "{notes}"
     );
     factory.stop().await;
 }
