@@ -135,7 +135,7 @@ fn example_run() -> Run {
 #[test]
 fn a_card_with_the_patch_level_and_its_alert_follows_the_adaptive_card_schema() {
     use image_factory::domain::evidence::EvidenceRecord;
-    use image_factory::domain::image::PatchSettings;
+    use image_factory::domain::patch_gate::PatchSettings;
     use image_factory::domain::patch_gate::unreachable;
     use image_factory::domain::run::BuildResult;
     let mut run = example_run();

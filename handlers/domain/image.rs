@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::gallery::PrunePolicy;
+use super::patch_gate::PatchSettings;
 use super::version::{ImageVersion, MAX_PART, VersionStrategy};
 
 /// Name of an image's settings file inside its folder.
@@ -64,51 +65,24 @@ pub struct ImageSettings {
     pub patch: Option<PatchSettings>,
 }
 
-/// The `[patch]` section: the test stage checks the build's evidence
-/// (`image-evidence.json`) against Microsoft's security data for the newest
-/// month (docs/patch-evidence.md).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PatchSettings {
-    /// The product the image is, as Microsoft's data names it
-    /// (`Windows Server 2022`, `Windows Server 2022 (Server Core
-    /// installation)`): the evidence's OS build and installation type must
-    /// name the same.
-    pub product: String,
-    /// For this many days after a month was published, the gate judges
-    /// against the month before (the month's update may not be buildable
-    /// yet). 0: the newest month from its first day.
-    #[serde(default)]
-    pub grace_days: u32,
-    /// How long the gate waits for Microsoft's data when it cannot be read,
-    /// before the run goes on to its approvers marked "patch level not
-    /// verified".
-    #[serde(default = "default_unverified_hours")]
-    pub unverified_after_hours: u32,
-}
-
-fn default_unverified_hours() -> u32 {
-    24
-}
-
-impl PatchSettings {
-    fn check(&self) -> Result<(), String> {
-        PATCH_GRACE_DAYS.check(u64::from(self.grace_days))?;
-        UNVERIFIED_AFTER_HOURS.check(u64::from(self.unverified_after_hours))?;
-        let known = super::patch::known_products();
-        if !known.contains(&self.product) {
-            return Err(format!(
-                "[patch] product = {:?} is not a product the patch rules know: write one of {}",
-                super::controls::escape_controls(&self.product, super::controls::Lines::Escape),
-                known
-                    .iter()
-                    .map(|p| format!("{p:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        Ok(())
+/// Checks `[patch]`: its numbers within their ranges, a product the patch
+/// rules know.
+fn check_patch(patch: &PatchSettings) -> Result<(), String> {
+    PATCH_GRACE_DAYS.check(u64::from(patch.grace_days))?;
+    UNVERIFIED_AFTER_HOURS.check(u64::from(patch.unverified_after_hours))?;
+    let known = super::patch::known_products();
+    if !known.contains(&patch.product) {
+        return Err(format!(
+            "[patch] product = {:?} is not a product the patch rules know: write one of {}",
+            super::controls::escape_controls(&patch.product, super::controls::Lines::Escape),
+            known
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
+    Ok(())
 }
 
 /// The `[release]` section: replication and the gallery's pruning policy.
@@ -644,7 +618,7 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
     }
     settings.release.check()?;
     if let Some(patch) = &settings.patch {
-        patch.check()?;
+        check_patch(patch)?;
     }
     Ok(settings)
 }

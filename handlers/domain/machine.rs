@@ -1025,7 +1025,7 @@ mod tests {
 
     #[test]
     fn a_patch_gate_that_waits_leaves_the_test_stage_pending_and_a_failed_one_ends_the_run() {
-        use crate::domain::image::PatchSettings;
+        use crate::domain::patch_gate::PatchSettings;
         use crate::domain::patch_gate::{refused, unreachable};
         let settings = PatchSettings {
             product: "Windows Server 2022".into(),

@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
 
 use super::cvrf::{CvrfDocument, MonthId, Severity, WindowsBuild};
 use super::evidence::{Evidence, EvidenceRecord};
-use super::image::PatchSettings;
 use super::patch::{
     CumulativeUpdate, CveFix, SeverityCounts, Target, Verdict, assess, newly_fixed,
 };
@@ -43,6 +42,34 @@ const NAMED_IN_REASON: usize = 20;
 
 /// How an attempt of the test stage that waits for Microsoft's data ends.
 pub const WAITING_FOR_DATA: &str = "waiting for Microsoft's security data";
+
+/// The `[patch]` section of `image.toml` (read and range-checked with the
+/// rest of it, `domain::image`): the test stage checks the build's evidence
+/// (`image-evidence.json`) against Microsoft's security data for the newest
+/// month (docs/patch-evidence.md).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSettings {
+    /// The product the image is, as Microsoft's data names it
+    /// (`Windows Server 2022`, `Windows Server 2022 (Server Core
+    /// installation)`): the evidence's OS build and installation type must
+    /// name the same.
+    pub product: String,
+    /// For this many days after a month was published, the gate judges
+    /// against the month before (the month's update may not be buildable
+    /// yet). 0: the newest month from its first day.
+    #[serde(default)]
+    pub grace_days: u32,
+    /// How long the gate waits for Microsoft's data when it cannot be read,
+    /// before the run goes on to its approvers marked "patch level not
+    /// verified".
+    #[serde(default = "default_unverified_hours")]
+    pub unverified_after_hours: u32,
+}
+
+fn default_unverified_hours() -> u32 {
+    24
+}
 
 /// What the run records of its patch gate (`Run::patch`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,11 +27,11 @@ use chrono::{DateTime, Utc};
 use super::result::StageResult;
 use crate::domain::cvrf::CvrfDocument;
 use crate::domain::evidence::Evidence;
-use crate::domain::image::{ImageConfig, PatchSettings};
+use crate::domain::image::ImageConfig;
 use crate::domain::patch::Target;
 use crate::domain::patch_gate::{
-    NewlyFixed, PatchRecord, counted_from, grace_month, grace_note, judge, judgeable,
-    months_between, refused, unreachable,
+    NewlyFixed, PatchRecord, PatchSettings, counted_from, grace_month, grace_note, judge,
+    judgeable, months_between, refused, unreachable,
 };
 use crate::domain::run::{Run, Stage, StageOutput};
 use crate::ports::PortError;
