@@ -124,9 +124,11 @@ async fn run_at_approve(app: &App, id: &str) {
                 gallery_version_id: None,
                 log: "build.log".into(),
                 duration_seconds: 1,
+                evidence: None,
             }),
             _ => StageOutput::Tested {
                 checks: vec!["ok".into()],
+                patch: None,
             },
         };
         for event in [

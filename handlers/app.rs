@@ -41,6 +41,7 @@ use crate::ports::leftovers::Leftovers;
 use crate::ports::logs::LogStore;
 use crate::ports::marketplace::MarketplaceImages;
 use crate::ports::notifier::Notifier;
+use crate::ports::security_updates::SecurityUpdates;
 use crate::ports::store::{RunQuery, RunStore, StoreError};
 use crate::ports::test_env::TestEnvironment;
 use crate::ports::workers::Workers;
@@ -115,6 +116,8 @@ pub struct App {
     /// What the reaper works with, when runs create cloud resources (Azure);
     /// `None`: nothing outlives a run, the reaper has nothing to do.
     pub reaper: Option<ReaperPorts>,
+    /// Microsoft's security data: the patch gate's and the fleet view's.
+    pub security_updates: Arc<dyn SecurityUpdates>,
     /// Where released commits are tagged `<image>/<version>`.
     pub git_tags: Arc<dyn GitTags>,
     /// The image definitions read at start, by name: what the views fall
@@ -269,6 +272,7 @@ impl App {
             test_environments: &self.test_environments,
             gallery: self.gallery.as_ref(),
             store: self.store.as_ref(),
+            security_updates: self.security_updates.as_ref(),
             notifier: &self.notifier,
             links: self.links(),
             ids: &self.ids,

@@ -1,11 +1,14 @@
 //! What approvers are told: the messages every notification channel sends
 //! (an Adaptive Card for Teams, an email with HTML and plain-text bodies),
-//! built from the same facts and the same link. The channels that carry them
+//! built from the same facts and the same link. The facts include the
+//! run's patch level (`domain::patch_view`), and "patch level not
+//! verified" or a failed gate comes first, as an alert. The channels that carry them
 //! are adapters of the notification port ([`crate::ports::notifier`]).
 
 use serde_json::{Value, json};
 
 use crate::domain::approval::NoticeKind;
+use crate::domain::patch_view;
 use crate::domain::run::Run;
 use crate::pages::render;
 use crate::ports::notifier::Notice;
@@ -37,6 +40,7 @@ fn facts(run: &Run) -> Vec<(&'static str, String)> {
     if !run.checks.is_empty() {
         facts.push(("Tests", run.checks.join("; ")));
     }
+    facts.extend(patch_view::facts(run));
     facts
 }
 
@@ -58,6 +62,14 @@ pub fn teams_card(notice: &Notice<'_>) -> Value {
         .map(|(title, value)| json!({ "title": title, "value": value }))
         .collect();
     let deadline = notice.expires_at.format("%Y-%m-%d %H:%M UTC");
+    let mut body = vec![
+        json!({ "type": "TextBlock", "text": headline(notice), "weight": "Bolder", "size": "Medium", "wrap": true }),
+    ];
+    if let Some(alert) = patch_view::alert(notice.run) {
+        body.push(json!({ "type": "TextBlock", "text": alert, "color": "Attention", "weight": "Bolder", "wrap": true }));
+    }
+    body.push(json!({ "type": "TextBlock", "text": format!("{}, your decision is needed before {deadline}.", notice.approver), "wrap": true }));
+    body.push(json!({ "type": "FactSet", "facts": facts }));
     json!({
         "type": "message",
         "attachments": [{
@@ -67,11 +79,7 @@ pub fn teams_card(notice: &Notice<'_>) -> Value {
                 "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
                 "type": "AdaptiveCard",
                 "version": "1.5",
-                "body": [
-                    { "type": "TextBlock", "text": headline(notice), "weight": "Bolder", "size": "Medium", "wrap": true },
-                    { "type": "TextBlock", "text": format!("{}, your decision is needed before {deadline}.", notice.approver), "wrap": true },
-                    { "type": "FactSet", "facts": facts }
-                ],
+                "body": body,
                 "actions": [
                     { "type": "Action.OpenUrl", "title": "Approve", "url": format!("{}?decision=approve", notice.url), "style": "positive" },
                     { "type": "Action.OpenUrl", "title": "Reject", "url": format!("{}?decision=reject", notice.url), "style": "destructive" }
@@ -97,6 +105,7 @@ pub struct Email {
 #[template(path = "email.html")]
 struct EmailHtml<'a> {
     headline: String,
+    alert: Option<String>,
     approver: &'a str,
     deadline: String,
     facts: Vec<(&'static str, String)>,
@@ -107,11 +116,15 @@ struct EmailHtml<'a> {
 pub fn email(notice: &Notice<'_>) -> Email {
     let deadline = notice.expires_at.format("%Y-%m-%d %H:%M UTC");
     let facts = facts(notice.run);
-    let mut text = format!(
-        "{}\n\n{}, your decision is needed before {deadline}.\n\n",
-        headline(notice),
+    let alert = patch_view::alert(notice.run);
+    let mut text = format!("{}\n\n", headline(notice));
+    if let Some(alert) = &alert {
+        text.push_str(&format!("{alert}\n\n"));
+    }
+    text.push_str(&format!(
+        "{}, your decision is needed before {deadline}.\n\n",
         notice.approver
-    );
+    ));
     for (k, v) in &facts {
         text.push_str(&format!("{k}: {v}\n"));
     }
@@ -121,6 +134,7 @@ pub fn email(notice: &Notice<'_>) -> Email {
     ));
     let html = render(&EmailHtml {
         headline: headline(notice),
+        alert,
         approver: notice.approver,
         deadline: deadline.to_string(),
         facts,

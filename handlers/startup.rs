@@ -481,6 +481,7 @@ pub async fn build_app(
         _ => Arc::new(LocalGitTags::new(&settings.images_dir)),
     };
     let sources = Arc::new(Sources::new(host, snapshots, limits));
+    let security_updates = open_security_updates(&settings, &adapters)?;
     let mut app = App {
         store,
         executor: Arc::new(LocalExecutor),
@@ -492,6 +493,7 @@ pub async fn build_app(
             settings.data_dir.join(MARKETPLACE_FILE),
         )),
         reaper: None,
+        security_updates,
         git_tags,
         images: Arc::new(images),
         sources,

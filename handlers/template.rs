@@ -1592,6 +1592,13 @@ variable "key" {{
             vec![
                 "baseline_version",
                 "common_tags",
+                "evidence_hotfixes",
+                "evidence_installation_type",
+                "evidence_os_build",
+                "evidence_path",
+                "evidence_product_name",
+                "evidence_reboot_pending",
+                "factory_run_id",
                 "gallery_image_version",
                 "image_name",
                 "run_id",
@@ -1599,7 +1606,11 @@ variable "key" {{
         );
         assert_eq!(
             report.scripts,
-            vec!["scripts/provision.sh", "scripts/smoke.sh"]
+            vec![
+                "scripts/provision.sh",
+                "scripts/smoke.sh",
+                "scripts/write-evidence.sh"
+            ]
         );
         assert!(!report.requires_plugins);
     }

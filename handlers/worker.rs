@@ -6,8 +6,11 @@
 //! ([`crate::sources::verify`]: a snapshot whose bytes do not hash to its
 //! name fails the run, tampered with or corrupt), unpacks it into its run
 //! folder, runs packer on the image's folder there as the local build stage
-//! does ([`crate::stages::build_here`]), uploads the log and sends its
-//! [`crate::ports::workers::BuildReport`] on the `build-completed` queue.
+//! does ([`crate::stages::build_here`]), uploads the log and the patch
+//! evidence the build collected (beside the log,
+//! [`LogStore::evidence_url_for`]; the report carries its hash and what it
+//! says) and sends its [`crate::ports::workers::BuildReport`] on the
+//! `build-completed` queue.
 //! The worker's container holds no images: what it builds is the run's
 //! snapshot, and nothing else. The contract between the two sides is
 //! [`crate::ports::workers`].
@@ -27,6 +30,7 @@ use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 
+use crate::domain::evidence::EvidenceRecord;
 use crate::domain::image::ImageConfig;
 use crate::domain::run::BuildOutcome;
 use crate::ports::executor::Executor;
@@ -184,6 +188,9 @@ pub async fn run(
                     result.log = format!("not uploaded ({e}); it was {}", log.display());
                 }
             }
+            if let Some(record) = result.evidence.take() {
+                result.evidence = Some(Box::new(upload_evidence(uploader, order, *record).await));
+            }
             BuildOutcome::Succeeded(result)
         }
         (BuildOutcome::Failed { reason }, Some(log)) => {
@@ -266,6 +273,27 @@ async fn source(
         .await
         .map_err(|e| format!("run {}: {e}", order.run_id))?;
     Ok(image)
+}
+
+/// Uploads the evidence file the build left (when it left one) beside the
+/// log: the record then names where it is kept; a failed upload is named
+/// there instead (the hash and what the file says stay on the record).
+async fn upload_evidence(
+    uploader: &dyn LogStore,
+    order: &BuildOrder,
+    record: EvidenceRecord,
+) -> EvidenceRecord {
+    let Some(local) = record.location().map(PathBuf::from) else {
+        return record;
+    };
+    let url = uploader.evidence_url_for(&order.run_id, &order.worker_id);
+    match uploader.upload(&local, &url).await {
+        Ok(()) => record.moved_to(&url),
+        Err(e) => {
+            tracing::warn!(error = %e, "the patch evidence could not be uploaded");
+            record.moved_to(&format!("not uploaded ({e}); it was {}", local.display()))
+        }
+    }
 }
 
 /// Runs the build; answers the outcome and the local log, or `None` when cancelled.

@@ -102,7 +102,24 @@ fn card_errors(card: &Value) -> Vec<String> {
 
 /// A card built by the notifier for a run of the example image.
 fn example_card() -> Value {
-    let run = Run::new(
+    card_of(&example_run())
+}
+
+/// The Teams card the notifier builds for `run`.
+fn card_of(run: &Run) -> Value {
+    let notice = Notice {
+        kind: NoticeKind::Request,
+        run,
+        approver: "alice@contoso.com",
+        url: "https://f.example/api/approvals/t0k3n".into(),
+        expires_at: chrono::Utc::now(),
+    };
+    teams_card(&notice)["attachments"][0]["content"].clone()
+}
+
+/// A run of the example image at the approve stage.
+fn example_run() -> Run {
+    Run::new(
         "push-example-abc".parse().expect("run id"),
         "example".into(),
         ImageVersion::new(2026, 1130, 0).expect("version"),
@@ -112,15 +129,67 @@ fn example_card() -> Value {
         },
         Default::default(),
         chrono::Utc::now(),
-    );
-    let notice = Notice {
-        kind: NoticeKind::Request,
-        run: &run,
-        approver: "alice@contoso.com",
-        url: "https://f.example/api/approvals/t0k3n".into(),
-        expires_at: chrono::Utc::now(),
+    )
+}
+
+#[test]
+fn a_card_with_the_patch_level_and_its_alert_follows_the_adaptive_card_schema() {
+    use image_factory::domain::evidence::EvidenceRecord;
+    use image_factory::domain::patch_gate::PatchSettings;
+    use image_factory::domain::patch_gate::unreachable;
+    use image_factory::domain::run::BuildResult;
+    let mut run = example_run();
+    let evidence = json!({
+        "schema": "image-factory.evidence/1", "collectedAt": "2026-01-14T03:00:00Z",
+        "os": { "productName": "Windows Server 2022 Datacenter", "installationType": "Server", "build": "10.0.20348.4648" },
+        "rebootPending": false, "hotfixes": ["KB5073457"], "updates": []
+    })
+    .to_string();
+    run.build = Some(BuildResult {
+        artifacts: Vec::new(),
+        managed_image_id: None,
+        gallery_version_id: None,
+        log: "build.log".into(),
+        duration_seconds: 60,
+        evidence: Some(Box::new(EvidenceRecord::read(
+            Some(evidence.as_bytes()),
+            "runs/r/image-evidence.json",
+        ))),
+    });
+    let settings = PatchSettings {
+        product: "Windows Server 2022".into(),
+        grace_days: 0,
+        unverified_after_hours: 1,
     };
-    teams_card(&notice)["attachments"][0]["content"].clone()
+    let since = chrono::Utc::now() - chrono::Duration::hours(2);
+    let waiting = unreachable(&settings, None, "connection refused", since);
+    run.patch = Some(Box::new(unreachable(
+        &settings,
+        Some(&waiting),
+        "connection refused",
+        chrono::Utc::now(),
+    )));
+    let card = card_of(&run);
+    assert_eq!(card_errors(&card), Vec::<String>::new());
+    let alert = &card["body"][1];
+    assert_eq!(alert["color"], "Attention");
+    assert!(
+        alert["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Patch level not verified")),
+        "{alert}"
+    );
+    let facts = card["body"][3]["facts"].as_array().expect("the facts");
+    let fact = |title: &str| {
+        facts
+            .iter()
+            .find(|f| f["title"] == title)
+            .and_then(|f| f["value"].as_str())
+            .unwrap_or_else(|| panic!("no {title} in {facts:?}"))
+    };
+    assert!(fact("OS build").starts_with("10.0.20348.4648"));
+    assert!(fact("Patch evidence").starts_with("sha256:"));
+    assert!(fact("Patch gate").contains("not verified"));
 }
 
 #[test]

@@ -248,7 +248,7 @@ async fn bad_input_or_unreadable_data_exits_2_with_the_reason() {
     .unwrap();
     let other_os = evidence(dir.path(), "2016.json", "Server", "10.0.14393.7070", &[]);
     let closed = format!("http://127.0.0.1:{}", common::child::free_port());
-    let cases: [(&str, Vec<&str>, &str); 6] = [
+    let cases: [(&str, Vec<&str>, &str); 9] = [
         (
             folder,
             vec!["--evidence", "/no/such/evidence.json"],
@@ -275,6 +275,23 @@ async fn bad_input_or_unreadable_data_exits_2_with_the_reason() {
             "cvrfDocument-2031-Mar.xml does not exist",
         ),
         (&closed, vec!["--evidence", &good], "cannot be reached"),
+        // What to judge: a file or an image, one of them.
+        (
+            folder,
+            vec![],
+            "the following required arguments were not provided",
+        ),
+        (
+            folder,
+            vec!["--evidence", &good, "--image", "web"],
+            "cannot be used with",
+        ),
+        // An image's evidence comes from the factory, which must answer.
+        (
+            folder,
+            vec!["--image", "web", "--url", &closed],
+            "cannot reach http://127.0.0.1",
+        ),
     ];
     for (msrc, args, reason) in cases {
         let ran = patch_status(msrc, dir.path(), &args).await;

@@ -580,6 +580,7 @@ impl Workers for LedgerWorkers {
                     gallery_version_id: None,
                     log: order.log_url.clone(),
                     duration_seconds: 60 * u64::from(minutes),
+                    evidence: None,
                 }),
             };
             self.bus

@@ -1033,6 +1033,76 @@ async fn a_failed_packer_build_on_the_worker_fails_the_run_with_the_uploaded_log
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_patch_evidence_is_uploaded_beside_the_log_and_reported_with_its_hash() {
+    use image_factory::domain::evidence::{Evidence, EvidenceRecord};
+    let images = tempfile::TempDir::new().expect("images");
+    let folder = common::copy_example(images.path(), "example");
+    let toml = folder.join("image.toml");
+    let text = std::fs::read_to_string(&toml).expect("image.toml");
+    std::fs::write(
+        &toml,
+        text.replace(
+            "image_name = \"example\"",
+            "image_name = \"example\"\nevidence_os_build = \"10.0.20348.4648\"\nevidence_hotfixes = \"KB5073457\"",
+        ),
+    )
+    .expect("ask for stand-in evidence");
+    let (factory, _azure) =
+        factory_of(Arc::new(AtomicI64::new(0)), images.path().to_path_buf()).await;
+    let run = factory
+        .push_and_wait(
+            "0ff0057b0e1d000000000000000000000000e1de",
+            RunStatus::WaitingForApproval,
+        )
+        .await;
+    let worker = run.stage(Stage::Build).attempts[0]
+        .worker
+        .clone()
+        .expect("built by a worker");
+    let record = run
+        .build
+        .as_ref()
+        .and_then(|b| b.evidence.as_deref())
+        .expect("the report carries the evidence record");
+    let EvidenceRecord::Collected {
+        sha256,
+        location,
+        evidence,
+        ..
+    } = record
+    else {
+        panic!("{record:?}")
+    };
+    // Beside the log, in the same container, under the run and the worker.
+    let stem = worker.log_url.strip_suffix(".log").expect("a log");
+    assert_eq!(*location, format!("{stem}.image-evidence.json"));
+    let uploaded = Azurite::shared()
+        .read_blob(location)
+        .await
+        .expect("the evidence was uploaded");
+    assert_eq!(image_factory::domain::sha256_hex(&uploaded), *sha256);
+    let read = Evidence::parse(&String::from_utf8_lossy(&uploaded)).expect("the file");
+    assert_eq!(read, **evidence);
+    assert!(evidence.stand_in && evidence.os.build.to_string() == "10.0.20348.4648");
+    assert_eq!(
+        evidence.image.as_ref().and_then(|i| i.run_id.as_deref()),
+        Some(run.id.as_str())
+    );
+    // The runs API serves the record (`patch status --image` reads it there).
+    let served: EvidenceRecord = factory
+        .http
+        .get(format!("{}/api/runs/{}?evidence", factory.url, run.id))
+        .send()
+        .await
+        .expect("evidence")
+        .json()
+        .await
+        .expect("an evidence record");
+    assert_eq!(served, *record);
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_worker_is_replaced_once_and_a_second_loss_fails_the_run() {
     let offset = Arc::new(AtomicI64::new(0));
     let (factory, azure) = factory(offset.clone()).await;

@@ -231,12 +231,14 @@ fn waiting_for_approval(id: &str, approvers: &[String], required: u32) -> Run {
                 gallery_version_id: None,
                 log: "build.log".into(),
                 duration_seconds: 60,
+                evidence: None,
             }),
         ),
         (
             Stage::Test,
             StageOutput::Tested {
                 checks: vec!["boots".into()],
+                patch: None,
             },
         ),
     ];

@@ -382,6 +382,7 @@ fn run_at_test(delivery: u32) -> Run {
                 gallery_version_id: Some(VERSION_ID.into()),
                 log: "build.log".into(),
                 duration_seconds: 1800,
+                evidence: None,
             }),
         ),
     ];
@@ -462,7 +463,7 @@ async fn the_stage_creates_a_vm_from_the_new_version_finds_iis_answering_and_del
 
     let result = factory.app.execute_stage(&run, Stage::Test).await;
 
-    let StageResult::Succeeded(StageOutput::Tested { checks }) = &result else {
+    let StageResult::Succeeded(StageOutput::Tested { checks, .. }) = &result else {
         panic!("the test stage did not succeed: {result:?}");
     };
     assert_eq!(
@@ -658,7 +659,7 @@ async fn a_redelivered_stage_reuses_every_name_and_the_existing_vm_and_creates_n
 
     let run = run_at_test(2);
     let second = factory.app.execute_stage(&run, Stage::Test).await;
-    let StageResult::Succeeded(StageOutput::Tested { checks }) = &second else {
+    let StageResult::Succeeded(StageOutput::Tested { checks, .. }) = &second else {
         panic!("the second delivery did not succeed: {second:?}");
     };
     assert!(

@@ -865,6 +865,57 @@ fn the_evidence_script_writes_every_field_the_docs_show_and_never_half_a_file() 
 }
 
 #[test]
+fn the_factory_reads_the_evidence_the_script_writes_and_gates_the_windows_image() {
+    use image_factory::domain::evidence::{Evidence, InstallationType};
+    use image_factory::domain::patch::Target;
+    // The sample the docs show (every key of which the script writes, see
+    // above) is what the build stage's parser reads.
+    let sample = doc_sample("## The patch evidence", "json");
+    let evidence = Evidence::parse(&sample.to_string()).expect("the factory reads the sample");
+    assert_eq!(evidence.os.installation_type, InstallationType::Server);
+    assert!(!evidence.reboot_pending && !evidence.stand_in);
+    assert_eq!(
+        evidence.image.as_ref().and_then(|i| i.run_id.as_deref()),
+        sample["image"]["runId"].as_str()
+    );
+    // A source the script could not read is null and listed: the parser
+    // keeps reading, and refuses only a null the rules judge.
+    let mut unread = sample.clone();
+    unread["hotfixes"] = serde_json::Value::Null;
+    unread["defender"] = serde_json::Value::Null;
+    unread["unavailable"] = serde_json::json!([{ "source": "hotfixes", "error": "RPC" }]);
+    let read = Evidence::parse(&unread.to_string()).expect("null sources are read");
+    assert!(read.hotfixes.is_empty() && !read.could_read("hotfixes"));
+    let mut no_build = sample.clone();
+    no_build["os"]["build"] = serde_json::Value::Null;
+    no_build["unavailable"] =
+        serde_json::json!([{ "source": "os.build", "error": "UBR is missing" }]);
+    let refused = Evidence::parse(&no_build.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("os.build is null") && refused.contains("UBR is missing"),
+        "{refused}"
+    );
+
+    // The Windows image is gated, on the product its evidence names.
+    let images = load_images(&repo_root().join("images")).expect("images load");
+    let patch = images["base-w2022-datacenter"]
+        .settings
+        .patch
+        .clone()
+        .expect("the Windows image has a [patch] table");
+    assert_eq!(
+        Target::of(&evidence).expect("a known OS").product,
+        patch.product
+    );
+    assert!(
+        images["example"].settings.patch.is_none(),
+        "the example is not gated by default (the README's path needs no internet)"
+    );
+}
+
+#[test]
 fn the_declaration_script_prints_the_documented_checks() {
     let sample = doc_sample("## The declaration checks", "json");
     let checks = sample["checks"].as_array().expect("checks");

@@ -1,4 +1,4 @@
-//! Build logs to Azure Blob Storage, from the build worker, through the Azure
+//! Build logs (and the patch evidence beside them) to Azure Blob Storage, from the build worker, through the Azure
 //! SDK's blob client (`azure_storage_blob`): the log file is staged in 4 MiB
 //! blocks (`stage_block`, read one block at a time) and committed with
 //! `commit_block_list`, so a log of any size is uploaded with constant memory,
@@ -261,6 +261,12 @@ impl BlobLogs {
 
     /// Uploads the file at `path` to the block blob at `url`.
     pub async fn upload_file(&self, path: &Path, url: &str) -> Result<(), BlobError> {
+        // A log is text; the patch evidence beside it is JSON.
+        let content_type = if url.ends_with(".json") {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
+        };
         let url = Url::parse(url).map_err(|e| BlobError::Url(e.to_string()))?;
         // Logs are text; a boot diagnostics screenshot is a bitmap.
         let content_type = if url.path().ends_with(".bmp") {

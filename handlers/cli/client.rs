@@ -7,6 +7,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Settings;
+use crate::domain::evidence::EvidenceRecord;
 use crate::domain::fleet::FleetPage;
 use crate::domain::run::{Run, RunId};
 use crate::startup::Secrets;
@@ -119,6 +120,19 @@ impl Client {
             )
             .await?;
         serde_json::from_str(&text).context("the factory's answer is not a run")
+    }
+
+    /// The patch evidence run `id`'s build collected, as the run records it.
+    pub async fn evidence(&self, id: &RunId) -> anyhow::Result<EvidenceRecord> {
+        let text = self
+            .send(
+                self.http
+                    .get(format!("{}/api/runs/{id}", self.base))
+                    .query(&[("evidence", "")]),
+                &format!("the evidence of run {id}"),
+            )
+            .await?;
+        serde_json::from_str(&text).context("the factory's answer is not an evidence record")
     }
 
     /// A page of runs.

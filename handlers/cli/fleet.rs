@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::client::Client;
 use super::output::print_answer;
-use crate::domain::fleet::{Compliance, FleetPage};
+use crate::domain::fleet::{Compliance, FleetPage, PatchLevel};
 
 /// Every image's compliance with this month's patches: its latest
 /// release, patched / due / overdue with the days, its runs in flight and
@@ -66,11 +66,36 @@ fn print_fleet(fleet: &FleetPage) -> anyhow::Result<()> {
         "{:<width$} {:<8} {:<11} {:<14} {:<17} {:<10} LAST FAILURE",
         "IMAGE", "STATE", "DAYS", "RELEASED", "WHEN", "IN FLIGHT"
     )?;
+    let mut by_dates = false;
     for row in &fleet.images {
-        let days = match &row.compliance {
-            Compliance::Patched { .. } => "-".to_string(),
-            Compliance::Due { days_left, .. } => format!("{days_left} left"),
-            Compliance::Overdue { days_overdue, .. } => format!("{days_overdue} late"),
+        // By evidence when the latest release has some; else by dates, marked `*`.
+        let (state, days) = match &row.patch_level {
+            PatchLevel::Evidence {
+                exposed_to,
+                by_severity,
+                ..
+            } => (
+                if *exposed_to == 0 {
+                    "patched"
+                } else {
+                    "exposed"
+                }
+                .to_string(),
+                if *exposed_to == 0 {
+                    "-".to_string()
+                } else {
+                    format!("{exposed_to} CVEs/{}C", by_severity.critical)
+                },
+            ),
+            PatchLevel::Unknown { .. } | PatchLevel::Dates => {
+                by_dates = true;
+                let days = match &row.compliance {
+                    Compliance::Patched { .. } => "-".to_string(),
+                    Compliance::Due { days_left, .. } => format!("{days_left} left"),
+                    Compliance::Overdue { days_overdue, .. } => format!("{days_overdue} late"),
+                };
+                (format!("{}*", row.compliance.name()), days)
+            }
         };
         let (version, when) = row.latest_release.as_ref().map_or_else(
             || ("never".to_string(), "-".to_string()),
@@ -99,12 +124,27 @@ fn print_fleet(fleet: &FleetPage) -> anyhow::Result<()> {
             out,
             "{:<width$} {:<8} {:<11} {:<14} {:<17} {:<10} {}",
             row.image,
-            row.compliance.name(),
+            state,
             days,
             version,
             when,
             if flying.is_empty() { "-" } else { &flying },
             failure
+        )?;
+    }
+    for row in &fleet.images {
+        match (&row.patch_level, row.patch_level.describe()) {
+            (_, Some(text)) => writeln!(out, "{}: {text}", row.image)?,
+            (PatchLevel::Unknown { reason }, None) => {
+                writeln!(out, "{}: patch evidence not judged ({reason})", row.image)?
+            }
+            _ => {}
+        }
+    }
+    if by_dates {
+        writeln!(
+            out,
+            "* by dates: the image's latest release has no patch evidence that could be judged"
         )?;
     }
     Ok(())

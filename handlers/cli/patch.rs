@@ -1,8 +1,9 @@
 //! `image-factory patch status`: the evidence a build collected inside an
-//! image (`image-evidence.json`) judged against Microsoft's security data
-//! for a month (the newest unless `--month` names one), for auditors. The
-//! data comes from the Security Update Guide API or the folder
-//! `IMAGE_FACTORY_MSRC_URL` names, cached in the data folder
+//! image (`image-evidence.json`, or with `--image` the evidence the running
+//! factory recorded for the image's latest release) judged against
+//! Microsoft's security data for a month (the newest unless `--month` names
+//! one), for auditors. The data comes from the Security Update Guide API or
+//! the folder `IMAGE_FACTORY_MSRC_URL` names, cached in the data folder
 //! (docs/patch-evidence.md).
 //!
 //! Exit status: [`exit::COMPLIANT`] (0), [`exit::MISSING`] (1) when fixes are
@@ -15,10 +16,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::client::Client;
 use crate::config::Settings;
 use crate::domain::cvrf::{CvrfDocument, MonthId};
 use crate::domain::evidence::Evidence;
 use crate::domain::patch::{Verdict, assess};
+use crate::domain::run::RunStatus;
 use crate::startup::{Adapters, open_security_updates};
 
 /// The exit statuses of `patch status`.
@@ -42,10 +45,11 @@ pub struct Patch {
 #[derive(clap::Subcommand, Debug)]
 enum PatchAction {
     /// Judge the evidence a build collected inside an image
-    /// (image-evidence.json) against Microsoft's security data for a month.
+    /// (image-evidence.json, or an image's latest release's with --image)
+    /// against Microsoft's security data for a month.
     ///
     /// Exits 0 when the OS build carries every fix of the month, 1 when fixes
-    /// are missing, 2 on bad input or when the data cannot be read.
+    /// are missing, 2 on bad input or when the data or the factory cannot be read.
     Status(StatusArgs),
 }
 
@@ -60,10 +64,22 @@ impl Patch {
 
 /// `patch status`'s arguments.
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["evidence", "image"])))]
 pub struct StatusArgs {
     /// The evidence file the build collected (image-evidence.json).
     #[arg(long)]
-    pub evidence: PathBuf,
+    pub evidence: Option<PathBuf>,
+    /// The image whose latest release's evidence is judged, as the running
+    /// factory (--url) recorded it.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The factory's base URL (with --image).
+    #[arg(
+        long,
+        env = "IMAGE_FACTORY_URL",
+        default_value = "http://localhost:7071"
+    )]
+    pub url: String,
     /// The month to judge against (yyyy-Mon, e.g. 2026-Jan); default: the
     /// newest month Microsoft published.
     #[arg(long)]
@@ -96,12 +112,37 @@ async fn status(args: StatusArgs) -> ExitCode {
     }
 }
 
+/// The evidence to judge: the file, or the image's latest release's as
+/// the factory recorded it.
+async fn evidence(args: &StatusArgs) -> anyhow::Result<Evidence> {
+    if let Some(path) = &args.evidence {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the evidence file {}", path.display()))?;
+        return Evidence::parse(&text).with_context(|| path.display().to_string());
+    }
+    let image = args.image.as_deref().unwrap_or_default();
+    let client = Client::new(&args.url);
+    let release = client
+        .list(Some(image), Some(RunStatus::Released.name()))
+        .await?
+        .into_iter()
+        .next()
+        .with_context(|| format!("image {image} has no release at {}", args.url))?;
+    let record = client.evidence(&release.id).await?;
+    match record.evidence() {
+        Some(evidence) => Ok(evidence.clone()),
+        None => anyhow::bail!(
+            "{image} {} (run {}): {}",
+            release.version,
+            release.id,
+            record.why_none().unwrap_or_default()
+        ),
+    }
+}
+
 /// Reads the evidence and the month, and judges.
 async fn judge(args: &StatusArgs) -> anyhow::Result<(CvrfDocument, Verdict)> {
-    let path = &args.evidence;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the evidence file {}", path.display()))?;
-    let evidence = Evidence::parse(&text).with_context(|| path.display().to_string())?;
+    let evidence = evidence(args).await?;
     let settings = Settings::from_env()?;
     let adapters = Adapters::from_env()?;
     let data = open_security_updates(&settings, &adapters)?;

@@ -6,6 +6,8 @@
 use askama::Template;
 
 use super::page::{layout, minute};
+use crate::domain::cvrf::Severity;
+use crate::domain::patch_gate::{SecurityNote, update_guide_url};
 use crate::domain::release_notes::released_at;
 use crate::domain::run::{ReleaseNotes, Run};
 use crate::pages::{Frame, filters, render};
@@ -35,11 +37,91 @@ pub(super) struct NotesView<'a> {
     pub(super) more_files: usize,
     /// Setting, before, after.
     pub(super) settings: Vec<(String, &'a str, &'a str)>,
+    /// The patch level and the CVEs newly fixed, when the build collected evidence.
+    pub(super) security: Option<SecurityView<'a>>,
     pub(super) smoke: &'a [String],
     /// Approver, verdict, when, comment.
     pub(super) approvals: Vec<(&'a str, &'static str, String, &'a str)>,
     pub(super) durations: Vec<(&'static str, String)>,
     pub(super) total: String,
+}
+
+/// One CVE newly fixed: its id, its Security Update Guide page, its title, its KB.
+pub(super) struct CveView<'a> {
+    pub(super) cve: &'a str,
+    pub(super) url: Option<String>,
+    pub(super) title: &'a str,
+    pub(super) kb: &'a str,
+}
+
+/// A release's patch level, as the notes show it.
+pub(super) struct SecurityView<'a> {
+    /// The OS build, the cumulative update and the patch level, in lines.
+    pub(super) lines: Vec<String>,
+    /// "27 CVEs newly fixed since 2026.1101.0 (build …): 1 Critical, 26 Important".
+    pub(super) fixed: Option<String>,
+    /// Severity, and its CVEs.
+    pub(super) by_severity: Vec<(&'static str, Vec<CveView<'a>>)>,
+}
+
+fn security_view(note: &SecurityNote) -> SecurityView<'_> {
+    let mut lines = vec![format!(
+        "OS build {}{}",
+        note.os_build,
+        if note.stand_in {
+            " (stand-in evidence, not read from Windows)"
+        } else {
+            ""
+        }
+    )];
+    if let Some(update) = &note.cumulative_update {
+        let month = note.month.map_or(String::new(), |m| format!(" of {m}"));
+        lines.push(format!(
+            "Cumulative update{month}: {} (build {})",
+            update.kb, update.fixed_build
+        ));
+    }
+    lines.push(format!("Patch level: {}", note.level));
+    let fixed = note.newly_fixed.as_ref();
+    SecurityView {
+        lines,
+        fixed: Some(fixed.map_or_else(
+            || "The CVEs fixed since the previous release cannot be listed: this is the first release, or the previous one recorded no patch evidence.".to_string(),
+            |f| {
+                format!(
+                    "{} CVE{} newly fixed since {} (build {}): {}.{}",
+                    f.cves.len(),
+                    if f.cves.len() == 1 { "" } else { "s" },
+                    f.since_version,
+                    f.since_build,
+                    f.by_severity,
+                    if f.unread.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" Months not read: {}.", f.unread.join("; "))
+                    }
+                )
+            },
+        )),
+        by_severity: Severity::MOST_SEVERE_FIRST
+            .iter()
+            .map(|severity| {
+                let cves = fixed
+                    .iter()
+                    .flat_map(|f| &f.cves)
+                    .filter(|c| c.severity == *severity)
+                    .map(|c| CveView {
+                        cve: &c.cve,
+                        url: update_guide_url(&c.cve),
+                        title: &c.title,
+                        kb: &c.kb,
+                    })
+                    .collect::<Vec<_>>();
+                (severity.name(), cves)
+            })
+            .filter(|(_, cves)| !cves.is_empty())
+            .collect(),
+    }
 }
 
 /// The notes of a release as the pages show them.
@@ -101,6 +183,7 @@ pub(super) fn notes_view(notes: &ReleaseNotes) -> NotesView<'_> {
         files,
         more_files,
         settings,
+        security: notes.security.as_deref().map(security_view),
         smoke: &notes.smoke,
         approvals: notes
             .approvals

@@ -1,7 +1,8 @@
 //! The fleet page (`/api/dashboard/fleet`): the headline count of images
 //! patched since this month's Patch Tuesday build, then one row per image with
-//! its latest release, its patch state, its runs in flight and what they wait
-//! on, and its last failure with the diagnosis. Pure: given a page of the
+//! its latest release, its patch state (by its patch evidence against the
+//! newest month when it has some; else by dates, said so), its runs in
+//! flight and what they wait on, and its last failure with the diagnosis. Pure: given a page of the
 //! fleet view, works out the text each cell shows; the markup is the template
 //! `fleet.html`.
 
@@ -9,7 +10,7 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 
 use crate::domain::fleet::{
-    Compliance, FailureFacts, FleetPage, FleetRow, InFlight, PatchedBy, ReleaseFacts,
+    Compliance, FailureFacts, FleetPage, FleetRow, InFlight, PatchLevel, PatchedBy, ReleaseFacts,
 };
 use crate::pages::{Frame, Layout, filters, render};
 
@@ -62,7 +63,7 @@ enum Detail<'a> {
     Released(&'a str, String),
     /// Inputs unchanged: a link to the run that found so.
     Unchanged(&'a str, String),
-    /// Due or overdue: text.
+    /// Due or overdue, or judged by evidence: text.
     Text(String),
 }
 
@@ -202,11 +203,63 @@ fn failure(f: &FailureFacts) -> FailureView<'_> {
     }
 }
 
+/// The patch-state cell of a row: by evidence when the latest release has
+/// some, else by dates, saying so.
+fn patch_state(row: &FleetRow) -> StateView<'_> {
+    if let (
+        Some(text),
+        PatchLevel::Evidence {
+            exposed_to,
+            by_severity,
+            os_build,
+            cumulative_update,
+            stand_in,
+            ..
+        },
+    ) = (row.patch_level.describe(), &row.patch_level)
+    {
+        let update = cumulative_update.as_ref().map_or(String::new(), |u| {
+            format!(", {} is build {}", u.kb, u.fixed_build)
+        });
+        let stand_in = if *stand_in {
+            " (stand-in evidence)"
+        } else {
+            ""
+        };
+        return StateView {
+            class: match (exposed_to, by_severity.critical) {
+                (0, _) => "released",
+                (_, 0) => "waiting-for-approval",
+                _ => "failed",
+            },
+            name: if *exposed_to == 0 {
+                "patched"
+            } else {
+                "exposed"
+            },
+            detail: Detail::Text(format!("{text}; build {os_build}{update}{stand_in}")),
+        };
+    }
+    let mut by_dates = state(&row.compliance);
+    let why = match &row.patch_level {
+        PatchLevel::Unknown { reason } => {
+            format!("by dates: the evidence could not be judged ({reason})")
+        }
+        _ => "by dates: no patch evidence".to_string(),
+    };
+    by_dates.detail = match by_dates.detail {
+        Detail::Text(text) => Detail::Text(format!("{text}; {why}")),
+        Detail::Released(run, text) => Detail::Released(run, format!("{text} ({why})")),
+        Detail::Unchanged(run, text) => Detail::Unchanged(run, format!("{text} ({why})")),
+    };
+    by_dates
+}
+
 fn row(row: &FleetRow) -> RowView<'_> {
     RowView {
         image: &row.image,
         release: row.latest_release.as_ref().map(release),
-        state: state(&row.compliance),
+        state: patch_state(row),
         in_flight: row.in_flight.iter().map(in_flight).collect(),
         failure: row.last_failure.as_ref().map(failure),
         outdated_children: row.outdated_children.join(", "),
@@ -274,6 +327,7 @@ mod tests {
                     days_overdue: 2,
                     deadline,
                 },
+                patch_level: PatchLevel::Dates,
                 in_flight: vec![],
                 last_failure: Some(FailureFacts {
                     run_id: "push-web-1".into(),
@@ -328,6 +382,7 @@ mod tests {
                     how: PatchedBy::Released,
                     at,
                 },
+                patch_level: PatchLevel::Dates,
                 in_flight: vec![],
                 last_failure: None,
                 outdated_children: vec![],

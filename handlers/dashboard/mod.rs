@@ -320,6 +320,10 @@ struct RunPage<'a> {
     below_latest: Option<&'a str>,
     /// Release events: event, target, what the delivery did.
     deliveries: Vec<(&'static str, &'a str, String)>,
+    /// The patch level: evidence, OS build, the gate's verdict (`domain::patch_view`).
+    patch: Vec<(&'static str, String)>,
+    /// "Patch level not verified", or a failed gate.
+    patch_alert: Option<String>,
     log_tail: Option<&'a str>,
     earlier: Vec<EarlierAttempt<'a>>,
     /// What the reaper did with what the run left behind.
@@ -408,6 +412,8 @@ pub fn run_page(
     render(&RunPage {
         frame: Frame::with(format!("Run {}", run.id), layout(!run.status.is_terminal())),
         deliveries,
+        patch: crate::domain::patch_view::facts(run),
+        patch_alert: crate::domain::patch_view::alert(run),
         run,
         trigger: trigger_name(run),
         commit: run.trigger.commit.as_deref().unwrap_or("—"),

@@ -219,16 +219,23 @@ impl Severity {
     }
 }
 
-impl fmt::Display for Severity {
-    /// The word, padded to the formatter's width (`{:<9}`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(match self {
+impl Severity {
+    /// The word (`Critical`).
+    pub fn name(self) -> &'static str {
+        match self {
             Severity::Unrated => "Unrated",
             Severity::Low => "Low",
             Severity::Moderate => "Moderate",
             Severity::Important => "Important",
             Severity::Critical => "Critical",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    /// The word, padded to the formatter's width (`{:<9}`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
     }
 }
 

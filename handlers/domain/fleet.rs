@@ -17,6 +17,13 @@
 //! The state only moves patched ← due ← overdue within one month (a release
 //! makes it patched, time makes it overdue) and starts again at the next
 //! month's build time.
+//!
+//! **The patch level by evidence.** An image whose latest release recorded
+//! patch evidence (the OS build its build read inside the image) is judged
+//! by it instead ([`patch_level`]): the CVEs of the newest month Microsoft
+//! published that the build misses ("exposed to 27 CVEs, 0 Critical, since
+//! 2026-02-10"), or none. The dates above are then only the fallback, for
+//! images whose latest release has no evidence ([`PatchLevel::Dates`]).
 
 use std::collections::BTreeSet;
 
@@ -24,7 +31,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::calendar::BuildCalendar;
+use super::cvrf::{CvrfDocument, MonthId, WindowsBuild};
 use super::diagnosis::Diagnosis;
+use super::patch::{CumulativeUpdate, SeverityCounts, Target, exposure};
 use super::run::{Run, RunStatus, Stage};
 
 /// The grace period unless configured.
@@ -316,6 +325,134 @@ pub struct FailureFacts {
     pub diagnosis: Option<Diagnosis>,
 }
 
+/// An image's latest release judged by its patch evidence against the
+/// newest month, or why it is judged by dates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "basis",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum PatchLevel {
+    /// Judged by the release's evidence against the newest month.
+    Evidence {
+        /// The release's run.
+        run_id: String,
+        /// The newest month Microsoft published.
+        month: MonthId,
+        /// When it was first published: the release is exposed since then.
+        since: DateTime<Utc>,
+        /// The product, as Microsoft's data names it.
+        product: String,
+        /// The OS build the release's evidence reads.
+        os_build: WindowsBuild,
+        /// The month's cumulative update for the product.
+        cumulative_update: Option<CumulativeUpdate>,
+        /// How many of the month's CVEs the build misses.
+        exposed_to: usize,
+        /// Those by severity.
+        by_severity: SeverityCounts,
+        /// True when the evidence is a stand-in.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stand_in: bool,
+    },
+    /// The release has evidence that could not be judged now (Microsoft's
+    /// data unreadable, an OS the rules do not know): the dates stand in.
+    Unknown {
+        /// Why.
+        reason: String,
+    },
+    /// No evidence (no release, or a release whose build collected none):
+    /// judged by the dates of the compliance rule.
+    #[default]
+    Dates,
+}
+
+impl PatchLevel {
+    /// `exposed to 27 CVEs, 0 Critical, since 2026-02-10`, or `carries
+    /// every fix of 2026-Feb`; `None` when not judged by evidence.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            PatchLevel::Evidence {
+                month,
+                since,
+                exposed_to: 0,
+                ..
+            } => Some(format!(
+                "carries every fix of {month} (published {})",
+                since.format("%Y-%m-%d")
+            )),
+            PatchLevel::Evidence {
+                since,
+                exposed_to,
+                by_severity,
+                ..
+            } => Some(format!(
+                "exposed to {exposed_to} CVE{}, {} Critical, since {}",
+                if *exposed_to == 1 { "" } else { "s" },
+                by_severity.critical,
+                since.format("%Y-%m-%d")
+            )),
+            PatchLevel::Unknown { .. } | PatchLevel::Dates => None,
+        }
+    }
+}
+
+/// Whether the latest release `release` recorded patch evidence, which the
+/// fleet view judges against the newest month (read once per page, only
+/// when a row needs it).
+pub fn has_evidence(release: Option<&Run>) -> bool {
+    release
+        .and_then(|r| r.build.as_ref())
+        .and_then(|b| b.evidence.as_deref())
+        .and_then(|e| e.evidence())
+        .is_some()
+}
+
+/// The patch level of an image whose latest release is `release`, judged
+/// against `newest` (the newest month, or why it could not be read).
+pub fn patch_level(
+    release: Option<&Run>,
+    newest: Option<Result<&CvrfDocument, &str>>,
+) -> PatchLevel {
+    let Some((run, evidence)) = release.and_then(|r| {
+        let evidence = r.build.as_ref()?.evidence.as_deref()?.evidence()?;
+        Some((r, evidence))
+    }) else {
+        return PatchLevel::Dates;
+    };
+    let month = match newest {
+        Some(Ok(month)) => month,
+        Some(Err(reason)) => {
+            return PatchLevel::Unknown {
+                reason: reason.to_string(),
+            };
+        }
+        None => {
+            return PatchLevel::Unknown {
+                reason: "Microsoft's security data was not read".into(),
+            };
+        }
+    };
+    let judged = Target::of(evidence).and_then(|target| exposure(month, &target));
+    match judged {
+        Ok(e) => PatchLevel::Evidence {
+            run_id: run.id.to_string(),
+            month: e.month,
+            since: month.initial_release,
+            product: e.product,
+            os_build: e.os_build,
+            cumulative_update: e.cumulative_update,
+            exposed_to: e.missing.len(),
+            by_severity: e.missing_by_severity,
+            stand_in: evidence.stand_in,
+        },
+        Err(e) => PatchLevel::Unknown {
+            reason: e.to_string(),
+        },
+    }
+}
+
 /// One image in the fleet view.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -324,8 +461,13 @@ pub struct FleetRow {
     pub image: String,
     /// Its latest release, if it has one.
     pub latest_release: Option<ReleaseFacts>,
-    /// Where it stands with this month's patches.
+    /// Where it stands with this month's patches, by the dates of the
+    /// compliance rule.
     pub compliance: Compliance,
+    /// Its latest release judged by its patch evidence, when it has some
+    /// ([`patch_level`]); the view shows this instead of the dates.
+    #[serde(default)]
+    pub patch_level: PatchLevel,
     /// Its runs that have not ended, newest first (at most [`MAX_IN_FLIGHT`]).
     pub in_flight: Vec<InFlight>,
     /// Its last failed run, if any.
@@ -399,6 +541,7 @@ pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetR
             below_latest: r.release.as_ref().and_then(|x| x.below_latest.clone()),
         }),
         compliance: window.compliance(evidence.as_ref(), now),
+        patch_level: PatchLevel::Dates,
         in_flight: runs
             .in_flight
             .iter()
@@ -547,6 +690,104 @@ mod tests {
         run.status = status;
         run.updated_at = created + Duration::hours(2);
         run
+    }
+
+    #[test]
+    fn a_release_with_evidence_is_judged_by_it_against_the_newest_month_and_one_without_by_dates() {
+        use crate::domain::cvrf::{Product, Severity, VendorFix, Vulnerability};
+        use crate::domain::evidence::EvidenceRecord;
+        use crate::domain::run::BuildResult;
+        let fix = |cve: &str, build: &str, severity: Severity| Vulnerability {
+            cve: cve.into(),
+            title: String::new(),
+            severities: [("11923".to_string(), severity)].into(),
+            cvss: None,
+            fixes: vec![VendorFix {
+                kb: "KB2".into(),
+                sub_type: VendorFix::SECURITY_UPDATE.into(),
+                fixed_build: build.into(),
+                products: vec!["11923".into()],
+            }],
+        };
+        let month = CvrfDocument {
+            id: "2026-Feb".parse().unwrap(),
+            title: "February 2026 Security Updates".into(),
+            initial_release: hours(3),
+            current_release: hours(3),
+            products: vec![Product {
+                id: "11923".into(),
+                name: "Windows Server 2022".into(),
+            }],
+            vulnerabilities: vec![
+                fix("CVE-2026-1", "10.0.20348.200", Severity::Critical),
+                fix("CVE-2026-2", "10.0.20348.200", Severity::Important),
+                fix("CVE-2026-3", "10.0.20348.100", Severity::Important),
+            ],
+        };
+        let released = |build: Option<&str>| {
+            let mut r = run("push-web-1", RunStatus::Released, hours(1));
+            r.build = Some(BuildResult {
+                artifacts: Vec::new(),
+                managed_image_id: None,
+                gallery_version_id: None,
+                log: "build.log".into(),
+                duration_seconds: 1,
+                evidence: build.map(|b| {
+                    let text = format!(
+                        r#"{{"schema":"image-factory.evidence/1","collectedAt":"2026-02-11T03:00:00Z",
+                           "os":{{"installationType":"Server","build":"{b}"}},"rebootPending":false,"hotfixes":[],"updates":[]}}"#
+                    );
+                    Box::new(EvidenceRecord::read(Some(text.as_bytes()), "f"))
+                }),
+            });
+            r
+        };
+        let old = released(Some("10.0.20348.150"));
+        assert!(has_evidence(Some(&old)));
+        let level = patch_level(Some(&old), Some(Ok(&month)));
+        let PatchLevel::Evidence {
+            exposed_to,
+            by_severity,
+            since,
+            ..
+        } = &level
+        else {
+            panic!("{level:?}")
+        };
+        assert_eq!(
+            (*exposed_to, by_severity.critical, *since),
+            (2, 1, hours(3))
+        );
+        assert_eq!(
+            level.describe().unwrap(),
+            format!(
+                "exposed to 2 CVEs, 1 Critical, since {}",
+                hours(3).format("%Y-%m-%d")
+            )
+        );
+        let current = patch_level(Some(&released(Some("10.0.20348.200"))), Some(Ok(&month)));
+        assert!(
+            current
+                .describe()
+                .unwrap()
+                .starts_with("carries every fix of 2026-Feb")
+        );
+        // Data unreadable: unknown, and the dates stand in.
+        assert_eq!(
+            patch_level(Some(&old), Some(Err("unreachable"))),
+            PatchLevel::Unknown {
+                reason: "unreachable".into()
+            }
+        );
+        // No evidence, or no release: dates.
+        let none = released(None);
+        assert!(!has_evidence(Some(&none)));
+        assert_eq!(
+            patch_level(Some(&none), Some(Ok(&month))),
+            PatchLevel::Dates
+        );
+        assert_eq!(patch_level(None, None), PatchLevel::Dates);
+        assert_eq!(PatchLevel::Dates.describe(), None);
     }
 
     #[test]

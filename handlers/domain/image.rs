@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::gallery::PrunePolicy;
+use super::patch_gate::PatchSettings;
 use super::version::{ImageVersion, MAX_PART, VersionStrategy};
 
 /// Name of an image's settings file inside its folder.
@@ -62,6 +63,10 @@ pub struct ImageSettings {
     /// (`[gallery]`), which the factory creates or updates before a build.
     #[serde(default)]
     pub gallery: Option<GallerySettings>,
+    /// The test stage's patch gate (`[patch]`), for an image whose build
+    /// collects patch evidence; `None`: the image is not gated.
+    #[serde(default)]
+    pub patch: Option<PatchSettings>,
 }
 
 /// The `[gallery]` section: the gallery image definition of an image that
@@ -292,6 +297,26 @@ impl GallerySettings {
         }
         Ok(())
     }
+}
+
+/// Checks `[patch]`: its numbers within their ranges, a product the patch
+/// rules know.
+fn check_patch(patch: &PatchSettings) -> Result<(), String> {
+    PATCH_GRACE_DAYS.check(u64::from(patch.grace_days))?;
+    UNVERIFIED_AFTER_HOURS.check(u64::from(patch.unverified_after_hours))?;
+    let known = super::patch::known_products();
+    if !known.contains(&patch.product) {
+        return Err(format!(
+            "[patch] product = {:?} is not a product the patch rules know: write one of {}",
+            super::controls::escape_controls(&patch.product, super::controls::Lines::Escape),
+            known
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// The `[release]` section: replication and the gallery's pruning policy.
@@ -836,11 +861,27 @@ pub const GALLERY_MEMORY_GB: Range = Range {
     unit: "GB",
     hint: " (memory_gb_min and memory_gb_max)",
 };
+/// `[patch] grace_days`: less than the 28 days between two Patch Tuesdays.
+pub const PATCH_GRACE_DAYS: Range = Range {
+    key: "[patch] grace_days",
+    min: 0,
+    max: 27,
+    unit: "days",
+    hint: " (a longer grace would outlast the next month; leave it out for 0)",
+};
+/// `[patch] unverified_after_hours`: a week at most.
+pub const UNVERIFIED_AFTER_HOURS: Range = Range {
+    key: "[patch] unverified_after_hours",
+    min: 1,
+    max: 168,
+    unit: "hours",
+    hint: " (leave it out for the default of 24)",
+};
 
 /// Every range `image.toml`'s numbers are held to (`[approval] required`
 /// is between 1 and the number of approvers, `remind_before_hours` below
 /// `expires_hours`; both are checked beside these).
-pub const RANGES: [Range; 15] = [
+pub const RANGES: [Range; 17] = [
     PACKER_TIMEOUT_MINUTES,
     SMOKE_HTTP_TIMEOUT_SECONDS,
     SMOKE_COMMAND_TIMEOUT_SECONDS,
@@ -856,6 +897,8 @@ pub const RANGES: [Range; 15] = [
     SEMVER_MINOR,
     GALLERY_VCPUS,
     GALLERY_MEMORY_GB,
+    PATCH_GRACE_DAYS,
+    UNVERIFIED_AFTER_HOURS,
 ];
 
 /// Parses and checks an `image.toml`: every number within its [`Range`].
@@ -921,6 +964,9 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
     }
     if let Some(gallery) = &settings.gallery {
         gallery.check()?;
+    }
+    if let Some(patch) = &settings.patch {
+        check_patch(patch)?;
     }
     Ok(settings)
 }
@@ -1063,7 +1109,17 @@ mod tests {
     #[test]
     fn every_number_is_held_to_its_documented_range_naming_the_key() {
         // (the file around a value, the range it is held to)
-        let cases: [(&dyn Fn(u64) -> String, Range); 11] = [
+        let patch = |key: &str, v: u64| {
+            with(&format!(
+                "[patch]\nproduct = \"Windows Server 2022\"\n{key} = {v}"
+            ))
+        };
+        let cases: [(&dyn Fn(u64) -> String, Range); 13] = [
+            (&|v| patch("grace_days", v), PATCH_GRACE_DAYS),
+            (
+                &|v| patch("unverified_after_hours", v),
+                UNVERIFIED_AFTER_HOURS,
+            ),
             (
                 &|v| with(&format!("[packer]\ntimeout_minutes = {v}")),
                 PACKER_TIMEOUT_MINUTES,
@@ -1195,6 +1251,35 @@ mod tests {
             error.contains("[approval] remind_before_hours must be from 0 to 3 hours"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_patch_table_names_a_product_the_rules_know_and_defaults_its_times() {
+        let settings = parse_image_settings(&with(
+            "[patch]\nproduct = \"Windows Server 2022 (Server Core installation)\"",
+        ))
+        .unwrap();
+        let patch = settings.patch.unwrap();
+        assert_eq!(
+            (patch.grace_days, patch.unverified_after_hours),
+            (0, 24),
+            "defaults"
+        );
+        assert!(parse_image_settings(&with("")).unwrap().patch.is_none());
+        let error = parse_image_settings(&with("[patch]\nproduct = \"Windows 11\""))
+            .expect_err("an unknown product");
+        assert!(
+            error.contains("[patch] product = \"Windows 11\" is not a product")
+                && error.contains("\"Windows Server 2022\""),
+            "{error}"
+        );
+        let error = parse_image_settings(&with("[patch]\ngrace_days = 1")).expect_err("no product");
+        assert!(error.contains("product"), "{error}");
+        let error = parse_image_settings(&with(
+            "[patch]\nproduct = \"Windows Server 2022\"\ngrace = 1",
+        ))
+        .expect_err("an unknown key");
+        assert!(error.contains("unknown field `grace`"), "{error}");
     }
 
     #[test]

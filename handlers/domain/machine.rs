@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
 use super::diagnosis::diagnose;
+use super::patch_gate::{PatchRecord, PatchStatus, WAITING_FOR_DATA};
 use super::run::{
     Attempt, BuildOutcome, EventType, Execution, Failure, FollowUpKind, GitTagRecord, Run,
     RunStatus, Stage, StageOutput, StageStatus, WORKER_LOST, WorkerRef,
@@ -110,6 +111,17 @@ pub enum Event {
         at: DateTime<Utc>,
         /// What the watchdog saw.
         reason: String,
+    },
+    /// The test stage's patch gate decided before the smoke test: the run
+    /// fails (its record says why), or the stage waits for Microsoft's data
+    /// and is dispatched again by the sweeper ([`PatchStatus::Waiting`]).
+    PatchChecked {
+        /// The test stage's message delivery.
+        execution: Execution,
+        /// When.
+        at: DateTime<Utc>,
+        /// What the gate decided.
+        record: Box<PatchRecord>,
     },
     /// The released commit's git tag was tried (`stages::git_tag`): the
     /// record replaces the run's. The one event a released run takes; its
@@ -402,6 +414,11 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
                 follow_up(&next)
             }
         }
+        Event::PatchChecked {
+            execution,
+            at,
+            record,
+        } => patch_checked(&mut next, execution, *at, record)?,
         Event::GitTagged(record) => return git_tagged(run, record),
         Event::DeadLettered { stage, at, reason } => {
             if next.current_stage() != Some(*stage)
@@ -567,12 +584,19 @@ fn succeed(
                 build.duration_seconds
             )
         }
-        StageOutput::Tested { checks } => {
+        StageOutput::Tested { checks, patch } => {
             run.checks = checks.clone();
-            format!("{} smoke check(s) passed", checks.len())
+            let smoke = format!("{} smoke check(s) passed", checks.len());
+            match patch {
+                Some(record) => {
+                    run.patch = Some(record.clone());
+                    format!("{smoke}; {}", record.summary())
+                }
+                None => smoke,
+            }
         }
         StageOutput::Released(release) => {
-            run.release = Some(release.clone());
+            run.release = Some((**release).clone());
             match &release.below_latest {
                 Some(latest) => format!(
                     "released {} below the latest {latest}: published, not promoted ({latest} stays latest; rollback moves latest back)",
@@ -592,6 +616,58 @@ fn succeed(
         run.status = RunStatus::Released;
     }
     Ok(follow_up(run))
+}
+
+/// Records the patch gate's decision on the test stage's current attempt:
+/// a failure ends the run with the gate's reasons; a wait ends the attempt
+/// and leaves the stage pending, for the sweeper to dispatch again (only
+/// the first and the latest waiting attempts are kept: the record counts
+/// the tries). A gate that lets the run through is recorded with the
+/// smoke test's result instead; here it changes nothing else.
+fn patch_checked(
+    run: &mut Run,
+    execution: &Execution,
+    at: DateTime<Utc>,
+    record: &PatchRecord,
+) -> Result<Vec<Command>, TransitionError> {
+    current_execution(run, Stage::Test, execution)?;
+    run.patch = Some(Box::new(record.clone()));
+    run.updated_at = at;
+    match &record.status {
+        PatchStatus::Failed { .. } => {
+            let reason = record.failure_reason().unwrap_or_default();
+            failed_stage(run, Stage::Test, execution, at, &reason)
+        }
+        PatchStatus::Waiting { error, .. } => {
+            finish_attempt(
+                run,
+                Stage::Test,
+                at,
+                &format!("{WAITING_FOR_DATA}: {error}"),
+            );
+            let stage = run.stage_mut(Stage::Test);
+            let waits: Vec<usize> = stage
+                .attempts
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| {
+                    a.outcome
+                        .as_deref()
+                        .is_some_and(|o| o.starts_with(WAITING_FOR_DATA))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if let [_, between @ .., _] = waits.as_slice() {
+                for i in between.iter().rev() {
+                    stage.attempts.remove(*i);
+                }
+            }
+            stage.status = StageStatus::Pending;
+            stage.summary = Some(record.summary());
+            Ok(Vec::new())
+        }
+        PatchStatus::Passed | PatchStatus::NotVerified { .. } => Ok(Vec::new()),
+    }
 }
 
 fn decided(run: &mut Run, decision: &Decision) -> Result<Vec<Command>, TransitionError> {
@@ -818,11 +894,13 @@ mod tests {
                 gallery_version_id: None,
                 log: "log".into(),
                 duration_seconds: 1,
+                evidence: None,
             }),
             Stage::Test => StageOutput::Tested {
                 checks: vec!["ok".into()],
+                patch: None,
             },
-            Stage::Release => StageOutput::Released(ReleaseRecord {
+            Stage::Release => StageOutput::Released(Box::new(ReleaseRecord {
                 image_version: "1.0.0".into(),
                 sig_version_id: None,
                 git_commit: None,
@@ -830,7 +908,7 @@ mod tests {
                 build_log: "log".into(),
                 location: "x".into(),
                 ..ReleaseRecord::default()
-            }),
+            })),
         }
     }
 
@@ -943,6 +1021,100 @@ mod tests {
         let again = apply(&done.run, report("w1"));
         assert!(!again.changed);
         assert_eq!(again.commands, vec![Command::Dispatch(Stage::Test)]);
+    }
+
+    #[test]
+    fn a_patch_gate_that_waits_leaves_the_test_stage_pending_and_a_failed_one_ends_the_run() {
+        use crate::domain::patch_gate::PatchSettings;
+        use crate::domain::patch_gate::{refused, unreachable};
+        let settings = PatchSettings {
+            product: "Windows Server 2022".into(),
+            grace_days: 0,
+            unverified_after_hours: 2,
+        };
+        let mut run = run_stage(new_run(), Stage::Validate, 0).run;
+        run = run_stage(run, Stage::Build, 2).run;
+        let mut previous = None;
+        for (i, min) in [10, 25, 40, 55].into_iter().enumerate() {
+            let message = format!("t{i}");
+            run = apply(
+                &run,
+                Event::StageStarted {
+                    stage: Stage::Test,
+                    execution: ex(&message, 1),
+                    at: t(min),
+                },
+            )
+            .run;
+            let record = unreachable(&settings, previous.as_ref(), "connection refused", t(min));
+            let waiting = apply(
+                &run,
+                Event::PatchChecked {
+                    execution: ex(&message, 1),
+                    at: t(min),
+                    record: Box::new(record.clone()),
+                },
+            );
+            assert!(
+                waiting.commands.is_empty(),
+                "the sweeper dispatches it again"
+            );
+            assert_eq!(
+                follow_up(&waiting.run),
+                vec![Command::Dispatch(Stage::Test)]
+            );
+            run = waiting.run;
+            assert_eq!(run.status, RunStatus::Running);
+            assert_eq!(run.stage(Stage::Test).status, StageStatus::Pending);
+            assert_eq!(run.patch.as_deref(), Some(&record));
+            previous = Some(record);
+        }
+        // Four waits, two attempts kept: the first and the latest.
+        let attempts = &run.stage(Stage::Test).attempts;
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].execution, ex("t0", 1));
+        assert_eq!(attempts[1].execution, ex("t3", 1));
+        assert!(
+            attempts[1]
+                .outcome
+                .as_deref()
+                .is_some_and(|o| o.starts_with(WAITING_FOR_DATA))
+        );
+        assert_eq!(run.stage(Stage::Test).started_at, Some(t(10)));
+
+        run = apply(
+            &run,
+            Event::StageStarted {
+                stage: Stage::Test,
+                execution: ex("t9", 1),
+                at: t(70),
+            },
+        )
+        .run;
+        let failed = apply(
+            &run,
+            Event::PatchChecked {
+                execution: ex("t9", 1),
+                at: t(71),
+                record: Box::new(refused(&settings, "no evidence: none".into(), t(71))),
+            },
+        );
+        assert_eq!(failed.run.status, RunStatus::Failed);
+        let failure = failed.run.failure.clone().unwrap();
+        assert_eq!(failure.stage, Some(Stage::Test));
+        assert_eq!(failure.reason, "patch gate: no evidence: none");
+        // A late gate result of a superseded delivery is refused.
+        assert!(matches!(
+            decide(
+                &run,
+                &Event::PatchChecked {
+                    execution: ex("t3", 1),
+                    at: t(72),
+                    record: Box::new(refused(&settings, "x".into(), t(72))),
+                }
+            ),
+            Err(TransitionError::StaleExecution { .. })
+        ));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub mod image;
 pub mod machine;
 pub mod nsg;
 pub mod patch;
+pub mod patch_gate;
+pub mod patch_view;
 pub mod reaper;
 pub mod release_event;
 pub mod release_notes;
@@ -45,4 +47,13 @@ pub fn human_duration(seconds: u64) -> String {
         60..=3599 => format!("{} min {} s", seconds / 60, seconds % 60),
         _ => format!("{} h {} min", seconds / 3600, (seconds % 3600) / 60),
     }
+}
+
+/// The SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -82,6 +82,20 @@ pub enum PatchError {
     },
 }
 
+/// Every product name the rules know: each OS of [`KNOWN_OS`], and its
+/// Server Core installation.
+pub fn known_products() -> Vec<String> {
+    KNOWN_OS
+        .iter()
+        .flat_map(|(_, name)| [name.to_string(), server_core(name)])
+        .collect()
+}
+
+/// The Server Core product of an OS's name.
+fn server_core(os: &str) -> String {
+    format!("{os} (Server Core installation)")
+}
+
 /// `20348 (Windows Server 2022), ...` for messages.
 fn known_os() -> String {
     KNOWN_OS
@@ -112,7 +126,7 @@ impl Target {
             .ok_or(PatchError::UnknownOs(build))?;
         let product = match installation {
             InstallationType::Server => os.to_string(),
-            InstallationType::ServerCore => format!("{os} (Server Core installation)"),
+            InstallationType::ServerCore => server_core(os),
         };
         Ok(Target { product, build })
     }
@@ -152,6 +166,9 @@ pub struct CveFix {
     /// The month whose data says so.
     pub month: MonthId,
 }
+
+/// Equal to itself: a score is a parsed 0-10 or a JSON number, never NaN.
+impl Eq for CveFix {}
 
 /// How many CVEs of each severity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,7 +241,7 @@ impl std::fmt::Display for SeverityCounts {
 
 /// A build judged against one month: which of the month's CVEs for its
 /// product it still misses.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Exposure {
     /// The month judged against.
@@ -404,6 +421,14 @@ pub enum Warning {
     RebootPending,
     /// The evidence was written by a stand-in, not read from Windows.
     StandIn,
+    /// The build could not read one of its sources (`hotfixes`, `updates`,
+    /// `defender`, ...).
+    SourceUnavailable {
+        /// Which.
+        source: String,
+        /// The error it gave.
+        error: String,
+    },
 }
 
 impl std::fmt::Display for Warning {
@@ -419,12 +444,15 @@ impl std::fmt::Display for Warning {
             Warning::StandIn => {
                 f.write_str("the evidence is a stand-in written by the build, not read from Windows")
             }
+            Warning::SourceUnavailable { source, error } => {
+                write!(f, "the build could not read {source}: {error}")
+            }
         }
     }
 }
 
 /// The evidence of one image judged against one month.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
     /// What the build misses.
@@ -438,13 +466,16 @@ pub struct Verdict {
 
 /// Judges `evidence` against `month`: the exposure of its OS build, and the
 /// warnings of its cross-checks (the cumulative update absent from
-/// `hotfixes` while the build says it is installed; a pending reboot; a
-/// stand-in). Compliant means no CVE missing; the warnings do not change it.
+/// `hotfixes` while the build says it is installed, when `Get-HotFix`
+/// could be read; a pending reboot; a stand-in; each source the build
+/// could not read). Compliant means no CVE missing; the warnings do not
+/// change it.
 pub fn assess(month: &CvrfDocument, evidence: &Evidence) -> Result<Verdict, PatchError> {
     let exposure = exposure(month, &Target::of(evidence)?)?;
     let mut warnings = Vec::new();
     if let Some(update) = &exposure.cumulative_update
         && exposure.os_build >= update.fixed_build
+        && evidence.could_read("hotfixes")
         && !evidence.lists_hotfix(&update.kb)
     {
         warnings.push(Warning::CumulativeUpdateNotInHotfixes {
@@ -457,6 +488,15 @@ pub fn assess(month: &CvrfDocument, evidence: &Evidence) -> Result<Verdict, Patc
     if evidence.stand_in {
         warnings.push(Warning::StandIn);
     }
+    warnings.extend(
+        evidence
+            .unavailable
+            .iter()
+            .map(|u| Warning::SourceUnavailable {
+                source: u.source.clone(),
+                error: u.error.clone(),
+            }),
+    );
     Ok(Verdict {
         compliant: exposure.missing.is_empty(),
         exposure,

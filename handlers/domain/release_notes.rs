@@ -1,7 +1,10 @@
 //! Release notes: what a released version says about itself. What started
 //! its run, the release before it and what changed since (input files,
-//! packer variables, baseline, base image version), the smoke test's checks,
-//! who approved with what comment, and how long each stage took.
+//! packer variables, baseline, base image version), its patch level (the OS
+//! build, the cumulative update, and the CVEs newly fixed since the previous
+//! release, by severity, each linked to its Security Update Guide page),
+//! the smoke test's checks, who approved with what comment, and how long
+//! each stage took.
 //!
 //! A run records its inputs file by file ([`InputManifest`]) when it is
 //! created; the release stage composes the notes from the run and the
@@ -16,7 +19,9 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 use super::controls::{Lines, escape_controls};
+use super::cvrf::Severity;
 use super::human_duration;
+use super::patch_gate::{SecurityNote, update_guide_url};
 use super::run::{
     ApprovalNote, InputChanges, InputManifest, PreviousRelease, ReleaseNotes, Run, Stage,
     StageDuration, TriggerKind, TriggerNote, ValueChange,
@@ -102,6 +107,14 @@ impl ReleaseNotes {
                 released_at: released_at(p),
             }),
             changes,
+            security: SecurityNote::of(
+                run.patch.as_deref(),
+                run.build
+                    .as_ref()
+                    .and_then(|b| b.evidence.as_deref())
+                    .and_then(|e| e.evidence()),
+            )
+            .map(Box::new),
             smoke: run.checks.clone(),
             approvals: run
                 .decisions
@@ -184,6 +197,9 @@ impl ReleaseNotes {
                 }
             }
         }
+        if let Some(security) = &self.security {
+            security_markdown(&mut md, security);
+        }
         md.push_str("\n## Smoke test\n\n");
         if self.smoke.is_empty() {
             md.push_str("No checks were reported.\n");
@@ -219,6 +235,71 @@ impl ReleaseNotes {
             md = md.replace("\n\n\n", "\n\n");
         }
         md
+    }
+}
+
+/// The patch level, and the CVEs newly fixed by severity, each linked to
+/// its Security Update Guide page.
+fn security_markdown(md: &mut String, note: &SecurityNote) {
+    md.push_str("\n## Security updates\n\n");
+    let _ = write!(md, "- OS build: {}", note.os_build);
+    if note.stand_in {
+        md.push_str(" (stand-in evidence, not read from Windows)");
+    }
+    md.push('\n');
+    if let Some(update) = &note.cumulative_update {
+        let month = note.month.map_or(String::new(), |m| format!(" of {m}"));
+        let _ = writeln!(
+            md,
+            "- Cumulative update{month}: {} (build {})",
+            text(&update.kb),
+            update.fixed_build
+        );
+    }
+    let _ = writeln!(md, "- Patch level: {}", text(&note.level));
+    let Some(fixed) = &note.newly_fixed else {
+        md.push_str("\nThe CVEs fixed since the previous release cannot be listed: this is the first release, or the previous one recorded no patch evidence.\n");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\n{} CVE{} newly fixed since {} (build {}): {}.",
+        fixed.cves.len(),
+        if fixed.cves.len() == 1 { "" } else { "s" },
+        text(&fixed.since_version),
+        fixed.since_build,
+        fixed.by_severity
+    );
+    for severity in Severity::MOST_SEVERE_FIRST {
+        let of: Vec<_> = fixed
+            .cves
+            .iter()
+            .filter(|f| f.severity == severity)
+            .collect();
+        if of.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "\n### {severity}\n");
+        for fix in of {
+            let cve = match update_guide_url(&fix.cve) {
+                Some(url) => format!("[{}]({url})", text(&fix.cve)),
+                None => text(&fix.cve),
+            };
+            let score = fix.cvss.map_or(String::new(), |s| format!("CVSS {s:.1}, "));
+            let _ = writeln!(
+                md,
+                "- {cve} — {} ({score}{})",
+                text(&fix.title),
+                text(&fix.kb)
+            );
+        }
+    }
+    if !fixed.unread.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nMonths not read (their CVEs may be missing above): {}.",
+            text(&fixed.unread.join("; "))
+        );
     }
 }
 

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::approval::{ApprovalRequest, Decision, Verdict};
 use super::controls::{Lines, escape_option};
 use super::diagnosis::Diagnosis;
+use super::evidence::EvidenceRecord;
+use super::patch_gate::{PatchRecord, SecurityNote};
 use super::version::ImageVersion;
 
 /// Longest run id accepted: `push-<64-character image>-<64 hex>` fits with room to spare.
@@ -592,13 +594,16 @@ pub enum StageOutput {
     },
     /// The build stage's artifacts and log.
     Built(BuildResult),
-    /// The smoke test's result.
+    /// The smoke test's result, and the patch gate's for an image with `[patch]`.
     Tested {
         /// What was checked and what answered.
         checks: Vec<String>,
+        /// The patch gate's record (passed, or not verified).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        patch: Option<Box<PatchRecord>>,
     },
     /// The released image's metadata.
-    Released(ReleaseRecord),
+    Released(Box<ReleaseRecord>),
 }
 
 /// What a build produced.
@@ -615,6 +620,10 @@ pub struct BuildResult {
     pub log: String,
     /// Seconds the build took.
     pub duration_seconds: u64,
+    /// The patch evidence the build collected (`image-evidence.json`), for
+    /// a template that declares `evidence_path`; `None` for one that does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Box<EvidenceRecord>>,
 }
 
 /// The `image-version.json` document a release publishes (the seed's metadata file).
@@ -656,6 +665,14 @@ pub struct ReleaseRecord {
     /// Regions the released version is replicated to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
+    /// The OS build the image's evidence reads (`10.0.20348.4648`), when
+    /// the build collected evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_build: Option<String>,
+    /// The month's cumulative update the patch gate judged the build
+    /// against (`KB5073457`), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cumulative_update: Option<String>,
     /// The release notes (also published as `release-notes.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<Box<ReleaseNotes>>,
@@ -742,6 +759,10 @@ pub struct ReleaseNotes {
     /// there is no previous release or it did not record its inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<InputChanges>,
+    /// The patch level and the CVEs newly fixed since the previous
+    /// release, for a build that collected patch evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<Box<SecurityNote>>,
     /// The smoke test's checks.
     pub smoke: Vec<String>,
     /// The approvers' decisions, in order.
@@ -1042,6 +1063,10 @@ pub struct Run {
     pub build: Option<BuildResult>,
     /// Test stage checks.
     pub checks: Vec<String>,
+    /// The test stage's patch gate, for an image with `[patch]`: the
+    /// verdict, or why it failed, waits or went on unverified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Box<PatchRecord>>,
     /// Approval request and decisions.
     pub approval: Option<ApprovalRequest>,
     /// Every decision taken, in order (the audit trail).
@@ -1179,6 +1204,7 @@ impl Run {
             findings: Vec::new(),
             build: None,
             checks: Vec::new(),
+            patch: None,
             approval: None,
             decisions: Vec::new(),
             release: None,

@@ -235,6 +235,7 @@ fn facts(run: &Run) -> Vec<(&'static str, String)> {
             rows.push((record.stage.name(), summary.clone()));
         }
     }
+    rows.extend(crate::domain::patch_view::facts(run));
     rows
 }
 
@@ -259,6 +260,8 @@ struct ApprovalPage<'a> {
     version: String,
     /// The image's latest version, when it is above the run's.
     latest_above: Option<String>,
+    /// "Patch level not verified", or a failed gate, shown first.
+    patch_alert: Option<String>,
 }
 
 fn confirmation_page(run: &Run, claims: &Claims, latest_above: Option<String>) -> String {
@@ -268,6 +271,7 @@ fn confirmation_page(run: &Run, claims: &Claims, latest_above: Option<String>) -
         run_id: &run.id,
         version: run.version.to_string(),
         latest_above,
+        patch_alert: crate::domain::patch_view::alert(run),
         expires: run
             .approval
             .as_ref()

@@ -7,7 +7,9 @@
 //! Store cost per page: one [`RunStore::image_runs`] call for the page's
 //! images and the images built on them (for outdated children), and one
 //! [`RunStore::images_patched_since`] call for the headline; neither reads
-//! the whole history.
+//! the whole history. When a row's latest release recorded patch evidence,
+//! the newest month of Microsoft's security data is read once for the page
+//! (the client keeps the document cached), never per image.
 //!
 //! [`RunStore::image_runs`]: crate::ports::store::RunStore::image_runs
 //! [`RunStore::images_patched_since`]: crate::ports::store::RunStore::images_patched_since
@@ -16,7 +18,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::app::App;
-use crate::domain::fleet::{FleetPage, PatchWindow, headline, outdated_children, row};
+use crate::domain::fleet::{
+    FleetPage, PatchWindow, has_evidence, headline, outdated_children, patch_level, row,
+};
 use crate::domain::image::children_of;
 use crate::ports::store::StoreError;
 
@@ -69,9 +73,19 @@ pub async fn fleet_page(
         app.store.image_runs(&wanted),
         app.store.images_patched_since(window.build_time)
     )?;
-    let images = runs
-        .iter()
-        .filter(|r| page.contains(&r.image))
+    let shown: Vec<_> = runs.iter().filter(|r| page.contains(&r.image)).collect();
+    let newest = if shown.iter().any(|r| has_evidence(r.released.as_ref())) {
+        Some(
+            app.security_updates
+                .newest()
+                .await
+                .map_err(|e| format!("Microsoft's security data could not be read: {e}")),
+        )
+    } else {
+        None
+    };
+    let images = shown
+        .into_iter()
         .map(|r| {
             let children: Vec<&_> = children_of(&images, &r.image)
                 .into_iter()
@@ -79,6 +93,10 @@ pub async fn fleet_page(
                 .collect();
             let mut fleet_row = row(&window, r, now);
             fleet_row.outdated_children = outdated_children(r, &children);
+            fleet_row.patch_level = patch_level(
+                r.released.as_ref(),
+                newest.as_ref().map(|n| n.as_ref().map_err(String::as_str)),
+            );
             fleet_row
         })
         .collect();

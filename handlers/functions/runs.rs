@@ -6,6 +6,9 @@
 //! records an approver's decision for an operator (`image-factory approve`).
 //! GET `/api/runs/{id}?log=<offset>[&attempt=<n>]` gives a piece of the run's
 //! build log: the current attempt's, or an earlier one's. GET
+//! `/api/runs/{id}?evidence` gives the patch evidence the run's build
+//! collected, as the run records it (its SHA-256, where the file is kept,
+//! what it says; `image-factory patch status --image`). GET
 //! `/api/runs?view=fleet[&limit=<n>][&continuation=<token>]` gives a page of
 //! the fleet view (`image-factory fleet`).
 
@@ -134,6 +137,42 @@ async fn read_log(
     http
 }
 
+/// The patch evidence record of run `id` (read-only): 404 when there is no
+/// such run, or its build collected no evidence (saying why).
+async fn evidence(app: &App, id: &RunId) -> Result<HttpResponseData, InvocationError> {
+    let run = match app.store.get(id).await {
+        Ok(stored) => stored.value,
+        Err(StoreError::NotFound { .. }) => {
+            return Ok(HttpResponseData::error(
+                404,
+                &format!("there is no run {id}"),
+            ));
+        }
+        Err(e @ StoreError::Corrupt { .. }) => {
+            return Ok(HttpResponseData::error(500, &e.to_string()));
+        }
+        Err(e) => return Err(retry("cannot read the run", e)),
+    };
+    Ok(
+        match run.build.as_ref().and_then(|b| b.evidence.as_deref()) {
+            Some(record) if record.evidence().is_some() => HttpResponseData::json(200, record),
+            Some(record) => HttpResponseData::error(
+                404,
+                &format!(
+                    "run {id} has no patch evidence: {}",
+                    record.why_none().unwrap_or_default()
+                ),
+            ),
+            None => HttpResponseData::error(
+                404,
+                &format!(
+                    "run {id} has no patch evidence: its build did not collect any (its template declares no evidence_path, or it was not built)"
+                ),
+            ),
+        },
+    )
+}
+
 fn error(status: u16, message: &str) -> InvocationResponse {
     InvocationResponse::http(HttpResponseData::error(status, message))
 }
@@ -170,6 +209,9 @@ impl Runs {
             return Ok(InvocationResponse::http(
                 log_chunk(app, id, offset, attempt).await?,
             ));
+        }
+        if let (Some(id), true) = (&id, self.request.query.contains_key("evidence")) {
+            return Ok(InvocationResponse::http(evidence(app, id).await?));
         }
         if id.is_none() && self.request.query.contains_key("view") {
             return Ok(InvocationResponse::http(self.view(app).await?));

@@ -147,6 +147,14 @@ impl StageInvocation {
                     worker,
                 }
             }
+            StageResult::PatchGate(record) => {
+                tracing::warn!(summary = %record.summary(), "patch gate");
+                Event::PatchChecked {
+                    execution: execution.clone(),
+                    at: app.now(),
+                    record,
+                }
+            }
             StageResult::Retry(reason) => {
                 return Err(InvocationError::Failed(format!(
                     "{stage} of run {run_id} will be retried: {reason}"

@@ -4,7 +4,9 @@
 //! again (up to five attempts per approver and channel) and approvers who
 //! have not decided are reminded once, `remind_before_hours` before the
 //! deadline. A run whose next stage was never started (its message was lost
-//! between the store write and the send) gets the message again.
+//! between the store write and the send) gets the message again; so does a
+//! test stage whose patch gate waits for Microsoft's security data (left
+//! pending, `domain::patch_gate`), every ten minutes until it decides.
 //! Stages that are running are left to Service Bus: lock expiry redelivers
 //! them and the dead-letter queue ends them.
 //!

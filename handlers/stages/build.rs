@@ -2,6 +2,12 @@
 //! with the run's version and commit as variables. The log is kept in the
 //! run's folder, one per attempt ([`crate::build_log`]); artifacts come from the machine-readable lines as they are
 //! printed, and from the manifest post-processor's file when there is one.
+//!
+//! A template that declares `evidence_path` is asked for its patch evidence
+//! there, in the run's folder: an earlier attempt's file is removed before
+//! packer starts, and after the build the file's SHA-256 and what it says
+//! are recorded on the build's result, or that there is none
+//! ([`EvidenceRecord`]); the test stage's patch gate judges it.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::Ports;
 use super::result::StageResult;
 use crate::build_log;
+use crate::domain::evidence::{EVIDENCE_FILE, EVIDENCE_MAX_BYTES, EvidenceRecord};
 use crate::domain::image::{ImageConfig, build_timeout};
 use crate::domain::run::{ArtifactRecord, BuildResult, BuildSpec, Run, Stage, StageOutput};
 use crate::packer::{ArtifactCollector, AzureIds, azure_ids, parse_manifest};
@@ -135,6 +142,22 @@ pub async fn build_here(
         Ok(Err(e)) => return StageResult::Failed(format!("cannot read the template: {e}")),
         Err(e) => return StageResult::Retry(format!("template check task failed: {e}")),
     };
+    let evidence_file = declared
+        .iter()
+        .any(|d| d == "evidence_path")
+        .then(|| run_dir.join(EVIDENCE_FILE));
+    if let Some(file) = &evidence_file {
+        match tokio::fs::remove_file(file).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return StageResult::Retry(format!(
+                    "cannot remove an earlier attempt's {}: {e}",
+                    file.display()
+                ));
+            }
+        }
+    }
     let folder = run_dir.to_path_buf();
     let log = match private::blocking(move || build_log::start_attempt(&folder, attempt)).await {
         Ok(log) => log,
@@ -160,7 +183,12 @@ pub async fn build_here(
         "-color=false".into(),
         "-on-error=abort".into(),
     ];
-    args.extend(super::vars::packer_vars(spec, image, &declared));
+    args.extend(super::vars::packer_vars(
+        spec,
+        image,
+        &declared,
+        Some(run_dir),
+    ));
     args.push(template.display().to_string());
     let mut env = vec![("CHECKPOINT_DISABLE".to_string(), "1".to_string())];
     env.extend(sign_in);
@@ -253,7 +281,40 @@ pub async fn build_here(
         gallery_version_id: ids.gallery_version_id,
         log: log_ref,
         duration_seconds: outcome.elapsed.as_secs(),
+        evidence: match &evidence_file {
+            Some(file) => Some(Box::new(collect_evidence(file).await)),
+            None => None,
+        },
     }))
+}
+
+/// What the build left at `file`: its record, read no further than the
+/// largest evidence the factory reads (one byte more tells it is larger).
+async fn collect_evidence(file: &Path) -> EvidenceRecord {
+    use tokio::io::AsyncReadExt;
+    let location = file.display().to_string();
+    let opened = match tokio::fs::File::open(file).await {
+        Ok(opened) => opened,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return EvidenceRecord::read(None, &location);
+        }
+        Err(e) => {
+            return EvidenceRecord::Missing {
+                reason: format!("cannot read {location}: {e}"),
+            };
+        }
+    };
+    let mut bytes = Vec::new();
+    match opened
+        .take(EVIDENCE_MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+    {
+        Ok(_) => EvidenceRecord::read(Some(&bytes), &location),
+        Err(e) => EvidenceRecord::Missing {
+            reason: format!("cannot read {location}: {e}"),
+        },
+    }
 }
 
 /// How much of the end of a build log is searched for evidence of a known failure.

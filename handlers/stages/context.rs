@@ -13,6 +13,7 @@ use crate::ports::executor::Executor;
 use crate::ports::gallery::Gallery;
 use crate::ports::logs::LogStore;
 use crate::ports::notifier::Notifier;
+use crate::ports::security_updates::SecurityUpdates;
 use crate::ports::store::RunStore;
 use crate::ports::test_env::TestEnvironment;
 use crate::ports::workers::Workers;
@@ -30,8 +31,11 @@ pub struct Ports<'a> {
     pub test_environments: &'a [Arc<dyn TestEnvironment>],
     /// Where released versions live.
     pub gallery: &'a dyn Gallery,
-    /// The run store (the release stage reads the previous release for its notes).
+    /// The run store (the release stage reads the previous release for its
+    /// notes, the patch gate for what is newly fixed).
     pub store: &'a dyn RunStore,
+    /// Microsoft's security data, for the test stage's patch gate.
+    pub security_updates: &'a dyn SecurityUpdates,
     /// The approval channels.
     pub notifier: &'a Notifier,
     /// Signs approval links.

@@ -42,6 +42,10 @@ pub async fn execute(
         Stage::Test => {
             test::run(
                 ports.test_environments,
+                test::Inputs {
+                    security_updates: ports.security_updates,
+                    store: ports.store,
+                },
                 &ports.run_dir,
                 ports.now,
                 run,

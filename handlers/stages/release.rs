@@ -4,7 +4,8 @@
 //! never moves latest back: rollback does); it is replicated to the
 //! image's `[release] replication_regions`, and the pruning policy's
 //! versions are deleted — and the `image-version.json` metadata the seed
-//! publishes (version, gallery version id, git commit, run id, build log) is
+//! publishes (version, gallery version id, git commit, run id, build log,
+//! and the OS build and cumulative update of the patch evidence) is
 //! written to the run's folder. What the gallery did is recorded on the run.
 //!
 //! The release notes ([`crate::domain::release_notes`]) are composed from the
@@ -59,6 +60,12 @@ pub(super) async fn run(
             .map(|b| b.log.clone())
             .unwrap_or_default(),
         location: run_copy.display().to_string(),
+        os_build: notes.security.as_ref().map(|s| s.os_build.to_string()),
+        cumulative_update: notes
+            .security
+            .as_ref()
+            .and_then(|s| s.cumulative_update.as_ref())
+            .map(|u| u.kb.clone()),
         notes: Some(Box::new(notes)),
         ..ReleaseRecord::default()
     };
@@ -96,13 +103,16 @@ pub(super) async fn run(
             return StageResult::Retry(format!("cannot write {}: {e}", path.display()));
         }
     }
-    StageResult::Succeeded(StageOutput::Released(target.record))
+    StageResult::Succeeded(StageOutput::Released(Box::new(target.record)))
 }
 
 /// The image's release before `run`: of its recent released runs, the one
 /// with the highest version below the run's. A run approved after a newer
 /// one was released follows the release below it, not the newer one.
-async fn previous_release(store: &dyn RunStore, run: &Run) -> Result<Option<Run>, StoreError> {
+pub(super) async fn previous_release(
+    store: &dyn RunStore,
+    run: &Run,
+) -> Result<Option<Run>, StoreError> {
     let query = RunQuery {
         image: Some(run.image.clone()),
         statuses: vec![RunStatus::Released],

@@ -1,6 +1,7 @@
 //! What a stage body did: [`StageResult`].
 
 use crate::domain::approval::ApprovalRequest;
+use crate::domain::patch_gate::PatchRecord;
 use crate::domain::run::{StageOutput, WorkerRef};
 
 /// What a stage body did.
@@ -16,4 +17,8 @@ pub enum StageResult {
     Dispatched(WorkerRef),
     /// It could not run now; the message should be delivered again.
     Retry(String),
+    /// The test stage's patch gate stopped the run before the smoke test:
+    /// it failed, or waits for Microsoft's data (the sweeper dispatches the
+    /// stage again).
+    PatchGate(Box<PatchRecord>),
 }

@@ -83,7 +83,7 @@ pub(super) async fn run(
             packer_version: Some(version.to_string()),
         });
     }
-    let vars = packer_vars(&BuildSpec::of(run), image, &report.variables);
+    let vars = packer_vars(&BuildSpec::of(run), image, &report.variables, None);
     let mut steps: Vec<(&str, Vec<String>)> = Vec::new();
     if version.supports_init() {
         steps.push(("packer init", vec!["init".into(), ".".into()]));

@@ -35,3 +35,51 @@ variable "common_tags" {
     costCenter = "cc-1234"
   }
 }
+
+variable "factory_run_id" {
+  type        = string
+  description = "The factory's run id (set by the factory); copied into the stand-in evidence."
+  default     = ""
+}
+
+# --- Stand-in patch evidence --------------------------------------------------
+# The example has no Windows to read: it writes image-evidence.json in the
+# shape the Windows template writes, from these variables, marked
+# "standIn": true (docs/patch-evidence.md). With evidence_os_build empty (the
+# default) it writes none.
+
+variable "evidence_path" {
+  type        = string
+  description = "Where image-evidence.json is written (set by the factory: the run's folder)."
+  default     = "image-evidence.json"
+}
+
+variable "evidence_os_build" {
+  type        = string
+  description = "The OS build the stand-in evidence claims, 10.0.<build>.<ubr> (e.g. 10.0.20348.4648); empty: no evidence is written."
+  default     = ""
+}
+
+variable "evidence_installation_type" {
+  type        = string
+  description = "The installation type the stand-in evidence claims: Server or Server Core."
+  default     = "Server"
+}
+
+variable "evidence_product_name" {
+  type        = string
+  description = "The product name the stand-in evidence claims."
+  default     = "Windows Server 2022 Datacenter"
+}
+
+variable "evidence_hotfixes" {
+  type        = string
+  description = "The hotfixes the stand-in evidence lists, comma-separated KB numbers (e.g. KB5073457)."
+  default     = ""
+}
+
+variable "evidence_reboot_pending" {
+  type        = string
+  description = "Whether the stand-in evidence says a reboot is pending: true or false."
+  default     = "false"
+}

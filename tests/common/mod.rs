@@ -30,6 +30,7 @@ use image_factory::config::Settings;
 use image_factory::domain::run::{Run, RunStatus};
 use image_factory::host::BusSettings;
 use image_factory::startup::{Adapters, Local, Secrets, StoreBackend, build_app, start_local};
+use image_factory::web::msrc::MsrcSource;
 use sha2::Sha256;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -124,6 +125,9 @@ pub struct Options {
     pub operator_token: String,
     /// The Azure DevOps service-hook secret.
     pub azure_devops_secret: String,
+    /// Where Microsoft's security data comes from (the public API unless a
+    /// test names a loopback server or a folder of CVRF documents).
+    pub msrc: MsrcSource,
     /// Changes to the app before it starts (clock, ...).
     pub tweak: Box<dyn FnOnce(&mut App) + Send>,
 }
@@ -153,6 +157,7 @@ impl Default for Options {
             github_secret: GITHUB_SECRET.into(),
             operator_token: OPERATOR_TOKEN.into(),
             azure_devops_secret: AZURE_DEVOPS_SECRET.into(),
+            msrc: MsrcSource::default(),
             tweak: Box::new(|_| {}),
         }
     }
@@ -212,6 +217,7 @@ impl Factory {
         let shutdown = CancellationToken::new();
         let adapters = Adapters {
             store: options.store,
+            msrc: options.msrc,
             ..Adapters::default()
         };
         let mut app = build_app(settings, adapters, secrets, shutdown.clone())
