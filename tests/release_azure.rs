@@ -464,7 +464,7 @@ async fn the_release_stage_publishes_the_built_version_and_records_every_change(
     assert_eq!(document["imageVersion"], "2026.1125.0");
     assert_eq!(
         serde_json::from_value::<ReleaseRecord>(document).expect("a release record"),
-        record
+        *record
     );
     assert!(server.unserved().is_empty());
 }

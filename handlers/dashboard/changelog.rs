@@ -5,8 +5,9 @@
 
 use askama::Template;
 
-use super::page::{layout, minute};
+use super::page::{layout, made_current, minute, withdrawn_by};
 use crate::domain::release_notes::released_at;
+use crate::domain::rollback::{current, current_since};
 use crate::domain::run::{ReleaseNotes, Run};
 use crate::pages::{Frame, filters, render};
 
@@ -134,6 +135,12 @@ struct Entry<'a> {
     /// The latest it was released below (published, not promoted).
     below_latest: Option<&'a str>,
     released: String,
+    /// Whether it is the image's current version.
+    current: bool,
+    /// The rollback that withdrew it, told.
+    withdrawn: Option<String>,
+    /// The rollbacks that made it current again, told, oldest first.
+    made_current: Vec<String>,
     notes: Option<NotesView<'a>>,
 }
 
@@ -142,6 +149,8 @@ struct Entry<'a> {
 struct ChangelogPage<'a> {
     frame: Frame,
     image: &'a str,
+    /// The current version and since when, on the page that lists it.
+    current: Option<(String, String)>,
     entries: Vec<Entry<'a>>,
     /// The continuation of the next (older) page.
     next: Option<&'a str>,
@@ -152,6 +161,7 @@ struct ChangelogPage<'a> {
 pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> String {
     let mut runs: Vec<&Run> = released.iter().collect();
     runs.sort_by_key(|r| std::cmp::Reverse((released_at(r), r.created_at)));
+    let now = current(released);
     let entries = runs
         .into_iter()
         .map(|run| Entry {
@@ -159,6 +169,18 @@ pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> Stri
             run_id: &run.id,
             below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
             released: minute(released_at(run).unwrap_or(run.updated_at)),
+            current: now.is_some_and(|c| c.id == run.id),
+            withdrawn: run
+                .release
+                .as_ref()
+                .and_then(|r| r.withdrawn.as_deref())
+                .map(withdrawn_by),
+            made_current: run
+                .release
+                .iter()
+                .flat_map(|r| &r.rollbacks)
+                .map(made_current)
+                .collect(),
             notes: run
                 .release
                 .as_ref()
@@ -169,6 +191,7 @@ pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> Stri
     render(&ChangelogPage {
         frame: Frame::with(format!("Changelog of {image}"), layout(false)),
         image,
+        current: now.map(|run| (run.version.to_string(), minute(current_since(run).0))),
         entries,
         next,
     })

@@ -572,7 +572,7 @@ fn succeed(
             format!("{} smoke check(s) passed", checks.len())
         }
         StageOutput::Released(release) => {
-            run.release = Some(release.clone());
+            run.release = Some((**release).clone());
             match &release.below_latest {
                 Some(latest) => format!(
                     "released {} below the latest {latest}: published, not promoted ({latest} stays latest; rollback moves latest back)",
@@ -822,7 +822,7 @@ mod tests {
             Stage::Test => StageOutput::Tested {
                 checks: vec!["ok".into()],
             },
-            Stage::Release => StageOutput::Released(ReleaseRecord {
+            Stage::Release => StageOutput::Released(Box::new(ReleaseRecord {
                 image_version: "1.0.0".into(),
                 sig_version_id: None,
                 git_commit: None,
@@ -830,7 +830,7 @@ mod tests {
                 build_log: "log".into(),
                 location: "x".into(),
                 ..ReleaseRecord::default()
-            }),
+            })),
         }
     }
 
@@ -856,6 +856,7 @@ mod tests {
             comment: None,
             via: "cli".into(),
             token_id: None,
+            recorded_by: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock, no Azure, HTTP or storage types.
 
 pub mod approval;
+pub mod approvers;
 pub mod calendar;
 pub mod controls;
 pub mod cvrf;
@@ -15,8 +16,10 @@ pub mod git_tag;
 pub mod image;
 pub mod machine;
 pub mod patch;
+pub mod principal;
 pub mod release_event;
 pub mod release_notes;
+pub mod rollback;
 pub mod run;
 pub mod schedule;
 pub mod source;

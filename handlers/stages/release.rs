@@ -96,18 +96,21 @@ pub(super) async fn run(
             return StageResult::Retry(format!("cannot write {}: {e}", path.display()));
         }
     }
-    StageResult::Succeeded(StageOutput::Released(target.record))
+    StageResult::Succeeded(StageOutput::Released(Box::new(target.record)))
 }
 
 /// The image's release before `run`: of its recent released runs, the one
 /// with the highest version below the run's. A run approved after a newer
-/// one was released follows the release below it, not the newer one.
+/// one was released follows the release below it, not the newer one; a
+/// version a rollback withdrew is nobody's previous release (the notes say
+/// what changed since the version consumers had).
 async fn previous_release(store: &dyn RunStore, run: &Run) -> Result<Option<Run>, StoreError> {
     let query = RunQuery {
         image: Some(run.image.clone()),
         statuses: vec![RunStatus::Released],
         limit: RECENT_RELEASES,
         continuation: None,
+        without_withdrawn: true,
     };
     let page = store.list(&query).await?;
     Ok(page
