@@ -3,8 +3,8 @@
 //! (ComputeRP 2024-07-01) shapes it: the newest version becomes the run
 //! `base-<image>-<version>`, a second firing finds it and creates nothing,
 //! throttling is retried and an unreachable listing fails the invocation
-//! (the timer tries again) with no run created; an image whose run cannot
-//! be created keeps no other image from starting. Contract-tested, not live.
+//! (the timer tries again) with no run created; an image whose base cannot
+//! be listed keeps no other image from starting. Contract-tested, not live.
 
 mod common;
 
@@ -124,23 +124,42 @@ async fn a_listing_that_fails_creates_nothing_and_fails_the_invocation() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_image_whose_run_cannot_be_created_keeps_no_other_image_from_starting() {
+async fn an_image_whose_base_cannot_be_listed_keeps_no_other_image_from_starting() {
+    // beta is built on another Marketplace image, whose listing is refused.
+    let other = VERSIONS.replace(
+        "2022-datacenter-azure-edition",
+        "2025-datacenter-azure-edition",
+    );
     let server = ArmServer::start(vec![
         Reply::new(Method::GET, VERSIONS, 200, listing()),
-        Reply::new(Method::GET, VERSIONS, 200, listing()),
+        Reply::new(
+            Method::GET,
+            &other,
+            403,
+            json!({"error": {"code": "AuthorizationFailed", "message": "The client does not have authorization"}}),
+        ),
     ])
     .await;
     let (factory, images) = factory_of(&server, &["alpha", "beta"]).await;
-    // beta's template folder goes away after the factory read the images.
-    std::fs::remove_dir_all(images.path().join("beta")).unwrap();
+    let beta = images.path().join("beta").join("image.toml");
+    let toml = std::fs::read_to_string(&beta).unwrap();
+    std::fs::write(
+        &beta,
+        toml.replace(
+            "2022-datacenter-azure-edition",
+            "2025-datacenter-azure-edition",
+        ),
+    )
+    .unwrap();
     let (status, answer) = fire(&factory).await;
     assert_eq!(status, 200, "{answer}");
     // alpha's run is created and its first message goes out with the answer.
     let id = "base-alpha-20348.2849.241106";
     assert_eq!(answer["Outputs"]["validate"][0]["runId"], id, "{answer}");
     assert!(
-        answer["Logs"].to_string().contains("beta"),
-        "the answer says beta was passed over: {answer}"
+        answer["Logs"].to_string().contains("beta")
+            && answer["Logs"].to_string().contains("AuthorizationFailed"),
+        "the answer says beta was passed over, and why: {answer}"
     );
     let all = factory.app.store.list(&Default::default()).await.unwrap();
     let ids: Vec<&str> = all.runs.iter().map(|r| r.id.as_str()).collect();

@@ -1028,9 +1028,8 @@ async fn a_patch_tuesday_image_that_cannot_start_keeps_no_other_image_from_start
         copy_example(images.path(), name);
     }
     let factory = Factory::start_with(Options::with_images(images.path())).await;
-    // beta's template folder goes away after the factory read the images:
-    // its run cannot be created (its inputs cannot be read).
-    std::fs::remove_dir_all(images.path().join("beta")).unwrap();
+    // The store refuses beta's runs: its run cannot be created.
+    refuse_runs_of(&factory, "beta");
     // The firing answers, and the runs it created have their first message
     // sent with its answer: alpha (before beta) and gamma (after it) start.
     factory.fire_timer("patch-tuesday").await;
@@ -1046,6 +1045,17 @@ async fn a_patch_tuesday_image_that_cannot_start_keeps_no_other_image_from_start
     factory.stop().await;
 }
 
+/// Makes the factory's real SQLite store refuse to record any run of
+/// `image`, as a failing disk would (a trigger that aborts the insert).
+fn refuse_runs_of(factory: &Factory, image: &str) {
+    let db = rusqlite::Connection::open(factory.app.settings.store_path()).expect("the store");
+    db.execute_batch(&format!(
+        "CREATE TRIGGER refuse_{image} BEFORE INSERT ON runs WHEN NEW.image = '{image}' \
+         BEGIN SELECT RAISE(ABORT, 'injected store failure'); END;"
+    ))
+    .expect("the trigger");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pushed_image_whose_run_cannot_be_made_is_listed_and_the_others_start() {
     let images = tempfile::TempDir::new().unwrap();
@@ -1053,7 +1063,7 @@ async fn a_pushed_image_whose_run_cannot_be_made_is_listed_and_the_others_start(
         copy_example(images.path(), name);
     }
     let factory = Factory::start_with(Options::with_images(images.path())).await;
-    std::fs::remove_dir_all(images.path().join("beta")).unwrap();
+    refuse_runs_of(&factory, "beta");
     let response = factory
         .push(
             COMMIT,
@@ -1080,7 +1090,7 @@ async fn a_pushed_image_whose_run_cannot_be_made_is_listed_and_the_others_start(
         answer["failed"][0]["error"]
             .as_str()
             .unwrap()
-            .contains("template folder"),
+            .contains("injected store failure"),
         "{answer}"
     );
     for image in ["alpha", "gamma"] {

@@ -210,15 +210,12 @@ fn the_build_job_runs_the_entrypoint_in_the_container_the_factory_starts() {
 fn every_image_factory_name_the_job_sets_is_one_the_worker_reads() {
     let bicep = read("infra/modules/containerapps.bicep");
     let env = job_env(&bicep);
-    // What the worker reads: its module and the `worker` command of main.rs.
-    let main = read("handlers/main.rs");
-    let command = main
-        .split("async fn worker()")
-        .nth(1)
-        .and_then(|rest| rest.split("\nasync fn ").next())
-        .expect("main.rs has the worker command");
+    // What the worker reads: its module and the `worker` command (cli/worker.rs).
     let mut read_by_worker = literals(without_tests(&read("handlers/worker.rs")), "IMAGE_FACTORY_");
-    read_by_worker.extend(literals(command, "IMAGE_FACTORY_"));
+    read_by_worker.extend(literals(
+        without_tests(&read("handlers/cli/worker.rs")),
+        "IMAGE_FACTORY_",
+    ));
     let set: Vec<&EnvEntry> = env
         .iter()
         .filter(|e| e.name.starts_with("IMAGE_FACTORY_"))

@@ -462,8 +462,10 @@ fn unpacking_writes_the_tree_and_nothing_outside_it() {
             .mode()
             & 0o777
     };
-    assert_eq!(mode("web/scripts/run.sh"), 0o755);
-    assert_eq!(mode("web/image.toml"), 0o644);
+    // Private, as the rest of the data folder; the executable bit is kept.
+    assert_eq!(mode("web/scripts/run.sh"), 0o700);
+    assert_eq!(mode("web/image.toml"), 0o600);
+    assert_eq!(mode("web/scripts"), 0o700);
     // Unpacked again over itself: the old content goes, nothing is left beside it.
     std::fs::write(target.join("web/stray"), "edited").unwrap();
     unpack(&t, &target).expect("again");

@@ -3,7 +3,9 @@
 //! every file created new (`O_EXCL`, `O_NOFOLLOW`: nothing already there is
 //! written through), then renamed into place. Every path was checked when
 //! the tree was read, and no link exists until every file is written, so
-//! nothing is written outside the target folder.
+//! nothing is written outside the target folder. What is written is
+//! private, as the rest of the data folder: folders 0700, files 0600, or
+//! 0700 when executable.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -50,14 +52,14 @@ fn write_tree(tree: &SourceTree, root: &Path) -> Result<(), ArchiveError> {
                 if let Some(parent) = file.parent() {
                     std::fs::DirBuilder::new()
                         .recursive(true)
-                        .mode(0o755)
+                        .mode(0o700)
                         .create(parent)
                         .map_err(write_error(parent))?;
                 }
                 let mut out = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
-                    .mode(if *executable { 0o755 } else { 0o644 })
+                    .mode(if *executable { 0o700 } else { 0o600 })
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&file)
                     .map_err(write_error(&file))?;
@@ -70,7 +72,7 @@ fn write_tree(tree: &SourceTree, root: &Path) -> Result<(), ArchiveError> {
         if let Some(parent) = file.parent() {
             std::fs::DirBuilder::new()
                 .recursive(true)
-                .mode(0o755)
+                .mode(0o700)
                 .create(parent)
                 .map_err(write_error(parent))?;
         }
