@@ -85,7 +85,12 @@ impl Client {
     pub fn with_credentials(url: &str, credentials: Credentials) -> Client {
         Client {
             base: url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            // A factory behind sign-in redirects a request without a token
+            // to the sign-in page: that is an answer to report, not to follow.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
             credentials,
             token: OnceCell::new(),
         }
@@ -123,6 +128,24 @@ impl Client {
         Ok(request)
     }
 
+    /// Refuses an answer that sends the client to sign in (a redirect, which
+    /// App Service authentication answers a request without a token with).
+    fn not_signed_in(&self, response: &reqwest::Response) -> anyhow::Result<()> {
+        if !response.status().is_redirection() {
+            return Ok(());
+        }
+        let what_to_do = if self.credentials.scope.is_some() {
+            "the Entra ID token was not accepted: check IMAGE_FACTORY_API_SCOPE (api://<the app's client id>/.default) and your sign-in (`az login`)"
+        } else {
+            "set IMAGE_FACTORY_API_SCOPE (api://<the app's client id>/.default) and sign in with `az login` (docs/sign-in.md)"
+        };
+        bail!(
+            "{} sent the request to sign in (HTTP {}): it is behind App Service authentication; {what_to_do}",
+            self.base,
+            response.status().as_u16()
+        )
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<String> {
         let response = self
             .authorised(request)
@@ -130,6 +153,7 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
+        self.not_signed_in(&response)?;
         let status = response.status();
         let text = response.text().await?;
         if !status.is_success() {
@@ -322,6 +346,7 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
+        self.not_signed_in(&response)?;
         // No current log yet is an empty one; no log of a given attempt is an error.
         if response.status() == 404 && attempt.is_none() {
             return Ok((String::new(), offset));
