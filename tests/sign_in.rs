@@ -61,6 +61,24 @@ async fn signed_in_factory(images: &std::path::Path) -> Factory {
     Factory::start_with(options).await
 }
 
+/// Run `id` once it has `status`, read from the store (the runs API wants
+/// a principal now).
+async fn wait_for(
+    factory: &Factory,
+    id: &RunId,
+    status: RunStatus,
+) -> image_factory::domain::run::Run {
+    for _ in 0..600 {
+        if let Ok(stored) = factory.app.store.get(id).await
+            && stored.value.status == status
+        {
+            return stored.value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("run {id} is not {status} within a minute")
+}
+
 async fn status_and_text(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
@@ -144,6 +162,29 @@ async fn reads_need_a_readable_principal_and_operator_actions_the_operator_role_
         "the principal is recorded, never the name the body claims"
     );
 
+    // Recording an approver's decision is an operator action: the operator
+    // who recorded it is kept beside it.
+    let waiting = wait_for(&factory, &id, RunStatus::WaitingForApproval).await;
+    let decide = |header: String| {
+        factory
+            .http
+            .post(format!("{}/api/runs/{}", factory.url, waiting.id))
+            .header("X-MS-CLIENT-PRINCIPAL", header)
+            .json(&json!({"decision": "approve", "as": "platform-lead", "comment": "by phone"}))
+            .send()
+    };
+    let (status, text) = status_and_text(decide(reader.clone()).await.unwrap()).await;
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = status_and_text(decide(operator.clone()).await.unwrap()).await;
+    assert_eq!(status, 200, "{text}");
+    let decided = factory.app.store.get(&id).await.unwrap().value;
+    assert_eq!(decided.decisions.len(), 1);
+    assert_eq!(decided.decisions[0].via, "cli");
+    assert_eq!(
+        decided.decisions[0].recorded_by.as_deref(),
+        Some("alice@contoso.com")
+    );
+
     // A rollback is an operator action too: refused without the role,
     // authorised with it (and then refused on its merits, changing nothing).
     let rollback = |header: String| {
@@ -177,21 +218,8 @@ async fn the_webhook_and_approval_links_work_without_sign_in_and_a_signed_in_app
         .push(commit, &["images/example/build.pkr.hcl"])
         .await;
     assert_eq!(answer.status(), 202);
-    // The runs API wants a principal now: the test reads the store itself.
     let id: RunId = format!("push-example-{commit}").parse().unwrap();
-    let mut run = None;
-    for _ in 0..600 {
-        let stored = factory.app.store.get(&id).await.map(|s| s.value).ok();
-        if stored
-            .as_ref()
-            .is_some_and(|r| r.status == RunStatus::WaitingForApproval)
-        {
-            run = stored;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let run = run.expect("the run waits for approval within a minute");
+    let run = wait_for(&factory, &id, RunStatus::WaitingForApproval).await;
     let link = factory.approval_link(&run.id, "platform-lead");
 
     // The link's page needs no principal, and says whom it records for.
