@@ -29,7 +29,9 @@ use super::controls::{Lines, escape_controls};
 use super::image::{IMAGE_NAME_RULE, is_valid_image_name};
 use super::machine::Transition;
 use super::release_notes::released_at;
-use super::run::{EventType, FollowUpKind, Rollback, Run, RunId, RunStatus, Stage, StageStatus};
+use super::run::{
+    EventType, FollowUpKind, ReleaseRecord, Rollback, Run, RunId, RunStatus, Stage, StageStatus,
+};
 use super::version::ImageVersion;
 
 /// Longest reason kept, in characters.
@@ -293,10 +295,19 @@ fn uncommitted(target: &Run, released: &[Run]) -> Option<Rollback> {
 /// when it already does).
 pub fn withdraw(run: &Run, rollback: &Rollback) -> Transition {
     let mut next = run.clone();
-    if let Some(release) = next.release.as_mut() {
-        release.withdrawn = Some(Box::new(rollback.clone()));
-    }
+    record_of(&mut next).withdrawn = Some(Box::new(rollback.clone()));
     transition(run, next)
+}
+
+/// The release record of `run`, a released run; a minimal one (its version
+/// and id) for a run released before records were kept.
+fn record_of(run: &mut Run) -> &mut ReleaseRecord {
+    let (version, id) = (run.version.to_string(), run.id.to_string());
+    run.release.get_or_insert_with(|| ReleaseRecord {
+        image_version: version,
+        run_id: id,
+        ..ReleaseRecord::default()
+    })
 }
 
 /// `run`, the target of `rollback`, with the rollback committed: recorded,
@@ -304,14 +315,11 @@ pub fn withdraw(run: &Run, rollback: &Rollback) -> Transition {
 /// rollback's id. Unchanged when it is committed already; refused when a
 /// follow-up of another rollback took the id.
 pub fn commit(run: &Run, rollback: &Rollback) -> Result<Transition, Refusal> {
-    let Some(release) = run.release.as_ref() else {
-        return Err(Refusal::UnknownVersion {
-            image: run.image.clone(),
-            to: rollback.to.clone(),
-            released: Vec::new(),
-        });
-    };
-    if release.rollbacks.iter().any(|b| b.id == rollback.id) {
+    let committed = run
+        .release
+        .as_ref()
+        .is_some_and(|r| r.rollbacks.iter().any(|b| b.id == rollback.id));
+    if committed {
         return Ok(transition(run, run.clone()));
     }
     if run.follow_ups.iter().any(|f| f.id == rollback.id) {
@@ -320,10 +328,9 @@ pub fn commit(run: &Run, rollback: &Rollback) -> Result<Transition, Refusal> {
         });
     }
     let mut next = run.clone();
-    if let Some(release) = next.release.as_mut() {
-        release.rollbacks.push(rollback.clone());
-        release.withdrawn = None;
-    }
+    let release = record_of(&mut next);
+    release.rollbacks.push(rollback.clone());
+    release.withdrawn = None;
     next.owe_as(ROLLED_BACK, rollback.id.clone(), rollback.at);
     next.updated_at = next.updated_at.max(rollback.at);
     Ok(transition(run, next))
