@@ -434,8 +434,9 @@ impl App {
             Err(e) => return Err(e.into()),
         }
         // An image built on another of the factory's images builds on its
-        // parent's latest release: that version is its base, passed to the
-        // template and part of its inputs.
+        // parent's current release (its newest release no rollback
+        // withdrew): that version is its base, passed to the template and
+        // part of its inputs.
         if trigger.commit.is_none() {
             trigger.commit = source.commit.clone();
         }
@@ -446,7 +447,7 @@ impl App {
         if let Some(parent) = settings.parent()
             && trigger.base_image_version.is_none()
         {
-            let Some(release) = self.latest_release(parent).await? else {
+            let Some(release) = self.current_release(parent).await? else {
                 return Err(CreateError::ParentNotReleased {
                     image: image.to_string(),
                     parent: parent.to_string(),
@@ -555,14 +556,15 @@ impl App {
         }
     }
 
-    /// The image's last release, when its inputs hash is `inputs`.
+    /// The image's current release, when its inputs hash is `inputs`: a
+    /// withdrawn version is never a reason to build nothing.
     async fn identical_release(
         &self,
         image: &str,
         inputs: &str,
     ) -> Result<Option<Run>, StoreError> {
         Ok(self
-            .latest_release(image)
+            .current_release(image)
             .await?
             .filter(|last| last.inputs_hash.as_deref() == Some(inputs)))
     }
@@ -590,13 +592,16 @@ impl App {
         }
     }
 
-    /// The image's latest released run.
-    pub async fn latest_release(&self, image: &str) -> Result<Option<Run>, StoreError> {
+    /// The image's current release: its newest released run that no
+    /// rollback withdrew ([`crate::domain::rollback`]). Children build on
+    /// it, and build avoidance compares with it.
+    pub async fn current_release(&self, image: &str) -> Result<Option<Run>, StoreError> {
         let query = RunQuery {
             image: Some(image.to_string()),
             statuses: vec![RunStatus::Released],
             limit: 1,
             continuation: None,
+            without_withdrawn: true,
         };
         Ok(self.store.list(&query).await?.runs.into_iter().next())
     }

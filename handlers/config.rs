@@ -15,6 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::domain::approval::{KeyRing, SigningKey};
+use crate::domain::approvers::Directory;
 use crate::domain::calendar::{BuildCalendar, CalendarError};
 use crate::domain::fleet::{DEFAULT_GRACE_DAYS, Grace};
 pub use crate::domain::image::{
@@ -177,6 +178,14 @@ pub struct Settings {
     /// local host runs at once (`IMAGE_FACTORY_PARALLELISM`, default the
     /// number of cores; `up --parallelism` overrides it).
     pub parallelism: NonZeroUsize,
+    /// App Service authentication (Entra ID) is in front of the app
+    /// (`IMAGE_FACTORY_SIGN_IN=entra`): the handler then refuses the runs API
+    /// and the dashboard without a signed-in principal, and operator actions
+    /// without the operator app role (docs/sign-in.md). Off on one machine.
+    pub sign_in: bool,
+    /// Who the approvers `image.toml` names are (`IMAGE_FACTORY_APPROVERS`,
+    /// `name=email-or-object-id` pairs).
+    pub approvers: Directory,
 }
 
 impl Settings {
@@ -197,6 +206,8 @@ impl Settings {
         let parallelism = parallelism(&var)?;
         let public_url = public_url(&var)?;
         operator_token(&var)?;
+        let sign_in = sign_in(&var)?;
+        let approvers = approvers(&var)?;
         let var = |name: &str| var(name).filter(|v| !v.is_empty());
         let packer = match var("IMAGE_FACTORY_PACKER").as_deref() {
             Some("none") => None,
@@ -221,6 +232,8 @@ impl Settings {
             patch_grace,
             parallelism,
             local: false,
+            sign_in,
+            approvers,
         })
     }
 
@@ -240,6 +253,8 @@ impl Settings {
             patch_grace: crate::domain::fleet::Grace::default(),
             parallelism: default_parallelism(),
             local: true,
+            sign_in: false,
+            approvers: Directory::default(),
         }
     }
 
@@ -307,6 +322,8 @@ pub fn problems(var: impl Fn(&str) -> Option<String>) -> Vec<ConfigError> {
         parallelism(&var).err(),
         public_url(&var).err(),
         operator_token(&var).err(),
+        sign_in(&var).err(),
+        approvers(&var).err(),
     ]
     .into_iter()
     .flatten()
@@ -432,6 +449,30 @@ pub fn check_public_url(text: &str) -> Result<(), String> {
     } else {
         Err("must be an absolute http(s) URL with a host and no user, query or fragment: the base of approval links (e.g. https://factory.example.com)".into())
     }
+}
+
+/// `IMAGE_FACTORY_SIGN_IN`: `entra` when App Service authentication with
+/// Entra ID is in front of the app; unset or empty when it is not (the
+/// deployment sets it with the authentication it configures).
+fn sign_in(var: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match var("IMAGE_FACTORY_SIGN_IN").as_deref().map(str::trim) {
+        None | Some("") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("entra") => Ok(true),
+        Some(_) => Err(ConfigError::Setting {
+            name: "IMAGE_FACTORY_SIGN_IN",
+            message: "must be `entra` (App Service authentication with Entra ID is in front of the app) or unset".into(),
+        }),
+    }
+}
+
+/// `IMAGE_FACTORY_APPROVERS`: `name=email-or-object-id` pairs (empty: none).
+fn approvers(var: &impl Fn(&str) -> Option<String>) -> Result<Directory, ConfigError> {
+    Directory::parse(&var("IMAGE_FACTORY_APPROVERS").unwrap_or_default()).map_err(|message| {
+        ConfigError::Setting {
+            name: "IMAGE_FACTORY_APPROVERS",
+            message,
+        }
+    })
 }
 
 /// `IMAGE_FACTORY_OPERATOR_TOKEN`, when set (empty: unset, as every secret):

@@ -21,9 +21,9 @@ use chrono::{DateTime, Utc};
 use crate::domain::followup::{Claimed, Outcome, claim, record};
 use crate::domain::machine::Transition;
 use crate::domain::release_event::cloud_event;
-use crate::domain::run::{EventType, FollowUpKind, Run, RunId, RunStatus};
+use crate::domain::run::{FollowUpKind, Run, RunId};
 use crate::ports::events::{DELIVERY_TIMEOUT, Publisher};
-use crate::ports::store::{RunQuery, RunStore, StoreError, UpdateError, update_run};
+use crate::ports::store::{RunStore, StoreError, UpdateError, update_run};
 
 /// Where follow-ups go: the configured release-event publishers, and the
 /// factory's public URL (the events' `source` and links); and how much of
@@ -285,43 +285,4 @@ pub async fn sweep(
         ));
     }
     Ok(lines)
-}
-
-/// Records on the run that released `version` of `image` that the image was
-/// rolled back to it (`image-factory.image.rolled-back`, due at once), and
-/// answers that run's id; `None` when no run of this store released that
-/// version (it was released elsewhere, or by hand). Each rollback is a new
-/// occurrence with its own event id.
-pub async fn owe_rollback(
-    store: &dyn RunStore,
-    image: &str,
-    version: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<RunId>, UpdateError> {
-    let mut query = RunQuery {
-        image: Some(image.to_string()),
-        statuses: vec![RunStatus::Released],
-        limit: 100,
-        continuation: None,
-    };
-    let id = loop {
-        let page = store.list(&query).await?;
-        if let Some(run) = page.runs.iter().find(|r| r.version.to_string() == version) {
-            break run.id.clone();
-        }
-        match page.continuation {
-            Some(c) => query.continuation = Some(c),
-            None => return Ok(None),
-        }
-    };
-    let kind = FollowUpKind::Event {
-        event: EventType::RolledBack,
-    };
-    update_run(store, &id, |run| {
-        let mut next = run.clone();
-        next.owe(kind.clone(), now);
-        Ok(replacing(run, next))
-    })
-    .await?;
-    Ok(Some(id))
 }

@@ -28,6 +28,7 @@ pub mod pages;
 pub mod ports;
 pub mod private;
 pub mod protocol;
+pub mod rollback;
 pub mod server;
 pub mod sources;
 pub mod stages;

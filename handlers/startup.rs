@@ -667,7 +667,8 @@ fn notifier(
             .credential()
             .map_err(anyhow::Error::msg)?;
         let channel = EmailChannel::new(&email.endpoint, &email.sender, credential)
-            .map_err(anyhow::Error::msg)?;
+            .map_err(anyhow::Error::msg)?
+            .with_approvers(settings.approvers.clone());
         channels.push(Arc::new(channel));
     }
     if channels.is_empty() {

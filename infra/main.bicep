@@ -104,6 +104,18 @@ param azureDevOpsWebhooks bool = false
 @description('Approvers are told through Teams (Key Vault secret teams-webhook-url must exist).')
 param teamsNotifications bool = false
 
+@description('Client id of the factory\'s app registration for sign-in (App Service authentication with Entra ID in front of the dashboard and the API; docs/sign-in.md). Empty: no sign-in. Key Vault secret sign-in-client-secret must hold the registration\'s client secret.')
+param signInClientId string = ''
+
+@description('The Azure Communication Services resource approval emails are sent through, https://<name>.communication.azure.com (IMAGE_FACTORY_EMAIL_ENDPOINT). Empty: no email.')
+param emailEndpoint string = ''
+
+@description('The verified sender address of the approval emails, DoNotReply@<domain> (IMAGE_FACTORY_EMAIL_SENDER).')
+param emailSender string = ''
+
+@description('Who the approvers image.toml names are: name=email-or-object-id pairs, comma-separated (IMAGE_FACTORY_APPROVERS). Empty: image.toml names each approver by email address or Entra ID object id.')
+param approvers string = ''
+
 @description('GitHub App that tags released commits (IMAGE_FACTORY_GITHUB_APP_ID); empty: no GitHub tags. Key Vault secret github-app-private-key must hold its PEM key.')
 param githubAppId string = ''
 
@@ -393,6 +405,10 @@ module functionApp 'modules/functionapp.bicep' = {
     branches: branches
     azureDevOpsWebhooks: azureDevOpsWebhooks
     teamsNotifications: teamsNotifications
+    signInClientId: signInClientId
+    emailEndpoint: emailEndpoint
+    emailSender: emailSender
+    approvers: approvers
     githubAppId: githubAppId
     githubAppInstallationId: githubAppInstallationId
     // The Azure path: gallery, builds off the host, the test stage.

@@ -154,32 +154,75 @@ fn up_refuses_a_parallelism_of_zero_or_garbage_before_it_starts_anything() {
 }
 
 #[test]
-fn rollback_without_azure_acts_on_the_local_gallery_and_refuses_what_it_does_not_hold() {
+fn rollback_asks_the_factory_and_direct_warns_and_refuses_what_the_store_never_released() {
     let data = tempfile::TempDir::new().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
-        .args(["rollback", "--image", "example", "--to", "2026.901.0"])
-        .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
-        .env("IMAGE_FACTORY_DATA", data.path())
-        .output()
-        .expect("run image-factory");
+    let rollback = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_image-factory"))
+            .arg("rollback")
+            .args(args)
+            .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+            .env_remove("IMAGE_FACTORY_URL")
+            .env("IMAGE_FACTORY_DATA", data.path())
+            .output()
+            .expect("run image-factory")
+    };
+    // A reason is required: it is recorded with the rollback.
+    let out = rollback(&["--image", "example", "--to", "2026.901.0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reason"));
+
+    // Without --direct it asks the factory; none answers at this address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = rollback(&[
+        "--image",
+        "example",
+        "--to",
+        "2026.901.0",
+        "--reason",
+        "bad",
+        "--url",
+        &url,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("cannot reach {url}")), "{stderr}");
+
+    // --direct warns, and refuses a version no run of this store released.
+    let out = rollback(&[
+        "--direct",
+        "--image",
+        "example",
+        "--to",
+        "2026.901.0",
+        "--reason",
+        "bad",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("version 2026.901.0 is not in the gallery"),
+        stderr.contains("warning: --direct")
+            && stderr.contains("example 2026.901.0 is not a version this factory released"),
         "{stderr}"
     );
     assert!(
         !data.path().join("releases").join("example").exists(),
         "a refused rollback writes nothing"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_image-factory"))
-        .args(["rollback", "--image", "nope", "--to", "2026.901.0"])
-        .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
-        .env("IMAGE_FACTORY_DATA", data.path())
-        .output()
-        .expect("run image-factory");
+    let out = rollback(&[
+        "--direct",
+        "--image",
+        "../etc",
+        "--to",
+        "2026.901.0",
+        "--reason",
+        "bad",
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no image nope"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an image name"));
 }
 
 /// Runs `up` on the images `setup` writes under `<root>/images`; answers

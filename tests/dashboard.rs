@@ -86,7 +86,7 @@ async fn an_operator_follows_a_run_from_the_dashboard_to_its_release() {
         .click("nav a[href='/api/dashboard/images/example']")
         .await;
     let image = browser.text().await;
-    assert!(image.contains("Latest released version"), "{image}");
+    assert!(image.contains("Current version"), "{image}");
     assert!(image.contains("Notes of the latest release"), "{image}");
     browser.screenshot("image").await;
 
@@ -240,6 +240,7 @@ fn hostile_run(image: &str) -> Run {
         comment: Some(BREAKOUT.into()),
         via: format!("cli{SCRIPT}"),
         token_id: None,
+        recorded_by: None,
     });
     run
 }
@@ -380,6 +381,7 @@ fn hostile_release(image: &str) -> Run {
         at: now,
         comment: Some(BREAKOUT.into()),
         via: "link".into(),
+        recorded_by: None,
         token_id: None,
     });
     run.status = RunStatus::Released;
@@ -485,7 +487,7 @@ async fn an_image_page_shows_the_gallery_s_latest_and_the_image_tree_with_outdat
         "<tr><td>2026.1130.0</td><td>2026-11-30 06:00 UTC</td><td><strong>latest</strong></td></tr>"
     ));
     assert!(
-        page.contains(r#"<tr id="child-child"><td><a href="/api/dashboard/images/child">child</a></td><td>2026.1101.0</td><td><span class="status failed outdated">outdated</span></td></tr>"#),
+        page.contains(r#"<tr id="child-child"><td><a href="/api/dashboard/images/child">child</a></td><td>2026.1101.0</td><td><span class="status failed outdated">outdated</span> <small class="outdated-reason">built on base 2026.1101.0; base is at 2026.1130.0 now</small></td></tr>"#),
         "a child built on an older release is outdated: {page}"
     );
     assert!(
@@ -502,7 +504,7 @@ async fn an_image_page_shows_the_gallery_s_latest_and_the_image_tree_with_outdat
     let (status, page) = get("/api/dashboard/images/child").await;
     assert_eq!(status, 200, "{page}");
     assert!(
-        page.contains(r#"Built on <a href="/api/dashboard/images/base">base</a>: the latest release was built on its version <strong>2026.1101.0</strong>; its latest release is 2026.1130.0."#),
+        page.contains(r#"Built on <a href="/api/dashboard/images/base">base</a>: the current release was built on its version <strong>2026.1101.0</strong>; its current version is 2026.1130.0."#),
         "{page}"
     );
     assert!(page.contains("outdated"), "{page}");
@@ -521,6 +523,9 @@ async fn an_image_page_shows_the_gallery_s_latest_and_the_image_tree_with_outdat
         .nth(1)
         .and_then(|rest| rest.split("</tr>").next())
         .expect("a row for base");
-    assert!(base_row.ends_with("<td>child</td>"), "{base_row}");
+    assert!(
+        base_row.ends_with(r#"<td><ul><li class="outdated"><a href="/api/dashboard/images/child">child</a>: built on base 2026.1101.0; base is at 2026.1130.0 now</li></ul></td>"#),
+        "{base_row}"
+    );
     factory.stop().await;
 }

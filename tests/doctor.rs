@@ -335,6 +335,7 @@ fn expected() -> Expected {
             .collect(),
         settings: required_app_settings(jsons.iter().map(|(_, j)| j)),
         image_definitions: vec![seed_definition()],
+        approvers: vec![("windows-web-base".into(), "alice@contoso.com".into(), true)],
     }
 }
 
@@ -444,6 +445,9 @@ const ALL_SETTINGS: &[&str] = &[
     "AzureWebJobsStorage__accountName",
     "ServiceBus__fullyQualifiedNamespace",
     "IMAGE_FACTORY_APPROVAL_KEYS",
+    "IMAGE_FACTORY_EMAIL_ENDPOINT",
+    "IMAGE_FACTORY_EMAIL_SENDER",
+    "IMAGE_FACTORY_TEAMS_WEBHOOK_URL",
 ];
 
 #[tokio::test]
@@ -747,6 +751,12 @@ async fn a_deployment_that_lacks_things_gets_a_failure_naming_each_and_no_settin
     );
     assert!(failed("queues").message.contains("stage-build"), "{text}");
     assert!(
+        failed("approver channels")
+            .message
+            .contains("no approver of windows-web-base will be told"),
+        "{text}"
+    );
+    assert!(
         failed("build job")
             .message
             .contains("job-build does not exist"),
@@ -875,10 +885,25 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
         .await
         .expect("bind");
     let app_url = format!("http://{}/", app_listener.local_addr().expect("addr"));
+    // Behind App Service authentication: the dashboard sends a request
+    // without sign-in to the sign-in page.
     tokio::spawn(async move {
         axum::serve(
             app_listener,
-            axum::Router::new().route("/", axum::routing::get(|| async { "up" })),
+            axum::Router::new()
+                .route("/", axum::routing::get(|| async { "up" }))
+                .route(
+                    "/api/dashboard",
+                    axum::routing::get(|| async {
+                        (
+                            axum::http::StatusCode::FOUND,
+                            [(
+                                "location",
+                                "/.auth/login/aad?post_login_redirect_uri=/api/dashboard",
+                            )],
+                        )
+                    }),
+                ),
         )
         .await
     });
@@ -915,8 +940,10 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
     assert!(output.status.success(), "{report:#}");
     for check in [
         "app url",
+        "sign-in",
         "deployed functions",
         "app settings",
+        "approver channels",
         "queues",
         "gallery",
     ] {
@@ -962,5 +989,109 @@ async fn doctor_url_checks_the_deployed_app_with_the_identitys_token_and_passes_
     assert!(
         !report.to_string().contains("KeyVault"),
         "a setting's value leaked"
+    );
+}
+
+#[tokio::test]
+async fn approvers_told_by_one_channel_only_or_that_email_cannot_reach_get_a_warning_each() {
+    let server = ArmServer::start(vec![
+        Reply::new(
+            Method::GET,
+            &format!("{SITE}/functions"),
+            200,
+            json!({ "value": [function("git-push"), function("runs"), function("stage-build")] }),
+        ),
+        Reply::new(
+            Method::POST,
+            &format!("{SITE}/config/appsettings/list"),
+            200,
+            app_settings(&[
+                "AzureWebJobsStorage__accountName",
+                "ServiceBus__fullyQualifiedNamespace",
+                "IMAGE_FACTORY_APPROVAL_KEYS",
+                "IMAGE_FACTORY_EMAIL_ENDPOINT",
+                "IMAGE_FACTORY_EMAIL_SENDER",
+            ]),
+        ),
+    ])
+    .await;
+    let (arm, settings) = azure(&server);
+    let expected = Expected {
+        approvers: vec![
+            ("web".into(), "alice@contoso.com".into(), true),
+            ("web".into(), "platform-lead".into(), false),
+        ],
+        ..expected()
+    };
+    let deployment = Deployment {
+        servicebus: None,
+        ..deployment()
+    };
+    let report = Report::new(deployed::check(&arm, &settings, &deployment, &expected).await);
+    let text = report.to_text();
+    let warned = |check: &str| -> &Finding {
+        report
+            .findings()
+            .iter()
+            .find(|f| f.check == check && f.severity == Severity::Warning)
+            .unwrap_or_else(|| panic!("{check} did not warn: {text}"))
+    };
+    assert!(
+        warned("approver channels")
+            .message
+            .contains("the approvers of web are told by email only: Teams is not configured"),
+        "{text}"
+    );
+    assert!(
+        warned("approver addresses")
+            .message
+            .contains("email cannot reach platform-lead (web)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn doctor_url_fails_a_dashboard_that_answers_without_sign_in_and_passes_one_that_refuses() {
+    let open = common::serve_loopback(axum::Router::new().route(
+        "/api/dashboard",
+        axum::routing::get(|| async { "<html>the runs</html>" }),
+    ))
+    .await;
+    let finding = deployed::sign_in(&open).await;
+    assert_eq!(finding.severity, Severity::Failure, "{finding:?}");
+    assert!(
+        finding
+            .message
+            .contains("answers a request without sign-in (HTTP 200)"),
+        "{finding:?}"
+    );
+    assert!(
+        finding
+            .action
+            .as_deref()
+            .unwrap_or_default()
+            .contains("SIGN_IN_CLIENT_ID"),
+        "{finding:?}"
+    );
+    let refusing = common::serve_loopback(axum::Router::new().route(
+        "/api/dashboard",
+        axum::routing::get(|| async { axum::http::StatusCode::UNAUTHORIZED }),
+    ))
+    .await;
+    assert_eq!(deployed::sign_in(&refusing).await.severity, Severity::Ok);
+    // A redirect somewhere else than a sign-in page is not taken for one.
+    let elsewhere = common::serve_loopback(axum::Router::new().route(
+        "/api/dashboard",
+        axum::routing::get(|| async {
+            (
+                axum::http::StatusCode::FOUND,
+                [("location", "https://example.com/")],
+            )
+        }),
+    ))
+    .await;
+    assert_eq!(
+        deployed::sign_in(&elsewhere).await.severity,
+        Severity::Warning
     );
 }

@@ -96,12 +96,12 @@ async fn the_fleet_lists_every_image_with_its_patch_state_its_waits_and_its_last
         matches!(&a.compliance, Compliance::Patched { run_id, how: PatchedBy::Released, .. } if *run_id == alpha),
         "{a:?}"
     );
-    let release = a.latest_release.as_ref().expect("alpha's release");
+    let release = a.current_release.as_ref().expect("alpha's release");
     assert_eq!(release.run_id, alpha);
     assert!(a.in_flight.is_empty() && a.last_failure.is_none());
 
     assert!(matches!(b.compliance, Compliance::Overdue { .. }), "{b:?}");
-    assert!(b.latest_release.is_none() && b.in_flight.is_empty() && b.last_failure.is_none());
+    assert!(b.current_release.is_none() && b.in_flight.is_empty() && b.last_failure.is_none());
 
     assert_eq!(c.compliance.name(), "overdue", "waiting is not released");
     let waiting = &c.in_flight[0];

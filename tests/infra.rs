@@ -417,3 +417,112 @@ fn the_packer_app_registration_trusts_the_factory_identity_and_its_principal_hol
         "${PACKER_PRINCIPAL_ID=}"
     );
 }
+
+/// The sample paths a route answers under `/api`: each parameter filled
+/// with a value, an optional one also left out.
+fn sample_paths(route: &str) -> Vec<String> {
+    let mut paths = vec![String::from("/api")];
+    for part in route.split('/').filter(|p| !p.is_empty()) {
+        let optional = part.starts_with('{') && part.ends_with("?}");
+        let value = if part.starts_with('{') { "x-1" } else { part };
+        let mut next: Vec<String> = paths.iter().map(|p| format!("{p}/{value}")).collect();
+        if optional {
+            next.extend(paths.iter().cloned());
+        }
+        paths = next;
+    }
+    paths
+}
+
+/// Whether an `excludedPaths` entry of App Service authentication covers
+/// `path`: the path itself, or with a trailing `/*` every path below it
+/// (the product team's answer in MicrosoftDocs/azure-docs issue 86514).
+fn excludes(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix("/*") {
+        Some(prefix) => path.starts_with(&format!("{prefix}/")),
+        None => pattern == path,
+    }
+}
+
+#[test]
+fn sign_in_leaves_out_exactly_the_routes_that_carry_their_own_signature() {
+    let app = std::fs::read_to_string(repo().join("infra/modules/functionapp.bicep"))
+        .expect("functionapp.bicep");
+    let auth = block(&app, "resource auth 'Microsoft.Web/sites/config@");
+    let settings = squeezed(auth);
+    for needed in [
+        "name: 'authsettingsV2'",
+        "platform: { enabled: true }",
+        "requireAuthentication: true",
+        "unauthenticatedClientAction: 'RedirectToLoginPage'",
+        "redirectToProvider: 'azureactivedirectory'",
+        "clientId: signInClientId",
+        "'api://${signInClientId}'",
+        "tokenStore: { enabled: true }",
+    ] {
+        assert!(
+            settings.contains(needed),
+            "sign-in lacks {needed}: {settings}"
+        );
+    }
+    assert!(
+        app.contains(
+            "resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(signInClientId))"
+        ),
+        "sign-in is on exactly when a client id is given"
+    );
+    let list = &auth[auth.find("excludedPaths: [").expect("excludedPaths")..];
+    let list = &list[..list.find(']').expect("the list's end")];
+    let excluded: Vec<&str> = list
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().trim_matches('\''))
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(!excluded.is_empty());
+    // The functions whose requests prove themselves: the webhook's HMAC
+    // signature, the approval link's signed token. Everything else an
+    // operator reads or does stays behind sign-in.
+    let own_signature = ["git-push", "approval"];
+    let mut used = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(repo().join("functions")).expect("functions/") {
+        let dir = entry.expect("an entry").path();
+        let function: Value = read_json(&dir.join("function.json"));
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let Some(trigger) = function["bindings"]
+            .as_array()
+            .expect("bindings")
+            .iter()
+            .find(|b| b["type"] == "httpTrigger")
+        else {
+            continue;
+        };
+        let route = trigger["route"].as_str().expect("a route");
+        for path in sample_paths(route) {
+            let by: Vec<&&str> = excluded.iter().filter(|p| excludes(p, &path)).collect();
+            used.extend(by.iter().map(|p| p.to_string()));
+            assert_eq!(
+                !by.is_empty(),
+                own_signature.contains(&name.as_str()),
+                "{name}: {path} is {}excluded from sign-in",
+                if by.is_empty() { "not " } else { "" }
+            );
+        }
+    }
+    let stale: Vec<&&str> = excluded.iter().filter(|p| !used.contains(**p)).collect();
+    assert!(
+        stale.is_empty(),
+        "excluded paths no function serves: {stale:?}"
+    );
+    // The excluded functions are anonymous at the host (their requests carry
+    // their own proof); the operators' API keeps its function key.
+    for (name, level) in [
+        ("git-push", "anonymous"),
+        ("approval", "anonymous"),
+        ("runs", "function"),
+        ("rollback", "function"),
+    ] {
+        let function = read_json(&repo().join("functions").join(name).join("function.json"));
+        assert_eq!(function["bindings"][0]["authLevel"], level, "{name}");
+    }
+}

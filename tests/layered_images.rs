@@ -6,7 +6,9 @@
 //! End to end: one push of a parent releases it and both its children, each
 //! announced by a verified release event, the children's release notes name
 //! the base version they moved from, and a rollback of the parent is an
-//! event, not a rebuild.
+//! event, not a rebuild: the children built on the withdrawn version are
+//! shown outdated with the rollback's reason, and build on the parent's
+//! current version when they next build.
 
 mod common;
 
@@ -370,20 +372,20 @@ async fn one_push_of_a_parent_releases_it_and_both_children_and_its_rollback_is_
     subjects(&receiver, 6).await;
     let runs_before = factory.runs().await.len();
 
-    // Rolling the parent back is announced and rebuilds nothing.
+    // Rolling the parent back is announced and rebuilds nothing by itself.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
+        .args(["rollback", "--url", &factory.url, "--image", "base"])
         .args([
-            "rollback",
-            "--image",
-            "base",
             "--to",
             &base.version.to_string(),
+            "--reason",
+            "base 2 breaks IIS",
         ])
-        .env("IMAGE_FACTORY_IMAGES", images.path())
-        .env("IMAGE_FACTORY_DATA", factory.data.path())
-        .env("IMAGE_FACTORY_EVENT_WEBHOOKS", &receiver.url)
-        .env("IMAGE_FACTORY_EVENT_WEBHOOK_SECRET", &secret)
+        .args(["--as", "platform-lead"])
+        .env("IMAGE_FACTORY_OPERATOR_TOKEN", common::OPERATOR_TOKEN)
         .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .env_remove("IMAGE_FACTORY_API_SCOPE")
+        .env_remove("IMAGE_FACTORY_FUNCTION_KEY")
         .output()
         .await
         .expect("the CLI runs");
@@ -402,6 +404,82 @@ async fn one_push_of_a_parent_releases_it_and_both_children_and_its_rollback_is_
     );
     factory.sweep().await;
     assert_eq!(factory.runs().await.len(), runs_before, "nothing rebuilt");
+
+    // The children built on the withdrawn version are outdated, and say why:
+    // on the parent's page and in the fleet.
+    let page = factory
+        .http
+        .get(format!("{}/api/dashboard/images/base", factory.url))
+        .send()
+        .await
+        .expect("the page")
+        .text()
+        .await
+        .expect("text");
+    for child in ["web", "sql"] {
+        let row = page
+            .split(&format!("<tr id=\"child-{child}\">"))
+            .nth(1)
+            .and_then(|r| r.split("</tr>").next())
+            .unwrap_or_else(|| panic!("{child}'s row: {page}"));
+        assert!(
+            row.contains("outdated")
+                && row.contains(&format!(
+                    "built on base {}, which a rollback to {} withdrew",
+                    base2.version, base.version
+                ))
+                && row.contains("platform-lead: base 2 breaks IIS"),
+            "{row}"
+        );
+    }
+    let fleet: serde_json::Value = factory
+        .http
+        .get(format!("{}/api/runs?view=fleet", factory.url))
+        .send()
+        .await
+        .expect("the fleet")
+        .json()
+        .await
+        .expect("JSON");
+    let base_row = fleet["images"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["image"] == "base"))
+        .expect("base's row");
+    assert_eq!(
+        base_row["currentRelease"]["version"],
+        base.version.to_string()
+    );
+    let outdated: Vec<&str> = base_row["outdatedChildren"]
+        .as_array()
+        .expect("outdated children")
+        .iter()
+        .map(|c| c["image"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outdated, ["sql", "web"]);
+
+    // A child built now builds on the parent's current version.
+    let answer = factory
+        .http
+        .post(format!("{}/api/runs", factory.url))
+        .bearer_auth(common::OPERATOR_TOKEN)
+        .json(&json!({"image": "web", "reason": "rebuild on the current base"}))
+        .send()
+        .await
+        .expect("the trigger");
+    let answer: serde_json::Value = answer.json().await.expect("JSON");
+    let id = answer["runId"].as_str().expect("a run id").to_string();
+    let rebuilt = factory
+        .wait_status(&id, RunStatus::WaitingForApproval)
+        .await;
+    assert_eq!(
+        rebuilt.trigger.base_image_version,
+        Some(base.version.to_string())
+    );
+    assert!(
+        build_log(&rebuilt).contains(&format!("built on base {}", base.version)),
+        "{}",
+        build_log(&rebuilt)
+    );
     factory.stop().await;
     receiver.stop().await;
 }

@@ -66,6 +66,8 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     ("followups", &["domain", "ports"]),
+    // An operator's rollback: the plan, the gallery, the records.
+    ("rollback", &["domain", "ports"]),
     (
         "app",
         &[
@@ -95,6 +97,7 @@ const RULES: &[(&str, &[&str])] = &[
             "build_log",
             "trace",
             "sources",
+            "rollback",
         ],
     ),
     ("server", &["app", "functions", "protocol"]),
@@ -135,7 +138,7 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 31] = [
+const ANY: [&str; 32] = [
     "domain",
     "archive",
     "sources",
@@ -156,6 +159,7 @@ const ANY: [&str; 31] = [
     "app",
     "functions",
     "followups",
+    "rollback",
     "server",
     "worker",
     "azure",

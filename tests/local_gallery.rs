@@ -1,8 +1,8 @@
 //! The gallery, the Marketplace and rollback on one machine, driven as an
 //! operator drives them: three releases of the example image go to the local
 //! gallery (`<data>/releases`), where the `[release] keep_last` policy prunes
-//! the oldest; `image-factory rollback` makes an earlier version latest again
-//! and refuses one the gallery no longer holds; a version added to the local
+//! the oldest; `image-factory rollback --url` asks the factory to make an
+//! earlier version latest again and refuses one the gallery no longer holds; a version added to the local
 //! Marketplace file starts the run of the image built on that base. An older
 //! run approved after a newer one is published below the latest, not
 //! promoted, and says so everywhere.
@@ -56,12 +56,25 @@ async fn release(factory: &Factory, image_dir: &Path, commit: &str) -> String {
     released.version.to_string()
 }
 
-async fn rollback(factory: &Factory, images: &Path, to: &str) -> std::process::Output {
+/// `image-factory rollback --url` of the factory, with its operator token,
+/// from a shell that has none of the factory's other settings.
+async fn rollback(factory: &Factory, to: &str) -> std::process::Output {
+    let shell = tempfile::TempDir::new().expect("a folder");
     tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
-        .args(["rollback", "--image", "example", "--to", to])
-        .env("IMAGE_FACTORY_IMAGES", images)
-        .env("IMAGE_FACTORY_DATA", factory.data.path())
+        .args(["rollback", "--url", &factory.url, "--image", "example"])
+        .args([
+            "--to",
+            to,
+            "--reason",
+            "checking the gallery",
+            "--as",
+            "ops",
+        ])
+        .env("IMAGE_FACTORY_DATA", shell.path())
+        .env("IMAGE_FACTORY_OPERATOR_TOKEN", common::OPERATOR_TOKEN)
         .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .env_remove("IMAGE_FACTORY_FUNCTION_KEY")
+        .env_remove("IMAGE_FACTORY_API_SCOPE")
         .output()
         .await
         .expect("the CLI runs")
@@ -108,7 +121,7 @@ async fn releases_are_pruned_by_policy_and_rollback_makes_an_earlier_version_lat
     assert_eq!(record["pruned"], json!([first]));
 
     // Rollback: the second version is latest again; the third is kept, excluded.
-    let out = rollback(&factory, images.path(), &second).await;
+    let out = rollback(&factory, &second).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -117,8 +130,8 @@ async fn releases_are_pruned_by_policy_and_rollback_makes_an_earlier_version_lat
     );
     assert!(
         stdout.contains(&format!(
-            "example: {second} is latest (excluded from latest: {third})"
-        )),
+            "example: {second} is current (rolled back from {third}; excluded from latest: {third})"
+        )) && stdout.contains("recorded for ops (operator-token)"),
         "{stdout}"
     );
     assert_eq!(
@@ -128,7 +141,8 @@ async fn releases_are_pruned_by_policy_and_rollback_makes_an_earlier_version_lat
 
     // A version the gallery no longer holds is refused, and nothing changes.
     let before = gallery(&data, "example");
-    let out = rollback(&factory, images.path(), &first).await;
+    let runs_before = factory.runs().await;
+    let out = rollback(&factory, &first).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -136,10 +150,15 @@ async fn releases_are_pruned_by_policy_and_rollback_makes_an_earlier_version_lat
         "{stderr}"
     );
     assert_eq!(gallery(&data, "example"), before);
+    assert_eq!(factory.runs().await, runs_before, "nor the runs");
 
     // Rolling forward again is a rollback to the higher version.
-    let out = rollback(&factory, images.path(), &third).await;
-    assert!(out.status.success());
+    let out = rollback(&factory, &third).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         versions(&gallery(&data, "example")),
         [(second, false), (third, false)]
@@ -514,9 +533,7 @@ async fn an_older_run_approved_after_a_newer_one_is_published_but_latest_stays_t
     assert!(run_page.contains(&shown), "{run_page}");
     let image_page = page(&factory, "/api/dashboard/images/example").await;
     assert!(
-        image_page.contains(&format!(
-            "Latest released version: <strong>{newer_v}</strong>"
-        )),
+        image_page.contains(&format!("Current version: <strong>{newer_v}</strong>")),
         "{image_page}"
     );
     assert!(image_page.contains(&shown), "{image_page}");
@@ -524,7 +541,7 @@ async fn an_older_run_approved_after_a_newer_one_is_published_but_latest_stays_t
     assert!(changelog.contains(&shown), "{changelog}");
     let fleet: Value = serde_json::from_str(&page(&factory, "/api/runs?view=fleet").await)
         .expect("the fleet view");
-    let latest = &fleet["images"][0]["latestRelease"];
+    let latest = &fleet["images"][0]["currentRelease"];
     assert_eq!(latest["version"], newer_v.as_str(), "{fleet}");
     assert!(latest.get("belowLatest").is_none(), "{fleet}");
     factory.stop().await;

@@ -1,10 +1,14 @@
 //! Release events on the local factory, delivered to a real receiver on
 //! loopback that verifies every delivery with the Standard Webhooks
 //! reference library (npm `standardwebhooks` 1.1.1): a released run, a
-//! rollback to its version and a failed run each deliver one signed
-//! CloudEvent; forged and replayed deliveries are refused by the receiver; a receiver that is down or never
-//! answers costs the release nothing, and the sweeper delivers the event
-//! later, once, with the same id. A rollback recorded from a shell without
+//! rollback asked of the factory (`image-factory rollback --url`) and a
+//! failed run each deliver one signed CloudEvent; the rollback makes the
+//! earlier version current on the image page, the fleet, the changelog and
+//! in `image-version.json`, with who and why, and what cannot be rolled
+//! back is refused with nothing changed; forged and replayed deliveries are
+//! refused by the receiver; a receiver that is down or never answers costs
+//! the release nothing, and the sweeper delivers the event later, once,
+//! with the same id. A rollback made with `--direct` from a shell without
 //! the factory's event settings stays owed, and the factory's sweeper
 //! delivers it. A sweep against a receiver that never answers ends within
 //! its budget and carries the rest over.
@@ -17,7 +21,7 @@ use cloudevents::AttributesReader;
 use common::event_receiver::{self, Receiver, with_webhook};
 use common::{Factory, Options, copy_example};
 use image_factory::domain::run::{
-    Delivery, EventType, FollowUpKind, Run, RunStatus, Trigger, TriggerKind,
+    Delivery, EventType, FollowUpKind, Run, RunStatus, Stage, StageStatus, Trigger, TriggerKind,
 };
 use image_factory::followups::SweepLimits;
 use serde_json::Value;
@@ -59,8 +63,7 @@ fn cloud_event(body: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_release_and_a_rollback_each_deliver_one_verified_cloud_event_and_forgeries_and_replays_are_refused()
- {
+async fn a_release_delivers_one_verified_cloud_event_and_forgeries_and_replays_are_refused() {
     let secret = event_receiver::secret();
     let receiver = Receiver::start(&secret, 0).await;
     let factory =
@@ -171,50 +174,11 @@ async fn a_release_and_a_rollback_each_deliver_one_verified_cloud_event_and_forg
     assert_eq!(all["verified"].as_array().unwrap().len(), 1);
     assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
 
-    // A rollback to this version is an event of its own, on the same run.
-    let now = chrono::Utc::now();
-    let rolled_back = image_factory::followups::owe_rollback(
-        factory.app.store.as_ref(),
-        "example",
-        &run.version.to_string(),
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(rolled_back.as_ref(), Some(&run.id));
-    let lines = image_factory::followups::deliver_pending(
-        &factory.app.follow_ups,
-        factory.app.store.as_ref(),
-        &run.id,
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    let verified = receiver.wait_verified(2).await;
-    let event = cloud_event(verified[1]["body"].as_str().unwrap());
-    assert_eq!(event["type"], "image-factory.image.rolled-back");
-    assert_eq!(event["subject"], format!("example/{}", run.version));
-    assert_ne!(event["id"], verified[0]["id"], "a new event, not a repeat");
-    assert_eq!(
-        event["data"]["imageVersion"]["imageVersion"],
-        run.version.to_string()
-    );
-    let no_run = image_factory::followups::owe_rollback(
-        factory.app.store.as_ref(),
-        "example",
-        "2001.101.0",
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(no_run, None);
-
     // Nothing is sent twice: a sweep finds nothing due.
     factory.sweep().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all = receiver.deliveries().await;
-    assert_eq!(all["verified"].as_array().unwrap().len(), 2);
+    assert_eq!(all["verified"].as_array().unwrap().len(), 1);
     assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
     factory.stop().await;
     receiver.stop().await;
@@ -365,68 +329,320 @@ async fn a_receiver_that_never_answers_does_not_delay_the_release() {
     drop(hanging);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rollback_recorded_where_no_event_target_is_configured_stays_owed_and_the_factory_delivers_it()
- {
-    let secret = event_receiver::secret();
-    let receiver = Receiver::start(&secret, 0).await;
-    let factory =
-        Factory::start_with(with_webhook(Options::default(), &receiver.url, &secret)).await;
-    let released = release(&factory, COMMIT).await;
-    receiver.wait_verified(1).await;
+/// A factory with its own copy of the example image, delivering events to
+/// `receiver`, and two releases of it: the first and the second.
+async fn two_releases(receiver: &Receiver, secret: &str) -> (Factory, tempfile::TempDir, Run, Run) {
+    let images = tempfile::TempDir::new().unwrap();
+    let dir = copy_example(images.path(), "example");
+    let factory = Factory::start_with(with_webhook(
+        Options::with_images(images.path()),
+        &receiver.url,
+        secret,
+    ))
+    .await;
+    let first = release(&factory, COMMIT).await;
+    std::fs::write(dir.join("scripts").join("marker.txt"), "second\n").unwrap();
+    let second = release(&factory, "e1e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3").await;
+    receiver.wait_verified(2).await;
+    (factory, images, first, second)
+}
 
-    // The rollback command, from a shell that has none of the factory's
-    // event settings: the event is recorded and stays owed.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
-        .args([
-            "rollback",
-            "--image",
-            "example",
-            "--to",
-            &released.version.to_string(),
-        ])
-        .env("IMAGE_FACTORY_IMAGES", common::example_images())
-        .env("IMAGE_FACTORY_DATA", factory.data.path())
+/// `image-factory rollback` from a shell with none of the factory's
+/// settings but `env`, in a data folder of its own.
+async fn rollback_cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let shell = tempfile::TempDir::new().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_image-factory"));
+    command
+        .arg("rollback")
+        .args(args)
+        .env("IMAGE_FACTORY_DATA", shell.path())
         .env_remove("IMAGE_FACTORY_SUBSCRIPTION_ID")
+        .env_remove("IMAGE_FACTORY_OPERATOR_TOKEN")
+        .env_remove("IMAGE_FACTORY_FUNCTION_KEY")
+        .env_remove("IMAGE_FACTORY_API_SCOPE")
         .env_remove("IMAGE_FACTORY_EVENT_WEBHOOKS")
         .env_remove("IMAGE_FACTORY_EVENT_WEBHOOK_SECRET")
-        .env_remove("IMAGE_FACTORY_EVENT_GRID_ENDPOINT")
-        .output()
-        .await
-        .expect("the CLI runs");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}");
-    assert!(
-        said.contains(&format!("rollback event recorded on run {}", released.id))
-            && said.contains("the factory's sweeper delivers it"),
-        "{said}"
-    );
-    let run = factory.run(&released.id).await.expect("the run");
-    let owed = run.follow_ups.last().expect("the rollback's event");
-    assert_eq!(owed.resolved_at, None, "no target resolved it: {owed:?}");
-    assert!(owed.deliveries.is_empty());
-    assert!(run.follow_ups_due.is_some(), "it is still owed");
-    let page = factory
+        .env_remove("IMAGE_FACTORY_EVENT_GRID_ENDPOINT");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().await.expect("the CLI runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A dashboard page of the factory.
+async fn page(factory: &Factory, path: &str) -> String {
+    factory
         .http
-        .get(format!("{}/api/dashboard/runs/{}", factory.url, run.id))
+        .get(format!("{}/api/dashboard/{path}", factory.url))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_asked_of_the_factory_makes_the_earlier_version_current_everywhere_with_who_and_why_and_sends_one_verified_event()
+ {
+    let secret = event_receiver::secret();
+    let receiver = Receiver::start(&secret, 0).await;
+    let (factory, _images, first, second) = two_releases(&receiver, &secret).await;
+    let (v1, v2) = (first.version.to_string(), second.version.to_string());
+    let operator = [("IMAGE_FACTORY_OPERATOR_TOKEN", common::OPERATOR_TOKEN)];
+    let ask = |to: &str| {
+        let to = to.to_string();
+        let url = factory.url.clone();
+        async move {
+            rollback_cli(
+                &[
+                    "--url",
+                    &url,
+                    "--image",
+                    "example",
+                    "--to",
+                    &to,
+                    "--reason",
+                    "IIS does not start on 2nd",
+                    "--as",
+                    "alice",
+                ],
+                &operator,
+            )
+            .await
+        }
+    };
+
+    // Refused with nothing changed: a version never released, the current
+    // one, and anything while a release of the image is under way.
+    let before = factory.runs().await;
+    let (ok, _, said) = ask("2001.101.0").await;
     assert!(
-        page.contains("owed: no event target resolved it yet"),
-        "{page}"
+        !ok && said.contains("example 2001.101.0 is not a version this factory released"),
+        "{said}"
+    );
+    let (ok, _, said) = ask(&v2).await;
+    assert!(
+        !ok && said.contains(&format!("example {v2} is already the current version")),
+        "{said}"
+    );
+    let mut releasing = second.clone();
+    releasing.id = "oob-example-releasing".parse().unwrap();
+    releasing.status = RunStatus::Running;
+    releasing.release = None;
+    releasing.follow_ups.clear();
+    releasing.follow_ups_due = None;
+    let record = releasing
+        .stages
+        .iter_mut()
+        .find(|s| s.stage == Stage::Release)
+        .unwrap();
+    record.status = StageStatus::Running;
+    record.finished_at = None;
+    factory.app.store.create(&releasing).await.unwrap();
+    let (ok, _, said) = ask(&v1).await;
+    assert!(
+        !ok && said.contains("run oob-example-releasing is releasing example"),
+        "{said}"
+    );
+    let mut runs = factory.runs().await;
+    runs.retain(|r| r.id != releasing.id);
+    assert_eq!(runs, before, "a refused rollback changes no run");
+    // That release ends (as failed: it was made up for this test).
+    let stored = factory.app.store.get(&releasing.id).await.unwrap();
+    let mut ended = stored.value;
+    ended.status = RunStatus::Failed;
+    ended
+        .stages
+        .iter_mut()
+        .find(|s| s.stage == Stage::Release)
+        .unwrap()
+        .status = StageStatus::Failed;
+    factory
+        .app
+        .store
+        .replace(&ended, &stored.etag)
+        .await
+        .unwrap();
+
+    // The rollback, as an operator asks for it.
+    let (ok, out, said) = ask(&v1).await;
+    assert!(ok, "{out}{said}");
+    assert!(
+        out.contains(&format!(
+            "example: {v1} is current (rolled back from {v2}; excluded from latest: {v2})"
+        )) && out.contains("recorded for alice (operator-token)")
+            && out.contains("IIS does not start on 2nd"),
+        "{out}"
+    );
+
+    // One signed event, verified by the receiver, saying who and why.
+    let verified = receiver.wait_verified(3).await;
+    let rolled: Vec<Value> = verified
+        .iter()
+        .map(|d| cloud_event(d["body"].as_str().unwrap()))
+        .filter(|e| e["type"] == "image-factory.image.rolled-back")
+        .collect();
+    assert_eq!(rolled.len(), 1, "{verified:?}");
+    let event = &rolled[0];
+    assert_eq!(event["subject"], format!("example/{v1}"));
+    assert_eq!(event["data"]["runId"], first.id.as_str());
+    let rollback = &event["data"]["rollback"];
+    assert_eq!(rollback["from"], v2.as_str());
+    assert_eq!(rollback["to"], v1.as_str());
+    assert_eq!(rollback["actor"], "alice");
+    assert_eq!(rollback["via"], "operator-token");
+    assert_eq!(rollback["reason"], "IIS does not start on 2nd");
+    assert_eq!(rollback["withdrawn"], serde_json::json!([v2]));
+    assert_eq!(event["id"], rollback["id"]);
+
+    // image-version.json of both versions tells it.
+    let current = factory.run(&first.id).await.unwrap();
+    let record = current.release.as_ref().unwrap();
+    assert_eq!(record.rollbacks.len(), 1);
+    assert_eq!(record.rollbacks[0].actor, "alice");
+    assert!(record.withdrawn.is_none());
+    let withdrawn = factory.run(&second.id).await.unwrap();
+    let by = withdrawn
+        .release
+        .as_ref()
+        .unwrap()
+        .withdrawn
+        .as_ref()
+        .expect("withdrawn");
+    assert_eq!(
+        (by.to.as_str(), by.reason.as_str()),
+        (v1.as_str(), "IIS does not start on 2nd")
+    );
+
+    // The image page calls v1 current and v2 withdrawn, never v2 current.
+    let image = page(&factory, "images/example").await;
+    assert!(
+        image.contains(&format!("Current version: <strong>{v1}</strong>")),
+        "{image}"
+    );
+    assert!(
+        image.contains("alice (operator-token), rolled back from"),
+        "{image}"
+    );
+    assert!(
+        !image.contains(&format!("{v2} <strong>current</strong>")),
+        "{image}"
+    );
+    assert!(
+        image.contains(&format!("{v1} <strong>current</strong>")),
+        "{image}"
+    );
+    assert!(
+        image.contains(&format!("rolled back to {v1}: IIS does not start on 2nd")),
+        "{image}"
+    );
+    // The changelog too.
+    let changelog = page(&factory, "changelog/example").await;
+    assert!(
+        changelog.contains(&format!("Current version: <strong>{v1}</strong>")),
+        "{changelog}"
+    );
+    assert!(
+        changelog.contains(&format!("{v2} was withdrawn")),
+        "{changelog}"
+    );
+    // And the fleet, as the page and as JSON.
+    let fleet: Value = factory
+        .http
+        .get(format!("{}/api/runs?view=fleet", factory.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = &fleet["images"][0];
+    assert_eq!(row["currentRelease"]["version"], v1.as_str());
+    assert_eq!(row["currentRelease"]["rolledBack"]["actor"], "alice");
+    assert_eq!(row["currentRelease"]["currentSince"], rollback["at"]);
+    let fleet_page = page(&factory, "fleet").await;
+    assert!(
+        fleet_page.contains(&format!(
+            "rolled back from {v2} by alice: IIS does not start on 2nd"
+        )),
+        "{fleet_page}"
+    );
+
+    // Asking again is refused; the sweeper sends nothing twice.
+    let (ok, _, said) = ask(&v1).await;
+    assert!(
+        !ok && said.contains("already the current version"),
+        "{said}"
+    );
+    factory.sweep().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = receiver.deliveries().await;
+    assert_eq!(all["verified"].as_array().unwrap().len(), 3, "{all}");
+    assert!(all["duplicates"].as_array().unwrap().is_empty(), "{all}");
+    factory.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_direct_rollback_where_no_event_target_is_configured_stays_owed_and_the_factory_delivers_it()
+ {
+    let secret = event_receiver::secret();
+    let receiver = Receiver::start(&secret, 0).await;
+    let (factory, images, first, _) = two_releases(&receiver, &secret).await;
+
+    // The factory is treated as down: --direct, from a shell that has the
+    // factory's images and data but none of its event settings.
+    let (ok, out, said) = rollback_cli(
+        &[
+            "--direct",
+            "--image",
+            "example",
+            "--to",
+            &first.version.to_string(),
+            "--reason",
+            "factory unreachable",
+            "--as",
+            "bob",
+        ],
+        &[
+            ("IMAGE_FACTORY_IMAGES", images.path().to_str().unwrap()),
+            ("IMAGE_FACTORY_DATA", factory.data.path().to_str().unwrap()),
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{said}");
+    assert!(said.contains("warning: --direct"), "{said}");
+    assert!(
+        said.contains(&format!("stays owed on run {}", first.id))
+            && said.contains("the factory's sweeper delivers it"),
+        "{said}"
+    );
+    assert!(out.contains("recorded for bob (direct)"), "{out}");
+    let run = factory.run(&first.id).await.expect("the run");
+    let owed = run.follow_ups.last().expect("the rollback's event");
+    assert_eq!(owed.resolved_at, None, "no target resolved it: {owed:?}");
+    assert!(owed.deliveries.is_empty());
+    assert!(run.follow_ups_due.is_some(), "it is still owed");
+    let run_page = page(&factory, &format!("runs/{}", run.id)).await;
+    assert!(
+        run_page.contains("owed: no event target resolved it yet"),
+        "{run_page}"
     );
 
     // The factory's own sweeper delivers it, with the factory's targets.
     factory.sweep().await;
-    let verified = receiver.wait_verified(2).await;
-    let event = cloud_event(verified[1]["body"].as_str().unwrap());
+    let verified = receiver.wait_verified(3).await;
+    let event = cloud_event(verified[2]["body"].as_str().unwrap());
     assert_eq!(event["type"], "image-factory.image.rolled-back");
     assert_eq!(event["id"], owed.id);
-    let run = factory.run(&released.id).await.expect("the run");
+    assert_eq!(event["data"]["rollback"]["via"], "direct");
+    let run = factory.run(&first.id).await.expect("the run");
     assert!(
         run.follow_ups.last().unwrap().deliveries[0]
             .delivered_at

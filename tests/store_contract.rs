@@ -65,6 +65,7 @@ macro_rules! store_contract {
             image_runs_keeps_the_newest_runs_in_flight_of_an_image_up_to_the_cap,
             images_patched_since_are_those_with_a_released_or_skipped_run_created_since,
             runs_with_follow_ups_due_are_found_earliest_first_and_no_others,
+            a_release_a_rollback_withdrew_is_left_out_wherever_the_current_release_is_asked_for,
         );
     };
     (@cases $module:ident, $open:expr; $($case:ident),* $(,)?) => {
@@ -297,6 +298,7 @@ fn approval(approver: &str, minute: i64) -> Event {
         comment: None,
         via: "cli".into(),
         token_id: None,
+        recorded_by: None,
     })
 }
 
@@ -491,6 +493,7 @@ async fn listing_filters_by_image_and_by_status(b: &impl Backend) {
             statuses,
             limit: 100,
             continuation: None,
+            without_withdrawn: false,
         };
         async move { store.list(&query).await.unwrap() }
     };
@@ -1032,6 +1035,73 @@ async fn image_runs_gives_each_images_latest_released_skipped_and_failed_runs_an
     assert_eq!(id_of(&web.released), Some("web-waiting"));
     assert_eq!(ids(&web.in_flight), ["web-queued"]);
     assert!(store.image_runs(&[]).await.unwrap().is_empty());
+}
+
+async fn a_release_a_rollback_withdrew_is_left_out_wherever_the_current_release_is_asked_for(
+    b: &impl Backend,
+) {
+    use image_factory::domain::run::{ReleaseRecord, Rollback};
+    let store = b.store();
+    store_runs(
+        store.as_ref(),
+        &[
+            ("web-first", "web", RunStatus::Released, 0),
+            ("web-queued", "web", RunStatus::Queued, 30),
+        ],
+    )
+    .await;
+    let mut second = new_run("web-second", "web", at(20));
+    second.status = RunStatus::Released;
+    second.release = Some(ReleaseRecord {
+        withdrawn: Some(Box::new(Rollback {
+            id: "0f".repeat(16),
+            to: "2026.1110.0".into(),
+            to_run: "web-first".into(),
+            from: Some("2026.1110.1".into()),
+            withdrawn: vec!["2026.1110.1".into()],
+            actor: "alice".into(),
+            via: "sign-in".into(),
+            reason: "broken".into(),
+            at: at(40),
+        })),
+        ..ReleaseRecord::default()
+    });
+    store.create(&second).await.unwrap();
+    let listed = |without_withdrawn: bool, statuses: Vec<RunStatus>| {
+        let store = Arc::clone(&store);
+        async move {
+            let query = RunQuery {
+                image: Some("web".into()),
+                statuses,
+                limit: 10,
+                continuation: None,
+                without_withdrawn,
+            };
+            let page = store.list(&query).await.unwrap();
+            page.runs
+                .into_iter()
+                .map(|r| r.id.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let released = vec![RunStatus::Released];
+    assert_eq!(
+        listed(false, released.clone()).await,
+        ["web-second", "web-first"]
+    );
+    assert_eq!(listed(true, released).await, ["web-first"]);
+    // Runs with no release at all are not withdrawn.
+    assert_eq!(listed(true, vec![]).await, ["web-queued", "web-first"]);
+    let web = &store.image_runs(&["web".to_string()]).await.unwrap()[0];
+    assert_eq!(id_of(&web.released), Some("web-first"));
+    assert!(
+        store.images_patched_since(at(10)).await.unwrap().is_empty(),
+        "the only release since is withdrawn"
+    );
+    assert_eq!(
+        store.images_patched_since(at(0)).await.unwrap(),
+        BTreeSet::from(["web".to_string()])
+    );
 }
 
 async fn image_runs_keeps_the_newest_runs_in_flight_of_an_image_up_to_the_cap(b: &impl Backend) {

@@ -519,6 +519,9 @@ impl RunStore for CosmosStore {
         if !query.statuses.is_empty() {
             sql.push_str(" AND ARRAY_CONTAINS(@statuses, c.status)");
         }
+        if query.without_withdrawn {
+            sql.push_str(" AND NOT IS_DEFINED(c.run.release.withdrawn)");
+        }
         if after.is_some() {
             sql.push_str(" AND c.sortKey < @after");
         }
@@ -704,6 +707,7 @@ impl RunStore for CosmosStore {
                     statuses,
                     limit,
                     continuation: None,
+                    without_withdrawn: true,
                 };
                 FLEET_STATUSES
                     .iter()
@@ -736,13 +740,15 @@ impl RunStore for CosmosStore {
         &self,
         since: DateTime<Utc>,
     ) -> Result<BTreeSet<String>, StoreError> {
-        // The images of the released and skipped runs created since then:
-        // this month's runs only, whatever the history holds.
+        // The images of the released runs no rollback withdrew and the
+        // skipped runs created since then: this month's runs only, whatever
+        // the history holds.
         let bad = |e: CosmosError| StoreError::Unavailable(format!("cannot build the query: {e}"));
         let statuses = [RunStatus::Released.name(), RunStatus::Skipped.name()];
         let q = Query::from(
             "SELECT VALUE c.image FROM c WHERE c.kind = 'run' \
-             AND ARRAY_CONTAINS(@statuses, c.status) AND c.sortKey >= @since",
+             AND ARRAY_CONTAINS(@statuses, c.status) AND c.sortKey >= @since \
+             AND NOT IS_DEFINED(c.run.release.withdrawn)",
         )
         .with_parameter("@statuses", statuses)
         .map_err(bad)?

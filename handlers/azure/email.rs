@@ -9,6 +9,7 @@ use azure_core::credentials::TokenCredential;
 use serde_json::{Value, json};
 
 use super::SettingError;
+use crate::domain::approvers::Directory;
 use crate::notifier::email;
 use crate::ports::notifier::{Channel, Notice};
 
@@ -49,6 +50,8 @@ pub struct EmailChannel {
     sender: String,
     credential: Arc<dyn TokenCredential>,
     http: reqwest::Client,
+    /// Who the approvers are (`IMAGE_FACTORY_APPROVERS`): their addresses.
+    approvers: Directory,
 }
 
 /// The Communication Services Email API version the channel speaks.
@@ -72,8 +75,29 @@ impl EmailChannel {
             sender: sender.to_string(),
             credential,
             http,
+            approvers: Directory::default(),
         })
     }
+
+    /// The same channel, reaching the approvers `approvers` maps by their
+    /// addresses.
+    pub fn with_approvers(self, approvers: Directory) -> EmailChannel {
+        EmailChannel { approvers, ..self }
+    }
+}
+
+/// The address that reaches `approver`: the directory's, or the name
+/// itself when it is one.
+fn recipient(approvers: &Directory, approver: &str) -> Result<String, String> {
+    approvers
+        .identity(approver)
+        .email()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "approver {approver} has no email address: name them by address in image.toml, or map them in IMAGE_FACTORY_APPROVERS (name=address)"
+            )
+        })
 }
 
 #[async_trait]
@@ -83,14 +107,12 @@ impl Channel for EmailChannel {
     }
 
     async fn send(&self, notice: &Notice<'_>) -> Result<Value, String> {
-        if !notice.approver.contains('@') {
-            return Err(format!("approver {} has no email address", notice.approver));
-        }
+        let address = recipient(&self.approvers, notice.approver)?;
         let mail = email(notice);
         // The message as the Email API's send operation takes it.
         let message = json!({
             "senderAddress": self.sender,
-            "recipients": { "to": [{ "address": notice.approver, "displayName": notice.approver }] },
+            "recipients": { "to": [{ "address": address, "displayName": notice.approver }] },
             "content": { "subject": mail.subject, "plainText": mail.text, "html": mail.html },
             "userEngagementTrackingDisabled": true
         });
@@ -117,5 +139,34 @@ impl Channel for EmailChannel {
             return Err(format!("Communication Services answered {status} ({code})"));
         }
         Ok(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approver_is_reached_at_their_own_address_or_the_one_the_directory_maps() {
+        let approvers = Directory::parse(
+            "platform-lead=alice@contoso.com,sec=5b5450db-eb26-4c1a-981c-ba1d25f0483d",
+        )
+        .unwrap();
+        assert_eq!(
+            recipient(&approvers, "platform-lead").unwrap(),
+            "alice@contoso.com"
+        );
+        assert_eq!(
+            recipient(&approvers, "bob@contoso.com").unwrap(),
+            "bob@contoso.com"
+        );
+        for unreachable in ["sec", "qa"] {
+            let err = recipient(&approvers, unreachable).unwrap_err();
+            assert!(
+                err.contains(&format!("approver {unreachable} has no email address"))
+                    && err.contains("IMAGE_FACTORY_APPROVERS"),
+                "{err}"
+            );
+        }
     }
 }

@@ -1,37 +1,160 @@
 //! The operator's client: how the commands talk to a running factory over
-//! HTTP, as any other user of its API would (signed webhooks, the operator
-//! token for out-of-band runs and decisions, the runs API).
+//! HTTP, as any other user of its API would (signed webhooks, the runs API,
+//! the operators' actions).
+//!
+//! A deployed factory wants more than a local one, and the client sends
+//! what the environment gives it on every request: the function key
+//! (`IMAGE_FACTORY_FUNCTION_KEY`, as `x-functions-key`: the runs and
+//! rollback functions are `authLevel: function`), and, when the factory is
+//! behind App Service authentication, an Entra ID token for the factory's
+//! app (`IMAGE_FACTORY_API_SCOPE`, e.g. `api://<client id>/.default`) from
+//! the developer's own sign-in (`az login`; a managed identity where the
+//! client runs on one), as `Authorization: Bearer`. Without a scope,
+//! operator actions carry the operator token instead. Neither key nor token
+//! is ever printed: errors name the setting, never its value.
 
 use anyhow::{Context, bail};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tokio::sync::OnceCell;
 
+use crate::azure::identity::Identity;
 use crate::config::Settings;
 use crate::domain::evidence::EvidenceRecord;
 use crate::domain::fleet::FleetPage;
 use crate::domain::run::{Run, RunId};
 use crate::startup::Secrets;
 
+/// The function key setting.
+pub const FUNCTION_KEY: &str = "IMAGE_FACTORY_FUNCTION_KEY";
+/// The setting naming the scope of the factory's app registration.
+pub const API_SCOPE: &str = "IMAGE_FACTORY_API_SCOPE";
+
+/// How the client proves itself to a deployed factory.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// Sent as `x-functions-key`.
+    pub function_key: Option<String>,
+    /// The scope an Entra ID token is asked for.
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field(
+                "function_key",
+                &self.function_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Reads [`FUNCTION_KEY`] and [`API_SCOPE`] through `var` (empty: unset).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Credentials {
+        let set = |name: &str| {
+            var(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Credentials {
+            function_key: set(FUNCTION_KEY),
+            scope: set(API_SCOPE),
+        }
+    }
+}
+
 /// A client of one factory.
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    credentials: Credentials,
+    /// The Entra ID token, asked for once.
+    token: OnceCell<String>,
 }
 
 impl Client {
-    /// A client of the factory at `url` (e.g. `http://localhost:7071`).
+    /// A client of the factory at `url` (e.g. `http://localhost:7071`), with
+    /// the credentials of the environment.
     pub fn new(url: &str) -> Client {
+        Client::with_credentials(url, Credentials::from_vars(|name| std::env::var(name).ok()))
+    }
+
+    /// A client of the factory at `url` with `credentials`.
+    pub fn with_credentials(url: &str, credentials: Credentials) -> Client {
         Client {
             base: url.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            // A factory behind sign-in redirects a request without a token
+            // to the sign-in page: that is an answer to report, not to follow.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            credentials,
+            token: OnceCell::new(),
         }
     }
 
+    /// The Entra ID token for the factory's app, asked for once.
+    async fn entra_token(&self, scope: &str) -> anyhow::Result<&str> {
+        let token = self
+            .token
+            .get_or_try_init(|| async {
+                let credential = Identity::from_vars(|name| std::env::var(name).ok())
+                    .credential()
+                    .map_err(anyhow::Error::msg)?;
+                let token = credential.get_token(&[scope], None).await.with_context(|| {
+                    format!("cannot get an Entra ID token for {scope} ({API_SCOPE}); sign in with `az login`")
+                })?;
+                Ok::<_, anyhow::Error>(token.token.secret().to_string())
+            })
+            .await?;
+        Ok(token.as_str())
+    }
+
+    /// `request` with the credentials every request carries: the function
+    /// key, and the Entra ID token when a scope is set.
+    async fn authorised(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        if let Some(key) = &self.credentials.function_key {
+            request = request.header("x-functions-key", key);
+        }
+        if let Some(scope) = &self.credentials.scope {
+            request = request.bearer_auth(self.entra_token(scope).await?);
+        }
+        Ok(request)
+    }
+
+    /// Refuses an answer that sends the client to sign in (a redirect, which
+    /// App Service authentication answers a request without a token with).
+    fn not_signed_in(&self, response: &reqwest::Response) -> anyhow::Result<()> {
+        if !response.status().is_redirection() {
+            return Ok(());
+        }
+        let what_to_do = if self.credentials.scope.is_some() {
+            "the Entra ID token was not accepted: check IMAGE_FACTORY_API_SCOPE (api://<the app's client id>/.default) and your sign-in (`az login`)"
+        } else {
+            "set IMAGE_FACTORY_API_SCOPE (api://<the app's client id>/.default) and sign in with `az login` (docs/sign-in.md)"
+        };
+        bail!(
+            "{} sent the request to sign in (HTTP {}): it is behind App Service authentication; {what_to_do}",
+            self.base,
+            response.status().as_u16()
+        )
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<String> {
-        let response = request
+        let response = self
+            .authorised(request)
+            .await?
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
+        self.not_signed_in(&response)?;
         let status = response.status();
         let text = response.text().await?;
         if !status.is_success() {
@@ -44,25 +167,49 @@ impl Client {
         Ok(text)
     }
 
-    /// POSTs `body` to `/api/runs[/{run}]` with the operator token.
+    /// POSTs `body` to `/api/runs[/{run}]` as an operator.
     pub async fn operator_post(
         &self,
         run: Option<&RunId>,
         body: &serde_json::Value,
     ) -> anyhow::Result<String> {
-        let settings = Settings::from_env()?;
-        let Some(token) = Secrets::from_env(&settings, true)?.operator else {
-            bail!("no operator token: set IMAGE_FACTORY_OPERATOR_TOKEN");
+        let path = match run {
+            Some(run) => format!("/api/runs/{run}"),
+            None => "/api/runs".to_string(),
         };
-        let url = match run {
-            Some(run) => format!("{}/api/runs/{run}", self.base),
-            None => format!("{}/api/runs", self.base),
-        };
-        self.send(
-            self.http.post(url).bearer_auth(token).json(body),
-            "the request was refused",
-        )
-        .await
+        self.operator(&path, body).await
+    }
+
+    /// POSTs `body` to the operators' action at `path`: with the operator
+    /// token, unless an Entra ID token speaks for the operator (a scope is
+    /// set: the factory is behind sign-in).
+    pub async fn operator(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<String> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if self.credentials.scope.is_none() {
+            let settings = Settings::from_env()?;
+            let Some(token) = Secrets::from_env(&settings, true)?.operator else {
+                bail!(
+                    "no operator token: set IMAGE_FACTORY_OPERATOR_TOKEN (or {API_SCOPE} for a factory behind sign-in)"
+                );
+            };
+            request = request.bearer_auth(token);
+        }
+        self.send(request, "the request was refused").await
+    }
+
+    /// Asks the factory to roll `image` back to `to`, for `reason`, as
+    /// `actor` (recorded when no sign-in speaks for the operator).
+    pub async fn rollback(
+        &self,
+        image: &str,
+        to: &str,
+        reason: &str,
+        actor: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let path = format!("/api/images/{}/rollback", crate::pages::url_encode(image));
+        let body = serde_json::json!({ "to": to, "reason": reason, "actor": actor });
+        let text = self.operator(&path, &body).await?;
+        serde_json::from_str(&text).context("the factory's answer is not a rollback")
     }
 
     /// Sends a GitHub push webhook of `commit` (with its `message`)
@@ -208,11 +355,12 @@ impl Client {
             url.push_str(&format!("&attempt={n}"));
         }
         let response = self
-            .http
-            .get(url)
+            .authorised(self.http.get(url))
+            .await?
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
+        self.not_signed_in(&response)?;
         // No current log yet is an empty one; no log of a given attempt is an error.
         if response.status() == 404 && attempt.is_none() {
             return Ok((String::new(), offset));

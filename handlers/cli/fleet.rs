@@ -8,8 +8,8 @@ use super::client::Client;
 use super::output::print_answer;
 use crate::domain::fleet::{Compliance, FleetPage, PatchLevel};
 
-/// Every image's compliance with this month's patches: its latest
-/// release, patched / due / overdue with the days, its runs in flight and
+/// Every image's compliance with this month's patches: its current
+/// version (and the rollback that made it current, if one did), patched / due / overdue with the days, its runs in flight and
 /// what they wait on, its last failure (docs/fleet.md).
 #[derive(clap::Args)]
 pub struct Fleet {
@@ -64,7 +64,7 @@ fn print_fleet(fleet: &FleetPage) -> anyhow::Result<()> {
     writeln!(
         out,
         "{:<width$} {:<8} {:<11} {:<14} {:<17} {:<10} LAST FAILURE",
-        "IMAGE", "STATE", "DAYS", "RELEASED", "WHEN", "IN FLIGHT"
+        "IMAGE", "STATE", "DAYS", "CURRENT", "SINCE", "IN FLIGHT"
     )?;
     let mut by_dates = false;
     for row in &fleet.images {
@@ -97,12 +97,12 @@ fn print_fleet(fleet: &FleetPage) -> anyhow::Result<()> {
                 (format!("{}*", row.compliance.name()), days)
             }
         };
-        let (version, when) = row.latest_release.as_ref().map_or_else(
+        let (version, when) = row.current_release.as_ref().map_or_else(
             || ("never".to_string(), "-".to_string()),
             |r| {
                 (
                     r.version.clone(),
-                    r.released_at.format("%Y-%m-%d %H:%M").to_string(),
+                    r.current_since.format("%Y-%m-%d %H:%M").to_string(),
                 )
             },
         );
@@ -133,6 +133,29 @@ fn print_fleet(fleet: &FleetPage) -> anyhow::Result<()> {
         )?;
     }
     for row in &fleet.images {
+        if let Some(b) = row
+            .current_release
+            .as_ref()
+            .and_then(|r| r.rolled_back.as_ref())
+        {
+            writeln!(
+                out,
+                "{}: {} rolled back from {} by {} at {}: {}",
+                row.image,
+                b.to,
+                b.from.as_deref().unwrap_or("no current version"),
+                b.actor,
+                b.at.format("%Y-%m-%d %H:%M UTC"),
+                b.reason
+            )?;
+        }
+        for child in &row.outdated_children {
+            writeln!(
+                out,
+                "{}: outdated child {}: {}",
+                row.image, child.image, child.reason
+            )?;
+        }
         match (&row.patch_level, row.patch_level.describe()) {
             (_, Some(text)) => writeln!(out, "{}: {text}", row.image)?,
             (PatchLevel::Unknown { reason }, None) => {

@@ -5,10 +5,11 @@
 
 use askama::Template;
 
-use super::page::{layout, minute};
 use crate::domain::cvrf::Severity;
 use crate::domain::patch_gate::{SecurityNote, update_guide_url};
+use super::page::{layout, made_current, minute, withdrawn_by};
 use crate::domain::release_notes::released_at;
+use crate::domain::rollback::{current, current_since};
 use crate::domain::run::{ReleaseNotes, Run};
 use crate::pages::{Frame, filters, render};
 
@@ -217,6 +218,12 @@ struct Entry<'a> {
     /// The latest it was released below (published, not promoted).
     below_latest: Option<&'a str>,
     released: String,
+    /// Whether it is the image's current version.
+    current: bool,
+    /// The rollback that withdrew it, told.
+    withdrawn: Option<String>,
+    /// The rollbacks that made it current again, told, oldest first.
+    made_current: Vec<String>,
     notes: Option<NotesView<'a>>,
 }
 
@@ -225,6 +232,8 @@ struct Entry<'a> {
 struct ChangelogPage<'a> {
     frame: Frame,
     image: &'a str,
+    /// The current version and since when, on the page that lists it.
+    current: Option<(String, String)>,
     entries: Vec<Entry<'a>>,
     /// The continuation of the next (older) page.
     next: Option<&'a str>,
@@ -235,6 +244,7 @@ struct ChangelogPage<'a> {
 pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> String {
     let mut runs: Vec<&Run> = released.iter().collect();
     runs.sort_by_key(|r| std::cmp::Reverse((released_at(r), r.created_at)));
+    let now = current(released);
     let entries = runs
         .into_iter()
         .map(|run| Entry {
@@ -242,6 +252,18 @@ pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> Stri
             run_id: &run.id,
             below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
             released: minute(released_at(run).unwrap_or(run.updated_at)),
+            current: now.is_some_and(|c| c.id == run.id),
+            withdrawn: run
+                .release
+                .as_ref()
+                .and_then(|r| r.withdrawn.as_deref())
+                .map(withdrawn_by),
+            made_current: run
+                .release
+                .iter()
+                .flat_map(|r| &r.rollbacks)
+                .map(made_current)
+                .collect(),
             notes: run
                 .release
                 .as_ref()
@@ -252,6 +274,7 @@ pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> Stri
     render(&ChangelogPage {
         frame: Frame::with(format!("Changelog of {image}"), layout(false)),
         image,
+        current: now.map(|run| (run.version.to_string(), minute(current_since(run).0))),
         entries,
         next,
     })

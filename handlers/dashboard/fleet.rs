@@ -47,14 +47,24 @@ struct HeadlineView<'a> {
     grace: String,
 }
 
-/// An image's latest release.
+/// An image's current release.
 struct ReleaseView<'a> {
     run_id: &'a str,
     version: &'a str,
-    at: String,
+    /// Since when it is current.
+    since: String,
     base: &'a str,
     /// The latest it was released below (published, not promoted).
     below_latest: Option<&'a str>,
+    /// The rollback that made it current: from which version, who, why.
+    rolled_back: Option<RollbackView<'a>>,
+}
+
+/// A rollback, in a cell.
+struct RollbackView<'a> {
+    from: &'a str,
+    actor: &'a str,
+    reason: &'a str,
 }
 
 /// What the patch-state cell says under its badge.
@@ -105,7 +115,8 @@ struct RowView<'a> {
     state: StateView<'a>,
     in_flight: Vec<FlightView<'a>>,
     failure: Option<FailureView<'a>>,
-    outdated_children: String,
+    /// Each outdated child and why.
+    outdated_children: Vec<(&'a str, &'a str)>,
 }
 
 #[derive(Template)]
@@ -124,9 +135,14 @@ fn release(r: &ReleaseFacts) -> ReleaseView<'_> {
     ReleaseView {
         run_id: &r.run_id,
         version: &r.version,
-        at: when(r.released_at),
+        since: when(r.current_since),
         base: r.base_image_version.as_deref().unwrap_or("not recorded"),
         below_latest: r.below_latest.as_deref(),
+        rolled_back: r.rolled_back.as_ref().map(|b| RollbackView {
+            from: b.from.as_deref().unwrap_or("no current version"),
+            actor: &b.actor,
+            reason: &b.reason,
+        }),
     }
 }
 
@@ -258,11 +274,15 @@ fn patch_state(row: &FleetRow) -> StateView<'_> {
 fn row(row: &FleetRow) -> RowView<'_> {
     RowView {
         image: &row.image,
-        release: row.latest_release.as_ref().map(release),
+        release: row.current_release.as_ref().map(release),
         state: patch_state(row),
         in_flight: row.in_flight.iter().map(in_flight).collect(),
         failure: row.last_failure.as_ref().map(failure),
-        outdated_children: row.outdated_children.join(", "),
+        outdated_children: row
+            .outdated_children
+            .iter()
+            .map(|c| (c.image.as_str(), c.reason.as_str()))
+            .collect(),
     }
 }
 
@@ -322,7 +342,7 @@ mod tests {
             },
             images: vec![FleetRow {
                 image: "web".into(),
-                latest_release: None,
+                current_release: None,
                 compliance: Compliance::Overdue {
                     days_overdue: 2,
                     deadline,
@@ -353,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn a_latest_release_published_below_another_says_so() {
+    fn a_current_release_published_below_another_says_so_and_a_rollback_says_who_and_why() {
         let at = Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap();
         let page = FleetPage {
             headline: Headline {
@@ -370,12 +390,24 @@ mod tests {
             },
             images: vec![FleetRow {
                 image: "web".into(),
-                latest_release: Some(ReleaseFacts {
+                current_release: Some(ReleaseFacts {
                     version: "2026.1120.0".into(),
                     run_id: "push-web-0".into(),
                     released_at: at,
                     base_image_version: None,
                     below_latest: Some("2026.1120.1".into()),
+                    current_since: at,
+                    rolled_back: Some(crate::domain::run::Rollback {
+                        id: "e".into(),
+                        to: "2026.1120.0".into(),
+                        to_run: "push-web-0".into(),
+                        from: Some("2026.1120.1".into()),
+                        withdrawn: vec!["2026.1120.1".into()],
+                        actor: "alice@contoso.com".into(),
+                        via: "sign-in".into(),
+                        reason: "<b>IIS</b> down".into(),
+                        at,
+                    }),
                 }),
                 compliance: Compliance::Patched {
                     run_id: "push-web-0".into(),
@@ -392,6 +424,16 @@ mod tests {
         let html = fleet_page(&page);
         assert!(
             html.contains("published below the latest 2026.1120.1, not promoted"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "rolled back from 2026.1120.1 by alice@contoso.com: &#60;b&#62;IIS&#60;/b&#62; down"
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("current since 2026-11-20 09:00 UTC"),
             "{html}"
         );
     }

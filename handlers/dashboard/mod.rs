@@ -17,8 +17,9 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 
 use crate::domain::gallery::{GalleryVersion, latest};
+use crate::domain::rollback::{current_since, is_current_candidate};
 use crate::domain::run::{ReleaseRecord, Run, RunStatus, Stage, StageStatus};
-use page::{layout, minute};
+use page::{layout, made_current, minute, withdrawn_by};
 
 use crate::pages::{Frame, filters, notice_page, render};
 
@@ -318,6 +319,10 @@ struct RunPage<'a> {
     release: Option<String>,
     /// The latest version the run was released below (published, not promoted).
     below_latest: Option<&'a str>,
+    /// The rollback that withdrew the run's version, told.
+    withdrawn: Option<String>,
+    /// The rollbacks that made the run's version current again, told.
+    made_current: Vec<String>,
     /// Release events: event, target, what the delivery did.
     deliveries: Vec<(&'static str, &'a str, String)>,
     /// The patch level: evidence, OS build, the gate's verdict (`domain::patch_view`).
@@ -429,6 +434,17 @@ pub fn run_page(
             .and_then(|r| r.notes.as_ref())
             .map(|n| changelog::notes_view(n)),
         below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
+        withdrawn: run
+            .release
+            .as_ref()
+            .and_then(|r| r.withdrawn.as_deref())
+            .map(withdrawn_by),
+        made_current: run
+            .release
+            .iter()
+            .flat_map(|r| &r.rollbacks)
+            .map(made_current)
+            .collect(),
         release: run.release.as_ref().map(|release| {
             let without_notes = ReleaseRecord {
                 notes: None,
@@ -447,10 +463,12 @@ pub fn run_page(
 struct VersionRow<'a> {
     id: &'a str,
     version: String,
-    /// The image's latest release (of the released rows).
+    /// The image's current release (of the released rows).
     latest: bool,
     /// The latest it was released below (published, not promoted).
     below_latest: Option<&'a str>,
+    /// The rollback that withdrew it, told.
+    withdrawn: Option<String>,
     commit: String,
     approvers: String,
     released: String,
@@ -466,6 +484,11 @@ impl<'a> VersionRow<'a> {
             version: run.version.to_string(),
             latest: false,
             below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
+            withdrawn: run
+                .release
+                .as_ref()
+                .and_then(|r| r.withdrawn.as_deref())
+                .map(withdrawn_by),
             commit: short_commit(run),
             approvers: approvers.join(", "),
             released: minute(run.updated_at),
@@ -491,10 +514,11 @@ pub struct ParentBase {
     pub name: String,
     /// The parent version the child's latest release was built on, if any.
     pub built_on: Option<String>,
-    /// The parent's latest released version, if any.
+    /// The parent's current version, if any.
     pub latest: Option<String>,
-    /// The child's latest release is built on an older parent version.
-    pub outdated: bool,
+    /// Why the child's current release is outdated (built on another parent
+    /// version than the current one, maybe one a rollback withdrew).
+    pub outdated: Option<String>,
 }
 
 /// A child image on its parent's page.
@@ -502,10 +526,23 @@ pub struct ParentBase {
 pub struct ChildBase {
     /// The child image.
     pub name: String,
-    /// The parent version its latest release was built on, if any.
+    /// The parent version its current release was built on, if any.
     pub built_on: Option<String>,
-    /// Built on a version that is no longer the parent's latest release.
-    pub outdated: bool,
+    /// Why it is outdated: built on a version that is no longer the
+    /// parent's current one (maybe one a rollback withdrew).
+    pub outdated: Option<String>,
+}
+
+/// A rollback on an image's page.
+struct RollbackRow<'a> {
+    at: String,
+    from: &'a str,
+    to: &'a str,
+    to_run: &'a str,
+    actor: &'a str,
+    via: &'a str,
+    reason: &'a str,
+    sort: DateTime<Utc>,
 }
 
 /// A version the gallery holds.
@@ -520,10 +557,18 @@ struct GalleryRow {
 struct ImagePage<'a> {
     frame: Frame,
     image: &'a str,
-    /// Released versions, newest first; the latest is marked.
+    /// Released versions, newest first; the current one is marked.
     released: Vec<VersionRow<'a>>,
-    /// The latest release: the newest not released below another.
+    /// The current release: the newest no rollback withdrew and not
+    /// released below another.
     latest: Option<VersionRow<'a>>,
+    /// Since when it is current.
+    current_since: Option<String>,
+    /// The rollback that made it current, told, when one did.
+    rolled_back: Option<String>,
+    /// Every rollback of the image the listed runs record, newest first:
+    /// when, from, to, who (how), why, the run made current.
+    rollbacks: Vec<RollbackRow<'a>>,
     recent: Vec<VersionRow<'a>>,
     /// The notes of the latest release.
     latest_notes: Option<changelog::NotesView<'a>>,
@@ -561,13 +606,29 @@ pub fn image_page(
         }
         Err(e) => (None, Err(e.as_str())),
     };
-    // The latest release is the newest one that was promoted: a release
-    // below the latest (published, not promoted) is listed, never latest.
+    // The current release is the newest one that was promoted and that no
+    // rollback withdrew: a release below the latest (published, not
+    // promoted) or a withdrawn one is listed, never current.
     let latest = runs.iter().find(|r| {
-        r.status == RunStatus::Released
-            && r.release.as_ref().is_none_or(|x| x.below_latest.is_none())
+        is_current_candidate(r) && r.release.as_ref().is_none_or(|x| x.below_latest.is_none())
     });
     let is_latest = |r: &Run| latest.is_some_and(|l| l.id == r.id);
+    let since = latest.map(current_since);
+    let mut rollbacks: Vec<RollbackRow<'_>> = runs
+        .iter()
+        .flat_map(|r| r.release.iter().flat_map(|x| &x.rollbacks))
+        .map(|b| RollbackRow {
+            at: minute(b.at),
+            from: b.from.as_deref().unwrap_or("—"),
+            to: &b.to,
+            to_run: &b.to_run,
+            actor: &b.actor,
+            via: &b.via,
+            reason: &b.reason,
+            sort: b.at,
+        })
+        .collect();
+    rollbacks.sort_by_key(|b| std::cmp::Reverse(b.sort));
     render(&ImagePage {
         frame: Frame::with(format!("Image {image}"), layout(false)),
         image,
@@ -580,6 +641,9 @@ pub fn image_page(
             })
             .collect(),
         latest: latest.map(|r| VersionRow::of(r, now)),
+        current_since: since.map(|(at, _)| minute(at)),
+        rolled_back: since.and_then(|(_, b)| b).map(made_current),
+        rollbacks,
         recent: runs
             .iter()
             .take(20)

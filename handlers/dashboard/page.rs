@@ -1,8 +1,9 @@
 //! What every dashboard page shares: its layout (wide, reloading while a
-//! run moves) and how it shows a time.
+//! run moves), how it shows a time, and how it tells a rollback.
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::run::Rollback;
 use crate::pages::Layout;
 
 /// Seconds between reloads of a page that shows a run still moving.
@@ -20,4 +21,28 @@ pub(super) fn layout(moving: bool) -> Layout {
         refresh_seconds: moving.then_some(REFRESH_SECONDS),
         nav: true,
     }
+}
+
+/// A rollback, as the version it made current tells it.
+pub(super) fn made_current(b: &Rollback) -> String {
+    format!(
+        "made current again {} by {} ({}), rolled back from {}: {}",
+        minute(b.at),
+        b.actor,
+        b.via,
+        b.from.as_deref().unwrap_or("no current version"),
+        b.reason
+    )
+}
+
+/// A rollback, as a version it withdrew tells it.
+pub(super) fn withdrawn_by(b: &Rollback) -> String {
+    format!(
+        "withdrawn {} by {} ({}), rolled back to {}: {}",
+        minute(b.at),
+        b.actor,
+        b.via,
+        b.to,
+        b.reason
+    )
 }

@@ -1,8 +1,11 @@
 //! The doctor's checks of the deployed app, through Resource Manager: the
 //! functions the Functions host indexed against the package's, the Service
 //! Bus queues against `infra/queues.json`, the build job, the gallery and its
-//! image definitions, the build network, and the app settings the code reads (by name: values
-//! are never kept or printed). [`check_target`] starts from `doctor --url`'s
+//! image definitions, the build network, the app settings the code reads (by name: values
+//! are never kept or printed), and that every image's approvers are told by
+//! email and Teams. Before Resource Manager, it checks that the dashboard
+//! refuses a request without sign-in (401, or a redirect to the sign-in
+//! page). [`check_target`] starts from `doctor --url`'s
 //! flags and the environment (settings, the identity); [`check`] makes the
 //! calls.
 //!
@@ -68,6 +71,9 @@ pub struct Expected {
     /// The gallery image definitions the images release to, as each
     /// image's `image.toml` describes it.
     pub image_definitions: Vec<GalleryDefinition>,
+    /// Every image's approvers: (image, approver, whether an email address
+    /// reaches them, as `IMAGE_FACTORY_APPROVERS` here resolves them).
+    pub approvers: Vec<(String, String, bool)>,
 }
 
 /// Where `doctor --url` looks for the deployed app (from its flags).
@@ -99,6 +105,7 @@ pub async fn check_target(root: &Path, target: Target) -> Vec<Finding> {
             "check the URL (`azd env get-value IMAGE_FACTORY_PUBLIC_URL`) and that the app is running",
         ),
     });
+    findings.push(sign_in(&target.url).await);
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let (Ok(settings), Ok(azure)) = (Settings::from_env(), AzureSettings::from_vars(var)) else {
         return findings; // the local checks already report the settings
@@ -181,7 +188,144 @@ pub fn expected(root: &Path, settings: &Settings) -> Result<Expected, String> {
             .into_iter()
             .filter_map(|(name, image)| image.ok()?.settings.gallery_definition(&name))
             .collect(),
+        approvers: images
+            .values()
+            .flat_map(|i| {
+                i.settings.approval.approvers.iter().map(|a| {
+                    let email = settings.approvers.identity(a).email().is_some();
+                    (i.name.clone(), a.clone(), email)
+                })
+            })
+            .collect(),
     })
+}
+
+/// What an unauthenticated request to the dashboard gets: 401 (or 403), or
+/// a redirect to the sign-in page, when App Service authentication is in
+/// front; the page itself when nothing is.
+pub async fn sign_in(url: &str) -> Finding {
+    const CHECK: &str = "sign-in";
+    let dashboard = format!("{}/api/dashboard", url.trim_end_matches('/'));
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => return Finding::failure(CHECK, e.to_string(), "try again"),
+    };
+    let answer = match client.get(&dashboard).send().await {
+        Ok(answer) => answer,
+        Err(e) => {
+            return Finding::failure(
+                CHECK,
+                format!("{dashboard} does not answer: {e}"),
+                "check the URL and that the app is running",
+            );
+        }
+    };
+    let status = answer.status().as_u16();
+    let location = answer
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let to_sign_in = [
+        "/.auth/login",
+        "login.microsoftonline.com",
+        "login.windows.net",
+    ]
+    .iter()
+    .any(|p| location.contains(p));
+    match status {
+        401 | 403 => Finding::ok(
+            CHECK,
+            format!("{dashboard} refuses a request without sign-in (HTTP {status})"),
+        ),
+        300..=399 if to_sign_in => Finding::ok(
+            CHECK,
+            format!("{dashboard} sends a request without sign-in to sign in (HTTP {status})"),
+        ),
+        200..=299 => Finding::failure(
+            CHECK,
+            format!(
+                "{dashboard} answers a request without sign-in (HTTP {status}): the dashboard and the runs it shows are open to anyone"
+            ),
+            "put App Service authentication in front: `azd env set SIGN_IN_CLIENT_ID <client id>` and `azd provision` (docs/sign-in.md)",
+        ),
+        _ => Finding::warning(
+            CHECK,
+            format!(
+                "{dashboard} answers a request without sign-in with HTTP {status}{}, neither a refusal nor a sign-in redirect",
+                if location.is_empty() {
+                    String::new()
+                } else {
+                    format!(" to {location}")
+                }
+            ),
+            "check the app's authentication settings (docs/sign-in.md)",
+        ),
+    }
+}
+
+/// Whether the deployed app tells every image's approvers by email and by
+/// Teams (its settings, by name), and whether email reaches each approver.
+fn approver_channels(
+    present: &BTreeSet<String>,
+    approvers: &[(String, String, bool)],
+) -> Vec<Finding> {
+    const CHECK: &str = "approver channels";
+    let images: BTreeSet<&str> = approvers.iter().map(|(i, _, _)| i.as_str()).collect();
+    if images.is_empty() {
+        return vec![Finding::info(
+            CHECK,
+            "no image has approvers",
+            "nothing to do",
+        )];
+    }
+    let has = |name: &str| present.contains(name);
+    let email = has("IMAGE_FACTORY_EMAIL_ENDPOINT") && has("IMAGE_FACTORY_EMAIL_SENDER");
+    let teams = has("IMAGE_FACTORY_TEAMS_WEBHOOK_URL");
+    let listed = images.iter().copied().collect::<Vec<_>>().join(", ");
+    const SET_EMAIL: &str = "`azd env set IMAGE_FACTORY_EMAIL_ENDPOINT https://<name>.communication.azure.com` and `IMAGE_FACTORY_EMAIL_SENDER DoNotReply@<domain>`, then `azd provision` (docs/deploying.md)";
+    const SET_TEAMS: &str = "create the Key Vault secret teams-webhook-url, `azd env set TEAMS_NOTIFICATIONS true`, then `azd provision` (docs/deploying.md)";
+    let mut findings = vec![match (email, teams) {
+        (true, true) => Finding::ok(
+            CHECK,
+            format!("the approvers of {listed} are told by email and Teams"),
+        ),
+        (false, true) => Finding::warning(
+            CHECK,
+            format!("the approvers of {listed} are told by Teams only: email is not configured"),
+            SET_EMAIL,
+        ),
+        (true, false) => Finding::warning(
+            CHECK,
+            format!("the approvers of {listed} are told by email only: Teams is not configured"),
+            SET_TEAMS,
+        ),
+        (false, false) => Finding::failure(
+            CHECK,
+            format!("no approver of {listed} will be told: neither email nor Teams is configured"),
+            format!("{SET_EMAIL}; or {SET_TEAMS}"),
+        ),
+    }];
+    let unreachable: Vec<String> = approvers
+        .iter()
+        .filter(|(_, _, has_email)| !has_email)
+        .map(|(image, approver, _)| format!("{approver} ({image})"))
+        .collect();
+    if email && !unreachable.is_empty() {
+        findings.push(Finding::warning(
+            "approver addresses",
+            format!(
+                "email cannot reach {}: no email address",
+                unreachable.join(", ")
+            ),
+            "name them by email address in image.toml, or map them (`azd env set IMAGE_FACTORY_APPROVERS name=address,...`)",
+        ));
+    }
+    findings
 }
 
 /// Runs every deployed check.
@@ -195,10 +339,14 @@ pub async fn check(
         "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Web/sites/{}",
         azure.subscription_id, deployment.resource_group, deployment.app
     );
+    let (settings, present) = app_settings(arm, &site, &deployment.app, &expected.settings).await;
     let mut findings = vec![
         functions(arm, &site, &deployment.app, &expected.functions).await,
-        app_settings(arm, &site, &deployment.app, &expected.settings).await,
+        settings,
     ];
+    if let Some(present) = &present {
+        findings.extend(approver_channels(present, &expected.approvers));
+    }
     findings.push(match &deployment.servicebus {
         Some((group, namespace)) => {
             queues(arm, &azure.subscription_id, group, namespace, &expected.queues).await
@@ -551,12 +699,14 @@ async fn functions(arm: &ArmClient, site: &str, app: &str, expected: &[String]) 
     )
 }
 
+/// The settings check, and the names of the settings the app has (when
+/// they could be listed).
 async fn app_settings(
     arm: &ArmClient,
     site: &str,
     app: &str,
     required: &[RequiredSetting],
-) -> Finding {
+) -> (Finding, Option<BTreeSet<String>>) {
     const CHECK: &str = "app settings";
     let answer = match arm
         .post(
@@ -568,10 +718,13 @@ async fn app_settings(
         Ok(answer) => answer,
         Err(e) => {
             let action = arm_action(&e);
-            return Finding::failure(
-                CHECK,
-                format!("cannot list the settings of {app}: {e}"),
-                action,
+            return (
+                Finding::failure(
+                    CHECK,
+                    format!("cannot list the settings of {app}: {e}"),
+                    action,
+                ),
+                None,
             );
         }
     };
@@ -583,23 +736,25 @@ async fn app_settings(
         .unwrap_or_default();
     let missing = missing_settings(required, &present);
     if missing.is_empty() {
-        return Finding::ok(
+        let found = Finding::ok(
             CHECK,
             format!(
                 "{app} has the {} settings the host and the handler need",
                 required.len()
             ),
         );
+        return (found, Some(present));
     }
     let listed: Vec<String> = missing
         .iter()
         .map(|r| format!("{} ({})", r.names.join(" or "), r.why))
         .collect();
-    Finding::failure(
+    let found = Finding::failure(
         CHECK,
         format!("{app} lacks {}", listed.join("; ")),
         "provision again (`azd provision`): infra/modules/functionapp.bicep sets every one of them",
-    )
+    );
+    (found, Some(present))
 }
 
 async fn queues(

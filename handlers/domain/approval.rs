@@ -168,6 +168,10 @@ pub struct Decision {
     /// The id of the link's token, for decisions taken through a link.
     #[serde(default)]
     pub token_id: Option<String>,
+    /// The signed-in operator who recorded it for the approver (`cli` with
+    /// sign-in on), when it was not the approver's own link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
 }
 
 /// The claims a token carries.

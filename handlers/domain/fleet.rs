@@ -34,7 +34,8 @@ use super::calendar::BuildCalendar;
 use super::cvrf::{CvrfDocument, MonthId, WindowsBuild};
 use super::diagnosis::Diagnosis;
 use super::patch::{CumulativeUpdate, SeverityCounts, Target, exposure};
-use super::run::{Run, RunStatus, Stage};
+use super::rollback::current_since;
+use super::run::{Rollback, Run, RunStatus, Stage};
 
 /// The grace period unless configured.
 pub const DEFAULT_GRACE_DAYS: u32 = 7;
@@ -234,7 +235,8 @@ impl Compliance {
 pub struct ImageRuns {
     /// The image.
     pub image: String,
-    /// Its latest released run.
+    /// Its current release: its newest released run that no rollback
+    /// withdrew ([`super::rollback`]).
     pub released: Option<Run>,
     /// Its latest skipped run (identical to its last release).
     pub skipped: Option<Run>,
@@ -259,7 +261,7 @@ impl ImageRuns {
     }
 }
 
-/// An image's latest release.
+/// An image's current release: the version consumers get as latest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseFacts {
@@ -275,6 +277,29 @@ pub struct ReleaseFacts {
     /// below it (published, not promoted); `None` for a promoted release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub below_latest: Option<String>,
+    /// Since when it is current: its release, or the rollback that made it
+    /// current again.
+    pub current_since: DateTime<Utc>,
+    /// That rollback (who, why, from which version), when a rollback made
+    /// it current after its release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<Rollback>,
+}
+
+impl ReleaseFacts {
+    /// The facts of `run`, an image's current release.
+    pub fn of(run: &Run) -> ReleaseFacts {
+        let (since, rolled_back) = current_since(run);
+        ReleaseFacts {
+            version: run.version.to_string(),
+            run_id: run.id.to_string(),
+            released_at: ended_at(run),
+            base_image_version: run.trigger.base_image_version.clone(),
+            below_latest: run.release.as_ref().and_then(|x| x.below_latest.clone()),
+            current_since: since,
+            rolled_back: rolled_back.cloned(),
+        }
+    }
 }
 
 /// A run that has not ended, and what it waits on.
@@ -459,8 +484,8 @@ pub fn patch_level(
 pub struct FleetRow {
     /// The image.
     pub image: String,
-    /// Its latest release, if it has one.
-    pub latest_release: Option<ReleaseFacts>,
+    /// Its current release (its newest no rollback withdrew), if it has one.
+    pub current_release: Option<ReleaseFacts>,
     /// Where it stands with this month's patches, by the dates of the
     /// compliance rule.
     pub compliance: Compliance,
@@ -472,9 +497,26 @@ pub struct FleetRow {
     pub in_flight: Vec<InFlight>,
     /// Its last failed run, if any.
     pub last_failure: Option<FailureFacts>,
-    /// Images layered on this one whose latest release was built from an
-    /// older version than its latest release ([`outdated_children`]).
-    pub outdated_children: Vec<String>,
+    /// Images layered on this one whose current release was built on
+    /// another version than its current one, with why
+    /// ([`outdated_children`]).
+    pub outdated_children: Vec<OutdatedChild>,
+}
+
+/// An image built on another whose current release is on a parent
+/// version that is no longer the parent's current one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutdatedChild {
+    /// The child image.
+    pub image: String,
+    /// The parent version its current release was built on.
+    pub built_on: String,
+    /// The parent's current version.
+    pub parent_current: String,
+    /// Why it is outdated, in words: an older parent version, or one a
+    /// rollback withdrew (who, when, why).
+    pub reason: String,
 }
 
 /// When a run reached its end: its release stage's end for a released run,
@@ -533,13 +575,7 @@ pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetR
     let evidence = latest(runs.released.as_ref(), runs.skipped.as_ref()).and_then(Evidence::of);
     FleetRow {
         image: runs.image.clone(),
-        latest_release: runs.released.as_ref().map(|r| ReleaseFacts {
-            version: r.version.to_string(),
-            run_id: r.id.to_string(),
-            released_at: ended_at(r),
-            base_image_version: r.trigger.base_image_version.clone(),
-            below_latest: r.release.as_ref().and_then(|x| x.below_latest.clone()),
-        }),
+        current_release: runs.released.as_ref().map(ReleaseFacts::of),
         compliance: window.compliance(evidence.as_ref(), now),
         patch_level: PatchLevel::Dates,
         in_flight: runs
@@ -562,28 +598,62 @@ pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetR
     }
 }
 
-/// Whether a child image is outdated: its latest release was built on base
-/// version `built_on`, and its parent's latest released version is now
-/// `parent_latest`, another one. Nothing to compare (the parent never
+/// Whether a child image is outdated: its current release was built on base
+/// version `built_on`, and its parent's current version is now
+/// `parent_current`, another one. Nothing to compare (the parent never
 /// released, the child has no release or recorded no base) is not outdated.
-pub fn is_outdated(parent_latest: Option<&str>, built_on: Option<&str>) -> bool {
-    matches!((parent_latest, built_on), (Some(latest), Some(base)) if latest != base)
+pub fn is_outdated(parent_current: Option<&str>, built_on: Option<&str>) -> bool {
+    matches!((parent_current, built_on), (Some(current), Some(base)) if current != base)
+}
+
+/// Why a child built on `parent`'s version `built_on` is outdated, when it
+/// is: `parent` (the parent's current release) is another version. A
+/// version the rollback that made the parent current withdrew says so,
+/// with who, when and why.
+pub fn outdated_reason(parent: &Run, built_on: &str) -> Option<String> {
+    let current = parent.version.to_string();
+    if !is_outdated(Some(&current), Some(built_on)) {
+        return None;
+    }
+    let (_, rollback) = current_since(parent);
+    Some(match rollback {
+        Some(b) if b.withdrawn.iter().any(|v| v == built_on) => format!(
+            "built on {} {built_on}, which a rollback to {current} withdrew on {} ({}: {}); rebuild it on {current} or roll it back",
+            parent.image,
+            b.at.format("%Y-%m-%d %H:%M UTC"),
+            b.actor,
+            b.reason
+        ),
+        _ => format!(
+            "built on {} {built_on}; {} is at {current} now",
+            parent.image, parent.image
+        ),
+    })
 }
 
 /// The images of `children` (the runs of images built on `parent`) that are
-/// outdated ([`is_outdated`]), by name.
-pub fn outdated_children(parent: &ImageRuns, children: &[&ImageRuns]) -> Vec<String> {
-    let latest = parent.released.as_ref().map(|r| r.version.to_string());
+/// outdated ([`outdated_reason`]), with why.
+pub fn outdated_children(parent: &ImageRuns, children: &[&ImageRuns]) -> Vec<OutdatedChild> {
+    let Some(current) = parent.released.as_ref() else {
+        return Vec::new();
+    };
     children
         .iter()
-        .filter(|child| {
+        .filter_map(|child| {
             let built_on = child
                 .released
-                .as_ref()
-                .and_then(|r| r.trigger.base_image_version.as_deref());
-            is_outdated(latest.as_deref(), built_on)
+                .as_ref()?
+                .trigger
+                .base_image_version
+                .clone()?;
+            let reason = outdated_reason(current, &built_on)?;
+            Some(OutdatedChild {
+                image: child.image.clone(),
+                built_on,
+                parent_current: current.version.to_string(),
+                reason,
+            })
         })
-        .map(|child| child.image.clone())
         .collect()
 }
 
@@ -640,7 +710,7 @@ pub struct FleetPage {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_child_built_on_an_older_base_than_its_parents_latest_release_is_outdated() {
+    fn a_child_built_on_an_older_base_than_its_parents_current_release_is_outdated() {
         assert!(is_outdated(Some("2026.1130.0"), Some("2026.1101.0")));
         assert!(!is_outdated(Some("2026.1130.0"), Some("2026.1130.0")));
         // Nothing to compare: never released, or no base recorded.
@@ -791,7 +861,7 @@ mod tests {
     }
 
     #[test]
-    fn outdated_children_are_those_whose_latest_release_is_on_another_parent_version() {
+    fn outdated_children_are_those_whose_current_release_is_on_another_parent_version() {
         let released = |image: &str, base: Option<&str>| {
             let mut r = run("push-web-1", RunStatus::Released, hours(1));
             r.trigger.base_image_version = base.map(String::from);
@@ -801,7 +871,7 @@ mod tests {
                 ..ImageRuns::default()
             }
         };
-        // The parent's latest release is 2026.1111.0 (`run`'s version).
+        // The parent's current release is 2026.1111.0 (`run`'s version).
         let parent = released("base", None);
         let old = released("old", Some("2026.1101.0"));
         let current = released("current", Some("2026.1111.0"));
@@ -809,15 +879,54 @@ mod tests {
             image: "new".into(),
             ..ImageRuns::default()
         };
+        let outdated = outdated_children(&parent, &[&old, &current, &unreleased]);
         assert_eq!(
-            outdated_children(&parent, &[&old, &current, &unreleased]),
-            vec!["old".to_string()]
+            outdated,
+            vec![OutdatedChild {
+                image: "old".into(),
+                built_on: "2026.1101.0".into(),
+                parent_current: "2026.1111.0".into(),
+                reason: "built on web 2026.1101.0; web is at 2026.1111.0 now".into(),
+            }]
         );
         let never = ImageRuns {
             image: "base".into(),
             ..ImageRuns::default()
         };
         assert!(outdated_children(&never, &[&old]).is_empty());
+    }
+
+    #[test]
+    fn a_child_built_on_a_version_a_rollback_withdrew_says_who_withdrew_it_and_why() {
+        let mut parent = run("push-web-1", RunStatus::Released, hours(1));
+        parent.stage_mut(Stage::Release).finished_at = Some(hours(2));
+        parent.release = Some(crate::domain::run::ReleaseRecord {
+            rollbacks: vec![Rollback {
+                id: "e1".into(),
+                to: "2026.1111.0".into(),
+                to_run: "push-web-1".into(),
+                from: Some("2026.1112.0".into()),
+                withdrawn: vec!["2026.1112.0".into()],
+                actor: "alice@contoso.com".into(),
+                via: "sign-in".into(),
+                reason: "IIS does not start".into(),
+                at: hours(30),
+            }],
+            ..Default::default()
+        });
+        let reason = outdated_reason(&parent, "2026.1112.0").unwrap();
+        assert!(
+            reason.contains("which a rollback to 2026.1111.0 withdrew")
+                && reason.contains("alice@contoso.com: IIS does not start"),
+            "{reason}"
+        );
+        assert_eq!(outdated_reason(&parent, "2026.1111.0"), None);
+        let facts = ReleaseFacts::of(&parent);
+        assert_eq!(facts.current_since, hours(30));
+        assert_eq!(
+            facts.rolled_back.unwrap().from.as_deref(),
+            Some("2026.1112.0")
+        );
     }
 
     fn evidence(created: DateTime<Utc>, how: PatchedBy) -> Evidence {
@@ -944,6 +1053,7 @@ mod tests {
             comment: None,
             via: "link".into(),
             token_id: None,
+            recorded_by: None,
         });
         let queued = run("pt-web-2026-11", RunStatus::Queued, hours(8));
         let mut failed = run("push-web-0", RunStatus::Failed, hours(-60));
@@ -962,7 +1072,7 @@ mod tests {
         };
         let now = hours(9);
         let row = row(&window(now), &runs, now);
-        let release = row.latest_release.unwrap();
+        let release = row.current_release.unwrap();
         assert_eq!(release.run_id, "push-web-1");
         assert_eq!(release.released_at, hours(-40));
         assert_eq!(
@@ -1000,7 +1110,7 @@ mod tests {
             ..ImageRuns::default()
         };
         let now = hours(3);
-        let release = row(&window(now), &runs, now).latest_release.unwrap();
+        let release = row(&window(now), &runs, now).current_release.unwrap();
         assert_eq!(release.below_latest.as_deref(), Some("2026.1130.9"));
     }
 
@@ -1023,7 +1133,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(row.latest_release.unwrap().run_id, "push-web-1");
+        assert_eq!(row.current_release.unwrap().run_id, "push-web-1");
         let old_skip = ImageRuns {
             image: "web".into(),
             released: Some(run("push-web-3", RunStatus::Released, hours(1))),

@@ -95,8 +95,19 @@ pub fn follow_up_id(run_id: &str, kind: &FollowUpKind, occurrence: usize) -> Str
 impl Run {
     /// Records that the run owes `kind`, as of `at`, and marks it due.
     pub fn owe(&mut self, kind: FollowUpKind, at: DateTime<Utc>) {
-        let occurrence = self.follow_ups.iter().filter(|f| f.kind == kind).count();
-        let id = follow_up_id(&self.id, &kind, occurrence);
+        let id = self.next_follow_up_id(&kind);
+        self.owe_as(kind, id, at);
+    }
+
+    /// The id [`Run::owe`] gives the next follow-up of `kind`.
+    pub fn next_follow_up_id(&self, kind: &FollowUpKind) -> String {
+        let occurrence = self.follow_ups.iter().filter(|f| &f.kind == kind).count();
+        follow_up_id(&self.id, kind, occurrence)
+    }
+
+    /// Records that the run owes `kind` under an id chosen beforehand (a
+    /// rollback's, which the runs it withdrew carry too), as of `at`.
+    pub fn owe_as(&mut self, kind: FollowUpKind, id: String, at: DateTime<Utc>) {
         self.follow_ups.push(FollowUp {
             kind,
             id,

@@ -934,6 +934,7 @@ mod tests {
             comment: None,
             via: "cli".into(),
             token_id: None,
+            recorded_by: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! Pure: no I/O, no clock, no Azure, HTTP or storage types.
 
 pub mod approval;
+pub mod approvers;
 pub mod calendar;
 pub mod controls;
 pub mod cvrf;
@@ -20,8 +21,10 @@ pub mod patch;
 pub mod patch_gate;
 pub mod patch_view;
 pub mod reaper;
+pub mod principal;
 pub mod release_event;
 pub mod release_notes;
+pub mod rollback;
 pub mod run;
 pub mod schedule;
 pub mod source;

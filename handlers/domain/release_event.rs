@@ -13,7 +13,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::run::{EventType, Failure, FollowUp, FollowUpKind, ReleaseRecord, Run, RunStatus};
+use super::run::{
+    EventType, Failure, FollowUp, FollowUpKind, ReleaseRecord, Rollback, Run, RunStatus,
+};
 
 /// A CloudEvents 1.0 event, structured JSON form.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +59,11 @@ pub struct EventData {
     pub image_version: Option<ReleaseRecord>,
     /// Why the run failed, for a failed run.
     pub failure: Option<Failure>,
+    /// The rollback, for `image-factory.image.rolled-back`: the version it
+    /// made current (this run's), the one that was current, the versions
+    /// it withdrew, who, how, why and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
     /// Where to look.
     pub links: Links,
 }
@@ -99,6 +106,15 @@ pub fn cloud_event(run: &Run, follow_up: &FollowUp, public_url: &str) -> Option<
             failure: match event {
                 EventType::Failed => run.failure.clone(),
                 EventType::Released | EventType::Published | EventType::RolledBack => None,
+            },
+            rollback: match event {
+                EventType::RolledBack => run
+                    .release
+                    .iter()
+                    .flat_map(|r| &r.rollbacks)
+                    .find(|b| b.id == follow_up.id)
+                    .cloned(),
+                EventType::Released | EventType::Published | EventType::Failed => None,
             },
             links: Links {
                 run: format!("{base}/api/runs/{}", run.id),

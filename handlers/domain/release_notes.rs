@@ -532,6 +532,7 @@ mod tests {
             comment: Some("looks *good*".into()),
             via: "link".into(),
             token_id: Some("t-1".into()),
+            recorded_by: None,
         });
         current.stages[Stage::Validate.index()].started_at = Some(at(1));
         current.stages[Stage::Validate.index()].finished_at = Some(at(2));

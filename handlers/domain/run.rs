@@ -676,6 +676,46 @@ pub struct ReleaseRecord {
     /// The release notes (also published as `release-notes.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<Box<ReleaseNotes>>,
+    /// The rollbacks that made this version current again, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollbacks: Vec<Rollback>,
+    /// The rollback that withdrew this version: it is excluded from latest,
+    /// an earlier version is current. `None` while it was never withdrawn,
+    /// or since a rollback made it current again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdrawn: Option<Box<Rollback>>,
+}
+
+/// A rollback: an operator made an earlier released version of an image
+/// current again (latest in the gallery), every higher version withdrawn
+/// (excluded from latest, kept). Recorded on the run that released the
+/// version made current ([`ReleaseRecord::rollbacks`]) and on the runs of
+/// the versions it withdrew ([`ReleaseRecord::withdrawn`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollback {
+    /// Its id: also the id of its `image-factory.image.rolled-back` event.
+    pub id: String,
+    /// The version made current.
+    pub to: String,
+    /// The run that released it.
+    pub to_run: String,
+    /// The version that was current before, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The released versions it withdrew (every one above `to`), lowest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withdrawn: Vec<String>,
+    /// Who asked for it: the signed-in principal's name (or object id),
+    /// or the name an operator-token holder gave.
+    pub actor: String,
+    /// How the actor was known: `sign-in`, `operator-token`, or `direct`
+    /// (the command line acting for a factory that was down).
+    pub via: String,
+    /// Why, in the operator's words.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// What started the run, as the notes tell it.

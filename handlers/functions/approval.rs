@@ -3,8 +3,13 @@
 //! GET shows the run's facts and the Approve/Reject form and decides nothing:
 //! mail scanners and chat unfurlers follow every GET. Only POST decides. The
 //! token must be valid, unexpired, issued for this run's current request to
-//! this approver, and not used before; when App Service authentication is in
-//! front, the signed-in user must be that approver.
+//! this approver, and not used before. The link's path carries its own
+//! signature and stays outside App Service authentication's requirement,
+//! but when the platform passes a signed-in user (the approver has a
+//! session), that user must be the approver the link was issued to: one of
+//! its names or ids is the approver's email address or Entra ID object id
+//! ([`crate::domain::approvers`]). A principal the handler cannot read is
+//! refused. The page says whom the decision is recorded for.
 //!
 //! The page warns when the run's version is older than the image's latest
 //! in the gallery: approving it publishes that version below the latest,
@@ -63,15 +68,25 @@ impl Approval {
                 return Ok(answer(status, "Link not valid", &e.to_string()));
             }
         };
-        if let Some(user) = self.request.header("X-MS-CLIENT-PRINCIPAL-NAME")
-            && !user.eq_ignore_ascii_case(&claims.sub)
-        {
-            tracing::warn!(run_id = %claims.run, "approval link used by a different signed-in user");
-            return Ok(answer(
-                403,
-                "Not your link",
-                "This link was issued to another approver. Use the link you received.",
-            ));
+        match signed_in_as(&self.request) {
+            Err(e) => return Ok(answer(401, "Sign in again", &e.to_string())),
+            Ok(names) if !names.is_empty() => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                if !app
+                    .settings
+                    .approvers
+                    .identity(&claims.sub)
+                    .is_one_of(&names)
+                {
+                    tracing::warn!(run_id = %claims.run, "approval link used by a different signed-in user");
+                    return Ok(answer(
+                        403,
+                        "Not your link",
+                        "This link was issued to another approver. Use the link you received.",
+                    ));
+                }
+            }
+            Ok(_) => {}
         }
         // The id was signed by the factory, but it is parsed like any other
         // id that arrives from outside: one that does not parse names no run.
@@ -99,7 +114,12 @@ impl Approval {
         match self.request.method.to_ascii_uppercase().as_str() {
             "GET" | "HEAD" => Ok(InvocationResponse::http(HttpResponseData::html(
                 200,
-                confirmation_page(&run, &claims, latest_above(app, &run).await),
+                confirmation_page(
+                    &run,
+                    &claims,
+                    &app.settings.approvers.describe(&claims.sub),
+                    latest_above(app, &run).await,
+                ),
             ))),
             "POST" => self.decide(app, &run.id, &claims).await,
             _ => Ok(answer(405, "Not allowed", "Open the link in a browser.")),
@@ -127,6 +147,7 @@ impl Approval {
             comment: (!comment.is_empty()).then(|| comment.chars().take(MAX_COMMENT).collect()),
             via: "link".into(),
             token_id: Some(claims.jti.clone()),
+            recorded_by: None,
         };
         let event = Event::ApprovalDecided(decision);
         let result = update_run(app.store.as_ref(), run_id, |run| decide(run, &event)).await;
@@ -178,6 +199,27 @@ async fn latest_above(app: &App, run: &Run) -> Option<String> {
             None
         }
     }
+}
+
+/// The names and ids of the signed-in user the platform passed, if any:
+/// the decoded principal's, and the name and id headers. A principal that
+/// cannot be decoded is an error.
+fn signed_in_as(
+    request: &HttpRequestData,
+) -> Result<Vec<String>, crate::domain::principal::PrincipalError> {
+    use crate::domain::principal::{
+        ClientPrincipal, PRINCIPAL_HEADER, PRINCIPAL_ID_HEADER, PRINCIPAL_NAME_HEADER,
+    };
+    let mut names: Vec<String> = [PRINCIPAL_NAME_HEADER, PRINCIPAL_ID_HEADER]
+        .iter()
+        .filter_map(|h| request.header(h))
+        .map(str::to_string)
+        .collect();
+    if let Some(value) = request.header(PRINCIPAL_HEADER) {
+        let principal = ClientPrincipal::from_header(value)?;
+        names.extend(principal.identities().into_iter().map(str::to_string));
+    }
+    Ok(names)
 }
 
 /// Why this link cannot decide on this run now, if it cannot.
@@ -252,6 +294,9 @@ struct DecidedPage {
 struct ApprovalPage<'a> {
     frame: Frame,
     approver: &'a str,
+    /// Whom the decision is recorded for: the approver, and who that is
+    /// when the deployment's directory says.
+    recorded_for: &'a str,
     run_id: &'a str,
     expires: String,
     facts: Vec<(&'static str, String)>,
@@ -264,10 +309,16 @@ struct ApprovalPage<'a> {
     patch_alert: Option<String>,
 }
 
-fn confirmation_page(run: &Run, claims: &Claims, latest_above: Option<String>) -> String {
+fn confirmation_page(
+    run: &Run,
+    claims: &Claims,
+    recorded_for: &str,
+    latest_above: Option<String>,
+) -> String {
     render(&ApprovalPage {
         frame: Frame::new(format!("Approve {} {}?", run.image, run.version)),
         approver: &claims.sub,
+        recorded_for,
         run_id: &run.id,
         version: run.version.to_string(),
         latest_above,

@@ -1,10 +1,12 @@
 //! `dashboard` (`GET /api/dashboard[/runs/{id} | /images/{name} |
 //! /changelog/{image} | /fleet | /reaper]`): the operators' pages. In Azure they sit
-//! behind App Service authentication; locally the host serves them on
-//! loopback only.
+//! behind App Service authentication, and with sign-in on the handler
+//! refuses a request without a signed-in principal itself
+//! ([`super::caller`]); locally the host serves them on loopback only.
 
 use std::io::{Read, Seek, SeekFrom};
 
+use super::caller::reader;
 use super::invocation::{InvocationError, retry};
 use crate::app::App;
 use crate::build_log;
@@ -14,7 +16,7 @@ use crate::dashboard::{
     AttemptLog, ChildBase, Filters, ImageTree, ParentBase, image_page, not_found_page,
     refusal_page, run_page, runs_page,
 };
-use crate::domain::fleet::is_outdated;
+use crate::domain::fleet::outdated_reason;
 use crate::domain::image::children_of;
 use crate::domain::run::{RunId, RunStatus, Stage};
 use crate::ports::store::{RunQuery, StoreError};
@@ -52,6 +54,12 @@ impl Dashboard {
             return Ok(html(
                 405,
                 refusal_page("Not allowed", "The dashboard is read-only."),
+            ));
+        }
+        if let Err(refused) = reader(app, &self.request) {
+            return Ok(html(
+                refused.status,
+                refusal_page("Sign in", &refused.message),
             ));
         }
         let param = |name: &str| {
@@ -151,6 +159,7 @@ impl Dashboard {
                 .get("continuation")
                 .filter(|c| !c.is_empty())
                 .cloned(),
+            without_withdrawn: false,
         };
         let page = match app.store.list(&query).await {
             Ok(page) => page,
@@ -234,6 +243,7 @@ impl Dashboard {
             statuses: filters.status.into_iter().collect(),
             limit: PAGE_SIZE,
             continuation: q.get("continuation").filter(|c| !c.is_empty()).cloned(),
+            without_withdrawn: false,
         };
         let listed = match app.store.list(&query).await {
             Ok(page) => page,
@@ -260,8 +270,10 @@ impl Dashboard {
 }
 
 /// The image tree around `name`: its parent with the version this image's
-/// latest release was built on, its children with theirs, each marked
-/// outdated when built on an older release than the latest; one store query.
+/// current release was built on, its children with theirs, each with why
+/// it is outdated when built on another version than the current one (a
+/// version a rollback withdrew says who withdrew it and why); one store
+/// query.
 async fn image_tree(
     app: &App,
     images: &std::collections::BTreeMap<String, crate::domain::image::ImageConfig>,
@@ -279,22 +291,23 @@ async fn image_tree(
         .image_runs(&names)
         .await
         .map_err(|e| retry("cannot read the image tree", e))?;
-    let released = |image: &str| {
+    let current = |image: &str| {
         runs.iter()
             .find(|r| r.image == image)
             .and_then(|r| r.released.as_ref())
     };
-    let built_on = |image: &str| released(image).and_then(|r| r.trigger.base_image_version.clone());
-    let latest = released(name).map(|r| r.version.to_string());
+    let built_on = |image: &str| current(image).and_then(|r| r.trigger.base_image_version.clone());
+    let outdated = |parent: Option<&crate::domain::run::Run>, base: Option<&String>| {
+        outdated_reason(parent?, base?)
+    };
     Ok(ImageTree {
         parent: parent.map(|p| {
-            let latest = released(p).map(|r| r.version.to_string());
             let base = built_on(name);
             ParentBase {
                 name: p.to_string(),
-                outdated: is_outdated(latest.as_deref(), base.as_deref()),
+                outdated: outdated(current(p), base.as_ref()),
+                latest: current(p).map(|r| r.version.to_string()),
                 built_on: base,
-                latest,
             }
         }),
         children: children
@@ -302,7 +315,7 @@ async fn image_tree(
             .map(|child| {
                 let base = built_on(child);
                 ChildBase {
-                    outdated: is_outdated(latest.as_deref(), base.as_deref()),
+                    outdated: outdated(current(name), base.as_ref()),
                     name: child.to_string(),
                     built_on: base,
                 }

@@ -10,6 +10,7 @@
 mod approval;
 mod base_image;
 mod build_completed;
+mod caller;
 mod dashboard;
 mod dead_letter;
 mod fleet;
@@ -17,6 +18,7 @@ mod git_push;
 mod invocation;
 mod patch_tuesday;
 mod reaper;
+mod rollback;
 mod runs;
 mod stage;
 mod sweeper;
@@ -45,6 +47,7 @@ pub const NAMES: [&str; 15] = [
     "stage-release",
     "build-completed",
     "runs",
+    "rollback",
     "dashboard",
     "dead-letter",
     "sweeper",
@@ -68,6 +71,8 @@ pub enum Function {
     BuildCompleted(build_completed::BuildCompleted),
     /// `runs`: the runs API.
     Runs(runs::Runs),
+    /// `rollback`: an operator's rollback of an image.
+    Rollback(rollback::Rollback),
     /// `dashboard`: the operators' pages.
     Dashboard(dashboard::Dashboard),
     /// `dead-letter`: a stage message that could not be processed.
@@ -90,6 +95,7 @@ impl Function {
                 Function::BuildCompleted(build_completed::BuildCompleted::parse(request)?)
             }
             "runs" => Function::Runs(runs::Runs::parse(request)?),
+            "rollback" => Function::Rollback(rollback::Rollback::parse(request)?),
             "dashboard" => Function::Dashboard(dashboard::Dashboard::parse(request)?),
             "dead-letter" => Function::DeadLetter(dead_letter::DeadLetter::parse(request)?),
             "sweeper" => Function::Sweeper(sweeper::Sweeper::parse(request)?),
@@ -111,6 +117,7 @@ impl Function {
             Function::Stage(f) => f.apply(app).await,
             Function::BuildCompleted(f) => f.apply(app).await,
             Function::Runs(f) => f.apply(app).await,
+            Function::Rollback(f) => f.apply(app).await,
             Function::Dashboard(f) => f.apply(app).await,
             Function::DeadLetter(f) => f.apply(app).await,
             Function::Sweeper(f) => f.apply(app).await,
@@ -135,7 +142,7 @@ pub enum Trigger {
 /// serves no function of that name.
 pub fn trigger_of(name: &str) -> Option<Trigger> {
     Some(match name {
-        "git-push" | "approval" | "runs" | "dashboard" => Trigger::Http,
+        "git-push" | "approval" | "runs" | "rollback" | "dashboard" => Trigger::Http,
         "patch-tuesday" | "base-image" | "sweeper" | "reaper" => Trigger::Timer,
         "build-completed" => Trigger::Queue("build-completed"),
         "dead-letter" => Trigger::Queue(DEAD_LETTER_QUEUE),

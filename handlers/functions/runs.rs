@@ -1,9 +1,11 @@
 //! `runs` (`GET|POST /api/runs/{id?}`): GET gives one run's whole record, or a
 //! page of runs newest first, filtered by `image` and `status`, paged with
 //! `continuation`. POST starts an out-of-band run (an urgent security fix, a
-//! rebuild on demand): `{"image", "reason", "force"}` with the operator's
-//! bearer token; the reason is recorded on the run. POST to `/api/runs/{id}`
-//! records an approver's decision for an operator (`image-factory approve`).
+//! rebuild on demand): `{"image", "reason", "force", "actor"}`; the reason
+//! and the actor are recorded on the run. POST to `/api/runs/{id}` records
+//! an approver's decision for an operator (`image-factory approve`). Both
+//! POSTs are operator actions and GET a read, authorised as [`super::caller`]
+//! says (the operator token, or with sign-in the operator app role).
 //! GET `/api/runs/{id}?log=<offset>[&attempt=<n>]` gives a piece of the run's
 //! build log: the current attempt's, or an earlier one's. GET
 //! `/api/runs/{id}?evidence` gives the patch evidence the run's build
@@ -12,10 +14,11 @@
 //! `/api/runs?view=fleet[&limit=<n>][&continuation=<token>]` gives a page of
 //! the fleet view (`image-factory fleet`).
 
+use super::caller::{Operator, Refused, operator, reader};
 use super::invocation::{InvocationError, retry};
 use serde::Deserialize;
 
-use crate::app::{App, authorization, dispatch, dispatch_follow_up, secret_matches};
+use crate::app::{App, dispatch, dispatch_follow_up};
 use crate::domain::approval::{Decision, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{RunId, RunStatus, Trigger, TriggerKind};
@@ -32,6 +35,10 @@ struct TriggerBody {
     reason: String,
     #[serde(default)]
     force: bool,
+    /// Who asks, as an operator-token holder names themselves (with
+    /// sign-in, the principal is recorded instead).
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +184,10 @@ fn error(status: u16, message: &str) -> InvocationResponse {
     InvocationResponse::http(HttpResponseData::error(status, message))
 }
 
+fn refused(refusal: Refused) -> InvocationResponse {
+    error(refusal.status, &refusal.message)
+}
+
 /// Default and largest page size.
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
@@ -199,6 +210,9 @@ impl Runs {
     pub async fn apply(self, app: &App) -> Result<InvocationResponse, InvocationError> {
         if self.request.method.eq_ignore_ascii_case("POST") {
             return self.trigger(app).await;
+        }
+        if let Err(refusal) = reader(app, &self.request) {
+            return Ok(refused(refusal));
         }
         let id = match self.run_id() {
             Ok(id) => id,
@@ -243,26 +257,12 @@ impl Runs {
     }
 
     async fn trigger(&self, app: &App) -> Result<InvocationResponse, InvocationError> {
-        let Some(expected) = app.secrets.operator.as_deref() else {
-            return Ok(error(
-                503,
-                "no operator token is configured (IMAGE_FACTORY_OPERATOR_TOKEN); out-of-band triggers are off",
-            ));
+        let operator = match operator(app, &self.request) {
+            Ok(operator) => operator,
+            Err(refusal) => return Ok(refused(refusal)),
         };
-        let presented = self
-            .request
-            .header("Authorization")
-            .and_then(|h| authorization(h, "Bearer"))
-            .unwrap_or_default();
-        if !secret_matches(expected, presented) {
-            tracing::warn!("operator request refused: missing or wrong operator token");
-            return Ok(error(
-                401,
-                "a valid operator token is required: Authorization: Bearer <token>",
-            ));
-        }
         match self.run_id() {
-            Ok(Some(id)) => return self.decide(app, &id).await,
+            Ok(Some(id)) => return self.decide(app, &id, &operator).await,
             Ok(None) => {}
             Err(response) => return Ok(response),
         }
@@ -271,7 +271,9 @@ impl Runs {
             Err(e) => {
                 return Ok(error(
                     400,
-                    &format!("the body must be {{\"image\", \"reason\", \"force\"}}: {e}"),
+                    &format!(
+                        "the body must be {{\"image\", \"reason\", \"force\", \"actor\"}}: {e}"
+                    ),
                 ));
             }
         };
@@ -282,11 +284,15 @@ impl Runs {
                 &format!("give a reason of 1-{MAX_REASON} characters: it is recorded on the run"),
             ));
         }
+        let actor = operator.actor.clone().or_else(|| {
+            body.actor
+                .as_deref()
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| a.chars().take(crate::domain::rollback::MAX_ACTOR).collect())
+        });
         let trigger = Trigger {
-            actor: self
-                .request
-                .header("X-MS-CLIENT-PRINCIPAL-NAME")
-                .map(str::to_string),
+            actor,
             reason: Some(reason.to_string()),
             force: body.force,
             ..Trigger::new(TriggerKind::OutOfBand, "operator")
@@ -316,7 +322,12 @@ impl Runs {
     /// An operator records an approver's decision (`image-factory approve`),
     /// with the same checks as a link: a listed approver, one decision each,
     /// before the deadline, on a run that waits.
-    async fn decide(&self, app: &App, id: &RunId) -> Result<InvocationResponse, InvocationError> {
+    async fn decide(
+        &self,
+        app: &App,
+        id: &RunId,
+        operator: &Operator,
+    ) -> Result<InvocationResponse, InvocationError> {
         let body: DecisionBody = match serde_json::from_str(&self.request.body_text()) {
             Ok(body) => body,
             Err(e) => {
@@ -337,6 +348,7 @@ impl Runs {
             comment: (!comment.is_empty()).then(|| comment.chars().take(MAX_REASON * 4).collect()),
             via: "cli".into(),
             token_id: None,
+            recorded_by: operator.actor.clone(),
         };
         let event = Event::ApprovalDecided(decision);
         match update_run(app.store.as_ref(), id, |run| decide(run, &event)).await {

@@ -288,7 +288,7 @@ async fn retry_git_tags(app: &App, response: &mut InvocationResponse) {
 }
 
 /// Makes sure every image built on another of the factory's images has its
-/// run for its parent's latest release (the stage function starts them when
+/// run for its parent's current release (the stage function starts them when
 /// the parent is released; this catches a crash in between). Existing runs
 /// are found by their ids and nothing starts twice.
 async fn start_missing_children(app: &App, response: &mut InvocationResponse) {
@@ -300,7 +300,7 @@ async fn start_missing_children(app: &App, response: &mut InvocationResponse) {
         .filter_map(|image| image.settings.parent())
         .collect();
     for parent in parents {
-        match app.latest_release(parent).await {
+        match app.current_release(parent).await {
             Ok(Some(release)) => {
                 for started in app.start_children(&release).await {
                     match started {

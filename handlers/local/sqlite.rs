@@ -29,13 +29,17 @@ use crate::ports::store::{
 const MAX_PAGE: usize = 100;
 
 /// The fleet view's runs of some images (`?1`, a JSON array): per image and
-/// status of `?2` the newest run, one seek each in `runs_by_image_status`,
+/// status of `?2` the newest run (of the released ones, the newest no
+/// rollback withdrew: `json_valid` keeps a document edited into garbage
+/// from failing the query), one seek each in `runs_by_image_status`,
 /// then each image's runs in a status of `?3`, at most `?4` each, newest
 /// first, from the same index (named: without statistics the planner picks
 /// `runs_by_image` and reads the image's whole history).
 const IMAGE_RUNS: &str = "SELECT r.image, r.id, r.doc FROM json_each(?1) i, json_each(?2) s
        JOIN runs r ON r.id = (
          SELECT id FROM runs WHERE image = i.value AND status = s.value
+           AND NOT (status = 'released'
+             AND (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.release.withdrawn') END) IS NOT NULL)
          ORDER BY created_at DESC, id DESC LIMIT 1)
      UNION ALL
      SELECT image, id, doc FROM (
@@ -46,10 +50,11 @@ const IMAGE_RUNS: &str = "SELECT r.image, r.id, r.doc FROM json_each(?1) i, json
          ON r.image = i.value AND r.status = s.value)
      WHERE n <= ?4";
 
-/// The images with a run in a status of `?1` created at or after `?2`: a
-/// range of `runs_by_status`.
+/// The images with a run in a status of `?1` created at or after `?2`,
+/// leaving out releases a rollback withdrew: a range of `runs_by_status`.
 const PATCHED_SINCE: &str = "SELECT DISTINCT image FROM runs
-     WHERE status IN (SELECT value FROM json_each(?1)) AND created_at >= ?2";
+     WHERE status IN (SELECT value FROM json_each(?1)) AND created_at >= ?2
+       AND (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.release.withdrawn') END) IS NULL";
 
 /// A run store in one SQLite file.
 #[derive(Clone)]
@@ -268,6 +273,7 @@ impl RunStore for SqliteStore {
         let statuses: Vec<&str> = query.statuses.iter().map(|s| s.name()).collect();
         let statuses = json_list(&statuses);
         let image = query.image.clone();
+        let without_withdrawn = query.without_withdrawn;
         self.with_conn(move |c| {
             let (after_created, after_id) = after.unzip();
             let mut stmt = c
@@ -276,13 +282,21 @@ impl RunStore for SqliteStore {
                      WHERE (?1 IS NULL OR image = ?1)
                        AND (json_array_length(?2) = 0 OR status IN (SELECT value FROM json_each(?2)))
                        AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4))
+                       AND (?6 = 0 OR (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.release.withdrawn') END) IS NULL)
                      ORDER BY created_at DESC, id DESC
                      LIMIT ?5",
                 )
                 .map_err(unavailable)?;
             let rows = stmt
                 .query_map(
-                    params![image, statuses, after_created, after_id, (limit + 1) as i64],
+                    params![
+                        image,
+                        statuses,
+                        after_created,
+                        after_id,
+                        (limit + 1) as i64,
+                        without_withdrawn
+                    ],
                     |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
                 )
                 .map_err(unavailable)?

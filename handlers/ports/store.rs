@@ -42,6 +42,10 @@ pub struct RunQuery {
     pub limit: usize,
     /// Where the previous page ended.
     pub continuation: Option<String>,
+    /// Leave out released runs a rollback withdrew: an image's first
+    /// released run listed is then its current release
+    /// ([`crate::domain::rollback`]).
+    pub without_withdrawn: bool,
 }
 
 impl RunQuery {
@@ -129,13 +133,15 @@ pub trait RunStore: Send + Sync + 'static {
         holder: &RunId,
     ) -> Result<u32, StoreError>;
     /// What the fleet view needs of each of `images`, in their order: its
-    /// latest released, skipped and failed runs and its runs in flight (at
+    /// current release (its newest released run no rollback withdrew), its
+    /// latest skipped and failed runs and its runs in flight (at
     /// most [`crate::domain::fleet::MAX_IN_FLIGHT`], newest first). Answered
     /// with index-backed lookups per image, never a scan of every run; an
     /// image with no runs gets an empty [`ImageRuns`].
     async fn image_runs(&self, images: &[String]) -> Result<Vec<ImageRuns>, StoreError>;
-    /// The images with a released or skipped run created at or after `since`
-    /// (the fleet view's headline): a read of the runs created since then only.
+    /// The images with a released run no rollback withdrew, or a skipped
+    /// run, created at or after `since` (the fleet view's headline): a read
+    /// of the runs created since then only.
     async fn images_patched_since(
         &self,
         since: DateTime<Utc>,

@@ -108,7 +108,9 @@ pub(super) async fn run(
 
 /// The image's release before `run`: of its recent released runs, the one
 /// with the highest version below the run's. A run approved after a newer
-/// one was released follows the release below it, not the newer one.
+/// one was released follows the release below it, not the newer one; a
+/// version a rollback withdrew is nobody's previous release (the notes say
+/// what changed since the version consumers had).
 pub(super) async fn previous_release(
     store: &dyn RunStore,
     run: &Run,
@@ -118,6 +120,7 @@ pub(super) async fn previous_release(
         statuses: vec![RunStatus::Released],
         limit: RECENT_RELEASES,
         continuation: None,
+        without_withdrawn: true,
     };
     let page = store.list(&query).await?;
     Ok(page

@@ -80,6 +80,18 @@ param azureDevOpsWebhooks bool
 @description('Approvers are told through Teams (IMAGE_FACTORY_TEAMS_WEBHOOK_URL from Key Vault).')
 param teamsNotifications bool
 
+@description('Client id of the factory\'s app registration: App Service authentication with Entra ID signs callers in to the dashboard and the API (docs/sign-in.md). Empty: no sign-in.')
+param signInClientId string
+
+@description('Azure Communication Services endpoint of the approval emails (IMAGE_FACTORY_EMAIL_ENDPOINT); empty: no email.')
+param emailEndpoint string
+
+@description('Verified sender address of the approval emails (IMAGE_FACTORY_EMAIL_SENDER).')
+param emailSender string
+
+@description('Approvers as name=email-or-object-id pairs (IMAGE_FACTORY_APPROVERS).')
+param approvers string
+
 @description('GitHub App that tags released commits (IMAGE_FACTORY_GITHUB_APP_ID); empty: none. Its key is the Key Vault secret github-app-private-key.')
 param githubAppId string
 
@@ -170,7 +182,36 @@ var githubAppSettings = [
     value: '@Microsoft.KeyVault(${secret}github-app-private-key)'
   }
 ]
-var optionalSecrets = concat(azureDevOpsWebhooks ? devOpsSecretSetting : [], teamsNotifications ? teamsSecretSetting : [], empty(githubAppId) ? [] : githubAppSettings)
+// Sign-in: the handler refuses the API and the dashboard without a signed-in
+// principal, and operator actions without the operator app role; the
+// platform signs in with the registration's client secret from Key Vault.
+var signInSettings = [
+  {
+    name: 'IMAGE_FACTORY_SIGN_IN'
+    value: 'entra'
+  }
+  {
+    name: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+    value: '@Microsoft.KeyVault(${secret}sign-in-client-secret)'
+  }
+]
+var emailSettings = [
+  {
+    name: 'IMAGE_FACTORY_EMAIL_ENDPOINT'
+    value: emailEndpoint
+  }
+  {
+    name: 'IMAGE_FACTORY_EMAIL_SENDER'
+    value: emailSender
+  }
+]
+var approverSettings = [
+  {
+    name: 'IMAGE_FACTORY_APPROVERS'
+    value: approvers
+  }
+]
+var optionalSecrets = concat(azureDevOpsWebhooks ? devOpsSecretSetting : [], teamsNotifications ? teamsSecretSetting : [], empty(githubAppId) ? [] : githubAppSettings, empty(signInClientId) ? [] : signInSettings, empty(emailEndpoint) || empty(emailSender) ? [] : emailSettings, empty(approvers) ? [] : approverSettings)
 
 // No FUNCTIONS_WORKER_RUNTIME or FUNCTIONS_EXTENSION_VERSION: on Flex the
 // runtime is functionAppConfig.runtime and the host version is the platform's.
@@ -396,6 +437,64 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       http20Enabled: true
       remoteDebuggingEnabled: false
+    }
+  }
+}
+
+// App Service authentication with Entra ID in front of the dashboard and the
+// runs and rollback API (docs/sign-in.md). Browsers are sent to sign in; the
+// command line brings an Entra ID token for api://<client id>. The webhook and
+// approval-link paths carry their own signatures (HMAC, signed links) and are
+// excluded: GitHub and Azure DevOps cannot sign in, and an approver opens the
+// link from an email on any device. Paths are the functions' routes under
+// /api (functions/git-push, functions/approval); `/*` covers every path
+// below. The token store is on: the platform maps claims only with it.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(signInClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  //checkov:skip=CKV_AZURE_13: checkov reads only the retired authsettings shape (properties.enabled); this is authsettingsV2, enabled by platform.enabled below.
+  //checkov:skip=CKV_AZURE_63: A site setting checkov applies to every sites/config resource; the site itself sets httpLoggingEnabled.
+  //checkov:skip=CKV_AZURE_65: A site setting checkov applies to every sites/config resource; the site itself sets detailedErrorLoggingEnabled.
+  properties: {
+    //checkov:skip=CKV_AZURE_66: A site setting checkov applies to every sites/config resource; the site itself sets requestTracingEnabled.
+    //checkov:skip=CKV_AZURE_80: A site setting checkov applies to every sites/config resource; the app is a custom handler, with no .NET Framework.
+    //checkov:skip=CKV_AZURE_88: A site setting checkov applies to every sites/config resource; the app keeps no files in Azure Files (its state is in Cosmos DB and Blob Storage).
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      //checkov:skip=CKV_AZURE_222: A site setting checkov applies to every sites/config resource; webhooks and approval links must be reachable from the internet, which is why this resource signs everyone else in.
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: [
+        '/api/hooks/*'
+        '/api/approvals/*'
+      ]
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: signInClientId
+          clientSecretSettingName: 'MICROSOFT_PROVIDER_AUTHENTICATION_SECRET'
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${signInClientId}'
+            signInClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: true
+      }
     }
   }
 }
