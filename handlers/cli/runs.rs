@@ -165,6 +165,8 @@ pub(super) mod exit {
     pub const REJECTED: u8 = 11;
     /// Nobody decided in time.
     pub const APPROVAL_EXPIRED: u8 = 12;
+    /// An operator cancelled it.
+    pub const CANCELLED: u8 = 13;
     /// Still going when the wait timed out.
     pub const TIMED_OUT: u8 = 20;
 }
@@ -260,7 +262,11 @@ fn exit_code(status: RunStatus) -> u8 {
         RunStatus::Rejected => exit::REJECTED,
         RunStatus::ApprovalExpired => exit::APPROVAL_EXPIRED,
         RunStatus::Failed => exit::FAILED,
-        RunStatus::Queued | RunStatus::Running | RunStatus::WaitingForApproval => exit::TIMED_OUT,
+        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Queued
+        | RunStatus::Running
+        | RunStatus::WaitingForApproval
+        | RunStatus::Cancelling => exit::TIMED_OUT,
     }
 }
 

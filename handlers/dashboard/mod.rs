@@ -112,23 +112,12 @@ pub fn runs_page(
             selected: filters.image.as_ref() == image,
         })
         .collect();
-    let statuses = [
-        None,
-        Some(RunStatus::Queued),
-        Some(RunStatus::Running),
-        Some(RunStatus::WaitingForApproval),
-        Some(RunStatus::Released),
-        Some(RunStatus::Rejected),
-        Some(RunStatus::Failed),
-        Some(RunStatus::ApprovalExpired),
-        Some(RunStatus::Skipped),
-    ];
+    let statuses = std::iter::once(None).chain(RunStatus::ALL.map(Some));
     let status_options = statuses
-        .iter()
         .map(|status| Choice {
             value: status.map(|s| s.name()).unwrap_or_default().into(),
             label: status.map_or("any status", |s| s.name()).into(),
-            selected: filters.status == *status,
+            selected: filters.status == status,
         })
         .collect();
     let rows = runs
@@ -212,6 +201,7 @@ fn timeline(run: &Run, now: DateTime<Utc>) -> Timeline {
                         StageStatus::Waiting => "#d4a017",
                         StageStatus::Running => "#3b73d9",
                         StageStatus::Pending => "#b0b7c0",
+                        StageStatus::Cancelled => "#6b7280",
                     },
                     status: format!("{:?}", record.status),
                     took: human((finished - started).num_seconds()),

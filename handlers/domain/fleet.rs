@@ -158,7 +158,7 @@ impl Evidence {
         Some(Evidence {
             run_id: run.id.to_string(),
             created_at: run.created_at,
-            at: ended_at(run),
+            at: run.ended_at(),
             how,
         })
     }
@@ -335,15 +335,6 @@ pub struct FleetRow {
     pub outdated_children: Vec<String>,
 }
 
-/// When a run reached its end: its release stage's end for a released run,
-/// its last change otherwise.
-fn ended_at(run: &Run) -> DateTime<Utc> {
-    run.stage(Stage::Release)
-        .finished_at
-        .filter(|_| run.status == RunStatus::Released)
-        .unwrap_or(run.updated_at)
-}
-
 fn in_flight(run: &Run) -> InFlight {
     let stage = run.current_stage();
     let since = stage
@@ -394,7 +385,7 @@ pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetR
         latest_release: runs.released.as_ref().map(|r| ReleaseFacts {
             version: r.version.to_string(),
             run_id: r.id.to_string(),
-            released_at: ended_at(r),
+            released_at: r.ended_at(),
             base_image_version: r.trigger.base_image_version.clone(),
             below_latest: r.release.as_ref().and_then(|x| x.below_latest.clone()),
         }),

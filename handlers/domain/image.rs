@@ -58,6 +58,32 @@ pub struct ImageSettings {
     /// How a release is published in the gallery (`[release]`).
     #[serde(default)]
     pub release: ReleaseSettings,
+    /// How the image's scheduled runs behave (`[schedule]`).
+    #[serde(default)]
+    pub schedule: ScheduleSettings,
+}
+
+/// The `[schedule]` section: when the image's scheduled runs (Patch
+/// Tuesday, base image updates) pause (`super::pause`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Consecutive failed scheduled runs after which the image's scheduled
+    /// triggers pause, until a release or an operator's resume.
+    #[serde(default = "default_pause_after")]
+    pub pause_after_failures: u32,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> ScheduleSettings {
+        ScheduleSettings {
+            pause_after_failures: default_pause_after(),
+        }
+    }
+}
+
+fn default_pause_after() -> u32 {
+    super::pause::DEFAULT_PAUSE_AFTER
 }
 
 /// The `[release]` section: replication and the gallery's pruning policy.
@@ -500,10 +526,19 @@ pub const SEMVER_MINOR: Range = Range {
     hint: " (the gallery stores each version part as an int32)",
 };
 
+/// `[schedule] pause_after_failures`.
+pub const PAUSE_AFTER_FAILURES: Range = Range {
+    key: "[schedule] pause_after_failures",
+    min: 1,
+    max: 20,
+    unit: "failed scheduled runs",
+    hint: " (leave it out for the default of 3)",
+};
+
 /// Every range `image.toml`'s numbers are held to (`[approval] required`
 /// is between 1 and the number of approvers, `remind_before_hours` below
 /// `expires_hours`; both are checked beside these).
-pub const RANGES: [Range; 13] = [
+pub const RANGES: [Range; 14] = [
     PACKER_TIMEOUT_MINUTES,
     SMOKE_HTTP_TIMEOUT_SECONDS,
     SMOKE_COMMAND_TIMEOUT_SECONDS,
@@ -517,6 +552,7 @@ pub const RANGES: [Range; 13] = [
     TAGS,
     SEMVER_MAJOR,
     SEMVER_MINOR,
+    PAUSE_AFTER_FAILURES,
 ];
 
 /// Parses and checks an `image.toml`: every number within its [`Range`].
@@ -573,6 +609,7 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
         }
     }
     settings.release.check()?;
+    PAUSE_AFTER_FAILURES.check(u64::from(settings.schedule.pause_after_failures))?;
     Ok(settings)
 }
 
@@ -637,7 +674,7 @@ mod tests {
     #[test]
     fn every_number_is_held_to_its_documented_range_naming_the_key() {
         // (the file around a value, the range it is held to)
-        let cases: [(&dyn Fn(u64) -> String, Range); 9] = [
+        let cases: [(&dyn Fn(u64) -> String, Range); 10] = [
             (
                 &|v| with(&format!("[packer]\ntimeout_minutes = {v}")),
                 PACKER_TIMEOUT_MINUTES,
@@ -687,6 +724,10 @@ mod tests {
                     ))
                 },
                 SEMVER_MINOR,
+            ),
+            (
+                &|v| with(&format!("[schedule]\npause_after_failures = {v}")),
+                PAUSE_AFTER_FAILURES,
             ),
         ];
         for (file, range) in cases {

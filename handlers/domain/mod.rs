@@ -15,6 +15,7 @@ pub mod git_tag;
 pub mod image;
 pub mod machine;
 pub mod patch;
+pub mod pause;
 pub mod release_event;
 pub mod release_notes;
 pub mod run;

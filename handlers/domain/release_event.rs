@@ -13,7 +13,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::run::{EventType, Failure, FollowUp, FollowUpKind, ReleaseRecord, Run, RunStatus};
+use super::run::{
+    Cancellation, EventType, Failure, FollowUp, FollowUpKind, ReleaseRecord, Run, RunStatus,
+};
 
 /// A CloudEvents 1.0 event, structured JSON form.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +28,7 @@ pub struct CloudEvent {
     pub source: String,
     /// `image-factory.image.released`, `image-factory.image.published` (a
     /// release below the latest), `image-factory.image.rolled-back`,
-    /// `image-factory.run.failed`.
+    /// `image-factory.run.failed`, `image-factory.run.cancelled`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// `<image>/<version>`.
@@ -57,6 +59,10 @@ pub struct EventData {
     pub image_version: Option<ReleaseRecord>,
     /// Why the run failed, for a failed run.
     pub failure: Option<Failure>,
+    /// Who cancelled the run, when and why, and what was freed, for a
+    /// cancelled run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<Cancellation>,
     /// Where to look.
     pub links: Links,
 }
@@ -94,11 +100,21 @@ pub fn cloud_event(run: &Run, follow_up: &FollowUp, public_url: &str) -> Option<
                 EventType::Released | EventType::Published | EventType::RolledBack => {
                     run.release.clone()
                 }
-                EventType::Failed => None,
+                EventType::Failed | EventType::Cancelled => None,
             },
             failure: match event {
                 EventType::Failed => run.failure.clone(),
-                EventType::Released | EventType::Published | EventType::RolledBack => None,
+                EventType::Released
+                | EventType::Published
+                | EventType::RolledBack
+                | EventType::Cancelled => None,
+            },
+            cancellation: match event {
+                EventType::Cancelled => run.cancellation.clone(),
+                EventType::Released
+                | EventType::Published
+                | EventType::RolledBack
+                | EventType::Failed => None,
             },
             links: Links {
                 run: format!("{base}/api/runs/{}", run.id),
