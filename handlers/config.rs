@@ -125,6 +125,10 @@ pub struct Settings {
     /// local host runs at once (`IMAGE_FACTORY_PARALLELISM`, default the
     /// number of cores; `up --parallelism` overrides it).
     pub parallelism: NonZeroUsize,
+    /// Who is told, besides an image's approvers, when its scheduled runs
+    /// pause after failing (`IMAGE_FACTORY_OPERATORS`, comma-separated
+    /// names or email addresses; default none).
+    pub operators: Vec<String>,
 }
 
 impl Settings {
@@ -144,6 +148,7 @@ impl Settings {
         let patch_grace = patch_grace(&var)?;
         let parallelism = parallelism(&var)?;
         let public_url = public_url(&var)?;
+        let operators = operators(&var)?;
         operator_token(&var)?;
         let var = |name: &str| var(name).filter(|v| !v.is_empty());
         let packer = match var("IMAGE_FACTORY_PACKER").as_deref() {
@@ -168,6 +173,7 @@ impl Settings {
             calendar,
             patch_grace,
             parallelism,
+            operators,
             local: false,
         })
     }
@@ -187,6 +193,7 @@ impl Settings {
                 .unwrap_or_else(|_| unreachable!("a valid calendar")),
             patch_grace: crate::domain::fleet::Grace::default(),
             parallelism: default_parallelism(),
+            operators: Vec::new(),
             local: true,
         }
     }
@@ -254,6 +261,7 @@ pub fn problems(var: impl Fn(&str) -> Option<String>) -> Vec<ConfigError> {
         patch_grace(&var).err(),
         parallelism(&var).err(),
         public_url(&var).err(),
+        operators(&var).err(),
         operator_token(&var).err(),
     ]
     .into_iter()
@@ -380,6 +388,45 @@ pub fn check_public_url(text: &str) -> Result<(), String> {
     } else {
         Err("must be an absolute http(s) URL with a host and no user, query or fragment: the base of approval links (e.g. https://factory.example.com)".into())
     }
+}
+
+/// The most operators `IMAGE_FACTORY_OPERATORS` names.
+pub const MAX_OPERATORS: usize = 50;
+
+/// `IMAGE_FACTORY_OPERATORS`: comma-separated names or email addresses
+/// (each 1-254 characters, no spaces or control characters, none twice, at
+/// most [`MAX_OPERATORS`]); none when unset.
+fn operators(var: &impl Fn(&str) -> Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(text) = set(var, "IMAGE_FACTORY_OPERATORS")? else {
+        return Ok(Vec::new());
+    };
+    let refuse = |message: String| ConfigError::Setting {
+        name: "IMAGE_FACTORY_OPERATORS",
+        message,
+    };
+    let mut operators: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let fit = !name.is_empty()
+            && name.len() <= 254
+            && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !fit {
+            return Err(refuse(format!(
+                "{:?} is not a name or email address: each of the comma-separated operators is 1-254 characters without spaces or control characters",
+                name.chars().take(80).collect::<String>()
+            )));
+        }
+        if operators.iter().any(|o| o == name) {
+            return Err(refuse(format!("{name} is listed twice")));
+        }
+        operators.push(name.to_string());
+    }
+    if operators.len() > MAX_OPERATORS {
+        return Err(refuse(format!(
+            "names {} operators; at most {MAX_OPERATORS}",
+            operators.len()
+        )));
+    }
+    Ok(operators)
 }
 
 /// `IMAGE_FACTORY_OPERATOR_TOKEN`, when set (empty: unset, as every secret):
@@ -577,8 +624,10 @@ mod tests {
             ("IMAGE_FACTORY_PARALLELISM", "256"),
             ("IMAGE_FACTORY_OPERATOR_TOKEN", &"t".repeat(32)),
             ("IMAGE_FACTORY_IMAGES", ""),
+            ("IMAGE_FACTORY_OPERATORS", "ops@contoso.com, platform-lead"),
         ]))
         .expect("valid settings");
+        assert_eq!(good.operators, ["ops@contoso.com", "platform-lead"]);
         assert_eq!(good.public_url, "https://factory.example.com");
         assert_eq!(good.parallelism.get(), 256);
         assert_eq!(
@@ -588,6 +637,12 @@ mod tests {
         );
         let unset = Settings::from_vars(vars(&[])).expect("defaults");
         assert_eq!(unset.public_url, DEFAULT_PUBLIC_URL);
+        assert!(unset.operators.is_empty());
+        for operators in ["ops,,lead", "ops,ops", "ops team", "ops\u{7},lead"] {
+            let err = Settings::from_vars(vars(&[("IMAGE_FACTORY_OPERATORS", operators)]))
+                .expect_err(operators);
+            assert!(err.to_string().contains("IMAGE_FACTORY_OPERATORS"), "{err}");
+        }
 
         let bad = [
             ("IMAGE_FACTORY_PATCH_GRACE_DAYS", ""),
@@ -599,6 +654,7 @@ mod tests {
                 "https://user:pw@factory.example.com",
             ),
             ("IMAGE_FACTORY_OPERATOR_TOKEN", "short-token"),
+            ("IMAGE_FACTORY_OPERATORS", "ops team"),
         ];
         let mut named: Vec<&str> = problems(vars(&bad))
             .into_iter()

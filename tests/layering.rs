@@ -66,6 +66,8 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     ("followups", &["domain", "ports"]),
+    ("schedules", &["domain", "ports"]),
+    ("cancel", &["domain", "ports", "build_log"]),
     (
         "app",
         &[
@@ -75,6 +77,8 @@ const RULES: &[(&str, &[&str])] = &[
             "inputs",
             "stages",
             "followups",
+            "schedules",
+            "cancel",
             "protocol",
             "sources",
         ],
@@ -88,6 +92,8 @@ const RULES: &[(&str, &[&str])] = &[
             "app",
             "stages",
             "followups",
+            "schedules",
+            "cancel",
             "protocol",
             "pages",
             "dashboard",
@@ -135,7 +141,7 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 31] = [
+const ANY: [&str; 33] = [
     "domain",
     "archive",
     "sources",
@@ -156,6 +162,8 @@ const ANY: [&str; 31] = [
     "app",
     "functions",
     "followups",
+    "schedules",
+    "cancel",
     "server",
     "worker",
     "azure",

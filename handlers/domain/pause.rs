@@ -31,7 +31,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::run::{Run, RunId, RunStatus, TriggerKind};
+use super::run::{Run, RunId, RunStatus, ScheduleCheck, TriggerKind};
 
 /// `[schedule] pause_after_failures` unless an image sets it.
 pub const DEFAULT_PAUSE_AFTER: u32 = 3;
@@ -153,6 +153,53 @@ pub fn schedule_state<'a>(
             failures,
             pause_after,
         },
+    }
+}
+
+/// Tries per recipient and channel before a pause notice is given up.
+pub const MAX_NOTICE_ATTEMPTS: usize = 5;
+
+/// The pause notices `check` still owes: one per recipient and channel
+/// with none delivered yet and fewer than [`MAX_NOTICE_ATTEMPTS`] tries;
+/// nothing when the check did not pause the schedule.
+pub fn notices_owed<'a>(
+    check: &ScheduleCheck,
+    recipients: &'a [String],
+    channels: &[&'a str],
+) -> Vec<(&'a str, &'a str)> {
+    if !check.paused {
+        return Vec::new();
+    }
+    let mut owed = Vec::new();
+    for recipient in recipients {
+        for channel in channels {
+            let tries: Vec<_> = check
+                .notifications
+                .iter()
+                .filter(|n| n.approver == *recipient && n.channel == *channel)
+                .collect();
+            if !tries.iter().any(|n| n.delivered) && tries.len() < MAX_NOTICE_ATTEMPTS {
+                owed.push((recipient.as_str(), *channel));
+            }
+        }
+    }
+    owed
+}
+
+impl ScheduleCheck {
+    /// Whether a notice it records is still owed: a recipient and channel
+    /// tried, never delivered, fewer than [`MAX_NOTICE_ATTEMPTS`] times (a
+    /// check is recorded after every recipient was tried on every channel).
+    pub fn owes_notices(&self) -> bool {
+        self.paused
+            && self.notifications.iter().any(|n| {
+                let tries: Vec<_> = self
+                    .notifications
+                    .iter()
+                    .filter(|t| t.approver == n.approver && t.channel == n.channel)
+                    .collect();
+                !tries.iter().any(|t| t.delivered) && tries.len() < MAX_NOTICE_ATTEMPTS
+            })
     }
 }
 
@@ -371,5 +418,39 @@ mod tests {
                 && said.contains("images resume web"),
             "{said}"
         );
+    }
+
+    #[test]
+    fn a_pause_notice_is_owed_until_delivered_or_tried_five_times_per_recipient_and_channel() {
+        use crate::domain::approval::{NoticeKind, Notification};
+        let tried = |who: &str, channel: &str, delivered: bool| Notification {
+            approver: who.into(),
+            channel: channel.into(),
+            kind: NoticeKind::Paused,
+            at: at(0),
+            delivered,
+            error: (!delivered).then(|| "503".into()),
+            payload: None,
+        };
+        let mut check = ScheduleCheck {
+            at: at(0),
+            pause_after: 3,
+            failures: Vec::new(),
+            paused: true,
+            notifications: vec![tried("lead", "email", true), tried("ops", "email", false)],
+        };
+        check
+            .notifications
+            .extend((0..MAX_NOTICE_ATTEMPTS).map(|_| tried("ops", "teams", false)));
+        let recipients = vec!["lead".to_string(), "ops".to_string()];
+        assert_eq!(
+            notices_owed(&check, &recipients, &["email", "teams"]),
+            [("lead", "teams"), ("ops", "email")]
+        );
+        assert!(check.owes_notices(), "ops has an email owed");
+        check.notifications.push(tried("ops", "email", true));
+        assert!(!check.owes_notices(), "delivered, or tried five times");
+        check.paused = false;
+        assert!(notices_owed(&check, &recipients, &["email", "teams"]).is_empty());
     }
 }

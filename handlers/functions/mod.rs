@@ -14,7 +14,9 @@ mod dashboard;
 mod dead_letter;
 mod fleet;
 mod git_push;
+mod images;
 mod invocation;
+mod operator;
 mod patch_tuesday;
 mod runs;
 mod stage;
@@ -32,7 +34,7 @@ pub const DEAD_LETTER_QUEUE: &str = "dead-letters";
 
 /// Every function this handler serves, as named by the repository's
 /// `functions/<name>/function.json` (packaged as `<name>/function.json`).
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     "git-push",
     "patch-tuesday",
     "base-image",
@@ -44,6 +46,7 @@ pub const NAMES: [&str; 14] = [
     "stage-release",
     "build-completed",
     "runs",
+    "images",
     "dashboard",
     "dead-letter",
     "sweeper",
@@ -66,6 +69,8 @@ pub enum Function {
     BuildCompleted(build_completed::BuildCompleted),
     /// `runs`: the runs API.
     Runs(runs::Runs),
+    /// `images`: operator actions on an image (resuming its schedule).
+    Images(images::Images),
     /// `dashboard`: the operators' pages.
     Dashboard(dashboard::Dashboard),
     /// `dead-letter`: a stage message that could not be processed.
@@ -86,6 +91,7 @@ impl Function {
                 Function::BuildCompleted(build_completed::BuildCompleted::parse(request)?)
             }
             "runs" => Function::Runs(runs::Runs::parse(request)?),
+            "images" => Function::Images(images::Images::parse(request)?),
             "dashboard" => Function::Dashboard(dashboard::Dashboard::parse(request)?),
             "dead-letter" => Function::DeadLetter(dead_letter::DeadLetter::parse(request)?),
             "sweeper" => Function::Sweeper(sweeper::Sweeper::parse(request)?),
@@ -106,6 +112,7 @@ impl Function {
             Function::Stage(f) => f.apply(app).await,
             Function::BuildCompleted(f) => f.apply(app).await,
             Function::Runs(f) => f.apply(app).await,
+            Function::Images(f) => f.apply(app).await,
             Function::Dashboard(f) => f.apply(app).await,
             Function::DeadLetter(f) => f.apply(app).await,
             Function::Sweeper(f) => f.apply(app).await,
@@ -129,7 +136,7 @@ pub enum Trigger {
 /// serves no function of that name.
 pub fn trigger_of(name: &str) -> Option<Trigger> {
     Some(match name {
-        "git-push" | "approval" | "runs" | "dashboard" => Trigger::Http,
+        "git-push" | "approval" | "runs" | "images" | "dashboard" => Trigger::Http,
         "patch-tuesday" | "base-image" | "sweeper" => Trigger::Timer,
         "build-completed" => Trigger::Queue("build-completed"),
         "dead-letter" => Trigger::Queue(DEAD_LETTER_QUEUE),

@@ -3,7 +3,10 @@
 //! `continuation`. POST starts an out-of-band run (an urgent security fix, a
 //! rebuild on demand): `{"image", "reason", "force"}` with the operator's
 //! bearer token; the reason is recorded on the run. POST to `/api/runs/{id}`
-//! records an approver's decision for an operator (`image-factory approve`).
+//! records an approver's decision for an operator (`image-factory approve`),
+//! or with `{"action": "cancel", "reason"}` cancels the run (`image-factory
+//! runs cancel`): it stops at once and what it started is freed. Every POST
+//! is authorised as an operator's ([`super::operator::authorize`]).
 //! GET `/api/runs/{id}?log=<offset>[&attempt=<n>]` gives a piece of the run's
 //! build log: the current attempt's, or an earlier one's. GET
 //! `/api/runs?view=fleet[&limit=<n>][&continuation=<token>]` gives a page of
@@ -12,8 +15,10 @@
 use super::invocation::{InvocationError, retry};
 use serde::Deserialize;
 
-use crate::app::{App, authorization, dispatch, dispatch_follow_up, secret_matches};
+use super::operator::{Operator, authorize};
+use crate::app::{App, dispatch, dispatch_follow_up};
 use crate::domain::approval::{Decision, Verdict};
+use crate::domain::controls::{Lines, escape_option};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{RunId, RunStatus, Trigger, TriggerKind};
 use crate::ports::store::{RunQuery, StoreError, UpdateError, update_run};
@@ -29,6 +34,15 @@ struct TriggerBody {
     reason: String,
     #[serde(default)]
     force: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    /// Always `cancel`.
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +152,24 @@ fn error(status: u16, message: &str) -> InvocationResponse {
     InvocationResponse::http(HttpResponseData::error(status, message))
 }
 
+/// An operator's optional reason, trimmed, with control characters shown
+/// escaped; refused (400) when longer than [`MAX_REASON`] characters.
+pub(super) fn reason_of(reason: Option<String>) -> Result<Option<String>, InvocationResponse> {
+    let reason = reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
+        return Err(error(
+            400,
+            &format!("a reason has at most {MAX_REASON} characters"),
+        ));
+    }
+    Ok(escape_option(reason, Lines::Keep))
+}
+
 /// Default and largest page size.
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
@@ -201,26 +233,20 @@ impl Runs {
     }
 
     async fn trigger(&self, app: &App) -> Result<InvocationResponse, InvocationError> {
-        let Some(expected) = app.secrets.operator.as_deref() else {
-            return Ok(error(
-                503,
-                "no operator token is configured (IMAGE_FACTORY_OPERATOR_TOKEN); out-of-band triggers are off",
-            ));
+        let operator = match authorize(app, &self.request) {
+            Ok(operator) => operator,
+            Err(refused) => return Ok(refused),
         };
-        let presented = self
-            .request
-            .header("Authorization")
-            .and_then(|h| authorization(h, "Bearer"))
-            .unwrap_or_default();
-        if !secret_matches(expected, presented) {
-            tracing::warn!("operator request refused: missing or wrong operator token");
-            return Ok(error(
-                401,
-                "a valid operator token is required: Authorization: Bearer <token>",
-            ));
-        }
         match self.run_id() {
-            Ok(Some(id)) => return self.decide(app, &id).await,
+            Ok(Some(id)) => {
+                let body: serde_json::Value =
+                    serde_json::from_str(&self.request.body_text()).unwrap_or_default();
+                return if body.get("action").is_some() {
+                    self.cancel(app, &id, &operator).await
+                } else {
+                    self.decide(app, &id).await
+                };
+            }
             Ok(None) => {}
             Err(response) => return Ok(response),
         }
@@ -241,10 +267,7 @@ impl Runs {
             ));
         }
         let trigger = Trigger {
-            actor: self
-                .request
-                .header("X-MS-CLIENT-PRINCIPAL-NAME")
-                .map(str::to_string),
+            actor: operator.principal.clone(),
             reason: Some(reason.to_string()),
             force: body.force,
             ..Trigger::new(TriggerKind::OutOfBand, "operator")
@@ -320,6 +343,83 @@ impl Runs {
             }
             Err(e) => Err(retry("cannot record the decision", e)),
         }
+    }
+
+    /// An operator cancels run `id`: it stops at once (`cancelling`, recorded
+    /// before anything is touched), then what it started is freed and it
+    /// ends `cancelled` (200). When something could not be freed yet, the
+    /// answer is 202 and the sweeper finishes the freeing. A run that
+    /// ended, or whose release started, is not cancelled (409); cancelling a
+    /// cancelled run again changes nothing.
+    async fn cancel(
+        &self,
+        app: &App,
+        id: &RunId,
+        operator: &Operator,
+    ) -> Result<InvocationResponse, InvocationError> {
+        let body = match serde_json::from_str::<CancelBody>(&self.request.body_text()) {
+            Ok(body) if body.action == "cancel" => body,
+            Ok(body) => {
+                return Ok(error(
+                    400,
+                    &format!(
+                        "unknown action `{}`: the only action on a run is `cancel`",
+                        body.action.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Ok(error(
+                    400,
+                    &format!("the body must be {{\"action\": \"cancel\", \"reason\"}}: {e}"),
+                ));
+            }
+        };
+        let reason = match reason_of(body.reason) {
+            Ok(reason) => reason,
+            Err(response) => return Ok(response),
+        };
+        let event = Event::Cancel {
+            at: app.now(),
+            by: operator.name.clone(),
+            reason,
+        };
+        match update_run(app.store.as_ref(), id, |run| decide(run, &event)).await {
+            Ok(t) => {
+                if t.changed {
+                    tracing::info!(run_id = %id, by = %operator.name, "run cancelled; freeing what it started");
+                }
+            }
+            Err(UpdateError::Store(StoreError::NotFound { .. })) => {
+                return Ok(error(404, &format!("there is no run {id}")));
+            }
+            Err(UpdateError::Refused(e)) => return Ok(error(409, &e.to_string())),
+            Err(e) => return Err(retry("cannot record the cancel", e)),
+        }
+        let run = match app.finish_cancel(id).await {
+            Ok(t) => t.run,
+            Err(e) => {
+                // The cancel is recorded: the sweeper frees what is left.
+                tracing::warn!(run_id = %id, error = %e, "the cancelled run's freeing was not recorded; the sweeper finishes it");
+                match app.store.get(id).await {
+                    Ok(stored) => stored.value,
+                    Err(e) => return Err(retry("cannot read the cancelled run", e)),
+                }
+            }
+        };
+        let status = if run.status == RunStatus::Cancelled {
+            200
+        } else {
+            202
+        };
+        Ok(InvocationResponse::http(HttpResponseData::json(
+            status,
+            &serde_json::json!({
+                "runId": id,
+                "status": run.status,
+                "cancellation": run.cancellation,
+            }),
+        )))
     }
 
     /// `?view=fleet`: a page of the fleet view, paged by `limit` and

@@ -55,4 +55,8 @@ pub trait TestEnvironment: Send + Sync + 'static {
     async fn smoke(&self, order: &SmokeOrder<'_>) -> Result<SmokeReport, PortError>;
     /// Removes what earlier tests left behind before `now` (crashed attempts).
     async fn sweep(&self, now: DateTime<Utc>) -> Result<SweepReport, PortError>;
+    /// Removes what `run`'s smoke tests made, at once: the run was
+    /// cancelled. Answers what was removed (or found already gone); `None`
+    /// when this environment keeps nothing of a test.
+    async fn free(&self, run: &Run) -> Result<Option<String>, PortError>;
 }
