@@ -49,16 +49,29 @@ impl Client {
         run: Option<&RunId>,
         body: &serde_json::Value,
     ) -> anyhow::Result<String> {
+        let path = match run {
+            Some(run) => format!("runs/{run}"),
+            None => "runs".to_string(),
+        };
+        self.operator_post_to(&path, body).await
+    }
+
+    /// POSTs `body` to `/api/<path>` with the operator token (from
+    /// `IMAGE_FACTORY_OPERATOR_TOKEN`, or the local secrets file).
+    pub async fn operator_post_to(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<String> {
         let settings = Settings::from_env()?;
         let Some(token) = Secrets::from_env(&settings, true)?.operator else {
             bail!("no operator token: set IMAGE_FACTORY_OPERATOR_TOKEN");
         };
-        let url = match run {
-            Some(run) => format!("{}/api/runs/{run}", self.base),
-            None => format!("{}/api/runs", self.base),
-        };
         self.send(
-            self.http.post(url).bearer_auth(token).json(body),
+            self.http
+                .post(format!("{}/api/{path}", self.base))
+                .bearer_auth(token)
+                .json(body),
             "the request was refused",
         )
         .await

@@ -106,6 +106,9 @@ fn print_fleet(fleet: &FleetPage) -> anyhow::Result<()> {
             if flying.is_empty() { "-" } else { &flying },
             failure
         )?;
+        if let Some(pause) = &row.paused {
+            writeln!(out, "{:<width$}   {}", "", pause.describe(&row.image))?;
+        }
     }
     Ok(())
 }

@@ -272,6 +272,17 @@ struct DecisionRow<'a> {
     comment: &'a str,
 }
 
+/// A run's cancel and what its freeing did.
+struct CancelView<'a> {
+    by: &'a str,
+    at: String,
+    reason: Option<&'a str>,
+    freed: &'a [String],
+    not_freed: &'a [String],
+    /// Still cancelling: the freeing is not finished.
+    freeing: bool,
+}
+
 /// An earlier build attempt's log.
 struct EarlierAttempt<'a> {
     attempt: usize,
@@ -302,6 +313,11 @@ struct RunPage<'a> {
     deliveries: Vec<(&'static str, &'a str, String)>,
     log_tail: Option<&'a str>,
     earlier: Vec<EarlierAttempt<'a>>,
+    /// Its cancel, for a cancelling or cancelled run.
+    cancellation: Option<CancelView<'a>>,
+    /// What a failed scheduled run meant for its image's scheduled runs:
+    /// the pause it made, the resume after it.
+    schedule: Vec<String>,
 }
 
 /// A run's page: `log_tail` is the current build attempt's log, `earlier`
@@ -381,8 +397,44 @@ pub fn run_page(
                 .chain(owed)
         })
         .collect();
+    let cancellation = run.cancellation.as_ref().map(|c| CancelView {
+        by: &c.by,
+        at: minute(c.at),
+        reason: c.reason.as_deref(),
+        freed: &c.freeing.freed,
+        not_freed: &c.freeing.not_freed,
+        freeing: run.status == RunStatus::Cancelling,
+    });
+    let mut schedule = Vec::new();
+    if let Some(check) = run.schedule_check.as_ref().filter(|c| c.paused) {
+        let told = check.notifications.iter().filter(|n| n.delivered).count();
+        schedule.push(format!(
+            "this failure paused the image's scheduled runs, after {} failed scheduled runs ({}); {told} notice(s) delivered to its approvers and the operators",
+            check.failures.len(),
+            check
+                .failures
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Some(resume) = &run.schedule_resumed {
+        schedule.push(format!(
+            "the image's scheduled runs were resumed after this run by {} at {}{}",
+            resume.by,
+            minute(resume.at),
+            resume
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ));
+    }
     render(&RunPage {
         frame: Frame::with(format!("Run {}", run.id), layout(!run.status.is_terminal())),
+        cancellation,
+        schedule,
         deliveries,
         run,
         trigger: trigger_name(run),

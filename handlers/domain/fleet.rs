@@ -333,6 +333,10 @@ pub struct FleetRow {
     /// Images layered on this one whose latest release was built from an
     /// older version than its latest release ([`outdated_children`]).
     pub outdated_children: Vec<String>,
+    /// The pause of its scheduled runs, while they are paused
+    /// ([`super::pause`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<super::pause::Pause>,
 }
 
 fn in_flight(run: &Run) -> InFlight {
@@ -407,6 +411,22 @@ pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetR
             diagnosis: r.failure.as_ref().and_then(|f| f.diagnosis.clone()),
         }),
         outdated_children: Vec::new(),
+        paused: None,
+    }
+}
+
+impl ImageRuns {
+    /// Whether the image's scheduled runs may be paused: its newest failed
+    /// run is newer than its newest release (else a release ends any streak,
+    /// [`super::pause`]). Only then is its history read for the fleet view.
+    pub fn may_be_paused(&self) -> bool {
+        match (&self.failed, &self.released) {
+            (Some(failed), Some(released)) => {
+                (failed.created_at, &failed.id) > (released.created_at, &released.id)
+            }
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 }
 

@@ -6,7 +6,9 @@
 //! Store cost per page: one [`RunStore::image_runs`] call for the page's
 //! images and the images built on them (for outdated children), and one
 //! [`RunStore::images_patched_since`] call for the headline; neither reads
-//! the whole history.
+//! the whole history. An image whose newest failed run is newer than its
+//! newest release may have its scheduled runs paused: for it alone, its
+//! history is read back to that release (`crate::schedules::state`).
 //!
 //! [`RunStore::image_runs`]: crate::ports::store::RunStore::image_runs
 //! [`RunStore::images_patched_since`]: crate::ports::store::RunStore::images_patched_since
@@ -67,19 +69,22 @@ pub async fn fleet_page(
         app.store.image_runs(&wanted),
         app.store.images_patched_since(window.build_time)
     )?;
-    let images = runs
-        .iter()
-        .filter(|r| page.contains(&r.image))
-        .map(|r| {
-            let children: Vec<&_> = children_of(&app.images, &r.image)
-                .into_iter()
-                .filter_map(|child| runs.iter().find(|c| c.image == child))
-                .collect();
-            let mut fleet_row = row(&window, r, now);
-            fleet_row.outdated_children = outdated_children(r, &children);
-            fleet_row
-        })
-        .collect();
+    let mut images = Vec::new();
+    for r in runs.iter().filter(|r| page.contains(&r.image)) {
+        let children: Vec<&_> = children_of(&app.images, &r.image)
+            .into_iter()
+            .filter_map(|child| runs.iter().find(|c| c.image == child))
+            .collect();
+        let mut fleet_row = row(&window, r, now);
+        fleet_row.outdated_children = outdated_children(r, &children);
+        if r.may_be_paused() {
+            let state =
+                crate::schedules::state(app.store.as_ref(), &r.image, app.pause_after(&r.image))
+                    .await?;
+            fleet_row.paused = state.pause().cloned();
+        }
+        images.push(fleet_row);
+    }
     Ok(FleetPage {
         headline: headline(&window, &names, &patched, now),
         images,
