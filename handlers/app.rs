@@ -211,6 +211,14 @@ pub enum CreateError {
     /// The image's template folder could not be read.
     #[error("cannot read the image's template folder: {0}")]
     Inputs(String),
+    /// The run is scheduled and the image's scheduled runs are paused.
+    #[error("{}", .pause.describe(.image))]
+    Paused {
+        /// The image.
+        image: String,
+        /// Since when, after which runs.
+        pause: crate::domain::pause::Pause,
+    },
     /// The image is built on a factory image that was never released.
     #[error(
         "image {image} is built on {parent}, which has no release yet; release {parent} first: its release starts {image}"
@@ -229,7 +237,7 @@ impl CreateError {
     pub fn http_status(&self) -> u16 {
         match self {
             CreateError::UnknownImage(_) | CreateError::Id(_) | CreateError::Version(_) => 422,
-            CreateError::ParentNotReleased { .. } => 409,
+            CreateError::ParentNotReleased { .. } | CreateError::Paused { .. } => 409,
             CreateError::Source(e) if !e.is_transient() => 422,
             CreateError::Store(_)
             | CreateError::Inputs(_)
@@ -440,6 +448,22 @@ impl App {
         if trigger.commit.is_none() {
             trigger.commit = source.commit.clone();
         }
+        // A scheduled run of an image whose scheduled runs are paused is
+        // not made (pushes and out-of-band runs always are).
+        if crate::domain::pause::is_scheduled(trigger.kind) {
+            let pause_after = settings
+                .as_ref()
+                .map_or(crate::domain::pause::DEFAULT_PAUSE_AFTER, |s| {
+                    s.schedule.pause_after_failures
+                });
+            let state = crate::schedules::state(self.store.as_ref(), image, pause_after).await?;
+            if let crate::domain::pause::ScheduleState::Paused(pause) = state {
+                return Err(CreateError::Paused {
+                    image: image.to_string(),
+                    pause,
+                });
+            }
+        }
         let record = source.record(image);
         let Ok(settings) = settings else {
             return self.create_unreadable(id, image, trigger, record).await;
@@ -589,6 +613,95 @@ impl App {
                 .await
         {
             tracing::warn!(run_id = %run.id, error = %e, "the git tag's outcome was not recorded; the sweeper tries again");
+        }
+    }
+
+    /// What holds the resources of run `id` when it is cancelled.
+    pub fn cancel_resources(&self, id: &RunId) -> crate::cancel::Resources<'_> {
+        crate::cancel::Resources {
+            workers: self.workers.as_deref(),
+            executor: self.executor.as_ref(),
+            packer: self.settings.packer.as_deref(),
+            test_environments: &self.test_environments,
+            run_dir: self.settings.run_dir(id),
+        }
+    }
+
+    /// Carries out the cancel of run `id` ([`crate::cancel::finish`]): frees
+    /// what it holds and records it; a run that ends `cancelled` here has
+    /// its event delivered beside, never holding up the answer.
+    pub async fn finish_cancel(
+        &self,
+        id: &RunId,
+    ) -> Result<crate::domain::machine::Transition, crate::ports::store::UpdateError> {
+        let clock = self.clock.clone();
+        let t = crate::cancel::finish(
+            self.store.as_ref(),
+            &self.cancel_resources(id),
+            id,
+            move || clock(),
+        )
+        .await?;
+        if t.changed && t.run.follow_ups_due.is_some() {
+            crate::followups::spawn_delivery(
+                self.follow_ups.clone(),
+                self.store.clone(),
+                id.clone(),
+                self.now(),
+            );
+        }
+        Ok(t)
+    }
+
+    /// The `[schedule] pause_after_failures` of `image` as read at start (the
+    /// default for an image not known then).
+    pub fn pause_after(&self, image: &str) -> u32 {
+        self.image(image)
+            .map_or(crate::domain::pause::DEFAULT_PAUSE_AFTER, |i| {
+                i.settings.schedule.pause_after_failures
+            })
+    }
+
+    /// The page of `image` on the factory's dashboard.
+    pub fn image_url(&self, image: &str) -> String {
+        format!(
+            "{}/api/dashboard/images/{image}",
+            self.settings.public_url.trim_end_matches('/')
+        )
+    }
+
+    /// The check after the scheduled run `run` failed
+    /// ([`crate::schedules::check`]), with the image's approvers and
+    /// `pause_after_failures` from the run's own source and the configured
+    /// operators. A failure is logged: the sweeper checks again.
+    pub async fn check_schedule(&self, run: &Run) {
+        let settings = self.run_settings(run).await;
+        let (pause_after, approvers) = match settings
+            .as_ref()
+            .or_else(|| self.image(&run.image).map(|i| &i.settings))
+        {
+            Some(s) => (
+                s.schedule.pause_after_failures,
+                s.approval.approvers.clone(),
+            ),
+            None => (crate::domain::pause::DEFAULT_PAUSE_AFTER, Vec::new()),
+        };
+        let mut recipients = approvers;
+        for operator in &self.settings.operators {
+            if !recipients.contains(operator) {
+                recipients.push(operator.clone());
+            }
+        }
+        let telling = crate::schedules::Telling {
+            notifier: &self.notifier,
+            recipients,
+            url: self.image_url(&run.image),
+        };
+        if let Err(e) =
+            crate::schedules::check(self.store.as_ref(), run, pause_after, &telling, self.now())
+                .await
+        {
+            tracing::warn!(run_id = %run.id, error = %e, "the schedule check was not recorded; the sweeper checks again");
         }
     }
 

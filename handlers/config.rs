@@ -186,6 +186,10 @@ pub struct Settings {
     /// Who the approvers `image.toml` names are (`IMAGE_FACTORY_APPROVERS`,
     /// `name=email-or-object-id` pairs).
     pub approvers: Directory,
+    /// Who is told, besides an image's approvers, when its scheduled runs
+    /// pause after failing (`IMAGE_FACTORY_OPERATORS`, comma-separated
+    /// names or email addresses; default none).
+    pub operators: Vec<String>,
 }
 
 impl Settings {
@@ -205,6 +209,7 @@ impl Settings {
         let patch_grace = patch_grace(&var)?;
         let parallelism = parallelism(&var)?;
         let public_url = public_url(&var)?;
+        let operators = operators(&var)?;
         operator_token(&var)?;
         let sign_in = sign_in(&var)?;
         let approvers = approvers(&var)?;
@@ -231,6 +236,7 @@ impl Settings {
             calendar,
             patch_grace,
             parallelism,
+            operators,
             local: false,
             sign_in,
             approvers,
@@ -252,6 +258,7 @@ impl Settings {
                 .unwrap_or_else(|_| unreachable!("a valid calendar")),
             patch_grace: crate::domain::fleet::Grace::default(),
             parallelism: default_parallelism(),
+            operators: Vec::new(),
             local: true,
             sign_in: false,
             approvers: Directory::default(),
@@ -321,6 +328,7 @@ pub fn problems(var: impl Fn(&str) -> Option<String>) -> Vec<ConfigError> {
         patch_grace(&var).err(),
         parallelism(&var).err(),
         public_url(&var).err(),
+        operators(&var).err(),
         operator_token(&var).err(),
         sign_in(&var).err(),
         approvers(&var).err(),
@@ -473,6 +481,45 @@ fn approvers(var: &impl Fn(&str) -> Option<String>) -> Result<Directory, ConfigE
             message,
         }
     })
+}
+
+/// The most operators `IMAGE_FACTORY_OPERATORS` names.
+pub const MAX_OPERATORS: usize = 50;
+
+/// `IMAGE_FACTORY_OPERATORS`: comma-separated names or email addresses
+/// (each 1-254 characters, no spaces or control characters, none twice, at
+/// most [`MAX_OPERATORS`]); none when unset.
+fn operators(var: &impl Fn(&str) -> Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(text) = set(var, "IMAGE_FACTORY_OPERATORS")? else {
+        return Ok(Vec::new());
+    };
+    let refuse = |message: String| ConfigError::Setting {
+        name: "IMAGE_FACTORY_OPERATORS",
+        message,
+    };
+    let mut operators: Vec<String> = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let fit = !name.is_empty()
+            && name.len() <= 254
+            && !name.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !fit {
+            return Err(refuse(format!(
+                "{:?} is not a name or email address: each of the comma-separated operators is 1-254 characters without spaces or control characters",
+                name.chars().take(80).collect::<String>()
+            )));
+        }
+        if operators.iter().any(|o| o == name) {
+            return Err(refuse(format!("{name} is listed twice")));
+        }
+        operators.push(name.to_string());
+    }
+    if operators.len() > MAX_OPERATORS {
+        return Err(refuse(format!(
+            "names {} operators; at most {MAX_OPERATORS}",
+            operators.len()
+        )));
+    }
+    Ok(operators)
 }
 
 /// `IMAGE_FACTORY_OPERATOR_TOKEN`, when set (empty: unset, as every secret):
@@ -670,8 +717,10 @@ mod tests {
             ("IMAGE_FACTORY_PARALLELISM", "256"),
             ("IMAGE_FACTORY_OPERATOR_TOKEN", &"t".repeat(32)),
             ("IMAGE_FACTORY_IMAGES", ""),
+            ("IMAGE_FACTORY_OPERATORS", "ops@contoso.com, platform-lead"),
         ]))
         .expect("valid settings");
+        assert_eq!(good.operators, ["ops@contoso.com", "platform-lead"]);
         assert_eq!(good.public_url, "https://factory.example.com");
         assert_eq!(good.parallelism.get(), 256);
         assert_eq!(
@@ -681,6 +730,12 @@ mod tests {
         );
         let unset = Settings::from_vars(vars(&[])).expect("defaults");
         assert_eq!(unset.public_url, DEFAULT_PUBLIC_URL);
+        assert!(unset.operators.is_empty());
+        for operators in ["ops,,lead", "ops,ops", "ops team", "ops\u{7},lead"] {
+            let err = Settings::from_vars(vars(&[("IMAGE_FACTORY_OPERATORS", operators)]))
+                .expect_err(operators);
+            assert!(err.to_string().contains("IMAGE_FACTORY_OPERATORS"), "{err}");
+        }
 
         let bad = [
             ("IMAGE_FACTORY_PATCH_GRACE_DAYS", ""),
@@ -692,6 +747,7 @@ mod tests {
                 "https://user:pw@factory.example.com",
             ),
             ("IMAGE_FACTORY_OPERATOR_TOKEN", "short-token"),
+            ("IMAGE_FACTORY_OPERATORS", "ops team"),
         ];
         let mut named: Vec<&str> = problems(vars(&bad))
             .into_iter()

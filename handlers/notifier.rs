@@ -1,9 +1,11 @@
-//! What approvers are told: the messages every notification channel sends
-//! (an Adaptive Card for Teams, an email with HTML and plain-text bodies),
-//! built from the same facts and the same link. The facts include the
-//! run's patch level (`domain::patch_view`), and "patch level not
-//! verified" or a failed gate comes first, as an alert. The channels that carry them
-//! are adapters of the notification port ([`crate::ports::notifier`]).
+//! What people are told: the messages every notification channel sends (an
+//! Adaptive Card for Teams, an email with HTML and plain-text bodies), built
+//! from the same facts and the same link. Approvers are asked for a
+//! decision (and reminded); an image's approvers and the operators are told
+//! when its scheduled runs paused after failing. A request's facts include
+//! the run's patch level (`domain::patch_view`), and "patch level not
+//! verified" or a failed gate comes first, as an alert. The channels that
+//! carry them are adapters of the notification port ([`crate::ports::notifier`]).
 
 use serde_json::{Value, json};
 
@@ -44,6 +46,44 @@ fn facts(run: &Run) -> Vec<(&'static str, String)> {
     facts
 }
 
+/// The facts of a pause notice, in order: the image, since when, the
+/// failed scheduled runs, the last failure and how to resume.
+fn pause_facts(notice: &Notice<'_>) -> Vec<(&'static str, String)> {
+    let run = notice.run;
+    let failures = run
+        .schedule_check
+        .as_ref()
+        .map(|c| {
+            c.failures
+                .iter()
+                .map(|id| id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_else(|| run.id.to_string());
+    vec![
+        ("Image", run.image.clone()),
+        (
+            "Paused since",
+            notice.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        ),
+        ("Failed scheduled runs", failures),
+        (
+            "Last failure",
+            run.failure
+                .as_ref()
+                .map_or_else(|| "no reason recorded".into(), |f| f.reason.clone()),
+        ),
+        (
+            "Resume",
+            format!(
+                "release the image (a push or an out-of-band run), or `image-factory images resume {}`",
+                run.image
+            ),
+        ),
+    ]
+}
+
 fn headline(notice: &Notice<'_>) -> String {
     let run = notice.run;
     match notice.kind {
@@ -52,41 +92,81 @@ fn headline(notice: &Notice<'_>) -> String {
             "Reminder: {} {} still waits for you",
             run.image, run.version
         ),
+        NoticeKind::Paused => format!("Scheduled runs of {} are paused", run.image),
     }
 }
 
-/// The Teams message: an Adaptive Card (1.5) whose buttons open the link.
+/// What a pause notice says to its recipient, in one paragraph.
+fn pause_text(notice: &Notice<'_>) -> String {
+    let failed = notice
+        .run
+        .schedule_check
+        .as_ref()
+        .map_or(1, |c| c.failures.len());
+    format!(
+        "{}, the scheduled runs of {} (Patch Tuesday and base image updates) failed {failed} times in a row and are paused: none starts until the image is released again or an operator resumes them. Pushes and out-of-band runs still build it.",
+        notice.approver, notice.run.image
+    )
+}
+
+/// The Teams message: an Adaptive Card (1.5). A request or reminder has
+/// buttons that open the approver's link; a pause notice one that opens
+/// the image's page.
 pub fn teams_card(notice: &Notice<'_>) -> Value {
-    let facts: Vec<Value> = facts(notice.run)
-        .into_iter()
-        .map(|(title, value)| json!({ "title": title, "value": value }))
-        .collect();
-    let deadline = notice.expires_at.format("%Y-%m-%d %H:%M UTC");
-    let mut body = vec![
-        json!({ "type": "TextBlock", "text": headline(notice), "weight": "Bolder", "size": "Medium", "wrap": true }),
-    ];
-    if let Some(alert) = patch_view::alert(notice.run) {
-        body.push(json!({ "type": "TextBlock", "text": alert, "color": "Attention", "weight": "Bolder", "wrap": true }));
-    }
-    body.push(json!({ "type": "TextBlock", "text": format!("{}, your decision is needed before {deadline}.", notice.approver), "wrap": true }));
-    body.push(json!({ "type": "FactSet", "facts": facts }));
-    json!({
-        "type": "message",
-        "attachments": [{
-            "contentType": "application/vnd.microsoft.card.adaptive",
-            "contentUrl": null,
-            "content": {
-                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "type": "AdaptiveCard",
-                "version": "1.5",
-                "body": body,
-                "actions": [
+    let card = |facts: Vec<(&'static str, String)>, text: String, actions: Value| {
+        let facts: Vec<Value> = facts
+            .into_iter()
+            .map(|(title, value)| json!({ "title": title, "value": value }))
+            .collect();
+        let mut body = vec![
+            json!({ "type": "TextBlock", "text": headline(notice), "weight": "Bolder", "size": "Medium", "wrap": true }),
+        ];
+        // "Patch level not verified" or a failed gate comes first.
+        if notice.kind != NoticeKind::Paused
+            && let Some(alert) = patch_view::alert(notice.run)
+        {
+            body.push(json!({ "type": "TextBlock", "text": alert, "color": "Attention", "weight": "Bolder", "wrap": true }));
+        }
+        body.push(json!({ "type": "TextBlock", "text": text, "wrap": true }));
+        body.push(json!({ "type": "FactSet", "facts": facts }));
+        json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.5",
+                    "body": body,
+                    "actions": actions
+                }
+            }]
+        })
+    };
+    match notice.kind {
+        NoticeKind::Paused => card(
+            pause_facts(notice),
+            pause_text(notice),
+            json!([
+                { "type": "Action.OpenUrl", "title": "Open the image", "url": notice.url }
+            ]),
+        ),
+        NoticeKind::Request | NoticeKind::Reminder => {
+            let deadline = notice.expires_at.format("%Y-%m-%d %H:%M UTC");
+            card(
+                facts(notice.run),
+                format!(
+                    "{}, your decision is needed before {deadline}.",
+                    notice.approver
+                ),
+                json!([
                     { "type": "Action.OpenUrl", "title": "Approve", "url": format!("{}?decision=approve", notice.url), "style": "positive" },
                     { "type": "Action.OpenUrl", "title": "Reject", "url": format!("{}?decision=reject", notice.url), "style": "destructive" }
-                ]
-            }
-        }]
-    })
+                ]),
+            )
+        }
+    }
 }
 
 /// An email's subject and bodies.
@@ -112,8 +192,37 @@ struct EmailHtml<'a> {
     url: &'a str,
 }
 
+/// The HTML body of a pause notice email (`paused_email.html`).
+#[derive(askama::Template)]
+#[template(path = "paused_email.html")]
+struct PausedEmailHtml<'a> {
+    headline: String,
+    text: String,
+    facts: Vec<(&'static str, String)>,
+    url: &'a str,
+}
+
 /// The email for `notice`.
 pub fn email(notice: &Notice<'_>) -> Email {
+    if notice.kind == NoticeKind::Paused {
+        let facts = pause_facts(notice);
+        let mut text = format!("{}\n\n{}\n\n", headline(notice), pause_text(notice));
+        for (k, v) in &facts {
+            text.push_str(&format!("{k}: {v}\n"));
+        }
+        text.push_str(&format!("\nThe image's page: {}\n", notice.url));
+        let html = render(&PausedEmailHtml {
+            headline: headline(notice),
+            text: pause_text(notice),
+            facts,
+            url: &notice.url,
+        });
+        return Email {
+            subject: headline(notice),
+            text,
+            html,
+        };
+    }
     let deadline = notice.expires_at.format("%Y-%m-%d %H:%M UTC");
     let facts = facts(notice.run);
     let alert = patch_view::alert(notice.run);

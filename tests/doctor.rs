@@ -354,6 +354,8 @@ fn seed_definition() -> image_factory::domain::image::GalleryDefinition {
 /// The definition as Resource Manager answers it, from `properties`.
 fn definition_answer(properties: serde_json::Value) -> serde_json::Value {
     json!({ "id": format!("{GALLERY}/images/windows-web-base"), "name": "windows-web-base", "location": "westeurope", "properties": properties })
+}
+
 const VNET: &str = "/subscriptions/sub-1/resourceGroups/rg-factory-build/providers/Microsoft.Network/virtualNetworks/vnet-imgf";
 const NSG: &str = "/subscriptions/sub-1/resourceGroups/rg-factory-build/providers/Microsoft.Network/networkSecurityGroups/nsg-imgf-vms";
 

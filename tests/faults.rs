@@ -68,8 +68,8 @@ use image_factory::domain::gallery::{GalleryVersion, latest};
 use image_factory::domain::git_tag::{TagName, TagOutcome};
 use image_factory::domain::machine::MAX_LOST_WORKERS;
 use image_factory::domain::run::{
-    BuildOutcome, BuildResult, Execution, ReleaseRecord, RepositoryRef, Run, RunId, RunStatus,
-    Stage, StageStatus, Trigger, TriggerKind, WORKER_LOST, WorkerRef,
+    BuildOutcome, BuildResult, Execution, FollowUpKind, ReleaseRecord, RepositoryRef, Run, RunId,
+    RunStatus, Stage, StageStatus, Trigger, TriggerKind, WORKER_LOST, WorkerRef,
 };
 use image_factory::domain::version::ImageVersion;
 use image_factory::host::bus::{Bus, Outgoing, Received};
@@ -127,6 +127,8 @@ enum Who {
     Stage(Execution),
     /// The n-th sweeper firing.
     Sweeper(u32),
+    /// An operator's cancel.
+    Operator,
     /// Anything else (an approval link, setup).
     Other,
 }
@@ -134,6 +136,8 @@ enum Who {
 /// One invocation's line to the driver.
 struct Ctl {
     who: Who,
+    /// The run a stage or report message is for.
+    run: Option<String>,
     /// A fault point stopped the invocation here for good (the process died).
     crashed: Notify,
     /// A fault point parked the invocation; it goes on after `resume`.
@@ -145,8 +149,13 @@ struct Ctl {
 
 impl Ctl {
     fn new(who: Who, may_pause: bool) -> Arc<Ctl> {
+        Ctl::for_run(who, None, may_pause)
+    }
+
+    fn for_run(who: Who, run: Option<String>, may_pause: bool) -> Arc<Ctl> {
         Arc::new(Ctl {
             who,
+            run,
             crashed: Notify::new(),
             paused: Notify::new(),
             resume: Notify::new(),
@@ -185,6 +194,8 @@ enum Point {
     ExecutorStart,
     ExecutorEnd,
     Notify,
+    /// A build worker is stopped (a cancelled run's freeing).
+    WorkerStop,
 }
 
 /// What strikes.
@@ -244,6 +255,8 @@ impl Faults {
             Point::ExecutorStart | Point::Notify if roll < 0.10 => Fault::CrashAfter,
             Point::Notify if roll < 0.14 => Fault::Throttle(503),
             Point::ExecutorEnd if roll < 0.05 => Fault::CrashAfter,
+            Point::WorkerStop if roll < 0.05 => Fault::CrashBefore,
+            Point::WorkerStop if roll < 0.10 => Fault::CrashAfter,
             _ => Fault::None,
         };
         let fault = match fault {
@@ -392,6 +405,22 @@ enum Effect {
         run: String,
         who: Who,
         worker: String,
+        /// When it started.
+        started_at: DateTime<Utc>,
+        /// When it ends on its own (with its report or dead).
+        ends_at: DateTime<Utc>,
+    },
+    /// A stop of the workers of a stage message found this one ended.
+    WorkerFoundEnded {
+        run: String,
+        worker: String,
+    },
+    /// A running build worker was stopped (the stop of one already
+    /// stopped or ended does nothing, and is not recorded).
+    WorkerStopped {
+        run: String,
+        who: Who,
+        worker: String,
     },
     Notified {
         run: String,
@@ -455,6 +484,11 @@ impl Executor for LedgerExecutor {
             end: JobEnd::Exited(0),
             elapsed: Duration::ZERO,
         })
+    }
+
+    /// Its jobs end within `run`: none is ever left to stop.
+    async fn stop(&self, _log: &Path, _program: &Path) -> Result<Option<u32>, ExecutorError> {
+        Ok(None)
     }
 }
 
@@ -569,6 +603,8 @@ impl Workers for LedgerWorkers {
             run: order.run_id.to_string(),
             who: who(),
             worker: order.worker_id.clone(),
+            started_at: now,
+            ends_at,
         });
         if reports {
             let report = BuildReport {
@@ -615,14 +651,60 @@ impl Workers for LedgerWorkers {
     }
 
     async fn stop(&self, worker: &WorkerRef) -> Result<(), WorkerError> {
-        let mut workers = self.workers.lock().unwrap();
-        if let Some(w) = workers
-            .iter_mut()
-            .find(|w| w.worker.execution == worker.execution)
+        let fault = self.faults.draw(Point::WorkerStop);
+        if fault == Fault::CrashBefore {
+            return crash().await;
+        }
         {
-            w.stopped = true;
+            let mut workers = self.workers.lock().unwrap();
+            let running = workers
+                .iter()
+                .position(|w| w.worker.execution == worker.execution)
+                .filter(|i| self.state_of(&workers[*i]) == WorkerState::Running);
+            if let Some(i) = running {
+                workers[i].stopped = true;
+                self.ledger.push(Effect::WorkerStopped {
+                    run: workers[i].order.run_id.to_string(),
+                    who: who(),
+                    worker: workers[i].worker.id.clone(),
+                });
+            }
+        }
+        if fault == Fault::CrashAfter {
+            return crash().await;
         }
         Ok(())
+    }
+
+    async fn stop_started_for(
+        &self,
+        run: &RunId,
+        message_id: &str,
+    ) -> Result<Vec<WorkerRef>, WorkerError> {
+        let running: Vec<WorkerRef> = {
+            let workers = self.workers.lock().unwrap();
+            let mine: Vec<&LedgerWorker> = workers
+                .iter()
+                .filter(|w| w.order.run_id == *run && w.order.message_id == message_id)
+                .collect();
+            for w in mine
+                .iter()
+                .filter(|w| self.state_of(w) != WorkerState::Running)
+            {
+                self.ledger.push(Effect::WorkerFoundEnded {
+                    run: run.to_string(),
+                    worker: w.worker.id.clone(),
+                });
+            }
+            mine.iter()
+                .filter(|w| self.state_of(w) == WorkerState::Running)
+                .map(|w| w.worker.clone())
+                .collect()
+        };
+        for worker in &running {
+            self.stop(worker).await?;
+        }
+        Ok(running)
     }
 }
 
@@ -756,6 +838,8 @@ enum Ending {
     Rejected,
     ApprovalExpired,
     Waiting,
+    /// An operator's cancel ended it.
+    Cancelled,
     Failed(Excuse),
     /// A failure no fault explains, or a state no run may end in.
     Unexplained(String),
@@ -769,6 +853,7 @@ impl Ending {
             RunStatus::Rejected => Ending::Rejected,
             RunStatus::ApprovalExpired => Ending::ApprovalExpired,
             RunStatus::WaitingForApproval => Ending::Waiting,
+            RunStatus::Cancelled => Ending::Cancelled,
             RunStatus::Failed => {
                 let Some(failure) = &run.failure else {
                     return Ending::Unexplained("failed without a failure record".into());
@@ -792,6 +877,86 @@ impl Ending {
             status => Ending::Unexplained(status.to_string()),
         }
     }
+}
+
+/// Where a run was when an operator's cancel reached it: every step the
+/// suite models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Landing {
+    /// Created, its first stage not started.
+    Queued,
+    /// Validating.
+    Validate,
+    /// Building, no worker recorded (here, or off the host before its start
+    /// was recorded).
+    Build,
+    /// Building off the host, its worker recorded.
+    BuildWorker,
+    /// Its build worker lost, waiting to build again.
+    BuildAgain,
+    /// Smoke-testing.
+    Test,
+    /// Sending its approval requests, or waiting for approvers.
+    Approval,
+    /// Approved, its release message on its way.
+    ReleasePending,
+    /// Releasing: the cancel is refused.
+    Releasing,
+    /// Already cancelling or cancelled: a duplicate cancel.
+    Again,
+    /// Ended otherwise: the cancel is refused.
+    Ended,
+}
+
+impl Landing {
+    fn of(run: &Run) -> Landing {
+        match run.status {
+            RunStatus::Cancelling | RunStatus::Cancelled => return Landing::Again,
+            s if s.is_terminal() => return Landing::Ended,
+            RunStatus::Queued => return Landing::Queued,
+            RunStatus::WaitingForApproval => return Landing::Approval,
+            _ => {}
+        }
+        match run.current_stage() {
+            Some(Stage::Validate) | None => Landing::Validate,
+            Some(Stage::Build) => {
+                let record = run.stage(Stage::Build);
+                match record.current_attempt() {
+                    _ if record.status == StageStatus::Pending && !record.attempts.is_empty() => {
+                        Landing::BuildAgain
+                    }
+                    Some(a) if a.worker.is_some() => Landing::BuildWorker,
+                    _ => Landing::Build,
+                }
+            }
+            Some(Stage::Test) => Landing::Test,
+            Some(Stage::Approve) => Landing::Approval,
+            Some(Stage::Release) if run.stage(Stage::Release).status == StageStatus::Pending => {
+                Landing::ReleasePending
+            }
+            Some(Stage::Release) => Landing::Releasing,
+        }
+    }
+}
+
+/// How an operator's cancel was answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CancelAnswer {
+    /// Recorded: the run is cancelling or cancelled (200, 202).
+    Accepted,
+    /// Refused: the run ended, or its release started (409).
+    Refused,
+    /// No answer (the process died) or a failure (the store): recorded or not.
+    Unknown,
+}
+
+/// One cancel an operator sent.
+#[derive(Clone, Debug)]
+struct CancelTry {
+    landing: Landing,
+    /// Sent while a stage invocation of the run stalled between two steps.
+    in_stall: bool,
+    answer: CancelAnswer,
 }
 
 /// A sweeper firing: when, what it found, and whether it answered.
@@ -871,6 +1036,10 @@ struct World {
     /// Runs with the same inputs (the first push and the late one), both ways:
     /// whichever validates after the other was released is skipped.
     same_inputs: BTreeMap<String, String>,
+    /// Whether an operator cancels runs in this schedule (two in five).
+    cancelling: bool,
+    /// The cancels an operator sent, by run.
+    cancels: BTreeMap<String, Vec<CancelTry>>,
 }
 
 fn function_app() -> &'static FunctionApp {
@@ -988,6 +1157,8 @@ impl World {
             dead_lettered: BTreeSet::new(),
             excuses: BTreeMap::new(),
             same_inputs: BTreeMap::new(),
+            cancelling: seed % 5 < 2,
+            cancels: BTreeMap::new(),
         }
     }
 
@@ -1080,10 +1251,18 @@ impl World {
                     return Outcome::Crashed;
                 }
                 () = ctl.paused.notified() => {
-                    // The invocation stalls past its lock: another delivery runs meanwhile.
+                    // The invocation stalls past its lock: another delivery
+                    // runs meanwhile, or an operator cancels its run.
                     self.trace.push(format!("{function} stalls; its lock runs out"));
                     self.advance(LOCK + chrono::Duration::seconds(1));
-                    Box::pin(self.deliver_any(false)).await;
+                    match ctl.run.clone() {
+                        Some(run) if self.cancelling && self.rng.random_bool(0.7) => {
+                            Box::pin(self.cancel(&run, true)).await;
+                        }
+                        _ => {
+                            Box::pin(self.deliver_any(false)).await;
+                        }
+                    }
                     self.trace.push(format!("{function} resumes"));
                     ctl.resume.notify_one();
                 }
@@ -1150,7 +1329,10 @@ impl World {
             }),
         };
         let request = queue_invocation(binding, &message);
-        let ctl = Ctl::new(who, storm);
+        let run = serde_json::from_str::<Value>(&message.body)
+            .ok()
+            .and_then(|body| body["runId"].as_str().map(str::to_string));
+        let ctl = Ctl::for_run(who, run, storm);
         let outcome = self.invoke(function, request, ctl).await;
         let def = self.functions[function].clone();
         match outcome {
@@ -1224,6 +1406,47 @@ impl World {
             Outcome::Failed(reason) => self.trace.push(format!("sweeper failed: {reason}")),
             Outcome::Crashed => self.trace.push("sweeper crashed".into()),
         }
+    }
+
+    /// An operator cancels `run_id` through the runs API, as
+    /// `image-factory runs cancel` does; the answer and where the run was
+    /// are kept for the checks.
+    async fn cancel(&mut self, run_id: &str, in_stall: bool) {
+        let Ok(stored) = self.inner.get(&rid(run_id)).await else {
+            return;
+        };
+        let landing = Landing::of(&stored.value);
+        let request = cancel_post(run_id);
+        let outcome = self
+            .invoke("runs", request, Ctl::new(Who::Operator, false))
+            .await;
+        let answer = match &outcome {
+            Outcome::Answered(response) => {
+                let status = response
+                    .outputs
+                    .get("res")
+                    .and_then(|r| r.get("statusCode"))
+                    .and_then(Value::as_u64);
+                match status {
+                    Some(200 | 202) => CancelAnswer::Accepted,
+                    Some(409) => CancelAnswer::Refused,
+                    _ => CancelAnswer::Unknown,
+                }
+            }
+            Outcome::Failed(_) | Outcome::Crashed => CancelAnswer::Unknown,
+        };
+        self.trace.push(format!(
+            "operator cancels {run_id} at {landing:?}{}: {answer:?}",
+            if in_stall { " (in a stall)" } else { "" }
+        ));
+        self.cancels
+            .entry(run_id.to_string())
+            .or_default()
+            .push(CancelTry {
+                landing,
+                in_stall,
+                answer,
+            });
     }
 
     /// Approvers act on the newest link they were sent, as their plan says.
@@ -1337,6 +1560,11 @@ impl World {
                     self.sweep().await;
                 }
                 85..=89 => self.sweep().await,
+                90..=92 if self.cancelling => {
+                    let ids: Vec<String> = self.plans.keys().cloned().collect();
+                    let run = ids[self.rng.random_range(0..ids.len())].clone();
+                    self.cancel(&run, false).await;
+                }
                 _ => {
                     self.decide(true).await;
                 }
@@ -1457,6 +1685,7 @@ impl World {
                     run: r,
                     who,
                     worker,
+                    ..
                 } = e
                     && r == id
                 {
@@ -1582,6 +1811,110 @@ impl World {
             // No lost message: a dead-lettered run is not left running.
             if self.dead_lettered.contains(id) && !run.status.is_terminal() && *plan != Plan::Wait {
                 problems.push(format!("{how} after its message was dead-lettered"));
+            }
+            // A cancel is recorded wherever the run is, unless it ended or
+            // its release started.
+            for t in self.cancels.get(id).into_iter().flatten() {
+                let refusable = matches!(t.landing, Landing::Releasing | Landing::Ended);
+                let fits = match t.answer {
+                    CancelAnswer::Accepted => !refusable,
+                    CancelAnswer::Refused => refusable,
+                    CancelAnswer::Unknown => true,
+                };
+                if !fits {
+                    problems.push(format!(
+                        "{how}: a cancel at {:?} was answered {:?}",
+                        t.landing, t.answer
+                    ));
+                }
+            }
+            // Each run ends once: it owes the event of its ending, once.
+            let endings: Vec<&str> = run
+                .follow_ups
+                .iter()
+                .map(|f| match f.kind {
+                    FollowUpKind::Event { event } => event.name(),
+                })
+                .collect();
+            let owed = match run.status {
+                RunStatus::Released
+                    if run
+                        .release
+                        .as_ref()
+                        .is_some_and(|r| r.below_latest.is_some()) =>
+                {
+                    vec!["image-factory.image.published"]
+                }
+                RunStatus::Released => vec!["image-factory.image.released"],
+                RunStatus::Failed => vec!["image-factory.run.failed"],
+                RunStatus::Cancelled => vec!["image-factory.run.cancelled"],
+                _ => vec![],
+            };
+            if endings != owed {
+                problems.push(format!("{how} owing {endings:?}; its ending owes {owed:?}"));
+            }
+            // A cancelled run's freeing: every build worker started for it
+            // that was still running when it was cancelled (or started
+            // after) was stopped, once; no other run's worker was.
+            let stopped: Vec<&str> = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::WorkerStopped { run: r, worker, .. } if r == id => {
+                        Some(worker.as_str())
+                    }
+                    _ => None,
+                })
+                .collect();
+            let found_ended: Vec<&str> = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::WorkerFoundEnded { run: r, worker } if r == id => Some(worker.as_str()),
+                    _ => None,
+                })
+                .collect();
+            match run
+                .cancellation
+                .as_ref()
+                .and_then(|c| c.freeing.finished_at)
+            {
+                Some(ended) if run.status == RunStatus::Cancelled => {
+                    for e in &effects {
+                        let Effect::WorkerStart {
+                            run: r,
+                            worker,
+                            started_at,
+                            ends_at,
+                            ..
+                        } = e
+                        else {
+                            continue;
+                        };
+                        if r != id {
+                            continue;
+                        }
+                        let times = stopped.iter().filter(|w| **w == worker).count();
+                        // Running when the run ended cancelled: the freeing's.
+                        if *started_at <= ended && *ends_at > ended && times != 1 {
+                            problems.push(format!(
+                                "{how}: worker {worker} still ran when the run ended cancelled ({ended}; it ends {ends_at}) and was stopped {times} times"
+                            ));
+                        }
+                        // Started after, by a delivery the cancel overtook:
+                        // that delivery's, or a later one of its message's.
+                        if *started_at > ended
+                            && times != 1
+                            && !found_ended.contains(&worker.as_str())
+                        {
+                            problems.push(format!(
+                                "{how}: worker {worker}, started after the run ended cancelled ({ended}), was stopped {times} times and no delivery of its message looked for it"
+                            ));
+                        }
+                    }
+                }
+                _ if !stopped.is_empty() => problems.push(format!(
+                    "{how}: worker(s) {stopped:?} stopped, yet the run was not cancelled"
+                )),
+                _ => {}
             }
         }
         // Every file in the releases folder is a release of a run, at its image and version.
@@ -1711,6 +2044,15 @@ impl World {
             && lost_workers.iter().all(|w| started.contains(w))
         {
             allowed.insert(Ending::Failed(Excuse::WorkersLost));
+        }
+        // An operator's cancel: once recorded, the run ends cancelled and
+        // nothing else; one whose answer was lost may or may not have been.
+        let tries = self.cancels.get(id).map(Vec::as_slice).unwrap_or_default();
+        if tries.iter().any(|t| t.answer == CancelAnswer::Accepted) {
+            return BTreeSet::from([Ending::Cancelled]);
+        }
+        if tries.iter().any(|t| t.answer == CancelAnswer::Unknown) {
+            allowed.insert(Ending::Cancelled);
         }
         allowed
     }
@@ -1908,6 +2250,29 @@ fn approval_post(token: &str, decision: &str) -> InvocationRequest {
     InvocationRequest { data, metadata }
 }
 
+/// An operator's `POST /api/runs/{id}` cancel, encoded as the host encodes it.
+fn cancel_post(run: &str) -> InvocationRequest {
+    let headers = json!({
+        "Content-Type": ["application/json"],
+        "Authorization": [format!("Bearer {}", common::OPERATOR_TOKEN)],
+    });
+    let req = json!({
+        "Url": format!("http://factory.test/api/runs/{run}"),
+        "Method": "POST",
+        "Query": {},
+        "Headers": headers,
+        "Params": { "id": run },
+        "Identities": [],
+        "Body": json!({ "action": "cancel", "reason": "fault suite" }).to_string(),
+    });
+    let mut data = Map::new();
+    data.insert("req".into(), req);
+    let mut metadata = Map::new();
+    metadata.insert("Query".into(), json!({}));
+    metadata.insert("id".into(), encode_value(&Value::String(run.into())));
+    InvocationRequest { data, metadata }
+}
+
 // ---------------------------------------------------------------- the suite
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -1924,6 +2289,10 @@ struct Report {
     resent: (u64, u64),
     /// Runs released below the latest (published, not promoted).
     below_latest: u64,
+    /// The operator's cancels.
+    cancels: Vec<CancelTry>,
+    /// Build workers stopped, by who stopped them.
+    stops: BTreeMap<&'static str, u64>,
     trace: Vec<String>,
 }
 
@@ -1947,6 +2316,22 @@ impl World {
             }
         }
         n
+    }
+
+    fn stops(&self) -> BTreeMap<&'static str, u64> {
+        let mut by = BTreeMap::new();
+        for e in self.ledger.all() {
+            if let Effect::WorkerStopped { who, .. } = e {
+                let who = match who {
+                    Who::Stage(_) => "a stage delivery",
+                    Who::Sweeper(_) => "the sweeper",
+                    Who::Operator => "the operator's cancel",
+                    Who::Other => "something else",
+                };
+                *by.entry(who).or_default() += 1;
+            }
+        }
+        by
     }
 
     fn resent(&self) -> (u64, u64) {
@@ -1979,6 +2364,8 @@ async fn schedule(seed: u64) -> Result<Report, String> {
             off_host: world.off_host().await,
             faults: world.faults.seen.lock().unwrap().clone(),
             resent: world.resent(),
+            cancels: world.cancels.values().flatten().cloned().collect(),
+            stops: world.stops(),
             trace,
         }),
         Err(problems) => {
@@ -2065,6 +2452,8 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
     let (mut built_off_host, mut workers_lost) = (0, 0);
     let (mut resent, mut reminders) = (0, 0);
     let mut below_latest = 0;
+    let mut landings: BTreeMap<(Landing, bool), BTreeMap<&'static str, u64>> = BTreeMap::new();
+    let mut stops: BTreeMap<&'static str, u64> = BTreeMap::new();
     let failures = run_schedules(seeds, SCHEDULE_LIMIT, schedule, |_, report| {
         if replay {
             println!("{}", report.trace.join("\n"));
@@ -2077,6 +2466,21 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
         resent += report.resent.0;
         reminders += report.resent.1;
         below_latest += report.below_latest;
+        for t in report.cancels {
+            let answer = match t.answer {
+                CancelAnswer::Accepted => "accepted",
+                CancelAnswer::Refused => "refused",
+                CancelAnswer::Unknown => "unknown",
+            };
+            *landings
+                .entry((t.landing, t.in_stall))
+                .or_default()
+                .entry(answer)
+                .or_default() += 1;
+        }
+        for (who, n) in report.stops {
+            *stops.entry(who).or_default() += n;
+        }
         for (k, n) in report.faults {
             *faults.entry(k).or_default() += n;
         }
@@ -2087,6 +2491,8 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
     println!("built off the host: {built_off_host}; workers lost: {workers_lost}");
     println!("sweeper: {resent} request(s) sent again, {reminders} reminder(s)");
     println!("released below the latest (published, not promoted): {below_latest}");
+    println!("cancels (where, in a stall?) and their answers: {landings:?}");
+    println!("build workers stopped by: {stops:?}");
     assert!(
         failures.is_empty(),
         "{} schedule(s) failed; the first:\n{}",
@@ -2104,6 +2510,7 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
             Ending::Waiting,
             Ending::Failed(Excuse::SmokeFails),
             Ending::Failed(Excuse::WorkersLost),
+            Ending::Cancelled,
         ] {
             assert!(
                 endings.contains_key(&ending),
@@ -2128,6 +2535,47 @@ async fn every_schedule_ends_each_run_once_with_each_side_effect_once_per_record
             below_latest > 0,
             "no run was released below the latest: the rule that a release never moves latest back was never exercised"
         );
+        // An operator cancelled at every step the suite models, and was
+        // refused once the release started or the run ended; the freeing
+        // stopped workers from each place it is done.
+        let accepted_at = |landing: Landing| {
+            landings
+                .iter()
+                .any(|((l, _), answers)| *l == landing && answers.contains_key("accepted"))
+        };
+        for landing in [
+            Landing::Queued,
+            Landing::Validate,
+            Landing::Build,
+            Landing::BuildWorker,
+            Landing::Test,
+            Landing::Approval,
+            Landing::ReleasePending,
+            Landing::Again,
+        ] {
+            assert!(
+                accepted_at(landing),
+                "no cancel was recorded at {landing:?}: {landings:?}"
+            );
+        }
+        for landing in [Landing::Releasing, Landing::Ended] {
+            assert!(
+                landings
+                    .iter()
+                    .any(|((l, _), answers)| *l == landing && answers.contains_key("refused")),
+                "no cancel was refused at {landing:?}: {landings:?}"
+            );
+        }
+        assert!(
+            landings.keys().any(|(_, in_stall)| *in_stall),
+            "no cancel reached a run while one of its stage invocations stalled: {landings:?}"
+        );
+        for who in ["the operator's cancel", "the sweeper", "a stage delivery"] {
+            assert!(
+                stops.contains_key(who),
+                "no build worker was stopped by {who}: {stops:?}"
+            );
+        }
         for fault in [
             Fault::Conflict,
             Fault::Throttle(429),

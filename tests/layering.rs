@@ -68,6 +68,8 @@ const RULES: &[(&str, &[&str])] = &[
     ("followups", &["domain", "ports"]),
     // An operator's rollback: the plan, the gallery, the records.
     ("rollback", &["domain", "ports"]),
+    ("schedules", &["domain", "ports"]),
+    ("cancel", &["domain", "ports", "build_log"]),
     (
         "app",
         &[
@@ -77,6 +79,8 @@ const RULES: &[(&str, &[&str])] = &[
             "inputs",
             "stages",
             "followups",
+            "schedules",
+            "cancel",
             "protocol",
             "sources",
         ],
@@ -90,6 +94,8 @@ const RULES: &[(&str, &[&str])] = &[
             "app",
             "stages",
             "followups",
+            "schedules",
+            "cancel",
             "protocol",
             "pages",
             "dashboard",
@@ -138,7 +144,7 @@ const RULES: &[(&str, &[&str])] = &[
 ];
 
 /// Every module: for the composition root.
-const ANY: [&str; 32] = [
+const ANY: [&str; 34] = [
     "domain",
     "archive",
     "sources",
@@ -160,6 +166,8 @@ const ANY: [&str; 32] = [
     "functions",
     "followups",
     "rollback",
+    "schedules",
+    "cancel",
     "server",
     "worker",
     "azure",

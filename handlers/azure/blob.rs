@@ -261,15 +261,12 @@ impl BlobLogs {
 
     /// Uploads the file at `path` to the block blob at `url`.
     pub async fn upload_file(&self, path: &Path, url: &str) -> Result<(), BlobError> {
-        // A log is text; the patch evidence beside it is JSON.
-        let content_type = if url.ends_with(".json") {
-            "application/json"
-        } else {
-            "text/plain; charset=utf-8"
-        };
         let url = Url::parse(url).map_err(|e| BlobError::Url(e.to_string()))?;
-        // Logs are text; a boot diagnostics screenshot is a bitmap.
-        let content_type = if url.path().ends_with(".bmp") {
+        // Logs are text; the patch evidence beside one is JSON; a boot
+        // diagnostics screenshot is a bitmap.
+        let content_type = if url.path().ends_with(".json") {
+            "application/json"
+        } else if url.path().ends_with(".bmp") {
             "image/bmp"
         } else {
             "text/plain; charset=utf-8"

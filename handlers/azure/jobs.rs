@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::BuildJob;
 use super::arm::ArmClient;
-use crate::domain::run::WorkerRef;
+use crate::domain::run::{RunId, WorkerRef};
 use crate::ports::PortError;
 use crate::ports::workers::{BuildOrder, ORDER_VAR, WorkerState, Workers};
 
@@ -56,31 +56,43 @@ impl ContainerAppsWorkers {
     /// The execution already started for `order`'s stage message, if one is
     /// still running or ended well.
     async fn started_for(&self, order: &BuildOrder) -> Result<Option<WorkerRef>, PortError> {
+        let found = self
+            .of_message(&order.run_id, &order.message_id)
+            .await?
+            .into_iter()
+            .filter(|(worker, state)| {
+                !order.lost_workers.contains(&worker.id)
+                    && matches!(state, WorkerState::Running | WorkerState::Succeeded { .. })
+            })
+            .map(|(worker, _)| worker)
+            .next_back();
+        Ok(found)
+    }
+
+    /// The job's executions started for the stage message `message_id` of
+    /// `run`, oldest first as the job lists them, with their states.
+    async fn of_message(
+        &self,
+        run: &RunId,
+        message_id: &str,
+    ) -> Result<Vec<(WorkerRef, WorkerState)>, PortError> {
         let executions = self.arm.list(&self.path("/executions")).await?;
-        let mut found = None;
+        let mut found = Vec::new();
         for execution in &executions {
             let Some(theirs) = order_of(execution) else {
                 continue;
             };
-            if theirs.run_id != order.run_id
-                || theirs.message_id != order.message_id
-                || order.lost_workers.contains(&theirs.worker_id)
-            {
+            let name = execution["name"].as_str().unwrap_or_default();
+            if theirs.run_id != *run || theirs.message_id != message_id || name.is_empty() {
                 continue;
             }
-            let usable = matches!(
-                state_of(execution),
-                WorkerState::Running | WorkerState::Succeeded { .. }
-            );
-            let name = execution["name"].as_str().unwrap_or_default();
-            if usable && !name.is_empty() {
-                found = Some(WorkerRef {
-                    id: theirs.worker_id,
-                    execution: name.to_string(),
-                    started_at: time_of(execution, "startTime").unwrap_or_else(Utc::now),
-                    log_url: theirs.log_url,
-                });
-            }
+            let worker = WorkerRef {
+                id: theirs.worker_id,
+                execution: name.to_string(),
+                started_at: time_of(execution, "startTime").unwrap_or_else(Utc::now),
+                log_url: theirs.log_url,
+            };
+            found.push((worker, state_of(execution)));
         }
         Ok(found)
     }
@@ -162,6 +174,22 @@ impl Workers for ContainerAppsWorkers {
             Ok(_) | Err(super::arm::ArmError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn stop_started_for(
+        &self,
+        run: &RunId,
+        message_id: &str,
+    ) -> Result<Vec<WorkerRef>, PortError> {
+        let mut stopped = Vec::new();
+        for (worker, state) in self.of_message(run, message_id).await? {
+            if state == WorkerState::Running {
+                self.stop(&worker).await?;
+                tracing::info!(execution = %worker.execution, "stopped a build worker of a cancelled run");
+                stopped.push(worker);
+            }
+        }
+        Ok(stopped)
     }
 }
 

@@ -63,6 +63,7 @@ use super::network::NETWORK_API;
 use super::reaper::RESOURCES_API;
 use crate::domain::image::SmokeTest;
 use crate::domain::reaper::{CREATED_TAG, FACTORY_TAG, RUN_TAG};
+use crate::domain::run::Run;
 use crate::ports::PortError;
 use crate::ports::test_env::{SmokeOrder, SmokeReport, TestEnvironment};
 
@@ -733,6 +734,27 @@ impl TestEnvironment for AzureTestVms {
                 checks: Vec::new(),
                 failure: Some(format!("{e}; {vm}; {cleanup}")),
             }),
+        }
+    }
+
+    /// Deletes the run's test group (the same for every attempt), waiting
+    /// until it is gone. A test attempt still under way fails on the
+    /// missing group and its result is not recorded; one that put the group
+    /// again afterwards deletes it at its end, and the reaper deletes what a
+    /// crash left once the run has ended.
+    async fn free(&self, run: &Run) -> Result<Option<String>, PortError> {
+        let group = group_name(&run.id);
+        match delete_group(&self.arm, &self.subscription_id, &group).await {
+            Cleanup::Deleted => Ok(Some(format!("test resource group {group} deleted"))),
+            Cleanup::AlreadyGone => Ok(Some(format!(
+                "test resource group {group} was already gone"
+            ))),
+            Cleanup::Failed(e) => Err(PortError::transient(format!(
+                "test resource group {group} not deleted: {e}"
+            ))),
+            Cleanup::Kept => Err(PortError::transient(format!(
+                "test resource group {group} was kept"
+            ))),
         }
     }
 }

@@ -131,6 +131,9 @@ fn print_fleet(fleet: &FleetPage) -> anyhow::Result<()> {
             if flying.is_empty() { "-" } else { &flying },
             failure
         )?;
+        if let Some(pause) = &row.paused {
+            writeln!(out, "{:<width$}   {}", "", pause.describe(&row.image))?;
+        }
     }
     for row in &fleet.images {
         if let Some(b) = row

@@ -9,7 +9,8 @@
 //! - `trigger`: start an out-of-band run;
 //! - `approvals links`, `approve`, `reject` (in `approvals`): the pending
 //!   approval links, and deciding for an approver with the same checks as a link;
-//! - `runs`: list runs, show one, its log, its notes, or wait for it to end;
+//! - `runs`: list runs, show one, its log, its notes, wait for it to end, or cancel it;
+//! - `images resume`: resume an image's scheduled runs, paused after failing;
 //! - `fleet`: every image's compliance with this month's patches, and what its runs wait on;
 //! - `patch status`: a build's evidence judged against Microsoft's security data;
 //! - `patch-tuesday`: print a year's Patch Tuesdays and build times;
@@ -31,6 +32,7 @@ mod approvals;
 mod client;
 mod doctor;
 mod fleet;
+mod images;
 mod output;
 mod package;
 mod patch;
@@ -77,6 +79,7 @@ enum Command {
     /// Record an approver's decision to reject a run.
     Reject(approvals::DecisionArgs),
     Runs(runs::Runs),
+    Images(images::Images),
     Fleet(fleet::Fleet),
     Patch(patch::Patch),
     PatchTuesday(patch_tuesday::PatchTuesday),
@@ -99,6 +102,7 @@ impl Command {
             Command::Approve(c) => c.send("approve").await,
             Command::Reject(c) => c.send("reject").await,
             Command::Runs(c) => c.run().await,
+            Command::Images(c) => c.run().await,
             Command::Fleet(c) => c.run().await,
             Command::Patch(c) => c.run().await,
             Command::PatchTuesday(c) => c.run(),

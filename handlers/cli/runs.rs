@@ -1,6 +1,7 @@
 //! `runs`: the runs of a running factory, through its runs API: list them,
-//! show one, print its build log (following it), its release notes, or wait
-//! for it to end with an exit code that says how.
+//! show one, print its build log (following it), its release notes, wait
+//! for it to end with an exit code that says how, or cancel it (with the
+//! operator token).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -63,8 +64,19 @@ enum RunsAction {
         /// The run.
         id: RunId,
     },
+    /// Cancel a run (operator token): it stops at once, its build worker or
+    /// packer is stopped, its test resources deleted, its approval request
+    /// withdrawn, and it never releases. Refused once its release started.
+    Cancel {
+        /// The run.
+        id: RunId,
+        /// Why: recorded on the run.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Wait for a run to end; the exit code says how (0 released or skipped,
-    /// 10 failed, 11 rejected, 12 approval expired, 20 still going after --timeout).
+    /// 10 failed, 11 rejected, 12 approval expired, 13 cancelled, 20 still
+    /// going after --timeout).
     Wait {
         /// The run.
         id: RunId,
@@ -138,6 +150,15 @@ impl Runs {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
+            RunsAction::Cancel { id, reason } => {
+                let body = serde_json::json!({ "action": "cancel", "reason": reason });
+                let answer = client.operator_post(Some(&id), &body).await?;
+                if json {
+                    print_answer(answer)?;
+                } else {
+                    print_run(&client.run(&id).await?)?;
+                }
+            }
             RunsAction::Wait { id, timeout } => {
                 let (run, code) = wait(&client, &id, Duration::from_secs(timeout), json).await?;
                 if json {
@@ -165,6 +186,8 @@ pub(super) mod exit {
     pub const REJECTED: u8 = 11;
     /// Nobody decided in time.
     pub const APPROVAL_EXPIRED: u8 = 12;
+    /// An operator cancelled it.
+    pub const CANCELLED: u8 = 13;
     /// Still going when the wait timed out.
     pub const TIMED_OUT: u8 = 20;
 }
@@ -222,6 +245,60 @@ fn print_run(run: &Run) -> anyhow::Result<()> {
     if let Some(skipped) = &run.skipped {
         writeln!(out, "  skipped: {skipped}")?;
     }
+    if let Some(cancellation) = &run.cancellation {
+        writeln!(
+            out,
+            "  cancelled by {} at {}{}",
+            cancellation.by,
+            cancellation.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            cancellation
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )?;
+        for line in &cancellation.freeing.freed {
+            writeln!(out, "  freed: {line}")?;
+        }
+        for line in &cancellation.freeing.not_freed {
+            writeln!(out, "  not freed: {line}")?;
+        }
+        if run.status == RunStatus::Cancelling {
+            writeln!(
+                out,
+                "  freeing: attempt {} made; the sweeper finishes it",
+                cancellation.freeing.attempts
+            )?;
+        }
+    }
+    if let Some(check) = &run.schedule_check
+        && check.paused
+    {
+        writeln!(
+            out,
+            "  this failure paused the image's scheduled runs (after {} failed scheduled runs: {})",
+            check.failures.len(),
+            check
+                .failures
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    if let Some(resume) = &run.schedule_resumed {
+        writeln!(
+            out,
+            "  the image's scheduled runs were resumed after this run by {} at {}{}",
+            resume.by,
+            resume.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            resume
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )?;
+    }
     for follow_up in &run.follow_ups {
         let FollowUpKind::Event { event } = follow_up.kind;
         if let Some(owed) = follow_up.owed() {
@@ -260,7 +337,11 @@ fn exit_code(status: RunStatus) -> u8 {
         RunStatus::Rejected => exit::REJECTED,
         RunStatus::ApprovalExpired => exit::APPROVAL_EXPIRED,
         RunStatus::Failed => exit::FAILED,
-        RunStatus::Queued | RunStatus::Running | RunStatus::WaitingForApproval => exit::TIMED_OUT,
+        RunStatus::Cancelled => exit::CANCELLED,
+        RunStatus::Queued
+        | RunStatus::Running
+        | RunStatus::WaitingForApproval
+        | RunStatus::Cancelling => exit::TIMED_OUT,
     }
 }
 
@@ -341,11 +422,13 @@ mod tests {
             RunStatus::Failed,
             RunStatus::Rejected,
             RunStatus::ApprovalExpired,
+            RunStatus::Cancelled,
             RunStatus::Running,
+            RunStatus::Cancelling,
         ]
         .into_iter()
         .map(exit_code)
         .collect();
-        assert_eq!(codes, [0, 0, 10, 11, 12, 20]);
+        assert_eq!(codes, [0, 0, 10, 11, 12, 13, 20, 20]);
     }
 }

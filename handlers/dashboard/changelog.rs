@@ -5,9 +5,9 @@
 
 use askama::Template;
 
+use super::page::{layout, made_current, minute, withdrawn_by};
 use crate::domain::cvrf::Severity;
 use crate::domain::patch_gate::{SecurityNote, update_guide_url};
-use super::page::{layout, made_current, minute, withdrawn_by};
 use crate::domain::release_notes::released_at;
 use crate::domain::rollback::{current, current_since};
 use crate::domain::run::{ReleaseNotes, Run};

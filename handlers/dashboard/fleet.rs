@@ -108,9 +108,20 @@ struct FailureView<'a> {
     diagnosis: Option<DiagnosisView<'a>>,
 }
 
+/// The pause of an image's scheduled runs.
+struct PausedView<'a> {
+    since: String,
+    count: usize,
+    runs: String,
+    paused_by: &'a str,
+    reason: &'a str,
+    short: String,
+}
+
 /// One image's row.
 struct RowView<'a> {
     image: &'a str,
+    paused: Option<PausedView<'a>>,
     release: Option<ReleaseView<'a>>,
     state: StateView<'a>,
     in_flight: Vec<FlightView<'a>>,
@@ -274,6 +285,19 @@ fn patch_state(row: &FleetRow) -> StateView<'_> {
 fn row(row: &FleetRow) -> RowView<'_> {
     RowView {
         image: &row.image,
+        paused: row.paused.as_ref().map(|p| PausedView {
+            since: when(p.since),
+            count: p.failures.len(),
+            runs: p
+                .failures
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            paused_by: p.paused_by.as_str(),
+            reason: &p.last_reason,
+            short: short(&p.last_reason, 160),
+        }),
         release: row.current_release.as_ref().map(release),
         state: patch_state(row),
         in_flight: row.in_flight.iter().map(in_flight).collect(),
@@ -357,6 +381,7 @@ mod tests {
                     diagnosis: None,
                 }),
                 outdated_children: vec![],
+                paused: None,
             }],
             continuation: Some("d2Vi".into()),
         };
@@ -418,6 +443,7 @@ mod tests {
                 in_flight: vec![],
                 last_failure: None,
                 outdated_children: vec![],
+                paused: None,
             }],
             continuation: None,
         };
@@ -435,6 +461,59 @@ mod tests {
         assert!(
             html.contains("current since 2026-11-20 09:00 UTC"),
             "{html}"
+        );
+    }
+
+    #[test]
+    fn an_image_whose_scheduled_runs_are_paused_says_since_when_why_and_how_to_resume() {
+        let at = Utc.with_ymd_and_hms(2027, 2, 10, 6, 30, 0).unwrap();
+        let runs: Vec<crate::domain::run::RunId> =
+            ["pt-web-2026-12", "pt-web-2027-01", "pt-web-2027-02"]
+                .iter()
+                .map(|r| r.parse().expect("a run id"))
+                .collect();
+        let page = FleetPage {
+            headline: Headline {
+                window: PatchWindow {
+                    month: "2027-02".into(),
+                    build_time: at,
+                    deadline: at,
+                    grace_days: 0,
+                },
+                patched: 0,
+                total: 1,
+                due: 0,
+                overdue: 1,
+            },
+            images: vec![FleetRow {
+                image: "web".into(),
+                current_release: None,
+                patch_level: PatchLevel::Dates,
+                compliance: Compliance::Overdue {
+                    days_overdue: 0,
+                    deadline: at,
+                },
+                in_flight: vec![],
+                last_failure: None,
+                outdated_children: vec![],
+                paused: Some(crate::domain::pause::Pause {
+                    failures: runs.clone(),
+                    pause_after: 3,
+                    paused_by: runs[2].clone(),
+                    since: at,
+                    last_reason: "<b>build.pkr.hcl:9</b> undeclared variable".into(),
+                }),
+            }],
+            continuation: None,
+        };
+        let html = fleet_page(&page);
+        assert!(html.contains("scheduled runs paused"), "{html}");
+        assert!(html.contains("since 2027-02-10 06:30 UTC after 3 failed scheduled runs"));
+        assert!(html.contains("pt-web-2026-12, pt-web-2027-01, pt-web-2027-02"));
+        assert!(html.contains("image-factory images resume web"));
+        assert!(
+            html.contains("&#60;b&#62;build.pkr.hcl:9"),
+            "the reason is text"
         );
     }
 }

@@ -120,23 +120,12 @@ pub fn runs_page(
             selected: filters.image.as_ref() == image,
         })
         .collect();
-    let statuses = [
-        None,
-        Some(RunStatus::Queued),
-        Some(RunStatus::Running),
-        Some(RunStatus::WaitingForApproval),
-        Some(RunStatus::Released),
-        Some(RunStatus::Rejected),
-        Some(RunStatus::Failed),
-        Some(RunStatus::ApprovalExpired),
-        Some(RunStatus::Skipped),
-    ];
+    let statuses = std::iter::once(None).chain(RunStatus::ALL.map(Some));
     let status_options = statuses
-        .iter()
         .map(|status| Choice {
             value: status.map(|s| s.name()).unwrap_or_default().into(),
             label: status.map_or("any status", |s| s.name()).into(),
-            selected: filters.status == *status,
+            selected: filters.status == status,
         })
         .collect();
     let rows = runs
@@ -223,6 +212,7 @@ fn timeline(run: &Run, now: DateTime<Utc>) -> Timeline {
                         StageStatus::Waiting => "#d4a017",
                         StageStatus::Running => "#3b73d9",
                         StageStatus::Pending => "#b0b7c0",
+                        StageStatus::Cancelled => "#6b7280",
                     },
                     status: format!("{:?}", record.status),
                     took: human((finished - started).num_seconds()),
@@ -293,6 +283,17 @@ struct DecisionRow<'a> {
     comment: &'a str,
 }
 
+/// A run's cancel and what its freeing did.
+struct CancelView<'a> {
+    by: &'a str,
+    at: String,
+    reason: Option<&'a str>,
+    freed: &'a [String],
+    not_freed: &'a [String],
+    /// Still cancelling: the freeing is not finished.
+    freeing: bool,
+}
+
 /// An earlier build attempt's log.
 struct EarlierAttempt<'a> {
     attempt: usize,
@@ -335,6 +336,11 @@ struct RunPage<'a> {
     reaped: Vec<reaper::ReapRow<'a>>,
     /// The boot diagnostics of the run's VMs kept after a failure.
     diagnostics: Vec<reaper::DiagnosticsRow<'a>>,
+    /// Its cancel, for a cancelling or cancelled run.
+    cancellation: Option<CancelView<'a>>,
+    /// What a failed scheduled run meant for its image's scheduled runs:
+    /// the pause it made, the resume after it.
+    schedule: Vec<String>,
 }
 
 /// A run's page: `log_tail` is the current build attempt's log, `earlier`
@@ -414,8 +420,44 @@ pub fn run_page(
                 .chain(owed)
         })
         .collect();
+    let cancellation = run.cancellation.as_ref().map(|c| CancelView {
+        by: &c.by,
+        at: minute(c.at),
+        reason: c.reason.as_deref(),
+        freed: &c.freeing.freed,
+        not_freed: &c.freeing.not_freed,
+        freeing: run.status == RunStatus::Cancelling,
+    });
+    let mut schedule = Vec::new();
+    if let Some(check) = run.schedule_check.as_ref().filter(|c| c.paused) {
+        let told = check.notifications.iter().filter(|n| n.delivered).count();
+        schedule.push(format!(
+            "this failure paused the image's scheduled runs, after {} failed scheduled runs ({}); {told} notice(s) delivered to its approvers and the operators",
+            check.failures.len(),
+            check
+                .failures
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Some(resume) = &run.schedule_resumed {
+        schedule.push(format!(
+            "the image's scheduled runs were resumed after this run by {} at {}{}",
+            resume.by,
+            minute(resume.at),
+            resume
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ));
+    }
     render(&RunPage {
         frame: Frame::with(format!("Run {}", run.id), layout(!run.status.is_terminal())),
+        cancellation,
+        schedule,
         deliveries,
         patch: crate::domain::patch_view::facts(run),
         patch_alert: crate::domain::patch_view::alert(run),

@@ -185,11 +185,12 @@ pub fn expected(root: &Path, settings: &Settings) -> Result<Expected, String> {
         queues,
         settings: super::required_app_settings(jsons.iter().map(|(_, j)| j)),
         image_definitions: images
-            .into_iter()
-            .filter_map(|(name, image)| image.ok()?.settings.gallery_definition(&name))
+            .iter()
+            .filter_map(|(name, image)| image.as_ref().ok()?.settings.gallery_definition(name))
             .collect(),
         approvers: images
             .values()
+            .filter_map(|i| i.as_ref().ok())
             .flat_map(|i| {
                 i.settings.approval.approvers.iter().map(|a| {
                     let email = settings.approvers.identity(a).email().is_some();

@@ -1,14 +1,18 @@
 //! The doctor's checks on this machine: the settings and secrets the factory
 //! reads, packer and its version, every image (its image.toml and the
-//! validate stage's static template checks), and the app's layout against
-//! the handler, the infrastructure and the Functions host's indexing rule.
+//! validate stage's static template checks), whether any image's scheduled
+//! runs are paused (from the run store the settings choose), and the app's
+//! layout against the handler, the infrastructure and the Functions host's
+//! indexing rule.
 //! Each check answers findings; none prints a secret's value.
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::Finding;
-use crate::config::{Settings, check_operator_token, load_images_each, parse_key_ring, problems};
+use crate::config::{
+    Settings, check_operator_token, load_images, load_images_each, parse_key_ring, problems,
+};
 use crate::local::executor::LocalExecutor;
 use crate::packer::{PackerVersion, parse_version};
 use crate::ports::executor::{Check, Executor};
@@ -49,9 +53,10 @@ pub async fn check(root: &Path, var: impl Fn(&str) -> Option<String>) -> Vec<Fin
             let (finding, version) = packer(settings, &var).await;
             findings.push(finding);
             findings.extend(images(settings, version));
+            findings.extend(schedules(settings).await);
         }
         None => {
-            for check in ["azure settings", "packer", "images"] {
+            for check in ["azure settings", "packer", "images", "schedules"] {
                 findings.push(Finding::info(
                     check,
                     "not checked: the settings are not valid",
@@ -350,6 +355,66 @@ fn images(settings: &Settings, packer: Option<PackerVersion>) -> Vec<Finding> {
                 "the validate stage's static checks pass",
             ));
         }
+    }
+    findings
+}
+
+/// Whether any image's scheduled runs are paused, read from the run store
+/// the settings choose (the local one only when it exists: doctor makes no
+/// store). One warning per paused image, naming the failures and how to
+/// resume.
+async fn schedules(settings: &Settings) -> Vec<Finding> {
+    let not_checked = |why: String| {
+        vec![Finding::info(
+            "schedules",
+            format!("not checked: {why}"),
+            "run doctor where the factory's run store is reachable",
+        )]
+    };
+    let backend = match crate::startup::Adapters::from_env() {
+        Ok(adapters) => adapters.store,
+        Err(e) => return not_checked(e.to_string()),
+    };
+    if matches!(backend, crate::startup::StoreBackend::Sqlite) && !settings.store_path().is_file() {
+        return not_checked(format!(
+            "there is no run store at {} yet",
+            settings.store_path().display()
+        ));
+    }
+    let store = match crate::startup::open_store(settings, &backend).await {
+        Ok(store) => store,
+        Err(e) => return not_checked(format!("the run store cannot be opened: {e}")),
+    };
+    let Ok(images) = load_images(&settings.images_dir) else {
+        return not_checked("the images cannot be read".into());
+    };
+    let mut findings = Vec::new();
+    for image in images.values() {
+        let pause_after = image.settings.schedule.pause_after_failures;
+        match crate::schedules::state(store.as_ref(), &image.name, pause_after).await {
+            Ok(state) => {
+                if let Some(pause) = state.pause() {
+                    findings.push(Finding::warning(
+                        format!("schedule {}", image.name),
+                        pause.describe(&image.name),
+                        format!(
+                            "fix what the last runs failed on, then release the image or run `image-factory images resume {}`",
+                            image.name
+                        ),
+                    ));
+                }
+            }
+            Err(e) => return not_checked(format!("the runs cannot be read: {e}")),
+        }
+    }
+    if findings.is_empty() {
+        findings.push(Finding::ok(
+            "schedules",
+            format!(
+                "no image's scheduled runs are paused ({} image(s))",
+                images.len()
+            ),
+        ));
     }
     findings
 }

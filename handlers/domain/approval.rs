@@ -73,7 +73,7 @@ impl ApprovalRequest {
     }
 }
 
-/// Why an approver was told.
+/// Why someone was told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NoticeKind {
@@ -81,6 +81,9 @@ pub enum NoticeKind {
     Request,
     /// The deadline is near and they have not decided.
     Reminder,
+    /// Not about a decision: the image's scheduled runs paused after
+    /// failing (told to its approvers and the operators).
+    Paused,
 }
 
 /// One notification to one approver on one channel.

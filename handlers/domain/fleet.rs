@@ -168,7 +168,7 @@ impl Evidence {
         Some(Evidence {
             run_id: run.id.to_string(),
             created_at: run.created_at,
-            at: ended_at(run),
+            at: run.ended_at(),
             how,
         })
     }
@@ -293,7 +293,7 @@ impl ReleaseFacts {
         ReleaseFacts {
             version: run.version.to_string(),
             run_id: run.id.to_string(),
-            released_at: ended_at(run),
+            released_at: run.ended_at(),
             base_image_version: run.trigger.base_image_version.clone(),
             below_latest: run.release.as_ref().and_then(|x| x.below_latest.clone()),
             current_since: since,
@@ -501,6 +501,10 @@ pub struct FleetRow {
     /// another version than its current one, with why
     /// ([`outdated_children`]).
     pub outdated_children: Vec<OutdatedChild>,
+    /// The pause of its scheduled runs, while they are paused
+    /// ([`super::pause`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<super::pause::Pause>,
 }
 
 /// An image built on another whose current release is on a parent
@@ -517,15 +521,6 @@ pub struct OutdatedChild {
     /// Why it is outdated, in words: an older parent version, or one a
     /// rollback withdrew (who, when, why).
     pub reason: String,
-}
-
-/// When a run reached its end: its release stage's end for a released run,
-/// its last change otherwise.
-fn ended_at(run: &Run) -> DateTime<Utc> {
-    run.stage(Stage::Release)
-        .finished_at
-        .filter(|_| run.status == RunStatus::Released)
-        .unwrap_or(run.updated_at)
 }
 
 fn in_flight(run: &Run) -> InFlight {
@@ -595,6 +590,22 @@ pub fn row(window: &PatchWindow, runs: &ImageRuns, now: DateTime<Utc>) -> FleetR
             diagnosis: r.failure.as_ref().and_then(|f| f.diagnosis.clone()),
         }),
         outdated_children: Vec::new(),
+        paused: None,
+    }
+}
+
+impl ImageRuns {
+    /// Whether the image's scheduled runs may be paused: its newest failed
+    /// run is newer than its newest release (else a release ends any streak,
+    /// [`super::pause`]). Only then is its history read for the fleet view.
+    pub fn may_be_paused(&self) -> bool {
+        match (&self.failed, &self.released) {
+            (Some(failed), Some(released)) => {
+                (failed.created_at, &failed.id) > (released.created_at, &released.id)
+            }
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 }
 

@@ -39,6 +39,7 @@ impl EventType {
             RunStatus::Released if below_latest => Some(EventType::Published),
             RunStatus::Released => Some(EventType::Released),
             RunStatus::Failed => Some(EventType::Failed),
+            RunStatus::Cancelled => Some(EventType::Cancelled),
             _ => None,
         }
     }

@@ -67,6 +67,28 @@ pub struct ImageSettings {
     /// collects patch evidence; `None`: the image is not gated.
     #[serde(default)]
     pub patch: Option<PatchSettings>,
+    /// How the image's scheduled runs behave (`[schedule]`).
+    #[serde(default)]
+    pub schedule: ScheduleSettings,
+}
+
+/// The `[schedule]` section: when the image's scheduled runs (Patch
+/// Tuesday, base image updates) pause (`super::pause`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Consecutive failed scheduled runs after which the image's scheduled
+    /// triggers pause, until a release or an operator's resume.
+    #[serde(default = "default_pause_after")]
+    pub pause_after_failures: u32,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> ScheduleSettings {
+        ScheduleSettings {
+            pause_after_failures: default_pause_after(),
+        }
+    }
 }
 
 /// The `[gallery]` section: the gallery image definition of an image that
@@ -317,6 +339,10 @@ fn check_patch(patch: &PatchSettings) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+fn default_pause_after() -> u32 {
+    super::pause::DEFAULT_PAUSE_AFTER
 }
 
 /// The `[release]` section: replication and the gallery's pruning policy.
@@ -877,11 +903,19 @@ pub const UNVERIFIED_AFTER_HOURS: Range = Range {
     unit: "hours",
     hint: " (leave it out for the default of 24)",
 };
+/// `[schedule] pause_after_failures`.
+pub const PAUSE_AFTER_FAILURES: Range = Range {
+    key: "[schedule] pause_after_failures",
+    min: 1,
+    max: 20,
+    unit: "failed scheduled runs",
+    hint: " (leave it out for the default of 3)",
+};
 
 /// Every range `image.toml`'s numbers are held to (`[approval] required`
 /// is between 1 and the number of approvers, `remind_before_hours` below
 /// `expires_hours`; both are checked beside these).
-pub const RANGES: [Range; 17] = [
+pub const RANGES: [Range; 18] = [
     PACKER_TIMEOUT_MINUTES,
     SMOKE_HTTP_TIMEOUT_SECONDS,
     SMOKE_COMMAND_TIMEOUT_SECONDS,
@@ -899,6 +933,7 @@ pub const RANGES: [Range; 17] = [
     GALLERY_MEMORY_GB,
     PATCH_GRACE_DAYS,
     UNVERIFIED_AFTER_HOURS,
+    PAUSE_AFTER_FAILURES,
 ];
 
 /// Parses and checks an `image.toml`: every number within its [`Range`].
@@ -968,6 +1003,7 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
     if let Some(patch) = &settings.patch {
         check_patch(patch)?;
     }
+    PAUSE_AFTER_FAILURES.check(u64::from(settings.schedule.pause_after_failures))?;
     Ok(settings)
 }
 
@@ -1114,7 +1150,7 @@ mod tests {
                 "[patch]\nproduct = \"Windows Server 2022\"\n{key} = {v}"
             ))
         };
-        let cases: [(&dyn Fn(u64) -> String, Range); 13] = [
+        let cases: [(&dyn Fn(u64) -> String, Range); 14] = [
             (&|v| patch("grace_days", v), PATCH_GRACE_DAYS),
             (
                 &|v| patch("unverified_after_hours", v),
@@ -1177,6 +1213,10 @@ mod tests {
             (
                 &|v| with(&format!("[gallery.recommended]\nmemory_gb_min = {v}")),
                 GALLERY_MEMORY_GB,
+            ),
+            (
+                &|v| with(&format!("[schedule]\npause_after_failures = {v}")),
+                PAUSE_AFTER_FAILURES,
             ),
         ];
         for (file, range) in cases {

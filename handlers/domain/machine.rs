@@ -12,8 +12,9 @@ use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
 use super::diagnosis::diagnose;
 use super::patch_gate::{PatchRecord, PatchStatus, WAITING_FOR_DATA};
 use super::run::{
-    Attempt, BuildOutcome, EventType, Execution, Failure, FollowUpKind, GitTagRecord, Run,
-    RunStatus, Stage, StageOutput, StageStatus, WORKER_LOST, WorkerRef,
+    Attempt, BuildOutcome, Cancellation, EventType, Execution, Failure, FollowUpKind, FreeReport,
+    Freeing, GitTagRecord, Run, RunStatus, ScheduleCheck, ScheduleResume, Stage, StageOutput,
+    StageStatus, WORKER_LOST, WorkerRef,
 };
 
 /// Something that happened to a run.
@@ -127,6 +128,39 @@ pub enum Event {
     /// record replaces the run's. The one event a released run takes; its
     /// status never changes.
     GitTagged(GitTagRecord),
+    /// An operator cancelled the run. A run that has not ended stops at
+    /// once (`cancelling`): no stage starts or records a result after it.
+    /// What it had started is freed next ([`Event::Freed`]). Refused once
+    /// the release stage has started (the version may already be in the
+    /// gallery; a rollback is what moves latest back).
+    Cancel {
+        /// When.
+        at: DateTime<Utc>,
+        /// Who.
+        by: String,
+        /// Why, when said.
+        reason: Option<String>,
+    },
+    /// An attempt at freeing a cancelling run's resources ended. The run
+    /// ends `cancelled` when nothing is left to free, when what is left
+    /// cannot be freed by trying again, or after [`MAX_FREE_ATTEMPTS`].
+    Freed {
+        /// When.
+        at: DateTime<Utc>,
+        /// Which attempt (from 1: the run's attempts so far plus one, as
+        /// the freer read them); an attempt already recorded changes nothing.
+        attempt: u32,
+        /// What the attempt freed and what it could not.
+        report: FreeReport,
+    },
+    /// The check after a scheduled run failed: whether its failure paused
+    /// the image's scheduled triggers, and who was told. The record
+    /// replaces the run's; its status never changes.
+    ScheduleChecked(ScheduleCheck),
+    /// An operator resumed the image's paused scheduled triggers after this
+    /// run, the newest failed scheduled run of the image. Its status never
+    /// changes.
+    ScheduleResumed(ScheduleResume),
     /// A stage message could not be processed and went to the dead-letter queue.
     DeadLettered {
         /// The stage the message was for.
@@ -140,6 +174,10 @@ pub enum Event {
 
 /// Lost build workers after which the run fails instead of building again.
 pub const MAX_LOST_WORKERS: usize = 2;
+
+/// Attempts at freeing a cancelled run's resources before it ends
+/// `cancelled` with what could not be freed recorded.
+pub const MAX_FREE_ATTEMPTS: u32 = 5;
 
 /// Work the caller must do after persisting the new run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,14 +285,56 @@ pub enum TransitionError {
         /// The deadline.
         expires_at: DateTime<Utc>,
     },
+    /// A cancel after the release stage started.
+    #[error(
+        "run {run} is releasing: its version may already be in the gallery, so it is not cancelled; once it ends, `image-factory rollback` makes an earlier version latest again"
+    )]
+    Releasing {
+        /// The run.
+        run: String,
+    },
+    /// Freeing recorded on a run that is not being cancelled.
+    #[error("run {run} is {status}, not cancelling: there is nothing to free")]
+    NotCancelling {
+        /// The run.
+        run: String,
+        /// Its status.
+        status: RunStatus,
+    },
+    /// A schedule record on a run that is not a failed scheduled run.
+    #[error(
+        "run {run} is not a failed scheduled run (it is a {status} run); only those count towards pausing a schedule"
+    )]
+    NotAScheduledFailure {
+        /// The run.
+        run: String,
+        /// Its status.
+        status: RunStatus,
+    },
+    /// A second, different resume on the same run.
+    #[error("the schedule was already resumed after run {run}")]
+    AlreadyResumed {
+        /// The run.
+        run: String,
+    },
 }
 
 /// Applies `event` to `run`.
 pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
-    if let Event::GitTagged(record) = event {
-        return git_tagged(run, record);
+    // The events beside the stages' flow: each is total on its own.
+    match event {
+        Event::GitTagged(record) => return git_tagged(run, record),
+        Event::ScheduleChecked(check) => return schedule_checked(run, check),
+        Event::ScheduleResumed(resume) => return schedule_resumed(run, resume),
+        Event::Cancel { at, by, reason } => return cancel(run, *at, by, reason.as_deref()),
+        Event::Freed {
+            at,
+            attempt,
+            report,
+        } => return freed(run, *at, *attempt, report),
+        _ => {}
     }
-    if run.status.is_terminal() {
+    if run.status.is_stopped() {
         return Err(TransitionError::RunFinished {
             run: run.id.to_string(),
             status: run.status,
@@ -420,6 +500,14 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
             record,
         } => patch_checked(&mut next, execution, *at, record)?,
         Event::GitTagged(record) => return git_tagged(run, record),
+        Event::ScheduleChecked(check) => return schedule_checked(run, check),
+        Event::ScheduleResumed(resume) => return schedule_resumed(run, resume),
+        Event::Cancel { at, by, reason } => return cancel(run, *at, by, reason.as_deref()),
+        Event::Freed {
+            at,
+            attempt,
+            report,
+        } => return freed(run, *at, *attempt, report),
         Event::DeadLettered { stage, at, reason } => {
             if next.current_stage() != Some(*stage)
                 || next.stage(*stage).status == StageStatus::Waiting
@@ -446,7 +534,7 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
 /// The commands that follow from the run's state alone: the next stage to
 /// dispatch when the last finished stage is not yet followed up.
 pub fn follow_up(run: &Run) -> Vec<Command> {
-    if run.status.is_terminal() {
+    if run.status.is_stopped() {
         return Vec::new();
     }
     match run.current_stage() {
@@ -469,6 +557,164 @@ fn git_tagged(run: &Run, record: &GitTagRecord) -> Result<Transition, Transition
     next.git_tag = Some(record.clone());
     Ok(Transition {
         changed: next != *run,
+        run: next,
+        commands: Vec::new(),
+    })
+}
+
+/// Records a schedule check on a failed scheduled run.
+fn schedule_checked(run: &Run, check: &ScheduleCheck) -> Result<Transition, TransitionError> {
+    on_scheduled_failure(run, |next| next.schedule_check = Some(check.clone()))
+}
+
+/// Records a resume of the image's schedule after a failed scheduled run:
+/// once per run (the same resume again changes nothing).
+fn schedule_resumed(run: &Run, resume: &ScheduleResume) -> Result<Transition, TransitionError> {
+    if let Some(earlier) = &run.schedule_resumed
+        && earlier != resume
+    {
+        return Err(TransitionError::AlreadyResumed {
+            run: run.id.to_string(),
+        });
+    }
+    on_scheduled_failure(run, |next| next.schedule_resumed = Some(resume.clone()))
+}
+
+/// Changes a failed scheduled run's schedule records with `change`; its
+/// status and everything else stay.
+fn on_scheduled_failure(
+    run: &Run,
+    change: impl FnOnce(&mut Run),
+) -> Result<Transition, TransitionError> {
+    if run.status != RunStatus::Failed || !super::pause::is_scheduled(run.trigger.kind) {
+        return Err(TransitionError::NotAScheduledFailure {
+            run: run.id.to_string(),
+            status: run.status,
+        });
+    }
+    let mut next = run.clone();
+    change(&mut next);
+    Ok(Transition {
+        changed: next != *run,
+        run: next,
+        commands: Vec::new(),
+    })
+}
+
+/// Stops a run that has not ended: the stage it is at ends `cancelled`
+/// (its attempt closed), and the run is `cancelling` until its resources
+/// are freed. A run already cancelling or cancelled is left as it is.
+fn cancel(
+    run: &Run,
+    at: DateTime<Utc>,
+    by: &str,
+    reason: Option<&str>,
+) -> Result<Transition, TransitionError> {
+    if matches!(run.status, RunStatus::Cancelling | RunStatus::Cancelled) {
+        return Ok(unchanged(run));
+    }
+    if run.status.is_terminal() {
+        return Err(TransitionError::RunFinished {
+            run: run.id.to_string(),
+            status: run.status,
+        });
+    }
+    if run.stage(Stage::Release).status != StageStatus::Pending {
+        return Err(TransitionError::Releasing {
+            run: run.id.to_string(),
+        });
+    }
+    let mut next = run.clone();
+    // A queued run has not started its first stage: it was at none.
+    let stage = next
+        .current_stage()
+        .filter(|_| run.status != RunStatus::Queued);
+    let outcome = match reason {
+        Some(reason) => format!("cancelled by {by}: {reason}"),
+        None => format!("cancelled by {by}"),
+    };
+    if let Some(current) = stage {
+        let record = next.stage_mut(current);
+        if matches!(record.status, StageStatus::Running | StageStatus::Waiting) {
+            record.status = StageStatus::Cancelled;
+            record.finished_at = Some(at);
+            record.summary = Some(outcome.clone());
+            if let Some(attempt) = record
+                .attempts
+                .last_mut()
+                .filter(|a| a.finished_at.is_none())
+            {
+                attempt.finished_at = Some(at);
+                attempt.outcome = Some(outcome);
+            }
+        }
+    }
+    next.status = RunStatus::Cancelling;
+    next.updated_at = at;
+    next.cancellation = Some(Cancellation {
+        at,
+        by: by.to_string(),
+        reason: reason.map(str::to_string),
+        stage,
+        freeing: Freeing::default(),
+    });
+    Ok(Transition {
+        changed: true,
+        run: next,
+        commands: Vec::new(),
+    })
+}
+
+/// Records an attempt at freeing a cancelling run's resources; the run ends
+/// `cancelled` (owing its event) when the freeing is done or given up.
+fn freed(
+    run: &Run,
+    at: DateTime<Utc>,
+    attempt: u32,
+    report: &FreeReport,
+) -> Result<Transition, TransitionError> {
+    if run.status == RunStatus::Cancelled {
+        return Ok(unchanged(run));
+    }
+    if run.status.is_terminal() {
+        return Err(TransitionError::RunFinished {
+            run: run.id.to_string(),
+            status: run.status,
+        });
+    }
+    let (RunStatus::Cancelling, Some(cancellation)) = (run.status, &run.cancellation) else {
+        return Err(TransitionError::NotCancelling {
+            run: run.id.to_string(),
+            status: run.status,
+        });
+    };
+    let mut freeing = cancellation.freeing.clone();
+    if attempt <= freeing.attempts {
+        // Recorded already (a retried write, or another freer got there first).
+        return Ok(unchanged(run));
+    }
+    freeing.attempts = attempt;
+    for line in &report.freed {
+        if !freeing.freed.contains(line) {
+            freeing.freed.push(line.clone());
+        }
+    }
+    freeing.not_freed = report.failed.clone();
+    let done = report.failed.is_empty() || !report.retry || freeing.attempts >= MAX_FREE_ATTEMPTS;
+    let mut next = run.clone();
+    next.updated_at = at;
+    if done {
+        freeing.finished_at = Some(at);
+        next.status = RunStatus::Cancelled;
+    }
+    if let Some(c) = next.cancellation.as_mut() {
+        c.freeing = freeing;
+    }
+    if let Some(event) = EventType::on_ending(run.status, &next) {
+        next.owe(FollowUpKind::Event { event }, at);
+    }
+    Ok(Transition {
+        changed: true,
         run: next,
         commands: Vec::new(),
     })
@@ -526,8 +772,8 @@ fn start(
         StageStatus::Pending => {
             record.started_at.get_or_insert(at);
         }
-        // A failed stage makes its run terminal; kept total for safety.
-        StageStatus::Failed => {
+        // A failed or cancelled stage makes its run stop; kept total for safety.
+        StageStatus::Failed | StageStatus::Cancelled => {
             return Err(TransitionError::RunFinished {
                 run: run.id.to_string(),
                 status: run.status,
@@ -827,6 +1073,7 @@ mod tests {
 
     use super::*;
     use crate::domain::approval::IssuedLink;
+    use crate::domain::run::FreeReport;
     use crate::domain::run::{BuildResult, ReleaseRecord, Trigger, TriggerKind};
     use crate::domain::version::ImageVersion;
 
@@ -1549,8 +1796,39 @@ mod tests {
             1 => (arb_stage(), at.clone()).prop_map(|(stage, at)| {
                 Event::DeadLettered { stage, at, reason: "dead".into() }
             }),
-            1 => at.prop_map(|at| Event::Skipped { at, reason: "identical".into() }),
+            1 => at.clone().prop_map(|at| Event::Skipped { at, reason: "identical".into() }),
+            1 => (at.clone(), any::<bool>()).prop_map(|(at, with_reason)| Event::Cancel {
+                at,
+                by: "operator".into(),
+                reason: with_reason.then(|| "wrong base".into()),
+            }),
+            1 => (at, 1u32..4, any::<bool>(), any::<bool>()).prop_map(|(at, attempt, failed, retry)| {
+                Event::Freed { at, attempt, report: free_report(failed, retry) }
+            }),
         ]
+    }
+
+    fn free_report(failed: bool, retry: bool) -> FreeReport {
+        FreeReport {
+            freed: vec!["build worker job-w1 stopped".into()],
+            failed: if failed {
+                vec!["resource group imgf-test-x: 503".into()]
+            } else {
+                vec![]
+            },
+            retry,
+        }
+    }
+
+    /// The release events a run owes for its ending.
+    fn endings_owed(run: &Run) -> Vec<EventType> {
+        run.follow_ups
+            .iter()
+            .map(|f| match f.kind {
+                FollowUpKind::Event { event } => event,
+            })
+            .filter(|e| *e != EventType::RolledBack)
+            .collect()
     }
 
     fn check_invariants(run: &Run) -> Result<(), TestCaseError> {
@@ -1583,8 +1861,34 @@ mod tests {
             run.stage(Stage::Release).status == StageStatus::Succeeded
         );
         let ended_badly = run.status.is_terminal()
-            && !matches!(run.status, RunStatus::Released | RunStatus::Skipped);
+            && !matches!(
+                run.status,
+                RunStatus::Released | RunStatus::Skipped | RunStatus::Cancelled
+            );
         prop_assert_eq!(ended_badly, run.failure.is_some());
+        let cancelled = matches!(run.status, RunStatus::Cancelling | RunStatus::Cancelled);
+        prop_assert_eq!(cancelled, run.cancellation.is_some());
+        if cancelled {
+            prop_assert_eq!(
+                run.stage(Stage::Release).status,
+                StageStatus::Pending,
+                "a cancelled run released"
+            );
+            prop_assert_eq!(
+                run.status == RunStatus::Cancelled,
+                run.cancellation
+                    .as_ref()
+                    .is_some_and(|c| c.freeing.finished_at.is_some())
+            );
+        }
+        // A run ends once: it owes the event of its ending, and only one.
+        let owed = endings_owed(run);
+        let expected = match run.status {
+            RunStatus::Released => 1,
+            RunStatus::Failed | RunStatus::Cancelled => 1,
+            _ => 0,
+        };
+        prop_assert_eq!(owed.len(), expected, "{:?} owes {:?}", run.status, owed);
         prop_assert_eq!(run.status == RunStatus::Skipped, run.skipped.is_some());
         if run.status == RunStatus::Skipped {
             prop_assert!(
@@ -1609,7 +1913,17 @@ mod tests {
                 let before = run.clone();
                 match decide(&run, &event) {
                     Ok(step) => {
-                        prop_assert!(!before.status.is_terminal(), "a terminal run changed");
+                        prop_assert!(
+                            !before.status.is_terminal() || !step.changed,
+                            "a terminal run changed"
+                        );
+                        if before.status == RunStatus::Cancelling {
+                            prop_assert!(
+                                matches!(event, Event::Cancel { .. } | Event::Freed { .. }),
+                                "{:?} moved a cancelling run",
+                                event
+                            );
+                        }
                         prop_assert_eq!(step.changed, step.run != before);
                         check_invariants(&step.run)?;
                         // The same event again changes nothing.
@@ -1619,7 +1933,7 @@ mod tests {
                         run = step.run;
                     }
                     Err(TransitionError::RunFinished { .. }) => {
-                        prop_assert!(before.status.is_terminal());
+                        prop_assert!(before.status.is_stopped());
                     }
                     Err(_) => prop_assert!(!before.status.is_terminal()),
                 }
@@ -1650,6 +1964,109 @@ mod tests {
                 }
             }
             prop_assert_eq!(run.status, RunStatus::Released);
+        }
+
+        #[test]
+        fn a_cancel_ends_any_run_not_yet_releasing_exactly_once_whatever_stage_or_step_it_is_at(
+            events in prop::collection::vec(arb_event(), 0..60),
+            failures in prop::collection::vec((any::<bool>(), any::<bool>()), 0..8),
+            late in prop::collection::vec(arb_event(), 1..20),
+        ) {
+            let mut run = new_run();
+            for event in events {
+                if matches!(event, Event::Cancel { .. } | Event::Freed { .. }) {
+                    continue;
+                }
+                if let Ok(step) = decide(&run, &event) {
+                    run = step.run;
+                }
+            }
+            let cancel = Event::Cancel { at: t(2000), by: "operator".into(), reason: None };
+            let before = run.clone();
+            match decide(&run, &cancel) {
+                Err(TransitionError::RunFinished { .. }) => {
+                    prop_assert!(before.status.is_terminal());
+                    return Ok(());
+                }
+                Err(TransitionError::Releasing { .. }) => {
+                    prop_assert!(before.stage(Stage::Release).status != StageStatus::Pending);
+                    return Ok(());
+                }
+                Err(e) => prop_assert!(false, "cancel refused: {e}"),
+                Ok(step) => {
+                    prop_assert!(!before.status.is_terminal());
+                    prop_assert_eq!(step.run.status, RunStatus::Cancelling);
+                    prop_assert!(step.commands.is_empty(), "a cancel dispatched {:?}", step.commands);
+                    check_invariants(&step.run)?;
+                    run = step.run;
+                }
+            }
+            // A duplicate cancel changes nothing.
+            let again = decide(&run, &cancel).unwrap_or_else(|e| panic!("{e}"));
+            prop_assert!(!again.changed);
+            // Freeing attempts, some failing, then one that is done: the
+            // run ends cancelled once, within MAX_FREE_ATTEMPTS.
+            let mut attempt = 0;
+            for (failed, retry) in failures.into_iter().chain(std::iter::once((false, false))) {
+                if run.status == RunStatus::Cancelled {
+                    break;
+                }
+                attempt += 1;
+                let freed = Event::Freed { at: t(2000 + i64::from(attempt)), attempt, report: free_report(failed, retry) };
+                let step = decide(&run, &freed).unwrap_or_else(|e| panic!("{e}"));
+                prop_assert!(step.changed);
+                let over = !failed || !retry || attempt >= MAX_FREE_ATTEMPTS;
+                prop_assert_eq!(step.run.status == RunStatus::Cancelled, over);
+                // The same attempt recorded twice counts once.
+                let twice = decide(&step.run, &freed).unwrap_or_else(|e| panic!("{e}"));
+                prop_assert!(!twice.changed);
+                check_invariants(&step.run)?;
+                run = step.run;
+            }
+            prop_assert_eq!(run.status, RunStatus::Cancelled);
+            prop_assert!(attempt <= MAX_FREE_ATTEMPTS);
+            prop_assert_eq!(endings_owed(&run), vec![EventType::Cancelled]);
+            // Whatever arrives after the cancel (stage messages, workers'
+            // reports, decisions, dead letters, another cancel or freeing)
+            // changes nothing.
+            for event in late {
+                match decide(&run, &event) {
+                    Ok(step) => prop_assert!(!step.changed, "{:?} changed a cancelled run", event),
+                    Err(e) => prop_assert!(
+                        matches!(e, TransitionError::RunFinished { .. }),
+                        "{:?} was refused with {e}", event
+                    ),
+                }
+            }
+        }
+
+        #[test]
+        fn a_stage_message_arriving_while_a_cancel_is_being_carried_out_does_nothing(
+            events in prop::collection::vec(arb_event(), 0..60),
+            late in prop::collection::vec(arb_event(), 1..20),
+        ) {
+            let mut run = new_run();
+            for event in events {
+                if let Ok(step) = decide(&run, &event) {
+                    run = step.run;
+                }
+            }
+            let cancel = Event::Cancel { at: t(2000), by: "operator".into(), reason: None };
+            let Ok(step) = decide(&run, &cancel) else { return Ok(()) };
+            let cancelling = step.run;
+            prop_assume!(cancelling.status == RunStatus::Cancelling);
+            for event in late {
+                if matches!(event, Event::Cancel { .. } | Event::Freed { .. }) {
+                    continue;
+                }
+                match decide(&cancelling, &event) {
+                    Err(TransitionError::RunFinished { status, .. }) => {
+                        prop_assert_eq!(status, RunStatus::Cancelling);
+                    }
+                    other => prop_assert!(false, "{:?} on a cancelling run: {:?}", event, other),
+                }
+                prop_assert!(follow_up(&cancelling).is_empty());
+            }
         }
     }
 }

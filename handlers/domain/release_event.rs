@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::run::{
-    EventType, Failure, FollowUp, FollowUpKind, ReleaseRecord, Rollback, Run, RunStatus,
+    Cancellation, EventType, Failure, FollowUp, FollowUpKind, ReleaseRecord, Rollback, Run,
+    RunStatus,
 };
 
 /// A CloudEvents 1.0 event, structured JSON form.
@@ -28,7 +29,7 @@ pub struct CloudEvent {
     pub source: String,
     /// `image-factory.image.released`, `image-factory.image.published` (a
     /// release below the latest), `image-factory.image.rolled-back`,
-    /// `image-factory.run.failed`.
+    /// `image-factory.run.failed`, `image-factory.run.cancelled`.
     #[serde(rename = "type")]
     pub event_type: String,
     /// `<image>/<version>`.
@@ -64,6 +65,10 @@ pub struct EventData {
     /// it withdrew, who, how, why and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
+    /// Who cancelled the run, when and why, and what was freed, for a
+    /// cancelled run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<Cancellation>,
     /// Where to look.
     pub links: Links,
 }
@@ -101,11 +106,21 @@ pub fn cloud_event(run: &Run, follow_up: &FollowUp, public_url: &str) -> Option<
                 EventType::Released | EventType::Published | EventType::RolledBack => {
                     run.release.clone()
                 }
-                EventType::Failed => None,
+                EventType::Failed | EventType::Cancelled => None,
             },
             failure: match event {
                 EventType::Failed => run.failure.clone(),
-                EventType::Released | EventType::Published | EventType::RolledBack => None,
+                EventType::Released
+                | EventType::Published
+                | EventType::RolledBack
+                | EventType::Cancelled => None,
+            },
+            cancellation: match event {
+                EventType::Cancelled => run.cancellation.clone(),
+                EventType::Released
+                | EventType::Published
+                | EventType::RolledBack
+                | EventType::Failed => None,
             },
             rollback: match event {
                 EventType::RolledBack => run
@@ -114,7 +129,10 @@ pub fn cloud_event(run: &Run, follow_up: &FollowUp, public_url: &str) -> Option<
                     .flat_map(|r| &r.rollbacks)
                     .find(|b| b.id == follow_up.id)
                     .cloned(),
-                EventType::Released | EventType::Published | EventType::Failed => None,
+                EventType::Released
+                | EventType::Published
+                | EventType::Failed
+                | EventType::Cancelled => None,
             },
             links: Links {
                 run: format!("{base}/api/runs/{}", run.id),

@@ -221,9 +221,12 @@ pub enum StageStatus {
     Succeeded,
     /// Finished badly; the run stopped here.
     Failed,
+    /// An operator cancelled the run while it was at this stage.
+    Cancelled,
 }
 
-/// Where a run is. The last five are terminal.
+/// Where a run is. From `released` on, terminal; `cancelling` is the one
+/// step between a recorded cancel and its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
@@ -243,9 +246,29 @@ pub enum RunStatus {
     ApprovalExpired,
     /// Its inputs were identical to an image already released; nothing was built.
     Skipped,
+    /// An operator cancelled it; what it had started is being freed
+    /// (`Run::cancellation`). Nothing moves it forward any more: it ends
+    /// `cancelled` once the freeing is done.
+    Cancelling,
+    /// An operator cancelled it, and what it had started was freed.
+    Cancelled,
 }
 
 impl RunStatus {
+    /// Every status, in the order a run may reach them.
+    pub const ALL: [RunStatus; 10] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::WaitingForApproval,
+        RunStatus::Cancelling,
+        RunStatus::Released,
+        RunStatus::Rejected,
+        RunStatus::Failed,
+        RunStatus::ApprovalExpired,
+        RunStatus::Skipped,
+        RunStatus::Cancelled,
+    ];
+
     /// True when nothing can change the run any more.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -255,7 +278,14 @@ impl RunStatus {
                 | RunStatus::Failed
                 | RunStatus::ApprovalExpired
                 | RunStatus::Skipped
+                | RunStatus::Cancelled
         )
+    }
+
+    /// True when nothing moves the run forward any more: it ended, or a
+    /// cancel is being carried out (no stage starts or records a result).
+    pub fn is_stopped(self) -> bool {
+        self.is_terminal() || self == RunStatus::Cancelling
     }
 
     /// The status's wire name (`waiting-for-approval`, ...).
@@ -269,23 +299,14 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::ApprovalExpired => "approval-expired",
             RunStatus::Skipped => "skipped",
+            RunStatus::Cancelling => "cancelling",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
     /// Parses a wire name.
     pub fn from_name(name: &str) -> Option<RunStatus> {
-        [
-            RunStatus::Queued,
-            RunStatus::Running,
-            RunStatus::WaitingForApproval,
-            RunStatus::Released,
-            RunStatus::Rejected,
-            RunStatus::Failed,
-            RunStatus::ApprovalExpired,
-            RunStatus::Skipped,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
+        RunStatus::ALL.into_iter().find(|s| s.name() == name)
     }
 }
 
@@ -987,6 +1008,9 @@ pub enum EventType {
     /// The run failed.
     #[serde(rename = "image-factory.run.failed")]
     Failed,
+    /// An operator cancelled the run, and what it had started was freed.
+    #[serde(rename = "image-factory.run.cancelled")]
+    Cancelled,
 }
 
 impl EventType {
@@ -997,6 +1021,7 @@ impl EventType {
             EventType::Published => "image-factory.image.published",
             EventType::RolledBack => "image-factory.image.rolled-back",
             EventType::Failed => "image-factory.run.failed",
+            EventType::Cancelled => "image-factory.run.cancelled",
         }
     }
 }
@@ -1075,6 +1100,91 @@ impl Delivery {
     }
 }
 
+/// An operator's cancel of a run, and the freeing of what the run had
+/// started (`Run::cancellation`). Recorded in the write that stops the run
+/// (`cancelling`), before anything is freed; the run ends `cancelled` in the
+/// write that records the freeing done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancellation {
+    /// When the cancel was recorded.
+    pub at: DateTime<Utc>,
+    /// Who cancelled (the operator as the factory identified them).
+    pub by: String,
+    /// Why, when they said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The stage the run was at (the first that had not succeeded); `None`
+    /// for a run whose first stage had not started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// The freeing of what the run had started.
+    #[serde(default)]
+    pub freeing: Freeing,
+}
+
+/// What freeing a cancelled run's resources did so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Freeing {
+    /// Attempts made.
+    pub attempts: u32,
+    /// What was freed, one line each (`build worker job-x stopped`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freed: Vec<String>,
+    /// What the last attempt could not free, with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_freed: Vec<String>,
+    /// When the freeing ended (the run's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What one attempt at freeing a cancelled run's resources did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FreeReport {
+    /// What was freed (or found already gone), one line each.
+    pub freed: Vec<String>,
+    /// What could not be freed, with why.
+    pub failed: Vec<String>,
+    /// Whether another attempt may free what failed (a transient error).
+    pub retry: bool,
+}
+
+/// What a failed scheduled run's failure meant for its image's scheduled
+/// triggers, as the check after the failure found it (`Run::schedule_check`;
+/// the rule is `super::pause`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleCheck {
+    /// When the check ran.
+    pub at: DateTime<Utc>,
+    /// The image's `[schedule] pause_after_failures` it was checked with.
+    pub pause_after: u32,
+    /// The consecutive failed scheduled runs up to this one, oldest first.
+    pub failures: Vec<RunId>,
+    /// Whether this run's failure paused the image's scheduled triggers.
+    pub paused: bool,
+    /// What the image's approvers and the operators were told of the pause.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<super::approval::Notification>,
+}
+
+/// An operator's resume of an image's paused scheduled triggers, recorded
+/// on the newest failed scheduled run of the image (`Run::schedule_resumed`):
+/// failures up to that run no longer count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleResume {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (the operator as the factory identified them).
+    pub by: String,
+    /// Why, when they said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// One run of the factory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1143,6 +1253,18 @@ pub struct Run {
         skip_serializing_if = "Option::is_none"
     )]
     pub follow_ups_due: Option<DateTime<Utc>>,
+    /// The operator's cancel and the freeing of what the run had started,
+    /// for a run that is `cancelling` or `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<Cancellation>,
+    /// For a failed scheduled run: whether its failure paused the image's
+    /// scheduled triggers, and who was told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_check: Option<ScheduleCheck>,
+    /// For a failed scheduled run: the operator's resume of the image's
+    /// scheduled triggers made after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_resumed: Option<ScheduleResume>,
     /// What the reaper deleted (or, in dry-run mode, would delete) of the
     /// cloud resources the run left behind ([`super::reaper`]), one record
     /// per resource, the latest outcome kept.
@@ -1258,6 +1380,9 @@ impl Run {
             follow_ups_due: None,
             reaped: Vec::new(),
             boot_diagnostics: Vec::new(),
+            cancellation: None,
+            schedule_check: None,
+            schedule_resumed: None,
         }
     }
 
@@ -1276,6 +1401,25 @@ impl Run {
             .iter()
             .find(|s| s.status != StageStatus::Succeeded)
             .map(|s| s.stage)
+    }
+
+    /// When the run reached its end: the release stage's end for a
+    /// released run, the failure's time for a run that failed, was
+    /// rejected or expired, the freeing's end for a cancelled run, its last
+    /// change otherwise.
+    pub fn ended_at(&self) -> DateTime<Utc> {
+        let ended = match self.status {
+            RunStatus::Released => self.stage(Stage::Release).finished_at,
+            RunStatus::Failed | RunStatus::Rejected | RunStatus::ApprovalExpired => {
+                self.failure.as_ref().map(|f| f.at)
+            }
+            RunStatus::Cancelled => self
+                .cancellation
+                .as_ref()
+                .and_then(|c| c.freeing.finished_at),
+            _ => None,
+        };
+        ended.unwrap_or(self.updated_at)
     }
 }
 

@@ -108,6 +108,9 @@ impl Approval {
             }
             Err(e) => return Err(retry("cannot read the run", e)),
         };
+        if let Some(withdrawn) = withdrawn(&run) {
+            return Ok(answer(410, "Approval withdrawn", &withdrawn));
+        }
         if let Some(problem) = link_problem(&run, &claims) {
             return Ok(answer(409, "Link not usable", &problem));
         }
@@ -220,6 +223,21 @@ fn signed_in_as(
         names.extend(principal.identities().into_iter().map(str::to_string));
     }
     Ok(names)
+}
+
+/// What a link of a cancelled run says: its approval request is withdrawn.
+fn withdrawn(run: &Run) -> Option<String> {
+    let cancellation = run.cancellation.as_ref()?;
+    let why = cancellation
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    Some(format!(
+        "This run was cancelled by {} at {}{why}: its approval request is withdrawn and there is nothing to decide.",
+        cancellation.by,
+        cancellation.at.format("%Y-%m-%d %H:%M UTC")
+    ))
 }
 
 /// Why this link cannot decide on this run now, if it cannot.

@@ -6,13 +6,16 @@
 //! `base-image-update`). A firing that finds no new version finds the
 //! existing run and starts nothing.
 //!
+//! An image whose scheduled runs are paused (`crate::domain::pause`) gets
+//! no run, and the answer's logs say so.
+//!
 //! Each image stands on its own: one whose versions cannot be listed or
 //! whose run cannot be created is logged and left to the next firing, and
 //! never keeps the runs created in this firing from having their first
 //! message sent with its answer (see `functions::invocation::per_image`).
 
 use super::invocation::{InvocationError, TIMER_BINDING, retry};
-use crate::app::{App, Created, dispatch_follow_up};
+use crate::app::{App, CreateError, Created, dispatch_follow_up};
 use crate::domain::image::newest_marketplace_version;
 use crate::domain::run::{Trigger, TriggerKind};
 use crate::protocol::{InvocationRequest, InvocationResponse};
@@ -72,6 +75,13 @@ impl BaseImageCheck {
                 .await
             {
                 Ok(created) => created,
+                Err(paused @ CreateError::Paused { .. }) => {
+                    tracing::info!(image, version = %newest, "{paused}");
+                    response.log(format!(
+                        "{image}: no run on base version {newest}: {paused}"
+                    ));
+                    continue;
+                }
                 Err(error) => {
                     failures.push(format!(
                         "{image}: the run on base version {newest} was not created: {error}"

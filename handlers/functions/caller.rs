@@ -51,6 +51,14 @@ pub struct Operator {
     pub via: &'static str,
 }
 
+impl Operator {
+    /// The name recorded on what they do when they give none: the signed-in
+    /// principal, else `operator` (the bare token names nobody).
+    pub fn recorded_as(&self) -> String {
+        self.actor.clone().unwrap_or_else(|| "operator".into())
+    }
+}
+
 /// The signed-in principal of `request`, required when sign-in is on.
 fn principal(request: &HttpRequestData) -> Result<ClientPrincipal, Refused> {
     let Some(value) = request.header(PRINCIPAL_HEADER) else {

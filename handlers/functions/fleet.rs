@@ -7,9 +7,11 @@
 //! Store cost per page: one [`RunStore::image_runs`] call for the page's
 //! images and the images built on them (for outdated children), and one
 //! [`RunStore::images_patched_since`] call for the headline; neither reads
-//! the whole history. When a row's latest release recorded patch evidence,
+//! the whole history. When a row's current release recorded patch evidence,
 //! the newest month of Microsoft's security data is read once for the page
-//! (the client keeps the document cached), never per image.
+//! (the client keeps the document cached), never per image. An image whose newest failed run is newer than its
+//! newest release may have its scheduled runs paused: for it alone, its
+//! history is read back to that release (`crate::schedules::state`).
 //!
 //! [`RunStore::image_runs`]: crate::ports::store::RunStore::image_runs
 //! [`RunStore::images_patched_since`]: crate::ports::store::RunStore::images_patched_since
@@ -84,25 +86,29 @@ pub async fn fleet_page(
     } else {
         None
     };
-    let images = shown
-        .into_iter()
-        .map(|r| {
-            let children: Vec<&_> = children_of(&images, &r.image)
-                .into_iter()
-                .filter_map(|child| runs.iter().find(|c| c.image == child))
-                .collect();
-            let mut fleet_row = row(&window, r, now);
-            fleet_row.outdated_children = outdated_children(r, &children);
-            fleet_row.patch_level = patch_level(
-                r.released.as_ref(),
-                newest.as_ref().map(|n| n.as_ref().map_err(String::as_str)),
-            );
-            fleet_row
-        })
-        .collect();
+    let mut rows = Vec::new();
+    for r in shown {
+        let children: Vec<&_> = children_of(&images, &r.image)
+            .into_iter()
+            .filter_map(|child| runs.iter().find(|c| c.image == child))
+            .collect();
+        let mut fleet_row = row(&window, r, now);
+        fleet_row.outdated_children = outdated_children(r, &children);
+        fleet_row.patch_level = patch_level(
+            r.released.as_ref(),
+            newest.as_ref().map(|n| n.as_ref().map_err(String::as_str)),
+        );
+        if r.may_be_paused() {
+            let state =
+                crate::schedules::state(app.store.as_ref(), &r.image, app.pause_after(&r.image))
+                    .await?;
+            fleet_row.paused = state.pause().cloned();
+        }
+        rows.push(fleet_row);
+    }
     Ok(FleetPage {
         headline: headline(&window, &names, &patched, now),
-        images,
+        images: rows,
         continuation: page
             .last()
             .filter(|_| end < names.len())

@@ -15,6 +15,7 @@ mod dashboard;
 mod dead_letter;
 mod fleet;
 mod git_push;
+mod images;
 mod invocation;
 mod patch_tuesday;
 mod reaper;
@@ -35,7 +36,7 @@ pub const DEAD_LETTER_QUEUE: &str = "dead-letters";
 
 /// Every function this handler serves, as named by the repository's
 /// `functions/<name>/function.json` (packaged as `<name>/function.json`).
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 17] = [
     "git-push",
     "patch-tuesday",
     "base-image",
@@ -48,6 +49,7 @@ pub const NAMES: [&str; 15] = [
     "build-completed",
     "runs",
     "rollback",
+    "images",
     "dashboard",
     "dead-letter",
     "sweeper",
@@ -73,6 +75,8 @@ pub enum Function {
     Runs(runs::Runs),
     /// `rollback`: an operator's rollback of an image.
     Rollback(rollback::Rollback),
+    /// `images`: operator actions on an image (resuming its schedule).
+    Images(images::Images),
     /// `dashboard`: the operators' pages.
     Dashboard(dashboard::Dashboard),
     /// `dead-letter`: a stage message that could not be processed.
@@ -96,6 +100,7 @@ impl Function {
             }
             "runs" => Function::Runs(runs::Runs::parse(request)?),
             "rollback" => Function::Rollback(rollback::Rollback::parse(request)?),
+            "images" => Function::Images(images::Images::parse(request)?),
             "dashboard" => Function::Dashboard(dashboard::Dashboard::parse(request)?),
             "dead-letter" => Function::DeadLetter(dead_letter::DeadLetter::parse(request)?),
             "sweeper" => Function::Sweeper(sweeper::Sweeper::parse(request)?),
@@ -118,6 +123,7 @@ impl Function {
             Function::BuildCompleted(f) => f.apply(app).await,
             Function::Runs(f) => f.apply(app).await,
             Function::Rollback(f) => f.apply(app).await,
+            Function::Images(f) => f.apply(app).await,
             Function::Dashboard(f) => f.apply(app).await,
             Function::DeadLetter(f) => f.apply(app).await,
             Function::Sweeper(f) => f.apply(app).await,
@@ -142,7 +148,7 @@ pub enum Trigger {
 /// serves no function of that name.
 pub fn trigger_of(name: &str) -> Option<Trigger> {
     Some(match name {
-        "git-push" | "approval" | "runs" | "rollback" | "dashboard" => Trigger::Http,
+        "git-push" | "approval" | "runs" | "rollback" | "images" | "dashboard" => Trigger::Http,
         "patch-tuesday" | "base-image" | "sweeper" | "reaper" => Trigger::Timer,
         "build-completed" => Trigger::Queue("build-completed"),
         "dead-letter" => Trigger::Queue(DEAD_LETTER_QUEUE),

@@ -11,6 +11,10 @@
 //! of the factory does not start here: its parent's release starts it, so
 //! nothing builds twice in a month and no child is built on last month's base.
 //!
+//! An image whose scheduled runs are paused (they failed
+//! `[schedule] pause_after_failures` times in a row, see
+//! `crate::domain::pause`) gets no run, and the answer's logs say so.
+//!
 //! Each image stands on its own: a run that cannot be created (a store
 //! outage) is logged and left to the next firing, and never keeps the runs
 //! created in this firing from having their first message sent with its
@@ -19,7 +23,7 @@
 use serde::Deserialize;
 
 use super::invocation::{InvocationError, TIMER_BINDING, retry};
-use crate::app::{App, dispatch_follow_up};
+use crate::app::{App, CreateError, dispatch_follow_up};
 use crate::domain::run::{Trigger, TriggerKind};
 use crate::protocol::{InvocationRequest, InvocationResponse};
 
@@ -84,6 +88,10 @@ impl PatchTuesday {
                 .await
             {
                 Ok(created) => dispatch_follow_up(&mut response, created.run()),
+                Err(paused @ CreateError::Paused { .. }) => {
+                    tracing::info!(image, %month, "{paused}");
+                    response.log(format!("{image}: no {month} run: {paused}"));
+                }
                 Err(error) => failures.push(format!(
                     "the {month} run of {image} was not created: {error}"
                 )),

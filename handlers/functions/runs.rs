@@ -5,7 +5,10 @@
 //! and the actor are recorded on the run. POST to `/api/runs/{id}` records
 //! an approver's decision for an operator (`image-factory approve`). Both
 //! POSTs are operator actions and GET a read, authorised as [`super::caller`]
-//! says (the operator token, or with sign-in the operator app role).
+//! says (the operator token, or with sign-in the operator app role). With
+//! `{"action": "cancel", "reason"}`, POST to `/api/runs/{id}` cancels the
+//! run (`image-factory runs cancel`): it stops at once and what it started
+//! is freed.
 //! GET `/api/runs/{id}?log=<offset>[&attempt=<n>]` gives a piece of the run's
 //! build log: the current attempt's, or an earlier one's. GET
 //! `/api/runs/{id}?evidence` gives the patch evidence the run's build
@@ -20,6 +23,7 @@ use serde::Deserialize;
 
 use crate::app::{App, dispatch, dispatch_follow_up};
 use crate::domain::approval::{Decision, Verdict};
+use crate::domain::controls::{Lines, escape_option};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{RunId, RunStatus, Trigger, TriggerKind};
 use crate::ports::store::{RunQuery, StoreError, UpdateError, update_run};
@@ -39,6 +43,15 @@ struct TriggerBody {
     /// sign-in, the principal is recorded instead).
     #[serde(default)]
     actor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    /// Always `cancel`.
+    action: String,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +201,24 @@ fn refused(refusal: Refused) -> InvocationResponse {
     error(refusal.status, &refusal.message)
 }
 
+/// An operator's optional reason, trimmed, with control characters shown
+/// escaped; refused (400) when longer than [`MAX_REASON`] characters.
+pub(super) fn reason_of(reason: Option<String>) -> Result<Option<String>, InvocationResponse> {
+    let reason = reason
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
+        return Err(error(
+            400,
+            &format!("a reason has at most {MAX_REASON} characters"),
+        ));
+    }
+    Ok(escape_option(reason, Lines::Keep))
+}
+
 /// Default and largest page size.
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
@@ -262,7 +293,15 @@ impl Runs {
             Err(refusal) => return Ok(refused(refusal)),
         };
         match self.run_id() {
-            Ok(Some(id)) => return self.decide(app, &id, &operator).await,
+            Ok(Some(id)) => {
+                let body: serde_json::Value =
+                    serde_json::from_str(&self.request.body_text()).unwrap_or_default();
+                return if body.get("action").is_some() {
+                    self.cancel(app, &id, &operator).await
+                } else {
+                    self.decide(app, &id, &operator).await
+                };
+            }
             Ok(None) => {}
             Err(response) => return Ok(response),
         }
@@ -374,6 +413,83 @@ impl Runs {
             }
             Err(e) => Err(retry("cannot record the decision", e)),
         }
+    }
+
+    /// An operator cancels run `id`: it stops at once (`cancelling`, recorded
+    /// before anything is touched), then what it started is freed and it
+    /// ends `cancelled` (200). When something could not be freed yet, the
+    /// answer is 202 and the sweeper finishes the freeing. A run that
+    /// ended, or whose release started, is not cancelled (409); cancelling a
+    /// cancelled run again changes nothing.
+    async fn cancel(
+        &self,
+        app: &App,
+        id: &RunId,
+        operator: &Operator,
+    ) -> Result<InvocationResponse, InvocationError> {
+        let body = match serde_json::from_str::<CancelBody>(&self.request.body_text()) {
+            Ok(body) if body.action == "cancel" => body,
+            Ok(body) => {
+                return Ok(error(
+                    400,
+                    &format!(
+                        "unknown action `{}`: the only action on a run is `cancel`",
+                        body.action.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Ok(error(
+                    400,
+                    &format!("the body must be {{\"action\": \"cancel\", \"reason\"}}: {e}"),
+                ));
+            }
+        };
+        let reason = match reason_of(body.reason) {
+            Ok(reason) => reason,
+            Err(response) => return Ok(response),
+        };
+        let event = Event::Cancel {
+            at: app.now(),
+            by: operator.recorded_as(),
+            reason,
+        };
+        match update_run(app.store.as_ref(), id, |run| decide(run, &event)).await {
+            Ok(t) => {
+                if t.changed {
+                    tracing::info!(run_id = %id, by = %operator.recorded_as(), "run cancelled; freeing what it started");
+                }
+            }
+            Err(UpdateError::Store(StoreError::NotFound { .. })) => {
+                return Ok(error(404, &format!("there is no run {id}")));
+            }
+            Err(UpdateError::Refused(e)) => return Ok(error(409, &e.to_string())),
+            Err(e) => return Err(retry("cannot record the cancel", e)),
+        }
+        let run = match app.finish_cancel(id).await {
+            Ok(t) => t.run,
+            Err(e) => {
+                // The cancel is recorded: the sweeper frees what is left.
+                tracing::warn!(run_id = %id, error = %e, "the cancelled run's freeing was not recorded; the sweeper finishes it");
+                match app.store.get(id).await {
+                    Ok(stored) => stored.value,
+                    Err(e) => return Err(retry("cannot read the cancelled run", e)),
+                }
+            }
+        };
+        let status = if run.status == RunStatus::Cancelled {
+            200
+        } else {
+            202
+        };
+        Ok(InvocationResponse::http(HttpResponseData::json(
+            status,
+            &serde_json::json!({
+                "runId": id,
+                "status": run.status,
+                "cancellation": run.cancellation,
+            }),
+        )))
     }
 
     /// `?view=fleet`: a page of the fleet view, paged by `limit` and

@@ -9,10 +9,16 @@
 //! someone else wrote the run in between.
 //! A redelivery of a finished stage re-emits the next message and does nothing
 //! else; a redelivery after a crash supersedes the dead attempt.
+//!
+//! A message for a run that was cancelled does nothing, with one duty: a
+//! build whose worker was started by a delivery the cancel overtook is
+//! stopped here, by the delivery that started it (its result is refused)
+//! or by a later delivery of the same message (that one crashed first), so
+//! no worker of a cancelled run builds on (see [`crate::cancel`]).
 
 use crate::app::{App, StageMessage, dispatch, dispatch_follow_up};
 use crate::domain::machine::{Event, TransitionError, decide};
-use crate::domain::run::{Execution, Run, RunStatus, Stage, StageStatus};
+use crate::domain::run::{Execution, Run, RunId, RunStatus, Stage, StageStatus};
 use crate::ports::store::{UpdateError, update_run_from};
 use crate::protocol::{InvocationRequest, InvocationResponse, ProtocolError};
 use crate::stages::StageResult;
@@ -95,6 +101,11 @@ impl StageInvocation {
             Ok(u) => (u.transition.run, u.stored),
             Err(UpdateError::Refused(TransitionError::RunFinished { status, .. })) => {
                 response.log(format!("run {run_id} is already {status}; message ignored"));
+                if cancelled(status) && stage == Stage::Build && execution.delivery > 1 {
+                    // An earlier delivery may have started a worker and died
+                    // before recording it: it builds for a cancelled run.
+                    stop_workers_of_message(app, run_id, &execution, &mut response).await?;
+                }
                 return Ok(response);
             }
             Err(UpdateError::Refused(e)) => {
@@ -173,6 +184,15 @@ impl StageInvocation {
                     t.run.stage(stage).status
                 ));
                 dispatch(&mut response, run_id, &t.commands);
+                if t.run.status == RunStatus::Failed
+                    && crate::domain::pause::is_scheduled(t.run.trigger.kind)
+                {
+                    // Whether this failure paused the image's scheduled
+                    // runs, beside the outcome (the sweeper checks what a
+                    // crash missed).
+                    let (checker, failed) = (app.clone(), t.run.clone());
+                    tokio::spawn(async move { checker.check_schedule(&failed).await });
+                }
                 if t.run.status == RunStatus::Released {
                     start_children(app, &t.run, &mut response).await;
                     // The tag never holds up the outcome: it runs beside it.
@@ -196,10 +216,66 @@ impl StageInvocation {
                 response.log(format!(
                     "result of {stage} for run {run_id} not recorded: {e}"
                 ));
+                if let (
+                    TransitionError::RunFinished { status, .. },
+                    Event::BuildDispatched { worker, .. },
+                    Some(workers),
+                ) = (&e, &event, app.workers.as_deref())
+                    && cancelled(*status)
+                {
+                    // The run was cancelled while this delivery started its
+                    // worker: it is this delivery's to stop.
+                    match crate::cancel::stop_worker(workers, worker).await {
+                        Ok(done) => response.log(done.unwrap_or_else(|| {
+                            format!("build worker {} had ended", worker.execution)
+                        })),
+                        Err(e) => {
+                            return Err(retry(
+                                &format!(
+                                    "cannot stop build worker {} of cancelled run {run_id}",
+                                    worker.execution
+                                ),
+                                e,
+                            ));
+                        }
+                    }
+                }
                 Ok(response)
             }
             Err(e) => Err(retry(&format!("cannot record {stage} of run {run_id}"), e)),
         }
+    }
+}
+
+/// Whether a run in `status` was cancelled (or is being cancelled).
+fn cancelled(status: RunStatus) -> bool {
+    matches!(status, RunStatus::Cancelling | RunStatus::Cancelled)
+}
+
+/// Stops the build workers the stage message of `execution` started for
+/// run `run_id`, cancelled; a failure leaves the message to be delivered
+/// again.
+async fn stop_workers_of_message(
+    app: &App,
+    run_id: &RunId,
+    execution: &Execution,
+    response: &mut InvocationResponse,
+) -> Result<(), InvocationError> {
+    let Some(workers) = app.workers.as_deref() else {
+        return Ok(());
+    };
+    match crate::cancel::stop_workers_of_message(workers, run_id, &execution.message_id).await {
+        Ok(stopped) => {
+            for line in stopped {
+                tracing::info!(run_id = %run_id, "{line}");
+                response.log(line);
+            }
+            Ok(())
+        }
+        Err(e) => Err(retry(
+            &format!("cannot stop the build workers of cancelled run {run_id}"),
+            e,
+        )),
     }
 }
 

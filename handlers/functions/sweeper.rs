@@ -193,6 +193,26 @@ impl Sweeper {
                 .map_err(|e| retry("cannot list active runs", e))?;
             for run in &page.runs {
                 let now = app.now();
+                if run.status == RunStatus::Cancelling {
+                    // A cancel whose freeing a crash cut short, or that is
+                    // worth another attempt: finish it.
+                    match app.finish_cancel(&run.id).await {
+                        Ok(t) => response.log(format!(
+                            "run {}: freeing after its cancel, attempt {}: {}",
+                            run.id,
+                            t.run
+                                .cancellation
+                                .as_ref()
+                                .map_or(0, |c| c.freeing.attempts),
+                            t.run.status
+                        )),
+                        Err(e) => response.log(format!(
+                            "run {}: its cancel's freeing was not recorded: {e}",
+                            run.id
+                        )),
+                    }
+                    continue;
+                }
                 let expired = run.status == RunStatus::WaitingForApproval
                     && run.approval.as_ref().is_some_and(|r| now >= r.expires_at);
                 if expired {
@@ -255,8 +275,31 @@ impl Sweeper {
         sweep_follow_ups(app, &mut response).await;
         start_missing_children(app, &mut response).await;
         retry_git_tags(app, &mut response).await;
+        check_schedules(app, &mut response).await;
         prune_snapshots(app, &mut response).await;
         Ok(response)
+    }
+}
+
+/// Checks the failed scheduled runs a crash left unchecked, and sends again
+/// the pause notices a channel failed to deliver (the newest 100 failed
+/// runs; older ones were settled long ago).
+async fn check_schedules(app: &App, response: &mut InvocationResponse) {
+    let query = RunQuery {
+        statuses: vec![RunStatus::Failed],
+        limit: 100,
+        ..RunQuery::default()
+    };
+    let failed = match app.store.list(&query).await {
+        Ok(page) => page.runs,
+        Err(e) => {
+            response.log(format!("schedule checks not retried: {e}"));
+            return;
+        }
+    };
+    for run in failed.iter().filter(|r| crate::schedules::needs_check(r)) {
+        app.check_schedule(run).await;
+        response.log(format!("schedule check of {} made again", run.id));
     }
 }
 

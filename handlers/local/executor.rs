@@ -166,6 +166,14 @@ impl Executor for LocalExecutor {
             elapsed: started.elapsed(),
         })
     }
+
+    async fn stop(&self, log: &Path, program: &Path) -> Result<Option<u32>, ExecutorError> {
+        let stopped = stop_group(&log.with_extension("pgid"), program).await;
+        if let Some(pgid) = stopped {
+            tracing::info!(pgid, log = %log.display(), "stopped a job");
+        }
+        Ok(stopped)
+    }
 }
 
 /// The run's log file, written through a buffer (one system call per 64 KiB,
@@ -290,26 +298,34 @@ fn kill_group(pgid: u32) {
 /// Stops the process group a crashed earlier attempt left running, if any and
 /// if its leader is still the same program (process ids get reused).
 async fn stop_orphan(pid_file: &Path, program: &Path) {
-    if let Ok(text) = tokio::fs::read_to_string(pid_file).await {
-        let name = program
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned());
-        if let (Ok(pgid), Some(name)) = (text.trim().parse::<u32>(), name) {
-            let cmdline = tokio::fs::read(format!("/proc/{pgid}/cmdline"))
-                .await
-                .unwrap_or_default();
-            if !String::from_utf8_lossy(&cmdline).contains(&name) {
-                let _ = tokio::fs::remove_file(pid_file).await;
-                return;
-            }
-            tracing::warn!(
-                pgid,
-                "stopping the process group a previous attempt left running"
-            );
-            kill_group(pgid);
-        }
-        let _ = tokio::fs::remove_file(pid_file).await;
+    if let Some(pgid) = stop_group(pid_file, program).await {
+        tracing::warn!(
+            pgid,
+            "stopped the process group a previous attempt left running"
+        );
     }
+}
+
+/// Stops the process group whose id `pid_file` holds, if its leader is
+/// still `program` (process ids get reused), and removes the file. Answers
+/// the group stopped.
+async fn stop_group(pid_file: &Path, program: &Path) -> Option<u32> {
+    let text = tokio::fs::read_to_string(pid_file).await.ok()?;
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let mut stopped = None;
+    if let (Ok(pgid), Some(name)) = (text.trim().parse::<u32>(), name) {
+        let cmdline = tokio::fs::read(format!("/proc/{pgid}/cmdline"))
+            .await
+            .unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&name) {
+            kill_group(pgid);
+            stopped = Some(pgid);
+        }
+    }
+    let _ = tokio::fs::remove_file(pid_file).await;
+    stopped
 }
 
 #[cfg(test)]
@@ -357,5 +373,66 @@ mod tests {
             "the log on disk while the child slept"
         );
         assert_eq!(outcome.end, JobEnd::Cancelled);
+    }
+
+    /// A cancel stops a running job by its log, as the freeing of a
+    /// cancelled run does, without the token of the call that started it:
+    /// its whole process group ends, and a second stop finds nothing.
+    #[tokio::test]
+    async fn a_job_is_stopped_by_its_log_whoever_started_it() {
+        let dir = tempfile::TempDir::new().expect("temp dir");
+        let log = dir.path().join("run/build.log");
+        let marker = dir.path().join("child-survived");
+        let job = Job {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                format!(
+                    "(sleep 2; touch {}) & echo started; sleep 30",
+                    marker.display()
+                ),
+            ],
+            dir: dir.path().to_path_buf(),
+            env: Vec::new(),
+            log: log.clone(),
+            timeout: Duration::from_secs(60),
+        };
+        let running = tokio::spawn(async move {
+            LocalExecutor
+                .run(job, &mut |_| {}, CancellationToken::new())
+                .await
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::fs::read_to_string(&log)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the job never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stopped = LocalExecutor
+            .stop(&log, Path::new("sh"))
+            .await
+            .expect("stop");
+        assert!(stopped.is_some(), "a running job is stopped");
+        let outcome = running.await.expect("join").expect("run");
+        assert_eq!(outcome.end, JobEnd::Signalled);
+        assert_eq!(
+            LocalExecutor
+                .stop(&log, Path::new("sh"))
+                .await
+                .expect("stop"),
+            None,
+            "nothing is left to stop"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !marker.exists(),
+            "a child of the job outlived the stop of its group"
+        );
     }
 }

@@ -1,13 +1,16 @@
 //! The outbox: the local notification channel. Every notice (the Teams card
 //! and the email, links included) is written to a file in the data folder,
 //! private to the factory's user, where `image-factory approvals links` and
-//! the operator find it.
+//! the operator find it: `outbox/<run>/<approver>.json` for an approval
+//! request or reminder, `outbox/<run>/schedule-paused.<recipient>.json` for
+//! the notice that the run's failure paused its image's scheduled runs.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use crate::domain::approval::NoticeKind;
 use crate::domain::run::RunId;
 use crate::notifier::{email, teams_card};
 use crate::ports::notifier::{Channel, Notice};
@@ -41,18 +44,35 @@ impl Channel for OutboxChannel {
             "teams": teams_card(notice),
             "email": email(notice),
         });
-        let file = outbox_file(&self.dir, &notice.run.id, notice.approver);
+        let name = match notice.kind {
+            NoticeKind::Paused => paused_name(notice.approver),
+            NoticeKind::Request | NoticeKind::Reminder => notice.approver.to_string(),
+        };
+        let file = outbox_file(&self.dir, &notice.run.id, &name);
         let bytes = serde_json::to_vec_pretty(&note).map_err(|e| e.to_string())?;
         // The link is live: only the factory's user may read it.
         crate::private::write_in_dir(&file, bytes)
             .await
             .map_err(|e| e.to_string())?;
-        println!(
-            "approval link for {} on run {}: {}",
-            notice.approver, notice.run.id, notice.url
-        );
+        match notice.kind {
+            NoticeKind::Paused => println!(
+                "scheduled runs of {} paused after run {}: {} told ({})",
+                notice.run.image, notice.run.id, notice.approver, notice.url
+            ),
+            NoticeKind::Request | NoticeKind::Reminder => println!(
+                "approval link for {} on run {}: {}",
+                notice.approver, notice.run.id, notice.url
+            ),
+        }
         Ok(note)
     }
+}
+
+/// The name under which the outbox keeps the notice telling `recipient`
+/// that a run's failure paused its image's scheduled runs: beside that
+/// run's approval notices, never in their place.
+pub fn paused_name(recipient: &str) -> String {
+    format!("schedule-paused.{recipient}")
 }
 
 /// The outbox file (in the outbox folder `dir`) that holds the latest notice

@@ -165,4 +165,14 @@ pub trait Executor: Send + Sync + 'static {
         on_line: &mut (dyn for<'l> FnMut(&'l str) + Send),
         cancel: CancellationToken,
     ) -> Result<JobOutcome, ExecutorError>;
+
+    /// Stops the job of `program` that writes the log `log`, if one still
+    /// runs, whoever started it (this process, or one that crashed): a
+    /// cancelled run's build. Answers the process group stopped, `None`
+    /// when no such job runs.
+    async fn stop(
+        &self,
+        log: &std::path::Path,
+        program: &std::path::Path,
+    ) -> Result<Option<u32>, ExecutorError>;
 }

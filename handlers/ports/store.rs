@@ -49,13 +49,15 @@ pub struct RunQuery {
 }
 
 impl RunQuery {
-    /// Runs that have not ended.
+    /// Runs that have not ended (a cancelling run has not: its freeing
+    /// is not done).
     pub fn active() -> RunQuery {
         RunQuery {
             statuses: vec![
                 RunStatus::Queued,
                 RunStatus::Running,
                 RunStatus::WaitingForApproval,
+                RunStatus::Cancelling,
             ],
             limit: 100,
             ..RunQuery::default()

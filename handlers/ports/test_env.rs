@@ -45,4 +45,8 @@ pub trait TestEnvironment: Send + Sync + 'static {
     /// Runs the smoke test of `order`. `Err` only when the environment itself
     /// failed (a transient one may be retried); a failing check is a report.
     async fn smoke(&self, order: &SmokeOrder<'_>) -> Result<SmokeReport, PortError>;
+    /// Removes what `run`'s smoke tests made, at once: the run was
+    /// cancelled. Answers what was removed (or found already gone); `None`
+    /// when this environment keeps nothing of a test.
+    async fn free(&self, run: &Run) -> Result<Option<String>, PortError>;
 }

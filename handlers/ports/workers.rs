@@ -121,6 +121,15 @@ pub trait Workers: Send + Sync + 'static {
     async fn state(&self, worker: &WorkerRef) -> Result<WorkerState, PortError>;
     /// Stops `worker` (nothing happens when it already ended).
     async fn stop(&self, worker: &WorkerRef) -> Result<(), PortError>;
+    /// Stops every worker started for the stage message `message_id` of
+    /// `run` that still runs, whether or not the run recorded it (a
+    /// cancelled run's build whose start was not recorded); answers the
+    /// workers stopped.
+    async fn stop_started_for(
+        &self,
+        run: &RunId,
+        message_id: &str,
+    ) -> Result<Vec<WorkerRef>, PortError>;
 }
 
 /// Sends a worker's report (the Service Bus adapter is `azure::servicebus`).

@@ -80,7 +80,7 @@ mod tests {
         let declared: Vec<String> = ["gallery_image_version", "run_id", "factory_run_id"]
             .map(String::from)
             .to_vec();
-        let args = packer_vars(&spec(), &image(), &declared);
+        let args = packer_vars(&spec(), &image(), &declared, None);
         assert_eq!(
             args,
             [
@@ -92,7 +92,7 @@ mod tests {
                 "factory_run_id=push-example-c0ffee"
             ]
         );
-        let older = packer_vars(&spec(), &image(), &declared[..2]);
+        let older = packer_vars(&spec(), &image(), &declared[..2], None);
         assert!(
             !older.iter().any(|a| a.starts_with("factory_run_id=")),
             "packer refuses a -var the template does not declare: {older:?}"
