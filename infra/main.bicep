@@ -86,6 +86,13 @@ param instanceMemoryMB int = 2048
 @description('Most instances the function app scales out to (Flex Consumption: 40 to 1000).')
 param maximumInstanceCount int = 40
 
+@description('Service Bus tier: Basic serves the factory and costs cents a month for a small estate; Standard adds a base charge of about 10 USD a month (docs/costs.md).')
+@allowed([
+  'Basic'
+  'Standard'
+])
+param serviceBusSku string = 'Basic'
+
 @description('Time zone of the Patch Tuesday build (IANA name).')
 param patchTuesdayZone string = 'UTC'
 
@@ -244,6 +251,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     principalId: identity.outputs.principalId
     keyVaultName: keyVault.outputs.name
     secretExpiry: secretExpiry
+    sku: serviceBusSku
   }
 }
 

@@ -198,15 +198,7 @@ fn marketplace(data: &Path, versions: &[&str]) {
 
 /// The fleet row of `image` through the runs API.
 async fn fleet_row(factory: &Factory, image: &str) -> Value {
-    let fleet: Value = factory
-        .http
-        .get(format!("{}/api/runs?view=fleet", factory.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fleet: Value = factory.get_json("/api/runs?view=fleet").await;
     fleet["images"]
         .as_array()
         .unwrap()

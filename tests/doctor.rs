@@ -289,8 +289,7 @@ fn queue(name: &str) -> Value {
         "properties": {
             "lockDuration": "PT1M",
             "maxDeliveryCount": 5,
-            "status": "Active",
-            "forwardDeadLetteredMessagesTo": "dead-letters"
+            "status": "Active"
         }
     })
 }
@@ -329,7 +328,7 @@ fn expected() -> Expected {
     let jsons = image_factory::package::function_jsons(&common::repo_root()).expect("functions");
     Expected {
         functions: vec!["git-push".into(), "runs".into(), "stage-build".into()],
-        queues: ["stage-build", "dead-letters"]
+        queues: ["stage-build", "stage-test"]
             .into_iter()
             .map(String::from)
             .collect(),
@@ -481,7 +480,7 @@ async fn a_complete_deployment_passes_every_deployed_check_with_the_token_and_ap
             Method::GET,
             &format!("{NAMESPACE}/queues"),
             200,
-            json!({ "value": [queue("stage-build"), queue("dead-letters")] }),
+            json!({ "value": [queue("stage-build"), queue("stage-test")] }),
         ),
         Reply::new(
             Method::GET,
@@ -706,7 +705,7 @@ async fn a_deployment_that_lacks_things_gets_a_failure_naming_each_and_no_settin
             Method::GET,
             &format!("{NAMESPACE}/queues"),
             200,
-            json!({ "value": [queue("dead-letters")] }),
+            json!({ "value": [queue("stage-test")] }),
         ),
         Reply::new(Method::GET, JOB, 404, not_found("job-build")),
         Reply::new(

@@ -136,7 +136,10 @@ fn the_service_bus_module_creates_the_queues_listed_in_infra_queues_json() {
         .expect("servicebus.bicep");
     assert!(module.contains("loadJsonContent('../queues.json')"));
     assert!(module.contains("for queue in config.queues"));
-    assert!(module.contains("forwardDeadLetteredMessagesTo: config.deadLetterQueue"));
+    // Nothing is forwarded (the Basic tier has no auto-forwarding): each
+    // queue's dead-letter sub-queue has a function of its own.
+    assert!(!module.contains("forwardDeadLetteredMessagesTo"));
+    assert!(module.contains("param sku string = 'Basic'"));
     assert!(module.contains("maxDeliveryCount: config.maxDeliveryCount"));
     assert!(module.contains("lockDuration: config.lockDuration"));
 }

@@ -5,7 +5,7 @@
 
 use askama::Template;
 
-use super::page::{layout, made_current, minute, withdrawn_by};
+use super::page::{layout, minute, rollback_lines};
 use crate::domain::cvrf::Severity;
 use crate::domain::patch_gate::{SecurityNote, update_guide_url};
 use crate::domain::release_notes::released_at;
@@ -247,28 +247,22 @@ pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> Stri
     let now = current(released);
     let entries = runs
         .into_iter()
-        .map(|run| Entry {
-            version: run.version.to_string(),
-            run_id: &run.id,
-            below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
-            released: minute(released_at(run).unwrap_or(run.updated_at)),
-            current: now.is_some_and(|c| c.id == run.id),
-            withdrawn: run
-                .release
-                .as_ref()
-                .and_then(|r| r.withdrawn.as_deref())
-                .map(withdrawn_by),
-            made_current: run
-                .release
-                .iter()
-                .flat_map(|r| &r.rollbacks)
-                .map(made_current)
-                .collect(),
-            notes: run
-                .release
-                .as_ref()
-                .and_then(|r| r.notes.as_ref())
-                .map(|n| notes_view(n)),
+        .map(|run| {
+            let (withdrawn, made_current) = rollback_lines(run);
+            Entry {
+                version: run.version.to_string(),
+                run_id: &run.id,
+                below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
+                released: minute(released_at(run).unwrap_or(run.updated_at)),
+                current: now.is_some_and(|c| c.id == run.id),
+                withdrawn,
+                made_current,
+                notes: run
+                    .release
+                    .as_ref()
+                    .and_then(|r| r.notes.as_ref())
+                    .map(|n| notes_view(n)),
+            }
         })
         .collect();
     render(&ChangelogPage {

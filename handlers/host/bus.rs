@@ -6,9 +6,11 @@
 //! - every receive counts a delivery; a message whose delivery count reached
 //!   the queue's maximum is dead-lettered instead of delivered again, with
 //!   reason `MaxDeliveryCountExceeded`;
-//! - dead letters are forwarded to another queue when the queue says so (as
-//!   Service Bus's `forwardDeadLetteredMessagesTo`), keeping the reason in
-//!   the message's application properties;
+//! - dead letters are moved to another queue when the queue's options name
+//!   one, keeping the reason in the message's application properties: the
+//!   local host names each queue's dead-letter sub-queue as Service Bus
+//!   addresses it (`<queue>/$DeadLetterQueue`), which functions receive from
+//!   like a queue;
 //! - scheduled messages stay invisible until their enqueue time;
 //! - a lock never runs out later than one lock duration from now: a receive
 //!   first brings every lock of its queue that reaches further (taken before
