@@ -2737,3 +2737,92 @@ fn check_notes(run: &Run, record: &ReleaseRecord) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+/// A settled schedule of `seed` whose checks pass, with a released run.
+async fn settled_with_a_release() -> (World, String) {
+    for seed in 1..200 {
+        let mut world = World::new(seed).await;
+        if world.run().await.is_err() {
+            continue;
+        }
+        for id in world.plans.keys() {
+            let run = world.inner.get(&rid(id)).await.unwrap().value;
+            if run.status == RunStatus::Released {
+                let id = id.clone();
+                return (world, id);
+            }
+        }
+    }
+    panic!("no schedule of seeds 1-199 released a run");
+}
+
+/// Changes the stored run `id` behind the factory's back.
+async fn plant(world: &World, id: &str, change: impl FnOnce(&mut Run)) {
+    let stored = world.inner.get(&rid(id)).await.unwrap();
+    let mut run = stored.value;
+    change(&mut run);
+    world.inner.replace(&run, &stored.etag).await.unwrap();
+}
+
+/// The checker is what proves the suite: each wrong ending planted into a
+/// settled schedule whose checks passed must be caught, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_rejects_every_planted_wrong_ending() {
+    // A released run that ends failed instead.
+    let (world, id) = settled_with_a_release().await;
+    world
+        .check()
+        .await
+        .expect("the schedule as it settled passes");
+    plant(&world, &id, |run| run.status = RunStatus::Failed).await;
+    let caught = world.check().await.expect_err("a wrong ending is caught");
+    assert!(
+        caught.contains(&format!("run {id}")) && caught.contains("allows only"),
+        "{caught}"
+    );
+
+    // A released run that owes its event twice.
+    let (world, id) = settled_with_a_release().await;
+    plant(&world, &id, |run| {
+        let twice = run.follow_ups[0].clone();
+        run.follow_ups.push(twice);
+    })
+    .await;
+    let caught = world
+        .check()
+        .await
+        .expect_err("an event owed twice is caught");
+    assert!(caught.contains("owing"), "{caught}");
+
+    // A released run whose release record names another version.
+    let (world, id) = settled_with_a_release().await;
+    plant(&world, &id, |run| {
+        if let Some(release) = run.release.as_mut() {
+            release.image_version = "1999.0101.0".into();
+        }
+    })
+    .await;
+    let caught = world
+        .check()
+        .await
+        .expect_err("a release record that is not its run's is caught");
+    assert!(
+        caught.contains("the run records the release") && caught.contains("1999.0101.0"),
+        "{caught}"
+    );
+
+    // A message nobody will take.
+    let (world, _) = settled_with_a_release().await;
+    world
+        .bus
+        .send(vec![Outgoing {
+            queue: "stage-validate".into(),
+            body: "{}".into(),
+            properties: serde_json::Map::new(),
+            scheduled_at: None,
+        }])
+        .await
+        .unwrap();
+    let caught = world.check().await.expect_err("a message left is caught");
+    assert!(caught.contains("left in stage-validate"), "{caught}");
+}
