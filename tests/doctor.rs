@@ -107,6 +107,23 @@ fn a_broken_image_makes_doctor_fail_naming_the_image_and_the_problem() {
 }
 
 #[test]
+fn a_declaration_checker_missing_from_the_image_folder_makes_doctor_fail_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = common::copy_example(dir.path(), "example");
+    std::fs::remove_file(image.join("scripts/check-declaration.sh")).expect("removed");
+    let (output, report) = doctor(&[("IMAGE_FACTORY_IMAGES", dir.path())]);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let f = finding(&report, "image example");
+    assert_eq!(f["severity"], json!("failure"), "{f:#}");
+    assert!(
+        f["message"].as_str().unwrap_or_default().starts_with(
+            "[declare] checker scripts/check-declaration.sh is not a file of the image's folder"
+        ),
+        "{f:#}"
+    );
+}
+
+#[test]
 fn every_bad_image_toml_is_listed_on_its_own_and_the_good_image_is_still_checked() {
     let dir = tempfile::tempdir().expect("temp dir");
     common::copy_example(dir.path(), "example");

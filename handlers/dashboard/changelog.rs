@@ -7,6 +7,7 @@ use askama::Template;
 
 use super::page::{layout, minute, rollback_lines};
 use crate::domain::cvrf::Severity;
+use crate::domain::declaration::DeclarationRecord;
 use crate::domain::patch_gate::{SecurityNote, update_guide_url};
 use crate::domain::release_notes::released_at;
 use crate::domain::rollback::{current, current_since};
@@ -41,6 +42,8 @@ pub(super) struct NotesView<'a> {
     /// The patch level and the CVEs newly fixed, when the build collected evidence.
     pub(super) security: Option<SecurityView<'a>>,
     pub(super) smoke: &'a [String],
+    /// The declaration checks, for an image with `[declare]`.
+    pub(super) declaration: Option<&'a DeclarationRecord>,
     /// Approver, verdict, when, comment.
     pub(super) approvals: Vec<(&'a str, &'static str, String, &'a str)>,
     pub(super) durations: Vec<(&'static str, String)>,
@@ -186,6 +189,7 @@ pub(super) fn notes_view(notes: &ReleaseNotes) -> NotesView<'_> {
         settings,
         security: notes.security.as_deref().map(security_view),
         smoke: &notes.smoke,
+        declaration: notes.declaration.as_deref(),
         approvals: notes
             .approvals
             .iter()

@@ -296,6 +296,7 @@ fn facts(run: &Run) -> Vec<(&'static str, String)> {
         }
     }
     rows.extend(crate::domain::patch_view::facts(run));
+    rows.extend(run.declaration.iter().flat_map(|d| d.facts()));
     rows
 }
 
@@ -325,6 +326,8 @@ struct ApprovalPage<'a> {
     latest_above: Option<String>,
     /// "Patch level not verified", or a failed gate, shown first.
     patch_alert: Option<String>,
+    /// The declaration checks, each with what it expected and found.
+    declaration: Option<&'a crate::domain::declaration::DeclarationRecord>,
 }
 
 fn confirmation_page(
@@ -341,6 +344,7 @@ fn confirmation_page(
         version: run.version.to_string(),
         latest_above,
         patch_alert: crate::domain::patch_view::alert(run),
+        declaration: run.declaration.as_deref(),
         expires: run
             .approval
             .as_ref()
