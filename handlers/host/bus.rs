@@ -18,7 +18,9 @@
 //!   step forward then back cannot stall a message until the far time (a
 //!   scheduled message holds no lock, and waits for its time however far);
 //! - completing a message and sending the messages its invocation produced
-//!   happen in one transaction.
+//!   happen in one transaction;
+//! - dead letters kept in a queue's dead-letter sub-queue can be listed and
+//!   re-sent to their queue (`image-factory dead-letters`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -82,12 +84,22 @@ pub struct Received {
 /// A dead-lettered message, for inspection.
 #[derive(Clone, Debug)]
 pub struct DeadLetter {
-    /// The queue it was dead-lettered from.
+    /// Its sequence number: what [`Bus::resubmit`] takes.
+    pub sequence: i64,
+    /// Its id.
+    pub message_id: String,
+    /// The queue whose dead-letter sub-queue holds it.
     pub queue: String,
     /// Its body.
     pub body: String,
-    /// Why.
+    /// Why (`DeadLetterReason`, as Service Bus names it).
     pub reason: String,
+    /// What happened (`DeadLetterErrorDescription`).
+    pub description: String,
+    /// When it was first enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// Deliveries it had before it was dead-lettered.
+    pub delivery_count: u32,
 }
 
 /// What went wrong in the bus.
@@ -96,6 +108,11 @@ pub enum BusError {
     /// The lock expired or the message was settled already.
     #[error("the message's lock was lost (it expired, or the message was settled)")]
     LockLost,
+    /// No dead letter has this sequence number.
+    #[error(
+        "no dead-lettered message has sequence number {0} (`image-factory dead-letters list` lists them)"
+    )]
+    NoDeadLetter(i64),
     /// The database failed.
     #[error("the local queue database failed: {0}")]
     Storage(String),
@@ -395,32 +412,59 @@ impl Bus {
         .await
     }
 
-    /// The dead-letter sub-queue of `queue`.
+    /// The dead-letter sub-queue of `queue`, oldest first.
     pub async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BusError> {
         let queue = queue.to_string();
         self.with_conn(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT queue, body, properties FROM messages WHERE queue = ?1 AND dead = 1 ORDER BY seq",
-            )?;
-            let rows = stmt
-                .query_map([queue], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows
-                .into_iter()
-                .map(|(queue, body, properties)| {
-                    let props: Map<String, Value> = serde_json::from_str(&properties).unwrap_or_default();
-                    let reason = props
-                        .get("DeadLetterReason")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    DeadLetter { queue, body, reason }
-                })
-                .collect())
+            read_dead_letters(
+                c,
+                &format!("SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE queue = ?1 AND dead = 1 ORDER BY seq"),
+                [queue],
+            )
         })
         .await
+    }
+
+    /// The dead-letter sub-queues of every queue, oldest first.
+    pub async fn all_dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+        self.with_conn(move |c| {
+            read_dead_letters(
+                c,
+                &format!("SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE dead = 1 ORDER BY seq"),
+                [],
+            )
+        })
+        .await
+    }
+
+    /// Sends the dead letter `sequence` again to the queue whose dead-letter
+    /// sub-queue holds it, as Service Bus Explorer re-sends one: its body and
+    /// properties (the dead-letter reason among them) as they are, available
+    /// at once, with no delivery counted. Answers the message as it was; a
+    /// sequence number that is no dead letter changes nothing.
+    pub async fn resubmit(&self, sequence: i64) -> Result<DeadLetter, BusError> {
+        let clock = Arc::clone(&self.clock);
+        let letter = self
+            .with_conn(move |c| {
+                let tx = c.transaction()?;
+                let letter = read_dead_letters(
+                    &tx,
+                    &format!("SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE seq = ?1 AND dead = 1"),
+                    [sequence],
+                )?
+                .pop()
+                .ok_or(BusError::NoDeadLetter(sequence))?;
+                tx.execute(
+                    "UPDATE messages SET dead = 0, delivery_count = 0, lock_token = NULL, visible_at = ?1
+                     WHERE seq = ?2 AND dead = 1",
+                    params![millis(clock()), sequence],
+                )?;
+                tx.commit()?;
+                Ok(letter)
+            })
+            .await?;
+        self.notify.notify_waiters();
+        Ok(letter)
     }
 
     /// Active (not dead-lettered) messages in `queue`, locked or not.
@@ -469,6 +513,58 @@ impl Bus {
         })
         .await
     }
+}
+
+/// The columns [`read_dead_letters`] reads, in its order.
+const DEAD_LETTER_COLUMNS: &str =
+    "seq, message_id, queue, body, properties, enqueued_at, delivery_count";
+
+/// The dead letters `sql` selects ([`DEAD_LETTER_COLUMNS`]).
+fn read_dead_letters(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<DeadLetter>, BusError> {
+    let mut stmt = c.prepare(sql)?;
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(sequence, message_id, queue, body, properties, enqueued_at, count)| {
+                let props: Map<String, Value> =
+                    serde_json::from_str(&properties).unwrap_or_default();
+                let text = |key: &str| {
+                    props
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                DeadLetter {
+                    sequence,
+                    message_id,
+                    queue,
+                    body,
+                    reason: text("DeadLetterReason"),
+                    description: text("DeadLetterErrorDescription"),
+                    enqueued_at: from_millis(enqueued_at),
+                    delivery_count: u32::try_from(count).unwrap_or(u32::MAX),
+                }
+            },
+        )
+        .collect())
 }
 
 fn insert_all(
