@@ -12,6 +12,9 @@
 // gallery groups, `jobStarter` on the app group, `tester` on the subscription
 // (see modules/roles.bicep) and Storage Blob Data Contributor on the logs'
 // and the sources' containers.
+// The alerts (modules/alerts.bicep, docs/operations.md#alerts) mail one
+// action group; the Patch Tuesday rule reads the gallery as an identity of
+// its own, Reader on the workspace and the gallery's group.
 
 targetScope = 'subscription'
 

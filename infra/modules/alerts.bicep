@@ -45,6 +45,8 @@ param patchTuesdayHour int
 param patchReleaseDays int
 
 var queueNamespace = 'Microsoft.ServiceBus/namespaces'
+// The queue every stage queue forwards its dead letters to (../queues.json).
+var deadLetterQueue = loadJsonContent('../queues.json').deadLetterQueue
 
 resource actions 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: 'ag-${name}'
@@ -92,7 +94,7 @@ resource deadLettered 'Microsoft.Insights/metricAlerts@2018-03-01' = {
               name: 'EntityName'
               operator: 'Include'
               values: [
-                'dead-letters'
+                deadLetterQueue
               ]
             }
           ]
