@@ -23,8 +23,8 @@ use super::output::print_answer;
 use crate::app::StageMessage;
 use crate::config::Settings;
 use crate::domain::controls::{Lines, escape_controls};
-use crate::host::BusSettings;
 use crate::host::bus::{Bus, DeadLetter};
+use crate::host::{BusSettings, DEAD_LETTER_QUEUE};
 
 /// The local bus's file in the data folder (`startup::start_local` opens it).
 const BUS_FILE: &str = "bus.db";
@@ -157,7 +157,7 @@ fn print_list(letters: &[DeadLetter]) -> anyhow::Result<ExitCode> {
 /// What a replay did, and what comes of it.
 fn replayed(letter: &DeadLetter) -> String {
     let then = match stage_message(letter) {
-        Some(m) if letter.queue == crate::functions::DEAD_LETTER_QUEUE => format!(
+        Some(m) if letter.queue == DEAD_LETTER_QUEUE => format!(
             "the dead-letter function fails run {} at its {} stage with the reason, unless the run has moved on or ended; to build again, `image-factory trigger --image <image> --force --reason \"…\"`",
             m.run_id, m.stage
         ),
