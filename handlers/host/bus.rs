@@ -438,10 +438,11 @@ impl Bus {
     }
 
     /// Sends the dead letter `sequence` again to the queue whose dead-letter
-    /// sub-queue holds it, as Service Bus Explorer re-sends one: its body and
-    /// properties (the dead-letter reason among them) as they are, available
-    /// at once, with no delivery counted. Answers the message as it was; a
-    /// sequence number that is no dead letter changes nothing.
+    /// sub-queue holds it, with its body and properties (the dead-letter
+    /// reason among them) as they are, available at once, with no delivery
+    /// counted; it leaves the sub-queue (Service Bus Explorer's re-send
+    /// leaves a copy behind). Answers the message as it was; a sequence
+    /// number that is no dead letter changes nothing.
     pub async fn resubmit(&self, sequence: i64) -> Result<DeadLetter, BusError> {
         let clock = Arc::clone(&self.clock);
         let letter = self
