@@ -1,16 +1,20 @@
-//! `dead-letters`: the messages the local factory's bus gave up on, read
-//! from `bus.db` in the data folder (`IMAGE_FACTORY_DATA`): `list` shows
-//! them, `replay ID` sends one again to its queue.
+//! `dead-letters`: the messages Service Bus (or the local bus) gave up on.
 //!
-//! Every stage queue forwards its dead letters to `dead-letters`, whose
-//! function fails the message's run with the reason; what stays in a
-//! dead-letter sub-queue is a message that function itself gave up on (the
-//! run store was down for every delivery, say), so its run may still be
-//! shown running. Replaying it lets the function try again. A run that was
-//! failed is not brought back by a replay: start it again with
-//! `image-factory trigger --image <image> --force --reason "…"`
-//! (docs/operations.md, "Dead letters"). In Azure the dead letters are in
-//! Service Bus, not here.
+//! Each queue's dead letters wait in its dead-letter sub-queue
+//! (`<queue>/$DeadLetterQueue`), where the function `dead-letter-<queue>`
+//! fails the message's run with the reason and completes the message. So
+//! replaying a dead letter means starting its run's work again, not moving
+//! a message: the stage it was for belongs to a run that has ended.
+//!
+//! - `list` reads the local factory's bus (`bus.db` in the data folder,
+//!   `IMAGE_FACTORY_DATA`): the dead letters its functions have not handled
+//!   yet (the factory is stopped, or the function fails on them: their
+//!   deliveries say how often it tried);
+//! - `replay RUN` asks a running factory, local or deployed (`--url`), like
+//!   every operator command: for a run a dead letter failed, it starts the
+//!   run's image again as a forced out-of-band run, whose reason names the
+//!   run replayed. A run that is not (yet) failed by a dead letter is
+//!   refused, and nothing is started (docs/operations.md, "Dead letters").
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,18 +23,24 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::json;
 
+use super::client::Client;
 use super::output::print_answer;
 use crate::app::StageMessage;
 use crate::config::Settings;
 use crate::domain::controls::{Lines, escape_controls};
+use crate::domain::run::{Run, RunId, RunStatus};
 use crate::host::bus::{Bus, DeadLetter};
-use crate::host::{BusSettings, DEAD_LETTER_QUEUE};
+use crate::host::{BusSettings, DEAD_LETTER_SUFFIX};
 
 /// The local bus's file in the data folder (`startup::start_local` opens it).
 const BUS_FILE: &str = "bus.db";
 
-/// The local factory's dead-lettered messages: list them, or send one again
-/// to its queue (the local bus only; in Azure see docs/operations.md).
+/// How the dead-letter function words a run's failure
+/// (`functions::dead_letter`): what tells a run failed by a dead letter.
+const DEAD_LETTERED: &str = "the stage message was dead-lettered";
+
+/// Dead-lettered messages: list the local bus's, or start again the run one
+/// failed (docs/operations.md, "Dead letters").
 #[derive(clap::Args)]
 pub struct DeadLetters {
     #[command(subcommand)]
@@ -39,40 +49,50 @@ pub struct DeadLetters {
 
 #[derive(clap::Subcommand)]
 enum DeadLettersAction {
-    /// List every dead-lettered message of the local bus, oldest first: its
-    /// ID (what `replay` takes), queue, when it was enqueued, the run and
-    /// stage it carries, its deliveries and why it was dead-lettered.
+    /// List the local bus's dead letters not handled yet, oldest first: the
+    /// sub-queue holding each, when it was first sent, the run and stage it
+    /// carries, how often its dead-letter function tried it, and why it was
+    /// dead-lettered. Normally empty while the factory runs.
     List {
         /// Print JSON instead of one line per message.
         #[arg(long)]
         json: bool,
     },
-    /// Send a dead-lettered message again to its queue, as it is (body and
-    /// reason), available at once: its function gets it again, and the
-    /// message leaves the list. Refused, changing nothing, for an ID that is
-    /// not a dead letter.
+    /// Start again the work of a run a dead letter failed: its image, as a
+    /// forced out-of-band run whose reason names this run. Refused, starting
+    /// nothing, for a run that is not failed by a dead letter.
     Replay {
-        /// The message's ID, as `list` prints it.
-        id: i64,
+        /// The run the dead letter failed.
+        run: RunId,
+        /// The factory's base URL.
+        #[arg(
+            long,
+            env = "IMAGE_FACTORY_URL",
+            default_value = "http://localhost:7071"
+        )]
+        url: String,
     },
 }
 
 impl DeadLetters {
     /// Lists or replays.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let bus = open(&Settings::from_env()?.data_dir)?;
         match self.action {
             DeadLettersAction::List { json } => {
-                let letters = bus.all_dead_letters().await?;
+                let bus = open(&Settings::from_env()?.data_dir)?;
+                let letters = bus.all_dead_letters(DEAD_LETTER_SUFFIX).await?;
                 if json {
                     let listed: Vec<_> = letters.iter().map(to_json).collect();
                     return print_answer(serde_json::to_string_pretty(&listed)?);
                 }
                 print_list(&letters)
             }
-            DeadLettersAction::Replay { id } => {
-                let letter = bus.resubmit(id).await?;
-                print_answer(replayed(&letter))
+            DeadLettersAction::Replay { run, url } => {
+                let client = Client::new(&url);
+                let failed = client.run(&run).await?;
+                let reason = replay_reason(&failed)?;
+                let body = json!({ "image": failed.image, "reason": reason, "force": true });
+                print_answer(client.operator_post(None, &body).await?)
             }
         }
     }
@@ -91,6 +111,35 @@ fn open(data: &Path) -> anyhow::Result<Bus> {
     let settings = BusSettings::default();
     Bus::open(&path, move |queue| settings.queue_options(queue))
         .with_context(|| format!("cannot open the local bus at {}", path.display()))
+}
+
+/// The out-of-band run's reason, when `run` was failed by a dead letter;
+/// otherwise what the operator can do instead.
+fn replay_reason(run: &Run) -> anyhow::Result<String> {
+    let id = &run.id;
+    let failure = match (run.status, &run.failure) {
+        (RunStatus::Failed, Some(failure)) => failure,
+        (status, _) if !status.is_terminal() => bail!(
+            "run {id} is {}: no dead letter has failed it (`image-factory dead-letters list` shows one its function has not handled yet)",
+            status.name()
+        ),
+        (status, _) => bail!(
+            "run {id} is {}, not failed by a dead letter: nothing to replay",
+            status.name()
+        ),
+    };
+    let stage = failure.stage.map_or("no", |s| s.name());
+    if !failure.reason.starts_with(DEAD_LETTERED) {
+        bail!(
+            "run {id} failed at {stage} stage for another reason than a dead letter ({}); to build {} again: `image-factory trigger --image {} --force --reason \"…\"`",
+            escape_controls(&failure.reason, Lines::Escape),
+            run.image,
+            run.image
+        );
+    }
+    Ok(format!(
+        "replay of run {id}, failed at its {stage} stage by a dead-lettered message"
+    ))
 }
 
 /// The run and stage a dead letter carries, when its body is a stage message.
@@ -113,9 +162,8 @@ fn why(letter: &DeadLetter) -> String {
 fn to_json(letter: &DeadLetter) -> serde_json::Value {
     let message = stage_message(letter);
     json!({
-        "id": letter.sequence,
-        "messageId": letter.message_id,
         "queue": letter.queue,
+        "messageId": letter.message_id,
         "enqueuedAt": letter.enqueued_at,
         "deliveryCount": letter.delivery_count,
         "runId": message.as_ref().map(|m| m.run_id.to_string()),
@@ -130,7 +178,7 @@ fn to_json(letter: &DeadLetter) -> serde_json::Value {
 fn print_list(letters: &[DeadLetter]) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if letters.is_empty() {
-        writeln!(out, "no dead-lettered message")?;
+        writeln!(out, "no dead letter waiting")?;
         return Ok(ExitCode::SUCCESS);
     }
     for letter in letters {
@@ -143,8 +191,7 @@ fn print_list(letters: &[DeadLetter]) -> anyhow::Result<ExitCode> {
         };
         writeln!(
             out,
-            "{}  {}  {}  {carries}  after {} deliveries: {}",
-            letter.sequence,
+            "{}  {}  {carries}  tried {} time(s) by its function: {}",
             letter.queue,
             letter.enqueued_at.format("%Y-%m-%d %H:%M:%S UTC"),
             letter.delivery_count,
@@ -152,23 +199,4 @@ fn print_list(letters: &[DeadLetter]) -> anyhow::Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What a replay did, and what comes of it.
-fn replayed(letter: &DeadLetter) -> String {
-    let then = match stage_message(letter) {
-        Some(m) if letter.queue == DEAD_LETTER_QUEUE => format!(
-            "the dead-letter function fails run {} at its {} stage with the reason, unless the run has moved on or ended; to build again, `image-factory trigger --image <image> --force --reason \"…\"`",
-            m.run_id, m.stage
-        ),
-        Some(m) => format!(
-            "its function runs the {} stage of run {} again",
-            m.stage, m.run_id
-        ),
-        None => "its function gets it again".to_string(),
-    };
-    format!(
-        "replayed message {} to {}: {then}",
-        letter.sequence, letter.queue
-    )
 }

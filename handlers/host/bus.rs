@@ -19,8 +19,8 @@
 //!   scheduled message holds no lock, and waits for its time however far);
 //! - completing a message and sending the messages its invocation produced
 //!   happen in one transaction;
-//! - dead letters kept in a queue's dead-letter sub-queue can be listed and
-//!   re-sent to their queue (`image-factory dead-letters`).
+//! - every dead letter not yet handled can be listed
+//!   (`image-factory dead-letters list`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -84,11 +84,12 @@ pub struct Received {
 /// A dead-lettered message, for inspection.
 #[derive(Clone, Debug)]
 pub struct DeadLetter {
-    /// Its sequence number: what [`Bus::resubmit`] takes.
+    /// Its sequence number.
     pub sequence: i64,
     /// Its id.
     pub message_id: String,
-    /// The queue whose dead-letter sub-queue holds it.
+    /// The queue that holds it: a dead-letter sub-queue, or the queue it
+    /// was dead-lettered in.
     pub queue: String,
     /// Its body.
     pub body: String,
@@ -98,7 +99,8 @@ pub struct DeadLetter {
     pub description: String,
     /// When it was first enqueued.
     pub enqueued_at: DateTime<Utc>,
-    /// Deliveries it had before it was dead-lettered.
+    /// Its deliveries where it is now: before it was dead-lettered in place,
+    /// or to the function of the sub-queue it waits in.
     pub delivery_count: u32,
 }
 
@@ -108,11 +110,6 @@ pub enum BusError {
     /// The lock expired or the message was settled already.
     #[error("the message's lock was lost (it expired, or the message was settled)")]
     LockLost,
-    /// No dead letter has this sequence number.
-    #[error(
-        "no dead-lettered message has sequence number {0} (`image-factory dead-letters list` lists them)"
-    )]
-    NoDeadLetter(i64),
     /// The database failed.
     #[error("the local queue database failed: {0}")]
     Storage(String),
@@ -425,47 +422,24 @@ impl Bus {
         .await
     }
 
-    /// The dead-letter sub-queues of every queue, oldest first.
-    pub async fn all_dead_letters(&self) -> Result<Vec<DeadLetter>, BusError> {
+    /// Every dead letter, oldest first: those kept dead-lettered in place
+    /// (a queue whose options name nowhere to move them) and those waiting
+    /// in a dead-letter sub-queue, a queue whose name ends with `sub_queue`
+    /// (`/$DeadLetterQueue`), for the function that reads it: moved there,
+    /// a dead letter is delivered like any message until it is completed.
+    pub async fn all_dead_letters(&self, sub_queue: &str) -> Result<Vec<DeadLetter>, BusError> {
+        let sub_queue = sub_queue.to_string();
         self.with_conn(move |c| {
             read_dead_letters(
                 c,
-                &format!("SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE dead = 1 ORDER BY seq"),
-                [],
+                &format!(
+                    "SELECT {DEAD_LETTER_COLUMNS} FROM messages
+                     WHERE dead = 1 OR substr(queue, -length(?1)) = ?1 ORDER BY seq"
+                ),
+                [sub_queue],
             )
         })
         .await
-    }
-
-    /// Sends the dead letter `sequence` again to the queue whose dead-letter
-    /// sub-queue holds it, with its body and properties (the dead-letter
-    /// reason among them) as they are, available at once, with no delivery
-    /// counted; it leaves the sub-queue (Service Bus Explorer's re-send
-    /// leaves a copy behind). Answers the message as it was; a sequence
-    /// number that is no dead letter changes nothing.
-    pub async fn resubmit(&self, sequence: i64) -> Result<DeadLetter, BusError> {
-        let clock = Arc::clone(&self.clock);
-        let letter = self
-            .with_conn(move |c| {
-                let tx = c.transaction()?;
-                let letter = read_dead_letters(
-                    &tx,
-                    &format!("SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE seq = ?1 AND dead = 1"),
-                    [sequence],
-                )?
-                .pop()
-                .ok_or(BusError::NoDeadLetter(sequence))?;
-                tx.execute(
-                    "UPDATE messages SET dead = 0, delivery_count = 0, lock_token = NULL, visible_at = ?1
-                     WHERE seq = ?2 AND dead = 1",
-                    params![millis(clock()), sequence],
-                )?;
-                tx.commit()?;
-                Ok(letter)
-            })
-            .await?;
-        self.notify.notify_waiters();
-        Ok(letter)
     }
 
     /// Active (not dead-lettered) messages in `queue`, locked or not.

@@ -1,8 +1,9 @@
 // Alerts on the factory (docs/operations.md, "Alerts"), all to one action
 // group that mails `alertEmail`:
-// - dead letters: a stage message dead-lettered (it reached the
-//   dead-letters queue, whose function fails its run), and a message left
-//   in a dead-letter sub-queue (that function itself gave up on it);
+// - dead letters: one waiting 15 minutes in a queue's dead-letter
+//   sub-queue, which its function `dead-letter-<queue>` fails on (a
+//   dead-lettered message that was handled failed its run: the failed-runs
+//   alert names it);
 // - failed runs and reaper deletions: log alerts over the handler's own
 //   telemetry in Application Insights (queries in ../queries/);
 // - Patch Tuesday: an image not released since this month's build time
@@ -45,8 +46,6 @@ param patchTuesdayHour int
 param patchReleaseDays int
 
 var queueNamespace = 'Microsoft.ServiceBus/namespaces'
-// The queue every stage queue forwards its dead letters to (../queues.json).
-var deadLetterQueue = loadJsonContent('../queues.json').deadLetterQueue
 
 resource actions 'Microsoft.Insights/actionGroups@2023-01-01' = {
   name: 'ag-${name}'
@@ -65,61 +64,16 @@ resource actions 'Microsoft.Insights/actionGroups@2023-01-01' = {
   }
 }
 
-// Stage queues forward their dead letters to `dead-letters`: a message
-// arriving there is a stage message Service Bus gave up on.
-resource deadLettered 'Microsoft.Insights/metricAlerts@2018-03-01' = {
-  name: 'alert-${name}-stage-message-dead-lettered'
+// Each queue's dead letters wait in its dead-letter sub-queue until the
+// function `dead-letter-<queue>` fails their run and completes them, within
+// seconds. One there for 15 minutes (its minimum count above 0) is one that
+// function fails on, so its run may still show running.
+resource waiting 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-${name}-dead-letters-waiting'
   location: 'global'
   tags: tags
   properties: {
-    description: 'A stage message was dead-lettered: the dead-letter function fails its run with the reason (docs/operations.md#dead-letters).'
-    severity: 2
-    enabled: true
-    scopes: [
-      serviceBusNamespaceId
-    ]
-    evaluationFrequency: 'PT5M'
-    windowSize: 'PT5M'
-    autoMitigate: true
-    criteria: {
-      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
-      allOf: [
-        {
-          criterionType: 'StaticThresholdCriterion'
-          name: 'forwarded-to-dead-letters'
-          metricNamespace: queueNamespace
-          metricName: 'IncomingMessages'
-          dimensions: [
-            {
-              name: 'EntityName'
-              operator: 'Include'
-              values: [
-                deadLetterQueue
-              ]
-            }
-          ]
-          operator: 'GreaterThan'
-          threshold: 0
-          timeAggregation: 'Total'
-        }
-      ]
-    }
-    actions: [
-      {
-        actionGroupId: actions.id
-      }
-    ]
-  }
-}
-
-// A message kept in a dead-letter sub-queue: the dead-letter function
-// failed on it at every delivery, so its run may still show running.
-resource unhandled 'Microsoft.Insights/metricAlerts@2018-03-01' = {
-  name: 'alert-${name}-dead-letters-unhandled'
-  location: 'global'
-  tags: tags
-  properties: {
-    description: 'A message is left in a dead-letter sub-queue: list and replay it (docs/operations.md#dead-letters).'
+    description: 'A dead letter has waited 15 minutes in a sub-queue: its dead-letter function fails on it (docs/operations.md#dead-letters).'
     severity: 1
     enabled: true
     scopes: [
@@ -133,7 +87,7 @@ resource unhandled 'Microsoft.Insights/metricAlerts@2018-03-01' = {
       allOf: [
         {
           criterionType: 'StaticThresholdCriterion'
-          name: 'dead-lettered'
+          name: 'dead-letters-waiting'
           metricNamespace: queueNamespace
           metricName: 'DeadletteredMessages'
           dimensions: [
@@ -147,7 +101,7 @@ resource unhandled 'Microsoft.Insights/metricAlerts@2018-03-01' = {
           ]
           operator: 'GreaterThan'
           threshold: 0
-          timeAggregation: 'Maximum'
+          timeAggregation: 'Minimum'
         }
       ]
     }
