@@ -10,7 +10,7 @@
 //! - `approvals links`, `approve`, `reject` (in `approvals`): the pending
 //!   approval links, and deciding for an approver with the same checks as a link;
 //! - `runs`: list runs, show one, its log, its notes, wait for it to end, or cancel it;
-//! - `dead-letters`: list the local bus's dead-lettered messages, or replay one;
+//! - `dead-letters`: list the local bus's dead letters not handled yet, or start a run a dead letter failed again;
 //! - `images resume`: resume an image's scheduled runs, paused after failing;
 //! - `fleet`: every image's compliance with this month's patches, and what its runs wait on;
 //! - `patch status`: a build's evidence judged against Microsoft's security data;
