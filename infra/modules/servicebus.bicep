@@ -118,5 +118,6 @@ resource sender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 output name string = namespace.name
+output id string = namespace.id
 output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
 output sendSecretName string = sendSecret.name
