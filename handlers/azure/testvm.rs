@@ -1084,6 +1084,77 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_vm_is_trusted_launch_when_its_gallery_definition_admits_it_and_never_confidential() {
+        use crate::domain::image::{GalleryDefinition, GallerySettings};
+        let version = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/acg/images/web/versions/1.0.0";
+        let managed = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/web";
+        let definition = |security_type| GalleryDefinition {
+            name: "web".into(),
+            sku: "web".into(),
+            settings: GallerySettings {
+                security_type,
+                ..GallerySettings::default()
+            },
+        };
+        for (security_type, expected) in [
+            (
+                SecurityType::TrustedLaunchSupported,
+                VmSecurity::TrustedLaunch,
+            ),
+            (SecurityType::TrustedLaunch, VmSecurity::TrustedLaunch),
+            (
+                SecurityType::TrustedLaunchAndConfidentialVmSupported,
+                VmSecurity::TrustedLaunch,
+            ),
+            (SecurityType::Standard, VmSecurity::Standard),
+            (SecurityType::ConfidentialVmSupported, VmSecurity::Standard),
+        ] {
+            let d = definition(security_type);
+            assert_eq!(
+                vm_security(version, Some(&d)).ok(),
+                Some(expected),
+                "{security_type:?}"
+            );
+            assert_eq!(
+                vm_security(managed, Some(&d)).ok(),
+                Some(VmSecurity::Standard),
+                "a managed image is never made a Trusted Launch VM"
+            );
+        }
+        assert_eq!(vm_security(version, None).ok(), Some(VmSecurity::Standard));
+        let confidential = definition(SecurityType::ConfidentialVm);
+        assert!(matches!(
+            vm_security(version, Some(&confidential)),
+            Err(TestVmError::Confidential { .. })
+        ));
+    }
+
+    #[test]
+    fn the_declaration_plan_sends_the_checkers_lines_and_refuses_a_shell_checker() {
+        use crate::domain::declaration::DeclareSettings;
+        let declare = DeclareSettings {
+            services: (0..10).map(|i| format!("svc{i}")).collect(),
+            ..DeclareSettings::default()
+        };
+        let plan = DeclarationPlan::new(&declare, "\u{feff}param()\r\nWrite-Output 1\n")
+            .expect("a PowerShell checker");
+        assert_eq!(plan.script, ["param()", "Write-Output 1"]);
+        assert_eq!(
+            plan.batches.len(),
+            2,
+            "ten checks, at most {DECLARATION_CHECKS_PER_COMMAND} a command"
+        );
+        let shell = DeclareSettings {
+            checker: "scripts/check.sh".into(),
+            ..declare
+        };
+        assert!(matches!(
+            DeclarationPlan::new(&shell, "echo"),
+            Err(TestVmError::BadChecker(_))
+        ));
+    }
+
     fn answer(stdout: &str, stderr: &str) -> Value {
         json!({ "value": [
             { "code": "ComponentStatus/StdOut/succeeded", "level": "Info", "displayStatus": "Provisioning succeeded", "message": stdout },
