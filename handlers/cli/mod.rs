@@ -33,6 +33,7 @@ mod client;
 mod doctor;
 mod fleet;
 mod images;
+mod log_view;
 mod output;
 mod package;
 mod patch;

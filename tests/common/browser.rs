@@ -218,14 +218,38 @@ impl Browser {
 
     /// Whether the page scrolls sideways (a layout too wide for the window).
     pub async fn overflows_horizontally(&self) -> bool {
+        let (scroll, viewport) = self.widths().await;
+        scroll > viewport
+    }
+
+    /// The document's scroll width and the viewport's width, in CSS pixels
+    /// (`document.documentElement.scrollWidth`, `window.innerWidth`).
+    pub async fn widths(&self) -> (u64, u64) {
         let answer = self
-            .call(
-                "POST",
-                "/execute/sync",
-                json!({ "script": "return document.documentElement.scrollWidth > window.innerWidth;", "args": [] }),
-            )
+            .script("return [document.documentElement.scrollWidth, window.innerWidth];")
             .await;
-        answer.as_bool().unwrap_or(true)
+        let width = |i: usize| answer[i].as_u64().expect("a width in pixels");
+        (width(0), width(1))
+    }
+
+    /// The value a script returns (`return ...;`), run in the page.
+    pub async fn script(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// Resizes the window (for a screenshot of a whole page: as tall as it).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        )
+        .await;
     }
 
     /// Saves a screenshot under `target/screenshots/<name>.png` and returns its path.
