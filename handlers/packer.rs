@@ -156,6 +156,40 @@ pub struct LogLine {
     pub text: String,
 }
 
+impl LogLine {
+    /// The time as `HH:MM:SS` (UTC), or eight spaces for a line without one.
+    pub fn clock(&self) -> String {
+        self.time
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map_or_else(|| " ".repeat(8), |t| t.format("%H:%M:%S").to_string())
+    }
+
+    /// The message as shown: a step's output indented by two spaces, an
+    /// error marked `error: `.
+    pub fn shown(&self) -> String {
+        match self.kind {
+            LogKind::Output => format!("  {}", self.text),
+            LogKind::Error => format!("error: {}", self.text),
+            LogKind::Step | LogKind::Note => self.text.clone(),
+        }
+    }
+}
+
+/// A whole build log (or its last lines) as a person reads it: a line per
+/// message, `HH:MM:SS  step  message`, the steps lined up ([`readable`]).
+pub fn readable_text(log: &str) -> String {
+    let lines: Vec<LogLine> = log.lines().flat_map(readable).collect();
+    let width = lines
+        .iter()
+        .map(|l| l.step.chars().count())
+        .max()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|l| format!("{}  {:<width$}  {}\n", l.clock(), l.step, l.shown()))
+        .collect()
+}
+
 /// The kinds of lines of a readable build log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogKind {
@@ -1003,5 +1037,27 @@ mod tests {
         assert_eq!(plain[0].text, "Error: Failed to parse the template");
         assert!(readable("").is_empty());
         assert!(readable("1795598663,,error-count,1").is_empty());
+    }
+
+    #[test]
+    fn a_whole_log_reads_as_aligned_lines_of_time_step_and_message() {
+        let text = readable_text(BUILD_FAILURE);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..2],
+            [
+                "09:24:29  golden.null.golden  Running local shell script: ./scripts/provision.sh",
+                "09:24:29  golden.null.golden    image written to ./output/win2022-golden-1.2.3",
+            ]
+        );
+        assert!(
+            lines.contains(
+                &"09:24:29  golden.null.golden  error: smoke: index.html missing, tags ok"
+            )
+        );
+        assert!(lines.contains(
+            &"09:24:29  packer              Wait completed after 25 milliseconds 112 microseconds"
+        ));
+        assert_eq!(readable_text(""), "");
     }
 }

@@ -5,8 +5,6 @@
 
 use std::io::Write;
 
-use chrono::DateTime;
-
 use super::output::{Paint, paint};
 use crate::domain::controls::{Lines, escape_controls};
 use crate::packer::{LogKind, LogLine, readable};
@@ -70,25 +68,21 @@ impl LogPrinter {
     /// `HH:MM:SS  step  message` (the time in UTC; blank for a line that
     /// has none), control characters shown escaped.
     fn format(&self, said: &LogLine) -> String {
-        let time = said
-            .time
-            .and_then(|t| DateTime::from_timestamp(t, 0))
-            .map_or_else(|| " ".repeat(8), |t| t.format("%H:%M:%S").to_string());
         let step = format!(
             "{:<width$}",
             escape_controls(&said.step, Lines::Escape),
             width = self.step_width
         );
-        let text = escape_controls(&said.text, Lines::Escape);
+        let shown = said.shown();
+        let shown = escape_controls(&shown, Lines::Escape);
         let message = match said.kind {
-            LogKind::Step => paint(&text, Paint::Bold, self.colour),
-            LogKind::Output => format!("  {text}"),
-            LogKind::Error => paint(&format!("error: {text}"), Paint::Red, self.colour),
-            LogKind::Note => text.into_owned(),
+            LogKind::Step => paint(&shown, Paint::Bold, self.colour),
+            LogKind::Error => paint(&shown, Paint::Red, self.colour),
+            LogKind::Output | LogKind::Note => shown.into_owned(),
         };
         format!(
             "{}  {}  {message}",
-            paint(&time, Paint::Dim, self.colour),
+            paint(&said.clock(), Paint::Dim, self.colour),
             paint(&step, Paint::Dim, self.colour)
         )
     }
