@@ -129,6 +129,7 @@ async fn run_at_approve(app: &App, id: &str) {
             _ => StageOutput::Tested {
                 checks: vec!["ok".into()],
                 patch: None,
+                declaration: None,
             },
         };
         for event in [

@@ -4,7 +4,8 @@
 //! decision (and reminded); an image's approvers and the operators are told
 //! when its scheduled runs paused after failing. A request's facts include
 //! the run's patch level (`domain::patch_view`), and "patch level not
-//! verified" or a failed gate comes first, as an alert. The channels that
+//! verified" or a failed gate comes first, as an alert; and its declaration
+//! checks (how many passed, by which checker). The channels that
 //! carry them are adapters of the notification port ([`crate::ports::notifier`]).
 
 use serde_json::{Value, json};
@@ -43,6 +44,7 @@ fn facts(run: &Run) -> Vec<(&'static str, String)> {
         facts.push(("Tests", run.checks.join("; ")));
     }
     facts.extend(patch_view::facts(run));
+    facts.extend(run.declaration.iter().flat_map(|d| d.facts()));
     facts
 }
 

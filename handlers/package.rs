@@ -28,7 +28,7 @@ use serde_json::Value;
 use zip::CompressionMethod;
 use zip::write::{SimpleFileOptions, ZipWriter};
 
-use crate::functions::NAMES;
+use crate::functions::{DEAD_LETTER_SUFFIX, NAMES};
 use crate::layout::{self, LayoutError};
 
 /// Name of the handler executable at the zip's root (host.json's `defaultExecutablePath`).
@@ -143,8 +143,6 @@ pub enum PackageError {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InfraQueues {
-    /// The queue every other queue forwards its dead letters to.
-    pub dead_letter_queue: String,
     /// The stage queues and the worker-completion queue.
     pub queues: Vec<String>,
     /// Deliveries before a message is dead-lettered.
@@ -164,11 +162,14 @@ impl InfraQueues {
         })
     }
 
-    /// Every queue created: the listed ones and the dead-letter queue.
+    /// Every queue a function may be triggered by: the listed ones and
+    /// their dead-letter sub-queues (`<queue>/$DeadLetterQueue`, which
+    /// every queue has).
     pub fn all(&self) -> BTreeSet<String> {
-        let mut all: BTreeSet<String> = self.queues.iter().cloned().collect();
-        all.insert(self.dead_letter_queue.clone());
-        all
+        self.queues
+            .iter()
+            .flat_map(|q| [q.clone(), format!("{q}{DEAD_LETTER_SUFFIX}")])
+            .collect()
     }
 }
 
@@ -699,7 +700,7 @@ mod tests {
     }
 
     #[test]
-    fn infra_creates_every_stage_queue_the_worker_queue_and_dead_letters() {
+    fn infra_creates_every_stage_queue_the_worker_queue_and_their_dead_letters() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let queues = InfraQueues::load(root).expect("infra/queues.json");
         let all = queues.all();
@@ -710,10 +711,14 @@ mod tests {
             "stage-approve",
             "stage-release",
             "build-completed",
-            "dead-letters",
         ] {
             assert!(all.contains(queue), "infra does not create {queue}");
         }
+        // Every dead-letter function reads the sub-queue of a created queue.
+        for (function, queue) in crate::functions::DEAD_LETTER_FUNCTIONS {
+            assert!(all.contains(queue), "{function} reads {queue}");
+        }
+        assert!(!all.contains("dead-letters"));
         // The local host's defaults (host::BusSettings) are what Azure does.
         let local = crate::host::BusSettings::default();
         assert_eq!(queues.max_delivery_count, local.max_delivery_count);

@@ -1602,6 +1602,7 @@ variable "key" {{
                 "gallery_image_version",
                 "image_name",
                 "run_id",
+                "standin_omit",
             ]
         );
         assert_eq!(

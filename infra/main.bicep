@@ -12,6 +12,9 @@
 // gallery groups, `jobStarter` on the app group, `tester` on the subscription
 // (see modules/roles.bicep) and Storage Blob Data Contributor on the logs'
 // and the sources' containers.
+// The alerts (modules/alerts.bicep, docs/operations.md#alerts) mail one
+// action group; the Patch Tuesday rule reads the gallery as an identity of
+// its own, Reader on the workspace and the gallery's group.
 
 targetScope = 'subscription'
 
@@ -86,6 +89,13 @@ param instanceMemoryMB int = 2048
 @description('Most instances the function app scales out to (Flex Consumption: 40 to 1000).')
 param maximumInstanceCount int = 40
 
+@description('Service Bus tier: Basic serves the factory and costs cents a month for a small estate; Standard adds a base charge of about 10 USD a month (docs/costs.md).')
+@allowed([
+  'Basic'
+  'Standard'
+])
+param serviceBusSku string = 'Basic'
+
 @description('Time zone of the Patch Tuesday build (IANA name).')
 param patchTuesdayZone string = 'UTC'
 
@@ -94,6 +104,14 @@ param patchTuesdayOffsetDays int = 1
 
 @description('Hour (in the zone) the monthly build runs.')
 param patchTuesdayHour int = 6
+
+@minValue(0)
+@maxValue(27)
+@description('Days after the monthly build time by which every image is released: an image unpatched then is overdue in the fleet view (IMAGE_FACTORY_PATCH_GRACE_DAYS), and the Patch Tuesday alert fires.')
+param patchGraceDays int = 7
+
+@description('Where the factory\'s alerts are mailed (docs/operations.md#alerts). Empty: the alerts show in the portal only.')
+param alertEmail string = ''
 
 @description('Branches whose pushes build, comma-separated.')
 param branches string = 'main'
@@ -244,6 +262,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     principalId: identity.outputs.principalId
     keyVaultName: keyVault.outputs.name
     secretExpiry: secretExpiry
+    sku: serviceBusSku
   }
 }
 
@@ -402,6 +421,7 @@ module functionApp 'modules/functionapp.bicep' = {
     patchTuesdayZone: patchTuesdayZone
     patchTuesdayOffsetDays: patchTuesdayOffsetDays
     patchTuesdayHour: patchTuesdayHour
+    patchGraceDays: patchGraceDays
     branches: branches
     azureDevOpsWebhooks: azureDevOpsWebhooks
     teamsNotifications: teamsNotifications
@@ -425,6 +445,34 @@ module functionApp 'modules/functionapp.bicep' = {
     reaperDryRun: reaperDryRun
     reaperMaxAgeHours: reaperMaxAgeHours
     eventGridEndpoint: events.outputs.endpoint
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: appGroup
+  params: {
+    name: name
+    location: location
+    tags: tags
+    alertEmail: alertEmail
+    serviceBusNamespaceId: serviceBus.outputs.id
+    appInsightsId: monitoring.outputs.insightsId
+    workspaceName: monitoring.outputs.workspaceName
+    galleryResourceGroup: galleryGroup.name
+    patchTuesdayOffsetDays: patchTuesdayOffsetDays
+    patchTuesdayHour: patchTuesdayHour
+    patchReleaseDays: patchGraceDays
+  }
+}
+
+// The Patch Tuesday alert reads the gallery's versions through Resource Graph.
+module alertReadsGallery 'modules/role-assignment.bicep' = {
+  name: 'alert-reads-gallery'
+  scope: galleryGroup
+  params: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'acdd72a7-3385-48ef-bd42-f606fba81ae7')
+    principalId: alerts.outputs.patchTuesdayPrincipalId
   }
 }
 

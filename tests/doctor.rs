@@ -107,6 +107,23 @@ fn a_broken_image_makes_doctor_fail_naming_the_image_and_the_problem() {
 }
 
 #[test]
+fn a_declaration_checker_missing_from_the_image_folder_makes_doctor_fail_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = common::copy_example(dir.path(), "example");
+    std::fs::remove_file(image.join("scripts/check-declaration.sh")).expect("removed");
+    let (output, report) = doctor(&[("IMAGE_FACTORY_IMAGES", dir.path())]);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let f = finding(&report, "image example");
+    assert_eq!(f["severity"], json!("failure"), "{f:#}");
+    assert!(
+        f["message"].as_str().unwrap_or_default().starts_with(
+            "[declare] checker scripts/check-declaration.sh is not a file of the image's folder"
+        ),
+        "{f:#}"
+    );
+}
+
+#[test]
 fn every_bad_image_toml_is_listed_on_its_own_and_the_good_image_is_still_checked() {
     let dir = tempfile::tempdir().expect("temp dir");
     common::copy_example(dir.path(), "example");
@@ -289,8 +306,7 @@ fn queue(name: &str) -> Value {
         "properties": {
             "lockDuration": "PT1M",
             "maxDeliveryCount": 5,
-            "status": "Active",
-            "forwardDeadLetteredMessagesTo": "dead-letters"
+            "status": "Active"
         }
     })
 }
@@ -329,7 +345,7 @@ fn expected() -> Expected {
     let jsons = image_factory::package::function_jsons(&common::repo_root()).expect("functions");
     Expected {
         functions: vec!["git-push".into(), "runs".into(), "stage-build".into()],
-        queues: ["stage-build", "dead-letters"]
+        queues: ["stage-build", "stage-test"]
             .into_iter()
             .map(String::from)
             .collect(),
@@ -481,7 +497,7 @@ async fn a_complete_deployment_passes_every_deployed_check_with_the_token_and_ap
             Method::GET,
             &format!("{NAMESPACE}/queues"),
             200,
-            json!({ "value": [queue("stage-build"), queue("dead-letters")] }),
+            json!({ "value": [queue("stage-build"), queue("stage-test")] }),
         ),
         Reply::new(
             Method::GET,
@@ -706,7 +722,7 @@ async fn a_deployment_that_lacks_things_gets_a_failure_naming_each_and_no_settin
             Method::GET,
             &format!("{NAMESPACE}/queues"),
             200,
-            json!({ "value": [queue("dead-letters")] }),
+            json!({ "value": [queue("stage-test")] }),
         ),
         Reply::new(Method::GET, JOB, 404, not_found("job-build")),
         Reply::new(

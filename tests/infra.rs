@@ -136,7 +136,10 @@ fn the_service_bus_module_creates_the_queues_listed_in_infra_queues_json() {
         .expect("servicebus.bicep");
     assert!(module.contains("loadJsonContent('../queues.json')"));
     assert!(module.contains("for queue in config.queues"));
-    assert!(module.contains("forwardDeadLetteredMessagesTo: config.deadLetterQueue"));
+    // Nothing is forwarded (the Basic tier has no auto-forwarding): each
+    // queue's dead-letter sub-queue has a function of its own.
+    assert!(!module.contains("forwardDeadLetteredMessagesTo"));
+    assert!(module.contains("param sku string = 'Basic'"));
     assert!(module.contains("maxDeliveryCount: config.maxDeliveryCount"));
     assert!(module.contains("lockDuration: config.lockDuration"));
 }
@@ -524,5 +527,78 @@ fn sign_in_leaves_out_exactly_the_routes_that_carry_their_own_signature() {
     ] {
         let function = read_json(&repo().join("functions").join(name).join("function.json"));
         assert_eq!(function["bindings"][0]["authLevel"], level, "{name}");
+    }
+}
+
+#[test]
+fn the_alerts_are_deployed_to_one_action_group_and_the_patch_tuesday_rule_may_read_what_it_queries()
+{
+    let read = |path: &str| {
+        std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let alerts = read("infra/modules/alerts.bicep");
+    // Every alert acts through the one action group.
+    let rules: Vec<&str> = [
+        "resource waiting 'Microsoft.Insights/metricAlerts@",
+        "resource failedRuns 'Microsoft.Insights/scheduledQueryRules@",
+        "resource reaped 'Microsoft.Insights/scheduledQueryRules@",
+        "resource unreleased 'Microsoft.Insights/scheduledQueryRules@",
+    ]
+    .iter()
+    .map(|marker| block(&alerts, marker))
+    .collect();
+    for rule in &rules {
+        let rule = squeezed(rule);
+        assert!(
+            rule.contains("actionGroupId: actions.id")
+                || rule.contains("actionGroups: [ actions.id ]"),
+            "a rule without the action group: {rule}"
+        );
+    }
+    // A dead letter that waits in any queue's dead-letter sub-queue for 15
+    // minutes (its count never 0 in the window) is one its function fails on.
+    let waiting = squeezed(rules[0]);
+    for needed in [
+        "metricName: 'DeadletteredMessages'",
+        "name: 'EntityName' operator: 'Include' values: [ '*' ]",
+        "timeAggregation: 'Minimum'",
+        "windowSize: 'PT15M'",
+    ] {
+        assert!(waiting.contains(needed), "{needed} not in {waiting}");
+    }
+    // The Patch Tuesday rule reads the gallery through Resource Graph as
+    // its own identity: Reader on the workspace it is scoped to and on the
+    // gallery's group.
+    let unreleased = squeezed(rules[3]);
+    assert!(unreleased.contains("identity: { type: 'SystemAssigned' }"));
+    assert!(unreleased.contains("scopes: [ workspace.id ]"));
+    let reader = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+    let on_workspace = squeezed(block(
+        &alerts,
+        "resource unreleasedReadsWorkspace 'Microsoft.Authorization/roleAssignments@",
+    ));
+    assert!(alerts.contains(reader));
+    assert!(on_workspace.contains("scope: workspace"));
+    assert!(on_workspace.contains("principalId: unreleased.identity.principalId"));
+    let main = squeezed(&read("infra/main.bicep"));
+    assert!(main.contains("module alerts 'modules/alerts.bicep' = {"));
+    assert!(main.contains(&format!(
+        "module alertReadsGallery 'modules/role-assignment.bicep' = {{ name: 'alert-reads-gallery' scope: galleryGroup params: {{ roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '{reader}') principalId: alerts.outputs.patchTuesdayPrincipalId }} }}"
+    )));
+    // The release days are the fleet view's grace, set once.
+    assert!(main.contains("patchReleaseDays: patchGraceDays"));
+    assert!(main.contains("patchGraceDays: patchGraceDays"));
+    let app = squeezed(&read("infra/modules/functionapp.bicep"));
+    assert!(app.contains("name: 'IMAGE_FACTORY_PATCH_GRACE_DAYS' value: string(patchGraceDays)"));
+    let parameters = read_json(&repo().join("infra/main.parameters.json"));
+    for (parameter, env) in [
+        ("alertEmail", "${IMAGE_FACTORY_ALERT_EMAIL=}"),
+        ("patchGraceDays", "${IMAGE_FACTORY_PATCH_GRACE_DAYS=7}"),
+        ("buildNetwork", "${BUILD_NETWORK=private}"),
+    ] {
+        assert_eq!(
+            parameters["parameters"][parameter]["value"], env,
+            "{parameter}"
+        );
     }
 }

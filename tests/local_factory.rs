@@ -121,15 +121,7 @@ async fn a_redelivered_webhook_finds_its_run_and_starts_nothing_new() {
     factory
         .wait_status(&run_id(commit), RunStatus::WaitingForApproval)
         .await;
-    let list: serde_json::Value = factory
-        .http
-        .get(format!("{}/api/runs?image=example", factory.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = factory.get_json("/api/runs?image=example").await;
     assert_eq!(list["runs"].as_array().unwrap().len(), 1);
     factory.stop().await;
 }
@@ -518,7 +510,11 @@ async fn a_stage_that_fails_on_every_delivery_is_dead_lettered_and_its_run_faile
     );
     assert_eq!(factory.bus().depth("stage-validate").await.unwrap(), 0);
     assert_eq!(
-        factory.bus().depth("dead-letters").await.unwrap(),
+        factory
+            .bus()
+            .depth("stage-validate/$DeadLetterQueue")
+            .await
+            .unwrap(),
         0,
         "the dead letter was handled"
     );

@@ -129,15 +129,7 @@ async fn approve(factory: &Factory, id: &str) -> Run {
 }
 
 async fn fleet(factory: &Factory) -> FleetPage {
-    factory
-        .http
-        .get(format!("{}/api/runs?view=fleet", factory.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    factory.get_json("/api/runs?view=fleet").await
 }
 
 /// `image-factory patch status` against the factory and the folder.

@@ -560,15 +560,7 @@ async fn a_rollback_asked_of_the_factory_makes_the_earlier_version_current_every
         "{changelog}"
     );
     // And the fleet, as the page and as JSON.
-    let fleet: Value = factory
-        .http
-        .get(format!("{}/api/runs?view=fleet", factory.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fleet: Value = factory.get_json("/api/runs?view=fleet").await;
     let row = &fleet["images"][0];
     assert_eq!(row["currentRelease"]["version"], v1.as_str());
     assert_eq!(row["currentRelease"]["rolledBack"]["actor"], "alice");

@@ -370,15 +370,7 @@ async fn the_fleet_and_the_dashboard_list_the_images_of_the_branch_head_not_thos
     // A folder in the working tree only is not at the head.
     copy_example(&root.join("images"), "draft");
 
-    let fleet: serde_json::Value = factory
-        .http
-        .get(format!("{}/api/runs?view=fleet", factory.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fleet: serde_json::Value = factory.get_json("/api/runs?view=fleet").await;
     let names: Vec<&str> = fleet["images"]
         .as_array()
         .expect("rows")

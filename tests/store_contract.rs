@@ -240,6 +240,7 @@ fn waiting_for_approval(id: &str, approvers: &[String], required: u32) -> Run {
             StageOutput::Tested {
                 checks: vec!["boots".into()],
                 patch: None,
+                declaration: None,
             },
         ),
     ];

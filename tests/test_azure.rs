@@ -5,10 +5,14 @@
 //! validated against the specifications. Each test checks the exact requests
 //! sent: what is created, with which names, tags and bodies, that a retry
 //! creates nothing twice, that the NIC joins the build network's subnet when
-//! one is configured, and that the resource group is deleted in every
-//! outcome but a VM that failed its check (kept for its boot diagnostics,
-//! which the reaper saves: tests/reaper.rs). Verified against the official
-//! contract, not against a live subscription.
+//! one is configured, that the VM is a Trusted Launch VM when the image's
+//! gallery definition admits one, that the image's declaration checker
+//! (`Test-ImageDeclaration.ps1`, the Windows image's own file) runs through
+//! Run Command with the declaration as its parameters and its output is read
+//! into one result per check, and that the resource group is deleted in
+//! every outcome but a VM that failed its check (kept for its boot
+//! diagnostics, which the reaper saves: tests/reaper.rs). Verified against
+//! the official contract, not against a live subscription.
 
 mod common;
 
@@ -169,7 +173,14 @@ fn nic_created() -> Reply {
 /// A VM shaped as ComputeRP 2024-07-01
 /// `VirtualMachine_Create_FromACustomImage.json` / `VirtualMachine_Get.json`.
 fn vm_body(state: &str) -> Value {
-    json!({
+    vm_body_as(state, None)
+}
+
+/// [`vm_body`] with a security profile (ComputeRP 2024-07-01
+/// `SecurityProfile`), as a Trusted Launch VM answers with the one it was
+/// created with.
+fn vm_body_as(state: &str, security: Option<&Value>) -> Value {
+    let mut body = json!({
         "id": vm_path(),
         "type": "Microsoft.Compute/virtualMachines",
         "properties": {
@@ -193,7 +204,16 @@ fn vm_body(state: &str) -> Value {
         },
         "name": "vm-smoke",
         "location": "westeurope"
-    })
+    });
+    if let Some(security) = security {
+        body["properties"]["securityProfile"] = security.clone();
+    }
+    body
+}
+
+/// The security profile of a Trusted Launch VM.
+fn trusted_launch() -> Value {
+    json!({ "securityType": "TrustedLaunch", "uefiSettings": { "secureBootEnabled": true, "vTpmEnabled": true } })
 }
 
 /// The VM does not exist yet (the 404 error body of a VirtualMachines_Get).
@@ -209,11 +229,22 @@ fn vm_missing() -> Reply {
 /// VirtualMachines_CreateOrUpdate: 201 `Creating` (the example's body) with
 /// an `Azure-AsyncOperation` status that succeeds, then the VM as it is.
 fn vm_created(op: &str) -> Vec<Reply> {
+    vm_created_as(op, None)
+}
+
+/// [`vm_created`], the VM answering with `security` as its security profile.
+fn vm_created_as(op: &str, security: Option<&Value>) -> Vec<Reply> {
     let status = format!(
         "/subscriptions/sub-1/providers/Microsoft.Compute/locations/westeurope/operations/{op}"
     );
     vec![
-        Reply::new(Method::PUT, &vm_path(), 201, vm_body("Creating")).header(
+        Reply::new(
+            Method::PUT,
+            &vm_path(),
+            201,
+            vm_body_as("Creating", security),
+        )
+        .header(
             "Azure-AsyncOperation",
             &format!("{{base}}{status}?api-version=2024-07-01"),
         ),
@@ -223,7 +254,12 @@ fn vm_created(op: &str) -> Vec<Reply> {
             200,
             json!({ "startTime": "2026-11-25T11:58:30Z", "endTime": "2026-11-25T12:01:10Z", "status": "Succeeded", "name": op }),
         ),
-        Reply::new(Method::GET, &vm_path(), 200, vm_body("Succeeded")),
+        Reply::new(
+            Method::GET,
+            &vm_path(),
+            200,
+            vm_body_as("Succeeded", security),
+        ),
     ]
 }
 
@@ -313,6 +349,53 @@ async fn factory_in(
     timeout_seconds: u64,
     subnet: Option<&str>,
 ) -> (Factory, tempfile::TempDir, Arc<Mutex<Vec<Duration>>>) {
+    factory_with(server, timeout_seconds, subnet, Image::default()).await
+}
+
+/// What the test's image has beyond the example's files with the Windows
+/// image's smoke check.
+#[derive(Default)]
+struct Image<'a> {
+    /// Its gallery definition's `security_type`, when it publishes to a
+    /// gallery (`gallery_image_name = "windows-web-base"`).
+    security_type: Option<&'a str>,
+    /// Whether it declares what the Windows image declares (its
+    /// `[declare]` table), checked by the Windows image's own
+    /// `Test-ImageDeclaration.ps1`, copied into the image's folder.
+    declare: bool,
+}
+
+/// The Windows image's `[declare]` table, as its `image.toml` writes it.
+fn windows_declaration() -> String {
+    let text = std::fs::read_to_string(common::repo_root().join(WINDOWS_IMAGE).join("image.toml"))
+        .expect("the Windows image's image.toml");
+    let start = text.find("\n[declare]\n").expect("a [declare] table") + 1;
+    let end = text[start..].find("\n\n").map_or(text.len(), |e| start + e);
+    text[start..end].to_string()
+}
+
+const WINDOWS_IMAGE: &str = "images/base-w2022-datacenter";
+
+/// The Windows image's declaration checker.
+fn checker_lines() -> Vec<String> {
+    std::fs::read_to_string(
+        common::repo_root()
+            .join(WINDOWS_IMAGE)
+            .join("scripts/Test-ImageDeclaration.ps1"),
+    )
+    .expect("the checker")
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// [`factory_in`] with `image`'s gallery definition and declaration.
+async fn factory_with(
+    server: &ArmServer,
+    timeout_seconds: u64,
+    subnet: Option<&str>,
+    image: Image<'_>,
+) -> (Factory, tempfile::TempDir, Arc<Mutex<Vec<Duration>>>) {
     let images = tempfile::TempDir::new().expect("a folder");
     let dir = copy_example(images.path(), "example");
     let toml = std::fs::read_to_string(dir.join("image.toml")).expect("image.toml");
@@ -321,11 +404,29 @@ async fn factory_in(
         .find("[approval]")
         .expect("an approval section")
         + start;
-    let toml = format!(
+    // (The example's own [declare], with its shell checker, sits between
+    // the two and goes with its smoke test.)
+    let mut toml = format!(
         "{}[smoke.http]\nurl = \"http://localhost/\"\nstatus = 200\ncontains = \"IIS\"\ntimeout_seconds = {timeout_seconds}\n\n{}",
         &toml[..start],
         &toml[end..]
     );
+    if let Some(security_type) = image.security_type {
+        toml = format!(
+            "gallery_image_name = \"windows-web-base\"\n{toml}\n[gallery]\nsecurity_type = \"{security_type}\"\n"
+        );
+    }
+    if image.declare {
+        toml = format!("{toml}\n{}\n", windows_declaration());
+        std::fs::copy(
+            common::repo_root()
+                .join(WINDOWS_IMAGE)
+                .join("scripts/Test-ImageDeclaration.ps1"),
+            dir.join("scripts/Test-ImageDeclaration.ps1"),
+        )
+        .expect("the checker copied");
+    }
+    assert!(!toml.contains("check-declaration.sh"), "{toml}");
     std::fs::write(dir.join("image.toml"), toml).expect("written");
     let (azure, waits) = server.azure(TestVmSettings {
         location: Some("westeurope".into()),
@@ -430,6 +531,17 @@ fn record(run: &Run, result: &StageResult, delivery: u32) -> Run {
             execution,
             at: now(),
             reason: reason.clone(),
+        },
+        StageResult::DeclarationFailed {
+            checks,
+            patch,
+            record,
+        } => Event::DeclarationFailed {
+            execution,
+            at: now(),
+            checks: checks.clone(),
+            patch: patch.clone(),
+            record: record.clone(),
         },
         other => panic!("not a recorded result: {other:?}"),
     };
@@ -909,6 +1021,365 @@ async fn with_the_build_network_configured_the_nic_joins_its_subnet_and_no_netwo
     let ip = &nic["properties"]["ipConfigurations"][0]["properties"];
     assert_eq!(ip["subnet"]["id"], SUBNET_ID);
     assert!(ip.get("publicIPAddress").is_none(), "{nic}");
+    assert!(server.unserved().is_empty());
+    factory.stop().await;
+}
+
+/// The checker's output for `checks`: (name, expected, actual, ok), one line
+/// of JSON as `Test-ImageDeclaration.ps1` prints it (docs/windows-image.md).
+fn declared(checks: &[(&str, &str, &str, bool)]) -> String {
+    let checks: Vec<Value> = checks
+        .iter()
+        .map(|(name, expected, actual, ok)| {
+            json!({ "name": name, "expected": expected, "actual": actual, "ok": ok })
+        })
+        .collect();
+    format!("{}\n", json!({ "checks": checks }))
+}
+
+/// The first eight checks of the Windows image's declaration, all passed.
+const FIRST_EIGHT: [(&str, &str, &str, bool); 8] = [
+    ("feature:Web-Server", "Installed", "Installed", true),
+    ("language-pack:fr-FR", "installed", "installed", true),
+    ("defender:antivirus-enabled", "True", "True", true),
+    (
+        "defender:signature-age-hours",
+        "<= 24",
+        "3.2 (signatures 1.443.512.0, updated 2026-11-25T08:40:13Z)",
+        true,
+    ),
+    ("firewall:Domain", "True", "True", true),
+    ("firewall:Private", "True", "True", true),
+    ("firewall:Public", "True", "True", true),
+    ("service:W3SVC", "Running", "Running", true),
+];
+
+/// The Run Command bodies the stage posted, in order.
+fn run_commands(server: &ArmServer) -> Vec<Value> {
+    seen(server)
+        .into_iter()
+        .filter(|s| s.method == Method::POST && s.uri.starts_with(&run_command_path()))
+        .map(|s| s.body.expect("a body"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_launch_definition_gets_a_trusted_launch_vm_a_standard_one_a_standard_vm_and_a_confidential_one_none()
+ {
+    for (security_type, profile, says) in [
+        (
+            "TrustedLaunchSupported",
+            Some(trusted_launch()),
+            "Trusted Launch: secure boot and vTPM on",
+        ),
+        (
+            "TrustedLaunch",
+            Some(trusted_launch()),
+            "Trusted Launch: secure boot and vTPM on",
+        ),
+        ("Standard", None, "standard security"),
+    ] {
+        let mut script = network();
+        script.push(vm_missing());
+        script.extend(vm_created_as("vm-op-1", profile.as_ref()));
+        script.push(disk_tagged());
+        script.extend(run_command("rc-1", IIS_ANSWERS));
+        script.extend(group_deleted("del-1"));
+        let server = ArmServer::start(script).await;
+        let image = Image {
+            security_type: Some(security_type),
+            declare: false,
+        };
+        let (factory, _images, _) = factory_with(&server, 600, None, image).await;
+
+        let result = factory
+            .app
+            .execute_stage(&run_at_test(1), Stage::Test)
+            .await;
+
+        let StageResult::Succeeded(StageOutput::Tested { checks, .. }) = &result else {
+            panic!("{security_type}: the test stage did not succeed: {result:?}");
+        };
+        assert!(checks[0].contains(says), "{security_type}: {}", checks[0]);
+        let vm = seen(&server)
+            .into_iter()
+            .find(|s| s.method == Method::PUT && s.uri.starts_with(&vm_path()))
+            .and_then(|s| s.body)
+            .expect("the VM was put");
+        assert_eq!(
+            vm["properties"].get("securityProfile"),
+            profile.as_ref(),
+            "{security_type}"
+        );
+        assert_eq!(
+            vm["properties"]["storageProfile"]["imageReference"]["id"], VERSION_ID,
+            "from the new gallery version"
+        );
+        assert!(server.unserved().is_empty(), "{security_type}");
+        factory.stop().await;
+    }
+
+    // A definition that admits only confidential VMs: refused before
+    // anything is created.
+    let server = ArmServer::start(Vec::new()).await;
+    let image = Image {
+        security_type: Some("ConfidentialVM"),
+        declare: false,
+    };
+    let (factory, _images, _) = factory_with(&server, 600, None, image).await;
+    let result = factory
+        .app
+        .execute_stage(&run_at_test(1), Stage::Test)
+        .await;
+    let StageResult::Failed(reason) = &result else {
+        panic!("a confidential-only definition fails the stage: {result:?}");
+    };
+    assert!(
+        reason.starts_with(
+            "the gallery image definition windows-web-base admits only confidential VMs"
+        ),
+        "{reason}"
+    );
+    assert!(requests(&server).is_empty(), "{:?}", requests(&server));
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_declaration_runs_through_run_command_eight_checks_a_command_and_a_missing_item_fails_the_run()
+ {
+    let busy = json!({ "error": { "code": "Conflict", "message": "Run command extension execution is in progress. Please wait for completion before invoking a run command." } });
+    let mut script = network();
+    script.push(vm_missing());
+    script.extend(vm_created_as("vm-op-1", Some(&trusted_launch())));
+    script.push(disk_tagged());
+    script.extend(run_command("rc-1", IIS_ANSWERS));
+    // The first declaration command meets the VM still busy: tried again.
+    script.push(Reply::new(Method::POST, &run_command_path(), 409, busy));
+    script.extend(run_command("rc-2", &declared(&FIRST_EIGHT)));
+    script.extend(run_command(
+        "rc-3",
+        &declared(&[
+            ("service:WinDefend", "Running", "Running", true),
+            ("service:mpssvc", "Running", "Stopped", false),
+        ]),
+    ));
+    script.extend(group_deleted("del-1"));
+    let server = ArmServer::start(script).await;
+    let image = Image {
+        security_type: Some("TrustedLaunchSupported"),
+        declare: true,
+    };
+    let (factory, _images, waits) = factory_with(&server, 600, None, image).await;
+    let run = run_at_test(1);
+
+    let result = factory.app.execute_stage(&run, Stage::Test).await;
+
+    let StageResult::DeclarationFailed {
+        checks,
+        record: declaration,
+        ..
+    } = &result
+    else {
+        panic!("a stopped service fails the declaration: {result:?}");
+    };
+    assert!(server.unserved().is_empty());
+    // The smoke check, then three declaration commands (one refused as busy).
+    let commands = run_commands(&server);
+    assert_eq!(commands.len(), 4);
+    let lines = checker_lines();
+    for command in &commands[1..] {
+        assert_eq!(command["commandId"], "RunPowerShellScript");
+        let sent: Vec<String> = serde_json::from_value(command["script"].clone()).expect("lines");
+        assert_eq!(sent, lines, "the image's own checker, line by line");
+    }
+    let parameters = |command: &Value| -> Vec<(String, String)> {
+        command["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().expect("a name").to_string(),
+                    p["value"].as_str().expect("a value").to_string(),
+                )
+            })
+            .collect()
+    };
+    let expected_first: Vec<(String, String)> = [
+        ("Features", "Web-Server"),
+        ("LanguagePacks", "fr-FR"),
+        ("DefenderSignatureMaxAgeHours", "24"),
+        ("FirewallProfiles", "Domain,Private,Public"),
+        ("Services", "W3SVC"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(parameters(&commands[1]), expected_first);
+    assert_eq!(
+        parameters(&commands[2]),
+        parameters(&commands[1]),
+        "the same command again"
+    );
+    assert_eq!(
+        parameters(&commands[3]),
+        [("Services".to_string(), "WinDefend,mpssvc".to_string())]
+    );
+    assert!(
+        commands[0].get("parameters").is_none(),
+        "the smoke check takes none"
+    );
+    // One pause before trying the busy VM again.
+    let pauses = waits
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| d.as_secs() == 30)
+        .count();
+    assert_eq!(pauses, 1);
+    // The group is deleted: the VM answered; what it lacks is the image's.
+    assert!(
+        requests(&server).contains(&format!("DELETE {}", group_path())),
+        "{:?}",
+        requests(&server)
+    );
+
+    assert_eq!(
+        declaration.checker,
+        "scripts/Test-ImageDeclaration.ps1 through Run Command in vm-smoke"
+    );
+    assert_eq!(declaration.checks.len(), 10);
+    let failed: Vec<&str> = declaration
+        .failed()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(failed, ["service:mpssvc"]);
+    assert!(
+        checks.iter().any(|c| c
+            == "declaration checks inside the VM (3 Run Command(s)): 9 of 10 declared checks passed; failed: service:mpssvc: expected Running, found Stopped"),
+        "{checks:?}"
+    );
+    let recorded = record(&run, &result, 1);
+    assert_eq!(
+        recorded.status,
+        image_factory::domain::run::RunStatus::Failed
+    );
+    assert_eq!(recorded.declaration.as_deref(), Some(&**declaration));
+    let failure = recorded.failure.expect("a failure");
+    assert_eq!(
+        failure.reason,
+        "declaration checks failed (scripts/Test-ImageDeclaration.ps1 through Run Command in vm-smoke): 9 of 10 declared checks passed; failed: service:mpssvc: expected Running, found Stopped"
+    );
+    assert_eq!(
+        failure.diagnosis.map(|d| d.kind).as_deref(),
+        Some("image-declaration")
+    );
+    assert!(
+        !serde_json::to_string(&recorded.declaration)
+            .expect("JSON")
+            .contains(&password(&server))
+    );
+    factory.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_declared_check_passing_is_recorded_with_the_smoke_test_and_an_answer_without_a_result_fails()
+ {
+    let mut script = network();
+    script.push(vm_missing());
+    script.extend(vm_created("vm-op-1"));
+    script.push(disk_tagged());
+    script.extend(run_command("rc-1", IIS_ANSWERS));
+    script.extend(run_command("rc-2", &declared(&FIRST_EIGHT)));
+    script.extend(run_command(
+        "rc-3",
+        &declared(&[
+            ("service:WinDefend", "Running", "Running", true),
+            ("service:mpssvc", "Running", "Running", true),
+        ]),
+    ));
+    script.extend(group_deleted("del-1"));
+    let server = ArmServer::start(script).await;
+    let image = Image {
+        security_type: None,
+        declare: true,
+    };
+    let (factory, _images, _) = factory_with(&server, 600, None, image).await;
+    let run = run_at_test(1);
+
+    let result = factory.app.execute_stage(&run, Stage::Test).await;
+
+    let StageResult::Succeeded(StageOutput::Tested {
+        checks,
+        declaration: Some(declaration),
+        ..
+    }) = &result
+    else {
+        panic!("every check passed: {result:?}");
+    };
+    assert!(declaration.passed(), "{}", declaration.summary());
+    assert_eq!(declaration.checks.len(), 10);
+    assert_eq!(
+        checks[2],
+        "declaration checks inside the VM (2 Run Command(s)): 10 of 10 declared checks passed"
+    );
+    assert_eq!(checks[3], format!("resource group {} deleted", group()));
+    assert!(server.unserved().is_empty());
+    let recorded = record(&run, &result, 1);
+    assert_eq!(recorded.declaration.as_deref(), Some(&**declaration));
+    assert!(
+        recorded
+            .stage(Stage::Test)
+            .summary
+            .as_deref()
+            .is_some_and(|s| s.ends_with("; 10 of 10 declared checks passed"))
+    );
+    factory.stop().await;
+
+    // The checker prints no result (its output cut, or it did not run):
+    // nothing is taken as checked.
+    let mut script = network();
+    script.push(vm_missing());
+    script.extend(vm_created("vm-op-1"));
+    script.push(disk_tagged());
+    script.extend(run_command("rc-1", IIS_ANSWERS));
+    script.extend(run_command(
+        "rc-2",
+        "\"expected\":\"Running\",\"actual\":\"Running\",\"ok\":true}]}",
+    ));
+    script.extend(run_command("rc-3", &declared(&[])));
+    script.extend(group_deleted("del-1"));
+    let server = ArmServer::start(script).await;
+    let image = Image {
+        security_type: None,
+        declare: true,
+    };
+    let (factory, _images, _) = factory_with(&server, 600, None, image).await;
+    let result = factory
+        .app
+        .execute_stage(&run_at_test(1), Stage::Test)
+        .await;
+    let StageResult::DeclarationFailed {
+        record: declaration,
+        ..
+    } = &result
+    else {
+        panic!("no result is a failure: {result:?}");
+    };
+    let error = declaration
+        .error
+        .as_deref()
+        .expect("why there is no result");
+    assert!(
+        error.starts_with("the checker printed no result (one line of JSON with \"checks\")"),
+        "{error}"
+    );
+    assert_eq!(declaration.failed().len(), 10, "{}", declaration.summary());
+    assert_eq!(
+        declaration.checks[0].actual,
+        "not checked: the checker gave no result"
+    );
     assert!(server.unserved().is_empty());
     factory.stop().await;
 }

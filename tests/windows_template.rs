@@ -970,6 +970,43 @@ fn the_declaration_script_prints_the_documented_checks() {
         );
         assert!(page.contains(&format!("\n{key} = ")), "[declare] {key}");
     }
+    // The image declares the table the page shows, the factory's default
+    // checker is this script, and it sends the parameters the page lists.
+    let images = load_images(&repo_root().join("images")).expect("images load");
+    let declare = images["base-w2022-datacenter"]
+        .settings
+        .declare
+        .clone()
+        .expect("the Windows image declares what it holds");
+    assert_eq!(declare.checker, "scripts/Test-ImageDeclaration.ps1");
+    let toml = read("image.toml");
+    let table = toml
+        .split("\n[declare]\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the [declare] table");
+    assert!(
+        page.contains(&format!("```toml\n[declare]\n{table}\n```")),
+        "the page shows the image's table:\n{table}"
+    );
+    let sent: Vec<String> = declare
+        .parameters()
+        .iter()
+        .map(|p| format!("`{}={}`", p.name, p.value))
+        .collect();
+    let flat = page.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(&format!(
+            "Run Command parameters for it: {}.",
+            sent.join(", ")
+        )),
+        "{sent:?}"
+    );
+    // The seed's sample names only checks the image declares.
+    let expected = declare.expected();
+    for name in &names {
+        assert!(expected.iter().any(|e| e == name), "{name}");
+    }
 }
 
 #[test]

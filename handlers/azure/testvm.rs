@@ -1,9 +1,12 @@
 //! The test stage on Azure: one resource group per run holding a NIC
 //! without public address in the build network's VM subnet and a VM made
-//! from the image the build produced; the image's HTTP smoke check run
-//! inside the VM through Run Command; the group deleted when the test passed
-//! or could not start, kept when the VM failed its check (the reaper reads
-//! its boot diagnostics, then deletes it).
+//! from the image the build produced (a Trusted Launch VM when the image's
+//! gallery definition admits one); the image's HTTP smoke check run inside
+//! the VM through Run Command, then its declaration checks (`[declare]`:
+//! the image's PowerShell checker, through Run Command too); the group
+//! deleted when the test passed, its declaration checks failed or it could
+//! not start, kept when the VM failed its smoke check (the reaper reads its
+//! boot diagnostics, then deletes it).
 //!
 //! Decisions, and why:
 //!
@@ -33,6 +36,22 @@
 //!   back from the `ComponentStatus/StdOut/succeeded` item. The check is
 //!   repeated every 30 s until the image's smoke timeout; the last answer is
 //!   kept for the failure reason.
+//! - **Trusted Launch.** The VM's security type follows the image's gallery
+//!   definition (`[gallery] security_type`): a definition that admits
+//!   Trusted Launch VMs (`TrustedLaunchSupported`, `TrustedLaunch`,
+//!   `TrustedLaunchAndConfidentialVmSupported`) gets one
+//!   (`securityProfile.securityType = TrustedLaunch`, secure boot and vTPM
+//!   on), so the test boots the image as its consumers will; `Standard` and
+//!   `ConfidentialVMSupported`, and a managed image, get a standard VM. A
+//!   definition that admits only confidential VMs is refused before anything
+//!   is created: the test VM is never confidential.
+//! - **Declaration checks.** After the smoke check passed, the image's
+//!   checker (`[declare] checker`, `Test-ImageDeclaration.ps1`) runs through
+//!   Run Command with the declaration as its parameters, at most
+//!   [`DECLARATION_CHECKS_PER_COMMAND`] checks a command: Azure returns only
+//!   the last 4,096 bytes of a command's output. Its JSON line is read into
+//!   one result per declared check (`domain::declaration`); a command the
+//!   VM answers with a conflict (another command running) is tried again.
 //! - **Boot diagnostics** are on (managed storage): a VM that fails its check
 //!   keeps its group, and the reaper saves its serial log and screenshot
 //!   with the run before it deletes the group.
@@ -61,7 +80,10 @@ use super::arm::{ArmClient, ArmError, provisioning_state};
 use super::compute::COMPUTE_API;
 use super::network::NETWORK_API;
 use super::reaper::RESOURCES_API;
-use crate::domain::image::SmokeTest;
+use crate::domain::declaration::{
+    CheckResult, CheckerKind, DeclarationRecord, DeclareSettings, Parameter, read_output,
+};
+use crate::domain::image::{GalleryDefinition, SecurityType, SmokeTest};
 use crate::domain::reaper::{CREATED_TAG, FACTORY_TAG, RUN_TAG};
 use crate::domain::run::Run;
 use crate::ports::PortError;
@@ -73,8 +95,15 @@ pub const GROUP_PREFIX: &str = "imgf-test-";
 pub const ROLE: &str = "test";
 /// The test VM's name inside its group.
 pub const VM_NAME: &str = "vm-smoke";
-/// Pause between two smoke checks.
+/// Pause between two smoke checks (and between two tries of a
+/// declaration command the VM was too busy for).
 pub const SMOKE_PAUSE: Duration = Duration::from_secs(30);
+/// Checks one declaration command asks for: Azure returns only the last
+/// 4,096 bytes of a Run Command's output, and a check's line of JSON takes
+/// up to a few hundred.
+pub const DECLARATION_CHECKS_PER_COMMAND: usize = 8;
+/// Tries of one declaration command the VM answers with a conflict.
+const DECLARATION_TRIES: u32 = 3;
 
 const VNET_NAME: &str = "vnet-smoke";
 const SUBNET_NAME: &str = "default";
@@ -242,6 +271,70 @@ fn run_command_output(answer: &Value) -> (String, String) {
     (stdout, stderr)
 }
 
+/// The security type of the test VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VmSecurity {
+    /// A standard VM (no security profile).
+    Standard,
+    /// A Trusted Launch VM: secure boot and vTPM on.
+    TrustedLaunch,
+}
+
+/// The test VM's security type for an image made into `image_id`, whose
+/// gallery definition is `definition` (`None`: the image publishes to no
+/// gallery): Trusted Launch when the definition admits it, standard
+/// otherwise; an error for a definition that admits only confidential VMs.
+pub fn vm_security(
+    image_id: &str,
+    definition: Option<&GalleryDefinition>,
+) -> Result<VmSecurity, TestVmError> {
+    let in_gallery = image_id
+        .to_ascii_lowercase()
+        .contains("/providers/microsoft.compute/galleries/");
+    let Some(definition) = definition.filter(|_| in_gallery) else {
+        return Ok(VmSecurity::Standard);
+    };
+    match definition.settings.security_type {
+        SecurityType::TrustedLaunchSupported
+        | SecurityType::TrustedLaunch
+        | SecurityType::TrustedLaunchAndConfidentialVmSupported => Ok(VmSecurity::TrustedLaunch),
+        SecurityType::Standard | SecurityType::ConfidentialVmSupported => Ok(VmSecurity::Standard),
+        SecurityType::ConfidentialVm => Err(TestVmError::Confidential {
+            definition: definition.name.clone(),
+        }),
+    }
+}
+
+/// The image's declaration checks, as the VM runs them.
+#[derive(Clone, Debug)]
+pub struct DeclarationPlan {
+    /// The checker's path in the image's folder.
+    pub checker: String,
+    /// The checker's lines.
+    pub script: Vec<String>,
+    /// The parameters of each Run Command.
+    pub batches: Vec<Vec<Parameter>>,
+}
+
+impl DeclarationPlan {
+    /// The plan of `declare`, whose checker's text is `script`; refused for
+    /// a checker that is not PowerShell.
+    pub fn new(declare: &DeclareSettings, script: &str) -> Result<DeclarationPlan, TestVmError> {
+        if CheckerKind::of(&declare.checker) != Some(CheckerKind::PowerShell) {
+            return Err(TestVmError::BadChecker(declare.checker.clone()));
+        }
+        Ok(DeclarationPlan {
+            checker: declare.checker.clone(),
+            script: script
+                .trim_start_matches('\u{feff}')
+                .lines()
+                .map(str::to_string)
+                .collect(),
+            batches: declare.batches(DECLARATION_CHECKS_PER_COMMAND),
+        })
+    }
+}
+
 /// What the test needs to know.
 #[derive(Clone, Debug)]
 pub struct TestPlan {
@@ -260,8 +353,12 @@ pub struct TestPlan {
     /// The subnet the NIC joins (the build network's VM subnet); `None`:
     /// an isolated network of its own in the group.
     pub subnet_id: Option<String>,
+    /// The VM's security type.
+    pub security: VmSecurity,
     /// The check.
     pub check: SmokeCheck,
+    /// The declaration checks run after it, for an image with `[declare]`.
+    pub declaration: Option<DeclarationPlan>,
 }
 
 /// Why the test did not pass. Messages never contain the VM's password.
@@ -304,6 +401,19 @@ pub enum TestVmError {
         "the smoke test URL {0:?} cannot be checked in the VM: it must be a plain http(s) URL without quotes"
     )]
     BadCheck(String),
+    /// The image's definition admits only confidential VMs.
+    #[error(
+        "the gallery image definition {definition} admits only confidential VMs (security_type = \"ConfidentialVM\"); the test stage makes Trusted Launch or standard VMs: use TrustedLaunchAndConfidentialVmSupported or ConfidentialVMSupported"
+    )]
+    Confidential {
+        /// The definition's name.
+        definition: String,
+    },
+    /// The image's checker cannot run through Run Command.
+    #[error(
+        "[declare] checker {0} is not a PowerShell script (.ps1): the Azure test VM runs the checker through Run Command's RunPowerShellScript"
+    )]
+    BadChecker(String),
 }
 
 impl TestVmError {
@@ -340,6 +450,19 @@ pub struct Passed {
     pub status: u16,
     /// On which try.
     pub tries: u32,
+    /// What the declaration checker reported, for a plan with one.
+    pub declared: Option<Declared>,
+}
+
+/// What the declaration commands brought back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declared {
+    /// Every check reported, all commands together.
+    pub checks: Vec<CheckResult>,
+    /// Why a command gave no result, if one did not.
+    pub error: Option<String>,
+    /// Run Commands made.
+    pub commands: usize,
 }
 
 /// Everything one test did.
@@ -527,7 +650,7 @@ async fn provision_and_check(
             _ => *vm_reused = true,
         },
         None => {
-            let body = json!({
+            let mut body = json!({
                 "location": location,
                 "tags": tags,
                 "properties": {
@@ -555,6 +678,13 @@ async fn provision_and_check(
                     "diagnosticsProfile": { "bootDiagnostics": { "enabled": true } }
                 }
             });
+            if plan.security == VmSecurity::TrustedLaunch {
+                // As the image's consumers boot it: secure boot and vTPM on.
+                body["properties"]["securityProfile"] = json!({
+                    "securityType": "TrustedLaunch",
+                    "uefiSettings": { "secureBootEnabled": true, "vTpmEnabled": true }
+                });
+            }
             arm.put(&vm_path, &body)
                 .await
                 .map_err(failed("creating the test VM"))?;
@@ -588,7 +718,21 @@ async fn provision_and_check(
         tries += 1;
         match arm.post(&command_path, &command).await {
             Ok(answer) => match check.verdict(&answer) {
-                Ok(status) => return Ok(Passed { status, tries }),
+                Ok(status) => {
+                    let declared = match &plan.declaration {
+                        Some(declaration) => Some(
+                            declare(arm, &command_path, declaration, password)
+                                .await
+                                .map_err(failed("running the declaration checks in the test VM"))?,
+                        ),
+                        None => None,
+                    };
+                    return Ok(Passed {
+                        status,
+                        tries,
+                        declared,
+                    });
+                }
                 Err(why) => last = why,
             },
             // The VM or its agent is not ready (busy, extension failed): try again.
@@ -614,6 +758,74 @@ async fn provision_and_check(
         tries,
         last: password.scrub(&last[..end]),
     })
+}
+
+/// Runs the declaration's commands (VirtualMachines_RunCommand with the
+/// checker's lines and one batch of parameters each), reading each
+/// command's JSON line. A command the VM is too busy for is tried again
+/// ([`DECLARATION_TRIES`] times, [`SMOKE_PAUSE`] apart); an output without a
+/// result is recorded as the command's error. `Err` only when Resource
+/// Manager refused otherwise.
+async fn declare(
+    arm: &ArmClient,
+    command_path: &str,
+    plan: &DeclarationPlan,
+    password: &AdminPassword,
+) -> Result<Declared, ArmError> {
+    let mut declared = Declared {
+        checks: Vec::new(),
+        error: None,
+        commands: 0,
+    };
+    let mut errors = Vec::new();
+    for batch in &plan.batches {
+        let parameters: Vec<Value> = batch
+            .iter()
+            .map(|p| json!({ "name": p.name, "value": p.value }))
+            .collect();
+        let command = json!({
+            "commandId": "RunPowerShellScript",
+            "script": plan.script,
+            "parameters": parameters
+        });
+        let mut tries = 0;
+        let answer = loop {
+            tries += 1;
+            declared.commands += 1;
+            match arm.post(command_path, &command).await {
+                Ok(answer) => break Ok(answer),
+                Err(e @ (ArmError::Conflict { .. } | ArmError::OperationFailed { .. }))
+                    if tries < DECLARATION_TRIES =>
+                {
+                    tracing::info!(error = %e, "the VM is busy: the declaration command is tried again");
+                    arm.wait(SMOKE_PAUSE).await;
+                }
+                Err(e @ (ArmError::Conflict { .. } | ArmError::OperationFailed { .. })) => {
+                    break Err(format!("Run Command failed {tries} times: {e}"));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let read = answer.and_then(|answer| {
+            let (stdout, stderr) = run_command_output(&answer);
+            read_output(&password.scrub(&stdout)).map_err(|e| {
+                let stderr = password.scrub(stderr.trim());
+                if stderr.is_empty() {
+                    e
+                } else {
+                    format!("{e}; stderr: {}", crate::domain::truncate(&stderr, 300))
+                }
+            })
+        });
+        match read {
+            Ok(checks) => declared.checks.extend(checks),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        declared.error = Some(errors.join("; "));
+    }
+    Ok(declared)
 }
 
 /// Deletes a test group and waits until it is gone (VMs force-deleted: a
@@ -673,13 +885,30 @@ impl TestEnvironment for AzureTestVms {
                 "the build produced {image_id} but IMAGE_FACTORY_TEST_LOCATION is not set: the test VM needs a region"
             )));
         };
+        let permanent = |e: TestVmError| PortError::permanent(e.to_string());
         let check = SmokeCheck::new(
             url,
             *status,
             contains.as_deref(),
             Duration::from_secs(*timeout_seconds),
         )
-        .map_err(|e| PortError::permanent(e.to_string()))?;
+        .map_err(permanent)?;
+        let definition = order.image.settings.gallery_definition(&order.image.name);
+        let security = vm_security(image_id, definition.as_ref()).map_err(permanent)?;
+        let declare = order.image.settings.declare.as_ref();
+        let declaration = match declare {
+            Some(declare) => {
+                let path = order.image.dir.join(&declare.checker);
+                let script = std::fs::read_to_string(&path).map_err(|e| {
+                    PortError::permanent(format!(
+                        "[declare] checker {} cannot be read from the image's folder: {e}",
+                        declare.checker
+                    ))
+                })?;
+                Some(DeclarationPlan::new(declare, &script).map_err(permanent)?)
+            }
+            None => None,
+        };
         let plan = TestPlan {
             subscription_id: self.subscription_id.clone(),
             run_id: order.run.id.to_string(),
@@ -688,7 +917,9 @@ impl TestEnvironment for AzureTestVms {
             image_id: image_id.to_string(),
             created: order.started_at,
             subnet_id: settings.subnet_id.clone(),
+            security,
             check,
+            declaration,
         };
         let report = run(&self.arm, &plan).await;
         let group = &report.group;
@@ -703,9 +934,13 @@ impl TestEnvironment for AzureTestVms {
             ),
         };
         let vm = format!(
-            "test VM {} ({}, {location}) in resource group {group} from {image_id}{}",
+            "test VM {} ({}, {}, {location}) in resource group {group} from {image_id}{}",
             report.vm,
             plan.vm_size,
+            match plan.security {
+                VmSecurity::TrustedLaunch => "Trusted Launch: secure boot and vTPM on",
+                VmSecurity::Standard => "standard security",
+            },
             if report.vm_reused {
                 ", reused from an earlier attempt"
             } else {
@@ -713,8 +948,8 @@ impl TestEnvironment for AzureTestVms {
             }
         );
         match report.result {
-            Ok(passed) => Ok(SmokeReport {
-                checks: vec![
+            Ok(passed) => {
+                let mut checks = vec![
                     vm,
                     format!(
                         "smoke test GET {url} inside the VM (Run Command) answered {}{} on try {}",
@@ -725,14 +960,36 @@ impl TestEnvironment for AzureTestVms {
                             .unwrap_or_default(),
                         passed.tries
                     ),
-                    cleanup,
-                ],
-                failure: None,
-            }),
+                ];
+                let declaration = match (declare, passed.declared) {
+                    (Some(declare), Some(declared)) => {
+                        let record = DeclarationRecord::judge(
+                            declare,
+                            format!("{} through Run Command in {VM_NAME}", declare.checker),
+                            declared.checks,
+                            declared.error,
+                        );
+                        checks.push(format!(
+                            "declaration checks inside the VM ({} Run Command(s)): {}",
+                            declared.commands,
+                            record.summary()
+                        ));
+                        Some(record)
+                    }
+                    _ => None,
+                };
+                checks.push(cleanup);
+                Ok(SmokeReport {
+                    checks,
+                    failure: None,
+                    declaration,
+                })
+            }
             Err(e) if e.is_transient() => Err(PortError::transient(format!("{e}; {cleanup}"))),
             Err(e) => Ok(SmokeReport {
                 checks: Vec::new(),
                 failure: Some(format!("{e}; {vm}; {cleanup}")),
+                declaration: None,
             }),
         }
     }

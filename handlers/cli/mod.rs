@@ -10,6 +10,7 @@
 //! - `approvals links`, `approve`, `reject` (in `approvals`): the pending
 //!   approval links, and deciding for an approver with the same checks as a link;
 //! - `runs`: list runs, show one, its log, its notes, wait for it to end, or cancel it;
+//! - `dead-letters`: list the local bus's dead letters not handled yet, or start a run a dead letter failed again;
 //! - `images resume`: resume an image's scheduled runs, paused after failing;
 //! - `fleet`: every image's compliance with this month's patches, and what its runs wait on;
 //! - `patch status`: a build's evidence judged against Microsoft's security data;
@@ -30,6 +31,7 @@
 
 mod approvals;
 mod client;
+mod dead_letters;
 mod doctor;
 mod fleet;
 mod images;
@@ -80,6 +82,7 @@ enum Command {
     /// Record an approver's decision to reject a run.
     Reject(approvals::DecisionArgs),
     Runs(runs::Runs),
+    DeadLetters(dead_letters::DeadLetters),
     Images(images::Images),
     Fleet(fleet::Fleet),
     Patch(patch::Patch),
@@ -103,6 +106,7 @@ impl Command {
             Command::Approve(c) => c.send("approve").await,
             Command::Reject(c) => c.send("reject").await,
             Command::Runs(c) => c.run().await,
+            Command::DeadLetters(c) => c.run().await,
             Command::Images(c) => c.run().await,
             Command::Fleet(c) => c.run().await,
             Command::Patch(c) => c.run().await,

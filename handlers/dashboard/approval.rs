@@ -3,7 +3,7 @@
 //! run exists (the commit with its message and who pushed it, the Patch
 //! Tuesday month, the base image, the out-of-band reason and who asked);
 //! what changed since the previous release, file by file; the smoke test's
-//! checks and the patch level; who decided so far and the time left; and a
+//! checks, the declaration checks and the patch level; who decided so far and the time left; and a
 //! link to the run's page.
 //!
 //! What changed is what the release notes will say: the run's inputs and
@@ -71,6 +71,8 @@ struct ApprovalPage<'a> {
     folder: Option<&'static str>,
     /// The test stage's checks.
     checks: &'a [String],
+    /// The declaration checks, each with what it expected and found.
+    declaration: Option<&'a crate::domain::declaration::DeclarationRecord>,
     /// The patch level (`domain::patch_view`).
     patch: Vec<(&'static str, String)>,
     /// "Patch level not verified", or a failed gate, shown first.
@@ -126,6 +128,7 @@ pub fn approval_page(story: &ApprovalStory<'_>) -> String {
         notes: notes_view(&notes),
         folder: folder_change(run, story.previous),
         checks: &run.checks,
+        declaration: run.declaration.as_deref(),
         patch: crate::domain::patch_view::facts(run),
         patch_alert: crate::domain::patch_view::alert(run),
         required: request.map_or(1, |r| r.required),

@@ -5,8 +5,9 @@
 
 use askama::Template;
 
-use super::page::{layout, made_current, minute, withdrawn_by};
+use super::page::{layout, minute, rollback_lines};
 use crate::domain::cvrf::Severity;
+use crate::domain::declaration::DeclarationRecord;
 use crate::domain::patch_gate::{SecurityNote, update_guide_url};
 use crate::domain::release_notes::{Span, released_at, spans};
 use crate::domain::rollback::{current, current_since};
@@ -43,6 +44,8 @@ pub(super) struct NotesView<'a> {
     /// The patch level and the CVEs newly fixed, when the build collected evidence.
     pub(super) security: Option<SecurityView<'a>>,
     pub(super) smoke: &'a [String],
+    /// The declaration checks, for an image with `[declare]`.
+    pub(super) declaration: Option<&'a DeclarationRecord>,
     /// Approver, verdict, when, comment.
     pub(super) approvals: Vec<(&'a str, &'static str, String, &'a str)>,
     pub(super) durations: Vec<(&'static str, String)>,
@@ -196,6 +199,7 @@ pub(super) fn notes_view(notes: &ReleaseNotes) -> NotesView<'_> {
         settings,
         security: notes.security.as_deref().map(security_view),
         smoke: &notes.smoke,
+        declaration: notes.declaration.as_deref(),
         approvals: notes
             .approvals
             .iter()
@@ -257,28 +261,22 @@ pub fn changelog_page(image: &str, released: &[Run], next: Option<&str>) -> Stri
     let now = current(released);
     let entries = runs
         .into_iter()
-        .map(|run| Entry {
-            version: run.version.to_string(),
-            run_id: &run.id,
-            below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
-            released: minute(released_at(run).unwrap_or(run.updated_at)),
-            current: now.is_some_and(|c| c.id == run.id),
-            withdrawn: run
-                .release
-                .as_ref()
-                .and_then(|r| r.withdrawn.as_deref())
-                .map(withdrawn_by),
-            made_current: run
-                .release
-                .iter()
-                .flat_map(|r| &r.rollbacks)
-                .map(made_current)
-                .collect(),
-            notes: run
-                .release
-                .as_ref()
-                .and_then(|r| r.notes.as_ref())
-                .map(|n| notes_view(n)),
+        .map(|run| {
+            let (withdrawn, made_current) = rollback_lines(run);
+            Entry {
+                version: run.version.to_string(),
+                run_id: &run.id,
+                below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
+                released: minute(released_at(run).unwrap_or(run.updated_at)),
+                current: now.is_some_and(|c| c.id == run.id),
+                withdrawn,
+                made_current,
+                notes: run
+                    .release
+                    .as_ref()
+                    .and_then(|r| r.notes.as_ref())
+                    .map(|n| notes_view(n)),
+            }
         })
         .collect();
     render(&ChangelogPage {

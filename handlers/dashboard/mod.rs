@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::gallery::{GalleryVersion, latest};
 use crate::domain::rollback::{current_since, is_current_candidate};
 use crate::domain::run::{ReleaseRecord, Run, RunStatus, Stage, StageStatus};
-use page::{layout, made_current, minute, withdrawn_by};
+use page::{layout, made_current, minute, rollback_lines, withdrawn_by};
 
 use crate::pages::{Frame, filters, notice_page, render};
 
@@ -487,6 +487,7 @@ pub fn run_page(
                 .unwrap_or_default()
         ));
     }
+    let (withdrawn, made_current) = rollback_lines(run);
     render(&RunPage {
         frame: Frame::with(format!("Run {}", run.id), layout(!run.status.is_terminal())),
         cancellation,
@@ -510,17 +511,8 @@ pub fn run_page(
             .and_then(|r| r.notes.as_ref())
             .map(|n| changelog::notes_view(n)),
         below_latest: run.release.as_ref().and_then(|r| r.below_latest.as_deref()),
-        withdrawn: run
-            .release
-            .as_ref()
-            .and_then(|r| r.withdrawn.as_deref())
-            .map(withdrawn_by),
-        made_current: run
-            .release
-            .iter()
-            .flat_map(|r| &r.rollbacks)
-            .map(made_current)
-            .collect(),
+        withdrawn,
+        made_current,
         release: run.release.as_ref().map(|release| {
             let without_notes = ReleaseRecord {
                 notes: None,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::run::Rollback;
+use crate::domain::run::{Rollback, Run};
 use crate::pages::Layout;
 
 /// Seconds between reloads of a page that shows a run still moving.
@@ -21,6 +21,22 @@ pub(super) fn layout(moving: bool) -> Layout {
         refresh_seconds: moving.then_some(REFRESH_SECONDS),
         nav: true,
     }
+}
+
+/// What rollbacks say of a released run: who withdrew it, when a rollback
+/// did, and each rollback that made it current again.
+pub(super) fn rollback_lines(run: &Run) -> (Option<String>, Vec<String>) {
+    let release = run.release.as_ref();
+    (
+        release
+            .and_then(|r| r.withdrawn.as_deref())
+            .map(withdrawn_by),
+        release
+            .iter()
+            .flat_map(|r| &r.rollbacks)
+            .map(made_current)
+            .collect(),
+    )
 }
 
 /// A rollback, as the version it made current tells it.

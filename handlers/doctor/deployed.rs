@@ -175,9 +175,12 @@ pub async fn check_target(root: &Path, target: Target) -> Vec<Finding> {
 pub fn expected(root: &Path, settings: &Settings) -> Result<Expected, String> {
     let functions = package::check_layout(root).map_err(|e| e.to_string())?;
     let jsons = package::function_jsons(root).map_err(|e| e.to_string())?;
+    // The queues themselves: their dead-letter sub-queues are not listed.
     let queues = package::InfraQueues::load(root)
         .map_err(|e| e.to_string())?
-        .all();
+        .queues
+        .into_iter()
+        .collect();
     // Each image on its own: a refused one is reported by the local checks.
     let images = load_images_each(&settings.images_dir).map_err(|e| e.to_string())?;
     Ok(Expected {

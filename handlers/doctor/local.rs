@@ -1,6 +1,6 @@
 //! The doctor's checks on this machine: the settings and secrets the factory
-//! reads, packer and its version, every image (its image.toml and the
-//! validate stage's static template checks), whether any image's scheduled
+//! reads, packer and its version, every image (its image.toml, its
+//! declaration checker, and the validate stage's static template checks), whether any image's scheduled
 //! runs are paused (from the run store the settings choose), and the app's
 //! layout against the handler, the infrastructure and the Functions host's
 //! indexing rule.
@@ -307,6 +307,22 @@ fn images(settings: &Settings, packer: Option<PackerVersion>) -> Vec<Finding> {
     );
     for image in &images {
         let check = format!("image {}", image.name);
+        if let Some(declare) = &image.settings.declare
+            && !image.dir.join(&declare.checker).is_file()
+        {
+            findings.push(Finding::failure(
+                check,
+                format!(
+                    "[declare] checker {} is not a file of the image's folder: every run would fail its test stage",
+                    declare.checker
+                ),
+                format!(
+                    "add the checker to {}, or name the right one in image.toml's [declare] checker",
+                    image.dir.display()
+                ),
+            ));
+            continue;
+        }
         let report = match crate::template::check_folder(&image.dir) {
             Ok(report) => report,
             Err(e) => {

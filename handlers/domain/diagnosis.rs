@@ -39,6 +39,15 @@ struct Row {
 /// The troubleshooting table, most specific rows first.
 const TABLE: &[Row] = &[
     Row {
+        // First: the reason names the failed checks (`language-pack:fr-FR`,
+        // `defender:signature-age-hours`), whose words other rows match.
+        kind: "image-declaration",
+        patterns: &[&["declaration checks failed"]],
+        symptom: "the test VM lacks something the image declares (image.toml [declare])",
+        cause: "a provisioner that did not install or start it (a feature, language pack, service), a firewall profile left off, or Defender signatures older than the declared age",
+        fix: "the reason names each failed check with what was expected and found: fix the template step that provides it, or correct the declaration; the run page lists every check",
+    },
+    Row {
         kind: "windows-update-timeout",
         patterns: &[&["[image-factory:windows-update-timeout]"]],
         symptom: "the Windows Update passes ran past their time limit",
@@ -350,6 +359,10 @@ mod tests {
         (
             "smoke test GET http://10.0.0.4/ failed for 600 s: no answer (connection refused)",
             "smoke-test-no-answer",
+        ),
+        (
+            "declaration checks failed (scripts/Test-ImageDeclaration.ps1 through Run Command in vm-smoke): 9 of 10 declared checks passed; failed: defender:signature-age-hours: expected <= 24, found 30.1 (signatures 1.443.512.0, updated 2026-02-11T02:40:13Z)",
+            "image-declaration",
         ),
     ];
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::declaration::{CheckerKind, DeclareSettings};
 use super::gallery::PrunePolicy;
 use super::patch_gate::PatchSettings;
 use super::version::{ImageVersion, MAX_PART, VersionStrategy};
@@ -70,6 +71,10 @@ pub struct ImageSettings {
     /// How the image's scheduled runs behave (`[schedule]`).
     #[serde(default)]
     pub schedule: ScheduleSettings,
+    /// What every VM made from the image contains (`[declare]`), which the
+    /// test stage checks after the smoke test; `None`: nothing declared.
+    #[serde(default)]
+    pub declare: Option<DeclareSettings>,
 }
 
 /// The `[schedule]` section: when the image's scheduled runs (Patch
@@ -336,6 +341,86 @@ fn check_patch(patch: &PatchSettings) -> Result<(), String> {
                 .map(|p| format!("{p:?}"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `name` may be declared: 1-80 characters of letters, digits,
+/// `-`, `_` and `.`, starting with a letter or digit. The checker gets
+/// each list as one comma-separated parameter, and Run Command trips on
+/// some characters (`&`): names of Windows features, language tags and
+/// service names need none of them.
+fn is_declared_name(name: &str) -> bool {
+    name.len() <= 80
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Checks `[declare]`: something declared, each list within its count,
+/// every name of the characters a checker can take and none twice, the
+/// Defender age within its range, a checker the test stage can run.
+fn check_declare(declare: &DeclareSettings) -> Result<(), String> {
+    for (range, key, names) in [
+        (DECLARE_FEATURES, "features", &declare.features),
+        (
+            DECLARE_LANGUAGE_PACKS,
+            "language_packs",
+            &declare.language_packs,
+        ),
+        (DECLARE_SERVICES, "services", &declare.services),
+    ] {
+        range.check(names.len() as u64)?;
+        for (i, name) in names.iter().enumerate() {
+            if !is_declared_name(name) {
+                return Err(format!(
+                    "[declare] {key}: {:?} must be 1-80 characters of letters, digits, '-', '_' and '.', starting with a letter or digit",
+                    super::controls::escape_controls(name, super::controls::Lines::Escape)
+                ));
+            }
+            if names[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                return Err(format!("[declare] {key}: {name} is listed twice"));
+            }
+        }
+    }
+    let profiles = &declare.firewall_profiles;
+    if let Some((_, dup)) = profiles
+        .iter()
+        .enumerate()
+        .find(|(i, p)| profiles[..*i].contains(p))
+    {
+        return Err(format!(
+            "[declare] firewall_profiles: {} is listed twice",
+            dup.as_str()
+        ));
+    }
+    if let Some(hours) = declare.defender_signature_max_age_hours {
+        DECLARE_DEFENDER_MAX_AGE_HOURS.check(u64::from(hours))?;
+    }
+    if declare.is_empty() {
+        return Err(
+            "[declare] declares nothing: list features, language_packs, firewall_profiles or services, or set defender_signature_max_age_hours (or leave the table out)".into(),
+        );
+    }
+    let checker = &declare.checker;
+    let plain = !checker.is_empty()
+        && checker.len() <= 200
+        && !checker.starts_with('/')
+        && checker
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && checker
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if !plain || CheckerKind::of(checker).is_none() {
+        return Err(format!(
+            "[declare] checker = {:?} must be a path inside the image's folder (letters, digits, '-', '_', '.', '/'; no '..') ending in .ps1 (run on the Azure test VM through Run Command) or .sh (run on this machine)",
+            super::controls::escape_controls(checker, super::controls::Lines::Escape)
         ));
     }
     Ok(())
@@ -926,10 +1011,43 @@ pub const PAUSE_AFTER_FAILURES: Range = Range {
     hint: " (leave it out for the default of 3)",
 };
 
+/// `[declare] features`: how many Windows features.
+pub const DECLARE_FEATURES: Range = Range {
+    key: "[declare] features",
+    min: 0,
+    max: 50,
+    unit: "features",
+    hint: "",
+};
+/// `[declare] language_packs`: how many language packs.
+pub const DECLARE_LANGUAGE_PACKS: Range = Range {
+    key: "[declare] language_packs",
+    min: 0,
+    max: 20,
+    unit: "language packs",
+    hint: "",
+};
+/// `[declare] services`: how many services.
+pub const DECLARE_SERVICES: Range = Range {
+    key: "[declare] services",
+    min: 0,
+    max: 50,
+    unit: "services",
+    hint: "",
+};
+/// `[declare] defender_signature_max_age_hours`: thirty days at most.
+pub const DECLARE_DEFENDER_MAX_AGE_HOURS: Range = Range {
+    key: "[declare] defender_signature_max_age_hours",
+    min: 1,
+    max: 720,
+    unit: "hours",
+    hint: " (leave it out not to check Defender)",
+};
+
 /// Every range `image.toml`'s numbers are held to (`[approval] required`
 /// is between 1 and the number of approvers, `remind_before_hours` below
 /// `expires_hours`; both are checked beside these).
-pub const RANGES: [Range; 18] = [
+pub const RANGES: [Range; 22] = [
     PACKER_TIMEOUT_MINUTES,
     SMOKE_HTTP_TIMEOUT_SECONDS,
     SMOKE_COMMAND_TIMEOUT_SECONDS,
@@ -948,6 +1066,10 @@ pub const RANGES: [Range; 18] = [
     PATCH_GRACE_DAYS,
     UNVERIFIED_AFTER_HOURS,
     PAUSE_AFTER_FAILURES,
+    DECLARE_FEATURES,
+    DECLARE_LANGUAGE_PACKS,
+    DECLARE_SERVICES,
+    DECLARE_DEFENDER_MAX_AGE_HOURS,
 ];
 
 /// Parses and checks an `image.toml`: every number within its [`Range`].
@@ -1018,6 +1140,9 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
         check_patch(patch)?;
     }
     PAUSE_AFTER_FAILURES.check(u64::from(settings.schedule.pause_after_failures))?;
+    if let Some(declare) = &settings.declare {
+        check_declare(declare)?;
+    }
     Ok(settings)
 }
 
@@ -1164,7 +1289,7 @@ mod tests {
                 "[patch]\nproduct = \"Windows Server 2022\"\n{key} = {v}"
             ))
         };
-        let cases: [(&dyn Fn(u64) -> String, Range); 14] = [
+        let cases: [(&dyn Fn(u64) -> String, Range); 15] = [
             (&|v| patch("grace_days", v), PATCH_GRACE_DAYS),
             (
                 &|v| patch("unverified_after_hours", v),
@@ -1232,6 +1357,14 @@ mod tests {
                 &|v| with(&format!("[schedule]\npause_after_failures = {v}")),
                 PAUSE_AFTER_FAILURES,
             ),
+            (
+                &|v| {
+                    with(&format!(
+                        "[declare]\ndefender_signature_max_age_hours = {v}"
+                    ))
+                },
+                DECLARE_DEFENDER_MAX_AGE_HOURS,
+            ),
         ];
         for (file, range) in cases {
             for fine in [range.min, range.max] {
@@ -1282,11 +1415,20 @@ mod tests {
                 .map(|i| format!("t{i} = \"v\"\n"))
                 .collect::<String>()
         ));
+        let declared = |key: &str, n: usize| {
+            with(&format!(
+                "[declare]\n{key} = [{}]",
+                names(n, &|i| format!("\"N{i}\""))
+            ))
+        };
         for (text, range) in [
             (approvers, APPROVERS),
             (regions, REPLICATION_REGIONS),
             (pinned, PINNED),
             (tags, TAGS),
+            (declared("features", 51), DECLARE_FEATURES),
+            (declared("language_packs", 21), DECLARE_LANGUAGE_PACKS),
+            (declared("services", 51), DECLARE_SERVICES),
         ] {
             let error = parse_image_settings(&text).expect_err(range.key);
             assert!(
@@ -1314,6 +1456,81 @@ mod tests {
             2,
             "a set value stays"
         );
+    }
+
+    #[test]
+    fn the_declare_table_holds_names_a_checker_can_take_once_each_and_a_checker_it_can_run() {
+        let seed = parse_image_settings(&with(
+            "[declare]\nfeatures = [\"Web-Server\"]\nlanguage_packs = [\"fr-FR\"]\ndefender_signature_max_age_hours = 24\nfirewall_profiles = [\"Domain\", \"Private\", \"Public\"]\nservices = [\"W3SVC\", \"WinDefend\", \"mpssvc\"]",
+        ))
+        .expect("the Windows image's declaration");
+        let declare = seed.declare.expect("a declaration");
+        assert_eq!(declare.checker, "scripts/Test-ImageDeclaration.ps1");
+        assert_eq!(declare.expected().len(), 10);
+        assert!(parse_image_settings(&with("")).unwrap().declare.is_none());
+        let local = parse_image_settings(&with(
+            "[declare]\nservices = [\"W3SVC\"]\nchecker = \"scripts/check-declaration.sh\"",
+        ))
+        .expect("a shell checker");
+        assert_eq!(
+            local.declare.map(|d| d.checker),
+            Some("scripts/check-declaration.sh".to_string())
+        );
+        for (table, expected) in [
+            (
+                "[declare]\nfeature = [\"Web-Server\"]",
+                "unknown field `feature`",
+            ),
+            ("[declare]", "[declare] declares nothing"),
+            (
+                "[declare]\nfirewall_profiles = [\"domain\"]",
+                "unknown variant `domain`",
+            ),
+            (
+                "[declare]\nfirewall_profiles = [\"Public\", \"Public\"]",
+                "[declare] firewall_profiles: Public is listed twice",
+            ),
+            (
+                "[declare]\nservices = [\"W3SVC\", \"w3svc\"]",
+                "[declare] services: w3svc is listed twice",
+            ),
+            (
+                "[declare]\nfeatures = [\"Web-Server,Web-Ftp\"]",
+                "[declare] features: \"Web-Server,Web-Ftp\" must be 1-80 characters",
+            ),
+            (
+                "[declare]\nservices = [\"a&b\"]",
+                "[declare] services: \"a&b\" must be",
+            ),
+            (
+                "[declare]\nlanguage_packs = [\"\"]",
+                "[declare] language_packs",
+            ),
+            (
+                "[declare]\nservices = [\"W3SVC\"]\nchecker = \"../check.sh\"",
+                "[declare] checker = \"../check.sh\" must be a path inside",
+            ),
+            (
+                "[declare]\nservices = [\"W3SVC\"]\nchecker = \"/bin/check.sh\"",
+                "[declare] checker",
+            ),
+            (
+                "[declare]\nservices = [\"W3SVC\"]\nchecker = \"scripts/check.py\"",
+                "ending in .ps1",
+            ),
+            (
+                "[declare]\ndefender_signature_max_age_hours = -1",
+                "defender_signature_max_age_hours",
+            ),
+        ] {
+            let error = parse_image_settings(&with(table)).expect_err(table);
+            assert!(error.contains(expected), "{table}: {error}");
+            assert_eq!(
+                settings_error_line(&with(table), &error).is_some(),
+                !expected.contains("declares nothing"),
+                "the error's line is found: {table}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 
 use super::approval::{ApprovalRequest, Decision, Notification, Verdict};
+use super::declaration::DeclarationRecord;
 use super::diagnosis::diagnose;
 use super::patch_gate::{PatchRecord, PatchStatus, WAITING_FOR_DATA};
 use super::run::{
@@ -123,6 +124,21 @@ pub enum Event {
         at: DateTime<Utc>,
         /// What the gate decided.
         record: Box<PatchRecord>,
+    },
+    /// The test stage's declaration checks failed: the run fails with the
+    /// failed checks as its reason; the record, the smoke test's checks and
+    /// the patch gate's record (which let the run through) are kept on it.
+    DeclarationFailed {
+        /// The test stage's message delivery.
+        execution: Execution,
+        /// When.
+        at: DateTime<Utc>,
+        /// The smoke test's checks (they passed).
+        checks: Vec<String>,
+        /// The patch gate's record, for an image with `[patch]`.
+        patch: Option<Box<PatchRecord>>,
+        /// The declaration checks, one or more failed.
+        record: Box<DeclarationRecord>,
     },
     /// The released commit's git tag was tried (`stages::git_tag`): the
     /// record replaces the run's. The one event a released run takes; its
@@ -499,6 +515,27 @@ pub fn decide(run: &Run, event: &Event) -> Result<Transition, TransitionError> {
             at,
             record,
         } => patch_checked(&mut next, execution, *at, record)?,
+        Event::DeclarationFailed {
+            execution,
+            at,
+            checks,
+            patch,
+            record,
+        } => {
+            current_execution(&next, Stage::Test, execution)?;
+            next.checks = checks.clone();
+            if let Some(patch) = patch {
+                next.patch = Some(patch.clone());
+            }
+            next.declaration = Some(record.clone());
+            failed_stage(
+                &mut next,
+                Stage::Test,
+                execution,
+                *at,
+                &record.failure_reason(),
+            )?
+        }
         Event::GitTagged(record) => return git_tagged(run, record),
         Event::ScheduleChecked(check) => return schedule_checked(run, check),
         Event::ScheduleResumed(resume) => return schedule_resumed(run, resume),
@@ -830,16 +867,22 @@ fn succeed(
                 build.duration_seconds
             )
         }
-        StageOutput::Tested { checks, patch } => {
+        StageOutput::Tested {
+            checks,
+            patch,
+            declaration,
+        } => {
             run.checks = checks.clone();
-            let smoke = format!("{} smoke check(s) passed", checks.len());
-            match patch {
-                Some(record) => {
-                    run.patch = Some(record.clone());
-                    format!("{smoke}; {}", record.summary())
-                }
-                None => smoke,
+            let mut summary = format!("{} smoke check(s) passed", checks.len());
+            if let Some(record) = patch {
+                run.patch = Some(record.clone());
+                summary = format!("{summary}; {}", record.summary());
             }
+            if let Some(record) = declaration {
+                run.declaration = Some(record.clone());
+                summary = format!("{summary}; {}", record.summary());
+            }
+            summary
         }
         StageOutput::Released(release) => {
             run.release = Some((**release).clone());
@@ -1146,6 +1189,7 @@ mod tests {
             Stage::Test => StageOutput::Tested {
                 checks: vec!["ok".into()],
                 patch: None,
+                declaration: None,
             },
             Stage::Release => StageOutput::Released(Box::new(ReleaseRecord {
                 image_version: "1.0.0".into(),
@@ -1363,6 +1407,84 @@ mod tests {
             ),
             Err(TransitionError::StaleExecution { .. })
         ));
+    }
+
+    #[test]
+    fn failed_declaration_checks_end_the_run_with_their_record_and_passed_ones_ride_with_the_smoke_test()
+     {
+        use crate::domain::declaration::{CheckResult, DeclarationRecord, DeclareSettings};
+        let declare = DeclareSettings {
+            services: vec!["W3SVC".into()],
+            ..DeclareSettings::default()
+        };
+        let answer = |ok: bool| {
+            Ok(vec![CheckResult {
+                name: "service:W3SVC".into(),
+                expected: "Running".into(),
+                actual: if ok { "Running" } else { "Stopped" }.into(),
+                ok,
+            }])
+        };
+        let mut run = run_stage(new_run(), Stage::Validate, 0).run;
+        run = run_stage(run, Stage::Build, 2).run;
+        let started = apply(
+            &run,
+            Event::StageStarted {
+                stage: Stage::Test,
+                execution: ex("t1", 1),
+                at: t(10),
+            },
+        )
+        .run;
+
+        let failing = DeclarationRecord::of_output(&declare, "checker".into(), answer(false));
+        let event = Event::DeclarationFailed {
+            execution: ex("t1", 1),
+            at: t(11),
+            checks: vec!["smoke passed".into()],
+            patch: None,
+            record: Box::new(failing.clone()),
+        };
+        let failed = apply(&started, event.clone());
+        assert_eq!(failed.run.status, RunStatus::Failed);
+        assert_eq!(failed.run.declaration.as_deref(), Some(&failing));
+        assert_eq!(failed.run.checks, ["smoke passed"]);
+        let failure = failed.run.failure.clone().unwrap();
+        assert_eq!(failure.stage, Some(Stage::Test));
+        assert_eq!(
+            failure.reason,
+            "declaration checks failed (checker): 0 of 1 declared checks passed; failed: service:W3SVC: expected Running, found Stopped"
+        );
+        assert_eq!(
+            failure.diagnosis.map(|d| d.kind).as_deref(),
+            Some("image-declaration")
+        );
+        assert!(failed.commands.is_empty());
+        assert!(
+            decide(&failed.run, &event).is_err(),
+            "a redelivered result is refused: the run has ended"
+        );
+
+        let passing = DeclarationRecord::of_output(&declare, "checker".into(), answer(true));
+        let passed = apply(
+            &started,
+            Event::StageSucceeded {
+                stage: Stage::Test,
+                execution: ex("t1", 1),
+                at: t(11),
+                output: StageOutput::Tested {
+                    checks: vec!["smoke passed".into()],
+                    patch: None,
+                    declaration: Some(Box::new(passing.clone())),
+                },
+            },
+        );
+        assert_eq!(passed.run.declaration.as_deref(), Some(&passing));
+        assert_eq!(
+            passed.run.stage(Stage::Test).summary.as_deref(),
+            Some("1 smoke check(s) passed; 1 of 1 declared checks passed")
+        );
+        assert_eq!(passed.commands, vec![Command::Dispatch(Stage::Approve)]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The domain core: runs, their state machine, versions, tags and approval
 //! tokens; the patch evidence, Microsoft's CVRF data and the patch rules;
-//! the reaper's rules and what a network security group admits.
+//! the reaper's rules and what a network security group admits; an image's
+//! declaration and its checks' record.
 //! Pure: no I/O, no clock, no Azure, HTTP or storage types.
 
 pub mod approval;
@@ -8,6 +9,7 @@ pub mod approvers;
 pub mod calendar;
 pub mod controls;
 pub mod cvrf;
+pub mod declaration;
 pub mod diagnosis;
 pub mod evidence;
 pub mod fleet;

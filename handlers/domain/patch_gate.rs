@@ -567,24 +567,7 @@ impl PatchRecord {
     pub fn facts(&self, evidence: Option<&Evidence>) -> Vec<(&'static str, String)> {
         let mut facts = Vec::new();
         if let Some(evidence) = evidence {
-            facts.push((
-                "OS build",
-                format!(
-                    "{} ({}, {}){}",
-                    evidence.os.build,
-                    evidence
-                        .os
-                        .product_name
-                        .as_deref()
-                        .unwrap_or("product not read"),
-                    evidence.os.installation_type,
-                    if evidence.stand_in {
-                        "; stand-in evidence, not read from Windows"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
+            facts.push(os_build_fact(evidence));
         }
         if let Some(verdict) = &self.verdict {
             let e = &verdict.exposure;

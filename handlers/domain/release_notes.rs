@@ -3,8 +3,9 @@
 //! packer variables, baseline, base image version), its patch level (the OS
 //! build, the cumulative update, and the CVEs newly fixed since the previous
 //! release, by severity, each linked to its Security Update Guide page),
-//! the smoke test's checks, who approved with what comment, and how long
-//! each stage took.
+//! the smoke test's checks, the declaration checks (each declared check,
+//! what it expected and found), who approved with what comment, and how
+//! long each stage took.
 //!
 //! A run records its inputs file by file ([`InputManifest`]) when it is
 //! created; the release stage composes the notes from the run and the
@@ -116,6 +117,7 @@ impl ReleaseNotes {
             )
             .map(Box::new),
             smoke: run.checks.clone(),
+            declaration: run.declaration.clone(),
             approvals: run
                 .decisions
                 .iter()
@@ -206,6 +208,25 @@ impl ReleaseNotes {
         }
         for check in &self.smoke {
             let _ = writeln!(md, "- {}", text(check));
+        }
+        if let Some(declaration) = &self.declaration {
+            let _ = writeln!(
+                md,
+                "\n## Declared contents\n\n{}, checked by {}.\n",
+                text(&declaration.summary()),
+                text(&declaration.checker)
+            );
+            md.push_str("| Check | Expected | Found | Result |\n| --- | --- | --- | --- |\n");
+            for c in &declaration.checks {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    cell(&c.name),
+                    cell(&c.expected),
+                    cell(&c.actual),
+                    if c.ok { "passed" } else { "FAILED" }
+                );
+            }
         }
         md.push_str("\n## Approval\n\n");
         if self.approvals.is_empty() {
@@ -721,6 +742,58 @@ mod tests {
         );
         assert!(md.contains("| validate | 1 min 0 s |"), "{md}");
         assert!(!md.contains("t-1"), "token ids stay out of the notes");
+    }
+
+    #[test]
+    fn the_notes_list_each_declared_check_with_what_it_expected_and_found() {
+        use crate::domain::declaration::{CheckResult, DeclarationRecord, DeclareSettings};
+        let declare = DeclareSettings {
+            features: vec!["Web-Server".into()],
+            services: vec!["W3SVC".into()],
+            ..DeclareSettings::default()
+        };
+        let mut current = run("push-new", "2026.1110.2", Some(InputManifest::default()));
+        let without = ReleaseNotes::compose(&current, None, at(1));
+        assert_eq!(without.declaration, None);
+        assert!(
+            !without
+                .markdown("example", "v")
+                .contains("Declared contents")
+        );
+        current.declaration = Some(Box::new(DeclarationRecord::judge(
+            &declare,
+            "scripts/check.sh on this machine".into(),
+            vec![
+                CheckResult {
+                    name: "feature:Web-Server".into(),
+                    expected: "Installed".into(),
+                    actual: "Installed".into(),
+                    ok: true,
+                },
+                CheckResult {
+                    name: "service:W3SVC".into(),
+                    expected: "Running".into(),
+                    actual: "Running | pid 4".into(),
+                    ok: true,
+                },
+            ],
+            None,
+        )));
+        let notes = ReleaseNotes::compose(&current, None, at(1));
+        assert_eq!(notes.declaration, current.declaration);
+        let md = notes.markdown("example", "v");
+        assert!(
+            md.contains("## Declared contents\n\n2 of 2 declared checks passed, checked by scripts/check.sh on this machine."),
+            "{md}"
+        );
+        assert!(
+            md.contains("| feature:Web-Server | Installed | Installed | passed |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| service:W3SVC | Running | Running \\| pid 4 | passed |"),
+            "a found value cannot break the table: {md}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::approval::{ApprovalRequest, Decision, Verdict};
 use super::controls::{Lines, escape_option};
+use super::declaration::DeclarationRecord;
 use super::diagnosis::Diagnosis;
 use super::evidence::EvidenceRecord;
 use super::patch_gate::{PatchRecord, SecurityNote};
@@ -615,13 +616,17 @@ pub enum StageOutput {
     },
     /// The build stage's artifacts and log.
     Built(BuildResult),
-    /// The smoke test's result, and the patch gate's for an image with `[patch]`.
+    /// The smoke test's result, the patch gate's for an image with
+    /// `[patch]`, and the declaration checks' for one with `[declare]`.
     Tested {
         /// What was checked and what answered.
         checks: Vec<String>,
         /// The patch gate's record (passed, or not verified).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         patch: Option<Box<PatchRecord>>,
+        /// The declaration checks' record (every check passed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        declaration: Option<Box<DeclarationRecord>>,
     },
     /// The released image's metadata.
     Released(Box<ReleaseRecord>),
@@ -826,6 +831,9 @@ pub struct ReleaseNotes {
     pub security: Option<Box<SecurityNote>>,
     /// The smoke test's checks.
     pub smoke: Vec<String>,
+    /// The declaration checks, for an image with `[declare]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declaration: Option<Box<DeclarationRecord>>,
     /// The approvers' decisions, in order.
     pub approvals: Vec<ApprovalNote>,
     /// Each stage's duration, in pipeline order.
@@ -1213,6 +1221,10 @@ pub struct Run {
     pub build: Option<BuildResult>,
     /// Test stage checks.
     pub checks: Vec<String>,
+    /// The test stage's declaration checks, for an image with `[declare]`:
+    /// one result per declared check, passed or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declaration: Option<Box<DeclarationRecord>>,
     /// The test stage's patch gate, for an image with `[patch]`: the
     /// verdict, or why it failed, waits or went on unverified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1366,6 +1378,7 @@ impl Run {
             findings: Vec::new(),
             build: None,
             checks: Vec::new(),
+            declaration: None,
             patch: None,
             approval: None,
             decisions: Vec::new(),

@@ -309,6 +309,7 @@ fn facts(run: &Run) -> Vec<(&'static str, String)> {
         }
     }
     rows.extend(crate::domain::patch_view::facts(run));
+    rows.extend(run.declaration.iter().flat_map(|d| d.facts()));
     rows
 }
 

@@ -1,7 +1,9 @@
-//! `dead-letter`: a stage message that Service Bus gave up on. Every stage
-//! queue forwards its dead letters to the `dead-letters` queue; this function
-//! marks the message's run failed with the dead-letter reason, so a run is
-//! never left "running" after its message is gone.
+//! `dead-letter-<queue>`: a message that Service Bus gave up on. Each queue's
+//! dead-letter sub-queue (`<queue>/$DeadLetterQueue`) triggers a function of
+//! its own ([`super::DEAD_LETTER_FUNCTIONS`]), all of them this one: it marks
+//! the message's run failed with the dead-letter reason, so a run is never
+//! left "running" after its message is gone. Nothing is forwarded between
+//! queues, so the Basic tier of Service Bus serves (docs/costs.md).
 
 use super::invocation::{InvocationError, MESSAGE_BINDING, retry};
 use crate::app::{App, StageMessage};

@@ -31,12 +31,38 @@ use crate::app::App;
 use crate::domain::run::Stage;
 use crate::protocol::{InvocationRequest, InvocationResponse};
 
-/// The queue every stage queue forwards its dead letters to.
-pub const DEAD_LETTER_QUEUE: &str = "dead-letters";
+/// How Service Bus addresses a queue's dead-letter sub-queue:
+/// `<queue>/$DeadLetterQueue`.
+pub const DEAD_LETTER_SUFFIX: &str = "/$DeadLetterQueue";
+
+/// The dead-letter functions: one per queue the factory sends to, each
+/// triggered by that queue's dead-letter sub-queue (a function has one
+/// trigger). No queue forwards its dead letters anywhere, so the Basic tier
+/// of Service Bus serves (it has no auto-forwarding).
+pub const DEAD_LETTER_FUNCTIONS: [(&str, &str); 6] = [
+    (
+        "dead-letter-stage-validate",
+        "stage-validate/$DeadLetterQueue",
+    ),
+    ("dead-letter-stage-build", "stage-build/$DeadLetterQueue"),
+    ("dead-letter-stage-test", "stage-test/$DeadLetterQueue"),
+    (
+        "dead-letter-stage-approve",
+        "stage-approve/$DeadLetterQueue",
+    ),
+    (
+        "dead-letter-stage-release",
+        "stage-release/$DeadLetterQueue",
+    ),
+    (
+        "dead-letter-build-completed",
+        "build-completed/$DeadLetterQueue",
+    ),
+];
 
 /// Every function this handler serves, as named by the repository's
 /// `functions/<name>/function.json` (packaged as `<name>/function.json`).
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 22] = [
     "git-push",
     "patch-tuesday",
     "base-image",
@@ -51,7 +77,12 @@ pub const NAMES: [&str; 17] = [
     "rollback",
     "images",
     "dashboard",
-    "dead-letter",
+    "dead-letter-stage-validate",
+    "dead-letter-stage-build",
+    "dead-letter-stage-test",
+    "dead-letter-stage-approve",
+    "dead-letter-stage-release",
+    "dead-letter-build-completed",
     "sweeper",
     "reaper",
 ];
@@ -102,7 +133,9 @@ impl Function {
             "rollback" => Function::Rollback(rollback::Rollback::parse(request)?),
             "images" => Function::Images(images::Images::parse(request)?),
             "dashboard" => Function::Dashboard(dashboard::Dashboard::parse(request)?),
-            "dead-letter" => Function::DeadLetter(dead_letter::DeadLetter::parse(request)?),
+            name if dead_letter_queue(name).is_some() => {
+                Function::DeadLetter(dead_letter::DeadLetter::parse(request)?)
+            }
             "sweeper" => Function::Sweeper(sweeper::Sweeper::parse(request)?),
             "reaper" => Function::Reaper(reaper::Reaper::parse(request)?),
             other => match other.strip_prefix("stage-").and_then(Stage::from_name) {
@@ -144,6 +177,15 @@ pub enum Trigger {
     Queue(&'static str),
 }
 
+/// The dead-letter sub-queue the dead-letter function `name` reads, if it is
+/// one.
+fn dead_letter_queue(name: &str) -> Option<&'static str> {
+    DEAD_LETTER_FUNCTIONS
+        .iter()
+        .find(|(function, _)| *function == name)
+        .map(|(_, queue)| *queue)
+}
+
 /// The trigger the handler expects for the function `name`; `None` when it
 /// serves no function of that name.
 pub fn trigger_of(name: &str) -> Option<Trigger> {
@@ -151,7 +193,7 @@ pub fn trigger_of(name: &str) -> Option<Trigger> {
         "git-push" | "approval" | "runs" | "rollback" | "images" | "dashboard" => Trigger::Http,
         "patch-tuesday" | "base-image" | "sweeper" | "reaper" => Trigger::Timer,
         "build-completed" => Trigger::Queue("build-completed"),
-        "dead-letter" => Trigger::Queue(DEAD_LETTER_QUEUE),
+        name if dead_letter_queue(name).is_some() => Trigger::Queue(dead_letter_queue(name)?),
         other => Trigger::Queue(
             other
                 .strip_prefix("stage-")

@@ -166,6 +166,20 @@ impl StageInvocation {
                     record,
                 }
             }
+            StageResult::DeclarationFailed {
+                checks,
+                patch,
+                record,
+            } => {
+                tracing::warn!(summary = %record.summary(), "declaration checks failed");
+                Event::DeclarationFailed {
+                    execution: execution.clone(),
+                    at: app.now(),
+                    checks,
+                    patch,
+                    record,
+                }
+            }
             StageResult::Retry(reason) => {
                 return Err(InvocationError::Failed(format!(
                     "{stage} of run {run_id} will be retried: {reason}"

@@ -6,9 +6,11 @@
 //! - every receive counts a delivery; a message whose delivery count reached
 //!   the queue's maximum is dead-lettered instead of delivered again, with
 //!   reason `MaxDeliveryCountExceeded`;
-//! - dead letters are forwarded to another queue when the queue says so (as
-//!   Service Bus's `forwardDeadLetteredMessagesTo`), keeping the reason in
-//!   the message's application properties;
+//! - dead letters are moved to another queue when the queue's options name
+//!   one, keeping the reason in the message's application properties: the
+//!   local host names each queue's dead-letter sub-queue as Service Bus
+//!   addresses it (`<queue>/$DeadLetterQueue`), which functions receive from
+//!   like a queue;
 //! - scheduled messages stay invisible until their enqueue time;
 //! - a lock never runs out later than one lock duration from now: a receive
 //!   first brings every lock of its queue that reaches further (taken before
@@ -16,7 +18,9 @@
 //!   step forward then back cannot stall a message until the far time (a
 //!   scheduled message holds no lock, and waits for its time however far);
 //! - completing a message and sending the messages its invocation produced
-//!   happen in one transaction.
+//!   happen in one transaction;
+//! - every dead letter not yet handled can be listed
+//!   (`image-factory dead-letters list`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -80,12 +84,24 @@ pub struct Received {
 /// A dead-lettered message, for inspection.
 #[derive(Clone, Debug)]
 pub struct DeadLetter {
-    /// The queue it was dead-lettered from.
+    /// Its sequence number.
+    pub sequence: i64,
+    /// Its id.
+    pub message_id: String,
+    /// The queue that holds it: a dead-letter sub-queue, or the queue it
+    /// was dead-lettered in.
     pub queue: String,
     /// Its body.
     pub body: String,
-    /// Why.
+    /// Why (`DeadLetterReason`, as Service Bus names it).
     pub reason: String,
+    /// What happened (`DeadLetterErrorDescription`).
+    pub description: String,
+    /// When it was first enqueued.
+    pub enqueued_at: DateTime<Utc>,
+    /// Its deliveries where it is now: before it was dead-lettered in place,
+    /// or to the function of the sub-queue it waits in.
+    pub delivery_count: u32,
 }
 
 /// What went wrong in the bus.
@@ -393,30 +409,35 @@ impl Bus {
         .await
     }
 
-    /// The dead-letter sub-queue of `queue`.
+    /// The dead-letter sub-queue of `queue`, oldest first.
     pub async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, BusError> {
         let queue = queue.to_string();
         self.with_conn(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT queue, body, properties FROM messages WHERE queue = ?1 AND dead = 1 ORDER BY seq",
-            )?;
-            let rows = stmt
-                .query_map([queue], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows
-                .into_iter()
-                .map(|(queue, body, properties)| {
-                    let props: Map<String, Value> = serde_json::from_str(&properties).unwrap_or_default();
-                    let reason = props
-                        .get("DeadLetterReason")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    DeadLetter { queue, body, reason }
-                })
-                .collect())
+            read_dead_letters(
+                c,
+                &format!("SELECT {DEAD_LETTER_COLUMNS} FROM messages WHERE queue = ?1 AND dead = 1 ORDER BY seq"),
+                [queue],
+            )
+        })
+        .await
+    }
+
+    /// Every dead letter, oldest first: those kept dead-lettered in place
+    /// (a queue whose options name nowhere to move them) and those waiting
+    /// in a dead-letter sub-queue, a queue whose name ends with `sub_queue`
+    /// (`/$DeadLetterQueue`), for the function that reads it: moved there,
+    /// a dead letter is delivered like any message until it is completed.
+    pub async fn all_dead_letters(&self, sub_queue: &str) -> Result<Vec<DeadLetter>, BusError> {
+        let sub_queue = sub_queue.to_string();
+        self.with_conn(move |c| {
+            read_dead_letters(
+                c,
+                &format!(
+                    "SELECT {DEAD_LETTER_COLUMNS} FROM messages
+                     WHERE dead = 1 OR substr(queue, -length(?1)) = ?1 ORDER BY seq"
+                ),
+                [sub_queue],
+            )
         })
         .await
     }
@@ -467,6 +488,58 @@ impl Bus {
         })
         .await
     }
+}
+
+/// The columns [`read_dead_letters`] reads, in its order.
+const DEAD_LETTER_COLUMNS: &str =
+    "seq, message_id, queue, body, properties, enqueued_at, delivery_count";
+
+/// The dead letters `sql` selects ([`DEAD_LETTER_COLUMNS`]).
+fn read_dead_letters(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<DeadLetter>, BusError> {
+    let mut stmt = c.prepare(sql)?;
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(sequence, message_id, queue, body, properties, enqueued_at, count)| {
+                let props: Map<String, Value> =
+                    serde_json::from_str(&properties).unwrap_or_default();
+                let text = |key: &str| {
+                    props
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                DeadLetter {
+                    sequence,
+                    message_id,
+                    queue,
+                    body,
+                    reason: text("DeadLetterReason"),
+                    description: text("DeadLetterErrorDescription"),
+                    enqueued_at: from_millis(enqueued_at),
+                    delivery_count: u32::try_from(count).unwrap_or(u32::MAX),
+                }
+            },
+        )
+        .collect())
 }
 
 fn insert_all(

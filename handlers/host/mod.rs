@@ -29,7 +29,7 @@ use invoker::Invoker;
 
 pub use invoker::{queue_invocation, queue_messages};
 
-pub use crate::functions::DEAD_LETTER_QUEUE;
+pub use crate::functions::DEAD_LETTER_SUFFIX;
 
 /// How the local host's queues behave (Service Bus queue properties).
 #[derive(Clone, Debug)]
@@ -50,13 +50,23 @@ impl Default for BusSettings {
 }
 
 impl BusSettings {
-    /// The options of one queue: stage queues forward dead letters to [`DEAD_LETTER_QUEUE`].
+    /// The options of one queue. A queue's dead letters go to its
+    /// dead-letter sub-queue, addressed as Service Bus addresses it
+    /// (`<queue>/$DeadLetterQueue`, [`DEAD_LETTER_SUFFIX`]), where a
+    /// dead-letter function receives them like any queue's messages; a
+    /// message there is never dead-lettered again (Service Bus does not
+    /// dead-letter from a dead-letter sub-queue), it is delivered until it is
+    /// completed.
     pub fn queue_options(&self, queue: &str) -> QueueOptions {
+        let sub_queue = queue.ends_with(DEAD_LETTER_SUFFIX);
         QueueOptions {
             lock_duration: self.lock_duration,
-            max_delivery_count: self.max_delivery_count,
-            forward_dead_letters_to: (queue != DEAD_LETTER_QUEUE)
-                .then(|| DEAD_LETTER_QUEUE.to_string()),
+            max_delivery_count: if sub_queue {
+                u32::MAX
+            } else {
+                self.max_delivery_count
+            },
+            forward_dead_letters_to: (!sub_queue).then(|| format!("{queue}{DEAD_LETTER_SUFFIX}")),
         }
     }
 }

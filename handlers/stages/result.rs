@@ -1,6 +1,7 @@
 //! What a stage body did: [`StageResult`].
 
 use crate::domain::approval::ApprovalRequest;
+use crate::domain::declaration::DeclarationRecord;
 use crate::domain::patch_gate::PatchRecord;
 use crate::domain::run::{StageOutput, WorkerRef};
 
@@ -21,4 +22,14 @@ pub enum StageResult {
     /// it failed, or waits for Microsoft's data (the sweeper dispatches the
     /// stage again).
     PatchGate(Box<PatchRecord>),
+    /// The test stage's declaration checks failed after a passed smoke
+    /// test: the run fails, with what was checked recorded.
+    DeclarationFailed {
+        /// The smoke test's checks.
+        checks: Vec<String>,
+        /// The patch gate's record, for an image with `[patch]`.
+        patch: Option<Box<PatchRecord>>,
+        /// The declaration checks.
+        record: Box<DeclarationRecord>,
+    },
 }

@@ -10,6 +10,13 @@
 //! deterministically: nothing is created twice); from the third it is
 //! recorded as the stage's failure.
 //!
+//! After a passed smoke test, an image with `[declare]` is checked against
+//! its declaration in the same environment (the environment runs the
+//! image's checker and returns one result per declared check): any failed
+//! check fails the run, with the record kept on it
+//! ([`crate::domain::declaration`]); an environment that returns no record
+//! for such an image fails it too, since nothing was checked.
+//!
 //! Before the smoke test, an image with `[patch]` goes through the patch
 //! gate ([`crate::domain::patch_gate`], where every decision is): the
 //! build's evidence against Microsoft's data for the newest month (or the
@@ -93,7 +100,23 @@ pub(super) async fn run(
         Ok(SmokeReport {
             checks,
             failure: None,
-        }) => StageResult::Succeeded(StageOutput::Tested { checks, patch }),
+            declaration,
+        }) => match (&image.settings.declare, declaration) {
+            (Some(_), None) => StageResult::Failed(format!(
+                "the test environment did not check what {} declares ([declare]); nothing was checked",
+                image.name
+            )),
+            (_, Some(record)) if !record.passed() => StageResult::DeclarationFailed {
+                checks,
+                patch,
+                record: Box::new(record),
+            },
+            (_, declaration) => StageResult::Succeeded(StageOutput::Tested {
+                checks,
+                patch,
+                declaration: declaration.map(Box::new),
+            }),
+        },
         Ok(SmokeReport {
             failure: Some(reason),
             ..

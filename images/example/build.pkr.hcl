@@ -9,6 +9,7 @@ build {
       "IMAGE_NAME=${var.image_name}",
       "IMAGE_VERSION=${local.image_version}",
       "TAGS_JSON=${jsonencode(local.computed_tags)}",
+      "STANDIN_OMIT=${var.standin_omit}",
     ]
   }
 

@@ -83,3 +83,14 @@ variable "evidence_reboot_pending" {
   description = "Whether the stand-in evidence says a reboot is pending: true or false."
   default     = "false"
 }
+
+# --- Stand-in system ----------------------------------------------------------
+# The image writes a stand-in "system" holding what the Windows image holds
+# and declares (scripts/provision.sh); the test stage checks it against
+# image.toml's [declare] (scripts/check-declaration.sh).
+
+variable "standin_omit" {
+  type        = string
+  description = "One declared check whose item the stand-in system leaves out (e.g. service:W3SVC); empty: nothing is left out."
+  default     = ""
+}

@@ -71,6 +71,9 @@ param patchTuesdayOffsetDays int
 @description('Hour (in the zone) the monthly build runs.')
 param patchTuesdayHour int
 
+@description('Days after the monthly build time an unpatched image is due before it is overdue (the fleet view; the Patch Tuesday alert).')
+param patchGraceDays int
+
 @description('Branches whose pushes build, comma-separated.')
 param branches string
 
@@ -300,6 +303,10 @@ var baseSettings = [
   {
     name: 'IMAGE_FACTORY_PATCH_TUESDAY_HOUR'
     value: string(patchTuesdayHour)
+  }
+  {
+    name: 'IMAGE_FACTORY_PATCH_GRACE_DAYS'
+    value: string(patchGraceDays)
   }
   // The Azure path: with the subscription set the factory calls Resource
   // Manager (gallery release, base-image watch, test VMs, the build job).

@@ -55,5 +55,7 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 output workspaceId string = workspace.id
+output workspaceName string = workspace.name
+output insightsId string = insights.id
 output workspaceCustomerId string = workspace.properties.customerId
 output connectionString string = insights.properties.ConnectionString

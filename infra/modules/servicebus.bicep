@@ -1,11 +1,20 @@
-// Service Bus: one queue per stage, the worker-completion queue and the
-// dead-letter queue, all read from ../queues.json (the same file the
-// `image-factory package` check reads). Every queue forwards its dead letters
-// to `dead-letters`, whose function fails the run with the reason.
-// Standard tier: queues with auto-forwarding need Standard or Premium.
+// Service Bus: one queue per stage and the worker-completion queue, read
+// from ../queues.json (the same file the `image-factory package` check
+// reads). Each queue's dead-letter sub-queue has a function of its own
+// (`dead-letter-<queue>`), which fails the run with the reason: nothing is
+// forwarded, so the Basic tier serves (queues, scheduled messages, dead
+// letters, SAS rules; no topics, sessions, duplicate detection, transactions
+// or auto-forwarding, none of which the factory uses). See docs/costs.md.
 
 @description('Namespace name.')
 param name string
+
+@description('Tier: Basic serves the factory (docs/costs.md); Standard for an estate that needs more than 100 brokered connections or wants topics later.')
+@allowed([
+  'Basic'
+  'Standard'
+])
+param sku string = 'Basic'
 
 @description('Azure region.')
 param location string
@@ -32,23 +41,13 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   location: location
   tags: tags
   sku: {
-    name: 'Standard'
-    tier: 'Standard'
+    name: sku
+    tier: sku
   }
   properties: {
     minimumTlsVersion: '1.2'
     publicNetworkAccess: 'Enabled'
     disableLocalAuth: false
-  }
-}
-
-resource deadLetters 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = {
-  parent: namespace
-  name: config.deadLetterQueue
-  properties: {
-    maxDeliveryCount: config.maxDeliveryCount
-    lockDuration: config.lockDuration
-    deadLetteringOnMessageExpiration: true
   }
 }
 
@@ -60,11 +59,7 @@ resource queues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' = [
       maxDeliveryCount: config.maxDeliveryCount
       lockDuration: config.lockDuration
       deadLetteringOnMessageExpiration: true
-      forwardDeadLetteredMessagesTo: config.deadLetterQueue
     }
-    dependsOn: [
-      deadLetters
-    ]
   }
 ]
 
@@ -123,5 +118,6 @@ resource sender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 output name string = namespace.name
+output id string = namespace.id
 output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
 output sendSecretName string = sendSecret.name

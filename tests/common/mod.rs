@@ -352,6 +352,18 @@ impl Factory {
         response
     }
 
+    /// GETs `path` (`/api/...`) of the factory and reads its JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: the answer is not the JSON expected: {e}"))
+    }
+
     /// Reads a run through the runs API.
     pub async fn run(&self, id: &str) -> Option<Run> {
         let response = self

@@ -8,6 +8,9 @@
 #   {"checks":[{"name":"feature:Web-Server","expected":"Installed","actual":"Installed","ok":true}, ...]}
 # and exits 1 when any check fails, 0 otherwise. A check that cannot be read
 # fails with "error: ..." as its actual value; it never stops the others.
+# An actual value is cut to 200 characters. The factory asks for at most
+# eight checks a Run Command, whose output Azure cuts to its last 4,096
+# bytes.
 #
 # Each list parameter takes names, or one comma-separated string (Run Command
 # passes every parameter as a string):
@@ -45,6 +48,10 @@ function Add-Check([string]$Name, [string]$Expected, [scriptblock]$Measure) {
         $actual = "error: $($_.Exception.Message)"
         $ok = $false
     }
+    # Run Command returns only the last 4,096 bytes of the output: no
+    # value may make the line too long to arrive whole.
+    $actual = [string]$actual
+    if ($actual.Length -gt 200) { $actual = $actual.Substring(0, 200) + '...' }
     $script:checks.Add([ordered]@{ name = $Name; expected = $Expected; actual = [string]$actual; ok = [bool]$ok })
 }
 
