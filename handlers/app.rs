@@ -496,8 +496,8 @@ impl App {
         let (version, skipped) = match identical {
             Some(release) => {
                 let reason = format!(
-                    "identical to version {} (run {}); trigger with force to build anyway",
-                    release.version, release.id
+                    "unchanged since run {}: its inputs (template files, variables, baseline, base image version) are identical to version {}'s; trigger with force to build anyway",
+                    release.id, release.version
                 );
                 (release.version, Some(reason))
             }

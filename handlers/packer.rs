@@ -2,7 +2,8 @@
 //!
 //! This module owns the formats that come back from Packer: the text of
 //! `packer version`, the line format of `-machine-readable` output (with an
-//! incremental collector of artifacts and error messages), the JSON file the
+//! incremental collector of artifacts and error messages, and its lines told
+//! as a person reads them: [`readable`]), the JSON file the
 //! `manifest` post-processor writes, and the Azure resource ids inside an
 //! `azure-arm` artifact. Everything here is pure parsing; running Packer is
 //! left to the caller.
@@ -134,6 +135,157 @@ fn unescape(field: &str) -> String {
         }
     }
     out
+}
+
+/// What a line of a build log says, as a person reads it: one of the
+/// lines [`readable`] makes of a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When Packer printed it (Unix seconds, UTC); `None` for a line that
+    /// is not Packer's machine-readable output (a note of the factory's,
+    /// a line Packer wrote to its standard error).
+    pub time: Option<i64>,
+    /// Who said it: the build (`golden.null.golden`, with a post-processor
+    /// `golden.null.golden (artifice)`), `packer` for Packer itself, or
+    /// `factory` for the factory's own notes (`[image-factory] ...`);
+    /// empty when unknown.
+    pub step: String,
+    /// What kind of line it is.
+    pub kind: LogKind,
+    /// The message, without Packer's `==> build: ` prefix.
+    pub text: String,
+}
+
+impl LogLine {
+    /// The time as `HH:MM:SS` (UTC), or eight spaces for a line without one.
+    pub fn clock(&self) -> String {
+        self.time
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map_or_else(|| " ".repeat(8), |t| t.format("%H:%M:%S").to_string())
+    }
+
+    /// The message as shown: a step's output indented by two spaces, an
+    /// error marked `error: `.
+    pub fn shown(&self) -> String {
+        match self.kind {
+            LogKind::Output => format!("  {}", self.text),
+            LogKind::Error => format!("error: {}", self.text),
+            LogKind::Step | LogKind::Note => self.text.clone(),
+        }
+    }
+}
+
+/// A whole build log (or its last lines) as a person reads it: a line per
+/// message, `HH:MM:SS  step  message`, the steps lined up ([`readable`]).
+pub fn readable_text(log: &str) -> String {
+    let lines: Vec<LogLine> = log.lines().flat_map(readable).collect();
+    let width = lines
+        .iter()
+        .map(|l| l.step.chars().count())
+        .max()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|l| format!("{}  {:<width$}  {}\n", l.clock(), l.step, l.shown()))
+        .collect()
+}
+
+/// The kinds of lines of a readable build log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    /// A step begins or ends (`==> build: Running local shell script`).
+    Step,
+    /// What a step printed (`    build: image written`).
+    Output,
+    /// An error: Packer's, or what a step wrote to its standard error.
+    Error,
+    /// Anything else: a summary line, a note, a line outside the format.
+    Note,
+}
+
+/// The lines a person reads for one line of a build log: Packer's
+/// `-machine-readable` `ui` messages (`say`, `message`, `error`) with the
+/// time, the step and the message, each of the message's own lines (Packer
+/// writes a newline as `\n` and a comma as `%!(PACKER_COMMA)`) on a line
+/// of its own, blank ones left out. Packer's other records (`artifact`,
+/// `error-count`, `version`, ...) repeat what its `ui` lines say and are
+/// left out (`runs logs --raw` keeps them). A line outside the format is
+/// kept as it is, with no time.
+pub fn readable(line: &str) -> Vec<LogLine> {
+    let line = line.trim_end_matches(['\n', '\r']);
+    let Some(machine) = parse_machine_line(line) else {
+        if line.trim().is_empty() {
+            return Vec::new();
+        }
+        let (step, text) = match line.strip_prefix("[image-factory] ") {
+            Some(note) => ("factory", note),
+            None => ("", line),
+        };
+        return vec![LogLine {
+            time: None,
+            step: step.to_string(),
+            kind: LogKind::Note,
+            text: text.to_string(),
+        }];
+    };
+    let (level, message) = match (machine.kind.as_str(), machine.data.as_slice()) {
+        ("ui", [level, message @ ..]) => (level.as_str(), message.join(",")),
+        _ => return Vec::new(),
+    };
+    let mut step = (!machine.target.is_empty()).then(|| machine.target.clone());
+    let mut kind = match level {
+        "error" => LogKind::Error,
+        "message" => LogKind::Output,
+        _ => LogKind::Note,
+    };
+    let mut lines = Vec::new();
+    for part in message.split(['\n', '\r']) {
+        if part.trim().is_empty() {
+            continue;
+        }
+        let (said_by, text, prefix_kind) = split_prefix(part);
+        if let Some(by) = said_by {
+            step = Some(by.to_string());
+        }
+        if kind != LogKind::Error {
+            kind = prefix_kind.unwrap_or(kind);
+        }
+        lines.push(LogLine {
+            time: Some(machine.timestamp),
+            step: step.clone().unwrap_or_else(|| "packer".to_string()),
+            kind,
+            text: text.to_string(),
+        });
+    }
+    lines
+}
+
+/// Packer's prefix of a `ui` message: `==> build: ` (a step),
+/// `    build: ` (a step's output), `--> build: ` (a build's result), or a
+/// bare `==> ` (Packer itself). Answers who said it, the message, and the
+/// kind the prefix tells.
+fn split_prefix(part: &str) -> (Option<&str>, &str, Option<LogKind>) {
+    let markers = [
+        ("==> ", LogKind::Step),
+        ("--> ", LogKind::Note),
+        ("    ", LogKind::Output),
+    ];
+    for (marker, kind) in markers {
+        let Some(rest) = part.strip_prefix(marker) else {
+            continue;
+        };
+        // `build: message`, where the build's name has no spaces but may
+        // be followed by a post-processor's name in parentheses.
+        let named = rest.find(": ").filter(|&end| {
+            let name = &rest[..end];
+            !name.is_empty() && (!name.contains(' ') || name.ends_with(')'))
+        });
+        return match named {
+            Some(end) => (Some(&rest[..end]), &rest[end + 2..], Some(kind)),
+            None => (None, rest.trim_start(), Some(kind)),
+        };
+    }
+    (None, part, None)
 }
 
 /// An artifact announced at the end of `packer build -machine-readable`.
@@ -796,5 +948,116 @@ mod tests {
         assert!(empty.last_run().is_empty());
         let err = parse_manifest("{").expect_err("truncated");
         assert!(err.to_string().starts_with("invalid packer manifest"));
+    }
+
+    fn told(log: &str) -> Vec<(String, LogKind, String)> {
+        log.lines()
+            .flat_map(readable)
+            .map(|l| (l.step, l.kind, l.text))
+            .collect()
+    }
+
+    #[test]
+    fn a_build_log_reads_as_steps_their_output_and_errors_with_commas_and_lines_restored() {
+        let lines = told(BUILD_FAILURE);
+        let line = |step: &str, kind, text: &str| (step.to_string(), kind, text.to_string());
+        let build = "golden.null.golden";
+        assert_eq!(
+            lines[..5],
+            [
+                line(
+                    build,
+                    LogKind::Step,
+                    "Running local shell script: ./scripts/provision.sh"
+                ),
+                line(
+                    build,
+                    LogKind::Output,
+                    "image written to ./output/win2022-golden-1.2.3"
+                ),
+                line(
+                    build,
+                    LogKind::Output,
+                    r#"tags: {"baselineVersion":"2024.1","buildDate":"2026-11-25","costCenter":"cc-1234","gitRef":"abc","imageName":"win2022-golden","imageVersion":"1.2.3","owner":"platform-team"}"#
+                ),
+                line(
+                    build,
+                    LogKind::Step,
+                    "Running local shell script: ./scripts/smoke.sh"
+                ),
+                line(build, LogKind::Error, "smoke: index.html missing, tags ok"),
+            ]
+        );
+        // A message that starts with an escaped newline is one line, and
+        // Packer's own lines are said by `packer`.
+        assert!(lines.contains(&line(
+            "packer",
+            LogKind::Step,
+            "Wait completed after 25 milliseconds 112 microseconds"
+        )));
+        assert!(lines.contains(&line(
+            build,
+            LogKind::Error,
+            "Script exited with non-zero exit status: 3.Allowed exit codes are: [0]"
+        )));
+        // The machine records (error-count, error) are not repeated.
+        assert!(!lines.iter().any(|(_, _, text)| text == "1"));
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|(_, _, t)| t.starts_with("Script exited"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_post_processor_a_multi_line_message_and_lines_outside_the_format_are_told_too() {
+        let lines = told(BUILD_SUCCESS);
+        assert!(lines.contains(&(
+            "golden.null.golden (artifice)".to_string(),
+            LogKind::Step,
+            "Using these artifact files: ./output/win2022-golden-1.2.3/tags.json, ./output/win2022-golden-1.2.3/index.html".to_string()
+        )));
+        assert!(
+            !lines.iter().any(|(_, _, t)| t.contains("builder-id")),
+            "artifact records are left out: {lines:?}"
+        );
+        let said = readable("1795598663,b,ui,message,    b: one\\n    b: two\\r\\n\\n");
+        let texts: Vec<&str> = said.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["one", "two"]);
+        assert!(said.iter().all(|l| l.time == Some(1_795_598_663)));
+        let note = readable("[image-factory] killed after the timeout of 600s\n");
+        assert_eq!(
+            (note[0].time, note[0].step.as_str(), note[0].text.as_str()),
+            (None, "factory", "killed after the timeout of 600s")
+        );
+        let plain = readable("Error: Failed to parse the template");
+        assert_eq!(plain[0].step, "");
+        assert_eq!(plain[0].text, "Error: Failed to parse the template");
+        assert!(readable("").is_empty());
+        assert!(readable("1795598663,,error-count,1").is_empty());
+    }
+
+    #[test]
+    fn a_whole_log_reads_as_aligned_lines_of_time_step_and_message() {
+        let text = readable_text(BUILD_FAILURE);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..2],
+            [
+                "09:24:29  golden.null.golden  Running local shell script: ./scripts/provision.sh",
+                "09:24:29  golden.null.golden    image written to ./output/win2022-golden-1.2.3",
+            ]
+        );
+        assert!(
+            lines.contains(
+                &"09:24:29  golden.null.golden  error: smoke: index.html missing, tags ok"
+            )
+        );
+        assert!(lines.contains(
+            &"09:24:29  packer              Wait completed after 25 milliseconds 112 microseconds"
+        ));
+        assert_eq!(readable_text(""), "");
     }
 }

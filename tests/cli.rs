@@ -474,3 +474,84 @@ fn up_refuses_a_setting_that_is_empty_malformed_or_out_of_range_naming_it() {
     let (stderr, _) = up_refusal_with(example, &[("IMAGE_FACTORY_OPERATOR_TOKEN", "sesame-17")]);
     assert!(!stderr.contains("sesame-17"), "{stderr}");
 }
+
+/// What `image-factory up` logs until it says it is up, its stderr going to
+/// a pipe, or with `terminal` to a pseudo-terminal (util-linux `script`),
+/// with `NO_COLOR` as given. The factory is stopped once it is up (`script`
+/// stops what it runs when it is told to end).
+fn up_log(terminal: bool, no_color: Option<&str>) -> String {
+    use std::io::Read;
+    let root = tempfile::TempDir::new().unwrap();
+    image_with(&root.path().join("images"), "example", |s| s);
+    let binary = env!("CARGO_BIN_EXE_image-factory");
+    let mut command = if terminal {
+        let mut script = Command::new("script");
+        script.args([
+            "-q",
+            "-e",
+            "-c",
+            &format!("'{binary}' up --port 0"),
+            "/dev/null",
+        ]);
+        script
+    } else {
+        let mut up = Command::new(binary);
+        up.args(["up", "--port", "0"]);
+        up
+    };
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("IMAGE_FACTORY_IMAGES", root.path().join("images"))
+        .env("IMAGE_FACTORY_DATA", root.path().join("data"))
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR");
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    // On a terminal the log arrives on script's stdout; else on up's stderr.
+    let (out, err) = if terminal {
+        (std::process::Stdio::piped(), std::process::Stdio::null())
+    } else {
+        (std::process::Stdio::null(), std::process::Stdio::piped())
+    };
+    let mut child = command.stdout(out).stderr(err).spawn().unwrap();
+    let mut stream: Box<dyn Read> = match (child.stdout.take(), child.stderr.take()) {
+        (Some(out), _) => Box::new(out),
+        (None, Some(err)) => Box::new(err),
+        (None, None) => unreachable!("one of them is piped"),
+    };
+    let mut log = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&log).contains("image-factory is up") {
+        let read = stream.read(&mut buffer).unwrap_or(0);
+        if read == 0 {
+            break;
+        }
+        log.extend_from_slice(&buffer[..read]);
+    }
+    // SIGTERM: `up` shuts down, and `script` ends what it runs first (a
+    // process that already ended is simply waited for).
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+    let log = String::from_utf8_lossy(&log).into_owned();
+    assert!(
+        log.contains("image-factory is up"),
+        "up never said it was up: {log}"
+    );
+    log
+}
+
+#[test]
+fn up_logs_plain_text_when_redirected_and_colour_only_on_a_terminal_without_no_color() {
+    let redirected = up_log(false, None);
+    assert!(!redirected.contains('\u{1b}'), "{redirected:?}");
+    let terminal = up_log(true, None);
+    assert!(
+        terminal.contains("\u{1b}["),
+        "a terminal gets colour: {terminal:?}"
+    );
+    let no_color = up_log(true, Some("1"));
+    assert!(!no_color.contains('\u{1b}'), "NO_COLOR=1: {no_color:?}");
+}

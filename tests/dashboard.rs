@@ -55,6 +55,17 @@ async fn an_operator_follows_a_run_from_the_dashboard_to_its_release() {
     assert!(page.contains("1 of 1 approvals needed"));
     browser.find("svg.timeline rect").await;
     assert!(page.contains("Build log"), "the log tail is shown");
+    let step = page
+        .lines()
+        .find(|l| l.contains("Running local shell script"))
+        .unwrap_or_else(|| panic!("no step in the log tail: {page}"));
+    let (time, rest) = step.split_once("  ").unwrap();
+    assert!(
+        chrono::NaiveTime::parse_from_str(time, "%H:%M:%S").is_ok()
+            && rest.trim_start().starts_with("golden.null.golden ")
+            && !page.contains(",ui,say,"),
+        "the log tail reads as time, step and message: {step}"
+    );
     browser.screenshot("run-waiting").await;
 
     let link = factory.approval_link(&id, "platform-lead");

@@ -101,6 +101,7 @@ const RULES: &[(&str, &[&str])] = &[
             "dashboard",
             "layout",
             "build_log",
+            "packer",
             "trace",
             "sources",
             "rollback",

@@ -254,10 +254,17 @@ async fn a_receiver_that_is_down_costs_the_release_nothing_and_the_sweeper_deliv
         .text()
         .await
         .unwrap();
-    assert!(page.contains("<h2>Release events</h2>"), "{page}");
+    // Every delivery: its event, target, attempts, status and last error.
+    assert!(page.contains("<h2>Event deliveries</h2>"), "{page}");
+    let row = page
+        .split("<tr>")
+        .find(|row| row.contains("image-factory.image.released"))
+        .unwrap_or_else(|| panic!("no delivery row: {page}"));
     assert!(
-        page.contains("attempt 1 failed") && page.contains("next attempt"),
-        "{page}"
+        row.contains("<td>1</td>")
+            && row.contains("failed; next attempt")
+            && row.contains("did not answer"),
+        "{row}"
     );
 
     // The receiver comes back; the next sweep after the backoff delivers.

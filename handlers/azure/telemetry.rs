@@ -1,5 +1,6 @@
 //! Logs and traces. Every process logs to stderr (JSON under the Functions
-//! host, which collects it; compact text locally). With the standard
+//! host, which collects it; compact text locally, coloured only on a
+//! terminal and not with `NO_COLOR` set). With the standard
 //! `APPLICATIONINSIGHTS_CONNECTION_STRING` set, spans are also exported to
 //! Application Insights; without it nothing is sent.
 //!
@@ -97,14 +98,22 @@ impl Telemetry {
                 .with(
                     tracing_subscriber::fmt::layer()
                         .json()
+                        .with_ansi(false)
                         .with_writer(std::io::stderr),
                 )
                 .try_init()?;
         } else {
+            // Colour codes only on a terminal, and not with NO_COLOR set:
+            // a redirected log is plain text.
+            let colour = crate::domain::controls::colour(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                std::env::var_os("NO_COLOR").as_deref(),
+            );
             registry
                 .with(
                     tracing_subscriber::fmt::layer()
                         .compact()
+                        .with_ansi(colour)
                         .with_writer(std::io::stderr),
                 )
                 .try_init()?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use super::client::Client;
 use super::output::print_answer;
@@ -97,17 +97,34 @@ pub struct DecisionArgs {
         default_value = "http://localhost:7071"
     )]
     url: String,
+    /// Print the factory's answer as JSON (runId, status, decisions).
+    #[arg(long)]
+    json: bool,
 }
 
 impl DecisionArgs {
-    /// Records `decision` (`approve` or `reject`) and prints the factory's answer.
+    /// Records `decision` (`approve` or `reject`) and says where the run is.
     pub async fn send(self, decision: &str) -> anyhow::Result<ExitCode> {
         let body = serde_json::json!({ "decision": decision, "as": self.approver, "comment": self.comment });
-        print_answer(
-            Client::new(&self.url)
-                .operator_post(Some(&self.run), &body)
-                .await?,
-        )
+        let answer = Client::new(&self.url)
+            .operator_post(Some(&self.run), &body)
+            .await?;
+        if self.json {
+            return print_answer(answer);
+        }
+        let decided: serde_json::Value = serde_json::from_str(&answer)
+            .context("the factory's answer is not a recorded decision")?;
+        print_answer(format!(
+            "{} {} run {}: it is {}",
+            self.approver,
+            if decision == "approve" {
+                "approved"
+            } else {
+                "rejected"
+            },
+            self.run,
+            decided["status"].as_str().unwrap_or("?")
+        ))
     }
 }
 

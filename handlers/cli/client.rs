@@ -343,13 +343,14 @@ impl Client {
     }
 
     /// The build log from byte `offset`, the current attempt's or that of
-    /// build attempt `attempt`: the text and the next offset.
+    /// build attempt `attempt`: its bytes (a piece may end inside a line or
+    /// a character) and the next offset.
     pub async fn log(
         &self,
         id: &RunId,
         offset: u64,
         attempt: Option<u32>,
-    ) -> anyhow::Result<(String, u64)> {
+    ) -> anyhow::Result<(Vec<u8>, u64)> {
         let mut url = format!("{}/api/runs/{id}?log={offset}", self.base);
         if let Some(n) = attempt {
             url.push_str(&format!("&attempt={n}"));
@@ -363,7 +364,7 @@ impl Client {
         self.not_signed_in(&response)?;
         // No current log yet is an empty one; no log of a given attempt is an error.
         if response.status() == 404 && attempt.is_none() {
-            return Ok((String::new(), offset));
+            return Ok((Vec::new(), offset));
         }
         if !response.status().is_success() {
             let status = response.status();
@@ -380,6 +381,6 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(offset);
-        Ok((response.text().await?, next))
+        Ok((response.bytes().await?.to_vec(), next))
     }
 }

@@ -34,6 +34,9 @@ enum ImagesAction {
         /// Why: recorded with the resume.
         #[arg(long)]
         reason: Option<String>,
+        /// Print the factory's answer as JSON (image, resumed, recordedOn, pause).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -42,13 +45,22 @@ impl Images {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let Images { action, url } = self;
         match action {
-            ImagesAction::Resume { name, reason } => {
+            ImagesAction::Resume { name, reason, json } => {
                 if !is_valid_image_name(&name) {
                     anyhow::bail!("`{name}` is not an image name: {IMAGE_NAME_RULE}");
                 }
                 let body = serde_json::json!({ "reason": reason });
                 let path = format!("/api/images/{name}/resume");
-                print_answer(Client::new(&url).operator(&path, &body).await?)
+                let answer = Client::new(&url).operator(&path, &body).await?;
+                if json {
+                    return print_answer(answer);
+                }
+                let resumed: serde_json::Value = serde_json::from_str(&answer)
+                    .map_err(|e| anyhow::anyhow!("the factory's answer is not a resume: {e}"))?;
+                print_answer(format!(
+                    "{name}: scheduled runs resumed (recorded on run {})",
+                    resumed["recordedOn"].as_str().unwrap_or("?")
+                ))
             }
         }
     }

@@ -35,6 +35,7 @@ mod dead_letters;
 mod doctor;
 mod fleet;
 mod images;
+mod log_view;
 mod output;
 mod package;
 mod patch;

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::client::Client;
-use super::output::print_answer;
+use super::log_view::LogPrinter;
+use super::output::{colour_stdout, print_answer};
+use crate::domain::controls::{Lines, escape_controls};
 use crate::domain::run::{FollowUpKind, Run, RunId, RunStatus, Stage, StageStatus};
 
 /// List runs, show one, follow its log, or wait for it to end.
@@ -45,13 +47,20 @@ enum RunsAction {
         /// The run.
         id: RunId,
     },
-    /// Print a run's build log; --follow keeps printing until the run ends.
+    /// Print a run's build log as a person reads it: time (UTC), step and
+    /// message, a line each (errors marked); --raw prints Packer's
+    /// machine-readable lines as written; --follow keeps printing until the
+    /// build ends.
     Logs {
         /// The run.
         id: RunId,
         /// Keep following the log.
         #[arg(long)]
         follow: bool,
+        /// Print the log as Packer wrote it (`-machine-readable`:
+        /// timestamp,target,type,data...).
+        #[arg(long)]
+        raw: bool,
         /// The log of this build attempt (from 1; `runs show --json` lists
         /// them) instead of the current one's: what an attempt cut short by
         /// a crash printed.
@@ -131,24 +140,27 @@ impl Runs {
             RunsAction::Logs {
                 id,
                 follow,
+                raw,
                 attempt,
             } => {
+                let mut printer = LogPrinter::new(raw, colour_stdout());
                 let mut offset = 0;
                 loop {
-                    let (chunk, next) = client.log(&id, offset, attempt).await?;
+                    let (piece, next) = client.log(&id, offset, attempt).await?;
                     let mut out = std::io::stdout().lock();
-                    out.write_all(chunk.as_bytes())?;
+                    printer.feed(&mut out, &piece)?;
                     out.flush()?;
                     offset = next;
-                    if !follow {
-                        break;
+                    if piece.is_empty() {
+                        // The whole log as it is now has been read; it is
+                        // complete once the build stage has ended.
+                        if !follow || build_finished(&client.run(&id).await?, attempt) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
                     }
-                    // The log is complete once the build stage has ended.
-                    if chunk.is_empty() && build_finished(&client.run(&id).await?, attempt) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
+                printer.finish(&mut std::io::stdout().lock())?;
             }
             RunsAction::Cancel { id, reason } => {
                 let body = serde_json::json!({ "action": "cancel", "reason": reason });
@@ -192,28 +204,58 @@ pub(super) mod exit {
     pub const TIMED_OUT: u8 = 20;
 }
 
-/// Prints runs as a table.
+/// Prints runs as a table: each run's stage, and whom it waits on or why
+/// it ended as it did.
 fn print_table(runs: &[Run]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     // Wide enough for the longest id: push ids carry a whole commit.
     let width = runs.iter().map(|r| r.id.len()).max().unwrap_or(0).max(34);
     writeln!(
         out,
-        "{:<width$} {:<24} {:<14} {:<22} CREATED",
-        "RUN", "IMAGE", "VERSION", "STATUS"
+        "{:<width$} {:<24} {:<14} {:<22} {:<9} {:<16} WAITING ON / WHY",
+        "RUN", "IMAGE", "VERSION", "STATUS", "STAGE", "CREATED"
     )?;
     for run in runs {
         writeln!(
             out,
-            "{:<width$} {:<24} {:<14} {:<22} {}",
+            "{:<width$} {:<24} {:<14} {:<22} {:<9} {:<16} {}",
             run.id.as_str(),
             run.image,
             run.version.to_string(),
             run.status.name(),
-            run.created_at.format("%Y-%m-%d %H:%M")
+            run.stage_at().map_or("-", Stage::name),
+            run.created_at.format("%Y-%m-%d %H:%M"),
+            what_next(run)
         )?;
     }
     Ok(())
+}
+
+/// Longest reason the runs table shows (`runs show` shows it whole).
+const REASON_SHOWN: usize = 80;
+
+/// Whom a waiting run waits on, or why a run ended as it did, shortened
+/// to one line.
+fn what_next(run: &Run) -> String {
+    let reason = match run.status {
+        RunStatus::WaitingForApproval => {
+            return format!("waiting on {}", run.waiting_on().join(", "));
+        }
+        RunStatus::Failed | RunStatus::Rejected | RunStatus::ApprovalExpired => {
+            run.failure.as_ref().map(|f| f.reason.as_str())
+        }
+        RunStatus::Skipped => run.skipped.as_deref(),
+        RunStatus::Cancelling | RunStatus::Cancelled => {
+            return run
+                .cancellation
+                .as_ref()
+                .map(|c| format!("cancelled by {}", c.by))
+                .unwrap_or_default();
+        }
+        _ => None,
+    };
+    let line = reason.and_then(|r| r.lines().next()).unwrap_or_default();
+    crate::domain::truncate(&escape_controls(line, Lines::Escape), REASON_SHOWN)
 }
 
 /// Prints a run's stages.
@@ -298,6 +340,9 @@ fn print_run(run: &Run) -> anyhow::Result<()> {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         )?;
+    }
+    if let Some(tag) = &run.git_tag {
+        writeln!(out, "  git tag: {}", tag.describe())?;
     }
     for follow_up in &run.follow_ups {
         let FollowUpKind::Event { event } = follow_up.kind;

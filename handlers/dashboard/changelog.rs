@@ -9,7 +9,7 @@ use super::page::{layout, minute, rollback_lines};
 use crate::domain::cvrf::Severity;
 use crate::domain::declaration::DeclarationRecord;
 use crate::domain::patch_gate::{SecurityNote, update_guide_url};
-use crate::domain::release_notes::released_at;
+use crate::domain::release_notes::{Span, released_at, spans};
 use crate::domain::rollback::{current, current_since};
 use crate::domain::run::{ReleaseNotes, Run};
 use crate::pages::{Frame, filters, render};
@@ -28,7 +28,9 @@ pub(super) struct PreviousView<'a> {
 pub(super) struct NotesView<'a> {
     pub(super) summary: &'a str,
     pub(super) commit: Option<&'a str>,
-    pub(super) message: Option<&'a str>,
+    /// The commit message's first line: (is it a code span, its text),
+    /// code spans shown in `<code>`.
+    pub(super) message: Option<Vec<(bool, String)>>,
     pub(super) reason: Option<&'a str>,
     pub(super) base: Option<&'a str>,
     pub(super) previous: Option<PreviousView<'a>>,
@@ -175,7 +177,15 @@ pub(super) fn notes_view(notes: &ReleaseNotes) -> NotesView<'_> {
     NotesView {
         summary: &t.summary,
         commit: t.commit.as_deref(),
-        message: t.message.as_deref(),
+        message: t.message.as_deref().map(|m| {
+            spans(m)
+                .into_iter()
+                .map(|span| match span {
+                    Span::Text(text) => (false, text),
+                    Span::Code(code) => (true, code),
+                })
+                .collect()
+        }),
         reason: t.reason.as_deref(),
         base: t.base_image_version.as_deref(),
         previous: notes.previous.as_ref().map(|p| PreviousView {

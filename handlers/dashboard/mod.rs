@@ -6,8 +6,9 @@
 //! rendered by the templates `runs.html`, `run.html` (with `timeline.html`)
 //! and `image.html`; this module turns records into what they show. Release
 //! notes and the changelog are in [`changelog`], the fleet page in [`fleet`],
-//! the reaper's panel in [`reaper`].
+//! the reaper's panel in [`reaper`], an approver's page in [`approval`].
 
+pub mod approval;
 pub mod changelog;
 pub mod fleet;
 mod page;
@@ -294,6 +295,16 @@ struct CancelView<'a> {
     freeing: bool,
 }
 
+/// One delivery of one of a run's events (or an event still owed).
+struct DeliveryRow<'a> {
+    event: &'static str,
+    target: &'a str,
+    attempts: u32,
+    /// Delivered, given up, next attempt, or pending, with when.
+    state: String,
+    last_error: &'a str,
+}
+
 /// An earlier build attempt's log.
 struct EarlierAttempt<'a> {
     attempt: usize,
@@ -324,8 +335,11 @@ struct RunPage<'a> {
     withdrawn: Option<String>,
     /// The rollbacks that made the run's version current again, told.
     made_current: Vec<String>,
-    /// Release events: event, target, what the delivery did.
-    deliveries: Vec<(&'static str, &'a str, String)>,
+    /// Every delivery of the run's events, and events still owed.
+    deliveries: Vec<DeliveryRow<'a>>,
+    /// Where the run's git tag is, told; for a released run with no
+    /// record yet, that no try was recorded.
+    git_tag: Option<String>,
     /// The patch level: evidence, OS build, the gate's verdict (`domain::patch_view`).
     patch: Vec<(&'static str, String)>,
     /// "Patch level not verified", or a failed gate.
@@ -413,13 +427,32 @@ pub fn run_page(
         .iter()
         .flat_map(|f| {
             let crate::domain::run::FollowUpKind::Event { event } = f.kind;
-            let owed = f.owed().map(|o| (event.name(), "—", o.to_string()));
+            let owed = f.owed().map(|o| DeliveryRow {
+                event: event.name(),
+                target: "—",
+                attempts: 0,
+                state: o.to_string(),
+                last_error: "",
+            });
             f.deliveries
                 .iter()
-                .map(move |d| (event.name(), d.target.as_str(), d.describe()))
+                .map(move |d| DeliveryRow {
+                    event: event.name(),
+                    target: d.target.as_str(),
+                    attempts: d.attempts,
+                    state: delivery_state(d),
+                    last_error: d.last_error.as_deref().unwrap_or(""),
+                })
                 .chain(owed)
         })
         .collect();
+    let git_tag = match (&run.git_tag, run.status) {
+        (Some(record), _) => Some(record.describe()),
+        (None, RunStatus::Released) => Some(
+            "no try recorded yet (the release tags the built commit, or the sweeper does)".into(),
+        ),
+        (None, _) => None,
+    };
     let cancellation = run.cancellation.as_ref().map(|c| CancelView {
         by: &c.by,
         at: minute(c.at),
@@ -460,6 +493,7 @@ pub fn run_page(
         cancellation,
         schedule,
         deliveries,
+        git_tag,
         patch: crate::domain::patch_view::facts(run),
         patch_alert: crate::domain::patch_view::alert(run),
         run,
@@ -491,6 +525,20 @@ pub fn run_page(
         reaped: reaper::reap_rows(std::slice::from_ref(run)),
         diagnostics: reaper::diagnostics_rows(std::slice::from_ref(run)),
     })
+}
+
+/// Where one delivery stands, with when: delivered, given up, the next
+/// attempt, or pending.
+fn delivery_state(d: &crate::domain::run::Delivery) -> String {
+    match (d.delivered_at, d.gave_up_at, d.next_attempt_at) {
+        (Some(at), _, _) => format!("delivered {}", minute(at)),
+        (None, Some(at), _) => format!("given up {}", minute(at)),
+        (None, None, Some(next)) if d.attempts > 0 => {
+            format!("failed; next attempt {}", minute(next))
+        }
+        (None, None, Some(next)) => format!("due {}", minute(next)),
+        (None, None, None) => "pending".into(),
+    }
 }
 
 /// A version of an image, in its page's tables.

@@ -12,8 +12,19 @@
 //! events, the CLI's output); the release notes' Markdown and every page
 //! escape again on the way out, for records written before and text that
 //! did not come from a push (docs/security.md says why both).
+//!
+//! The factory's own colour codes are terminal controls too: [`colour`]
+//! says when what it prints may carry them.
 
 use std::borrow::Cow;
+
+/// Whether output may be coloured: only when it goes to a terminal, and
+/// never while `NO_COLOR` is set to a non-empty value, whatever its value
+/// (<https://no-color.org>). `no_color` is the variable's value, if set.
+/// Output redirected to a file or a pipe stays plain text.
+pub fn colour(to_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    to_terminal && no_color.is_none_or(|value| value.is_empty())
+}
 
 /// Whether line breaks and tabs stay in the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +87,20 @@ pub fn escape_option(text: Option<String>, lines: Lines) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color_set_to_anything() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(
+            colour(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+        for value in ["1", "0", "false", "no"] {
+            assert!(!colour(true, Some(OsStr::new(value))), "NO_COLOR={value}");
+        }
+        assert!(!colour(false, None), "a file or pipe gets no colour");
+    }
     use proptest::prelude::*;
 
     #[test]

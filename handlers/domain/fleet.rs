@@ -535,12 +535,7 @@ fn in_flight(run: &Run) -> InFlight {
         .map(|request| ApprovalWait {
             required: request.required,
             approvers: request.approvers.clone(),
-            waiting_on: request
-                .approvers
-                .iter()
-                .filter(|a| !run.decisions.iter().any(|d| &d.approver == *a))
-                .cloned()
-                .collect(),
+            waiting_on: run.waiting_on().into_iter().map(String::from).collect(),
             expires_at: request.expires_at,
         });
     InFlight {

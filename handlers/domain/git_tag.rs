@@ -242,6 +242,43 @@ impl GitTagRecord {
         }
     }
 
+    /// Where the tag is, in one line for operators (the run's page,
+    /// `runs show`): made, already there, on another commit, nowhere to
+    /// tag, or failed with when it is tried again.
+    pub fn describe(&self) -> String {
+        let commit: String = self.commit.chars().take(12).collect();
+        let when = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+        let tries = match self.attempts {
+            1 => "1 try".to_string(),
+            n => format!("{n} tries"),
+        };
+        match &self.state {
+            GitTagState::Tagged => format!("{} tagged on {commit} {}", self.tag, when(self.at)),
+            GitTagState::AlreadyThere => {
+                format!("{} was already on {commit} ({})", self.tag, when(self.at))
+            }
+            GitTagState::Conflict { existing_commit } => format!(
+                "not tagged: {} is on another commit, {}, and is never moved (found {})",
+                self.tag,
+                existing_commit.chars().take(12).collect::<String>(),
+                when(self.at)
+            ),
+            GitTagState::NothingToTag { reason } => format!("not tagged: {reason}"),
+            GitTagState::Failed {
+                message,
+                next_attempt: Some(next),
+            } => format!(
+                "{} not tagged yet after {tries}: {message}; next try {}",
+                self.tag,
+                when(*next)
+            ),
+            GitTagState::Failed {
+                message,
+                next_attempt: None,
+            } => format!("{} not tagged: gave up after {tries}: {message}", self.tag),
+        }
+    }
+
     /// True when the sweeper should try this tag again at `now`.
     pub fn due(&self, now: DateTime<Utc>) -> bool {
         matches!(
@@ -471,6 +508,47 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&github).unwrap(),
             serde_json::json!({ "provider": "github", "owner": "octo", "repo": "images" })
+        );
+    }
+
+    #[test]
+    fn each_tag_state_is_told_in_one_line_with_the_tag_and_what_to_expect() {
+        let p = plan(&released(Some(COMMIT)), now()).unwrap().unwrap();
+        let told = |result| GitTagRecord::after(None, &p, result, now()).describe();
+        let short: String = COMMIT.chars().take(12).collect();
+        assert!(
+            told(Ok(TagOutcome::Tagged)).starts_with(&format!("example/1.2.3 tagged on {short}"))
+        );
+        assert!(told(Ok(TagOutcome::AlreadyThere)).contains("was already on"));
+        let conflict = told(Ok(TagOutcome::Conflict {
+            existing: "f".repeat(40),
+        }));
+        assert!(
+            conflict.contains("on another commit, ffffffffffff, and is never moved"),
+            "{conflict}"
+        );
+        let nothing = told(Ok(TagOutcome::NothingToTag {
+            reason: "the push named no repository".into(),
+        }));
+        assert_eq!(nothing, "not tagged: the push named no repository");
+        let failed = told(Err(("GitHub answered 503".into(), true)));
+        assert!(
+            failed.contains("not tagged yet after 1 try: GitHub answered 503; next try "),
+            "{failed}"
+        );
+        let mut record = None;
+        for _ in 0..MAX_ATTEMPTS {
+            record = Some(GitTagRecord::after(
+                record.as_ref(),
+                &p,
+                Err(("down".into(), true)),
+                now(),
+            ));
+        }
+        let given_up = record.unwrap().describe();
+        assert!(
+            given_up.contains(&format!("gave up after {MAX_ATTEMPTS} tries: down")),
+            "{given_up}"
         );
     }
 

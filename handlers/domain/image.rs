@@ -799,14 +799,28 @@ pub struct ApprovalPolicy {
     /// Hours before the request lapses.
     #[serde(default = "default_expiry_hours")]
     pub expires_hours: u32,
-    /// Remind approvers who have not decided this many hours before the deadline (0: never).
-    #[serde(default = "default_remind_hours")]
-    pub remind_before_hours: u32,
+    /// Remind approvers who have not decided this many hours before the
+    /// deadline (0: never); unset, derived from the expiry
+    /// ([`ApprovalPolicy::remind_before_hours`]).
+    #[serde(default, rename = "remind_before_hours")]
+    remind_before: Option<u32>,
 }
 
-fn default_remind_hours() -> u32 {
-    24
+impl ApprovalPolicy {
+    /// Hours before the deadline at which approvers who have not decided
+    /// are reminded (0: never): as set, or a third of `expires_hours`
+    /// rounded down (24 of the default 72, 8 of 24; no reminder for an
+    /// expiry under 3 hours). Always below `expires_hours`: a set value
+    /// that is not is refused when the file is read.
+    pub fn remind_before_hours(&self) -> u32 {
+        self.remind_before
+            .unwrap_or(self.expires_hours / REMIND_FRACTION)
+    }
 }
+
+/// The default reminder comes after this fraction of the expiry's hours
+/// are left (a third).
+const REMIND_FRACTION: u32 = 3;
 
 fn default_required() -> u32 {
     1
@@ -1075,12 +1089,12 @@ pub fn parse_image_settings(text: &str) -> Result<ImageSettings, String> {
         ));
     }
     EXPIRES_HOURS.check(u64::from(policy.expires_hours))?;
-    if policy.remind_before_hours >= policy.expires_hours {
+    if policy.remind_before_hours() >= policy.expires_hours {
         return Err(format!(
-            "[approval] remind_before_hours must be from 0 to {} hours (less than expires_hours, {}; 0 sends no reminder), not {}",
+            "[approval] remind_before_hours must be from 0 to {} hours (less than expires_hours, {}; 0 sends no reminder), not {} (leave it out for a third of expires_hours)",
             policy.expires_hours - 1,
             policy.expires_hours,
-            policy.remind_before_hours
+            policy.remind_before_hours()
         ));
     }
     if let Some(dup) = policy
@@ -1422,6 +1436,26 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn an_unset_reminder_is_a_third_of_the_expiry_so_any_expiry_is_accepted() {
+        for (expires, remind) in [(72, 24), (24, 8), (1, 0), (2, 0), (3, 1), (720, 240)] {
+            let text = with(&format!(
+                "[approval]\napprovers = [\"a\"]\nexpires_hours = {expires}"
+            ));
+            let settings = parse_image_settings(&text)
+                .unwrap_or_else(|e| panic!("expires_hours = {expires}: {e}"));
+            assert_eq!(settings.approval.remind_before_hours(), remind, "{expires}");
+        }
+        let set =
+            with("[approval]\napprovers = [\"a\"]\nexpires_hours = 24\nremind_before_hours = 2");
+        let settings = parse_image_settings(&set).expect("a reminder below the expiry");
+        assert_eq!(
+            settings.approval.remind_before_hours(),
+            2,
+            "a set value stays"
+        );
     }
 
     #[test]

@@ -154,7 +154,7 @@ impl ReleaseNotes {
         let t = &self.trigger;
         let _ = writeln!(md, "## Trigger\n\n{}.", text(&t.summary));
         if let Some(commit) = &t.commit {
-            let _ = write!(md, "\n- Commit: `{}`", code(commit));
+            let _ = write!(md, "\n- Commit: {}", code(commit));
             match &t.message {
                 Some(message) => {
                     let _ = writeln!(md, " — {}", text(message));
@@ -182,7 +182,7 @@ impl ReleaseNotes {
                     text(&p.run_id)
                 );
                 if let Some(commit) = &p.commit {
-                    let _ = write!(md, ", commit `{}`", code(commit));
+                    let _ = write!(md, ", commit {}", code(commit));
                 }
                 if let Some(at) = p.released_at {
                     let _ = write!(md, ", released {}", at.format("%Y-%m-%d %H:%M UTC"));
@@ -221,9 +221,9 @@ impl ReleaseNotes {
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} |",
-                    text(&c.name),
-                    text(&c.expected),
-                    text(&c.actual),
+                    cell(&c.name),
+                    cell(&c.expected),
+                    cell(&c.actual),
                     if c.ok { "passed" } else { "FAILED" }
                 );
             }
@@ -336,23 +336,23 @@ fn changes_markdown(md: &mut String, c: &InputChanges) {
         }
         let _ = writeln!(md, "{label} files:\n");
         for path in files.iter().take(FILES_LISTED) {
-            let _ = writeln!(md, "- `{}`", code(path));
+            let _ = writeln!(md, "- {}", code(path));
         }
         if files.len() > FILES_LISTED {
             let _ = writeln!(md, "- and {} more", files.len() - FILES_LISTED);
         }
         md.push('\n');
     }
-    let value = |v: &Option<String>| v.as_deref().map_or("(not set)".to_string(), text);
+    let value = |v: &Option<String>| v.as_deref().map_or("(not set)".to_string(), cell);
     let rows: Vec<(String, &ValueChange)> = c
         .variables
         .iter()
-        .map(|v| (format!("variable `{}`", code(&v.name)), v))
+        .map(|v| (format!("variable {}", cell_code(&v.name)), v))
         .chain(
             c.baseline
                 .iter()
                 .chain(&c.base_image)
-                .map(|v| (text(&v.name), v)),
+                .map(|v| (cell(&v.name), v)),
         )
         .collect();
     if !rows.is_empty() {
@@ -412,14 +412,61 @@ fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
     u64::try_from((to - from).num_seconds()).unwrap_or(0)
 }
 
-/// Text people wrote, on one line, with every control character shown as
-/// `<U+XXXX>` and every character Markdown or HTML would act on escaped.
+/// Text people wrote, on one line, as Markdown that renders to it: every
+/// control character shown as `<U+XXXX>`, cut to [`LINE_SHOWN`] bytes, its
+/// code spans (`` `like this` ``, as CommonMark reads them) kept as code
+/// spans, and every other character Markdown or HTML would act on escaped.
 fn text(s: &str) -> String {
+    let line = one_line(s);
+    let mut out = String::with_capacity(line.len() + 8);
+    for (i, span) in spans(&line).into_iter().enumerate() {
+        match span {
+            Span::Text(t) => out.push_str(&escape_inline(&t, i == 0)),
+            Span::Code(c) => out.push_str(&code(&c)),
+        }
+    }
+    out
+}
+
+/// Text people wrote, for a table cell: as [`text`], but backticks are
+/// escaped too (a `|` in a code span would end the cell).
+fn cell(s: &str) -> String {
+    escape_inline(&one_line(s), true)
+}
+
+/// `s` on one line, control characters escaped, cut to [`LINE_SHOWN`].
+fn one_line(s: &str) -> String {
     let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let line = super::truncate(&escape_controls(&line, Lines::Escape), LINE_SHOWN);
-    let mut out = String::with_capacity(line.len());
-    for ch in line.chars() {
-        if "\\`*_{}[]<>()#+!|&~".contains(ch) {
+    super::truncate(&escape_controls(&line, Lines::Escape), LINE_SHOWN)
+}
+
+/// Markdown for literal text: the characters CommonMark (and GitHub's
+/// tables and strikethrough) would act on escaped, the rest as it is. An
+/// `_` between two letters or digits opens nothing and stays bare
+/// (`base_image`, `1.2.3_rc`), and so do `.`, `-`, `(`, `)`; at the start
+/// of a line (`line_start`) what would begin a list or a heading is escaped.
+fn escape_inline(text: &str, line_start: bool) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len() + 8);
+    // A list item number: digits then `.` or `)` then a space or the end.
+    let digits = chars.iter().take_while(|c| c.is_ascii_digit()).count();
+    let numbered = line_start
+        && (1..=9).contains(&digits)
+        && matches!(chars.get(digits), Some('.' | ')'))
+        && chars.get(digits + 1).is_none_or(|c| *c == ' ');
+    for (i, &ch) in chars.iter().enumerate() {
+        let word = |j: Option<usize>| {
+            j.and_then(|j| chars.get(j))
+                .is_some_and(|c| c.is_alphanumeric())
+        };
+        let escape = match ch {
+            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '&' | '~' | '#' => true,
+            '_' => !(word(i.checked_sub(1)) && word(Some(i + 1))),
+            '-' | '+' | '=' => line_start && i == 0,
+            '.' | ')' => numbered && i == digits,
+            _ => false,
+        };
+        if escape {
             out.push('\\');
         }
         out.push(ch);
@@ -427,11 +474,107 @@ fn text(s: &str) -> String {
     out
 }
 
-/// Text inside a code span: on one line, without backticks (which would end
-/// it), every control character shown as `<U+XXXX>`.
+/// Text inside a code span, on one line, every control character shown
+/// as `<U+XXXX>`, fenced so that it renders exactly as it is: the fence is
+/// one backtick longer than the longest run of backticks inside, and a
+/// space pads text that starts or ends with a backtick (or with spaces at
+/// both ends, which CommonMark would strip).
 fn code(s: &str) -> String {
-    let line = s.replace(['`', '\n', '\r'], " ");
-    super::truncate(&escape_controls(&line, Lines::Escape), LINE_SHOWN)
+    let line = super::truncate(
+        &escape_controls(&s.replace(['\n', '\r'], " "), Lines::Escape),
+        LINE_SHOWN,
+    );
+    let mut longest = 0;
+    let mut run = 0;
+    for ch in line.chars() {
+        run = if ch == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    let pad = line.starts_with('`')
+        || line.ends_with('`')
+        || (line.starts_with(' ') && line.ends_with(' ') && !line.trim().is_empty())
+        || line.is_empty();
+    let pad = if pad { " " } else { "" };
+    format!("{fence}{pad}{line}{pad}{fence}")
+}
+
+/// A code span for a table cell: a name with no backtick or `|` (a packer
+/// variable's), or the name as escaped text.
+fn cell_code(s: &str) -> String {
+    if s.contains(['`', '|']) {
+        cell(s)
+    } else {
+        code(s)
+    }
+}
+
+/// A piece of text people wrote: literal text, or the content of one of
+/// its code spans.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Span {
+    /// Literal text.
+    Text(String),
+    /// A code span's content, as CommonMark renders it.
+    Code(String),
+}
+
+/// `text` cut into literal text and code spans, as CommonMark reads them:
+/// a run of backticks opens a code span that the next run of as many
+/// backticks closes (a run with no match is literal text), and a space is
+/// stripped from both ends of a span that has one at each and is not all
+/// spaces. The dashboard shows code spans in `<code>`; the Markdown keeps them.
+pub fn spans(text: &str) -> Vec<Span> {
+    let bytes = text.as_bytes();
+    let run_at = |i: usize| bytes[i..].iter().take_while(|&&b| b == b'`').count();
+    let mut out = Vec::new();
+    let (mut literal_from, mut i) = (0, 0);
+    while i < bytes.len() {
+        if bytes[i] != b'`' {
+            i += 1;
+            continue;
+        }
+        let opening = run_at(i);
+        let content_from = i + opening;
+        let mut j = content_from;
+        let mut closing = None;
+        while j < bytes.len() {
+            if bytes[j] == b'`' {
+                let run = run_at(j);
+                if run == opening {
+                    closing = Some(j);
+                    break;
+                }
+                j += run;
+            } else {
+                j += 1;
+            }
+        }
+        let Some(close) = closing else {
+            i = content_from;
+            continue;
+        };
+        if literal_from < i {
+            out.push(Span::Text(text[literal_from..i].to_string()));
+        }
+        let content = &text[content_from..close];
+        let stripped = if content.len() >= 2
+            && content.starts_with(' ')
+            && content.ends_with(' ')
+            && !content.trim().is_empty()
+        {
+            &content[1..content.len() - 1]
+        } else {
+            content
+        };
+        out.push(Span::Code(stripped.to_string()));
+        i = close + opening;
+        literal_from = i;
+    }
+    if literal_from < text.len() {
+        out.push(Span::Text(text[literal_from..].to_string()));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -682,8 +825,8 @@ mod tests {
             "{md:?}"
         );
         for expected in [
-            "Fix \\<U\\+001B\\>\\[2J\\<U\\+0007\\>",
-            "by eve\\<U\\+202E\\>",
+            "Fix \\<U+001B\\>\\[2J\\<U+0007\\>",
+            "by eve\\<U+202E\\>",
             "- `rtl<U+202E>txt.exe`",
         ] {
             assert!(md.contains(expected), "{expected:?} missing from:\n{md}");
@@ -705,6 +848,121 @@ mod tests {
         assert_eq!(md.matches("- `f").count(), FILES_LISTED);
     }
 
+    /// What a CommonMark renderer (with GitHub's tables and
+    /// strikethrough) makes of `md`: its text and code spans, in order,
+    /// neighbouring text joined; `true` marks a code span.
+    fn rendered(md: &str) -> Vec<(bool, String)> {
+        use pulldown_cmark::{Event, Options, Parser};
+        let mut out: Vec<(bool, String)> = Vec::new();
+        let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
+        for event in Parser::new_ext(md, options) {
+            let (code, text) = match event {
+                Event::Text(t) => (false, t.to_string()),
+                Event::Code(c) => (true, c.to_string()),
+                Event::SoftBreak | Event::HardBreak => (false, "\n".to_string()),
+                Event::Start(_) | Event::End(_) => continue,
+                other => panic!("{md:?} renders {other:?}, not text"),
+            };
+            match out.last_mut() {
+                Some((false, last)) if !code => last.push_str(&text),
+                _ => out.push((code, text)),
+            }
+        }
+        out
+    }
+
+    /// The text a line of Markdown renders to, code spans included.
+    fn plain(md: &str) -> String {
+        rendered(md).into_iter().map(|(_, t)| t).collect()
+    }
+
+    #[test]
+    fn text_people_wrote_renders_as_written_with_its_code_spans_as_code() {
+        for (written, expected) in [
+            (
+                "Bump `packer` to 1.6.6 (and *fix* 1_000 <b>x</b> | a_b)",
+                vec![
+                    (false, "Bump "),
+                    (true, "packer"),
+                    (false, " to 1.6.6 (and *fix* 1_000 <b>x</b> | a_b)"),
+                ],
+            ),
+            (
+                "use ``a`b`` here",
+                vec![(false, "use "), (true, "a`b"), (false, " here")],
+            ),
+            ("`` `tick` ``", vec![(true, "`tick`")]),
+            (
+                "one ` stray backtick",
+                vec![(false, "one ` stray backtick")],
+            ),
+            ("- not a list", vec![(false, "- not a list")]),
+            (
+                "1. not a list either",
+                vec![(false, "1. not a list either")],
+            ),
+            ("# not a heading #", vec![(false, "# not a heading #")]),
+            (
+                "2026.1125.0 and 10.0.20348.4529",
+                vec![(false, "2026.1125.0 and 10.0.20348.4529")],
+            ),
+            (
+                "base_w2022_datacenter _em_ __strong__",
+                vec![(false, "base_w2022_datacenter _em_ __strong__")],
+            ),
+            (
+                "&amp; &#35; ~~gone~~ [x](y) ![i](j) <https://a>",
+                vec![(false, "&amp; &#35; ~~gone~~ [x](y) ![i](j) <https://a>")],
+            ),
+            ("back\\slash\\", vec![(false, "back\\slash\\")]),
+        ] {
+            let md = format!("- {}", text(written));
+            let expected: Vec<(bool, String)> = expected
+                .into_iter()
+                .map(|(c, t)| (c, t.to_string()))
+                .collect();
+            assert_eq!(rendered(&md), expected, "{written:?} as {md:?}");
+        }
+        // Prose, not only list items: at the start of a paragraph too.
+        assert_eq!(plain(&text("+ 1) # x")), "+ 1) # x");
+        // Identifiers are shown bare where nothing needs escaping.
+        assert_eq!(text("2026.1125.0"), "2026.1125.0");
+        assert_eq!(text("base_w2022"), "base_w2022");
+        assert_eq!(text("KB5071547 (32 CVEs)"), "KB5071547 (32 CVEs)");
+    }
+
+    #[test]
+    fn code_spans_and_table_cells_render_exactly_what_they_hold() {
+        for name in [
+            "build.pkr.hcl",
+            "weird`name`.ps1",
+            "``",
+            "` x",
+            " padded ",
+            "a|b",
+            "*_[]<>",
+        ] {
+            assert_eq!(
+                rendered(&format!("- {}", code(name))),
+                [(true, name.to_string())],
+                "{name:?} as {}",
+                code(name)
+            );
+        }
+        for value in ["a|b", "`code|pipe`", "- x", "1. y", "<script>", "x_y_z"] {
+            let table = format!(
+                "| Setting | Before |\n| --- | --- |\n| {} | {} |",
+                cell_code("vm_size"),
+                cell(value)
+            );
+            assert_eq!(
+                plain(&table),
+                format!("SettingBeforevm_size{value}"),
+                "{table}"
+            );
+        }
+    }
+
     fn manifests() -> impl Strategy<Value = InputManifest> {
         (
             prop::collection::btree_map("[a-c]{1,2}", "[xy]", 0..6),
@@ -720,6 +978,25 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever a person writes (without backticks, on one line) renders
+        /// as exactly that text; whatever a code span holds renders as that code.
+        #[test]
+        fn any_text_renders_as_written_and_any_code_as_itself(
+            written in "[a-z0-9 _*\\\\\\[\\]<>|&~#+=.()!:;-]{1,40}",
+            held in "[a-z `|*_<>]{1,20}",
+        ) {
+            let one = one_line(&written);
+            prop_assume!(!one.is_empty());
+            prop_assert_eq!(plain(&format!("- {}", text(&written))), one.clone());
+            prop_assert_eq!(plain(&text(&written)), one);
+            let spans: Vec<String> = rendered(&format!("x {} y", code(&held)))
+                .into_iter()
+                .filter(|(code, _)| *code)
+                .map(|(_, t)| t)
+                .collect();
+            prop_assert_eq!(spans, vec![held]);
+        }
+
         /// Added, removed and modified are disjoint and account for every
         /// path whose hash differs; nothing changes between a manifest and itself.
         #[test]

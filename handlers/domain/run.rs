@@ -1416,6 +1416,46 @@ impl Run {
             .map(|s| s.stage)
     }
 
+    /// The stage the run is at, or stopped at: the first that has not
+    /// succeeded, the failed one for a run that failed, the one it was at
+    /// for a cancelled run; `None` for a released or skipped run (and a
+    /// cancelled one whose first stage had not started).
+    pub fn stage_at(&self) -> Option<Stage> {
+        match self.status {
+            RunStatus::Released | RunStatus::Skipped => None,
+            RunStatus::Cancelling | RunStatus::Cancelled => {
+                self.cancellation.as_ref().and_then(|c| c.stage)
+            }
+            RunStatus::Failed | RunStatus::Rejected | RunStatus::ApprovalExpired => self
+                .failure
+                .as_ref()
+                .and_then(|f| f.stage)
+                .or_else(|| self.current_stage()),
+            RunStatus::Queued | RunStatus::Running | RunStatus::WaitingForApproval => {
+                self.current_stage()
+            }
+        }
+    }
+
+    /// The approvers a run waiting for approval waits on: those asked who
+    /// have not decided yet, in the request's order. Empty for a run that
+    /// does not wait for approval.
+    pub fn waiting_on(&self) -> Vec<&str> {
+        let Some(request) = self
+            .approval
+            .as_ref()
+            .filter(|_| self.status == RunStatus::WaitingForApproval)
+        else {
+            return Vec::new();
+        };
+        request
+            .approvers
+            .iter()
+            .filter(|a| !self.decisions.iter().any(|d| &d.approver == *a))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// When the run reached its end: the release stage's end for a
     /// released run, the failure's time for a run that failed, was
     /// rejected or expired, the freeing's end for a cancelled run, its last

@@ -1,6 +1,9 @@
 //! `approval` (`GET|POST /api/approvals/{token}`): an approver's link.
 //!
-//! GET shows the run's facts and the Approve/Reject form and decides nothing:
+//! GET shows the whole story of the run (what started it, what changed
+//! since the previous release, its tests, the approvers so far and the
+//! time left: [`crate::dashboard::approval`]) and the Approve/Reject form,
+//! and decides nothing:
 //! mail scanners and chat unfurlers follow every GET. Only POST decides. The
 //! token must be valid, unexpired, issued for this run's current request to
 //! this approver, and not used before. The link's path carries its own
@@ -20,6 +23,7 @@ use serde::Deserialize;
 
 use super::invocation::{InvocationError, retry};
 use crate::app::{App, dispatch};
+use crate::dashboard::approval::{ApprovalStory, approval_page};
 use crate::domain::approval::{Claims, Decision, TokenError, Verdict};
 use crate::domain::machine::{Event, TransitionError, decide};
 use crate::domain::run::{Run, RunId, RunStatus};
@@ -115,15 +119,24 @@ impl Approval {
             return Ok(answer(409, "Link not usable", &problem));
         }
         match self.request.method.to_ascii_uppercase().as_str() {
-            "GET" | "HEAD" => Ok(InvocationResponse::http(HttpResponseData::html(
-                200,
-                confirmation_page(
-                    &run,
-                    &claims,
-                    &app.settings.approvers.describe(&claims.sub),
-                    latest_above(app, &run).await,
-                ),
-            ))),
+            "GET" | "HEAD" => {
+                let previous = match crate::stages::previous_release(app.store.as_ref(), &run).await
+                {
+                    Ok(previous) => previous,
+                    Err(e) => return Err(retry("cannot read the previous release", e)),
+                };
+                let recorded_for = app.settings.approvers.describe(&claims.sub);
+                let page = approval_page(&ApprovalStory {
+                    run: &run,
+                    approver: &claims.sub,
+                    recorded_for: &recorded_for,
+                    previous: previous.as_ref(),
+                    latest_above: latest_above(app, &run).await,
+                    max_comment: MAX_COMMENT,
+                    now: app.now(),
+                });
+                Ok(InvocationResponse::http(HttpResponseData::html(200, page)))
+            }
             "POST" => self.decide(app, &run.id, &claims).await,
             _ => Ok(answer(405, "Not allowed", "Open the link in a browser.")),
         }
@@ -306,51 +319,4 @@ struct DecidedPage {
     frame: Frame,
     said: &'static str,
     facts: Vec<(&'static str, String)>,
-}
-
-#[derive(Template)]
-#[template(path = "approval.html")]
-struct ApprovalPage<'a> {
-    frame: Frame,
-    approver: &'a str,
-    /// Whom the decision is recorded for: the approver, and who that is
-    /// when the deployment's directory says.
-    recorded_for: &'a str,
-    run_id: &'a str,
-    expires: String,
-    facts: Vec<(&'static str, String)>,
-    max_comment: usize,
-    /// The run's version.
-    version: String,
-    /// The image's latest version, when it is above the run's.
-    latest_above: Option<String>,
-    /// "Patch level not verified", or a failed gate, shown first.
-    patch_alert: Option<String>,
-    /// The declaration checks, each with what it expected and found.
-    declaration: Option<&'a crate::domain::declaration::DeclarationRecord>,
-}
-
-fn confirmation_page(
-    run: &Run,
-    claims: &Claims,
-    recorded_for: &str,
-    latest_above: Option<String>,
-) -> String {
-    render(&ApprovalPage {
-        frame: Frame::new(format!("Approve {} {}?", run.image, run.version)),
-        approver: &claims.sub,
-        recorded_for,
-        run_id: &run.id,
-        version: run.version.to_string(),
-        latest_above,
-        patch_alert: crate::domain::patch_view::alert(run),
-        declaration: run.declaration.as_deref(),
-        expires: run
-            .approval
-            .as_ref()
-            .map(|r| r.expires_at.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default(),
-        facts: facts(run),
-        max_comment: MAX_COMMENT,
-    })
 }

@@ -343,7 +343,9 @@ fn log_tail(path: &std::path::Path) -> Option<String> {
     } else {
         &text
     };
-    // Line ends written by Windows tools are line ends; a lone carriage
-    // return (or any other control) is shown escaped by the page.
-    Some(text.replace("\r\n", "\n"))
+    // As a person reads it: time, step, message (packer's own lines are
+    // `runs logs --raw`). Line ends written by Windows tools are line
+    // ends; a lone carriage return (or any other control) is shown
+    // escaped by the page.
+    Some(crate::packer::readable_text(&text.replace("\r\n", "\n")))
 }

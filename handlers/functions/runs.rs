@@ -2,7 +2,8 @@
 //! page of runs newest first, filtered by `image` and `status`, paged with
 //! `continuation`. POST starts an out-of-band run (an urgent security fix, a
 //! rebuild on demand): `{"image", "reason", "force", "actor"}`; the reason
-//! and the actor are recorded on the run. POST to `/api/runs/{id}` records
+//! and the actor are recorded on the run, and the answer says the run's
+//! `status` and, for a run build avoidance skipped, why (`skipped`). POST to `/api/runs/{id}` records
 //! an approver's decision for an operator (`image-factory approve`). Both
 //! POSTs are operator actions and GET a read, authorised as [`super::caller`]
 //! says (the operator token, or with sign-in the operator app role). With
@@ -352,7 +353,13 @@ impl Runs {
         tracing::info!(run_id = %run.id, image = %run.image, "out-of-band run started");
         let mut response = InvocationResponse::http(HttpResponseData::json(
             202,
-            &serde_json::json!({ "runId": run.id, "image": run.image, "version": run.version }),
+            &serde_json::json!({
+                "runId": run.id,
+                "image": run.image,
+                "version": run.version,
+                "status": run.status,
+                "skipped": run.skipped,
+            }),
         ));
         dispatch_follow_up(&mut response, run);
         Ok(response)

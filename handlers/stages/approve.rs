@@ -67,7 +67,7 @@ pub(super) async fn run(
                 token_id: ids.next(),
             })
             .collect(),
-        remind_before_hours: policy.remind_before_hours,
+        remind_before_hours: policy.remind_before_hours(),
         notifications: Vec::new(),
     };
     for link in &request.links {

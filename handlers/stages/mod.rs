@@ -24,6 +24,7 @@ mod vars;
 pub use approve::ApprovalLinks;
 pub use build::{Packer, build_here};
 pub use context::Ports;
+pub use release::previous_release;
 pub use result::StageResult;
 
 use crate::domain::image::ImageConfig;

@@ -111,10 +111,7 @@ pub(super) async fn run(
 /// one was released follows the release below it, not the newer one; a
 /// version a rollback withdrew is nobody's previous release (the notes say
 /// what changed since the version consumers had).
-pub(super) async fn previous_release(
-    store: &dyn RunStore,
-    run: &Run,
-) -> Result<Option<Run>, StoreError> {
+pub async fn previous_release(store: &dyn RunStore, run: &Run) -> Result<Option<Run>, StoreError> {
     let query = RunQuery {
         image: Some(run.image.clone()),
         statuses: vec![RunStatus::Released],

@@ -10,6 +10,9 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
+/// The narrowest window Chromium opens, in pixels.
+const MIN_WINDOW_WIDTH: u32 = 500;
+
 /// The W3C key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -23,7 +26,9 @@ pub struct Browser {
 
 /// How the browser starts.
 pub struct BrowserOptions {
-    /// Window width and height (a phone: 390x844).
+    /// Window width and height (a phone: 375x812). A width under 500
+    /// pixels, which Chromium does not open a window at, is the viewport
+    /// of Chromium's device emulation.
     pub window: (u32, u32),
     /// Turn JavaScript off, to prove a page works without it.
     pub javascript: bool,
@@ -90,17 +95,27 @@ impl Browser {
             format!("--user-data-dir={}", browser._profile.path().display()),
         ];
         let js = if options.javascript { 1 } else { 2 };
+        let mut chrome = json!({
+            "binary": chromium,
+            "args": args,
+            "prefs": { "profile.managed_default_content_settings.javascript": js }
+        });
+        // Chromium keeps a window at least 500 pixels wide: a phone's
+        // narrower viewport is Chromium's own device emulation (its
+        // viewport meta tag honoured, as on a phone). Touch emulation
+        // stays off: chromedriver's click never returns with it.
+        if w < MIN_WINDOW_WIDTH {
+            chrome["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": w, "height": h, "pixelRatio": 1.0, "mobile": true, "touch": false }
+            });
+        }
         let session = browser
             .call(
                 "POST",
                 "/session",
                 json!({ "capabilities": { "alwaysMatch": {
                     "browserName": "chrome",
-                    "goog:chromeOptions": {
-                        "binary": chromium,
-                        "args": args,
-                        "prefs": { "profile.managed_default_content_settings.javascript": js }
-                    }
+                    "goog:chromeOptions": chrome
                 }}}),
             )
             .await;
@@ -218,14 +233,42 @@ impl Browser {
 
     /// Whether the page scrolls sideways (a layout too wide for the window).
     pub async fn overflows_horizontally(&self) -> bool {
+        let (scroll, viewport) = self.widths().await;
+        scroll > viewport
+    }
+
+    /// The document's scroll width and the viewport's width, in CSS pixels
+    /// (`document.documentElement.scrollWidth`, `window.innerWidth`).
+    pub async fn widths(&self) -> (u64, u64) {
         let answer = self
-            .call(
-                "POST",
-                "/execute/sync",
-                json!({ "script": "return document.documentElement.scrollWidth > window.innerWidth;", "args": [] }),
-            )
+            .script("return [document.documentElement.scrollWidth, window.innerWidth];")
             .await;
-        answer.as_bool().unwrap_or(true)
+        let width = |i: usize| answer[i].as_u64().expect("a width in pixels");
+        (width(0), width(1))
+    }
+
+    /// The value a script returns (`return ...;`), run in the page.
+    pub async fn script(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// Makes the viewport `width` x `height` CSS pixels, as a phone's
+    /// (Chromium's device emulation, through chromedriver's DevTools
+    /// command): for a screenshot of a whole page, as tall as it.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": true
+            }}),
+        )
+        .await;
     }
 
     /// Saves a screenshot under `target/screenshots/<name>.png` and returns its path.
