@@ -17,9 +17,11 @@ use image_factory::domain::run::{RunStatus, Stage, StageStatus};
 const LAST_LINE: &str = "provisioning: the last line before the pause";
 
 /// `image-factory runs logs ...` against the factory at `url`.
+/// `image-factory runs logs --raw`: packer's machine-readable lines as the
+/// attempt wrote them (the readable form is tested in tests/cli_runs.rs).
 fn runs_logs(url: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_image-factory"))
-        .args(["runs", "logs"])
+        .args(["runs", "logs", "--raw"])
         .args(args)
         .args(["--url", url])
         .current_dir(repo_root())
