@@ -193,13 +193,12 @@ pub fn trigger_of(name: &str) -> Option<Trigger> {
         "git-push" | "approval" | "runs" | "rollback" | "images" | "dashboard" => Trigger::Http,
         "patch-tuesday" | "base-image" | "sweeper" | "reaper" => Trigger::Timer,
         "build-completed" => Trigger::Queue("build-completed"),
-        name if dead_letter_queue(name).is_some() => Trigger::Queue(dead_letter_queue(name)?),
-        other => Trigger::Queue(
+        other => Trigger::Queue(dead_letter_queue(other).or_else(|| {
             other
                 .strip_prefix("stage-")
-                .and_then(Stage::from_name)?
-                .function_name(),
-        ),
+                .and_then(Stage::from_name)
+                .map(Stage::function_name)
+        })?),
     })
 }
 
