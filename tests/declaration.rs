@@ -187,18 +187,7 @@ async fn the_examples_declaration_fails_a_run_missing_one_item_and_passes_a_comp
         "<tr><td>feature:Web-Server</td><td>Installed</td><td>Installed</td><td>passed</td></tr>"
     ));
     // The notice in the outbox (the Teams card and the email) has the fact.
-    let note: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            factory
-                .data
-                .path()
-                .join("outbox")
-                .join(&id)
-                .join("platform-lead.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let note = common::outbox_notice(factory.data.path(), &id, "platform-lead");
     assert!(
         note["email"]["text"]
             .as_str()

@@ -376,18 +376,7 @@ async fn a_patch_tuesday_fails_a_build_that_misses_the_months_fixes_and_releases
             "the approval page does not show {shown}"
         );
     }
-    let outbox: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            factory
-                .data
-                .path()
-                .join("outbox")
-                .join(&id)
-                .join("platform-lead.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let outbox = common::outbox_notice(factory.data.path(), &id, "platform-lead");
     let card = outbox["teams"].to_string();
     let email = outbox["email"]["text"].as_str().unwrap();
     for shown in [DECEMBER.1, DECEMBER.0, summary.as_str()] {
@@ -671,18 +660,7 @@ async fn with_microsofts_api_unreachable_the_run_waits_then_reaches_its_approver
         page.contains("patch-alert") && page.contains("Patch level not verified"),
         "{page}"
     );
-    let outbox: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            factory
-                .data
-                .path()
-                .join("outbox")
-                .join(&id)
-                .join("platform-lead.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let outbox = common::outbox_notice(factory.data.path(), &id, "platform-lead");
     let body = &outbox["teams"]["attachments"][0]["content"]["body"];
     assert_eq!(body[1]["color"], "Attention");
     assert!(

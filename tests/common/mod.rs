@@ -466,15 +466,23 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Reads an approval link from a data directory's outbox.
-pub fn outbox_link(data: &Path, id: &str, approver: &str) -> String {
+/// The notice a data directory's outbox holds for `approver` on run `id`
+/// (its link, the Teams card and the email).
+pub fn outbox_notice(data: &Path, id: &str, approver: &str) -> serde_json::Value {
     let path = data
         .join("outbox")
         .join(id)
         .join(format!("{approver}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let note: serde_json::Value = serde_json::from_str(&text).expect("outbox json");
-    note["url"].as_str().expect("url").to_string()
+    serde_json::from_str(&text).expect("outbox json")
+}
+
+/// Reads an approval link from a data directory's outbox.
+pub fn outbox_link(data: &Path, id: &str, approver: &str) -> String {
+    outbox_notice(data, id, approver)["url"]
+        .as_str()
+        .expect("url")
+        .to_string()
 }
 
 /// A GitHub push payload, shaped as GitHub sends it (the fields the factory reads
